@@ -1,0 +1,107 @@
+//! Blocks: the unit in which received records, cached partitions and shuffle outputs are
+//! stored on executors (Spark: `BlockId`, `ReceivedBlockInfo`).
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::rdd::{RddId, ShuffleId};
+
+/// Identifies one input stream of a DStream graph (Spark: `streamId`).
+pub type StreamId = u32;
+
+/// Identifies one executor (an index, `0..executors`).
+pub type ExecutorId = usize;
+
+/// Names a block in an executor's block store.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub enum BlockId {
+    /// Records a receiver stored, sealed by its batch builder (Spark: `StreamBlockId`).
+    Input {
+        /// The input stream.
+        stream: StreamId,
+        /// The block's sequence number within the stream, from 0.
+        seq: u64,
+    },
+    /// A cached partition of an RDD (Spark: `RDDBlockId`).
+    Rdd {
+        /// The RDD.
+        rdd: RddId,
+        /// The partition.
+        partition: u32,
+    },
+    /// The bucket a map task wrote for one reduce partition (Spark: `ShuffleBlockId`).
+    Shuffle {
+        /// The shuffle.
+        shuffle: ShuffleId,
+        /// The map partition that wrote it.
+        map: u32,
+        /// The reduce partition that reads it.
+        reduce: u32,
+    },
+}
+
+impl BlockId {
+    /// The batch time the block belongs to, when the id carries one (RDD and shuffle blocks);
+    /// input blocks are tracked by the batch they were allocated to instead.
+    pub fn rdd_time_ms(&self) -> Option<i64> {
+        match self {
+            BlockId::Input { .. } => None,
+            BlockId::Rdd { rdd, .. } => Some(rdd.time_ms),
+            BlockId::Shuffle { shuffle, .. } => Some(shuffle.0.time_ms),
+        }
+    }
+}
+
+impl fmt::Display for BlockId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlockId::Input { stream, seq } => write!(f, "input-{stream}-{seq}"),
+            BlockId::Rdd { rdd, partition } => write!(f, "rdd-{rdd}-{partition}"),
+            BlockId::Shuffle {
+                shuffle,
+                map,
+                reduce,
+            } => write!(f, "shuffle-{shuffle}-{map}-{reduce}"),
+        }
+    }
+}
+
+/// A block's records, shared without copying: an `Arc` holding a `Vec<T>` of the block's
+/// record type. Serialized only at process borders and checkpoints.
+pub type BlockData = Arc<dyn Any + Send + Sync>;
+
+/// A sealed block of received records.
+#[derive(Clone)]
+pub struct Block {
+    /// The block's id.
+    pub id: BlockId,
+    /// The records, a `Vec<T>` behind an `Arc`.
+    pub data: BlockData,
+    /// How many records it holds.
+    pub num_records: usize,
+}
+
+impl fmt::Debug for Block {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Block")
+            .field("id", &self.id)
+            .field("num_records", &self.num_records)
+            .finish()
+    }
+}
+
+/// What the coordinator knows of a stored input block (Spark: `ReceivedBlockInfo`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockInfo {
+    /// The block.
+    pub id: BlockId,
+    /// The input stream it belongs to.
+    pub stream: StreamId,
+    /// How many records it holds.
+    pub num_records: usize,
+    /// The executors whose block stores hold it (a replica on a second executor when there is one).
+    pub locations: Vec<ExecutorId>,
+}

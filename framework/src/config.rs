@@ -1,0 +1,283 @@
+//! [`StreamingConfig`]: the settings of one streaming context (Spark: `SparkConf` entries
+//! `spark.streaming.*` plus the `StreamingContext` batch duration).
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::time::{duration_ms, is_multiple};
+
+/// The default block interval (Spark: `spark.streaming.blockInterval`), capped at the batch
+/// interval when that is shorter.
+pub const DEFAULT_BLOCK_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The default bound on a receiver's stored-but-unfinished records.
+pub const DEFAULT_RECEIVER_BUFFER_RECORDS: usize = 500_000;
+
+/// Settings of a streaming context, built with chained setters and checked by
+/// [`validate`](StreamingConfig::validate) (which `StreamingContext::new` calls).
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use rivulet_framework::config::StreamingConfig;
+///
+/// let config = StreamingConfig::new()
+///     .batch_interval(Duration::from_millis(100))
+///     .executors(2)
+///     .manual_clock(true);
+/// assert!(config.validate().is_ok());
+/// assert!(StreamingConfig::new().batch_interval(Duration::ZERO).validate().is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamingConfig {
+    app_name: String,
+    batch_interval: Duration,
+    block_interval: Option<Duration>,
+    executors: Option<usize>,
+    default_parallelism: Option<usize>,
+    manual_clock: bool,
+    remember: Option<Duration>,
+    receiver_buffer_records: usize,
+    max_task_attempts: u32,
+    receiver_max_restarts: u32,
+    receiver_restart_delay: Duration,
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        StreamingConfig {
+            app_name: "rivulet".into(),
+            batch_interval: Duration::from_secs(1),
+            block_interval: None,
+            executors: None,
+            default_parallelism: None,
+            manual_clock: false,
+            remember: None,
+            receiver_buffer_records: DEFAULT_RECEIVER_BUFFER_RECORDS,
+            max_task_attempts: 4,
+            receiver_max_restarts: 10,
+            receiver_restart_delay: Duration::from_millis(100),
+        }
+    }
+}
+
+impl StreamingConfig {
+    /// The defaults: 1 s batches, 200 ms blocks, one executor per core, system clock.
+    pub fn new() -> StreamingConfig {
+        StreamingConfig::default()
+    }
+
+    /// The application's name, used in logs (default `"rivulet"`).
+    pub fn app_name(mut self, name: impl Into<String>) -> Self {
+        self.app_name = name.into();
+        self
+    }
+
+    /// How often a batch is cut (Spark: `batchDuration`); whole milliseconds, at least 1 ms.
+    pub fn batch_interval(mut self, interval: Duration) -> Self {
+        self.batch_interval = interval;
+        self
+    }
+
+    /// How often a receiver's records are sealed into a block, i.e. one input partition
+    /// (Spark: `spark.streaming.blockInterval`); at most the batch interval. Default 200 ms,
+    /// or the batch interval when that is shorter.
+    pub fn block_interval(mut self, interval: Duration) -> Self {
+        self.block_interval = Some(interval);
+        self
+    }
+
+    /// How many executors (task threads) to run; default: the machine's available cores.
+    pub fn executors(mut self, n: usize) -> Self {
+        self.executors = Some(n);
+        self
+    }
+
+    /// Partitions of shuffles without an explicit count (Spark: `spark.default.parallelism`);
+    /// default: the number of executors.
+    pub fn default_parallelism(mut self, n: usize) -> Self {
+        self.default_parallelism = Some(n);
+        self
+    }
+
+    /// Use the manual clock: batches run only when `StreamingContext::advance` is called,
+    /// starting at time 0 (Spark: `ManualClock`, for tests).
+    pub fn manual_clock(mut self, manual: bool) -> Self {
+        self.manual_clock = manual;
+        self
+    }
+
+    /// Keep every DStream's RDDs at least this long (Spark: `StreamingContext.remember`),
+    /// e.g. for `slice` over past batches.
+    pub fn remember(mut self, duration: Duration) -> Self {
+        self.remember = Some(duration);
+        self
+    }
+
+    /// Bound, in records, on what each receiver may have stored and not yet seen processed;
+    /// `store` waits beyond it (backpressure). Default 500 000.
+    pub fn receiver_buffer_records(mut self, records: usize) -> Self {
+        self.receiver_buffer_records = records;
+        self
+    }
+
+    /// Attempts per task before its job fails (Spark: `spark.task.maxFailures`, default 4).
+    pub fn max_task_attempts(mut self, attempts: u32) -> Self {
+        self.max_task_attempts = attempts;
+        self
+    }
+
+    /// Restarts of a failing receiver before its failure stops the context (default 10),
+    /// and the first restart delay, doubled on each restart (default 100 ms).
+    pub fn receiver_restarts(mut self, max_restarts: u32, first_delay: Duration) -> Self {
+        self.receiver_max_restarts = max_restarts;
+        self.receiver_restart_delay = first_delay;
+        self
+    }
+
+    /// Checks every setting.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the setting: a batch interval under 1 ms or not whole
+    /// milliseconds, a block interval larger than the batch interval or zero, zero executors,
+    /// zero default parallelism, zero receiver buffer, zero task attempts.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if duration_ms(self.batch_interval) < 1 {
+            return bad(format!(
+                "batch_interval must be at least 1 ms, got {:?}",
+                self.batch_interval
+            ));
+        }
+        if self.batch_interval.subsec_nanos() % 1_000_000 != 0 {
+            return bad(format!(
+                "batch_interval must be whole milliseconds, got {:?}",
+                self.batch_interval
+            ));
+        }
+        if let Some(block) = self.block_interval {
+            if duration_ms(block) < 1 {
+                return bad(format!(
+                    "block_interval must be at least 1 ms, got {block:?}"
+                ));
+            }
+            if block > self.batch_interval {
+                return bad(format!(
+                    "block_interval {block:?} is larger than batch_interval {:?}",
+                    self.batch_interval
+                ));
+            }
+        }
+        if self.executors == Some(0) {
+            return bad("executors must be at least 1".into());
+        }
+        if self.default_parallelism == Some(0) {
+            return bad("default_parallelism must be at least 1".into());
+        }
+        if self.receiver_buffer_records == 0 {
+            return bad("receiver_buffer_records must be at least 1".into());
+        }
+        if self.max_task_attempts == 0 {
+            return bad("max_task_attempts must be at least 1".into());
+        }
+        if let Some(r) = self.remember {
+            if !is_multiple(r, Duration::from_millis(1)) {
+                return bad(format!("remember must be at least 1 ms, got {r:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The application's name.
+    pub fn get_app_name(&self) -> &str {
+        &self.app_name
+    }
+    /// The batch interval.
+    pub fn get_batch_interval(&self) -> Duration {
+        self.batch_interval
+    }
+    /// The block interval in effect (the default capped at the batch interval).
+    pub fn get_block_interval(&self) -> Duration {
+        self.block_interval
+            .unwrap_or(DEFAULT_BLOCK_INTERVAL.min(self.batch_interval))
+    }
+    /// The number of executors in effect.
+    pub fn get_executors(&self) -> usize {
+        self.executors
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+    /// The default parallelism in effect.
+    pub fn get_default_parallelism(&self) -> usize {
+        self.default_parallelism
+            .unwrap_or_else(|| self.get_executors())
+    }
+    /// Whether the manual clock is used.
+    pub fn is_manual_clock(&self) -> bool {
+        self.manual_clock
+    }
+    /// The minimum remember duration set by the user.
+    pub fn get_remember(&self) -> Option<Duration> {
+        self.remember
+    }
+    /// The receiver buffer bound in records.
+    pub fn get_receiver_buffer_records(&self) -> usize {
+        self.receiver_buffer_records
+    }
+    /// Attempts per task.
+    pub fn get_max_task_attempts(&self) -> u32 {
+        self.max_task_attempts
+    }
+    /// Receiver restarts allowed before the context fails.
+    pub fn get_receiver_max_restarts(&self) -> u32 {
+        self.receiver_max_restarts
+    }
+    /// The first receiver restart delay.
+    pub fn get_receiver_restart_delay(&self) -> Duration {
+        self.receiver_restart_delay
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(c: StreamingConfig) -> String {
+        c.validate().expect_err("must be rejected").to_string()
+    }
+
+    #[test]
+    fn rejects_bad_settings_naming_them() {
+        let ms = Duration::from_millis;
+        assert!(
+            err(StreamingConfig::new().batch_interval(Duration::ZERO)).contains("batch_interval")
+        );
+        assert!(
+            err(StreamingConfig::new().batch_interval(Duration::from_micros(1500)))
+                .contains("whole milliseconds")
+        );
+        assert!(err(StreamingConfig::new()
+            .batch_interval(ms(100))
+            .block_interval(ms(200)))
+        .contains("block_interval"));
+        assert!(err(StreamingConfig::new().executors(0)).contains("executors"));
+        assert!(err(StreamingConfig::new().default_parallelism(0)).contains("default_parallelism"));
+    }
+
+    #[test]
+    fn block_interval_default_is_capped_by_the_batch_interval() {
+        let ms = Duration::from_millis;
+        assert_eq!(StreamingConfig::new().get_block_interval(), ms(200));
+        assert_eq!(
+            StreamingConfig::new()
+                .batch_interval(ms(50))
+                .get_block_interval(),
+            ms(50)
+        );
+        assert_eq!(
+            StreamingConfig::new()
+                .executors(3)
+                .get_default_parallelism(),
+            3
+        );
+    }
+}

@@ -1,0 +1,377 @@
+//! [`DStreamGraph`]: the streams, inputs and outputs of one streaming program, and how a
+//! batch time becomes jobs (Spark: `DStreamGraph` + `ReceivedBlockTracker`'s allocation).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use crate::block::{BlockInfo, StreamId};
+use crate::dstream::{lock, DStreamId, DStreamNode};
+use crate::error::{panic_message, Error, GraphError, OpInfo, Result};
+use crate::rdd::RddContext;
+use crate::receiver::ReceiverSlot;
+use crate::scheduler::GenerationGuard;
+use crate::time::Time;
+
+type GenerateFn = dyn Fn(Time) -> Result<Option<OutputJob>> + Send + Sync;
+
+#[derive(Clone)]
+pub(crate) struct OutputOp {
+    op: OpInfo,
+    node: Arc<dyn DStreamNode>,
+    generate: Arc<GenerateFn>,
+}
+
+/// One output operation's work for one batch (Spark: `Job`): run it on a thread that may
+/// block (it runs RDD actions).
+pub struct OutputJob {
+    time: Time,
+    op: OpInfo,
+    run: Box<dyn FnOnce() -> Result<()> + Send>,
+}
+
+impl OutputJob {
+    pub(crate) fn new(
+        time: Time,
+        op: OpInfo,
+        run: impl FnOnce() -> Result<()> + Send + 'static,
+    ) -> Self {
+        OutputJob {
+            time,
+            op,
+            run: Box::new(run),
+        }
+    }
+
+    /// The batch.
+    pub fn time(&self) -> Time {
+        self.time
+    }
+
+    /// The output operation and its call site.
+    pub fn op(&self) -> OpInfo {
+        self.op
+    }
+
+    /// Runs the output operation: its actions and user function.
+    ///
+    /// # Errors
+    /// [`Error::Task`] from a failed job, [`Error::Output`] when the user function returned
+    /// an error or panicked.
+    pub fn run(self) -> Result<()> {
+        let (time, op) = (self.time, self.op);
+        match catch_unwind(AssertUnwindSafe(self.run)) {
+            Ok(result) => result,
+            Err(payload) => Err(Error::Output {
+                batch_time: time,
+                operator: op.to_string(),
+                message: format!("panicked: {}", panic_message(&*payload)),
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for OutputJob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutputJob")
+            .field("time", &self.time)
+            .field("op", &self.op)
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct GraphState {
+    nodes: Vec<Arc<dyn DStreamNode>>,
+    outputs: Vec<OutputOp>,
+    receivers: Vec<ReceiverSlot>,
+    next_input: StreamId,
+    errors: Vec<GraphError>,
+    started: bool,
+    max_remember: Duration,
+}
+
+/// The graph's shared state, behind every `DStream` handle.
+pub(crate) struct GraphShared {
+    batch_interval: Duration,
+    rdd_ctx: Arc<RddContext>,
+    receiver_buffer: usize,
+    user_remember: Option<Duration>,
+    zero_time: OnceLock<Time>,
+    state: Mutex<GraphState>,
+    /// Input blocks allocated to each batch, per stream (Spark: `ReceivedBlockTracker`).
+    allocations: Mutex<BTreeMap<Time, BTreeMap<StreamId, Vec<BlockInfo>>>>,
+}
+
+impl GraphShared {
+    pub(crate) fn next_stream_id(&self, op: OpInfo) -> DStreamId {
+        let mut state = lock(&self.state);
+        if state.started {
+            state
+                .errors
+                .push(GraphError::AlreadyStarted(op.to_string()));
+            tracing::error!(operator = %op, "DStream added after start; it will not run.");
+        }
+        state.nodes.len() as DStreamId
+    }
+
+    pub(crate) fn add_node(&self, node: Arc<dyn DStreamNode>) {
+        lock(&self.state).nodes.push(node);
+    }
+
+    pub(crate) fn add_output(
+        &self,
+        op: OpInfo,
+        node: Arc<dyn DStreamNode>,
+        generate: impl Fn(Time) -> Result<Option<OutputJob>> + Send + Sync + 'static,
+    ) {
+        let mut state = lock(&self.state);
+        if state.started {
+            tracing::error!(operator = %op, "Output operation added after start; it will not run.");
+            state
+                .errors
+                .push(GraphError::AlreadyStarted(op.to_string()));
+            return;
+        }
+        state.outputs.push(OutputOp {
+            op,
+            node,
+            generate: Arc::new(generate),
+        });
+    }
+
+    /// Records a graph error found while building; `start` reports it.
+    pub(crate) fn add_error(&self, error: GraphError) {
+        tracing::error!(%error, "Invalid DStream graph.");
+        lock(&self.state).errors.push(error);
+    }
+
+    pub(crate) fn add_receiver(
+        &self,
+        make: impl FnOnce(StreamId, usize) -> ReceiverSlot,
+    ) -> StreamId {
+        let mut state = lock(&self.state);
+        let stream = state.next_input;
+        state.next_input += 1;
+        let slot = make(stream, self.receiver_buffer);
+        state.receivers.push(slot);
+        stream
+    }
+
+    pub(crate) fn zero_time(&self) -> Option<Time> {
+        self.zero_time.get().copied()
+    }
+
+    pub(crate) fn batch_interval(&self) -> Duration {
+        self.batch_interval
+    }
+
+    pub(crate) fn rdd_context(&self) -> &Arc<RddContext> {
+        &self.rdd_ctx
+    }
+
+    pub(crate) fn allocated_blocks(&self, stream: StreamId, t: Time) -> Vec<BlockInfo> {
+        lock(&self.allocations)
+            .get(&t)
+            .and_then(|s| s.get(&stream))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// The DStream graph of one streaming program. Cheap to clone; clones share the graph.
+#[derive(Clone)]
+pub struct DStreamGraph {
+    shared: Arc<GraphShared>,
+}
+
+impl fmt::Debug for DStreamGraph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = lock(&self.shared.state);
+        f.debug_struct("DStreamGraph")
+            .field("batch_interval", &self.shared.batch_interval)
+            .field("streams", &state.nodes.len())
+            .field("outputs", &state.outputs.len())
+            .field("zero_time", &self.shared.zero_time())
+            .finish()
+    }
+}
+
+impl DStreamGraph {
+    /// An empty graph cutting batches every `batch_interval`, building RDDs in `rdd_ctx`,
+    /// giving each receiver a buffer of `receiver_buffer` records, remembering RDDs at least
+    /// `remember` (or one slide).
+    pub fn new(
+        batch_interval: Duration,
+        rdd_ctx: Arc<RddContext>,
+        receiver_buffer: usize,
+        remember: Option<Duration>,
+    ) -> DStreamGraph {
+        DStreamGraph {
+            shared: Arc::new(GraphShared {
+                batch_interval,
+                rdd_ctx,
+                receiver_buffer,
+                user_remember: remember,
+                zero_time: OnceLock::new(),
+                state: Mutex::new(GraphState::default()),
+                allocations: Mutex::new(BTreeMap::new()),
+            }),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<GraphShared> {
+        &self.shared
+    }
+
+    /// The batch interval.
+    pub fn batch_interval(&self) -> Duration {
+        self.shared.batch_interval
+    }
+
+    /// The RDD context of the graph's RDDs (set its job runner before the first batch).
+    pub fn rdd_context(&self) -> &Arc<RddContext> {
+        &self.shared.rdd_ctx
+    }
+
+    /// The graph's zero time, once started: batch times are `zero + k * batch_interval`.
+    pub fn zero_time(&self) -> Option<Time> {
+        self.shared.zero_time()
+    }
+
+    /// How long the longest-remembering stream keeps its RDDs (valid after `start`); blocks
+    /// of older batches may be dropped.
+    pub fn max_remember(&self) -> Duration {
+        lock(&self.shared.state).max_remember
+    }
+
+    /// Validates the graph, fixes its zero time, and hands out its receivers (Spark:
+    /// `DStreamGraph.start` + `validate`).
+    ///
+    /// # Errors
+    /// [`Error::Graph`] with the first problem found while building the graph (a window not
+    /// a multiple of the slide, mismatched slides, a stream added after start), or
+    /// [`GraphError::NoOutputs`].
+    pub fn start(&self, zero_time: Time) -> Result<Vec<ReceiverSlot>> {
+        let mut state = lock(&self.shared.state);
+        if state.started {
+            return Err(Error::NotRunning("the graph was already started".into()));
+        }
+        if let Some(e) = state.errors.first() {
+            return Err(e.clone().into());
+        }
+        if state.outputs.is_empty() {
+            return Err(GraphError::NoOutputs.into());
+        }
+        // Every stream remembers at least one slide (and what the user asked); outputs'
+        // needs flow to their parents (Spark: `DStream.initialize` + `remember`).
+        for node in &state.nodes {
+            let info = node.info();
+            info.require_remember(
+                info.slide()
+                    .max(self.shared.user_remember.unwrap_or_default()),
+            );
+        }
+        state.max_remember = state
+            .nodes
+            .iter()
+            .map(|n| n.info().remember())
+            .max()
+            .unwrap_or_default();
+        state.started = true;
+        let _ = self.shared.zero_time.set(zero_time);
+        Ok(std::mem::take(&mut state.receivers))
+    }
+
+    /// Allocates received blocks to batch `t` (each block to exactly one batch).
+    pub fn allocate_blocks(&self, t: Time, blocks: Vec<BlockInfo>) {
+        let mut by_stream: BTreeMap<StreamId, Vec<BlockInfo>> = BTreeMap::new();
+        for b in blocks {
+            by_stream.entry(b.stream).or_default().push(b);
+        }
+        lock(&self.shared.allocations).insert(t, by_stream);
+    }
+
+    /// The jobs of batch `t`, one per output operation whose stream has an RDD at `t`, in
+    /// registration order (Spark: `DStreamGraph.generateJobs`). An output whose RDD could
+    /// not be generated yields its error instead; the other outputs still run.
+    pub fn generate_jobs(&self, t: Time) -> Vec<Result<OutputJob>> {
+        let _generating = GenerationGuard::enter();
+        // Not under the lock: user functions run here.
+        let outputs = lock(&self.shared.state).outputs.clone();
+        let mut jobs = Vec::new();
+        for output in &outputs {
+            let generated =
+                catch_unwind(AssertUnwindSafe(|| (output.generate)(t))).unwrap_or_else(|payload| {
+                    Err(Error::Output {
+                        batch_time: t,
+                        operator: output.op.to_string(),
+                        message: format!("panicked while generating: {}", panic_message(&*payload)),
+                    })
+                });
+            match generated {
+                Ok(Some(job)) => jobs.push(Ok(job)),
+                Ok(None) => {}
+                Err(e) => jobs.push(Err(e)),
+            }
+        }
+        jobs
+    }
+
+    /// The number of records allocated to batch `t`.
+    pub fn batch_records(&self, t: Time) -> usize {
+        lock(&self.shared.allocations)
+            .get(&t)
+            .map(|s| s.values().flatten().map(|b| b.num_records).sum())
+            .unwrap_or(0)
+    }
+
+    /// Forgets RDDs and block allocations no stream remembers after batch `t` finished
+    /// (Spark: `DStreamGraph.clearMetadata`); returns the blocks of forgotten batches,
+    /// which the runtime may now drop from its block stores.
+    pub fn clear_old(&self, t: Time) -> Vec<BlockInfo> {
+        let (nodes, max_remember) = {
+            let state = lock(&self.shared.state);
+            (state.nodes.clone(), state.max_remember)
+        };
+        for node in &nodes {
+            node.clear_old(t);
+        }
+        let horizon = t - max_remember;
+        let mut allocations = lock(&self.shared.allocations);
+        let keep = allocations.split_off(&(horizon + Duration::from_millis(1)));
+        let dropped = std::mem::replace(&mut *allocations, keep);
+        dropped
+            .into_values()
+            .flat_map(|s| s.into_values().flatten())
+            .collect()
+    }
+
+    /// Drops the graph's streams, outputs and allocations (they hold the graph, which holds
+    /// them); called when the streaming context stops. The graph cannot run afterwards.
+    pub fn shutdown(&self) {
+        let mut state = lock(&self.shared.state);
+        state.nodes.clear();
+        state.outputs.clear();
+        state.receivers.clear();
+        state.started = true;
+        drop(state);
+        lock(&self.shared.allocations).clear();
+    }
+
+    /// How many output operations are registered.
+    pub fn num_outputs(&self) -> usize {
+        lock(&self.shared.state).outputs.len()
+    }
+
+    /// The ids of the output operations' streams, in registration order.
+    pub fn output_streams(&self) -> Vec<DStreamId> {
+        lock(&self.shared.state)
+            .outputs
+            .iter()
+            .map(|o| o.node.info().id())
+            .collect()
+    }
+}

@@ -1,0 +1,276 @@
+//! Discretized streams (Spark: `DStream`): a sequence of RDDs, one per slide of the stream,
+//! each generated from the parents' RDDs of the same batch time.
+//!
+//! A [`DStream<T>`] is a cheap handle to a node of a [`DStreamGraph`]. Operators add nodes;
+//! output operations (`print`, `foreach_batch`, ...) mark what runs each batch. Every batch
+//! time `t`, the runtime asks the graph for `t`'s jobs: each output's stream computes (or
+//! finds) its RDD for `t`, recursively through its parents, and the job runs actions on it.
+//!
+//! Operators that transform each batch's RDD share one mechanism ([`DStream::transform`]);
+//! the named ones (map, filter, reduce_by_key, ...) are thin layers over it.
+
+mod graph;
+mod input;
+mod output;
+mod pair;
+mod stateless;
+
+pub use graph::{DStreamGraph, OutputJob};
+pub use output::BatchCollector;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use crate::data::Data;
+use crate::error::{panic_message, Error, OpInfo, Result};
+use crate::rdd::{with_scope, IdScope, Rdd};
+use crate::time::Time;
+
+use graph::GraphShared;
+
+/// Identifies a DStream within its graph (creation order, from 0).
+pub type DStreamId = u32;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What every DStream node knows, whatever its record type.
+pub(crate) struct NodeInfo {
+    id: DStreamId,
+    op: OpInfo,
+    slide: Duration,
+    parents: Vec<Arc<dyn DStreamNode>>,
+    /// How much longer than this node its parents must remember (a window's length).
+    parent_extra_remember: Duration,
+    remember: Mutex<Duration>,
+    cache: AtomicBool,
+    graph: Arc<GraphShared>,
+}
+
+impl NodeInfo {
+    pub(crate) fn id(&self) -> DStreamId {
+        self.id
+    }
+    pub(crate) fn slide(&self) -> Duration {
+        self.slide
+    }
+    pub(crate) fn remember(&self) -> Duration {
+        *lock(&self.remember)
+    }
+    /// Raises this node's remember duration to at least `d`, and its parents' accordingly
+    /// (Spark: `DStream.remember`).
+    pub(crate) fn require_remember(&self, d: Duration) {
+        let now = {
+            let mut r = lock(&self.remember);
+            *r = (*r).max(d);
+            *r
+        };
+        for p in &self.parents {
+            p.info().require_remember(now + self.parent_extra_remember);
+        }
+    }
+}
+
+/// A DStream node seen without its record type: what the graph walks.
+pub(crate) trait DStreamNode: Send + Sync {
+    fn info(&self) -> &NodeInfo;
+    /// Forgets the RDDs generated for batches at or before `time - remember`.
+    fn clear_old(&self, time: Time);
+}
+
+type ComputeFn<T> = dyn Fn(Time) -> Result<Option<Rdd<T>>> + Send + Sync;
+
+/// A DStream node with its record type: it can compute its RDD for a batch.
+pub(crate) struct DStreamCore<T> {
+    info: NodeInfo,
+    compute: Box<ComputeFn<T>>,
+    generated: Mutex<BTreeMap<Time, Rdd<T>>>,
+}
+
+impl<T: Data> DStreamNode for DStreamCore<T> {
+    fn info(&self) -> &NodeInfo {
+        &self.info
+    }
+    fn clear_old(&self, time: Time) {
+        let horizon = time - self.info.remember();
+        lock(&self.generated).retain(|t, _| *t > horizon);
+    }
+}
+
+/// A discretized stream of `T` records: one RDD per slide (Spark: `DStream[T]`).
+///
+/// Cheap to clone; clones name the same stream.
+pub struct DStream<T> {
+    core: Arc<DStreamCore<T>>,
+}
+
+impl<T> Clone for DStream<T> {
+    fn clone(&self) -> Self {
+        DStream {
+            core: self.core.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for DStream<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DStream")
+            .field("id", &self.core.info.id)
+            .field("op", &self.core.info.op)
+            .field("slide", &self.core.info.slide)
+            .finish()
+    }
+}
+
+impl<T: Data> DStream<T> {
+    /// Adds a node to `graph` computing with `compute`.
+    pub(crate) fn new_node(
+        graph: &Arc<GraphShared>,
+        op: OpInfo,
+        slide: Duration,
+        parents: Vec<Arc<dyn DStreamNode>>,
+        parent_extra_remember: Duration,
+        compute: impl Fn(Time) -> Result<Option<Rdd<T>>> + Send + Sync + 'static,
+    ) -> DStream<T> {
+        let id = graph.next_stream_id(op);
+        let core = Arc::new(DStreamCore {
+            info: NodeInfo {
+                id,
+                op,
+                slide,
+                parents,
+                parent_extra_remember,
+                remember: Mutex::new(Duration::ZERO),
+                cache: AtomicBool::new(false),
+                graph: graph.clone(),
+            },
+            compute: Box::new(compute),
+            generated: Mutex::new(BTreeMap::new()),
+        });
+        graph.add_node(core.clone());
+        DStream { core }
+    }
+
+    /// A child of this stream with the same slide whose RDD at `t` is `f(this stream's RDD at
+    /// t, t)`; no RDD when this stream has none. The mechanism behind every per-batch operator.
+    pub(crate) fn derive<U: Data>(
+        &self,
+        op: OpInfo,
+        f: impl Fn(&Rdd<T>, Time) -> Rdd<U> + Send + Sync + 'static,
+    ) -> DStream<U> {
+        let parent = self.clone();
+        DStream::new_node(
+            self.graph(),
+            op,
+            self.slide_duration(),
+            vec![self.node()],
+            Duration::ZERO,
+            move |t| Ok(parent.get_or_compute(t)?.map(|rdd| f(&rdd, t))),
+        )
+    }
+
+    pub(crate) fn node(&self) -> Arc<dyn DStreamNode> {
+        self.core.clone()
+    }
+
+    pub(crate) fn graph(&self) -> &Arc<GraphShared> {
+        &self.core.info.graph
+    }
+
+    /// The stream's id in its graph.
+    pub fn id(&self) -> DStreamId {
+        self.core.info.id
+    }
+
+    /// The operator that created the stream and where.
+    pub fn op(&self) -> OpInfo {
+        self.core.info.op
+    }
+
+    /// How often the stream produces an RDD (Spark: `slideDuration`): the batch interval for
+    /// input and per-batch streams, the slide for windowed ones.
+    pub fn slide_duration(&self) -> Duration {
+        self.core.info.slide
+    }
+
+    /// Keeps each batch's RDD in the executors' block stores once computed, so several
+    /// outputs of one batch, or later windows, do not recompute it (Spark: `DStream.cache`).
+    pub fn cache(&self) -> DStream<T> {
+        self.core.info.cache.store(true, Ordering::Relaxed);
+        self.clone()
+    }
+
+    /// Whether `t` is one of this stream's batch times: after the graph's zero time, by a
+    /// whole number of slides (Spark: `DStream.isTimeValid`).
+    pub(crate) fn is_time_valid(&self, t: Time) -> bool {
+        let Some(zero) = self.graph().zero_time() else {
+            return false;
+        };
+        t > zero && (t - zero).as_millis() % self.slide_duration().as_millis().max(1) == 0
+    }
+
+    /// This stream's RDD for batch `t`: generated once, then remembered (Spark:
+    /// `DStream.getOrCompute`). `None` when `t` is not one of this stream's batch times.
+    ///
+    /// # Errors
+    /// [`Error::Compute`] naming the stream when its computation (a user `transform`
+    /// function, say) failed or panicked; parents' errors as they are.
+    pub(crate) fn get_or_compute(&self, t: Time) -> Result<Option<Rdd<T>>> {
+        if let Some(rdd) = lock(&self.core.generated).get(&t) {
+            return Ok(Some(rdd.clone()));
+        }
+        if !self.is_time_valid(t) {
+            return Ok(None);
+        }
+        let scope = IdScope::new(self.core.info.id, t);
+        let computed = with_scope(scope, || {
+            catch_unwind(AssertUnwindSafe(|| (self.core.compute)(t)))
+        });
+        let rdd = match computed {
+            Ok(result) => result?,
+            Err(payload) => {
+                return Err(Error::Compute {
+                    batch_time: t,
+                    stream: self.op().to_string(),
+                    message: format!("panicked: {}", panic_message(&*payload)),
+                })
+            }
+        };
+        if let Some(rdd) = &rdd {
+            if self.core.info.cache.load(Ordering::Relaxed) {
+                rdd.cache();
+            }
+            lock(&self.core.generated).insert(t, rdd.clone());
+        }
+        Ok(rdd)
+    }
+
+    /// The RDD of every batch time of this stream in `(from, to]`, in time order (Spark:
+    /// `DStream.slice`, with the left end open as its windows use it); times this stream
+    /// has no RDD for are skipped.
+    ///
+    /// # Errors
+    /// As the computation of any of the RDDs.
+    pub(crate) fn rdds_in(&self, from: Time, to: Time) -> Result<Vec<Rdd<T>>> {
+        let mut rdds = Vec::new();
+        let Some(zero) = self.graph().zero_time() else {
+            return Ok(rdds);
+        };
+        // Align `from` to this stream's batch times.
+        let slide = self.slide_duration();
+        let offset =
+            (from.as_ms() - zero.as_ms()).rem_euclid(crate::time::duration_ms(slide).max(1));
+        let aligned = Time::from_ms(from.as_ms() - offset);
+        for t in Time::steps_after(aligned, to, slide) {
+            if let Some(rdd) = self.get_or_compute(t)? {
+                rdds.push(rdd);
+            }
+        }
+        Ok(rdds)
+    }
+}

@@ -1,0 +1,188 @@
+//! Output operations (Spark: `ForEachDStream` and the outputs built on it). Each registers
+//! a job per batch; jobs run in batch order, one at a time, on a thread that may block.
+//! Everything here is a thin layer over [`DStream::foreach_rdd`].
+
+use std::fmt::{Debug, Display};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::data::Data;
+use crate::dstream::{lock, DStream, OutputJob};
+use crate::error::{BoxError, Error, OpInfo};
+use crate::rdd::{PartitionIter, Rdd};
+use crate::time::Time;
+
+impl<T: Data> DStream<T> {
+    /// Runs `f` on each batch's RDD and time, on the job thread, in batch order (Spark:
+    /// `foreachRDD`). `f` may run RDD actions (`collect`, `foreach_partition`, ...) and
+    /// block. An `Err` or a panic fails this output for the batch (reported to listeners and
+    /// `await_termination`); later batches still run.
+    #[track_caller]
+    pub fn foreach_rdd(
+        &self,
+        f: impl Fn(&Rdd<T>, Time) -> Result<(), BoxError> + Send + Sync + 'static,
+    ) {
+        self.foreach_rdd_op(OpInfo::caller("foreach_rdd"), f)
+    }
+
+    fn foreach_rdd_op(
+        &self,
+        op: OpInfo,
+        f: impl Fn(&Rdd<T>, Time) -> Result<(), BoxError> + Send + Sync + 'static,
+    ) {
+        let stream = self.clone();
+        let f = Arc::new(f);
+        self.graph().add_output(op, self.node(), move |t| {
+            let Some(rdd) = stream.get_or_compute(t)? else {
+                return Ok(None);
+            };
+            let f = f.clone();
+            Ok(Some(OutputJob::new(t, op, move || {
+                f(&rdd, t).map_err(|e| match e.downcast::<Error>() {
+                    Ok(inner) => *inner,
+                    Err(e) => Error::Output {
+                        batch_time: t,
+                        operator: op.to_string(),
+                        message: e.to_string(),
+                    },
+                })
+            })))
+        });
+    }
+
+    /// Collects each batch and hands it to `f` with the batch time, on the job thread, in
+    /// batch order. **Shapes:** per batch, `f(time, all records in partition order)`.
+    #[track_caller]
+    pub fn foreach_batch(&self, f: impl Fn(Time, Vec<T>) + Send + Sync + 'static) {
+        self.foreach_rdd_op(OpInfo::caller("foreach_batch"), move |rdd, t| {
+            f(t, rdd.collect()?);
+            Ok(())
+        })
+    }
+
+    /// Runs `f` on each partition of each batch, inside executor tasks (Spark:
+    /// `foreachRDD(_.foreachPartition(..))`); an `Err` fails the task, which is retried.
+    #[track_caller]
+    pub fn foreach_partition(
+        &self,
+        f: impl Fn(usize, PartitionIter<T>) -> Result<(), BoxError> + Send + Sync + 'static,
+    ) {
+        let op = OpInfo::caller("foreach_partition");
+        let f = Arc::new(f);
+        self.foreach_rdd_op(op, move |rdd, _| {
+            let f = f.clone();
+            rdd.foreach_partition_op(op, move |p, it| f(p, it))?;
+            Ok(())
+        })
+    }
+
+    /// Prints the first `n` records of each batch to stdout, as Spark's `DStream.print`:
+    /// a header with the batch time, one record per line (`Debug`), and `...` when the batch
+    /// holds more.
+    #[track_caller]
+    pub fn print(&self, n: usize)
+    where
+        T: Debug,
+    {
+        self.foreach_rdd_op(OpInfo::caller("print"), move |rdd, t| {
+            let first = rdd.take(n + 1)?;
+            let mut out = format!("-------------------------------------------\nTime: {t}\n-------------------------------------------\n");
+            for record in first.iter().take(n) {
+                out.push_str(&format!("{record:?}\n"));
+            }
+            if first.len() > n {
+                out.push_str("...\n");
+            }
+            println!("{out}");
+            Ok(())
+        })
+    }
+
+    /// Writes each batch as text files in the directory `{prefix}-{time_ms}` (or
+    /// `{prefix}-{time_ms}.{suffix}` when `suffix` is not empty), one `part-NNNNN` file per
+    /// partition, one record per line (`Display`), written by executor tasks (Spark:
+    /// `saveAsTextFiles`).
+    #[track_caller]
+    pub fn save_as_text_files(&self, prefix: impl Into<PathBuf>, suffix: &str)
+    where
+        T: Display,
+    {
+        let op = OpInfo::caller("save_as_text_files");
+        let prefix: PathBuf = prefix.into();
+        let suffix = suffix.to_string();
+        self.foreach_rdd_op(op, move |rdd, t| {
+            let mut name = prefix
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            name.push_str(&format!("-{}", t.as_ms()));
+            if !suffix.is_empty() {
+                name.push('.');
+                name.push_str(&suffix);
+            }
+            rdd.save_as_text_file_op(op, &prefix.with_file_name(name))?;
+            Ok(())
+        })
+    }
+
+    /// Collects every batch into a [`BatchCollector`]: one entry per batch time of this
+    /// stream, empty batches included, in batch order. The testing output (Spark's
+    /// `TestOutputStream`).
+    #[track_caller]
+    pub fn collect_batches(&self) -> BatchCollector<T> {
+        let collector = BatchCollector {
+            batches: Arc::new(Mutex::new(Vec::new())),
+        };
+        let sink = collector.batches.clone();
+        self.foreach_rdd_op(OpInfo::caller("collect_batches"), move |rdd, t| {
+            let records = rdd.collect()?;
+            lock(&sink).push((t, records));
+            Ok(())
+        });
+        collector
+    }
+}
+
+/// The batches a stream produced, as collected by [`DStream::collect_batches`].
+#[derive(Debug)]
+pub struct BatchCollector<T> {
+    batches: Arc<Mutex<Vec<(Time, Vec<T>)>>>,
+}
+
+impl<T> Clone for BatchCollector<T> {
+    fn clone(&self) -> Self {
+        BatchCollector {
+            batches: self.batches.clone(),
+        }
+    }
+}
+
+impl<T: Clone> BatchCollector<T> {
+    /// The records of each batch so far, in batch order.
+    pub fn batches(&self) -> Vec<Vec<T>> {
+        lock(&self.batches).iter().map(|(_, b)| b.clone()).collect()
+    }
+
+    /// Each batch so far with its time, in batch order.
+    pub fn timed_batches(&self) -> Vec<(Time, Vec<T>)> {
+        lock(&self.batches).clone()
+    }
+
+    /// How many batches were collected.
+    pub fn len(&self) -> usize {
+        lock(&self.batches).len()
+    }
+
+    /// Whether no batch was collected yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// All records of all batches so far, in order.
+    pub fn records(&self) -> Vec<T> {
+        lock(&self.batches)
+            .iter()
+            .flat_map(|(_, b)| b.iter().cloned())
+            .collect()
+    }
+}

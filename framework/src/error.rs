@@ -1,0 +1,215 @@
+//! Errors of the data model and of running batches.
+//!
+//! [`Error`] is `Clone` (causes are kept as messages or `Arc`s) because one batch failure
+//! reaches several places: the listener bus, `advance` and `await_termination`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::block::BlockId;
+use crate::rdd::ShuffleId;
+use crate::time::Time;
+
+/// A boxed error from user code or a library (`Send + Sync`, so it can cross threads).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A result with rivulet's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in rivulet, from configuration to a batch's tasks.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A `StreamingConfig` value is out of range; found by `StreamingContext::new`.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The DStream graph is not valid; found before the first batch.
+    #[error("invalid DStream graph: {0}")]
+    Graph(#[from] GraphError),
+    /// A task failed on every attempt, so its job and batch failed.
+    #[error("{}operator `{operator}` failed on partition {partition} after {attempts} attempt(s): {message}", at_batch(.batch_time))]
+    Task {
+        /// The batch whose job ran the task; `None` for jobs outside a batch.
+        batch_time: Option<Time>,
+        /// The operator that failed and where the program created it, e.g. `map at src/main.rs:12:10`.
+        operator: String,
+        /// The partition the task computed.
+        partition: usize,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The panic message or error of the last attempt.
+        message: String,
+    },
+    /// An output operation (`print`, `foreach_batch`, ...) failed outside its tasks, or the
+    /// batch's RDD could not be generated for it.
+    #[error("batch {batch_time}: output operation `{operator}` failed: {message}")]
+    Output {
+        /// The batch.
+        batch_time: Time,
+        /// The output operation and where the program created it.
+        operator: String,
+        /// The cause.
+        message: String,
+    },
+    /// A DStream could not compute its RDD for a batch.
+    #[error("batch {batch_time}: DStream `{stream}` could not compute its RDD: {message}")]
+    Compute {
+        /// The batch.
+        batch_time: Time,
+        /// The DStream's operator and call site.
+        stream: String,
+        /// The cause.
+        message: String,
+    },
+    /// A shuffle output a reduce task needs is gone (its executor was lost); the map stage
+    /// is rerun (Spark: `FetchFailedException`).
+    #[error("shuffle {shuffle}: output of map partition {map_partition} is missing")]
+    FetchFailed {
+        /// The shuffle.
+        shuffle: ShuffleId,
+        /// The map partition whose output is missing.
+        map_partition: usize,
+    },
+    /// A user function returned an error (e.g. the closure of `foreach_partition`).
+    #[error("{0}")]
+    User(String),
+    /// A block an RDD needs is gone and cannot be recomputed from lineage.
+    #[error("block {0} is missing and has no lineage to recompute it from")]
+    BlockMissing(BlockId),
+    /// A block held a value of another type than the RDD expected (a bug).
+    #[error("block {0} holds records of another type than expected (this is a bug)")]
+    BlockType(BlockId),
+    /// An I/O operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, naming the file or address.
+        context: String,
+        /// The I/O error.
+        source: Arc<std::io::Error>,
+    },
+    /// A receiver failed past its supervisor's restart limit.
+    #[error("receiver `{receiver}` failed: {message}")]
+    Receiver {
+        /// The receiver's name.
+        receiver: String,
+        /// The last error.
+        message: String,
+    },
+    /// A blocking RDD action was called where it would deadlock: on an actor thread, or
+    /// while the batch's jobs are being generated (inside `transform`).
+    #[error("RDD action `{0}` cannot block here: call it from an output operation (foreach_rdd, foreach_batch) or a plain thread")]
+    BlockingAction(&'static str),
+    /// The streaming context is not running (not started yet, or stopped).
+    #[error("the streaming context is not running: {0}")]
+    NotRunning(String),
+    /// A broken invariant: a bug in rivulet, not in the user's program.
+    #[error("internal error: {0} (this is a bug)")]
+    Internal(String),
+}
+
+fn at_batch(t: &Option<Time>) -> String {
+    t.map(|t| format!("batch {t}: ")).unwrap_or_default()
+}
+
+impl Error {
+    /// An [`Error::Io`] naming what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source: Arc::new(source),
+        }
+    }
+}
+
+/// A DStream graph that cannot run, found when the graph is built or validated at start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GraphError {
+    /// A window or slide duration is not a positive multiple of its parent's slide duration.
+    #[error("{stream}: {what} {duration:?} is not a positive multiple of the parent's slide duration {unit:?}")]
+    NotMultipleOfSlide {
+        /// The operator and its call site.
+        stream: String,
+        /// `"window duration"` or `"slide duration"`.
+        what: &'static str,
+        /// The duration given.
+        duration: Duration,
+        /// The parent's slide duration.
+        unit: Duration,
+    },
+    /// Streams combined by one operator (union, join, ...) have different slide durations.
+    #[error("{stream}: parents have different slide durations ({left:?} and {right:?})")]
+    SlideMismatch {
+        /// The operator and its call site.
+        stream: String,
+        /// One parent's slide.
+        left: Duration,
+        /// Another parent's slide.
+        right: Duration,
+    },
+    /// Streams from different streaming contexts were combined.
+    #[error("{0}: parents belong to different streaming contexts")]
+    ForeignStream(String),
+    /// An operator needs at least one parent stream.
+    #[error("{0}: needs at least one stream")]
+    NoStreams(String),
+    /// The graph has no output operation, so no batch would do anything.
+    #[error(
+        "no output operation is registered (add print, foreach_batch, save_as_text_files, ...)"
+    )]
+    NoOutputs,
+    /// The graph was changed after `start`.
+    #[error("{0}: DStreams cannot be added after the streaming context has started")]
+    AlreadyStarted(String),
+}
+
+/// Formats a panic payload as a message.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}
+
+/// A place in the user's program where an operator was created (Spark: the call site shown
+/// in stage names, e.g. `reduceByKey at WordCount.scala:26`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct OpInfo {
+    /// The operator, e.g. `"map"`.
+    pub name: &'static str,
+    /// Where the program called it.
+    pub location: &'static std::panic::Location<'static>,
+}
+
+impl OpInfo {
+    /// The operator `name` created at the caller's location (use in `#[track_caller]` fns).
+    #[track_caller]
+    pub fn caller(name: &'static str) -> OpInfo {
+        OpInfo {
+            name,
+            location: std::panic::Location::caller(),
+        }
+    }
+}
+
+impl fmt::Display for OpInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} at {}:{}",
+            self.name,
+            self.location.file(),
+            self.location.line()
+        )
+    }
+}
+
+impl fmt::Debug for OpInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}

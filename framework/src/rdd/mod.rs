@@ -1,0 +1,382 @@
+//! Resilient distributed datasets: immutable, partitioned, with lineage (Spark: `RDD`).
+//!
+//! An [`Rdd<T>`] is a cheap handle over an `Arc`. It knows its id, its partition count, its
+//! [`Dependency`]s (narrow, or shuffle), and how to compute one partition as an iterator.
+//! Narrow operators wrap their parent's iterator, so a chain of them runs as one pass per
+//! partition inside one task (DESIGN invariant 3). Data is materialized only in blocks, shuffle
+//! buckets and cached partitions.
+//!
+//! Transformations are lazy; actions ([`Rdd::collect`], [`Rdd::count`], ...) run a job on the
+//! context's executors and block until it finishes.
+//!
+//! # Examples
+//! ```
+//! use rivulet_framework::testing::local_context;
+//!
+//! let ctx = local_context(2);
+//! let words = ctx.parallelize(vec!["a b", "b c", "c"].into_iter().map(String::from).collect(), 2);
+//! let mut counts = words
+//!     .flat_map(|l: String| l.split(' ').map(String::from).collect::<Vec<_>>())
+//!     .map(|w| (w, 1u64))
+//!     .reduce_by_key(|a, b| a + b)
+//!     .collect()
+//!     .unwrap();
+//! counts.sort();
+//! assert_eq!(counts, vec![("a".into(), 1), ("b".into(), 2), ("c".into(), 2)]);
+//! ```
+
+mod actions;
+mod id;
+mod narrow;
+mod pair;
+
+pub(crate) use pair::Aggregator;
+mod shuffle;
+mod source;
+mod transform;
+
+pub use id::{RddId, ShuffleId, STATIC_SCOPE};
+pub use shuffle::{MapStatus, ShuffleMap};
+
+pub(crate) use id::{with_scope, IdScope};
+pub(crate) use source::{block_rdd, empty_rdd};
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crate::block::{BlockData, BlockId, ExecutorId};
+use crate::data::Data;
+use crate::error::{Error, OpInfo, Result};
+use crate::partitioner::HashPartitioner;
+use crate::scheduler::{JobRunner, TaskContext};
+
+/// The records of one partition, as an iterator that owns what it needs.
+pub type PartitionIter<T> = Box<dyn Iterator<Item = T>>;
+
+/// How an RDD depends on a parent (Spark: `Dependency`).
+#[derive(Clone)]
+pub enum Dependency {
+    /// Each partition needs a bounded set of parent partitions, computed in the same task
+    /// (Spark: `NarrowDependency`).
+    Narrow(Arc<dyn RddBase>),
+    /// Each partition needs a bucket of every parent partition: a stage boundary
+    /// (Spark: `ShuffleDependency`).
+    Shuffle(Arc<dyn ShuffleMap>),
+}
+
+impl fmt::Debug for Dependency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dependency::Narrow(r) => write!(f, "Narrow({})", r.meta().id),
+            Dependency::Shuffle(s) => write!(f, "Shuffle({})", s.shuffle_id()),
+        }
+    }
+}
+
+/// What every RDD shares, whatever its record type: the context RDDs run in.
+pub struct RddContext {
+    runner: OnceLock<Arc<dyn JobRunner>>,
+    default_parallelism: usize,
+    static_scope: Arc<IdScope>,
+}
+
+impl RddContext {
+    /// A context whose shuffles default to `default_parallelism` partitions; its job runner
+    /// is set later with [`set_runner`](RddContext::set_runner).
+    pub fn new(default_parallelism: usize) -> Arc<RddContext> {
+        Arc::new(RddContext {
+            runner: OnceLock::new(),
+            default_parallelism: default_parallelism.max(1),
+            static_scope: IdScope::new_static(),
+        })
+    }
+
+    /// Sets the runner that actions use; only the first call has an effect.
+    pub fn set_runner(&self, runner: Arc<dyn JobRunner>) {
+        let _ = self.runner.set(runner);
+    }
+
+    /// The runner, if set.
+    pub(crate) fn runner(&self) -> Result<&Arc<dyn JobRunner>> {
+        self.runner.get().ok_or_else(|| {
+            Error::NotRunning("no job runner yet (start the streaming context first)".into())
+        })
+    }
+
+    /// Partitions of shuffles without an explicit count.
+    pub fn default_parallelism(&self) -> usize {
+        self.default_parallelism
+    }
+
+    /// An RDD of `data` cut into `partitions` contiguous slices (Spark:
+    /// `SparkContext.parallelize`); partition `i` holds `data[i*n/p .. (i+1)*n/p]`.
+    ///
+    /// # Panics
+    /// If `partitions` is zero.
+    #[track_caller]
+    pub fn parallelize<T: Data>(self: &Arc<Self>, data: Vec<T>, partitions: usize) -> Rdd<T> {
+        self.parallelize_op(OpInfo::caller("parallelize"), data, partitions)
+    }
+
+    pub(crate) fn parallelize_op<T: Data>(
+        self: &Arc<Self>,
+        op: OpInfo,
+        data: Vec<T>,
+        partitions: usize,
+    ) -> Rdd<T> {
+        assert!(partitions > 0, "parallelize needs at least one partition");
+        source::parallelize(self, &self.static_scope, op, data, partitions)
+    }
+}
+
+impl fmt::Debug for RddContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RddContext")
+            .field("default_parallelism", &self.default_parallelism)
+            .field("has_runner", &self.runner.get().is_some())
+            .finish()
+    }
+}
+
+/// What every RDD knows of itself, whatever its record type.
+pub struct RddMeta {
+    id: RddId,
+    op: OpInfo,
+    num_partitions: usize,
+    dependencies: Vec<Dependency>,
+    partitioner: Option<HashPartitioner>,
+    cached: AtomicBool,
+    scope: Arc<IdScope>,
+    ctx: Arc<RddContext>,
+}
+
+impl RddMeta {
+    /// Metadata for an RDD created from parent metadata `like` (inherits context and scope).
+    pub(crate) fn derived(
+        like: &RddMeta,
+        op: OpInfo,
+        num_partitions: usize,
+        dependencies: Vec<Dependency>,
+        partitioner: Option<HashPartitioner>,
+    ) -> RddMeta {
+        RddMeta::in_scope(
+            &like.ctx,
+            &like.scope,
+            op,
+            num_partitions,
+            |_| dependencies,
+            partitioner,
+        )
+    }
+
+    /// Metadata for a new RDD in `scope` (or the DStream scope active on this thread); its
+    /// dependencies are built from its new id (a shuffle is named after the RDD reading it).
+    pub(crate) fn in_scope(
+        ctx: &Arc<RddContext>,
+        scope: &Arc<IdScope>,
+        op: OpInfo,
+        num_partitions: usize,
+        dependencies: impl FnOnce(RddId) -> Vec<Dependency>,
+        partitioner: Option<HashPartitioner>,
+    ) -> RddMeta {
+        let (id, scope) = id::next_id(scope);
+        let dependencies = dependencies(id);
+        RddMeta {
+            id,
+            op,
+            num_partitions,
+            dependencies,
+            partitioner,
+            cached: AtomicBool::new(false),
+            scope,
+            ctx: ctx.clone(),
+        }
+    }
+
+    /// The RDD's id.
+    pub fn id(&self) -> RddId {
+        self.id
+    }
+    /// The operator that created it and where.
+    pub fn op(&self) -> OpInfo {
+        self.op
+    }
+    /// How many partitions it has.
+    pub fn num_partitions(&self) -> usize {
+        self.num_partitions
+    }
+    /// Its parents.
+    pub fn dependencies(&self) -> &[Dependency] {
+        &self.dependencies
+    }
+    /// How its records are placed in partitions, when known (after a shuffle by key).
+    pub fn partitioner(&self) -> Option<HashPartitioner> {
+        self.partitioner
+    }
+    /// Whether its partitions are kept in block stores once computed.
+    pub fn is_cached(&self) -> bool {
+        self.cached.load(Ordering::Relaxed)
+    }
+    /// The block id of its cached partition `p`.
+    pub fn block_id(&self, partition: usize) -> BlockId {
+        BlockId::Rdd {
+            rdd: self.id,
+            partition: partition as u32,
+        }
+    }
+    pub(crate) fn ctx(&self) -> &Arc<RddContext> {
+        &self.ctx
+    }
+    pub(crate) fn scope(&self) -> &Arc<IdScope> {
+        &self.scope
+    }
+}
+
+impl fmt::Debug for RddMeta {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rdd")
+            .field("id", &self.id)
+            .field("op", &self.op)
+            .field("partitions", &self.num_partitions)
+            .field("dependencies", &self.dependencies)
+            .finish()
+    }
+}
+
+/// An RDD seen without its record type: what scheduling needs (Spark's `RDD[_]`).
+pub trait RddBase: Send + Sync + 'static {
+    /// Id, partitions, dependencies, partitioner.
+    fn meta(&self) -> &RddMeta;
+    /// Executors where partition `p`'s input already lives (Spark: `preferredLocations`).
+    fn preferred_locations(&self, _partition: usize) -> Vec<ExecutorId> {
+        Vec::new()
+    }
+}
+
+/// An RDD with its record type: it can compute a partition.
+pub(crate) trait RddImpl<T>: RddBase {
+    /// Computes partition `p`. Errors arise only here, before iteration starts (a missing
+    /// block or shuffle bucket); user functions that fail panic, and the task catches it.
+    fn compute(&self, partition: usize, ctx: &TaskContext) -> Result<PartitionIter<T>>;
+}
+
+/// A resilient distributed dataset of `T` records: a cheap, cloneable handle.
+pub struct Rdd<T> {
+    inner: Arc<dyn RddImpl<T>>,
+}
+
+impl<T> Clone for Rdd<T> {
+    fn clone(&self) -> Self {
+        Rdd {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T: 'static> fmt::Debug for Rdd<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.meta().fmt(f)
+    }
+}
+
+impl<T: Data> Rdd<T> {
+    pub(crate) fn new(inner: impl RddImpl<T> + 'static) -> Rdd<T> {
+        Rdd {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The RDD's derived id.
+    pub fn id(&self) -> RddId {
+        self.inner.meta().id
+    }
+    /// How many partitions it has.
+    pub fn num_partitions(&self) -> usize {
+        self.inner.meta().num_partitions
+    }
+    /// Its parents (its lineage, one level up).
+    pub fn dependencies(&self) -> &[Dependency] {
+        self.inner.meta().dependencies()
+    }
+    /// How its records are placed in partitions, when known.
+    pub fn partitioner(&self) -> Option<HashPartitioner> {
+        self.inner.meta().partitioner
+    }
+    /// The operator that created it and its call site.
+    pub fn op(&self) -> OpInfo {
+        self.inner.meta().op
+    }
+    /// The RDD without its record type.
+    pub fn as_base(&self) -> Arc<dyn RddBase> {
+        self.inner.clone()
+    }
+    pub(crate) fn meta(&self) -> &RddMeta {
+        self.inner.meta()
+    }
+    pub(crate) fn context(&self) -> &Arc<RddContext> {
+        &self.inner.meta().ctx
+    }
+
+    /// Keeps each partition in its executor's block store once computed, so later jobs (and
+    /// the next batch of a stateful stream) read it instead of recomputing its lineage
+    /// (Spark: `RDD.cache`). Marks this RDD and returns it.
+    pub fn cache(&self) -> Rdd<T> {
+        self.inner.meta().cached.store(true, Ordering::Relaxed);
+        self.clone()
+    }
+
+    /// Whether [`cache`](Rdd::cache) was called.
+    pub fn is_cached(&self) -> bool {
+        self.inner.meta().is_cached()
+    }
+
+    /// Partition `p`'s records: from the cache when the RDD is cached and the partition is
+    /// there, else computed (and cached if asked) (Spark: `RDD.iterator`).
+    pub(crate) fn iterator(&self, partition: usize, ctx: &TaskContext) -> Result<PartitionIter<T>> {
+        let meta = self.inner.meta();
+        if !meta.is_cached() {
+            return self.inner.compute(partition, ctx);
+        }
+        let id = meta.block_id(partition);
+        if let Some(data) = ctx.get_block(&id) {
+            return Ok(Box::new(shared_records::<T>(&id, data)?));
+        }
+        let records: Vec<T> = self.inner.compute(partition, ctx)?.collect();
+        let records = Arc::new(records);
+        ctx.put_block(id, records.clone());
+        Ok(Box::new(SharedIter::new(records)))
+    }
+}
+
+/// Downcasts a block to its records.
+pub(crate) fn shared_records<T: Data>(id: &BlockId, data: BlockData) -> Result<SharedIter<T>> {
+    data.downcast::<Vec<T>>()
+        .map(SharedIter::new)
+        .map_err(|_| Error::BlockType(*id))
+}
+
+/// Iterates a shared `Vec` by cloning each record (blocks stay intact for recomputation).
+pub(crate) struct SharedIter<T> {
+    records: Arc<Vec<T>>,
+    next: usize,
+}
+
+impl<T> SharedIter<T> {
+    pub(crate) fn new(records: Arc<Vec<T>>) -> SharedIter<T> {
+        SharedIter { records, next: 0 }
+    }
+}
+
+impl<T: Clone> Iterator for SharedIter<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        let item = self.records.get(self.next)?.clone();
+        self.next += 1;
+        Some(item)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.records.len().saturating_sub(self.next);
+        (n, Some(n))
+    }
+}

@@ -1,0 +1,121 @@
+//! The narrow RDDs: one mechanism per shape. Every per-record operator (map, filter,
+//! flat_map, glom, map_values, ...) is a [`MapPartitionsRdd`] with a different partition
+//! function; unions are a [`UnionRdd`].
+
+use crate::block::ExecutorId;
+use crate::data::Data;
+use crate::error::{OpInfo, Result};
+use crate::rdd::{Dependency, PartitionIter, Rdd, RddBase, RddImpl, RddMeta};
+use crate::scheduler::TaskContext;
+
+type PartitionFn<T, U> = dyn Fn(usize, PartitionIter<T>) -> PartitionIter<U> + Send + Sync;
+
+/// Applies a function to each parent partition's iterator (Spark: `MapPartitionsRDD`).
+struct MapPartitionsRdd<T, U> {
+    meta: RddMeta,
+    parent: Rdd<T>,
+    f: Box<PartitionFn<T, U>>,
+}
+
+impl<T: Data, U: Data> RddBase for MapPartitionsRdd<T, U> {
+    fn meta(&self) -> &RddMeta {
+        &self.meta
+    }
+    fn preferred_locations(&self, partition: usize) -> Vec<ExecutorId> {
+        self.parent.inner.preferred_locations(partition)
+    }
+}
+
+impl<T: Data, U: Data> RddImpl<U> for MapPartitionsRdd<T, U> {
+    fn compute(&self, partition: usize, ctx: &TaskContext) -> Result<PartitionIter<U>> {
+        Ok((self.f)(partition, self.parent.iterator(partition, ctx)?))
+    }
+}
+
+/// A narrow child of `parent` whose partition `p` is `f(p, parent's partition p)`.
+/// `preserves_partitioning` keeps the parent's partitioner (true only when `f` keeps keys).
+pub(crate) fn map_partitions<T: Data, U: Data>(
+    parent: &Rdd<T>,
+    op: OpInfo,
+    preserves_partitioning: bool,
+    f: impl Fn(usize, PartitionIter<T>) -> PartitionIter<U> + Send + Sync + 'static,
+) -> Rdd<U> {
+    let pm = parent.meta();
+    let partitioner = if preserves_partitioning {
+        pm.partitioner()
+    } else {
+        None
+    };
+    let meta = RddMeta::derived(
+        pm,
+        op,
+        pm.num_partitions(),
+        vec![Dependency::Narrow(parent.as_base())],
+        partitioner,
+    );
+    Rdd::new(MapPartitionsRdd {
+        meta,
+        parent: parent.clone(),
+        f: Box::new(f),
+    })
+}
+
+/// Concatenates parents (Spark: `UnionRDD`, and `PartitionerAwareUnionRDD` when all parents
+/// share a partitioner: then partition `p` is every parent's partition `p`, and the
+/// partitioner is kept, so a following by-key operator needs no shuffle).
+struct UnionRdd<T> {
+    meta: RddMeta,
+    parents: Vec<Rdd<T>>,
+    /// For each partition: the (parent, parent partition) pairs it concatenates.
+    parts: Vec<Vec<(usize, usize)>>,
+}
+
+impl<T: Data> RddBase for UnionRdd<T> {
+    fn meta(&self) -> &RddMeta {
+        &self.meta
+    }
+    fn preferred_locations(&self, partition: usize) -> Vec<ExecutorId> {
+        self.parts[partition]
+            .first()
+            .map(|&(i, p)| self.parents[i].inner.preferred_locations(p))
+            .unwrap_or_default()
+    }
+}
+
+impl<T: Data> RddImpl<T> for UnionRdd<T> {
+    fn compute(&self, partition: usize, ctx: &TaskContext) -> Result<PartitionIter<T>> {
+        let mut iters = Vec::with_capacity(self.parts[partition].len());
+        for &(i, p) in &self.parts[partition] {
+            iters.push(self.parents[i].iterator(p, ctx)?);
+        }
+        Ok(Box::new(iters.into_iter().flatten()))
+    }
+}
+
+/// The union of `parents` (at least one), in parent order.
+pub(crate) fn union<T: Data>(parents: &[Rdd<T>], op: OpInfo) -> Rdd<T> {
+    let first = parents.first().expect("union of at least one RDD").meta();
+    let partitioner = first
+        .partitioner()
+        .filter(|p| parents.iter().all(|r| r.partitioner() == Some(*p)));
+    let parts: Vec<Vec<(usize, usize)>> = match partitioner {
+        Some(p) => (0..p.num_partitions())
+            .map(|part| (0..parents.len()).map(|i| (i, part)).collect())
+            .collect(),
+        None => parents
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| (0..r.num_partitions()).map(move |p| vec![(i, p)]))
+            .collect(),
+    };
+    let deps = parents
+        .iter()
+        .map(|r| Dependency::Narrow(r.as_base()))
+        .collect();
+    let meta = RddMeta::derived(first, op, parts.len(), deps, partitioner);
+    Rdd::new(UnionRdd {
+        meta,
+        parents: parents.to_vec(),
+        parts,
+    })
+}

@@ -1,0 +1,314 @@
+//! Operators on RDDs of pairs (Spark: `PairRDDFunctions`): combining by key through a hash
+//! shuffle with map-side combine, and per-value maps that keep the partitioner.
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use crate::data::{Data, Key};
+use crate::error::OpInfo;
+use crate::partitioner::HashPartitioner;
+use crate::rdd::{narrow, shuffle, PartitionIter, Rdd, SharedIter};
+use crate::trace;
+
+/// The three functions of a combine by key (Spark: `Aggregator`).
+pub(crate) struct Aggregator<V, C> {
+    create: Arc<dyn Fn(V) -> C + Send + Sync>,
+    merge_value: Arc<dyn Fn(C, V) -> C + Send + Sync>,
+    merge_combiners: Arc<dyn Fn(C, C) -> C + Send + Sync>,
+}
+
+impl<V, C> Clone for Aggregator<V, C> {
+    fn clone(&self) -> Self {
+        Aggregator {
+            create: self.create.clone(),
+            merge_value: self.merge_value.clone(),
+            merge_combiners: self.merge_combiners.clone(),
+        }
+    }
+}
+
+impl<V, C> Aggregator<V, C> {
+    pub(crate) fn new(
+        create: impl Fn(V) -> C + Send + Sync + 'static,
+        merge_value: impl Fn(C, V) -> C + Send + Sync + 'static,
+        merge_combiners: impl Fn(C, C) -> C + Send + Sync + 'static,
+    ) -> Self {
+        Aggregator {
+            create: Arc::new(create),
+            merge_value: Arc::new(merge_value),
+            merge_combiners: Arc::new(merge_combiners),
+        }
+    }
+}
+
+/// Per-key partial results. Values are `Option`s so a combiner can be moved out, merged by
+/// value and moved back with one hash lookup and no clone; a `None` is left only if a user
+/// function panicked mid-merge, and then the task fails and the map is dropped.
+type Combiners<K, C> = FxHashMap<K, Option<C>>;
+
+/// Folds `(k, x)` into `map`: `first(x)` for a new key, `merge(c, x)` for a known one.
+#[inline]
+fn fold_into<K: Key, X, C>(
+    map: &mut Combiners<K, C>,
+    k: K,
+    x: X,
+    first: &dyn Fn(X) -> C,
+    merge: &dyn Fn(C, X) -> C,
+    op: OpInfo,
+) {
+    trace::enter(op);
+    let slot = map.entry(k).or_insert(None);
+    *slot = Some(match slot.take() {
+        Some(c) => merge(c, x),
+        None => first(x),
+    });
+}
+
+/// The combined pairs of `map`.
+fn drain<K, C>(map: Combiners<K, C>) -> impl Iterator<Item = (K, C)> {
+    map.into_iter().filter_map(|(k, c)| c.map(|c| (k, c)))
+}
+
+impl<K: Key, V: Data> Rdd<(K, V)> {
+    pub(crate) fn combine_by_key_op<C: Data>(
+        &self,
+        op: OpInfo,
+        agg: Aggregator<V, C>,
+        partitioner: HashPartitioner,
+    ) -> Rdd<(K, C)> {
+        if self.partitioner() == Some(partitioner) {
+            // Already partitioned by key: combine within each partition, no shuffle.
+            return narrow::map_partitions(self, op, true, move |_, records| {
+                let mut map = Combiners::default();
+                for (k, v) in records {
+                    fold_into(&mut map, k, v, &*agg.create, &*agg.merge_value, op);
+                }
+                Box::new(drain(map))
+            });
+        }
+        let write_agg = agg.clone();
+        shuffle::shuffle(
+            self,
+            op,
+            partitioner.num_partitions(),
+            Some(partitioner),
+            move |_, records, n| {
+                let mut maps: Vec<Combiners<K, C>> = (0..n).map(|_| Combiners::default()).collect();
+                for (k, v) in records {
+                    let bucket = partitioner.partition(&k);
+                    fold_into(
+                        &mut maps[bucket],
+                        k,
+                        v,
+                        &*write_agg.create,
+                        &*write_agg.merge_value,
+                        op,
+                    );
+                }
+                maps.into_iter().map(|m| drain(m).collect()).collect()
+            },
+            move |buckets: Vec<Arc<Vec<(K, C)>>>| {
+                let mut map = Combiners::default();
+                for bucket in buckets {
+                    for (k, c) in bucket.iter() {
+                        fold_into(
+                            &mut map,
+                            k.clone(),
+                            c.clone(),
+                            &|c| c,
+                            &*agg.merge_combiners,
+                            op,
+                        );
+                    }
+                }
+                Box::new(drain(map))
+            },
+        )
+    }
+
+    fn default_partitioner(&self) -> HashPartitioner {
+        HashPartitioner::new(self.context().default_parallelism())
+    }
+
+    /// Combines the values of each key with `create` (first value), `merge_value` (a further
+    /// value) and `merge_combiners` (two partial results, across map partitions).
+    /// **Records:** `(K, V)` → one `(K, C)` per key. **Partitions:** `partitions`, by
+    /// [`HashPartitioner`] (a shuffle with map-side combine, unless already so partitioned).
+    /// Spark: `combineByKey`.
+    ///
+    /// # Panics
+    /// If `partitions` is zero.
+    #[track_caller]
+    pub fn combine_by_key<C: Data>(
+        &self,
+        create: impl Fn(V) -> C + Send + Sync + 'static,
+        merge_value: impl Fn(C, V) -> C + Send + Sync + 'static,
+        merge_combiners: impl Fn(C, C) -> C + Send + Sync + 'static,
+        partitions: usize,
+    ) -> Rdd<(K, C)> {
+        let agg = Aggregator::new(create, merge_value, merge_combiners);
+        self.combine_by_key_op(
+            OpInfo::caller("combine_by_key"),
+            agg,
+            HashPartitioner::new(partitions),
+        )
+    }
+
+    /// Merges the values of each key with an associative, commutative `f`. **Records:**
+    /// `(K, V)` → one `(K, V)` per key. **Partitions:** the context's default parallelism.
+    /// Spark: `reduceByKey`.
+    #[track_caller]
+    pub fn reduce_by_key(&self, f: impl Fn(V, V) -> V + Send + Sync + 'static) -> Rdd<(K, V)> {
+        let p = self.default_partitioner();
+        self.reduce_by_key_op(OpInfo::caller("reduce_by_key"), f, p)
+    }
+
+    /// [`reduce_by_key`](Rdd::reduce_by_key) into `partitions` partitions.
+    ///
+    /// # Panics
+    /// If `partitions` is zero.
+    #[track_caller]
+    pub fn reduce_by_key_with_partitions(
+        &self,
+        f: impl Fn(V, V) -> V + Send + Sync + 'static,
+        partitions: usize,
+    ) -> Rdd<(K, V)> {
+        self.reduce_by_key_op(
+            OpInfo::caller("reduce_by_key"),
+            f,
+            HashPartitioner::new(partitions),
+        )
+    }
+
+    pub(crate) fn reduce_by_key_op(
+        &self,
+        op: OpInfo,
+        f: impl Fn(V, V) -> V + Send + Sync + 'static,
+        partitioner: HashPartitioner,
+    ) -> Rdd<(K, V)> {
+        let f: Arc<dyn Fn(V, V) -> V + Send + Sync> = Arc::new(f);
+        let agg = Aggregator {
+            create: Arc::new(|v| v),
+            merge_value: f.clone(),
+            merge_combiners: f,
+        };
+        self.combine_by_key_op(op, agg, partitioner)
+    }
+
+    /// All values of each key, in the order they arrive (map partition order, then record
+    /// order). **Records:** `(K, V)` → one `(K, Vec<V>)` per key. **Partitions:** the
+    /// context's default parallelism. Spark: `groupByKey`.
+    #[track_caller]
+    pub fn group_by_key(&self) -> Rdd<(K, Vec<V>)> {
+        let p = self.default_partitioner();
+        self.group_by_key_op(OpInfo::caller("group_by_key"), p)
+    }
+
+    /// [`group_by_key`](Rdd::group_by_key) into `partitions` partitions.
+    ///
+    /// # Panics
+    /// If `partitions` is zero.
+    #[track_caller]
+    pub fn group_by_key_with_partitions(&self, partitions: usize) -> Rdd<(K, Vec<V>)> {
+        self.group_by_key_op(
+            OpInfo::caller("group_by_key"),
+            HashPartitioner::new(partitions),
+        )
+    }
+
+    pub(crate) fn group_by_key_op(
+        &self,
+        op: OpInfo,
+        partitioner: HashPartitioner,
+    ) -> Rdd<(K, Vec<V>)> {
+        let agg = Aggregator::new(
+            |v| vec![v],
+            |mut c: Vec<V>, v| {
+                c.push(v);
+                c
+            },
+            |mut a: Vec<V>, b: Vec<V>| {
+                a.extend(b);
+                a
+            },
+        );
+        self.combine_by_key_op(op, agg, partitioner)
+    }
+
+    /// Places each record in the partition of its key (Spark: `partitionBy`). **Records:**
+    /// unchanged. **Partitions:** `partitioner`'s (a shuffle, unless already so partitioned).
+    #[track_caller]
+    pub fn partition_by(&self, partitioner: HashPartitioner) -> Rdd<(K, V)> {
+        if self.partitioner() == Some(partitioner) {
+            return self.clone();
+        }
+        shuffle::shuffle(
+            self,
+            OpInfo::caller("partition_by"),
+            partitioner.num_partitions(),
+            Some(partitioner),
+            move |_, records: PartitionIter<(K, V)>, n| {
+                let mut buckets: Vec<Vec<(K, V)>> = (0..n).map(|_| Vec::new()).collect();
+                for (k, v) in records {
+                    buckets[partitioner.partition(&k)].push((k, v));
+                }
+                buckets
+            },
+            |buckets| Box::new(buckets.into_iter().flat_map(SharedIter::new)),
+        )
+    }
+
+    /// Applies `f` to every value, keeping keys and the partitioner. Spark: `mapValues`.
+    #[track_caller]
+    pub fn map_values<W: Data>(&self, f: impl Fn(V) -> W + Send + Sync + 'static) -> Rdd<(K, W)> {
+        self.map_values_op(OpInfo::caller("map_values"), f)
+    }
+
+    pub(crate) fn map_values_op<W: Data>(
+        &self,
+        op: OpInfo,
+        f: impl Fn(V) -> W + Send + Sync + 'static,
+    ) -> Rdd<(K, W)> {
+        let f = Arc::new(f);
+        narrow::map_partitions(self, op, true, move |_, records| {
+            let f = f.clone();
+            Box::new(records.map(move |(k, v)| {
+                trace::enter(op);
+                (k, f(v))
+            }))
+        })
+    }
+
+    /// Applies `f` to every value and pairs each result with the key, keeping the
+    /// partitioner. **Records:** `(K, V)` → zero or more `(K, W)`. Spark: `flatMapValues`.
+    #[track_caller]
+    pub fn flat_map_values<W, I>(&self, f: impl Fn(V) -> I + Send + Sync + 'static) -> Rdd<(K, W)>
+    where
+        W: Data,
+        I: IntoIterator<Item = W> + 'static,
+        I::IntoIter: 'static,
+    {
+        self.flat_map_values_op(OpInfo::caller("flat_map_values"), f)
+    }
+
+    pub(crate) fn flat_map_values_op<W, I>(
+        &self,
+        op: OpInfo,
+        f: impl Fn(V) -> I + Send + Sync + 'static,
+    ) -> Rdd<(K, W)>
+    where
+        W: Data,
+        I: IntoIterator<Item = W> + 'static,
+        I::IntoIter: 'static,
+    {
+        let f = Arc::new(f);
+        narrow::map_partitions(self, op, true, move |_, records| {
+            let f = f.clone();
+            Box::new(records.flat_map(move |(k, v)| {
+                trace::enter(op);
+                f(v).into_iter().map(move |w| (k.clone(), w))
+            }))
+        })
+    }
+}

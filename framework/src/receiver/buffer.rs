@@ -1,0 +1,360 @@
+//! A receiver's bounded record buffer (Spark: `BlockGenerator`'s current buffer plus its
+//! bounded `blocksForPushing` queue, merged into one bound).
+//!
+//! The bound counts records that were stored and whose batch has not finished yet, so memory
+//! stays bounded even when processing falls behind: `store` waits until finished batches
+//! [`release`](BlockSource::release) room.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::Notify;
+
+use crate::block::{Block, BlockId, StreamId};
+use crate::data::Data;
+
+/// A store into a closed buffer (the context is stopping); carries the records not stored.
+#[derive(Debug, thiserror::Error)]
+#[error("the receiver is stopping: records were not stored")]
+pub struct SinkClosed<T>(pub T);
+
+/// Counters of one receiver, for listeners and logs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReceiverMetrics {
+    /// Records stored so far.
+    pub records_stored: u64,
+    /// Malformed inputs the receiver reported (e.g. lines with invalid UTF-8, replaced).
+    pub malformed: u64,
+    /// Errors the receiver reported and recovered from (refused connections, unreadable files).
+    pub errors: u64,
+}
+
+struct State<T> {
+    records: Vec<T>,
+    /// Records stored whose batch has not finished (sealed or not).
+    outstanding: usize,
+    closed: bool,
+    next_seq: u64,
+}
+
+/// The bounded buffer between a receiver and its batch builder.
+pub struct BlockBuffer<T> {
+    stream: StreamId,
+    capacity: usize,
+    state: Mutex<State<T>>,
+    space: Notify,
+    stored: AtomicU64,
+    malformed: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl<T> BlockBuffer<T> {
+    /// A buffer for stream `stream` holding at most `capacity` unfinished records (at least 1).
+    pub fn new(stream: StreamId, capacity: usize) -> BlockBuffer<T> {
+        BlockBuffer {
+            stream,
+            capacity: capacity.max(1),
+            state: Mutex::new(State {
+                records: Vec::new(),
+                outstanding: 0,
+                closed: false,
+                next_seq: 0,
+            }),
+            space: Notify::new(),
+            stored: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // A panic while holding the lock leaves the Vec valid; keep going.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Moves as many of `items` as there is room for into the buffer, in order; returns
+    /// whether all were stored, or `Err` if the buffer is closed.
+    fn push_some(&self, items: &mut std::vec::IntoIter<T>) -> Result<bool, ()> {
+        let mut s = self.lock();
+        if s.closed {
+            return Err(());
+        }
+        let room = self.capacity.saturating_sub(s.outstanding);
+        let before = s.records.len();
+        s.records.extend(items.by_ref().take(room));
+        let n = s.records.len() - before;
+        s.outstanding += n;
+        drop(s);
+        self.stored.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(items.len() == 0)
+    }
+
+    /// Stores all `items`, waiting for room as needed.
+    ///
+    /// # Errors
+    /// [`SinkClosed`] with the records not stored when the buffer is closed.
+    pub async fn store_many(&self, items: Vec<T>) -> Result<(), SinkClosed<Vec<T>>> {
+        let mut items = items.into_iter();
+        loop {
+            match self.push_some(&mut items) {
+                Err(()) => return Err(SinkClosed(items.collect())),
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+            }
+            // Full: register for a wake-up, then look again so a release in between is seen.
+            let notified = self.space.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let s = self.lock();
+                if !s.closed && s.outstanding < self.capacity {
+                    continue;
+                }
+                if s.closed {
+                    drop(s);
+                    return Err(SinkClosed(items.collect()));
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Stores one record, waiting for room.
+    ///
+    /// # Errors
+    /// [`SinkClosed`] with the record when the buffer is closed.
+    pub async fn store(&self, item: T) -> Result<(), SinkClosed<T>> {
+        {
+            let mut s = self.lock();
+            if s.closed {
+                return Err(SinkClosed(item));
+            }
+            if s.outstanding < self.capacity {
+                s.records.push(item);
+                s.outstanding += 1;
+                drop(s);
+                self.stored.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+        self.store_many(vec![item])
+            .await
+            .map_err(|SinkClosed(mut v)| SinkClosed(v.pop().expect("one record was passed")))
+    }
+
+    /// Records stored but not yet sealed into a block.
+    pub fn unsealed(&self) -> usize {
+        self.lock().records.len()
+    }
+}
+
+/// The batch builder's side of a receiver buffer, with the record type erased.
+pub trait BlockSource: Send + Sync {
+    /// The input stream.
+    fn stream(&self) -> StreamId;
+    /// Takes the records stored since the last seal as a block; `None` if there are none.
+    fn seal(&self) -> Option<Block>;
+    /// Frees room for `records` records whose batch finished.
+    fn release(&self, records: usize);
+    /// Closes the buffer: pending and later `store`s fail with [`SinkClosed`].
+    fn close(&self);
+    /// Whether records are stored but not sealed.
+    fn has_unsealed(&self) -> bool;
+    /// Counts a recoverable error of the receiver (logged by the receiver itself).
+    fn report_error(&self);
+    /// The receiver's counters.
+    fn metrics(&self) -> ReceiverMetrics;
+}
+
+impl<T: Data> BlockSource for BlockBuffer<T> {
+    fn stream(&self) -> StreamId {
+        self.stream
+    }
+
+    fn seal(&self) -> Option<Block> {
+        let mut s = self.lock();
+        if s.records.is_empty() {
+            return None;
+        }
+        let records = std::mem::take(&mut s.records);
+        let seq = s.next_seq;
+        s.next_seq += 1;
+        drop(s);
+        let num_records = records.len();
+        Some(Block {
+            id: BlockId::Input {
+                stream: self.stream,
+                seq,
+            },
+            data: Arc::new(records),
+            num_records,
+        })
+    }
+
+    fn release(&self, records: usize) {
+        let mut s = self.lock();
+        s.outstanding = s.outstanding.saturating_sub(records);
+        drop(s);
+        self.space.notify_waiters();
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.space.notify_waiters();
+    }
+
+    fn has_unsealed(&self) -> bool {
+        !self.lock().records.is_empty()
+    }
+
+    fn report_error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn metrics(&self) -> ReceiverMetrics {
+        ReceiverMetrics {
+            records_stored: self.stored.load(Ordering::Relaxed),
+            malformed: self.malformed.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl<T> fmt::Debug for BlockBuffer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockBuffer")
+            .field("stream", &self.stream)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a [`Receiver`](super::Receiver) stores its records (Spark: `Receiver.store`).
+///
+/// `store` is async and waits while the receiver's buffer is full; that wait is the
+/// backpressure that reaches the source.
+pub struct BlockSink<T> {
+    buffer: Arc<BlockBuffer<T>>,
+}
+
+impl<T: Data> BlockSink<T> {
+    /// A sink into `buffer`.
+    pub fn new(buffer: Arc<BlockBuffer<T>>) -> BlockSink<T> {
+        BlockSink { buffer }
+    }
+
+    /// Stores one record (shapes: one record in, into the current block), waiting while the
+    /// buffer is full.
+    ///
+    /// # Errors
+    /// [`SinkClosed`] with the record when the context is stopping.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a cancelled call stored nothing, and the record is dropped with the future.
+    pub async fn store(&mut self, item: T) -> Result<(), SinkClosed<T>> {
+        self.buffer.store(item).await
+    }
+
+    /// Stores records in order, waiting for room as needed; cheaper than one `store` each.
+    ///
+    /// # Errors
+    /// [`SinkClosed`] with the records not stored when the context is stopping.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe: a cancelled call may have stored a prefix of `items`.
+    pub async fn store_many(&mut self, items: Vec<T>) -> Result<(), SinkClosed<Vec<T>>> {
+        self.buffer.store_many(items).await
+    }
+
+    /// Counts `count` malformed inputs the receiver repaired or skipped (it logs them itself).
+    pub fn report_malformed(&mut self, count: u64) {
+        self.buffer.malformed.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Counts one recoverable error (a refused connection, an unreadable file).
+    pub fn report_error(&mut self) {
+        BlockSource::report_error(&*self.buffer);
+    }
+
+    /// The input stream this sink feeds.
+    pub fn stream(&self) -> StreamId {
+        self.buffer.stream
+    }
+}
+
+impl<T> fmt::Debug for BlockSink<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockSink")
+            .field("buffer", &self.buffer)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+
+    fn records(block: Block) -> Vec<u32> {
+        block
+            .data
+            .downcast_ref::<Vec<u32>>()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn seals_in_order_with_increasing_sequence_numbers() {
+        let buf = BlockBuffer::<u32>::new(7, 10);
+        assert!(buf.store(1).now_or_never().is_some());
+        assert!(buf.store_many(vec![2, 3]).now_or_never().is_some());
+        let b = buf.seal().expect("a block");
+        assert_eq!(b.id, BlockId::Input { stream: 7, seq: 0 });
+        assert_eq!(b.num_records, 3);
+        assert_eq!(records(b), vec![1, 2, 3]);
+        assert!(buf.seal().is_none());
+        assert!(buf.store(4).now_or_never().is_some());
+        assert_eq!(
+            buf.seal().map(|b| b.id),
+            Some(BlockId::Input { stream: 7, seq: 1 })
+        );
+        assert_eq!(buf.metrics().records_stored, 4);
+    }
+
+    #[test]
+    fn store_waits_for_release_not_for_seal() {
+        let buf = Arc::new(BlockBuffer::<u32>::new(0, 2));
+        assert!(buf.store_many(vec![1, 2]).now_or_never().is_some());
+        let mut third = Box::pin(buf.store(3));
+        assert!(
+            (&mut third).now_or_never().is_none(),
+            "full buffer must wait"
+        );
+        // Sealing moves records out but they still count until their batch finishes.
+        assert!(buf.seal().is_some());
+        assert!((&mut third).now_or_never().is_none());
+        buf.release(2);
+        assert!(matches!((&mut third).now_or_never(), Some(Ok(()))));
+        assert_eq!(buf.seal().map(records), Some(vec![3]));
+    }
+
+    #[test]
+    fn close_fails_waiting_and_later_stores_with_the_records() {
+        let buf = Arc::new(BlockBuffer::<u32>::new(0, 1));
+        assert!(buf.store(1).now_or_never().is_some());
+        let mut waiting = Box::pin(buf.store_many(vec![2, 3]));
+        assert!((&mut waiting).now_or_never().is_none());
+        buf.close();
+        match waiting.now_or_never() {
+            Some(Err(SinkClosed(rest))) => assert_eq!(rest, vec![2, 3]),
+            other => panic!("expected SinkClosed, got {other:?}"),
+        }
+        assert!(matches!(
+            buf.store(9).now_or_never(),
+            Some(Err(SinkClosed(9)))
+        ));
+        // What was stored before the close is still sealed: nothing is lost.
+        assert_eq!(buf.seal().map(records), Some(vec![1]));
+    }
+}

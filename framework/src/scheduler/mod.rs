@@ -1,0 +1,30 @@
+//! Jobs, stages and tasks (Spark: `DAGScheduler`, `TaskSetManager`, `MapOutputTracker`).
+//!
+//! An action on an RDD submits a [`JobSpec`] to the context's [`JobRunner`]. The
+//! [`DagScheduler`] cuts the job's lineage into stages at shuffle dependencies
+//! ([`plan_stages`]), runs each stage's tasks through a [`TaskLauncher`] (the actor runtime's
+//! executors, or [`LocalRunner`] in one thread), retries failed tasks, reruns map stages whose
+//! outputs were lost, and returns the result stage's outputs in partition order.
+//!
+//! Tasks are data ([`TaskDescription`], serde): an executor resolves `(job, stage)` through
+//! the [`TaskRegistry`] to the closures, which stay in the program's DStream graph.
+
+mod dag;
+mod job;
+mod local;
+mod map_outputs;
+mod registry;
+mod stage;
+mod task;
+
+pub use dag::{DagScheduler, TaskLauncher};
+pub use job::{JobId, JobRunner, JobSpec, ResultFn, TaskOutput};
+pub use local::{LocalRunner, MemoryBlockStore};
+pub use map_outputs::MapOutputTracker;
+pub use registry::{StageRunnable, TaskRegistry};
+pub use stage::{plan_stages, Stage, StageKind};
+pub use task::{
+    run_task, BlockAccess, TaskContext, TaskDescription, TaskFailure, TaskKind, TaskOutcome,
+};
+
+pub(crate) use job::{ensure_can_block, GenerationGuard};

@@ -1,0 +1,58 @@
+//! Helpers for doc tests and unit tests: DStream programs run batch by batch on one thread
+//! with [`LocalRunner`], no actors (Spark's `TestSuiteBase.testOperation`, simplified).
+//! They unwrap: a failure is a test failure.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::data::Data;
+use crate::dstream::{DStream, DStreamGraph};
+use crate::rdd::RddContext;
+use crate::scheduler::LocalRunner;
+use crate::time::Time;
+
+/// The batch interval of [`run_batches`]: 1 s.
+pub const BATCH: Duration = Duration::from_secs(1);
+
+/// An RDD context whose actions run inline, with `parallelism` default partitions.
+pub fn local_context(parallelism: usize) -> Arc<RddContext> {
+    let ctx = RddContext::new(parallelism);
+    ctx.set_runner(Arc::new(LocalRunner::new(1)));
+    ctx
+}
+
+/// Runs `op` over a queue stream of `input` (one `Vec` per batch, 2 partitions each) for as
+/// many batches as `input` has, and returns the output stream's batches.
+///
+/// # Panics
+/// If the graph is invalid or a batch fails.
+pub fn run_batches<T: Data, U: Data>(
+    input: Vec<Vec<T>>,
+    op: impl FnOnce(DStream<T>) -> DStream<U>,
+) -> Vec<Vec<U>> {
+    let n = input.len();
+    run_batches_for(input, n, op)
+}
+
+/// Like [`run_batches`], for `batches` batches (more than the input gives empty batches).
+///
+/// # Panics
+/// If the graph is invalid or a batch fails.
+pub fn run_batches_for<T: Data, U: Data>(
+    input: Vec<Vec<T>>,
+    batches: usize,
+    op: impl FnOnce(DStream<T>) -> DStream<U>,
+) -> Vec<Vec<U>> {
+    let graph = DStreamGraph::new(BATCH, local_context(2), 1000, None);
+    let out = op(graph.queue_stream(input)).collect_batches();
+    graph.start(Time::ZERO).expect("valid graph");
+    for i in 1..=batches {
+        let t = Time::ZERO + BATCH * i as u32;
+        for job in graph.generate_jobs(t) {
+            job.and_then(|j| j.run()).expect("batch runs");
+        }
+        graph.clear_old(t);
+    }
+    graph.shutdown();
+    out.batches()
+}
