@@ -33,6 +33,7 @@ pub mod config;
 pub mod data;
 pub mod dstream;
 pub mod error;
+pub mod listener;
 pub mod partitioner;
 pub mod rdd;
 pub mod receiver;

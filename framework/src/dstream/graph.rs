@@ -24,12 +24,16 @@ pub(crate) struct OutputOp {
     generate: Arc<GenerateFn>,
 }
 
+type RunFn = Box<dyn FnOnce() -> Result<()> + Send>;
+
 /// One output operation's work for one batch (Spark: `Job`): run it on a thread that may
-/// block (it runs RDD actions).
+/// block (it runs RDD actions). If the batch's RDD could not be generated for this output,
+/// running it returns that error.
 pub struct OutputJob {
     time: Time,
+    id: usize,
     op: OpInfo,
-    run: Box<dyn FnOnce() -> Result<()> + Send>,
+    run: Result<RunFn, Error>,
 }
 
 impl OutputJob {
@@ -40,14 +44,20 @@ impl OutputJob {
     ) -> Self {
         OutputJob {
             time,
+            id: 0,
             op,
-            run: Box::new(run),
+            run: Ok(Box::new(run)),
         }
     }
 
     /// The batch.
     pub fn time(&self) -> Time {
         self.time
+    }
+
+    /// The output operation's index, in registration order.
+    pub fn id(&self) -> usize {
+        self.id
     }
 
     /// The output operation and its call site.
@@ -58,11 +68,11 @@ impl OutputJob {
     /// Runs the output operation: its actions and user function.
     ///
     /// # Errors
-    /// [`Error::Task`] from a failed job, [`Error::Output`] when the user function returned
-    /// an error or panicked.
+    /// The generation error, if the batch's RDD could not be generated; [`Error::Task`] from
+    /// a failed job; [`Error::Output`] when the user function returned an error or panicked.
     pub fn run(self) -> Result<()> {
         let (time, op) = (self.time, self.op);
-        match catch_unwind(AssertUnwindSafe(self.run)) {
+        match catch_unwind(AssertUnwindSafe(self.run?)) {
             Ok(result) => result,
             Err(payload) => Err(Error::Output {
                 batch_time: time,
@@ -77,6 +87,7 @@ impl fmt::Debug for OutputJob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OutputJob")
             .field("time", &self.time)
+            .field("id", &self.id)
             .field("op", &self.op)
             .finish()
     }
@@ -296,13 +307,13 @@ impl DStreamGraph {
 
     /// The jobs of batch `t`, one per output operation whose stream has an RDD at `t`, in
     /// registration order (Spark: `DStreamGraph.generateJobs`). An output whose RDD could
-    /// not be generated yields its error instead; the other outputs still run.
-    pub fn generate_jobs(&self, t: Time) -> Vec<Result<OutputJob>> {
+    /// not be generated still gets a job, which fails with the error; the others run.
+    pub fn generate_jobs(&self, t: Time) -> Vec<OutputJob> {
         let _generating = GenerationGuard::enter();
         // Not under the lock: user functions run here.
         let outputs = lock(&self.shared.state).outputs.clone();
         let mut jobs = Vec::new();
-        for output in &outputs {
+        for (id, output) in outputs.iter().enumerate() {
             let generated =
                 catch_unwind(AssertUnwindSafe(|| (output.generate)(t))).unwrap_or_else(|payload| {
                     Err(Error::Output {
@@ -312,9 +323,14 @@ impl DStreamGraph {
                     })
                 });
             match generated {
-                Ok(Some(job)) => jobs.push(Ok(job)),
+                Ok(Some(job)) => jobs.push(OutputJob { id, ..job }),
                 Ok(None) => {}
-                Err(e) => jobs.push(Err(e)),
+                Err(e) => jobs.push(OutputJob {
+                    time: t,
+                    id,
+                    op: output.op,
+                    run: Err(e),
+                }),
             }
         }
         jobs

@@ -1,0 +1,118 @@
+//! [`BatchBuilder`]: seals a receiver's buffered records into a block every block interval,
+//! stores it on an executor (and a replica on the next one), and reports it to the
+//! coordinator (Spark: `BlockGenerator` + `ReceivedBlockHandler`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{
+    Actor, ActorFutureExt, AsyncContext, Context, Handler, MessageResult, Recipient, WrapFuture,
+};
+use rivulet_framework::block::{BlockId, BlockInfo};
+use rivulet_framework::receiver::BlockSource;
+use tracing::{debug, warn};
+
+use crate::block_store::BlockManager;
+use crate::messages::{BlockStored, SealBlock, SealedBlock};
+
+/// Seals one receiver's blocks.
+pub struct BatchBuilder {
+    source: Arc<dyn BlockSource>,
+    blocks: Arc<BlockManager>,
+    executors: usize,
+    coordinator: Recipient<BlockStored>,
+    /// `None` under the manual clock: blocks are sealed only when the coordinator asks.
+    block_interval: Option<Duration>,
+    sealed_total: u64,
+}
+
+impl BatchBuilder {
+    /// A builder sealing `source` into `blocks` spread over `executors` executors.
+    pub fn new(
+        source: Arc<dyn BlockSource>,
+        blocks: Arc<BlockManager>,
+        executors: usize,
+        coordinator: Recipient<BlockStored>,
+        block_interval: Option<Duration>,
+    ) -> BatchBuilder {
+        BatchBuilder {
+            source,
+            blocks,
+            executors: executors.max(1),
+            coordinator,
+            block_interval,
+            sealed_total: 0,
+        }
+    }
+
+    /// Seals and stores the buffered records, if any.
+    fn seal(&mut self) -> Option<BlockInfo> {
+        let block = self.source.seal()?;
+        self.sealed_total += 1;
+        let seq = match block.id {
+            BlockId::Input { seq, .. } => seq as usize,
+            _ => 0,
+        };
+        // Round-robin placement; a replica on the next executor survives one executor's loss.
+        let primary = seq % self.executors;
+        let mut locations = vec![primary];
+        if self.executors > 1 {
+            locations.push((primary + 1) % self.executors);
+        }
+        for &e in &locations {
+            self.blocks.put(e, block.id, block.data.clone());
+        }
+        debug!(block = %block.id, records = block.num_records, "Block stored.");
+        Some(BlockInfo {
+            id: block.id,
+            stream: self.source.stream(),
+            num_records: block.num_records,
+            locations,
+        })
+    }
+}
+
+impl std::fmt::Debug for BatchBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchBuilder")
+            .field("stream", &self.source.stream())
+            .field("sealed", &self.sealed_total)
+            .finish()
+    }
+}
+
+impl Actor for BatchBuilder {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let Some(interval) = self.block_interval else {
+            return;
+        };
+        ctx.run_interval(interval, |act, ctx| {
+            let Some(info) = act.seal() else { return };
+            let coordinator = act.coordinator.clone();
+            // Wait for the coordinator's mailbox: a full one holds the next seal back.
+            ctx.wait(
+                async move { coordinator.send(BlockStored(info)).await }
+                    .into_actor(act)
+                    .map(|sent, _, _| {
+                        if let Err(e) = sent {
+                            warn!(error = %e, "Coordinator gone; block not reported.");
+                        }
+                    }),
+            );
+        });
+    }
+}
+
+impl Handler<SealBlock> for BatchBuilder {
+    type Result = MessageResult<SealBlock>;
+
+    fn handle(&mut self, _: SealBlock, _: &mut Context<Self>) -> Self::Result {
+        let block = self.seal();
+        MessageResult(SealedBlock {
+            block,
+            sealed_total: self.sealed_total,
+        })
+    }
+}

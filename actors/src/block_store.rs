@@ -1,0 +1,148 @@
+//! Executors' block stores (Spark: `BlockManager`'s memory store): received blocks, cached
+//! partitions and shuffle buckets, shared as `Arc`s without copying. Losing an executor
+//! loses exactly its store.
+
+use std::fmt;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use rivulet_framework::block::{BlockData, BlockId, ExecutorId};
+use rivulet_framework::scheduler::BlockAccess;
+
+/// Every executor's block store, by executor id.
+pub struct BlockManager {
+    stores: Vec<DashMap<BlockId, BlockData>>,
+}
+
+impl BlockManager {
+    /// Stores for `executors` executors.
+    pub fn new(executors: usize) -> Arc<BlockManager> {
+        Arc::new(BlockManager {
+            stores: (0..executors).map(|_| DashMap::new()).collect(),
+        })
+    }
+
+    /// Stores `data` as `id` on `executor`.
+    pub fn put(&self, executor: ExecutorId, id: BlockId, data: BlockData) {
+        if let Some(store) = self.stores.get(executor) {
+            store.insert(id, data);
+        }
+    }
+
+    /// The block `id`, from `executor`'s store first, then any other's.
+    pub fn get(&self, executor: ExecutorId, id: &BlockId) -> Option<BlockData> {
+        // Each lookup's guard is dropped before the next map is touched.
+        let local = self
+            .stores
+            .get(executor)
+            .and_then(|s| s.get(id).map(|b| b.value().clone()));
+        local.or_else(|| {
+            self.stores
+                .iter()
+                .find_map(|s| s.get(id).map(|b| b.value().clone()))
+        })
+    }
+
+    /// Whether any store holds `id`.
+    pub fn contains(&self, id: &BlockId) -> bool {
+        self.stores.iter().any(|s| s.contains_key(id))
+    }
+
+    /// Drops `id` from every store.
+    pub fn remove(&self, id: &BlockId) {
+        for s in &self.stores {
+            s.remove(id);
+        }
+    }
+
+    /// Drops the cached-partition and shuffle blocks of batches at or before `time_ms`.
+    pub fn remove_batches_up_to(&self, time_ms: i64) {
+        for s in &self.stores {
+            s.retain(|id, _| id.rdd_time_ms().is_none_or(|t| t > time_ms));
+        }
+    }
+
+    /// Drops everything `executor` held (it was lost).
+    pub fn clear_executor(&self, executor: ExecutorId) {
+        if let Some(s) = self.stores.get(executor) {
+            s.clear();
+        }
+    }
+
+    /// Blocks held by `executor`.
+    pub fn len(&self, executor: ExecutorId) -> usize {
+        self.stores.get(executor).map_or(0, |s| s.len())
+    }
+
+    /// The view of the stores that a task on `executor` uses.
+    pub fn for_executor(self: &Arc<Self>, executor: ExecutorId) -> Arc<dyn BlockAccess> {
+        Arc::new(ExecutorBlocks {
+            executor,
+            manager: self.clone(),
+        })
+    }
+}
+
+impl fmt::Debug for BlockManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sizes: Vec<usize> = self.stores.iter().map(|s| s.len()).collect();
+        f.debug_struct("BlockManager")
+            .field("blocks_per_executor", &sizes)
+            .finish()
+    }
+}
+
+struct ExecutorBlocks {
+    executor: ExecutorId,
+    manager: Arc<BlockManager>,
+}
+
+impl BlockAccess for ExecutorBlocks {
+    fn get(&self, id: &BlockId) -> Option<BlockData> {
+        self.manager.get(self.executor, id)
+    }
+    fn put(&self, id: BlockId, data: BlockData) {
+        self.manager.put(self.executor, id, data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rivulet_framework::rdd::{RddId, ShuffleId};
+
+    #[test]
+    fn lookups_fall_back_to_other_executors_and_cleanup_by_batch() {
+        let m = BlockManager::new(2);
+        let input = BlockId::Input { stream: 0, seq: 0 };
+        let rdd = |t| RddId {
+            scope: 1,
+            time_ms: t,
+            seq: 0,
+        };
+        m.put(1, input, Arc::new(vec![1u8]));
+        m.put(
+            0,
+            BlockId::Rdd {
+                rdd: rdd(1000),
+                partition: 0,
+            },
+            Arc::new(()),
+        );
+        m.put(
+            0,
+            BlockId::Shuffle {
+                shuffle: ShuffleId(rdd(2000)),
+                map: 0,
+                reduce: 0,
+            },
+            Arc::new(()),
+        );
+        assert!(m.get(0, &input).is_some());
+        m.remove_batches_up_to(1000);
+        assert_eq!(m.len(0), 1, "only the batch-2000 shuffle block remains");
+        assert_eq!(m.len(1), 1, "input blocks are dropped by id, not by time");
+        m.clear_executor(1);
+        assert!(!m.contains(&input));
+    }
+}

@@ -1,0 +1,204 @@
+//! A batch's life in the coordinator: generated, queued, run on the job thread, completed.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use actix::{ActorFutureExt, AsyncContext, Context, MailboxError, WrapFuture};
+use rivulet_framework::block::{BlockInfo, StreamId};
+use rivulet_framework::dstream::OutputJob;
+use rivulet_framework::listener::{BatchInfo, OutputOperationInfo};
+use rivulet_framework::time::Time;
+use rivulet_framework::{Error, Result};
+use tracing::{debug, error, info};
+
+use super::Coordinator;
+use crate::messages::SealedBlock;
+use crate::runtime::Status;
+
+/// A generated batch waiting for, or in, the job thread.
+pub(super) struct Batch {
+    time: Time,
+    jobs: Vec<OutputJob>,
+    blocks: Vec<BlockInfo>,
+    info: BatchInfo,
+    submitted: Instant,
+}
+
+/// One output operation's run.
+struct OutputRun {
+    id: usize,
+    name: String,
+    duration: Duration,
+    result: Result<()>,
+}
+
+/// Runs a batch's output jobs in order on the calling (blocking) thread.
+fn run_jobs(jobs: Vec<OutputJob>) -> Vec<OutputRun> {
+    jobs.into_iter()
+        .map(|job| {
+            let (id, name, start) = (job.id(), job.op().to_string(), Instant::now());
+            let result = job.run();
+            OutputRun {
+                id,
+                name,
+                duration: start.elapsed(),
+                result,
+            }
+        })
+        .collect()
+}
+
+impl Coordinator {
+    /// Records the builders' answers to a seal request.
+    pub(super) fn record_sealed(
+        &mut self,
+        sealed: Vec<(StreamId, Result<SealedBlock, MailboxError>)>,
+    ) {
+        for (stream, answer) in sealed {
+            let Ok(SealedBlock {
+                block,
+                sealed_total,
+            }) = answer
+            else {
+                continue;
+            };
+            let has_block = block.is_some();
+            self.unallocated.extend(block);
+            if let Some(r) = self.receiver_mut(stream) {
+                r.sealed_total = r.sealed_total.max(sealed_total);
+                r.reported += u64::from(has_block);
+            }
+        }
+    }
+
+    /// Cuts batch `t`: allocates the reported blocks, generates the jobs, queues them.
+    pub(super) fn generate_batch(&mut self, t: Time, ctx: &mut Context<Self>) {
+        let _span = tracing::info_span!(parent: &self.span, "batch", batch_time = %t).entered();
+        let blocks = std::mem::take(&mut self.unallocated);
+        let num_records = blocks.iter().map(|b| b.num_records).sum();
+        self.graph.allocate_blocks(t, blocks.clone());
+        let jobs = self.graph.generate_jobs(t);
+        debug!(
+            blocks = blocks.len(),
+            records = num_records,
+            jobs = jobs.len(),
+            "Batch generated."
+        );
+        let info = BatchInfo {
+            batch_time: t,
+            num_records,
+            submission_time: SystemTime::now(),
+            scheduling_delay: None,
+            processing_delay: None,
+            failures: Vec::new(),
+        };
+        self.listeners.post(|l| l.on_batch_submitted(&info));
+        self.queue.push_back(Batch {
+            time: t,
+            jobs,
+            blocks,
+            info,
+            submitted: Instant::now(),
+        });
+        self.last_time = t;
+        self.run_next(ctx);
+    }
+
+    /// Starts the oldest queued batch if none is running (batches run one at a time, in order).
+    pub(super) fn run_next(&mut self, ctx: &mut Context<Self>) {
+        if self.running {
+            return;
+        }
+        let Some(mut batch) = self.queue.pop_front() else {
+            self.check_stop(ctx);
+            return;
+        };
+        self.running = true;
+        let started = Instant::now();
+        batch.info.scheduling_delay = Some(started - batch.submitted);
+        self.listeners.post(|l| l.on_batch_started(&batch.info));
+        let jobs = std::mem::take(&mut batch.jobs);
+        // Output jobs block in RDD actions, so they run off the actor threads.
+        let handle = tokio::task::spawn_blocking(move || run_jobs(jobs));
+        ctx.spawn(
+            async move { handle.await }
+                .into_actor(self)
+                .map(move |joined, act, ctx| {
+                    let runs = joined.unwrap_or_else(|e| {
+                        vec![OutputRun {
+                            id: 0,
+                            name: "job thread".into(),
+                            duration: Duration::ZERO,
+                            result: Err(Error::Internal(format!("the job thread failed: {e}"))),
+                        }]
+                    });
+                    act.batch_finished(batch, started, runs, ctx);
+                }),
+        );
+    }
+
+    fn batch_finished(
+        &mut self,
+        mut batch: Batch,
+        started: Instant,
+        runs: Vec<OutputRun>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.running = false;
+        let t = batch.time;
+        batch.info.processing_delay = Some(started.elapsed());
+        let mut first_failure = None;
+        for run in runs {
+            let output = OutputOperationInfo {
+                batch_time: t,
+                id: run.id,
+                name: run.name.clone(),
+                duration: run.duration,
+                failure: run.result.as_ref().err().map(|e| e.to_string()),
+            };
+            self.listeners
+                .post(|l| l.on_output_operation_completed(&output));
+            if let Err(e) = run.result {
+                error!(parent: &self.span, batch_time = %t, output = %run.name, error = %e, "Output operation failed.");
+                batch.info.failures.push((run.name, e.to_string()));
+                first_failure.get_or_insert(e);
+            }
+        }
+        info!(
+            parent: &self.span,
+            batch_time = %t,
+            records = batch.info.num_records,
+            processing_ms = batch.info.processing_delay.unwrap_or_default().as_millis() as u64,
+            "Batch completed."
+        );
+        self.listeners.post(|l| l.on_batch_completed(&batch.info));
+        for block in &batch.blocks {
+            if let Some(r) = self.receiver_mut(block.stream) {
+                r.source.release(block.num_records);
+            }
+        }
+        self.forget_before(t);
+        if let Some(e) = &first_failure {
+            self.status.send_if_modified(|s| match s {
+                Status::Running => {
+                    *s = Status::Failed(e.clone());
+                    true
+                }
+                _ => false,
+            });
+        }
+        if let Some(waiter) = self.waiters.remove(&t) {
+            let _ = waiter.send(first_failure.map_or(Ok(()), Err));
+        }
+        self.run_next(ctx);
+    }
+
+    /// Drops what no stream remembers once batch `t` is done (Spark: `clearMetadata`).
+    fn forget_before(&mut self, t: Time) {
+        for block in self.graph.clear_old(t) {
+            self.blocks.remove(&block.id);
+        }
+        let horizon = (t - self.graph.max_remember()).as_ms();
+        self.blocks.remove_batches_up_to(horizon);
+        self.dag.map_outputs().remove_before(horizon + 1);
+    }
+}

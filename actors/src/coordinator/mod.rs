@@ -1,0 +1,262 @@
+//! [`Coordinator`]: turns each batch-interval tick into jobs and runs them (Spark:
+//! `JobGenerator` + `JobScheduler` + `DAGScheduler`, one actor).
+//!
+//! Every batch time `t` it allocates the blocks reported so far to batch `t`, asks the
+//! graph for `t`'s output jobs, and runs them in batch order, one batch at a time, on a
+//! blocking thread; the jobs' RDD actions come back as [`SubmitJob`]s, which it runs through
+//! the DAG scheduler on the executors. When a batch ends it notifies listeners, frees the
+//! receivers' buffer room for the batch's records, and forgets what no stream remembers.
+
+mod batches;
+mod executor_pool;
+mod job_runner;
+mod stopping;
+
+pub(crate) use executor_pool::ExecutorPool;
+pub(crate) use job_runner::ClusterRunner;
+
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::{
+    Actor, ActorFutureExt, Addr, Arbiter, AsyncContext, Context, Handler, ResponseActFuture,
+    WrapFuture,
+};
+use rivulet_framework::block::{BlockInfo, StreamId};
+use rivulet_framework::dstream::DStreamGraph;
+use rivulet_framework::receiver::BlockSource;
+use rivulet_framework::scheduler::{DagScheduler, TaskOutput};
+use rivulet_framework::time::Time;
+use rivulet_framework::{Error, Result};
+use tokio::sync::{oneshot, watch};
+use tracing::Span;
+
+use crate::batch_builder::BatchBuilder;
+use crate::listener_bus::ListenerBus;
+use crate::messages::{
+    AddListener, Advance, BlockStored, ManualTick, ReceiverEvent, SealBlock, SubmitJob,
+};
+use crate::receiver_supervisor::ReceiverSupervisor;
+use crate::runtime::Status;
+
+use batches::Batch;
+use stopping::Stopping;
+
+/// One receiver as the coordinator tracks it.
+pub(crate) struct ReceiverHandle {
+    pub(crate) stream: StreamId,
+    pub(crate) supervisor: Addr<ReceiverSupervisor>,
+    pub(crate) builder: Addr<BatchBuilder>,
+    pub(crate) source: Arc<dyn BlockSource>,
+    pub(crate) arbiter: Arbiter,
+    /// Blocks of this receiver the coordinator has heard of.
+    pub(crate) reported: u64,
+    /// Blocks its builder said it sealed (known at manual ticks and at stop).
+    pub(crate) sealed_total: u64,
+}
+
+/// The coordinator actor.
+pub struct Coordinator {
+    graph: DStreamGraph,
+    batch_interval: Duration,
+    manual: bool,
+    dag: Rc<DagScheduler>,
+    pool: Rc<ExecutorPool>,
+    blocks: Arc<crate::block_store::BlockManager>,
+    receivers: Vec<ReceiverHandle>,
+    unallocated: Vec<BlockInfo>,
+    queue: VecDeque<Batch>,
+    running: bool,
+    last_time: Time,
+    waiters: HashMap<Time, oneshot::Sender<Result<()>>>,
+    listeners: ListenerBus,
+    status: watch::Sender<Status>,
+    stopping: Option<Stopping>,
+    span: Span,
+}
+
+/// What the coordinator is built from (see `Runtime::start`).
+pub(crate) struct CoordinatorParts {
+    pub(crate) graph: DStreamGraph,
+    pub(crate) manual: bool,
+    pub(crate) dag: Rc<DagScheduler>,
+    pub(crate) pool: Rc<ExecutorPool>,
+    pub(crate) blocks: Arc<crate::block_store::BlockManager>,
+    pub(crate) receivers: Vec<ReceiverHandle>,
+    pub(crate) listeners: ListenerBus,
+    pub(crate) status: watch::Sender<Status>,
+    pub(crate) app_name: String,
+}
+
+impl Coordinator {
+    pub(crate) fn new(parts: CoordinatorParts) -> Coordinator {
+        let zero = parts.graph.zero_time().unwrap_or(Time::ZERO);
+        Coordinator {
+            batch_interval: parts.graph.batch_interval(),
+            graph: parts.graph,
+            manual: parts.manual,
+            dag: parts.dag,
+            pool: parts.pool,
+            blocks: parts.blocks,
+            receivers: parts.receivers,
+            unallocated: Vec::new(),
+            queue: VecDeque::new(),
+            running: false,
+            last_time: zero,
+            waiters: HashMap::new(),
+            listeners: parts.listeners,
+            status: parts.status,
+            stopping: None,
+            span: tracing::error_span!("coordinator", app = %parts.app_name),
+        }
+    }
+
+    /// Schedules the system-clock tick for batch `t` (Spark: `RecurringTimer`).
+    fn schedule_tick(&mut self, t: Time, ctx: &mut Context<Self>) {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let delay = Duration::from_millis(u64::try_from(t.as_ms() - now_ms).unwrap_or(0));
+        ctx.run_later(delay, move |act, ctx| {
+            if act.stopping.as_ref().is_some_and(|s| s.is_final()) {
+                return;
+            }
+            act.generate_batch(t, ctx);
+            act.schedule_tick(t + act.batch_interval, ctx);
+        });
+    }
+
+    fn receiver_mut(&mut self, stream: StreamId) -> Option<&mut ReceiverHandle> {
+        self.receivers.iter_mut().find(|r| r.stream == stream)
+    }
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("last_time", &self.last_time)
+            .field("queued", &self.queue.len())
+            .field("running", &self.running)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Actor for Coordinator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if !self.manual {
+            let first = self.last_time + self.batch_interval;
+            self.schedule_tick(first, ctx);
+        }
+    }
+}
+
+impl Handler<BlockStored> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, BlockStored(info): BlockStored, ctx: &mut Context<Self>) {
+        if let Some(r) = self.receiver_mut(info.stream) {
+            r.reported += 1;
+        }
+        self.unallocated.push(info);
+        self.check_stop(ctx);
+    }
+}
+
+impl Handler<SubmitJob> for Coordinator {
+    type Result = ResponseActFuture<Self, Result<Vec<TaskOutput>>>;
+
+    fn handle(&mut self, SubmitJob(job): SubmitJob, _: &mut Context<Self>) -> Self::Result {
+        let (dag, pool) = (self.dag.clone(), self.pool.clone());
+        Box::pin(async move { dag.run_job(&job, &*pool).await }.into_actor(self))
+    }
+}
+
+impl Handler<Advance> for Coordinator {
+    type Result = ResponseActFuture<Self, Result<()>>;
+
+    fn handle(&mut self, Advance(n): Advance, ctx: &mut Context<Self>) -> Self::Result {
+        let me = ctx.address();
+        Box::pin(
+            async move {
+                let mut first_failure = None;
+                for _ in 0..n {
+                    let done = me
+                        .send(ManualTick)
+                        .await
+                        .map_err(|e| Error::NotRunning(e.to_string()))?;
+                    let outcome = done.await.unwrap_or_else(|_| {
+                        Err(Error::NotRunning("stopped during the batch".into()))
+                    });
+                    if let Err(e) = outcome {
+                        first_failure.get_or_insert(e);
+                    }
+                }
+                first_failure.map_or(Ok(()), Err)
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+impl Handler<ManualTick> for Coordinator {
+    type Result = ResponseActFuture<Self, oneshot::Receiver<Result<()>>>;
+
+    fn handle(&mut self, _: ManualTick, _: &mut Context<Self>) -> Self::Result {
+        let builders: Vec<_> = self
+            .receivers
+            .iter()
+            .map(|r| (r.stream, r.builder.clone()))
+            .collect();
+        Box::pin(
+            async move {
+                futures::future::join_all(
+                    builders
+                        .into_iter()
+                        .map(|(s, b)| async move { (s, b.send(SealBlock).await) }),
+                )
+                .await
+            }
+            .into_actor(self)
+            .map(|sealed, act, ctx| {
+                act.record_sealed(sealed);
+                let t = act.last_time + act.batch_interval;
+                let (tx, rx) = oneshot::channel();
+                act.waiters.insert(t, tx);
+                act.generate_batch(t, ctx);
+                rx
+            }),
+        )
+    }
+}
+
+impl Handler<ReceiverEvent> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, event: ReceiverEvent, ctx: &mut Context<Self>) {
+        match event {
+            ReceiverEvent::Started(info) => self.listeners.post(|l| l.on_receiver_started(&info)),
+            ReceiverEvent::Failed(info) => self.listeners.post(|l| l.on_receiver_error(&info)),
+            ReceiverEvent::Stopped(info) => self.listeners.post(|l| l.on_receiver_stopped(&info)),
+            ReceiverEvent::GaveUp(info) => {
+                self.listeners.post(|l| l.on_receiver_error(&info));
+                let error = Error::Receiver {
+                    receiver: info.name.clone(),
+                    message: info.last_error.clone().unwrap_or_default(),
+                };
+                self.fail(error, ctx);
+            }
+        }
+    }
+}
+
+impl Handler<AddListener> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, AddListener(listener): AddListener, _: &mut Context<Self>) {
+        self.listeners.add(listener);
+    }
+}

@@ -1,0 +1,161 @@
+//! Stopping the streaming context: gracefully (drain what was received) or now, and
+//! failing it when a component fails past its restart limit.
+
+use actix::{
+    ActorContext, ActorFutureExt, AsyncContext, Context, Handler, ResponseActFuture, WrapFuture,
+};
+use rivulet_framework::Error;
+use tokio::sync::oneshot;
+use tracing::{error, info};
+
+use super::Coordinator;
+use crate::messages::{SealBlock, StopContext, StopMode, StopReceiver};
+use crate::runtime::Status;
+
+/// A stop in progress.
+pub(super) struct Stopping {
+    mode: StopMode,
+    receivers_stopped: bool,
+    finished: bool,
+    replies: Vec<oneshot::Sender<()>>,
+    error: Option<Error>,
+}
+
+impl Stopping {
+    /// Whether no more batches should be generated.
+    pub(super) fn is_final(&self) -> bool {
+        self.finished
+    }
+}
+
+impl Handler<StopContext> for Coordinator {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, StopContext(mode): StopContext, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.begin_stop(mode, None, tx, ctx);
+        Box::pin(
+            async move {
+                let _ = rx.await;
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+impl Coordinator {
+    fn begin_stop(
+        &mut self,
+        mode: StopMode,
+        error: Option<Error>,
+        reply: oneshot::Sender<()>,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Some(stopping) = &mut self.stopping {
+            stopping.replies.push(reply);
+            if mode == StopMode::Now {
+                stopping.mode = StopMode::Now;
+            }
+            if stopping.error.is_none() {
+                stopping.error = error;
+            }
+            self.check_stop(ctx);
+            return;
+        }
+        info!(parent: &self.span, ?mode, "Stopping.");
+        self.stopping = Some(Stopping {
+            mode,
+            receivers_stopped: false,
+            finished: false,
+            replies: vec![reply],
+            error,
+        });
+        let supervisors: Vec<_> = self
+            .receivers
+            .iter()
+            .map(|r| r.supervisor.clone())
+            .collect();
+        let builders: Vec<_> = self
+            .receivers
+            .iter()
+            .map(|r| (r.stream, r.builder.clone()))
+            .collect();
+        // Stop receiving first, then seal what they stored: every stored record gets a batch.
+        let drain = async move {
+            futures::future::join_all(supervisors.iter().map(|s| s.send(StopReceiver))).await;
+            futures::future::join_all(
+                builders
+                    .into_iter()
+                    .map(|(s, b)| async move { (s, b.send(SealBlock).await) }),
+            )
+            .await
+        };
+        ctx.spawn(drain.into_actor(self).map(|sealed, act, ctx| {
+            act.record_sealed(sealed);
+            if let Some(s) = &mut act.stopping {
+                s.receivers_stopped = true;
+            }
+            act.check_stop(ctx);
+        }));
+        self.check_stop(ctx);
+    }
+
+    /// Stops the context now with `error` (a component failed past its restart limit).
+    pub(super) fn fail(&mut self, error: Error, ctx: &mut Context<Self>) {
+        error!(parent: &self.span, %error, "Stopping the streaming context after a failure.");
+        let (tx, _) = oneshot::channel();
+        self.begin_stop(StopMode::Now, Some(error), tx, ctx);
+    }
+
+    /// Finishes a stop once its conditions hold: at once for `Now`; for `Graceful`, once the
+    /// receivers stopped, every sealed block was reported and allocated, and no batch is left.
+    pub(super) fn check_stop(&mut self, ctx: &mut Context<Self>) {
+        let Some(stopping) = &self.stopping else {
+            return;
+        };
+        if stopping.finished {
+            return;
+        }
+        if stopping.mode == StopMode::Graceful {
+            if !stopping.receivers_stopped
+                || self.receivers.iter().any(|r| r.reported < r.sealed_total)
+            {
+                return;
+            }
+            if !self.unallocated.is_empty() {
+                // Under the manual clock nobody ticks: cut the last batches ourselves.
+                if self.manual && !self.running && self.queue.is_empty() {
+                    let t = self.last_time + self.batch_interval;
+                    self.generate_batch(t, ctx);
+                }
+                return;
+            }
+            if self.running || !self.queue.is_empty() {
+                return;
+            }
+        }
+        self.finish_stop(ctx);
+    }
+
+    fn finish_stop(&mut self, ctx: &mut Context<Self>) {
+        let Some(stopping) = &mut self.stopping else {
+            return;
+        };
+        stopping.finished = true;
+        let error = stopping.error.take();
+        let replies = std::mem::take(&mut stopping.replies);
+        self.pool.stop();
+        for r in &self.receivers {
+            r.source.close();
+            r.arbiter.stop();
+        }
+        self.graph.shutdown();
+        self.waiters.clear();
+        self.status.send_replace(Status::Stopped(error));
+        info!(parent: &self.span, "Stopped.");
+        for reply in replies {
+            let _ = reply.send(());
+        }
+        ctx.stop();
+    }
+}

@@ -1,0 +1,95 @@
+//! The messages between rivulet's actors, one struct each. Commands are imperative
+//! (`RunTask`), notifications past tense (`BlockStored`).
+
+use actix::Message;
+use rivulet_framework::block::BlockInfo;
+use rivulet_framework::listener::{ReceiverInfo, StreamingListener};
+use rivulet_framework::scheduler::{JobSpec, TaskDescription, TaskOutcome, TaskOutput};
+use rivulet_framework::Result;
+use tokio::sync::oneshot;
+
+/// Runs one task on an executor (Spark: `LaunchTask`); answers with its outcome.
+#[derive(Debug, Message)]
+#[rtype(result = "TaskOutcome")]
+pub struct RunTask(pub TaskDescription);
+
+/// Seals a receiver's buffered records into a block now (manual clock, stop); answers with
+/// the block's info, if there were records, and the number of blocks sealed so far.
+#[derive(Debug, Message)]
+#[rtype(result = "SealedBlock")]
+pub struct SealBlock;
+
+/// The answer to [`SealBlock`].
+#[derive(Debug)]
+pub struct SealedBlock {
+    /// The block just sealed, if any.
+    pub block: Option<BlockInfo>,
+    /// Blocks this builder has sealed in all (including this one).
+    pub sealed_total: u64,
+}
+
+/// A batch builder stored a block on executors (Spark: `AddBlock`).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct BlockStored(pub BlockInfo);
+
+/// Runs a job on the executors (Spark: `JobSubmitted`); answers with its outputs.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<TaskOutput>>")]
+pub struct SubmitJob(pub JobSpec);
+
+/// Advances the manual clock by this many batches, running each to completion; answers
+/// with the first batch failure, after all of them ran.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<()>")]
+pub struct Advance(pub u32);
+
+/// Generates the next batch on the manual clock; answers with a receiver of its outcome.
+#[derive(Debug, Message)]
+#[rtype(result = "oneshot::Receiver<Result<()>>")]
+pub(crate) struct ManualTick;
+
+/// How to stop a streaming context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopMode {
+    /// Stop receiving, process every record already received, then stop (Spark:
+    /// `stop(stopGracefully = true)`).
+    Graceful,
+    /// Stop now; batches not yet processed are dropped (Spark: `stop()`).
+    Now,
+}
+
+/// Stops the streaming context; answers when it has stopped.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopContext(pub StopMode);
+
+/// Stops a receiver; answers when its `on_stop` has run.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopReceiver;
+
+/// A receiver started, failed, stopped, or failed past its restart limit.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub enum ReceiverEvent {
+    /// Started (also after a restart).
+    Started(ReceiverInfo),
+    /// Failed; a restart follows.
+    Failed(ReceiverInfo),
+    /// Stopped for good: finished, or stopped by the context.
+    Stopped(ReceiverInfo),
+    /// Failed past its restart limit: the context stops with this error.
+    GaveUp(ReceiverInfo),
+}
+
+/// Adds a listener.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddListener(pub Box<dyn StreamingListener>);
+
+impl std::fmt::Debug for AddListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AddListener(..)")
+    }
+}

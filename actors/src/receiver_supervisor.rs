@@ -1,0 +1,217 @@
+//! [`ReceiverSupervisor`]: runs one receiver on its arbiter, restarts it with backoff when it
+//! fails (a retryable error or a panic), and escalates past the restart limit (Spark:
+//! `ReceiverSupervisor`).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::{
+    Actor, ActorFutureExt, AsyncContext, Context, Handler, Recipient, ResponseFuture, WrapFuture,
+};
+use futures::FutureExt;
+use rivulet_framework::block::StreamId;
+use rivulet_framework::listener::ReceiverInfo;
+use rivulet_framework::receiver::{BlockSource, DynReceiver, Flow, ReceiverError};
+use tokio::sync::{oneshot, watch};
+use tracing::{error, info, warn, Instrument};
+
+use crate::messages::{ReceiverEvent, StopReceiver};
+use crate::supervision::{RestartPolicy, RestartTracker};
+
+/// Supervises one receiver.
+pub struct ReceiverSupervisor {
+    stream: StreamId,
+    name: String,
+    receiver: Option<Box<dyn DynReceiver>>,
+    source: Arc<dyn BlockSource>,
+    coordinator: Recipient<ReceiverEvent>,
+    policy: RestartPolicy,
+    stop: watch::Sender<bool>,
+    done: Option<oneshot::Receiver<()>>,
+}
+
+impl ReceiverSupervisor {
+    /// Supervises `receiver` of `stream`, whose buffer is `source`, reporting to `coordinator`.
+    pub fn new(
+        stream: StreamId,
+        receiver: Box<dyn DynReceiver>,
+        source: Arc<dyn BlockSource>,
+        coordinator: Recipient<ReceiverEvent>,
+        policy: RestartPolicy,
+    ) -> ReceiverSupervisor {
+        ReceiverSupervisor {
+            stream,
+            name: receiver.name(),
+            receiver: Some(receiver),
+            source,
+            coordinator,
+            policy,
+            stop: watch::channel(false).0,
+            done: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ReceiverSupervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiverSupervisor")
+            .field("stream", &self.stream)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// How a receiver's run ended.
+enum Ended {
+    Finished,
+    Stopped,
+    GaveUp(String),
+}
+
+/// Reports receiver events; control messages, so `do_send` is right here.
+struct Reporter {
+    stream: StreamId,
+    name: String,
+    source: Arc<dyn BlockSource>,
+    coordinator: Recipient<ReceiverEvent>,
+}
+
+impl Reporter {
+    fn info(&self, active: bool, last_error: Option<String>) -> ReceiverInfo {
+        ReceiverInfo {
+            stream: self.stream,
+            name: self.name.clone(),
+            active,
+            last_error,
+            metrics: self.source.metrics(),
+        }
+    }
+    fn send(&self, event: ReceiverEvent) {
+        self.coordinator.do_send(event);
+    }
+}
+
+/// Runs `f` with panics turned into retryable errors.
+async fn guarded<T>(
+    f: impl std::future::Future<Output = Result<T, ReceiverError>>,
+) -> Result<T, ReceiverError> {
+    match AssertUnwindSafe(f).catch_unwind().await {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic".into());
+            Err(ReceiverError::retryable(format!(
+                "receiver panicked: {msg}"
+            )))
+        }
+    }
+}
+
+/// Runs the receiver until it finishes, is stopped, or fails past the policy.
+async fn run(
+    mut receiver: Box<dyn DynReceiver>,
+    policy: RestartPolicy,
+    mut stop: watch::Receiver<bool>,
+    reporter: &Reporter,
+) -> Ended {
+    let mut restarts = RestartTracker::new(policy);
+    loop {
+        let outcome = tokio::select! {
+            _ = stop.wait_for(|s| *s) => None,
+            failure = run_once(&mut *receiver, reporter) => Some(failure),
+        };
+        receiver.on_stop().await;
+        let e = match outcome {
+            None => return Ended::Stopped,
+            Some(None) => return Ended::Finished,
+            Some(Some(e)) => e,
+        };
+        let message = e.to_string();
+        let backoff = if e.is_retryable() {
+            restarts.on_failure(Instant::now())
+        } else {
+            None
+        };
+        let Some(backoff) = backoff else {
+            error!(error = %message, "Receiver failed for good.");
+            return Ended::GaveUp(message);
+        };
+        warn!(error = %message, backoff_ms = backoff.as_millis() as u64, "Receiver failed; restarting.");
+        reporter.send(ReceiverEvent::Failed(reporter.info(false, Some(message))));
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return Ended::Stopped,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+    }
+}
+
+/// One start..failure cycle: `None` when the receiver finished, else its error.
+async fn run_once(receiver: &mut dyn DynReceiver, reporter: &Reporter) -> Option<ReceiverError> {
+    if let Err(e) = guarded(receiver.on_start()).await {
+        return Some(e);
+    }
+    info!("Receiver started.");
+    reporter.send(ReceiverEvent::Started(reporter.info(true, None)));
+    loop {
+        match guarded(receiver.receive()).await {
+            Ok(Flow::Continue) => {}
+            Ok(Flow::Finished) => return None,
+            Err(e) => return Some(e),
+        }
+    }
+}
+
+impl Actor for ReceiverSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let Some(receiver) = self.receiver.take() else {
+            return;
+        };
+        let reporter = Reporter {
+            stream: self.stream,
+            name: self.name.clone(),
+            source: self.source.clone(),
+            coordinator: self.coordinator.clone(),
+        };
+        let (done_tx, done_rx) = oneshot::channel();
+        self.done = Some(done_rx);
+        let span = tracing::error_span!("receiver", stream = self.stream, name = %self.name);
+        let (policy, stop) = (self.policy, self.stop.subscribe());
+        let fut = async move {
+            let ended = run(receiver, policy, stop, &reporter).await;
+            // Nothing more will be stored; waiting stores (there are none now) would fail.
+            reporter.source.close();
+            match ended {
+                Ended::Finished | Ended::Stopped => {
+                    info!("Receiver stopped.");
+                    reporter.send(ReceiverEvent::Stopped(reporter.info(false, None)));
+                }
+                Ended::GaveUp(e) => {
+                    reporter.send(ReceiverEvent::GaveUp(reporter.info(false, Some(e))))
+                }
+            }
+            let _ = done_tx.send(());
+        }
+        .instrument(span);
+        ctx.spawn(fut.into_actor(self).map(|_, _, _| ()));
+    }
+}
+
+impl Handler<StopReceiver> for ReceiverSupervisor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: StopReceiver, _: &mut Context<Self>) -> Self::Result {
+        let _ = self.stop.send(true);
+        let done = self.done.take();
+        Box::pin(async move {
+            if let Some(done) = done {
+                let _ = done.await;
+            }
+        })
+    }
+}

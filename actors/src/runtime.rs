@@ -1,0 +1,213 @@
+//! Starting the actors for a DStream graph, and the handle to drive and stop them.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix::{Actor, Addr, Arbiter};
+use rivulet_framework::config::StreamingConfig;
+use rivulet_framework::dstream::DStreamGraph;
+use rivulet_framework::listener::StreamingListener;
+use rivulet_framework::scheduler::{DagScheduler, MapOutputTracker, TaskRegistry};
+use rivulet_framework::time::Time;
+use rivulet_framework::{Error, Result};
+use tokio::sync::watch;
+
+use crate::batch_builder::BatchBuilder;
+use crate::block_store::BlockManager;
+use crate::coordinator::{
+    ClusterRunner, Coordinator, CoordinatorParts, ExecutorPool, ReceiverHandle,
+};
+use crate::listener_bus::ListenerBus;
+use crate::messages::{AddListener, Advance, StopContext, StopMode};
+use crate::receiver_supervisor::ReceiverSupervisor;
+use crate::supervision::RestartPolicy;
+
+/// Where a running context stands.
+#[derive(Clone, Debug)]
+pub enum Status {
+    /// Running; no batch has failed.
+    Running,
+    /// Running, but a batch failed with this error (the first one); later batches still run.
+    Failed(Error),
+    /// Stopped: cleanly, or with the error that stopped it.
+    Stopped(Option<Error>),
+}
+
+/// Starts rivulet's actors.
+#[derive(Debug)]
+pub struct Runtime;
+
+impl Runtime {
+    /// Starts the coordinator, one executor per configured core, and a batch builder and
+    /// supervisor per receiver of `graph`, then returns a handle. Must be called inside an
+    /// actix `System`. Under the system clock the first batch is cut at the next multiple
+    /// of the batch interval; under the manual clock, batches run on [`RuntimeHandle::advance`].
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid `config`; [`Error::Graph`] for an invalid graph.
+    pub fn start(
+        graph: DStreamGraph,
+        config: &StreamingConfig,
+        listeners: Vec<Box<dyn StreamingListener>>,
+    ) -> Result<RuntimeHandle> {
+        config.validate()?;
+        let manual = config.is_manual_clock();
+        let zero = if manual {
+            Time::ZERO
+        } else {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            Time::from_ms(now).floor(config.get_batch_interval())
+        };
+        let slots = graph.start(zero)?;
+        let executors = config.get_executors();
+        let blocks = BlockManager::new(executors);
+        let registry = TaskRegistry::new();
+        let dag = Rc::new(DagScheduler::new(
+            registry.clone(),
+            Arc::new(MapOutputTracker::new()),
+            config.get_max_task_attempts(),
+        ));
+        let (status, status_rx) = watch::channel(Status::Running);
+        let block_interval = (!manual).then(|| config.get_block_interval());
+        let policy = RestartPolicy::new(
+            config.get_receiver_max_restarts(),
+            config.get_receiver_restart_delay(),
+        );
+        let mut bus = ListenerBus::default();
+        for l in listeners {
+            bus.add(l);
+        }
+        let app_name = config.get_app_name().to_string();
+        let coordinator_graph = graph.clone();
+        let coordinator = Coordinator::create(move |ctx| {
+            let me: Addr<Coordinator> = actix::AsyncContext::address(ctx);
+            let receivers = slots
+                .into_iter()
+                .map(|slot| {
+                    let arbiter = Arbiter::new();
+                    let (stream, source) = (slot.stream, slot.source.clone());
+                    let (b_source, b_blocks, b_me) = (source.clone(), blocks.clone(), me.clone());
+                    let builder = BatchBuilder::start_in_arbiter(&arbiter.handle(), move |_| {
+                        BatchBuilder::new(
+                            b_source,
+                            b_blocks,
+                            executors,
+                            b_me.recipient(),
+                            block_interval,
+                        )
+                    });
+                    let (s_source, s_me, receiver) = (source.clone(), me.clone(), slot.receiver);
+                    let supervisor =
+                        ReceiverSupervisor::start_in_arbiter(&arbiter.handle(), move |_| {
+                            ReceiverSupervisor::new(
+                                stream,
+                                receiver,
+                                s_source,
+                                s_me.recipient(),
+                                policy,
+                            )
+                        });
+                    ReceiverHandle {
+                        stream,
+                        supervisor,
+                        builder,
+                        source,
+                        arbiter,
+                        reported: 0,
+                        sealed_total: 0,
+                    }
+                })
+                .collect();
+            Coordinator::new(CoordinatorParts {
+                graph: coordinator_graph,
+                manual,
+                dag,
+                pool: ExecutorPool::start(executors, blocks.clone(), registry),
+                blocks,
+                receivers,
+                listeners: bus,
+                status,
+                app_name,
+            })
+        });
+        graph.rdd_context().set_runner(Arc::new(ClusterRunner {
+            coordinator: coordinator.clone().recipient(),
+        }));
+        Ok(RuntimeHandle {
+            coordinator,
+            status: status_rx,
+            manual,
+        })
+    }
+}
+
+/// Drives a started runtime: advance the manual clock, add listeners, stop, wait.
+#[derive(Clone, Debug)]
+pub struct RuntimeHandle {
+    coordinator: Addr<Coordinator>,
+    status: watch::Receiver<Status>,
+    manual: bool,
+}
+
+impl RuntimeHandle {
+    /// Runs the next `batches` batches on the manual clock, each to completion.
+    ///
+    /// # Errors
+    /// [`Error::Config`] under the system clock; the first failed batch's error (all
+    /// `batches` still run); [`Error::NotRunning`] once stopped.
+    pub async fn advance(&self, batches: u32) -> Result<()> {
+        if !self.manual {
+            return Err(Error::Config(
+                "advance needs the manual clock (StreamingConfig::manual_clock)".into(),
+            ));
+        }
+        self.coordinator
+            .send(Advance(batches))
+            .await
+            .map_err(|_| Error::NotRunning("the streaming context has stopped".into()))?
+    }
+
+    /// Adds a listener; it sees events from now on.
+    ///
+    /// # Errors
+    /// [`Error::NotRunning`] once stopped.
+    pub async fn add_listener(&self, listener: Box<dyn StreamingListener>) -> Result<()> {
+        self.coordinator
+            .send(AddListener(listener))
+            .await
+            .map_err(|_| Error::NotRunning("the streaming context has stopped".into()))
+    }
+
+    /// Stops the context (see [`StopMode`]) and returns once it has stopped. Stopping a
+    /// stopped context does nothing.
+    pub async fn stop(&self, mode: StopMode) {
+        // A closed mailbox means it already stopped.
+        let _ = self.coordinator.send(StopContext(mode)).await;
+    }
+
+    /// Waits until the context stops, or a batch fails (Spark: `awaitTermination`).
+    ///
+    /// # Errors
+    /// The first batch failure (the context keeps running), or the error that stopped it.
+    pub async fn await_termination(&self) -> Result<()> {
+        let mut status = self.status.clone();
+        loop {
+            match &*status.borrow_and_update() {
+                Status::Running => {}
+                Status::Failed(e) | Status::Stopped(Some(e)) => return Err(e.clone()),
+                Status::Stopped(None) => return Ok(()),
+            }
+            if status.changed().await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Where the context stands now.
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+}

@@ -1,0 +1,86 @@
+//! Streaming listener events (Spark: `StreamingListener`, `BatchInfo`,
+//! `OutputOperationInfo`, `ReceiverInfo`). The runtime calls listeners on its coordinator,
+//! in event order; a listener must return quickly and never block.
+
+use std::time::{Duration, SystemTime};
+
+use crate::block::StreamId;
+use crate::receiver::ReceiverMetrics;
+use crate::time::Time;
+
+/// One batch, as known when an event about it is sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchInfo {
+    /// The batch time.
+    pub batch_time: Time,
+    /// Records received in the batch, over all input streams (receiver-fed only).
+    pub num_records: usize,
+    /// When the batch's jobs were generated (wall clock).
+    pub submission_time: SystemTime,
+    /// From submission to the start of its first job (waiting for earlier batches).
+    pub scheduling_delay: Option<Duration>,
+    /// From the start of its first job to the end of its last.
+    pub processing_delay: Option<Duration>,
+    /// Each failed output operation of the batch: its operator and the error.
+    pub failures: Vec<(String, String)>,
+}
+
+impl BatchInfo {
+    /// Scheduling plus processing delay (Spark: `totalDelay`).
+    pub fn total_delay(&self) -> Option<Duration> {
+        Some(self.scheduling_delay? + self.processing_delay?)
+    }
+
+    /// Whether every output operation of the batch succeeded.
+    pub fn succeeded(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// One output operation's run for one batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputOperationInfo {
+    /// The batch time.
+    pub batch_time: Time,
+    /// The output's index in registration order.
+    pub id: usize,
+    /// The operator and its call site, e.g. `print at src/main.rs:20:5`.
+    pub name: String,
+    /// How long it ran.
+    pub duration: Duration,
+    /// The error, if it failed.
+    pub failure: Option<String>,
+}
+
+/// A receiver's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiverInfo {
+    /// The input stream it feeds.
+    pub stream: StreamId,
+    /// The receiver's name.
+    pub name: String,
+    /// Whether it is running.
+    pub active: bool,
+    /// The last error it reported.
+    pub last_error: Option<String>,
+    /// Its counters.
+    pub metrics: ReceiverMetrics,
+}
+
+/// Receives streaming events (Spark: `StreamingListener`). All methods default to nothing.
+pub trait StreamingListener: Send + 'static {
+    /// A batch's jobs were generated.
+    fn on_batch_submitted(&mut self, _batch: &BatchInfo) {}
+    /// A batch's first job started.
+    fn on_batch_started(&mut self, _batch: &BatchInfo) {}
+    /// A batch's jobs all ended (see [`BatchInfo::failures`]).
+    fn on_batch_completed(&mut self, _batch: &BatchInfo) {}
+    /// An output operation of a batch ended.
+    fn on_output_operation_completed(&mut self, _output: &OutputOperationInfo) {}
+    /// A receiver started (also after a restart).
+    fn on_receiver_started(&mut self, _receiver: &ReceiverInfo) {}
+    /// A receiver failed; it is restarted unless its restart limit was reached.
+    fn on_receiver_error(&mut self, _receiver: &ReceiverInfo) {}
+    /// A receiver stopped for good.
+    fn on_receiver_stopped(&mut self, _receiver: &ReceiverInfo) {}
+}
