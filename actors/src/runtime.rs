@@ -181,6 +181,11 @@ impl RuntimeHandle {
             .map_err(|_| Error::NotRunning("the streaming context has stopped".into()))
     }
 
+    /// Adds a listener without waiting (a control message); it sees events from then on.
+    pub fn add_listener_now(&self, listener: Box<dyn StreamingListener>) {
+        self.coordinator.do_send(AddListener(listener));
+    }
+
     /// Stops the context (see [`StopMode`]) and returns once it has stopped. Stopping a
     /// stopped context does nothing.
     pub async fn stop(&self, mode: StopMode) {

@@ -119,21 +119,17 @@ impl Coordinator {
         let jobs = std::mem::take(&mut batch.jobs);
         // Output jobs block in RDD actions, so they run off the actor threads.
         let handle = tokio::task::spawn_blocking(move || run_jobs(jobs));
-        ctx.spawn(
-            async move { handle.await }
-                .into_actor(self)
-                .map(move |joined, act, ctx| {
-                    let runs = joined.unwrap_or_else(|e| {
-                        vec![OutputRun {
-                            id: 0,
-                            name: "job thread".into(),
-                            duration: Duration::ZERO,
-                            result: Err(Error::Internal(format!("the job thread failed: {e}"))),
-                        }]
-                    });
-                    act.batch_finished(batch, started, runs, ctx);
-                }),
-        );
+        ctx.spawn(handle.into_actor(self).map(move |joined, act, ctx| {
+            let runs = joined.unwrap_or_else(|e| {
+                vec![OutputRun {
+                    id: 0,
+                    name: "job thread".into(),
+                    duration: Duration::ZERO,
+                    result: Err(Error::Internal(format!("the job thread failed: {e}"))),
+                }]
+            });
+            act.batch_finished(batch, started, runs, ctx);
+        }));
     }
 
     fn batch_finished(

@@ -250,6 +250,18 @@ impl<T: Data> DStream<T> {
         Ok(rdd)
     }
 
+    /// The RDDs of this stream's batch times from `from` (rounded down to one of them) to
+    /// `to`, both ends included, in time order (Spark: `DStream.slice`). Times before the
+    /// stream started, and times no longer remembered that cannot be recomputed, give no
+    /// RDD; use [`StreamingConfig::remember`](crate::config::StreamingConfig::remember) to
+    /// keep more. Call it from an output operation (it may compute RDDs).
+    ///
+    /// # Errors
+    /// As the computation of any of the RDDs.
+    pub fn slice(&self, from: Time, to: Time) -> Result<Vec<Rdd<T>>> {
+        self.rdds_in(from - Duration::from_millis(1), to)
+    }
+
     /// The RDD of every batch time of this stream in `(from, to]`, in time order (Spark:
     /// `DStream.slice`, with the left end open as its windows use it); times this stream
     /// has no RDD for are skipped.

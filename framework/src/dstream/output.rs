@@ -143,10 +143,12 @@ impl<T: Data> DStream<T> {
     }
 }
 
+type TimedBatches<T> = Arc<Mutex<Vec<(Time, Vec<T>)>>>;
+
 /// The batches a stream produced, as collected by [`DStream::collect_batches`].
 #[derive(Debug)]
 pub struct BatchCollector<T> {
-    batches: Arc<Mutex<Vec<(Time, Vec<T>)>>>,
+    batches: TimedBatches<T>,
 }
 
 impl<T> Clone for BatchCollector<T> {

@@ -1,0 +1,57 @@
+//! # rivulet-receivers
+//!
+//! Input sources for rivulet: implementations of the framework's
+//! [`Receiver`](rivulet_framework::receiver::Receiver) trait that the runtime drives (it
+//! calls `on_start`, then `receive` in a loop, then `on_stop`) and that store records in a
+//! bounded [`BlockSink`](rivulet_framework::receiver::BlockSink).
+//!
+//! * [`SocketTextReceiver`]: newline-delimited text from a TCP server, one `String` per line,
+//!   reconnecting with backoff forever (Spark: `socketTextStream`).
+//! * [`TextFileReceiver`]: each text file moved into a directory, read once, one `String` per
+//!   line (Spark: `textFileStream`).
+//!
+//! Both text receivers split lines the same way: `\n` or `\r\n` ends a line, an unterminated
+//! last line is kept, invalid UTF-8 is replaced with U+FFFD and lines longer than
+//! [`DEFAULT_MAX_LINE_BYTES`] (configurable) are truncated; the repaired lines are counted in
+//! [`ReceiverMetrics::malformed`](rivulet_framework::receiver::ReceiverMetrics::malformed)
+//! and logged, at `warn` for the first ones and then rate-limited. Recoverable failures
+//! (refused connections, unreadable files) are logged with the address or path and counted
+//! in [`ReceiverMetrics::errors`](rivulet_framework::receiver::ReceiverMetrics::errors).
+//!
+//! Receivers never name actix: they run on any tokio runtime with the `net`, `fs`, `time`
+//! and `rt` drivers.
+//!
+//! # Examples
+//! Configuring receivers (the `rivulet` crate's `StreamingContext` usually does this for you):
+//! ```
+//! use std::time::Duration;
+//! use rivulet_framework::receiver::Receiver;
+//! use rivulet_receivers::{SocketTextReceiver, TextFileReceiver};
+//!
+//! let socket = SocketTextReceiver::new("127.0.0.1", 9999)
+//!     .max_line_bytes(64 * 1024)
+//!     .reconnect_backoff(Duration::from_millis(50), Duration::from_secs(2));
+//! assert_eq!(socket.name(), "socket 127.0.0.1:9999");
+//!
+//! let files = TextFileReceiver::new("incoming");
+//! assert_eq!(files.name(), "text files in incoming");
+//! ```
+//! [`SocketTextReceiver`] shows a receiver driven by hand against a local server.
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod file;
+mod lines;
+mod socket;
+#[cfg(test)]
+mod testing;
+
+pub use file::TextFileReceiver;
+pub use socket::SocketTextReceiver;
+
+/// The default longest line, in bytes, that text receivers keep whole: 1 MiB.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+
+/// `d` in whole milliseconds, for log fields.
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,349 @@
+//! Newline-delimited text over TCP (Spark: `SocketReceiver`, `socketTextStream`).
+//! Delivery: at-most-once, like Spark's: a line is stored once it has been read, and lines in
+//! flight when the connection drops are gone.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use rivulet_framework::receiver::{BlockSink, Flow, Receiver, ReceiverError};
+use tokio::net::TcpStream;
+use tracing::{debug, info, warn};
+
+use crate::lines::{LineSplitter, BATCH_BYTES, BATCH_LINES, READ_CHUNK_BYTES};
+use crate::{millis, DEFAULT_MAX_LINE_BYTES};
+
+/// A connection attempt that takes longer than this fails and is retried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads newline-delimited UTF-8 text from a TCP server, one record per line (Spark:
+/// `SocketReceiver`, behind `StreamingContext::socket_text_stream`).
+///
+/// * **Records:** `String`, one per line, without its `\n` or `\r\n`. An unterminated last
+///   line before the server closes is a record too. Invalid UTF-8 is replaced with U+FFFD;
+///   a line longer than [`max_line_bytes`](Self::max_line_bytes) keeps its first
+///   `max_line_bytes` bytes and the rest of it is skipped; both count as
+///   [`malformed`](rivulet_framework::receiver::ReceiverMetrics::malformed).
+/// * **Connection:** the receiver connects as a client. A refused connection, a host that
+///   does not resolve, a server that closes, or a connection error is logged, counted as a
+///   recoverable [`error`](rivulet_framework::receiver::ReceiverMetrics::errors), and
+///   followed by a reconnect after a backoff: the receiver never gives up, like Spark's
+///   (`receive` keeps returning `Ok(Flow::Continue)` meanwhile).
+/// * **Backpressure:** while the buffer is full, the socket is not read, so the server's
+///   writes block in TCP flow control.
+/// * **Delivery:** at-most-once. Each line read is stored exactly once, across reconnects
+///   too; lines the server sent that were not yet read when the connection broke are lost.
+///
+/// # Examples
+/// Reading two lines from a local server:
+/// ```
+/// use std::sync::Arc;
+/// use rivulet_framework::receiver::{BlockBuffer, BlockSink, BlockSource, Receiver};
+/// use rivulet_receivers::SocketTextReceiver;
+/// use tokio::io::AsyncWriteExt;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// let port = server.local_addr().unwrap().port();
+/// tokio::spawn(async move {
+///     let (mut conn, _) = server.accept().await.unwrap();
+///     conn.write_all(b"hello\r\nworld\n").await.unwrap();
+/// });
+///
+/// let mut receiver = SocketTextReceiver::new("127.0.0.1", port);
+/// let buffer = Arc::new(BlockBuffer::<String>::new(0, 1000));
+/// let mut sink = BlockSink::new(buffer.clone());
+/// receiver.on_start().await.unwrap();
+/// while buffer.metrics().records_stored < 2 {
+///     receiver.receive(&mut sink).await.unwrap();
+/// }
+/// let block = buffer.seal().unwrap();
+/// assert_eq!(block.data.downcast_ref::<Vec<String>>().unwrap(), &["hello", "world"]);
+/// # });
+/// ```
+pub struct SocketTextReceiver {
+    host: String,
+    port: u16,
+    /// `host:port`, for names and logs.
+    addr: String,
+    max_line_bytes: usize,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+    /// The delay before the next connection attempt after a failure.
+    backoff: Duration,
+    /// Set after a failure: sleep this long before the next attempt.
+    retry_delay: Option<Duration>,
+    stream: Option<TcpStream>,
+    /// Whether the current connection delivered any bytes yet.
+    got_data: bool,
+    /// Failures since a connection last delivered data, for the logs.
+    failures: u64,
+    splitter: LineSplitter,
+    read_buf: Box<[u8]>,
+}
+
+impl SocketTextReceiver {
+    /// A receiver that will connect to `host:port` (`host`: a name or an IP address). Nothing
+    /// is resolved or connected until the receiver runs.
+    pub fn new(host: impl Into<String>, port: u16) -> SocketTextReceiver {
+        let host = host.into();
+        let initial_backoff = Duration::from_millis(100);
+        // An IPv6 literal gets brackets, as in a URL: `[::1]:9999`.
+        let addr = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        SocketTextReceiver {
+            addr,
+            host,
+            port,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            initial_backoff,
+            max_backoff: Duration::from_secs(5),
+            backoff: initial_backoff,
+            retry_delay: None,
+            stream: None,
+            got_data: false,
+            failures: 0,
+            splitter: LineSplitter::new(DEFAULT_MAX_LINE_BYTES),
+            read_buf: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
+        }
+    }
+
+    /// Sets the longest line kept whole, in bytes, `\r\n` excluded (default 1 MiB; 0 counts as
+    /// 1). Longer lines are truncated to this many bytes (at a character boundary) and
+    /// counted as malformed. It also bounds the memory held for an unfinished line.
+    #[must_use]
+    pub fn max_line_bytes(mut self, max_line_bytes: usize) -> SocketTextReceiver {
+        self.max_line_bytes = max_line_bytes;
+        self.splitter = LineSplitter::new(max_line_bytes);
+        self
+    }
+
+    /// Sets the delay between connection attempts: `initial` after the first failure, then
+    /// doubling up to `max` (defaults: 100 ms and 5 s). It goes back to `initial` once a
+    /// connection delivers data, so a server that accepts and closes at once is not hammered.
+    /// `initial` is at least 1 ms, and `max` at least `initial`.
+    #[must_use]
+    pub fn reconnect_backoff(mut self, initial: Duration, max: Duration) -> SocketTextReceiver {
+        self.initial_backoff = initial.max(Duration::from_millis(1));
+        self.max_backoff = max.max(self.initial_backoff);
+        self.backoff = self.initial_backoff;
+        self
+    }
+
+    /// Counts a failure and schedules the next attempt; returns the delay before it.
+    fn schedule_reconnect(&mut self, sink: &mut BlockSink<String>) -> Duration {
+        sink.report_error();
+        self.failures += 1;
+        let delay = self.backoff;
+        self.retry_delay = Some(delay);
+        self.backoff = (delay * 2).min(self.max_backoff);
+        delay
+    }
+
+    /// Resolves the host and connects to the first address that accepts.
+    async fn connect(&self) -> Result<TcpStream, ConnectError> {
+        let addrs = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(ConnectError::Resolve)?;
+        let mut last = None;
+        for addr in addrs {
+            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => return Ok(stream),
+                Ok(Err(e)) => last = Some(e),
+                Err(_) => {
+                    let msg = format!("no answer from {addr} within {CONNECT_TIMEOUT:?}");
+                    last = Some(io::Error::new(io::ErrorKind::TimedOut, msg));
+                }
+            }
+        }
+        Err(match last {
+            Some(e) => ConnectError::Connect(e),
+            None => ConnectError::Resolve(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the host resolved to no address",
+            )),
+        })
+    }
+
+    /// Waits out a pending backoff, then tries to connect once. Returns whether connected.
+    async fn try_connect(&mut self, sink: &mut BlockSink<String>) -> bool {
+        if let Some(delay) = self.retry_delay {
+            // Cancel-safe: if dropped here, the next call sleeps again.
+            tokio::time::sleep(delay).await;
+            self.retry_delay = None;
+        }
+        match self.connect().await {
+            Ok(stream) => {
+                info!(addr = %self.addr, "Connected.");
+                self.stream = Some(stream);
+                self.got_data = false;
+                true
+            }
+            Err(ConnectError::Resolve(error)) => {
+                let retry_in_ms = millis(self.schedule_reconnect(sink));
+                warn!(
+                    addr = %self.addr,
+                    %error,
+                    failures = self.failures,
+                    retry_in_ms,
+                    "Cannot resolve host; retrying."
+                );
+                false
+            }
+            Err(ConnectError::Connect(error)) => {
+                let retry_in_ms = millis(self.schedule_reconnect(sink));
+                warn!(
+                    addr = %self.addr,
+                    %error,
+                    failures = self.failures,
+                    retry_in_ms,
+                    "Cannot connect; retrying."
+                );
+                false
+            }
+        }
+    }
+}
+
+enum ConnectError {
+    Resolve(io::Error),
+    Connect(io::Error),
+}
+
+/// Why a connection ended.
+enum Disconnect {
+    Closed,
+    Failed(io::Error),
+}
+
+impl Receiver for SocketTextReceiver {
+    type Item = String;
+
+    /// `socket host:port`.
+    fn name(&self) -> String {
+        format!("socket {}", self.addr)
+    }
+
+    /// Resets the connection state; does not connect (the first `receive` does), so it
+    /// never blocks and never fails.
+    async fn on_start(&mut self) -> Result<(), ReceiverError> {
+        self.stream = None;
+        self.retry_delay = None;
+        self.backoff = self.initial_backoff;
+        self.failures = 0;
+        self.splitter.reset();
+        Ok(())
+    }
+
+    /// Connects if needed, then stores the lines that are available: it waits for the first
+    /// bytes, then takes what can be read without waiting, up to about 4096 lines or 1 MiB,
+    /// and stores them with one `store_many` (waiting while the buffer is full).
+    ///
+    /// A failed connection attempt or a broken connection returns `Ok(Flow::Continue)`
+    /// (after counting and logging it); the next call waits the backoff and reconnects.
+    ///
+    /// # Errors
+    /// None: every socket failure is retried. Returns `Ok(Flow::Finished)` when the sink is
+    /// closed (the context is stopping).
+    ///
+    /// # Cancel safety
+    /// Cancelling while it waits for the backoff, a connection or data loses nothing. Cancelling
+    /// while it waits for room in the buffer drops the lines read but not yet stored; this
+    /// only happens when the context stops, and delivery is at-most-once anyway.
+    async fn receive(&mut self, sink: &mut BlockSink<String>) -> Result<Flow, ReceiverError> {
+        if self.stream.is_none() && !self.try_connect(sink).await {
+            return Ok(Flow::Continue);
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(Flow::Continue);
+        };
+        let mut lines = Vec::new();
+        let mut malformed = 0;
+        let mut bytes = 0;
+        let ended = loop {
+            match stream.try_read(&mut self.read_buf) {
+                Ok(0) => break Some(Disconnect::Closed),
+                Ok(n) => {
+                    if !self.got_data {
+                        // The server is really there: start the next backoff from scratch.
+                        self.got_data = true;
+                        self.backoff = self.initial_backoff;
+                        self.failures = 0;
+                    }
+                    bytes += n;
+                    malformed += self
+                        .splitter
+                        .feed(&self.read_buf[..n], &mut lines, &self.addr);
+                    if lines.len() >= BATCH_LINES || bytes >= BATCH_BYTES {
+                        break None;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !lines.is_empty() {
+                        break None;
+                    }
+                    // Nothing collected yet, so waiting here is cancel-safe.
+                    if let Err(e) = stream.readable().await {
+                        break Some(Disconnect::Failed(e));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Some(Disconnect::Failed(e)),
+            }
+        };
+        if let Some(ended) = ended {
+            // What was read is kept: an unterminated last line is still a record.
+            malformed += self.splitter.finish(&mut lines, &self.addr);
+            self.stream = None;
+            let retry_in_ms = millis(self.schedule_reconnect(sink));
+            let (addr, failures) = (&self.addr, self.failures);
+            match ended {
+                Disconnect::Closed => {
+                    warn!(
+                        %addr,
+                        failures,
+                        retry_in_ms,
+                        "Server closed the connection; reconnecting."
+                    );
+                }
+                Disconnect::Failed(error) => {
+                    warn!(%addr, %error, failures, retry_in_ms, "Connection failed; reconnecting.");
+                }
+            }
+        }
+        if malformed > 0 {
+            sink.report_malformed(malformed);
+        }
+        if !lines.is_empty() && sink.store_many(lines).await.is_err() {
+            debug!(addr = %self.addr, "Sink closed; receiver finishing.");
+            return Ok(Flow::Finished);
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Closes the connection; an unfinished line is dropped.
+    async fn on_stop(&mut self) {
+        if self.stream.take().is_some() {
+            debug!(addr = %self.addr, "Connection closed.");
+        }
+        self.splitter.reset();
+    }
+}
+
+impl fmt::Debug for SocketTextReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SocketTextReceiver")
+            .field("addr", &self.addr)
+            .field("max_line_bytes", &self.max_line_bytes)
+            .field("initial_backoff", &self.initial_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("connected", &self.stream.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,202 @@
+//! [`StreamingContext`]: the entry point of a streaming program (Spark: `StreamingContext`).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rivulet_actors::{Runtime, RuntimeHandle, Status, StopMode};
+use rivulet_framework::config::StreamingConfig;
+use rivulet_framework::data::Data;
+use rivulet_framework::dstream::{DStream, DStreamGraph};
+use rivulet_framework::listener::StreamingListener;
+use rivulet_framework::rdd::{Rdd, RddContext};
+use rivulet_framework::receiver::Receiver;
+use rivulet_framework::{Error, OpInfo, Result};
+use rivulet_receivers::{SocketTextReceiver, TextFileReceiver};
+
+struct Inner {
+    config: StreamingConfig,
+    graph: DStreamGraph,
+    pending_listeners: Mutex<Vec<Box<dyn StreamingListener>>>,
+    runtime: Mutex<Option<RuntimeHandle>>,
+}
+
+/// A streaming program: its inputs, its DStream graph, and (once started) the actors running
+/// it. Cheap to clone; clones share the context, so a task or listener can stop it.
+///
+/// Build the graph (inputs, operators, outputs), then [`start`](StreamingContext::start);
+/// under the manual clock, run batches with [`advance`](StreamingContext::advance).
+/// Lifecycle calls are async and must run inside an actix `System` (`#[actix::main]`,
+/// `#[actix::test]`).
+#[derive(Clone)]
+pub struct StreamingContext {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for StreamingContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamingContext")
+            .field("config", &self.inner.config)
+            .field("graph", &self.inner.graph)
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl StreamingContext {
+    /// A context with `config`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the setting: a zero batch interval, a block interval larger
+    /// than the batch interval, zero executors, ... (see [`StreamingConfig::validate`]).
+    pub fn new(config: StreamingConfig) -> Result<StreamingContext> {
+        config.validate()?;
+        let rdd_ctx = RddContext::new(config.get_default_parallelism());
+        let graph = DStreamGraph::new(
+            config.get_batch_interval(),
+            rdd_ctx,
+            config.get_receiver_buffer_records(),
+            config.get_remember(),
+        );
+        Ok(StreamingContext {
+            inner: Arc::new(Inner {
+                config,
+                graph,
+                pending_listeners: Mutex::new(Vec::new()),
+                runtime: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &StreamingConfig {
+        &self.inner.config
+    }
+
+    /// The DStream graph (for tools; programs use the input methods and `DStream` operators).
+    pub fn graph(&self) -> &DStreamGraph {
+        &self.inner.graph
+    }
+
+    /// Lines of text from a TCP server at `host:port`, one record per line (Spark:
+    /// `socketTextStream`). Lines are decoded as UTF-8 with invalid bytes replaced (and
+    /// counted); refused or dropped connections are logged and retried with backoff.
+    #[track_caller]
+    pub fn socket_text_stream(&self, host: &str, port: u16) -> DStream<String> {
+        let op = OpInfo::caller("socket_text_stream");
+        self.inner
+            .graph
+            .receiver_stream_op(op, SocketTextReceiver::new(host, port))
+    }
+
+    /// Lines of the text files that appear in `dir` after start, each file read once
+    /// (Spark: `textFileStream`). Files must be moved into `dir` atomically; files present
+    /// at start and names starting with `.` or `_` are ignored.
+    #[track_caller]
+    pub fn text_file_stream(&self, dir: impl Into<PathBuf>) -> DStream<String> {
+        let op = OpInfo::caller("text_file_stream");
+        self.inner
+            .graph
+            .receiver_stream_op(op, TextFileReceiver::new(dir))
+    }
+
+    /// A stream whose `i`-th batch holds `batches[i]` (in default-parallelism partitions),
+    /// then empty batches (Spark: `queueStream`). For tests.
+    #[track_caller]
+    pub fn queue_stream<T: Data>(&self, batches: Vec<Vec<T>>) -> DStream<T> {
+        self.inner
+            .graph
+            .queue_stream_op(OpInfo::caller("queue_stream"), batches)
+    }
+
+    /// A stream fed by a custom `receiver` (Spark: `receiverStream`).
+    #[track_caller]
+    pub fn receiver_stream<R: Receiver>(&self, receiver: R) -> DStream<R::Item> {
+        self.inner
+            .graph
+            .receiver_stream_op(OpInfo::caller("receiver_stream"), receiver)
+    }
+
+    /// A static RDD of `data` in `partitions` partitions, e.g. historical data to join with
+    /// each batch inside `transform` (Spark: `sparkContext.parallelize`).
+    ///
+    /// # Panics
+    /// If `partitions` is zero.
+    #[track_caller]
+    pub fn parallelize<T: Data>(&self, data: Vec<T>, partitions: usize) -> Rdd<T> {
+        self.inner.graph.rdd_context().parallelize(data, partitions)
+    }
+
+    /// Adds a listener for batch, output and receiver events. Listeners run on the
+    /// coordinator and must return quickly.
+    pub fn add_listener(&self, listener: impl StreamingListener) {
+        match lock(&self.inner.runtime).as_ref() {
+            Some(runtime) => runtime.add_listener_now(Box::new(listener)),
+            None => lock(&self.inner.pending_listeners).push(Box::new(listener)),
+        }
+    }
+
+    fn runtime(&self) -> Result<RuntimeHandle> {
+        lock(&self.inner.runtime)
+            .clone()
+            .ok_or_else(|| Error::NotRunning("call start() first".into()))
+    }
+
+    /// Validates the graph and starts the receivers, executors and coordinator.
+    ///
+    /// # Errors
+    /// [`Error::Graph`] for an invalid graph (no output operation, a window that is not a
+    /// multiple of the slide, ...); [`Error::NotRunning`] if already started.
+    pub async fn start(&self) -> Result<()> {
+        let mut runtime = lock(&self.inner.runtime);
+        if runtime.is_some() {
+            return Err(Error::NotRunning(
+                "the streaming context was already started".into(),
+            ));
+        }
+        let listeners = std::mem::take(&mut *lock(&self.inner.pending_listeners));
+        *runtime = Some(Runtime::start(
+            self.inner.graph.clone(),
+            &self.inner.config,
+            listeners,
+        )?);
+        Ok(())
+    }
+
+    /// Runs the next `batches` batches to completion on the manual clock (Spark tests'
+    /// `ManualClock.advance` + waiting for the batches).
+    ///
+    /// # Errors
+    /// The first failed batch's error, after all `batches` ran; [`Error::Config`] without
+    /// the manual clock; [`Error::NotRunning`] before start or after stop.
+    pub async fn advance(&self, batches: u32) -> Result<()> {
+        self.runtime()?.advance(batches).await
+    }
+
+    /// Waits until the context stops, or a batch fails (Spark: `awaitTermination`).
+    ///
+    /// # Errors
+    /// The first failed batch's error (the context keeps running), or the error that
+    /// stopped it; [`Error::NotRunning`] before start.
+    pub async fn await_termination(&self) -> Result<()> {
+        self.runtime()?.await_termination().await
+    }
+
+    /// Stops the context: [`StopMode::Graceful`] processes everything received first,
+    /// [`StopMode::Now`] drops what is not processed. Returns once stopped.
+    ///
+    /// # Errors
+    /// [`Error::NotRunning`] if never started.
+    pub async fn stop(&self, mode: StopMode) -> Result<()> {
+        self.runtime()?.stop(mode).await;
+        Ok(())
+    }
+
+    /// Where the context stands; `None` before start.
+    pub fn status(&self) -> Option<Status> {
+        lock(&self.inner.runtime).as_ref().map(|r| r.status())
+    }
+}
