@@ -1,15 +1,15 @@
 //! Input DStreams: receiver-fed streams (Spark: `ReceiverInputDStream`) and the queue stream
 //! for tests (Spark: `QueueInputDStream`).
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::data::Data;
-use crate::dstream::{lock, DStream, DStreamGraph};
+use crate::dstream::{DStream, DStreamGraph};
 use crate::error::OpInfo;
 use crate::rdd::{block_rdd, empty_rdd};
 use crate::receiver::{Receiver, ReceiverSlot};
+use crate::time::Time;
 
 impl DStreamGraph {
     /// A stream fed by `receiver` (Spark: `receiverStream`). Batch `t`'s RDD has one
@@ -31,7 +31,7 @@ impl DStreamGraph {
             shared.batch_interval(),
             Vec::new(),
             Duration::ZERO,
-            move |t| {
+            move |_, t| {
                 Ok(Some(block_rdd::<R::Item>(
                     g.rdd_context(),
                     op,
@@ -41,9 +41,11 @@ impl DStreamGraph {
         )
     }
 
-    /// A stream whose batch `i` holds `batches[i]`, cut into the default parallelism's
-    /// number of partitions; after the last, batches are empty RDDs (Spark: `queueStream`
-    /// with `oneAtATime`).
+    /// A stream whose `k`-th batch (at `zero + k * batch_interval`, from `k = 1`) holds
+    /// `batches[k - 1]`, cut into the default parallelism's number of partitions; later
+    /// batches are empty RDDs (Spark: `queueStream` with `oneAtATime`). Batch `k` holds its
+    /// records whatever asks for it and when, so windows with a large slide see the right
+    /// batches.
     #[track_caller]
     pub fn queue_stream<T: Data>(&self, batches: Vec<Vec<T>>) -> DStream<T> {
         self.queue_stream_op(OpInfo::caller("queue_stream"), batches)
@@ -52,18 +54,25 @@ impl DStreamGraph {
     /// [`queue_stream`](DStreamGraph::queue_stream) named after a caller's operator.
     pub fn queue_stream_op<T: Data>(&self, op: OpInfo, batches: Vec<Vec<T>>) -> DStream<T> {
         let shared = self.shared().clone();
-        let queue: Arc<Mutex<VecDeque<Vec<T>>>> = Arc::new(Mutex::new(batches.into()));
-        let ctx = shared.rdd_context().clone();
+        let batches = Arc::new(batches);
+        let (ctx, g) = (shared.rdd_context().clone(), shared.clone());
         DStream::new_node(
             &shared,
             op,
             shared.batch_interval(),
             Vec::new(),
             Duration::ZERO,
-            move |_| {
-                let next = lock(&queue).pop_front();
-                Ok(Some(match next {
-                    Some(records) => ctx.parallelize_op(op, records, ctx.default_parallelism()),
+            move |_, t| {
+                let zero = g.zero_time().unwrap_or(Time::ZERO);
+                let k = (t - zero).as_millis() / g.batch_interval().as_millis().max(1);
+                let records = usize::try_from(k)
+                    .ok()
+                    .and_then(|k| k.checked_sub(1))
+                    .and_then(|i| batches.get(i));
+                Ok(Some(match records {
+                    Some(records) => {
+                        ctx.parallelize_op(op, records.clone(), ctx.default_parallelism())
+                    }
                     None => empty_rdd(&ctx, op),
                 }))
             },

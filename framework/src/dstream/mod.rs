@@ -14,9 +14,11 @@ mod input;
 mod output;
 mod pair;
 mod stateless;
+mod window;
 
 pub use graph::{DStreamGraph, OutputJob};
 pub use output::BatchCollector;
+pub use window::WindowReduce;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -83,7 +85,9 @@ pub(crate) trait DStreamNode: Send + Sync {
     fn clear_old(&self, time: Time);
 }
 
-type ComputeFn<T> = dyn Fn(Time) -> Result<Option<Rdd<T>>> + Send + Sync;
+/// Computes a node's RDD for a batch time; gets the node's own handle (stateful nodes read
+/// their previous RDD through it).
+type ComputeFn<T> = dyn Fn(&DStream<T>, Time) -> Result<Option<Rdd<T>>> + Send + Sync;
 
 /// A DStream node with its record type: it can compute its RDD for a batch.
 pub(crate) struct DStreamCore<T> {
@@ -135,7 +139,7 @@ impl<T: Data> DStream<T> {
         slide: Duration,
         parents: Vec<Arc<dyn DStreamNode>>,
         parent_extra_remember: Duration,
-        compute: impl Fn(Time) -> Result<Option<Rdd<T>>> + Send + Sync + 'static,
+        compute: impl Fn(&DStream<T>, Time) -> Result<Option<Rdd<T>>> + Send + Sync + 'static,
     ) -> DStream<T> {
         let id = graph.next_stream_id(op);
         let core = Arc::new(DStreamCore {
@@ -170,7 +174,7 @@ impl<T: Data> DStream<T> {
             self.slide_duration(),
             vec![self.node()],
             Duration::ZERO,
-            move |t| Ok(parent.get_or_compute(t)?.map(|rdd| f(&rdd, t))),
+            move |_, t| Ok(parent.get_or_compute(t)?.map(|rdd| f(&rdd, t))),
         )
     }
 
@@ -229,7 +233,7 @@ impl<T: Data> DStream<T> {
         }
         let scope = IdScope::new(self.core.info.id, t);
         let computed = with_scope(scope, || {
-            catch_unwind(AssertUnwindSafe(|| (self.core.compute)(t)))
+            catch_unwind(AssertUnwindSafe(|| (self.core.compute)(self, t)))
         });
         let rdd = match computed {
             Ok(result) => result?,

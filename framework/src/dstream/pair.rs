@@ -40,7 +40,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         )
     }
 
-    fn reduce_by_key_into(
+    pub(crate) fn reduce_by_key_into(
         &self,
         op: OpInfo,
         f: impl Fn(V, V) -> V + Send + Sync + 'static,

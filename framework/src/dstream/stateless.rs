@@ -16,7 +16,14 @@ impl<T: Data> DStream<T> {
     /// Applies `f` to every record. **Records:** `T` → `U` per record. Spark: `DStream.map`.
     #[track_caller]
     pub fn map<U: Data>(&self, f: impl Fn(T) -> U + Send + Sync + 'static) -> DStream<U> {
-        let op = OpInfo::caller("map");
+        self.map_op(OpInfo::caller("map"), f)
+    }
+
+    pub(crate) fn map_op<U: Data>(
+        &self,
+        op: OpInfo,
+        f: impl Fn(T) -> U + Send + Sync + 'static,
+    ) -> DStream<U> {
         let f = Arc::new(f);
         self.derive(op, move |rdd, _| {
             let f = f.clone();
@@ -111,7 +118,7 @@ impl<T: Data> DStream<T> {
             self.slide_duration(),
             vec![self.node()],
             Duration::ZERO,
-            move |t| Ok(Some(f(&parent.require_rdd(t, op)?, t))),
+            move |_, t| Ok(Some(f(&parent.require_rdd(t, op)?, t))),
         )
     }
 
@@ -153,7 +160,14 @@ impl<T: Data> DStream<T> {
     /// an empty batch). Spark: `DStream.reduce`.
     #[track_caller]
     pub fn reduce(&self, f: impl Fn(T, T) -> T + Send + Sync + 'static) -> DStream<T> {
-        let op = OpInfo::caller("reduce");
+        self.reduce_op(OpInfo::caller("reduce"), f)
+    }
+
+    pub(crate) fn reduce_op(
+        &self,
+        op: OpInfo,
+        f: impl Fn(T, T) -> T + Send + Sync + 'static,
+    ) -> DStream<T> {
         let f = Arc::new(f);
         self.derive(op, move |rdd, _| {
             let (f, g) = (f.clone(), f.clone());
@@ -200,11 +214,18 @@ pub(crate) fn union_op<T: Data>(streams: &[DStream<T>], op: OpInfo) -> DStream<T
     }
     let parents: Vec<DStream<T>> = streams.to_vec();
     let nodes = parents.iter().map(|p| p.node()).collect();
-    DStream::new_node(first.graph(), op, slide, nodes, Duration::ZERO, move |t| {
-        let rdds = parents
-            .iter()
-            .map(|p| p.require_rdd(t, op))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Some(Rdd::union_all_op(&rdds, op)))
-    })
+    DStream::new_node(
+        first.graph(),
+        op,
+        slide,
+        nodes,
+        Duration::ZERO,
+        move |_, t| {
+            let rdds = parents
+                .iter()
+                .map(|p| p.require_rdd(t, op))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Some(Rdd::union_all_op(&rdds, op)))
+        },
+    )
 }

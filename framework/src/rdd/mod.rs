@@ -27,9 +27,11 @@
 
 mod actions;
 mod id;
+mod join;
 mod narrow;
 mod pair;
 
+pub(crate) use narrow::{map_partitions, zip_partitions};
 pub(crate) use pair::Aggregator;
 mod shuffle;
 mod source;

@@ -119,3 +119,67 @@ pub(crate) fn union<T: Data>(parents: &[Rdd<T>], op: OpInfo) -> Rdd<T> {
         parts,
     })
 }
+
+type ZipFn<A, B, C> = dyn Fn(PartitionIter<A>, PartitionIter<B>) -> PartitionIter<C> + Send + Sync;
+
+/// Partition `p` is `f(a's partition p, b's partition p)` (Spark: `ZippedPartitionsRDD2`).
+struct ZippedPartitionsRdd<A, B, C> {
+    meta: RddMeta,
+    a: Rdd<A>,
+    b: Rdd<B>,
+    f: Box<ZipFn<A, B, C>>,
+}
+
+impl<A: Data, B: Data, C: Data> RddBase for ZippedPartitionsRdd<A, B, C> {
+    fn meta(&self) -> &RddMeta {
+        &self.meta
+    }
+    fn preferred_locations(&self, partition: usize) -> Vec<ExecutorId> {
+        self.a.inner.preferred_locations(partition)
+    }
+}
+
+impl<A: Data, B: Data, C: Data> RddImpl<C> for ZippedPartitionsRdd<A, B, C> {
+    fn compute(&self, partition: usize, ctx: &TaskContext) -> Result<PartitionIter<C>> {
+        Ok((self.f)(
+            self.a.iterator(partition, ctx)?,
+            self.b.iterator(partition, ctx)?,
+        ))
+    }
+}
+
+/// Zips the partitions of `a` and `b`, which must have as many partitions; keeps `a`'s
+/// partitioner when `preserves_partitioning`.
+///
+/// # Panics
+/// If the partition counts differ (a bug in the caller).
+pub(crate) fn zip_partitions<A: Data, B: Data, C: Data>(
+    a: &Rdd<A>,
+    b: &Rdd<B>,
+    op: OpInfo,
+    preserves_partitioning: bool,
+    f: impl Fn(PartitionIter<A>, PartitionIter<B>) -> PartitionIter<C> + Send + Sync + 'static,
+) -> Rdd<C> {
+    assert_eq!(
+        a.num_partitions(),
+        b.num_partitions(),
+        "zip_partitions of RDDs with different partition counts"
+    );
+    let am = a.meta();
+    let partitioner = if preserves_partitioning {
+        am.partitioner()
+    } else {
+        None
+    };
+    let deps = vec![
+        Dependency::Narrow(a.as_base()),
+        Dependency::Narrow(b.as_base()),
+    ];
+    let meta = RddMeta::derived(am, op, am.num_partitions(), deps, partitioner);
+    Rdd::new(ZippedPartitionsRdd {
+        meta,
+        a: a.clone(),
+        b: b.clone(),
+        f: Box::new(f),
+    })
+}

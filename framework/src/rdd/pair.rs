@@ -243,9 +243,13 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         if self.partitioner() == Some(partitioner) {
             return self.clone();
         }
+        self.partition_by_op(OpInfo::caller("partition_by"), partitioner)
+    }
+
+    pub(crate) fn partition_by_op(&self, op: OpInfo, partitioner: HashPartitioner) -> Rdd<(K, V)> {
         shuffle::shuffle(
             self,
-            OpInfo::caller("partition_by"),
+            op,
             partitioner.num_partitions(),
             Some(partitioner),
             move |_, records: PartitionIter<(K, V)>, n| {
