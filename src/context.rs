@@ -130,6 +130,34 @@ impl StreamingContext {
         self.inner.graph.rdd_context().parallelize(data, partitions)
     }
 
+    /// The union of `streams`, batch by batch, in order (Spark: `StreamingContext.union`).
+    ///
+    /// # Errors
+    /// [`GraphError::NoStreams`](rivulet_framework::GraphError::NoStreams) if `streams` is
+    /// empty; streams with different slide durations make `start` fail.
+    #[track_caller]
+    pub fn union<T: Data>(&self, streams: &[DStream<T>]) -> Result<DStream<T>> {
+        self.inner
+            .graph
+            .union_streams_op(OpInfo::caller("union"), streams)
+    }
+
+    /// A stream whose RDD at each batch time is `f(the RDDs of all streams at that time,
+    /// time)` (Spark: `StreamingContext.transform`).
+    ///
+    /// # Errors
+    /// As [`union`](StreamingContext::union).
+    #[track_caller]
+    pub fn transform<T: Data, R: Data>(
+        &self,
+        streams: &[DStream<T>],
+        f: impl Fn(&[Rdd<T>], rivulet_framework::time::Time) -> Rdd<R> + Send + Sync + 'static,
+    ) -> Result<DStream<R>> {
+        self.inner
+            .graph
+            .transform_streams_op(OpInfo::caller("transform"), streams, f)
+    }
+
     /// Adds a listener for batch, output and receiver events. Listeners run on the
     /// coordinator and must return quickly.
     pub fn add_listener(&self, listener: impl StreamingListener) {

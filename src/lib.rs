@@ -54,7 +54,9 @@ pub mod prelude {
     pub use rivulet_actors::{Status, StopMode};
     pub use rivulet_framework::config::StreamingConfig;
     pub use rivulet_framework::data::{Data, Key};
-    pub use rivulet_framework::dstream::{BatchCollector, DStream};
+    pub use rivulet_framework::dstream::{
+        BatchCollector, DStream, MapWithStateDStream, State, StateSpec, WindowReduce,
+    };
     pub use rivulet_framework::listener::{
         BatchInfo, OutputOperationInfo, ReceiverInfo, StreamingListener,
     };

@@ -11,12 +11,17 @@
 
 mod graph;
 mod input;
+mod join;
+mod map_with_state;
 mod output;
 mod pair;
+mod state_map;
 mod stateless;
+mod update_state;
 mod window;
 
 pub use graph::{DStreamGraph, OutputJob};
+pub use map_with_state::{MapWithStateDStream, State, StateSpec};
 pub use output::BatchCollector;
 pub use window::WindowReduce;
 
@@ -28,7 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::data::Data;
-use crate::error::{panic_message, Error, OpInfo, Result};
+use crate::error::{panic_message, Error, GraphError, OpInfo, Result};
 use crate::rdd::{with_scope, IdScope, Rdd};
 use crate::time::Time;
 
@@ -36,6 +41,29 @@ use graph::GraphShared;
 
 /// Identifies a DStream within its graph (creation order, from 0).
 pub type DStreamId = u32;
+
+/// Records a graph error unless all `streams` (graph, slide) share the first one's graph
+/// and slide; returns the first one's slide. Operators over several streams call it.
+pub(crate) fn check_same_slide<'a>(
+    op: OpInfo,
+    mut streams: impl Iterator<Item = (&'a Arc<GraphShared>, Duration)>,
+) -> Duration {
+    let Some((graph, slide)) = streams.next() else {
+        return Duration::ZERO;
+    };
+    for (other_graph, other_slide) in streams {
+        if !Arc::ptr_eq(graph, other_graph) {
+            graph.add_error(GraphError::ForeignStream(op.to_string()));
+        } else if other_slide != slide {
+            graph.add_error(GraphError::SlideMismatch {
+                stream: op.to_string(),
+                left: slide,
+                right: other_slide,
+            });
+        }
+    }
+    slide
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)

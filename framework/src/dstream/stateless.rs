@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::data::{Data, Key};
-use crate::dstream::DStream;
+use crate::dstream::{check_same_slide, DStream, DStreamGraph};
 use crate::error::{Error, GraphError, OpInfo, Result};
 use crate::partitioner::HashPartitioner;
 use crate::rdd::{PartitionIter, Rdd};
@@ -194,28 +194,18 @@ impl<T: Key> DStream<T> {
     }
 }
 
-/// The union of `streams`, in order; records a graph error if they are empty or their
-/// slides differ.
-pub(crate) fn union_op<T: Data>(streams: &[DStream<T>], op: OpInfo) -> DStream<T> {
-    let first = &streams[0];
-    let slide = first.slide_duration();
-    for s in &streams[1..] {
-        if !Arc::ptr_eq(s.graph(), first.graph()) {
-            first
-                .graph()
-                .add_error(GraphError::ForeignStream(op.to_string()));
-        } else if s.slide_duration() != slide {
-            first.graph().add_error(GraphError::SlideMismatch {
-                stream: op.to_string(),
-                left: slide,
-                right: s.slide_duration(),
-            });
-        }
-    }
+/// `f` over the RDDs of every stream in `streams` (at least one), batch by batch; records a
+/// graph error if their slides differ.
+pub(crate) fn transform_all_op<T: Data, R: Data>(
+    streams: &[DStream<T>],
+    op: OpInfo,
+    f: impl Fn(&[Rdd<T>], Time) -> Rdd<R> + Send + Sync + 'static,
+) -> DStream<R> {
+    let slide = check_same_slide(op, streams.iter().map(|s| (s.graph(), s.slide_duration())));
     let parents: Vec<DStream<T>> = streams.to_vec();
     let nodes = parents.iter().map(|p| p.node()).collect();
     DStream::new_node(
-        first.graph(),
+        streams[0].graph(),
         op,
         slide,
         nodes,
@@ -225,7 +215,63 @@ pub(crate) fn union_op<T: Data>(streams: &[DStream<T>], op: OpInfo) -> DStream<T
                 .iter()
                 .map(|p| p.require_rdd(t, op))
                 .collect::<Result<Vec<_>>>()?;
-            Ok(Some(Rdd::union_all_op(&rdds, op)))
+            Ok(Some(f(&rdds, t)))
         },
     )
+}
+
+/// The union of `streams` (at least one), in order.
+pub(crate) fn union_op<T: Data>(streams: &[DStream<T>], op: OpInfo) -> DStream<T> {
+    transform_all_op(streams, op, move |rdds, _| Rdd::union_all_op(rdds, op))
+}
+
+impl DStreamGraph {
+    /// The union of `streams`, batch by batch, in order (Spark: `StreamingContext.union`).
+    ///
+    /// # Errors
+    /// [`GraphError::NoStreams`] if `streams` is empty. Streams with different slides make
+    /// `start` fail with [`GraphError::SlideMismatch`].
+    #[track_caller]
+    pub fn union<T: Data>(&self, streams: &[DStream<T>]) -> Result<DStream<T>> {
+        self.union_streams_op(OpInfo::caller("union"), streams)
+    }
+
+    /// [`union`](DStreamGraph::union) named after a caller's operator.
+    pub fn union_streams_op<T: Data>(
+        &self,
+        op: OpInfo,
+        streams: &[DStream<T>],
+    ) -> Result<DStream<T>> {
+        if streams.is_empty() {
+            return Err(GraphError::NoStreams(op.to_string()).into());
+        }
+        Ok(union_op(streams, op))
+    }
+
+    /// `f` over the RDDs of all `streams` at each batch time (Spark:
+    /// `StreamingContext.transform`).
+    ///
+    /// # Errors
+    /// As [`union`](DStreamGraph::union).
+    #[track_caller]
+    pub fn transform<T: Data, R: Data>(
+        &self,
+        streams: &[DStream<T>],
+        f: impl Fn(&[Rdd<T>], Time) -> Rdd<R> + Send + Sync + 'static,
+    ) -> Result<DStream<R>> {
+        self.transform_streams_op(OpInfo::caller("transform"), streams, f)
+    }
+
+    /// [`transform`](DStreamGraph::transform) named after a caller's operator.
+    pub fn transform_streams_op<T: Data, R: Data>(
+        &self,
+        op: OpInfo,
+        streams: &[DStream<T>],
+        f: impl Fn(&[Rdd<T>], Time) -> Rdd<R> + Send + Sync + 'static,
+    ) -> Result<DStream<R>> {
+        if streams.is_empty() {
+            return Err(GraphError::NoStreams(op.to_string()).into());
+        }
+        Ok(transform_all_op(streams, op, f))
+    }
 }
