@@ -1,0 +1,141 @@
+//! Harness: the per-batch cost of `reduce_by_key_and_window` with an inverse function stays
+//! flat as the window grows, while the form without inverse grows with the window.
+//!
+//! For each window length (in slides) and each form, runs a manual-clock context with 2
+//! executors over generated batches of `(key, 1)` pairs, fills the window, then measures the
+//! processing time of the next batches (from `BatchInfo::processing_delay`) and prints the
+//! median and p90, and the ratio of the largest window to the smallest.
+//!
+//! ```text
+//! cargo run --release --example bench_windows
+//! cargo run --release --example bench_windows -- --windows 10,100 --records 20000 --keys 1000
+//! ```
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Parser;
+use rivulet::prelude::*;
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Per-batch cost of windowed reduce, with and without inverse, as the window grows"
+)]
+struct Args {
+    /// Window lengths to compare, in slides (= batches).
+    #[arg(long, value_delimiter = ',', default_value = "10,100")]
+    windows: Vec<u32>,
+    /// Records per batch.
+    #[arg(long, default_value_t = 20_000)]
+    records: usize,
+    /// Distinct keys.
+    #[arg(long, default_value_t = 1_000)]
+    keys: u64,
+    /// Batches measured after the window is full.
+    #[arg(long, default_value_t = 20)]
+    measure: u32,
+    /// Executors.
+    #[arg(long, default_value_t = 2)]
+    executors: usize,
+}
+
+/// Collects each batch's processing time.
+struct Timings(Arc<Mutex<Vec<Duration>>>);
+
+impl StreamingListener for Timings {
+    fn on_batch_completed(&mut self, batch: &BatchInfo) {
+        if let Ok(mut t) = self.0.lock() {
+            t.push(batch.processing_delay.unwrap_or_default());
+        }
+    }
+}
+
+/// A deterministic xorshift generator, so every run sees the same input.
+fn batches(n: u32, records: usize, keys: u64) -> Vec<Vec<(u64, i64)>> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|_| {
+            (0..records)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x % keys, 1)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Median and p90 of the measured batches' processing time, for one window and form.
+async fn run(args: &Args, window: u32, inverse: bool) -> Result<(Duration, Duration), BoxError> {
+    let batch = Duration::from_millis(100);
+    let ssc = StreamingContext::new(
+        StreamingConfig::new()
+            .batch_interval(batch)
+            .executors(args.executors)
+            .manual_clock(true),
+    )?;
+    let pairs = ssc.queue_stream(batches(window + args.measure, args.records, args.keys));
+    let windowed = if inverse {
+        pairs.reduce_by_key_and_window_inv(|a, b| a + b, |a, b| a - b, batch * window, batch)?
+    } else {
+        pairs.reduce_by_key_and_window(|a, b| a + b, batch * window, batch)?
+    };
+    windowed.foreach_rdd(|rdd, _| {
+        rdd.count()?;
+        Ok(())
+    });
+    let timings = Arc::new(Mutex::new(Vec::new()));
+    ssc.add_listener(Timings(timings.clone()));
+    ssc.start().await?;
+    ssc.advance(window + args.measure).await?;
+    ssc.stop(StopMode::Now).await?;
+    let all = timings.lock().map_err(|_| "poisoned")?.clone();
+    let mut measured = all[window as usize..].to_vec();
+    measured.sort();
+    Ok((percentile(&measured, 0.5), percentile(&measured, 0.9)))
+}
+
+#[actix::main]
+async fn main() -> Result<(), BoxError> {
+    let args = Args::parse();
+    println!(
+        "reduce_by_key_and_window: {} records/batch over {} keys, {} executors, slide = batch = 100 ms, {} batches measured",
+        args.records, args.keys, args.executors, args.measure
+    );
+    for inverse in [true, false] {
+        let form = if inverse {
+            "with inverse   "
+        } else {
+            "without inverse"
+        };
+        let mut medians = Vec::new();
+        for &w in &args.windows {
+            let (median, p90) = run(&args, w, inverse).await?;
+            println!(
+                "{form} window {w:>4} slides: median {:>8.2} ms/batch, p90 {:>8.2} ms",
+                ms(median),
+                ms(p90)
+            );
+            medians.push(median);
+        }
+        if let (Some(first), Some(last)) = (medians.first(), medians.last()) {
+            println!(
+                "{form} ratio window {} / window {}: {:.2}x",
+                args.windows[args.windows.len() - 1],
+                args.windows[0],
+                ms(*last) / ms(*first)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
