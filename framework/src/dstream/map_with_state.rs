@@ -494,6 +494,7 @@ mod tests {
     }
 
     /// Running count per key; emits `(key, count so far)` for every record.
+    #[allow(clippy::ptr_arg)] // the mapping function gets `&K`, here `&String`
     fn running_count(key: &String, value: Option<i64>, state: &mut State<i64>) -> (String, i64) {
         let sum = value.unwrap_or(0) + state.get().copied().unwrap_or(0);
         state.update(sum);
