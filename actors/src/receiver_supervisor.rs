@@ -90,6 +90,14 @@ impl Reporter {
     fn send(&self, event: ReceiverEvent) {
         self.coordinator.do_send(event);
     }
+
+    /// Delivers the final event before the supervisor reports itself done, so a stopping
+    /// coordinator has handled it before it stops reading its mailbox.
+    async fn send_last(&self, event: ReceiverEvent) {
+        if let Err(e) = self.coordinator.send(event).await {
+            warn!(error = %e, "Coordinator gone; final receiver event not delivered.");
+        }
+    }
 }
 
 /// Runs `f` with panics turned into retryable errors.
@@ -189,10 +197,10 @@ impl Actor for ReceiverSupervisor {
             match ended {
                 Ended::Finished | Ended::Stopped => {
                     info!("Receiver stopped.");
-                    reporter.send(ReceiverEvent::Stopped(reporter.info(false, None)));
+                    reporter.send_last(ReceiverEvent::Stopped(reporter.info(false, None))).await;
                 }
                 Ended::GaveUp(e) => {
-                    reporter.send(ReceiverEvent::GaveUp(reporter.info(false, Some(e))))
+                    reporter.send_last(ReceiverEvent::GaveUp(reporter.info(false, Some(e)))).await
                 }
             }
             let _ = done_tx.send(());

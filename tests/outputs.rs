@@ -1,0 +1,183 @@
+//! Output operations: `foreach_batch`, `foreach_partition`, `save_as_text_files`, `print`.
+//!
+//! Input (3 default partitions, `|` separates them):
+//! ```text
+//! batch 1 (100 ms): a b | c d | e f g
+//! batch 2 (200 ms):     |     |         (empty, 3 partitions)
+//! batch 3 (300 ms):     | h   | i
+//! batch 4 (400 ms): (queue used up: no partitions)
+//! ```
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use rivulet::prelude::*;
+
+fn input() -> Vec<Vec<String>> {
+    vec![
+        strings(&["a", "b", "c", "d", "e", "f", "g"]),
+        vec![],
+        strings(&["h", "i"]),
+    ]
+}
+
+/// The names in `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[actix::test]
+async fn foreach_batch_gets_each_batch_with_its_time_in_order() {
+    within(async {
+        let ssc = context(2, 3);
+        let seen: Arc<Mutex<Vec<(Time, Vec<String>)>>> = Arc::default();
+        let sink = seen.clone();
+        ssc.queue_stream(input())
+            .foreach_batch(move |t, records| sink.lock().unwrap().push((t, records)));
+        ssc.start().await.unwrap();
+        ssc.advance(2).await.unwrap();
+        ssc.advance(2).await.unwrap();
+        ssc.stop(StopMode::Graceful).await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            vec![
+                (batch_time(1), strings(&["a", "b", "c", "d", "e", "f", "g"])),
+                (batch_time(2), vec![]),
+                (batch_time(3), strings(&["h", "i"])),
+                (batch_time(4), vec![]),
+            ]
+        );
+    })
+    .await
+}
+
+#[actix::test]
+async fn foreach_partition_runs_once_per_partition() {
+    within(async {
+        let ssc = context(2, 3);
+        let seen: Arc<Mutex<Vec<(usize, Vec<String>)>>> = Arc::default();
+        let sink = seen.clone();
+        ssc.queue_stream(input())
+            .foreach_partition(move |p, records| {
+                sink.lock().unwrap().push((p, records.collect()));
+                Ok(())
+            });
+        ssc.start().await.unwrap();
+        ssc.advance(1).await.unwrap();
+        let mut first = std::mem::take(&mut *seen.lock().unwrap());
+        first.sort();
+        assert_eq!(
+            first,
+            vec![
+                (0, strings(&["a", "b"])),
+                (1, strings(&["c", "d"])),
+                (2, strings(&["e", "f", "g"])),
+            ]
+        );
+        ssc.advance(3).await.unwrap();
+        let mut rest = std::mem::take(&mut *seen.lock().unwrap());
+        rest.sort();
+        // Batch 2: three empty partitions; batch 3: [] [h] [i]; batch 4: no partitions.
+        assert_eq!(
+            rest,
+            vec![
+                (0, vec![]),
+                (0, vec![]),
+                (1, vec![]),
+                (1, strings(&["h"])),
+                (2, vec![]),
+                (2, strings(&["i"])),
+            ]
+        );
+        ssc.stop(StopMode::Graceful).await.unwrap();
+    })
+    .await
+}
+
+#[actix::test]
+async fn save_as_text_files_writes_a_directory_per_batch() {
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let ssc = context(2, 3);
+        let s = ssc.queue_stream(input());
+        s.save_as_text_files(dir.path().join("batch"), "");
+        s.map(|w| format!("{w}\t{}", w.len()))
+            .save_as_text_files(dir.path().join("out"), "txt");
+        ssc.start().await.unwrap();
+        ssc.advance(4).await.unwrap();
+        ssc.stop(StopMode::Graceful).await.unwrap();
+
+        assert_eq!(
+            names(dir.path()),
+            vec![
+                "batch-100",
+                "batch-200",
+                "batch-300",
+                "batch-400",
+                "out-100.txt",
+                "out-200.txt",
+                "out-300.txt",
+                "out-400.txt"
+            ]
+        );
+        let read = |batch: &str, part: &str| {
+            fs::read_to_string(dir.path().join(batch).join(part)).unwrap()
+        };
+        let parts = vec!["_SUCCESS", "part-00000", "part-00001", "part-00002"];
+        assert_eq!(names(&dir.path().join("batch-100")), parts);
+        assert_eq!(read("batch-100", "part-00000"), "a\nb\n");
+        assert_eq!(read("batch-100", "part-00001"), "c\nd\n");
+        assert_eq!(read("batch-100", "part-00002"), "e\nf\ng\n");
+        assert_eq!(read("batch-100", "_SUCCESS"), "");
+        assert_eq!(names(&dir.path().join("batch-200")), parts);
+        for p in &parts[1..] {
+            assert_eq!(read("batch-200", p), "", "{p}");
+        }
+        assert_eq!(read("batch-300", "part-00000"), "");
+        assert_eq!(read("batch-300", "part-00001"), "h\n");
+        assert_eq!(read("batch-300", "part-00002"), "i\n");
+        // A batch with no partitions still gets its directory and _SUCCESS.
+        assert_eq!(names(&dir.path().join("batch-400")), vec!["_SUCCESS"]);
+        assert_eq!(read("out-100.txt", "part-00002"), "e\t1\nf\t1\ng\t1\n");
+        assert_eq!(read("out-300.txt", "part-00001"), "h\t1\n");
+    })
+    .await
+}
+
+#[actix::test]
+async fn print_runs_as_an_output() {
+    within(async {
+        let ssc = context(2, 3);
+        let events = Events::attach(&ssc);
+        let s = ssc.queue_stream(input());
+        s.print(2);
+        s.map(|w| (w, 1u8)).print(100);
+        ssc.start().await.unwrap();
+        ssc.advance(4).await.expect("print must not fail");
+        ssc.stop(StopMode::Graceful).await.unwrap();
+        let outputs: Vec<OutputOperationInfo> = events
+            .all()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Output(o) => Some(o),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(outputs.len(), 8, "{outputs:?}");
+        for o in &outputs {
+            assert!(o.name.starts_with("print at tests/outputs.rs:"), "{o:?}");
+            assert_eq!(o.failure, None, "{o:?}");
+        }
+    })
+    .await
+}
