@@ -21,6 +21,26 @@ pub fn local_context(parallelism: usize) -> Arc<RddContext> {
     ctx
 }
 
+/// Each batch sorted: for comparing batches whose order within a batch is not defined
+/// (after a shuffle).
+pub fn sorted<T: Ord>(batches: Vec<Vec<T>>) -> Vec<Vec<T>> {
+    batches
+        .into_iter()
+        .map(|mut b| {
+            b.sort();
+            b
+        })
+        .collect()
+}
+
+/// `(&str, value)` pairs as owned `(String, value)` records.
+pub fn pairs<V: Clone>(pairs: &[(&str, V)]) -> Vec<(String, V)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
 /// Runs `op` over a queue stream of `input` (one `Vec` per batch, 2 partitions each) for as
 /// many batches as `input` has, and returns the output stream's batches.
 ///

@@ -107,17 +107,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
 
 #[cfg(test)]
 mod tests {
-    use crate::testing::run_batches;
-
-    fn sorted<T: Ord>(batches: Vec<Vec<T>>) -> Vec<Vec<T>> {
-        batches
-            .into_iter()
-            .map(|mut b| {
-                b.sort();
-                b
-            })
-            .collect()
-    }
+    use crate::testing::{run_batches, sorted};
 
     /// Left and right sides in one stream of `(side, key, value)`, split into two streams.
     type Row = (bool, u8, u32);

@@ -468,20 +468,10 @@ mod tests {
     use std::time::Duration;
 
     use super::{State, StateSpec};
-    use crate::testing::{local_context, run_batches_for};
+    use crate::testing::{local_context, pairs, run_batches_for, sorted};
 
-    fn sorted<T: Ord>(batches: Vec<Vec<T>>) -> Vec<Vec<T>> {
-        batches
-            .into_iter()
-            .map(|mut b| {
-                b.sort();
-                b
-            })
-            .collect()
-    }
-
-    fn kv(pairs: &[(&str, i64)]) -> Vec<(String, i64)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    fn kv(kv: &[(&str, i64)]) -> Vec<(String, i64)> {
+        pairs(kv)
     }
 
     fn input() -> Vec<Vec<(String, i64)>> {

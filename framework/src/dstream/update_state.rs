@@ -137,17 +137,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
 
 #[cfg(test)]
 mod tests {
-    use crate::testing::{local_context, run_batches_for};
-
-    fn sorted<T: Ord>(batches: Vec<Vec<T>>) -> Vec<Vec<T>> {
-        batches
-            .into_iter()
-            .map(|mut b| {
-                b.sort();
-                b
-            })
-            .collect()
-    }
+    use crate::testing::{local_context, pairs, run_batches_for, sorted};
 
     fn words(batches: &[&[&str]]) -> Vec<Vec<(String, u32)>> {
         batches
@@ -156,8 +146,8 @@ mod tests {
             .collect()
     }
 
-    fn kv(pairs: &[(&str, u32)]) -> Vec<(String, u32)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    fn kv(kv: &[(&str, u32)]) -> Vec<(String, u32)> {
+        pairs(kv)
     }
 
     #[test]

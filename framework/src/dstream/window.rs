@@ -502,20 +502,10 @@ fn merge_window<K: Key, V: Data>(
 
 #[cfg(test)]
 mod tests {
-    use crate::testing::{run_batches_for, BATCH};
+    use crate::testing::{pairs, run_batches_for, sorted, BATCH};
 
-    fn sorted<T: Ord>(batches: Vec<Vec<T>>) -> Vec<Vec<T>> {
-        batches
-            .into_iter()
-            .map(|mut b| {
-                b.sort();
-                b
-            })
-            .collect()
-    }
-
-    fn kv(pairs: &[(&str, i64)]) -> Vec<(String, i64)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    fn kv(kv: &[(&str, i64)]) -> Vec<(String, i64)> {
+        pairs(kv)
     }
 
     /// Batches 1..=6 hold a:1, a:2 b:1, (empty), b:3, a:1, (empty), then nothing.
