@@ -291,7 +291,20 @@ impl<T: Data> DStream<T> {
     /// # Errors
     /// As the computation of any of the RDDs.
     pub fn slice(&self, from: Time, to: Time) -> Result<Vec<Rdd<T>>> {
-        self.rdds_in(from - Duration::from_millis(1), to)
+        let Some(first) = self.floor_to_batch_time(from) else {
+            return Ok(Vec::new());
+        };
+        self.rdds_in(first - Duration::from_millis(1), to)
+    }
+
+    /// The latest of this stream's batch times (`zero + k * slide`) not after `t`; `None`
+    /// before start.
+    fn floor_to_batch_time(&self, t: Time) -> Option<Time> {
+        let zero = self.graph().zero_time()?;
+        let slide = crate::time::duration_ms(self.slide_duration()).max(1);
+        Some(Time::from_ms(
+            t.as_ms() - (t.as_ms() - zero.as_ms()).rem_euclid(slide),
+        ))
     }
 
     /// The RDD of every batch time of this stream in `(from, to]`, in time order (Spark:
@@ -302,15 +315,10 @@ impl<T: Data> DStream<T> {
     /// As the computation of any of the RDDs.
     pub(crate) fn rdds_in(&self, from: Time, to: Time) -> Result<Vec<Rdd<T>>> {
         let mut rdds = Vec::new();
-        let Some(zero) = self.graph().zero_time() else {
+        let Some(aligned) = self.floor_to_batch_time(from) else {
             return Ok(rdds);
         };
-        // Align `from` to this stream's batch times.
-        let slide = self.slide_duration();
-        let offset =
-            (from.as_ms() - zero.as_ms()).rem_euclid(crate::time::duration_ms(slide).max(1));
-        let aligned = Time::from_ms(from.as_ms() - offset);
-        for t in Time::steps_after(aligned, to, slide) {
+        for t in Time::steps_after(aligned, to, self.slide_duration()) {
             if let Some(rdd) = self.get_or_compute(t)? {
                 rdds.push(rdd);
             }
