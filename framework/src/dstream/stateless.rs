@@ -275,3 +275,67 @@ impl DStreamGraph {
         Ok(transform_all_op(streams, op, f))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::dstream::{DStream, DStreamGraph};
+    use crate::error::{Error, OpInfo};
+    use crate::testing::{local_context, BATCH};
+    use crate::time::Time;
+
+    /// A stream that has an RDD only at even batches, as a custom input might.
+    fn gappy(graph: &DStreamGraph) -> DStream<u32> {
+        let ctx = graph.rdd_context().clone();
+        let op = OpInfo::caller("gappy");
+        DStream::new_node(
+            graph.shared(),
+            op,
+            BATCH,
+            Vec::new(),
+            Duration::ZERO,
+            move |_, t| Ok((t.as_ms() % 2000 == 0).then(|| ctx.parallelize_op(op, vec![1], 1))),
+        )
+    }
+
+    #[test]
+    fn union_transform_and_transform_with_fail_when_a_parent_has_no_rdd() {
+        let graph = DStreamGraph::new(BATCH, local_context(1), 10, None);
+        let full = graph.queue_stream(vec![vec![7u32], vec![8]]);
+        let gaps = gappy(&graph);
+        full.union(&gaps).collect_batches();
+        gaps.transform(|rdd, _| rdd.clone()).collect_batches();
+        full.transform_with(&gaps, |a, _, _| a.clone())
+            .collect_batches();
+        graph.start(Time::ZERO).expect("valid graph");
+        let jobs = graph.generate_jobs(Time::from_ms(1000));
+        assert_eq!(jobs.len(), 3);
+        for job in jobs {
+            match job.run() {
+                Err(Error::Compute {
+                    stream, message, ..
+                }) => {
+                    assert!(
+                        message.contains("gappy") && message.contains("no RDD"),
+                        "{message}"
+                    );
+                    assert!(
+                        ["union", "transform", "transform_with"]
+                            .iter()
+                            .any(|op| stream.starts_with(op)),
+                        "{stream}"
+                    );
+                }
+                other => panic!("expected a compute error, got {other:?}"),
+            }
+        }
+        let at_two: Vec<_> = graph
+            .generate_jobs(Time::from_ms(2000))
+            .into_iter()
+            .map(|j| j.run())
+            .collect();
+        assert!(at_two.iter().all(|r| r.is_ok()), "{at_two:?}");
+        graph.shutdown();
+    }
+}
