@@ -12,12 +12,15 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 use rivulet::prelude::*;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{read_lines, run_until_done, spawn_server, words, Progress};
 
 #[derive(Parser, Debug)]
 #[command(about = "Streaming word count over a local TCP socket (rivulet's main job)")]
@@ -39,77 +42,6 @@ struct Args {
     out: Option<PathBuf>,
 }
 
-/// A word is a maximal run of ASCII letters and digits, lowercased.
-fn words(line: String) -> Vec<String> {
-    line.split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_ascii_lowercase)
-        .collect()
-}
-
-/// Sends `lines` to the first client at `rate` lines/s (0: as fast as the client reads), then
-/// keeps the connection open until the process exits, as a live source would.
-async fn serve(listener: TcpListener, lines: Arc<Vec<Vec<u8>>>, rate: u64) -> std::io::Result<()> {
-    let (mut socket, _) = listener.accept().await?;
-    let tick = Duration::from_millis(10);
-    let per_tick = if rate == 0 {
-        usize::MAX
-    } else {
-        (rate as usize / 100).max(1)
-    };
-    let mut next = tokio::time::Instant::now();
-    for chunk in lines.chunks(per_tick.min(lines.len().max(1))) {
-        let mut buf = Vec::with_capacity(chunk.iter().map(|l| l.len() + 1).sum());
-        for line in chunk {
-            buf.extend_from_slice(line);
-            buf.push(b'\n');
-        }
-        socket.write_all(&buf).await?;
-        if rate > 0 {
-            next += tick;
-            tokio::time::sleep_until(next).await;
-        }
-    }
-    socket.flush().await?;
-    std::future::pending::<()>().await;
-    Ok(())
-}
-
-/// Prints a progress line after each batch and signals when all `total` records are done.
-struct Progress {
-    total: usize,
-    done: usize,
-    batches: usize,
-    started: Instant,
-    finished: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl StreamingListener for Progress {
-    fn on_batch_completed(&mut self, batch: &BatchInfo) {
-        self.batches += 1;
-        self.done += batch.num_records;
-        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
-        println!(
-            "[progress] batch {} done: {} records in {} ms | {} batches, {}/{} records, {:.0} records/s",
-            batch.batch_time,
-            batch.num_records,
-            batch.processing_delay.unwrap_or_default().as_millis(),
-            self.batches,
-            self.done,
-            self.total,
-            self.done as f64 / secs,
-        );
-        for (op, error) in &batch.failures {
-            eprintln!("[error] batch {}: {op}: {error}", batch.batch_time);
-        }
-        if self.done >= self.total {
-            if let Some(tx) = self.finished.take() {
-                let _ = tx.send(());
-            }
-        }
-    }
-}
-
 #[actix::main]
 async fn main() -> Result<(), BoxError> {
     tracing_subscriber::fmt()
@@ -118,12 +50,7 @@ async fn main() -> Result<(), BoxError> {
         )
         .init();
     let args = Args::parse();
-    let text =
-        std::fs::read(&args.input).map_err(|e| format!("reading {}: {e}", args.input.display()))?;
-    let mut lines: Vec<Vec<u8>> = text.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
-    if text.ends_with(b"\n") {
-        lines.pop(); // the empty remainder after the final newline is not a line
-    }
+    let lines = read_lines(&args.input)?;
     let total = lines.len();
     println!(
         "Streaming {} ({total} lines) at {} lines/s",
@@ -131,9 +58,7 @@ async fn main() -> Result<(), BoxError> {
         args.rate
     );
 
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let port = listener.local_addr()?.port();
-    let server = actix::spawn(serve(listener, Arc::new(lines), args.rate));
+    let (port, server) = spawn_server(Arc::new(lines), args.rate).await?;
 
     let mut config = StreamingConfig::new()
         .app_name("wordcount")
@@ -168,20 +93,9 @@ async fn main() -> Result<(), BoxError> {
             .map(|(w, c)| format!("{w}\t{c}"))
             .save_as_text_files(dir.join("batch"), "");
     }
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    ssc.add_listener(Progress {
-        total,
-        done: 0,
-        batches: 0,
-        started: Instant::now(),
-        finished: Some(tx),
-    });
-    ssc.start().await?;
-    tokio::select! {
-        _ = rx => {}
-        result = ssc.await_termination() => result?,
-    }
-    ssc.stop(StopMode::Graceful).await?;
+    let (progress, done) = Progress::new(total);
+    ssc.add_listener(progress);
+    run_until_done(&ssc, done).await?;
     server.abort();
     println!("Done: {total} lines processed.");
     Ok(())

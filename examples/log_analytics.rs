@@ -1,0 +1,617 @@
+//! Live analytics of an Apache access log: status codes per batch and per window, the top
+//! URLs per window, and known clients (a static table joined with every batch).
+//!
+//! Serves a log in the Apache combined format (default: the bundled
+//! `examples/data/apache_access.log`, 10,000 lines) line by line over a TCP socket on
+//! 127.0.0.1 into `socket_text_stream`, at 700 lines/s (about 15 s), and parses each line
+//! with a small hand parser. Every batch (1 s) it prints:
+//!
+//! * the batch's requests per status code (`count_by_value`);
+//! * the requests per status code in the last 5 batches (`count_by_value_and_window`);
+//! * the 5 most requested paths in the last 5 batches (`reduce_by_key_and_window_with`,
+//!   incremental, zero counts filtered out);
+//! * the known clients seen in the batch and their request counts: the batch's per-client
+//!   counts (`reduce_by_key`) joined inside `transform` with a static table built with
+//!   `parallelize`: the log's 20 most frequent clients, labelled `frequent-1` .. `frequent-20`.
+//!
+//! Lines that do not parse (line 8,899 of the bundled log has a truncated user agent) are
+//! counted, never fatal, and listed at the end with their line number, error and content.
+//! The totals are checked against an independent pass over the file. Exits once every line
+//! has been processed.
+//!
+//! ```text
+//! cargo run --release --example log_analytics
+//! cargo run --release --example log_analytics -- --rate 0 --batch-ms 200
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::ops::Bound;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use clap::Parser;
+use rivulet::prelude::*;
+
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{read_lines, run_until_done, spawn_server, Progress};
+
+#[derive(Parser, Debug)]
+#[command(about = "Status codes, top URLs and known clients of a live Apache access log")]
+struct Args {
+    /// Access log to stream (Apache combined log format), one request per line.
+    #[arg(long, default_value = "examples/data/apache_access.log")]
+    input: PathBuf,
+    /// Batch interval in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    batch_ms: u64,
+    /// Lines per second the source sends; 0 sends as fast as backpressure allows.
+    #[arg(long, default_value_t = 700)]
+    rate: u64,
+    /// Window length, in batches.
+    #[arg(long, default_value_t = 5)]
+    window_batches: u32,
+    /// Slide of the windows, in batches.
+    #[arg(long, default_value_t = 1)]
+    slide_batches: u32,
+    /// How many of the log's most frequent clients make the table of known clients.
+    #[arg(long, default_value_t = 20)]
+    known_clients: usize,
+    /// Executors (task threads); default: one per core.
+    #[arg(long)]
+    executors: Option<usize>,
+}
+
+// ---------------------------------------------------------------------------------------
+// The parser.
+
+/// One request in the Apache combined log format:
+/// `client ident user [time] "method path protocol" status bytes "referer" "agent"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LogRecord {
+    client: String,
+    time: String,
+    method: String,
+    path: String,
+    status: u16,
+    /// `None` for `-` (nothing sent).
+    bytes: Option<u64>,
+    referer: String,
+    agent: String,
+}
+
+/// Why a line is not a [`LogRecord`]; `field` names the part of the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ParseError {
+    /// The line ends before `field`.
+    Missing(&'static str),
+    /// `field` opens with its delimiter but never closes.
+    Unterminated { field: &'static str, close: char },
+    /// `field` is there but malformed.
+    Invalid { field: &'static str, value: String },
+    /// Text after the last field.
+    Trailing(String),
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::Missing(field) => write!(f, "the line ends before the {field}"),
+            ParseError::Unterminated { field, close } => {
+                write!(f, "the {field} has no closing `{close}`")
+            }
+            ParseError::Invalid { field, value } => write!(f, "invalid {field}: {value:?}"),
+            ParseError::Trailing(rest) => write!(f, "unexpected text at the end: {rest:?}"),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Reads a line field by field, left to right; fields are separated by one space.
+struct Fields<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Fields<'a> {
+    /// The next field up to a space (or the end of the line).
+    fn token(&mut self, field: &'static str) -> Result<&'a str, ParseError> {
+        let (token, rest) = self.rest.split_once(' ').unwrap_or((self.rest, ""));
+        if token.is_empty() {
+            return Err(ParseError::Missing(field));
+        }
+        self.rest = rest;
+        Ok(token)
+    }
+
+    /// The next field between `open` and `close` (a backslash escapes the next character,
+    /// as Apache writes `\"`), without them.
+    fn delimited(
+        &mut self,
+        field: &'static str,
+        open: char,
+        close: char,
+    ) -> Result<&'a str, ParseError> {
+        let Some(body) = self.rest.strip_prefix(open) else {
+            return Err(if self.rest.is_empty() {
+                ParseError::Missing(field)
+            } else {
+                ParseError::Invalid {
+                    field,
+                    value: format!("does not start with `{open}`"),
+                }
+            });
+        };
+        let mut escaped = false;
+        for (i, c) in body.char_indices() {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == close {
+                let after = &body[i + c.len_utf8()..];
+                self.rest = match after.strip_prefix(' ') {
+                    Some(rest) => rest,
+                    None if after.is_empty() => after,
+                    None => {
+                        return Err(ParseError::Invalid {
+                            field,
+                            value: format!("text right after the closing `{close}`"),
+                        })
+                    }
+                };
+                return Ok(&body[..i]);
+            }
+        }
+        Err(ParseError::Unterminated { field, close })
+    }
+}
+
+/// Parses one line of an Apache combined log.
+fn parse(line: &str) -> Result<LogRecord, ParseError> {
+    let mut fields = Fields { rest: line };
+    let client = fields.token("client")?;
+    let _ident = fields.token("ident")?;
+    let _user = fields.token("user")?;
+    let time = fields.delimited("time", '[', ']')?;
+    let request = fields.delimited("request", '"', '"')?;
+    let status = fields.token("status")?;
+    let bytes = fields.token("bytes")?;
+    let referer = fields.delimited("referer", '"', '"')?;
+    let agent = fields.delimited("user agent", '"', '"')?;
+    if !fields.rest.is_empty() {
+        return Err(ParseError::Trailing(fields.rest.to_string()));
+    }
+    // "GET /path HTTP/1.1"; the protocol is absent in HTTP/0.9 requests.
+    let mut parts = request.split(' ');
+    let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
+        return Err(ParseError::Invalid {
+            field: "request",
+            value: request.to_string(),
+        });
+    };
+    let invalid = |field, value: &str| ParseError::Invalid {
+        field,
+        value: value.to_string(),
+    };
+    let status_code = match status.parse::<u16>() {
+        Ok(code) if status.len() == 3 => code,
+        _ => return Err(invalid("status", status)),
+    };
+    let bytes = match bytes {
+        "-" => None,
+        n => Some(n.parse().map_err(|_| invalid("bytes", n))?),
+    };
+    Ok(LogRecord {
+        client: client.to_string(),
+        time: time.to_string(),
+        method: method.to_string(),
+        path: path.to_string(),
+        status: status_code,
+        bytes,
+        referer: referer.to_string(),
+        agent: agent.to_string(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// The streaming job.
+
+/// What the streaming job keeps of a request: `(client, path, status)`. (Records in a
+/// DStream must be serde-serializable; the facade does not re-export serde, so plain tuples
+/// flow instead of `LogRecord`.)
+type Request = (String, String, u16);
+
+/// A line that did not parse: `(position in its batch partition, error, line)`.
+type Rejected = (u64, String, String);
+
+/// What the output operations record, batch by batch, for the report and checks at the end.
+#[derive(Default)]
+struct Totals {
+    lines: u64,
+    /// `(line number, error, line)` of every malformed line.
+    malformed: Vec<(u64, String, String)>,
+    batch_status: BTreeMap<Time, BTreeMap<u16, u64>>,
+    window_status: BTreeMap<Time, BTreeMap<u16, u64>>,
+    known_requests: HashMap<String, u64>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `counts` as `key:count`, largest first (ties by key), at most `n`.
+fn top<K: fmt::Display + Ord>(mut counts: Vec<(K, u64)>, n: usize) -> String {
+    counts.sort_by(|(ka, ca), (kb, cb)| cb.cmp(ca).then_with(|| ka.cmp(kb)));
+    let top: Vec<String> = counts
+        .iter()
+        .take(n)
+        .map(|(k, c)| format!("{k}:{c}"))
+        .collect();
+    top.join(" ")
+}
+
+fn by_status(counts: &BTreeMap<u16, u64>) -> String {
+    let all: Vec<String> = counts.iter().map(|(s, n)| format!("{s}:{n}")).collect();
+    all.join(" ")
+}
+
+/// What a pass over the whole file finds, independently of the streaming job.
+struct Expected {
+    parsed: u64,
+    malformed_lines: Vec<u64>,
+    status: BTreeMap<u16, u64>,
+    clients: HashMap<String, u64>,
+}
+
+fn scan(lines: &[String]) -> Expected {
+    let mut expected = Expected {
+        parsed: 0,
+        malformed_lines: Vec::new(),
+        status: BTreeMap::new(),
+        clients: HashMap::new(),
+    };
+    for (i, line) in lines.iter().enumerate() {
+        match parse(line) {
+            Ok(record) => {
+                expected.parsed += 1;
+                *expected.status.entry(record.status).or_default() += 1;
+                *expected.clients.entry(record.client).or_default() += 1;
+            }
+            Err(_) => expected.malformed_lines.push(i as u64 + 1),
+        }
+    }
+    expected
+}
+
+#[actix::main]
+async fn main() -> Result<(), BoxError> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let raw = read_lines(&args.input)?;
+    let text: Vec<String> = raw
+        .iter()
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect();
+    let total = raw.len();
+    let expected = scan(&text);
+    println!(
+        "Streaming {} ({total} lines) at {} lines/s",
+        args.input.display(),
+        args.rate
+    );
+    if let Some(Ok(r)) = text.first().map(|l| parse(l)) {
+        println!(
+            "Line 1 parses to: client {} | time {} | method {} | path {} | status {} | bytes {:?} | referer {} | agent {}",
+            r.client, r.time, r.method, r.path, r.status, r.bytes, r.referer, r.agent
+        );
+    }
+
+    // The table of known clients: the log's most frequent clients, from the pass above.
+    let mut frequent: Vec<(String, u64)> = expected
+        .clients
+        .iter()
+        .map(|(c, n)| (c.clone(), *n))
+        .collect();
+    frequent.sort_by(|(ca, na), (cb, nb)| nb.cmp(na).then_with(|| ca.cmp(cb)));
+    frequent.truncate(args.known_clients);
+    let known: Vec<(String, String)> = frequent
+        .iter()
+        .enumerate()
+        .map(|(i, (client, _))| (client.clone(), format!("frequent-{}", i + 1)))
+        .collect();
+    println!(
+        "Known clients (the log's {} most frequent): {}",
+        known.len(),
+        top(frequent.clone(), known.len())
+    );
+
+    let (port, server) = spawn_server(Arc::new(raw), args.rate).await?;
+
+    let batch = Duration::from_millis(args.batch_ms);
+    let (window, slide) = (batch * args.window_batches, batch * args.slide_batches);
+    let mut config = StreamingConfig::new()
+        .app_name("log_analytics")
+        .batch_interval(batch);
+    if let Some(n) = args.executors {
+        config = config.executors(n);
+    }
+    let ssc = StreamingContext::new(config)?;
+    let known_rdd = ssc.parallelize(known, 2);
+    let totals: Arc<Mutex<Totals>> = Arc::default();
+
+    // Parsed once, used by every output below.
+    let parsed: DStream<Result<Request, (String, String)>> = ssc
+        .socket_text_stream("127.0.0.1", port)
+        .map(|line| match parse(&line) {
+            Ok(r) => Ok((r.client, r.path, r.status)),
+            Err(e) => Err((e.to_string(), line)),
+        })
+        .cache();
+    let requests: DStream<Request> = parsed.flat_map(Result::ok);
+
+    // Lines and malformed lines. A batch's partitions are its blocks in arrival order, so a
+    // line's number is the lines of earlier batches and partitions plus its position.
+    let t = totals.clone();
+    parsed
+        .map_partitions(|records| {
+            let (mut lines, mut rejected) = (0u64, Vec::<Rejected>::new());
+            for (i, record) in records.enumerate() {
+                lines += 1;
+                if let Err((error, line)) = record {
+                    rejected.push((i as u64, error, line));
+                }
+            }
+            std::iter::once((lines, rejected))
+        })
+        .foreach_rdd(move |rdd, time| {
+            let mut totals = lock(&t);
+            for (lines, rejected) in rdd.collect()? {
+                for (i, error, line) in rejected {
+                    let number = totals.lines + i + 1;
+                    println!("batch {time}: malformed line {number}: {error}");
+                    totals.malformed.push((number, error, line));
+                }
+                totals.lines += lines;
+            }
+            Ok(())
+        });
+
+    // Status codes of the batch.
+    let statuses = requests.map(|(_, _, status)| status);
+    let t = totals.clone();
+    statuses.count_by_value().foreach_rdd(move |rdd, time| {
+        let counts: BTreeMap<u16, u64> = rdd.collect()?.into_iter().collect();
+        let n: u64 = counts.values().sum();
+        println!("batch {time}: {n} requests; status {}", by_status(&counts));
+        lock(&t).batch_status.insert(time, counts);
+        Ok(())
+    });
+
+    // Status codes of the window (zero counts are dropped by the operator).
+    let t = totals.clone();
+    statuses
+        .count_by_value_and_window(window, slide)?
+        .foreach_rdd(move |rdd, time| {
+            let counts: BTreeMap<u16, u64> = rdd.collect()?.into_iter().collect();
+            let n: u64 = counts.values().sum();
+            println!(
+                "  last {window:?}: {n} requests; status {}",
+                by_status(&counts)
+            );
+            lock(&t).window_status.insert(time, counts);
+            Ok(())
+        });
+
+    // Top paths of the window: incremental, and paths that left the window are dropped.
+    let spec = WindowReduce::new(|a: u64, b| a + b)
+        .inverse(|a, b| a - b)
+        .filter(|(_, n)| *n > 0);
+    requests
+        .map(|(_, path, _)| (path, 1u64))
+        .reduce_by_key_and_window_with(spec, window, slide)?
+        .foreach_rdd(move |rdd, _| {
+            println!("  last {window:?}: top 5 paths {}", top(rdd.collect()?, 5));
+            Ok(())
+        });
+
+    // Known clients of the batch: per-client counts joined with the static table.
+    let t = totals.clone();
+    requests
+        .map(|(client, _, _)| (client, 1u64))
+        .reduce_by_key(|a, b| a + b)
+        .transform(move |counts, _| counts.join(&known_rdd))
+        .foreach_rdd(move |rdd, _| {
+            let mut seen = rdd.collect()?;
+            seen.sort_by(|(ca, (na, _)), (cb, (nb, _))| nb.cmp(na).then_with(|| ca.cmp(cb)));
+            let mut totals = lock(&t);
+            let listed: Vec<String> = seen
+                .iter()
+                .map(|(client, (n, label))| {
+                    *totals.known_requests.entry(client.clone()).or_default() += n;
+                    format!("{client} ({label}):{n}")
+                })
+                .collect();
+            if listed.is_empty() {
+                println!("  known clients: none");
+            } else {
+                println!("  known clients: {}", listed.join(" "));
+            }
+            Ok(())
+        });
+
+    let (progress, done) = Progress::new(total);
+    ssc.add_listener(progress);
+    run_until_done(&ssc, done).await?;
+    server.abort();
+
+    let totals = std::mem::take(&mut *lock(&totals));
+    report(&totals, &expected, &text, &frequent, window)
+}
+
+/// Prints the totals and checks them against the pass over the file.
+fn report(
+    totals: &Totals,
+    expected: &Expected,
+    text: &[String],
+    frequent: &[(String, u64)],
+    window: Duration,
+) -> Result<(), BoxError> {
+    let malformed = totals.malformed.len() as u64;
+    let mut status: BTreeMap<u16, u64> = BTreeMap::new();
+    for counts in totals.batch_status.values() {
+        for (s, n) in counts {
+            *status.entry(*s).or_default() += n;
+        }
+    }
+    let parsed: u64 = status.values().sum();
+    println!(
+        "Totals: {} lines, {parsed} parsed, {malformed} malformed; status {}",
+        totals.lines,
+        by_status(&status)
+    );
+    for (number, error, line) in &totals.malformed {
+        println!("Malformed line {number}: {error}: {line}");
+    }
+
+    let mut failures = Vec::new();
+    let mut check = |ok: bool, what: String| {
+        println!("Check {}: {what}", if ok { "OK" } else { "FAILED" });
+        if !ok {
+            failures.push(what);
+        }
+    };
+    check(
+        totals.lines == text.len() as u64 && parsed + malformed == totals.lines,
+        format!(
+            "lines streamed {} = lines in the file {} = parsed {parsed} + malformed {malformed}",
+            totals.lines,
+            text.len()
+        ),
+    );
+    check(
+        parsed == expected.parsed && status == expected.status,
+        format!(
+            "status counts summed over all batches equal those of the file ({} parsed lines)",
+            expected.parsed
+        ),
+    );
+    let numbers: Vec<u64> = totals.malformed.iter().map(|(n, _, _)| *n).collect();
+    let same_content = totals.malformed.iter().all(|(n, _, line)| {
+        usize::try_from(*n - 1)
+            .ok()
+            .and_then(|i| text.get(i))
+            .is_some_and(|l| l == line)
+    });
+    check(
+        numbers == expected.malformed_lines && same_content,
+        format!(
+            "malformed line numbers {numbers:?} are the file's {:?}, with the same content",
+            expected.malformed_lines
+        ),
+    );
+    let bad_windows = totals
+        .window_status
+        .iter()
+        .filter(|(t, counts)| {
+            let mut sum: BTreeMap<u16, u64> = BTreeMap::new();
+            // The window at t covers the batches in (t - window, t].
+            let batches = (Bound::Excluded(**t - window), Bound::Included(**t));
+            for batch in totals.batch_status.range(batches).map(|(_, b)| b) {
+                for (s, n) in batch {
+                    *sum.entry(*s).or_default() += n;
+                }
+            }
+            sum != **counts
+        })
+        .count();
+    check(
+        bad_windows == 0,
+        format!(
+            "each of the {} windows' status counts is the sum of its batches' ({bad_windows} differ)",
+            totals.window_status.len()
+        ),
+    );
+    let known_ok = frequent
+        .iter()
+        .all(|(client, n)| totals.known_requests.get(client).copied().unwrap_or(0) == *n);
+    check(
+        known_ok,
+        format!(
+            "each known client's counts summed over all batches equal its requests in the file ({} clients)",
+            frequent.len()
+        ),
+    );
+    if !failures.is_empty() {
+        return Err(format!(
+            "{} check(s) failed: {}",
+            failures.len(),
+            failures.join("; ")
+        )
+        .into());
+    }
+    println!("Done: {} lines processed.", totals.lines);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse, ParseError};
+
+    const LINE: &str = r#"83.149.9.216 - - [17/May/2015:10:05:03 +0000] "GET /presentations/logstash-monitorama-2013/images/kibana-search.png HTTP/1.1" 200 203023 "http://semicomplete.com/presentations/logstash-monitorama-2013/" "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_1) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/32.0.1700.77 Safari/537.36""#;
+
+    #[test]
+    fn parses_a_combined_log_line() {
+        let r = parse(LINE).unwrap();
+        assert_eq!(r.client, "83.149.9.216");
+        assert_eq!(r.time, "17/May/2015:10:05:03 +0000");
+        assert_eq!(r.method, "GET");
+        assert_eq!(
+            r.path,
+            "/presentations/logstash-monitorama-2013/images/kibana-search.png"
+        );
+        assert_eq!((r.status, r.bytes), (200, Some(203023)));
+        assert!(r.referer.starts_with("http://semicomplete.com/"));
+        assert!(r.agent.ends_with("Safari/537.36"));
+    }
+
+    #[test]
+    fn dash_bytes_and_escaped_quotes() {
+        let line = r#"1.2.3.4 - - [t] "GET / HTTP/1.0" 304 - "-" "say \"hi\"""#;
+        let r = parse(line).unwrap();
+        assert_eq!((r.status, r.bytes), (304, None));
+        assert_eq!(r.agent, r#"say \"hi\""#);
+    }
+
+    #[test]
+    fn malformed_lines_are_errors() {
+        // Line 8,899 of the bundled log: the user agent is cut off.
+        let truncated = r#"46.118.127.106 - - [20/May/2015:12:05:17 +0000] "GET /scripts/grok-py-test/configlib.py HTTP/1.1" 200 235 "-" "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html"#;
+        assert_eq!(
+            parse(truncated),
+            Err(ParseError::Unterminated {
+                field: "user agent",
+                close: '"'
+            })
+        );
+        assert_eq!(parse(""), Err(ParseError::Missing("client")));
+        assert!(matches!(
+            parse(&LINE.replace(" 200 ", " 2x0 ")),
+            Err(ParseError::Invalid {
+                field: "status",
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&format!("{LINE} extra")),
+            Err(ParseError::Trailing(_))
+        ));
+    }
+}
