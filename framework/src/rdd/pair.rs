@@ -94,19 +94,17 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             partitioner.num_partitions(),
             Some(partitioner),
             move |_, records, n| {
-                let mut maps: Vec<Combiners<K, C>> = (0..n).map(|_| Combiners::default()).collect();
+                // One map for the whole partition: each record is hashed once, and only
+                // each distinct key is hashed again to find its bucket.
+                let mut map = Combiners::default();
                 for (k, v) in records {
-                    let bucket = partitioner.partition(&k);
-                    fold_into(
-                        &mut maps[bucket],
-                        k,
-                        v,
-                        &*write_agg.create,
-                        &*write_agg.merge_value,
-                        op,
-                    );
+                    fold_into(&mut map, k, v, &*write_agg.create, &*write_agg.merge_value, op);
                 }
-                maps.into_iter().map(|m| drain(m).collect()).collect()
+                let mut buckets: Vec<Vec<(K, C)>> = (0..n).map(|_| Vec::new()).collect();
+                for (k, c) in drain(map) {
+                    buckets[partitioner.partition(&k)].push((k, c));
+                }
+                buckets
             },
             move |buckets: Vec<Arc<Vec<(K, C)>>>| {
                 let mut map = Combiners::default();
