@@ -1,0 +1,472 @@
+//! End-to-end throughput harness: streaming word count in rivulet against a plain loop.
+//!
+//! In one run, on the same input held in memory (by default the bundled
+//! `examples/data/shakespeare.txt` repeated `--repeat` times), it times
+//!
+//! - **plain**: one thread applies the word-count closures to every line and counts the words
+//!   in one `HashMap<String, u64>` (std's hasher; the same loop with rivulet's Fx hasher is
+//!   printed too, for reference);
+//! - **rivulet**: an in-memory [`Receiver`] stores the lines in chunks as fast as backpressure
+//!   allows into `receiver_stream`, then `flat_map(words) → map((w, 1)) → reduce_by_key`, and
+//!   an output that merges each batch's counts into one map, with `--executors` executors and
+//!   `--batch-ms` batches on the system clock. Its time runs from `start()` to the completion
+//!   of the batch that holds the last line (a listener counts each batch's records).
+//!
+//! Both apply the same [`words`] function to an owned copy of each line. The harness fails
+//! (non-zero exit) if rivulet's counts, summed over all batches, differ from the plain loop's.
+//! It prints input lines, both rates, their ratio, and the median and p99 per-batch
+//! processing time; with `--runs N` it repeats everything N times and reports medians.
+//!
+//! ```text
+//! CARGO_TARGET_DIR=/work/target-bench cargo run --release --example bench_wordcount
+//! CARGO_TARGET_DIR=/work/target-bench cargo run --release --example bench_wordcount -- --block-ms 50 --runs 5
+//! ```
+//!
+//! Defaults: 2M lines (`--repeat 50`), 2 executors, 100 ms batches, 10 ms blocks, 3 runs.
+//! See `BENCHMARKS.md` for figures and where the time goes.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use rivulet::prelude::*;
+use rustc_hash::FxBuildHasher;
+
+/// Command-line options.
+#[derive(Parser, Debug)]
+#[command(about = "Word-count throughput: rivulet against a plain single-threaded loop")]
+struct Args {
+    /// How many times the input text is repeated in memory (50: 2M lines of Shakespeare,
+    /// four times the receiver's default buffer, so the run reaches a steady state).
+    #[arg(long, default_value_t = 50)]
+    repeat: usize,
+    /// Text file to count, one record per line (default: the bundled Shakespeare text).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Executors (task threads) rivulet runs.
+    #[arg(long, default_value_t = 2)]
+    executors: usize,
+    /// Batch interval in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    batch_ms: u64,
+    /// Block interval in milliseconds. A batch's input has one partition per block, so this
+    /// sets how many executors share a batch: the in-memory receiver stores 500k lines in
+    /// ~30 ms, so 50 ms blocks give one or two blocks per batch and 10 ms blocks two to six.
+    #[arg(long, default_value_t = 10)]
+    block_ms: u64,
+    /// Lines the receiver stores per `store_many` call.
+    #[arg(long, default_value_t = 1024)]
+    chunk: usize,
+    /// Lines per second the receiver stores; 0 stores as fast as backpressure allows.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Never yield the receiver's thread between chunks (see `MemoryLines`).
+    #[arg(long)]
+    no_yield: bool,
+    /// Bound on the receiver's stored-but-unfinished lines (default: rivulet's default).
+    #[arg(long)]
+    buffer_records: Option<usize>,
+    /// Repeat the whole measurement N times and report medians.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+}
+
+/// A word is a maximal run of ASCII letters and digits, lowercased. Both the plain loop and
+/// rivulet's `flat_map` call this function.
+fn words(line: String) -> Vec<String> {
+    line.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+/// The plain loop: the same closures as the rivulet job on one thread, one map.
+fn plain_count<S: BuildHasher + Default>(lines: &[String]) -> HashMap<String, u64, S> {
+    let mut counts: HashMap<String, u64, S> = HashMap::default();
+    for line in lines {
+        for w in words(line.clone()) {
+            *counts.entry(w).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// Stores lines held in memory into its sink, `chunk` at a time (at most `rate` lines/s
+/// unless `rate` is 0), then finishes.
+///
+/// After each chunk it yields its thread, as a receiver reading real I/O does (tokio's
+/// sockets and files yield when their cooperative budget runs out). Without that (`--no-yield`)
+/// its receive loop never returns `Pending` while the buffer has room, and the batch builder
+/// that shares the receiver's arbiter thread cannot seal a block until the buffer is full.
+struct MemoryLines {
+    lines: Arc<Vec<String>>,
+    next: usize,
+    chunk: usize,
+    rate: u64,
+    yield_each_chunk: bool,
+    started: tokio::time::Instant,
+}
+
+impl Receiver for MemoryLines {
+    type Item = String;
+
+    fn name(&self) -> String {
+        format!("memory({} lines)", self.lines.len())
+    }
+
+    async fn on_start(&mut self) -> Result<(), ReceiverError> {
+        self.started = tokio::time::Instant::now();
+        Ok(())
+    }
+
+    async fn receive(&mut self, sink: &mut BlockSink<String>) -> Result<Flow, ReceiverError> {
+        let end = (self.next + self.chunk).min(self.lines.len());
+        if self.next == end {
+            return Ok(Flow::Finished);
+        }
+        if self.rate > 0 {
+            let due = Duration::from_secs_f64(self.next as f64 / self.rate as f64);
+            tokio::time::sleep_until(self.started + due).await;
+        }
+        let chunk = self.lines[self.next..end].to_vec();
+        sink.store_many(chunk).await.map_err(|_| {
+            ReceiverError::fatal("the context stopped before all lines were stored")
+        })?;
+        self.next = end;
+        if self.yield_each_chunk {
+            tokio::task::yield_now().await;
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// What the listener saw once the last line's batch completed.
+#[derive(Debug)]
+struct Finished {
+    /// When the batch holding the last line completed.
+    at: Instant,
+    /// Processing time of each batch that held records.
+    processing: Vec<Duration>,
+    /// Batches completed, empty ones included.
+    batches: usize,
+    /// When the first batch with records started processing.
+    first_started: Option<Instant>,
+    /// Failed output operations, as `batch <time>: <operator>: <error>`.
+    failures: Vec<String>,
+}
+
+/// Counts completed records and reports when all `total` lines are done (or a batch failed).
+struct Watch {
+    total: usize,
+    done: usize,
+    batches: usize,
+    processing: Vec<Duration>,
+    first_started: Option<Instant>,
+    failures: Vec<String>,
+    tx: Option<tokio::sync::oneshot::Sender<Finished>>,
+}
+
+impl StreamingListener for Watch {
+    fn on_batch_started(&mut self, batch: &BatchInfo) {
+        if batch.num_records > 0 && self.first_started.is_none() {
+            self.first_started = Some(Instant::now());
+        }
+    }
+
+    fn on_batch_completed(&mut self, batch: &BatchInfo) {
+        self.batches += 1;
+        self.done += batch.num_records;
+        if batch.num_records > 0 {
+            self.processing
+                .push(batch.processing_delay.unwrap_or_default());
+        }
+        for (op, error) in &batch.failures {
+            self.failures
+                .push(format!("batch {}: {op}: {error}", batch.batch_time));
+        }
+        if self.done >= self.total || !self.failures.is_empty() {
+            if let Some(tx) = self.tx.take() {
+                let _ = tx.send(Finished {
+                    at: Instant::now(),
+                    processing: std::mem::take(&mut self.processing),
+                    batches: self.batches,
+                    first_started: self.first_started,
+                    failures: std::mem::take(&mut self.failures),
+                });
+            }
+        }
+    }
+}
+
+/// One rivulet run's figures.
+#[derive(Debug)]
+struct RivuletRun {
+    wall: Duration,
+    to_first_batch: Option<Duration>,
+    batches: usize,
+    processing: Vec<Duration>,
+    counts: HashMap<String, u64>,
+}
+
+/// Runs the streaming word count over `lines` and returns its figures and summed counts.
+async fn rivulet_count(args: &Args, lines: Arc<Vec<String>>) -> Result<RivuletRun, BoxError> {
+    let total = lines.len();
+    let mut config = StreamingConfig::new()
+        .app_name("bench_wordcount")
+        .batch_interval(Duration::from_millis(args.batch_ms))
+        .block_interval(Duration::from_millis(args.block_ms))
+        .executors(args.executors);
+    if let Some(n) = args.buffer_records {
+        config = config.receiver_buffer_records(n);
+    }
+    let ssc = StreamingContext::new(config)?;
+    let totals: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let sink = totals.clone();
+    ssc.receiver_stream(MemoryLines {
+        lines,
+        next: 0,
+        chunk: args.chunk.max(1),
+        rate: args.rate,
+        yield_each_chunk: !args.no_yield,
+        started: tokio::time::Instant::now(),
+    })
+    .flat_map(words)
+    .map(|w| (w, 1u64))
+    .reduce_by_key(|a, b| a + b)
+    .foreach_batch(move |_, batch| {
+        let mut totals = sink.lock().unwrap_or_else(PoisonError::into_inner);
+        for (w, n) in batch {
+            *totals.entry(w).or_insert(0) += n;
+        }
+    });
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    ssc.add_listener(Watch {
+        total,
+        done: 0,
+        batches: 0,
+        processing: Vec::new(),
+        first_started: None,
+        failures: Vec::new(),
+        tx: Some(tx),
+    });
+    let started = Instant::now();
+    ssc.start().await?;
+    let finished = tokio::select! {
+        seen = rx => seen.map_err(|_| "the listener was dropped before the last batch")?,
+        result = ssc.await_termination() => {
+            result?;
+            return Err("the context stopped before the last batch".into());
+        }
+    };
+    ssc.stop(StopMode::Graceful).await?;
+    if !finished.failures.is_empty() {
+        return Err(format!("batches failed: {}", finished.failures.join("; ")).into());
+    }
+    let counts = std::mem::take(&mut *totals.lock().unwrap_or_else(PoisonError::into_inner));
+    Ok(RivuletRun {
+        wall: finished.at - started,
+        to_first_batch: finished
+            .first_started
+            .map(|t| t.saturating_duration_since(started)),
+        batches: finished.batches,
+        processing: finished.processing,
+        counts,
+    })
+}
+
+/// Fails with the first few differences if `got` is not `want`.
+fn check_same(want: &HashMap<String, u64>, got: &HashMap<String, u64>) -> Result<(), BoxError> {
+    if want == got {
+        return Ok(());
+    }
+    let mut diffs: Vec<String> = want
+        .iter()
+        .filter(|(w, n)| got.get(*w) != Some(n))
+        .map(|(w, n)| format!("{w}: plain {n}, rivulet {:?}", got.get(w)))
+        .chain(
+            got.iter()
+                .filter(|(w, _)| !want.contains_key(*w))
+                .map(|(w, n)| format!("{w}: plain none, rivulet {n}")),
+        )
+        .collect();
+    let n = diffs.len();
+    diffs.sort();
+    diffs.truncate(10);
+    Err(format!(
+        "MISMATCH: rivulet's counts differ from the plain loop's for {n} words, e.g. {}",
+        diffs.join("; ")
+    )
+    .into())
+}
+
+/// The `q`-quantile (0..=1) of `xs` by the nearest-rank method; zero if empty.
+fn quantile<T: Copy + Ord + Default>(xs: &[T], q: f64) -> T {
+    let mut v = xs.to_vec();
+    v.sort_unstable();
+    if v.is_empty() {
+        return T::default();
+    }
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+/// The median of `xs` (the lower middle for an even count); NaN if empty.
+fn median_f64(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or(f64::NAN)
+}
+
+/// CPU time (user + system) the whole process used so far, from `/proc/self/stat` (Linux;
+/// 10 ms resolution at the usual 100 ticks/s); `None` where that file is not available.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3 (state);
+    // utime and stime are fields 14 and 15, in clock ticks.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Per-run figures, summarized as medians at the end.
+#[derive(Debug, Default)]
+struct Summary {
+    plain: Vec<f64>,
+    fx: Vec<f64>,
+    rivulet: Vec<f64>,
+    ratio: Vec<f64>,
+    median: Vec<f64>,
+    p99: Vec<f64>,
+    cpu_ratio: Vec<f64>,
+}
+
+/// Milliseconds of `d`, for printing.
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Parses the options, runs the job, and returns its first error.
+#[actix::main]
+async fn main() -> Result<(), BoxError> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let path = args.input.clone().unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/data/shakespeare.txt")
+    });
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let one: Vec<&str> = text.lines().collect();
+    let lines: Arc<Vec<String>> = Arc::new(
+        (0..args.repeat.max(1))
+            .flat_map(|_| one.iter().map(|l| l.to_string()))
+            .collect(),
+    );
+    let total = lines.len();
+    println!(
+        "input: {} x{} = {total} lines; rivulet: {} executors, {} ms batches, {} ms blocks, \
+         chunks of {} lines, rate {}{}, {} runs",
+        path.display(),
+        args.repeat.max(1),
+        args.executors,
+        args.batch_ms,
+        args.block_ms,
+        args.chunk,
+        if args.rate == 0 {
+            "unlimited".to_string()
+        } else {
+            format!("{} lines/s", args.rate)
+        },
+        if args.no_yield { ", no yield" } else { "" },
+        args.runs.max(1)
+    );
+
+    let mut all = Summary::default();
+    for run in 1..=args.runs.max(1) {
+        let (t, cpu) = (Instant::now(), process_cpu());
+        let plain = plain_count::<std::hash::RandomState>(&lines);
+        let plain_time = t.elapsed();
+        let plain_cpu = process_cpu().zip(cpu).map(|(b, a)| b.saturating_sub(a));
+        let t = Instant::now();
+        let fx = plain_count::<FxBuildHasher>(&lines);
+        let fx_time = t.elapsed();
+        std::hint::black_box(fx.len());
+
+        let cpu = process_cpu();
+        let r = rivulet_count(&args, lines.clone()).await?;
+        let rivulet_cpu = process_cpu().zip(cpu).map(|(b, a)| b.saturating_sub(a));
+        check_same(&plain, &r.counts)?;
+
+        let rate = |d: Duration| total as f64 / d.as_secs_f64().max(1e-9);
+        let (p, rv) = (rate(plain_time), rate(r.wall));
+        let (med, p99) = (quantile(&r.processing, 0.5), quantile(&r.processing, 0.99));
+        let cpu_ratio = rivulet_cpu
+            .zip(plain_cpu)
+            .map(|(r, p)| r.as_secs_f64() / p.as_secs_f64().max(1e-3));
+        println!(
+            "run {run}: plain {:.0} ms = {p:.0} lines/s (Fx hasher: {:.0} ms); rivulet {:.0} ms = \
+             {rv:.0} lines/s; ratio {:.2}x; counts agree ({} distinct words)",
+            ms(plain_time),
+            ms(fx_time),
+            ms(r.wall),
+            rv / p,
+            plain.len(),
+        );
+        println!(
+            "       rivulet: first batch with records started at {:.0} ms; {} batches ({} with \
+             records), processing median {:.1} ms, p99 {:.1} ms, sum {:.0} ms; CPU {} vs plain {} \
+             ({}x)",
+            r.to_first_batch.map_or(f64::NAN, ms),
+            r.batches,
+            r.processing.len(),
+            ms(med),
+            ms(p99),
+            ms(r.processing.iter().sum()),
+            rivulet_cpu.map_or("n/a".into(), |d| format!("{:.0} ms", ms(d))),
+            plain_cpu.map_or("n/a".into(), |d| format!("{:.0} ms", ms(d))),
+            cpu_ratio.map_or("n/a".into(), |x| format!("{x:.2}")),
+        );
+        all.plain.push(p);
+        all.fx.push(rate(fx_time));
+        all.rivulet.push(rv);
+        all.ratio.push(rv / p);
+        all.median.push(ms(med));
+        all.p99.push(ms(p99));
+        all.cpu_ratio.extend(cpu_ratio);
+    }
+    println!("--- medians over {} runs ---", all.ratio.len());
+    println!("input lines:             {total}");
+    println!(
+        "plain loop:              {:.0} lines/s",
+        median_f64(&all.plain)
+    );
+    println!(
+        "plain loop (Fx hasher):  {:.0} lines/s",
+        median_f64(&all.fx)
+    );
+    println!(
+        "rivulet, {} executors:    {:.0} lines/s",
+        args.executors,
+        median_f64(&all.rivulet)
+    );
+    println!("ratio rivulet/plain:     {:.2}x", median_f64(&all.ratio));
+    println!(
+        "batch processing time:   median {:.1} ms, p99 {:.1} ms",
+        median_f64(&all.median),
+        median_f64(&all.p99)
+    );
+    println!(
+        "CPU time rivulet/plain:  {:.2}x (all threads, for the same lines)",
+        median_f64(&all.cpu_ratio)
+    );
+    Ok(())
+}
