@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix::{
     Actor, ActorFutureExt, AsyncContext, Context, Handler, MessageResult, Recipient, WrapFuture,
 };
-use rivulet_framework::block::{BlockId, BlockInfo};
+use rivulet_framework::block::{Block, BlockId, BlockInfo};
 use rivulet_framework::receiver::BlockSource;
 use tracing::{debug, warn};
 
@@ -45,15 +45,20 @@ impl BatchBuilder {
         }
     }
 
-    /// Seals and stores the buffered records, if any.
-    fn seal(&mut self) -> Option<BlockInfo> {
-        let block = self.source.seal()?;
-        self.sealed_total += 1;
+    /// Seals and stores the buffered records as blocks (none if nothing was stored).
+    fn seal(&mut self) -> Vec<BlockInfo> {
+        let blocks = self.source.seal();
+        self.sealed_total += blocks.len() as u64;
+        blocks.into_iter().map(|block| self.store(block)).collect()
+    }
+
+    /// Stores `block` round-robin by sequence number, with a replica on the next executor
+    /// (which survives one executor's loss).
+    fn store(&self, block: Block) -> BlockInfo {
         let seq = match block.id {
             BlockId::Input { seq, .. } => seq as usize,
             _ => 0,
         };
-        // Round-robin placement; a replica on the next executor survives one executor's loss.
         let primary = seq % self.executors;
         let mut locations = vec![primary];
         if self.executors > 1 {
@@ -63,12 +68,12 @@ impl BatchBuilder {
             self.blocks.put(e, block.id, block.data.clone());
         }
         debug!(block = %block.id, records = block.num_records, "Block stored.");
-        Some(BlockInfo {
+        BlockInfo {
             id: block.id,
             stream: self.source.stream(),
             num_records: block.num_records,
             locations,
-        })
+        }
     }
 }
 
@@ -89,18 +94,23 @@ impl Actor for BatchBuilder {
             return;
         };
         ctx.run_interval(interval, |act, ctx| {
-            let Some(info) = act.seal() else { return };
+            let blocks = act.seal();
+            if blocks.is_empty() {
+                return;
+            }
             let coordinator = act.coordinator.clone();
             // Wait for the coordinator's mailbox: a full one holds the next seal back.
-            ctx.wait(
-                async move { coordinator.send(BlockStored(info)).await }
-                    .into_actor(act)
-                    .map(|sent, _, _| {
-                        if let Err(e) = sent {
-                            warn!(error = %e, "Coordinator gone; block not reported.");
-                        }
-                    }),
-            );
+            let report = async move {
+                for info in blocks {
+                    coordinator.send(BlockStored(info)).await?;
+                }
+                Ok::<(), actix::MailboxError>(())
+            };
+            ctx.wait(report.into_actor(act).map(|sent, _, _| {
+                if let Err(e) = sent {
+                    warn!(error = %e, "Coordinator gone; blocks not reported.");
+                }
+            }));
         });
     }
 }
@@ -109,9 +119,9 @@ impl Handler<SealBlock> for BatchBuilder {
     type Result = MessageResult<SealBlock>;
 
     fn handle(&mut self, _: SealBlock, _: &mut Context<Self>) -> Self::Result {
-        let block = self.seal();
+        let blocks = self.seal();
         MessageResult(SealedBlock {
-            block,
+            blocks,
             sealed_total: self.sealed_total,
         })
     }

@@ -13,8 +13,8 @@ use tokio::sync::oneshot;
 #[rtype(result = "TaskOutcome")]
 pub struct RunTask(pub TaskDescription);
 
-/// Seals a receiver's buffered records into a block now (manual clock, stop); answers with
-/// the block's info, if there were records, and the number of blocks sealed so far.
+/// Seals a receiver's buffered records into blocks now (manual clock, stop); answers with
+/// the blocks' infos and the number of blocks sealed so far.
 #[derive(Debug, Message)]
 #[rtype(result = "SealedBlock")]
 pub struct SealBlock;
@@ -22,8 +22,8 @@ pub struct SealBlock;
 /// The answer to [`SealBlock`].
 #[derive(Debug)]
 pub struct SealedBlock {
-    /// The block just sealed, if any.
-    pub block: Option<BlockInfo>,
+    /// The blocks just sealed, in order (none if nothing was stored).
+    pub blocks: Vec<BlockInfo>,
     /// Blocks this builder has sealed in all (including this one).
     pub sealed_total: u64,
 }

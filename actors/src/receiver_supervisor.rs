@@ -166,7 +166,9 @@ async fn run_once(receiver: &mut dyn DynReceiver, reporter: &Reporter) -> Option
     reporter.send(ReceiverEvent::Started(reporter.info(true, None)));
     loop {
         match guarded(receiver.receive()).await {
-            Ok(Flow::Continue) => {}
+            // A receiver that always finds room never waits; give the arbiter's other
+            // actors (its batch builder's block timer) their turn now and then.
+            Ok(Flow::Continue) => tokio::task::coop::consume_budget().await,
             Ok(Flow::Finished) => return None,
             Err(e) => return Some(e),
         }
@@ -197,10 +199,14 @@ impl Actor for ReceiverSupervisor {
             match ended {
                 Ended::Finished | Ended::Stopped => {
                     info!("Receiver stopped.");
-                    reporter.send_last(ReceiverEvent::Stopped(reporter.info(false, None))).await;
+                    reporter
+                        .send_last(ReceiverEvent::Stopped(reporter.info(false, None)))
+                        .await;
                 }
                 Ended::GaveUp(e) => {
-                    reporter.send_last(ReceiverEvent::GaveUp(reporter.info(false, Some(e)))).await
+                    reporter
+                        .send_last(ReceiverEvent::GaveUp(reporter.info(false, Some(e))))
+                        .await
                 }
             }
             let _ = done_tx.send(());

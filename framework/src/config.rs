@@ -115,7 +115,9 @@ impl StreamingConfig {
     }
 
     /// Bound, in records, on what each receiver may have stored and not yet seen processed;
-    /// `store` waits beyond it (backpressure). Default 500 000.
+    /// `store` waits beyond it (backpressure). Default 500 000. A block is also sealed when
+    /// it reaches this bound / (2 × default parallelism) records, so a fast source still
+    /// gives each batch several partitions.
     pub fn receiver_buffer_records(mut self, records: usize) -> Self {
         self.receiver_buffer_records = records;
         self

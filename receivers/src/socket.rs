@@ -57,7 +57,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// while buffer.metrics().records_stored < 2 {
 ///     receiver.receive(&mut sink).await.unwrap();
 /// }
-/// let block = buffer.seal().unwrap();
+/// let block = buffer.seal().pop().unwrap();
 /// assert_eq!(block.data.downcast_ref::<Vec<String>>().unwrap(), &["hello", "world"]);
 /// # });
 /// ```

@@ -83,9 +83,10 @@ impl<R: Receiver<Item = String>> Harness<R> {
 
     /// The records stored since the last call, in order.
     pub(crate) fn take_records(&self) -> Vec<String> {
-        match self.buffer.seal() {
-            Some(block) => block.data.downcast_ref::<Vec<String>>().unwrap().clone(),
-            None => Vec::new(),
-        }
+        let blocks = self.buffer.seal();
+        blocks
+            .iter()
+            .flat_map(|b| b.data.downcast_ref::<Vec<String>>().unwrap().clone())
+            .collect()
     }
 }

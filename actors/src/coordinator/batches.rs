@@ -55,17 +55,17 @@ impl Coordinator {
     ) {
         for (stream, answer) in sealed {
             let Ok(SealedBlock {
-                block,
+                blocks,
                 sealed_total,
             }) = answer
             else {
                 continue;
             };
-            let has_block = block.is_some();
-            self.unallocated.extend(block);
+            let reported = blocks.len() as u64;
+            self.unallocated.extend(blocks);
             if let Some(r) = self.receiver_mut(stream) {
                 r.sealed_total = r.sealed_total.max(sealed_total);
-                r.reported += u64::from(has_block);
+                r.reported += reported;
             }
         }
     }

@@ -159,14 +159,19 @@ impl GraphShared {
         lock(&self.state).errors.push(error);
     }
 
+    /// Registers a receiver built by `make(stream, buffer capacity, block size cap)`. Blocks
+    /// are capped at `capacity / (2 * default parallelism)` records, so a source that fills
+    /// its whole buffer within one block interval still gives the batch at least twice the
+    /// default parallelism in partitions.
     pub(crate) fn add_receiver(
         &self,
-        make: impl FnOnce(StreamId, usize) -> ReceiverSlot,
+        make: impl FnOnce(StreamId, usize, usize) -> ReceiverSlot,
     ) -> StreamId {
         let mut state = lock(&self.state);
         let stream = state.next_input;
         state.next_input += 1;
-        let slot = make(stream, self.receiver_buffer);
+        let max_block = (self.receiver_buffer / (2 * self.rdd_ctx.default_parallelism())).max(1);
+        let slot = make(stream, self.receiver_buffer, max_block);
         state.receivers.push(slot);
         stream
     }

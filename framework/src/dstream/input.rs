@@ -23,7 +23,9 @@ impl DStreamGraph {
     /// [`receiver_stream`](DStreamGraph::receiver_stream) named after a caller's operator.
     pub fn receiver_stream_op<R: Receiver>(&self, op: OpInfo, receiver: R) -> DStream<R::Item> {
         let shared = self.shared().clone();
-        let stream = shared.add_receiver(|id, capacity| ReceiverSlot::new(id, receiver, capacity));
+        let stream = shared.add_receiver(|id, capacity, max_block| {
+            ReceiverSlot::new(id, receiver, capacity, max_block)
+        });
         let g = shared.clone();
         DStream::new_node(
             &shared,

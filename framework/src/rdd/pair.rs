@@ -98,7 +98,14 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
                 // each distinct key is hashed again to find its bucket.
                 let mut map = Combiners::default();
                 for (k, v) in records {
-                    fold_into(&mut map, k, v, &*write_agg.create, &*write_agg.merge_value, op);
+                    fold_into(
+                        &mut map,
+                        k,
+                        v,
+                        &*write_agg.create,
+                        &*write_agg.merge_value,
+                        op,
+                    );
                 }
                 let mut buckets: Vec<Vec<(K, C)>> = (0..n).map(|_| Vec::new()).collect();
                 for (k, c) in drain(map) {

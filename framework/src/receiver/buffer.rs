@@ -31,6 +31,8 @@ pub struct ReceiverMetrics {
 }
 
 struct State<T> {
+    /// Blocks that reached the size cap, waiting for the batch builder, oldest first.
+    full: Vec<Vec<T>>,
     records: Vec<T>,
     /// Records stored whose batch has not finished (sealed or not).
     outstanding: usize,
@@ -39,9 +41,14 @@ struct State<T> {
 }
 
 /// The bounded buffer between a receiver and its batch builder.
+///
+/// Records are cut into blocks every block interval (by the batch builder) and also
+/// whenever the current block reaches `max_block` records, so that a fast source still
+/// gives each batch several partitions.
 pub struct BlockBuffer<T> {
     stream: StreamId,
     capacity: usize,
+    max_block: usize,
     state: Mutex<State<T>>,
     space: Notify,
     stored: AtomicU64,
@@ -50,12 +57,15 @@ pub struct BlockBuffer<T> {
 }
 
 impl<T> BlockBuffer<T> {
-    /// A buffer for stream `stream` holding at most `capacity` unfinished records (at least 1).
+    /// A buffer for stream `stream` holding at most `capacity` unfinished records (at least
+    /// 1), in blocks of at most `capacity` records.
     pub fn new(stream: StreamId, capacity: usize) -> BlockBuffer<T> {
         BlockBuffer {
             stream,
             capacity: capacity.max(1),
+            max_block: capacity.max(1),
             state: Mutex::new(State {
+                full: Vec::new(),
                 records: Vec::new(),
                 outstanding: 0,
                 closed: false,
@@ -66,6 +76,12 @@ impl<T> BlockBuffer<T> {
             malformed: AtomicU64::new(0),
             errors: AtomicU64::new(0),
         }
+    }
+
+    /// Caps blocks at `max_block` records (at least 1).
+    pub fn with_max_block(mut self, max_block: usize) -> BlockBuffer<T> {
+        self.max_block = max_block.max(1);
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
@@ -80,13 +96,24 @@ impl<T> BlockBuffer<T> {
         if s.closed {
             return Err(());
         }
-        let room = self.capacity.saturating_sub(s.outstanding);
-        let before = s.records.len();
-        s.records.extend(items.by_ref().take(room));
-        let n = s.records.len() - before;
-        s.outstanding += n;
+        let mut stored = 0;
+        loop {
+            let room = self.capacity.saturating_sub(s.outstanding + stored);
+            let in_block = self.max_block - s.records.len();
+            let n = room.min(in_block).min(items.len());
+            if n == 0 {
+                break;
+            }
+            s.records.extend(items.by_ref().take(n));
+            stored += n;
+            if s.records.len() >= self.max_block {
+                let block = std::mem::take(&mut s.records);
+                s.full.push(block);
+            }
+        }
+        s.outstanding += stored;
         drop(s);
-        self.stored.fetch_add(n as u64, Ordering::Relaxed);
+        self.stored.fetch_add(stored as u64, Ordering::Relaxed);
         Ok(items.len() == 0)
     }
 
@@ -133,6 +160,10 @@ impl<T> BlockBuffer<T> {
             if s.outstanding < self.capacity {
                 s.records.push(item);
                 s.outstanding += 1;
+                if s.records.len() >= self.max_block {
+                    let block = std::mem::take(&mut s.records);
+                    s.full.push(block);
+                }
                 drop(s);
                 self.stored.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
@@ -145,7 +176,8 @@ impl<T> BlockBuffer<T> {
 
     /// Records stored but not yet sealed into a block.
     pub fn unsealed(&self) -> usize {
-        self.lock().records.len()
+        let s = self.lock();
+        s.records.len() + s.full.iter().map(Vec::len).sum::<usize>()
     }
 }
 
@@ -153,8 +185,9 @@ impl<T> BlockBuffer<T> {
 pub trait BlockSource: Send + Sync {
     /// The input stream.
     fn stream(&self) -> StreamId;
-    /// Takes the records stored since the last seal as a block; `None` if there are none.
-    fn seal(&self) -> Option<Block>;
+    /// Takes the records stored since the last seal as blocks, in order: the blocks that
+    /// reached the size cap, then the rest; empty if nothing was stored.
+    fn seal(&self) -> Vec<Block>;
     /// Frees room for `records` records whose batch finished.
     fn release(&self, records: usize);
     /// Closes the buffer: pending and later `store`s fail with [`SinkClosed`].
@@ -172,24 +205,30 @@ impl<T: Data> BlockSource for BlockBuffer<T> {
         self.stream
     }
 
-    fn seal(&self) -> Option<Block> {
+    fn seal(&self) -> Vec<Block> {
         let mut s = self.lock();
-        if s.records.is_empty() {
-            return None;
+        let mut blocks = std::mem::take(&mut s.full);
+        if !s.records.is_empty() {
+            blocks.push(std::mem::take(&mut s.records));
         }
-        let records = std::mem::take(&mut s.records);
-        let seq = s.next_seq;
-        s.next_seq += 1;
+        let first_seq = s.next_seq;
+        s.next_seq += blocks.len() as u64;
         drop(s);
-        let num_records = records.len();
-        Some(Block {
-            id: BlockId::Input {
-                stream: self.stream,
-                seq,
-            },
-            data: Arc::new(records),
-            num_records,
-        })
+        blocks
+            .into_iter()
+            .zip(first_seq..)
+            .map(|(records, seq)| {
+                let num_records = records.len();
+                Block {
+                    id: BlockId::Input {
+                        stream: self.stream,
+                        seq,
+                    },
+                    data: Arc::new(records),
+                    num_records,
+                }
+            })
+            .collect()
     }
 
     fn release(&self, records: usize) {
@@ -205,7 +244,8 @@ impl<T: Data> BlockSource for BlockBuffer<T> {
     }
 
     fn has_unsealed(&self) -> bool {
-        !self.lock().records.is_empty()
+        let s = self.lock();
+        !s.records.is_empty() || !s.full.is_empty()
     }
 
     fn report_error(&self) {
@@ -309,17 +349,33 @@ mod tests {
         let buf = BlockBuffer::<u32>::new(7, 10);
         assert!(buf.store(1).now_or_never().is_some());
         assert!(buf.store_many(vec![2, 3]).now_or_never().is_some());
-        let b = buf.seal().expect("a block");
+        let b = buf.seal().pop().expect("a block");
         assert_eq!(b.id, BlockId::Input { stream: 7, seq: 0 });
         assert_eq!(b.num_records, 3);
         assert_eq!(records(b), vec![1, 2, 3]);
-        assert!(buf.seal().is_none());
+        assert!(buf.seal().is_empty());
         assert!(buf.store(4).now_or_never().is_some());
-        assert_eq!(
-            buf.seal().map(|b| b.id),
-            Some(BlockId::Input { stream: 7, seq: 1 })
-        );
+        let ids: Vec<BlockId> = buf.seal().iter().map(|b| b.id).collect();
+        assert_eq!(ids, vec![BlockId::Input { stream: 7, seq: 1 }]);
         assert_eq!(buf.metrics().records_stored, 4);
+    }
+
+    #[test]
+    fn blocks_are_cut_at_the_size_cap_in_order() {
+        let buf = BlockBuffer::<u32>::new(0, 100).with_max_block(3);
+        assert!(buf.store_many((0..7).collect()).now_or_never().is_some());
+        assert!(buf.store(7).now_or_never().is_some());
+        assert!(buf.store(8).now_or_never().is_some());
+        let blocks = buf.seal();
+        let ids: Vec<BlockId> = blocks.iter().map(|b| b.id).collect();
+        assert_eq!(
+            ids,
+            (0..3)
+                .map(|seq| BlockId::Input { stream: 0, seq })
+                .collect::<Vec<_>>()
+        );
+        let all: Vec<Vec<u32>> = blocks.into_iter().map(records).collect();
+        assert_eq!(all, vec![vec![0, 1, 2], vec![3, 4, 5], vec![6, 7, 8]]);
     }
 
     #[test]
@@ -332,11 +388,14 @@ mod tests {
             "full buffer must wait"
         );
         // Sealing moves records out but they still count until their batch finishes.
-        assert!(buf.seal().is_some());
+        assert_eq!(buf.seal().len(), 1);
         assert!((&mut third).now_or_never().is_none());
         buf.release(2);
         assert!(matches!((&mut third).now_or_never(), Some(Ok(()))));
-        assert_eq!(buf.seal().map(records), Some(vec![3]));
+        assert_eq!(
+            buf.seal().into_iter().map(records).collect::<Vec<_>>(),
+            vec![vec![3]]
+        );
     }
 
     #[test]
@@ -355,6 +414,9 @@ mod tests {
             Some(Err(SinkClosed(9)))
         ));
         // What was stored before the close is still sealed: nothing is lost.
-        assert_eq!(buf.seal().map(records), Some(vec![1]));
+        assert_eq!(
+            buf.seal().into_iter().map(records).collect::<Vec<_>>(),
+            vec![vec![1]]
+        );
     }
 }

@@ -175,9 +175,17 @@ pub struct ReceiverSlot {
 }
 
 impl ReceiverSlot {
-    /// Binds `receiver` to a new buffer of `capacity` records for stream `stream`.
-    pub fn new<R: Receiver>(stream: StreamId, receiver: R, capacity: usize) -> ReceiverSlot {
-        let buffer = std::sync::Arc::new(BlockBuffer::<R::Item>::new(stream, capacity));
+    /// Binds `receiver` to a new buffer of `capacity` records, in blocks of at most
+    /// `max_block` records, for stream `stream`.
+    pub fn new<R: Receiver>(
+        stream: StreamId,
+        receiver: R,
+        capacity: usize,
+        max_block: usize,
+    ) -> ReceiverSlot {
+        let buffer = std::sync::Arc::new(
+            BlockBuffer::<R::Item>::new(stream, capacity).with_max_block(max_block),
+        );
         let sink = BlockSink::new(buffer.clone());
         ReceiverSlot {
             stream,

@@ -193,31 +193,38 @@ impl DagScheduler {
                         "no executor is left to run tasks".into(),
                     )));
                 }
-                for &e in &executors {
-                    while load.get(&e).copied().unwrap_or(0) < SLOTS_PER_EXECUTOR
-                        && !pending.is_empty()
-                    {
-                        let local = pending
-                            .iter()
-                            .position(|&(p, _)| stage.preferred_locations(p).contains(&e));
-                        let Some((partition, attempt)) = pending.remove(local.unwrap_or(0)) else {
-                            break;
-                        };
-                        let task = TaskDescription {
-                            job: job_id,
-                            stage: stage.id,
-                            partition,
-                            attempt,
-                            batch_time: job.batch_time,
-                            kind,
-                        };
-                        *load.entry(e).or_default() += 1;
-                        running.push(
-                            launcher
-                                .launch(e, task)
-                                .map(move |o| (e, partition, attempt, o)),
-                        );
-                    }
+                // Each task goes to the least-loaded executor (in executor order on ties),
+                // preferring a task whose input lives there: spread first, then pipeline.
+                while !pending.is_empty() {
+                    let load_of = |e: &ExecutorId| load.get(e).copied().unwrap_or(0);
+                    let Some(e) = executors
+                        .iter()
+                        .copied()
+                        .filter(|e| load_of(e) < SLOTS_PER_EXECUTOR)
+                        .min_by_key(load_of)
+                    else {
+                        break;
+                    };
+                    let local = pending
+                        .iter()
+                        .position(|&(p, _)| stage.preferred_locations(p).contains(&e));
+                    let Some((partition, attempt)) = pending.remove(local.unwrap_or(0)) else {
+                        break;
+                    };
+                    let task = TaskDescription {
+                        job: job_id,
+                        stage: stage.id,
+                        partition,
+                        attempt,
+                        batch_time: job.batch_time,
+                        kind,
+                    };
+                    *load.entry(e).or_default() += 1;
+                    running.push(
+                        launcher
+                            .launch(e, task)
+                            .map(move |o| (e, partition, attempt, o)),
+                    );
                 }
             }
             let Some((e, partition, attempt, outcome)) = running.next().await else {
