@@ -48,18 +48,32 @@ impl BlockManager {
         self.stores.iter().any(|s| s.contains_key(id))
     }
 
-    /// Drops `id` from every store.
-    pub fn remove(&self, id: &BlockId) {
-        for s in &self.stores {
-            s.remove(id);
-        }
+    /// Takes `id` out of every store; returns the data (one entry per replica) so that the
+    /// caller chooses the thread that frees it.
+    pub fn remove(&self, id: &BlockId) -> Vec<BlockData> {
+        self.stores
+            .iter()
+            .filter_map(|s| s.remove(id).map(|(_, data)| data))
+            .collect()
     }
 
-    /// Drops the cached-partition and shuffle blocks of batches at or before `time_ms`.
-    pub fn remove_batches_up_to(&self, time_ms: i64) {
+    /// Takes out the cached-partition and shuffle blocks of batches at or before `time_ms`;
+    /// returns their data, as [`remove`](BlockManager::remove) does.
+    pub fn remove_batches_up_to(&self, time_ms: i64) -> Vec<BlockData> {
+        let mut removed = Vec::new();
         for s in &self.stores {
-            s.retain(|id, _| id.rdd_time_ms().is_none_or(|t| t > time_ms));
+            // Collect the ids first: never hold a dashmap guard while touching the map again.
+            let old: Vec<BlockId> = s
+                .iter()
+                .filter(|b| b.key().rdd_time_ms().is_some_and(|t| t <= time_ms))
+                .map(|b| *b.key())
+                .collect();
+            removed.extend(
+                old.iter()
+                    .filter_map(|id| s.remove(id).map(|(_, data)| data)),
+            );
         }
+        removed
     }
 
     /// Drops everything `executor` held (it was lost).

@@ -190,11 +190,16 @@ impl Coordinator {
 
     /// Drops what no stream remembers once batch `t` is done (Spark: `clearMetadata`).
     fn forget_before(&mut self, t: Time) {
+        let mut garbage = Vec::new();
         for block in self.graph.clear_old(t) {
-            self.blocks.remove(&block.id);
+            garbage.extend(self.blocks.remove(&block.id));
         }
         let horizon = (t - self.graph.max_remember()).as_ms();
-        self.blocks.remove_batches_up_to(horizon);
+        garbage.extend(self.blocks.remove_batches_up_to(horizon));
         self.dag.map_outputs().remove_before(horizon + 1);
+        // Freeing a batch's records takes milliseconds: not on the thread that dispatches tasks.
+        if !garbage.is_empty() {
+            tokio::task::spawn_blocking(move || drop(garbage));
+        }
     }
 }
