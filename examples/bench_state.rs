@@ -19,6 +19,11 @@ use std::time::Duration;
 use clap::Parser;
 use rivulet::prelude::*;
 
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{pairs_batches, percentile, BatchTimings};
+
 #[derive(Parser, Debug)]
 #[command(about = "map_with_state vs update_state_by_key on a large, mostly idle state")]
 struct Args {
@@ -39,33 +44,9 @@ struct Args {
     executors: usize,
 }
 
-/// Collects each batch's processing time.
-struct Timings(Arc<Mutex<Vec<Duration>>>);
-
-impl StreamingListener for Timings {
-    fn on_batch_completed(&mut self, batch: &BatchInfo) {
-        if let Ok(mut t) = self.0.lock() {
-            t.push(batch.processing_delay.unwrap_or_default());
-        }
-    }
-}
-
-/// Deterministic batches of `(key, 1)` over `0..keys`.
-fn batches(n: u32, records: usize, keys: u64) -> Vec<Vec<(u64, u64)>> {
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    (0..n)
-        .map(|_| {
-            (0..records)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    (x % keys, 1)
-                })
-                .collect()
-        })
-        .collect()
-}
+/// The seed of the input generator ([`pairs_batches`]: batches of `(key, 1)` over
+/// `0..keys`), fixed so every run sees the same input.
+const SEED: u64 = 0x2545_F491_4F6C_DD1D;
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Op {
@@ -83,7 +64,13 @@ async fn run(args: &Args, op: Op) -> Result<(Duration, Duration, u64), BoxError>
     )?;
     let partitions = args.executors * 2;
     let initial = ssc.parallelize((0..args.keys).map(|k| (k, 0u64)).collect(), partitions);
-    let pairs = ssc.queue_stream(batches(args.warmup + args.measure, args.touched, args.keys));
+    let pairs = ssc.queue_stream(pairs_batches(
+        args.warmup + args.measure,
+        args.touched,
+        args.keys,
+        SEED,
+        1u64,
+    ));
     let total = Arc::new(Mutex::new(0u64));
     let sink = total.clone();
     let snapshot = match op {
@@ -126,18 +113,17 @@ async fn run(args: &Args, op: Op) -> Result<(Duration, Duration, u64), BoxError>
         }
         Ok(())
     });
-    let timings = Arc::new(Mutex::new(Vec::new()));
-    ssc.add_listener(Timings(timings.clone()));
+    let timings = BatchTimings::new();
+    ssc.add_listener(timings.clone());
     ssc.start().await?;
     ssc.advance(args.warmup + args.measure).await?;
     ssc.stop(StopMode::Now).await?;
-    let all = timings.lock().map_err(|_| "poisoned")?.clone();
+    let all = timings.take();
     let mut measured: Vec<Duration> =
         all[args.warmup as usize..all.len().saturating_sub(1)].to_vec();
     measured.sort();
-    let pick = |p: f64| measured[((measured.len() - 1) as f64 * p).round() as usize];
     let sum = *total.lock().map_err(|_| "poisoned")?;
-    Ok((pick(0.5), pick(0.9), sum))
+    Ok((percentile(&measured, 0.5), percentile(&measured, 0.9), sum))
 }
 
 #[actix::main]

@@ -11,11 +11,15 @@
 //! cargo run --release --example bench_windows -- --windows 10,100 --records 20000 --keys 1000
 //! ```
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
 use rivulet::prelude::*;
+
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{pairs_batches, percentile, BatchTimings};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -39,37 +43,9 @@ struct Args {
     executors: usize,
 }
 
-/// Collects each batch's processing time.
-struct Timings(Arc<Mutex<Vec<Duration>>>);
-
-impl StreamingListener for Timings {
-    fn on_batch_completed(&mut self, batch: &BatchInfo) {
-        if let Ok(mut t) = self.0.lock() {
-            t.push(batch.processing_delay.unwrap_or_default());
-        }
-    }
-}
-
-/// A deterministic xorshift generator, so every run sees the same input.
-fn batches(n: u32, records: usize, keys: u64) -> Vec<Vec<(u64, i64)>> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..n)
-        .map(|_| {
-            (0..records)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    (x % keys, 1)
-                })
-                .collect()
-        })
-        .collect()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
+/// The seed of the input generator ([`pairs_batches`]), fixed so every run sees the same
+/// input.
+const SEED: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// Median and p90 of the measured batches' processing time, for one window and form.
 async fn run(args: &Args, window: u32, inverse: bool) -> Result<(Duration, Duration), BoxError> {
@@ -80,7 +56,13 @@ async fn run(args: &Args, window: u32, inverse: bool) -> Result<(Duration, Durat
             .executors(args.executors)
             .manual_clock(true),
     )?;
-    let pairs = ssc.queue_stream(batches(window + args.measure, args.records, args.keys));
+    let pairs = ssc.queue_stream(pairs_batches(
+        window + args.measure,
+        args.records,
+        args.keys,
+        SEED,
+        1i64,
+    ));
     let windowed = if inverse {
         pairs.reduce_by_key_and_window_inv(|a, b| a + b, |a, b| a - b, batch * window, batch)?
     } else {
@@ -90,12 +72,12 @@ async fn run(args: &Args, window: u32, inverse: bool) -> Result<(Duration, Durat
         rdd.count()?;
         Ok(())
     });
-    let timings = Arc::new(Mutex::new(Vec::new()));
-    ssc.add_listener(Timings(timings.clone()));
+    let timings = BatchTimings::new();
+    ssc.add_listener(timings.clone());
     ssc.start().await?;
     ssc.advance(window + args.measure).await?;
     ssc.stop(StopMode::Now).await?;
-    let all = timings.lock().map_err(|_| "poisoned")?.clone();
+    let all = timings.take();
     let mut measured = all[window as usize..].to_vec();
     measured.sort();
     Ok((percentile(&measured, 0.5), percentile(&measured, 0.9)))

@@ -12,8 +12,9 @@
 //!   `--batch-ms` batches on the system clock. Its time runs from `start()` to the completion
 //!   of the batch that holds the last line (a listener counts each batch's records).
 //!
-//! Both apply the same [`words`] function to an owned copy of each line. The harness fails
-//! (non-zero exit) if rivulet's counts, summed over all batches, differ from the plain loop's.
+//! Both apply the same [`words`] function (the examples' shared `support::words`) to an owned
+//! copy of each line. The harness fails (non-zero exit) if rivulet's counts, summed over all
+//! batches, differ from the plain loop's.
 //! It prints input lines, both rates, their ratio, and the median and p99 per-batch
 //! processing time; with `--runs N` it repeats everything N times and reports medians.
 //!
@@ -34,6 +35,13 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use rivulet::prelude::*;
 use rustc_hash::FxBuildHasher;
+
+#[path = "support/mod.rs"]
+mod support;
+
+// `words`: a word is a maximal run of ASCII letters and digits, lowercased. Both the plain
+// loop and rivulet's `flat_map` call this one function.
+use support::{init_tracing, words};
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -72,15 +80,6 @@ struct Args {
     /// Repeat the whole measurement N times and report medians.
     #[arg(long, default_value_t = 3)]
     runs: usize,
-}
-
-/// A word is a maximal run of ASCII letters and digits, lowercased. Both the plain loop and
-/// rivulet's `flat_map` call this function.
-fn words(line: String) -> Vec<String> {
-    line.split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_ascii_lowercase)
-        .collect()
 }
 
 /// The plain loop: the same closures as the rivulet job on one thread, one map.
@@ -354,11 +353,7 @@ fn ms(d: Duration) -> f64 {
 /// Parses the options, runs the job, and returns its first error.
 #[actix::main]
 async fn main() -> Result<(), BoxError> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    init_tracing();
     let args = Args::parse();
     let path = args.input.clone().unwrap_or_else(|| {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/data/shakespeare.txt")

@@ -19,6 +19,11 @@ use std::time::Duration;
 use clap::Parser;
 use rivulet::prelude::*;
 
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{context, init_tracing, words};
+
 /// Command-line options.
 #[derive(Parser, Debug)]
 #[command(about = "Counts words of text files moved into DIR, in 1 s batches")]
@@ -27,31 +32,15 @@ struct Args {
     dir: PathBuf,
 }
 
-/// A word is a maximal run of ASCII letters and digits, lowercased.
-fn words(line: String) -> Vec<String> {
-    line.split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_ascii_lowercase)
-        .collect()
-}
-
 /// Parses the options, runs the job, and returns its first error.
 #[actix::main]
 async fn main() -> Result<(), BoxError> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    init_tracing();
     let args = Args::parse();
     if !args.dir.is_dir() {
         return Err(format!("{} is not a directory", args.dir.display()).into());
     }
-    let ssc = StreamingContext::new(
-        StreamingConfig::new()
-            .app_name("directory_wordcount")
-            .batch_interval(Duration::from_secs(1)),
-    )?;
+    let ssc = context("directory_wordcount", Duration::from_secs(1), None)?;
     ssc.text_file_stream(&args.dir)
         .flat_map(words)
         .map(|w| (w, 1u64))

@@ -16,6 +16,11 @@ use std::time::Duration;
 use clap::Parser;
 use rivulet::prelude::*;
 
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{context, init_tracing, words};
+
 /// Command-line options.
 #[derive(Parser, Debug)]
 #[command(
@@ -28,28 +33,12 @@ struct Args {
     port: u16,
 }
 
-/// A word is a maximal run of ASCII letters and digits, lowercased.
-fn words(line: String) -> Vec<String> {
-    line.split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_ascii_lowercase)
-        .collect()
-}
-
 /// Parses the options, runs the job, and returns its first error.
 #[actix::main]
 async fn main() -> Result<(), BoxError> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    init_tracing();
     let args = Args::parse();
-    let ssc = StreamingContext::new(
-        StreamingConfig::new()
-            .app_name("network_wordcount")
-            .batch_interval(Duration::from_secs(1)),
-    )?;
+    let ssc = context("network_wordcount", Duration::from_secs(1), None)?;
     ssc.socket_text_stream(&args.host, args.port)
         .flat_map(words)
         .map(|w| (w, 1u64))

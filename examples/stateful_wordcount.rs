@@ -24,7 +24,7 @@ use rivulet::prelude::*;
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{read_lines, run_until_done, spawn_server, words, Progress};
+use support::{context, init_tracing, read_lines, run_until_done, spawn_server, words, Progress};
 
 #[derive(Parser, Debug)]
 #[command(about = "Running word counts with map_with_state (Spark's StatefulNetworkWordCount)")]
@@ -60,11 +60,7 @@ fn top(counts: impl IntoIterator<Item = (String, u64)>, n: usize) -> String {
 
 #[actix::main]
 async fn main() -> Result<(), BoxError> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    init_tracing();
     let args = Args::parse();
     let lines = read_lines(&args.input)?;
     let total = lines.len();
@@ -89,13 +85,11 @@ async fn main() -> Result<(), BoxError> {
 
     let (port, server) = spawn_server(Arc::new(lines), args.rate).await?;
 
-    let mut config = StreamingConfig::new()
-        .app_name("stateful_wordcount")
-        .batch_interval(Duration::from_millis(args.batch_ms));
-    if let Some(n) = args.executors {
-        config = config.executors(n);
-    }
-    let ssc = StreamingContext::new(config)?;
+    let ssc = context(
+        "stateful_wordcount",
+        Duration::from_millis(args.batch_ms),
+        args.executors,
+    )?;
     let initial_rdd = ssc.parallelize(initial, 2);
     // Spark's `mappingFunc`: adds the word's count to its running total, stores it, and
     // emits `(word, total so far)`. (A closure: the key comes as `&String`, which clippy

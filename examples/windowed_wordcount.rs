@@ -24,7 +24,7 @@ use rivulet::prelude::*;
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{read_lines, run_until_done, spawn_server, words, Progress};
+use support::{context, init_tracing, read_lines, run_until_done, spawn_server, words, Progress};
 
 #[derive(Parser, Debug)]
 #[command(about = "Top words of the last 30 s every second, with an incremental window")]
@@ -52,11 +52,7 @@ struct Args {
 
 #[actix::main]
 async fn main() -> Result<(), BoxError> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    init_tracing();
     let args = Args::parse();
     let lines = read_lines(&args.input)?;
     let total = lines.len();
@@ -72,13 +68,11 @@ async fn main() -> Result<(), BoxError> {
 
     let (port, server) = spawn_server(Arc::new(lines), args.rate).await?;
 
-    let mut config = StreamingConfig::new()
-        .app_name("windowed_wordcount")
-        .batch_interval(Duration::from_millis(args.batch_ms));
-    if let Some(n) = args.executors {
-        config = config.executors(n);
-    }
-    let ssc = StreamingContext::new(config)?;
+    let ssc = context(
+        "windowed_wordcount",
+        Duration::from_millis(args.batch_ms),
+        args.executors,
+    )?;
     let pairs = ssc
         .socket_text_stream("127.0.0.1", port)
         .flat_map(words)

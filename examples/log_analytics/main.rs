@@ -37,7 +37,7 @@ use rivulet::prelude::*;
 #[path = "../support/mod.rs"]
 mod support;
 
-use support::{read_lines, run_until_done, spawn_server, Progress};
+use support::{context, init_tracing, read_lines, run_until_done, spawn_server, Progress};
 
 #[derive(Parser, Debug)]
 #[command(about = "Status codes, top URLs and known clients of a live Apache access log")]
@@ -138,11 +138,7 @@ fn scan(lines: &[String]) -> Expected {
 
 #[actix::main]
 async fn main() -> Result<(), BoxError> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    init_tracing();
     let args = Args::parse();
     let raw = read_lines(&args.input)?;
     let text: Vec<String> = raw
@@ -186,13 +182,7 @@ async fn main() -> Result<(), BoxError> {
 
     let batch = Duration::from_millis(args.batch_ms);
     let (window, slide) = (batch * args.window_batches, batch * args.slide_batches);
-    let mut config = StreamingConfig::new()
-        .app_name("log_analytics")
-        .batch_interval(batch);
-    if let Some(n) = args.executors {
-        config = config.executors(n);
-    }
-    let ssc = StreamingContext::new(config)?;
+    let ssc = context("log_analytics", batch, args.executors)?;
     let known_rdd = ssc.parallelize(known, 2);
     let totals: Arc<Mutex<Totals>> = Arc::default();
 

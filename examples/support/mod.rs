@@ -1,6 +1,9 @@
-//! What the file-fed examples share: reading an input file into lines, a local TCP line
-//! server that plays the file as a live source, the word splitter, and a listener that
-//! prints progress and says when every line has been processed.
+//! What the examples share: logging setup and a context built from the usual options; for
+//! the file-fed examples, reading an input file into lines, a local TCP line server that
+//! plays the file as a live source, the word splitter, and a listener that prints progress
+//! and says when every line has been processed; for the benchmark harnesses, a listener
+//! collecting each batch's processing time, a deterministic batch generator, and a
+//! percentile.
 //!
 //! Each example includes this module with `#[path = "support/mod.rs"] mod support;`. Cargo
 //! does not build it as an example of its own: only `examples/*.rs` and
@@ -10,7 +13,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rivulet::prelude::*;
@@ -18,6 +21,40 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// Installs the `tracing` subscriber that prints log events to stderr, filtered by
+/// `RUST_LOG` (default: `warn`).
+///
+/// # Panics
+/// If a global subscriber was already installed: call it once, at the start of `main`.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+}
+
+/// A streaming context named `app_name` with batches of `batch`, and `executors` executors
+/// (task threads) if given, else rivulet's default (one per core). Everything else is
+/// rivulet's default configuration.
+///
+/// # Errors
+/// The configuration's error (`Error::Config`, boxed), naming the setting: a
+/// batch interval under 1 ms or not a whole number of milliseconds, or zero executors.
+pub fn context(
+    app_name: &str,
+    batch: Duration,
+    executors: Option<usize>,
+) -> Result<StreamingContext, BoxError> {
+    let mut config = StreamingConfig::new()
+        .app_name(app_name)
+        .batch_interval(batch);
+    if let Some(n) = executors {
+        config = config.executors(n);
+    }
+    Ok(StreamingContext::new(config)?)
+}
 
 /// The lines of the file at `path`, without their newlines (raw bytes: the socket source
 /// decodes them).
@@ -150,4 +187,71 @@ pub async fn run_until_done(ssc: &StreamingContext, done: oneshot::Receiver<()>)
         result = ssc.await_termination() => result?,
     }
     ssc.stop(StopMode::Graceful).await
+}
+
+/// A listener that records each completed batch's processing time
+/// (`BatchInfo::processing_delay`; zero if unknown), in completion order.
+///
+/// Clones share the same record: add one clone to the context with `add_listener` and read
+/// the times through another with [`BatchTimings::take`].
+#[derive(Clone, Default)]
+pub struct BatchTimings(Arc<Mutex<Vec<Duration>>>);
+
+impl BatchTimings {
+    /// An empty record.
+    pub fn new() -> BatchTimings {
+        BatchTimings::default()
+    }
+
+    /// The processing times recorded so far, one per completed batch in completion order,
+    /// leaving the record empty. A poisoned lock (a panic while recording) is ignored: the
+    /// times recorded before it are returned.
+    pub fn take(&self) -> Vec<Duration> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl StreamingListener for BatchTimings {
+    fn on_batch_completed(&mut self, batch: &BatchInfo) {
+        if let Ok(mut t) = self.0.lock() {
+            t.push(batch.processing_delay.unwrap_or_default());
+        }
+    }
+}
+
+/// `n` batches of `records` pairs `(key, value)` each, with keys in `0..keys` drawn by a
+/// xorshift generator started at `seed`, so every run with the same arguments sees the
+/// same input (a `seed` of 0 stays 0: every key is 0). Every pair holds a clone of `value`.
+///
+/// # Panics
+/// If `keys` is 0 while `n` and `records` are not.
+pub fn pairs_batches<V: Clone>(
+    n: u32,
+    records: usize,
+    keys: u64,
+    seed: u64,
+    value: V,
+) -> Vec<Vec<(u64, V)>> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            (0..records)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x % keys, value.clone())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The element at fraction `p` (0..=1) of `sorted` (sorted ascending): index
+/// `round((len - 1) * p)`, so 0.5 is the median (the upper middle for an even count).
+///
+/// # Panics
+/// If `sorted` is empty.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
