@@ -22,7 +22,7 @@ use rivulet::prelude::*;
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{pairs_batches, percentile, BatchTimings};
+use support::{ms, pairs_batches, percentile, BatchTimings};
 
 #[derive(Parser, Debug)]
 #[command(about = "map_with_state vs update_state_by_key on a large, mostly idle state")]
@@ -161,8 +161,4 @@ async fn main() -> Result<(), BoxError> {
         ms(medians[1]) / ms(medians[0])
     );
     Ok(())
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

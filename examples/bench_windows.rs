@@ -19,7 +19,7 @@ use rivulet::prelude::*;
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{pairs_batches, percentile, BatchTimings};
+use support::{ms, pairs_batches, percentile, BatchTimings};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -116,8 +116,4 @@ async fn main() -> Result<(), BoxError> {
         }
     }
     Ok(())
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

@@ -41,7 +41,7 @@ mod support;
 
 // `words`: a word is a maximal run of ASCII letters and digits, lowercased. Both the plain
 // loop and rivulet's `flat_map` call this one function.
-use support::{init_tracing, words};
+use support::{init_tracing, ms, words};
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -343,11 +343,6 @@ struct Summary {
     median: Vec<f64>,
     p99: Vec<f64>,
     cpu_ratio: Vec<f64>,
-}
-
-/// Milliseconds of `d`, for printing.
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 /// Parses the options, runs the job, and returns its first error.

@@ -255,3 +255,8 @@ pub fn pairs_batches<V: Clone>(
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
+
+/// `d` in milliseconds, with fractions (for printing).
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
