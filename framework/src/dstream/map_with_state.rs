@@ -412,13 +412,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         let ctx = self.graph().rdd_context().clone();
         let p = HashPartitioner::new(spec.partitions.unwrap_or_else(|| ctx.default_parallelism()));
         let (parent, slide) = (self.clone(), self.slide_duration());
-        let internal = DStream::new_node(
-            self.graph(),
-            op,
-            slide,
-            vec![self.node()],
-            Duration::ZERO,
-            move |me, t| {
+        let internal = self
+            .child(op, move |me, t| {
                 let data = match parent.get_or_compute(t)? {
                     Some(data) => data.partitioned_by(op, p),
                     None => ctx.parallelize_op(op, Vec::new(), p.num_partitions()),
@@ -451,9 +446,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                         Box::new(std::iter::once(update.apply(&previous, records)))
                     },
                 )))
-            },
-        )
-        .cache();
+            })
+            .cache();
         let mapped = internal.derive(op, move |rdd, _| {
             rdd.flat_map_op(op, |record: StateRecord<K, S, E>| {
                 SharedIter::new(record.mapped)

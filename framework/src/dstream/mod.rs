@@ -188,6 +188,23 @@ impl<T: Data> DStream<T> {
         DStream { core }
     }
 
+    /// A child of this stream with the same slide, computing with `compute(child, t)`.
+    pub(crate) fn child<U: Data>(
+        &self,
+        op: OpInfo,
+        compute: impl Fn(&DStream<U>, Time) -> Result<Option<Rdd<U>>> + Send + Sync + 'static,
+    ) -> DStream<U> {
+        let parents = vec![self.node()];
+        DStream::new_node(
+            self.graph(),
+            op,
+            self.slide_duration(),
+            parents,
+            Duration::ZERO,
+            compute,
+        )
+    }
+
     /// A child of this stream with the same slide whose RDD at `t` is `f(this stream's RDD at
     /// t, t)`; no RDD when this stream has none. The mechanism behind every per-batch operator.
     pub(crate) fn derive<U: Data>(
@@ -196,14 +213,9 @@ impl<T: Data> DStream<T> {
         f: impl Fn(&Rdd<T>, Time) -> Rdd<U> + Send + Sync + 'static,
     ) -> DStream<U> {
         let parent = self.clone();
-        DStream::new_node(
-            self.graph(),
-            op,
-            self.slide_duration(),
-            vec![self.node()],
-            Duration::ZERO,
-            move |_, t| Ok(parent.get_or_compute(t)?.map(|rdd| f(&rdd, t))),
-        )
+        self.child(op, move |_, t| {
+            Ok(parent.get_or_compute(t)?.map(|rdd| f(&rdd, t)))
+        })
     }
 
     pub(crate) fn node(&self) -> Arc<dyn DStreamNode> {

@@ -112,14 +112,7 @@ impl<T: Data> DStream<T> {
     ) -> DStream<U> {
         let op = OpInfo::caller("transform");
         let parent = self.clone();
-        DStream::new_node(
-            self.graph(),
-            op,
-            self.slide_duration(),
-            vec![self.node()],
-            Duration::ZERO,
-            move |_, t| Ok(Some(f(&parent.require_rdd(t, op)?, t))),
-        )
+        self.child(op, move |_, t| Ok(Some(f(&parent.require_rdd(t, op)?, t))))
     }
 
     /// This stream's RDD at `t`, or an error naming `op` if it has none.

@@ -8,7 +8,6 @@
 //! [`map_with_state`](DStream::map_with_state), which touches only the batch's keys.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::data::{Data, Key};
 use crate::dstream::DStream;
@@ -98,39 +97,32 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ) -> DStream<(K, S)> {
         let parent = self.clone();
         let slide = self.slide_duration();
-        let node = DStream::new_node(
-            self.graph(),
-            op,
-            slide,
-            vec![self.node()],
-            Duration::ZERO,
-            move |me, t| {
-                let previous = me.get_or_compute(t - slide)?;
-                let state = match (previous, parent.get_or_compute(t)?) {
-                    (Some(state), Some(data)) => apply(op, &data.cogroup_op(op, &state, p), &f, t),
-                    // No new data: every key gets an empty batch.
-                    (Some(state), None) => {
-                        let no_values = state
-                            .partitioned_by(op, p)
-                            .map_values_op(op, |s| (Vec::new(), vec![s]));
-                        apply(op, &no_values, &f, t)
-                    }
-                    (None, Some(data)) => match &initial {
-                        Some(initial) => apply(op, &data.cogroup_op(op, initial, p), &f, t),
-                        None => apply(
-                            op,
-                            &data
-                                .group_by_key_op(op, p)
-                                .map_values_op(op, |vs| (vs, Vec::new())),
-                            &f,
-                            t,
-                        ),
-                    },
-                    (None, None) => return Ok(None),
-                };
-                Ok(Some(state))
-            },
-        );
+        let node = self.child(op, move |me, t| {
+            let previous = me.get_or_compute(t - slide)?;
+            let state = match (previous, parent.get_or_compute(t)?) {
+                (Some(state), Some(data)) => apply(op, &data.cogroup_op(op, &state, p), &f, t),
+                // No new data: every key gets an empty batch.
+                (Some(state), None) => {
+                    let no_values = state
+                        .partitioned_by(op, p)
+                        .map_values_op(op, |s| (Vec::new(), vec![s]));
+                    apply(op, &no_values, &f, t)
+                }
+                (None, Some(data)) => match &initial {
+                    Some(initial) => apply(op, &data.cogroup_op(op, initial, p), &f, t),
+                    None => apply(
+                        op,
+                        &data
+                            .group_by_key_op(op, p)
+                            .map_values_op(op, |vs| (vs, Vec::new())),
+                        &f,
+                        t,
+                    ),
+                },
+                (None, None) => return Ok(None),
+            };
+            Ok(Some(state))
+        });
         node.cache()
     }
 }
