@@ -103,6 +103,9 @@ pub enum Error {
     /// The streaming context is not running (not started yet, or stopped).
     #[error("the streaming context is not running: {0}")]
     NotRunning(String),
+    /// A checkpoint could not be written or read back (see [`CheckpointError`]).
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
     /// A broken invariant: a bug in rivulet, not in the user's program.
     #[error("internal error: {0} (this is a bug)")]
     Internal(String),
@@ -162,6 +165,53 @@ pub enum GraphError {
     /// The graph was changed after `start`.
     #[error("{0}: DStreams cannot be added after the streaming context has started")]
     AlreadyStarted(String),
+}
+
+/// What went wrong with a checkpoint directory. Every variant names the directory, and the
+/// messages say how to start over (delete the directory).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// A stored value is torn, truncated or altered: its checksum or structure is wrong.
+    #[error("checkpoint {dir}: value `{key}` is corrupt or truncated ({reason}); delete the directory to start over")]
+    Corrupt {
+        /// The checkpoint directory.
+        dir: String,
+        /// The key of the value.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A value was written by a newer rivulet with a checkpoint format this build cannot read.
+    #[error("checkpoint {dir}: value `{key}` has format version {found}, but this build reads versions up to {supported}; run the newer build, or delete the directory to start over")]
+    NewerFormat {
+        /// The checkpoint directory.
+        dir: String,
+        /// The key of the value.
+        key: String,
+        /// The format version found.
+        found: u32,
+        /// The newest format version this build reads.
+        supported: u32,
+    },
+    /// The checkpoint was written by a program whose DStream graph differs from this one.
+    #[error("checkpoint {dir} was written by a different DStream graph: {}; use another directory or delete it to start over", .differences.join("; "))]
+    GraphChanged {
+        /// The checkpoint directory.
+        dir: String,
+        /// Each DStream that differs, e.g. `stream 3: checkpoint has map, program has filter`.
+        differences: Vec<String>,
+    },
+    /// The store failed: the directory cannot be opened or written (permissions, disk full).
+    #[error("checkpoint {dir}: cannot {action}: {message}")]
+    Storage {
+        /// The checkpoint directory.
+        dir: String,
+        /// What was being done, e.g. `write value state/...`.
+        action: String,
+        /// The underlying error.
+        message: String,
+    },
 }
 
 /// Formats a panic payload as a message.

@@ -29,6 +29,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod block;
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod dstream;
@@ -42,4 +43,4 @@ pub mod testing;
 pub mod time;
 pub(crate) mod trace;
 
-pub use error::{BoxError, Error, GraphError, OpInfo, Result};
+pub use error::{BoxError, CheckpointError, Error, GraphError, OpInfo, Result};

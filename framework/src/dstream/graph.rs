@@ -8,8 +8,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::block::{BlockInfo, StreamId};
-use crate::dstream::{lock, DStreamId, DStreamNode};
-use crate::error::{panic_message, Error, GraphError, OpInfo, Result};
+use crate::checkpoint::{
+    decode, encode, key_text, meta_key, DataCheckpoint, InputState, MetadataCheckpoint,
+    StreamSignature, Tree,
+};
+use crate::dstream::{lock, CheckpointSetting, DStreamId, DStreamNode};
+use crate::error::{panic_message, CheckpointError, Error, GraphError, OpInfo, Result};
 use crate::rdd::RddContext;
 use crate::receiver::ReceiverSlot;
 use crate::scheduler::GenerationGuard;
@@ -93,6 +97,34 @@ impl fmt::Debug for OutputJob {
     }
 }
 
+/// What a restorable input stream (one whose batches can be recomputed after a restart)
+/// saves in the metadata checkpoint and reads back.
+pub(crate) trait RestorableInput: Send + Sync {
+    /// The input DStream's id.
+    fn stream(&self) -> DStreamId;
+    /// Prepares a fresh start (not called when restored from a checkpoint).
+    fn start(&self) -> Result<()>;
+    /// Its state: what it needs to recompute the batches after `horizon` and to resume.
+    fn save(&self, horizon: Time) -> Result<Vec<u8>>;
+    /// Restores the state `save` returned (from the store at `dir`, for errors).
+    fn restore(&self, state: &[u8], dir: &str) -> Result<()>;
+}
+
+/// The newest complete data checkpoint of each stream, and those it superseded (to purge
+/// once a metadata checkpoint naming the newer ones is durable).
+#[derive(Default)]
+struct CheckpointBook {
+    latest: BTreeMap<DStreamId, DataCheckpoint>,
+    superseded: Vec<DataCheckpoint>,
+}
+
+/// The default data checkpoint interval of a stream with slide `slide`: the smallest
+/// multiple of the slide that is at least 10 s (Spark's `DStream.initialize`).
+pub(crate) fn default_checkpoint_interval(slide: Duration) -> Duration {
+    let slide_ms = (crate::time::duration_ms(slide) as u64).max(1);
+    Duration::from_millis(slide_ms * 10_000u64.div_ceil(slide_ms).max(1))
+}
+
 #[derive(Default)]
 struct GraphState {
     nodes: Vec<Arc<dyn DStreamNode>>,
@@ -102,6 +134,10 @@ struct GraphState {
     errors: Vec<GraphError>,
     started: bool,
     max_remember: Duration,
+    inputs: Vec<Arc<dyn RestorableInput>>,
+    checkpoint_interval: Option<Duration>,
+    /// The last completed batch of the run a restore came from.
+    restored: Option<Time>,
 }
 
 /// The graph's shared state, behind every `DStream` handle.
@@ -114,6 +150,7 @@ pub(crate) struct GraphShared {
     state: Mutex<GraphState>,
     /// Input blocks allocated to each batch, per stream (Spark: `ReceivedBlockTracker`).
     allocations: Mutex<BTreeMap<Time, BTreeMap<StreamId, Vec<BlockInfo>>>>,
+    checkpoints: Mutex<CheckpointBook>,
 }
 
 impl GraphShared {
@@ -188,6 +225,34 @@ impl GraphShared {
         &self.rdd_ctx
     }
 
+    /// Registers an input stream that saves and restores its state through checkpoints.
+    pub(crate) fn add_restorable_input(&self, input: Arc<dyn RestorableInput>) {
+        lock(&self.state).inputs.push(input);
+    }
+
+    /// The oldest batch whose input may still be needed after batch `t`: by a stream's
+    /// remember duration, or to recompute a checkpointed stream from its newest data
+    /// checkpoint (and a window's length before it).
+    pub(crate) fn input_horizon(&self, t: Time) -> Time {
+        let (nodes, max_remember) = {
+            let state = lock(&self.state);
+            (state.nodes.clone(), state.max_remember)
+        };
+        let book = lock(&self.checkpoints);
+        let zero = self.zero_time().unwrap_or(Time::ZERO);
+        let oldest_checkpoint = nodes
+            .iter()
+            .filter(|n| n.info().checkpoint_interval().is_some())
+            .map(|n| {
+                book.latest
+                    .get(&n.info().id())
+                    .map_or(zero, |c| Time::from_ms(c.time_ms))
+            })
+            .min()
+            .unwrap_or(t);
+        t.min(oldest_checkpoint) - max_remember
+    }
+
     pub(crate) fn allocated_blocks(&self, stream: StreamId, t: Time) -> Vec<BlockInfo> {
         lock(&self.allocations)
             .get(&t)
@@ -234,6 +299,7 @@ impl DStreamGraph {
                 zero_time: OnceLock::new(),
                 state: Mutex::new(GraphState::default()),
                 allocations: Mutex::new(BTreeMap::new()),
+                checkpoints: Mutex::new(CheckpointBook::default()),
             }),
         }
     }
@@ -290,15 +356,186 @@ impl DStreamGraph {
                     .max(self.shared.user_remember.unwrap_or_default()),
             );
         }
+        let default_interval = state.checkpoint_interval;
+        for node in &state.nodes {
+            let info = node.info();
+            if info.checkpoint_setting() == CheckpointSetting::Default {
+                let slide = info.slide();
+                let interval = default_interval
+                    .filter(|d| crate::time::is_multiple(*d, slide))
+                    .unwrap_or_else(|| default_checkpoint_interval(slide));
+                info.set_checkpoint(CheckpointSetting::Every(interval));
+            }
+        }
         state.max_remember = state
             .nodes
             .iter()
             .map(|n| n.info().remember())
             .max()
             .unwrap_or_default();
+        if state.restored.is_none() {
+            for input in &state.inputs {
+                input.start()?;
+            }
+        }
         state.started = true;
+        // A restored graph keeps the zero time of the run it restores.
         let _ = self.shared.zero_time.set(zero_time);
         Ok(std::mem::take(&mut state.receivers))
+    }
+
+    /// Sets the data checkpoint interval of stateful streams that did not set their own
+    /// (`None`: the smallest multiple of the slide that is at least 10 s). Call before
+    /// `start`; an interval that is not a multiple of a stream's slide falls back to the
+    /// default for that stream.
+    pub fn set_checkpoint_interval(&self, interval: Option<Duration>) {
+        lock(&self.shared.state).checkpoint_interval = interval;
+    }
+
+    /// The graph's fingerprint: every DStream's id, operator and slide, in id order.
+    pub fn fingerprint(&self) -> Vec<StreamSignature> {
+        lock(&self.shared.state)
+            .nodes
+            .iter()
+            .map(|n| StreamSignature {
+                id: n.info().id(),
+                op: n.info().op().name.to_string(),
+                slide_ms: crate::time::duration_ms(n.info().slide()) as u64,
+            })
+            .collect()
+    }
+
+    /// The newest metadata checkpoint in `store`, if any.
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] if it cannot be read, is corrupt or is of a newer format.
+    pub fn load_checkpoint(
+        store: &dyn crate::checkpoint::CheckpointStore,
+    ) -> Result<Option<MetadataCheckpoint>> {
+        let Some(key) = store.keys(Tree::Meta, b"meta/")?.pop() else {
+            return Ok(None);
+        };
+        let text = key_text(Tree::Meta, &key);
+        let bytes = store.get(Tree::Meta, &key)?.ok_or_else(|| CheckpointError::Corrupt {
+            dir: store.location(),
+            key: text.clone(),
+            reason: "listed but not readable".into(),
+        })?;
+        decode(&bytes, &store.location(), &text).map(Some)
+    }
+
+    /// Restores the graph from `checkpoint` before `start`: checks that it was written by
+    /// this graph, then puts each stream's data checkpoint back as its RDD and each input's
+    /// state back. `start` must then be called with the checkpoint's zero time; batches
+    /// continue after [`restored_batch`](DStreamGraph::restored_batch).
+    ///
+    /// # Errors
+    /// [`CheckpointError::GraphChanged`] naming the DStreams that differ (or a different
+    /// batch interval); [`Error::Checkpoint`] when an input's state cannot be read.
+    pub fn restore(&self, checkpoint: &MetadataCheckpoint) -> Result<()> {
+        let store = self.shared.rdd_ctx.checkpoint_store().clone();
+        let dir = store.location();
+        let mut differences = Vec::new();
+        let interval_ms = crate::time::duration_ms(self.shared.batch_interval) as u64;
+        if checkpoint.batch_interval_ms != interval_ms {
+            differences.push(format!(
+                "batch interval: checkpoint has {} ms, program has {interval_ms} ms",
+                checkpoint.batch_interval_ms
+            ));
+        }
+        let ours = self.fingerprint();
+        for i in 0..ours.len().max(checkpoint.graph.len()) {
+            let show = |s: Option<&StreamSignature>| {
+                s.map_or("nothing".to_string(), |s| format!("{} (slide {} ms)", s.op, s.slide_ms))
+            };
+            let (theirs, mine) = (checkpoint.graph.get(i), ours.get(i));
+            if theirs != mine {
+                differences.push(format!(
+                    "stream {i}: checkpoint has {}, program has {}",
+                    show(theirs),
+                    show(mine)
+                ));
+            }
+        }
+        if !differences.is_empty() {
+            return Err(CheckpointError::GraphChanged { dir, differences }.into());
+        }
+        let (nodes, inputs) = {
+            let state = lock(&self.shared.state);
+            (state.nodes.clone(), state.inputs.clone())
+        };
+        for data in &checkpoint.data {
+            if let Some(node) = nodes.get(data.stream as usize) {
+                node.restore_checkpoint(data);
+            }
+        }
+        for saved in &checkpoint.inputs {
+            if let Some(input) = inputs.iter().find(|i| i.stream() == saved.stream) {
+                input.restore(&saved.state, &dir)?;
+            }
+        }
+        let mut book = lock(&self.shared.checkpoints);
+        for data in &checkpoint.data {
+            book.latest.insert(data.stream, data.clone());
+        }
+        drop(book);
+        lock(&self.shared.state).restored = Some(Time::from_ms(checkpoint.batch_time_ms));
+        Ok(())
+    }
+
+    /// The last completed batch of the run this graph was restored from.
+    pub fn restored_batch(&self) -> Option<Time> {
+        lock(&self.shared.state).restored
+    }
+
+    /// Writes the metadata checkpoint of completed batch `t` (Spark: `DoCheckpoint`):
+    /// flushes the data checkpoints written so far, writes the record naming them, flushes
+    /// again, and only then purges the data checkpoints they superseded and older metadata
+    /// records (the newest two are kept). Called once per completed batch, in order.
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] when the store cannot be written.
+    pub fn write_metadata_checkpoint(&self, t: Time) -> Result<()> {
+        let store = self.shared.rdd_ctx.checkpoint_store().clone();
+        let horizon = self.shared.input_horizon(t);
+        let inputs = lock(&self.shared.state).inputs.clone();
+        let inputs = inputs
+            .iter()
+            .map(|i| {
+                Ok(InputState {
+                    stream: i.stream(),
+                    state: i.save(horizon)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (data, superseded) = {
+            let mut book = lock(&self.shared.checkpoints);
+            let superseded = std::mem::take(&mut book.superseded);
+            (book.latest.values().cloned().collect(), superseded)
+        };
+        let record = MetadataCheckpoint {
+            graph: self.fingerprint(),
+            batch_interval_ms: crate::time::duration_ms(self.shared.batch_interval) as u64,
+            zero_time_ms: self.zero_time().unwrap_or(Time::ZERO).as_ms(),
+            batch_time_ms: t.as_ms(),
+            pending_ms: Vec::new(),
+            data,
+            inputs,
+        };
+        store.flush()?;
+        store.put(Tree::Meta, &meta_key(t.as_ms()), &encode(&record)?)?;
+        store.flush()?;
+        for old in superseded {
+            let prefix = crate::checkpoint::data_prefix(old.stream, old.time_ms);
+            for key in store.keys(Tree::State, &prefix)? {
+                store.remove(Tree::State, &key)?;
+            }
+        }
+        let metas = store.keys(Tree::Meta, b"meta/")?;
+        for key in metas.iter().take(metas.len().saturating_sub(2)) {
+            store.remove(Tree::Meta, key)?;
+        }
+        Ok(())
     }
 
     /// Allocates received blocks to batch `t` (each block to exactly one batch).
@@ -338,6 +575,26 @@ impl DStreamGraph {
                 }),
             }
         }
+        // Data checkpoints run after the outputs, which leave the state's partitions cached.
+        let nodes = lock(&self.shared.state).nodes.clone();
+        for node in nodes.into_iter().filter(|n| n.info().checkpoint_due(t)) {
+            let op = OpInfo {
+                name: "checkpoint",
+                ..node.info().op()
+            };
+            let shared = self.shared.clone();
+            let mut job = OutputJob::new(t, op, move || {
+                if let Some(written) = node.write_checkpoint(t)? {
+                    let mut book = lock(&shared.checkpoints);
+                    if let Some(old) = book.latest.insert(written.stream, written) {
+                        book.superseded.push(old);
+                    }
+                }
+                Ok(())
+            });
+            job.id = jobs.len();
+            jobs.push(job);
+        }
         jobs
     }
 
@@ -360,7 +617,7 @@ impl DStreamGraph {
         for node in &nodes {
             node.clear_old(t);
         }
-        let horizon = t - max_remember;
+        let horizon = self.shared.input_horizon(t).min(t - max_remember);
         let mut allocations = lock(&self.shared.allocations);
         let keep = allocations.split_off(&(horizon + Duration::from_millis(1)));
         let dropped = std::mem::replace(&mut *allocations, keep);

@@ -447,7 +447,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                     },
                 )))
             })
-            .cache();
+            .cache()
+            .stateful();
         let mapped = internal.derive(op, move |rdd, _| {
             rdd.flat_map_op(op, |record: StateRecord<K, S, E>| {
                 SharedIter::new(record.mapped)

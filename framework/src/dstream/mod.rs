@@ -15,6 +15,7 @@ mod join;
 mod map_with_state;
 mod output;
 mod pair;
+mod polled;
 mod state_map;
 mod stateless;
 mod update_state;
@@ -23,6 +24,7 @@ mod window;
 pub use graph::{DStreamGraph, OutputJob};
 pub use map_with_state::{MapWithStateDStream, State, StateSpec};
 pub use output::BatchCollector;
+pub use polled::PolledSource;
 pub use window::WindowReduce;
 
 use std::collections::BTreeMap;
@@ -32,9 +34,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use crate::checkpoint::DataCheckpoint;
 use crate::data::Data;
 use crate::error::{panic_message, Error, GraphError, OpInfo, Result};
-use crate::rdd::{with_scope, IdScope, Rdd};
+use crate::rdd::{checkpoint_rdd, with_scope, IdScope, Rdd};
 use crate::time::Time;
 
 use graph::GraphShared;
@@ -79,7 +82,19 @@ pub(crate) struct NodeInfo {
     parent_extra_remember: Duration,
     remember: Mutex<Duration>,
     cache: AtomicBool,
+    checkpoint: Mutex<CheckpointSetting>,
     graph: Arc<GraphShared>,
+}
+
+/// Whether and how often a node's RDDs are data-checkpointed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CheckpointSetting {
+    /// Never (stateless streams).
+    Off,
+    /// A stateful stream: the graph's default interval, resolved at start.
+    Default,
+    /// Every this long (set by `DStream::checkpoint`, or resolved from `Default`).
+    Every(Duration),
 }
 
 impl NodeInfo {
@@ -91,6 +106,30 @@ impl NodeInfo {
     }
     pub(crate) fn remember(&self) -> Duration {
         *lock(&self.remember)
+    }
+    pub(crate) fn op(&self) -> OpInfo {
+        self.op
+    }
+    pub(crate) fn checkpoint_setting(&self) -> CheckpointSetting {
+        *lock(&self.checkpoint)
+    }
+    pub(crate) fn set_checkpoint(&self, setting: CheckpointSetting) {
+        *lock(&self.checkpoint) = setting;
+    }
+    /// The resolved checkpoint interval (after start), if the node is checkpointed.
+    pub(crate) fn checkpoint_interval(&self) -> Option<Duration> {
+        match self.checkpoint_setting() {
+            CheckpointSetting::Every(d) => Some(d),
+            _ => None,
+        }
+    }
+    /// Whether batch `t` is one of this node's checkpoint times.
+    pub(crate) fn checkpoint_due(&self, t: Time) -> bool {
+        let (Some(interval), Some(zero)) = (self.checkpoint_interval(), self.graph.zero_time())
+        else {
+            return false;
+        };
+        t > zero && (t - zero).as_millis() % interval.as_millis().max(1) == 0
     }
     /// Raises this node's remember duration to at least `d`, and its parents' accordingly
     /// (Spark: `DStream.remember`).
@@ -111,6 +150,11 @@ pub(crate) trait DStreamNode: Send + Sync {
     fn info(&self) -> &NodeInfo;
     /// Forgets the RDDs generated for batches at or before `time - remember`.
     fn clear_old(&self, time: Time);
+    /// Writes the node's RDD at `t` as a data checkpoint and puts the checkpointed RDD (no
+    /// lineage) in its place; `None` if the node generated no RDD at `t`.
+    fn write_checkpoint(&self, t: Time) -> Result<Option<DataCheckpoint>>;
+    /// Makes a data checkpoint read back from the store the node's RDD at its time.
+    fn restore_checkpoint(&self, checkpoint: &DataCheckpoint);
 }
 
 /// Computes a node's RDD for a batch time; gets the node's own handle (stateful nodes read
@@ -131,6 +175,22 @@ impl<T: Data> DStreamNode for DStreamCore<T> {
     fn clear_old(&self, time: Time) {
         let horizon = time - self.info.remember();
         lock(&self.generated).retain(|t, _| *t > horizon);
+    }
+    fn write_checkpoint(&self, t: Time) -> Result<Option<DataCheckpoint>> {
+        let Some(rdd) = lock(&self.generated).get(&t).cloned() else {
+            return Ok(None);
+        };
+        let (checkpointed, checkpoint) = rdd.write_checkpoint(self.info.id)?;
+        lock(&self.generated).insert(t, checkpointed);
+        Ok(Some(checkpoint))
+    }
+    fn restore_checkpoint(&self, checkpoint: &DataCheckpoint) {
+        let rdd = checkpoint_rdd::<T>(
+            self.info.graph.rdd_context(),
+            self.info.op,
+            checkpoint,
+        );
+        lock(&self.generated).insert(Time::from_ms(checkpoint.time_ms), rdd);
     }
 }
 
@@ -179,6 +239,7 @@ impl<T: Data> DStream<T> {
                 parent_extra_remember,
                 remember: Mutex::new(Duration::ZERO),
                 cache: AtomicBool::new(false),
+                checkpoint: Mutex::new(CheckpointSetting::Off),
                 graph: graph.clone(),
             },
             compute: Box::new(compute),
@@ -247,6 +308,40 @@ impl<T: Data> DStream<T> {
     pub fn cache(&self) -> DStream<T> {
         self.core.info.cache.store(true, Ordering::Relaxed);
         self.clone()
+    }
+
+    /// Data-checkpoints this stream's RDD every `interval` and cuts its lineage there
+    /// (Spark: `DStream.checkpoint`). Stateful and windowed streams (`update_state_by_key`,
+    /// `map_with_state`, inverse windows) are checkpointed by default every
+    /// [`StreamingConfig::checkpoint_interval`](crate::config::StreamingConfig::checkpoint_interval),
+    /// or the smallest multiple of their slide that is at least 10 s (as Spark); this
+    /// overrides it. Partitions go to the checkpoint store (sled under
+    /// `StreamingConfig::checkpoint_dir`, else memory) and are read back when lost.
+    ///
+    /// `interval` must be a positive multiple of the stream's slide duration, else `start`
+    /// fails with [`GraphError::NotMultipleOfSlide`].
+    #[track_caller]
+    pub fn checkpoint(&self, interval: Duration) -> DStream<T> {
+        let op = OpInfo::caller("checkpoint");
+        if !crate::time::is_multiple(interval, self.slide_duration()) {
+            self.graph().add_error(GraphError::NotMultipleOfSlide {
+                stream: op.to_string(),
+                what: "checkpoint interval",
+                duration: interval,
+                unit: self.slide_duration(),
+            });
+        }
+        self.core.info.set_checkpoint(CheckpointSetting::Every(interval));
+        self.clone()
+    }
+
+    /// Marks a stateful stream: checkpointed at the default interval unless
+    /// [`checkpoint`](DStream::checkpoint) set one.
+    pub(crate) fn stateful(self) -> DStream<T> {
+        if self.core.info.checkpoint_setting() == CheckpointSetting::Off {
+            self.core.info.set_checkpoint(CheckpointSetting::Default);
+        }
+        self
     }
 
     /// Whether `t` is one of this stream's batch times: after the graph's zero time, by a

@@ -466,7 +466,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 Ok(Some(merge_window(op, &tagged, &reduce, &inverse, p)))
             },
         );
-        node.cache()
+        node.cache().stateful()
     }
 }
 

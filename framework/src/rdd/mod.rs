@@ -26,6 +26,7 @@
 //! ```
 
 mod actions;
+mod checkpoint;
 mod id;
 mod join;
 mod narrow;
@@ -41,6 +42,7 @@ pub use id::{RddId, ShuffleId, STATIC_SCOPE};
 pub use shuffle::{MapStatus, ShuffleMap};
 
 pub(crate) use id::{with_scope, IdScope};
+pub(crate) use checkpoint::checkpoint_rdd;
 pub(crate) use source::{block_rdd, empty_rdd};
 
 use std::fmt;
@@ -48,6 +50,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::block::{BlockData, BlockId, ExecutorId};
+use crate::checkpoint::{CheckpointStore, MemoryCheckpointStore};
 use crate::data::Data;
 use crate::error::{Error, OpInfo, Result};
 use crate::partitioner::HashPartitioner;
@@ -79,6 +82,7 @@ impl fmt::Debug for Dependency {
 /// What every RDD shares, whatever its record type: the context RDDs run in.
 pub struct RddContext {
     runner: OnceLock<Arc<dyn JobRunner>>,
+    checkpoints: OnceLock<Arc<dyn CheckpointStore>>,
     default_parallelism: usize,
     static_scope: Arc<IdScope>,
 }
@@ -89,6 +93,7 @@ impl RddContext {
     pub fn new(default_parallelism: usize) -> Arc<RddContext> {
         Arc::new(RddContext {
             runner: OnceLock::new(),
+            checkpoints: OnceLock::new(),
             default_parallelism: default_parallelism.max(1),
             static_scope: IdScope::new_static(),
         })
@@ -99,11 +104,29 @@ impl RddContext {
         let _ = self.runner.set(runner);
     }
 
+    /// Sets the store that data checkpoints are written to and read back from; only the
+    /// first call has an effect, and only before the first checkpoint (default: a
+    /// [`MemoryCheckpointStore`]).
+    pub fn set_checkpoint_store(&self, store: Arc<dyn CheckpointStore>) {
+        let _ = self.checkpoints.set(store);
+    }
+
+    /// The checkpoint store (a [`MemoryCheckpointStore`] unless one was set).
+    pub fn checkpoint_store(&self) -> &Arc<dyn CheckpointStore> {
+        self.checkpoints
+            .get_or_init(|| Arc::new(MemoryCheckpointStore::new()))
+    }
+
     /// The runner, if set.
     pub(crate) fn runner(&self) -> Result<&Arc<dyn JobRunner>> {
         self.runner.get().ok_or_else(|| {
             Error::NotRunning("no job runner yet (start the streaming context first)".into())
         })
+    }
+
+    /// The scope of RDDs created outside a DStream's batch computation.
+    pub(crate) fn static_scope(&self) -> &Arc<IdScope> {
+        &self.static_scope
     }
 
     /// Partitions of shuffles without an explicit count.
@@ -192,6 +215,26 @@ impl RddMeta {
             partitioner,
             cached: AtomicBool::new(false),
             scope,
+            ctx: ctx.clone(),
+        }
+    }
+
+    /// Metadata for an RDD that takes the place of RDD `id` (a checkpointed RDD read back).
+    pub(crate) fn with_id(
+        ctx: &Arc<RddContext>,
+        id: RddId,
+        op: OpInfo,
+        num_partitions: usize,
+        partitioner: Option<HashPartitioner>,
+    ) -> RddMeta {
+        RddMeta {
+            id,
+            op,
+            num_partitions,
+            dependencies: Vec::new(),
+            partitioner,
+            cached: AtomicBool::new(true),
+            scope: ctx.static_scope.clone(),
             ctx: ctx.clone(),
         }
     }

@@ -1,0 +1,181 @@
+//! Checkpointed RDDs (Spark: `RDD.checkpoint`, `ReliableCheckpointRDD`) and lineage
+//! inspection (Spark: `RDD.toDebugString`).
+//!
+//! Writing a checkpoint runs a job that serializes every partition (in parallel, on the
+//! executors) into the context's [`CheckpointStore`]; the RDD that takes the checkpointed
+//! RDD's place has the same id (so its cached partitions are still found) and no parents:
+//! a lost partition is read back from the store instead of recomputed from lineage.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::checkpoint::{data_key, decode, encode, key_text, DataCheckpoint, Tree};
+use crate::data::Data;
+use crate::error::{CheckpointError, OpInfo, Result};
+use crate::partitioner::HashPartitioner;
+use crate::rdd::{Dependency, PartitionIter, Rdd, RddBase, RddContext, RddId, RddImpl, RddMeta};
+use crate::scheduler::TaskContext;
+
+/// An RDD whose partitions are in the checkpoint store under `(stream, time)`.
+struct CheckpointRdd<T> {
+    meta: RddMeta,
+    stream: u32,
+    time_ms: i64,
+    _records: PhantomData<fn() -> T>,
+}
+
+impl<T: Data> RddBase for CheckpointRdd<T> {
+    fn meta(&self) -> &RddMeta {
+        &self.meta
+    }
+}
+
+impl<T: Data> RddImpl<T> for CheckpointRdd<T> {
+    fn compute(&self, partition: usize, _ctx: &TaskContext) -> Result<PartitionIter<T>> {
+        let store = self.meta.ctx().checkpoint_store();
+        let key = data_key(self.stream, self.time_ms, partition);
+        let text = key_text(Tree::State, &key);
+        let bytes = store
+            .get(Tree::State, &key)?
+            .ok_or_else(|| CheckpointError::Corrupt {
+                dir: store.location(),
+                key: text.clone(),
+                reason: "the checkpointed partition is missing".into(),
+            })?;
+        let records: Vec<T> = decode(&bytes, &store.location(), &text)?;
+        Ok(Box::new(records.into_iter()))
+    }
+}
+
+/// The RDD of a complete data checkpoint, read back from the context's store (restart).
+pub(crate) fn checkpoint_rdd<T: Data>(
+    ctx: &Arc<RddContext>,
+    op: OpInfo,
+    checkpoint: &DataCheckpoint,
+) -> Rdd<T> {
+    Rdd::new(CheckpointRdd {
+        meta: RddMeta::with_id(
+            ctx,
+            checkpoint.rdd,
+            op,
+            checkpoint.partitions as usize,
+            checkpoint.partitioner.map(HashPartitioner::new),
+        ),
+        stream: checkpoint.stream,
+        time_ms: checkpoint.time_ms,
+        _records: PhantomData,
+    })
+}
+
+impl<T: Data> Rdd<T> {
+    /// Writes every partition to the context's checkpoint store as the data checkpoint of
+    /// DStream `stream` at this RDD's batch time, then returns the RDD that takes this one's
+    /// place (same id and partitioning, cached, no lineage) and the checkpoint's description.
+    /// The partitions are serialized in a job, in parallel on the executors; the calling
+    /// thread stores them.
+    ///
+    /// # Errors
+    /// As [`run_job`](Rdd::run_job) when a partition cannot be computed;
+    /// [`Error::Checkpoint`](crate::Error::Checkpoint) when the store cannot be written.
+    pub(crate) fn write_checkpoint(&self, stream: u32) -> Result<(Rdd<T>, DataCheckpoint)> {
+        let time_ms = self.id().time_ms;
+        let op = OpInfo {
+            name: "checkpoint",
+            ..self.op()
+        };
+        let parts = self.run_job(op, |_, records| encode(&records.collect::<Vec<T>>()))?;
+        let store = self.context().checkpoint_store();
+        for (p, bytes) in parts.iter().enumerate() {
+            store.put(Tree::State, &data_key(stream, time_ms, p), bytes)?;
+        }
+        let checkpoint = DataCheckpoint {
+            stream,
+            time_ms,
+            rdd: self.id(),
+            partitions: self.num_partitions() as u32,
+            partitioner: self.partitioner().map(|p| p.num_partitions()),
+        };
+        Ok((checkpoint_rdd(self.context(), op, &checkpoint), checkpoint))
+    }
+
+    /// The length of the longest chain of dependencies below this RDD, in RDDs: 0 for an RDD
+    /// without parents (input, parallelized, or read back from a checkpoint). It stays
+    /// bounded on a stateful stream because checkpoints cut the lineage.
+    pub fn lineage_depth(&self) -> usize {
+        fn depth(r: &dyn RddBase, memo: &mut std::collections::HashMap<RddId, usize>) -> usize {
+            if let Some(&d) = memo.get(&r.meta().id()) {
+                return d;
+            }
+            let d = r
+                .meta()
+                .dependencies()
+                .iter()
+                .map(|dep| 1 + depth(&*parent_of(dep), memo))
+                .max()
+                .unwrap_or(0);
+            memo.insert(r.meta().id(), d);
+            d
+        }
+        depth(&*self.as_base(), &mut Default::default())
+    }
+
+    /// How many distinct batches the lineage below this RDD reaches back over (the batch
+    /// times of the RDDs it depends on, this one's included; static RDDs do not count).
+    /// On a checkpointed stateful stream it is at most about the checkpoint interval in
+    /// batches, however long the stream has run.
+    pub fn lineage_batches(&self) -> usize {
+        let mut times = HashSet::new();
+        walk(&self.as_base(), &mut HashSet::new(), &mut |r| {
+            if let Some(t) = r.meta().id().batch_time() {
+                times.insert(t);
+            }
+        });
+        times.len()
+    }
+
+    /// The lineage as indented text, one RDD per line with its id, operator, call site and
+    /// partition count; a shuffle dependency is marked `+-` (Spark: `RDD.toDebugString`).
+    pub fn to_debug_string(&self) -> String {
+        fn line(out: &mut String, r: &dyn RddBase, indent: usize, shuffle: bool) {
+            let m = r.meta();
+            let _ = writeln!(
+                out,
+                "{:indent$}{}({}) {} [{} partitions]{}",
+                "",
+                if shuffle { "+-" } else { "" },
+                m.id(),
+                m.op(),
+                m.num_partitions(),
+                if m.is_cached() { " cached" } else { "" },
+            );
+            for dep in m.dependencies() {
+                let shuffle = matches!(dep, Dependency::Shuffle(_));
+                line(out, &*parent_of(dep), indent + 2, shuffle);
+            }
+        }
+        let mut out = String::new();
+        line(&mut out, &*self.as_base(), 0, false);
+        out
+    }
+}
+
+fn parent_of(dep: &Dependency) -> Arc<dyn RddBase> {
+    match dep {
+        Dependency::Narrow(r) => r.clone(),
+        Dependency::Shuffle(s) => s.parent(),
+    }
+}
+
+/// Visits every RDD of a lineage once.
+fn walk(r: &Arc<dyn RddBase>, seen: &mut HashSet<RddId>, f: &mut impl FnMut(&dyn RddBase)) {
+    if !seen.insert(r.meta().id()) {
+        return;
+    }
+    f(&**r);
+    for dep in r.meta().dependencies() {
+        walk(&parent_of(dep), seen, f);
+    }
+}
+
