@@ -4,14 +4,14 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rivulet_actors::{Runtime, RuntimeHandle, Status, StopMode};
+use rivulet_actors::{Runtime, RuntimeHandle, SledCheckpointStore, Status, StopMode};
 use rivulet_framework::config::StreamingConfig;
 use rivulet_framework::data::Data;
 use rivulet_framework::dstream::{DStream, DStreamGraph};
 use rivulet_framework::listener::StreamingListener;
 use rivulet_framework::rdd::{Rdd, RddContext};
 use rivulet_framework::receiver::Receiver;
-use rivulet_framework::{Error, OpInfo, Result};
+use rivulet_framework::{CheckpointError, Error, OpInfo, Result};
 use rivulet_receivers::{SocketTextReceiver, TextFileReceiver};
 
 struct Inner {
@@ -47,14 +47,94 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl StreamingContext {
-    /// A context with `config`.
+    /// A context with `config`. With a [`checkpoint_dir`](StreamingConfig::checkpoint_dir),
+    /// the directory is opened (created if needed) and must not hold a checkpoint: restart
+    /// from one with [`get_or_create`](StreamingContext::get_or_create), or delete it to
+    /// start over.
     ///
     /// # Errors
     /// [`Error::Config`] naming the setting: a zero batch interval, a block interval larger
-    /// than the batch interval, zero executors, ... (see [`StreamingConfig::validate`]).
+    /// than the batch interval, zero executors, ... (see [`StreamingConfig::validate`]);
+    /// [`Error::Checkpoint`](rivulet_framework::Error::Checkpoint) when it cannot be
+    /// opened, or holds a checkpoint.
     pub fn new(config: StreamingConfig) -> Result<StreamingContext> {
+        let ssc = StreamingContext::open(config)?;
+        if let Some(dir) = ssc.inner.config.get_checkpoint_dir() {
+            let store = ssc.inner.graph.rdd_context().checkpoint_store();
+            if DStreamGraph::load_checkpoint(&**store)?.is_some() {
+                return Err(CheckpointError::Storage {
+                    dir: dir.display().to_string(),
+                    action: "start a new context".into(),
+                    message: "the directory holds a checkpoint of an earlier run; restart from it with StreamingContext::get_or_create, or delete the directory to start over".into(),
+                }
+                .into());
+            }
+        }
+        Ok(ssc)
+    }
+
+    /// Restarts from the checkpoint in `dir`, or starts anew (Spark:
+    /// `StreamingContext.getOrCreate`). `build` defines the program's inputs, operators and
+    /// outputs on a context whose [`checkpoint_dir`](StreamingConfig::checkpoint_dir) is
+    /// `dir`; it runs in both cases, since checkpoints hold data, never code. If `dir` holds
+    /// a checkpoint, the graph is then restored from it: the state of stateful and windowed
+    /// streams, the last completed batch (batch times continue from it), the splits of
+    /// polled inputs such as [`text_file_stream`](StreamingContext::text_file_stream) (the
+    /// files it has read, so files that arrived while the program was down are read exactly
+    /// once). Under the system clock the batches missed while the program was down run first,
+    /// as in Spark. Received but unprocessed socket or receiver records are not in the
+    /// checkpoint.
+    ///
+    /// # Errors
+    /// Those of [`new`](StreamingContext::new) and of `build`;
+    /// [`CheckpointError::GraphChanged`](rivulet_framework::CheckpointError::GraphChanged)
+    /// naming the DStreams that differ when `build` made another graph than the one that
+    /// wrote the checkpoint; [`CheckpointError::Corrupt`](rivulet_framework::CheckpointError::Corrupt)
+    /// or [`NewerFormat`](rivulet_framework::CheckpointError::NewerFormat) naming the
+    /// directory and key of a damaged or newer value.
+    pub fn get_or_create(
+        dir: impl Into<PathBuf>,
+        config: StreamingConfig,
+        build: impl FnOnce(&StreamingContext) -> Result<()>,
+    ) -> Result<StreamingContext> {
+        let ssc = StreamingContext::open(config.checkpoint_dir(dir))?;
+        let restored = build(&ssc).and_then(|()| {
+            let store = ssc.inner.graph.rdd_context().checkpoint_store().clone();
+            let checkpoint = DStreamGraph::load_checkpoint(&*store)?;
+            if let Some(checkpoint) = &checkpoint {
+                ssc.inner.graph.restore(checkpoint)?;
+            }
+            Ok((store, checkpoint))
+        });
+        let (store, checkpoint) = match restored {
+            Ok(restored) => restored,
+            Err(e) => {
+                // The graph's streams hold the graph: release it (and the store) now.
+                ssc.inner.graph.shutdown();
+                return Err(e);
+            }
+        };
+        if let Some(checkpoint) = checkpoint {
+            tracing::info!(
+                dir = %store.location(),
+                batch_time_ms = checkpoint.batch_time_ms,
+                "Restored from checkpoint."
+            );
+        }
+        Ok(ssc)
+    }
+
+    /// The last completed batch of the checkpoint this context was restored from, if any.
+    pub fn restored_batch(&self) -> Option<rivulet_framework::time::Time> {
+        self.inner.graph.restored_batch()
+    }
+
+    fn open(config: StreamingConfig) -> Result<StreamingContext> {
         config.validate()?;
         let rdd_ctx = RddContext::new(config.get_default_parallelism());
+        if let Some(dir) = config.get_checkpoint_dir() {
+            rdd_ctx.set_checkpoint_store(Arc::new(SledCheckpointStore::open(dir)?));
+        }
         let graph = DStreamGraph::new(
             config.get_batch_interval(),
             rdd_ctx,

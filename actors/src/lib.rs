@@ -32,6 +32,7 @@
 
 mod batch_builder;
 mod block_store;
+mod checkpoint_store;
 mod coordinator;
 mod executor;
 mod listener_bus;
@@ -42,6 +43,7 @@ mod supervision;
 
 pub use batch_builder::BatchBuilder;
 pub use block_store::BlockManager;
+pub use checkpoint_store::SledCheckpointStore;
 pub use coordinator::Coordinator;
 pub use executor::Executor;
 pub use messages::{

@@ -53,7 +53,11 @@ impl Runtime {
     ) -> Result<RuntimeHandle> {
         config.validate()?;
         let manual = config.is_manual_clock();
-        let zero = if manual {
+        graph.set_checkpoint_interval(config.get_checkpoint_interval());
+        // A graph restored from a checkpoint keeps the zero time of the run it continues.
+        let zero = if let Some(zero) = graph.zero_time() {
+            zero
+        } else if manual {
             Time::ZERO
         } else {
             let now = SystemTime::now()

@@ -117,8 +117,22 @@ impl Coordinator {
         batch.info.scheduling_delay = Some(started - batch.submitted);
         self.listeners.post(|l| l.on_batch_started(&batch.info));
         let jobs = std::mem::take(&mut batch.jobs);
-        // Output jobs block in RDD actions, so they run off the actor threads.
-        let handle = tokio::task::spawn_blocking(move || run_jobs(jobs));
+        // Output jobs block in RDD actions, so they run off the actor threads; so does the
+        // batch's metadata checkpoint, written after them, in batch order.
+        let (graph, t) = (self.graph.clone(), batch.time);
+        let handle = tokio::task::spawn_blocking(move || {
+            let mut runs = run_jobs(jobs);
+            let start = Instant::now();
+            if let Err(e) = graph.write_metadata_checkpoint(t) {
+                runs.push(OutputRun {
+                    id: runs.len(),
+                    name: "metadata checkpoint".into(),
+                    duration: start.elapsed(),
+                    result: Err(e),
+                });
+            }
+            runs
+        });
         ctx.spawn(handle.into_actor(self).map(move |joined, act, ctx| {
             let runs = joined.unwrap_or_else(|e| {
                 vec![OutputRun {
@@ -182,8 +196,18 @@ impl Coordinator {
                 _ => false,
             });
         }
+        // A checkpoint that cannot be written stops the context: going on would lose the
+        // guarantee that a restart resumes where this run stopped.
+        let checkpoint_failure = first_failure
+            .as_ref()
+            .filter(|e| matches!(e, Error::Checkpoint(_)))
+            .cloned();
         if let Some(waiter) = self.waiters.remove(&t) {
             let _ = waiter.send(first_failure.map_or(Ok(()), Err));
+        }
+        if let Some(e) = checkpoint_failure {
+            self.fail(e, ctx);
+            return;
         }
         self.run_next(ctx);
     }

@@ -92,7 +92,13 @@ pub(crate) struct CoordinatorParts {
 
 impl Coordinator {
     pub(crate) fn new(parts: CoordinatorParts) -> Coordinator {
-        let zero = parts.graph.zero_time().unwrap_or(Time::ZERO);
+        // After a restore, batches continue after the last one the checkpoint completed;
+        // under the system clock the batches missed while the program was down run first.
+        let zero = parts
+            .graph
+            .restored_batch()
+            .or(parts.graph.zero_time())
+            .unwrap_or(Time::ZERO);
         Coordinator {
             batch_interval: parts.graph.batch_interval(),
             graph: parts.graph,

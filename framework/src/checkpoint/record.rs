@@ -56,7 +56,8 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], dir: &str, key: &str) -> Result
     if &bytes[..4] != MAGIC {
         return Err(corrupt("it does not start with the RVCK marker".into()));
     }
-    let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let word =
+        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
     let version = word(4);
     if version > FORMAT_VERSION {
         return Err(CheckpointError::NewerFormat {
@@ -94,12 +95,21 @@ mod tests {
         let value = vec![("the".to_string(), 3u64), ("cat".to_string(), 1)];
         let bytes = encode(&value).unwrap();
         assert_eq!(&bytes[..4], b"RVCK");
-        assert_eq!(decode::<Vec<(String, u64)>>(&bytes, "d", "k").unwrap(), value);
+        assert_eq!(
+            decode::<Vec<(String, u64)>>(&bytes, "d", "k").unwrap(),
+            value
+        );
 
         // Truncated: header cut, then payload cut.
-        assert!(matches!(decode_err(&bytes[..7]), CheckpointError::Corrupt { .. }));
+        assert!(matches!(
+            decode_err(&bytes[..7]),
+            CheckpointError::Corrupt { .. }
+        ));
         let e = decode_err(&bytes[..bytes.len() - 2]);
-        assert!(e.to_string().contains("/ckpt") && e.to_string().contains("state/k"), "{e}");
+        assert!(
+            e.to_string().contains("/ckpt") && e.to_string().contains("state/k"),
+            "{e}"
+        );
         // One flipped payload bit.
         let mut flipped = bytes.clone();
         *flipped.last_mut().unwrap() ^= 1;
@@ -135,7 +145,10 @@ mod tests {
         let bytes = encode(&V1 { a: 5 }).unwrap();
         assert_eq!(
             decode::<V2>(&bytes, "d", "k").unwrap(),
-            V2 { a: 5, b: Vec::new() }
+            V2 {
+                a: 5,
+                b: Vec::new()
+            }
         );
     }
 }

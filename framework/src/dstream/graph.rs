@@ -416,17 +416,19 @@ impl DStreamGraph {
             return Ok(None);
         };
         let text = key_text(Tree::Meta, &key);
-        let bytes = store.get(Tree::Meta, &key)?.ok_or_else(|| CheckpointError::Corrupt {
-            dir: store.location(),
-            key: text.clone(),
-            reason: "listed but not readable".into(),
-        })?;
+        let bytes = store
+            .get(Tree::Meta, &key)?
+            .ok_or_else(|| CheckpointError::Corrupt {
+                dir: store.location(),
+                key: text.clone(),
+                reason: "listed but not readable".into(),
+            })?;
         decode(&bytes, &store.location(), &text).map(Some)
     }
 
     /// Restores the graph from `checkpoint` before `start`: checks that it was written by
     /// this graph, then puts each stream's data checkpoint back as its RDD and each input's
-    /// state back. `start` must then be called with the checkpoint's zero time; batches
+    /// state back, and takes the checkpoint's zero time (a later `start` keeps it); batches
     /// continue after [`restored_batch`](DStreamGraph::restored_batch).
     ///
     /// # Errors
@@ -446,7 +448,9 @@ impl DStreamGraph {
         let ours = self.fingerprint();
         for i in 0..ours.len().max(checkpoint.graph.len()) {
             let show = |s: Option<&StreamSignature>| {
-                s.map_or("nothing".to_string(), |s| format!("{} (slide {} ms)", s.op, s.slide_ms))
+                s.map_or("nothing".to_string(), |s| {
+                    format!("{} (slide {} ms)", s.op, s.slide_ms)
+                })
             };
             let (theirs, mine) = (checkpoint.graph.get(i), ours.get(i));
             if theirs != mine {
@@ -480,6 +484,10 @@ impl DStreamGraph {
         }
         drop(book);
         lock(&self.shared.state).restored = Some(Time::from_ms(checkpoint.batch_time_ms));
+        let _ = self
+            .shared
+            .zero_time
+            .set(Time::from_ms(checkpoint.zero_time_ms));
         Ok(())
     }
 

@@ -185,11 +185,7 @@ impl<T: Data> DStreamNode for DStreamCore<T> {
         Ok(Some(checkpoint))
     }
     fn restore_checkpoint(&self, checkpoint: &DataCheckpoint) {
-        let rdd = checkpoint_rdd::<T>(
-            self.info.graph.rdd_context(),
-            self.info.op,
-            checkpoint,
-        );
+        let rdd = checkpoint_rdd::<T>(self.info.graph.rdd_context(), self.info.op, checkpoint);
         lock(&self.generated).insert(Time::from_ms(checkpoint.time_ms), rdd);
     }
 }
@@ -331,7 +327,9 @@ impl<T: Data> DStream<T> {
                 unit: self.slide_duration(),
             });
         }
-        self.core.info.set_checkpoint(CheckpointSetting::Every(interval));
+        self.core
+            .info
+            .set_checkpoint(CheckpointSetting::Every(interval));
         self.clone()
     }
 

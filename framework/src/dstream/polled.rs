@@ -177,8 +177,14 @@ impl DStreamGraph {
             Duration::ZERO,
             move |_, t| {
                 let splits = reader.splits(t)?;
-                let meta =
-                    RddMeta::in_scope(&ctx, ctx.static_scope(), op, splits.len(), |_| Vec::new(), None);
+                let meta = RddMeta::in_scope(
+                    &ctx,
+                    ctx.static_scope(),
+                    op,
+                    splits.len(),
+                    |_| Vec::new(),
+                    None,
+                );
                 Ok(Some(Rdd::new(PolledRdd {
                     meta,
                     polled: reader.clone(),

@@ -178,4 +178,3 @@ fn walk(r: &Arc<dyn RddBase>, seen: &mut HashSet<RddId>, f: &mut impl FnMut(&dyn
         walk(&parent_of(dep), seen, f);
     }
 }
-

@@ -1,0 +1,181 @@
+//! Checkpoints through the public API: stateful lineage stays bounded, a restart from a
+//! checkpoint directory continues the state and the batch times, and a changed graph, a
+//! corrupt value or a newer format are refused with clear errors.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use rivulet::prelude::*;
+
+/// Batch `i` (from 1) of the word stream: words `w{i % 7}` and `w{i % 3}`.
+fn words(batches: usize) -> Vec<Vec<String>> {
+    (1..=batches)
+        .map(|i| vec![format!("w{}", i % 7), format!("w{}", i % 3)])
+        .collect()
+}
+
+/// The running counts after `n` batches of [`words`], computed by hand from the input.
+fn counts_after(n: usize) -> Vec<(String, u64)> {
+    let mut counts = std::collections::BTreeMap::new();
+    for batch in words(n) {
+        for w in batch {
+            *counts.entry(w).or_insert(0u64) += 1;
+        }
+    }
+    counts.into_iter().collect()
+}
+
+fn running_count(ssc: &StreamingContext, input: Vec<Vec<String>>) -> DStream<(String, u64)> {
+    ssc.queue_stream(input)
+        .map(|w: String| (w, 1u64))
+        .update_state_by_key(|vs: Vec<u64>, s: Option<u64>| {
+            Some(s.unwrap_or(0) + vs.iter().sum::<u64>())
+        })
+}
+
+#[actix::test]
+async fn lineage_stays_bounded_over_a_thousand_batches() {
+    within(async {
+        let ssc = context(2, 2);
+        let state =
+            running_count(&ssc, words(1000)).checkpoint(Duration::from_millis(5 * BATCH_MS as u64));
+        let lineage = Arc::new(Mutex::new(Vec::new()));
+        let seen = lineage.clone();
+        state.foreach_rdd(move |rdd, _| {
+            seen.lock()
+                .unwrap()
+                .push((rdd.lineage_batches(), rdd.lineage_depth()));
+            Ok(())
+        });
+        let last = state.collect_batches();
+        ssc.start().await.unwrap();
+        ssc.advance(1000).await.unwrap();
+        ssc.stop(StopMode::Graceful).await.unwrap();
+        let lineage = lineage.lock().unwrap().clone();
+        assert_eq!(lineage.len(), 1000);
+        let (max_batches, max_depth) = lineage
+            .iter()
+            .fold((0, 0), |(b, d), &(lb, ld)| (b.max(lb), d.max(ld)));
+        // The checkpoint interval is 5 batches: the lineage never reaches further back.
+        assert!(
+            max_batches <= 5 + 1,
+            "lineage reached {max_batches} batches back"
+        );
+        let late_depth = lineage[900..].iter().map(|l| l.1).max().unwrap();
+        let early_depth = lineage[..20].iter().map(|l| l.1).max().unwrap();
+        assert!(
+            late_depth <= early_depth,
+            "depth grew from {early_depth} to {late_depth}"
+        );
+        assert!(max_depth > 0);
+        assert_eq!(sorted(last.batches().pop().unwrap()), counts_after(1000));
+    })
+    .await;
+}
+
+/// Builds the running count over [`words`] with a 5-batch checkpoint interval, collecting
+/// its state per batch.
+fn build_count(
+    ssc: &StreamingContext,
+    out: &Arc<Mutex<Option<BatchCollector<(String, u64)>>>>,
+) -> Result<()> {
+    let state =
+        running_count(ssc, words(40)).checkpoint(Duration::from_millis(5 * BATCH_MS as u64));
+    *out.lock().unwrap() = Some(state.collect_batches());
+    Ok(())
+}
+
+async fn run_counts(
+    dir: &std::path::Path,
+    batches: u32,
+) -> (Option<Time>, Vec<(Time, Vec<(String, u64)>)>) {
+    let out = Arc::new(Mutex::new(None));
+    let ssc = StreamingContext::get_or_create(dir, config(2, 3), |ssc| build_count(ssc, &out))
+        .expect("restart");
+    let restored = ssc.restored_batch();
+    ssc.start().await.unwrap();
+    ssc.advance(batches).await.unwrap();
+    ssc.stop(StopMode::Graceful).await.unwrap();
+    let collected = out.lock().unwrap().take().unwrap();
+    (restored, collected.timed_batches())
+}
+
+#[actix::test]
+async fn a_restart_continues_state_and_batch_times_from_the_checkpoint() {
+    within(async {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("ckpt");
+        let (restored, first) = run_counts(&dir, 12).await;
+        assert_eq!(restored, None, "a fresh directory starts anew");
+        assert_eq!(first.len(), 12);
+        // The second run continues after batch 12 (data checkpoint at 10; 11 and 12 are
+        // recomputed from their input); its state equals a run that never stopped.
+        let (restored, second) = run_counts(&dir, 8).await;
+        assert_eq!(restored, Some(batch_time(12)));
+        let times: Vec<Time> = second.iter().map(|(t, _)| *t).collect();
+        assert_eq!(times, (13..=20).map(batch_time).collect::<Vec<_>>());
+        for (i, (_, state)) in second.into_iter().enumerate() {
+            assert_eq!(sorted(state), counts_after(13 + i), "batch {}", 13 + i);
+        }
+        // A third run goes on from batch 20.
+        let (restored, third) = run_counts(&dir, 1).await;
+        assert_eq!(restored, Some(batch_time(20)));
+        assert_eq!(sorted(third[0].1.clone()), counts_after(21));
+    })
+    .await;
+}
+
+#[actix::test]
+async fn a_changed_graph_a_corrupt_value_and_an_occupied_directory_are_refused() {
+    within(async {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("ckpt");
+        run_counts(&dir, 6).await;
+
+        // `new` on a directory that holds a checkpoint: refused, pointing at get_or_create.
+        let err = StreamingContext::new(config(2, 3).checkpoint_dir(&dir)).unwrap_err();
+        assert!(err.to_string().contains("get_or_create"), "{err}");
+
+        // Another graph: a filter where the program had a map.
+        let err = StreamingContext::get_or_create(&dir, config(2, 3), |ssc| {
+            ssc.queue_stream(words(3))
+                .filter(|w: &String| !w.is_empty())
+                .map(|w: String| (w, 1u64))
+                .reduce_by_key(|a, b| a + b)
+                .print(1);
+            Ok(())
+        })
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("different DStream graph")
+                && msg.contains("stream 1: checkpoint has map")
+                && msg.contains("program has filter"),
+            "{msg}"
+        );
+
+        // A corrupt metadata value names the directory and the key.
+        {
+            let store = rivulet::actors::SledCheckpointStore::open(&dir).unwrap();
+            use rivulet::framework::checkpoint::{CheckpointStore, Tree};
+            let key = store.keys(Tree::Meta, b"meta/").unwrap().pop().unwrap();
+            let mut value = store.get(Tree::Meta, &key).unwrap().unwrap();
+            let n = value.len();
+            value.truncate(n - 3);
+            store.put(Tree::Meta, &key, &value).unwrap();
+            store.flush().unwrap();
+        }
+        let out = Arc::new(Mutex::new(None));
+        let err = StreamingContext::get_or_create(&dir, config(2, 3), |ssc| build_count(ssc, &out))
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("corrupt") && msg.contains("ckpt") && msg.contains("meta/meta/"),
+            "{msg}"
+        );
+    })
+    .await;
+}
