@@ -12,7 +12,7 @@ use rivulet_framework::listener::StreamingListener;
 use rivulet_framework::rdd::{Rdd, RddContext};
 use rivulet_framework::receiver::Receiver;
 use rivulet_framework::{CheckpointError, Error, OpInfo, Result};
-use rivulet_receivers::{SocketTextReceiver, TextFileReceiver};
+use rivulet_receivers::{SocketTextReceiver, TextFileSource};
 
 struct Inner {
     config: StreamingConfig,
@@ -172,15 +172,18 @@ impl StreamingContext {
             .receiver_stream_op(op, SocketTextReceiver::new(host, port))
     }
 
-    /// Lines of the text files that appear in `dir` after start, each file read once
-    /// (Spark: `textFileStream`). Files must be moved into `dir` atomically; files present
-    /// at start and names starting with `.` or `_` are ignored.
+    /// Lines of the text files that appear in `dir`, each file read once, into the batch in
+    /// which it was first seen (Spark: `textFileStream`). Files must be moved into `dir`
+    /// atomically; names starting with `.` or `_` are ignored; files present at a fresh
+    /// start are ignored, and after a restart with
+    /// [`get_or_create`](StreamingContext::get_or_create) every file not read before the
+    /// stop is read, exactly once. See [`TextFileSource`] for the details.
     #[track_caller]
     pub fn text_file_stream(&self, dir: impl Into<PathBuf>) -> DStream<String> {
         let op = OpInfo::caller("text_file_stream");
         self.inner
             .graph
-            .receiver_stream_op(op, TextFileReceiver::new(dir))
+            .polled_stream_op(op, TextFileSource::new(dir))
     }
 
     /// A stream whose `i`-th batch holds `batches[i]` (in default-parallelism partitions),

@@ -8,7 +8,10 @@
 //! * [`SocketTextReceiver`]: newline-delimited text from a TCP server, one `String` per line,
 //!   reconnecting with backoff forever (Spark: `socketTextStream`).
 //! * [`TextFileReceiver`]: each text file moved into a directory, read once, one `String` per
-//!   line (Spark: `textFileStream`).
+//!   line, as a receiver.
+//! * [`TextFileSource`]: the same files as a polled input whose per-batch files are saved in
+//!   checkpoints, so a restart reads each file exactly once (Spark: `textFileStream`, which
+//!   `StreamingContext::text_file_stream` uses).
 //!
 //! Both text receivers split lines the same way: `\n` or `\r\n` ends a line, an unterminated
 //! last line is kept, invalid UTF-8 is replaced with U+FFFD and lines longer than
@@ -40,12 +43,14 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod file;
+mod file_source;
 mod lines;
 mod socket;
 #[cfg(test)]
 mod testing;
 
 pub use file::TextFileReceiver;
+pub use file_source::TextFileSource;
 pub use socket::SocketTextReceiver;
 
 /// The default longest line, in bytes, that text receivers keep whole: 1 MiB.
