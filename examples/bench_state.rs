@@ -22,7 +22,7 @@ use rivulet::prelude::*;
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{ms, pairs_batches, percentile, BatchTimings};
+use support::{ms, pairs_batches, percentile, BatchTimings, SignalStop};
 
 #[derive(Parser, Debug)]
 #[command(about = "map_with_state vs update_state_by_key on a large, mostly idle state")]
@@ -55,7 +55,8 @@ enum Op {
 }
 
 /// Median and p90 of the measured batches, and the sum of all state values at the end.
-async fn run(args: &Args, op: Op) -> Result<(Duration, Duration, u64), BoxError> {
+/// `None` when a signal stopped the run (see `SignalStop`).
+async fn run(args: &Args, op: Op) -> Result<Option<(Duration, Duration, u64)>, BoxError> {
     let ssc = StreamingContext::new(
         StreamingConfig::new()
             .batch_interval(Duration::from_millis(100))
@@ -116,14 +117,23 @@ async fn run(args: &Args, op: Op) -> Result<(Duration, Duration, u64), BoxError>
     let timings = BatchTimings::new();
     ssc.add_listener(timings.clone());
     ssc.start().await?;
-    ssc.advance(args.warmup + args.measure).await?;
+    let signals = SignalStop::install(&ssc)?;
+    let advanced = ssc.advance(args.warmup + args.measure).await;
+    if signals.interrupted() {
+        return Ok(None);
+    }
+    advanced?;
     ssc.stop(StopMode::Now).await?;
     let all = timings.take();
     let mut measured: Vec<Duration> =
         all[args.warmup as usize..all.len().saturating_sub(1)].to_vec();
     measured.sort();
     let sum = *total.lock().map_err(|_| "poisoned")?;
-    Ok((percentile(&measured, 0.5), percentile(&measured, 0.9), sum))
+    Ok(Some((
+        percentile(&measured, 0.5),
+        percentile(&measured, 0.9),
+        sum,
+    )))
 }
 
 #[actix::main]
@@ -140,7 +150,10 @@ async fn main() -> Result<(), BoxError> {
     let mut medians = Vec::new();
     let mut sums = Vec::new();
     for op in [Op::MapWithState, Op::UpdateStateByKey] {
-        let (median, p90, sum) = run(&args, op).await?;
+        let Some((median, p90, sum)) = run(&args, op).await? else {
+            println!("Stopped on a signal: results above are for the finished runs only.");
+            return Ok(());
+        };
         println!(
             "{op:?}: median {:>9.2} ms/batch, p90 {:>9.2} ms",
             ms(median),

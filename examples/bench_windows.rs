@@ -19,7 +19,7 @@ use rivulet::prelude::*;
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{ms, pairs_batches, percentile, BatchTimings};
+use support::{ms, pairs_batches, percentile, BatchTimings, SignalStop};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -48,7 +48,12 @@ struct Args {
 const SEED: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// Median and p90 of the measured batches' processing time, for one window and form.
-async fn run(args: &Args, window: u32, inverse: bool) -> Result<(Duration, Duration), BoxError> {
+/// `None` when a signal stopped the run (see `SignalStop`).
+async fn run(
+    args: &Args,
+    window: u32,
+    inverse: bool,
+) -> Result<Option<(Duration, Duration)>, BoxError> {
     let batch = Duration::from_millis(100);
     let ssc = StreamingContext::new(
         StreamingConfig::new()
@@ -75,12 +80,20 @@ async fn run(args: &Args, window: u32, inverse: bool) -> Result<(Duration, Durat
     let timings = BatchTimings::new();
     ssc.add_listener(timings.clone());
     ssc.start().await?;
-    ssc.advance(window + args.measure).await?;
+    let signals = SignalStop::install(&ssc)?;
+    let advanced = ssc.advance(window + args.measure).await;
+    if signals.interrupted() {
+        return Ok(None);
+    }
+    advanced?;
     ssc.stop(StopMode::Now).await?;
     let all = timings.take();
     let mut measured = all[window as usize..].to_vec();
     measured.sort();
-    Ok((percentile(&measured, 0.5), percentile(&measured, 0.9)))
+    Ok(Some((
+        percentile(&measured, 0.5),
+        percentile(&measured, 0.9),
+    )))
 }
 
 #[actix::main]
@@ -98,7 +111,10 @@ async fn main() -> Result<(), BoxError> {
         };
         let mut medians = Vec::new();
         for &w in &args.windows {
-            let (median, p90) = run(&args, w, inverse).await?;
+            let Some((median, p90)) = run(&args, w, inverse).await? else {
+                println!("Stopped on a signal: results above are for the finished runs only.");
+                return Ok(());
+            };
             println!(
                 "{form} window {w:>4} slides: median {:>8.2} ms/batch, p90 {:>8.2} ms",
                 ms(median),

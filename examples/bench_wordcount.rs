@@ -41,7 +41,7 @@ mod support;
 
 // `words`: a word is a maximal run of ASCII letters and digits, lowercased. Both the plain
 // loop and rivulet's `flat_map` call this one function.
-use support::{init_tracing, ms, words};
+use support::{init_tracing, ms, words, SignalStop};
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -210,8 +210,12 @@ struct RivuletRun {
     counts: HashMap<String, u64>,
 }
 
-/// Runs the streaming word count over `lines` and returns its figures and summed counts.
-async fn rivulet_count(args: &Args, lines: Arc<Vec<String>>) -> Result<RivuletRun, BoxError> {
+/// Runs the streaming word count over `lines` and returns its figures and summed counts;
+/// `None` when a signal stopped it (see `SignalStop`).
+async fn rivulet_count(
+    args: &Args,
+    lines: Arc<Vec<String>>,
+) -> Result<Option<RivuletRun>, BoxError> {
     let total = lines.len();
     let mut config = StreamingConfig::new()
         .app_name("bench_wordcount")
@@ -253,10 +257,14 @@ async fn rivulet_count(args: &Args, lines: Arc<Vec<String>>) -> Result<RivuletRu
     });
     let started = Instant::now();
     ssc.start().await?;
+    let signals = SignalStop::install(&ssc)?;
     let finished = tokio::select! {
         seen = rx => seen.map_err(|_| "the listener was dropped before the last batch")?,
         result = ssc.await_termination() => {
             result?;
+            if signals.interrupted() {
+                return Ok(None);
+            }
             return Err("the context stopped before the last batch".into());
         }
     };
@@ -265,7 +273,7 @@ async fn rivulet_count(args: &Args, lines: Arc<Vec<String>>) -> Result<RivuletRu
         return Err(format!("batches failed: {}", finished.failures.join("; ")).into());
     }
     let counts = std::mem::take(&mut *totals.lock().unwrap_or_else(PoisonError::into_inner));
-    Ok(RivuletRun {
+    Ok(Some(RivuletRun {
         wall: finished.at - started,
         to_first_batch: finished
             .first_started
@@ -273,7 +281,7 @@ async fn rivulet_count(args: &Args, lines: Arc<Vec<String>>) -> Result<RivuletRu
         batches: finished.batches,
         processing: finished.processing,
         counts,
-    })
+    }))
 }
 
 /// Fails with the first few differences if `got` is not `want`.
@@ -392,7 +400,10 @@ async fn main() -> Result<(), BoxError> {
         std::hint::black_box(fx.len());
 
         let cpu = process_cpu();
-        let r = rivulet_count(&args, lines.clone()).await?;
+        let Some(r) = rivulet_count(&args, lines.clone()).await? else {
+            println!("Stopped on a signal: results above are for the finished runs only.");
+            return Ok(());
+        };
         let rivulet_cpu = process_cpu().zip(cpu).map(|(b, a)| b.saturating_sub(a));
         check_same(&plain, &r.counts)?;
 

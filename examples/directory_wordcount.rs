@@ -10,8 +10,9 @@
 //!
 //! Files present at start, and names starting with `.` or `_`, are ignored; each new file
 //! is read once. Each 1 s batch's word counts (a word is a maximal run of ASCII letters and
-//! digits, lowercased) are printed with `print(10)`. Runs until Ctrl-C, then stops
-//! gracefully.
+//! digits, lowercased) are printed with `print(10)`. Runs until Ctrl-C (SIGINT) or
+//! SIGTERM, then stops gracefully and prints how much it counted (a second signal stops at
+//! once).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use rivulet::prelude::*;
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{context, init_tracing, words};
+use support::{context, init_tracing, words, Processed, SignalStop};
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -46,20 +47,24 @@ async fn main() -> Result<(), BoxError> {
         .map(|w| (w, 1u64))
         .reduce_by_key(|a, b| a + b)
         .print(10);
+    let processed = Processed::new();
+    ssc.add_listener(processed.clone());
     ssc.start().await?;
+    // The first SIGINT/SIGTERM stops gracefully (the lines received are still counted), a
+    // second one at once; either way the context stops and the summary is printed.
+    let signals = SignalStop::install(&ssc)?;
     println!(
-        "Watching {} for new files; Ctrl-C to stop.",
+        "Watching {} for new files; Ctrl-C (SIGINT) or SIGTERM to stop.",
         args.dir.display()
     );
-    // tokio's `signal` feature is not among the workspace's tokio features; actix-rt (a
-    // dev-dependency, default features) re-exports tokio's `ctrl_c`.
-    tokio::select! {
-        signal = actix_rt::signal::ctrl_c() => {
-            signal.map_err(|e| format!("listening for Ctrl-C: {e}"))?;
-            println!("Ctrl-C: stopping after the received lines are counted.");
-        }
-        result = ssc.await_termination() => result?,
-    }
+    ssc.await_termination().await?;
     ssc.stop(StopMode::Graceful).await?;
+    let (batches, lines) = processed.get();
+    let how = if signals.interrupted() {
+        " on a signal"
+    } else {
+        ""
+    };
+    println!("Stopped{how}: {batches} batches, {lines} lines counted.");
     Ok(())
 }

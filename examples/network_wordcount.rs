@@ -8,8 +8,9 @@
 //! ```
 //!
 //! Each 1 s batch's word counts (a word is a maximal run of ASCII letters and digits,
-//! lowercased) are printed with `print(10)`. Runs until Ctrl-C, then stops gracefully
-//! (the lines already received are still counted).
+//! lowercased) are printed with `print(10)`. Runs until Ctrl-C (SIGINT) or SIGTERM,
+//! then stops gracefully (the lines already received are still counted) and prints how much
+//! it counted; a second signal stops at once.
 
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use rivulet::prelude::*;
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{context, init_tracing, words};
+use support::{context, init_tracing, words, Processed, SignalStop};
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -44,16 +45,20 @@ async fn main() -> Result<(), BoxError> {
         .map(|w| (w, 1u64))
         .reduce_by_key(|a, b| a + b)
         .print(10);
+    let processed = Processed::new();
+    ssc.add_listener(processed.clone());
     ssc.start().await?;
-    // tokio's `signal` feature is not among the workspace's tokio features; actix-rt (a
-    // dev-dependency, default features) re-exports tokio's `ctrl_c`.
-    tokio::select! {
-        signal = actix_rt::signal::ctrl_c() => {
-            signal.map_err(|e| format!("listening for Ctrl-C: {e}"))?;
-            println!("Ctrl-C: stopping after the received lines are counted.");
-        }
-        result = ssc.await_termination() => result?,
-    }
+    // The first SIGINT/SIGTERM stops gracefully (the lines received are still counted), a
+    // second one at once; either way the context stops and the summary is printed.
+    let signals = SignalStop::install(&ssc)?;
+    ssc.await_termination().await?;
     ssc.stop(StopMode::Graceful).await?;
+    let (batches, lines) = processed.get();
+    let how = if signals.interrupted() {
+        " on a signal"
+    } else {
+        ""
+    };
+    println!("Stopped{how}: {batches} batches, {lines} lines counted.");
     Ok(())
 }

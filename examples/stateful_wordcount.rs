@@ -24,7 +24,9 @@ use rivulet::prelude::*;
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{context, init_tracing, read_lines, run_until_done, spawn_server, words, Progress};
+use support::{
+    context, init_tracing, read_lines, run_until_done, spawn_server, words, Ending, Progress,
+};
 
 #[derive(Parser, Debug)]
 #[command(about = "Running word counts with map_with_state (Spark's StatefulNetworkWordCount)")]
@@ -130,7 +132,7 @@ async fn main() -> Result<(), BoxError> {
 
     let (progress, done) = Progress::new(total);
     ssc.add_listener(progress);
-    run_until_done(&ssc, done).await?;
+    let ending = run_until_done(&ssc, done).await?;
     server.abort();
 
     let snapshot =
@@ -141,6 +143,10 @@ async fn main() -> Result<(), BoxError> {
         snapshot.len(),
         top(snapshot.clone(), 10)
     );
+    if ending == Ending::Interrupted {
+        println!("Stopped on a signal before all {total} lines were processed: not checked.");
+        return Ok(());
+    }
     let state: HashMap<String, u64> = snapshot.into_iter().collect();
     if state != expected {
         let mut wrong: Vec<String> = expected

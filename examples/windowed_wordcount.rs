@@ -24,7 +24,9 @@ use rivulet::prelude::*;
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{context, init_tracing, read_lines, run_until_done, spawn_server, words, Progress};
+use support::{
+    context, init_tracing, read_lines, run_until_done, spawn_server, words, Ending, Progress,
+};
 
 #[derive(Parser, Debug)]
 #[command(about = "Top words of the last 30 s every second, with an incremental window")]
@@ -124,7 +126,7 @@ async fn main() -> Result<(), BoxError> {
 
     let (progress, done) = Progress::new(total);
     ssc.add_listener(progress);
-    run_until_done(&ssc, done).await?;
+    let ending = run_until_done(&ssc, done).await?;
     server.abort();
 
     let (windows, mismatches) = (
@@ -140,6 +142,10 @@ async fn main() -> Result<(), BoxError> {
     println!(
         "Check OK: all {windows} incremental windows equal a recomputation without the inverse."
     );
+    if ending == Ending::Interrupted {
+        println!("Stopped on a signal before all {total} lines were processed.");
+        return Ok(());
+    }
     println!("Done: {total} lines processed.");
     Ok(())
 }

@@ -20,7 +20,9 @@ use rivulet::prelude::*;
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{context, init_tracing, read_lines, run_until_done, spawn_server, words, Progress};
+use support::{
+    context, init_tracing, read_lines, run_until_done, spawn_server, words, Ending, Progress,
+};
 
 #[derive(Parser, Debug)]
 #[command(about = "Streaming word count over a local TCP socket (rivulet's main job)")]
@@ -89,8 +91,12 @@ async fn main() -> Result<(), BoxError> {
     }
     let (progress, done) = Progress::new(total);
     ssc.add_listener(progress);
-    run_until_done(&ssc, done).await?;
+    let ending = run_until_done(&ssc, done).await?;
     server.abort();
+    if ending == Ending::Interrupted {
+        println!("Stopped on a signal before all {total} lines were processed.");
+        return Ok(());
+    }
     println!("Done: {total} lines processed.");
     Ok(())
 }

@@ -291,7 +291,9 @@ impl StreamingContext {
     ///
     /// # Errors
     /// The first failed batch's error (the context keeps running), or the error that
-    /// stopped it; [`Error::NotRunning`] before start.
+    /// stopped it (a receiver or the executors past their restart limits, or
+    /// [`Error::Crashed`] when the coordinator died: only a clean stop returns `Ok`);
+    /// [`Error::NotRunning`] before start.
     pub async fn await_termination(&self) -> Result<()> {
         self.runtime()?.await_termination().await
     }
@@ -300,10 +302,23 @@ impl StreamingContext {
     /// [`StopMode::Now`] drops what is not processed. Returns once stopped.
     ///
     /// # Errors
-    /// [`Error::NotRunning`] if never started.
+    /// [`Error::NotRunning`] if never started; [`Error::Crashed`] if the coordinator died
+    /// instead of stopping cleanly (see [`crash_coordinator`](Self::crash_coordinator)).
     pub async fn stop(&self, mode: StopMode) -> Result<()> {
-        self.runtime()?.stop(mode).await;
-        Ok(())
+        self.runtime()?.stop(mode).await
+    }
+
+    /// Fault injection for tests and chaos drills: makes the coordinator die abruptly, as a
+    /// panic in it would, without a clean stop. The context escalates: it stops,
+    /// [`status`](Self::status) reports `Stopped` with [`Error::Crashed`] ("the coordinator
+    /// stopped unexpectedly: ..."), [`await_termination`](Self::await_termination) returns
+    /// that error, and later [`advance`](Self::advance) and [`stop`](Self::stop) calls
+    /// return errors. Not for production use: the context does not recover.
+    ///
+    /// # Errors
+    /// [`Error::NotRunning`] before start or once stopped.
+    pub async fn crash_coordinator(&self) -> Result<()> {
+        self.runtime()?.crash_coordinator().await
     }
 
     /// Where the context stands; `None` before start.

@@ -397,6 +397,8 @@ async fn a_receiver_failing_past_its_restart_limit_stops_the_context() {
         let msg = err.to_string();
         assert!(msg.contains("always-fails"), "{msg}");
         assert!(msg.contains("no source"), "{msg}");
+        assert!(msg.contains("failed 3 times"), "{msg}");
+        assert!(msg.contains("limit of 2 restarts"), "{msg}");
         assert!(matches!(ssc.status(), Some(Status::Stopped(Some(_)))));
         let errors = events
             .all()

@@ -155,6 +155,45 @@ async fn save_as_text_files_writes_a_directory_per_batch() {
 }
 
 #[actix::test]
+async fn save_as_text_files_replaces_a_batch_that_ran_again() {
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("batch");
+        // First run: batch 1 in 3 partitions.
+        let first = context(2, 3);
+        first.queue_stream(input()).save_as_text_files(&prefix, "");
+        first.start().await.unwrap();
+        first.advance(1).await.unwrap();
+        first.stop(StopMode::Graceful).await.unwrap();
+        let parts3 = vec!["_SUCCESS", "part-00000", "part-00001", "part-00002"];
+        assert_eq!(names(&dir.path().join("batch-100")), parts3);
+        // The same batch runs again (as after a restart), now with other records in 2
+        // partitions: the directory is replaced, not merged (no part-00002 left over).
+        let again = context(2, 2);
+        again
+            .queue_stream(vec![strings(&["x", "y", "z"])])
+            .save_as_text_files(&prefix, "");
+        again.start().await.unwrap();
+        again.advance(1).await.unwrap();
+        again.stop(StopMode::Graceful).await.unwrap();
+        // Exactly one copy, and no temporary or set-aside directory (hidden names included).
+        assert_eq!(names(dir.path()), vec!["batch-100"]);
+        let batch = dir.path().join("batch-100");
+        assert_eq!(names(&batch), vec!["_SUCCESS", "part-00000", "part-00001"]);
+        let mut lines: Vec<String> = ["part-00000", "part-00001"]
+            .iter()
+            .flat_map(|p| {
+                let text = fs::read_to_string(batch.join(p)).unwrap();
+                text.lines().map(str::to_string).collect::<Vec<_>>()
+            })
+            .collect();
+        lines.sort();
+        assert_eq!(lines, strings(&["x", "y", "z"]));
+    })
+    .await
+}
+
+#[actix::test]
 async fn print_runs_as_an_output() {
     within(async {
         let ssc = context(2, 3);

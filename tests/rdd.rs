@@ -198,3 +198,36 @@ async fn an_action_inside_transform_fails_the_batch_clearly() {
     })
     .await
 }
+
+#[actix::test]
+async fn save_as_text_file_writes_once_and_refuses_an_existing_directory() {
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("saved");
+        let ssc = context(2, 3);
+        let rdd = ssc.parallelize(vec![1, 2, 3], 2);
+        ssc.queue_stream(vec![vec![0]]).collect_batches();
+        ssc.start().await.unwrap();
+        let save = |rdd: Rdd<i32>, out: std::path::PathBuf| {
+            tokio::task::spawn_blocking(move || rdd.save_as_text_file(&out))
+        };
+        save(rdd.clone(), out.clone()).await.unwrap().unwrap();
+        let err = save(rdd, out.clone()).await.unwrap().unwrap_err();
+        ssc.stop(StopMode::Graceful).await.unwrap();
+        assert!(
+            err.to_string().contains(&out.display().to_string()),
+            "{err}"
+        );
+        // One directory, no temporary sibling; its parts hold every record once.
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["saved"]);
+        let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap();
+        assert_eq!(read("part-00000") + &read("part-00001"), "1\n2\n3\n");
+        assert_eq!(read("_SUCCESS"), "");
+    })
+    .await
+}

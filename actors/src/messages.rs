@@ -64,6 +64,12 @@ pub enum StopMode {
 #[rtype(result = "()")]
 pub struct StopContext(pub StopMode);
 
+/// Makes the coordinator die abruptly, as a panic in it would: it stops without a clean stop
+/// and without reporting a final status (a fault drill: `RuntimeHandle::crash_coordinator`).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct CrashCoordinator;
+
 /// Stops a receiver; answers when its `on_stop` has run.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

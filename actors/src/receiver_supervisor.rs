@@ -146,7 +146,16 @@ async fn run(
         };
         let Some(backoff) = backoff else {
             error!(error = %message, "Receiver failed for good.");
-            return Ended::GaveUp(message);
+            if !e.is_retryable() {
+                return Ended::GaveUp(message);
+            }
+            let policy = restarts.policy();
+            return Ended::GaveUp(format!(
+                "{message} (failed {} times within {} s, past its limit of {} restarts)",
+                policy.max_restarts + 1,
+                policy.period.as_secs(),
+                policy.max_restarts
+            ));
         };
         warn!(error = %message, backoff_ms = backoff.as_millis() as u64, "Receiver failed; restarting.");
         reporter.send(ReceiverEvent::Failed(reporter.info(false, Some(message))));

@@ -15,11 +15,12 @@ use tokio::sync::watch;
 
 use crate::batch_builder::BatchBuilder;
 use crate::block_store::BlockManager;
+use crate::coordinator::coordinator_crashed;
 use crate::coordinator::{
     ClusterRunner, Coordinator, CoordinatorParts, ExecutorPool, ReceiverHandle,
 };
 use crate::listener_bus::ListenerBus;
-use crate::messages::{AddListener, Advance, StopContext, StopMode};
+use crate::messages::{AddListener, Advance, CrashCoordinator, StopContext, StopMode};
 use crate::receiver_supervisor::ReceiverSupervisor;
 use crate::supervision::RestartPolicy;
 
@@ -171,7 +172,17 @@ impl RuntimeHandle {
         self.coordinator
             .send(Advance(batches))
             .await
-            .map_err(|_| Error::NotRunning("the streaming context has stopped".into()))?
+            .map_err(|_| self.not_running())?
+    }
+
+    /// [`Error::NotRunning`] saying why the coordinator is gone.
+    fn not_running(&self) -> Error {
+        match self.status() {
+            Status::Stopped(Some(e)) => {
+                Error::NotRunning(format!("the streaming context has stopped: {e}"))
+            }
+            _ => Error::NotRunning("the streaming context has stopped".into()),
+        }
     }
 
     /// Adds a listener; it sees events from now on.
@@ -192,15 +203,40 @@ impl RuntimeHandle {
 
     /// Stops the context (see [`StopMode`]) and returns once it has stopped. Stopping a
     /// stopped context does nothing.
-    pub async fn stop(&self, mode: StopMode) {
-        // A closed mailbox means it already stopped.
+    ///
+    /// # Errors
+    /// [`Error::Crashed`] when the context did not stop cleanly because the coordinator died
+    /// (before or during this stop).
+    pub async fn stop(&self, mode: StopMode) -> Result<()> {
+        // A closed mailbox means it already stopped, cleanly or not.
         let _ = self.coordinator.send(StopContext(mode)).await;
+        match self.status() {
+            Status::Stopped(Some(e @ Error::Crashed { .. })) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes the coordinator die abruptly, as a panic in it would: it stops without its stop
+    /// sequence and without reporting a final status. A hook for tests and chaos drills, to
+    /// check that such a death is escalated: the context stops, [`status`](Self::status)
+    /// reports [`Status::Stopped`] with [`Error::Crashed`], and
+    /// [`await_termination`](Self::await_termination) returns that error.
+    ///
+    /// # Errors
+    /// [`Error::NotRunning`] if the context has already stopped.
+    pub async fn crash_coordinator(&self) -> Result<()> {
+        self.coordinator
+            .send(CrashCoordinator)
+            .await
+            .map_err(|_| self.not_running())
     }
 
     /// Waits until the context stops, or a batch fails (Spark: `awaitTermination`).
     ///
     /// # Errors
-    /// The first batch failure (the context keeps running), or the error that stopped it.
+    /// The first batch failure (the context keeps running), or the error that stopped it:
+    /// [`Error::Crashed`] when the coordinator died without a clean stop. Only a clean stop
+    /// returns `Ok`.
     pub async fn await_termination(&self) -> Result<()> {
         let mut status = self.status.clone();
         loop {
@@ -210,13 +246,26 @@ impl RuntimeHandle {
                 Status::Stopped(None) => return Ok(()),
             }
             if status.changed().await.is_err() {
-                return Ok(());
+                // The coordinator is gone; a clean stop would have said so first.
+                return match self.status() {
+                    Status::Stopped(None) => Ok(()),
+                    Status::Failed(e) | Status::Stopped(Some(e)) => Err(e),
+                    Status::Running => Err(coordinator_crashed()),
+                };
             }
         }
     }
 
-    /// Where the context stands now.
+    /// Where the context stands now. A coordinator that is gone without having reported a
+    /// stop is reported as stopped with [`Error::Crashed`].
     pub fn status(&self) -> Status {
-        self.status.borrow().clone()
+        let status = self.status.borrow().clone();
+        let gone = self.status.has_changed().is_err();
+        match status {
+            Status::Running | Status::Failed(_) if gone => {
+                Status::Stopped(Some(coordinator_crashed()))
+            }
+            status => status,
+        }
     }
 }

@@ -46,6 +46,11 @@ impl RestartTracker {
         }
     }
 
+    /// The policy it counts under.
+    pub fn policy(&self) -> RestartPolicy {
+        self.policy
+    }
+
     /// Records a failure at `now`: the delay before restarting, or `None` when the
     /// component failed more than `max_restarts` times within the period.
     pub fn on_failure(&mut self, now: Instant) -> Option<Duration> {

@@ -37,7 +37,7 @@ use rivulet::prelude::*;
 #[path = "../support/mod.rs"]
 mod support;
 
-use support::{context, init_tracing, read_lines, run_until_done, spawn_server, Progress};
+use support::{context, init_tracing, read_lines, run_until_done, spawn_server, Ending, Progress};
 
 #[derive(Parser, Debug)]
 #[command(about = "Status codes, top URLs and known clients of a live Apache access log")]
@@ -288,10 +288,18 @@ async fn main() -> Result<(), BoxError> {
 
     let (progress, done) = Progress::new(total);
     ssc.add_listener(progress);
-    run_until_done(&ssc, done).await?;
+    let ending = run_until_done(&ssc, done).await?;
     server.abort();
 
     let totals = std::mem::take(&mut *lock(&totals));
+    if ending == Ending::Interrupted {
+        println!(
+            "Stopped on a signal after {} of {} lines: the checks against the whole file are skipped.",
+            totals.lines,
+            text.len()
+        );
+        return Ok(());
+    }
     report(&totals, &expected, &text, &frequent, window)
 }
 

@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -175,18 +176,165 @@ impl StreamingListener for Progress {
     }
 }
 
+/// How [`run_until_done`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// Every record was processed.
+    Done,
+    /// A signal stopped the context first (see [`SignalStop`]): only part of the input was
+    /// processed, so checks against the whole input do not apply.
+    Interrupted,
+}
+
 /// Starts `ssc` and runs it until `done` fires (every record processed), then stops it
-/// gracefully.
+/// gracefully. SIGINT or SIGTERM stop it earlier (see [`SignalStop`]).
 ///
 /// # Errors
-/// The context's errors: an invalid graph at start, or the first failed batch.
-pub async fn run_until_done(ssc: &StreamingContext, done: oneshot::Receiver<()>) -> Result<()> {
+/// The context's errors: an invalid graph at start, or the first failed batch; an error if
+/// the signal handlers cannot be installed.
+pub async fn run_until_done(
+    ssc: &StreamingContext,
+    done: oneshot::Receiver<()>,
+) -> Result<Ending, BoxError> {
     ssc.start().await?;
+    let signals = SignalStop::install(ssc)?;
     tokio::select! {
         _ = done => {}
         result = ssc.await_termination() => result?,
     }
-    ssc.stop(StopMode::Graceful).await
+    ssc.stop(StopMode::Graceful).await?;
+    Ok(if signals.interrupted() {
+        Ending::Interrupted
+    } else {
+        Ending::Done
+    })
+}
+
+/// Stops a started context on SIGINT (Ctrl-C) or SIGTERM, the way every example stops: the
+/// first signal stops it gracefully (`StopMode::Graceful`: the records already received are
+/// processed), after which `await_termination` returns and the example prints its summary; a
+/// second signal stops it at once (`StopMode::Now`), and one after the stop exits the
+/// process (status 130).
+///
+/// The handlers are installed by [`install`](SignalStop::install) and stay for the process's
+/// life (the signals no longer kill it). Listening for a context ends when it stops without
+/// a signal, so a program may run several contexts one after the other, each with its own
+/// `SignalStop`.
+pub struct SignalStop {
+    interrupted: Arc<AtomicBool>,
+}
+
+impl SignalStop {
+    /// Listens for SIGINT and SIGTERM and stops `ssc` (started) on them, as described above.
+    /// Must be called inside the actix `System`.
+    ///
+    /// # Errors
+    /// If the signal handlers cannot be installed.
+    pub fn install(ssc: &StreamingContext) -> Result<SignalStop, BoxError> {
+        let mut signals =
+            Signals::new().map_err(|e| format!("listening for SIGINT and SIGTERM: {e}"))?;
+        let interrupted = Arc::new(AtomicBool::new(false));
+        let (ssc, flag) = (ssc.clone(), interrupted.clone());
+        actix::spawn(async move {
+            let first = tokio::select! {
+                first = signals.recv() => first,
+                // Stopped (or failed) without a signal: this context needs no more listening.
+                _ = ssc.await_termination() => return,
+            };
+            flag.store(true, Ordering::SeqCst);
+            eprintln!(
+                "[signal] {first}: stopping once the records received are processed \
+                 (again to stop now)."
+            );
+            tokio::select! {
+                result = ssc.stop(StopMode::Graceful) => report_stop(result),
+                second = signals.recv() => {
+                    eprintln!("[signal] {second}: stopping now.");
+                    report_stop(ssc.stop(StopMode::Now).await);
+                }
+            }
+            let last = signals.recv().await;
+            eprintln!("[signal] {last}: exiting.");
+            std::process::exit(130);
+        });
+        Ok(SignalStop { interrupted })
+    }
+
+    /// Whether a signal stopped (or is stopping) the context.
+    pub fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+}
+
+fn report_stop(result: Result<()>) {
+    if let Err(e) = result {
+        eprintln!("[signal] stopping the context failed: {e}");
+    }
+}
+
+/// SIGINT and SIGTERM as one stream (Ctrl-C only where there is no SIGTERM).
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// Waits for the next signal; returns its name.
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => "SIGINT",
+                _ = self.terminate.recv() => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => "Ctrl-C",
+                Err(_) => std::future::pending().await,
+            }
+        }
+    }
+}
+
+/// A listener counting the batches and records processed (for a final summary).
+#[derive(Clone, Default)]
+pub struct Processed(Arc<Mutex<(usize, usize)>>);
+
+impl Processed {
+    /// Nothing processed yet.
+    pub fn new() -> Processed {
+        Processed::default()
+    }
+
+    /// `(batches, records)` processed so far.
+    pub fn get(&self) -> (usize, usize) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl StreamingListener for Processed {
+    fn on_batch_completed(&mut self, batch: &BatchInfo) {
+        let mut p = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        p.0 += 1;
+        p.1 += batch.num_records;
+    }
 }
 
 /// A listener that records each completed batch's processing time

@@ -100,6 +100,17 @@ pub enum Error {
     /// while the batch's jobs are being generated (inside `transform`).
     #[error("RDD action `{0}` cannot block here: call it from an output operation (foreach_rdd, foreach_batch) or a plain thread")]
     BlockingAction(&'static str),
+    /// A component of the runtime died, or failed past its restart limit, and the streaming
+    /// context stopped because of it: the coordinator stopped without a clean stop (a panic in
+    /// it, or the `crash_coordinator` fault drill), or every
+    /// executor was lost more often than its restart policy allows.
+    #[error("{component} stopped unexpectedly: {reason}")]
+    Crashed {
+        /// What died: `the coordinator`, `executor 2`, ...
+        component: String,
+        /// How, and how often it had failed.
+        reason: String,
+    },
     /// The streaming context is not running (not started yet, or stopped).
     #[error("the streaming context is not running: {0}")]
     NotRunning(String),

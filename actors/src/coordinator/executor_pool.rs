@@ -10,6 +10,7 @@ use actix::{Actor, Addr, Arbiter};
 use futures::future::LocalBoxFuture;
 use rivulet_framework::block::{BlockId, ExecutorId};
 use rivulet_framework::scheduler::{TaskDescription, TaskLauncher, TaskOutcome, TaskRegistry};
+use rivulet_framework::Error;
 use tracing::{error, warn};
 
 use crate::block_store::BlockManager;
@@ -28,6 +29,8 @@ pub(crate) struct ExecutorPool {
     blocks: Arc<BlockManager>,
     registry: Arc<TaskRegistry>,
     restarts: RefCell<RestartTracker>,
+    /// Set when the last executor was given up on: the context must stop with it.
+    failure: RefCell<Option<Error>>,
 }
 
 impl ExecutorPool {
@@ -42,6 +45,7 @@ impl ExecutorPool {
             blocks,
             registry,
             restarts: RefCell::new(RestartTracker::new(RestartPolicy::new(10, Duration::ZERO))),
+            failure: RefCell::new(None),
         };
         let slots = (0..n).map(|id| pool.spawn(id)).collect();
         *pool.slots.borrow_mut() = slots;
@@ -58,6 +62,11 @@ impl ExecutorPool {
             addr: Some(addr),
             arbiter,
         }
+    }
+
+    /// The error to stop the context with, once, after the last executor was given up on.
+    pub(crate) fn take_failure(&self) -> Option<Error> {
+        self.failure.borrow_mut().take()
     }
 
     /// Stops every executor's arbiter (each finishes its current task first).
@@ -127,6 +136,59 @@ impl TaskLauncher for ExecutorPool {
         } else {
             error!(executor, "Executor lost too often; running without it.");
             slot.addr = None;
+            if slots.iter().all(|s| s.addr.is_none()) {
+                let policy = self.restarts.borrow().policy();
+                *self.failure.borrow_mut() = Some(Error::Crashed {
+                    component: "the executors".into(),
+                    reason: format!(
+                        "lost {} times within {} s, past the restart limit of {} restarts; \
+                         executor {executor}, the last one left, was not replaced",
+                        policy.max_restarts + 1,
+                        policy.period.as_secs(),
+                        policy.max_restarts,
+                    ),
+                });
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Marks executor `e` as gone (its actor stopped) and reports its loss.
+    fn lose(pool: &ExecutorPool, e: ExecutorId) {
+        pool.slots.borrow_mut()[e].addr = None;
+        pool.executor_lost(e);
+    }
+
+    #[actix::test]
+    async fn losing_every_executor_past_the_restart_limit_is_an_error_naming_the_count() {
+        let pool = ExecutorPool::start(2, BlockManager::new(2), TaskRegistry::new());
+        // The pool's policy: 10 restarts within 60 s, shared by its executors.
+        for _ in 0..10 {
+            lose(&pool, 0);
+            assert_eq!(pool.executors(), vec![0, 1], "replaced");
+        }
+        assert!(pool.take_failure().is_none());
+        // The 11th loss is past the limit: executor 0 is not replaced, but 1 is still there.
+        lose(&pool, 0);
+        assert_eq!(pool.executors(), vec![1]);
+        assert!(pool.take_failure().is_none(), "an executor is left");
+        // Then the last one goes: the pool gives up, once.
+        lose(&pool, 1);
+        assert!(pool.executors().is_empty());
+        let error = pool.take_failure().expect("no executor is left");
+        let msg = error.to_string();
+        assert!(
+            msg.starts_with("the executors stopped unexpectedly"),
+            "{msg}"
+        );
+        assert!(msg.contains("lost 11 times within 60 s"), "{msg}");
+        assert!(msg.contains("limit of 10 restarts"), "{msg}");
+        assert!(msg.contains("executor 1"), "{msg}");
+        assert!(pool.take_failure().is_none(), "reported once");
+        pool.stop();
     }
 }

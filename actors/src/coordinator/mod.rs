@@ -8,10 +8,12 @@
 //! receivers' buffer room for the batch's records, and forgets what no stream remembers.
 
 mod batches;
+mod crash;
 mod executor_pool;
 mod job_runner;
 mod stopping;
 
+pub(crate) use crash::coordinator_crashed;
 pub(crate) use executor_pool::ExecutorPool;
 pub(crate) use job_runner::ClusterRunner;
 
@@ -177,7 +179,14 @@ impl Handler<SubmitJob> for Coordinator {
 
     fn handle(&mut self, SubmitJob(job): SubmitJob, _: &mut Context<Self>) -> Self::Result {
         let (dag, pool) = (self.dag.clone(), self.pool.clone());
-        Box::pin(async move { dag.run_job(&job, &*pool).await }.into_actor(self))
+        Box::pin(
+            async move { dag.run_job(&job, &*pool).await }
+                .into_actor(self)
+                .map(|result, act, ctx| {
+                    act.escalate_pool_failure(ctx);
+                    result
+                }),
+        )
     }
 }
 

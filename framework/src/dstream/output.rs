@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use crate::data::Data;
 use crate::dstream::{lock, DStream, OutputJob};
 use crate::error::{BoxError, Error, OpInfo};
-use crate::rdd::{PartitionIter, Rdd};
+use crate::rdd::{Existing, PartitionIter, Rdd};
 use crate::time::Time;
 
 impl<T: Data> DStream<T> {
@@ -100,8 +100,18 @@ impl<T: Data> DStream<T> {
 
     /// Writes each batch as text files in the directory `{prefix}-{time_ms}` (or
     /// `{prefix}-{time_ms}.{suffix}` when `suffix` is not empty), one `part-NNNNN` file per
-    /// partition, one record per line (`Display`), written by executor tasks (Spark:
-    /// `saveAsTextFiles`).
+    /// partition, one record per line (`Display`), written by executor tasks, then an empty
+    /// `_SUCCESS` (Spark: `saveAsTextFiles`).
+    ///
+    /// Each batch's directory appears whole or not at all: it is written under a hidden
+    /// temporary sibling name (`.<name>.tmp-<pid>`; readers skip hidden names) and renamed
+    /// into place. If the directory already exists (the batch ran again, e.g. after a
+    /// restart), it is replaced, so exactly one copy remains.
+    ///
+    /// # Errors
+    /// A batch fails with [`Error::Io`](crate::error::Error::Io) naming the path when a
+    /// directory or file cannot be written or renamed (the temporary directory is removed),
+    /// and as [`Rdd::run_job`] when computing the batch fails.
     #[track_caller]
     pub fn save_as_text_files(&self, prefix: impl Into<PathBuf>, suffix: &str)
     where
@@ -120,7 +130,7 @@ impl<T: Data> DStream<T> {
                 name.push('.');
                 name.push_str(&suffix);
             }
-            rdd.save_as_text_file_op(op, &prefix.with_file_name(name))?;
+            rdd.save_as_text_file_op(op, &prefix.with_file_name(name), Existing::Replace)?;
             Ok(())
         })
     }

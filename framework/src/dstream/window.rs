@@ -71,14 +71,22 @@ impl<K, V> WindowReduce<K, V> {
 
     /// Compute each window incrementally with `inverse`, which undoes `reduce`:
     /// `inverse(reduce(a, b), b) == a`. Keys whose value falls back to the zero stay, with
-    /// that value, unless a [`filter`](WindowReduce::filter) drops them.
+    /// that value, in the results and in the window's state (so the state grows with every
+    /// key ever seen) unless a [`filter`](WindowReduce::filter) drops them.
     pub fn inverse(mut self, inverse: impl Fn(V, V) -> V + Send + Sync + 'static) -> Self {
         self.inverse = Some(Arc::new(inverse));
         self
     }
 
-    /// Keep only the `(key, value)` results for which `filter` is true (with an inverse,
-    /// dropped keys leave the window's state too).
+    /// Keep only the `(key, value)` results for which `filter` is true.
+    ///
+    /// With an [`inverse`](WindowReduce::inverse), the filter is applied inside the
+    /// incremental window, so dropped keys leave the window's state too: the next window is
+    /// computed from the filtered one (Spark: `ReducedWindowedDStream`'s `filterFunc`). Use it
+    /// to drop keys whose value fell back to the zero (`|(_, n)| *n != 0`), or the state keeps
+    /// every key ever seen. A dropped key restarts from what enters later, so with an inverse
+    /// the filter should only drop keys at the zero. Without an inverse it filters the output
+    /// only.
     pub fn filter(mut self, filter: impl Fn(&(K, V)) -> bool + Send + Sync + 'static) -> Self {
         self.filter = Some(Arc::new(filter));
         self
@@ -320,8 +328,11 @@ impl<K: Key, V: Data> DStream<(K, V)> {
 
     /// Like [`reduce_by_key_and_window`](DStream::reduce_by_key_and_window), computed
     /// incrementally with `inverse`: a batch's cost does not grow with the window. Keys whose
-    /// value fell back to the zero are kept with it (Spark: `reduceByKeyAndWindow` with
-    /// `invReduceFunc`).
+    /// value fell back to the zero are kept with it, in the output and in the window's state,
+    /// so the state holds every key ever seen; to drop them, use
+    /// [`reduce_by_key_and_window_with`](DStream::reduce_by_key_and_window_with) with a
+    /// [`WindowReduce::filter`], which also removes them from the state (Spark:
+    /// `reduceByKeyAndWindow` with `invReduceFunc` and `filterFunc`).
     ///
     /// # Errors
     /// As [`window`](DStream::window).
@@ -411,35 +422,45 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         let reduced = self
             .reduce_by_key_into(op, move |a, b| reduce(a, b), p)
             .cache();
-        let windowed = match spec.inverse.clone() {
-            None => {
-                let reduce = spec.reduce.clone();
-                reduced.window_op(op, window, slide)?.reduce_by_key_into(
-                    op,
-                    move |a, b| reduce(a, b),
-                    p,
-                )
-            }
-            Some(inverse) => {
-                reduced.incremental_window(op, spec.reduce.clone(), inverse, p, window, slide)
-            }
+        let Some(inverse) = spec.inverse.clone() else {
+            let reduce = spec.reduce.clone();
+            let windowed = reduced.window_op(op, window, slide)?.reduce_by_key_into(
+                op,
+                move |a, b| reduce(a, b),
+                p,
+            );
+            return Ok(match spec.filter {
+                None => windowed,
+                Some(filter) => windowed.derive(op, move |rdd, _| {
+                    let filter = filter.clone();
+                    rdd.filter_op(op, move |kv| filter(kv))
+                }),
+            });
         };
-        Ok(match spec.filter {
-            None => windowed,
-            Some(filter) => windowed.derive(op, move |rdd, _| {
-                let filter = filter.clone();
-                rdd.filter_op(op, move |kv| filter(kv))
-            }),
-        })
+        // The filter is part of the incremental window's state (as in Spark's
+        // `ReducedWindowedDStream.compute`): the next window starts from the filtered one, so
+        // dropped keys do not pile up in the state.
+        Ok(reduced.incremental_window(
+            op,
+            spec.reduce.clone(),
+            inverse,
+            spec.filter,
+            p,
+            window,
+            slide,
+        ))
     }
 
     /// On a stream of per-batch reductions partitioned by `p`: the window at `t` from the
-    /// window at `t - slide` (Spark: `ReducedWindowedDStream.compute`).
+    /// window at `t - slide`, keeping only the keys `filter` accepts (Spark:
+    /// `ReducedWindowedDStream.compute`). The result is cached: it is the next window's state.
+    #[allow(clippy::too_many_arguments)]
     fn incremental_window(
         &self,
         op: OpInfo,
         reduce: ReduceFn<V>,
         inverse: ReduceFn<V>,
+        filter: Option<FilterFn<K, V>>,
         p: HashPartitioner,
         window: Duration,
         slide: Duration,
@@ -463,19 +484,28 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 }
                 tagged.extend(leaving.iter().map(|r| r.map_values_op(op, Part::Leaving)));
                 tagged.extend(entering.iter().map(|r| r.map_values_op(op, Part::Entering)));
-                Ok(Some(merge_window(op, &tagged, &reduce, &inverse, p)))
+                Ok(Some(merge_window(
+                    op,
+                    &tagged,
+                    &reduce,
+                    &inverse,
+                    filter.clone(),
+                    p,
+                )))
             },
         );
         node.cache().stateful()
     }
 }
 
-/// Merges tagged, co-partitioned parts into the window's values (no shuffle).
+/// Merges tagged, co-partitioned parts into the window's values (no shuffle), keeping only
+/// those `filter` accepts.
 fn merge_window<K: Key, V: Data>(
     op: OpInfo,
     tagged: &[Rdd<(K, Part<V>)>],
     reduce: &ReduceFn<V>,
     inverse: &ReduceFn<V>,
+    filter: Option<FilterFn<K, V>>,
     p: HashPartitioner,
 ) -> Rdd<(K, V)> {
     let empty = Parts {
@@ -492,10 +522,14 @@ fn merge_window<K: Key, V: Data>(
     let combined = Rdd::union_all_op(tagged, op).combine_by_key_op(op, agg, p);
     let (reduce, inverse) = (reduce.clone(), inverse.clone());
     map_partitions(&combined, op, true, move |_, records| {
-        let (reduce, inverse) = (reduce.clone(), inverse.clone());
+        let (reduce, inverse, filter) = (reduce.clone(), inverse.clone(), filter.clone());
         Box::new(records.filter_map(move |(k, parts)| {
             trace::enter(op);
-            parts.window_value(&reduce, &inverse).map(|v| (k, v))
+            let kv = (k, parts.window_value(&reduce, &inverse)?);
+            match &filter {
+                Some(keep) if !keep(&kv) => None,
+                _ => Some(kv),
+            }
         }))
     })
 }
@@ -576,6 +610,43 @@ mod tests {
                 .unwrap()
         });
         assert_eq!(sorted(filtered), expected_plain);
+    }
+
+    #[test]
+    fn filtered_inverse_window_drops_keys_from_its_state() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        // Batch i (1..=N) holds one key, k<i>, once. Window 2 batches, slide 1.
+        const N: usize = 30;
+        let input: Vec<Vec<(String, i64)>> = (1..=N).map(|i| vec![(format!("k{i}"), 1)]).collect();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let calls = seen.clone();
+        let out = run_batches_for(input.clone(), N, |s| {
+            let spec = super::WindowReduce::new(|a, b| a + b)
+                .inverse(|a, b| a - b)
+                .filter(move |(_, v)| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    *v != 0
+                });
+            s.reduce_by_key_and_window_with(spec, BATCH * 2, BATCH)
+                .unwrap()
+        });
+        // The filter sees each key the merge step produces, i.e. the window's state before
+        // filtering. At t=1: k1. At t=2: k1 (previous), k2. From t=3 on: the previous
+        // (filtered) window's k<t-2> and k<t-1>, plus k<t> entering: 3 keys, k<t-2> at 0
+        // and dropped. If dropped keys stayed in the state, batch t would see all t keys
+        // (N * (N + 1) / 2 = 465 in all).
+        assert_eq!(seen.load(Ordering::SeqCst), 1 + 2 + 3 * (N - 2));
+        let key = |i: usize| (format!("k{i}"), 1i64);
+        let mut expected = vec![vec![key(1)]];
+        expected.extend((2..=N).map(|t| vec![key(t - 1), key(t)]));
+        assert_eq!(sorted(out.clone()), sorted(expected));
+        // Unchanged versus the non-incremental form.
+        let plain = run_batches_for(input, N, |s| {
+            s.reduce_by_key_and_window(|a, b| a + b, BATCH * 2, BATCH)
+                .unwrap()
+        });
+        assert_eq!(sorted(out), sorted(plain));
     }
 
     #[test]

@@ -131,22 +131,63 @@ impl<T: Data> Rdd<T> {
     }
 
     /// Writes each partition as text, one record per line (its `Display`), to
-    /// `dir/part-NNNNN`, then an empty `dir/_SUCCESS` (Spark: `RDD.saveAsTextFile`). Each part
-    /// file is written to a temporary name and renamed, so a retried task never leaves a
-    /// half-written part behind.
+    /// `dir/part-NNNNN`, then an empty `dir/_SUCCESS` (Spark: `RDD.saveAsTextFile`).
+    ///
+    /// The directory appears whole or not at all: it is written under a hidden temporary
+    /// sibling name (`.<name>.tmp-<pid>`, which readers of the parent skip) and renamed into
+    /// place once every part and `_SUCCESS` are written. Like Spark, it refuses a `dir` that
+    /// already exists.
     ///
     /// # Errors
-    /// [`Error::Io`] naming the path if a directory or file cannot be written; as
-    /// [`run_job`](Rdd::run_job) otherwise.
+    /// [`Error::Io`] naming the path if `dir` already exists or a directory or file cannot be
+    /// written (the temporary directory is removed); as [`run_job`](Rdd::run_job) otherwise.
     #[track_caller]
     pub fn save_as_text_file(&self, dir: impl AsRef<Path>) -> Result<()>
     where
         T: Display,
     {
-        self.save_as_text_file_op(OpInfo::caller("save_as_text_file"), dir.as_ref())
+        let op = OpInfo::caller("save_as_text_file");
+        self.save_as_text_file_op(op, dir.as_ref(), Existing::Refuse)
     }
 
-    pub(crate) fn save_as_text_file_op(&self, op: OpInfo, dir: &Path) -> Result<()>
+    /// [`save_as_text_file`](Rdd::save_as_text_file), with what to do when `dir` exists.
+    pub(crate) fn save_as_text_file_op(
+        &self,
+        op: OpInfo,
+        dir: &Path,
+        existing: Existing,
+    ) -> Result<()>
+    where
+        T: Display,
+    {
+        let (parent, name) = match (dir.parent(), dir.file_name()) {
+            (Some(parent), Some(name)) => (parent, name.to_string_lossy()),
+            _ => {
+                let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name");
+                return Err(Error::io(format!("writing {}", dir.display()), e));
+            }
+        };
+        if existing == Existing::Refuse && dir.exists() {
+            let e = std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists");
+            return Err(Error::io(format!("writing {}", dir.display()), e));
+        }
+        let pid = std::process::id();
+        let tmp = parent.join(format!(".{name}.tmp-{pid}"));
+        // A leftover of an earlier attempt of this process (a failed or retried job).
+        remove_dir_if_exists(&tmp)?;
+        let written = self.write_text_parts(op, &tmp).and_then(|()| {
+            let aside = parent.join(format!(".{name}.old-{pid}"));
+            replace_dir(&tmp, dir, &aside)
+        });
+        if written.is_err() {
+            // Best effort: the write's error is the one to report.
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        written
+    }
+
+    /// Writes every partition's part file and `_SUCCESS` into `dir`, created first.
+    fn write_text_parts(&self, op: OpInfo, dir: &Path) -> Result<()>
     where
         T: Display,
     {
@@ -169,6 +210,72 @@ impl<T: Data> Rdd<T> {
         let success = dir.join("_SUCCESS");
         fs::write(&success, b"").map_err(|e| Error::io(format!("writing {}", success.display()), e))
     }
+}
+
+/// What [`Rdd::save_as_text_file_op`] does when its directory already exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Existing {
+    /// Fail (an RDD saved by the user: Spark refuses an existing output directory).
+    Refuse,
+    /// Replace it, so exactly one copy remains (a streaming batch run again after a restart).
+    Replace,
+}
+
+fn remove_dir_if_exists(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io(format!("removing {}", dir.display()), e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Renames the complete directory `tmp` to `dir`. An existing `dir` is first renamed to
+/// `aside` (a directory cannot be renamed over a non-empty one), then removed; if the final
+/// rename fails, it is put back.
+fn replace_dir(tmp: &Path, dir: &Path, aside: &Path) -> Result<()> {
+    let had_old = dir.exists();
+    if had_old {
+        remove_dir_if_exists(aside)?;
+        fs::rename(dir, aside).map_err(|e| {
+            Error::io(
+                format!("moving {} aside to {}", dir.display(), aside.display()),
+                e,
+            )
+        })?;
+    }
+    if let Err(e) = fs::rename(tmp, dir) {
+        if had_old {
+            // Best effort: keep the old copy rather than none.
+            let _ = fs::rename(aside, dir);
+        }
+        return Err(Error::io(
+            format!("renaming {} to {}", tmp.display(), dir.display()),
+            e,
+        ));
+    }
+    if had_old {
+        remove_dir_if_exists(aside)?;
+    }
+    sync_parent(dir)
+}
+
+/// Makes the rename durable: on Unix a directory entry is durable once its parent is synced.
+fn sync_parent(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    if let Some(parent) = dir.parent() {
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        fs::File::open(parent)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(format!("syncing directory {}", parent.display()), e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 impl<T: Key> Rdd<T> {

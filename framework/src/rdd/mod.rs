@@ -32,6 +32,7 @@ mod join;
 mod narrow;
 mod pair;
 
+pub(crate) use actions::Existing;
 pub(crate) use narrow::{map_partitions, zip_partitions};
 pub(crate) use pair::Aggregator;
 mod shuffle;
