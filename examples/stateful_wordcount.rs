@@ -12,11 +12,24 @@
 //! cargo run --release --example stateful_wordcount
 //! cargo run --release --example stateful_wordcount -- --no-initial-state --rate 0
 //! ```
+//!
+//! **The recovery job** (`--directory DIR`): counts the words of the text files moved into
+//! `DIR` (`text_file_stream`, no initial state) instead of the socket. With
+//! `--checkpoint-dir CKPT` it runs under `StreamingContext::get_or_create`: killed at any
+//! moment (even `kill -9`) and started again with the same command, it restores the state
+//! and reads every file that arrived meanwhile exactly once. `--idle-exit-secs N` stops it
+//! gracefully after N seconds without new words, and `--final-state FILE` then writes the
+//! final state as sorted `word<TAB>count` lines. Start over with `--fresh` (deletes CKPT).
+//!
+//! ```text
+//! cargo run --release --example stateful_wordcount -- --directory in --checkpoint-dir ckpt \
+//!     --idle-exit-secs 5 --final-state counts.tsv
+//! ```
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use rivulet::prelude::*;
@@ -26,6 +39,7 @@ mod support;
 
 use support::{
     context, init_tracing, read_lines, run_until_done, spawn_server, words, Ending, Progress,
+    SignalStop,
 };
 
 #[derive(Parser, Debug)]
@@ -46,6 +60,22 @@ struct Args {
     /// Start from an empty state instead of Spark's `hello: 1, world: 1`.
     #[arg(long)]
     no_initial_state: bool,
+    /// Count the words of the text files moved into this directory instead of streaming
+    /// `--input` over a socket (the recovery job; no initial state).
+    #[arg(long)]
+    directory: Option<PathBuf>,
+    /// Keep checkpoints here and restart from them (`StreamingContext::get_or_create`).
+    #[arg(long, requires = "directory")]
+    checkpoint_dir: Option<PathBuf>,
+    /// Delete `--checkpoint-dir` first: start over instead of restarting.
+    #[arg(long, requires = "checkpoint_dir")]
+    fresh: bool,
+    /// Stop gracefully after this many seconds without new words (directory mode).
+    #[arg(long, requires = "directory")]
+    idle_exit_secs: Option<u64>,
+    /// When stopped, write the final state here as sorted `word<TAB>count` lines.
+    #[arg(long, requires = "directory")]
+    final_state: Option<PathBuf>,
 }
 
 /// `counts` as `word:count` for the `n` largest counts (ties by word).
@@ -60,10 +90,138 @@ fn top(counts: impl IntoIterator<Item = (String, u64)>, n: usize) -> String {
     top.join(" ")
 }
 
+/// Spark's `mappingFunc`: adds the word's count to its running total, stores it, and emits
+/// `(word, total so far)`.
+#[allow(clippy::ptr_arg)] // the mapping function gets the key as `&String`
+fn running_count(word: &String, one: Option<u64>, state: &mut State<u64>) -> (String, u64) {
+    let total = one.unwrap_or(0) + state.get().copied().unwrap_or(0);
+    state.update(total);
+    (word.clone(), total)
+}
+
+/// The recovery job: the running word counts of the files moved into `dir`.
+async fn run_directory(args: &Args, dir: &Path) -> Result<(), BoxError> {
+    let mut config = StreamingConfig::new()
+        .app_name("stateful_wordcount")
+        .batch_interval(Duration::from_millis(args.batch_ms));
+    if let Some(n) = args.executors {
+        config = config.executors(n);
+    }
+    let last_snapshot: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    let last_words = Arc::new(Mutex::new(Instant::now()));
+    let (snapshot_sink, activity) = (last_snapshot.clone(), last_words.clone());
+    let build = move |ssc: &StreamingContext| -> Result<()> {
+        let state = ssc
+            .text_file_stream(dir)
+            .flat_map(words)
+            .map(|w| (w, 1u64))
+            .map_with_state(StateSpec::function(running_count));
+        state.reduce_by_key(u64::max).foreach_rdd(move |rdd, time| {
+            let updated = rdd.collect()?;
+            if !updated.is_empty() {
+                *activity.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+                println!(
+                    "batch {time}: {} words updated; top 5 running totals: {}",
+                    updated.len(),
+                    top(updated, 5)
+                );
+            }
+            Ok(())
+        });
+        state.state_snapshots().foreach_rdd(move |rdd, _| {
+            *snapshot_sink.lock().unwrap_or_else(PoisonError::into_inner) = rdd.collect()?;
+            Ok(())
+        });
+        Ok(())
+    };
+    let ssc = match &args.checkpoint_dir {
+        Some(ckpt) => {
+            if args.fresh && ckpt.exists() {
+                std::fs::remove_dir_all(ckpt)
+                    .map_err(|e| format!("--fresh: cannot delete {}: {e}", ckpt.display()))?;
+            }
+            let ssc = StreamingContext::get_or_create(ckpt, config, build).map_err(|e| {
+                format!(
+                    "{e}\n(to start over, delete {} or pass --fresh)",
+                    ckpt.display()
+                )
+            })?;
+            match ssc.restored_batch() {
+                Some(t) => println!(
+                    "Restored from checkpoint {}: continuing after batch {t}.",
+                    ckpt.display()
+                ),
+                None => println!("No checkpoint in {}: starting anew.", ckpt.display()),
+            }
+            ssc
+        }
+        None => {
+            let ssc = StreamingContext::new(config)?;
+            build(&ssc)?;
+            ssc
+        }
+    };
+    println!(
+        "Counting the words of the files moved into {}.",
+        dir.display()
+    );
+    ssc.start().await?;
+    let signals = SignalStop::install(&ssc)?;
+    let idle = async {
+        let Some(secs) = args.idle_exit_secs else {
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let since = last_words
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .elapsed();
+            if since >= Duration::from_secs(secs) {
+                println!("No new words for {secs} s: stopping.");
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = idle => {}
+        result = ssc.await_termination() => result?,
+    }
+    ssc.stop(StopMode::Graceful).await?;
+    let snapshot =
+        std::mem::take(&mut *last_snapshot.lock().unwrap_or_else(PoisonError::into_inner));
+    let words_in_state: u64 = snapshot.iter().map(|(_, c)| c).sum();
+    println!(
+        "Final state: {} distinct words, {words_in_state} words; top 10: {}{}",
+        snapshot.len(),
+        top(snapshot.clone(), 10),
+        if signals.interrupted() {
+            " (stopped on a signal)"
+        } else {
+            ""
+        }
+    );
+    if let Some(path) = &args.final_state {
+        let mut sorted = snapshot;
+        sorted.sort();
+        let text: String = sorted.iter().map(|(w, c)| format!("{w}\t{c}\n")).collect();
+        // Written aside, then renamed: a reader never sees half a file.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| format!("--final-state: cannot write {}: {e}", path.display()))?;
+        println!("Wrote the final state to {}.", path.display());
+    }
+    Ok(())
+}
+
 #[actix::main]
 async fn main() -> Result<(), BoxError> {
     init_tracing();
     let args = Args::parse();
+    if let Some(dir) = args.directory.clone() {
+        return run_directory(&args, &dir).await;
+    }
     let lines = read_lines(&args.input)?;
     let total = lines.len();
     let initial: Vec<(String, u64)> = if args.no_initial_state {
@@ -93,14 +251,6 @@ async fn main() -> Result<(), BoxError> {
         args.executors,
     )?;
     let initial_rdd = ssc.parallelize(initial, 2);
-    // Spark's `mappingFunc`: adds the word's count to its running total, stores it, and
-    // emits `(word, total so far)`. (A closure: the key comes as `&String`, which clippy
-    // would flag on a named function.)
-    let running_count = |word: &String, one: Option<u64>, state: &mut State<u64>| {
-        let total = one.unwrap_or(0) + state.get().copied().unwrap_or(0);
-        state.update(total);
-        (word.clone(), total)
-    };
     let state_dstream = ssc
         .socket_text_stream("127.0.0.1", port)
         .flat_map(words)

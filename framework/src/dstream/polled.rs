@@ -102,20 +102,21 @@ impl<S: PolledSource> RestorableInput for Polled<S> {
         self.source.start()
     }
     fn save(&self, horizon: Time) -> Result<Vec<u8>> {
-        let batches = {
-            let mut selected = lock(&self.selected);
-            // Batches at or before the horizon are never recomputed again: forget them.
-            let keep = selected.split_off(&(horizon + Duration::from_millis(1)));
-            *selected = keep;
-            selected
+        // Under the lock `poll` runs under: the splits and the source's state agree (a split
+        // the source counts as seen is in some batch).
+        let mut selected = lock(&self.selected);
+        // Batches at or before the horizon are never recomputed again: forget them.
+        let keep = selected.split_off(&(horizon + Duration::from_millis(1)));
+        *selected = keep;
+        let saved = Saved::<S> {
+            batches: selected
                 .iter()
                 .map(|(t, s)| (t.as_ms(), s.clone()))
-                .collect()
-        };
-        encode(&Saved::<S> {
-            batches,
+                .collect(),
             source: self.source.state(),
-        })
+        };
+        drop(selected);
+        encode(&saved)
     }
     fn restore(&self, state: &[u8], dir: &str) -> Result<()> {
         let key = format!("meta/input {}", self.source.name());
