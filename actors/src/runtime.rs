@@ -67,6 +67,12 @@ impl Runtime {
             Time::from_ms(now).floor(config.get_batch_interval())
         };
         let slots = graph.start(zero)?;
+        if graph.restored_batch().is_none() && config.get_checkpoint_dir().is_some() {
+            // A first checkpoint before the first batch: a restart after an early kill
+            // resumes this run (e.g. the files a file stream ignored at start stay ignored,
+            // and those that arrived since are read) instead of starting anew.
+            graph.write_metadata_checkpoint(zero)?;
+        }
         let executors = config.get_executors();
         let blocks = BlockManager::new(executors);
         let registry = TaskRegistry::new();
