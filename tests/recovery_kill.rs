@@ -21,7 +21,10 @@ use common::{words_of, XorShift};
 /// `target/<profile>/examples/stateful_wordcount`, next to this test's `deps/` folder.
 fn example_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let bin = profile_dir.join("examples").join("stateful_wordcount");
     assert!(
         bin.exists(),
@@ -34,8 +37,22 @@ fn example_binary() -> PathBuf {
 fn start(bin: &Path, root: &Path, run: usize) -> Child {
     let log = fs::File::create(root.join(format!("run-{run}.log"))).expect("a log file");
     Command::new(bin)
-        .args(["--directory", "in", "--checkpoint-dir", "ckpt", "--final-state", "final.tsv"])
-        .args(["--idle-exit-secs", "2", "--batch-ms", "100", "--executors", "2"])
+        .args([
+            "--directory",
+            "in",
+            "--checkpoint-dir",
+            "ckpt",
+            "--final-state",
+            "final.tsv",
+        ])
+        .args([
+            "--idle-exit-secs",
+            "2",
+            "--batch-ms",
+            "100",
+            "--executors",
+            "2",
+        ])
         .current_dir(root)
         .stdout(log)
         .stderr(Stdio::null())
@@ -110,7 +127,11 @@ fn killed_five_times_with_sigkill_the_job_loses_and_doubles_nothing() {
         std::thread::sleep(Duration::from_millis(300 + rng.below(700)));
         job.kill().expect("SIGKILL the job");
         let status = wait(&mut job, Duration::from_secs(10));
-        assert_eq!(status.signal(), Some(9), "kill {kill}: the job was killed by SIGKILL");
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "kill {kill}: the job was killed by SIGKILL"
+        );
         job = start(&bin, root.path(), kill + 1);
     }
     feeder.join().unwrap();
@@ -141,6 +162,9 @@ fn killed_five_times_with_sigkill_the_job_loses_and_doubles_nothing() {
         .filter(|(w, n)| expected.get(*w).is_none_or(|m| m < n))
         .take(5)
         .collect();
-    assert!(lost.is_empty() && doubled.is_empty(), "lost {lost:?}, doubled {doubled:?}");
+    assert!(
+        lost.is_empty() && doubled.is_empty(),
+        "lost {lost:?}, doubled {doubled:?}"
+    );
     assert_eq!(final_state, expected);
 }
