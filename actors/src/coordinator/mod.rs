@@ -9,6 +9,7 @@
 
 mod batches;
 mod executor_pool;
+mod faults;
 mod job_runner;
 mod stopping;
 
