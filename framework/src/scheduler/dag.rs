@@ -180,7 +180,12 @@ impl DagScheduler {
                         }
                         warn!(%shuffle, map, "Shuffle output lost; rerunning its map stage.");
                         self.counters.stage_resubmitted();
-                        self.map_outputs.unregister(shuffle, map);
+                        // As Spark on a fetch failure: what the executor that held the
+                        // output held is presumed gone too, so it is all rerun in one go.
+                        match self.map_outputs.location(shuffle, map) {
+                            Some(e) => self.map_outputs.remove_executor(e),
+                            None => self.map_outputs.unregister(shuffle, map),
+                        }
                         continue 'plan;
                     }
                     Err(StageFailure::Failed(e)) => return Err(e),
