@@ -54,7 +54,11 @@ async fn shuffle_program(
     kills_between: &[(u32, usize)],
     kill_in_output: Option<(i64, usize)>,
     batches: u32,
-) -> (Vec<Vec<(String, u64)>>, Vec<Vec<(String, u64)>>, SchedulerMetrics) {
+) -> (
+    Vec<Vec<(String, u64)>>,
+    Vec<Vec<(String, u64)>>,
+    SchedulerMetrics,
+) {
     let ssc = context(3, 3);
     let counts = ssc
         .queue_stream(words(batches as usize))
@@ -79,11 +83,15 @@ async fn shuffle_program(
     ssc.start().await.unwrap();
     let mut done = 0;
     for &(after, executor) in kills_between {
-        ssc.advance(after - done).await.expect("batches before the kill");
+        ssc.advance(after - done)
+            .await
+            .expect("batches before the kill");
         done = after;
         ssc.kill_executor(executor).await.expect("executor exists");
     }
-    ssc.advance(batches - done).await.expect("batches after the kills");
+    ssc.advance(batches - done)
+        .await
+        .expect("batches after the kills");
     let m = metrics(&ssc);
     ssc.stop(StopMode::Now).await.unwrap();
     (
@@ -98,7 +106,11 @@ async fn kills_between_batches_and_from_an_output_give_the_fault_free_output() {
     within(async {
         let (counts, windowed, clean) = shuffle_program(&[], None, 6).await;
         assert_eq!(clean.executors_lost, 0);
-        assert_eq!(counts, hand_counts(&words(6)), "the fault-free run is right");
+        assert_eq!(
+            counts,
+            hand_counts(&words(6)),
+            "the fault-free run is right"
+        );
 
         // Before batch 2's shuffle (after batch 1), after batch 3's (its cached counts and
         // map outputs are what the window of batch 4 and 5 reads), and from an output
@@ -161,9 +173,7 @@ async fn stateful_program(
     batches: u32,
 ) -> (Vec<Vec<String>>, SchedulerMetrics) {
     let ssc = context(3, 3);
-    let pairs = ssc
-        .queue_stream(words(batches as usize))
-        .map(|w| (w, 1i64));
+    let pairs = ssc.queue_stream(words(batches as usize)).map(|w| (w, 1i64));
     let mws = pairs.map_with_state(StateSpec::function(
         |key: &String, value: Option<i64>, state: &mut State<i64>| {
             let sum = state.get().copied().unwrap_or(0) + value.unwrap_or(0);
@@ -176,7 +186,9 @@ async fn stateful_program(
         .state_snapshots()
         .map(|(k, v)| format!("snapshot {k}={v}"));
     let totals = pairs
-        .update_state_by_key(|vs: Vec<i64>, s: Option<i64>| Some(s.unwrap_or(0) + vs.iter().sum::<i64>()))
+        .update_state_by_key(|vs: Vec<i64>, s: Option<i64>| {
+            Some(s.unwrap_or(0) + vs.iter().sum::<i64>())
+        })
         .map(|(k, v)| format!("total {k}={v}"));
     let windowed = pairs
         .reduce_by_key_and_window_inv(|a, b| a + b, |a, b| a - b, B * 3, B)
@@ -189,11 +201,15 @@ async fn stateful_program(
     ssc.start().await.unwrap();
     let mut done = 0;
     for &(after, executor) in kills_between {
-        ssc.advance(after - done).await.expect("batches before the kill");
+        ssc.advance(after - done)
+            .await
+            .expect("batches before the kill");
         done = after;
         ssc.kill_executor(executor).await.expect("executor exists");
     }
-    ssc.advance(batches - done).await.expect("batches after the kills");
+    ssc.advance(batches - done)
+        .await
+        .expect("batches after the kills");
     let m = metrics(&ssc);
     ssc.stop(StopMode::Now).await.unwrap();
     (sorted_batches(out.batches()), m)
@@ -293,7 +309,10 @@ async fn killing_an_unknown_executor_is_an_error_naming_it() {
         ssc.start().await.unwrap();
         let err = ssc.kill_executor(3).await.expect_err("out of range");
         let msg = err.to_string();
-        assert!(msg.contains("executor 3") && msg.contains("3 executor(s)"), "{msg}");
+        assert!(
+            msg.contains("executor 3") && msg.contains("3 executor(s)"),
+            "{msg}"
+        );
         let err = ssc
             .slow_executor(7, Duration::from_millis(1))
             .await

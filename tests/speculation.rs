@@ -42,7 +42,9 @@ async fn run_slowed(
         .reduce_by_key(|a, b| a + b)
         .collect_batches();
     ssc.start().await.unwrap();
-    ssc.slow_executor(1, delay).await.expect("executor 1 exists");
+    ssc.slow_executor(1, delay)
+        .await
+        .expect("executor 1 exists");
     ssc.advance(2).await.expect("both batches finish");
     ssc.slow_executor(1, Duration::ZERO)
         .await
@@ -68,11 +70,8 @@ async fn a_slowed_executors_tasks_are_speculated_and_the_batches_finish() {
 #[actix::test]
 async fn without_speculation_a_slowed_executor_only_delays_the_batch() {
     within(async {
-        let (out, m) = run_slowed(
-            config(3, 6).speculation(false),
-            Duration::from_millis(150),
-        )
-        .await;
+        let (out, m) =
+            run_slowed(config(3, 6).speculation(false), Duration::from_millis(150)).await;
         assert_eq!(out, hand_counts(&input()));
         assert_eq!(m.speculative_tasks, 0, "{m:?}");
     })

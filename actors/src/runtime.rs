@@ -67,12 +67,14 @@ impl Runtime {
         let executors = config.get_executors();
         let blocks = BlockManager::new(executors);
         let registry = TaskRegistry::new();
-        let dag = Rc::new(DagScheduler::new(
-            registry.clone(),
-            Arc::new(MapOutputTracker::new()),
-            config.get_max_task_attempts(),
-        )
-        .with_speculation(config.get_speculation()));
+        let dag = Rc::new(
+            DagScheduler::new(
+                registry.clone(),
+                Arc::new(MapOutputTracker::new()),
+                config.get_max_task_attempts(),
+            )
+            .with_speculation(config.get_speculation()),
+        );
         let counters = dag.counters().clone();
         let pool_counters = counters.clone();
         let runner_blocks = blocks.clone();

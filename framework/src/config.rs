@@ -310,16 +310,23 @@ mod tests {
         assert!(err(StreamingConfig::new().default_parallelism(0)).contains("default_parallelism"));
         assert!(err(StreamingConfig::new().speculation_multiplier(0.5))
             .contains("speculation_multiplier"));
-        assert!(err(StreamingConfig::new().speculation_quantile(0.0)).contains("speculation_quantile"));
+        assert!(
+            err(StreamingConfig::new().speculation_quantile(0.0)).contains("speculation_quantile")
+        );
         assert!(err(StreamingConfig::new().speculation_quantile(f64::NAN))
             .contains("speculation_quantile"));
     }
 
     #[test]
     fn speculation_is_on_by_default_with_spark_settings() {
-        let s = StreamingConfig::new().get_speculation().expect("on by default");
+        let s = StreamingConfig::new()
+            .get_speculation()
+            .expect("on by default");
         assert_eq!((s.multiplier, s.quantile), (1.5, 0.75));
-        assert_eq!(StreamingConfig::new().speculation(false).get_speculation(), None);
+        assert_eq!(
+            StreamingConfig::new().speculation(false).get_speculation(),
+            None
+        );
     }
 
     #[test]

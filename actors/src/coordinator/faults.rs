@@ -11,7 +11,11 @@ use crate::messages::{KillExecutor, SlowExecutor};
 impl Handler<KillExecutor> for Coordinator {
     type Result = Result<()>;
 
-    fn handle(&mut self, KillExecutor(executor): KillExecutor, _: &mut Context<Self>) -> Result<()> {
+    fn handle(
+        &mut self,
+        KillExecutor(executor): KillExecutor,
+        _: &mut Context<Self>,
+    ) -> Result<()> {
         self.pool.kill(executor)?;
         // Its shuffle outputs went with its store: the next job that needs them reruns
         // their map tasks; a reduce task that asks for one now gets FetchFailed.

@@ -259,7 +259,9 @@ fn a_task_on_a_lost_executor_is_rerun_elsewhere() {
     // and no later stage goes there.
     for p in [1, 4] {
         assert!(
-            launches.iter().any(|l| l.0 != 1 && l.1 == TaskKind::ShuffleMap && l.2 == p),
+            launches
+                .iter()
+                .any(|l| l.0 != 1 && l.1 == TaskKind::ShuffleMap && l.2 == p),
             "map partition {p} rerun elsewhere: {launches:?}"
         );
     }

@@ -60,7 +60,10 @@ impl Speculation {
     /// durations (`finished` must not be empty; it is reordered).
     pub fn threshold(&self, finished: &mut [Duration]) -> Duration {
         finished.sort_unstable();
-        let median = finished.get(finished.len() / 2).copied().unwrap_or_default();
+        let median = finished
+            .get(finished.len() / 2)
+            .copied()
+            .unwrap_or_default();
         median.mul_f64(self.multiplier).max(self.min_runtime)
     }
 }
@@ -124,6 +127,10 @@ mod tests {
         assert_eq!(s.min_finished(1), 1);
         let ms = Duration::from_millis;
         assert_eq!(s.threshold(&mut [ms(400), ms(200), ms(300)]), ms(450));
-        assert_eq!(s.threshold(&mut [ms(1), ms(2)]), ms(100), "min_runtime floor");
+        assert_eq!(
+            s.threshold(&mut [ms(1), ms(2)]),
+            ms(100),
+            "min_runtime floor"
+        );
     }
 }
