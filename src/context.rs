@@ -11,6 +11,7 @@ use rivulet_framework::dstream::{DStream, DStreamGraph};
 use rivulet_framework::listener::StreamingListener;
 use rivulet_framework::rdd::{Rdd, RddContext};
 use rivulet_framework::receiver::Receiver;
+use rivulet_framework::scheduler::SchedulerMetrics;
 use rivulet_framework::{CheckpointError, Error, OpInfo, Result};
 use rivulet_receivers::{SocketTextReceiver, TextFileSource};
 
@@ -324,5 +325,42 @@ impl StreamingContext {
     /// Where the context stands; `None` before start.
     pub fn status(&self) -> Option<Status> {
         lock(&self.inner.runtime).as_ref().map(|r| r.status())
+    }
+
+    /// Kills executor `executor` (numbered from 0) as a crash outside a task would, for
+    /// tests and chaos drills: its thread stops and its block store is lost. Tasks running
+    /// on it come back as lost and run elsewhere; lost cached partitions and shuffle outputs
+    /// are recomputed from lineage; input blocks are read from their replica on another
+    /// executor (with one executor there is none, and the batch fails). A new executor
+    /// takes its place at once. Returns once the loss is handled; see
+    /// [`scheduler_metrics`](StreamingContext::scheduler_metrics) for what it cost.
+    ///
+    /// To kill from inside a task or output function, which are not async, wait on it with
+    /// `futures::executor::block_on`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the index and the executor count when `executor` is out of
+    /// range; [`Error::NotRunning`] before start or after stop.
+    pub async fn kill_executor(&self, executor: usize) -> Result<()> {
+        self.runtime()?.kill_executor(executor).await
+    }
+
+    /// Makes executor `executor` (numbered from 0) sleep `delay` before each task, a
+    /// straggler for speculation tests and benches (see
+    /// [`StreamingConfig::speculation`]); `Duration::ZERO` clears it.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the index and the executor count when `executor` is out of
+    /// range; [`Error::NotRunning`] before start or after stop.
+    pub async fn slow_executor(&self, executor: usize, delay: std::time::Duration) -> Result<()> {
+        self.runtime()?.slow_executor(executor, delay).await
+    }
+
+    /// What the scheduler healed since start (executors lost, tasks rerun, map stages
+    /// resubmitted, speculative copies); `None` before start.
+    pub fn scheduler_metrics(&self) -> Option<SchedulerMetrics> {
+        lock(&self.inner.runtime)
+            .as_ref()
+            .map(|r| r.scheduler_metrics())
     }
 }

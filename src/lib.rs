@@ -63,6 +63,7 @@ pub mod prelude {
     pub use rivulet_framework::partitioner::HashPartitioner;
     pub use rivulet_framework::rdd::{PartitionIter, Rdd};
     pub use rivulet_framework::receiver::{BlockSink, Flow, Receiver, ReceiverError};
+    pub use rivulet_framework::scheduler::SchedulerMetrics;
     pub use rivulet_framework::time::Time;
     pub use rivulet_framework::{BoxError, Error, GraphError, Result};
 }

@@ -3,6 +3,7 @@
 //! loses exactly its store.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -41,6 +42,15 @@ impl BlockManager {
                 .iter()
                 .find_map(|s| s.get(id).map(|b| b.value().clone()))
         })
+    }
+
+    /// The executors whose stores hold `id` now, in executor order: the source of truth
+    /// for where a block is (the locations recorded when it was stored go stale when an
+    /// executor is lost).
+    pub fn locations(&self, id: &BlockId) -> Vec<ExecutorId> {
+        (0..self.stores.len())
+            .filter(|&e| self.stores[e].contains_key(id))
+            .collect()
     }
 
     /// Whether any store holds `id`.
@@ -90,9 +100,21 @@ impl BlockManager {
 
     /// The view of the stores that a task on `executor` uses.
     pub fn for_executor(self: &Arc<Self>, executor: ExecutorId) -> Arc<dyn BlockAccess> {
+        self.for_executor_while(executor, Arc::new(AtomicBool::new(true)))
+    }
+
+    /// As [`for_executor`](BlockManager::for_executor), for an executor that is running
+    /// while `alive` holds: once it is cleared (the executor was killed), what its
+    /// leftover task writes is dropped, as a dead executor's writes would be.
+    pub(crate) fn for_executor_while(
+        self: &Arc<Self>,
+        executor: ExecutorId,
+        alive: Arc<AtomicBool>,
+    ) -> Arc<dyn BlockAccess> {
         Arc::new(ExecutorBlocks {
             executor,
             manager: self.clone(),
+            alive,
         })
     }
 }
@@ -109,6 +131,7 @@ impl fmt::Debug for BlockManager {
 struct ExecutorBlocks {
     executor: ExecutorId,
     manager: Arc<BlockManager>,
+    alive: Arc<AtomicBool>,
 }
 
 impl BlockAccess for ExecutorBlocks {
@@ -116,7 +139,9 @@ impl BlockAccess for ExecutorBlocks {
         self.manager.get(self.executor, id)
     }
     fn put(&self, id: BlockId, data: BlockData) {
-        self.manager.put(self.executor, id, data)
+        if self.alive.load(Ordering::Acquire) {
+            self.manager.put(self.executor, id, data)
+        }
     }
 }
 
@@ -153,6 +178,7 @@ mod tests {
             Arc::new(()),
         );
         assert!(m.get(0, &input).is_some());
+        assert_eq!(m.locations(&input), vec![1]);
         m.remove_batches_up_to(1000);
         assert_eq!(m.len(0), 1, "only the batch-2000 shuffle block remains");
         assert_eq!(m.len(1), 1, "input blocks are dropped by id, not by time");

@@ -2,7 +2,9 @@
 //! User code runs under `catch_unwind` inside [`run_task`], so a panic fails the task, not
 //! the thread.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::{Actor, Context, Handler, MessageResult};
 use rivulet_framework::block::ExecutorId;
@@ -16,11 +18,28 @@ use crate::messages::RunTask;
 /// Tasks an executor's mailbox holds: the scheduler keeps at most two in flight each.
 const MAILBOX: usize = 4;
 
+/// Fault injection for one executor: whether it is alive, and how long it sleeps before
+/// each task (a straggler). Shared with the executor pool, which sets them.
+#[derive(Clone, Debug)]
+pub(crate) struct ExecutorHooks {
+    /// Cleared when the executor is killed: its tasks then answer `ExecutorLost`.
+    pub(crate) alive: Arc<AtomicBool>,
+    /// Nanoseconds to sleep before each task; 0 for none.
+    pub(crate) delay_ns: Arc<AtomicU64>,
+}
+
+impl ExecutorHooks {
+    fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+}
+
 /// Runs tasks against the shared block stores, as executor `id`.
 pub struct Executor {
     id: ExecutorId,
     registry: Arc<TaskRegistry>,
     blocks: Arc<dyn BlockAccess>,
+    hooks: Option<ExecutorHooks>,
 }
 
 impl Executor {
@@ -34,7 +53,19 @@ impl Executor {
             id,
             registry,
             blocks,
+            hooks: None,
         }
+    }
+
+    /// This executor, dying and slowing down as `hooks` say.
+    pub(crate) fn with_hooks(mut self, hooks: ExecutorHooks) -> Executor {
+        self.hooks = Some(hooks);
+        self
+    }
+
+    /// Whether a kill has reached this executor: then it answers as a dead one would.
+    fn is_killed(&self) -> bool {
+        self.hooks.as_ref().is_some_and(|h| !h.is_alive())
     }
 }
 
@@ -64,6 +95,18 @@ impl Handler<RunTask> for Executor {
             partition = task.partition
         )
         .entered();
+        let delay_ns = self
+            .hooks
+            .as_ref()
+            .map_or(0, |h| h.delay_ns.load(Ordering::Relaxed));
+        if delay_ns > 0 {
+            // A straggler on purpose (StreamingContext::slow_executor): blocking this
+            // executor's own arbiter thread is the point.
+            std::thread::sleep(Duration::from_nanos(delay_ns));
+        }
+        if self.is_killed() {
+            return MessageResult(TaskOutcome::ExecutorLost);
+        }
         let outcome = match self.registry.get(task.job, task.stage) {
             Some(stage) => run_task(
                 &stage,
@@ -77,6 +120,10 @@ impl Handler<RunTask> for Executor {
                 fetch_failed: None,
             }),
         };
+        if self.is_killed() {
+            // Killed while the task ran: its result dies with the executor.
+            return MessageResult(TaskOutcome::ExecutorLost);
+        }
         MessageResult(outcome)
     }
 }

@@ -89,6 +89,25 @@ pub enum ReceiverEvent {
     GaveUp(ReceiverInfo),
 }
 
+/// Kills an executor, as a crash outside a task would (fault injection for tests and
+/// drills; Spark has no message for it: `SparkContext.killExecutor` comes closest). The
+/// coordinator marks it lost, forgets its map outputs, clears its block store and starts a
+/// replacement; answers once that is done, or with an error for an unknown executor.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<()>")]
+pub struct KillExecutor(pub usize);
+
+/// Makes an executor sleep this long before each task, a straggler for speculation tests
+/// and benches (`Duration::ZERO` clears it); answers with an error for an unknown executor.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<()>")]
+pub struct SlowExecutor {
+    /// The executor's index, from 0.
+    pub executor: usize,
+    /// The delay before each of its tasks.
+    pub delay: std::time::Duration,
+}
+
 /// Adds a listener.
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -8,7 +8,9 @@ use actix::{Actor, Addr, Arbiter};
 use rivulet_framework::config::StreamingConfig;
 use rivulet_framework::dstream::DStreamGraph;
 use rivulet_framework::listener::StreamingListener;
-use rivulet_framework::scheduler::{DagScheduler, MapOutputTracker, TaskRegistry};
+use rivulet_framework::scheduler::{
+    DagScheduler, MapOutputTracker, SchedulerCounters, SchedulerMetrics, TaskRegistry,
+};
 use rivulet_framework::time::Time;
 use rivulet_framework::{Error, Result};
 use tokio::sync::watch;
@@ -20,7 +22,9 @@ use crate::coordinator::{
     ClusterRunner, Coordinator, CoordinatorParts, ExecutorPool, ReceiverHandle,
 };
 use crate::listener_bus::ListenerBus;
-use crate::messages::{AddListener, Advance, CrashCoordinator, StopContext, StopMode};
+use crate::messages::{
+    AddListener, Advance, CrashCoordinator, KillExecutor, SlowExecutor, StopContext, StopMode,
+};
 use crate::receiver_supervisor::ReceiverSupervisor;
 use crate::supervision::RestartPolicy;
 
@@ -76,11 +80,17 @@ impl Runtime {
         let executors = config.get_executors();
         let blocks = BlockManager::new(executors);
         let registry = TaskRegistry::new();
-        let dag = Rc::new(DagScheduler::new(
-            registry.clone(),
-            Arc::new(MapOutputTracker::new()),
-            config.get_max_task_attempts(),
-        ));
+        let dag = Rc::new(
+            DagScheduler::new(
+                registry.clone(),
+                Arc::new(MapOutputTracker::new()),
+                config.get_max_task_attempts(),
+            )
+            .with_speculation(config.get_speculation()),
+        );
+        let counters = dag.counters().clone();
+        let pool_counters = counters.clone();
+        let runner_blocks = blocks.clone();
         let (status, status_rx) = watch::channel(Status::Running);
         let block_interval = (!manual).then(|| config.get_block_interval());
         let policy = RestartPolicy::new(
@@ -136,7 +146,7 @@ impl Runtime {
                 graph: coordinator_graph,
                 manual,
                 dag,
-                pool: ExecutorPool::start(executors, blocks.clone(), registry),
+                pool: ExecutorPool::start(executors, blocks.clone(), registry, pool_counters),
                 blocks,
                 receivers,
                 listeners: bus,
@@ -146,11 +156,13 @@ impl Runtime {
         });
         graph.rdd_context().set_runner(Arc::new(ClusterRunner {
             coordinator: coordinator.clone().recipient(),
+            blocks: runner_blocks,
         }));
         Ok(RuntimeHandle {
             coordinator,
             status: status_rx,
             manual,
+            counters,
         })
     }
 }
@@ -161,6 +173,7 @@ pub struct RuntimeHandle {
     coordinator: Addr<Coordinator>,
     status: watch::Receiver<Status>,
     manual: bool,
+    counters: Arc<SchedulerCounters>,
 }
 
 impl RuntimeHandle {
@@ -273,5 +286,43 @@ impl RuntimeHandle {
             }
             status => status,
         }
+    }
+
+    /// Kills executor `executor` (from 0) as a crash outside a task would, for tests and
+    /// chaos drills: its arbiter stops and its block store is lost; tasks running on it are
+    /// rerun elsewhere, lost cached partitions and shuffle outputs are recomputed from
+    /// lineage, input blocks are read from their replica. A new executor takes its place
+    /// at once (up to 10 losses within 60 s over all executors; past that the context runs
+    /// without the executor).
+    /// Returns once the coordinator has handled the loss.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the index and the executor count when `executor` is out of
+    /// range; [`Error::NotRunning`] once stopped.
+    pub async fn kill_executor(&self, executor: usize) -> Result<()> {
+        self.coordinator
+            .send(KillExecutor(executor))
+            .await
+            .map_err(|_| Error::NotRunning("the streaming context has stopped".into()))?
+    }
+
+    /// Makes executor `executor` (from 0) sleep `delay` before each task, blocking its own
+    /// thread, to simulate a straggler (tests, benches); `Duration::ZERO` clears it. Tasks
+    /// already queued on it are delayed too. The setting survives the executor's restarts.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the index and the executor count when `executor` is out of
+    /// range; [`Error::NotRunning`] once stopped.
+    pub async fn slow_executor(&self, executor: usize, delay: std::time::Duration) -> Result<()> {
+        self.coordinator
+            .send(SlowExecutor { executor, delay })
+            .await
+            .map_err(|_| Error::NotRunning("the streaming context has stopped".into()))?
+    }
+
+    /// What the scheduler has healed since start: executors lost, tasks rerun after a
+    /// loss, map stages resubmitted, speculative copies launched.
+    pub fn scheduler_metrics(&self) -> SchedulerMetrics {
+        self.counters.snapshot()
     }
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::scheduler::Speculation;
 use crate::time::{duration_ms, is_multiple};
 
 /// The default block interval (Spark: `spark.streaming.blockInterval`), capped at the batch
@@ -43,6 +44,8 @@ pub struct StreamingConfig {
     receiver_restart_delay: Duration,
     checkpoint_dir: Option<std::path::PathBuf>,
     checkpoint_interval: Option<Duration>,
+    speculation: bool,
+    speculation_settings: Speculation,
 }
 
 impl Default for StreamingConfig {
@@ -61,6 +64,8 @@ impl Default for StreamingConfig {
             receiver_restart_delay: Duration::from_millis(100),
             checkpoint_dir: None,
             checkpoint_interval: None,
+            speculation: true,
+            speculation_settings: Speculation::default(),
         }
     }
 }
@@ -160,12 +165,35 @@ impl StreamingConfig {
         self
     }
 
+    /// Whether slow tasks get a speculative copy on another executor, the first copy to
+    /// finish winning (Spark: `spark.speculation`; on by default here). See
+    /// [`Speculation`] for when a task counts as slow.
+    pub fn speculation(mut self, enabled: bool) -> Self {
+        self.speculation = enabled;
+        self
+    }
+
+    /// How many times slower than the median of its stage's finished tasks a task must be
+    /// to be speculated (Spark: `spark.speculation.multiplier`, default 1.5; at least 1).
+    pub fn speculation_multiplier(mut self, multiplier: f64) -> Self {
+        self.speculation_settings.multiplier = multiplier;
+        self
+    }
+
+    /// The fraction of a stage's tasks that must finish before any is speculated (Spark:
+    /// `spark.speculation.quantile`, default 0.75; in `(0, 1]`).
+    pub fn speculation_quantile(mut self, quantile: f64) -> Self {
+        self.speculation_settings.quantile = quantile;
+        self
+    }
+
     /// Checks every setting.
     ///
     /// # Errors
     /// [`Error::Config`] naming the setting: a batch interval under 1 ms or not whole
     /// milliseconds, a block interval larger than the batch interval or zero, zero executors,
-    /// zero default parallelism, zero receiver buffer, zero task attempts.
+    /// zero default parallelism, zero receiver buffer, zero task attempts, a speculation
+    /// multiplier under 1 or a quantile outside `(0, 1]`.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
         if duration_ms(self.batch_interval) < 1 {
@@ -211,6 +239,19 @@ impl StreamingConfig {
                     "checkpoint_interval must be at least 1 ms, got {c:?}"
                 ));
             }
+        }
+        let s = self.speculation_settings;
+        if !(s.multiplier.is_finite() && s.multiplier >= 1.0) {
+            return bad(format!(
+                "speculation_multiplier must be a number of at least 1, got {}",
+                s.multiplier
+            ));
+        }
+        if !(s.quantile > 0.0 && s.quantile <= 1.0) {
+            return bad(format!(
+                "speculation_quantile must be in (0, 1], got {}",
+                s.quantile
+            ));
         }
         if let Some(r) = self.remember {
             if !is_multiple(r, Duration::from_millis(1)) {
@@ -275,6 +316,10 @@ impl StreamingConfig {
     pub fn get_receiver_restart_delay(&self) -> Duration {
         self.receiver_restart_delay
     }
+    /// The speculation settings in effect; `None` when speculation is off.
+    pub fn get_speculation(&self) -> Option<Speculation> {
+        self.speculation.then_some(self.speculation_settings)
+    }
 }
 
 #[cfg(test)]
@@ -301,6 +346,25 @@ mod tests {
         .contains("block_interval"));
         assert!(err(StreamingConfig::new().executors(0)).contains("executors"));
         assert!(err(StreamingConfig::new().default_parallelism(0)).contains("default_parallelism"));
+        assert!(err(StreamingConfig::new().speculation_multiplier(0.5))
+            .contains("speculation_multiplier"));
+        assert!(
+            err(StreamingConfig::new().speculation_quantile(0.0)).contains("speculation_quantile")
+        );
+        assert!(err(StreamingConfig::new().speculation_quantile(f64::NAN))
+            .contains("speculation_quantile"));
+    }
+
+    #[test]
+    fn speculation_is_on_by_default_with_spark_settings() {
+        let s = StreamingConfig::new()
+            .get_speculation()
+            .expect("on by default");
+        assert_eq!((s.multiplier, s.quantile), (1.5, 0.75));
+        assert_eq!(
+            StreamingConfig::new().speculation(false).get_speculation(),
+            None
+        );
     }
 
     #[test]

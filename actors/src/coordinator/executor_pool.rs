@@ -1,51 +1,64 @@
 //! The executors as the DAG scheduler sees them: a [`TaskLauncher`] over executor actors,
-//! each on its own arbiter, restarted when one is lost.
+//! each on its own arbiter, restarted when one is lost (or killed on purpose).
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, Arbiter};
 use futures::future::LocalBoxFuture;
 use rivulet_framework::block::{BlockId, ExecutorId};
-use rivulet_framework::scheduler::{TaskDescription, TaskLauncher, TaskOutcome, TaskRegistry};
-use rivulet_framework::Error;
+use rivulet_framework::scheduler::{
+    SchedulerCounters, TaskDescription, TaskLauncher, TaskOutcome, TaskRegistry,
+};
+use rivulet_framework::{Error, Result};
 use tracing::{error, warn};
 
 use crate::block_store::BlockManager;
-use crate::executor::Executor;
+use crate::executor::{Executor, ExecutorHooks};
 use crate::messages::RunTask;
 use crate::supervision::{RestartPolicy, RestartTracker};
 
 struct Slot {
     addr: Option<Addr<Executor>>,
     arbiter: Arbiter,
+    /// Cleared when this incarnation is killed or found dead.
+    alive: Arc<AtomicBool>,
 }
 
 /// The executors, one per arbiter thread.
 pub(crate) struct ExecutorPool {
     slots: RefCell<Vec<Slot>>,
+    /// Per executor index, the delay before each task (kept across restarts: a slow
+    /// machine stays slow).
+    delays_ns: Vec<Arc<AtomicU64>>,
     blocks: Arc<BlockManager>,
     registry: Arc<TaskRegistry>,
     restarts: RefCell<RestartTracker>,
     /// Set when the last executor was given up on: the context must stop with it.
     failure: RefCell<Option<Error>>,
+    counters: Arc<SchedulerCounters>,
 }
 
 impl ExecutorPool {
-    /// Starts `n` executors over `blocks`, resolving tasks through `registry`.
+    /// Starts `n` executors over `blocks`, resolving tasks through `registry` and counting
+    /// losses in `counters`.
     pub(crate) fn start(
         n: usize,
         blocks: Arc<BlockManager>,
         registry: Arc<TaskRegistry>,
+        counters: Arc<SchedulerCounters>,
     ) -> Rc<ExecutorPool> {
         let pool = ExecutorPool {
             slots: RefCell::new(Vec::with_capacity(n)),
+            delays_ns: (0..n).map(|_| Arc::default()).collect(),
             blocks,
             registry,
             restarts: RefCell::new(RestartTracker::new(RestartPolicy::new(10, Duration::ZERO))),
             failure: RefCell::new(None),
+            counters,
         };
         let slots = (0..n).map(|id| pool.spawn(id)).collect();
         *pool.slots.borrow_mut() = slots;
@@ -54,13 +67,20 @@ impl ExecutorPool {
 
     fn spawn(&self, id: ExecutorId) -> Slot {
         let arbiter = Arbiter::new();
-        let (registry, blocks) = (self.registry.clone(), self.blocks.for_executor(id));
+        let alive = Arc::new(AtomicBool::new(true));
+        let hooks = ExecutorHooks {
+            alive: alive.clone(),
+            delay_ns: self.delays_ns.get(id).cloned().unwrap_or_default(),
+        };
+        let registry = self.registry.clone();
+        let blocks = self.blocks.for_executor_while(id, alive.clone());
         let addr = Executor::start_in_arbiter(&arbiter.handle(), move |_| {
-            Executor::new(id, registry, blocks)
+            Executor::new(id, registry, blocks).with_hooks(hooks)
         });
         Slot {
             addr: Some(addr),
             arbiter,
+            alive,
         }
     }
 
@@ -74,6 +94,84 @@ impl ExecutorPool {
         for slot in self.slots.borrow_mut().iter_mut() {
             slot.addr = None;
             slot.arbiter.stop();
+        }
+    }
+
+    fn out_of_range(&self, what: &str, executor: ExecutorId) -> Error {
+        let n = self.delays_ns.len();
+        Error::Config(format!(
+            "{what}({executor}): there is no executor {executor}; this context has {n} executor(s), numbered 0 to {}",
+            n.saturating_sub(1)
+        ))
+    }
+
+    /// Kills executor `executor` as a crash outside a task would: its arbiter stops, its
+    /// block store is cleared, tasks running or queued on it answer `ExecutorLost`; then a
+    /// new executor takes its place (under the restart limit).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the index and the executor count when it is out of range.
+    pub(crate) fn kill(&self, executor: ExecutorId) -> Result<()> {
+        let mut slots = self.slots.borrow_mut();
+        if executor >= slots.len() {
+            drop(slots);
+            return Err(self.out_of_range("kill_executor", executor));
+        }
+        warn!(executor, "Killing executor (fault injection).");
+        self.replace(executor, &mut slots);
+        Ok(())
+    }
+
+    /// Makes executor `executor` sleep `delay` before each task (`Duration::ZERO`: no delay).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the index and the executor count when it is out of range.
+    pub(crate) fn slow(&self, executor: ExecutorId, delay: Duration) -> Result<()> {
+        let Some(d) = self.delays_ns.get(executor) else {
+            return Err(self.out_of_range("slow_executor", executor));
+        };
+        d.store(
+            u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        Ok(())
+    }
+
+    /// Takes the lost executor in `slot` down for good (its arbiter, its blocks) and starts
+    /// a replacement, unless executors were lost too often.
+    fn replace(&self, executor: ExecutorId, slots: &mut [Slot]) {
+        let slot = &mut slots[executor];
+        slot.alive.store(false, Ordering::Release);
+        slot.arbiter.stop();
+        slot.addr = None;
+        self.blocks.clear_executor(executor);
+        self.counters.executor_lost();
+        if self
+            .restarts
+            .borrow_mut()
+            .on_failure(Instant::now())
+            .is_some()
+        {
+            warn!(
+                executor,
+                "Executor lost; starting a new one (its blocks are recomputed from lineage)."
+            );
+            *slot = self.spawn(executor);
+        } else {
+            error!(executor, "Executor lost too often; running without it.");
+            if slots.iter().all(|s| s.addr.is_none()) {
+                let policy = self.restarts.borrow().policy();
+                *self.failure.borrow_mut() = Some(Error::Crashed {
+                    component: "the executors".into(),
+                    reason: format!(
+                        "lost {} times within {} s, past the restart limit of {} restarts; \
+                         executor {executor}, the last one left, was not replaced",
+                        policy.max_restarts + 1,
+                        policy.period.as_secs(),
+                        policy.max_restarts,
+                    ),
+                });
+            }
         }
     }
 }
@@ -112,44 +210,20 @@ impl TaskLauncher for ExecutorPool {
         self.blocks.contains(id)
     }
 
-    fn executor_lost(&self, executor: ExecutorId) {
+    fn executor_lost(&self, executor: ExecutorId) -> bool {
         let mut slots = self.slots.borrow_mut();
         let Some(slot) = slots.get_mut(executor) else {
-            return;
+            return false;
         };
-        if slot.addr.as_ref().is_some_and(|a| a.connected()) {
-            return; // already replaced after an earlier report
+        if slot.addr.is_none() || slot.addr.as_ref().is_some_and(|a| a.connected()) {
+            return false; // already replaced (or given up on) after an earlier report or a kill
         }
-        slot.arbiter.stop();
-        self.blocks.clear_executor(executor);
-        if self
-            .restarts
-            .borrow_mut()
-            .on_failure(Instant::now())
-            .is_some()
-        {
-            warn!(
-                executor,
-                "Executor lost; starting a new one (its blocks are recomputed from lineage)."
-            );
-            *slot = self.spawn(executor);
-        } else {
-            error!(executor, "Executor lost too often; running without it.");
-            slot.addr = None;
-            if slots.iter().all(|s| s.addr.is_none()) {
-                let policy = self.restarts.borrow().policy();
-                *self.failure.borrow_mut() = Some(Error::Crashed {
-                    component: "the executors".into(),
-                    reason: format!(
-                        "lost {} times within {} s, past the restart limit of {} restarts; \
-                         executor {executor}, the last one left, was not replaced",
-                        policy.max_restarts + 1,
-                        policy.period.as_secs(),
-                        policy.max_restarts,
-                    ),
-                });
-            }
-        }
+        self.replace(executor, &mut slots);
+        true
+    }
+
+    fn sleep(&self, duration: Duration) -> LocalBoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(duration))
     }
 }
 
@@ -157,15 +231,15 @@ impl TaskLauncher for ExecutorPool {
 mod tests {
     use super::*;
 
-    /// Marks executor `e` as gone (its actor stopped) and reports its loss.
+    /// Loses executor `e` (as `kill_executor` does).
     fn lose(pool: &ExecutorPool, e: ExecutorId) {
-        pool.slots.borrow_mut()[e].addr = None;
-        pool.executor_lost(e);
+        pool.kill(e).unwrap();
     }
 
     #[actix::test]
     async fn losing_every_executor_past_the_restart_limit_is_an_error_naming_the_count() {
-        let pool = ExecutorPool::start(2, BlockManager::new(2), TaskRegistry::new());
+        let pool =
+            ExecutorPool::start(2, BlockManager::new(2), TaskRegistry::new(), Arc::default());
         // The pool's policy: 10 restarts within 60 s, shared by its executors.
         for _ in 0..10 {
             lose(&pool, 0);

@@ -10,6 +10,7 @@
 mod batches;
 mod crash;
 mod executor_pool;
+mod faults;
 mod job_runner;
 mod stopping;
 

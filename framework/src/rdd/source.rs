@@ -62,8 +62,19 @@ impl<T: Data> RddBase for BlockRdd<T> {
     fn meta(&self) -> &RddMeta {
         &self.meta
     }
+    /// Where the block is now, as the runner's block stores say; the locations recorded
+    /// at store time only when the runner does not track blocks (they go stale when an
+    /// executor is lost).
     fn preferred_locations(&self, partition: usize) -> Vec<ExecutorId> {
-        self.blocks[partition].locations.clone()
+        let Some(info) = self.blocks.get(partition) else {
+            return Vec::new();
+        };
+        self.meta
+            .ctx()
+            .runner()
+            .ok()
+            .and_then(|r| r.block_locations(&info.id))
+            .unwrap_or_else(|| info.locations.clone())
     }
 }
 

@@ -4,12 +4,13 @@
 //! It is plain async code with no runtime of its own: the actor runtime drives it on the
 //! coordinator, [`LocalRunner`](super::LocalRunner) drives it inline.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use futures::future::LocalBoxFuture;
+use futures::future::{self, Either, LocalBoxFuture};
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 use tracing::{debug, warn};
@@ -18,8 +19,8 @@ use crate::block::{BlockId, ExecutorId};
 use crate::error::{Error, Result};
 use crate::rdd::{RddMeta, ShuffleId, ShuffleMap};
 use crate::scheduler::{
-    plan_stages, JobId, JobSpec, MapOutputTracker, Stage, StageKind, StageRunnable,
-    TaskDescription, TaskKind, TaskOutcome, TaskOutput, TaskRegistry,
+    plan_stages, JobId, JobSpec, MapOutputTracker, SchedulerCounters, Speculation, Stage,
+    StageKind, StageRunnable, TaskDescription, TaskKind, TaskOutcome, TaskOutput, TaskRegistry,
 };
 
 /// Tasks in flight per executor: one running, one waiting in its mailbox, so an executor
@@ -40,7 +41,16 @@ pub trait TaskLauncher {
     /// Whether some executor's block store holds `id`.
     fn has_block(&self, id: &BlockId) -> bool;
     /// Reports that `executor` was lost; the launcher stops offering it (and may restart it).
-    fn executor_lost(&self, executor: ExecutorId);
+    /// Returns whether this was news: `false` when the loss was already handled (the
+    /// executor was killed on purpose, or replaced after an earlier report), so that what a
+    /// replacement already holds is not forgotten.
+    fn executor_lost(&self, executor: ExecutorId) -> bool;
+    /// A future that resolves after `duration`: the scheduler's timer for
+    /// [speculation](Speculation). The default never resolves, so a launcher without a
+    /// timer never speculates.
+    fn sleep(&self, _duration: Duration) -> LocalBoxFuture<'static, ()> {
+        Box::pin(future::pending())
+    }
 }
 
 enum StageFailure {
@@ -53,6 +63,8 @@ pub struct DagScheduler {
     registry: Arc<TaskRegistry>,
     map_outputs: Arc<MapOutputTracker>,
     max_attempts: u32,
+    speculation: Option<Speculation>,
+    counters: Arc<SchedulerCounters>,
     next_job: AtomicU64,
 }
 
@@ -60,6 +72,7 @@ impl fmt::Debug for DagScheduler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DagScheduler")
             .field("max_attempts", &self.max_attempts)
+            .field("speculation", &self.speculation)
             .finish_non_exhaustive()
     }
 }
@@ -75,7 +88,8 @@ impl Drop for Unregister<'_> {
 
 impl DagScheduler {
     /// A scheduler that registers stages in `registry`, tracks shuffles in `map_outputs`,
-    /// and gives each task `max_attempts` attempts (at least 1).
+    /// and gives each task `max_attempts` attempts (at least 1). Speculation is off; see
+    /// [`with_speculation`](DagScheduler::with_speculation).
     pub fn new(
         registry: Arc<TaskRegistry>,
         map_outputs: Arc<MapOutputTracker>,
@@ -85,8 +99,23 @@ impl DagScheduler {
             registry,
             map_outputs,
             max_attempts: max_attempts.max(1),
+            speculation: None,
+            counters: Arc::default(),
             next_job: AtomicU64::new(0),
         }
+    }
+
+    /// Launches speculative copies of slow tasks as `speculation` says (`None`: never).
+    /// They need a launcher whose [`TaskLauncher::sleep`] resolves.
+    pub fn with_speculation(mut self, speculation: Option<Speculation>) -> Self {
+        self.speculation = speculation;
+        self
+    }
+
+    /// What the scheduler healed so far (lost executors, reruns, speculative copies); the
+    /// runtime counts executor losses here too.
+    pub fn counters(&self) -> &Arc<SchedulerCounters> {
+        &self.counters
     }
 
     /// The map output tracker.
@@ -150,7 +179,13 @@ impl DagScheduler {
                             });
                         }
                         warn!(%shuffle, map, "Shuffle output lost; rerunning its map stage.");
-                        self.map_outputs.unregister(shuffle, map);
+                        self.counters.stage_resubmitted();
+                        // As Spark on a fetch failure: what the executor that held the
+                        // output held is presumed gone too, so it is all rerun in one go.
+                        match self.map_outputs.location(shuffle, map) {
+                            Some(e) => self.map_outputs.remove_executor(e),
+                            None => self.map_outputs.unregister(shuffle, map),
+                        }
                         continue 'plan;
                     }
                     Err(StageFailure::Failed(e)) => return Err(e),
@@ -162,6 +197,9 @@ impl DagScheduler {
     }
 
     /// Runs the missing tasks of `stage`; for the result stage, returns its outputs.
+    ///
+    /// A partition is done when its first copy finishes; a speculative copy (see
+    /// [`Speculation`]) or a copy that outlived its executor is then ignored.
     async fn run_stage(
         &self,
         job_id: JobId,
@@ -182,10 +220,31 @@ impl DagScheduler {
         if kind == TaskKind::Result {
             results.resize_with(num_tasks, || None);
         }
+        let to_run = partitions.len();
         let mut pending: VecDeque<(usize, u32)> = partitions.into_iter().map(|p| (p, 0)).collect();
         let mut running = FuturesUnordered::new();
         let mut load: HashMap<ExecutorId, usize> = HashMap::new();
-        loop {
+        // Per unfinished partition: its running copies (executor, start, attempt).
+        let mut copies: HashMap<usize, Vec<(ExecutorId, Instant, u32)>> = HashMap::new();
+        let mut done: HashSet<usize> = HashSet::new();
+        let mut speculated: HashSet<usize> = HashSet::new();
+        let mut durations: Vec<Duration> = Vec::new();
+        let mut tick: Option<LocalBoxFuture<'static, ()>> = None;
+        let start = |e: ExecutorId, partition: usize, attempt: u32| {
+            let task = TaskDescription {
+                job: job_id,
+                stage: stage.id,
+                partition,
+                attempt,
+                batch_time: job.batch_time,
+                kind,
+            };
+            let started = Instant::now();
+            launcher
+                .launch(e, task)
+                .map(move |o| (e, partition, attempt, started, o))
+        };
+        while done.len() < to_run {
             if !pending.is_empty() {
                 let executors = launcher.executors();
                 if executors.is_empty() && running.is_empty() {
@@ -211,45 +270,111 @@ impl DagScheduler {
                     let Some((partition, attempt)) = pending.remove(local.unwrap_or(0)) else {
                         break;
                     };
-                    let task = TaskDescription {
-                        job: job_id,
-                        stage: stage.id,
-                        partition,
-                        attempt,
-                        batch_time: job.batch_time,
-                        kind,
-                    };
                     *load.entry(e).or_default() += 1;
-                    running.push(
-                        launcher
-                            .launch(e, task)
-                            .map(move |o| (e, partition, attempt, o)),
-                    );
+                    copies
+                        .entry(partition)
+                        .or_default()
+                        .push((e, Instant::now(), attempt));
+                    running.push(start(e, partition, attempt));
                 }
             }
-            let Some((e, partition, attempt, outcome)) = running.next().await else {
-                if pending.is_empty() {
-                    break;
+            if running.is_empty() {
+                return Err(StageFailure::Failed(Error::Internal(format!(
+                    "stage {} has {} unfinished tasks and none running",
+                    stage.id,
+                    to_run - done.len()
+                ))));
+            }
+            let spec = self.speculation.filter(|_| to_run > 1);
+            let step = match spec {
+                Some(s) => {
+                    let timer = tick.get_or_insert_with(|| launcher.sleep(s.interval));
+                    match future::select(running.next(), timer).await {
+                        Either::Left((finished, _)) => finished,
+                        Either::Right(_) => None,
+                    }
+                }
+                None => running.next().await,
+            };
+            let Some((e, partition, attempt, started, outcome)) = step else {
+                // The speculation timer fired.
+                tick = None;
+                if let Some(s) = spec {
+                    if durations.len() >= s.min_finished(to_run) {
+                        let threshold = s.threshold(&mut durations.clone());
+                        let slow = slow_tasks(&copies, &done, &speculated, threshold);
+                        let executors = launcher.executors();
+                        for (partition, runner, attempt) in slow {
+                            let load_of = |e: &ExecutorId| load.get(e).copied().unwrap_or(0);
+                            let Some(other) = executors
+                                .iter()
+                                .copied()
+                                .filter(|&o| o != runner && load_of(&o) < SLOTS_PER_EXECUTOR)
+                                .min_by_key(load_of)
+                            else {
+                                continue;
+                            };
+                            debug!(
+                                partition,
+                                executor = runner,
+                                copy_on = other,
+                                threshold_ms = threshold.as_millis() as u64,
+                                "Task is slow; launching a speculative copy."
+                            );
+                            self.counters.speculative_task();
+                            speculated.insert(partition);
+                            *load.entry(other).or_default() += 1;
+                            copies.entry(partition).or_default().push((
+                                other,
+                                Instant::now(),
+                                attempt,
+                            ));
+                            running.push(start(other, partition, attempt));
+                        }
+                    }
                 }
                 continue;
             };
             if let Some(l) = load.get_mut(&e) {
-                *l -= 1;
+                *l = l.saturating_sub(1);
             }
+            let others_running = match copies.get_mut(&partition) {
+                Some(cs) => {
+                    if let Some(i) = cs.iter().position(|c| c.0 == e) {
+                        cs.remove(i);
+                    }
+                    !cs.is_empty()
+                }
+                None => false,
+            };
+            let finished = done.contains(&partition);
             match outcome {
-                TaskOutcome::Result(out) => {
+                TaskOutcome::Result(out) if !finished => {
                     if let Some(slot) = results.get_mut(partition) {
                         *slot = Some(out);
                     }
+                    durations.push(started.elapsed());
+                    done.insert(partition);
+                    copies.remove(&partition);
                 }
-                TaskOutcome::MapOutput(_) => {
+                TaskOutcome::MapOutput(_) if !finished => {
                     if let Some(s) = shuffle {
                         self.map_outputs.register(s, num_tasks, partition, e);
                     }
+                    durations.push(started.elapsed());
+                    done.insert(partition);
+                    copies.remove(&partition);
                 }
+                // A slower copy of a finished partition: its result is a duplicate.
+                TaskOutcome::Result(_) | TaskOutcome::MapOutput(_) => {}
+                TaskOutcome::Failed(_) if finished => {}
                 TaskOutcome::Failed(f) => {
                     if let Some((s, map)) = f.fetch_failed {
                         return Err(StageFailure::FetchFailed(s, map));
+                    }
+                    if others_running {
+                        warn!(operator = %f.operator, partition, error = %f.message, "Task copy failed; another copy is still running.");
+                        continue;
                     }
                     if attempt + 1 >= self.max_attempts {
                         return Err(StageFailure::Failed(Error::Task {
@@ -264,14 +389,19 @@ impl DagScheduler {
                     pending.push_back((partition, attempt + 1));
                 }
                 TaskOutcome::ExecutorLost => {
-                    warn!(
-                        executor = e,
-                        partition, "Executor lost; its task is rerun elsewhere."
-                    );
-                    launcher.executor_lost(e);
-                    self.map_outputs.remove_executor(e);
+                    if launcher.executor_lost(e) {
+                        // News of this loss: what the executor held is gone.
+                        self.map_outputs.remove_executor(e);
+                    }
                     load.remove(&e);
-                    pending.push_back((partition, attempt));
+                    if !finished && !others_running {
+                        warn!(
+                            executor = e,
+                            partition, "Executor lost; its task is rerun elsewhere."
+                        );
+                        self.counters.task_rerun_after_loss();
+                        pending.push_back((partition, attempt));
+                    }
                 }
             }
         }
@@ -286,3 +416,27 @@ impl DagScheduler {
         Ok(None)
     }
 }
+
+/// The unfinished, not yet speculated partitions whose only copy has run longer than
+/// `threshold`, in partition order: `(partition, executor running it, attempt)`.
+fn slow_tasks(
+    copies: &HashMap<usize, Vec<(ExecutorId, Instant, u32)>>,
+    done: &HashSet<usize>,
+    speculated: &HashSet<usize>,
+    threshold: Duration,
+) -> Vec<(usize, ExecutorId, u32)> {
+    let mut slow: Vec<(usize, ExecutorId, u32)> = copies
+        .iter()
+        .filter(|(p, _)| !done.contains(*p) && !speculated.contains(*p))
+        .filter_map(|(&p, cs)| match cs.as_slice() {
+            [(e, started, attempt)] if started.elapsed() > threshold => Some((p, *e, *attempt)),
+            _ => None,
+        })
+        .collect();
+    slow.sort_unstable();
+    slow
+}
+
+#[cfg(test)]
+#[path = "dag_tests.rs"]
+mod tests;

@@ -5,6 +5,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::block::{BlockId, ExecutorId};
 use crate::error::{Error, OpInfo, Result};
 use crate::rdd::RddBase;
 use crate::scheduler::TaskContext;
@@ -51,6 +52,13 @@ pub trait JobRunner: Send + Sync {
     /// [`Error::Task`] when a task failed on every attempt; [`Error::BlockingAction`] when
     /// called where blocking would deadlock; [`Error::NotRunning`] after stop.
     fn run_job(&self, job: JobSpec) -> Result<Vec<TaskOutput>>;
+
+    /// The executors whose block stores hold block `id` now, or `None` when this runner
+    /// does not track where blocks are. Input RDDs prefer these over the locations recorded
+    /// when the block was stored, which go stale when an executor is lost.
+    fn block_locations(&self, _id: &BlockId) -> Option<Vec<ExecutorId>> {
+        None
+    }
 }
 
 thread_local! {

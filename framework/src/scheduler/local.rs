@@ -123,7 +123,9 @@ impl TaskLauncher for Inline<'_> {
     fn has_block(&self, id: &BlockId) -> bool {
         self.0.store.get(id).is_some()
     }
-    fn executor_lost(&self, _executor: ExecutorId) {}
+    fn executor_lost(&self, _executor: ExecutorId) -> bool {
+        false
+    }
 }
 
 impl JobRunner for LocalRunner {

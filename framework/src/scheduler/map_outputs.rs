@@ -49,6 +49,11 @@ impl MapOutputTracker {
         self.missing(shuffle, num_maps).is_empty()
     }
 
+    /// The executor holding map partition `map` of `shuffle`, if it is registered.
+    pub fn location(&self, shuffle: ShuffleId, map: usize) -> Option<ExecutorId> {
+        self.lock().get(&shuffle)?.get(map).copied().flatten()
+    }
+
     /// Forgets map partition `map` of `shuffle` (its output could not be fetched).
     pub fn unregister(&self, shuffle: ShuffleId, map: usize) {
         if let Some(slot) = self.lock().get_mut(&shuffle).and_then(|l| l.get_mut(map)) {

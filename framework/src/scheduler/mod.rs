@@ -14,6 +14,7 @@ mod job;
 mod local;
 mod map_outputs;
 mod registry;
+mod speculation;
 mod stage;
 mod task;
 
@@ -22,6 +23,7 @@ pub use job::{JobId, JobRunner, JobSpec, ResultFn, TaskOutput};
 pub use local::{LocalRunner, MemoryBlockStore};
 pub use map_outputs::MapOutputTracker;
 pub use registry::{StageRunnable, TaskRegistry};
+pub use speculation::{SchedulerCounters, SchedulerMetrics, Speculation};
 pub use stage::{plan_stages, Stage, StageKind};
 pub use task::{
     run_task, BlockAccess, TaskContext, TaskDescription, TaskFailure, TaskKind, TaskOutcome,

@@ -1,0 +1,318 @@
+//! The DAG scheduler's failure paths, through a scripted [`TaskLauncher`] that runs tasks
+//! inline as one of several executors, each with its own block store.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::future::{self, LocalBoxFuture};
+
+use super::*;
+use crate::block::{BlockData, BlockId, ExecutorId};
+use crate::rdd::{Rdd, RddContext};
+use crate::scheduler::{
+    run_task, BlockAccess, JobRunner, MemoryBlockStore, TaskContext, TaskFailure,
+};
+
+/// What the script makes of a launch.
+enum Act {
+    /// Run the task.
+    Run,
+    /// The executor dies: its store is cleared and the task answers `ExecutorLost`.
+    Lose,
+    /// Clear executor `e`'s store (a silent loss), then run the task.
+    ClearThenRun(ExecutorId),
+    /// Never answer (a straggler).
+    Hang,
+}
+
+type Script = Box<dyn FnMut(ExecutorId, &TaskDescription) -> Act + Send>;
+
+struct Fake {
+    registry: Arc<TaskRegistry>,
+    stores: Vec<Arc<MemoryBlockStore>>,
+    alive: Mutex<Vec<bool>>,
+    launches: Mutex<Vec<(ExecutorId, TaskKind, usize)>>,
+    lost_reports: Mutex<Vec<ExecutorId>>,
+    script: Mutex<Script>,
+}
+
+/// Executor `own`'s view: its store first, then the others'.
+struct View {
+    own: ExecutorId,
+    stores: Vec<Arc<MemoryBlockStore>>,
+}
+
+impl BlockAccess for View {
+    fn get(&self, id: &BlockId) -> Option<BlockData> {
+        self.stores[self.own]
+            .get(id)
+            .or_else(|| self.stores.iter().find_map(|s| s.get(id)))
+    }
+    fn put(&self, id: BlockId, data: BlockData) {
+        self.stores[self.own].put(id, data)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl TaskLauncher for Fake {
+    fn executors(&self) -> Vec<ExecutorId> {
+        let alive = lock(&self.alive);
+        (0..alive.len()).filter(|&e| alive[e]).collect()
+    }
+    fn launch(&self, e: ExecutorId, task: TaskDescription) -> LocalBoxFuture<'static, TaskOutcome> {
+        lock(&self.launches).push((e, task.kind, task.partition));
+        if !lock(&self.alive)[e] {
+            return Box::pin(future::ready(TaskOutcome::ExecutorLost));
+        }
+        let act = (lock(&self.script))(e, &task);
+        let run = |task: &TaskDescription| match self.registry.get(task.job, task.stage) {
+            Some(stage) => {
+                let view = Arc::new(View {
+                    own: e,
+                    stores: self.stores.clone(),
+                });
+                run_task(&stage, task, &TaskContext::new(task, e, view))
+            }
+            None => TaskOutcome::Failed(TaskFailure {
+                operator: "fake".into(),
+                message: "not registered".into(),
+                fetch_failed: None,
+            }),
+        };
+        let outcome = match act {
+            Act::Run => run(&task),
+            Act::ClearThenRun(victim) => {
+                self.stores[victim].clear();
+                run(&task)
+            }
+            Act::Lose => {
+                lock(&self.alive)[e] = false;
+                self.stores[e].clear();
+                TaskOutcome::ExecutorLost
+            }
+            Act::Hang => return Box::pin(future::pending()),
+        };
+        Box::pin(future::ready(outcome))
+    }
+    fn has_block(&self, id: &BlockId) -> bool {
+        self.stores.iter().any(|s| s.get(id).is_some())
+    }
+    fn executor_lost(&self, e: ExecutorId) -> bool {
+        lock(&self.lost_reports).push(e);
+        true
+    }
+    fn sleep(&self, _: Duration) -> LocalBoxFuture<'static, ()> {
+        // The speculation check runs whenever the scheduler waits.
+        Box::pin(future::ready(()))
+    }
+}
+
+struct FakeRunner {
+    dag: DagScheduler,
+    fake: Fake,
+}
+
+impl JobRunner for FakeRunner {
+    fn run_job(&self, job: JobSpec) -> Result<Vec<crate::scheduler::TaskOutput>> {
+        futures::executor::block_on(self.dag.run_job(&job, &self.fake))
+    }
+}
+
+/// A context whose jobs run on `executors` fake executors under `script`.
+fn setup(
+    executors: usize,
+    max_attempts: u32,
+    speculation: Option<Speculation>,
+    script: impl FnMut(ExecutorId, &TaskDescription) -> Act + Send + 'static,
+) -> (Arc<RddContext>, Arc<FakeRunner>) {
+    let registry = TaskRegistry::new();
+    let runner = Arc::new(FakeRunner {
+        dag: DagScheduler::new(
+            registry.clone(),
+            Arc::new(MapOutputTracker::new()),
+            max_attempts,
+        )
+        .with_speculation(speculation),
+        fake: Fake {
+            registry,
+            stores: (0..executors).map(|_| Arc::default()).collect(),
+            alive: Mutex::new(vec![true; executors]),
+            launches: Mutex::default(),
+            lost_reports: Mutex::default(),
+            script: Mutex::new(Box::new(script)),
+        },
+    });
+    let ctx = RddContext::new(3);
+    ctx.set_runner(runner.clone());
+    (ctx, runner)
+}
+
+/// `0..60` counted by `x % 5`, through a shuffle of 6 map partitions into 3.
+fn counts(ctx: &Arc<RddContext>) -> Rdd<(u64, u64)> {
+    ctx.parallelize((0..60u64).collect(), 6)
+        .map(|x| (x % 5, 1u64))
+        .reduce_by_key(|a, b| a + b)
+}
+
+fn sorted(mut v: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    v.sort_unstable();
+    v
+}
+
+const EXPECTED: [(u64, u64); 5] = [(0, 12), (1, 12), (2, 12), (3, 12), (4, 12)];
+
+fn map_launches(r: &FakeRunner) -> usize {
+    lock(&r.fake.launches)
+        .iter()
+        .filter(|l| l.1 == TaskKind::ShuffleMap)
+        .count()
+}
+
+#[test]
+fn lost_shuffle_output_reruns_the_map_tasks_of_its_executor() {
+    let mut cleared = false;
+    let (ctx, r) = setup(3, 4, None, move |_, t| {
+        if t.kind == TaskKind::Result && !std::mem::replace(&mut cleared, true) {
+            return Act::ClearThenRun(1);
+        }
+        Act::Run
+    });
+    assert_eq!(sorted(counts(&ctx).collect().unwrap()), EXPECTED);
+    let m = r.dag.counters().snapshot();
+    assert_eq!(m.stages_resubmitted, 1, "one FetchFailed, one resubmit");
+    // 6 map tasks spread 2 per executor; executor 1's two are rerun, in one resubmit.
+    assert_eq!(map_launches(&r), 8);
+}
+
+#[test]
+fn a_task_failing_every_attempt_fails_the_job_with_its_attempt_count() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (ctx, _r) = setup(2, 3, None, |_, _| Act::Run);
+    let c = calls.clone();
+    let err = ctx
+        .parallelize((0..6u64).collect(), 3)
+        .map(move |x| {
+            if x == 3 {
+                c.fetch_add(1, Ordering::SeqCst);
+                panic!("bad record {x}");
+            }
+            x
+        })
+        .collect()
+        .expect_err("partition 1 always fails");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    match err {
+        Error::Task {
+            partition,
+            attempts,
+            message,
+            ..
+        } => {
+            assert_eq!((partition, attempts), (1, 3));
+            assert!(message.contains("bad record 3"), "{message}");
+        }
+        other => panic!("expected Error::Task, got {other:?}"),
+    }
+}
+
+#[test]
+fn repeatedly_lost_shuffle_outputs_fail_the_job_after_max_attempts_resubmits() {
+    // Every result task finds the map outputs gone.
+    let (ctx, r) = setup(2, 3, None, |_, t| match t.kind {
+        TaskKind::Result => Act::ClearThenRun(0),
+        TaskKind::ShuffleMap => Act::Run,
+    });
+    // One executor holds all map outputs, so each fetch fails.
+    lock(&r.fake.alive)[1] = false;
+    let err = counts(&ctx).collect().expect_err("outputs keep vanishing");
+    match err {
+        Error::Task {
+            attempts, message, ..
+        } => {
+            assert_eq!(attempts, 3);
+            assert!(message.contains("lost repeatedly"), "{message}");
+        }
+        other => panic!("expected Error::Task, got {other:?}"),
+    }
+    assert_eq!(r.dag.counters().snapshot().stages_resubmitted, 2);
+}
+
+#[test]
+fn a_task_on_a_lost_executor_is_rerun_elsewhere() {
+    let mut lost = false;
+    let (ctx, r) = setup(3, 1, None, move |e, _| {
+        if e == 1 && !std::mem::replace(&mut lost, true) {
+            return Act::Lose;
+        }
+        Act::Run
+    });
+    // One attempt only: a loss must not count as a failed attempt.
+    assert_eq!(sorted(counts(&ctx).collect().unwrap()), EXPECTED);
+    assert!(lock(&r.fake.lost_reports).iter().all(|&e| e == 1));
+    let launches = lock(&r.fake.launches).clone();
+    // Executor 1 had map partitions 1 and 4 in flight when it died: both rerun elsewhere,
+    // and no later stage goes there.
+    for p in [1, 4] {
+        assert!(
+            launches
+                .iter()
+                .any(|l| l.0 != 1 && l.1 == TaskKind::ShuffleMap && l.2 == p),
+            "map partition {p} rerun elsewhere: {launches:?}"
+        );
+    }
+    assert!(
+        launches
+            .iter()
+            .all(|l| l.1 == TaskKind::ShuffleMap || l.0 != 1),
+        "{launches:?}"
+    );
+    assert!(r.dag.counters().snapshot().tasks_rerun_after_loss >= 1);
+}
+
+#[test]
+fn losing_every_executor_is_not_running() {
+    let (ctx, _r) = setup(2, 4, None, |_, _| Act::Lose);
+    let err = counts(&ctx).collect().expect_err("no executor left");
+    assert!(matches!(err, Error::NotRunning(_)), "{err:?}");
+}
+
+#[test]
+fn a_straggler_gets_a_speculative_copy_and_the_first_result_wins() {
+    let speculation = Speculation {
+        min_runtime: Duration::ZERO,
+        ..Speculation::default()
+    };
+    // Executor 2 never answers; the other copies finish at once.
+    let (ctx, r) = setup(3, 1, Some(speculation), |e, _| {
+        if e == 2 {
+            Act::Hang
+        } else {
+            Act::Run
+        }
+    });
+    assert_eq!(sorted(counts(&ctx).collect().unwrap()), EXPECTED);
+    let m = r.dag.counters().snapshot();
+    // Map stage: executor 2 holds 2 of 6 tasks; result stage: 1 of 3.
+    assert_eq!(m.speculative_tasks, 3, "{m:?}");
+    let per_partition: HashMap<(bool, usize), usize> =
+        lock(&r.fake.launches)
+            .iter()
+            .fold(HashMap::new(), |mut m, l| {
+                *m.entry((l.1 == TaskKind::Result, l.2)).or_default() += 1;
+                m
+            });
+    assert_eq!(per_partition.values().filter(|&&n| n == 2).count(), 3);
+}
+
+#[test]
+fn without_speculation_no_copy_is_launched() {
+    let (ctx, r) = setup(3, 1, None, |_, _| Act::Run);
+    assert_eq!(sorted(counts(&ctx).collect().unwrap()), EXPECTED);
+    assert_eq!(r.dag.counters().snapshot().speculative_tasks, 0);
+    assert_eq!(map_launches(&r), 6);
+}
