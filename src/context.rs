@@ -83,8 +83,9 @@ impl StreamingContext {
     /// polled inputs such as [`text_file_stream`](StreamingContext::text_file_stream) (the
     /// files it has read, so files that arrived while the program was down are read exactly
     /// once). Under the system clock the batches missed while the program was down run first,
-    /// as in Spark. Received but unprocessed socket or receiver records are not in the
-    /// checkpoint.
+    /// as in Spark. Records that receivers had received but not processed are replayed from
+    /// the write-ahead log when [`receiver_wal`](StreamingConfig::receiver_wal) is on (else
+    /// they are lost with the process, as in Spark).
     ///
     /// # Errors
     /// Those of [`new`](StreamingContext::new) and of `build`;

@@ -9,11 +9,13 @@ use actix::{
     Actor, ActorFutureExt, AsyncContext, Context, Handler, MessageResult, Recipient, WrapFuture,
 };
 use rivulet_framework::block::{Block, BlockId, BlockInfo};
+use rivulet_framework::checkpoint::{key_text, wal_key, CheckpointStore, Tree};
 use rivulet_framework::receiver::BlockSource;
-use tracing::{debug, warn};
+use rivulet_framework::Result;
+use tracing::{debug, error, warn};
 
 use crate::block_store::BlockManager;
-use crate::messages::{BlockStored, SealBlock, SealedBlock};
+use crate::messages::{BlockStored, SealBlock, SealedBlock, WalFailed};
 
 /// Seals one receiver's blocks.
 pub struct BatchBuilder {
@@ -24,6 +26,8 @@ pub struct BatchBuilder {
     /// `None` under the manual clock: blocks are sealed only when the coordinator asks.
     block_interval: Option<Duration>,
     sealed_total: u64,
+    /// The receiver write-ahead log, and where to report that it cannot be written.
+    wal: Option<(Arc<dyn CheckpointStore>, Recipient<WalFailed>)>,
 }
 
 impl BatchBuilder {
@@ -42,14 +46,55 @@ impl BatchBuilder {
             coordinator,
             block_interval,
             sealed_total: 0,
+            wal: None,
         }
+    }
+
+    /// Writes every block to `wal` (flushed) before storing and reporting it; a failure is
+    /// reported to `on_failure` (the coordinator, which stops the context).
+    pub fn with_wal(
+        mut self,
+        wal: Arc<dyn CheckpointStore>,
+        on_failure: Recipient<WalFailed>,
+    ) -> BatchBuilder {
+        self.wal = Some((wal, on_failure));
+        self
+    }
+
+    /// Writes `blocks` to the write-ahead log and flushes it.
+    fn log(&self, wal: &dyn CheckpointStore, blocks: &[Block]) -> Result<()> {
+        for block in blocks {
+            let BlockId::Input { stream, seq } = block.id else {
+                continue;
+            };
+            let key = wal_key(stream, seq);
+            let bytes = self.source.encode_block(block)?;
+            wal.put(Tree::Wal, &key, &bytes)?;
+            debug!(key = %key_text(Tree::Wal, &key), bytes = bytes.len(), "Block logged.");
+        }
+        wal.flush()
     }
 
     /// Seals and stores the buffered records as blocks (none if nothing was stored).
     fn seal(&mut self) -> Vec<BlockInfo> {
         let blocks = self.source.seal();
         self.sealed_total += blocks.len() as u64;
-        blocks.into_iter().map(|block| self.store(block)).collect()
+        if let Some((wal, on_failure)) = &self.wal {
+            if let Err(e) = self.log(&**wal, &blocks) {
+                error!(error = %e, "Cannot write the receiver write-ahead log; stopping.");
+                on_failure.do_send(WalFailed(e));
+            }
+        }
+        let next_seq = blocks.iter().filter_map(|b| match b.id {
+            BlockId::Input { seq, .. } => Some(seq + 1),
+            _ => None,
+        });
+        let next_seq = next_seq.max();
+        let infos: Vec<BlockInfo> = blocks.into_iter().map(|block| self.store(block)).collect();
+        if let Some(next) = next_seq {
+            self.source.mark_stored(next);
+        }
+        infos
     }
 
     /// Stores `block` round-robin by sequence number, with a replica on the next executor

@@ -48,7 +48,7 @@ pub use coordinator::Coordinator;
 pub use executor::Executor;
 pub use messages::{
     AddListener, Advance, BlockStored, ReceiverEvent, RunTask, SealBlock, SealedBlock, StopContext,
-    StopMode, StopReceiver, SubmitJob,
+    StopMode, StopReceiver, SubmitJob, WalFailed,
 };
 pub use receiver_supervisor::ReceiverSupervisor;
 pub use runtime::{Runtime, RuntimeHandle, Status};

@@ -118,3 +118,9 @@ impl std::fmt::Debug for AddListener {
         f.write_str("AddListener(..)")
     }
 }
+
+/// A batch builder could not write a block to the receiver write-ahead log: the context
+/// stops with this error (the block is still processed in memory until then).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct WalFailed(pub rivulet_framework::Error);

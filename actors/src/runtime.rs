@@ -5,14 +5,17 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix::{Actor, Addr, Arbiter};
+use rivulet_framework::block::{BlockId, BlockInfo};
+use rivulet_framework::checkpoint::{key_text, wal_prefix, CheckpointStore, Tree};
 use rivulet_framework::config::StreamingConfig;
 use rivulet_framework::dstream::DStreamGraph;
 use rivulet_framework::listener::StreamingListener;
+use rivulet_framework::receiver::ReceiverSlot;
 use rivulet_framework::scheduler::{
     DagScheduler, MapOutputTracker, SchedulerCounters, SchedulerMetrics, TaskRegistry,
 };
 use rivulet_framework::time::Time;
-use rivulet_framework::{Error, Result};
+use rivulet_framework::{CheckpointError, Error, Result};
 use tokio::sync::watch;
 
 use crate::batch_builder::BatchBuilder;
@@ -79,6 +82,22 @@ impl Runtime {
         }
         let executors = config.get_executors();
         let blocks = BlockManager::new(executors);
+        let wal = config
+            .get_receiver_wal()
+            .then(|| graph.rdd_context().checkpoint_store().clone());
+        let replayed = match &wal {
+            Some(wal) if graph.restored_batch().is_some() => {
+                replay_wal(&graph, &slots, &**wal, &blocks, executors)?
+            }
+            _ => Vec::new(),
+        };
+        let replayed_ids = replayed.iter().map(|b| b.id).collect();
+        let allocated: std::collections::HashSet<_> =
+            graph.all_allocated().iter().map(|b| b.id).collect();
+        let replayed_unallocated: Vec<BlockInfo> = replayed
+            .into_iter()
+            .filter(|b| !allocated.contains(&b.id))
+            .collect();
         let registry = TaskRegistry::new();
         let dag = Rc::new(
             DagScheduler::new(
@@ -111,14 +130,19 @@ impl Runtime {
                     let arbiter = Arbiter::new();
                     let (stream, source) = (slot.stream, slot.source.clone());
                     let (b_source, b_blocks, b_me) = (source.clone(), blocks.clone(), me.clone());
+                    let b_wal = wal.clone();
                     let builder = BatchBuilder::start_in_arbiter(&arbiter.handle(), move |_| {
-                        BatchBuilder::new(
+                        let builder = BatchBuilder::new(
                             b_source,
                             b_blocks,
                             executors,
-                            b_me.recipient(),
+                            b_me.clone().recipient(),
                             block_interval,
-                        )
+                        );
+                        match b_wal {
+                            Some(wal) => builder.with_wal(wal, b_me.recipient()),
+                            None => builder,
+                        }
                     });
                     let (s_source, s_me, receiver) = (source.clone(), me.clone(), slot.receiver);
                     let supervisor =
@@ -143,6 +167,9 @@ impl Runtime {
                 })
                 .collect();
             Coordinator::new(CoordinatorParts {
+                wal: wal.clone(),
+                replayed_unallocated,
+                replayed: replayed_ids,
                 graph: coordinator_graph,
                 manual,
                 dag,
@@ -165,6 +192,65 @@ impl Runtime {
             counters,
         })
     }
+}
+
+/// Reads every block of the receivers' write-ahead log back into the block stores (on its
+/// primary executor and a replica, as the batch builder places them) and continues each
+/// receiver's block numbering after its last logged block; returns the blocks read.
+fn replay_wal(
+    graph: &DStreamGraph,
+    slots: &[ReceiverSlot],
+    wal: &dyn CheckpointStore,
+    blocks: &BlockManager,
+    executors: usize,
+) -> Result<Vec<BlockInfo>> {
+    let mut replayed = Vec::new();
+    for slot in slots {
+        let mut next_seq = 0;
+        for key in wal.keys(Tree::Wal, &wal_prefix(slot.stream))? {
+            let text = key_text(Tree::Wal, &key);
+            let seq = String::from_utf8_lossy(&key[key.len().saturating_sub(20)..])
+                .parse::<u64>()
+                .map_err(|e| CheckpointError::Corrupt {
+                    dir: wal.location(),
+                    key: text.clone(),
+                    reason: format!("not a block key: {e}"),
+                })?;
+            let Some(bytes) = wal.get(Tree::Wal, &key)? else {
+                continue;
+            };
+            let (data, num_records) = slot.source.decode_block(&bytes, &wal.location(), &text)?;
+            let id = BlockId::Input {
+                stream: slot.stream,
+                seq,
+            };
+            let primary = seq as usize % executors.max(1);
+            let mut locations = vec![primary];
+            if executors > 1 {
+                locations.push((primary + 1) % executors);
+            }
+            for &e in &locations {
+                blocks.put(e, id, data.clone());
+            }
+            replayed.push(BlockInfo {
+                id,
+                stream: slot.stream,
+                num_records,
+                locations,
+            });
+            next_seq = next_seq.max(seq + 1);
+        }
+        slot.source.resume_at(next_seq);
+    }
+    if !replayed.is_empty() {
+        tracing::info!(
+            blocks = replayed.len(),
+            records = replayed.iter().map(|b| b.num_records).sum::<usize>(),
+            after = ?graph.restored_batch(),
+            "Replayed received blocks from the write-ahead log."
+        );
+    }
+    Ok(replayed)
 }
 
 /// Drives a started runtime: advance the manual clock, add listeners, stop, wait.

@@ -44,6 +44,7 @@ pub struct StreamingConfig {
     receiver_restart_delay: Duration,
     checkpoint_dir: Option<std::path::PathBuf>,
     checkpoint_interval: Option<Duration>,
+    receiver_wal: bool,
     speculation: bool,
     speculation_settings: Speculation,
 }
@@ -64,6 +65,7 @@ impl Default for StreamingConfig {
             receiver_restart_delay: Duration::from_millis(100),
             checkpoint_dir: None,
             checkpoint_interval: None,
+            receiver_wal: false,
             speculation: true,
             speculation_settings: Speculation::default(),
         }
@@ -165,6 +167,18 @@ impl StreamingConfig {
         self
     }
 
+    /// Writes every received block to a write-ahead log in the checkpoint directory before
+    /// it is reported (Spark: `spark.streaming.receiver.writeAheadLog.enable`), so that after
+    /// a crash and a restart with `StreamingContext::get_or_create`, the blocks of batches
+    /// that had not completed, and blocks not yet in a batch, are replayed into their batches.
+    /// Receivers that acknowledge their source (`BlockSink::store_reliably`) acknowledge only
+    /// once the block is in the log. Needs [`checkpoint_dir`](StreamingConfig::checkpoint_dir).
+    /// Default off: each block costs a `flush` (an fsync) of the log.
+    pub fn receiver_wal(mut self, enabled: bool) -> Self {
+        self.receiver_wal = enabled;
+        self
+    }
+
     /// Whether slow tasks get a speculative copy on another executor, the first copy to
     /// finish winning (Spark: `spark.speculation`; on by default here). See
     /// [`Speculation`] for when a task counts as slow.
@@ -232,6 +246,11 @@ impl StreamingConfig {
         }
         if self.max_task_attempts == 0 {
             return bad("max_task_attempts must be at least 1".into());
+        }
+        if self.receiver_wal && self.checkpoint_dir.is_none() {
+            return bad(
+                "receiver_wal needs checkpoint_dir: the write-ahead log lives in the checkpoint directory".into(),
+            );
         }
         if let Some(c) = self.checkpoint_interval {
             if duration_ms(c) < 1 {
@@ -307,6 +326,10 @@ impl StreamingConfig {
     /// The checkpoint directory, if set.
     pub fn get_checkpoint_dir(&self) -> Option<&std::path::Path> {
         self.checkpoint_dir.as_deref()
+    }
+    /// Whether the receiver write-ahead log is on.
+    pub fn get_receiver_wal(&self) -> bool {
+        self.receiver_wal
     }
     /// The configured data checkpoint interval, if set.
     pub fn get_checkpoint_interval(&self) -> Option<Duration> {

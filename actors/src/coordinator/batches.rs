@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::{ActorFutureExt, AsyncContext, Context, MailboxError, WrapFuture};
-use rivulet_framework::block::{BlockInfo, StreamId};
+use rivulet_framework::block::{BlockId, BlockInfo, StreamId};
+use rivulet_framework::checkpoint::{wal_key, Tree};
 use rivulet_framework::dstream::OutputJob;
 use rivulet_framework::listener::{BatchInfo, OutputOperationInfo};
 use rivulet_framework::time::Time;
@@ -73,9 +74,11 @@ impl Coordinator {
     /// Cuts batch `t`: allocates the reported blocks, generates the jobs, queues them.
     pub(super) fn generate_batch(&mut self, t: Time, ctx: &mut Context<Self>) {
         let _span = tracing::info_span!(parent: &self.span, "batch", batch_time = %t).entered();
-        let blocks = std::mem::take(&mut self.unallocated);
+        // A batch restored from a checkpoint keeps its blocks; the new ones go to the next.
+        let reported = std::mem::take(&mut self.unallocated);
+        self.unallocated = self.graph.allocate_blocks(t, reported);
+        let blocks = self.graph.allocated(t);
         let num_records = blocks.iter().map(|b| b.num_records).sum();
-        self.graph.allocate_blocks(t, blocks.clone());
         let jobs = self.graph.generate_jobs(t);
         debug!(
             blocks = blocks.len(),
@@ -182,6 +185,9 @@ impl Coordinator {
         );
         self.listeners.post(|l| l.on_batch_completed(&batch.info));
         for block in &batch.blocks {
+            if self.replayed.contains(&block.id) {
+                continue;
+            }
             if let Some(r) = self.receiver_mut(block.stream) {
                 r.source.release(block.num_records);
             }
@@ -215,8 +221,23 @@ impl Coordinator {
     /// Drops what no stream remembers once batch `t` is done (Spark: `clearMetadata`).
     fn forget_before(&mut self, t: Time) {
         let mut garbage = Vec::new();
-        for block in self.graph.clear_old(t) {
+        let forgotten = self.graph.clear_old(t);
+        for block in &forgotten {
             garbage.extend(self.blocks.remove(&block.id));
+        }
+        // Their batches are done and no metadata checkpoint names them any more: the
+        // write-ahead log lets them go (on a blocking thread: it is disk I/O).
+        if let Some(wal) = self.wal.clone().filter(|_| !forgotten.is_empty()) {
+            tokio::task::spawn_blocking(move || {
+                for block in forgotten {
+                    if let BlockId::Input { stream, seq } = block.id {
+                        let key = wal_key(stream, seq);
+                        if let Err(e) = wal.remove(Tree::Wal, &key) {
+                            tracing::warn!(error = %e, "Cannot remove a block from the write-ahead log.");
+                        }
+                    }
+                }
+            });
         }
         let horizon = (t - self.graph.max_remember()).as_ms();
         garbage.extend(self.blocks.remove_batches_up_to(horizon));

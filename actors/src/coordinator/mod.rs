@@ -18,7 +18,7 @@ pub(crate) use crash::coordinator_crashed;
 pub(crate) use executor_pool::ExecutorPool;
 pub(crate) use job_runner::ClusterRunner;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -27,7 +27,8 @@ use actix::{
     Actor, ActorFutureExt, Addr, Arbiter, AsyncContext, Context, Handler, ResponseActFuture,
     WrapFuture,
 };
-use rivulet_framework::block::{BlockInfo, StreamId};
+use rivulet_framework::block::{BlockId, BlockInfo, StreamId};
+use rivulet_framework::checkpoint::CheckpointStore;
 use rivulet_framework::dstream::DStreamGraph;
 use rivulet_framework::receiver::BlockSource;
 use rivulet_framework::scheduler::{DagScheduler, TaskOutput};
@@ -39,7 +40,7 @@ use tracing::Span;
 use crate::batch_builder::BatchBuilder;
 use crate::listener_bus::ListenerBus;
 use crate::messages::{
-    AddListener, Advance, BlockStored, ManualTick, ReceiverEvent, SealBlock, SubmitJob,
+    AddListener, Advance, BlockStored, ManualTick, ReceiverEvent, SealBlock, SubmitJob, WalFailed,
 };
 use crate::receiver_supervisor::ReceiverSupervisor;
 use crate::runtime::Status;
@@ -70,6 +71,11 @@ pub struct Coordinator {
     blocks: Arc<crate::block_store::BlockManager>,
     receivers: Vec<ReceiverHandle>,
     unallocated: Vec<BlockInfo>,
+    /// The receiver write-ahead log, when it is on (blocks are removed with their batches).
+    wal: Option<Arc<dyn CheckpointStore>>,
+    /// Blocks replayed from the write-ahead log after a restart: their records were never
+    /// counted in this run's receiver buffers, so finishing their batch frees no room.
+    replayed: HashSet<BlockId>,
     queue: VecDeque<Batch>,
     running: bool,
     last_time: Time,
@@ -82,6 +88,12 @@ pub struct Coordinator {
 
 /// What the coordinator is built from (see `Runtime::start`).
 pub(crate) struct CoordinatorParts {
+    /// The receiver write-ahead log, when it is on.
+    pub(crate) wal: Option<Arc<dyn CheckpointStore>>,
+    /// Blocks replayed from the write-ahead log that no restored batch holds.
+    pub(crate) replayed_unallocated: Vec<BlockInfo>,
+    /// Every block replayed from the write-ahead log.
+    pub(crate) replayed: HashSet<BlockId>,
     pub(crate) graph: DStreamGraph,
     pub(crate) manual: bool,
     pub(crate) dag: Rc<DagScheduler>,
@@ -110,7 +122,9 @@ impl Coordinator {
             pool: parts.pool,
             blocks: parts.blocks,
             receivers: parts.receivers,
-            unallocated: Vec::new(),
+            unallocated: parts.replayed_unallocated,
+            wal: parts.wal,
+            replayed: parts.replayed,
             queue: VecDeque::new(),
             running: false,
             last_time: zero,
@@ -266,6 +280,14 @@ impl Handler<ReceiverEvent> for Coordinator {
                 self.fail(error, ctx);
             }
         }
+    }
+}
+
+impl Handler<WalFailed> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, WalFailed(error): WalFailed, ctx: &mut Context<Self>) {
+        self.fail(error, ctx);
     }
 }
 

@@ -160,6 +160,18 @@ pub fn data_key(stream: u32, time_ms: i64, partition: usize) -> Vec<u8> {
     key
 }
 
+/// The key prefix of one input stream's blocks in the write-ahead log: `<stream>/`.
+pub fn wal_prefix(stream: u32) -> Vec<u8> {
+    format!("{stream:010}/").into_bytes()
+}
+
+/// The key of an input block in the write-ahead log: `<stream>/<seq, 20 digits>`.
+pub fn wal_key(stream: u32, seq: u64) -> Vec<u8> {
+    let mut key = wal_prefix(stream);
+    key.extend_from_slice(format!("{seq:020}").as_bytes());
+    key
+}
+
 /// A key as text, for error messages.
 pub fn key_text(tree: Tree, key: &[u8]) -> String {
     format!("{}/{}", tree.name(), String::from_utf8_lossy(key))
@@ -221,6 +233,10 @@ pub struct MetadataCheckpoint {
     pub data: Vec<DataCheckpoint>,
     /// What each restorable input stream needs to resume.
     pub inputs: Vec<InputState>,
+    /// Received blocks allocated to each batch (ms) that a restart may recompute or run:
+    /// those after the oldest batch still needed (their data is in the write-ahead log).
+    #[serde(default)]
+    pub allocations: Vec<(i64, Vec<crate::block::BlockInfo>)>,
 }
 
 #[cfg(test)]

@@ -473,6 +473,7 @@ impl DStreamGraph {
                 node.restore_checkpoint(data);
             }
         }
+        self.allocate_restored(&checkpoint.allocations);
         for saved in &checkpoint.inputs {
             if let Some(input) = inputs.iter().find(|i| i.stream() == saved.stream) {
                 input.restore(&saved.state, &dir)?;
@@ -529,6 +530,10 @@ impl DStreamGraph {
             pending_ms: Vec::new(),
             data,
             inputs,
+            allocations: lock(&self.shared.allocations)
+                .range(horizon + Duration::from_millis(1)..)
+                .map(|(t, streams)| (t.as_ms(), streams.values().flatten().cloned().collect()))
+                .collect(),
         };
         store.flush()?;
         store.put(Tree::Meta, &meta_key(t.as_ms()), &encode(&record)?)?;
@@ -546,13 +551,49 @@ impl DStreamGraph {
         Ok(())
     }
 
-    /// Allocates received blocks to batch `t` (each block to exactly one batch).
-    pub fn allocate_blocks(&self, t: Time, blocks: Vec<BlockInfo>) {
+    /// Allocates received blocks to batch `t` (each block to exactly one batch); returns
+    /// them all back, unallocated, when `t` already has its blocks (a batch restored from a
+    /// checkpoint keeps the blocks it had: the caller gives these to a later batch).
+    pub fn allocate_blocks(&self, t: Time, blocks: Vec<BlockInfo>) -> Vec<BlockInfo> {
+        let mut allocations = lock(&self.shared.allocations);
+        if allocations.contains_key(&t) {
+            return blocks;
+        }
         let mut by_stream: BTreeMap<StreamId, Vec<BlockInfo>> = BTreeMap::new();
         for b in blocks {
             by_stream.entry(b.stream).or_default().push(b);
         }
-        lock(&self.shared.allocations).insert(t, by_stream);
+        allocations.insert(t, by_stream);
+        Vec::new()
+    }
+
+    /// Puts back the block allocations of a metadata checkpoint.
+    fn allocate_restored(&self, restored: &[(i64, Vec<BlockInfo>)]) {
+        let mut allocations = lock(&self.shared.allocations);
+        for (t, blocks) in restored {
+            let mut by_stream: BTreeMap<StreamId, Vec<BlockInfo>> = BTreeMap::new();
+            for b in blocks {
+                by_stream.entry(b.stream).or_default().push(b.clone());
+            }
+            allocations.insert(Time::from_ms(*t), by_stream);
+        }
+    }
+
+    /// The blocks allocated to batch `t`, all streams.
+    pub fn allocated(&self, t: Time) -> Vec<BlockInfo> {
+        lock(&self.shared.allocations)
+            .get(&t)
+            .map(|s| s.values().flatten().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every block allocated to a batch (for a restart: which write-ahead log blocks are
+    /// not new).
+    pub fn all_allocated(&self) -> Vec<BlockInfo> {
+        lock(&self.shared.allocations)
+            .values()
+            .flat_map(|s| s.values().flatten().cloned())
+            .collect()
     }
 
     /// The jobs of batch `t`, one per output operation whose stream has an RDD at `t`, in

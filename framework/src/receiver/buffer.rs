@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
-use crate::block::{Block, BlockId, StreamId};
+use crate::block::{Block, BlockData, BlockId, StreamId};
 use crate::data::Data;
 
 /// A store into a closed buffer (the context is stopping); carries the records not stored.
@@ -54,6 +54,10 @@ pub struct BlockBuffer<T> {
     stored: AtomicU64,
     malformed: AtomicU64,
     errors: AtomicU64,
+    /// Blocks with a sequence number below this are stored (in the block stores, and in the
+    /// write-ahead log when it is on): what `store_reliably` waits for.
+    durable: AtomicU64,
+    durable_changed: Notify,
 }
 
 impl<T> BlockBuffer<T> {
@@ -75,6 +79,8 @@ impl<T> BlockBuffer<T> {
             stored: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            durable: AtomicU64::new(0),
+            durable_changed: Notify::new(),
         }
     }
 
@@ -174,6 +180,40 @@ impl<T> BlockBuffer<T> {
             .map_err(|SinkClosed(mut v)| SinkClosed(v.pop().expect("one record was passed")))
     }
 
+    /// Stores `items` as [`store_many`](BlockBuffer::store_many) does, ends the current block
+    /// there, and returns once every block holding them is stored: on executors and, with
+    /// the receiver write-ahead log on, durably in it. A receiver that can acknowledge its
+    /// source acknowledges after this returns (Spark: a reliable receiver's
+    /// `store(ArrayBuffer)`), so records it acknowledged survive a crash of the process.
+    ///
+    /// # Errors
+    /// [`SinkClosed`] with the records not stored when the buffer is closed; and with none
+    /// (an empty `Vec`) when it closed before the stored records' blocks were stored: do not
+    /// acknowledge them then (the source sends them again: at least once at a stop).
+    pub async fn store_reliably(&self, items: Vec<T>) -> Result<(), SinkClosed<Vec<T>>> {
+        self.store_many(items).await?;
+        let needed = {
+            let mut s = self.lock();
+            if !s.records.is_empty() {
+                let block = std::mem::take(&mut s.records);
+                s.full.push(block);
+            }
+            s.next_seq + s.full.len() as u64
+        };
+        loop {
+            let changed = self.durable_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.durable.load(Ordering::Acquire) >= needed {
+                return Ok(());
+            }
+            if self.lock().closed {
+                return Err(SinkClosed(Vec::new()));
+            }
+            changed.await;
+        }
+    }
+
     /// Records stored but not yet sealed into a block.
     pub fn unsealed(&self) -> usize {
         let s = self.lock();
@@ -198,6 +238,24 @@ pub trait BlockSource: Send + Sync {
     fn report_error(&self);
     /// The receiver's counters.
     fn metrics(&self) -> ReceiverMetrics;
+    /// Says that every block with a sequence number below `next_seq` is stored (on
+    /// executors, and in the write-ahead log when it is on); wakes `store_reliably`.
+    fn mark_stored(&self, next_seq: u64);
+    /// Continues block numbering at `next_seq` (after a restart, past the blocks of the
+    /// write-ahead log); they count as stored.
+    fn resume_at(&self, next_seq: u64);
+    /// The records of a sealed block as a checkpoint record (for the write-ahead log).
+    ///
+    /// # Errors
+    /// [`Error::BlockType`](crate::Error::BlockType) if the block is not this stream's.
+    fn encode_block(&self, block: &Block) -> crate::Result<Vec<u8>>;
+    /// A block read back from the write-ahead log (from `dir` under `key`, for errors):
+    /// its data and record count.
+    ///
+    /// # Errors
+    /// [`CheckpointError`](crate::CheckpointError) when the value is corrupt.
+    fn decode_block(&self, bytes: &[u8], dir: &str, key: &str)
+        -> crate::Result<(BlockData, usize)>;
 }
 
 impl<T: Data> BlockSource for BlockBuffer<T> {
@@ -259,6 +317,37 @@ impl<T: Data> BlockSource for BlockBuffer<T> {
             errors: self.errors.load(Ordering::Relaxed),
         }
     }
+
+    fn mark_stored(&self, next_seq: u64) {
+        self.durable.fetch_max(next_seq, Ordering::AcqRel);
+        self.durable_changed.notify_waiters();
+    }
+
+    fn resume_at(&self, next_seq: u64) {
+        let mut s = self.lock();
+        s.next_seq = s.next_seq.max(next_seq);
+        drop(s);
+        self.mark_stored(next_seq);
+    }
+
+    fn encode_block(&self, block: &Block) -> crate::Result<Vec<u8>> {
+        let records = block
+            .data
+            .downcast_ref::<Vec<T>>()
+            .ok_or(crate::Error::BlockType(block.id))?;
+        crate::checkpoint::encode(records)
+    }
+
+    fn decode_block(
+        &self,
+        bytes: &[u8],
+        dir: &str,
+        key: &str,
+    ) -> crate::Result<(BlockData, usize)> {
+        let records: Vec<T> = crate::checkpoint::decode(bytes, dir, key)?;
+        let n = records.len();
+        Ok((Arc::new(records), n))
+    }
 }
 
 impl<T> fmt::Debug for BlockBuffer<T> {
@@ -305,6 +394,20 @@ impl<T: Data> BlockSink<T> {
     /// Not cancel-safe: a cancelled call may have stored a prefix of `items`.
     pub async fn store_many(&mut self, items: Vec<T>) -> Result<(), SinkClosed<Vec<T>>> {
         self.buffer.store_many(items).await
+    }
+
+    /// Stores records and waits until the blocks holding them are stored (durably, with the
+    /// receiver write-ahead log on): acknowledge the source after it returns. See
+    /// [`BlockBuffer::store_reliably`].
+    ///
+    /// # Errors
+    /// As [`BlockBuffer::store_reliably`].
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe: a cancelled call may have stored the records without their blocks
+    /// being stored yet; do not acknowledge them.
+    pub async fn store_reliably(&mut self, items: Vec<T>) -> Result<(), SinkClosed<Vec<T>>> {
+        self.buffer.store_reliably(items).await
     }
 
     /// Counts `count` malformed inputs the receiver repaired or skipped (it logs them itself).
@@ -396,6 +499,34 @@ mod tests {
             buf.seal().into_iter().map(records).collect::<Vec<_>>(),
             vec![vec![3]]
         );
+    }
+
+    #[test]
+    fn store_reliably_returns_once_its_block_is_marked_stored() {
+        let buf = Arc::new(BlockBuffer::<u32>::new(3, 100));
+        assert!(buf.store(0).now_or_never().is_some());
+        let mut reliable = Box::pin(buf.store_reliably(vec![1, 2]));
+        assert!((&mut reliable).now_or_never().is_none(), "not stored yet");
+        let blocks = buf.seal();
+        assert_eq!(blocks.len(), 1, "the records end their block");
+        assert_eq!(records(blocks[0].clone()), vec![0, 1, 2]);
+        assert!(
+            (&mut reliable).now_or_never().is_none(),
+            "sealed is not stored"
+        );
+        // The block is encoded for the log and read back as it was.
+        let bytes = buf.encode_block(&blocks[0]).unwrap();
+        let (data, n) = buf.decode_block(&bytes, "d", "k").unwrap();
+        assert_eq!(
+            (data.downcast_ref::<Vec<u32>>().cloned(), n),
+            (Some(vec![0, 1, 2]), 3)
+        );
+        buf.mark_stored(1);
+        assert!(matches!((&mut reliable).now_or_never(), Some(Ok(()))));
+        // After a restart, numbering continues past the logged blocks.
+        buf.resume_at(40);
+        assert!(buf.store(9).now_or_never().is_some());
+        assert_eq!(buf.seal()[0].id, BlockId::Input { stream: 3, seq: 40 });
     }
 
     #[test]
