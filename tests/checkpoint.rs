@@ -179,3 +179,37 @@ async fn a_changed_graph_a_corrupt_value_and_an_occupied_directory_are_refused()
     })
     .await;
 }
+
+#[actix::test]
+async fn state_lost_long_after_the_remember_duration_is_rebuilt_from_the_checkpoint() {
+    within(async {
+        let ssc = context(2, 2);
+        let state = running_count(&ssc, words(40)).checkpoint(Duration::from_millis(5 * BATCH_MS as u64));
+        let lineage = Arc::new(Mutex::new(Vec::new()));
+        let seen = lineage.clone();
+        state.foreach_rdd(move |rdd, _| {
+            seen.lock().unwrap().push(rdd.lineage_batches());
+            Ok(())
+        });
+        let out = state.collect_batches();
+        ssc.start().await.unwrap();
+        ssc.advance(30).await.unwrap();
+        // Every executor dies: every cached state partition is gone, 29 batches after the
+        // first (the state remembers one batch).
+        ssc.kill_executor(0).await.unwrap();
+        ssc.kill_executor(1).await.unwrap();
+        ssc.advance(5).await.unwrap();
+        let metrics = ssc.scheduler_metrics().unwrap();
+        ssc.stop(StopMode::Graceful).await.unwrap();
+        assert_eq!(metrics.executors_lost, 2, "{metrics:?}");
+        let batches = out.batches();
+        assert_eq!(batches.len(), 35);
+        for (i, batch) in batches.into_iter().enumerate() {
+            assert_eq!(sorted(batch), counts_after(i + 1), "batch {}", i + 1);
+        }
+        // What was recomputed after the loss reached back at most one checkpoint interval.
+        let after_kill = lineage.lock().unwrap()[30..].to_vec();
+        assert!(after_kill.iter().all(|&b| b <= 6), "{after_kill:?}");
+    })
+    .await;
+}
