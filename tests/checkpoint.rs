@@ -184,7 +184,8 @@ async fn a_changed_graph_a_corrupt_value_and_an_occupied_directory_are_refused()
 async fn state_lost_long_after_the_remember_duration_is_rebuilt_from_the_checkpoint() {
     within(async {
         let ssc = context(2, 2);
-        let state = running_count(&ssc, words(40)).checkpoint(Duration::from_millis(5 * BATCH_MS as u64));
+        let state =
+            running_count(&ssc, words(40)).checkpoint(Duration::from_millis(5 * BATCH_MS as u64));
         let lineage = Arc::new(Mutex::new(Vec::new()));
         let seen = lineage.clone();
         state.foreach_rdd(move |rdd, _| {
