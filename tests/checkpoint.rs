@@ -214,3 +214,86 @@ async fn state_lost_long_after_the_remember_duration_is_rebuilt_from_the_checkpo
     })
     .await;
 }
+
+/// A store whose disk fills up after `room` metadata writes.
+struct FillingStore {
+    inner: rivulet::framework::checkpoint::MemoryCheckpointStore,
+    room: std::sync::atomic::AtomicUsize,
+}
+
+impl rivulet::framework::checkpoint::CheckpointStore for FillingStore {
+    fn location(&self) -> String {
+        "/full/disk".into()
+    }
+    fn put(
+        &self,
+        tree: rivulet::framework::checkpoint::Tree,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if tree == rivulet::framework::checkpoint::Tree::Meta
+            && self
+                .room
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| r.checked_sub(1))
+                .is_err()
+        {
+            return Err(rivulet::framework::CheckpointError::Storage {
+                dir: self.location(),
+                action: "write a metadata checkpoint".into(),
+                message: "No space left on device (os error 28)".into(),
+            }
+            .into());
+        }
+        self.inner.put(tree, key, value)
+    }
+    fn get(
+        &self,
+        tree: rivulet::framework::checkpoint::Tree,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>> {
+        self.inner.get(tree, key)
+    }
+    fn remove(&self, tree: rivulet::framework::checkpoint::Tree, key: &[u8]) -> Result<()> {
+        self.inner.remove(tree, key)
+    }
+    fn keys(
+        &self,
+        tree: rivulet::framework::checkpoint::Tree,
+        prefix: &[u8],
+    ) -> Result<Vec<Vec<u8>>> {
+        self.inner.keys(tree, prefix)
+    }
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[actix::test]
+async fn a_checkpoint_that_cannot_be_written_stops_the_context_with_the_error() {
+    within(async {
+        let ssc = context(2, 2);
+        ssc.graph()
+            .rdd_context()
+            .set_checkpoint_store(Arc::new(FillingStore {
+                inner: Default::default(),
+                room: 3.into(),
+            }));
+        let counts = running_count(&ssc, words(10)).collect_batches();
+        ssc.start().await.unwrap();
+        let failed = ssc.advance(5).await;
+        let err = ssc.await_termination().await.unwrap_err().to_string();
+        assert!(
+            err.contains("/full/disk") && err.contains("No space left on device"),
+            "{err}"
+        );
+        assert!(
+            failed.is_err(),
+            "the batch whose checkpoint failed reports it"
+        );
+        // The first three batches checkpointed; the fourth could not, and nothing ran after.
+        assert_eq!(counts.len(), 4, "{:?}", counts.batches());
+        assert!(matches!(ssc.status(), Some(Status::Stopped(Some(_)))));
+    })
+    .await;
+}

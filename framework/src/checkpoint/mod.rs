@@ -6,8 +6,9 @@
 //!   every checkpoint interval, and cuts the stream's lineage there: the next batch's state
 //!   depends on the checkpointed RDD, read back from the store when it is not cached.
 //! * A **metadata checkpoint** ([`MetadataCheckpoint`]) is written after every completed
-//!   batch: the graph's fingerprint, the batch time, the pending batches, the newest complete
-//!   data checkpoint of each stream and what each input stream needs to resume.
+//!   batch: the graph's fingerprint, the batch time, the newest complete data checkpoint of
+//!   each stream, the input of every batch a restart may recompute or run (received blocks
+//!   per batch, a polled input's splits per batch) and what each input needs to resume.
 //!
 //! Values are [`record`]s: versioned, named-field rmp-serde with a CRC-32 checksum. A
 //! checkpoint is complete only once its metadata record is durable: data, `flush`, metadata,
@@ -227,8 +228,6 @@ pub struct MetadataCheckpoint {
     pub zero_time_ms: i64,
     /// The last completed batch (ms); every batch up to it completed.
     pub batch_time_ms: i64,
-    /// Batches generated but not completed when this was written (ms), oldest first.
-    pub pending_ms: Vec<i64>,
     /// The newest complete data checkpoint of each checkpointed stream.
     pub data: Vec<DataCheckpoint>,
     /// What each restorable input stream needs to resume.

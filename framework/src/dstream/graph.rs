@@ -527,7 +527,6 @@ impl DStreamGraph {
             batch_interval_ms: crate::time::duration_ms(self.shared.batch_interval) as u64,
             zero_time_ms: self.zero_time().unwrap_or(Time::ZERO).as_ms(),
             batch_time_ms: t.as_ms(),
-            pending_ms: Vec::new(),
             data,
             inputs,
             allocations: lock(&self.shared.allocations)
