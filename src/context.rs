@@ -4,7 +4,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rivulet_actors::{Runtime, RuntimeHandle, SledCheckpointStore, Status, StopMode};
+use rivulet_actors::{
+    ActorReceiver, ActorSink, ActorSource, Runtime, RuntimeHandle, SledCheckpointStore, Status,
+    StopMode,
+};
 use rivulet_framework::config::StreamingConfig;
 use rivulet_framework::data::Data;
 use rivulet_framework::dstream::{DStream, DStreamGraph};
@@ -195,6 +198,63 @@ impl StreamingContext {
         self.inner
             .graph
             .queue_stream_op(OpInfo::caller("queue_stream"), batches)
+    }
+
+    /// A stream fed by events that actors, tasks or threads send through the returned
+    /// [`ActorSource`] (Spark: `actorStream`). Every event a send accepted is in exactly one
+    /// batch; `send` waits while the stream is backpressured (its buffer of
+    /// `receiver_buffer_records` is full), `try_send` hands the event back. The source also
+    /// gives an actix `Recipient<Event<T>>` for actors. After the context stops, sends fail.
+    ///
+    /// # Panics
+    /// Outside an actix `System` (the source's actor needs an arbiter).
+    ///
+    /// # Examples
+    /// ```
+    /// use rivulet::prelude::*;
+    /// use std::time::Duration;
+    ///
+    /// #[actix::main]
+    /// async fn main() -> Result<()> {
+    ///     let ssc = StreamingContext::new(StreamingConfig::new().manual_clock(true).executors(1))?;
+    ///     let (clicks, source) = ssc.actor_stream::<String>("clicks");
+    ///     let out = clicks.count().collect_batches();
+    ///     ssc.start().await?;
+    ///     source.send("home".into()).await.expect("running");
+    ///     source.recipient().send(Event("about".into())).await.expect("mailbox").expect("running");
+    ///     ssc.advance(1).await?;
+    ///     ssc.stop(StopMode::Graceful).await?;
+    ///     assert_eq!(out.batches()[0], vec![2]);
+    ///     Ok(())
+    /// }
+    /// ```
+    #[track_caller]
+    pub fn actor_stream<T: Data>(&self, name: &str) -> (DStream<T>, ActorSource<T>) {
+        let op = OpInfo::caller("actor_stream");
+        let (stream, buffer) = self
+            .inner
+            .graph
+            .pushed_stream_op::<T>(op, format!("actor stream {name}"));
+        (stream, ActorSource::new(name, buffer))
+    }
+
+    /// A stream fed by a user-written actix actor, `make(sink)`, which stores what it
+    /// receives with its [`ActorSink`] (Spark: `actorStream` with `ActorHelper.store`). The
+    /// actor runs on its own arbiter under the receiver supervisor: when it panics or stops
+    /// it is made again with backoff, and past the restart limit the context stops with an
+    /// error naming it.
+    #[track_caller]
+    pub fn actor_receiver_stream<T, A, F>(&self, make: F) -> DStream<T>
+    where
+        T: Data,
+        A: actix::Actor<Context = actix::Context<A>>,
+        F: Fn(ActorSink<T>) -> A + Send + Sync + 'static,
+    {
+        let op = OpInfo::caller("actor_receiver_stream");
+        let name = format!("actor receiver {}", std::any::type_name::<A>());
+        self.inner
+            .graph
+            .receiver_stream_op(op, ActorReceiver::new(name, make))
     }
 
     /// A stream fed by a custom `receiver` (Spark: `receiverStream`).

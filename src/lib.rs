@@ -51,7 +51,10 @@ pub use rivulet_receivers as receivers;
 /// What a streaming program needs: `use rivulet::prelude::*;`.
 pub mod prelude {
     pub use crate::StreamingContext;
-    pub use rivulet_actors::{Status, StopMode};
+    pub use rivulet_actors::{
+        ActorOutputs, ActorSink, ActorSource, Batch, Event, KeyedActorOutputs, SendError, Status,
+        StopMode, TrySendError,
+    };
     pub use rivulet_framework::config::StreamingConfig;
     pub use rivulet_framework::data::{Data, Key};
     pub use rivulet_framework::dstream::{

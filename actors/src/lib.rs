@@ -30,6 +30,7 @@
 //! ```
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod actor_io;
 mod batch_builder;
 mod block_store;
 mod checkpoint_store;
@@ -41,6 +42,10 @@ mod receiver_supervisor;
 mod runtime;
 mod supervision;
 
+pub use actor_io::{
+    ActorOutputs, ActorReceiver, ActorSink, ActorSource, Batch, Event, KeyedActorOutputs,
+    SendError, TrySendError,
+};
 pub use batch_builder::BatchBuilder;
 pub use block_store::BlockManager;
 pub use checkpoint_store::SledCheckpointStore;

@@ -8,7 +8,7 @@ use crate::data::Data;
 use crate::dstream::{DStream, DStreamGraph};
 use crate::error::OpInfo;
 use crate::rdd::{block_rdd, empty_rdd};
-use crate::receiver::{Receiver, ReceiverSlot};
+use crate::receiver::{BlockBuffer, BlockSink, Flow, Receiver, ReceiverError, ReceiverSlot};
 use crate::time::Time;
 
 impl DStreamGraph {
@@ -22,12 +22,43 @@ impl DStreamGraph {
 
     /// [`receiver_stream`](DStreamGraph::receiver_stream) named after a caller's operator.
     pub fn receiver_stream_op<R: Receiver>(&self, op: OpInfo, receiver: R) -> DStream<R::Item> {
+        self.receiver_stream_with_buffer(op, receiver).0
+    }
+
+    /// A stream whose records are pushed into its receiver buffer by handles (actors, tasks,
+    /// threads) rather than pulled by a receiver: records stored in the returned buffer
+    /// (`store` waits while it is full: backpressure) are sealed into blocks and batches like
+    /// a receiver's. The runtime supervises a placeholder receiver named `name` that only
+    /// waits; stopping the context closes the buffer, so later stores fail.
+    pub fn pushed_stream_op<T: Data>(
+        &self,
+        op: OpInfo,
+        name: String,
+    ) -> (DStream<T>, Arc<BlockBuffer<T>>) {
+        self.receiver_stream_with_buffer(
+            op,
+            Pushed {
+                name,
+                _records: std::marker::PhantomData,
+            },
+        )
+    }
+
+    fn receiver_stream_with_buffer<R: Receiver>(
+        &self,
+        op: OpInfo,
+        receiver: R,
+    ) -> (DStream<R::Item>, Arc<BlockBuffer<R::Item>>) {
         let shared = self.shared().clone();
+        let mut buffer = None;
         let stream = shared.add_receiver(|id, capacity, max_block| {
-            ReceiverSlot::new(id, receiver, capacity, max_block)
+            let b = Arc::new(BlockBuffer::new(id, capacity).with_max_block(max_block));
+            buffer = Some(b.clone());
+            ReceiverSlot::with_buffer(id, receiver, b)
         });
+        let buffer = buffer.expect("add_receiver calls its maker once");
         let g = shared.clone();
-        DStream::new_node(
+        let stream_node = DStream::new_node(
             &shared,
             op,
             shared.batch_interval(),
@@ -40,7 +71,8 @@ impl DStreamGraph {
                     g.allocated_blocks(stream, t),
                 )))
             },
-        )
+        );
+        (stream_node, buffer)
     }
 
     /// A stream whose `k`-th batch (at `zero + k * batch_interval`, from `k = 1`) holds
@@ -79,5 +111,26 @@ impl DStreamGraph {
                 }))
             },
         )
+    }
+}
+
+/// The placeholder receiver of a pushed stream: its records come from handles to its buffer,
+/// so it only waits until the context stops it.
+struct Pushed<T> {
+    name: String,
+    _records: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: Data> Receiver for Pushed<T> {
+    type Item = T;
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    async fn on_start(&mut self) -> Result<(), ReceiverError> {
+        Ok(())
+    }
+    async fn receive(&mut self, _sink: &mut BlockSink<T>) -> Result<Flow, ReceiverError> {
+        std::future::pending::<()>().await;
+        Ok(Flow::Finished)
     }
 }

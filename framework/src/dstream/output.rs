@@ -25,7 +25,9 @@ impl<T: Data> DStream<T> {
         self.foreach_rdd_op(OpInfo::caller("foreach_rdd"), f)
     }
 
-    fn foreach_rdd_op(
+    /// [`foreach_rdd`](DStream::foreach_rdd) named after a caller's operator (for output
+    /// operations built on it in other crates, e.g. the runtime's actor sinks).
+    pub fn foreach_rdd_op(
         &self,
         op: OpInfo,
         f: impl Fn(&Rdd<T>, Time) -> Result<(), BoxError> + Send + Sync + 'static,

@@ -19,6 +19,17 @@ use crate::data::Data;
 #[error("the receiver is stopping: records were not stored")]
 pub struct SinkClosed<T>(pub T);
 
+/// Why [`BlockBuffer::try_store`] did not store a record; carries the record back.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TryStoreError<T> {
+    /// The buffer is full (backpressure).
+    #[error("the stream's buffer is full")]
+    Full(T),
+    /// The buffer is closed (the context is stopping or stopped).
+    #[error("the stream is stopping: records were not stored")]
+    Closed(T),
+}
+
 /// Counters of one receiver, for listeners and logs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReceiverMetrics {
@@ -151,6 +162,31 @@ impl<T> BlockBuffer<T> {
             }
             notified.await;
         }
+    }
+
+    /// Stores one record if there is room now, without waiting.
+    ///
+    /// # Errors
+    /// [`TryStoreError::Full`] with the record when the buffer is full (backpressure: try
+    /// later, or wait with [`store`](BlockBuffer::store)); [`TryStoreError::Closed`] when it
+    /// is closed.
+    pub fn try_store(&self, item: T) -> Result<(), TryStoreError<T>> {
+        let mut s = self.lock();
+        if s.closed {
+            return Err(TryStoreError::Closed(item));
+        }
+        if s.outstanding >= self.capacity {
+            return Err(TryStoreError::Full(item));
+        }
+        s.records.push(item);
+        s.outstanding += 1;
+        if s.records.len() >= self.max_block {
+            let block = std::mem::take(&mut s.records);
+            s.full.push(block);
+        }
+        drop(s);
+        self.stored.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Stores one record, waiting for room.
@@ -410,6 +446,14 @@ impl<T: Data> BlockSink<T> {
         self.buffer.store_reliably(items).await
     }
 
+    /// Stores one record if there is room now, without waiting.
+    ///
+    /// # Errors
+    /// As [`BlockBuffer::try_store`].
+    pub fn try_store(&self, item: T) -> Result<(), TryStoreError<T>> {
+        self.buffer.try_store(item)
+    }
+
     /// Counts `count` malformed inputs the receiver repaired or skipped (it logs them itself).
     pub fn report_malformed(&mut self, count: u64) {
         self.buffer.malformed.fetch_add(count, Ordering::Relaxed);
@@ -423,6 +467,15 @@ impl<T: Data> BlockSink<T> {
     /// The input stream this sink feeds.
     pub fn stream(&self) -> StreamId {
         self.buffer.stream
+    }
+}
+
+impl<T> Clone for BlockSink<T> {
+    /// Another sink into the same buffer (e.g. for an actor that stores on its own).
+    fn clone(&self) -> Self {
+        BlockSink {
+            buffer: self.buffer.clone(),
+        }
     }
 }
 

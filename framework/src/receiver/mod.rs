@@ -10,7 +10,7 @@
 
 mod buffer;
 
-pub use buffer::{BlockBuffer, BlockSink, BlockSource, ReceiverMetrics, SinkClosed};
+pub use buffer::{BlockBuffer, BlockSink, BlockSource, ReceiverMetrics, SinkClosed, TryStoreError};
 
 use std::fmt;
 use std::future::Future;
@@ -186,6 +186,15 @@ impl ReceiverSlot {
         let buffer = std::sync::Arc::new(
             BlockBuffer::<R::Item>::new(stream, capacity).with_max_block(max_block),
         );
+        ReceiverSlot::with_buffer(stream, receiver, buffer)
+    }
+
+    /// Binds `receiver` to `buffer` (which others may also store into) for stream `stream`.
+    pub fn with_buffer<R: Receiver>(
+        stream: StreamId,
+        receiver: R,
+        buffer: std::sync::Arc<BlockBuffer<R::Item>>,
+    ) -> ReceiverSlot {
         let sink = BlockSink::new(buffer.clone());
         ReceiverSlot {
             stream,
