@@ -211,8 +211,8 @@ impl StreamingContext {
     ///
     /// # Examples
     /// ```
+    /// use rivulet::actors::Event;
     /// use rivulet::prelude::*;
-    /// use std::time::Duration;
     ///
     /// #[actix::main]
     /// async fn main() -> Result<()> {

@@ -52,7 +52,7 @@ pub use rivulet_receivers as receivers;
 pub mod prelude {
     pub use crate::StreamingContext;
     pub use rivulet_actors::{
-        ActorOutputs, ActorSink, ActorSource, Batch, Event, KeyedActorOutputs, SendError, Status,
+        ActorOutputs, ActorSink, ActorSource, Batch, KeyedActorOutputs, SendError, Status,
         StopMode, TrySendError,
     };
     pub use rivulet_framework::config::StreamingConfig;

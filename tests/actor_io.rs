@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use common::{advance_until, config, context, within};
+use rivulet::actors::Event;
 use rivulet::prelude::*;
 
 #[actix::test]
