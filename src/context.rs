@@ -132,6 +132,7 @@ impl StreamingContext {
 
     fn open(config: StreamingConfig) -> Result<StreamingContext> {
         config.validate()?;
+        crate::limits::check_executors(config.get_executors())?;
         let rdd_ctx = RddContext::new(config.get_default_parallelism());
         if let Some(dir) = config.get_checkpoint_dir() {
             rdd_ctx.set_checkpoint_store(Arc::new(SledCheckpointStore::open(dir)?));

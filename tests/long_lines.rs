@@ -61,7 +61,11 @@ async fn run(policy: LongLinePolicy) -> (Vec<usize>, ReceiverInfo, Vec<ReceiverI
     server.await.unwrap();
     let lens = lines.records().iter().map(String::len).collect();
     let stopped = events.receiver_stopped().pop().expect("a stopped event");
-    let lost = losses.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let lost = losses
+        .0
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
     (lens, stopped, lost)
 }
 
@@ -71,7 +75,10 @@ async fn truncate_counts_and_reports_the_lost_bytes() {
         let (lens, stopped, lost) = run(LongLinePolicy::Truncate).await;
         assert_eq!(lens, [6, LIMIT, 5]);
         let m = stopped.metrics;
-        assert_eq!((m.truncated, m.dropped_bytes), (1, (FIVE_MB - LIMIT) as u64));
+        assert_eq!(
+            (m.truncated, m.dropped_bytes),
+            (1, (FIVE_MB - LIMIT) as u64)
+        );
         assert!(m.lost_input());
         assert_eq!(lost.len(), 1, "one input-lost event");
         assert_eq!(lost[0].metrics.truncated, 1);
@@ -116,7 +123,10 @@ async fn fail_stops_the_context_naming_the_receiver_offset_and_limit() {
             .on_long_line(LongLinePolicy::Fail);
         let _lines = ssc.receiver_stream(receiver).collect_batches();
         ssc.start().await.unwrap();
-        let error = ssc.await_termination().await.expect_err("the context must fail");
+        let error = ssc
+            .await_termination()
+            .await
+            .expect_err("the context must fail");
         let message = error.to_string();
         for needle in [
             format!("socket 127.0.0.1:{port}"),

@@ -9,7 +9,7 @@
 //!   batch: the graph's fingerprint, the batch time, the pending batches, the newest complete
 //!   data checkpoint of each stream and what each input stream needs to resume.
 //!
-//! Values are [`record`]s: versioned, named-field rmp-serde with a CRC-32 checksum. A
+//! Values are records (see [`encode`] and [`decode`]): versioned, named-field rmp-serde with a CRC-32 checksum. A
 //! checkpoint is complete only once its metadata record is durable: data, `flush`, metadata,
 //! `flush`, and only then purge what older checkpoints held (DESIGN, "Persistence").
 //!
@@ -200,7 +200,7 @@ pub struct DataCheckpoint {
 pub struct InputState {
     /// The input DStream.
     pub stream: u32,
-    /// Its state, a [`record`] the stream encoded.
+    /// Its state, a record the stream encoded (see [`decode`]).
     pub state: Vec<u8>,
 }
 
