@@ -62,18 +62,10 @@ pub use socket::SocketTextReceiver;
 pub mod fuzzing {
     use crate::LineCounts;
 
-    /// Splits `input` at once by the text receivers' rules: the records, the counts, and
-    /// the error that stopped it under [`LongLinePolicy::Fail`](crate::LongLinePolicy::Fail).
-    pub fn split_all(
-        input: &[u8],
-        max_line_bytes: usize,
-        policy: crate::LongLinePolicy,
-    ) -> (Vec<String>, LineCounts, Option<crate::LineTooLong>) {
-        crate::lines::split_all(input, max_line_bytes, policy)
-    }
+    pub use crate::split_text as split_all;
 
     /// Feeds `input` to the receivers' incremental splitter in chunks of the sizes `chunks`
-    /// gives (cycled), then finishes it; returns what [`split_all`] returns.
+    /// gives (cycled), then finishes it; returns what [`crate::split_text`] returns.
     pub fn split_chunked(
         input: &[u8],
         chunks: &[usize],
@@ -82,6 +74,19 @@ pub mod fuzzing {
     ) -> (Vec<String>, LineCounts, Option<crate::LineTooLong>) {
         crate::lines::split_chunked(input, chunks, max_line_bytes, policy)
     }
+}
+
+/// Splits all of `input` at once by the text receivers' rules (see [`LongLinePolicy`]): the
+/// records a receiver would deliver for it, followed by the end of the input, the counts
+/// it would report, and, under [`LongLinePolicy::Fail`], the error that stops it (the
+/// records before the long line are still returned). For checks and tests that need to know
+/// what a receiver makes of a text.
+pub fn split_text(
+    input: &[u8],
+    max_line_bytes: usize,
+    policy: LongLinePolicy,
+) -> (Vec<String>, LineCounts, Option<LineTooLong>) {
+    lines::split_all(input, max_line_bytes, policy)
 }
 
 /// The default longest line, in bytes, that text receivers keep whole: 1 MiB.

@@ -473,7 +473,6 @@ fn char_cut(head: &[u8]) -> usize {
 /// counts as feeding it to a [`LineSplitter`] in any chunks and finishing: the reference that
 /// tests and fuzzing compare the incremental splitter against. Returns the records, the
 /// counts, and the error that stopped it under [`LongLinePolicy::Fail`].
-#[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
 pub(crate) fn split_all(
     input: &[u8],
     max_line_bytes: usize,
