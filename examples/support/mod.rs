@@ -512,7 +512,12 @@ pub async fn run_until_done(
     ssc.start().await?;
     let signals = SignalStop::install(ssc)?;
     tokio::select! {
-        _ = done => {}
+        finished = done => {
+            // The listener is gone without signalling: the context stopped, maybe failed.
+            if finished.is_err() {
+                ssc.await_termination().await?;
+            }
+        }
         result = ssc.await_termination() => result?,
     }
     ssc.stop(StopMode::Graceful).await?;
