@@ -35,9 +35,13 @@ struct Args {
 
 /// Parses the options, runs the job, and returns its first error.
 #[actix::main]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> std::process::ExitCode {
     init_tracing();
     let args = Args::parse();
+    support::exit_code(run(args).await)
+}
+
+async fn run(args: Args) -> Result<(), BoxError> {
     if !args.dir.is_dir() {
         return Err(format!("{} is not a directory", args.dir.display()).into());
     }

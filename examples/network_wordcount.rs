@@ -36,9 +36,13 @@ struct Args {
 
 /// Parses the options, runs the job, and returns its first error.
 #[actix::main]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> std::process::ExitCode {
     init_tracing();
     let args = Args::parse();
+    support::exit_code(run(args).await)
+}
+
+async fn run(args: Args) -> Result<(), BoxError> {
     let ssc = context("network_wordcount", Duration::from_secs(1), None)?;
     ssc.socket_text_stream(&args.host, args.port)
         .flat_map(words)

@@ -49,13 +49,13 @@ struct Args {
     #[arg(long, default_value = "examples/data/shakespeare.txt")]
     input: PathBuf,
     /// Batch interval in milliseconds.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = support::parse_batch_ms)]
     batch_ms: u64,
     /// Lines per second the source sends; 0 sends as fast as backpressure allows.
-    #[arg(long, default_value_t = 8000)]
+    #[arg(long, default_value_t = 8000, value_parser = support::parse_rate, allow_negative_numbers = true)]
     rate: u64,
     /// Executors (task threads); default: one per core.
-    #[arg(long)]
+    #[arg(long, value_parser = support::parse_executors)]
     executors: Option<usize>,
     /// Start from an empty state instead of Spark's `hello: 1, world: 1`.
     #[arg(long)]
@@ -76,6 +76,8 @@ struct Args {
     /// When stopped, write the final state here as sorted `word<TAB>count` lines.
     #[arg(long, requires = "directory")]
     final_state: Option<PathBuf>,
+    #[command(flatten)]
+    lines: support::LineOptions,
 }
 
 /// `counts` as `word:count` for the `n` largest counts (ties by word).
@@ -216,13 +218,18 @@ async fn run_directory(args: &Args, dir: &Path) -> Result<(), BoxError> {
 }
 
 #[actix::main]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> std::process::ExitCode {
     init_tracing();
     let args = Args::parse();
+    support::exit_code(run(args).await)
+}
+
+async fn run(args: Args) -> Result<(), BoxError> {
     if let Some(dir) = args.directory.clone() {
         return run_directory(&args, &dir).await;
     }
     let lines = read_lines(&args.input)?;
+    let expected_records = args.lines.expected_records(&lines);
     let total = lines.len();
     let initial: Vec<(String, u64)> = if args.no_initial_state {
         Vec::new()
@@ -251,8 +258,9 @@ async fn main() -> Result<(), BoxError> {
         args.executors,
     )?;
     let initial_rdd = ssc.parallelize(initial, 2);
-    let state_dstream = ssc
-        .socket_text_stream("127.0.0.1", port)
+    let state_dstream = args
+        .lines
+        .socket_stream(&ssc, port)
         .flat_map(words)
         .map(|w| (w, 1u64))
         .map_with_state(StateSpec::function(running_count).initial_state(initial_rdd));
@@ -280,9 +288,14 @@ async fn main() -> Result<(), BoxError> {
         Ok(())
     });
 
-    let (progress, done) = Progress::new(total);
+    let (progress, done) = Progress::new(expected_records);
     ssc.add_listener(progress);
+    let input_report = support::InputReport::new();
+    ssc.add_listener(input_report.clone());
     let ending = run_until_done(&ssc, done).await?;
+    if ending == Ending::Done {
+        input_report.print_and_check(&args.lines)?;
+    }
     server.abort();
 
     let snapshot =

@@ -36,7 +36,7 @@ struct Args {
     input: PathBuf,
     /// Lines per second the source sends (the default makes the bundled text last ~35 s);
     /// 0 sends as fast as backpressure allows.
-    #[arg(long, default_value_t = 1200)]
+    #[arg(long, default_value_t = 1200, value_parser = support::parse_rate, allow_negative_numbers = true)]
     rate: u64,
     /// Window length in seconds (a multiple of the batch interval).
     #[arg(long, default_value_t = 30)]
@@ -45,18 +45,25 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     slide_secs: u64,
     /// Batch interval in milliseconds.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = support::parse_batch_ms)]
     batch_ms: u64,
     /// Executors (task threads); default: one per core.
-    #[arg(long)]
+    #[arg(long, value_parser = support::parse_executors)]
     executors: Option<usize>,
+    #[command(flatten)]
+    lines: support::LineOptions,
 }
 
 #[actix::main]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> std::process::ExitCode {
     init_tracing();
     let args = Args::parse();
+    support::exit_code(run(args).await)
+}
+
+async fn run(args: Args) -> Result<(), BoxError> {
     let lines = read_lines(&args.input)?;
+    let expected_records = args.lines.expected_records(&lines);
     let total = lines.len();
     let (window, slide) = (
         Duration::from_secs(args.window_secs),
@@ -75,8 +82,9 @@ async fn main() -> Result<(), BoxError> {
         Duration::from_millis(args.batch_ms),
         args.executors,
     )?;
-    let pairs = ssc
-        .socket_text_stream("127.0.0.1", port)
+    let pairs = args
+        .lines
+        .socket_stream(&ssc, port)
         .flat_map(words)
         .map(|w| (w, 1u64));
     // `reduce_by_key_and_window_inv(+, -)` plus a filter: each window is the previous one
@@ -124,9 +132,14 @@ async fn main() -> Result<(), BoxError> {
             Ok(())
         });
 
-    let (progress, done) = Progress::new(total);
+    let (progress, done) = Progress::new(expected_records);
     ssc.add_listener(progress);
+    let input_report = support::InputReport::new();
+    ssc.add_listener(input_report.clone());
     let ending = run_until_done(&ssc, done).await?;
+    if ending == Ending::Done {
+        input_report.print_and_check(&args.lines)?;
+    }
     server.abort();
 
     let (windows, mismatches) = (
@@ -136,6 +149,14 @@ async fn main() -> Result<(), BoxError> {
     if mismatches > 0 {
         return Err(format!(
             "check failed: {mismatches} of {windows} windows differ from a recomputation"
+        )
+        .into());
+    }
+    if windows == 0 {
+        return Err(format!(
+            "nothing to check: no window was compared (the run ended before the first slide; \
+             use a --slide-secs no longer than the input lasts, {total} lines at {} lines/s)",
+            args.rate
         )
         .into());
     }

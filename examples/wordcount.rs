@@ -11,6 +11,7 @@
 //! ```
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +22,8 @@ use rivulet::prelude::*;
 mod support;
 
 use support::{
-    context, init_tracing, read_lines, run_until_done, spawn_server, words, Ending, Progress,
+    context, exit_code, init_tracing, parse_batch_ms, parse_executors, parse_rate, prepare_out_dir,
+    read_lines, run_until_done, spawn_server, words, Ending, InputReport, LineOptions, Progress,
 };
 
 #[derive(Parser, Debug)]
@@ -30,26 +32,40 @@ struct Args {
     /// Text file to stream, one record per line.
     #[arg(long, default_value = "examples/data/shakespeare.txt")]
     input: PathBuf,
-    /// Batch interval in milliseconds.
-    #[arg(long, default_value_t = 500)]
+    /// Batch interval in milliseconds (at most one day).
+    #[arg(long, default_value_t = 500, value_parser = parse_batch_ms)]
     batch_ms: u64,
     /// Lines per second the source sends; 0 sends as fast as backpressure allows.
-    #[arg(long, default_value_t = 8000)]
+    #[arg(long, default_value_t = 8000, value_parser = parse_rate, allow_negative_numbers = true)]
     rate: u64,
-    /// Executors (task threads); default: one per core.
-    #[arg(long)]
+    /// Executors (task threads), at most 4096; default: one per core.
+    #[arg(long, value_parser = parse_executors)]
     executors: Option<usize>,
-    /// Write each batch's counts as `word<TAB>count` lines to DIR/batch-<time_ms>/part-NNNNN.
+    /// Write each batch's counts as `word<TAB>count` lines to DIR/batch-<time_ms>/part-NNNNN
+    /// (DIR must be empty or absent, unless --overwrite).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Remove what --out DIR holds before writing.
+    #[arg(long)]
+    overwrite: bool,
+    #[command(flatten)]
+    lines: LineOptions,
 }
 
 #[actix::main]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> ExitCode {
     init_tracing();
     let args = Args::parse();
+    exit_code(run(args).await)
+}
+
+async fn run(args: Args) -> Result<(), BoxError> {
+    if let Some(dir) = &args.out {
+        prepare_out_dir(dir, args.overwrite)?;
+    }
     let lines = read_lines(&args.input)?;
     let total = lines.len();
+    let expected = args.lines.expected_records(&lines);
     println!(
         "Streaming {} ({total} lines) at {} lines/s",
         args.input.display(),
@@ -63,8 +79,9 @@ async fn main() -> Result<(), BoxError> {
         Duration::from_millis(args.batch_ms),
         args.executors,
     )?;
-    let counts = ssc
-        .socket_text_stream("127.0.0.1", port)
+    let counts = args
+        .lines
+        .socket_stream(&ssc, port)
         .flat_map(words)
         .map(|w| (w, 1u64))
         .reduce_by_key(|a, b| a + b)
@@ -89,14 +106,17 @@ async fn main() -> Result<(), BoxError> {
             .map(|(w, c)| format!("{w}\t{c}"))
             .save_as_text_files(dir.join("batch"), "");
     }
-    let (progress, done) = Progress::new(total);
+    let (progress, done) = Progress::new(expected);
     ssc.add_listener(progress);
+    let report = InputReport::new();
+    ssc.add_listener(report.clone());
     let ending = run_until_done(&ssc, done).await?;
     server.abort();
     if ending == Ending::Interrupted {
         println!("Stopped on a signal before all {total} lines were processed.");
         return Ok(());
     }
-    println!("Done: {total} lines processed.");
+    report.print_and_check(&args.lines)?;
+    println!("Done: {total} lines processed ({expected} records).");
     Ok(())
 }

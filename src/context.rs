@@ -136,6 +136,7 @@ impl StreamingContext {
 
     fn open(config: StreamingConfig) -> Result<StreamingContext> {
         config.validate()?;
+        crate::limits::check_executors(config.get_executors())?;
         let rdd_ctx = RddContext::new(config.get_default_parallelism());
         if let Some(dir) = config.get_checkpoint_dir() {
             rdd_ctx.set_checkpoint_store(Arc::new(SledCheckpointStore::open(dir)?));
@@ -169,6 +170,13 @@ impl StreamingContext {
     /// Lines of text from a TCP server at `host:port`, one record per line (Spark:
     /// `socketTextStream`). Lines are decoded as UTF-8 with invalid bytes replaced (and
     /// counted); refused or dropped connections are logged and retried with backoff.
+    ///
+    /// A line longer than 1 MiB ([`DEFAULT_MAX_LINE_BYTES`](rivulet_receivers::DEFAULT_MAX_LINE_BYTES))
+    /// is truncated, logged and counted (`ReceiverMetrics::truncated`, reported to listeners
+    /// by `on_receiver_input_lost`). To raise the limit or choose another policy (skip,
+    /// split, fail), pass a configured [`SocketTextReceiver`] to
+    /// [`receiver_stream`](StreamingContext::receiver_stream):
+    /// `ssc.receiver_stream(SocketTextReceiver::new(host, port).max_line_bytes(n).on_long_line(LongLinePolicy::Split))`.
     #[track_caller]
     pub fn socket_text_stream(&self, host: &str, port: u16) -> DStream<String> {
         let op = OpInfo::caller("socket_text_stream");

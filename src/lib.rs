@@ -42,6 +42,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod context;
+mod limits;
 
 pub use context::StreamingContext;
 pub use rivulet_actors as actors;

@@ -87,6 +87,9 @@ pub enum ReceiverEvent {
     Stopped(ReceiverInfo),
     /// Failed past its restart limit: the context stops with this error.
     GaveUp(ReceiverInfo),
+    /// Lost input (records truncated or dropped) since its last report; at most one per
+    /// second per receiver, the metrics holding the totals.
+    InputLost(ReceiverInfo),
 }
 
 /// Kills an executor, as a crash outside a task would (fault injection for tests and

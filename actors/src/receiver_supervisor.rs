@@ -166,6 +166,35 @@ async fn run(
     }
 }
 
+/// Sends `ReceiverEvent::InputLost` when the receiver truncated or dropped input since the
+/// last report, at most once per [`LOSS_REPORT_EVERY`].
+struct LossReporter {
+    reported: (u64, u64),
+    last: Option<Instant>,
+}
+
+/// The least time between two `InputLost` events of one receiver.
+const LOSS_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl LossReporter {
+    fn check(&mut self, reporter: &Reporter) {
+        let m = reporter.source.metrics();
+        let lost = (m.truncated, m.dropped);
+        if lost == self.reported || self.last.is_some_and(|t| t.elapsed() < LOSS_REPORT_EVERY) {
+            return;
+        }
+        self.reported = lost;
+        self.last = Some(Instant::now());
+        warn!(
+            truncated = m.truncated,
+            dropped = m.dropped,
+            dropped_bytes = m.dropped_bytes,
+            "Receiver lost input (totals so far)."
+        );
+        reporter.send(ReceiverEvent::InputLost(reporter.info(true, None)));
+    }
+}
+
 /// One start..failure cycle: `None` when the receiver finished, else its error.
 async fn run_once(receiver: &mut dyn DynReceiver, reporter: &Reporter) -> Option<ReceiverError> {
     if let Err(e) = guarded(receiver.on_start()).await {
@@ -173,8 +202,17 @@ async fn run_once(receiver: &mut dyn DynReceiver, reporter: &Reporter) -> Option
     }
     info!("Receiver started.");
     reporter.send(ReceiverEvent::Started(reporter.info(true, None)));
+    let mut losses = LossReporter {
+        reported: {
+            let m = reporter.source.metrics();
+            (m.truncated, m.dropped)
+        },
+        last: None,
+    };
     loop {
-        match guarded(receiver.receive()).await {
+        let received = guarded(receiver.receive()).await;
+        losses.check(reporter);
+        match received {
             // A receiver that always finds room never waits; give the arbiter's other
             // actors (its batch builder's block timer) their turn now and then.
             Ok(Flow::Continue) => tokio::task::coop::consume_budget().await,
@@ -205,6 +243,16 @@ impl Actor for ReceiverSupervisor {
             let ended = run(receiver, policy, stop, &reporter).await;
             // Nothing more will be stored; waiting stores (there are none now) would fail.
             reporter.source.close();
+            let m = reporter.source.metrics();
+            if m.lost_input() {
+                warn!(
+                    records_stored = m.records_stored,
+                    truncated = m.truncated,
+                    dropped = m.dropped,
+                    dropped_bytes = m.dropped_bytes,
+                    "Receiver stopping; it lost input."
+                );
+            }
             match ended {
                 Ended::Finished | Ended::Stopped => {
                     info!("Receiver stopped.");

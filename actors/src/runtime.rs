@@ -71,7 +71,9 @@ impl Runtime {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64);
-            Time::from_ms(now).floor(config.get_batch_interval())
+            let zero = Time::from_ms(now).floor(config.get_batch_interval());
+            announce_first_batch(now, zero, config.get_batch_interval());
+            zero
         };
         let slots = graph.start(zero)?;
         if graph.restored_batch().is_none() && config.get_checkpoint_dir().is_some() {
@@ -410,5 +412,27 @@ impl RuntimeHandle {
     /// loss, map stages resubmitted, speculative copies launched.
     pub fn scheduler_metrics(&self) -> SchedulerMetrics {
         self.counters.snapshot()
+    }
+}
+
+/// A first batch at least this far away is announced at `warn` (else at `info`).
+const FAR_FIRST_BATCH: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Logs when the first batch (at `zero + interval`, aligned to the wall clock) will run, so a
+/// long batch interval does not look like a hang.
+fn announce_first_batch(now_ms: i64, zero: Time, interval: std::time::Duration) {
+    let first_ms = zero.as_ms().saturating_add(interval.as_millis() as i64);
+    let wait = std::time::Duration::from_millis(first_ms.saturating_sub(now_ms).max(0) as u64);
+    let (first_batch_ms, wait_ms) = (first_ms, wait.as_millis() as u64);
+    if wait >= FAR_FIRST_BATCH {
+        tracing::warn!(
+            first_batch_ms,
+            wait_ms,
+            "First batch in {} s: batches are cut at multiples of the batch interval on the \
+             wall clock.",
+            wait.as_secs()
+        );
+    } else {
+        tracing::info!(first_batch_ms, wait_ms, "First batch scheduled.");
     }
 }

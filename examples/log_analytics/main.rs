@@ -46,10 +46,10 @@ struct Args {
     #[arg(long, default_value = "examples/data/apache_access.log")]
     input: PathBuf,
     /// Batch interval in milliseconds.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = support::parse_batch_ms)]
     batch_ms: u64,
     /// Lines per second the source sends; 0 sends as fast as backpressure allows.
-    #[arg(long, default_value_t = 700)]
+    #[arg(long, default_value_t = 700, value_parser = support::parse_rate, allow_negative_numbers = true)]
     rate: u64,
     /// Window length, in batches.
     #[arg(long, default_value_t = 5)]
@@ -61,8 +61,44 @@ struct Args {
     #[arg(long, default_value_t = 20)]
     known_clients: usize,
     /// Executors (task threads); default: one per core.
-    #[arg(long)]
+    #[arg(long, value_parser = support::parse_executors)]
     executors: Option<usize>,
+    /// The check fails when more than this percentage of the lines are malformed (not an
+    /// access log).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_percent)]
+    max_malformed_percent: f64,
+    #[command(flatten)]
+    lines: support::LineOptions,
+}
+
+/// `--max-malformed-percent`: a number from 0 to 100.
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("expected a percentage from 0 to 100, got `{s}`")),
+    }
+}
+
+/// Malformed lines printed in full run (per batch, and in the final listing), at most.
+const MALFORMED_PRINTED: usize = 10;
+/// Characters of a malformed line printed, at most.
+const MALFORMED_CHARS: usize = 200;
+
+/// `numbers` as `[a, b, ...]`, the first 10 and a count of the rest.
+fn short_list(numbers: &[u64]) -> String {
+    let head: Vec<String> = numbers.iter().take(10).map(u64::to_string).collect();
+    match numbers.len() {
+        n if n > 10 => format!("[{}, ... ({n} in all)]", head.join(", ")),
+        _ => format!("[{}]", head.join(", ")),
+    }
+}
+
+/// `line` cut to its first `MALFORMED_CHARS` characters, with `…` and the length if cut.
+fn clip(line: &str) -> String {
+    match line.char_indices().nth(MALFORMED_CHARS) {
+        None => line.to_string(),
+        Some((end, _)) => format!("{}… ({} characters)", &line[..end], line.chars().count()),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -137,10 +173,15 @@ fn scan(lines: &[String]) -> Expected {
 }
 
 #[actix::main]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> std::process::ExitCode {
     init_tracing();
     let args = Args::parse();
+    support::exit_code(run(args).await)
+}
+
+async fn run(args: Args) -> Result<(), BoxError> {
     let raw = read_lines(&args.input)?;
+    let expected_records = args.lines.expected_records(&raw);
     let text: Vec<String> = raw
         .iter()
         .map(|l| String::from_utf8_lossy(l).into_owned())
@@ -187,8 +228,9 @@ async fn main() -> Result<(), BoxError> {
     let totals: Arc<Mutex<Totals>> = Arc::default();
 
     // Parsed once, used by every output below.
-    let parsed: DStream<Result<Request, (String, String)>> = ssc
-        .socket_text_stream("127.0.0.1", port)
+    let parsed: DStream<Result<Request, (String, String)>> = args
+        .lines
+        .socket_stream(&ssc, port)
         .map(|line| match parse(&line) {
             Ok(r) => Ok((r.client, r.path, r.status)),
             Err(e) => Err((e.to_string(), line)),
@@ -212,13 +254,22 @@ async fn main() -> Result<(), BoxError> {
         })
         .foreach_rdd(move |rdd, time| {
             let mut totals = lock(&t);
+            let mut unprinted = 0;
             for (lines, rejected) in rdd.collect()? {
                 for (i, error, line) in rejected {
                     let number = totals.lines + i + 1;
-                    println!("batch {time}: malformed line {number}: {error}");
+                    // Rate-limited: a file that is not an access log must not flood stdout.
+                    if totals.malformed.len() < MALFORMED_PRINTED {
+                        println!("batch {time}: malformed line {number}: {error}");
+                    } else {
+                        unprinted += 1;
+                    }
                     totals.malformed.push((number, error, line));
                 }
                 totals.lines += lines;
+            }
+            if unprinted > 0 {
+                println!("batch {time}: {unprinted} more malformed lines (not printed)");
             }
             Ok(())
         });
@@ -286,9 +337,14 @@ async fn main() -> Result<(), BoxError> {
             Ok(())
         });
 
-    let (progress, done) = Progress::new(total);
+    let (progress, done) = Progress::new(expected_records);
     ssc.add_listener(progress);
+    let input_report = support::InputReport::new();
+    ssc.add_listener(input_report.clone());
     let ending = run_until_done(&ssc, done).await?;
+    if ending == Ending::Done {
+        input_report.print_and_check(&args.lines)?;
+    }
     server.abort();
 
     let totals = std::mem::take(&mut *lock(&totals));
@@ -300,7 +356,14 @@ async fn main() -> Result<(), BoxError> {
         );
         return Ok(());
     }
-    report(&totals, &expected, &text, &frequent, window)
+    report(
+        &totals,
+        &expected,
+        &text,
+        &frequent,
+        window,
+        args.max_malformed_percent,
+    )
 }
 
 /// Prints the totals and checks them against the pass over the file.
@@ -310,6 +373,7 @@ fn report(
     text: &[String],
     frequent: &[(String, u64)],
     window: Duration,
+    max_malformed_percent: f64,
 ) -> Result<(), BoxError> {
     let malformed = totals.malformed.len() as u64;
     let mut status: BTreeMap<u16, u64> = BTreeMap::new();
@@ -324,8 +388,14 @@ fn report(
         totals.lines,
         by_status(&status)
     );
-    for (number, error, line) in &totals.malformed {
-        println!("Malformed line {number}: {error}: {line}");
+    for (number, error, line) in totals.malformed.iter().take(MALFORMED_PRINTED) {
+        println!("Malformed line {number}: {error}: {}", clip(line));
+    }
+    if malformed as usize > MALFORMED_PRINTED {
+        println!(
+            "... and {} more malformed lines (not printed)",
+            malformed as usize - MALFORMED_PRINTED
+        );
     }
 
     let mut failures = Vec::new();
@@ -360,8 +430,9 @@ fn report(
     check(
         numbers == expected.malformed_lines && same_content,
         format!(
-            "malformed line numbers {numbers:?} are the file's {:?}, with the same content",
-            expected.malformed_lines
+            "malformed line numbers {} are the file's {}, with the same content",
+            short_list(&numbers),
+            short_list(&expected.malformed_lines)
         ),
     );
     let bad_windows = totals
@@ -394,6 +465,14 @@ fn report(
         format!(
             "each known client's counts summed over all batches equal its requests in the file ({} clients)",
             frequent.len()
+        ),
+    );
+    let share = 100.0 * malformed as f64 / totals.lines.max(1) as f64;
+    check(
+        totals.lines > 0 && share <= max_malformed_percent,
+        format!(
+            "{malformed} malformed of {} lines ({share:.2} %) is at most --max-malformed-percent {max_malformed_percent} %",
+            totals.lines
         ),
     );
     if !failures.is_empty() {

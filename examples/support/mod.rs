@@ -12,28 +12,285 @@
 // Every example uses only part of this module.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::num::NonZeroU32;
 use std::path::Path;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use governor::clock::{Clock, Reference};
+use governor::nanos::Nanos;
+use governor::{Quota, RateLimiter};
+use rivulet::framework::receiver::ReceiverMetrics;
 use rivulet::prelude::*;
-use tokio::io::AsyncWriteExt;
+use rivulet::receivers::{LongLinePolicy, SocketTextReceiver, DEFAULT_MAX_LINE_BYTES};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// Installs the `tracing` subscriber that prints log events to stderr, filtered by
-/// `RUST_LOG` (default: `warn`).
+/// Installs the `tracing` subscriber that prints log events to stderr (never stdout, which
+/// holds the results), filtered by `RUST_LOG` (default: `warn`), with colours only when
+/// stderr is a terminal.
 ///
 /// # Panics
 /// If a global subscriber was already installed: call it once, at the start of `main`.
 pub fn init_tracing() {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
+}
+
+/// A mistake in the command line (exit status 2), with a message naming the option and
+/// saying how to fix it.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// A [`UsageError`], boxed.
+pub fn usage(message: impl Into<String>) -> BoxError {
+    Box::new(UsageError(message.into()))
+}
+
+/// The exit status of an example's run, after printing its error (`Display`, never `Debug`)
+/// to stderr: 0 done, 1 a runtime failure, 2 a usage error. With `RUST_LOG=debug` the
+/// error's source chain is printed too.
+pub fn exit_code(result: Result<(), BoxError>) -> ExitCode {
+    let Err(error) = result else {
+        return ExitCode::SUCCESS;
+    };
+    eprintln!("error: {error}");
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let mut source = error.source();
+        while let Some(e) = source {
+            eprintln!("  caused by: {e}");
+            source = e.source();
+        }
+    }
+    let usage_error =
+        error.is::<UsageError>() || matches!(error.downcast_ref::<Error>(), Some(Error::Config(_)));
+    ExitCode::from(if usage_error { 2 } else { 1 })
+}
+
+/// The longest batch interval the examples take, in ms: rivulet's maximum, one day.
+pub const MAX_BATCH_MS: u64 = 24 * 60 * 60 * 1000;
+/// The highest `--rate` the examples take, in lines/s.
+pub const MAX_RATE: u64 = 10_000_000;
+/// The longest `--max-line-bytes`: 1 GiB.
+pub const MAX_LINE_BYTES_LIMIT: usize = 1 << 30;
+
+/// Parses an integer option in `min..=max`, with a message naming the bounds.
+fn parse_bounded(s: &str, min: u64, max: u64, what: &str) -> Result<u64, String> {
+    let n: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected {what}: a whole number from {min} to {max}"))?;
+    if n < min || n > max {
+        return Err(format!(
+            "{n} is out of range: {what} must be from {min} to {max}"
+        ));
+    }
+    Ok(n)
+}
+
+/// `--batch-ms`: 1 ..= one day (`MAX_BATCH_MS`).
+pub fn parse_batch_ms(s: &str) -> Result<u64, String> {
+    parse_bounded(s, 1, MAX_BATCH_MS, "milliseconds (at most one day)")
+}
+
+/// `--rate`: 0 (as fast as backpressure allows) ..= `MAX_RATE` lines/s.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    parse_bounded(s, 0, MAX_RATE, "lines per second (0: as fast as possible)")
+}
+
+/// `--executors`: 1 ..= 4096 (rivulet's `MAX_EXECUTORS`; the open-file limit is checked
+/// when the context is built).
+pub fn parse_executors(s: &str) -> Result<usize, String> {
+    let max = rivulet::framework::config::MAX_EXECUTORS as u64;
+    parse_bounded(
+        s,
+        1,
+        max,
+        "executors (and at most what the open-file limit allows)",
+    )
+    .map(|n| n as usize)
+}
+
+/// `--max-line-bytes`: 1 ..= 1 GiB.
+pub fn parse_max_line_bytes(s: &str) -> Result<usize, String> {
+    parse_bounded(s, 1, MAX_LINE_BYTES_LIMIT as u64, "bytes").map(|n| n as usize)
+}
+
+/// How the socket source treats long lines: `--max-line-bytes N --on-long-line POLICY`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LineOptions {
+    /// Longest line delivered as one record, in bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES, value_parser = parse_max_line_bytes)]
+    pub max_line_bytes: usize,
+    /// What to do with a longer line: truncate, skip, split (into pieces, nothing lost) or
+    /// fail (stop with an error). Without this option long lines are truncated and the run
+    /// exits with status 1, as input was lost; naming a policy accepts its outcome.
+    #[arg(long, value_name = "POLICY")]
+    pub on_long_line: Option<LongLinePolicy>,
+}
+
+impl LineOptions {
+    /// The policy in force.
+    pub fn policy(&self) -> LongLinePolicy {
+        self.on_long_line.unwrap_or_default()
+    }
+
+    /// A socket text stream from 127.0.0.1:`port` with these options.
+    pub fn socket_stream(&self, ssc: &StreamingContext, port: u16) -> DStream<String> {
+        ssc.receiver_stream(
+            SocketTextReceiver::new("127.0.0.1", port)
+                .max_line_bytes(self.max_line_bytes)
+                .on_long_line(self.policy()),
+        )
+    }
+
+    /// How many records `lines` (as served, one per line) become under these options.
+    pub fn expected_records(&self, lines: &[Vec<u8>]) -> usize {
+        let max = self.max_line_bytes;
+        lines
+            .iter()
+            .map(|line| {
+                let content = line.strip_suffix(b"\r").unwrap_or(line);
+                if content.len() <= max {
+                    1
+                } else {
+                    rivulet::receivers::split_text(line, max, self.policy())
+                        .0
+                        .len()
+                }
+            })
+            .sum()
+    }
+}
+
+/// A listener keeping each receiver's latest metrics (from its started, input-lost, error
+/// and stopped events), for the final summary.
+#[derive(Clone, Default)]
+pub struct InputReport(Arc<Mutex<BTreeMap<String, ReceiverMetrics>>>);
+
+impl InputReport {
+    /// Nothing reported yet.
+    pub fn new() -> InputReport {
+        InputReport::default()
+    }
+
+    fn record(&self, r: &ReceiverInfo) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(r.name.clone(), r.metrics);
+    }
+
+    /// Prints one line per receiver with its counts.
+    ///
+    /// # Errors
+    /// When a receiver lost input (truncated or dropped lines) and `options` did not name a
+    /// policy that accepts it: the message says what was lost and which options to use.
+    pub fn print_and_check(&self, options: &LineOptions) -> Result<(), BoxError> {
+        let report = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut lost = false;
+        for (name, m) in &report {
+            println!(
+                "Input from {name}: {} records stored; {} lines with invalid UTF-8 repaired; \
+                 long lines (over {} bytes): {} truncated, {} skipped, {} split; {} bytes dropped",
+                m.records_stored,
+                m.malformed,
+                options.max_line_bytes,
+                m.truncated,
+                m.dropped,
+                m.split,
+                m.dropped_bytes
+            );
+            lost |= m.lost_input();
+        }
+        if lost && options.on_long_line.is_none() {
+            return Err(format!(
+                "input was lost: lines longer than --max-line-bytes {} were truncated (counts \
+                 above); raise --max-line-bytes, pass --on-long-line=split to keep every byte, \
+                 or --on-long-line=truncate (or skip) to accept the loss",
+                options.max_line_bytes
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
+
+impl StreamingListener for InputReport {
+    fn on_receiver_started(&mut self, r: &ReceiverInfo) {
+        self.record(r);
+    }
+    fn on_receiver_error(&mut self, r: &ReceiverInfo) {
+        self.record(r);
+    }
+    fn on_receiver_stopped(&mut self, r: &ReceiverInfo) {
+        self.record(r);
+    }
+    fn on_receiver_input_lost(&mut self, r: &ReceiverInfo) {
+        self.record(r);
+    }
+}
+
+/// Refuses an `--out` directory that exists and is not empty, unless `overwrite`, in which
+/// case its contents are removed; so two runs never mix their batches.
+///
+/// # Errors
+/// A [`UsageError`] naming the directory; an I/O error naming it if it cannot be read or
+/// cleared.
+pub fn prepare_out_dir(dir: &Path, overwrite: bool) -> Result<(), BoxError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("--out {}: cannot read it: {e}", dir.display()).into()),
+    };
+    let entries: Vec<_> = entries
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("--out {}: cannot read it: {e}", dir.display()))?;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    if !overwrite {
+        return Err(usage(format!(
+            "--out {}: the directory is not empty ({} entries, e.g. {}); pass --overwrite to \
+             replace its contents, or choose another directory",
+            dir.display(),
+            entries.len(),
+            entries[0].file_name().to_string_lossy()
+        )));
+    }
+    for entry in entries {
+        let path = entry.path();
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|e| format!("--overwrite: cannot remove {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// A streaming context named `app_name` with batches of `batch`, and `executors` executors
@@ -63,7 +320,10 @@ pub fn context(
 /// # Errors
 /// If the file cannot be read, naming it.
 pub fn read_lines(path: &Path) -> Result<Vec<Vec<u8>>, BoxError> {
-    let text = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let text = std::fs::read(path).map_err(|e| format!("--input {}: {e}", path.display()))?;
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut lines: Vec<Vec<u8>> = text.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
     if text.ends_with(b"\n") {
         lines.pop(); // the empty remainder after the final newline is not a line
@@ -101,28 +361,81 @@ pub async fn serve(
     rate: u64,
 ) -> std::io::Result<()> {
     let (mut socket, _) = listener.accept().await?;
-    let tick = Duration::from_millis(10);
-    let per_tick = if rate == 0 {
-        usize::MAX
-    } else {
-        (rate as usize / 100).max(1)
-    };
-    let mut next = tokio::time::Instant::now();
-    for chunk in lines.chunks(per_tick.min(lines.len().max(1))) {
-        let mut buf = Vec::with_capacity(chunk.iter().map(|l| l.len() + 1).sum());
-        for line in chunk {
-            buf.extend_from_slice(line);
-            buf.push(b'\n');
-        }
-        socket.write_all(&buf).await?;
-        if rate > 0 {
-            next += tick;
-            tokio::time::sleep_until(next).await;
-        }
-    }
-    socket.flush().await?;
+    send_lines(&mut socket, &lines, rate).await?;
     std::future::pending::<()>().await;
     Ok(())
+}
+
+/// Writes `lines`, each followed by `\n`, to `out` at `rate` lines/s (0: as fast as `out`
+/// takes them), paced by a GCRA rate limiter (`governor`) on tokio's clock, so the pace is
+/// exact over any second after the first and follows tokio's paused clock in tests. Up to
+/// 10 ms of lines (`rate / 100`, at least 2) may go in one burst, which keeps the rate exact
+/// despite the timer's millisecond resolution (a sleep that ends late is made up).
+///
+/// # Errors
+/// The writer's errors.
+pub async fn send_lines<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    lines: &[Vec<u8>],
+    rate: u64,
+) -> std::io::Result<()> {
+    const FLUSH_BYTES: usize = 64 * 1024;
+    let limiter = NonZeroU32::new(u32::try_from(rate).unwrap_or(u32::MAX)).map(|r| {
+        let burst = NonZeroU32::new((r.get() / 100).max(2)).unwrap_or(NonZeroU32::MIN);
+        RateLimiter::direct_with_clock(Quota::per_second(r).allow_burst(burst), TokioClock)
+    });
+    let mut buf = Vec::with_capacity(FLUSH_BYTES);
+    for line in lines {
+        if let Some(limiter) = &limiter {
+            while let Err(not_until) = limiter.check() {
+                // Send what is due before waiting for the next line's turn.
+                if !buf.is_empty() {
+                    out.write_all(&buf).await?;
+                    buf.clear();
+                }
+                tokio::time::sleep(not_until.wait_time_from(TokioClock.now())).await;
+            }
+        }
+        buf.extend_from_slice(line);
+        buf.push(b'\n');
+        if buf.len() >= FLUSH_BYTES {
+            out.write_all(&buf).await?;
+            buf.clear();
+        }
+    }
+    out.write_all(&buf).await?;
+    out.flush().await
+}
+
+/// tokio's clock (`tokio::time::Instant`) for `governor`, so pacing follows a paused clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokioClock;
+
+/// A `tokio::time::Instant` as a `governor` clock reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TokioInstant(tokio::time::Instant);
+
+impl std::ops::Add<Nanos> for TokioInstant {
+    type Output = TokioInstant;
+    fn add(self, d: Nanos) -> TokioInstant {
+        TokioInstant(self.0 + Duration::from(d))
+    }
+}
+
+impl Reference for TokioInstant {
+    fn duration_since(&self, earlier: TokioInstant) -> Nanos {
+        self.0.saturating_duration_since(earlier.0).into()
+    }
+    fn saturating_sub(&self, d: Nanos) -> TokioInstant {
+        self.0.checked_sub(d.into()).map_or(*self, TokioInstant)
+    }
+}
+
+impl Clock for TokioClock {
+    type Instant = TokioInstant;
+    fn now(&self) -> TokioInstant {
+        TokioInstant(tokio::time::Instant::now())
+    }
 }
 
 /// Prints a progress line after each batch and signals when all `total` records are done.
@@ -199,7 +512,12 @@ pub async fn run_until_done(
     ssc.start().await?;
     let signals = SignalStop::install(ssc)?;
     tokio::select! {
-        _ = done => {}
+        finished = done => {
+            // The listener is gone without signalling: the context stopped, maybe failed.
+            if finished.is_err() {
+                ssc.await_termination().await?;
+            }
+        }
         result = ssc.await_termination() => result?,
     }
     ssc.stop(StopMode::Graceful).await?;

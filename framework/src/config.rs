@@ -14,6 +14,18 @@ pub const DEFAULT_BLOCK_INTERVAL: Duration = Duration::from_millis(200);
 /// The default bound on a receiver's stored-but-unfinished records.
 pub const DEFAULT_RECEIVER_BUFFER_RECORDS: usize = 500_000;
 
+/// The most executors a context may have: each is a thread with its own event loop and file
+/// descriptors, and past a few thousand the machine, not the work, is the limit.
+pub const MAX_EXECUTORS: usize = 4096;
+
+/// The longest batch interval (and block and checkpoint interval): one day. Batch times are
+/// aligned to multiples of the interval on the wall clock, so the first batch of a long
+/// interval may be far away (the runtime logs when).
+pub const MAX_BATCH_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The largest `receiver_buffer_records` and `default_parallelism`: 2^30.
+pub const MAX_COUNT_SETTING: usize = 1 << 30;
+
 /// Settings of a streaming context, built with chained setters and checked by
 /// [`validate`](StreamingConfig::validate) (which `StreamingContext::new` calls).
 ///
@@ -214,6 +226,35 @@ impl StreamingConfig {
             return bad(format!(
                 "batch_interval must be at least 1 ms, got {:?}",
                 self.batch_interval
+            ));
+        }
+        if self.batch_interval > MAX_BATCH_INTERVAL {
+            return bad(format!(
+                "batch_interval must be at most {} ms (one day), got {:?}",
+                MAX_BATCH_INTERVAL.as_millis(),
+                self.batch_interval
+            ));
+        }
+        if let Some(c) = self.checkpoint_interval.filter(|c| *c > MAX_BATCH_INTERVAL) {
+            return bad(format!(
+                "checkpoint_interval must be at most {} ms (one day), got {c:?}",
+                MAX_BATCH_INTERVAL.as_millis()
+            ));
+        }
+        if let Some(n) = self.executors.filter(|n| *n > MAX_EXECUTORS) {
+            return bad(format!(
+                "executors must be at most {MAX_EXECUTORS}, got {n}"
+            ));
+        }
+        if let Some(n) = self.default_parallelism.filter(|n| *n > MAX_COUNT_SETTING) {
+            return bad(format!(
+                "default_parallelism must be at most {MAX_COUNT_SETTING}, got {n}"
+            ));
+        }
+        if self.receiver_buffer_records > MAX_COUNT_SETTING {
+            return bad(format!(
+                "receiver_buffer_records must be at most {MAX_COUNT_SETTING}, got {}",
+                self.receiver_buffer_records
             ));
         }
         if self.batch_interval.subsec_nanos() % 1_000_000 != 0 {

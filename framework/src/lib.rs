@@ -1,7 +1,7 @@
 //! # rivulet-framework
 //!
 //! The data model of rivulet, Discretized Streams (the model of Spark Streaming) in Rust:
-//! batch [`time`](crate::time), the [`Data`](crate::data::Data)/[`Key`](crate::data::Key)
+//! batch [`time`], the [`Data`](crate::data::Data)/[`Key`](crate::data::Key)
 //! bounds, [`Rdd`](crate::rdd::Rdd)s with lineage, the [`DStream`](crate::dstream::DStream)
 //! graph and every operator's per-batch RDD generation, jobs/stages/tasks
 //! ([`scheduler`]), the [`Receiver`](crate::receiver::Receiver) trait, listener events and

@@ -83,4 +83,9 @@ pub trait StreamingListener: Send + 'static {
     fn on_receiver_error(&mut self, _receiver: &ReceiverInfo) {}
     /// A receiver stopped for good.
     fn on_receiver_stopped(&mut self, _receiver: &ReceiverInfo) {}
+    /// A receiver truncated or dropped input since its last report (see
+    /// [`ReceiverMetrics::lost_input`]); its metrics hold the totals so far. Sent at most
+    /// once per second per receiver; the final totals also come with
+    /// [`on_receiver_stopped`](Self::on_receiver_stopped).
+    fn on_receiver_input_lost(&mut self, _receiver: &ReceiverInfo) {}
 }

@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 
 /// A batch time in milliseconds on the streaming clock (Spark: `Time`).
 ///
+/// Under the system clock, `Time` zero is the Unix epoch (1970-01-01T00:00:00Z) and a batch
+/// time is wall-clock milliseconds since then; under the manual clock it is milliseconds
+/// since the context's start, which is `Time::ZERO`.
+///
 /// Batch `t` covers the records received in `(t - batch_interval, t]`; a window at `t` covers
 /// `(t - window_duration, t]`.
 #[derive(
@@ -20,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub struct Time(i64);
 
 impl Time {
-    /// The zero of the manual clock.
+    /// Zero: the Unix epoch under the system clock, the start under the manual clock.
     pub const ZERO: Time = Time(0);
     /// A time later than every batch: the scope of static (non-streaming) RDDs.
     pub const MAX: Time = Time(i64::MAX);

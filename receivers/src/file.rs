@@ -16,7 +16,9 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 
-use crate::lines::{LineSplitter, BATCH_BYTES, BATCH_LINES, READ_CHUNK_BYTES};
+use crate::lines::{
+    LineCounts, LineSplitter, LongLinePolicy, BATCH_BYTES, BATCH_LINES, READ_CHUNK_BYTES,
+};
 use crate::{millis, DEFAULT_MAX_LINE_BYTES};
 
 /// Reads each text file that appears in a directory once, one record per line (Spark:
@@ -33,8 +35,10 @@ use crate::{millis, DEFAULT_MAX_LINE_BYTES};
 ///   read as far as it was written; later appends are not read.
 /// * **Records:** `String`, one per line, without its `\n` or `\r\n`; the last line needs no
 ///   newline. Invalid UTF-8 is replaced with U+FFFD; lines longer than
-///   [`max_line_bytes`](Self::max_line_bytes) are truncated; both count as
-///   [`malformed`](rivulet_framework::receiver::ReceiverMetrics::malformed).
+///   [`max_line_bytes`](Self::max_line_bytes) are truncated. Repaired lines count as
+///   [`malformed`](rivulet_framework::receiver::ReceiverMetrics::malformed), truncated ones
+///   as [`truncated`](rivulet_framework::receiver::ReceiverMetrics::truncated) (with the
+///   bytes cut off in `dropped_bytes`).
 /// * **Errors:** an entry that cannot be read (a broken symlink, a directory, a FIFO, a
 ///   permission error) is logged with its path, counted as a recoverable
 ///   [`error`](rivulet_framework::receiver::ReceiverMetrics::errors) and skipped; the
@@ -96,18 +100,18 @@ impl TextFileReceiver {
             watcher: None,
             wake: Arc::new(Notify::new()),
             listing_failed: false,
-            splitter: LineSplitter::new(DEFAULT_MAX_LINE_BYTES),
+            splitter: LineSplitter::new(DEFAULT_MAX_LINE_BYTES, LongLinePolicy::Truncate),
             read_buf: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
         }
     }
 
     /// Sets the longest line kept whole, in bytes, `\r\n` excluded (default 1 MiB; 0 counts as
-    /// 1). Longer lines are truncated to this many bytes (at a character boundary) and
-    /// counted as malformed.
+    /// 1). Longer lines are truncated to this many bytes (at a character boundary), logged,
+    /// and counted in `ReceiverMetrics::truncated` and `dropped_bytes`.
     #[must_use]
     pub fn max_line_bytes(mut self, max_line_bytes: usize) -> TextFileReceiver {
         self.max_line_bytes = max_line_bytes;
-        self.splitter = LineSplitter::new(max_line_bytes);
+        self.splitter = LineSplitter::new(max_line_bytes, LongLinePolicy::Truncate);
         self
     }
 
@@ -231,16 +235,20 @@ impl TextFileReceiver {
             return Ok(Flow::Continue);
         };
         let mut lines = Vec::new();
-        let mut malformed = 0;
+        let mut counts = LineCounts::default();
         let mut bytes = 0;
         let done = loop {
             match file.read(&mut self.read_buf).await {
                 Ok(0) => break true,
                 Ok(n) => {
                     bytes += n;
-                    malformed +=
-                        self.splitter
-                            .feed(&self.read_buf[..n], &mut lines, &path.display());
+                    // Under `Truncate` the splitter never fails.
+                    let _ = self.splitter.feed(
+                        &self.read_buf[..n],
+                        &mut lines,
+                        &mut counts,
+                        &path.display(),
+                    );
                     if lines.len() >= BATCH_LINES || bytes >= BATCH_BYTES {
                         break false;
                     }
@@ -261,15 +269,15 @@ impl TextFileReceiver {
         };
         if done {
             // An unterminated last line is a record too.
-            malformed += self.splitter.finish(&mut lines, &path.display());
+            let _ = self
+                .splitter
+                .finish(&mut lines, &mut counts, &path.display());
             debug!(path = %path.display(), lines = *lines_read + lines.len() as u64, "File read.");
             self.current = None;
         } else {
             *lines_read += lines.len() as u64;
         }
-        if malformed > 0 {
-            sink.report_malformed(malformed);
-        }
+        counts.report(sink);
         if !lines.is_empty() && sink.store_many(lines).await.is_err() {
             debug!(dir = %self.dir.display(), "Sink closed; receiver finishing.");
             return Ok(Flow::Finished);

@@ -13,7 +13,7 @@ use rivulet_framework::time::Time;
 use rivulet_framework::{Error, Result};
 use tracing::{info, warn};
 
-use crate::lines::{LineSplitter, READ_CHUNK_BYTES};
+use crate::lines::{LineCounts, LineSplitter, LongLinePolicy, READ_CHUNK_BYTES};
 use crate::DEFAULT_MAX_LINE_BYTES;
 
 /// Each text file that appears in a directory, read once into the batch in which it was
@@ -205,20 +205,22 @@ impl PolledSource for TextFileSource {
             )
         };
         let mut file = std::fs::File::open(&path).map_err(fail)?;
-        let mut splitter = LineSplitter::new(self.max_line_bytes);
+        let mut splitter = LineSplitter::new(self.max_line_bytes, LongLinePolicy::Truncate);
         let (mut lines, mut buf) = (Vec::new(), vec![0u8; READ_CHUNK_BYTES]);
+        let mut counts = LineCounts::default();
         let origin = path.display();
         loop {
             match file.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
-                    splitter.feed(&buf[..n], &mut lines, &origin);
+                    // Under `Truncate` the splitter never fails; long lines are logged.
+                    let _ = splitter.feed(&buf[..n], &mut lines, &mut counts, &origin);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(fail(e)),
             }
         }
-        splitter.finish(&mut lines, &origin);
+        let _ = splitter.finish(&mut lines, &mut counts, &origin);
         Ok(Box::new(lines.into_iter()))
     }
 

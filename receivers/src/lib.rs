@@ -14,10 +14,12 @@
 //!   `StreamingContext::text_file_stream` uses).
 //!
 //! Both text receivers split lines the same way: `\n` or `\r\n` ends a line, an unterminated
-//! last line is kept, invalid UTF-8 is replaced with U+FFFD and lines longer than
-//! [`DEFAULT_MAX_LINE_BYTES`] (configurable) are truncated; the repaired lines are counted in
-//! [`ReceiverMetrics::malformed`](rivulet_framework::receiver::ReceiverMetrics::malformed)
-//! and logged, at `warn` for the first ones and then rate-limited. Recoverable failures
+//! last line is kept, invalid UTF-8 is replaced with U+FFFD (counted in
+//! [`ReceiverMetrics::malformed`](rivulet_framework::receiver::ReceiverMetrics::malformed)),
+//! and lines longer than [`DEFAULT_MAX_LINE_BYTES`] (configurable) are truncated, or, for the
+//! socket receiver, skipped, split or refused as its [`LongLinePolicy`] says; every long line
+//! is counted (`truncated`, `dropped`, `dropped_bytes`, `split`) and logged, at `warn` for
+//! the first ones and then rate-limited. Nothing is lost silently. Recoverable failures
 //! (refused connections, unreadable files) are logged with the address or path and counted
 //! in [`ReceiverMetrics::errors`](rivulet_framework::receiver::ReceiverMetrics::errors).
 //!
@@ -51,7 +53,41 @@ mod testing;
 
 pub use file::TextFileReceiver;
 pub use file_source::TextFileSource;
+pub use lines::{LineCounts, LineTooLong, LongLinePolicy, UnknownPolicy};
 pub use socket::SocketTextReceiver;
+
+/// The line splitter and its whole-input reference split, for the fuzz targets in `fuzz/`
+/// (feature `fuzzing`; not a stable API).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use crate::LineCounts;
+
+    pub use crate::split_text as split_all;
+
+    /// Feeds `input` to the receivers' incremental splitter in chunks of the sizes `chunks`
+    /// gives (cycled), then finishes it; returns what [`crate::split_text`] returns.
+    pub fn split_chunked(
+        input: &[u8],
+        chunks: &[usize],
+        max_line_bytes: usize,
+        policy: crate::LongLinePolicy,
+    ) -> (Vec<String>, LineCounts, Option<crate::LineTooLong>) {
+        crate::lines::split_chunked(input, chunks, max_line_bytes, policy)
+    }
+}
+
+/// Splits all of `input` at once by the text receivers' rules (see [`LongLinePolicy`]): the
+/// records a receiver would deliver for it, followed by the end of the input, the counts
+/// it would report, and, under [`LongLinePolicy::Fail`], the error that stops it (the
+/// records before the long line are still returned). For checks and tests that need to know
+/// what a receiver makes of a text.
+pub fn split_text(
+    input: &[u8],
+    max_line_bytes: usize,
+    policy: LongLinePolicy,
+) -> (Vec<String>, LineCounts, Option<LineTooLong>) {
+    lines::split_all(input, max_line_bytes, policy)
+}
 
 /// The default longest line, in bytes, that text receivers keep whole: 1 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;

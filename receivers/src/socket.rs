@@ -10,7 +10,9 @@ use rivulet_framework::receiver::{BlockSink, Flow, Receiver, ReceiverError};
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
-use crate::lines::{LineSplitter, BATCH_BYTES, BATCH_LINES, READ_CHUNK_BYTES};
+use crate::lines::{
+    LineCounts, LineSplitter, LongLinePolicy, BATCH_BYTES, BATCH_LINES, READ_CHUNK_BYTES,
+};
 use crate::{millis, DEFAULT_MAX_LINE_BYTES};
 
 /// A connection attempt that takes longer than this fails and is retried.
@@ -20,10 +22,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// `SocketReceiver`, behind `StreamingContext::socket_text_stream`).
 ///
 /// * **Records:** `String`, one per line, without its `\n` or `\r\n`. An unterminated last
-///   line before the server closes is a record too. Invalid UTF-8 is replaced with U+FFFD;
-///   a line longer than [`max_line_bytes`](Self::max_line_bytes) keeps its first
-///   `max_line_bytes` bytes and the rest of it is skipped; both count as
-///   [`malformed`](rivulet_framework::receiver::ReceiverMetrics::malformed).
+///   line before the server closes is a record too. Invalid UTF-8 is replaced with U+FFFD
+///   and counted as [`malformed`](rivulet_framework::receiver::ReceiverMetrics::malformed).
+/// * **Long lines:** a line longer than [`max_line_bytes`](Self::max_line_bytes) (default
+///   [`DEFAULT_MAX_LINE_BYTES`], 1 MiB) is handled by the
+///   [`on_long_line`](Self::on_long_line) policy: truncated (default), skipped, split into
+///   several records, or a fatal error naming the byte offset and the limit, which stops the
+///   streaming context. Each long line is logged (at `warn` for the first ones, then
+///   rate-limited) and counted in
+///   [`ReceiverMetrics`](rivulet_framework::receiver::ReceiverMetrics) (`truncated`,
+///   `dropped`, `dropped_bytes`, `split`), so nothing is lost silently.
 /// * **Connection:** the receiver connects as a client. A refused connection, a host that
 ///   does not resolve, a server that closes, or a connection error is logged, counted as a
 ///   recoverable [`error`](rivulet_framework::receiver::ReceiverMetrics::errors), and
@@ -67,6 +75,7 @@ pub struct SocketTextReceiver {
     /// `host:port`, for names and logs.
     addr: String,
     max_line_bytes: usize,
+    policy: LongLinePolicy,
     initial_backoff: Duration,
     max_backoff: Duration,
     /// The delay before the next connection attempt after a failure.
@@ -99,6 +108,7 @@ impl SocketTextReceiver {
             host,
             port,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            policy: LongLinePolicy::default(),
             initial_backoff,
             max_backoff: Duration::from_secs(5),
             backoff: initial_backoff,
@@ -106,18 +116,31 @@ impl SocketTextReceiver {
             stream: None,
             got_data: false,
             failures: 0,
-            splitter: LineSplitter::new(DEFAULT_MAX_LINE_BYTES),
+            splitter: LineSplitter::new(DEFAULT_MAX_LINE_BYTES, LongLinePolicy::default()),
             read_buf: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
         }
     }
 
-    /// Sets the longest line kept whole, in bytes, `\r\n` excluded (default 1 MiB; 0 counts as
-    /// 1). Longer lines are truncated to this many bytes (at a character boundary) and
-    /// counted as malformed. It also bounds the memory held for an unfinished line.
+    /// Sets the longest line delivered as one record, in bytes, `\r\n` excluded (default
+    /// [`DEFAULT_MAX_LINE_BYTES`], 1 MiB; 0 counts as 1). Longer lines are handled by the
+    /// [`on_long_line`](Self::on_long_line) policy (default: truncated to this many bytes at
+    /// a character boundary, and counted). It also bounds the memory held for an unfinished
+    /// line: at most `max_line_bytes + 2` bytes.
     #[must_use]
     pub fn max_line_bytes(mut self, max_line_bytes: usize) -> SocketTextReceiver {
         self.max_line_bytes = max_line_bytes;
-        self.splitter = LineSplitter::new(max_line_bytes);
+        self.splitter = LineSplitter::new(max_line_bytes, self.policy);
+        self
+    }
+
+    /// Sets what happens to a line longer than [`max_line_bytes`](Self::max_line_bytes)
+    /// (default [`LongLinePolicy::Truncate`]); see [`LongLinePolicy`]. With
+    /// [`LongLinePolicy::Fail`], `receive` returns a fatal [`ReceiverError`] naming the
+    /// line's byte offset in the connection and the limit.
+    #[must_use]
+    pub fn on_long_line(mut self, policy: LongLinePolicy) -> SocketTextReceiver {
+        self.policy = policy;
+        self.splitter = LineSplitter::new(self.max_line_bytes, policy);
         self
     }
 
@@ -246,7 +269,9 @@ impl Receiver for SocketTextReceiver {
     /// (after counting and logging it); the next call waits the backoff and reconnects.
     ///
     /// # Errors
-    /// None: every socket failure is retried. Returns `Ok(Flow::Finished)` when the sink is
+    /// A fatal [`ReceiverError`] for a line longer than `max_line_bytes` under
+    /// [`LongLinePolicy::Fail`] (the lines before it are stored first). Every socket failure
+    /// is retried. Returns `Ok(Flow::Finished)` when the sink is
     /// closed (the context is stopping).
     ///
     /// # Cancel safety
@@ -261,7 +286,8 @@ impl Receiver for SocketTextReceiver {
             return Ok(Flow::Continue);
         };
         let mut lines = Vec::new();
-        let mut malformed = 0;
+        let mut counts = LineCounts::default();
+        let mut too_long = None;
         let mut bytes = 0;
         let ended = loop {
             match stream.try_read(&mut self.read_buf) {
@@ -274,9 +300,16 @@ impl Receiver for SocketTextReceiver {
                         self.failures = 0;
                     }
                     bytes += n;
-                    malformed += self
-                        .splitter
-                        .feed(&self.read_buf[..n], &mut lines, &self.addr);
+                    let fed = self.splitter.feed(
+                        &self.read_buf[..n],
+                        &mut lines,
+                        &mut counts,
+                        &self.addr,
+                    );
+                    if let Err(e) = fed {
+                        too_long = Some(e);
+                        break None;
+                    }
                     if lines.len() >= BATCH_LINES || bytes >= BATCH_BYTES {
                         break None;
                     }
@@ -296,7 +329,9 @@ impl Receiver for SocketTextReceiver {
         };
         if let Some(ended) = ended {
             // What was read is kept: an unterminated last line is still a record.
-            malformed += self.splitter.finish(&mut lines, &self.addr);
+            if let Err(e) = self.splitter.finish(&mut lines, &mut counts, &self.addr) {
+                too_long = Some(e);
+            }
             self.stream = None;
             let retry_in_ms = millis(self.schedule_reconnect(sink));
             let (addr, failures) = (&self.addr, self.failures);
@@ -314,12 +349,18 @@ impl Receiver for SocketTextReceiver {
                 }
             }
         }
-        if malformed > 0 {
-            sink.report_malformed(malformed);
-        }
+        counts.report(sink);
         if !lines.is_empty() && sink.store_many(lines).await.is_err() {
             debug!(addr = %self.addr, "Sink closed; receiver finishing.");
             return Ok(Flow::Finished);
+        }
+        if let Some(error) = too_long {
+            // The lines before the long one are stored; the rest of the input is refused.
+            self.stream = None;
+            self.splitter.reset();
+            return Err(ReceiverError::fatal(format!(
+                "{error} (long-line policy `fail`)"
+            )));
         }
         Ok(Flow::Continue)
     }
@@ -338,6 +379,7 @@ impl fmt::Debug for SocketTextReceiver {
         f.debug_struct("SocketTextReceiver")
             .field("addr", &self.addr)
             .field("max_line_bytes", &self.max_line_bytes)
+            .field("policy", &self.policy)
             .field("initial_backoff", &self.initial_backoff)
             .field("max_backoff", &self.max_backoff)
             .field("connected", &self.stream.is_some())

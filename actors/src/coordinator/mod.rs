@@ -271,6 +271,9 @@ impl Handler<ReceiverEvent> for Coordinator {
             ReceiverEvent::Started(info) => self.listeners.post(|l| l.on_receiver_started(&info)),
             ReceiverEvent::Failed(info) => self.listeners.post(|l| l.on_receiver_error(&info)),
             ReceiverEvent::Stopped(info) => self.listeners.post(|l| l.on_receiver_stopped(&info)),
+            ReceiverEvent::InputLost(info) => {
+                self.listeners.post(|l| l.on_receiver_input_lost(&info))
+            }
             ReceiverEvent::GaveUp(info) => {
                 self.listeners.post(|l| l.on_receiver_error(&info));
                 let error = Error::Receiver {

@@ -10,7 +10,7 @@
 //!   each stream, the input of every batch a restart may recompute or run (received blocks
 //!   per batch, a polled input's splits per batch) and what each input needs to resume.
 //!
-//! Values are [`record`]s: versioned, named-field rmp-serde with a CRC-32 checksum. A
+//! Values are records (see [`encode`] and [`decode`]): versioned, named-field rmp-serde with a CRC-32 checksum. A
 //! checkpoint is complete only once its metadata record is durable: data, `flush`, metadata,
 //! `flush`, and only then purge what older checkpoints held (DESIGN, "Persistence").
 //!
@@ -213,7 +213,7 @@ pub struct DataCheckpoint {
 pub struct InputState {
     /// The input DStream.
     pub stream: u32,
-    /// Its state, a [`record`] the stream encoded.
+    /// Its state, a record the stream encoded (see [`decode`]).
     pub state: Vec<u8>,
 }
 

@@ -111,7 +111,7 @@ impl<T: Data> DStream<T> {
     /// restart), it is replaced, so exactly one copy remains.
     ///
     /// # Errors
-    /// A batch fails with [`Error::Io`](crate::error::Error::Io) naming the path when a
+    /// A batch fails with [`Error::Io`] naming the path when a
     /// directory or file cannot be written or renamed (the temporary directory is removed),
     /// and as [`Rdd::run_job`] when computing the batch fails.
     #[track_caller]

@@ -39,6 +39,23 @@ pub struct ReceiverMetrics {
     pub malformed: u64,
     /// Errors the receiver reported and recovered from (refused connections, unreadable files).
     pub errors: u64,
+    /// Records stored cut short, the rest of each dropped (e.g. lines longer than the
+    /// socket receiver's `max_line_bytes` under its `truncate` policy).
+    pub truncated: u64,
+    /// Records dropped whole (e.g. long lines under the `skip` policy).
+    pub dropped: u64,
+    /// Bytes of input not stored: the cut-off rests of truncated records and the whole of
+    /// dropped ones.
+    pub dropped_bytes: u64,
+    /// Records delivered as several records, nothing lost (e.g. long lines under `split`).
+    pub split: u64,
+}
+
+impl ReceiverMetrics {
+    /// Whether any input was lost: a record truncated or dropped.
+    pub fn lost_input(&self) -> bool {
+        self.truncated > 0 || self.dropped > 0 || self.dropped_bytes > 0
+    }
 }
 
 struct State<T> {
@@ -69,6 +86,8 @@ pub struct BlockBuffer<T> {
     /// write-ahead log when it is on): what `store_reliably` waits for.
     durable: AtomicU64,
     durable_changed: Notify,
+    /// `truncated`, `dropped`, `dropped_bytes`, `split` of [`ReceiverMetrics`].
+    long: [AtomicU64; 4],
 }
 
 impl<T> BlockBuffer<T> {
@@ -92,6 +111,7 @@ impl<T> BlockBuffer<T> {
             errors: AtomicU64::new(0),
             durable: AtomicU64::new(0),
             durable_changed: Notify::new(),
+            long: Default::default(),
         }
     }
 
@@ -351,6 +371,10 @@ impl<T: Data> BlockSource for BlockBuffer<T> {
             records_stored: self.stored.load(Ordering::Relaxed),
             malformed: self.malformed.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
+            truncated: self.long[0].load(Ordering::Relaxed),
+            dropped: self.long[1].load(Ordering::Relaxed),
+            dropped_bytes: self.long[2].load(Ordering::Relaxed),
+            split: self.long[3].load(Ordering::Relaxed),
         }
     }
 
@@ -457,6 +481,26 @@ impl<T: Data> BlockSink<T> {
     /// Counts `count` malformed inputs the receiver repaired or skipped (it logs them itself).
     pub fn report_malformed(&mut self, count: u64) {
         self.buffer.malformed.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Counts records the receiver could not store whole (it logs them itself): `truncated`
+    /// records stored cut short, `dropped` records not stored, `dropped_bytes` bytes of
+    /// input lost by both, and `split` records stored as several. See [`ReceiverMetrics`].
+    pub fn report_long_lines(
+        &mut self,
+        truncated: u64,
+        dropped: u64,
+        dropped_bytes: u64,
+        split: u64,
+    ) {
+        for (counter, n) in self
+            .buffer
+            .long
+            .iter()
+            .zip([truncated, dropped, dropped_bytes, split])
+        {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     /// Counts one recoverable error (a refused connection, an unreadable file).

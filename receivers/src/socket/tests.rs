@@ -9,6 +9,7 @@ use tokio::time::timeout;
 
 use super::SocketTextReceiver;
 use crate::testing::{Harness, DEADLINE};
+use crate::LongLinePolicy;
 
 /// A receiver for `port` on 127.0.0.1 with quick reconnects.
 fn receiver(port: u16) -> SocketTextReceiver {
@@ -67,7 +68,98 @@ async fn truncates_an_overlong_line_and_skips_its_rest() {
     let mut h = Harness::start(receiver(port).max_line_bytes(8), 100).await;
     h.drive_until("3 lines", |m| m.records_stored == 3).await;
     assert_eq!(h.take_records(), ["short", "xxxxxxxx", "after"]);
-    assert_eq!(h.metrics().malformed, 1);
+    let m = h.metrics();
+    assert_eq!(m.malformed, 0);
+    assert_eq!((m.truncated, m.dropped_bytes), (1, 100_000 - 8));
+    assert!(m.lost_input());
+}
+
+/// Serves "before\n", a 5 MB line of `w`, then "\nafter\n", and keeps the connection open.
+fn serve_5_mb_line(listener: TcpListener) {
+    let mut data = b"before\n".to_vec();
+    data.extend(std::iter::repeat_n(b'w', FIVE_MB));
+    data.extend(b"\nafter\n");
+    tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        conn.write_all(&data).await.unwrap();
+        hold_open(conn).await;
+    });
+}
+
+const FIVE_MB: usize = 5 * 1024 * 1024;
+const ONE_MIB: usize = 1 << 20;
+
+/// Lengths of the records, as the 5 MB line's records are too big to compare in messages.
+fn lens(records: Vec<String>) -> Vec<usize> {
+    records.iter().map(String::len).collect()
+}
+
+#[tokio::test]
+async fn a_5_mb_line_is_truncated_by_default_and_counted() {
+    let (listener, port) = listen().await;
+    serve_5_mb_line(listener);
+    let mut h = Harness::start(receiver(port), 100).await;
+    h.drive_until("3 lines", |m| m.records_stored == 3).await;
+    assert_eq!(lens(h.take_records()), [6, ONE_MIB, 5]);
+    let m = h.metrics();
+    assert_eq!((m.truncated, m.dropped, m.split), (1, 0, 0));
+    assert_eq!(m.dropped_bytes, (FIVE_MB - ONE_MIB) as u64);
+}
+
+#[tokio::test]
+async fn a_5_mb_line_is_skipped_and_counted() {
+    let (listener, port) = listen().await;
+    serve_5_mb_line(listener);
+    let mut h = Harness::start(receiver(port).on_long_line(LongLinePolicy::Skip), 100).await;
+    h.drive_until("2 lines", |m| m.records_stored == 2 && m.dropped == 1)
+        .await;
+    assert_eq!(h.take_records(), ["before", "after"]);
+    let m = h.metrics();
+    assert_eq!(
+        (m.truncated, m.dropped, m.dropped_bytes),
+        (0, 1, FIVE_MB as u64)
+    );
+}
+
+#[tokio::test]
+async fn a_5_mb_line_is_split_without_loss() {
+    let (listener, port) = listen().await;
+    serve_5_mb_line(listener);
+    let mut h = Harness::start(receiver(port).on_long_line(LongLinePolicy::Split), 100).await;
+    h.drive_until("7 records", |m| m.records_stored == 7).await;
+    let records = h.take_records();
+    assert_eq!(
+        lens(records.clone()),
+        [6, ONE_MIB, ONE_MIB, ONE_MIB, ONE_MIB, ONE_MIB, 5]
+    );
+    assert_eq!(records[1..6].concat(), "w".repeat(FIVE_MB));
+    let m = h.metrics();
+    assert_eq!((m.split, m.dropped_bytes), (1, 0));
+    assert!(!m.lost_input());
+}
+
+#[tokio::test]
+async fn a_5_mb_line_fails_the_receiver_naming_the_offset_and_limit() {
+    let (listener, port) = listen().await;
+    serve_5_mb_line(listener);
+    let mut h = Harness::start(receiver(port).on_long_line(LongLinePolicy::Fail), 100).await;
+    let error = timeout(DEADLINE, async {
+        loop {
+            if let Err(e) = h.receiver.receive(&mut h.sink).await {
+                break e;
+            }
+        }
+    })
+    .await
+    .expect("the receiver did not fail");
+    assert!(!error.is_retryable());
+    let message = error.to_string();
+    assert!(
+        message.contains("byte offset 7") && message.contains(&format!("{ONE_MIB} bytes")),
+        "{message}"
+    );
+    // The line before the long one was stored.
+    assert_eq!(h.take_records(), ["before"]);
 }
 
 #[tokio::test]
