@@ -40,6 +40,7 @@ mod messages;
 mod receiver_supervisor;
 mod runtime;
 mod supervision;
+mod ui;
 
 pub use batch_builder::BatchBuilder;
 pub use block_store::BlockManager;
