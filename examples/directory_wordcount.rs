@@ -29,6 +29,8 @@ use support::{context, init_tracing, words, Processed, SignalStop};
 #[derive(Parser, Debug)]
 #[command(about = "Counts words of text files moved into DIR, in 1 s batches")]
 struct Args {
+    #[command(flatten)]
+    ui: support::UiArgs,
     /// Directory to watch for new text files.
     dir: PathBuf,
 }
@@ -38,6 +40,7 @@ struct Args {
 async fn main() -> Result<(), BoxError> {
     init_tracing();
     let args = Args::parse();
+    args.ui.install();
     if !args.dir.is_dir() {
         return Err(format!("{} is not a directory", args.dir.display()).into());
     }
@@ -50,6 +53,7 @@ async fn main() -> Result<(), BoxError> {
     let processed = Processed::new();
     ssc.add_listener(processed.clone());
     ssc.start().await?;
+    support::print_ui_url(&ssc);
     // The first SIGINT/SIGTERM stops gracefully (the lines received are still counted), a
     // second one at once; either way the context stops and the summary is printed.
     let signals = SignalStop::install(&ssc)?;

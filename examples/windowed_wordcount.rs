@@ -31,6 +31,8 @@ use support::{
 #[derive(Parser, Debug)]
 #[command(about = "Top words of the last 30 s every second, with an incremental window")]
 struct Args {
+    #[command(flatten)]
+    ui: support::UiArgs,
     /// Text file to stream, one record per line.
     #[arg(long, default_value = "examples/data/shakespeare.txt")]
     input: PathBuf,
@@ -56,6 +58,7 @@ struct Args {
 async fn main() -> Result<(), BoxError> {
     init_tracing();
     let args = Args::parse();
+    args.ui.install();
     let lines = read_lines(&args.input)?;
     let total = lines.len();
     let (window, slide) = (

@@ -27,6 +27,8 @@ use support::{
 #[derive(Parser, Debug)]
 #[command(about = "Streaming word count over a local TCP socket (rivulet's main job)")]
 struct Args {
+    #[command(flatten)]
+    ui: support::UiArgs,
     /// Text file to stream, one record per line.
     #[arg(long, default_value = "examples/data/shakespeare.txt")]
     input: PathBuf,
@@ -48,6 +50,7 @@ struct Args {
 async fn main() -> Result<(), BoxError> {
     init_tracing();
     let args = Args::parse();
+    args.ui.install();
     let lines = read_lines(&args.input)?;
     let total = lines.len();
     println!(

@@ -42,6 +42,8 @@ use support::{context, init_tracing, read_lines, run_until_done, spawn_server, E
 #[derive(Parser, Debug)]
 #[command(about = "Status codes, top URLs and known clients of a live Apache access log")]
 struct Args {
+    #[command(flatten)]
+    ui: support::UiArgs,
     /// Access log to stream (Apache combined log format), one request per line.
     #[arg(long, default_value = "examples/data/apache_access.log")]
     input: PathBuf,
@@ -140,6 +142,7 @@ fn scan(lines: &[String]) -> Expected {
 async fn main() -> Result<(), BoxError> {
     init_tracing();
     let args = Args::parse();
+    args.ui.install();
     let raw = read_lines(&args.input)?;
     let text: Vec<String> = raw
         .iter()
