@@ -95,7 +95,7 @@ async fn run(ssc: &StreamingContext, batches: u32) -> Result<Vec<Duration>, BoxE
     let timings = BatchTimings::new();
     ssc.add_listener(timings.clone());
     ssc.start().await?;
-    support::print_ui_url(&ssc);
+    support::print_ui_url(ssc);
     ssc.advance(batches).await?;
     Ok(timings.take())
 }

@@ -36,7 +36,10 @@ fn sample(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str
 async fn json_api_reports_batches_failures_receivers_and_graph() {
     let ssc = run_with_failure(3, 3).await;
     let url = ssc.ui_url().expect("the UI is on");
-    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with('/'), "{url}");
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with('/'),
+        "{url}"
+    );
     let api = format!("{url}api/v1/streaming");
 
     let stats = poll_json(&format!("{api}/statistics"), |s| {
@@ -98,25 +101,47 @@ async fn json_api_reports_batches_failures_receivers_and_graph() {
 
     // Bad input.
     let bad = get_json(&format!("{api}/batches/abc"), 400);
-    assert!(bad["error"].as_str().is_some_and(|e| e.contains("abc")), "{bad}");
+    assert!(
+        bad["error"].as_str().is_some_and(|e| e.contains("abc")),
+        "{bad}"
+    );
     get_json(&format!("{api}/batches/99900"), 404);
     let missing = get_json(&format!("{url}api/v1/nope"), 404);
-    assert!(missing["error"].as_str().is_some_and(|e| e.contains("/api/v1/nope")));
+    assert!(missing["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("/api/v1/nope")));
 
     // Prometheus, parsed by a maintained exposition-format parser.
     let (status, text) = get(&format!("{url}metrics"));
     assert_eq!(status, 200);
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
         .expect("the metrics parse");
-    assert_eq!(sample(&scrape, "rivulet_batches_completed_total", &[]), 2.0, "{text}");
-    assert_eq!(sample(&scrape, "rivulet_batches_failed_total", &[]), 1.0);
-    assert_eq!(sample(&scrape, "rivulet_output_operations_failed_total", &[]), 1.0);
     assert_eq!(
-        sample(&scrape, "rivulet_receiver_records_total", &[("receiver", "fixed"), ("stream", "0")]),
+        sample(&scrape, "rivulet_batches_completed_total", &[]),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(sample(&scrape, "rivulet_batches_failed_total", &[]), 1.0);
+    assert_eq!(
+        sample(&scrape, "rivulet_output_operations_failed_total", &[]),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &scrape,
+            "rivulet_receiver_records_total",
+            &[("receiver", "fixed"), ("stream", "0")]
+        ),
         3.0
     );
-    assert_eq!(sample(&scrape, "rivulet_batch_total_delay_seconds", &[]), 3.0);
-    assert_eq!(sample(&scrape, "rivulet_batch_processing_time_seconds", &[]), 3.0);
+    assert_eq!(
+        sample(&scrape, "rivulet_batch_total_delay_seconds", &[]),
+        3.0
+    );
+    assert_eq!(
+        sample(&scrape, "rivulet_batch_processing_time_seconds", &[]),
+        3.0
+    );
     assert_eq!(sample(&scrape, "rivulet_executors_lost_total", &[]), 0.0);
     assert_eq!(sample(&scrape, "rivulet_task_retries_total", &[]), 0.0);
 

@@ -24,7 +24,11 @@ fn chromium() -> PathBuf {
     if let Some(p) = std::env::var_os("RIVULET_CHROMIUM") {
         return PathBuf::from(p);
     }
-    for name in ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"] {
+    for name in [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ] {
         if Path::new(name).exists() {
             return PathBuf::from(name);
         }
@@ -96,7 +100,10 @@ async fn the_status_page_draws_in_headless_chromium() {
         String::from_utf8_lossy(&out.stderr)
     );
     let canvases = dom.matches("<canvas").count();
-    assert!(canvases >= 4, "four charts draw on canvases, found {canvases}: {dom}");
+    assert!(
+        canvases >= 4,
+        "four charts draw on canvases, found {canvases}: {dom}"
+    );
     for b in batches.as_array().expect("a list") {
         let row = format!(
             "data-batch-time=\"{}\" data-records=\"{}\"",
@@ -104,16 +111,30 @@ async fn the_status_page_draws_in_headless_chromium() {
         );
         assert!(dom.contains(&row), "a row {row} in the batch table: {dom}");
     }
-    assert!(dom.contains("data-records=\"5\""), "batch 1's 5 records: {dom}");
+    assert!(
+        dom.contains("data-records=\"5\""),
+        "batch 1's 5 records: {dom}"
+    );
     let failed = dom
         .find("class=\"batch failed")
         .unwrap_or_else(|| panic!("the failed batch is marked: {dom}"));
-    let row_end = dom[failed..].find("</tr>").map_or(dom.len(), |i| failed + i);
+    let row_end = dom[failed..]
+        .find("</tr>")
+        .map_or(dom.len(), |i| failed + i);
     let row = &dom[failed..row_end];
     assert!(row.contains("data-batch-time=\"200\""), "{row}");
-    assert!(row.contains("FAILED") && row.contains("fails on purpose"), "{row}");
-    assert!(dom.contains(">fixed<"), "the receivers table names the receiver: {dom}");
-    assert!(dom.contains("receiver_stream #0") && dom.contains("tests/ui_support/mod.rs:"), "the DAG names operators with call sites: {dom}");
+    assert!(
+        row.contains("FAILED") && row.contains("fails on purpose"),
+        "{row}"
+    );
+    assert!(
+        dom.contains(">fixed<"),
+        "the receivers table names the receiver: {dom}"
+    );
+    assert!(
+        dom.contains("receiver_stream #0") && dom.contains("tests/ui_support/mod.rs:"),
+        "the DAG names operators with call sites: {dom}"
+    );
 
     let shots = target_dir().join("ui-screenshots");
     std::fs::create_dir_all(&shots).expect("the screenshot directory");

@@ -48,9 +48,7 @@ pub fn context(
     batch: Duration,
     executors: Option<usize>,
 ) -> Result<StreamingContext, BoxError> {
-    let mut config = base_config()
-        .app_name(app_name)
-        .batch_interval(batch);
+    let mut config = base_config().app_name(app_name).batch_interval(batch);
     if let Some(n) = executors {
         config = config.executors(n);
     }

@@ -12,7 +12,8 @@ use super::state::{lock, BatchRecord, UiState};
 use super::Shared;
 
 fn epoch_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn ms(d: Option<Duration>) -> Option<u64> {
@@ -176,8 +177,13 @@ pub(super) async fn statistics(shared: web::Data<Shared>) -> HttpResponse {
         num_retained_completed_batches: done().count(),
         num_active_batches: s.batches.len() - done().count(),
         num_processed_records: s.records_total,
-        avg_input_rate: avg(done().map(|b| b.info.num_records as u64))
-            .map(|r| if interval > 0.0 { r / interval } else { 0.0 }),
+        avg_input_rate: avg(done().map(|b| b.info.num_records as u64)).map(|r| {
+            if interval > 0.0 {
+                r / interval
+            } else {
+                0.0
+            }
+        }),
         avg_scheduling_delay: avg(done().filter_map(|b| ms(b.info.scheduling_delay))),
         avg_processing_time: avg(done().filter_map(|b| ms(b.info.processing_delay))),
         avg_total_delay: avg(done().filter_map(|b| ms(b.info.total_delay()))),
@@ -208,7 +214,10 @@ pub(super) async fn batch(shared: web::Data<Shared>, time: web::Path<String>) ->
     let Ok(ms) = time.trim().parse::<i64>() else {
         return json_error(
             actix_web::http::StatusCode::BAD_REQUEST,
-            format!("batch time must be milliseconds (an integer), got {:?}", time.as_str()),
+            format!(
+                "batch time must be milliseconds (an integer), got {:?}",
+                time.as_str()
+            ),
         );
     };
     let view = {

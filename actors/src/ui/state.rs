@@ -285,7 +285,10 @@ mod tests {
         }
         let kept: Vec<i64> = s.batches.keys().map(|t| t.as_ms()).collect();
         assert_eq!(kept, vec![800, 900, 1000]);
-        assert_eq!((s.completed_total, s.failed_total, s.records_total), (9, 1, 30));
+        assert_eq!(
+            (s.completed_total, s.failed_total, s.records_total),
+            (9, 1, 30)
+        );
         assert_eq!(s.batches[&Time::from_ms(1000)].status, BatchStatus::Failed);
     }
 }
