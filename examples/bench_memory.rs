@@ -24,6 +24,8 @@ use support::pairs_batches;
 #[derive(Parser, Debug)]
 #[command(about = "Resident memory of stateful and windowed pipelines over many batches")]
 struct Args {
+    #[command(flatten)]
+    ui: support::UiArgs,
     /// Batches to run.
     #[arg(long, default_value_t = 10_000)]
     batches: u32,
@@ -46,9 +48,10 @@ fn rss_mib() -> Option<f64> {
 async fn main() -> Result<(), BoxError> {
     support::init_tracing();
     let args = Args::parse();
+    args.ui.install();
     let batch = Duration::from_millis(100);
     let ssc = StreamingContext::new(
-        StreamingConfig::new()
+        support::base_config()
             .batch_interval(batch)
             .executors(2)
             .manual_clock(true),
@@ -84,6 +87,7 @@ async fn main() -> Result<(), BoxError> {
             Ok(())
         });
     ssc.start().await?;
+    support::print_ui_url(&ssc);
     println!(
         "{} batches of {} records over {} keys: update_state_by_key + inverse window (30 batches)",
         args.batches, args.records, args.keys

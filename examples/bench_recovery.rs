@@ -38,6 +38,8 @@ use support::{ms, pairs_batches, percentile, BatchTimings};
 #[derive(Parser, Debug)]
 #[command(about = "Checkpoint cost, executor-loss and restart times of a large map_with_state")]
 struct Args {
+    #[command(flatten)]
+    ui: support::UiArgs,
     /// Keys in the initial state.
     #[arg(long, default_value_t = 1_000_000)]
     keys: u64,
@@ -86,7 +88,7 @@ fn build(ssc: &StreamingContext, args: &Args, every: u32, total: &Total) -> Resu
 }
 
 fn config(args: &Args) -> StreamingConfig {
-    StreamingConfig::new()
+    support::base_config()
         .batch_interval(BATCH)
         .executors(args.executors)
         .manual_clock(true)
@@ -97,6 +99,7 @@ async fn run(ssc: &StreamingContext, batches: u32) -> Result<Vec<Duration>, BoxE
     let timings = BatchTimings::new();
     ssc.add_listener(timings.clone());
     ssc.start().await?;
+    support::print_ui_url(ssc);
     ssc.advance(batches).await?;
     Ok(timings.take())
 }
@@ -109,6 +112,7 @@ fn sum(d: &[Duration]) -> Duration {
 async fn main() -> Result<(), BoxError> {
     support::init_tracing();
     let args = Args::parse();
+    args.ui.install();
     let root = tempfile_dir()?;
     let expected = u64::from(args.batches) * args.touched as u64;
     println!(
@@ -169,6 +173,7 @@ async fn main() -> Result<(), BoxError> {
     })?;
     let restored = ssc.restored_batch();
     ssc.start().await?;
+    support::print_ui_url(&ssc);
     ssc.advance(1).await?;
     let first = started.elapsed();
     ssc.stop(StopMode::Graceful).await?;

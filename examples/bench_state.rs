@@ -27,6 +27,8 @@ use support::{ms, pairs_batches, percentile, BatchTimings, SignalStop};
 #[derive(Parser, Debug)]
 #[command(about = "map_with_state vs update_state_by_key on a large, mostly idle state")]
 struct Args {
+    #[command(flatten)]
+    ui: support::UiArgs,
     /// Keys in the initial state.
     #[arg(long, default_value_t = 1_000_000)]
     keys: u64,
@@ -58,7 +60,7 @@ enum Op {
 /// `None` when a signal stopped the run (see `SignalStop`).
 async fn run(args: &Args, op: Op) -> Result<Option<(Duration, Duration, u64)>, BoxError> {
     let ssc = StreamingContext::new(
-        StreamingConfig::new()
+        support::base_config()
             .batch_interval(Duration::from_millis(100))
             .executors(args.executors)
             .manual_clock(true),
@@ -117,6 +119,7 @@ async fn run(args: &Args, op: Op) -> Result<Option<(Duration, Duration, u64)>, B
     let timings = BatchTimings::new();
     ssc.add_listener(timings.clone());
     ssc.start().await?;
+    support::print_ui_url(&ssc);
     let signals = SignalStop::install(&ssc)?;
     let advanced = ssc.advance(args.warmup + args.measure).await;
     if signals.interrupted() {
@@ -139,6 +142,7 @@ async fn run(args: &Args, op: Op) -> Result<Option<(Duration, Duration, u64)>, B
 #[actix::main]
 async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
+    args.ui.install();
     println!(
         "state of {} keys, {} records per batch ({:.1}% touched), {} executors, {} batches measured",
         args.keys,

@@ -26,6 +26,8 @@ use support::{ms, pairs_batches, percentile, BatchTimings, SignalStop};
     about = "Per-batch cost of windowed reduce, with and without inverse, as the window grows"
 )]
 struct Args {
+    #[command(flatten)]
+    ui: support::UiArgs,
     /// Window lengths to compare, in slides (= batches).
     #[arg(long, value_delimiter = ',', default_value = "10,100")]
     windows: Vec<u32>,
@@ -56,7 +58,7 @@ async fn run(
 ) -> Result<Option<(Duration, Duration)>, BoxError> {
     let batch = Duration::from_millis(100);
     let ssc = StreamingContext::new(
-        StreamingConfig::new()
+        support::base_config()
             .batch_interval(batch)
             .executors(args.executors)
             .manual_clock(true),
@@ -80,6 +82,7 @@ async fn run(
     let timings = BatchTimings::new();
     ssc.add_listener(timings.clone());
     ssc.start().await?;
+    support::print_ui_url(&ssc);
     let signals = SignalStop::install(&ssc)?;
     let advanced = ssc.advance(window + args.measure).await;
     if signals.interrupted() {
@@ -99,6 +102,7 @@ async fn run(
 #[actix::main]
 async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
+    args.ui.install();
     println!(
         "reduce_by_key_and_window: {} records/batch over {} keys, {} executors, slide = batch = 100 ms, {} batches measured",
         args.records, args.keys, args.executors, args.measure

@@ -47,6 +47,8 @@ use support::{init_tracing, ms, words, SignalStop};
 #[derive(Parser, Debug)]
 #[command(about = "Word-count throughput: rivulet against a plain single-threaded loop")]
 struct Args {
+    #[command(flatten)]
+    ui: support::UiArgs,
     /// How many times the input text is repeated in memory (50: 2M lines of Shakespeare,
     /// four times the receiver's default buffer, so the run reaches a steady state).
     #[arg(long, default_value_t = 50)]
@@ -217,7 +219,7 @@ async fn rivulet_count(
     lines: Arc<Vec<String>>,
 ) -> Result<Option<RivuletRun>, BoxError> {
     let total = lines.len();
-    let mut config = StreamingConfig::new()
+    let mut config = support::base_config()
         .app_name("bench_wordcount")
         .batch_interval(Duration::from_millis(args.batch_ms))
         .block_interval(Duration::from_millis(args.block_ms))
@@ -257,6 +259,7 @@ async fn rivulet_count(
     });
     let started = Instant::now();
     ssc.start().await?;
+    support::print_ui_url(&ssc);
     let signals = SignalStop::install(&ssc)?;
     let finished = tokio::select! {
         seen = rx => seen.map_err(|_| "the listener was dropped before the last batch")?,
@@ -358,6 +361,7 @@ struct Summary {
 async fn main() -> Result<(), BoxError> {
     init_tracing();
     let args = Args::parse();
+    args.ui.install();
     let path = args.input.clone().unwrap_or_else(|| {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/data/shakespeare.txt")
     });

@@ -29,6 +29,8 @@ use support::{context, init_tracing, words, Processed, SignalStop};
 #[derive(Parser, Debug)]
 #[command(about = "Counts words of text files moved into DIR, in 1 s batches")]
 struct Args {
+    #[command(flatten)]
+    ui: support::UiArgs,
     /// Directory to watch for new text files.
     dir: PathBuf,
 }
@@ -42,6 +44,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), BoxError> {
+    args.ui.install();
     if !args.dir.is_dir() {
         return Err(format!("{} is not a directory", args.dir.display()).into());
     }
@@ -54,6 +57,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let processed = Processed::new();
     ssc.add_listener(processed.clone());
     ssc.start().await?;
+    support::print_ui_url(&ssc);
     // The first SIGINT/SIGTERM stops gracefully (the lines received are still counted), a
     // second one at once; either way the context stops and the summary is printed.
     let signals = SignalStop::install(&ssc)?;

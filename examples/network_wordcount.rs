@@ -28,6 +28,8 @@ use support::{context, init_tracing, words, Processed, SignalStop};
     about = "Counts words of lines from a TCP server in 1 s batches (Spark's NetworkWordCount)"
 )]
 struct Args {
+    #[command(flatten)]
+    ui: support::UiArgs,
     /// Host of the server to read lines from.
     host: String,
     /// Its port.
@@ -43,6 +45,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), BoxError> {
+    args.ui.install();
     let ssc = context("network_wordcount", Duration::from_secs(1), None)?;
     ssc.socket_text_stream(&args.host, args.port)
         .flat_map(words)
@@ -52,6 +55,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let processed = Processed::new();
     ssc.add_listener(processed.clone());
     ssc.start().await?;
+    support::print_ui_url(&ssc);
     // The first SIGINT/SIGTERM stops gracefully (the lines received are still counted), a
     // second one at once; either way the context stops and the summary is printed.
     let signals = SignalStop::install(&ssc)?;

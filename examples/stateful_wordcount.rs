@@ -45,6 +45,8 @@ use support::{
 #[derive(Parser, Debug)]
 #[command(about = "Running word counts with map_with_state (Spark's StatefulNetworkWordCount)")]
 struct Args {
+    #[command(flatten)]
+    ui: support::UiArgs,
     /// Text file to stream, one record per line.
     #[arg(long, default_value = "examples/data/shakespeare.txt")]
     input: PathBuf,
@@ -103,7 +105,7 @@ fn running_count(word: &String, one: Option<u64>, state: &mut State<u64>) -> (St
 
 /// The recovery job: the running word counts of the files moved into `dir`.
 async fn run_directory(args: &Args, dir: &Path) -> Result<(), BoxError> {
-    let mut config = StreamingConfig::new()
+    let mut config = support::base_config()
         .app_name("stateful_wordcount")
         .batch_interval(Duration::from_millis(args.batch_ms));
     if let Some(n) = args.executors {
@@ -168,6 +170,7 @@ async fn run_directory(args: &Args, dir: &Path) -> Result<(), BoxError> {
         dir.display()
     );
     ssc.start().await?;
+    support::print_ui_url(&ssc);
     let signals = SignalStop::install(&ssc)?;
     let idle = async {
         let Some(secs) = args.idle_exit_secs else {
@@ -225,6 +228,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), BoxError> {
+    args.ui.install();
     if let Some(dir) = args.directory.clone() {
         return run_directory(&args, &dir).await;
     }

@@ -31,6 +31,8 @@ use support::{
 #[derive(Parser, Debug)]
 #[command(about = "Top words of the last 30 s every second, with an incremental window")]
 struct Args {
+    #[command(flatten)]
+    ui: support::UiArgs,
     /// Text file to stream, one record per line.
     #[arg(long, default_value = "examples/data/shakespeare.txt")]
     input: PathBuf,
@@ -62,6 +64,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), BoxError> {
+    args.ui.install();
     let lines = read_lines(&args.input)?;
     let expected_records = args.lines.expected_records(&lines);
     let total = lines.len();

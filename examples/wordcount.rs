@@ -29,6 +29,8 @@ use support::{
 #[derive(Parser, Debug)]
 #[command(about = "Streaming word count over a local TCP socket (rivulet's main job)")]
 struct Args {
+    #[command(flatten)]
+    ui: support::UiArgs,
     /// Text file to stream, one record per line.
     #[arg(long, default_value = "examples/data/shakespeare.txt")]
     input: PathBuf,
@@ -63,6 +65,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     if let Some(dir) = &args.out {
         prepare_out_dir(dir, args.overwrite)?;
     }
+    args.ui.install();
     let lines = read_lines(&args.input)?;
     let total = lines.len();
     let expected = args.lines.expected_records(&lines);

@@ -347,6 +347,15 @@ impl StreamingContext {
         Ok(())
     }
 
+    /// The status page's URL, e.g. `http://127.0.0.1:4040/`, once started with a
+    /// [`ui_address`](StreamingConfig::ui_address) (with port 0, the port actually bound);
+    /// `None` before start or when the UI is off. The JSON API is under
+    /// `api/v1/streaming/` and the Prometheus metrics at `metrics` of this URL.
+    pub fn ui_url(&self) -> Option<String> {
+        let address = lock(&self.inner.runtime).as_ref()?.ui_address()?;
+        Some(format!("http://{address}/"))
+    }
+
     /// Runs the next `batches` batches to completion on the manual clock (Spark tests'
     /// `ManualClock.advance` + waiting for the batches).
     ///

@@ -41,6 +41,7 @@ mod messages;
 mod receiver_supervisor;
 mod runtime;
 mod supervision;
+mod ui;
 
 pub use actor_io::{
     ActorOutputs, ActorReceiver, ActorSink, ActorSource, Batch, Event, KeyedActorOutputs,

@@ -30,6 +30,7 @@ use crate::messages::{
 };
 use crate::receiver_supervisor::ReceiverSupervisor;
 use crate::supervision::RestartPolicy;
+use crate::ui::StatusServer;
 
 /// Where a running context stands.
 #[derive(Clone, Debug)]
@@ -76,12 +77,6 @@ impl Runtime {
             zero
         };
         let slots = graph.start(zero)?;
-        if graph.restored_batch().is_none() && config.get_checkpoint_dir().is_some() {
-            // A first checkpoint before the first batch: a restart after an early kill
-            // resumes this run (e.g. the files a file stream ignored at start stay ignored,
-            // and those that arrived since are read) instead of starting anew.
-            graph.write_metadata_checkpoint(zero)?;
-        }
         let executors = config.get_executors();
         let blocks = BlockManager::new(executors);
         let wal = config
@@ -110,6 +105,22 @@ impl Runtime {
             .with_speculation(config.get_speculation()),
         );
         let counters = dag.counters().clone();
+        let mut bus = ListenerBus::default();
+        let ui = match config.get_ui_address() {
+            Some(address) => {
+                let (server, listener) =
+                    StatusServer::start(address, config, graph.describe(), counters.clone())?;
+                bus.add(listener);
+                Some(server)
+            }
+            None => None,
+        };
+        if graph.restored_batch().is_none() && config.get_checkpoint_dir().is_some() {
+            // A first checkpoint before the first batch: a restart after an early kill
+            // resumes this run (e.g. the files a file stream ignored at start stay ignored,
+            // and those that arrived since are read) instead of starting anew.
+            graph.write_metadata_checkpoint(zero)?;
+        }
         let pool_counters = counters.clone();
         let runner_blocks = blocks.clone();
         let (status, status_rx) = watch::channel(Status::Running);
@@ -118,7 +129,6 @@ impl Runtime {
             config.get_receiver_max_restarts(),
             config.get_receiver_restart_delay(),
         );
-        let mut bus = ListenerBus::default();
         for l in listeners {
             bus.add(l);
         }
@@ -192,6 +202,7 @@ impl Runtime {
             status: status_rx,
             manual,
             counters,
+            ui,
         })
     }
 }
@@ -262,6 +273,7 @@ pub struct RuntimeHandle {
     status: watch::Receiver<Status>,
     manual: bool,
     counters: Arc<SchedulerCounters>,
+    ui: Option<StatusServer>,
 }
 
 impl RuntimeHandle {
@@ -317,6 +329,9 @@ impl RuntimeHandle {
     pub async fn stop(&self, mode: StopMode) -> Result<()> {
         // A closed mailbox means it already stopped, cleanly or not.
         let _ = self.coordinator.send(StopContext(mode)).await;
+        if let Some(ui) = &self.ui {
+            ui.stop().await;
+        }
         match self.status() {
             Status::Stopped(Some(e @ Error::Crashed { .. })) => Err(e),
             _ => Ok(()),
@@ -406,6 +421,11 @@ impl RuntimeHandle {
             .send(SlowExecutor { executor, delay })
             .await
             .map_err(|_| Error::NotRunning("the streaming context has stopped".into()))?
+    }
+
+    /// The address the status server bound (see `StreamingConfig::ui_address`), if it is on.
+    pub fn ui_address(&self) -> Option<std::net::SocketAddr> {
+        self.ui.as_ref().map(StatusServer::address)
     }
 
     /// What the scheduler has healed since start: executors lost, tasks rerun after a

@@ -42,6 +42,8 @@ use support::{context, init_tracing, read_lines, run_until_done, spawn_server, E
 #[derive(Parser, Debug)]
 #[command(about = "Status codes, top URLs and known clients of a live Apache access log")]
 struct Args {
+    #[command(flatten)]
+    ui: support::UiArgs,
     /// Access log to stream (Apache combined log format), one request per line.
     #[arg(long, default_value = "examples/data/apache_access.log")]
     input: PathBuf,
@@ -180,6 +182,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), BoxError> {
+    args.ui.install();
     let raw = read_lines(&args.input)?;
     let expected_records = args.lines.expected_records(&raw);
     let text: Vec<String> = raw

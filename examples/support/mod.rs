@@ -305,13 +305,48 @@ pub fn context(
     batch: Duration,
     executors: Option<usize>,
 ) -> Result<StreamingContext, BoxError> {
-    let mut config = StreamingConfig::new()
-        .app_name(app_name)
-        .batch_interval(batch);
+    let mut config = base_config().app_name(app_name).batch_interval(batch);
     if let Some(n) = executors {
         config = config.executors(n);
     }
     Ok(StreamingContext::new(config)?)
+}
+
+/// The `--ui [ADDR]` option every example takes: serve the status page, its JSON API and
+/// Prometheus metrics while the example runs (flatten it into the example's clap `Args`,
+/// then call [`UiArgs::install`]).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct UiArgs {
+    /// Serve the status page at http://127.0.0.1:4040/ while running (or at ADDR, ip:port;
+    /// port 0 picks a free one).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:4040")]
+    pub ui: Option<String>,
+}
+
+static UI_ADDRESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+impl UiArgs {
+    /// Makes [`base_config`] (and so [`context`]) serve the UI when `--ui` was given.
+    pub fn install(&self) {
+        if let Some(address) = &self.ui {
+            let _ = UI_ADDRESS.set(address.clone());
+        }
+    }
+}
+
+/// rivulet's default configuration, serving the UI when `--ui` was given (see [`UiArgs`]).
+pub fn base_config() -> StreamingConfig {
+    match UI_ADDRESS.get() {
+        Some(address) => StreamingConfig::new().ui_address(address.clone()),
+        None => StreamingConfig::new(),
+    }
+}
+
+/// Prints `UI: http://127.0.0.1:4040/` when the context serves the status page.
+pub fn print_ui_url(ssc: &StreamingContext) {
+    if let Some(url) = ssc.ui_url() {
+        println!("UI: {url}");
+    }
 }
 
 /// The lines of the file at `path`, without their newlines (raw bytes: the socket source
@@ -510,6 +545,7 @@ pub async fn run_until_done(
     done: oneshot::Receiver<()>,
 ) -> Result<Ending, BoxError> {
     ssc.start().await?;
+    print_ui_url(ssc);
     let signals = SignalStop::install(ssc)?;
     tokio::select! {
         finished = done => {

@@ -25,6 +25,9 @@ pub const MAX_BATCH_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The largest `receiver_buffer_records` and `default_parallelism`: 2^30.
 pub const MAX_COUNT_SETTING: usize = 1 << 30;
+/// The default number of batches the status server remembers (Spark:
+/// `spark.streaming.ui.retainedBatches`).
+pub const DEFAULT_UI_RETAINED_BATCHES: usize = 1000;
 
 /// Settings of a streaming context, built with chained setters and checked by
 /// [`validate`](StreamingConfig::validate) (which `StreamingContext::new` calls).
@@ -59,6 +62,8 @@ pub struct StreamingConfig {
     receiver_wal: bool,
     speculation: bool,
     speculation_settings: Speculation,
+    ui_address: Option<String>,
+    ui_retained_batches: usize,
 }
 
 impl Default for StreamingConfig {
@@ -80,6 +85,8 @@ impl Default for StreamingConfig {
             receiver_wal: false,
             speculation: true,
             speculation_settings: Speculation::default(),
+            ui_address: None,
+            ui_retained_batches: DEFAULT_UI_RETAINED_BATCHES,
         }
     }
 }
@@ -213,13 +220,31 @@ impl StreamingConfig {
         self
     }
 
+    /// Serves the status page, its JSON API (`/api/v1/streaming/...`) and Prometheus
+    /// `/metrics` on `address` while the context runs (Spark: the web UI's Streaming tab,
+    /// `spark.ui.port` 4040). `address` is `ip:port`, e.g. `"127.0.0.1:4040"`; port 0 picks
+    /// a free port (the context reports the one bound). Off by default; name a loopback
+    /// address unless the page must be reachable from other hosts.
+    pub fn ui_address(mut self, address: impl Into<String>) -> Self {
+        self.ui_address = Some(address.into());
+        self
+    }
+
+    /// How many of the latest batches the status server keeps, the oldest dropped first
+    /// (Spark: `spark.streaming.ui.retainedBatches`, default 1,000; at least 1).
+    pub fn ui_retained_batches(mut self, batches: usize) -> Self {
+        self.ui_retained_batches = batches;
+        self
+    }
+
     /// Checks every setting.
     ///
     /// # Errors
     /// [`Error::Config`] naming the setting: a batch interval under 1 ms or not whole
     /// milliseconds, a block interval larger than the batch interval or zero, zero executors,
     /// zero default parallelism, zero receiver buffer, zero task attempts, a speculation
-    /// multiplier under 1 or a quantile outside `(0, 1]`.
+    /// multiplier under 1 or a quantile outside `(0, 1]`, a `ui_address` that is not
+    /// `ip:port`, zero `ui_retained_batches`.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
         if duration_ms(self.batch_interval) < 1 {
@@ -313,6 +338,16 @@ impl StreamingConfig {
                 s.quantile
             ));
         }
+        if let Some(address) = &self.ui_address {
+            if address.parse::<std::net::SocketAddr>().is_err() {
+                return bad(format!(
+                    "ui_address must be ip:port (e.g. 127.0.0.1:4040), got {address:?}"
+                ));
+            }
+        }
+        if self.ui_retained_batches == 0 {
+            return bad("ui_retained_batches must be at least 1".into());
+        }
         if let Some(r) = self.remember {
             if !is_multiple(r, Duration::from_millis(1)) {
                 return bad(format!("remember must be at least 1 ms, got {r:?}"));
@@ -384,6 +419,17 @@ impl StreamingConfig {
     pub fn get_speculation(&self) -> Option<Speculation> {
         self.speculation.then_some(self.speculation_settings)
     }
+
+    /// Where the status server listens, if it is on (see
+    /// [`ui_address`](StreamingConfig::ui_address)).
+    pub fn get_ui_address(&self) -> Option<&str> {
+        self.ui_address.as_deref()
+    }
+
+    /// How many batches the status server keeps.
+    pub fn get_ui_retained_batches(&self) -> usize {
+        self.ui_retained_batches
+    }
 }
 
 #[cfg(test)]
@@ -417,6 +463,8 @@ mod tests {
         );
         assert!(err(StreamingConfig::new().speculation_quantile(f64::NAN))
             .contains("speculation_quantile"));
+        assert!(err(StreamingConfig::new().ui_address("localhost")).contains("ui_address"));
+        assert!(err(StreamingConfig::new().ui_retained_batches(0)).contains("ui_retained_batches"));
     }
 
     #[test]

@@ -15,6 +15,9 @@ pub struct BatchInfo {
     pub batch_time: Time,
     /// Records received in the batch, over all input streams (receiver-fed only).
     pub num_records: usize,
+    /// Records received in the batch per receiver-fed input stream, for streams that sent
+    /// blocks (Spark: `BatchInfo.streamIdToInputInfo`).
+    pub stream_records: std::collections::BTreeMap<StreamId, usize>,
     /// When the batch's jobs were generated (wall clock).
     pub submission_time: SystemTime,
     /// From submission to the start of its first job (waiting for earlier batches).

@@ -86,9 +86,14 @@ impl Coordinator {
             jobs = jobs.len(),
             "Batch generated."
         );
+        let mut stream_records = std::collections::BTreeMap::new();
+        for b in &blocks {
+            *stream_records.entry(b.stream).or_insert(0) += b.num_records;
+        }
         let info = BatchInfo {
             batch_time: t,
             num_records,
+            stream_records,
             submission_time: SystemTime::now(),
             scheduling_delay: None,
             processing_delay: None,

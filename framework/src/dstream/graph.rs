@@ -405,6 +405,40 @@ impl DStreamGraph {
             .collect()
     }
 
+    /// The graph's streams, with their operators, call sites and parents, and its outputs:
+    /// what the status page draws as a DAG.
+    pub fn describe(&self) -> super::GraphDescription {
+        use super::describe::call_site;
+        let state = lock(&self.shared.state);
+        super::GraphDescription {
+            streams: state
+                .nodes
+                .iter()
+                .map(|n| {
+                    let info = n.info();
+                    super::StreamDescription {
+                        id: info.id(),
+                        op: info.op().name.to_string(),
+                        call_site: call_site(info.op().location),
+                        slide_ms: crate::time::duration_ms(info.slide()) as u64,
+                        parents: info.parent_ids(),
+                    }
+                })
+                .collect(),
+            outputs: state
+                .outputs
+                .iter()
+                .enumerate()
+                .map(|(id, o)| super::OutputDescription {
+                    id,
+                    op: o.op.name.to_string(),
+                    call_site: call_site(o.op.location),
+                    stream: o.node.info().id(),
+                })
+                .collect(),
+        }
+    }
+
     /// The newest metadata checkpoint in `store`, if any.
     ///
     /// # Errors

@@ -9,6 +9,7 @@
 //! Operators that transform each batch's RDD share one mechanism ([`DStream::transform`]);
 //! the named ones (map, filter, reduce_by_key, ...) are thin layers over it.
 
+mod describe;
 mod graph;
 mod input;
 mod join;
@@ -21,6 +22,7 @@ mod stateless;
 mod update_state;
 mod window;
 
+pub use describe::{GraphDescription, OutputDescription, StreamDescription};
 pub use graph::{DStreamGraph, OutputJob};
 pub use map_with_state::{MapWithStateDStream, State, StateSpec};
 pub use output::BatchCollector;
@@ -109,6 +111,9 @@ impl NodeInfo {
     }
     pub(crate) fn op(&self) -> OpInfo {
         self.op
+    }
+    pub(crate) fn parent_ids(&self) -> Vec<DStreamId> {
+        self.parents.iter().map(|p| p.info().id()).collect()
     }
     pub(crate) fn checkpoint_setting(&self) -> CheckpointSetting {
         *lock(&self.checkpoint)

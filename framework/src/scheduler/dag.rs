@@ -386,6 +386,7 @@ impl DagScheduler {
                         }));
                     }
                     warn!(operator = %f.operator, partition, attempt, error = %f.message, "Task failed; retrying.");
+                    self.counters.task_retried();
                     pending.push_back((partition, attempt + 1));
                 }
                 TaskOutcome::ExecutorLost => {

@@ -80,6 +80,8 @@ pub struct SchedulerMetrics {
     pub stages_resubmitted: u64,
     /// Speculative copies launched (Spark: `spark.speculation`).
     pub speculative_tasks: u64,
+    /// Failed task attempts that were retried (up to `max_task_attempts` per task).
+    pub task_retries: u64,
 }
 
 /// The live counters behind [`SchedulerMetrics`], shared by the scheduler and the runtime.
@@ -89,6 +91,7 @@ pub struct SchedulerCounters {
     tasks_rerun_after_loss: AtomicU64,
     stages_resubmitted: AtomicU64,
     speculative_tasks: AtomicU64,
+    task_retries: AtomicU64,
 }
 
 impl SchedulerCounters {
@@ -105,6 +108,9 @@ impl SchedulerCounters {
     pub(crate) fn speculative_task(&self) {
         self.speculative_tasks.fetch_add(1, Ordering::Relaxed);
     }
+    pub(crate) fn task_retried(&self) {
+        self.task_retries.fetch_add(1, Ordering::Relaxed);
+    }
     /// The counts now.
     pub fn snapshot(&self) -> SchedulerMetrics {
         SchedulerMetrics {
@@ -112,6 +118,7 @@ impl SchedulerCounters {
             tasks_rerun_after_loss: self.tasks_rerun_after_loss.load(Ordering::Relaxed),
             stages_resubmitted: self.stages_resubmitted.load(Ordering::Relaxed),
             speculative_tasks: self.speculative_tasks.load(Ordering::Relaxed),
+            task_retries: self.task_retries.load(Ordering::Relaxed),
         }
     }
 }

@@ -1,0 +1,228 @@
+//! The Prometheus metrics behind `/metrics`, kept with `prometheus-client` and encoded in
+//! the text exposition format (OpenMetrics flavour) on each scrape.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use rivulet_framework::block::StreamId;
+use rivulet_framework::listener::BatchInfo;
+use rivulet_framework::scheduler::SchedulerCounters;
+
+use super::state::lock;
+
+/// A receiver's labels: its stream id and name.
+type ReceiverLabels = Vec<(String, String)>;
+
+fn receiver_labels(stream: StreamId, name: &str) -> ReceiverLabels {
+    vec![
+        ("stream".to_string(), stream.to_string()),
+        ("receiver".to_string(), name.to_string()),
+    ]
+}
+
+/// Delay histograms: 1 ms to about 65 s, doubling.
+fn delay_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+/// Every metric `/metrics` serves (names get the `rivulet_` prefix; counters `_total`).
+pub(crate) struct Metrics {
+    registry: Registry,
+    batches_completed: Counter,
+    batches_failed: Counter,
+    output_operations_failed: Counter,
+    receiver_records: Family<ReceiverLabels, Counter>,
+    receiver_restarts: Family<ReceiverLabels, Counter>,
+    receiver_errors: Family<ReceiverLabels, Counter>,
+    scheduling_delay: Histogram,
+    processing_time: Histogram,
+    total_delay: Histogram,
+    executors_lost: Counter,
+    tasks_rerun_after_loss: Counter,
+    stages_resubmitted: Counter,
+    speculative_tasks: Counter,
+    task_retries: Counter,
+    events_dropped: Counter,
+    scheduler: Arc<SchedulerCounters>,
+    dropped: Arc<AtomicU64>,
+    /// Serialises the copy of the scheduler's counters into the registry at scrape time.
+    scrape: Mutex<()>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Metrics reading the scheduler's `counters` and the count of `dropped` listener events.
+    pub(crate) fn new(scheduler: Arc<SchedulerCounters>, dropped: Arc<AtomicU64>) -> Metrics {
+        let mut registry = Registry::with_prefix("rivulet");
+        let m = Metrics {
+            registry: Registry::default(),
+            batches_completed: Counter::default(),
+            batches_failed: Counter::default(),
+            output_operations_failed: Counter::default(),
+            receiver_records: Family::default(),
+            receiver_restarts: Family::default(),
+            receiver_errors: Family::default(),
+            scheduling_delay: delay_histogram(),
+            processing_time: delay_histogram(),
+            total_delay: delay_histogram(),
+            executors_lost: Counter::default(),
+            tasks_rerun_after_loss: Counter::default(),
+            stages_resubmitted: Counter::default(),
+            speculative_tasks: Counter::default(),
+            task_retries: Counter::default(),
+            events_dropped: Counter::default(),
+            scheduler,
+            dropped,
+            scrape: Mutex::new(()),
+        };
+        let r = &mut registry;
+        r.register(
+            "batches_completed",
+            "Batches whose output operations all succeeded",
+            m.batches_completed.clone(),
+        );
+        r.register(
+            "batches_failed",
+            "Batches with at least one failed output operation",
+            m.batches_failed.clone(),
+        );
+        r.register(
+            "output_operations_failed",
+            "Output operation runs that failed",
+            m.output_operations_failed.clone(),
+        );
+        r.register(
+            "receiver_records",
+            "Records received per receiver, counted when their batch completes",
+            m.receiver_records.clone(),
+        );
+        r.register(
+            "receiver_restarts",
+            "Receiver restarts after a failure",
+            m.receiver_restarts.clone(),
+        );
+        r.register(
+            "receiver_errors",
+            "Receiver failures reported to the supervisor",
+            m.receiver_errors.clone(),
+        );
+        r.register(
+            "batch_scheduling_delay_seconds",
+            "Time a batch waited for earlier batches before its first job started",
+            m.scheduling_delay.clone(),
+        );
+        r.register(
+            "batch_processing_time_seconds",
+            "Time from a batch's first job start to its last job end",
+            m.processing_time.clone(),
+        );
+        r.register(
+            "batch_total_delay_seconds",
+            "Scheduling delay plus processing time per batch",
+            m.total_delay.clone(),
+        );
+        r.register(
+            "executors_lost",
+            "Executors lost and replaced (executor restarts)",
+            m.executors_lost.clone(),
+        );
+        r.register(
+            "tasks_rerun_after_loss",
+            "Tasks relaunched because their executor was lost",
+            m.tasks_rerun_after_loss.clone(),
+        );
+        r.register(
+            "stages_resubmitted",
+            "Map stages resubmitted for lost shuffle outputs",
+            m.stages_resubmitted.clone(),
+        );
+        r.register(
+            "speculative_tasks",
+            "Speculative task copies launched",
+            m.speculative_tasks.clone(),
+        );
+        r.register(
+            "task_retries",
+            "Failed task attempts that were retried",
+            m.task_retries.clone(),
+        );
+        r.register(
+            "ui_events_dropped",
+            "Listener events the status server dropped because its queue was full",
+            m.events_dropped.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub(crate) fn batch_completed(&self, info: &BatchInfo) {
+        if info.succeeded() {
+            self.batches_completed.inc();
+        } else {
+            self.batches_failed.inc();
+        }
+        if let Some(d) = info.scheduling_delay {
+            self.scheduling_delay.observe(d.as_secs_f64());
+        }
+        if let Some(d) = info.processing_delay {
+            self.processing_time.observe(d.as_secs_f64());
+        }
+        if let Some(d) = info.total_delay() {
+            self.total_delay.observe(d.as_secs_f64());
+        }
+    }
+
+    pub(crate) fn output_failed(&self) {
+        self.output_operations_failed.inc();
+    }
+
+    pub(crate) fn records(&self, stream: StreamId, name: &str, n: u64) {
+        self.receiver_records
+            .get_or_create(&receiver_labels(stream, name))
+            .inc_by(n);
+    }
+
+    pub(crate) fn receiver_restarted(&self, stream: StreamId, name: &str) {
+        self.receiver_restarts
+            .get_or_create(&receiver_labels(stream, name))
+            .inc();
+    }
+
+    pub(crate) fn receiver_failed(&self, stream: StreamId, name: &str) {
+        self.receiver_errors
+            .get_or_create(&receiver_labels(stream, name))
+            .inc();
+    }
+
+    /// The metrics in the text exposition format.
+    pub(crate) fn encode(&self) -> Result<String, std::fmt::Error> {
+        {
+            let _guard = lock(&self.scrape);
+            let s = self.scheduler.snapshot();
+            let catch_up = |c: &Counter, now: u64| {
+                let seen = c.get();
+                if now > seen {
+                    c.inc_by(now - seen);
+                }
+            };
+            catch_up(&self.executors_lost, s.executors_lost);
+            catch_up(&self.tasks_rerun_after_loss, s.tasks_rerun_after_loss);
+            catch_up(&self.stages_resubmitted, s.stages_resubmitted);
+            catch_up(&self.speculative_tasks, s.speculative_tasks);
+            catch_up(&self.task_retries, s.task_retries);
+            catch_up(&self.events_dropped, self.dropped.load(Ordering::Relaxed));
+        }
+        let mut out = String::new();
+        encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,163 @@
+//! The status server (Spark: the web UI's Streaming tab): one HTML page with embedded
+//! assets (uPlot 1.6.32, MIT, vendored in `assets/` with its license), a JSON API under
+//! `/api/v1/streaming/`, and Prometheus `/metrics`, served by actix-web on the address of
+//! `StreamingConfig::ui_address` while the context runs.
+//!
+//! It is fed by a listener that never waits: events go through a bounded queue to the
+//! server's own thread, which keeps the last `ui_retained_batches` batches (oldest dropped
+//! first) behind a lock that request handlers hold only to copy what they answer.
+
+mod api;
+mod metrics;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{mpsc, Arc, Mutex};
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use rivulet_framework::config::StreamingConfig;
+use rivulet_framework::dstream::GraphDescription;
+use rivulet_framework::listener::StreamingListener;
+use rivulet_framework::scheduler::SchedulerCounters;
+use rivulet_framework::{Error, Result};
+
+use self::metrics::Metrics;
+use self::state::{lock, UiListener, UiState, EVENT_QUEUE};
+
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const UPLOT_JS: &str = include_str!("assets/uPlot.iife.min.js");
+const UPLOT_CSS: &str = include_str!("assets/uPlot.min.css");
+const UPLOT_LICENSE: &str = include_str!("assets/uPlot-LICENSE.txt");
+
+/// What the request handlers share.
+pub(crate) struct Shared {
+    app_name: String,
+    state: Arc<Mutex<UiState>>,
+    metrics: Arc<Metrics>,
+    scheduler: Arc<SchedulerCounters>,
+}
+
+/// A running status server: its address, and the handle that stops it.
+#[derive(Clone)]
+pub(crate) struct StatusServer {
+    address: SocketAddr,
+    handle: ServerHandle,
+}
+
+impl std::fmt::Debug for StatusServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusServer")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header(("Cache-Control", "no-cache"))
+        .body(body)
+}
+
+impl StatusServer {
+    /// Binds `address` and serves the page, the API and the metrics on one worker thread.
+    /// Returns the server and the listener that feeds it (add it to the listener bus).
+    /// Must run inside an actix `System`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the address when it cannot be bound (in use, not local, ...).
+    pub(crate) fn start(
+        address: &str,
+        config: &StreamingConfig,
+        graph: GraphDescription,
+        scheduler: Arc<SchedulerCounters>,
+    ) -> Result<(StatusServer, Box<dyn StreamingListener>)> {
+        let dropped = Arc::new(AtomicU64::new(0));
+        let metrics = Arc::new(Metrics::new(scheduler.clone(), dropped.clone()));
+        let state = Arc::new(Mutex::new(UiState::new(
+            config.get_ui_retained_batches(),
+            config.get_batch_interval(),
+            graph,
+        )));
+        let shared = web::Data::new(Shared {
+            app_name: config.get_app_name().to_string(),
+            state: state.clone(),
+            metrics: metrics.clone(),
+            scheduler,
+        });
+        let server = HttpServer::new(move || {
+            let api = "/api/v1/streaming";
+            App::new()
+                .app_data(shared.clone())
+                .route("/", web::get().to(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
+                .route("/static/app.js", web::get().to(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
+                .route("/static/uPlot.iife.min.js", web::get().to(|| async { asset("text/javascript; charset=utf-8", UPLOT_JS) }))
+                .route("/static/uPlot.min.css", web::get().to(|| async { asset("text/css; charset=utf-8", UPLOT_CSS) }))
+                .route("/static/uPlot-LICENSE.txt", web::get().to(|| async { asset("text/plain; charset=utf-8", UPLOT_LICENSE) }))
+                .route(&format!("{api}/statistics"), web::get().to(api::statistics))
+                .route(&format!("{api}/batches"), web::get().to(api::batches))
+                .route(&format!("{api}/batches/{{time}}"), web::get().to(api::batch))
+                .route(&format!("{api}/receivers"), web::get().to(api::receivers))
+                .route(&format!("{api}/graph"), web::get().to(api::graph))
+                .route("/metrics", web::get().to(api::metrics))
+                .default_service(web::to(api::not_found))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .bind(address)
+        .map_err(|e| {
+            Error::Config(format!(
+                "ui_address {address}: cannot listen there: {e} (is the port in use? port 0 picks a free one)"
+            ))
+        })?;
+        let bound = server
+            .addrs()
+            .first()
+            .copied()
+            .ok_or_else(|| Error::Config(format!("ui_address {address}: nothing was bound")))?;
+        let running = server.run();
+        let handle = running.handle();
+        actix_rt::spawn(async move {
+            if let Err(e) = running.await {
+                tracing::error!(error = %e, "The status server stopped with an error.");
+            }
+        });
+        let (events, inbox) = mpsc::sync_channel(EVENT_QUEUE);
+        let feeder = std::thread::Builder::new()
+            .name("rivulet-ui".into())
+            .spawn(move || {
+                // Ends when the coordinator drops the listener (the context stopped).
+                while let Ok(event) = inbox.recv() {
+                    lock(&state).apply(event, &metrics);
+                }
+            });
+        if let Err(e) = feeder {
+            drop(handle.stop(false));
+            return Err(Error::Internal(format!(
+                "cannot start the status server's thread: {e}"
+            )));
+        }
+        tracing::info!(address = %bound, "Status server listening.");
+        Ok((
+            StatusServer {
+                address: bound,
+                handle,
+            },
+            Box::new(UiListener { events, dropped }),
+        ))
+    }
+
+    /// The address the server bound.
+    pub(crate) fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Stops the server, closing open connections.
+    pub(crate) async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+}

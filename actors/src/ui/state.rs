@@ -1,0 +1,294 @@
+//! What the status server knows: the last `ui_retained_batches` batches, the receivers and
+//! running totals, rebuilt from listener events on the server's own thread (Spark:
+//! `StreamingJobProgressListener`). The coordinator only `try_send`s events into a bounded
+//! channel, so a slow reader of this state never slows batches: when the channel is full,
+//! events are dropped and counted.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use rivulet_framework::block::StreamId;
+use rivulet_framework::dstream::GraphDescription;
+use rivulet_framework::listener::{
+    BatchInfo, OutputOperationInfo, ReceiverInfo, StreamingListener,
+};
+use rivulet_framework::time::Time;
+
+use super::metrics::Metrics;
+
+/// Events buffered between the coordinator and the status server's thread.
+pub(crate) const EVENT_QUEUE: usize = 10_000;
+
+/// A listener event, as the status server's thread receives it.
+#[derive(Debug)]
+pub(crate) enum UiEvent {
+    BatchSubmitted(BatchInfo),
+    BatchStarted(BatchInfo),
+    BatchCompleted(BatchInfo),
+    Output(OutputOperationInfo),
+    ReceiverStarted(ReceiverInfo),
+    ReceiverError(ReceiverInfo),
+    ReceiverStopped(ReceiverInfo),
+}
+
+/// Where a batch stands (Spark's `BatchStatus`, plus `Failed` for a completed batch with a
+/// failed output operation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BatchStatus {
+    Queued,
+    Processing,
+    Completed,
+    Failed,
+}
+
+impl BatchStatus {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            BatchStatus::Queued => "QUEUED",
+            BatchStatus::Processing => "PROCESSING",
+            BatchStatus::Completed => "COMPLETED",
+            BatchStatus::Failed => "FAILED",
+        }
+    }
+}
+
+/// One retained batch.
+#[derive(Clone, Debug)]
+pub(crate) struct BatchRecord {
+    pub(crate) info: BatchInfo,
+    pub(crate) status: BatchStatus,
+    /// Its output operations that ended, by id.
+    pub(crate) outputs: BTreeMap<usize, OutputOperationInfo>,
+}
+
+/// One receiver, as its events told.
+#[derive(Clone, Debug)]
+pub(crate) struct ReceiverRecord {
+    pub(crate) info: ReceiverInfo,
+    /// Times it started; every start after the first is a restart.
+    pub(crate) starts: u64,
+    /// Errors it failed with (each followed by a restart unless past the limit).
+    pub(crate) failures: u64,
+    pub(crate) last_error_time: Option<SystemTime>,
+    /// Records of its stream in batches so far.
+    pub(crate) records_in_batches: u64,
+}
+
+/// The status server's view of the run.
+#[derive(Debug)]
+pub(crate) struct UiState {
+    pub(crate) retained: usize,
+    pub(crate) start_time: SystemTime,
+    pub(crate) batch_interval: Duration,
+    pub(crate) graph: GraphDescription,
+    pub(crate) batches: BTreeMap<Time, BatchRecord>,
+    pub(crate) receivers: BTreeMap<StreamId, ReceiverRecord>,
+    pub(crate) completed_total: u64,
+    pub(crate) failed_total: u64,
+    pub(crate) records_total: u64,
+}
+
+impl UiState {
+    pub(crate) fn new(retained: usize, batch_interval: Duration, graph: GraphDescription) -> Self {
+        UiState {
+            retained: retained.max(1),
+            start_time: SystemTime::now(),
+            batch_interval,
+            graph,
+            batches: BTreeMap::new(),
+            receivers: BTreeMap::new(),
+            completed_total: 0,
+            failed_total: 0,
+            records_total: 0,
+        }
+    }
+
+    /// The name shown for `stream`'s receiver.
+    pub(crate) fn receiver_name(&self, stream: StreamId) -> String {
+        self.receivers
+            .get(&stream)
+            .map_or_else(|| format!("stream-{stream}"), |r| r.info.name.clone())
+    }
+
+    fn upsert_batch(&mut self, info: BatchInfo, status: BatchStatus) {
+        let t = info.batch_time;
+        match self.batches.get_mut(&t) {
+            Some(b) => {
+                b.info = info;
+                b.status = status;
+            }
+            None => {
+                self.batches.insert(
+                    t,
+                    BatchRecord {
+                        info,
+                        status,
+                        outputs: BTreeMap::new(),
+                    },
+                );
+                while self.batches.len() > self.retained {
+                    self.batches.pop_first();
+                }
+            }
+        }
+    }
+
+    fn receiver(&mut self, info: ReceiverInfo) -> &mut ReceiverRecord {
+        let r = self
+            .receivers
+            .entry(info.stream)
+            .or_insert_with(|| ReceiverRecord {
+                info: info.clone(),
+                starts: 0,
+                failures: 0,
+                last_error_time: None,
+                records_in_batches: 0,
+            });
+        r.info = info;
+        r
+    }
+
+    /// Applies one event to the state and the metrics.
+    pub(crate) fn apply(&mut self, event: UiEvent, metrics: &Metrics) {
+        match event {
+            UiEvent::BatchSubmitted(info) => self.upsert_batch(info, BatchStatus::Queued),
+            UiEvent::BatchStarted(info) => self.upsert_batch(info, BatchStatus::Processing),
+            UiEvent::BatchCompleted(info) => {
+                let status = if info.succeeded() {
+                    self.completed_total += 1;
+                    BatchStatus::Completed
+                } else {
+                    self.failed_total += 1;
+                    BatchStatus::Failed
+                };
+                self.records_total += info.num_records as u64;
+                for (&stream, &n) in &info.stream_records {
+                    let name = self.receiver_name(stream);
+                    if let Some(r) = self.receivers.get_mut(&stream) {
+                        r.records_in_batches += n as u64;
+                    }
+                    metrics.records(stream, &name, n as u64);
+                }
+                metrics.batch_completed(&info);
+                self.upsert_batch(info, status);
+            }
+            UiEvent::Output(output) => {
+                if output.failure.is_some() {
+                    metrics.output_failed();
+                }
+                if let Some(b) = self.batches.get_mut(&output.batch_time) {
+                    b.outputs.insert(output.id, output);
+                }
+            }
+            UiEvent::ReceiverStarted(info) => {
+                let r = self.receiver(info);
+                r.starts += 1;
+                if r.starts > 1 {
+                    let (stream, name) = (r.info.stream, r.info.name.clone());
+                    metrics.receiver_restarted(stream, &name);
+                }
+            }
+            UiEvent::ReceiverError(info) => {
+                let r = self.receiver(info);
+                r.failures += 1;
+                r.last_error_time = Some(SystemTime::now());
+                let (stream, name) = (r.info.stream, r.info.name.clone());
+                metrics.receiver_failed(stream, &name);
+            }
+            UiEvent::ReceiverStopped(info) => {
+                self.receiver(info);
+            }
+        }
+    }
+}
+
+/// Locks `m`, recovering the data from a panicked holder (the state stays usable).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The listener the coordinator calls: it only hands events to the status server's thread,
+/// never waiting (a full queue drops the event and counts it).
+pub(crate) struct UiListener {
+    pub(crate) events: SyncSender<UiEvent>,
+    pub(crate) dropped: Arc<AtomicU64>,
+}
+
+impl UiListener {
+    fn send(&self, event: UiEvent) {
+        match self.events.try_send(event) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl StreamingListener for UiListener {
+    fn on_batch_submitted(&mut self, batch: &BatchInfo) {
+        self.send(UiEvent::BatchSubmitted(batch.clone()));
+    }
+    fn on_batch_started(&mut self, batch: &BatchInfo) {
+        self.send(UiEvent::BatchStarted(batch.clone()));
+    }
+    fn on_batch_completed(&mut self, batch: &BatchInfo) {
+        self.send(UiEvent::BatchCompleted(batch.clone()));
+    }
+    fn on_output_operation_completed(&mut self, output: &OutputOperationInfo) {
+        self.send(UiEvent::Output(output.clone()));
+    }
+    fn on_receiver_started(&mut self, receiver: &ReceiverInfo) {
+        self.send(UiEvent::ReceiverStarted(receiver.clone()));
+    }
+    fn on_receiver_error(&mut self, receiver: &ReceiverInfo) {
+        self.send(UiEvent::ReceiverError(receiver.clone()));
+    }
+    fn on_receiver_stopped(&mut self, receiver: &ReceiverInfo) {
+        self.send(UiEvent::ReceiverStopped(receiver.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use rivulet_framework::scheduler::SchedulerCounters;
+
+    fn batch(ms: i64, failed: bool) -> BatchInfo {
+        BatchInfo {
+            batch_time: Time::from_ms(ms),
+            num_records: 3,
+            stream_records: BTreeMap::from([(0, 3)]),
+            submission_time: SystemTime::now(),
+            scheduling_delay: Some(Duration::from_millis(1)),
+            processing_delay: Some(Duration::from_millis(2)),
+            failures: if failed {
+                vec![("print".into(), "boom".into())]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_batches_and_counts_all() {
+        let metrics = Metrics::new(Arc::new(SchedulerCounters::default()), Arc::default());
+        let mut s = UiState::new(3, Duration::from_millis(100), GraphDescription::default());
+        for i in 1..=10 {
+            s.apply(UiEvent::BatchSubmitted(batch(i * 100, false)), &metrics);
+            s.apply(UiEvent::BatchCompleted(batch(i * 100, i == 10)), &metrics);
+        }
+        let kept: Vec<i64> = s.batches.keys().map(|t| t.as_ms()).collect();
+        assert_eq!(kept, vec![800, 900, 1000]);
+        assert_eq!(
+            (s.completed_total, s.failed_total, s.records_total),
+            (9, 1, 30)
+        );
+        assert_eq!(s.batches[&Time::from_ms(1000)].status, BatchStatus::Failed);
+    }
+}

@@ -1,0 +1,201 @@
+//! The status server: the JSON API against a run under the manual clock (exact batch
+//! counts, delays, failures with their messages, receivers, the DStream graph), errors for
+//! bad paths and batch times, Prometheus `/metrics` parsed with `prometheus-parse`,
+//! bounded retention, and a port in use.
+
+#[path = "ui_support/mod.rs"]
+mod ui_support;
+
+use std::time::Duration;
+
+use rivulet::prelude::*;
+use ui_support::*;
+
+/// The value of the sample of `metric` whose labels include `labels` (the `+Inf` bucket,
+/// i.e. the count, for a histogram).
+fn sample(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    let s = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .unwrap_or_else(|| panic!("no sample {metric} {labels:?} in {:?}", scrape.samples));
+    match &s.value {
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => *v,
+        prometheus_parse::Value::Histogram(buckets) => buckets
+            .iter()
+            .find(|b| b.less_than.is_infinite())
+            .map(|b| b.count)
+            .expect("a +Inf bucket"),
+        prometheus_parse::Value::Summary(_) => panic!("{metric} is a summary"),
+    }
+}
+
+#[actix::test]
+async fn json_api_reports_batches_failures_receivers_and_graph() {
+    let ssc = run_with_failure(3, 3).await;
+    let url = ssc.ui_url().expect("the UI is on");
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with('/'),
+        "{url}"
+    );
+    let api = format!("{url}api/v1/streaming");
+
+    let stats = poll_json(&format!("{api}/statistics"), |s| {
+        s["numTotalCompletedBatches"] == 3
+    });
+    assert_eq!(stats["numTotalFailedBatches"], 1, "{stats}");
+    assert_eq!(stats["batchDuration"], 100);
+    assert_eq!(stats["numProcessedRecords"], 3);
+    assert_eq!(stats["numReceivers"], 1);
+    assert!(stats["avgProcessingTime"].is_number(), "{stats}");
+
+    let batches = get_json(&format!("{api}/batches"), 200);
+    let times: Vec<i64> = batches
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|b| b["batchTime"].as_i64().expect("a time"))
+        .collect();
+    assert_eq!(times, vec![300, 200, 100], "newest first");
+    let first = &batches[2];
+    assert_eq!(first["inputSize"], 3);
+    assert_eq!(first["status"], "COMPLETED");
+    for key in ["schedulingDelay", "processingTime", "totalDelay"] {
+        assert!(first[key].is_u64(), "{key} present: {first}");
+    }
+    let failed = &batches[1];
+    assert_eq!(failed["status"], "FAILED");
+    assert_eq!(failed["numFailedOutputOps"], 1);
+    let reason = failed["firstFailureReason"].as_str().expect("a reason");
+    assert!(reason.contains("fails on purpose"), "{reason}");
+
+    let one = get_json(&format!("{api}/batches/200"), 200);
+    let outputs = one["outputOperations"].as_array().expect("outputs");
+    assert_eq!(outputs.len(), 2, "{one}");
+    assert!(outputs[0]["failureReason"].is_null());
+    assert!(outputs[0]["name"]
+        .as_str()
+        .is_some_and(|n| n.starts_with("foreach_batch at tests/ui_support/mod.rs:")));
+    assert!(outputs[1]["failureReason"]
+        .as_str()
+        .is_some_and(|m| m.contains("fails on purpose")));
+
+    let receivers = get_json(&format!("{api}/receivers"), 200);
+    assert_eq!(receivers[0]["streamName"], "fixed", "{receivers}");
+    assert_eq!(receivers[0]["isActive"], true);
+    assert_eq!(receivers[0]["records"], 3);
+    assert_eq!(receivers[0]["restarts"], 0);
+
+    let graph = get_json(&format!("{api}/graph"), 200);
+    let ops: Vec<&str> = graph["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .map(|s| s["op"].as_str().expect("an op"))
+        .collect();
+    assert_eq!(ops, vec!["receiver_stream", "map", "count"], "{graph}");
+    assert_eq!(graph["streams"][2]["parents"], serde_json::json!([1]));
+    assert_eq!(graph["outputs"].as_array().map(Vec::len), Some(2));
+
+    // Bad input.
+    let bad = get_json(&format!("{api}/batches/abc"), 400);
+    assert!(
+        bad["error"].as_str().is_some_and(|e| e.contains("abc")),
+        "{bad}"
+    );
+    get_json(&format!("{api}/batches/99900"), 404);
+    let missing = get_json(&format!("{url}api/v1/nope"), 404);
+    assert!(missing["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("/api/v1/nope")));
+
+    // Prometheus, parsed by a maintained exposition-format parser.
+    let (status, text) = get(&format!("{url}metrics"));
+    assert_eq!(status, 200);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("the metrics parse");
+    assert_eq!(
+        sample(&scrape, "rivulet_batches_completed_total", &[]),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(sample(&scrape, "rivulet_batches_failed_total", &[]), 1.0);
+    assert_eq!(
+        sample(&scrape, "rivulet_output_operations_failed_total", &[]),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &scrape,
+            "rivulet_receiver_records_total",
+            &[("receiver", "fixed"), ("stream", "0")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        sample(&scrape, "rivulet_batch_total_delay_seconds", &[]),
+        3.0
+    );
+    assert_eq!(
+        sample(&scrape, "rivulet_batch_processing_time_seconds", &[]),
+        3.0
+    );
+    assert_eq!(sample(&scrape, "rivulet_executors_lost_total", &[]), 0.0);
+    assert_eq!(sample(&scrape, "rivulet_task_retries_total", &[]), 0.0);
+
+    ssc.stop(StopMode::Graceful).await.expect("stops");
+}
+
+#[actix::test]
+async fn keeps_only_the_latest_batches() {
+    let config = StreamingConfig::new()
+        .batch_interval(Duration::from_millis(100))
+        .executors(1)
+        .manual_clock(true)
+        .ui_address("127.0.0.1:0")
+        .ui_retained_batches(5);
+    let ssc = StreamingContext::new(config).expect("valid config");
+    ssc.queue_stream(vec![vec![1, 2]]).foreach_batch(|_, _| {});
+    ssc.start().await.expect("starts");
+    ssc.advance(20).await.expect("batches run");
+    let api = format!("{}api/v1/streaming", ssc.ui_url().expect("the UI is on"));
+    poll_json(&format!("{api}/statistics"), |s| {
+        s["numTotalCompletedBatches"] == 20
+    });
+    let batches = get_json(&format!("{api}/batches"), 200);
+    let times: Vec<i64> = batches
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|b| b["batchTime"].as_i64().expect("a time"))
+        .collect();
+    assert_eq!(times, vec![2000, 1900, 1800, 1700, 1600]);
+    get_json(&format!("{api}/batches/100"), 404);
+    ssc.stop(StopMode::Graceful).await.expect("stops");
+}
+
+#[actix::test]
+async fn a_port_in_use_is_an_error_naming_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let address = taken.local_addr().expect("its address").to_string();
+    let ssc = StreamingContext::new(
+        StreamingConfig::new()
+            .manual_clock(true)
+            .ui_address(address.clone()),
+    )
+    .expect("valid config");
+    ssc.queue_stream(vec![vec![1]]).foreach_batch(|_, _| {});
+    let err = ssc.start().await.expect_err("the port is taken");
+    assert!(err.to_string().contains(&address), "{err}");
+}
+
+#[actix::test]
+async fn the_ui_is_off_unless_asked() {
+    let ssc = StreamingContext::new(StreamingConfig::new().manual_clock(true)).expect("valid");
+    ssc.queue_stream(vec![vec![1]]).foreach_batch(|_, _| {});
+    ssc.start().await.expect("starts");
+    assert_eq!(ssc.ui_url(), None);
+    ssc.stop(StopMode::Graceful).await.expect("stops");
+}

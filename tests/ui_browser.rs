@@ -1,0 +1,156 @@
+//! The status page in a real browser: headless Chromium (Debian's `chromium`, installed by
+//! `.ci/run`) loads the page of a run with a failed batch, lets its scripts poll the JSON
+//! API and draw, and the test checks the DOM (chart canvases, one table row per batch whose
+//! record count matches the API, the failed batch marked with its message, receivers, the
+//! DAG) and saves a screenshot under `target/ui-screenshots/`.
+//!
+//! Without Chromium this test FAILS (it does not skip): set `RIVULET_CHROMIUM` to the
+//! browser's path, or install it (`apt-get install -y chromium`).
+
+#[path = "ui_support/mod.rs"]
+mod ui_support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rivulet::prelude::*;
+use ui_support::*;
+
+/// How long one browser run may take.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn chromium() -> PathBuf {
+    if let Some(p) = std::env::var_os("RIVULET_CHROMIUM") {
+        return PathBuf::from(p);
+    }
+    for name in [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ] {
+        if Path::new(name).exists() {
+            return PathBuf::from(name);
+        }
+    }
+    panic!(
+        "Chromium is missing: the status page test needs a headless browser. Install it \
+         (`apt-get install -y chromium`, as .ci/run does) or set RIVULET_CHROMIUM to its path."
+    );
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+/// Runs headless Chromium with `args` then `url`, killing it after [`BROWSER_TIMEOUT`].
+fn browse(profile: &Path, args: &[&str], url: &str) -> Output {
+    let mut child = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--window-size=1400,2200",
+            "--virtual-time-budget=4000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", chromium().display()));
+    let deadline = Instant::now() + BROWSER_TIMEOUT;
+    loop {
+        match child.try_wait().expect("the browser's status") {
+            Some(_) => return child.wait_with_output().expect("the browser's output"),
+            None if Instant::now() > deadline => {
+                let _ = child.kill();
+                panic!("headless Chromium did not finish within {BROWSER_TIMEOUT:?}");
+            }
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+#[actix::test]
+async fn the_status_page_draws_in_headless_chromium() {
+    let ssc = run_with_failure(5, 4).await;
+    let url = ssc.ui_url().expect("the UI is on");
+    let api = format!("{url}api/v1/streaming");
+    poll_json(&format!("{api}/statistics"), |s| {
+        s["numTotalCompletedBatches"] == 4
+    });
+    let batches = get_json(&format!("{api}/batches"), 200);
+    let profile = tempfile::tempdir().expect("a browser profile directory");
+
+    let out = browse(profile.path(), &["--dump-dom"], &url);
+    let dom = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        dom.contains("data-refreshed"),
+        "the page's script did not refresh it; stderr: {}\nDOM: {dom}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let canvases = dom.matches("<canvas").count();
+    assert!(
+        canvases >= 4,
+        "four charts draw on canvases, found {canvases}: {dom}"
+    );
+    for b in batches.as_array().expect("a list") {
+        let row = format!(
+            "data-batch-time=\"{}\" data-records=\"{}\"",
+            b["batchTime"], b["inputSize"]
+        );
+        assert!(dom.contains(&row), "a row {row} in the batch table: {dom}");
+    }
+    assert!(
+        dom.contains("data-records=\"5\""),
+        "batch 1's 5 records: {dom}"
+    );
+    let failed = dom
+        .find("class=\"batch failed")
+        .unwrap_or_else(|| panic!("the failed batch is marked: {dom}"));
+    let row_end = dom[failed..]
+        .find("</tr>")
+        .map_or(dom.len(), |i| failed + i);
+    let row = &dom[failed..row_end];
+    assert!(row.contains("data-batch-time=\"200\""), "{row}");
+    assert!(
+        row.contains("FAILED") && row.contains("fails on purpose"),
+        "{row}"
+    );
+    assert!(
+        dom.contains(">fixed<"),
+        "the receivers table names the receiver: {dom}"
+    );
+    assert!(
+        dom.contains("receiver_stream #0") && dom.contains("tests/ui_support/mod.rs:"),
+        "the DAG names operators with call sites: {dom}"
+    );
+
+    let shots = target_dir().join("ui-screenshots");
+    std::fs::create_dir_all(&shots).expect("the screenshot directory");
+    let shot = shots.join("streaming.png");
+    let _ = std::fs::remove_file(&shot);
+    let out = browse(
+        profile.path(),
+        &[&format!("--screenshot={}", shot.display())],
+        &url,
+    );
+    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size > 10_000,
+        "a screenshot at {} ({size} bytes); stderr: {}",
+        shot.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ssc.stop(StopMode::Graceful).await.expect("stops");
+}
