@@ -22,7 +22,7 @@ use crate::batch_builder::BatchBuilder;
 use crate::block_store::BlockManager;
 use crate::coordinator::coordinator_crashed;
 use crate::coordinator::{
-    ClusterRunner, Coordinator, CoordinatorParts, ExecutorPool, ReceiverHandle,
+    ClusterRunner, Coordinator, CoordinatorParts, ExecutorPool, RateControl, ReceiverHandle,
 };
 use crate::listener_bus::ListenerBus;
 use crate::messages::{
@@ -95,6 +95,18 @@ impl Runtime {
             .into_iter()
             .filter(|b| !allocated.contains(&b.id))
             .collect();
+        // Each receiver starts at the initial rate (capped at the maximum), or the maximum.
+        let max_rate = config.get_max_rate_per_receiver();
+        let initial_rate = match (config.get_backpressure_initial_rate(), max_rate) {
+            (Some(i), Some(m)) => Some(i.min(m)),
+            (i, m) => i.or(m),
+        };
+        for slot in &slots {
+            slot.source.set_rate(initial_rate);
+        }
+        let rate_control = config
+            .get_backpressure()
+            .then(|| RateControl::new(config.get_batch_interval(), max_rate));
         let registry = TaskRegistry::new();
         let dag = Rc::new(
             DagScheduler::new(
@@ -179,6 +191,7 @@ impl Runtime {
                 })
                 .collect();
             Coordinator::new(CoordinatorParts {
+                rate_control,
                 wal: wal.clone(),
                 replayed_unallocated,
                 replayed: replayed_ids,

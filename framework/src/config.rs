@@ -44,7 +44,7 @@ pub const DEFAULT_UI_RETAINED_BATCHES: usize = 1000;
 /// assert!(config.validate().is_ok());
 /// assert!(StreamingConfig::new().batch_interval(Duration::ZERO).validate().is_err());
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct StreamingConfig {
     app_name: String,
     batch_interval: Duration,
@@ -60,6 +60,9 @@ pub struct StreamingConfig {
     checkpoint_dir: Option<std::path::PathBuf>,
     checkpoint_interval: Option<Duration>,
     receiver_wal: bool,
+    backpressure: bool,
+    max_rate_per_receiver: Option<f64>,
+    backpressure_initial_rate: Option<f64>,
     speculation: bool,
     speculation_settings: Speculation,
     ui_address: Option<String>,
@@ -83,6 +86,9 @@ impl Default for StreamingConfig {
             checkpoint_dir: None,
             checkpoint_interval: None,
             receiver_wal: false,
+            backpressure: true,
+            max_rate_per_receiver: None,
+            backpressure_initial_rate: None,
             speculation: true,
             speculation_settings: Speculation::default(),
             ui_address: None,
@@ -195,6 +201,33 @@ impl StreamingConfig {
     /// Default off: each block costs a `flush` (an fsync) of the log.
     pub fn receiver_wal(mut self, enabled: bool) -> Self {
         self.receiver_wal = enabled;
+        self
+    }
+
+    /// Rate control (Spark's `spark.streaming.backpressure.enabled`; on by default here,
+    /// where Spark's is off): after each batch, a PID estimator (Spark's `PIDRateEstimator`:
+    /// proportional 1.0, integral 0.2, derivative 0, at least 100 records/s) fed by the
+    /// batch's records, processing and scheduling delay sets each receiver's rate, so that
+    /// batches are processed within the interval; receivers and actor sources honour it by
+    /// waiting. The bounded receiver buffer stays as the hard limit.
+    pub fn backpressure(mut self, enabled: bool) -> Self {
+        self.backpressure = enabled;
+        self
+    }
+
+    /// The most records per second any receiver (or actor source) stores (Spark:
+    /// `spark.streaming.receiver.maxRate`); with backpressure, the estimated rate is capped
+    /// at it. Default: no limit.
+    pub fn max_rate_per_receiver(mut self, records_per_sec: f64) -> Self {
+        self.max_rate_per_receiver = Some(records_per_sec);
+        self
+    }
+
+    /// The rate each receiver starts at before the first estimate (Spark:
+    /// `spark.streaming.backpressure.initialRate`), so the first batch after a backlog is
+    /// bounded too. Default: no limit until the first estimate (or `max_rate_per_receiver`).
+    pub fn backpressure_initial_rate(mut self, records_per_sec: f64) -> Self {
+        self.backpressure_initial_rate = Some(records_per_sec);
         self
     }
 
@@ -313,6 +346,18 @@ impl StreamingConfig {
         if self.max_task_attempts == 0 {
             return bad("max_task_attempts must be at least 1".into());
         }
+        for (name, rate) in [
+            ("max_rate_per_receiver", self.max_rate_per_receiver),
+            ("backpressure_initial_rate", self.backpressure_initial_rate),
+        ] {
+            if let Some(r) = rate {
+                if !(r.is_finite() && r >= 1.0) {
+                    return bad(format!(
+                        "{name} must be at least 1 record per second, got {r}"
+                    ));
+                }
+            }
+        }
         if self.receiver_wal && self.checkpoint_dir.is_none() {
             return bad(
                 "receiver_wal needs checkpoint_dir: the write-ahead log lives in the checkpoint directory".into(),
@@ -402,6 +447,18 @@ impl StreamingConfig {
     /// The checkpoint directory, if set.
     pub fn get_checkpoint_dir(&self) -> Option<&std::path::Path> {
         self.checkpoint_dir.as_deref()
+    }
+    /// Whether rate control (backpressure) is on.
+    pub fn get_backpressure(&self) -> bool {
+        self.backpressure
+    }
+    /// The cap on each receiver's rate (records/s), if any.
+    pub fn get_max_rate_per_receiver(&self) -> Option<f64> {
+        self.max_rate_per_receiver
+    }
+    /// The rate receivers start at (records/s), if set.
+    pub fn get_backpressure_initial_rate(&self) -> Option<f64> {
+        self.backpressure_initial_rate
     }
     /// Whether the receiver write-ahead log is on.
     pub fn get_receiver_wal(&self) -> bool {

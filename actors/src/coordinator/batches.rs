@@ -189,6 +189,9 @@ impl Coordinator {
             "Batch completed."
         );
         self.listeners.post(|l| l.on_batch_completed(&batch.info));
+        if let Some(rc) = &mut self.rate_control {
+            rc.on_batch_completed(&batch.info, &batch.blocks, &self.receivers);
+        }
         for block in &batch.blocks {
             if self.replayed.contains(&block.id) {
                 continue;

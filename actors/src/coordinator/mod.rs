@@ -12,11 +12,13 @@ mod crash;
 mod executor_pool;
 mod faults;
 mod job_runner;
+mod rate_control;
 mod stopping;
 
 pub(crate) use crash::coordinator_crashed;
 pub(crate) use executor_pool::ExecutorPool;
 pub(crate) use job_runner::ClusterRunner;
+pub(crate) use rate_control::RateControl;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
@@ -76,6 +78,8 @@ pub struct Coordinator {
     /// Blocks replayed from the write-ahead log after a restart: their records were never
     /// counted in this run's receiver buffers, so finishing their batch frees no room.
     replayed: HashSet<BlockId>,
+    /// Rate control (backpressure), when it is on.
+    rate_control: Option<rate_control::RateControl>,
     queue: VecDeque<Batch>,
     running: bool,
     last_time: Time,
@@ -88,6 +92,8 @@ pub struct Coordinator {
 
 /// What the coordinator is built from (see `Runtime::start`).
 pub(crate) struct CoordinatorParts {
+    /// Rate control (backpressure), when it is on.
+    pub(crate) rate_control: Option<rate_control::RateControl>,
     /// The receiver write-ahead log, when it is on.
     pub(crate) wal: Option<Arc<dyn CheckpointStore>>,
     /// Blocks replayed from the write-ahead log that no restored batch holds.
@@ -125,6 +131,7 @@ impl Coordinator {
             unallocated: parts.replayed_unallocated,
             wal: parts.wal,
             replayed: parts.replayed,
+            rate_control: parts.rate_control,
             queue: VecDeque::new(),
             running: false,
             last_time: zero,

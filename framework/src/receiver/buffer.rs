@@ -19,6 +19,33 @@ use crate::data::Data;
 #[error("the receiver is stopping: records were not stored")]
 pub struct SinkClosed<T>(pub T);
 
+/// A rate limit on a buffer's stores: a GCRA limiter (`governor`) at `records_per_sec`,
+/// admitting bursts of up to 100 ms of records.
+struct RateLimit {
+    records_per_sec: f64,
+    burst: u32,
+    limiter: governor::DefaultDirectRateLimiter,
+}
+
+impl RateLimit {
+    /// `None` for a rate that is not a positive number (no limit).
+    fn new(records_per_sec: f64) -> Option<RateLimit> {
+        if !(records_per_sec.is_finite() && records_per_sec > 0.0) {
+            return None;
+        }
+        let period = std::time::Duration::from_secs_f64(1.0 / records_per_sec)
+            .max(std::time::Duration::from_nanos(1));
+        let burst = (records_per_sec / 10.0).clamp(1.0, f64::from(u32::MAX)) as u32;
+        let quota = governor::Quota::with_period(period)?
+            .allow_burst(std::num::NonZeroU32::new(burst).unwrap_or(std::num::NonZeroU32::MIN));
+        Some(RateLimit {
+            records_per_sec,
+            burst,
+            limiter: governor::RateLimiter::direct(quota),
+        })
+    }
+}
+
 /// Why [`BlockBuffer::try_store`] did not store a record; carries the record back.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TryStoreError<T> {
@@ -86,6 +113,8 @@ pub struct BlockBuffer<T> {
     /// write-ahead log when it is on): what `store_reliably` waits for.
     durable: AtomicU64,
     durable_changed: Notify,
+    /// The rate limit on stores (rate control), if any.
+    limit: Mutex<Option<Arc<RateLimit>>>,
     /// `truncated`, `dropped`, `dropped_bytes`, `split` of [`ReceiverMetrics`].
     long: [AtomicU64; 4],
 }
@@ -111,6 +140,7 @@ impl<T> BlockBuffer<T> {
             errors: AtomicU64::new(0),
             durable: AtomicU64::new(0),
             durable_changed: Notify::new(),
+            limit: Mutex::new(None),
             long: Default::default(),
         }
     }
@@ -159,6 +189,7 @@ impl<T> BlockBuffer<T> {
     /// # Errors
     /// [`SinkClosed`] with the records not stored when the buffer is closed.
     pub async fn store_many(&self, items: Vec<T>) -> Result<(), SinkClosed<Vec<T>>> {
+        self.admit(items.len()).await;
         let mut items = items.into_iter();
         loop {
             match self.push_some(&mut items) {
@@ -191,6 +222,11 @@ impl<T> BlockBuffer<T> {
     /// later, or wait with [`store`](BlockBuffer::store)); [`TryStoreError::Closed`] when it
     /// is closed.
     pub fn try_store(&self, item: T) -> Result<(), TryStoreError<T>> {
+        if let Some(limit) = self.current_limit() {
+            if limit.limiter.check().is_err() {
+                return Err(TryStoreError::Full(item));
+            }
+        }
         let mut s = self.lock();
         if s.closed {
             return Err(TryStoreError::Closed(item));
@@ -214,6 +250,7 @@ impl<T> BlockBuffer<T> {
     /// # Errors
     /// [`SinkClosed`] with the record when the buffer is closed.
     pub async fn store(&self, item: T) -> Result<(), SinkClosed<T>> {
+        self.admit(1).await;
         {
             let mut s = self.lock();
             if s.closed {
@@ -270,6 +307,28 @@ impl<T> BlockBuffer<T> {
         }
     }
 
+    fn current_limit(&self) -> Option<Arc<RateLimit>> {
+        self.limit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Waits until the rate limit admits `n` more records (at once without a limit).
+    async fn admit(&self, mut n: usize) {
+        while n > 0 {
+            let Some(limit) = self.current_limit() else {
+                return;
+            };
+            let chunk = n.min(limit.burst as usize);
+            let cells =
+                std::num::NonZeroU32::new(chunk as u32).unwrap_or(std::num::NonZeroU32::MIN);
+            // A chunk is at most the burst, so it always fits the limiter's capacity.
+            let _ = limit.limiter.until_n_ready(cells).await;
+            n -= chunk;
+        }
+    }
+
     /// Records stored but not yet sealed into a block.
     pub fn unsealed(&self) -> usize {
         let s = self.lock();
@@ -300,6 +359,11 @@ pub trait BlockSource: Send + Sync {
     /// Continues block numbering at `next_seq` (after a restart, past the blocks of the
     /// write-ahead log); they count as stored.
     fn resume_at(&self, next_seq: u64);
+    /// Limits stores to `records_per_sec` (rate control; `None`: no limit). `store` and
+    /// `store_many` wait for the rate, `try_store` reports the buffer full past it.
+    fn set_rate(&self, records_per_sec: Option<f64>);
+    /// The rate limit in force, in records per second.
+    fn rate(&self) -> Option<f64>;
     /// The records of a sealed block as a checkpoint record (for the write-ahead log).
     ///
     /// # Errors
@@ -388,6 +452,15 @@ impl<T: Data> BlockSource for BlockBuffer<T> {
         s.next_seq = s.next_seq.max(next_seq);
         drop(s);
         self.mark_stored(next_seq);
+    }
+
+    fn set_rate(&self, records_per_sec: Option<f64>) {
+        let limit = records_per_sec.and_then(RateLimit::new).map(Arc::new);
+        *self.limit.lock().unwrap_or_else(PoisonError::into_inner) = limit;
+    }
+
+    fn rate(&self) -> Option<f64> {
+        self.current_limit().map(|l| l.records_per_sec)
     }
 
     fn encode_block(&self, block: &Block) -> crate::Result<Vec<u8>> {
@@ -624,6 +697,29 @@ mod tests {
         buf.resume_at(40);
         assert!(buf.store(9).now_or_never().is_some());
         assert_eq!(buf.seal()[0].id, BlockId::Input { stream: 3, seq: 40 });
+    }
+
+    #[test]
+    fn a_rate_limit_admits_a_burst_then_refuses_try_store_and_can_be_lifted() {
+        let buf = BlockBuffer::<u32>::new(0, 1_000);
+        buf.set_rate(Some(100.0)); // bursts of 100 ms: 10 records
+        assert_eq!(buf.rate(), Some(100.0));
+        for x in 0..10 {
+            assert_eq!(buf.try_store(x), Ok(()), "record {x} is within the burst");
+        }
+        assert_eq!(buf.try_store(10), Err(TryStoreError::Full(10)));
+        // A waiting store is held back by the rate, not by room.
+        assert!(buf.store(10).now_or_never().is_none());
+        buf.set_rate(None);
+        assert_eq!(buf.rate(), None);
+        assert!(buf.store(10).now_or_never().is_some());
+        assert_eq!(buf.unsealed(), 11);
+        buf.set_rate(Some(f64::NAN));
+        assert_eq!(
+            buf.rate(),
+            None,
+            "a rate that is not a positive number is no limit"
+        );
     }
 
     #[test]

@@ -9,8 +9,10 @@
 //! Receivers are runtime-agnostic: they may use tokio's I/O types, but never name actix.
 
 mod buffer;
+mod rate;
 
 pub use buffer::{BlockBuffer, BlockSink, BlockSource, ReceiverMetrics, SinkClosed, TryStoreError};
+pub use rate::PidRateEstimator;
 
 use std::fmt;
 use std::future::Future;

@@ -1,0 +1,74 @@
+//! Rate control (Spark: `RateController`): after each batch, each receiver's PID estimator
+//! gets the batch's records of its stream and the batch's delays, and the new rate is set on
+//! the receiver's buffer, capped at `max_rate_per_receiver`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rivulet_framework::block::{BlockInfo, StreamId};
+use rivulet_framework::listener::BatchInfo;
+use rivulet_framework::receiver::PidRateEstimator;
+use tracing::debug;
+
+use super::ReceiverHandle;
+
+/// The estimators of a context's receivers.
+pub(crate) struct RateControl {
+    batch_interval: Duration,
+    max_rate: Option<f64>,
+    estimators: HashMap<StreamId, PidRateEstimator>,
+}
+
+impl RateControl {
+    /// Rate control for batches of `batch_interval`, capping rates at `max_rate`.
+    pub(crate) fn new(batch_interval: Duration, max_rate: Option<f64>) -> RateControl {
+        RateControl {
+            batch_interval,
+            max_rate,
+            estimators: HashMap::new(),
+        }
+    }
+
+    /// Feeds the completed batch `info` (holding `blocks`) to each receiver's estimator and
+    /// sets the rates that came out.
+    pub(crate) fn on_batch_completed(
+        &mut self,
+        info: &BatchInfo,
+        blocks: &[BlockInfo],
+        receivers: &[ReceiverHandle],
+    ) {
+        let (Some(processing), Some(scheduling)) = (info.processing_delay, info.scheduling_delay)
+        else {
+            return;
+        };
+        for r in receivers {
+            let records: usize = blocks
+                .iter()
+                .filter(|b| b.stream == r.stream)
+                .map(|b| b.num_records)
+                .sum();
+            let interval = self.batch_interval;
+            let Some(estimator) = self
+                .estimators
+                .entry(r.stream)
+                .or_insert_with(|| {
+                    PidRateEstimator::new(interval).unwrap_or_else(|_| {
+                        // A zero interval is refused by the config; keep a sane estimator.
+                        PidRateEstimator::new(Duration::from_millis(1)).expect("1 ms is valid")
+                    })
+                })
+                .compute(
+                    info.batch_time.as_ms(),
+                    records as u64,
+                    processing,
+                    scheduling,
+                )
+            else {
+                continue;
+            };
+            let rate = self.max_rate.map_or(estimator, |m| estimator.min(m));
+            debug!(stream = r.stream, rate, "Receiver rate set.");
+            r.source.set_rate(Some(rate));
+        }
+    }
+}
