@@ -87,6 +87,10 @@ async fn json_api_reports_batches_failures_receivers_and_graph() {
     assert_eq!(receivers[0]["isActive"], true);
     assert_eq!(receivers[0]["records"], 3);
     assert_eq!(receivers[0]["restarts"], 0);
+    // Rate control: a limit is in force from the start (the configured maximum, or an
+    // estimate under it).
+    let limit = receivers[0]["rateLimit"].as_u64().expect("a rate limit");
+    assert!((100..=50_000).contains(&limit), "{receivers}");
 
     let graph = get_json(&format!("{api}/graph"), 200);
     let ops: Vec<&str> = graph["streams"]

@@ -91,4 +91,7 @@ pub trait StreamingListener: Send + 'static {
     /// once per second per receiver; the final totals also come with
     /// [`on_receiver_stopped`](Self::on_receiver_stopped).
     fn on_receiver_input_lost(&mut self, _receiver: &ReceiverInfo) {}
+    /// Rate control set the rate limit of input stream `stream` to `records_per_sec` (`None`:
+    /// no limit); sent at start and after each new estimate.
+    fn on_receiver_rate_limit(&mut self, _stream: StreamId, _records_per_sec: Option<f64>) {}
 }

@@ -127,6 +127,7 @@ pub async fn run_with_failure(records: usize, batches: u32) -> StreamingContext 
         .executors(2)
         .default_parallelism(2)
         .manual_clock(true)
+        .max_rate_per_receiver(50_000.0)
         .ui_address("127.0.0.1:0");
     let ssc = StreamingContext::new(config).expect("valid config");
     let stored = Arc::new(Notify::new());

@@ -190,7 +190,11 @@ impl Coordinator {
         );
         self.listeners.post(|l| l.on_batch_completed(&batch.info));
         if let Some(rc) = &mut self.rate_control {
-            rc.on_batch_completed(&batch.info, &batch.blocks, &self.receivers);
+            for (stream, rate) in rc.on_batch_completed(&batch.info, &batch.blocks, &self.receivers)
+            {
+                self.listeners
+                    .post(|l| l.on_receiver_rate_limit(stream, Some(rate)));
+            }
         }
         for block in &batch.blocks {
             if self.replayed.contains(&block.id) {

@@ -177,6 +177,11 @@ impl Actor for Coordinator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        for r in &self.receivers {
+            let (stream, rate) = (r.stream, r.source.rate());
+            self.listeners
+                .post(|l| l.on_receiver_rate_limit(stream, rate));
+        }
         if !self.manual {
             let first = self.last_time + self.batch_interval;
             self.schedule_tick(first, ctx);

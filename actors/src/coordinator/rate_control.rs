@@ -30,16 +30,17 @@ impl RateControl {
     }
 
     /// Feeds the completed batch `info` (holding `blocks`) to each receiver's estimator and
-    /// sets the rates that came out.
+    /// sets the rates that came out; returns them (stream, records/s).
     pub(crate) fn on_batch_completed(
         &mut self,
         info: &BatchInfo,
         blocks: &[BlockInfo],
         receivers: &[ReceiverHandle],
-    ) {
+    ) -> Vec<(StreamId, f64)> {
+        let mut set = Vec::new();
         let (Some(processing), Some(scheduling)) = (info.processing_delay, info.scheduling_delay)
         else {
-            return;
+            return set;
         };
         for r in receivers {
             let records: usize = blocks
@@ -69,6 +70,8 @@ impl RateControl {
             let rate = self.max_rate.map_or(estimator, |m| estimator.min(m));
             debug!(stream = r.stream, rate, "Receiver rate set.");
             r.source.set_rate(Some(rate));
+            set.push((r.stream, rate));
         }
+        set
     }
 }

@@ -256,7 +256,12 @@ pub(super) async fn receivers(shared: web::Data<Shared>) -> HttpResponse {
                 last_error: r.info.last_error.clone(),
                 last_error_time: r.last_error_time.map(epoch_ms),
                 avg_event_rate: (elapsed > 0.0).then(|| r.records_in_batches as f64 / elapsed),
-                rate_limit: None,
+                rate_limit: s
+                    .rate_limits
+                    .get(&r.info.stream)
+                    .copied()
+                    .flatten()
+                    .map(|r| r.round() as u64),
             })
             .collect()
     };

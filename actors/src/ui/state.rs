@@ -32,6 +32,7 @@ pub(crate) enum UiEvent {
     ReceiverStarted(ReceiverInfo),
     ReceiverError(ReceiverInfo),
     ReceiverStopped(ReceiverInfo),
+    RateLimit(StreamId, Option<f64>),
 }
 
 /// Where a batch stands (Spark's `BatchStatus`, plus `Failed` for a completed batch with a
@@ -86,6 +87,8 @@ pub(crate) struct UiState {
     pub(crate) graph: GraphDescription,
     pub(crate) batches: BTreeMap<Time, BatchRecord>,
     pub(crate) receivers: BTreeMap<StreamId, ReceiverRecord>,
+    /// The rate limit rate control set on each input stream (records/s; `None`: none).
+    pub(crate) rate_limits: BTreeMap<StreamId, Option<f64>>,
     pub(crate) completed_total: u64,
     pub(crate) failed_total: u64,
     pub(crate) records_total: u64,
@@ -100,6 +103,7 @@ impl UiState {
             graph,
             batches: BTreeMap::new(),
             receivers: BTreeMap::new(),
+            rate_limits: BTreeMap::new(),
             completed_total: 0,
             failed_total: 0,
             records_total: 0,
@@ -201,6 +205,9 @@ impl UiState {
             UiEvent::ReceiverStopped(info) => {
                 self.receiver(info);
             }
+            UiEvent::RateLimit(stream, rate) => {
+                self.rate_limits.insert(stream, rate);
+            }
         }
     }
 }
@@ -246,6 +253,9 @@ impl StreamingListener for UiListener {
     }
     fn on_receiver_error(&mut self, receiver: &ReceiverInfo) {
         self.send(UiEvent::ReceiverError(receiver.clone()));
+    }
+    fn on_receiver_rate_limit(&mut self, stream: StreamId, records_per_sec: Option<f64>) {
+        self.send(UiEvent::RateLimit(stream, records_per_sec));
     }
     fn on_receiver_stopped(&mut self, receiver: &ReceiverInfo) {
         self.send(UiEvent::ReceiverStopped(receiver.clone()));
