@@ -162,7 +162,10 @@ async fn main() -> std::process::ExitCode {
 async fn run(args: Args) -> Result<(), BoxError> {
     let text = std::fs::read_to_string(&args.input)
         .map_err(|e| format!("--input {}: {e}", args.input.display()))?;
-    let all: Vec<String> = text.lines().flat_map(|l| support::words(l.to_string())).collect();
+    let all: Vec<String> = text
+        .lines()
+        .flat_map(|l| support::words(l.to_string()))
+        .collect();
     if all.is_empty() {
         return Err(format!("--input {}: no words", args.input.display()).into());
     }
@@ -181,7 +184,10 @@ async fn run(args: Args) -> Result<(), BoxError> {
         let mut line = format!("run {}: socket {:.0}/s", run + 1, s);
         for (senders, rates) in &mut actor_rates {
             let r = actors(&args, words.clone(), *senders).await?;
-            line.push_str(&format!(" | actor_stream x{senders} {r:.0}/s ({:.2}x)", r / s));
+            line.push_str(&format!(
+                " | actor_stream x{senders} {r:.0}/s ({:.2}x)",
+                r / s
+            ));
             rates.push(r);
         }
         println!("{line}");

@@ -118,7 +118,13 @@ async fn run_once(args: &Args, backpressure: bool) -> Result<(), BoxError> {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(args.secs) {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let last = delays.0.lock().map_err(|_| "poisoned")?.last().copied().unwrap_or_default();
+        let last = delays
+            .0
+            .lock()
+            .map_err(|_| "poisoned")?
+            .last()
+            .copied()
+            .unwrap_or_default();
         println!(
             "  {:>3} s: RSS {:7.1} MiB, scheduling delay of the last batch {:8.1} ms, accepted {}",
             start.elapsed().as_secs(),
@@ -129,9 +135,16 @@ async fn run_once(args: &Args, backpressure: bool) -> Result<(), BoxError> {
     }
     let _ = feeder.await;
     let all = delays.0.lock().map_err(|_| "poisoned")?.clone();
-    let worst_late = all[all.len() / 2..].iter().max().copied().unwrap_or_default();
+    let worst_late = all[all.len() / 2..]
+        .iter()
+        .max()
+        .copied()
+        .unwrap_or_default();
     ssc.stop(StopMode::Graceful).await?;
-    let (a, c) = (accepted.load(Ordering::SeqCst), counted.load(Ordering::SeqCst));
+    let (a, c) = (
+        accepted.load(Ordering::SeqCst),
+        counted.load(Ordering::SeqCst),
+    );
     println!(
         "  largest scheduling delay, second half: {:.0} ms; accepted {a}, counted {c} ({})",
         worst_late.as_secs_f64() * 1000.0,
@@ -147,8 +160,11 @@ async fn run_once(args: &Args, backpressure: bool) -> Result<(), BoxError> {
 async fn main() -> std::process::ExitCode {
     support::init_tracing();
     let args = Args::parse();
-    support::exit_code(async {
-        run_once(&args, true).await?;
-        run_once(&args, false).await
-    }.await)
+    support::exit_code(
+        async {
+            run_once(&args, true).await?;
+            run_once(&args, false).await
+        }
+        .await,
+    )
 }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
+use rivulet::framework::listener::JobInfo;
 use rivulet::prelude::*;
 
 /// 6 partitions of numbers, counted by residue mod 4.
@@ -36,6 +37,7 @@ async fn run_slowed(
     delay: Duration,
 ) -> (Vec<Vec<(u64, u64)>>, SchedulerMetrics) {
     let ssc = StreamingContext::new(config).expect("valid config");
+    ssc.add_listener(Jobs(JOBS.with(|j| j.clone())));
     let out = ssc
         .queue_stream(input())
         .map(|x| (x % 4, 1u64))
@@ -54,6 +56,20 @@ async fn run_slowed(
     (sorted_batches(out.batches()), m)
 }
 
+thread_local! {
+    /// The jobs the listener saw, per test thread.
+    static JOBS: std::sync::Arc<std::sync::Mutex<Vec<JobInfo>>> = Default::default();
+}
+
+/// Records every job's stage information.
+struct Jobs(std::sync::Arc<std::sync::Mutex<Vec<JobInfo>>>);
+
+impl StreamingListener for Jobs {
+    fn on_job_completed(&mut self, job: &JobInfo) {
+        self.0.lock().unwrap().push(job.clone());
+    }
+}
+
 #[actix::test]
 async fn a_slowed_executors_tasks_are_speculated_and_the_batches_finish() {
     within(async {
@@ -63,6 +79,18 @@ async fn a_slowed_executors_tasks_are_speculated_and_the_batches_finish() {
         assert_eq!(out, hand_counts(&input()));
         assert!(m.speculative_tasks >= 1, "{m:?}");
         assert_eq!(m.executors_lost, 0);
+        // The jobs' stage information shows the same copies, stage by stage.
+        let jobs = JOBS.with(|j| j.lock().unwrap().clone());
+        let speculated: usize = jobs
+            .iter()
+            .flat_map(|j| &j.stages)
+            .map(|s| s.speculative)
+            .sum();
+        assert_eq!(speculated as u64, m.speculative_tasks, "{jobs:?}");
+        assert!(jobs
+            .iter()
+            .flat_map(|j| &j.stages)
+            .all(|s| s.launched >= s.tasks));
     })
     .await;
 }

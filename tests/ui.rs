@@ -81,6 +81,22 @@ async fn json_api_reports_batches_failures_receivers_and_graph() {
     assert!(outputs[1]["failureReason"]
         .as_str()
         .is_some_and(|m| m.contains("fails on purpose")));
+    // Each output operation ran one job (collecting its batch), each ending in a result
+    // stage that launched at least one copy of each of its tasks.
+    let jobs = one["jobs"].as_array().expect("jobs");
+    assert_eq!(jobs.len(), 2, "{one}");
+    for job in jobs {
+        let stages = job["stages"].as_array().expect("stages");
+        let last = stages.last().expect("a stage");
+        assert_eq!(last["kind"], "result", "{job}");
+        assert!(job["failureReason"].is_null(), "{job}");
+        for st in stages {
+            assert!(
+                st["numLaunched"].as_u64() >= st["numTasks"].as_u64(),
+                "{st}"
+            );
+        }
+    }
 
     let receivers = get_json(&format!("{api}/receivers"), 200);
     assert_eq!(receivers[0]["streamName"], "fixed", "{receivers}");

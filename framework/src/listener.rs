@@ -70,6 +70,44 @@ pub struct ReceiverInfo {
     pub metrics: ReceiverMetrics,
 }
 
+/// One stage of a job as it ran (Spark: `StageInfo`): a shuffle map stage or the result
+/// stage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StageInfo {
+    /// The stage's id within its job.
+    pub id: u32,
+    /// `"shuffle map"` or `"result"`.
+    pub kind: &'static str,
+    /// The operator the stage computes and its call site.
+    pub operator: String,
+    /// Partitions the stage had to compute (its tasks).
+    pub tasks: usize,
+    /// Task copies launched: tasks, retries, reruns after executor loss and speculative
+    /// copies.
+    pub launched: usize,
+    /// Failed attempts that were retried.
+    pub retries: usize,
+    /// Speculative copies launched for slow tasks.
+    pub speculative: usize,
+    /// How long the stage ran.
+    pub duration: Duration,
+}
+
+/// A job (one RDD action) as it ran (Spark: `JobInfo` in the listener's `SparkListenerJobEnd`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobInfo {
+    /// The batch whose output operation ran the job, if any.
+    pub batch_time: Option<Time>,
+    /// The action and its call site, e.g. `collect at src/main.rs:12`.
+    pub operator: String,
+    /// The stages that ran, in order (stages whose outputs existed are not listed).
+    pub stages: Vec<StageInfo>,
+    /// How long the job ran.
+    pub duration: Duration,
+    /// Why it failed, if it did.
+    pub failure: Option<String>,
+}
+
 /// Receives streaming events (Spark: `StreamingListener`). All methods default to nothing.
 pub trait StreamingListener: Send + 'static {
     /// A batch's jobs were generated.
@@ -78,6 +116,8 @@ pub trait StreamingListener: Send + 'static {
     fn on_batch_started(&mut self, _batch: &BatchInfo) {}
     /// A batch's jobs all ended (see [`BatchInfo::failures`]).
     fn on_batch_completed(&mut self, _batch: &BatchInfo) {}
+    /// A job (an RDD action of an output operation) ended, with its stages.
+    fn on_job_completed(&mut self, _job: &JobInfo) {}
     /// An output operation of a batch ended.
     fn on_output_operation_completed(&mut self, _output: &OutputOperationInfo) {}
     /// A receiver started (also after a restart).

@@ -207,9 +207,10 @@ impl Handler<SubmitJob> for Coordinator {
     fn handle(&mut self, SubmitJob(job): SubmitJob, _: &mut Context<Self>) -> Self::Result {
         let (dag, pool) = (self.dag.clone(), self.pool.clone());
         Box::pin(
-            async move { dag.run_job(&job, &*pool).await }
+            async move { dag.run_job_with_info(&job, &*pool).await }
                 .into_actor(self)
-                .map(|result, act, ctx| {
+                .map(|(result, info), act, ctx| {
+                    act.listeners.post(|l| l.on_job_completed(&info));
                     act.escalate_pool_failure(ctx);
                     result
                 }),

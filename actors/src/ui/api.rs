@@ -72,6 +72,32 @@ struct BatchView {
     failures: Vec<FailureView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     output_operations: Option<Vec<OutputView>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jobs: Option<Vec<JobView>>,
+}
+
+/// One job of a batch, with its stages (rivulet's addition to Spark's batch view).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JobView {
+    operator: String,
+    duration: u64,
+    failure_reason: Option<String>,
+    stages: Vec<StageView>,
+}
+
+/// One stage of a job.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StageView {
+    stage_id: u32,
+    kind: &'static str,
+    operator: String,
+    num_tasks: usize,
+    num_launched: usize,
+    num_retries: usize,
+    num_speculative: usize,
+    duration: u64,
 }
 
 #[derive(Serialize)]
@@ -146,6 +172,30 @@ fn batch_view(s: &UiState, b: &BatchRecord, with_outputs: bool) -> BatchView {
                     name: o.name.clone(),
                     duration: o.duration.as_millis() as u64,
                     failure_reason: o.failure.clone(),
+                })
+                .collect()
+        }),
+        jobs: with_outputs.then(|| {
+            b.jobs
+                .iter()
+                .map(|j| JobView {
+                    operator: j.operator.clone(),
+                    duration: j.duration.as_millis() as u64,
+                    failure_reason: j.failure.clone(),
+                    stages: j
+                        .stages
+                        .iter()
+                        .map(|st| StageView {
+                            stage_id: st.id,
+                            kind: st.kind,
+                            operator: st.operator.clone(),
+                            num_tasks: st.tasks,
+                            num_launched: st.launched,
+                            num_retries: st.retries,
+                            num_speculative: st.speculative,
+                            duration: st.duration.as_millis() as u64,
+                        })
+                        .collect(),
                 })
                 .collect()
         }),

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use rivulet_framework::block::StreamId;
 use rivulet_framework::dstream::GraphDescription;
 use rivulet_framework::listener::{
-    BatchInfo, OutputOperationInfo, ReceiverInfo, StreamingListener,
+    BatchInfo, JobInfo, OutputOperationInfo, ReceiverInfo, StreamingListener,
 };
 use rivulet_framework::time::Time;
 
@@ -33,6 +33,7 @@ pub(crate) enum UiEvent {
     ReceiverError(ReceiverInfo),
     ReceiverStopped(ReceiverInfo),
     RateLimit(StreamId, Option<f64>),
+    Job(JobInfo),
 }
 
 /// Where a batch stands (Spark's `BatchStatus`, plus `Failed` for a completed batch with a
@@ -63,6 +64,8 @@ pub(crate) struct BatchRecord {
     pub(crate) status: BatchStatus,
     /// Its output operations that ended, by id.
     pub(crate) outputs: BTreeMap<usize, OutputOperationInfo>,
+    /// The jobs its output operations ran, in the order they ended.
+    pub(crate) jobs: Vec<JobInfo>,
 }
 
 /// One receiver, as its events told.
@@ -131,6 +134,7 @@ impl UiState {
                         info,
                         status,
                         outputs: BTreeMap::new(),
+                        jobs: Vec::new(),
                     },
                 );
                 while self.batches.len() > self.retained {
@@ -208,6 +212,11 @@ impl UiState {
             UiEvent::RateLimit(stream, rate) => {
                 self.rate_limits.insert(stream, rate);
             }
+            UiEvent::Job(job) => {
+                if let Some(b) = job.batch_time.and_then(|t| self.batches.get_mut(&t)) {
+                    b.jobs.push(job);
+                }
+            }
         }
     }
 }
@@ -253,6 +262,9 @@ impl StreamingListener for UiListener {
     }
     fn on_receiver_error(&mut self, receiver: &ReceiverInfo) {
         self.send(UiEvent::ReceiverError(receiver.clone()));
+    }
+    fn on_job_completed(&mut self, job: &JobInfo) {
+        self.send(UiEvent::Job(job.clone()));
     }
     fn on_receiver_rate_limit(&mut self, stream: StreamId, records_per_sec: Option<f64>) {
         self.send(UiEvent::RateLimit(stream, records_per_sec));

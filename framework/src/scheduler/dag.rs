@@ -17,6 +17,7 @@ use tracing::{debug, warn};
 
 use crate::block::{BlockId, ExecutorId};
 use crate::error::{Error, Result};
+use crate::listener::{JobInfo, StageInfo};
 use crate::rdd::{RddMeta, ShuffleId, ShuffleMap};
 use crate::scheduler::{
     plan_stages, JobId, JobSpec, MapOutputTracker, SchedulerCounters, Speculation, Stage,
@@ -134,6 +135,35 @@ impl DagScheduler {
         job: &JobSpec,
         launcher: &dyn TaskLauncher,
     ) -> Result<Vec<TaskOutput>> {
+        self.run_job_with_info(job, launcher).await.0
+    }
+
+    /// Runs `job` as [`run_job`](DagScheduler::run_job) does, and describes how it ran: its
+    /// stages with their tasks, launched copies, retries and speculative copies.
+    pub async fn run_job_with_info(
+        &self,
+        job: &JobSpec,
+        launcher: &dyn TaskLauncher,
+    ) -> (Result<Vec<TaskOutput>>, JobInfo) {
+        let started = Instant::now();
+        let mut stages = Vec::new();
+        let result = self.run_job_stages(job, launcher, &mut stages).await;
+        let info = JobInfo {
+            batch_time: job.batch_time,
+            operator: job.op.to_string(),
+            stages,
+            duration: started.elapsed(),
+            failure: result.as_ref().err().map(|e| e.to_string()),
+        };
+        (result, info)
+    }
+
+    async fn run_job_stages(
+        &self,
+        job: &JobSpec,
+        launcher: &dyn TaskLauncher,
+        infos: &mut Vec<StageInfo>,
+    ) -> Result<Vec<TaskOutput>> {
         let job_id = self.next_job.fetch_add(1, Ordering::Relaxed);
         let _unregister = Unregister(&self.registry, job_id);
         let is_available = |dep: &dyn ShuffleMap| {
@@ -165,7 +195,29 @@ impl DagScheduler {
             }
             let mut results = None;
             for stage in &stages {
-                match self.run_stage(job_id, job, stage, launcher).await {
+                let mut info = StageInfo {
+                    id: stage.id,
+                    kind: match stage.kind {
+                        StageKind::ShuffleMap(_) => "shuffle map",
+                        StageKind::Result => "result",
+                    },
+                    operator: match stage.kind {
+                        StageKind::ShuffleMap(_) => stage.rdd.meta().op().to_string(),
+                        StageKind::Result => job.op.to_string(),
+                    },
+                    tasks: 0,
+                    launched: 0,
+                    retries: 0,
+                    speculative: 0,
+                    duration: Duration::ZERO,
+                };
+                let stage_started = Instant::now();
+                let outcome = self
+                    .run_stage(job_id, job, stage, launcher, &mut info)
+                    .await;
+                info.duration = stage_started.elapsed();
+                infos.push(info);
+                match outcome {
                     Ok(out) => results = out,
                     Err(StageFailure::FetchFailed(shuffle, map)) => {
                         resubmits += 1;
@@ -206,6 +258,7 @@ impl DagScheduler {
         job: &JobSpec,
         stage: &Stage,
         launcher: &dyn TaskLauncher,
+        info: &mut StageInfo,
     ) -> Result<Option<Vec<TaskOutput>>, StageFailure> {
         let num_tasks = stage.num_tasks();
         let (kind, partitions, shuffle) = match &stage.kind {
@@ -221,6 +274,7 @@ impl DagScheduler {
             results.resize_with(num_tasks, || None);
         }
         let to_run = partitions.len();
+        info.tasks = to_run;
         let mut pending: VecDeque<(usize, u32)> = partitions.into_iter().map(|p| (p, 0)).collect();
         let mut running = FuturesUnordered::new();
         let mut load: HashMap<ExecutorId, usize> = HashMap::new();
@@ -275,6 +329,7 @@ impl DagScheduler {
                         .entry(partition)
                         .or_default()
                         .push((e, Instant::now(), attempt));
+                    info.launched += 1;
                     running.push(start(e, partition, attempt));
                 }
             }
@@ -322,6 +377,8 @@ impl DagScheduler {
                                 "Task is slow; launching a speculative copy."
                             );
                             self.counters.speculative_task();
+                            info.speculative += 1;
+                            info.launched += 1;
                             speculated.insert(partition);
                             *load.entry(other).or_default() += 1;
                             copies.entry(partition).or_default().push((
@@ -387,6 +444,7 @@ impl DagScheduler {
                     }
                     warn!(operator = %f.operator, partition, attempt, error = %f.message, "Task failed; retrying.");
                     self.counters.task_retried();
+                    info.retries += 1;
                     pending.push_back((partition, attempt + 1));
                 }
                 TaskOutcome::ExecutorLost => {

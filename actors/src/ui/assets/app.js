@@ -87,6 +87,18 @@ async function drawOutputs(batches) {
       el("td", { class: o.failureReason ? "error" : "" }, o.failureReason ? "FAILED: " + o.failureReason : "succeeded"));
     return tr;
   }));
+  const rows = [];
+  (b.jobs || []).forEach((j) => {
+    j.stages.forEach((s, i) => {
+      const tr = el("tr", j.failureReason ? { class: "failed" } : {});
+      tr.append(el("td", {}, i === 0 ? j.operator + " (" + j.duration + " ms)" : ""),
+        el("td", {}, s.stageId), el("td", {}, s.kind), el("td", {}, s.operator),
+        el("td", {}, s.numTasks), el("td", {}, s.numLaunched), el("td", {}, s.numRetries),
+        el("td", {}, s.numSpeculative), el("td", {}, s.duration));
+      rows.push(tr);
+    });
+  });
+  document.querySelector("#jobs tbody").replaceChildren(...rows);
 }
 
 function drawReceivers(receivers) {
