@@ -46,7 +46,8 @@ pub enum Update {
 }
 
 /// Builds the analytics over `events` and sends each batch's [`Update`]s to `dashboard`.
-/// `delay` slows every batch down by that much (to show what overload does).
+/// `cost_per_event` slows each batch down by that much per event (to show what overload
+/// does: the analytics then handle at most `1 s / cost_per_event` events per second).
 ///
 /// # Errors
 /// When `window` is not a multiple of the batch interval.
@@ -56,7 +57,7 @@ pub fn build(
     dashboard: Recipient<Batch<Update>>,
     window: Duration,
     session_timeout: Duration,
-    delay: Duration,
+    cost_per_event: Duration,
 ) -> Result<(), BoxError> {
     let slide = ssc.config().get_batch_interval();
     let views = events.map(|e| (e.page, 1u64)).reduce_by_key(|a, b| a + b);
@@ -95,9 +96,10 @@ pub fn build(
     let active = sessions.state_snapshots().count().map(Update::ActiveUsers);
 
     let updates = ssc.union(&[batch_pages, window_pages, sessions.mapped(), active])?;
-    if !delay.is_zero() {
-        updates.foreach_rdd(move |_, _| {
-            std::thread::sleep(delay);
+    if !cost_per_event.is_zero() {
+        events.foreach_rdd(move |rdd, _| {
+            let n = u32::try_from(rdd.count()?).unwrap_or(u32::MAX);
+            std::thread::sleep(cost_per_event.saturating_mul(n));
             Ok(())
         });
     }

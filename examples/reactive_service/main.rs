@@ -28,7 +28,7 @@
 //! curl -s 127.0.0.1:8080/stats
 //! cargo run --example reactive_service -- --generate-only --target 127.0.0.1:8080 --limit 500
 //! # overload: slow analytics, a small buffer, a short deadline -> 503s, still exact
-//! cargo run --example reactive_service -- --rate 0 --analytics-delay-ms 1500 --buffer-records 500 --deadline-ms 200
+//! cargo run --example reactive_service -- --rate 0 --analytics-cost-us 2000 --buffer-records 500 --deadline-ms 200
 //! ```
 
 use std::collections::HashMap;
@@ -126,9 +126,10 @@ struct Args {
     /// Records the stream buffers before forwards wait (default: rivulet's).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
     buffer_records: Option<u64>,
-    /// Slows each batch down by this much, to show overload.
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=600_000))]
-    analytics_delay_ms: u64,
+    /// Makes the analytics spend this long per event (microseconds), so that they handle at
+    /// most 1,000,000 / N events/s: to show overload.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    analytics_cost_us: u64,
     /// Executors (task threads); default: one per core.
     #[arg(long, value_parser = support::parse_executors)]
     executors: Option<usize>,
@@ -199,7 +200,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         dashboard.clone().recipient(),
         window,
         Duration::from_secs(args.session_timeout_secs),
-        Duration::from_millis(args.analytics_delay_ms),
+        Duration::from_micros(args.analytics_cost_us),
     )?;
     ssc.start().await?;
     support::print_ui_url(&ssc);
