@@ -41,7 +41,14 @@ fn log_path() -> String {
 /// Starts the example with `args` (and a short batch and window), its stdout piped.
 fn start(args: &[&str]) -> Child {
     Command::new(example_binary())
-        .args(["--input", &log_path(), "--batch-ms", "200", "--window-secs", "2"])
+        .args([
+            "--input",
+            &log_path(),
+            "--batch-ms",
+            "200",
+            "--window-secs",
+            "2",
+        ])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -66,7 +73,11 @@ fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
 
 /// Waits for `child` to exit within `limit` (killing it and failing past it); returns its
 /// status and every line it printed.
-fn finish(mut child: Child, lines: &mpsc::Receiver<String>, limit: Duration) -> (ExitStatus, String) {
+fn finish(
+    mut child: Child,
+    lines: &mpsc::Receiver<String>,
+    limit: Duration,
+) -> (ExitStatus, String) {
     let deadline = Instant::now() + limit;
     let mut out = String::new();
     loop {
@@ -96,7 +107,9 @@ fn number_before(out: &str, prefix: &str, label: &str) -> u64 {
         .lines()
         .find(|l| l.starts_with(prefix))
         .unwrap_or_else(|| panic!("no `{prefix}` line in:\n{out}"));
-    let before = &line[..line.find(label).unwrap_or_else(|| panic!("no `{label}` in {line}"))];
+    let before = &line[..line
+        .find(label)
+        .unwrap_or_else(|| panic!("no `{label}` in {line}"))];
     before
         .split_whitespace()
         .last()
@@ -115,7 +128,11 @@ fn service_and_generator_count_every_accepted_event_once() {
         out.contains("Done: 300 events accepted, each counted exactly once."),
         "{out}"
     );
-    assert_eq!(number_before(&out, "Service:", "malformed (400)"), 3, "{out}");
+    assert_eq!(
+        number_before(&out, "Service:", "malformed (400)"),
+        3,
+        "{out}"
+    );
 }
 
 #[test]
@@ -224,5 +241,9 @@ fn malformed_event_gets_400_valid_one_200_and_sigterm_stops_cleanly() {
         out.contains("Done: 1 events accepted, each counted exactly once."),
         "{seen}{out}"
     );
-    assert_eq!(number_before(&out, "Service:", "malformed (400)"), 2, "{out}");
+    assert_eq!(
+        number_before(&out, "Service:", "malformed (400)"),
+        2,
+        "{out}"
+    );
 }

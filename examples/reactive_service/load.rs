@@ -326,7 +326,9 @@ pub async fn run(address: SocketAddr, events: Vec<PageEvent>, options: LoadOptio
     }
     for worker in workers {
         if let Err(e) = worker.await {
-            lock(&report).errors.push(format!("a sender task failed: {e}"));
+            lock(&report)
+                .errors
+                .push(format!("a sender task failed: {e}"));
         }
     }
     let mut report = std::mem::take(&mut *lock(&report));
@@ -355,39 +357,34 @@ async fn post(
         let sent = Instant::now();
         let answer = client.request("POST", "/events", &body).await;
         let latency = sent.elapsed();
-        let mut r = lock(report);
         let response = match answer {
             Ok(response) => response,
             Err(e) => {
-                r.errors.push(format!("request {i}: {e}"));
+                lock(report).errors.push(format!("request {i}: {e}"));
                 return;
             }
         };
-        r.latencies.push(latency);
-        match (event, response.status) {
-            (Some(e), 200..=299) => {
-                r.events += 1;
-                *r.accepted.entry(e.user.clone()).or_default() += 1;
-            }
-            (Some(_), 503) if tries < retries => {
+        if event.is_some() && response.status == 503 && tries < retries {
+            {
+                let mut r = lock(report);
+                r.latencies.push(latency);
                 r.retried += 1;
-                drop(r);
-                tries += 1;
-                let wait = response.retry_after.unwrap_or(1).min(1);
-                tokio::time::sleep(Duration::from_secs(wait)).await;
-                continue;
             }
-            (Some(_), 503) => {
-                r.events += 1;
-                r.unavailable += 1;
-            }
+            tries += 1;
+            let wait = response.retry_after.unwrap_or(1).min(1);
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            continue;
+        }
+        let mut r = lock(report);
+        r.latencies.push(latency);
+        if event.is_some() {
+            r.events += 1;
+        }
+        match (event, response.status) {
+            (Some(e), 200..=299) => *r.accepted.entry(e.user.clone()).or_default() += 1,
+            (Some(_), 503) => r.unavailable += 1,
             (None, 400) => r.bad_request += 1,
-            (Some(_), status) | (None, status) => {
-                if event.is_some() {
-                    r.events += 1;
-                }
-                r.unexpected.push((status, response.body));
-            }
+            (_, status) => r.unexpected.push((status, response.body)),
         }
         return;
     }

@@ -136,7 +136,11 @@ impl Session {
 impl Handler<Ingest> for Session {
     type Result = AtomicResponse<Self, Result<Accepted, Refused>>;
 
-    fn handle(&mut self, Ingest { event, deadline }: Ingest, _: &mut Context<Self>) -> Self::Result {
+    fn handle(
+        &mut self,
+        Ingest { event, deadline }: Ingest,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
         let time = event.time;
         // The fast path: room in the stream now.
         let event = match self.source.try_send(event) {
