@@ -179,8 +179,16 @@ fn logs_go_to_stderr_without_colour_and_results_to_stdout() {
     );
     assert_eq!(r.code, Some(0), "{}", r.describe());
     assert!(r.stdout.contains("Done: 3 lines"), "{}", r.describe());
-    assert!(r.stderr.contains("WARN"), "no WARN on stderr\n{}", r.describe());
-    assert!(!r.stdout.contains("WARN"), "a log line on stdout\n{}", r.describe());
+    assert!(
+        r.stderr.contains("WARN"),
+        "no WARN on stderr\n{}",
+        r.describe()
+    );
+    assert!(
+        !r.stdout.contains("WARN"),
+        "a log line on stdout\n{}",
+        r.describe()
+    );
     for (name, text) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
         assert!(
             !text.contains('\u{1b}'),
