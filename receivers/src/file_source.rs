@@ -1,11 +1,12 @@
 //! [`TextFileSource`]: the text files moved into a directory, as a polled input (Spark:
 //! `FileInputDStream`, behind `StreamingContext::text_file_stream`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
 
 use rivulet_framework::dstream::PolledSource;
 use rivulet_framework::rdd::PartitionIter;
@@ -27,11 +28,20 @@ use crate::DEFAULT_MAX_LINE_BYTES;
 ///   Subdirectories are not entered.
 /// * **Files must appear atomically** (as Spark requires): write elsewhere on the same file
 ///   system, or under an ignored name, and `rename` into the directory. A file is read when
-///   its batch runs; a file that changes after it was seen is not read again (a changed
-///   length or modification time is logged as a warning).
+///   its batch runs and never again: lines appended to it later, or a new file renamed over
+///   it, are **not read**. Such a change is made visible: each file's length and
+///   modification time are noted when it is listed and when it is read, and every later
+///   listing compares them (one `stat` per file in the directory per batch); a difference
+///   is logged at WARN with the path, once per change. A file that changed between its
+///   listing and its read is read as it was at the read, with the same warning. Files
+///   present at a fresh start are watched the same way (they are never read).
 /// * **Records:** lines without their `\n` or `\r\n`; the last line needs no newline.
 ///   Invalid UTF-8 is replaced with U+FFFD and lines longer than
-///   [`max_line_bytes`](Self::max_line_bytes) are truncated, both logged with the path.
+///   [`max_line_bytes`](Self::max_line_bytes) are truncated, both logged with the path
+///   (the first lines of a file one by one, then rate-limited). A polled input has no
+///   receiver, so there are no `ReceiverMetrics` for it: instead, after reading a file with
+///   truncated or repaired lines, one WARN names the path and gives the counts (`truncated`,
+///   `dropped_bytes`, `malformed`).
 /// * **Errors:** an entry that is not a readable regular file (a directory, a FIFO, a broken
 ///   symlink) is logged with its path once and skipped. A file that cannot be read when its
 ///   batch runs fails the batch's tasks with an error naming it (after the task retries).
@@ -52,6 +62,26 @@ pub struct TextFileSource {
     max_line_bytes: usize,
     /// Names (in `dir`) already taken into a batch, skipped, or present at a fresh start.
     seen: Mutex<BTreeSet<String>>,
+    /// Length and modification time of the seen regular files, as last listed or read, to
+    /// warn when a file changes after it was taken (not checkpointed: after a restore the
+    /// first listing notes them).
+    stamps: Mutex<HashMap<String, Stamp>>,
+}
+
+/// A file's length and modification time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        }
+    }
 }
 
 impl TextFileSource {
@@ -61,6 +91,7 @@ impl TextFileSource {
             dir: dir.into(),
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             seen: Mutex::new(BTreeSet::new()),
+            stamps: Mutex::new(HashMap::new()),
         }
     }
 
@@ -72,8 +103,57 @@ impl TextFileSource {
         self
     }
 
-    fn seen(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+    fn seen(&self) -> MutexGuard<'_, BTreeSet<String>> {
         self.seen.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn stamps(&self) -> MutexGuard<'_, HashMap<String, Stamp>> {
+        self.stamps.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Notes `now` as the stamp of `name`; if it had another one, warns that the file
+    /// changed after `when` (once per change: the new stamp is kept).
+    fn note(&self, name: &str, now: Stamp, when: &str) {
+        let before = self.stamps().insert(name.to_string(), now);
+        if let Some(before) = before.filter(|b| *b != now) {
+            warn!(
+                path = %self.dir.join(name).display(),
+                len_before = before.len,
+                len_now = now.len,
+                "File changed after it was {when}; the change is not read. Files must be \
+                 moved into a watched directory atomically (write elsewhere, then rename)."
+            );
+        }
+    }
+
+    /// Compares the seen regular files in `names` with their stamps.
+    fn check_seen(&self, names: &[String]) {
+        let seen: Vec<String> = {
+            let seen = self.seen();
+            names
+                .iter()
+                .filter(|n| !is_ignored(n) && seen.contains(*n))
+                .cloned()
+                .collect()
+        };
+        for name in seen {
+            let Ok(meta) = std::fs::metadata(self.dir.join(&name)) else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let now = Stamp::of(&meta);
+            let known = self.stamps().get(&name).copied();
+            match known {
+                // First seen here (after a restore): note it.
+                None => {
+                    self.stamps().insert(name, now);
+                }
+                Some(before) if before != now => self.note(&name, now, "read or listed"),
+                Some(_) => {}
+            }
+        }
     }
 
     fn list(&self) -> Result<Vec<String>> {
@@ -103,6 +183,7 @@ impl fmt::Debug for TextFileSource {
             .field("dir", &self.dir)
             .field("max_line_bytes", &self.max_line_bytes)
             .field("seen", &self.seen().len())
+            .field("stamped", &self.stamps().len())
             .finish()
     }
 }
@@ -112,17 +193,18 @@ fn is_ignored(name: &str) -> bool {
     name.starts_with('.') || name.starts_with('_')
 }
 
-/// Why `path` cannot be read as a text file, if it cannot (checked before opening: opening
-/// a FIFO would block until a writer shows up).
-fn not_a_file(path: &Path) -> Option<String> {
+/// The metadata of `path` if it is a regular file (or a symlink to one), else why it cannot
+/// be read as a text file (checked before opening: opening a FIFO would block until a
+/// writer shows up).
+fn regular_file(path: &Path) -> std::result::Result<std::fs::Metadata, String> {
     match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => None,
-        Ok(m) if m.is_dir() => Some("is a directory".into()),
-        Ok(_) => Some("not a regular file".into()),
+        Ok(m) if m.is_file() => Ok(m),
+        Ok(m) if m.is_dir() => Err("is a directory".into()),
+        Ok(_) => Err("not a regular file".into()),
         Err(_) if std::fs::symlink_metadata(path).is_ok() => {
-            Some("a symlink whose target does not exist".into())
+            Err("a symlink whose target does not exist".into())
         }
-        Err(e) => Some(e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -159,32 +241,50 @@ impl PolledSource for TextFileSource {
         }
         let names = self.list()?;
         info!(dir = %self.dir.display(), ignored = names.len(), "Watching directory for new files; files already there are ignored.");
+        let stamps = names
+            .iter()
+            .filter(|n| !is_ignored(n))
+            .filter_map(|n| {
+                let meta = std::fs::metadata(self.dir.join(n)).ok()?;
+                meta.is_file().then(|| (n.clone(), Stamp::of(&meta)))
+            })
+            .collect();
+        *self.stamps() = stamps;
         *self.seen() = names.into_iter().collect();
         Ok(())
     }
 
     /// Lists the directory: the names not seen before, in name order (unreadable entries
-    /// are logged and skipped).
+    /// are logged and skipped). Seen files whose length or modification time changed are
+    /// logged at WARN.
     ///
     /// # Errors
     /// [`Error::Io`] naming the directory when it cannot be listed.
     fn poll(&self, _t: Time) -> Result<Vec<String>> {
         let names = self.list()?;
-        let mut seen = self.seen();
-        // Forget names that left the directory, so `seen` stays as small as the directory.
-        let present: BTreeSet<&String> = names.iter().collect();
-        seen.retain(|n| present.contains(n));
-        let mut new: Vec<String> = names
-            .into_iter()
-            .filter(|n| !is_ignored(n) && !seen.contains(n))
-            .collect();
-        new.sort_unstable();
-        seen.extend(new.iter().cloned());
+        self.check_seen(&names);
+        let new = {
+            let mut seen = self.seen();
+            // Forget names that left the directory, so `seen` stays as small as the directory.
+            let present: BTreeSet<&String> = names.iter().collect();
+            seen.retain(|n| present.contains(n));
+            self.stamps().retain(|n, _| present.contains(n));
+            let mut new: Vec<String> = names
+                .into_iter()
+                .filter(|n| !is_ignored(n) && !seen.contains(n))
+                .collect();
+            new.sort_unstable();
+            seen.extend(new.iter().cloned());
+            new
+        };
         Ok(new
             .into_iter()
-            .filter(|name| match not_a_file(&self.dir.join(name)) {
-                None => true,
-                Some(why) => {
+            .filter(|name| match regular_file(&self.dir.join(name)) {
+                Ok(meta) => {
+                    self.stamps().insert(name.clone(), Stamp::of(&meta));
+                    true
+                }
+                Err(why) => {
                     warn!(path = %self.dir.join(name).display(), reason = %why, "Cannot read new file; skipped.");
                     false
                 }
@@ -209,10 +309,12 @@ impl PolledSource for TextFileSource {
         let (mut lines, mut buf) = (Vec::new(), vec![0u8; READ_CHUNK_BYTES]);
         let mut counts = LineCounts::default();
         let origin = path.display();
+        let mut bytes_read = 0u64;
         loop {
             match file.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
+                    bytes_read += n as u64;
                     // Under `Truncate` the splitter never fails; long lines are logged.
                     let _ = splitter.feed(&buf[..n], &mut lines, &mut counts, &origin);
                 }
@@ -221,6 +323,27 @@ impl PolledSource for TextFileSource {
             }
         }
         let _ = splitter.finish(&mut lines, &mut counts, &origin);
+        if counts.truncated > 0 || counts.malformed > 0 {
+            warn!(
+                path = %origin,
+                lines = lines.len(),
+                truncated = counts.truncated,
+                dropped_bytes = counts.dropped_bytes,
+                malformed = counts.malformed,
+                max_line_bytes = self.max_line_bytes,
+                "Read file with damaged lines: lines longer than max_line_bytes truncated \
+                 (their rest dropped), invalid UTF-8 replaced with U+FFFD."
+            );
+        }
+        // What was read is what later listings compare with (the length read, so that a
+        // line appended after the end was reached still shows as a change).
+        if let Ok(meta) = file.metadata() {
+            let read = Stamp {
+                len: bytes_read,
+                ..Stamp::of(&meta)
+            };
+            self.note(name, read, "listed");
+        }
         Ok(Box::new(lines.into_iter()))
     }
 
@@ -230,5 +353,145 @@ impl PolledSource for TextFileSource {
 
     fn restore(&self, state: Vec<String>) {
         *self.seen() = state.into_iter().collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use rivulet_framework::dstream::PolledSource;
+    use rivulet_framework::time::Time;
+    use tempfile::TempDir;
+
+    use super::TextFileSource;
+
+    /// Log output captured from the current thread.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        /// The WARN lines logged since the last call.
+        fn take_warnings(&self) -> Vec<String> {
+            let text = String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap();
+            text.lines()
+                .filter(|l| l.contains("WARN"))
+                .map(str::to_string)
+                .collect()
+        }
+    }
+
+    /// Installs a capturing subscriber for this thread (WARN and above, as by default).
+    fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn append(path: &std::path::Path, text: &str) {
+        let mut f = fs::OpenOptions::new().append(true).open(path).unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    fn read_all(source: &TextFileSource, name: &str) -> Vec<String> {
+        source.read(&name.to_string()).unwrap().collect()
+    }
+
+    #[test]
+    fn a_file_changed_after_it_was_read_is_warned_about_once_per_change() {
+        let (logs, _guard) = capture();
+        let dir = TempDir::new().unwrap();
+        fs::write(dir.path().join("old.txt"), "old\n").unwrap();
+        let source = TextFileSource::new(dir.path());
+        source.start().unwrap();
+        assert!(source.poll(Time::ZERO).unwrap().is_empty());
+
+        let staged = TempDir::new_in(dir.path().parent().unwrap()).unwrap();
+        fs::write(staged.path().join("a.txt"), "a1\na2\n").unwrap();
+        fs::rename(staged.path().join("a.txt"), dir.path().join("a.txt")).unwrap();
+        assert_eq!(source.poll(Time::ZERO).unwrap(), ["a.txt"]);
+        assert_eq!(read_all(&source, "a.txt"), ["a1", "a2"]);
+        assert!(source.poll(Time::ZERO).unwrap().is_empty());
+        assert_eq!(logs.take_warnings(), Vec::<String>::new());
+
+        // Appended in place: not read, but warned about with the path, once.
+        append(&dir.path().join("a.txt"), "a3\n");
+        assert!(source.poll(Time::ZERO).unwrap().is_empty());
+        let warnings = logs.take_warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let path = dir.path().join("a.txt").display().to_string();
+        assert!(
+            warnings[0].contains(&path) && warnings[0].contains("changed"),
+            "{warnings:?}"
+        );
+        assert!(source.poll(Time::ZERO).unwrap().is_empty());
+        assert_eq!(logs.take_warnings(), Vec::<String>::new());
+
+        // Each change is reported; so is a change to a file present at the start.
+        append(&dir.path().join("a.txt"), "a4\n");
+        append(&dir.path().join("old.txt"), "more\n");
+        assert!(source.poll(Time::ZERO).unwrap().is_empty());
+        let warnings = logs.take_warnings();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings.iter().any(|w| w.contains(&path)), "{warnings:?}");
+        let old = dir.path().join("old.txt").display().to_string();
+        assert!(warnings.iter().any(|w| w.contains(&old)), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_file_changed_between_listing_and_reading_is_read_whole_and_warned_about_once() {
+        let (logs, _guard) = capture();
+        let dir = TempDir::new().unwrap();
+        let source = TextFileSource::new(dir.path());
+        source.start().unwrap();
+        fs::write(dir.path().join("b.txt"), "b1\n").unwrap();
+        assert_eq!(source.poll(Time::ZERO).unwrap(), ["b.txt"]);
+        append(&dir.path().join("b.txt"), "b2\n");
+        assert_eq!(read_all(&source, "b.txt"), ["b1", "b2"]);
+        assert_eq!(logs.take_warnings().len(), 1);
+        // What was read is the reference now: no second warning.
+        assert!(source.poll(Time::ZERO).unwrap().is_empty());
+        assert_eq!(logs.take_warnings(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn truncated_lines_are_counted_in_one_warning_per_file() {
+        let (logs, _guard) = capture();
+        let dir = TempDir::new().unwrap();
+        let source = TextFileSource::new(dir.path()).max_line_bytes(10);
+        source.start().unwrap();
+        let long = "x".repeat(100);
+        fs::write(dir.path().join("c.txt"), format!("{long}\nshort\n{long}\n")).unwrap();
+        assert_eq!(source.poll(Time::ZERO).unwrap(), ["c.txt"]);
+        let lines = read_all(&source, "c.txt");
+        assert_eq!(lines, ["x".repeat(10), "short".into(), "x".repeat(10)]);
+        let warnings = logs.take_warnings();
+        let path = dir.path().join("c.txt").display().to_string();
+        let summary: Vec<&String> = warnings
+            .iter()
+            .filter(|w| w.contains("truncated=2"))
+            .collect();
+        assert_eq!(summary.len(), 1, "{warnings:?}");
+        assert!(
+            summary[0].contains(&path) && summary[0].contains("dropped_bytes=180"),
+            "{warnings:?}"
+        );
     }
 }

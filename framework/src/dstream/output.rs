@@ -110,6 +110,12 @@ impl<T: Data> DStream<T> {
     /// into place. If the directory already exists (the batch ran again, e.g. after a
     /// restart), it is replaced, so exactly one copy remains.
     ///
+    /// Nothing checks which run wrote what is already there: batch directories of another
+    /// run under the same prefix stay next to this run's (a restart from a checkpoint relies
+    /// on this to rewrite its own batches). To keep runs apart, give each run its own prefix
+    /// or clear it first, as the examples' `--out DIR` does (refused when `DIR` is not
+    /// empty, unless `--overwrite`).
+    ///
     /// # Errors
     /// A batch fails with [`Error::Io`] naming the path when a
     /// directory or file cannot be written or renamed (the temporary directory is removed),

@@ -1,0 +1,289 @@
+//! The example binaries' command lines, run as a user would: usage errors exit 2 with a
+//! message naming the option, logs go to stderr without colour codes when it is not a
+//! terminal, checks that compared nothing or found bad input fail, and an empty input is
+//! reported as 0 lines.
+//!
+//! The examples are built by `cargo test` (examples are compiled with the tests) next to this
+//! test's binary, in `target/<profile>/examples/`. Every run reads a small input at
+//! `--rate 0` with short batches, writes its stdout and stderr to files (so neither is a
+//! terminal) and is killed if it outlives its deadline.
+#![cfg(unix)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// How long one run of an example may take (debug builds, 2 shared cores).
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// `target/<profile>/examples/<name>`, next to this test's `deps/` folder.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let bin = profile_dir.join("examples").join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test` (which builds the examples), or `cargo build \
+         --examples` before `cargo test --test examples_cli`",
+        bin.display()
+    );
+    bin
+}
+
+/// What a finished run left: its exit code and its output.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn describe(&self) -> String {
+        format!(
+            "exit code {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code,
+            tail(&self.stdout),
+            tail(&self.stderr)
+        )
+    }
+}
+
+/// The last 4000 bytes of `s` (at a character boundary), for failure messages.
+fn tail(s: &str) -> &str {
+    let mut start = s.len().saturating_sub(4000);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+/// Runs example `name` with `args` in the repository root, stdout and stderr to files, with
+/// `RUST_LOG` unset (the examples' default level, `warn`); kills it after `RUN_LIMIT`.
+fn run(name: &str, args: &[&str]) -> Run {
+    let bin = example(name);
+    let logs = TempDir::new().expect("a temporary directory");
+    let (out_path, err_path) = (logs.path().join("stdout"), logs.path().join("stderr"));
+    let mut child = Command::new(&bin)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).expect("a stdout file"))
+        .stderr(fs::File::create(&err_path).expect("a stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let deadline = Instant::now() + RUN_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the example") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{name} {args:?} did not exit within {RUN_LIMIT:?}; stderr:\n{}",
+                fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read = |p: &Path| String::from_utf8_lossy(&fs::read(p).expect("the output")).into_owned();
+    Run {
+        code: status.code(),
+        stdout: read(&out_path),
+        stderr: read(&err_path),
+    }
+}
+
+/// A small text file in `dir`, for inputs.
+fn small_input(dir: &Path) -> PathBuf {
+    let path = dir.join("small.txt");
+    fs::write(&path, "the cat sat\non the mat\nthe end\n").expect("write the input");
+    path
+}
+
+fn as_str(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temporary path")
+}
+
+#[test]
+fn wordcount_refuses_a_non_empty_out_directory() {
+    let dir = TempDir::new().unwrap();
+    let input = small_input(dir.path());
+    let out = dir.path().join("out");
+    fs::create_dir(&out).unwrap();
+    fs::write(out.join("batch-1000"), "old\t1\n").unwrap();
+
+    let r = run(
+        "wordcount",
+        &[
+            "--input",
+            as_str(&input),
+            "--rate",
+            "0",
+            "--batch-ms",
+            "50",
+            "--out",
+            as_str(&out),
+        ],
+    );
+    assert_eq!(r.code, Some(2), "{}", r.describe());
+    assert!(
+        r.stderr.contains("--out") && r.stderr.contains("--overwrite"),
+        "{}",
+        r.describe()
+    );
+    // Nothing was written next to the old run's output.
+    let entries: Vec<_> = fs::read_dir(&out).unwrap().collect();
+    assert_eq!(entries.len(), 1, "{}", r.describe());
+}
+
+#[test]
+fn wordcount_bad_numbers_are_usage_errors_naming_the_option() {
+    for (option, value) in [
+        ("--executors", "100000"),
+        ("--rate", "-5"),
+        ("--batch-ms", "99999999999"),
+    ] {
+        let r = run("wordcount", &[option, value]);
+        assert_eq!(r.code, Some(2), "{option} {value}: {}", r.describe());
+        assert!(
+            r.stderr.contains(option),
+            "{option} {value}: the message does not name the option\n{}",
+            r.describe()
+        );
+        assert!(
+            !r.stderr.contains("panicked"),
+            "{option} {value}: {}",
+            r.describe()
+        );
+    }
+}
+
+#[test]
+fn logs_go_to_stderr_without_colour_and_results_to_stdout() {
+    let dir = TempDir::new().unwrap();
+    // Invalid UTF-8: the socket receiver repairs the line and logs a WARN naming its source.
+    let input = dir.path().join("bad.txt");
+    fs::write(&input, b"good line\nbad \xff\xfe bytes\nlast line\n").unwrap();
+
+    let r = run(
+        "wordcount",
+        &["--input", as_str(&input), "--rate", "0", "--batch-ms", "50"],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.describe());
+    assert!(r.stdout.contains("Done: 3 lines"), "{}", r.describe());
+    assert!(
+        r.stderr.contains("WARN"),
+        "no WARN on stderr\n{}",
+        r.describe()
+    );
+    assert!(
+        !r.stdout.contains("WARN"),
+        "a log line on stdout\n{}",
+        r.describe()
+    );
+    for (name, text) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
+        assert!(
+            !text.contains('\u{1b}'),
+            "ANSI escape codes on {name}, which is a file\n{}",
+            r.describe()
+        );
+    }
+}
+
+#[test]
+fn windowed_wordcount_that_compared_no_window_fails() {
+    let dir = TempDir::new().unwrap();
+    let input = small_input(dir.path());
+    // The input is done in a few 100 ms batches, long before the first 60 s slide.
+    let r = run(
+        "windowed_wordcount",
+        &[
+            "--input",
+            as_str(&input),
+            "--rate",
+            "0",
+            "--batch-ms",
+            "100",
+            "--window-secs",
+            "60",
+            "--slide-secs",
+            "60",
+        ],
+    );
+    assert_ne!(r.code, Some(0), "{}", r.describe());
+    assert!(r.stderr.contains("nothing to check"), "{}", r.describe());
+    assert!(!r.stdout.contains("Check OK"), "{}", r.describe());
+}
+
+#[test]
+fn log_analytics_fails_on_a_file_that_is_not_an_access_log() {
+    let r = run(
+        "log_analytics",
+        &[
+            "--input",
+            "examples/data/shakespeare.txt",
+            "--rate",
+            "0",
+            "--batch-ms",
+            "200",
+        ],
+    );
+    assert_eq!(r.code, Some(1), "{}", r.describe());
+    assert!(r.stdout.contains("Check FAILED"), "{}", r.describe());
+    assert!(!r.stdout.contains("Check OK: all"), "{}", r.describe());
+
+    // Malformed lines are rate-limited (at most 10 per listing) and clipped.
+    let per_batch: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("batch ") && l.contains(": malformed line "))
+        .collect();
+    let listed: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("Malformed line "))
+        .collect();
+    assert!(
+        !listed.is_empty() && listed.len() <= 10 && per_batch.len() <= 10,
+        "{} per-batch and {} listed malformed lines\n{}",
+        per_batch.len(),
+        listed.len(),
+        r.describe()
+    );
+    for line in listed.iter().chain(&per_batch) {
+        // 200 characters of the line, plus the prefix, the error and the clip marker.
+        assert!(
+            line.chars().count() <= 200 + 160,
+            "a malformed line printed at {} characters: {line}",
+            line.chars().count()
+        );
+    }
+    // The whole output stays small: no line dump of the 1 MB input.
+    assert!(
+        r.stdout.len() < 32 * 1024,
+        "{} bytes on stdout",
+        r.stdout.len()
+    );
+}
+
+#[test]
+fn wordcount_of_an_empty_input_reports_zero_lines() {
+    let r = run(
+        "wordcount",
+        &["--input", "/dev/null", "--rate", "0", "--batch-ms", "50"],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.describe());
+    assert!(
+        r.stdout.contains("(0 lines)") && r.stdout.contains("Done: 0 lines processed"),
+        "{}",
+        r.describe()
+    );
+}
