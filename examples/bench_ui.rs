@@ -22,7 +22,9 @@ use rivulet::prelude::*;
 mod support;
 
 #[derive(Parser, Debug)]
-#[command(about = "Throughput with the status server on over off, and its memory over many batches")]
+#[command(
+    about = "Throughput with the status server on over off, and its memory over many batches"
+)]
 struct Args {
     /// Batches per run.
     #[arg(long, default_value_t = 100_000)]
@@ -73,7 +75,10 @@ async fn run_once(args: &Args, ui: bool) -> Result<Duration, BoxError> {
     ssc.start().await?;
     let stop_polling = Arc::new(AtomicBool::new(false));
     let poller = ssc.ui_url().map(|url| {
-        let addr = url.trim_start_matches("http://").trim_end_matches('/').to_string();
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
         let stop = stop_polling.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
@@ -86,11 +91,17 @@ async fn run_once(args: &Args, ui: bool) -> Result<Duration, BoxError> {
     let step = (args.batches / 10).max(1);
     let start = Instant::now();
     for k in 0..args.batches {
-        let batch: Vec<String> = (0..words).map(|i| format!("w{}", (k as usize * 7 + i) % 500)).collect();
+        let batch: Vec<String> = (0..words)
+            .map(|i| format!("w{}", (k as usize * 7 + i) % 500))
+            .collect();
         source.send_many(batch).await.map_err(|e| e.to_string())?;
         ssc.advance(1).await?;
         if ui && (k + 1) % step == 0 {
-            println!("  UI on, after {:>6} batches: RSS {:.1} MiB", k + 1, rss_mib());
+            println!(
+                "  UI on, after {:>6} batches: RSS {:.1} MiB",
+                k + 1,
+                rss_mib()
+            );
         }
     }
     let elapsed = start.elapsed();
@@ -113,7 +124,10 @@ async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     support::exit_code(
         async {
-            println!("{} batches of {} words, 2 executors, manual clock", args.batches, args.words);
+            println!(
+                "{} batches of {} words, 2 executors, manual clock",
+                args.batches, args.words
+            );
             let off = run_once(&args, false).await?;
             println!("UI off: {:.1} s", off.as_secs_f64());
             let on = run_once(&args, true).await?;

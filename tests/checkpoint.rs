@@ -297,3 +297,58 @@ async fn a_checkpoint_that_cannot_be_written_stops_the_context_with_the_error() 
     })
     .await;
 }
+
+/// Records every data checkpoint.
+struct Checkpoints(Arc<Mutex<Vec<rivulet::framework::checkpoint::DataCheckpoint>>>);
+
+impl StreamingListener for Checkpoints {
+    fn on_data_checkpoint(&mut self, c: &rivulet::framework::checkpoint::DataCheckpoint) {
+        self.0.lock().unwrap().push(c.clone());
+    }
+}
+
+#[actix::test]
+async fn data_checkpoints_reach_listeners_with_the_states_key_count() {
+    within(async {
+        let ssc = context(2, 2);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        ssc.add_listener(Checkpoints(seen.clone()));
+        let every = Duration::from_millis(5 * BATCH_MS as u64);
+        let pairs = ssc.queue_stream(words(10)).map(|w: String| (w, 1u64));
+        let sums = pairs
+            .update_state_by_key(|vs: Vec<u64>, s: Option<u64>| {
+                Some(s.unwrap_or(0) + vs.iter().sum::<u64>())
+            })
+            .checkpoint(every);
+        sums.foreach_batch(|_, _| {});
+        let counts = pairs.map_with_state(StateSpec::function(
+            |k: &String, v: Option<u64>, s: &mut State<u64>| {
+                let n = s.get().copied().unwrap_or(0) + v.unwrap_or(0);
+                s.update(n);
+                (k.clone(), n)
+            },
+        ));
+        counts.checkpoint(every);
+        counts.foreach_batch(|_, _| {});
+        ssc.start().await.unwrap();
+        ssc.advance(10).await.unwrap();
+        ssc.stop(StopMode::Graceful).await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        // Two streams, checkpointed at batches 5 and 10; the keys are the distinct words so far.
+        let at = |n: usize| counts_after(n).len() as u64;
+        let mut got: Vec<(i64, Option<u64>)> = seen.iter().map(|c| (c.time_ms, c.keys)).collect();
+        got.sort();
+        let t = |i: i64| i * BATCH_MS;
+        assert_eq!(
+            got,
+            vec![
+                (t(5), Some(at(5))),
+                (t(5), Some(at(5))),
+                (t(10), Some(at(10))),
+                (t(10), Some(at(10)))
+            ],
+            "{seen:?}"
+        );
+    })
+    .await;
+}

@@ -118,6 +118,8 @@ pub trait StreamingListener: Send + 'static {
     fn on_batch_completed(&mut self, _batch: &BatchInfo) {}
     /// A job (an RDD action of an output operation) ended, with its stages.
     fn on_job_completed(&mut self, _job: &JobInfo) {}
+    /// A stateful or windowed stream wrote a data checkpoint (with its key count).
+    fn on_data_checkpoint(&mut self, _checkpoint: &crate::checkpoint::DataCheckpoint) {}
     /// An output operation of a batch ended.
     fn on_output_operation_completed(&mut self, _output: &OutputOperationInfo) {}
     /// A receiver started (also after a restart).

@@ -188,6 +188,9 @@ impl Coordinator {
             processing_ms = batch.info.processing_delay.unwrap_or_default().as_millis() as u64,
             "Batch completed."
         );
+        for checkpoint in self.graph.take_new_checkpoints() {
+            self.listeners.post(|l| l.on_data_checkpoint(&checkpoint));
+        }
         self.listeners.post(|l| l.on_batch_completed(&batch.info));
         if let Some(rc) = &mut self.rate_control {
             for (stream, rate) in rc.on_batch_completed(&batch.info, &batch.blocks, &self.receivers)

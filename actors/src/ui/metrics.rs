@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use rivulet_framework::block::StreamId;
@@ -39,6 +40,7 @@ pub(crate) struct Metrics {
     receiver_records: Family<ReceiverLabels, Counter>,
     receiver_restarts: Family<ReceiverLabels, Counter>,
     receiver_errors: Family<ReceiverLabels, Counter>,
+    state_keys: Family<Vec<(String, String)>, Gauge>,
     scheduling_delay: Histogram,
     processing_time: Histogram,
     total_delay: Histogram,
@@ -72,6 +74,7 @@ impl Metrics {
             receiver_records: Family::default(),
             receiver_restarts: Family::default(),
             receiver_errors: Family::default(),
+            state_keys: Family::default(),
             scheduling_delay: delay_histogram(),
             processing_time: delay_histogram(),
             total_delay: delay_histogram(),
@@ -115,6 +118,11 @@ impl Metrics {
             "receiver_errors",
             "Receiver failures reported to the supervisor",
             m.receiver_errors.clone(),
+        );
+        r.register(
+            "state_keys",
+            "Keys in each stateful or windowed stream's state, at its last data checkpoint",
+            m.state_keys.clone(),
         );
         r.register(
             "batch_scheduling_delay_seconds",
@@ -179,6 +187,12 @@ impl Metrics {
         if let Some(d) = info.total_delay() {
             self.total_delay.observe(d.as_secs_f64());
         }
+    }
+
+    pub(crate) fn state_keys(&self, stream: u32, keys: u64) {
+        self.state_keys
+            .get_or_create(&vec![("stream".to_string(), stream.to_string())])
+            .set(i64::try_from(keys).unwrap_or(i64::MAX));
     }
 
     pub(crate) fn output_failed(&self) {

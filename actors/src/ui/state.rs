@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use rivulet_framework::block::StreamId;
+use rivulet_framework::checkpoint::DataCheckpoint;
 use rivulet_framework::dstream::GraphDescription;
 use rivulet_framework::listener::{
     BatchInfo, JobInfo, OutputOperationInfo, ReceiverInfo, StreamingListener,
@@ -34,6 +35,7 @@ pub(crate) enum UiEvent {
     ReceiverStopped(ReceiverInfo),
     RateLimit(StreamId, Option<f64>),
     Job(JobInfo),
+    DataCheckpoint(DataCheckpoint),
 }
 
 /// Where a batch stands (Spark's `BatchStatus`, plus `Failed` for a completed batch with a
@@ -212,6 +214,11 @@ impl UiState {
             UiEvent::RateLimit(stream, rate) => {
                 self.rate_limits.insert(stream, rate);
             }
+            UiEvent::DataCheckpoint(c) => {
+                if let Some(keys) = c.keys {
+                    metrics.state_keys(c.stream, keys);
+                }
+            }
             UiEvent::Job(job) => {
                 if let Some(b) = job.batch_time.and_then(|t| self.batches.get_mut(&t)) {
                     b.jobs.push(job);
@@ -262,6 +269,9 @@ impl StreamingListener for UiListener {
     }
     fn on_receiver_error(&mut self, receiver: &ReceiverInfo) {
         self.send(UiEvent::ReceiverError(receiver.clone()));
+    }
+    fn on_data_checkpoint(&mut self, checkpoint: &DataCheckpoint) {
+        self.send(UiEvent::DataCheckpoint(checkpoint.clone()));
     }
     fn on_job_completed(&mut self, job: &JobInfo) {
         self.send(UiEvent::Job(job.clone()));

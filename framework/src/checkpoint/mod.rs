@@ -205,6 +205,9 @@ pub struct DataCheckpoint {
     /// The partition count of the RDD's hash partitioner, if it had one (state is kept
     /// partitioned by key with [`stable_hash`](crate::partitioner::stable_hash)).
     pub partitioner: Option<usize>,
+    /// How many keys the checkpointed state held, when the stream knows how to count them.
+    #[serde(default)]
+    pub keys: Option<u64>,
 }
 
 /// What an input DStream needs to resume: an opaque, versioned value it encodes itself

@@ -116,6 +116,8 @@ pub(crate) trait RestorableInput: Send + Sync {
 struct CheckpointBook {
     latest: BTreeMap<DStreamId, DataCheckpoint>,
     superseded: Vec<DataCheckpoint>,
+    /// Written since the runtime last asked (for listeners).
+    fresh: Vec<DataCheckpoint>,
 }
 
 /// The default data checkpoint interval of a stream with slide `slide`: the smallest
@@ -526,6 +528,11 @@ impl DStreamGraph {
         Ok(())
     }
 
+    /// The data checkpoints written since the last call (for listeners), oldest first.
+    pub fn take_new_checkpoints(&self) -> Vec<DataCheckpoint> {
+        std::mem::take(&mut lock(&self.shared.checkpoints).fresh)
+    }
+
     /// The last completed batch of the run this graph was restored from.
     pub fn restored_batch(&self) -> Option<Time> {
         lock(&self.shared.state).restored
@@ -668,6 +675,7 @@ impl DStreamGraph {
             let mut job = OutputJob::new(t, op, move || {
                 if let Some(written) = node.write_checkpoint(t)? {
                     let mut book = lock(&shared.checkpoints);
+                    book.fresh.push(written.clone());
                     if let Some(old) = book.latest.insert(written.stream, written) {
                         book.superseded.push(old);
                     }

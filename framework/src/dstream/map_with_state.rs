@@ -339,6 +339,16 @@ impl<K: Key, S: Data, E: Data> MapWithStateDStream<K, S, E> {
         self.mapped.clone()
     }
 
+    /// Data-checkpoints the state every `interval` (default: the smallest multiple of the
+    /// slide that is at least 10 s) and cuts its lineage there (Spark:
+    /// `MapWithStateDStream.checkpoint`, which applies to the internal state stream, not to
+    /// the mapped records). See [`DStream::checkpoint`].
+    #[track_caller]
+    pub fn checkpoint(&self, interval: Duration) -> &Self {
+        self.internal.checkpoint(interval);
+        self
+    }
+
     /// Every batch, the whole state: `(key, state)` for every key (Spark:
     /// `stateSnapshots`). A full scan of the state: use it sparingly.
     #[track_caller]
@@ -448,7 +458,9 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 )))
             })
             .cache()
-            .stateful();
+            .stateful_with_keys(|records: &[StateRecord<K, S, E>]| {
+                records.iter().map(|r| r.map.len()).sum()
+            });
         let mapped = internal.derive(op, move |rdd, _| {
             rdd.flat_map_op(op, |record: StateRecord<K, S, E>| {
                 SharedIter::new(record.mapped)

@@ -39,7 +39,7 @@ use std::time::Duration;
 use crate::checkpoint::DataCheckpoint;
 use crate::data::Data;
 use crate::error::{panic_message, Error, GraphError, OpInfo, Result};
-use crate::rdd::{checkpoint_rdd, with_scope, IdScope, Rdd};
+use crate::rdd::{checkpoint_rdd, with_scope, IdScope, KeyCounter, Rdd};
 use crate::time::Time;
 
 use graph::GraphShared;
@@ -171,6 +171,8 @@ pub(crate) struct DStreamCore<T> {
     info: NodeInfo,
     compute: Box<ComputeFn<T>>,
     generated: Mutex<BTreeMap<Time, Rdd<T>>>,
+    /// How to count the keys of a partition of this (stateful) stream, for checkpoints.
+    key_counter: std::sync::OnceLock<Arc<KeyCounter<T>>>,
 }
 
 impl<T: Data> DStreamNode for DStreamCore<T> {
@@ -185,7 +187,8 @@ impl<T: Data> DStreamNode for DStreamCore<T> {
         let Some(rdd) = lock(&self.generated).get(&t).cloned() else {
             return Ok(None);
         };
-        let (checkpointed, checkpoint) = rdd.write_checkpoint(self.info.id)?;
+        let keys = self.key_counter.get().cloned();
+        let (checkpointed, checkpoint) = rdd.write_checkpoint(self.info.id, keys)?;
         lock(&self.generated).insert(t, checkpointed);
         Ok(Some(checkpoint))
     }
@@ -245,6 +248,7 @@ impl<T: Data> DStream<T> {
             },
             compute: Box::new(compute),
             generated: Mutex::new(BTreeMap::new()),
+            key_counter: std::sync::OnceLock::new(),
         });
         graph.add_node(core.clone());
         DStream { core }
@@ -336,6 +340,17 @@ impl<T: Data> DStream<T> {
             .info
             .set_checkpoint(CheckpointSetting::Every(interval));
         self.clone()
+    }
+
+    /// Marks a stateful stream whose partitions hold `keys(records)` keys each: checkpointed
+    /// at the default interval unless [`checkpoint`](DStream::checkpoint) set one, its key
+    /// count reported with each data checkpoint.
+    pub(crate) fn stateful_with_keys(
+        self,
+        keys: impl Fn(&[T]) -> usize + Send + Sync + 'static,
+    ) -> DStream<T> {
+        let _ = self.core.key_counter.set(Arc::new(keys));
+        self.stateful()
     }
 
     /// Marks a stateful stream: checkpointed at the default interval unless

@@ -75,18 +75,32 @@ impl<K: Key, S: Data> StateMap<K, S> {
         StateMap { levels }
     }
 
-    /// Every live entry `(key, state, updated_ms)`, in no particular order (a full scan).
-    pub(crate) fn entries(&self) -> Vec<(K, S, i64)> {
+    /// Each key's newest slot (a scan of every level).
+    fn newest(&self) -> FxHashMap<&K, &Slot<S>> {
         let mut all: FxHashMap<&K, &Slot<S>> = FxHashMap::default();
         for level in &self.levels {
             all.extend(level.iter());
         }
-        all.into_iter()
+        all
+    }
+
+    /// Every live entry `(key, state, updated_ms)`, in no particular order (a full scan).
+    pub(crate) fn entries(&self) -> Vec<(K, S, i64)> {
+        self.newest()
+            .into_iter()
             .filter_map(|(k, slot)| match slot {
                 Slot::Live(s, t) => Some((k.clone(), s.clone(), *t)),
                 Slot::Removed => None,
             })
             .collect()
+    }
+
+    /// How many live keys (a scan of every level).
+    pub(crate) fn len(&self) -> usize {
+        self.newest()
+            .values()
+            .filter(|s| matches!(s, Slot::Live(..)))
+            .count()
     }
 
     /// How many levels (for tests).

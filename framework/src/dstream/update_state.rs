@@ -123,7 +123,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             };
             Ok(Some(state))
         });
-        node.cache().stateful()
+        node.cache().stateful_with_keys(|records| records.len())
     }
 }
 

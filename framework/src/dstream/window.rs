@@ -494,7 +494,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 )))
             },
         );
-        node.cache().stateful()
+        node.cache().stateful_with_keys(|records| records.len())
     }
 }
 

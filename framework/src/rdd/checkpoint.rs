@@ -18,6 +18,9 @@ use crate::partitioner::HashPartitioner;
 use crate::rdd::{Dependency, PartitionIter, Rdd, RddBase, RddContext, RddId, RddImpl, RddMeta};
 use crate::scheduler::TaskContext;
 
+/// Counts the keys of one partition of a stateful stream's RDD.
+pub(crate) type KeyCounter<T> = dyn Fn(&[T]) -> usize + Send + Sync;
+
 /// An RDD whose partitions are in the checkpoint store under `(stream, time)`.
 struct CheckpointRdd<T> {
     meta: RddMeta,
@@ -79,15 +82,24 @@ impl<T: Data> Rdd<T> {
     /// # Errors
     /// As [`run_job`](Rdd::run_job) when a partition cannot be computed;
     /// [`Error::Checkpoint`](crate::Error::Checkpoint) when the store cannot be written.
-    pub(crate) fn write_checkpoint(&self, stream: u32) -> Result<(Rdd<T>, DataCheckpoint)> {
+    pub(crate) fn write_checkpoint(
+        &self,
+        stream: u32,
+        keys: Option<Arc<KeyCounter<T>>>,
+    ) -> Result<(Rdd<T>, DataCheckpoint)> {
         let time_ms = self.id().time_ms;
         let op = OpInfo {
             name: "checkpoint",
             ..self.op()
         };
-        let parts = self.run_job(op, |_, records| encode(&records.collect::<Vec<T>>()))?;
+        let counting = keys.is_some();
+        let parts = self.run_job(op, move |_, records| {
+            let records: Vec<T> = records.collect();
+            let n = keys.as_ref().map_or(0, |count| count(&records) as u64);
+            Ok((encode(&records)?, n))
+        })?;
         let store = self.context().checkpoint_store();
-        for (p, bytes) in parts.iter().enumerate() {
+        for (p, (bytes, _)) in parts.iter().enumerate() {
             store.put(Tree::State, &data_key(stream, time_ms, p), bytes)?;
         }
         let checkpoint = DataCheckpoint {
@@ -96,6 +108,7 @@ impl<T: Data> Rdd<T> {
             rdd: self.id(),
             partitions: self.num_partitions() as u32,
             partitioner: self.partitioner().map(|p| p.num_partitions()),
+            keys: counting.then(|| parts.iter().map(|(_, n)| n).sum()),
         };
         Ok((checkpoint_rdd(self.context(), op, &checkpoint), checkpoint))
     }

@@ -42,7 +42,7 @@ mod transform;
 pub use id::{RddId, ShuffleId, STATIC_SCOPE};
 pub use shuffle::{MapStatus, ShuffleMap};
 
-pub(crate) use checkpoint::checkpoint_rdd;
+pub(crate) use checkpoint::{checkpoint_rdd, KeyCounter};
 pub(crate) use id::{with_scope, IdScope};
 pub(crate) use source::{block_rdd, empty_rdd};
 
