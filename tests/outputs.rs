@@ -159,25 +159,45 @@ async fn save_as_text_files_replaces_a_batch_that_ran_again() {
     within(async {
         let dir = tempfile::tempdir().unwrap();
         let prefix = dir.path().join("batch");
-        // First run: batch 1 in 3 partitions.
-        let first = context(2, 3);
-        first.queue_stream(input()).save_as_text_files(&prefix, "");
+        let ckpt = dir.path().join(".ckpt");
+        // First run: batch 1 in 3 partitions, checkpointed.
+        let first = StreamingContext::get_or_create(&ckpt, config(2, 3), |ssc| {
+            ssc.queue_stream(input()).save_as_text_files(&prefix, "");
+            Ok(())
+        })
+        .unwrap();
         first.start().await.unwrap();
         first.advance(1).await.unwrap();
-        first.stop(StopMode::Graceful).await.unwrap();
+        first.stop(StopMode::Now).await.unwrap();
+        drop(first);
         let parts3 = vec!["_SUCCESS", "part-00000", "part-00001", "part-00002"];
         assert_eq!(names(&dir.path().join("batch-100")), parts3);
-        // The same batch runs again (as after a restart), now with other records in 2
-        // partitions: the directory is replaced, not merged (no part-00002 left over).
-        let again = context(2, 2);
-        again
-            .queue_stream(vec![strings(&["x", "y", "z"])])
-            .save_as_text_files(&prefix, "");
+        // The process died after batch 1's output but before its metadata checkpoint: the
+        // restart resumes before batch 1, which runs again (now with other records in 2
+        // partitions): the directory is replaced, not merged (no part-00002 left over).
+        {
+            use rivulet::framework::checkpoint::{meta_key, CheckpointStore, Tree};
+            let store = open_store(&ckpt);
+            store.remove(Tree::Meta, &meta_key(100)).unwrap();
+            store.flush().unwrap();
+        }
+        let again = StreamingContext::get_or_create(&ckpt, config(2, 2), |ssc| {
+            ssc.queue_stream(vec![strings(&["x", "y", "z"])])
+                .save_as_text_files(&prefix, "");
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(again.restored_batch(), Some(Time::from_ms(0)));
         again.start().await.unwrap();
         again.advance(1).await.unwrap();
         again.stop(StopMode::Graceful).await.unwrap();
-        // Exactly one copy, and no temporary or set-aside directory (hidden names included).
-        assert_eq!(names(dir.path()), vec!["batch-100"]);
+        // Exactly one copy, and no temporary or set-aside directory (hidden names aside from
+        // the checkpoint directory).
+        let listed: Vec<String> = names(dir.path())
+            .into_iter()
+            .filter(|n| n != ".ckpt")
+            .collect();
+        assert_eq!(listed, vec!["batch-100"]);
         let batch = dir.path().join("batch-100");
         assert_eq!(names(&batch), vec!["_SUCCESS", "part-00000", "part-00001"]);
         let mut lines: Vec<String> = ["part-00000", "part-00001"]
@@ -189,6 +209,43 @@ async fn save_as_text_files_replaces_a_batch_that_ran_again() {
             .collect();
         lines.sort();
         assert_eq!(lines, strings(&["x", "y", "z"]));
+    })
+    .await
+}
+
+/// Opens the checkpoint store, retrying while the previous run's actors release it.
+fn open_store(dir: &std::path::Path) -> rivulet::actors::SledCheckpointStore {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match rivulet::actors::SledCheckpointStore::open(dir) {
+            Ok(store) => return store,
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[actix::test]
+async fn save_as_text_files_refuses_a_prefix_holding_an_earlier_runs_batches() {
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("batch");
+        fs::create_dir(dir.path().join("batch-100")).unwrap();
+        let ssc = context(1, 1);
+        ssc.queue_stream(input()).save_as_text_files(&prefix, "");
+        ssc.start().await.unwrap();
+        let err = ssc.advance(1).await.unwrap_err().to_string();
+        assert!(
+            err.contains("earlier run") && err.contains("batch-100"),
+            "{err}"
+        );
+        ssc.stop(StopMode::Now).await.unwrap();
+        assert!(
+            names(&dir.path().join("batch-100")).is_empty(),
+            "nothing written into it"
+        );
     })
     .await
 }

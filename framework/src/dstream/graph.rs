@@ -227,6 +227,11 @@ impl GraphShared {
         &self.rdd_ctx
     }
 
+    /// The last completed batch of the run this graph was restored from, if any.
+    pub(crate) fn restored(&self) -> Option<Time> {
+        lock(&self.state).restored
+    }
+
     /// Registers an input stream that saves and restores its state through checkpoints.
     pub(crate) fn add_restorable_input(&self, input: Arc<dyn RestorableInput>) {
         lock(&self.state).inputs.push(input);

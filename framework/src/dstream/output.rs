@@ -110,15 +110,16 @@ impl<T: Data> DStream<T> {
     /// into place. If the directory already exists (the batch ran again, e.g. after a
     /// restart), it is replaced, so exactly one copy remains.
     ///
-    /// Nothing checks which run wrote what is already there: batch directories of another
-    /// run under the same prefix stay next to this run's (a restart from a checkpoint relies
-    /// on this to rewrite its own batches). To keep runs apart, give each run its own prefix
-    /// or clear it first, as the examples' `--out DIR` does (refused when `DIR` is not
-    /// empty, unless `--overwrite`).
+    /// Two runs never mix: a context that did not restart from a checkpoint refuses a prefix
+    /// under which batch directories (`{prefix}-*`) already exist, so use one prefix per run
+    /// or clear it first (the examples' `--out DIR --overwrite`). A context restarted with
+    /// `StreamingContext::get_or_create` continues its own run: its batches are written next
+    /// to (or over) the earlier ones.
     ///
     /// # Errors
     /// A batch fails with [`Error::Io`] naming the path when a
     /// directory or file cannot be written or renamed (the temporary directory is removed),
+    /// with [`Error::Output`] naming the directory when it holds batches of an earlier run,
     /// and as [`Rdd::run_job`] when computing the batch fails.
     #[track_caller]
     pub fn save_as_text_files(&self, prefix: impl Into<PathBuf>, suffix: &str)
@@ -128,7 +129,22 @@ impl<T: Data> DStream<T> {
         let op = OpInfo::caller("save_as_text_files");
         let prefix: PathBuf = prefix.into();
         let suffix = suffix.to_string();
+        let graph = self.graph().clone();
+        let checked = Arc::new(std::sync::atomic::AtomicBool::new(false));
         self.foreach_rdd_op(op, move |rdd, t| {
+            if graph.restored().is_none() && !checked.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(earlier) = earlier_batch(&prefix)? {
+                    return Err(Box::new(Error::Output {
+                        batch_time: t,
+                        operator: op.to_string(),
+                        message: format!(
+                            "{} already holds {earlier}, a batch of an earlier run: use another prefix or remove it (runs are never mixed)",
+                            prefix.parent().unwrap_or(std::path::Path::new(".")).display()
+                        ),
+                    }));
+                }
+                checked.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             let mut name = prefix
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -205,4 +221,34 @@ impl<T: Clone> BatchCollector<T> {
             .flat_map(|(_, b)| b.iter().cloned())
             .collect()
     }
+}
+
+/// The name of a batch directory of `prefix` (`{prefix}-*`, not hidden) that already exists.
+///
+/// # Errors
+/// [`Error::Io`] naming the directory when it exists but cannot be listed.
+fn earlier_batch(prefix: &std::path::Path) -> crate::Result<Option<String>> {
+    let parent = match prefix.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let Some(name) = prefix
+        .file_name()
+        .map(|n| format!("{}-", n.to_string_lossy()))
+    else {
+        return Ok(None);
+    };
+    let entries = match std::fs::read_dir(parent) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("listing {}", parent.display()), e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("listing {}", parent.display()), e))?;
+        let entry = entry.file_name().to_string_lossy().into_owned();
+        if entry.starts_with(&name) {
+            return Ok(Some(entry));
+        }
+    }
+    Ok(None)
 }
