@@ -38,6 +38,10 @@ struct Args {
     /// Executors.
     #[arg(long, default_value_t = 2)]
     executors: usize,
+    /// `backpressure_initial_rate` (records/s), bounding the batches before the first
+    /// estimate.
+    #[arg(long)]
+    initial_rate: Option<f64>,
 }
 
 fn rss_mib() -> f64 {
@@ -60,12 +64,14 @@ impl StreamingListener for Delays {
 }
 
 async fn run_once(args: &Args, backpressure: bool) -> Result<(), BoxError> {
-    let ssc = StreamingContext::new(
-        StreamingConfig::new()
-            .batch_interval(Duration::from_millis(100))
-            .executors(args.executors)
-            .backpressure(backpressure),
-    )?;
+    let mut config = StreamingConfig::new()
+        .batch_interval(Duration::from_millis(100))
+        .executors(args.executors)
+        .backpressure(backpressure);
+    if let (Some(rate), true) = (args.initial_rate, backpressure) {
+        config = config.backpressure_initial_rate(rate);
+    }
+    let ssc = StreamingContext::new(config)?;
     let (events, source) = ssc.actor_stream::<u64>("overload");
     let cost = Duration::from_micros(args.cost_us);
     let counted = Arc::new(AtomicU64::new(0));

@@ -120,3 +120,72 @@ async fn sends_beyond_the_initial_rate_wait_for_it() {
     })
     .await;
 }
+
+/// The largest scheduling delay among completed batches.
+#[derive(Clone, Default)]
+struct MaxDelay(Arc<std::sync::Mutex<Duration>>);
+
+impl StreamingListener for MaxDelay {
+    fn on_batch_completed(&mut self, batch: &BatchInfo) {
+        let mut m = self.0.lock().unwrap();
+        *m = (*m).max(batch.scheduling_delay.unwrap_or_default());
+    }
+}
+
+#[actix::test]
+async fn ten_times_overload_keeps_the_scheduling_delay_bounded_and_loses_nothing() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        // One executor at ~100 µs per record: ~10,000 records/s. The source offers ~10x that
+        // for 3 s, starting from a bounded initial rate (so the first batch is bounded too).
+        let ssc = StreamingContext::new(
+            StreamingConfig::new()
+                .batch_interval(Duration::from_millis(100))
+                .executors(1)
+                .backpressure_initial_rate(2_000.0),
+        )
+        .unwrap();
+        let (events, source) = ssc.actor_stream::<u64>("overload");
+        let counted = events
+            .map(|x| {
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_micros(100) {
+                    std::hint::spin_loop();
+                }
+                x
+            })
+            .count()
+            .collect_batches();
+        let delay = MaxDelay::default();
+        ssc.add_listener(delay.clone());
+        ssc.start().await.unwrap();
+        let start = Instant::now();
+        let mut accepted = 0u64;
+        while start.elapsed() < Duration::from_secs(3) {
+            let due = (start.elapsed().as_secs_f64() * 100_000.0) as u64;
+            if accepted >= due {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
+            source
+                .send_many((accepted..accepted + 100).collect())
+                .await
+                .unwrap();
+            accepted += 100;
+        }
+        ssc.stop(StopMode::Graceful).await.unwrap();
+        let total: u64 = counted.records().into_iter().sum();
+        assert_eq!(total, accepted, "every accepted event was counted");
+        let worst = *delay.0.lock().unwrap();
+        // Without rate control the buffer (500,000 records) would hold ~50 s of work.
+        assert!(
+            worst < Duration::from_secs(3),
+            "scheduling delay reached {worst:?}"
+        );
+        assert!(
+            accepted < 300_000,
+            "the source was slowed: {accepted} accepted"
+        );
+    })
+    .await
+    .expect("bounded in time");
+}
