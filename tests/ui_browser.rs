@@ -154,3 +154,78 @@ async fn the_status_page_draws_in_headless_chromium() {
     );
     ssc.stop(StopMode::Graceful).await.expect("stops");
 }
+
+/// `target/<profile>/examples/<name>`, next to this test's `deps/` folder.
+fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let bin = dir.join("examples").join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test`, which builds the examples",
+        bin.display()
+    );
+    bin
+}
+
+/// Kills the child when dropped (the test may fail half way).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_example_run_with_ui_serves_the_page_to_a_browser() {
+    // The main job with --ui on a free port, slowly enough to be running while we look.
+    let out = tempfile::tempdir().expect("a directory for its output");
+    let log = out.path().join("stdout.txt");
+    let child = Command::new(example_binary("wordcount"))
+        .args(["--ui", "127.0.0.1:0", "--rate", "2000", "--batch-ms", "200"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::fs::File::create(&log).expect("a log file"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the wordcount example");
+    let _running = Running(child);
+    // It prints `UI: http://127.0.0.1:PORT/` once it serves the page.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let url = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.starts_with("UI: http://")) {
+            break line.trim_start_matches("UI: ").trim().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the example printed no UI address: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let api = format!("{url}api/v1/streaming");
+    poll_json(&format!("{api}/statistics"), |s| {
+        s["numTotalCompletedBatches"].as_u64().unwrap_or(0) >= 2
+    });
+    let profile = tempfile::tempdir().expect("a browser profile directory");
+    let page = browse(profile.path(), &["--dump-dom"], &url);
+    let dom = String::from_utf8_lossy(&page.stdout).to_string();
+    assert!(
+        dom.contains("data-refreshed"),
+        "the page refreshed itself: {dom}"
+    );
+    assert!(dom.matches("<canvas").count() >= 4, "charts: {dom}");
+    assert!(dom.contains("data-batch-time="), "batch rows: {dom}");
+    assert!(
+        dom.contains("socket 127.0.0.1:"),
+        "the receivers table names the socket receiver: {dom}"
+    );
+    assert!(
+        dom.contains("examples/wordcount.rs:"),
+        "the DAG shows the example's call sites: {dom}"
+    );
+}
