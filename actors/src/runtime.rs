@@ -104,9 +104,10 @@ impl Runtime {
         for slot in &slots {
             slot.source.set_rate(initial_rate);
         }
-        let rate_control = config
-            .get_backpressure()
-            .then(|| RateControl::new(config.get_batch_interval(), max_rate));
+        let rate_control = match config.get_backpressure() {
+            true => Some(RateControl::new(config.get_batch_interval(), max_rate)?),
+            false => None,
+        };
         let registry = TaskRegistry::new();
         let dag = Rc::new(
             DagScheduler::new(

@@ -14,19 +14,26 @@ use super::ReceiverHandle;
 
 /// The estimators of a context's receivers.
 pub(crate) struct RateControl {
-    batch_interval: Duration,
+    /// A fresh estimator, cloned for each stream on its first batch.
+    template: PidRateEstimator,
     max_rate: Option<f64>,
     estimators: HashMap<StreamId, PidRateEstimator>,
 }
 
 impl RateControl {
     /// Rate control for batches of `batch_interval`, capping rates at `max_rate`.
-    pub(crate) fn new(batch_interval: Duration, max_rate: Option<f64>) -> RateControl {
-        RateControl {
-            batch_interval,
+    ///
+    /// # Errors
+    /// [`Error::Config`](rivulet_framework::Error::Config) for a zero batch interval.
+    pub(crate) fn new(
+        batch_interval: Duration,
+        max_rate: Option<f64>,
+    ) -> rivulet_framework::Result<RateControl> {
+        Ok(RateControl {
+            template: PidRateEstimator::new(batch_interval)?,
             max_rate,
             estimators: HashMap::new(),
-        }
+        })
     }
 
     /// Feeds the completed batch `info` (holding `blocks`) to each receiver's estimator and
@@ -48,16 +55,10 @@ impl RateControl {
                 .filter(|b| b.stream == r.stream)
                 .map(|b| b.num_records)
                 .sum();
-            let interval = self.batch_interval;
             let Some(estimator) = self
                 .estimators
                 .entry(r.stream)
-                .or_insert_with(|| {
-                    PidRateEstimator::new(interval).unwrap_or_else(|_| {
-                        // A zero interval is refused by the config; keep a sane estimator.
-                        PidRateEstimator::new(Duration::from_millis(1)).expect("1 ms is valid")
-                    })
-                })
+                .or_insert_with(|| self.template.clone())
                 .compute(
                     info.batch_time.as_ms(),
                     records as u64,

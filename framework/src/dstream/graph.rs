@@ -198,21 +198,22 @@ impl GraphShared {
         lock(&self.state).errors.push(error);
     }
 
-    /// Registers a receiver built by `make(stream, buffer capacity, block size cap)`. Blocks
+    /// Registers the receiver `make(stream, buffer capacity, block size cap)` builds, and returns
+    /// its stream with what else `make` returned (e.g. a handle to the buffer). Blocks
     /// are capped at `capacity / (2 * default parallelism)` records, so a source that fills
     /// its whole buffer within one block interval still gives the batch at least twice the
     /// default parallelism in partitions.
-    pub(crate) fn add_receiver(
+    pub(crate) fn add_receiver<X>(
         &self,
-        make: impl FnOnce(StreamId, usize, usize) -> ReceiverSlot,
-    ) -> StreamId {
+        make: impl FnOnce(StreamId, usize, usize) -> (ReceiverSlot, X),
+    ) -> (StreamId, X) {
         let mut state = lock(&self.state);
         let stream = state.next_input;
         state.next_input += 1;
         let max_block = (self.receiver_buffer / (2 * self.rdd_ctx.default_parallelism())).max(1);
-        let slot = make(stream, self.receiver_buffer, max_block);
+        let (slot, extra) = make(stream, self.receiver_buffer, max_block);
         state.receivers.push(slot);
-        stream
+        (stream, extra)
     }
 
     pub(crate) fn zero_time(&self) -> Option<Time> {

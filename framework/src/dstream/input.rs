@@ -50,13 +50,10 @@ impl DStreamGraph {
         receiver: R,
     ) -> (DStream<R::Item>, Arc<BlockBuffer<R::Item>>) {
         let shared = self.shared().clone();
-        let mut buffer = None;
-        let stream = shared.add_receiver(|id, capacity, max_block| {
+        let (stream, buffer) = shared.add_receiver(|id, capacity, max_block| {
             let b = Arc::new(BlockBuffer::new(id, capacity).with_max_block(max_block));
-            buffer = Some(b.clone());
-            ReceiverSlot::with_buffer(id, receiver, b)
+            (ReceiverSlot::with_buffer(id, receiver, b.clone()), b)
         });
-        let buffer = buffer.expect("add_receiver calls its maker once");
         let g = shared.clone();
         let stream_node = DStream::new_node(
             &shared,

@@ -190,6 +190,11 @@ impl<T> BlockBuffer<T> {
     /// [`SinkClosed`] with the records not stored when the buffer is closed.
     pub async fn store_many(&self, items: Vec<T>) -> Result<(), SinkClosed<Vec<T>>> {
         self.admit(items.len()).await;
+        self.store_admitted(items).await
+    }
+
+    /// [`store_many`](BlockBuffer::store_many) for records the rate limit already admitted.
+    async fn store_admitted(&self, items: Vec<T>) -> Result<(), SinkClosed<Vec<T>>> {
         let mut items = items.into_iter();
         loop {
             match self.push_some(&mut items) {
@@ -227,6 +232,11 @@ impl<T> BlockBuffer<T> {
                 return Err(TryStoreError::Full(item));
             }
         }
+        self.push_now(item)
+    }
+
+    /// Stores one record if the buffer has room now (the rate limit is the caller's).
+    fn push_now(&self, item: T) -> Result<(), TryStoreError<T>> {
         let mut s = self.lock();
         if s.closed {
             return Err(TryStoreError::Closed(item));
@@ -251,26 +261,15 @@ impl<T> BlockBuffer<T> {
     /// [`SinkClosed`] with the record when the buffer is closed.
     pub async fn store(&self, item: T) -> Result<(), SinkClosed<T>> {
         self.admit(1).await;
-        {
-            let mut s = self.lock();
-            if s.closed {
-                return Err(SinkClosed(item));
-            }
-            if s.outstanding < self.capacity {
-                s.records.push(item);
-                s.outstanding += 1;
-                if s.records.len() >= self.max_block {
-                    let block = std::mem::take(&mut s.records);
-                    s.full.push(block);
-                }
-                drop(s);
-                self.stored.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
-            }
+        match self.push_now(item) {
+            Ok(()) => Ok(()),
+            Err(TryStoreError::Closed(item)) => Err(SinkClosed(item)),
+            // Full: wait for room (already admitted by the rate limit).
+            Err(TryStoreError::Full(item)) => self
+                .store_admitted(vec![item])
+                .await
+                .map_err(|SinkClosed(mut v)| SinkClosed(v.pop().expect("one record was passed"))),
         }
-        self.store_many(vec![item])
-            .await
-            .map_err(|SinkClosed(mut v)| SinkClosed(v.pop().expect("one record was passed")))
     }
 
     /// Stores `items` as [`store_many`](BlockBuffer::store_many) does, ends the current block
