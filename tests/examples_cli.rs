@@ -9,32 +9,18 @@
 //! terminal) and is killed if it outlives its deadline.
 #![cfg(unix)]
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::example_binary;
 use tempfile::TempDir;
 
 /// How long one run of an example may take (debug builds, 2 shared cores).
 const RUN_LIMIT: Duration = Duration::from_secs(120);
-
-/// `target/<profile>/examples/<name>`, next to this test's `deps/` folder.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let bin = profile_dir.join("examples").join(name);
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo test` (which builds the examples), or `cargo build \
-         --examples` before `cargo test --test examples_cli`",
-        bin.display()
-    );
-    bin
-}
 
 /// What a finished run left: its exit code and its output.
 struct Run {
@@ -66,7 +52,7 @@ fn tail(s: &str) -> &str {
 /// Runs example `name` with `args` in the repository root, stdout and stderr to files, with
 /// `RUST_LOG` unset (the examples' default level, `warn`); kills it after `RUN_LIMIT`.
 fn run(name: &str, args: &[&str]) -> Run {
-    let bin = example(name);
+    let bin = example_binary(name);
     let logs = TempDir::new().expect("a temporary directory");
     let (out_path, err_path) = (logs.path().join("stdout"), logs.path().join("stderr"));
     let mut child = Command::new(&bin)

@@ -8,28 +8,15 @@
 //! to this test's binary, in `target/<profile>/examples/`.
 #![cfg(unix)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// `target/<profile>/examples/reactive_service`, next to this test's `deps/` folder.
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let bin = profile_dir.join("examples").join("reactive_service");
-    assert!(
-        bin.exists(),
-        "{} is missing: run the tests with `cargo test`, which builds the examples",
-        bin.display()
-    );
-    bin
-}
+use common::example_binary;
 
 fn log_path() -> String {
     format!(
@@ -40,7 +27,7 @@ fn log_path() -> String {
 
 /// Starts the example with `args` (and a short batch and window), its stdout piped.
 fn start(args: &[&str]) -> Child {
-    Command::new(example_binary())
+    Command::new(example_binary("reactive_service"))
         .args([
             "--input",
             &log_path(),

@@ -12,27 +12,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{words_of, XorShift};
-
-/// `target/<profile>/examples/stateful_wordcount`, next to this test's `deps/` folder.
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let bin = profile_dir.join("examples").join("stateful_wordcount");
-    assert!(
-        bin.exists(),
-        "{} is missing: run the tests with `cargo test`, which builds the examples",
-        bin.display()
-    );
-    bin
-}
+use common::{example_binary, words_of, XorShift};
 
 fn start(bin: &Path, root: &Path, run: usize) -> Child {
     let log = fs::File::create(root.join(format!("run-{run}.log"))).expect("a log file");
@@ -77,7 +61,7 @@ fn wait(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 
 #[test]
 fn killed_five_times_with_sigkill_the_job_loses_and_doubles_nothing() {
-    let bin = example_binary();
+    let bin = example_binary("stateful_wordcount");
     let root = tempfile::tempdir().unwrap();
     let (dir, staging) = (root.path().join("in"), root.path().join("staging"));
     fs::create_dir(&dir).unwrap();

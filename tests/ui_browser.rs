@@ -7,6 +7,7 @@
 //! Without Chromium this test FAILS (it does not skip): set `RIVULET_CHROMIUM` to the
 //! browser's path, or install it (`apt-get install -y chromium`).
 
+mod common;
 #[path = "ui_support/mod.rs"]
 mod ui_support;
 
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::example_binary;
 use rivulet::prelude::*;
 use ui_support::*;
 
@@ -153,22 +155,6 @@ async fn the_status_page_draws_in_headless_chromium() {
         String::from_utf8_lossy(&out.stderr)
     );
     ssc.stop(StopMode::Graceful).await.expect("stops");
-}
-
-/// `target/<profile>/examples/<name>`, next to this test's `deps/` folder.
-fn example_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let bin = dir.join("examples").join(name);
-    assert!(
-        bin.exists(),
-        "{} is missing: run the tests with `cargo test`, which builds the examples",
-        bin.display()
-    );
-    bin
 }
 
 /// Kills the child when dropped (the test may fail half way).

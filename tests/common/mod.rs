@@ -381,3 +381,21 @@ pub fn words_of(line: &str) -> Vec<String> {
     }
     out
 }
+
+/// `target/<profile>/examples/<name>`, next to the test binary's `deps/` folder: `cargo test`
+/// builds the examples there. Fails the test when the binary is missing.
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>");
+    let bin = profile_dir.join("examples").join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test` (which builds the examples), or `cargo build \
+         --examples` before running one test file",
+        bin.display()
+    );
+    bin
+}
