@@ -7,10 +7,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use actix::{Actor, Addr, Arbiter};
 use rivulet_framework::block::{BlockId, BlockInfo};
 use rivulet_framework::checkpoint::{key_text, wal_prefix, CheckpointStore, Tree};
-use rivulet_framework::config::StreamingConfig;
+use rivulet_framework::config::{StreamingConfig, MAX_COUNT_SETTING};
 use rivulet_framework::dstream::DStreamGraph;
 use rivulet_framework::listener::StreamingListener;
-use rivulet_framework::receiver::ReceiverSlot;
+use rivulet_framework::receiver::{BufferBound, ReceiverSlot};
 use rivulet_framework::scheduler::{
     DagScheduler, MapOutputTracker, SchedulerCounters, SchedulerMetrics, TaskRegistry,
 };
@@ -104,6 +104,11 @@ impl Runtime {
         for slot in &slots {
             slot.source.set_rate(initial_rate);
         }
+        let buffer_bound = BufferBound::new(
+            config.get_receiver_buffer_records(),
+            config.get_receiver_buffer_time(),
+            MAX_COUNT_SETTING,
+        );
         let rate_control = match config.get_backpressure() {
             true => Some(RateControl::new(config.get_batch_interval(), max_rate)?),
             false => None,
@@ -193,6 +198,7 @@ impl Runtime {
                 .collect();
             Coordinator::new(CoordinatorParts {
                 rate_control,
+                buffer_bound,
                 wal: wal.clone(),
                 replayed_unallocated,
                 replayed: replayed_ids,

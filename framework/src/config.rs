@@ -11,8 +11,13 @@ use crate::time::{duration_ms, is_multiple};
 /// interval when that is shorter.
 pub const DEFAULT_BLOCK_INTERVAL: Duration = Duration::from_millis(200);
 
-/// The default bound on a receiver's stored-but-unfinished records.
+/// The default least bound on a receiver's stored-but-unfinished records (its bound until
+/// the first batch is measured).
 pub const DEFAULT_RECEIVER_BUFFER_RECORDS: usize = 500_000;
+
+/// The default receiver buffer time, in batch intervals: a buffer holds what the executors
+/// process in three batch intervals at their measured rate.
+pub const DEFAULT_RECEIVER_BUFFER_BATCHES: u32 = 3;
 
 /// The most executors a context may have: each is a thread with its own event loop and file
 /// descriptors, and past a few thousand the machine, not the work, is the limit.
@@ -54,6 +59,7 @@ pub struct StreamingConfig {
     manual_clock: bool,
     remember: Option<Duration>,
     receiver_buffer_records: usize,
+    receiver_buffer_time: Option<Duration>,
     max_task_attempts: u32,
     receiver_max_restarts: u32,
     receiver_restart_delay: Duration,
@@ -80,6 +86,7 @@ impl Default for StreamingConfig {
             manual_clock: false,
             remember: None,
             receiver_buffer_records: DEFAULT_RECEIVER_BUFFER_RECORDS,
+            receiver_buffer_time: None,
             max_task_attempts: 4,
             receiver_max_restarts: 10,
             receiver_restart_delay: Duration::from_millis(100),
@@ -150,12 +157,25 @@ impl StreamingConfig {
         self
     }
 
-    /// Bound, in records, on what each receiver may have stored and not yet seen processed;
-    /// `store` waits beyond it (backpressure). Default 500 000. A block is also sealed when
-    /// it reaches this bound / (2 × default parallelism) records, so a fast source still
-    /// gives each batch several partitions.
+    /// The least bound, in records, on what each receiver may have stored and not yet seen
+    /// processed, and its bound until the first batch is measured; `store` waits beyond the
+    /// bound (backpressure). Default 500 000. After each batch the bound becomes what the
+    /// executors process in [`receiver_buffer_time`](StreamingConfig::receiver_buffer_time)
+    /// at that batch's rate, if that is more (see
+    /// [`BufferBound`](crate::receiver::BufferBound)). A block is also sealed when it reaches
+    /// this count / (2 × default parallelism) records, so a fast source still gives each
+    /// batch several partitions.
     pub fn receiver_buffer_records(mut self, records: usize) -> Self {
         self.receiver_buffer_records = records;
+        self
+    }
+
+    /// How much input, in processing time at the executors' measured rate, each receiver's
+    /// buffer may hold (default three batch intervals): the buffer is bounded by time at
+    /// the current rate, not by a fixed record count, so it never caps throughput below
+    /// what the executors sustain. Whole milliseconds, from 1 ms to one day.
+    pub fn receiver_buffer_time(mut self, time: Duration) -> Self {
+        self.receiver_buffer_time = Some(time);
         self
     }
 
@@ -275,7 +295,7 @@ impl StreamingConfig {
     /// # Errors
     /// [`Error::Config`] naming the setting: a batch interval under 1 ms or not whole
     /// milliseconds, a block interval larger than the batch interval or zero, zero executors,
-    /// zero default parallelism, zero receiver buffer, zero task attempts, a speculation
+    /// zero default parallelism, zero receiver buffer, a receiver buffer time outside 1 ms..1 day, zero task attempts, a speculation
     /// multiplier under 1 or a quantile outside `(0, 1]`, a `ui_address` that is not
     /// `ip:port`, zero `ui_retained_batches`.
     pub fn validate(&self) -> Result<()> {
@@ -314,6 +334,13 @@ impl StreamingConfig {
                 "receiver_buffer_records must be at most {MAX_COUNT_SETTING}, got {}",
                 self.receiver_buffer_records
             ));
+        }
+        if let Some(t) = self.receiver_buffer_time {
+            if duration_ms(t) < 1 || t > MAX_BATCH_INTERVAL {
+                return bad(format!(
+                    "receiver_buffer_time must be from 1 ms to one day, got {t:?}"
+                ));
+            }
         }
         if self.batch_interval.subsec_nanos() % 1_000_000 != 0 {
             return bad(format!(
@@ -432,9 +459,14 @@ impl StreamingConfig {
     pub fn get_remember(&self) -> Option<Duration> {
         self.remember
     }
-    /// The receiver buffer bound in records.
+    /// The least receiver buffer bound, in records.
     pub fn get_receiver_buffer_records(&self) -> usize {
         self.receiver_buffer_records
+    }
+    /// The receiver buffer time in effect (default three batch intervals).
+    pub fn get_receiver_buffer_time(&self) -> Duration {
+        self.receiver_buffer_time
+            .unwrap_or(self.batch_interval * DEFAULT_RECEIVER_BUFFER_BATCHES)
     }
     /// Attempts per task.
     pub fn get_max_task_attempts(&self) -> u32 {
@@ -522,6 +554,20 @@ mod tests {
             .contains("speculation_quantile"));
         assert!(err(StreamingConfig::new().ui_address("localhost")).contains("ui_address"));
         assert!(err(StreamingConfig::new().ui_retained_batches(0)).contains("ui_retained_batches"));
+        assert!(err(StreamingConfig::new().receiver_buffer_time(Duration::ZERO))
+            .contains("receiver_buffer_time"));
+        assert!(
+            err(StreamingConfig::new().receiver_buffer_time(MAX_BATCH_INTERVAL + ms(1)))
+                .contains("receiver_buffer_time")
+        );
+    }
+
+    #[test]
+    fn the_receiver_buffer_time_is_three_batch_intervals_by_default() {
+        let c = StreamingConfig::new().batch_interval(Duration::from_millis(100));
+        assert_eq!(c.get_receiver_buffer_time(), Duration::from_millis(300));
+        let c = c.receiver_buffer_time(Duration::from_secs(2));
+        assert_eq!(c.get_receiver_buffer_time(), Duration::from_secs(2));
     }
 
     #[test]

@@ -199,6 +199,7 @@ impl Coordinator {
                     .post(|l| l.on_receiver_rate_limit(stream, Some(rate)));
             }
         }
+        self.resize_buffers(&batch);
         for block in &batch.blocks {
             if self.replayed.contains(&block.id) {
                 continue;
@@ -233,6 +234,25 @@ impl Coordinator {
         self.run_next(ctx);
     }
 
+    /// Bounds each receiver's buffer by what the executors process in the buffer time at the
+    /// rate this batch processed the receiver's records (a batch without its records keeps
+    /// the bound it had).
+    fn resize_buffers(&self, batch: &Batch) {
+        let Some(processing) = batch.info.processing_delay else {
+            return;
+        };
+        for r in &self.receivers {
+            let records = records_of(&batch.blocks, r.stream);
+            if records > 0 {
+                let bound = self.buffer_bound.after_batch(records, processing);
+                if bound != r.source.capacity() {
+                    debug!(stream = r.stream, bound, "Receiver buffer bound set.");
+                    r.source.set_capacity(bound);
+                }
+            }
+        }
+    }
+
     /// Drops what no stream remembers once batch `t` is done (Spark: `clearMetadata`).
     fn forget_before(&mut self, t: Time) {
         let mut garbage = Vec::new();
@@ -262,4 +282,13 @@ impl Coordinator {
             tokio::task::spawn_blocking(move || drop(garbage));
         }
     }
+}
+
+/// The records of `stream` in `blocks`.
+pub(crate) fn records_of(blocks: &[BlockInfo], stream: StreamId) -> usize {
+    blocks
+        .iter()
+        .filter(|b| b.stream == stream)
+        .map(|b| b.num_records)
+        .sum()
 }

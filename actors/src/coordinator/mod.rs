@@ -32,7 +32,7 @@ use actix::{
 use rivulet_framework::block::{BlockId, BlockInfo, StreamId};
 use rivulet_framework::checkpoint::CheckpointStore;
 use rivulet_framework::dstream::DStreamGraph;
-use rivulet_framework::receiver::BlockSource;
+use rivulet_framework::receiver::{BlockSource, BufferBound};
 use rivulet_framework::scheduler::{DagScheduler, TaskOutput};
 use rivulet_framework::time::Time;
 use rivulet_framework::{Error, Result};
@@ -80,6 +80,8 @@ pub struct Coordinator {
     replayed: HashSet<BlockId>,
     /// Rate control (backpressure), when it is on.
     rate_control: Option<rate_control::RateControl>,
+    /// The receiver buffers' bound, set after each batch from its processing rate.
+    buffer_bound: BufferBound,
     queue: VecDeque<Batch>,
     running: bool,
     last_time: Time,
@@ -94,6 +96,8 @@ pub struct Coordinator {
 pub(crate) struct CoordinatorParts {
     /// Rate control (backpressure), when it is on.
     pub(crate) rate_control: Option<rate_control::RateControl>,
+    /// The receiver buffers' bound.
+    pub(crate) buffer_bound: BufferBound,
     /// The receiver write-ahead log, when it is on.
     pub(crate) wal: Option<Arc<dyn CheckpointStore>>,
     /// Blocks replayed from the write-ahead log that no restored batch holds.
@@ -132,6 +136,7 @@ impl Coordinator {
             wal: parts.wal,
             replayed: parts.replayed,
             rate_control: parts.rate_control,
+            buffer_bound: parts.buffer_bound,
             queue: VecDeque::new(),
             running: false,
             last_time: zero,

@@ -50,11 +50,7 @@ impl RateControl {
             return set;
         };
         for r in receivers {
-            let records: usize = blocks
-                .iter()
-                .filter(|b| b.stream == r.stream)
-                .map(|b| b.num_records)
-                .sum();
+            let records = super::batches::records_of(blocks, r.stream);
             let Some(estimator) = self
                 .estimators
                 .entry(r.stream)

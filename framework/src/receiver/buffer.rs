@@ -6,7 +6,7 @@
 //! [`release`](BlockSource::release) room.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
@@ -102,7 +102,9 @@ struct State<T> {
 /// gives each batch several partitions.
 pub struct BlockBuffer<T> {
     stream: StreamId,
-    capacity: usize,
+    /// The bound on stored-but-unfinished records; moves with the measured processing rate
+    /// (see [`BufferBound`](super::BufferBound)).
+    capacity: AtomicUsize,
     max_block: usize,
     state: Mutex<State<T>>,
     space: Notify,
@@ -121,11 +123,11 @@ pub struct BlockBuffer<T> {
 
 impl<T> BlockBuffer<T> {
     /// A buffer for stream `stream` holding at most `capacity` unfinished records (at least
-    /// 1), in blocks of at most `capacity` records.
+    /// 1; [`BlockSource::set_capacity`] moves it), in blocks of at most `capacity` records.
     pub fn new(stream: StreamId, capacity: usize) -> BlockBuffer<T> {
         BlockBuffer {
             stream,
-            capacity: capacity.max(1),
+            capacity: AtomicUsize::new(capacity.max(1)),
             max_block: capacity.max(1),
             state: Mutex::new(State {
                 full: Vec::new(),
@@ -164,8 +166,9 @@ impl<T> BlockBuffer<T> {
             return Err(());
         }
         let mut stored = 0;
+        let capacity = self.bound();
         loop {
-            let room = self.capacity.saturating_sub(s.outstanding + stored);
+            let room = capacity.saturating_sub(s.outstanding + stored);
             let in_block = self.max_block - s.records.len();
             let n = room.min(in_block).min(items.len());
             if n == 0 {
@@ -208,7 +211,7 @@ impl<T> BlockBuffer<T> {
             notified.as_mut().enable();
             {
                 let s = self.lock();
-                if !s.closed && s.outstanding < self.capacity {
+                if !s.closed && s.outstanding < self.bound() {
                     continue;
                 }
                 if s.closed {
@@ -241,7 +244,7 @@ impl<T> BlockBuffer<T> {
         if s.closed {
             return Err(TryStoreError::Closed(item));
         }
-        if s.outstanding >= self.capacity {
+        if s.outstanding >= self.bound() {
             return Err(TryStoreError::Full(item));
         }
         s.records.push(item);
@@ -328,6 +331,10 @@ impl<T> BlockBuffer<T> {
         }
     }
 
+    fn bound(&self) -> usize {
+        self.capacity.load(Ordering::Relaxed)
+    }
+
     /// Records stored but not yet sealed into a block.
     pub fn unsealed(&self) -> usize {
         let s = self.lock();
@@ -363,6 +370,11 @@ pub trait BlockSource: Send + Sync {
     fn set_rate(&self, records_per_sec: Option<f64>);
     /// The rate limit in force, in records per second.
     fn rate(&self) -> Option<f64>;
+    /// Bounds the records stored and not yet finished at `records` (at least 1): `store`
+    /// waits beyond it. A larger bound wakes stores waiting for room.
+    fn set_capacity(&self, records: usize);
+    /// The bound on stored-but-unfinished records in force.
+    fn capacity(&self) -> usize;
     /// The records of a sealed block as a checkpoint record (for the write-ahead log).
     ///
     /// # Errors
@@ -462,6 +474,18 @@ impl<T: Data> BlockSource for BlockBuffer<T> {
         self.current_limit().map(|l| l.records_per_sec)
     }
 
+    fn capacity(&self) -> usize {
+        self.bound()
+    }
+
+    fn set_capacity(&self, records: usize) {
+        let old = self.capacity.swap(records.max(1), Ordering::Relaxed);
+        if records > old {
+            // A waiting store registered for the wake-up before it looked at the bound.
+            self.space.notify_waiters();
+        }
+    }
+
     fn encode_block(&self, block: &Block) -> crate::Result<Vec<u8>> {
         let records = block
             .data
@@ -486,7 +510,7 @@ impl<T> fmt::Debug for BlockBuffer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BlockBuffer")
             .field("stream", &self.stream)
-            .field("capacity", &self.capacity)
+            .field("capacity", &self.bound())
             .finish_non_exhaustive()
     }
 }
@@ -668,6 +692,23 @@ mod tests {
             buf.seal().into_iter().map(records).collect::<Vec<_>>(),
             vec![vec![3]]
         );
+    }
+
+    #[test]
+    fn a_raised_bound_wakes_a_waiting_store_and_a_lowered_one_holds_stores_back() {
+        let buf = Arc::new(BlockBuffer::<u32>::new(0, 2));
+        assert!(buf.store_many(vec![1, 2]).now_or_never().is_some());
+        let mut more = Box::pin(buf.store_many(vec![3, 4]));
+        assert!((&mut more).now_or_never().is_none(), "full buffer must wait");
+        buf.set_capacity(4);
+        assert_eq!(buf.capacity(), 4);
+        assert!(matches!((&mut more).now_or_never(), Some(Ok(()))));
+        buf.set_capacity(1);
+        assert!(matches!(buf.try_store(5), Err(TryStoreError::Full(5))));
+        buf.release(4);
+        assert!(buf.try_store(5).is_ok(), "room again once the batch finished");
+        buf.set_capacity(0);
+        assert_eq!(buf.capacity(), 1, "the bound is at least one record");
     }
 
     #[test]

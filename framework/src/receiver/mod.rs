@@ -9,9 +9,11 @@
 //! Receivers are runtime-agnostic: they may use tokio's I/O types, but never name actix.
 
 mod buffer;
+mod buffer_bound;
 mod rate;
 
 pub use buffer::{BlockBuffer, BlockSink, BlockSource, ReceiverMetrics, SinkClosed, TryStoreError};
+pub use buffer_bound::BufferBound;
 pub use rate::PidRateEstimator;
 
 use std::fmt;
