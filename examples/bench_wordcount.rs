@@ -76,9 +76,15 @@ struct Args {
     /// Never yield the receiver's thread between chunks (see `MemoryLines`).
     #[arg(long)]
     no_yield: bool,
-    /// Bound on the receiver's stored-but-unfinished lines (default: rivulet's default).
+    /// Least bound on each receiver's stored-but-unfinished lines (default: rivulet's
+    /// default; the bound grows with the measured processing rate, see
+    /// `receiver_buffer_time`).
     #[arg(long)]
     buffer_records: Option<usize>,
+    /// Receivers reading the input in parallel, each a contiguous slice of the lines, as
+    /// one stream (`receiver_streams`); `--rate` is split among them.
+    #[arg(long, default_value_t = 1, value_parser = support::parse_executors)]
+    receivers: usize,
     /// Repeat the whole measurement N times and report medians.
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -104,7 +110,11 @@ fn plain_count<S: BuildHasher + Default>(lines: &[String]) -> HashMap<String, u6
 /// that shares the receiver's arbiter thread cannot seal a block until the buffer is full.
 struct MemoryLines {
     lines: Arc<Vec<String>>,
+    /// The first line of this receiver's slice not stored yet, and the end of the slice.
     next: usize,
+    end: usize,
+    /// Where the slice starts (for the rate).
+    first: usize,
     chunk: usize,
     rate: u64,
     yield_each_chunk: bool,
@@ -115,7 +125,7 @@ impl Receiver for MemoryLines {
     type Item = String;
 
     fn name(&self) -> String {
-        format!("memory({} lines)", self.lines.len())
+        format!("memory(lines {}..{})", self.next, self.end)
     }
 
     async fn on_start(&mut self) -> Result<(), ReceiverError> {
@@ -124,12 +134,13 @@ impl Receiver for MemoryLines {
     }
 
     async fn receive(&mut self, sink: &mut BlockSink<String>) -> Result<Flow, ReceiverError> {
-        let end = (self.next + self.chunk).min(self.lines.len());
+        let end = (self.next + self.chunk).min(self.end);
         if self.next == end {
             return Ok(Flow::Finished);
         }
         if self.rate > 0 {
-            let due = Duration::from_secs_f64(self.next as f64 / self.rate as f64);
+            let sent = self.next - self.first;
+            let due = Duration::from_secs_f64(sent as f64 / self.rate as f64);
             tokio::time::sleep_until(self.started + due).await;
         }
         let chunk = self.lines[self.next..end].to_vec();
@@ -230,23 +241,32 @@ async fn rivulet_count(
     let ssc = StreamingContext::new(config)?;
     let totals: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     let sink = totals.clone();
-    ssc.receiver_stream(MemoryLines {
-        lines,
-        next: 0,
-        chunk: args.chunk.max(1),
-        rate: args.rate,
-        yield_each_chunk: !args.no_yield,
-        started: tokio::time::Instant::now(),
-    })
-    .flat_map(words)
-    .map(|w| (w, 1u64))
-    .reduce_by_key(|a, b| a + b)
-    .foreach_batch(move |_, batch| {
-        let mut totals = sink.lock().unwrap_or_else(PoisonError::into_inner);
-        for (w, n) in batch {
-            *totals.entry(w).or_insert(0) += n;
-        }
-    });
+    let n = args.receivers;
+    let receivers: Vec<MemoryLines> = (0..n)
+        .map(|i| {
+            let (first, end) = (total * i / n, total * (i + 1) / n);
+            MemoryLines {
+                lines: lines.clone(),
+                next: first,
+                end,
+                first,
+                chunk: args.chunk.max(1),
+                rate: args.rate.div_ceil(n as u64),
+                yield_each_chunk: !args.no_yield,
+                started: tokio::time::Instant::now(),
+            }
+        })
+        .collect();
+    ssc.receiver_streams(receivers)?
+        .flat_map(words)
+        .map(|w| (w, 1u64))
+        .reduce_by_key(|a, b| a + b)
+        .foreach_batch(move |_, batch| {
+            let mut totals = sink.lock().unwrap_or_else(PoisonError::into_inner);
+            for (w, n) in batch {
+                *totals.entry(w).or_insert(0) += n;
+            }
+        });
     let (tx, rx) = tokio::sync::oneshot::channel();
     ssc.add_listener(Watch {
         total,
@@ -375,11 +395,12 @@ async fn main() -> Result<(), BoxError> {
     );
     let total = lines.len();
     println!(
-        "input: {} x{} = {total} lines; rivulet: {} executors, {} ms batches, {} ms blocks, \
-         chunks of {} lines, rate {}{}, {} runs",
+        "input: {} x{} = {total} lines; rivulet: {} executors, {} receivers, {} ms batches, \
+         {} ms blocks, chunks of {} lines, rate {}{}, {} runs",
         path.display(),
         args.repeat.max(1),
         args.executors,
+        args.receivers,
         args.batch_ms,
         args.block_ms,
         args.chunk,

@@ -273,6 +273,47 @@ impl StreamingContext {
             .receiver_stream_op(OpInfo::caller("receiver_stream"), receiver)
     }
 
+    /// One stream fed by several `receivers` that read parts of one source in parallel
+    /// (partitions of a topic, several connections, slices of a file), each on its own
+    /// thread with its own buffer: each batch holds the blocks of every receiver, unioned in
+    /// the order given (Spark: the union of several `receiverStream`s, its advice for input
+    /// that one receiver cannot take in). Each receiver is supervised, rate-controlled and
+    /// write-ahead-logged on its own, as with [`receiver_stream`](StreamingContext::receiver_stream).
+    ///
+    /// # Errors
+    /// [`GraphError::NoStreams`](rivulet_framework::GraphError::NoStreams) if `receivers`
+    /// is empty.
+    ///
+    /// # Examples
+    /// Two connections read in parallel, counted as one stream:
+    /// ```
+    /// use rivulet::prelude::*;
+    /// use rivulet::receivers::SocketTextReceiver;
+    ///
+    /// # fn main() -> Result<()> {
+    /// let ssc = StreamingContext::new(StreamingConfig::new().executors(2))?;
+    /// let lines = ssc.receiver_streams(
+    ///     [9001, 9002].map(|port| SocketTextReceiver::new("127.0.0.1", port)),
+    /// )?;
+    /// let counts = lines.map(|line| (line, 1u64)).reduce_by_key(|a, b| a + b);
+    /// counts.print(10);
+    /// // ssc.start().await?; ssc.await_termination().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[track_caller]
+    pub fn receiver_streams<R: Receiver>(
+        &self,
+        receivers: impl IntoIterator<Item = R>,
+    ) -> Result<DStream<R::Item>> {
+        let op = OpInfo::caller("receiver_streams");
+        let streams: Vec<DStream<R::Item>> = receivers
+            .into_iter()
+            .map(|r| self.inner.graph.receiver_stream_op(op.clone(), r))
+            .collect();
+        self.inner.graph.union_streams_op(op, &streams)
+    }
+
     /// A static RDD of `data` in `partitions` partitions, e.g. historical data to join with
     /// each batch inside `transform` (Spark: `sparkContext.parallelize`).
     ///

@@ -554,8 +554,10 @@ mod tests {
             .contains("speculation_quantile"));
         assert!(err(StreamingConfig::new().ui_address("localhost")).contains("ui_address"));
         assert!(err(StreamingConfig::new().ui_retained_batches(0)).contains("ui_retained_batches"));
-        assert!(err(StreamingConfig::new().receiver_buffer_time(Duration::ZERO))
-            .contains("receiver_buffer_time"));
+        assert!(
+            err(StreamingConfig::new().receiver_buffer_time(Duration::ZERO))
+                .contains("receiver_buffer_time")
+        );
         assert!(
             err(StreamingConfig::new().receiver_buffer_time(MAX_BATCH_INTERVAL + ms(1)))
                 .contains("receiver_buffer_time")

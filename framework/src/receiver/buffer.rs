@@ -699,14 +699,20 @@ mod tests {
         let buf = Arc::new(BlockBuffer::<u32>::new(0, 2));
         assert!(buf.store_many(vec![1, 2]).now_or_never().is_some());
         let mut more = Box::pin(buf.store_many(vec![3, 4]));
-        assert!((&mut more).now_or_never().is_none(), "full buffer must wait");
+        assert!(
+            (&mut more).now_or_never().is_none(),
+            "full buffer must wait"
+        );
         buf.set_capacity(4);
         assert_eq!(buf.capacity(), 4);
         assert!(matches!((&mut more).now_or_never(), Some(Ok(()))));
         buf.set_capacity(1);
         assert!(matches!(buf.try_store(5), Err(TryStoreError::Full(5))));
         buf.release(4);
-        assert!(buf.try_store(5).is_ok(), "room again once the batch finished");
+        assert!(
+            buf.try_store(5).is_ok(),
+            "room again once the batch finished"
+        );
         buf.set_capacity(0);
         assert_eq!(buf.capacity(), 1, "the bound is at least one record");
     }

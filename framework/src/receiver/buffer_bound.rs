@@ -80,7 +80,11 @@ mod tests {
         let b = BufferBound::new(100, Duration::from_millis(300), 10_000);
         // 1,000 records in 100 ms = 10,000/s; 300 ms of it = 3,000.
         assert_eq!(b.after_batch(1_000, Duration::from_millis(100)), 3_000);
-        assert_eq!(b.after_batch(1_000, Duration::from_millis(1)), 10_000, "ceiling");
+        assert_eq!(
+            b.after_batch(1_000, Duration::from_millis(1)),
+            10_000,
+            "ceiling"
+        );
         assert_eq!(b.after_batch(1, Duration::from_millis(100)), 100, "floor");
         assert_eq!(b.after_batch(0, Duration::from_millis(100)), 100);
         assert_eq!(b.after_batch(1_000, Duration::ZERO), 100);
