@@ -36,6 +36,8 @@ use clap::Parser;
 use rivulet::prelude::*;
 use rustc_hash::FxBuildHasher;
 
+#[path = "support/allocator.rs"]
+mod allocator;
 #[path = "support/mod.rs"]
 mod support;
 
