@@ -124,7 +124,8 @@ impl StreamingConfig {
 
     /// How often a receiver's records are sealed into a block, i.e. one input partition
     /// (Spark: `spark.streaming.blockInterval`); at most the batch interval. Default 200 ms,
-    /// or the batch interval when that is shorter.
+    /// or less so that each receiver's batch has two blocks per executor (see
+    /// [`get_block_interval`](StreamingConfig::get_block_interval)).
     pub fn block_interval(mut self, interval: Duration) -> Self {
         self.block_interval = Some(interval);
         self
@@ -436,10 +437,18 @@ impl StreamingConfig {
     pub fn get_batch_interval(&self) -> Duration {
         self.batch_interval
     }
-    /// The block interval in effect (the default capped at the batch interval).
+    /// The block interval in effect: the one set, or by default 200 ms capped so that each
+    /// receiver's batch has at least two blocks (input partitions) per executor: at most
+    /// batch interval / (2 × executors), in whole milliseconds, at least 1 ms. (Spark keeps
+    /// 200 ms and advises lowering it until the tasks per batch cover the cores; at 100 ms
+    /// batches its default gives every receiver one partition, one busy core.)
     pub fn get_block_interval(&self) -> Duration {
-        self.block_interval
-            .unwrap_or(DEFAULT_BLOCK_INTERVAL.min(self.batch_interval))
+        self.block_interval.unwrap_or_else(|| {
+            let slots = 2 * self.get_executors().max(1) as u128;
+            let ms = (self.batch_interval.as_millis() / slots).max(1);
+            let spread = Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX));
+            DEFAULT_BLOCK_INTERVAL.min(spread).min(self.batch_interval)
+        })
     }
     /// The number of executors in effect.
     pub fn get_executors(&self) -> usize {
@@ -585,14 +594,31 @@ mod tests {
     }
 
     #[test]
-    fn block_interval_default_is_capped_by_the_batch_interval() {
+    fn block_interval_default_gives_two_blocks_per_executor_per_batch() {
         let ms = Duration::from_millis;
-        assert_eq!(StreamingConfig::new().get_block_interval(), ms(200));
+        let c = |batch: u64, executors: usize| {
+            StreamingConfig::new()
+                .batch_interval(ms(batch))
+                .executors(executors)
+                .get_block_interval()
+        };
+        assert_eq!(
+            c(1000, 2),
+            ms(200),
+            "Spark's 200 ms where it gives enough blocks"
+        );
+        assert_eq!(c(1000, 4), ms(125));
+        assert_eq!(c(100, 2), ms(25));
+        assert_eq!(c(10, 2), ms(2));
+        assert_eq!(c(1, 2), ms(1), "never under 1 ms");
+        assert_eq!(c(50, 1), ms(25));
         assert_eq!(
             StreamingConfig::new()
-                .batch_interval(ms(50))
+                .batch_interval(ms(100))
+                .block_interval(ms(100))
                 .get_block_interval(),
-            ms(50)
+            ms(100),
+            "a set block interval is kept"
         );
         assert_eq!(
             StreamingConfig::new()
