@@ -52,7 +52,7 @@ struct Args {
     #[command(flatten)]
     ui: support::UiArgs,
     /// How many times the input text is repeated in memory (50: 2M lines of Shakespeare,
-    /// four times the receiver's default buffer, so the run reaches a steady state).
+    /// twenty batches' worth at 100 ms batches, so the run reaches a steady state).
     #[arg(long, default_value_t = 50)]
     repeat: usize,
     /// Text file to count, one record per line (default: the bundled Shakespeare text).
@@ -64,9 +64,9 @@ struct Args {
     /// Batch interval in milliseconds.
     #[arg(long, default_value_t = 100)]
     batch_ms: u64,
-    /// Block interval in milliseconds. A batch's input has one partition per block, so this
-    /// sets how many executors share a batch: the in-memory receiver stores 500k lines in
-    /// ~30 ms, so 50 ms blocks give one or two blocks per batch and 10 ms blocks two to six.
+    /// Block interval in milliseconds. A batch's input has one partition per block (per
+    /// receiver), so this sets how many executors share a batch; 10 ms gives ten blocks per
+    /// 100 ms batch (rivulet's default would be batch / (2 × executors)).
     #[arg(long, default_value_t = 10)]
     block_ms: u64,
     /// Lines the receiver stores per `store_many` call.

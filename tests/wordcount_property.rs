@@ -158,9 +158,12 @@ async fn word_counts_summed_over_batches_equal_the_text_counts() {
 async fn word_counts_are_exact_with_a_small_receiver_buffer() {
     within(async {
         let lines = generated_text(7, 2000);
-        // At most 64 lines stored and not yet processed: the socket is read as batches
-        // finish (backpressure), so the input spreads over many batches.
-        let config = config(2, 3).receiver_buffer_records(64);
+        // At most 64 lines stored and not yet processed (a fixed bound: floor and cap 64):
+        // the socket is read as batches finish (backpressure), so the input spreads over
+        // many batches.
+        let config = config(2, 3)
+            .receiver_buffer_records(64)
+            .receiver_buffer_max_records(64);
         let completed = check_word_count(config, lines).await;
         let largest = completed.iter().map(|b| b.num_records).max().unwrap();
         assert!(largest <= 64, "a batch of {largest} records");

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use actix::{Actor, Addr, Arbiter};
 use rivulet_framework::block::{BlockId, BlockInfo};
 use rivulet_framework::checkpoint::{key_text, wal_prefix, CheckpointStore, Tree};
-use rivulet_framework::config::{StreamingConfig, MAX_COUNT_SETTING};
+use rivulet_framework::config::StreamingConfig;
 use rivulet_framework::dstream::DStreamGraph;
 use rivulet_framework::listener::StreamingListener;
 use rivulet_framework::receiver::{BufferBound, ReceiverSlot};
@@ -107,7 +107,7 @@ impl Runtime {
         let buffer_bound = BufferBound::new(
             config.get_receiver_buffer_records(),
             config.get_receiver_buffer_time(),
-            MAX_COUNT_SETTING,
+            config.get_receiver_buffer_max_records(),
         );
         let rate_control = match config.get_backpressure() {
             true => Some(RateControl::new(config.get_batch_interval(), max_rate)?),

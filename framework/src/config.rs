@@ -60,6 +60,7 @@ pub struct StreamingConfig {
     remember: Option<Duration>,
     receiver_buffer_records: usize,
     receiver_buffer_time: Option<Duration>,
+    receiver_buffer_max_records: usize,
     max_task_attempts: u32,
     receiver_max_restarts: u32,
     receiver_restart_delay: Duration,
@@ -87,6 +88,7 @@ impl Default for StreamingConfig {
             remember: None,
             receiver_buffer_records: DEFAULT_RECEIVER_BUFFER_RECORDS,
             receiver_buffer_time: None,
+            receiver_buffer_max_records: MAX_COUNT_SETTING,
             max_task_attempts: 4,
             receiver_max_restarts: 10,
             receiver_restart_delay: Duration::from_millis(100),
@@ -168,6 +170,15 @@ impl StreamingConfig {
     /// batch several partitions.
     pub fn receiver_buffer_records(mut self, records: usize) -> Self {
         self.receiver_buffer_records = records;
+        self
+    }
+
+    /// A hard cap, in records, on each receiver's buffer bound (default 2^30, i.e. the time
+    /// bound alone), for a memory budget; a cap under
+    /// [`receiver_buffer_records`](StreamingConfig::receiver_buffer_records) is that floor.
+    /// Setting both to `n` gives a fixed bound of `n` records.
+    pub fn receiver_buffer_max_records(mut self, records: usize) -> Self {
+        self.receiver_buffer_max_records = records;
         self
     }
 
@@ -330,6 +341,12 @@ impl StreamingConfig {
                 "default_parallelism must be at most {MAX_COUNT_SETTING}, got {n}"
             ));
         }
+        if self.receiver_buffer_max_records > MAX_COUNT_SETTING {
+            return bad(format!(
+                "receiver_buffer_max_records must be at most {MAX_COUNT_SETTING}, got {}",
+                self.receiver_buffer_max_records
+            ));
+        }
         if self.receiver_buffer_records > MAX_COUNT_SETTING {
             return bad(format!(
                 "receiver_buffer_records must be at most {MAX_COUNT_SETTING}, got {}",
@@ -471,6 +488,10 @@ impl StreamingConfig {
     /// The least receiver buffer bound, in records.
     pub fn get_receiver_buffer_records(&self) -> usize {
         self.receiver_buffer_records
+    }
+    /// The cap on the receiver buffer bound, in records.
+    pub fn get_receiver_buffer_max_records(&self) -> usize {
+        self.receiver_buffer_max_records
     }
     /// The receiver buffer time in effect (default three batch intervals).
     pub fn get_receiver_buffer_time(&self) -> Duration {
