@@ -187,7 +187,9 @@ impl<T: Data> DStream<T> {
 
     /// Every `slide`, the records of the last `window` (Spark: `DStream.window`).
     /// **Records:** those of the parent's batches in `(t - window, t]`, oldest first.
-    /// **Partitions:** the union of theirs (narrow); a shared partitioner is kept.
+    /// **Partitions:** the union of theirs (narrow); a shared partitioner is kept. A derived
+    /// (non-input) stream is cached when the window is longer than the slide (each of its
+    /// RDDs is then read by several windows), as Spark's `WindowedDStream` persists its parent.
     ///
     /// # Errors
     /// [`GraphError::NotMultipleOfSlide`] if `window` or `slide` is not a positive multiple
@@ -204,6 +206,11 @@ impl<T: Data> DStream<T> {
         slide: Duration,
     ) -> Result<DStream<T>> {
         self.check_window(op, window, slide)?;
+        if window > slide && !self.core.info.parents.is_empty() {
+            // Each parent RDD is read by window / slide windows: compute it once (an input
+            // stream's RDDs are its blocks, already kept).
+            self.cache();
+        }
         let parent = self.clone();
         let ctx = self.graph().rdd_context().clone();
         Ok(DStream::new_node(
