@@ -305,6 +305,13 @@ pub(crate) trait RddImpl<T>: RddBase {
     /// Computes partition `p`. Errors arise only here, before iteration starts (a missing
     /// block or shuffle bucket); user functions that fail panic, and the task catches it.
     fn compute(&self, partition: usize, ctx: &TaskContext) -> Result<PartitionIter<T>>;
+
+    /// Partition `p`'s records as the shared `Vec` this RDD keeps them in (a block, a
+    /// slice), for operators that read records by reference and clone only what they keep;
+    /// `None` when the records must be computed.
+    fn shared(&self, _partition: usize, _ctx: &TaskContext) -> Option<Result<Arc<Vec<T>>>> {
+        None
+    }
 }
 
 /// A resilient distributed dataset of `T` records: a cheap, cloneable handle.
@@ -377,6 +384,23 @@ impl<T: Data> Rdd<T> {
         self.inner.meta().is_cached()
     }
 
+    /// Partition `p`'s records as a shared `Vec`, without cloning them, when they are kept
+    /// as one: the cached partition, an input block, a parallelized slice. `None` when they
+    /// must be computed (then [`iterator`](Rdd::iterator) computes and caches them).
+    pub(crate) fn shared_partition(
+        &self,
+        partition: usize,
+        ctx: &TaskContext,
+    ) -> Option<Result<Arc<Vec<T>>>> {
+        let meta = self.inner.meta();
+        if !meta.is_cached() {
+            return self.inner.shared(partition, ctx);
+        }
+        let id = meta.block_id(partition);
+        let data = ctx.get_block(&id)?;
+        Some(data.downcast::<Vec<T>>().map_err(|_| Error::BlockType(id)))
+    }
+
     /// Partition `p`'s records: from the cache when the RDD is cached and the partition is
     /// there, else computed (and cached if asked) (Spark: `RDD.iterator`).
     pub(crate) fn iterator(&self, partition: usize, ctx: &TaskContext) -> Result<PartitionIter<T>> {
@@ -424,5 +448,39 @@ impl<T: Clone> Iterator for SharedIter<T> {
     fn size_hint(&self) -> (usize, Option<usize>) {
         let n = self.records.len().saturating_sub(self.next);
         (n, Some(n))
+    }
+}
+
+/// Iterates a shared `Vec` by reference and clones only the records `keep` accepts: a
+/// filter over a block or a cached partition copies what it keeps, not every record.
+pub(crate) struct SharedFilter<T, F> {
+    records: Arc<Vec<T>>,
+    next: usize,
+    keep: F,
+}
+
+impl<T, F> SharedFilter<T, F> {
+    pub(crate) fn new(records: Arc<Vec<T>>, keep: F) -> SharedFilter<T, F> {
+        SharedFilter {
+            records,
+            next: 0,
+            keep,
+        }
+    }
+}
+
+impl<T: Clone, F: FnMut(&T) -> bool> Iterator for SharedFilter<T, F> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        while let Some(record) = self.records.get(self.next) {
+            self.next += 1;
+            if (self.keep)(record) {
+                return Some(record.clone());
+            }
+        }
+        None
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.records.len().saturating_sub(self.next)))
     }
 }

@@ -2,6 +2,8 @@
 //! flat_map, glom, map_values, ...) is a [`MapPartitionsRdd`] with a different partition
 //! function; unions are a [`UnionRdd`].
 
+use std::sync::Arc;
+
 use crate::block::ExecutorId;
 use crate::data::Data;
 use crate::error::{OpInfo, Result};
@@ -10,11 +12,18 @@ use crate::scheduler::TaskContext;
 
 type PartitionFn<T, U> = dyn Fn(usize, PartitionIter<T>) -> PartitionIter<U> + Send + Sync;
 
+/// The same partition function over the parent's records by reference, when the parent
+/// keeps them in a shared `Vec` (see [`Rdd::shared_partition`]).
+type SharedPartitionFn<T, U> = dyn Fn(usize, Arc<Vec<T>>) -> PartitionIter<U> + Send + Sync;
+
 /// Applies a function to each parent partition's iterator (Spark: `MapPartitionsRDD`).
 struct MapPartitionsRdd<T, U> {
     meta: RddMeta,
     parent: Rdd<T>,
     f: Box<PartitionFn<T, U>>,
+    /// Used instead of `f` when the parent's partition is shared: it must give the same
+    /// records as `f` over the cloned records.
+    by_ref: Option<Box<SharedPartitionFn<T, U>>>,
 }
 
 impl<T: Data, U: Data> RddBase for MapPartitionsRdd<T, U> {
@@ -28,6 +37,11 @@ impl<T: Data, U: Data> RddBase for MapPartitionsRdd<T, U> {
 
 impl<T: Data, U: Data> RddImpl<U> for MapPartitionsRdd<T, U> {
     fn compute(&self, partition: usize, ctx: &TaskContext) -> Result<PartitionIter<U>> {
+        if let Some(by_ref) = &self.by_ref {
+            if let Some(shared) = self.parent.shared_partition(partition, ctx) {
+                return Ok(by_ref(partition, shared?));
+            }
+        }
         Ok((self.f)(partition, self.parent.iterator(partition, ctx)?))
     }
 }
@@ -39,6 +53,19 @@ pub(crate) fn map_partitions<T: Data, U: Data>(
     op: OpInfo,
     preserves_partitioning: bool,
     f: impl Fn(usize, PartitionIter<T>) -> PartitionIter<U> + Send + Sync + 'static,
+) -> Rdd<U> {
+    map_partitions_with_ref(parent, op, preserves_partitioning, f, None)
+}
+
+/// [`map_partitions`] that reads a shared parent partition by reference with `by_ref`,
+/// which must give the same records as `f` over the cloned records (e.g. a filter that
+/// clones only what it keeps).
+pub(crate) fn map_partitions_with_ref<T: Data, U: Data>(
+    parent: &Rdd<T>,
+    op: OpInfo,
+    preserves_partitioning: bool,
+    f: impl Fn(usize, PartitionIter<T>) -> PartitionIter<U> + Send + Sync + 'static,
+    by_ref: Option<Box<SharedPartitionFn<T, U>>>,
 ) -> Rdd<U> {
     let pm = parent.meta();
     let partitioner = if preserves_partitioning {
@@ -57,6 +84,7 @@ pub(crate) fn map_partitions<T: Data, U: Data>(
         meta,
         parent: parent.clone(),
         f: Box::new(f),
+        by_ref,
     })
 }
 

@@ -26,6 +26,9 @@ impl<T: Data> RddImpl<T> for ParallelCollectionRdd<T> {
     fn compute(&self, partition: usize, _ctx: &TaskContext) -> Result<PartitionIter<T>> {
         Ok(Box::new(SharedIter::new(self.slices[partition].clone())))
     }
+    fn shared(&self, partition: usize, _ctx: &TaskContext) -> Option<Result<Arc<Vec<T>>>> {
+        Some(Ok(self.slices[partition].clone()))
+    }
 }
 
 /// `data` cut into `partitions` contiguous slices: slice `i` is `data[i*n/p .. (i+1)*n/p]`.
@@ -83,6 +86,14 @@ impl<T: Data> RddImpl<T> for BlockRdd<T> {
         let id: BlockId = self.blocks[partition].id;
         let data = ctx.get_block(&id).ok_or(Error::BlockMissing(id))?;
         Ok(Box::new(shared_records::<T>(&id, data)?))
+    }
+    fn shared(&self, partition: usize, ctx: &TaskContext) -> Option<Result<Arc<Vec<T>>>> {
+        let id: BlockId = self.blocks[partition].id;
+        Some(
+            ctx.get_block(&id)
+                .ok_or(Error::BlockMissing(id))
+                .and_then(|data| data.downcast::<Vec<T>>().map_err(|_| Error::BlockType(id))),
+        )
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::data::Data;
 use crate::error::OpInfo;
 use crate::partitioner::stable_hash;
-use crate::rdd::{narrow, shuffle, PartitionIter, Rdd, SharedIter};
+use crate::rdd::{narrow, shuffle, PartitionIter, Rdd, SharedFilter, SharedIter};
 use crate::trace;
 
 impl<T: Data> Rdd<T> {
@@ -79,13 +79,29 @@ impl<T: Data> Rdd<T> {
         f: impl Fn(&T) -> bool + Send + Sync + 'static,
     ) -> Rdd<T> {
         let f = Arc::new(f);
-        narrow::map_partitions(self, op, true, move |_, records| {
-            let f = f.clone();
-            Box::new(records.filter(move |x| {
+        let g = f.clone();
+        // Over a block or a cached partition, records are read by reference and only the
+        // kept ones cloned.
+        let by_ref = move |_, shared: Arc<Vec<T>>| -> PartitionIter<T> {
+            let g = g.clone();
+            Box::new(SharedFilter::new(shared, move |x: &T| {
                 trace::enter(op);
-                f(x)
+                g(x)
             }))
-        })
+        };
+        narrow::map_partitions_with_ref(
+            self,
+            op,
+            true,
+            move |_, records| {
+                let f = f.clone();
+                Box::new(records.filter(move |x| {
+                    trace::enter(op);
+                    f(x)
+                }))
+            },
+            Some(Box::new(by_ref)),
+        )
     }
 
     /// Turns each partition's records into new records with `f`, once per partition (for
@@ -198,5 +214,40 @@ impl<T: Data> Rdd<T> {
             },
             |buckets| Box::new(buckets.into_iter().flat_map(SharedIter::new)),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use crate::testing::local_context;
+
+    proptest! {
+        /// A filter over shared records (a parallelized slice, a cached partition) reads
+        /// them by reference and clones only what it keeps: it must give what the filter
+        /// over cloned records gives (a parent that is computed, `map(identity)`), and what
+        /// `Vec::retain` gives.
+        #[test]
+        fn a_filter_by_reference_equals_the_filter_over_cloned_records(
+            data in prop::collection::vec(any::<i32>(), 0..200),
+            partitions in 1usize..5,
+            modulus in 1i32..7,
+        ) {
+            let ctx = local_context(partitions);
+            let keep = move |x: &i32| x.rem_euclid(modulus) == 0;
+            let shared = ctx.parallelize(data.clone(), partitions);
+            let by_ref = shared.filter(keep).collect().unwrap();
+            let cloned = shared.map(|x| x).filter(keep).collect().unwrap();
+            let cached = shared.map(|x| x).cache();
+            let first = cached.filter(keep).collect().unwrap();
+            let from_cache = cached.filter(keep).collect().unwrap();
+            let mut expected = data;
+            expected.retain(keep);
+            prop_assert_eq!(&by_ref, &expected);
+            prop_assert_eq!(&cloned, &expected);
+            prop_assert_eq!(&first, &expected);
+            prop_assert_eq!(&from_cache, &expected);
+        }
     }
 }
