@@ -1,0 +1,182 @@
+//! Feeding generated Nexmark events through a [`Receiver`], one second of event time per
+//! batch (the mapping of `queries.rs`'s module doc), on the manual clock.
+//!
+//! [`NexmarkSource`] holds the events grouped by batch. The driver ([`Feed::run`]) releases
+//! batch `k`'s events to it; the source stores them with `store_many` (waiting while its
+//! bounded buffer is full: the backpressure) and says so; the driver then cuts batch `k`
+//! with `advance(1)`, which seals everything stored so far into it, and waits until the
+//! batch is generated (`on_batch_submitted`) before releasing batch `k + 1`. So a batch
+//! holds exactly its second of events, whatever the speed of either side, while storing
+//! batch `k + 1` overlaps the processing of batch `k` (at most [`MAX_IN_FLIGHT`] batches
+//! cut and not finished). Shared by the harness and `tests/nexmark.rs`.
+
+// Each includer uses part of this module.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use nexmark::event::Event;
+use rivulet::prelude::*;
+use tokio::sync::watch;
+
+use crate::queries::{BATCH, SLICE_MS};
+
+/// Batches cut but not finished at most, while the next batch's events are stored.
+pub const MAX_IN_FLIGHT: usize = 2;
+
+/// A receiver over events held in memory, grouped by batch; it stores batch `k`'s events
+/// once the driver released them (see the module doc), then finishes after the last.
+pub struct NexmarkSource {
+    slices: Arc<Vec<Vec<Event>>>,
+    next: usize,
+    released: watch::Receiver<usize>,
+    stored: watch::Sender<usize>,
+}
+
+impl Receiver for NexmarkSource {
+    type Item = Event;
+
+    fn name(&self) -> String {
+        let events: usize = self.slices.iter().map(Vec::len).sum();
+        format!("nexmark({events} events in {} batches)", self.slices.len())
+    }
+
+    async fn on_start(&mut self) -> Result<(), ReceiverError> {
+        Ok(())
+    }
+
+    async fn receive(&mut self, sink: &mut BlockSink<Event>) -> Result<Flow, ReceiverError> {
+        let Some(events) = self.slices.get(self.next) else {
+            return Ok(Flow::Finished);
+        };
+        let next = self.next;
+        self.released
+            .wait_for(|&released| released > next)
+            .await
+            .map_err(|_| ReceiverError::fatal("the nexmark driver stopped"))?;
+        if !events.is_empty() {
+            // Like a source that decodes its input, the receiver makes the records it stores.
+            sink.store_many(events.clone()).await.map_err(|_| {
+                ReceiverError::fatal("the context stopped before all events were stored")
+            })?;
+        }
+        self.next += 1;
+        self.stored.send_replace(self.next);
+        Ok(Flow::Continue)
+    }
+}
+
+/// A listener publishing the newest batch time generated.
+struct Submitted(watch::Sender<i64>);
+
+impl StreamingListener for Submitted {
+    fn on_batch_submitted(&mut self, batch: &BatchInfo) {
+        let t = batch.batch_time.as_ms();
+        self.0.send_if_modified(|newest| {
+            let newer = t > *newest;
+            if newer {
+                *newest = t;
+            }
+            newer
+        });
+    }
+}
+
+/// The driver's side of a [`NexmarkSource`].
+#[derive(Debug)]
+pub struct Feed {
+    slices: usize,
+    release: watch::Sender<usize>,
+    stored: watch::Receiver<usize>,
+    submitted: watch::Receiver<i64>,
+}
+
+/// The rivulet configuration every Nexmark run uses on top of `base`: 1 s batches on the
+/// manual clock (batch `k` at `k` s), `executors` executors and as many partitions per
+/// shuffle, a receiver buffer of twice the largest batch (so batch `k + 1` can be stored
+/// while batch `k` runs, in blocks of about `largest / executors` events: one input
+/// partition per executor), and no rate controller: the source stores as fast as the
+/// bounded buffer lets it.
+pub fn config(base: StreamingConfig, executors: usize, largest_batch: usize) -> StreamingConfig {
+    base.batch_interval(BATCH)
+        .manual_clock(true)
+        .executors(executors)
+        .default_parallelism(executors)
+        .receiver_buffer_records((2 * largest_batch).max(1))
+        .backpressure(false)
+}
+
+/// The events of `slices` (batch `k` = `slices[k - 1]`) as an input stream of `ssc`, and the
+/// driver that feeds them (call [`Feed::run`] after `start`).
+pub fn nexmark_stream(
+    ssc: &StreamingContext,
+    slices: Arc<Vec<Vec<Event>>>,
+) -> (DStream<Event>, Feed) {
+    let (release, released) = watch::channel(0);
+    let (stored_tx, stored) = watch::channel(0);
+    let (submitted_tx, submitted) = watch::channel(i64::MIN);
+    let n = slices.len();
+    let stream = ssc.receiver_stream(NexmarkSource {
+        slices,
+        next: 0,
+        released,
+        stored: stored_tx,
+    });
+    ssc.add_listener(Submitted(submitted_tx));
+    let feed = Feed {
+        slices: n,
+        release,
+        stored,
+        submitted,
+    };
+    (stream, feed)
+}
+
+impl Feed {
+    /// Runs batches `1..=batches` of the started `ssc` (batches past the events are empty),
+    /// each holding its second of events, and returns once the last has completed.
+    ///
+    /// # Errors
+    /// The first failed batch's error, or an error if the context or the source stopped
+    /// first.
+    pub async fn run(mut self, ssc: &StreamingContext, batches: usize) -> Result<(), BoxError> {
+        let mut in_flight: VecDeque<tokio::task::JoinHandle<Result<()>>> = VecDeque::new();
+        for k in 1..=batches {
+            if k <= self.slices {
+                self.release.send_replace(k);
+                let stored = self.stored.wait_for(|&s| s >= k);
+                until_stopped(ssc, stored, "storing").await?;
+            }
+            let ctx = ssc.clone();
+            in_flight.push_back(actix::spawn(async move { ctx.advance(1).await }));
+            let batch_ms = k as i64 * SLICE_MS as i64;
+            let generated = self.submitted.wait_for(|&t| t >= batch_ms);
+            until_stopped(ssc, generated, "cutting a batch").await?;
+            while in_flight.len() > MAX_IN_FLIGHT {
+                if let Some(oldest) = in_flight.pop_front() {
+                    oldest.await.map_err(|e| format!("advance task: {e}"))??;
+                }
+            }
+        }
+        for batch in in_flight {
+            batch.await.map_err(|e| format!("advance task: {e}"))??;
+        }
+        Ok(())
+    }
+}
+
+/// Awaits `wait` unless the context stops (or a batch fails) first.
+async fn until_stopped<T, E: std::fmt::Display>(
+    ssc: &StreamingContext,
+    wait: impl std::future::Future<Output = Result<T, E>>,
+    what: &str,
+) -> Result<(), BoxError> {
+    tokio::select! {
+        done = wait => done.map(|_| ()).map_err(|e| format!("{what}: {e}").into()),
+        stopped = ssc.await_termination() => Err(match stopped {
+            Err(e) => e.into(),
+            Ok(()) => format!("the context stopped while {what}").into(),
+        }),
+    }
+}
