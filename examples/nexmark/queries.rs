@@ -80,8 +80,14 @@ pub fn generator_config(events_per_sec: usize) -> NexmarkConfig {
 /// holds, in generation order, the events of batch `k` (see the module doc); seconds
 /// without events are empty batches.
 pub fn generate(events: usize, events_per_sec: usize) -> Vec<Vec<Event>> {
+    generate_with(events, generator_config(events_per_sec))
+}
+
+/// [`generate`] with another generator configuration (its `base_time` must be
+/// [`BASE_TIME_MS`] for the batch mapping to start at batch 1).
+pub fn generate_with(events: usize, config: NexmarkConfig) -> Vec<Vec<Event>> {
     let mut batches: Vec<Vec<Event>> = Vec::new();
-    for event in EventGenerator::new(generator_config(events_per_sec)).take(events) {
+    for event in EventGenerator::new(config).take(events) {
         let k = batch_index(&event);
         if batches.len() <= k {
             batches.resize_with(k + 1, Vec::new);
