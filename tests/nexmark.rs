@@ -45,12 +45,14 @@ fn q3_stress_config() -> nexmark::config::NexmarkConfig {
 async fn run_query<R: Row>(
     query: impl FnOnce(&DStream<Event>) -> Result<DStream<R>>,
 ) -> (PerBatch<R>, Arc<Vec<Vec<Event>>>, usize) {
-    run_query_on(generate(EVENTS, RATE), query).await
+    run_query_on(generate(EVENTS, RATE), 1, query).await
 }
 
-/// [`run_query`] over `slices` (batch `k` = `slices[k - 1]`).
+/// [`run_query`] over `slices` (batch `k` = `slices[k - 1]`), stored by `receivers`
+/// receivers.
 async fn run_query_on<R: Row>(
     slices: Vec<Vec<Event>>,
+    receivers: usize,
     query: impl FnOnce(&DStream<Event>) -> Result<DStream<R>>,
 ) -> (PerBatch<R>, Arc<Vec<Vec<Event>>>, usize) {
     let slices = Arc::new(slices);
@@ -58,7 +60,8 @@ async fn run_query_on<R: Row>(
     let dir = tempfile::tempdir().unwrap();
     let config = feed::config(StreamingConfig::new(), 2, largest).checkpoint_dir(dir.path());
     let ssc = StreamingContext::new(config).unwrap();
-    let (events, driver) = feed::nexmark_stream(&ssc, slices.clone());
+    let (events, driver) =
+        feed::nexmark_stream(&ssc, feed::Events::shared(slices.clone()), receivers).unwrap();
     let out: Arc<Mutex<PerBatch<R>>> = Arc::default();
     let sink = out.clone();
     query(&events).unwrap().foreach_batch(move |t, rows| {
@@ -125,6 +128,12 @@ async fn q0_passes_every_event_through_in_its_batch() {
 }
 
 #[actix::test]
+async fn q0_with_three_receivers_still_puts_each_event_in_its_batch() {
+    let (got, slices, _) = run_query_on(generate(EVENTS, RATE), 3, |e| Ok(queries::q0(e))).await;
+    assert_same("q0", reference::q0(&slices), got, EVENTS);
+}
+
+#[actix::test]
 async fn q1_converts_every_bid_price() {
     let (got, slices, _) = run_query(|e| Ok(queries::q1(e))).await;
     assert_same("q1", reference::q1(&slices), got, EVENTS / 2);
@@ -181,7 +190,7 @@ async fn q3_joins_persons_with_their_earlier_auctions() {
 #[actix::test]
 async fn q3_keeps_auctions_waiting_for_their_seller() {
     let slices = queries::generate_with(EVENTS, q3_stress_config());
-    let (got, slices, _) = run_query_on(slices, |e| Ok(queries::q3(e))).await;
+    let (got, slices, _) = run_query_on(slices, 1, |e| Ok(queries::q3(e))).await;
     let want = reference::q3(&slices);
     let (person_first, auction_first) = q3_orders(&slices, &want);
     assert!(
@@ -193,7 +202,8 @@ async fn q3_keeps_auctions_waiting_for_their_seller() {
 
 #[actix::test]
 async fn q5_finds_the_hottest_auctions_of_each_sliding_window() {
-    let (got, slices, batches) = run_query(queries::q5).await;
+    // Two receivers, each storing half of every batch (the harness's `--receivers 2`).
+    let (got, slices, batches) = run_query_on(generate(EVENTS, RATE), 2, queries::q5).await;
     assert_same("q5", reference::q5(&slices, batches), got, batches / 2);
 }
 

@@ -25,10 +25,82 @@ use crate::queries::{BATCH, SLICE_MS};
 /// Batches cut but not finished at most, while the next batch's events are stored.
 pub const MAX_IN_FLIGHT: usize = 2;
 
+/// The events a [`NexmarkSource`] stores, grouped by batch (batch `k` = element `k - 1`).
+#[derive(Debug)]
+pub enum Events {
+    /// Shared with the caller: the source clones its part (`part` of `parts` equal
+    /// contiguous ranges) of each batch's events as it stores them, as a source that
+    /// decodes its input makes its records (the harness's default).
+    Shared {
+        /// Every event, by batch.
+        all: Arc<Vec<Vec<Event>>>,
+        /// Which range of each batch this source stores.
+        part: usize,
+        /// Into how many ranges each batch is cut.
+        parts: usize,
+    },
+    /// Owned by the source: each batch's events are moved into the context, so the
+    /// source costs nothing per event (the harness's `--source move`).
+    Owned(Vec<Vec<Event>>),
+}
+
+impl Events {
+    /// All of `all`, cloned as stored.
+    pub fn shared(all: Arc<Vec<Vec<Event>>>) -> Events {
+        Events::Shared {
+            all,
+            part: 0,
+            parts: 1,
+        }
+    }
+
+    /// How many batches of events there are.
+    fn batches(&self) -> usize {
+        match self {
+            Events::Shared { all, .. } => all.len(),
+            Events::Owned(s) => s.len(),
+        }
+    }
+
+    /// Cuts every batch into `n` contiguous ranges, one per source.
+    fn split(self, n: usize) -> Vec<Events> {
+        match self {
+            Events::Shared { all, .. } => (0..n)
+                .map(|part| Events::Shared {
+                    all: all.clone(),
+                    part,
+                    parts: n,
+                })
+                .collect(),
+            Events::Owned(batches) => {
+                let mut out: Vec<Vec<Vec<Event>>> = vec![Vec::new(); n];
+                for mut batch in batches {
+                    let len = batch.len();
+                    for part in (0..n).rev() {
+                        let piece = batch.split_off(part * len / n);
+                        out[part].push(piece);
+                    }
+                }
+                out.into_iter().map(Events::Owned).collect()
+            }
+        }
+    }
+
+    /// This source's events of batch `i + 1`, cloned or moved out (empty past the last).
+    fn take(&mut self, i: usize) -> Vec<Event> {
+        match self {
+            Events::Shared { all, part, parts } => all.get(i).map_or_else(Vec::new, |b| {
+                b[*part * b.len() / *parts..(*part + 1) * b.len() / *parts].to_vec()
+            }),
+            Events::Owned(s) => s.get_mut(i).map(std::mem::take).unwrap_or_default(),
+        }
+    }
+}
+
 /// A receiver over events held in memory, grouped by batch; it stores batch `k`'s events
 /// once the driver released them (see the module doc), then finishes after the last.
 pub struct NexmarkSource {
-    slices: Arc<Vec<Vec<Event>>>,
+    slices: Events,
     next: usize,
     released: watch::Receiver<usize>,
     stored: watch::Sender<usize>,
@@ -38,8 +110,7 @@ impl Receiver for NexmarkSource {
     type Item = Event;
 
     fn name(&self) -> String {
-        let events: usize = self.slices.iter().map(Vec::len).sum();
-        format!("nexmark({events} events in {} batches)", self.slices.len())
+        format!("nexmark({} batches)", self.slices.batches())
     }
 
     async fn on_start(&mut self) -> Result<(), ReceiverError> {
@@ -47,17 +118,17 @@ impl Receiver for NexmarkSource {
     }
 
     async fn receive(&mut self, sink: &mut BlockSink<Event>) -> Result<Flow, ReceiverError> {
-        let Some(events) = self.slices.get(self.next) else {
-            return Ok(Flow::Finished);
-        };
         let next = self.next;
+        if next >= self.slices.batches() {
+            return Ok(Flow::Finished);
+        }
         self.released
             .wait_for(|&released| released > next)
             .await
             .map_err(|_| ReceiverError::fatal("the nexmark driver stopped"))?;
+        let events = self.slices.take(next);
         if !events.is_empty() {
-            // Like a source that decodes its input, the receiver makes the records it stores.
-            sink.store_many(events.clone()).await.map_err(|_| {
+            sink.store_many(events).await.map_err(|_| {
                 ReceiverError::fatal("the context stopped before all events were stored")
             })?;
         }
@@ -88,16 +159,16 @@ impl StreamingListener for Submitted {
 pub struct Feed {
     slices: usize,
     release: watch::Sender<usize>,
-    stored: watch::Receiver<usize>,
+    stored: Vec<watch::Receiver<usize>>,
     submitted: watch::Receiver<i64>,
 }
 
 /// The rivulet configuration every Nexmark run uses on top of `base`: 1 s batches on the
 /// manual clock (batch `k` at `k` s), `executors` executors and as many partitions per
-/// shuffle, a receiver buffer of twice the largest batch (so batch `k + 1` can be stored
-/// while batch `k` runs, in blocks of about `largest / executors` events: one input
-/// partition per executor), and no rate controller: the source stores as fast as the
-/// bounded buffer lets it.
+/// shuffle, a buffer per receiver of twice the largest batch (so batch `k + 1` can be
+/// stored while batch `k` runs; blocks are cut at `largest / executors` events, so a
+/// batch has at least one input partition per executor, or per receiver), and no rate
+/// controller: the sources store as fast as their bounded buffers let them.
 pub fn config(base: StreamingConfig, executors: usize, largest_batch: usize) -> StreamingConfig {
     base.batch_interval(BATCH)
         .manual_clock(true)
@@ -107,22 +178,37 @@ pub fn config(base: StreamingConfig, executors: usize, largest_batch: usize) -> 
         .backpressure(false)
 }
 
-/// The events of `slices` (batch `k` = `slices[k - 1]`) as an input stream of `ssc`, and the
-/// driver that feeds them (call [`Feed::run`] after `start`).
+/// The events of `slices` as an input stream of `ssc`, stored by `receivers` sources (the
+/// union of their streams; each stores an equal part of every batch), and the driver that
+/// feeds them (call [`Feed::run`] after `start`). Several receivers store in parallel, as
+/// Spark users union several receivers.
+///
+/// # Errors
+/// If `receivers` is 0.
 pub fn nexmark_stream(
     ssc: &StreamingContext,
-    slices: Arc<Vec<Vec<Event>>>,
-) -> (DStream<Event>, Feed) {
+    slices: Events,
+    receivers: usize,
+) -> Result<(DStream<Event>, Feed)> {
     let (release, released) = watch::channel(0);
-    let (stored_tx, stored) = watch::channel(0);
     let (submitted_tx, submitted) = watch::channel(i64::MIN);
-    let n = slices.len();
-    let stream = ssc.receiver_stream(NexmarkSource {
-        slices,
-        next: 0,
-        released,
-        stored: stored_tx,
-    });
+    let n = slices.batches();
+    let mut streams = Vec::new();
+    let mut stored = Vec::new();
+    for part in slices.split(receivers) {
+        let (stored_tx, stored_rx) = watch::channel(0);
+        streams.push(ssc.receiver_stream(NexmarkSource {
+            slices: part,
+            next: 0,
+            released: released.clone(),
+            stored: stored_tx,
+        }));
+        stored.push(stored_rx);
+    }
+    let stream = match &streams[..] {
+        [one] => one.clone(),
+        _ => ssc.union(&streams)?,
+    };
     ssc.add_listener(Submitted(submitted_tx));
     let feed = Feed {
         slices: n,
@@ -130,7 +216,7 @@ pub fn nexmark_stream(
         stored,
         submitted,
     };
-    (stream, feed)
+    Ok((stream, feed))
 }
 
 impl Feed {
@@ -145,8 +231,9 @@ impl Feed {
         for k in 1..=batches {
             if k <= self.slices {
                 self.release.send_replace(k);
-                let stored = self.stored.wait_for(|&s| s >= k);
-                until_stopped(ssc, stored, "storing").await?;
+                for source in &mut self.stored {
+                    until_stopped(ssc, source.wait_for(|&s| s >= k), "storing").await?;
+                }
             }
             let ctx = ssc.clone();
             in_flight.push_back(actix::spawn(async move { ctx.advance(1).await }));

@@ -62,6 +62,15 @@ struct Args {
     /// Executors (task threads) rivulet runs; also the partitions of each shuffle.
     #[arg(long, default_value_t = 2, value_parser = support::parse_executors)]
     executors: usize,
+    /// Receivers storing the events, each an equal part of every batch, unioned into one
+    /// stream (as Spark users union several receivers to read in parallel).
+    #[arg(long, default_value_t = 1, value_parser = parse_receivers)]
+    receivers: usize,
+    /// How the receiver hands events to rivulet: `clone` each batch's events from the
+    /// generated ones as it stores them (timed, as a source makes its records), or `move`
+    /// a copy made before the run (untimed; needs memory for a second copy of the events).
+    #[arg(long, default_value = "clone", value_parser = ["clone", "move"])]
+    source: String,
     /// Runs per query; medians are reported.
     #[arg(long, default_value_t = 3, value_parser = parse_runs)]
     runs: usize,
@@ -81,7 +90,9 @@ fn parse_number(s: &str, min: usize, max: usize, what: &str) -> Result<usize, St
         .parse()
         .map_err(|_| format!("expected {what}: a whole number from {min} to {max}"))?;
     if n < min || n > max {
-        return Err(format!("{n} is out of range: {what} must be from {min} to {max}"));
+        return Err(format!(
+            "{n} is out of range: {what} must be from {min} to {max}"
+        ));
     }
     Ok(n)
 }
@@ -92,6 +103,10 @@ fn parse_events(s: &str) -> Result<usize, String> {
 
 fn parse_rate(s: &str) -> Result<usize, String> {
     parse_number(s, 1, 10_000_000, "events per second of event time")
+}
+
+fn parse_receivers(s: &str) -> Result<usize, String> {
+    parse_number(s, 1, 64, "receivers")
 }
 
 fn parse_runs(s: &str) -> Result<usize, String> {
@@ -108,7 +123,8 @@ struct Digest {
 
 impl Digest {
     fn of<'a, R: Row + 'a>(rows: impl IntoIterator<Item = &'a R>) -> Digest {
-        rows.into_iter().fold(Digest::default(), |d, r| d.add_row(r))
+        rows.into_iter()
+            .fold(Digest::default(), |d, r| d.add_row(r))
     }
 
     fn add_row<R: Row>(self, r: &R) -> Digest {
@@ -130,7 +146,9 @@ impl Digest {
 type Digests = BTreeMap<usize, Digest>;
 
 fn digests<R: Row>(rows: &PerBatch<R>) -> Digests {
-    rows.iter().map(|(&k, rows)| (k, Digest::of(rows))).collect()
+    rows.iter()
+        .map(|(&k, rows)| (k, Digest::of(rows)))
+        .collect()
 }
 
 /// The reference result of `query`, digested.
@@ -176,7 +194,12 @@ async fn run_query<R: Row>(
         config = config.checkpoint_dir(dir.path().join("checkpoint"));
     }
     let ssc = StreamingContext::new(config)?;
-    let (events, driver) = feed::nexmark_stream(&ssc, slices.clone());
+    let events = if args.source == "move" {
+        feed::Events::Owned(slices.as_ref().clone())
+    } else {
+        feed::Events::shared(slices.clone())
+    };
+    let (events, driver) = feed::nexmark_stream(&ssc, events, args.receivers)?;
     let got: Arc<Mutex<Digests>> = Arc::default();
     let sink = got.clone();
     build(&events)?
@@ -223,7 +246,11 @@ fn check(query: &str, want: &Digests, got: &Digests) -> Result<(), BoxError> {
         .filter(|k| want.get(k) != got.get(k))
         .map(|k| {
             let rows = |d: Option<&Digest>| d.map_or(0, |d| d.rows);
-            format!("batch {k}: reference {} rows, rivulet {} rows", rows(want.get(k)), rows(got.get(k)))
+            format!(
+                "batch {k}: reference {} rows, rivulet {} rows",
+                rows(want.get(k)),
+                rows(got.get(k))
+            )
         })
         .collect();
     let n = diffs.len();
@@ -238,7 +265,9 @@ fn check(query: &str, want: &Digests, got: &Digests) -> Result<(), BoxError> {
 fn median(xs: &[f64]) -> f64 {
     let mut v = xs.to_vec();
     v.sort_by(f64::total_cmp);
-    v.get(v.len().saturating_sub(1) / 2).copied().unwrap_or(f64::NAN)
+    v.get(v.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or(f64::NAN)
 }
 
 /// Runs `query` `--runs` times; returns the median events/s.
@@ -296,14 +325,17 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let slices = Arc::new(queries::generate(args.events, args.event_rate));
     println!(
         "nexmark: {} events ({} per second of event time: {} batches of 1 s, run as {}), \
-         generated in {:.1} s (untimed); {} executors, {} runs per query",
+         generated in {:.1} s (untimed); {} executors, {} runs per query, {} receivers, \
+         source: {}",
         args.events,
         args.event_rate,
         slices.len(),
         batches_to_run(slices.len()),
         t.elapsed().as_secs_f64(),
         args.executors,
-        args.runs
+        args.runs,
+        args.receivers,
+        args.source
     );
     let selected: Vec<&str> = if args.query == "all" {
         QUERIES.to_vec()
@@ -314,7 +346,10 @@ async fn run(args: Args) -> Result<(), BoxError> {
     for query in selected {
         medians.push((query, bench(&args, query, &slices).await?));
     }
-    println!("--- medians over {} runs, {} executors ---", args.runs, args.executors);
+    println!(
+        "--- medians over {} runs, {} executors ---",
+        args.runs, args.executors
+    );
     for (query, rate) in medians {
         println!(
             "{query}: {rate:.0} events/s, {:.0} events/s per core",

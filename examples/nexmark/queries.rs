@@ -135,7 +135,15 @@ impl Row for Event {
             }
             Event::Auction(a) => {
                 (1u8, a.id, &a.item_name, &a.description, a.initial_bid).hash(h);
-                (a.reserve, a.date_time, a.expires, a.seller, a.category, &a.extra).hash(h);
+                (
+                    a.reserve,
+                    a.date_time,
+                    a.expires,
+                    a.seller,
+                    a.category,
+                    &a.extra,
+                )
+                    .hash(h);
             }
             Event::Bid(b) => {
                 (2u8, b.auction, b.bidder, b.price, &b.channel, &b.url).hash(h);
@@ -165,7 +173,14 @@ impl Row for Q1Row {
     fn fingerprint(&self) -> u64 {
         fx(|h| {
             let r = self;
-            (r.auction, r.bidder, r.price.to_bits(), r.date_time, &r.extra).hash(h)
+            (
+                r.auction,
+                r.bidder,
+                r.price.to_bits(),
+                r.date_time,
+                &r.extra,
+            )
+                .hash(h)
         })
     }
 }
@@ -359,7 +374,10 @@ pub fn q3(events: &DStream<Event>) -> DStream<Q3Row> {
             out
         },
     );
-    people.union(&sold).map_with_state(spec).flat_map(|rows| rows)
+    people
+        .union(&sold)
+        .map_with_state(spec)
+        .flat_map(|rows| rows)
 }
 
 /// The auctions with the most bids, and that count, of `(auction, bids)` pairs.
