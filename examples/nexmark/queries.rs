@@ -438,8 +438,10 @@ fn merge_max_bids(a: MaxBids, b: MaxBids) -> MaxBids {
 }
 
 /// q7, highest bid: every 10 s, the bid(s) with the highest price in the last 10 s
-/// (Nexmark's q7, a tumbling window). `reduce_by_window` reduces each batch to its highest
-/// bids, then the window's batches to theirs.
+/// (Nexmark's q7, a tumbling window). Each batch is reduced to its highest bids and cached,
+/// then the window's batches to theirs: Spark's `reduceByWindow` (`reduce(f).window(..)
+/// .reduce(f)`, whose window persists its parent). rivulet's `window` does not cache its
+/// parent, so without the `cache()` every window would re-read its ten batches of input.
 ///
 /// # Errors
 /// If the window is not a multiple of the batch interval (it is, with [`BATCH`]).
@@ -454,19 +456,25 @@ pub fn q7(events: &DStream<Event>) -> Result<DStream<Q7Row>> {
             };
             (b.price, vec![row])
         })
-        .reduce_by_window(merge_max_bids, TUMBLE, TUMBLE)?;
+        .reduce(merge_max_bids)
+        .cache()
+        .window(TUMBLE, TUMBLE)?
+        .reduce(merge_max_bids);
     Ok(highest.flat_map(|(_, rows)| rows))
 }
 
 /// q8, new users: every 10 s, the persons who joined in the last 10 s and created an
 /// auction in the same 10 s (Nexmark's q8): the window's persons joined with the window's
-/// sellers, a windowed join.
+/// sellers, a windowed join. Each batch's persons are cached before the window (see
+/// [`q7`]: `window` does not cache its parent), so a window reads 10 batches of persons,
+/// not 10 batches of events.
 ///
 /// # Errors
 /// If the window is not a multiple of the batch interval (it is, with [`BATCH`]).
 pub fn q8(events: &DStream<Event>) -> Result<DStream<Q8Row>> {
     let people = persons(events)
         .map(|p| (p.id, p.name))
+        .cache()
         .window(TUMBLE, TUMBLE)?;
     let sellers = auctions(events)
         .map(|a| (a.seller, ()))
