@@ -8,7 +8,9 @@
 //! batch is generated (`on_batch_submitted`) before releasing batch `k + 1`. So a batch
 //! holds exactly its second of events, whatever the speed of either side, while storing
 //! batch `k + 1` overlaps the processing of batch `k` (at most [`MAX_IN_FLIGHT`] batches
-//! cut and not finished). Shared by the harness and `tests/nexmark.rs`.
+//! cut and not finished). With several sources (see [`nexmark_stream`]), each stores an
+//! equal part of every batch and the driver waits for all of them before cutting it.
+//! Shared by the harness and `tests/nexmark.rs`.
 
 // Each includer uses part of this module.
 #![allow(dead_code)]

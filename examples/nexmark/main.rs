@@ -20,8 +20,17 @@
 //! query's output is digested per partition on the executors (the sink) and compared with
 //! the reference per batch: a mismatch fails the run (exit status 1).
 //!
-//! Prints, per run, events/s and events/s per core (per executor) and, per query, their
-//! medians over the runs. Exit status: 0 done, 1 a failed run or check, 2 a usage error.
+//! Options: `--query q0|q1|q2|q3|q5|q7|q8|all` (all), `--events N` (1,000,000),
+//! `--event-rate N` events per second of event time, i.e. per batch (100,000),
+//! `--executors N` (2), `--runs N` (3), `--receivers N` (1: receivers each storing an equal
+//! part of every batch, unioned), `--source clone|move` (clone: each receiver clones its
+//! events as it stores them, timed; move: they are copied before the run and moved in, so
+//! only the engine is timed), `--ui [ADDR]` (the status page while it runs).
+//!
+//! Prints, per run, events/s, events/s per core (per executor), the median batch
+//! processing time and the three slowest batches and, per query, the medians over the
+//! runs. Exit status: 0 done, 1 a failed run or check, 2 a usage error. Figures:
+//! `benches/results/nexmark.md`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
