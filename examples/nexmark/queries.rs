@@ -425,7 +425,8 @@ fn merge_max_bids(a: MaxBids, b: MaxBids) -> MaxBids {
 /// (Nexmark's q7, a tumbling window). Each batch is reduced to its highest bids and cached,
 /// then the window's batches to theirs: Spark's `reduceByWindow` (`reduce(f).window(..)
 /// .reduce(f)`, whose window persists its parent). rivulet's `window` does not cache its
-/// parent, so without the `cache()` every window would re-read its ten batches of input.
+/// parent: with this tumbling window each batch is reduced once either way, but a sliding
+/// window would recompute an uncached parent `window / slide` times.
 ///
 /// # Errors
 /// If the window is not a multiple of the batch interval (it is, with [`BATCH`]).
@@ -450,8 +451,8 @@ pub fn q7(events: &DStream<Event>) -> Result<DStream<Q7Row>> {
 /// q8, new users: every 10 s, the persons who joined in the last 10 s and created an
 /// auction in the same 10 s (Nexmark's q8): the window's persons joined with the window's
 /// sellers, a windowed join. Each batch's persons and sellers are taken from the events in
-/// one pass and cached before the windows (see [`q7`]: `window` does not cache its
-/// parent), so a window reads 10 batches of persons and sellers, not 10 batches of events.
+/// one pass, cached because both windows read it (`window` does not cache its parent, see
+/// [`q7`]; uncached, the pass would run once per window that reads it).
 ///
 /// # Errors
 /// If the window is not a multiple of the batch interval (it is, with [`BATCH`]).
