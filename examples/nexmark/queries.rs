@@ -294,9 +294,9 @@ pub fn q1(events: &DStream<Event>) -> DStream<Q1Row> {
 /// q2, selection: `(auction, price)` of the bids on auctions whose id is a multiple of
 /// 123 (Nexmark's q2).
 pub fn q2(events: &DStream<Event>) -> DStream<Q2Row> {
-    bids(events)
-        .filter(|b| b.auction % Q2_MODULUS == 0)
-        .map(|b| (b.auction, b.price))
+    // The filter reads the events by reference and clones only the bids it keeps.
+    let kept = events.filter(|e| matches!(e, Event::Bid(b) if b.auction % Q2_MODULUS == 0));
+    bids(&kept).map(|b| (b.auction, b.price))
 }
 
 /// One side of q3's join, keyed by person id.
@@ -322,10 +322,17 @@ pub struct Q3State {
 /// different batches, so the join keeps state with `map_with_state`, keyed by person id: a
 /// match is emitted once, in the batch of whichever side arrives last. Like Nexmark's q3
 /// in Flink, the state is never expired. Both sides are taken from the events in one
-/// `flat_map` (a `union` of two would read, and clone, every event twice).
+/// pass: a `filter` that reads the events by reference and clones only those of either
+/// side, then a `flat_map` (a `union` of two would read every event twice).
 pub fn q3(events: &DStream<Event>) -> DStream<Q3Row> {
-    // One pass over the events for both sides: each read of the input clones every event.
-    let sides = events.flat_map(|e| match e {
+    // One pass over the events for both sides; the filter reads them by reference, so
+    // only the few events of either side are cloned.
+    let sides = events.filter(|e| match e {
+        Event::Person(p) => Q3_STATES.contains(&p.state.as_str()),
+        Event::Auction(a) => a.category == Q3_CATEGORY,
+        Event::Bid(_) => false,
+    });
+    let sides = sides.flat_map(|e| match e {
         Event::Person(p) if Q3_STATES.contains(&p.state.as_str()) => {
             Some((p.id, Q3Side::Person(p.name, p.city, p.state)))
         }
@@ -424,9 +431,10 @@ fn merge_max_bids(a: MaxBids, b: MaxBids) -> MaxBids {
 /// q7, highest bid: every 10 s, the bid(s) with the highest price in the last 10 s
 /// (Nexmark's q7, a tumbling window). Each batch is reduced to its highest bids and cached,
 /// then the window's batches to theirs: Spark's `reduceByWindow` (`reduce(f).window(..)
-/// .reduce(f)`, whose window persists its parent). rivulet's `window` does not cache its
-/// parent: with this tumbling window each batch is reduced once either way, but a sliding
-/// window would recompute an uncached parent `window / slide` times.
+/// .reduce(f)`, whose window persists its parent). rivulet's `window` caches its parent
+/// itself only when windows overlap (window > slide); with this tumbling window each batch
+/// is reduced once either way, and the explicit cache keeps the reduced batch instead of
+/// its input until the window fires.
 ///
 /// # Errors
 /// If the window is not a multiple of the batch interval (it is, with [`BATCH`]).
@@ -451,15 +459,16 @@ pub fn q7(events: &DStream<Event>) -> Result<DStream<Q7Row>> {
 /// q8, new users: every 10 s, the persons who joined in the last 10 s and created an
 /// auction in the same 10 s (Nexmark's q8): the window's persons joined with the window's
 /// sellers, a windowed join. Each batch's persons and sellers are taken from the events in
-/// one pass, cached because both windows read it (`window` does not cache its parent, see
-/// [`q7`]; uncached, the pass would run once per window that reads it).
+/// one pass, cached because both windows read it (`window` caches its parent only when
+/// windows overlap; uncached, the pass would run once per window that reads it).
 ///
 /// # Errors
 /// If the window is not a multiple of the batch interval (it is, with [`BATCH`]).
 pub fn q8(events: &DStream<Event>) -> Result<DStream<Q8Row>> {
-    // One pass over the events for both sides (each read of the input clones every event),
-    // cached: both windows read it.
+    // One pass over the events for both sides (the filter reads them by reference and
+    // clones only persons and auctions), cached: both windows read it.
     let split = events
+        .filter(|e| !matches!(e, Event::Bid(_)))
         .flat_map(|e| match e {
             Event::Person(p) => Some(Q8Side::Person(p.id, p.name)),
             Event::Auction(a) => Some(Q8Side::Seller(a.seller)),
