@@ -30,7 +30,7 @@ for n in $EXECUTORS; do
   f="$OUT/nexmark-e$n.txt"
   echo "=== nexmark executors $n $(date +%T)"
   { echo "# $(date -u +%FT%TZ) $host load: $(cut -d' ' -f1-3 /proc/loadavg)"
-    "$BIN/nexmark" --query all --events 2000000 --executors "$n" --runs 3
+    "$BIN/nexmark" --query all --events 5000000 --executors "$n" --receivers $(( (n + 3) / 4 )) --runs 3
     echo "# exit $?"; } >"$f" 2>&1
   tail -12 "$f"
 done
