@@ -191,9 +191,28 @@ impl<T> BlockBuffer<T> {
     ///
     /// # Errors
     /// [`SinkClosed`] with the records not stored when the buffer is closed.
+    ///
+    /// Under a rate limit, each burst the limit admits is stored as soon as it is admitted:
+    /// a large `items` at a low limit trickles in instead of waiting for the whole of it
+    /// (which at rate control's floor of 100 records/s held 4,096 lines back for 41 s, and
+    /// every batch meanwhile was empty, so no estimate could raise the limit).
     pub async fn store_many(&self, items: Vec<T>) -> Result<(), SinkClosed<Vec<T>>> {
-        self.admit(items.len()).await;
-        self.store_admitted(items).await
+        if self.current_limit().is_none() {
+            return self.store_admitted(items).await;
+        }
+        let mut items = items.into_iter();
+        while items.len() > 0 {
+            let admitted = self.admit_some(items.len()).await;
+            if admitted == items.len() {
+                return self.store_admitted(items.collect()).await;
+            }
+            let chunk: Vec<T> = items.by_ref().take(admitted).collect();
+            if let Err(SinkClosed(mut rest)) = self.store_admitted(chunk).await {
+                rest.extend(items);
+                return Err(SinkClosed(rest));
+            }
+        }
+        Ok(())
     }
 
     /// [`store_many`](BlockBuffer::store_many) for records the rate limit already admitted.
@@ -263,7 +282,7 @@ impl<T> BlockBuffer<T> {
     /// # Errors
     /// [`SinkClosed`] with the record when the buffer is closed.
     pub async fn store(&self, item: T) -> Result<(), SinkClosed<T>> {
-        self.admit(1).await;
+        self.admit_some(1).await;
         match self.push_now(item) {
             Ok(()) => Ok(()),
             Err(TryStoreError::Closed(item)) => Err(SinkClosed(item)),
@@ -316,19 +335,17 @@ impl<T> BlockBuffer<T> {
             .clone()
     }
 
-    /// Waits until the rate limit admits `n` more records (at once without a limit).
-    async fn admit(&self, mut n: usize) {
-        while n > 0 {
-            let Some(limit) = self.current_limit() else {
-                return;
-            };
-            let chunk = n.min(limit.burst as usize);
-            let cells =
-                std::num::NonZeroU32::new(chunk as u32).unwrap_or(std::num::NonZeroU32::MIN);
-            // A chunk is at most the burst, so it always fits the limiter's capacity.
-            let _ = limit.limiter.until_n_ready(cells).await;
-            n -= chunk;
-        }
+    /// Waits until the rate limit admits up to `n` more records, at most one burst; returns
+    /// how many it admitted (`n` at once without a limit).
+    async fn admit_some(&self, n: usize) -> usize {
+        let Some(limit) = self.current_limit() else {
+            return n;
+        };
+        let chunk = n.min(limit.burst as usize).max(1);
+        let cells = std::num::NonZeroU32::new(chunk as u32).unwrap_or(std::num::NonZeroU32::MIN);
+        // A chunk is at most the burst, so it always fits the limiter's capacity.
+        let _ = limit.limiter.until_n_ready(cells).await;
+        chunk
     }
 
     fn bound(&self) -> usize {
@@ -766,6 +783,28 @@ mod tests {
             None,
             "a rate that is not a positive number is no limit"
         );
+    }
+
+    #[test]
+    fn a_large_store_under_a_low_rate_stores_each_admitted_burst_at_once() {
+        let buf = BlockBuffer::<u32>::new(0, 10_000);
+        buf.set_rate(Some(20.0)); // bursts of 2 records, then one every 50 ms
+        let mut many = Box::pin(buf.store_many((0..4_096).collect()));
+        assert!(
+            (&mut many).now_or_never().is_none(),
+            "held back by the rate"
+        );
+        assert_eq!(
+            buf.unsealed(),
+            2,
+            "the first burst is stored without waiting for the other 4,094 records"
+        );
+        // Lifting the limit lets the rest in on the next poll.
+        buf.set_rate(None);
+        assert!(matches!(futures::executor::block_on(&mut many), Ok(())));
+        assert_eq!(buf.unsealed(), 4_096);
+        let all: Vec<u32> = buf.seal().into_iter().flat_map(records).collect();
+        assert_eq!(all, (0..4_096).collect::<Vec<_>>(), "in order, each once");
     }
 
     #[test]
