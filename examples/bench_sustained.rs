@@ -299,7 +299,8 @@ impl Receiver for MemoryLines {
             .min(CHUNK)
             .min(n - from)
             .min(self.next_mark - self.next);
-        let mut chunk: Vec<String> = self.corpus.lines[from as usize..(from + take) as usize].to_vec();
+        let mut chunk: Vec<String> =
+            self.corpus.lines[from as usize..(from + take) as usize].to_vec();
         self.next += take;
         if self.next == self.next_mark {
             chunk.push(format!("{MARK}{}", now_us()));
@@ -492,7 +493,8 @@ impl StreamingListener for Watch {
             s.max_sched_after_warm_ms = sched_ms;
         }
         for (op, error) in &b.failures {
-            s.failures.push(format!("batch {}: {op}: {error}", b.batch_time));
+            s.failures
+                .push(format!("batch {}: {op}: {error}", b.batch_time));
         }
     }
 }
@@ -543,6 +545,29 @@ fn mean(v: &[f64]) -> f64 {
     } else {
         v.iter().sum::<f64>() / v.len() as f64
     }
+}
+
+/// CPU seconds (user + system, all threads) this process used so far, from
+/// `/proc/self/stat` (Linux, 10 ms ticks at the usual 100 Hz); NaN where unavailable.
+fn process_cpu_s() -> f64 {
+    let read = || -> Option<f64> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the command name (which may hold spaces): utime and stime are the
+        // 12th and 13th after it, in clock ticks.
+        let rest = stat.get(stat.rfind(')')? + 2..)?;
+        let f: Vec<&str> = rest.split(' ').collect();
+        let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        Some(ticks as f64 / 100.0)
+    };
+    read().unwrap_or(f64::NAN)
+}
+
+/// The machine's 1-minute load average (`/proc/loadavg`); NaN where unavailable.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 /// `x` rounded to one decimal (for the JSON lines).
@@ -654,9 +679,9 @@ impl Setup {
             });
 
         let total = warm + meas;
-        let deadline =
-            Instant::now() + Duration::from_millis(total as u64 * batch_ms * 2 + 15_000);
+        let deadline = Instant::now() + Duration::from_millis(total as u64 * batch_ms * 2 + 15_000);
         let abort_ms = (5 * batch_ms).max(2000) as f64;
+        let (cpu_at_start, wall_at_start) = (process_cpu_s(), Instant::now());
         ssc.start().await?;
         let mut aborted = false;
         let watching = async {
@@ -683,6 +708,14 @@ impl Setup {
             }
         }
         let stopping = Instant::now();
+        // CPU cores this process used while the level ran (2 executors + receiver +
+        // coordinator share the machine's cores with whatever else runs on it).
+        let cores_used = (process_cpu_s() - cpu_at_start)
+            / stopping
+                .duration_since(wall_at_start)
+                .as_secs_f64()
+                .max(1e-3);
+        let load = load_average();
         tokio::time::timeout(Duration::from_secs(300), ssc.stop(StopMode::Graceful))
             .await
             .map_err(|_| "a graceful stop took over 300 s")??;
@@ -710,6 +743,7 @@ impl Setup {
             sent.load(Ordering::Relaxed),
             seen.recs,
             &outs,
+            (cores_used, load),
         )
     }
 
@@ -728,15 +762,22 @@ impl Setup {
         sent: u64,
         mut recs: Vec<BatchRec>,
         outs: &HashMap<i64, BatchOut>,
+        (cores_used, load): (f64, f64),
     ) -> Result<Level, BoxError> {
         let mode = self.args.mode.name();
         let interval = batch_ms as f64;
         recs.sort_by_key(|r| r.time_ms);
-        let markers_of = |t: i64| outs.get(&t).map_or(0, |o| o.markers.len() as u64 + o.bad_markers);
+        let markers_of = |t: i64| {
+            outs.get(&t)
+                .map_or(0, |o| o.markers.len() as u64 + o.bad_markers)
+        };
 
         // Counts: every batch, measured or not.
         let records: u64 = recs.iter().map(|r| r.records as u64).sum();
-        let all_markers: u64 = outs.values().map(|o| o.markers.len() as u64 + o.bad_markers).sum();
+        let all_markers: u64 = outs
+            .values()
+            .map(|o| o.markers.len() as u64 + o.bad_markers)
+            .sum();
         let bad: u64 = outs.values().map(|o| o.bad_markers).sum();
         let received = records.saturating_sub(all_markers);
         let counted: u64 = outs.values().map(|o| o.words).sum();
@@ -765,7 +806,11 @@ impl Setup {
         let slope = if m.len() >= 2 {
             let xs: Vec<f64> = m.iter().map(|r| r.time_ms as f64 / 1000.0).collect();
             let (mx, my) = (mean(&xs), mean(&sched));
-            let sxy: f64 = xs.iter().zip(&sched).map(|(x, y)| (x - mx) * (y - my)).sum();
+            let sxy: f64 = xs
+                .iter()
+                .zip(&sched)
+                .map(|(x, y)| (x - mx) * (y - my))
+                .sum();
             let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
             if sxx > 0.0 {
                 sxy / sxx
@@ -776,9 +821,21 @@ impl Setup {
             f64::NAN
         };
         let secs = m.len() as f64 * interval / 1000.0;
-        let lines_per_s = if secs > 0.0 { line_sum as f64 / secs } else { 0.0 };
-        let words_per_s = if secs > 0.0 { word_sum as f64 / secs } else { 0.0 };
-        let recv_frac = if m.is_empty() { 0.0 } else { lines_per_s / offered };
+        let lines_per_s = if secs > 0.0 {
+            line_sum as f64 / secs
+        } else {
+            0.0
+        };
+        let words_per_s = if secs > 0.0 {
+            word_sum as f64 / secs
+        } else {
+            0.0
+        };
+        let recv_frac = if m.is_empty() {
+            0.0
+        } else {
+            lines_per_s / offered
+        };
         let mean_proc = mean(&proc);
         let full = !aborted && m.len() == meas;
         let stable = full
@@ -801,6 +858,7 @@ impl Setup {
             "executors": self.args.executors, "backpressure": !self.args.no_backpressure,
             "sent_lines": sent, "received_lines": received, "words_counted": counted,
             "words_expected": expected, "count_ok": count_ok,
+            "process_cores_used": (cores_used * 100.0).round() / 100.0, "loadavg_1m": load,
         });
         if kind == Kind::Fixed {
             json["sustained"] = sustained.into();
@@ -809,16 +867,27 @@ impl Setup {
         }
         println!("LEVEL {json}");
         if marker_every > 0 {
-            println!("LAT {}", latency(kind, batch_ms, offered, marker_every, m, outs)?);
+            println!(
+                "LAT {}",
+                latency(kind, batch_ms, offered, marker_every, m, outs)?
+            );
         }
         if matches!(kind, Kind::Confirm | Kind::Fixed) {
             let all = &recs;
             let mut b = json!({});
             b["proc_ms"] = all.iter().map(|r| r1(r.proc_ms)).collect::<Vec<_>>().into();
-            b["sched_ms"] = all.iter().map(|r| r1(r.sched_ms)).collect::<Vec<_>>().into();
+            b["sched_ms"] = all
+                .iter()
+                .map(|r| r1(r.sched_ms))
+                .collect::<Vec<_>>()
+                .into();
             b["records"] = all.iter().map(|r| r.records).collect::<Vec<_>>().into();
             if marker_every > 0 {
-                b["markers"] = all.iter().map(|r| markers_of(r.time_ms)).collect::<Vec<_>>().into();
+                b["markers"] = all
+                    .iter()
+                    .map(|r| markers_of(r.time_ms))
+                    .collect::<Vec<_>>()
+                    .into();
             }
             b["warm"] = warm.into();
             println!("BATCHES {b}");
@@ -967,11 +1036,19 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), BoxError> {
     let started = Instant::now();
-    if args.fixed_rates.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
-        return Err(usage("--fixed-rates: each rate must be a positive number of lines/s"));
+    if args
+        .fixed_rates
+        .iter()
+        .any(|r| !(r.is_finite() && *r > 0.0))
+    {
+        return Err(usage(
+            "--fixed-rates: each rate must be a positive number of lines/s",
+        ));
     }
     if !(args.start_rate.is_finite() && args.start_rate >= 0.0) {
-        return Err(usage("--start-rate: must be 0 (automatic) or a positive rate"));
+        return Err(usage(
+            "--start-rate: must be 0 (automatic) or a positive rate",
+        ));
     }
     if args.block_ms == Some(0) {
         return Err(usage("--block-ms: must be at least 1"));
@@ -997,7 +1074,11 @@ async fn run(args: Args) -> Result<(), BoxError> {
 
     if !args.fixed_rates.is_empty() {
         let highest = args.fixed_rates.iter().copied().fold(0.0, f64::max);
-        let wr = if args.start_rate > 0.0 { args.start_rate } else { highest };
+        let wr = if args.start_rate > 0.0 {
+            args.start_rate
+        } else {
+            highest
+        };
         let wb = args.warmup_batch_ms.unwrap_or(batch_ms.max(100)).max(1);
         if args.warmup_stream_ms > 0 {
             let meas = (args.warmup_stream_ms / wb).max(1) as usize;
