@@ -83,6 +83,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
+use rivulet::framework::block::StreamId;
 use rivulet::prelude::*;
 use serde_json::json;
 
@@ -472,6 +473,9 @@ struct Seen {
     /// The largest scheduling delay of a batch completed after the warm-up batches.
     max_sched_after_warm_ms: f64,
     failures: Vec<String>,
+    /// The lowest rate limit rate control set (records/s), and how many it set.
+    min_rate_limit: Option<f64>,
+    rate_limits: usize,
 }
 
 struct Watch {
@@ -495,6 +499,14 @@ impl StreamingListener for Watch {
         for (op, error) in &b.failures {
             s.failures
                 .push(format!("batch {}: {op}: {error}", b.batch_time));
+        }
+    }
+
+    fn on_receiver_rate_limit(&mut self, _stream: StreamId, records_per_sec: Option<f64>) {
+        let mut s = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(r) = records_per_sec {
+            s.rate_limits += 1;
+            s.min_rate_limit = Some(s.min_rate_limit.map_or(r, |m| m.min(r)));
         }
     }
 }
@@ -743,7 +755,7 @@ impl Setup {
             sent.load(Ordering::Relaxed),
             seen.recs,
             &outs,
-            (cores_used, load),
+            (cores_used, load, seen.min_rate_limit, seen.rate_limits),
         )
     }
 
@@ -762,7 +774,7 @@ impl Setup {
         sent: u64,
         mut recs: Vec<BatchRec>,
         outs: &HashMap<i64, BatchOut>,
-        (cores_used, load): (f64, f64),
+        (cores_used, load, min_limit, limits): (f64, f64, Option<f64>, usize),
     ) -> Result<Level, BoxError> {
         let mode = self.args.mode.name();
         let interval = batch_ms as f64;
@@ -859,6 +871,7 @@ impl Setup {
             "sent_lines": sent, "received_lines": received, "words_counted": counted,
             "words_expected": expected, "count_ok": count_ok,
             "process_cores_used": (cores_used * 100.0).round() / 100.0, "loadavg_1m": load,
+            "rate_limit_min": min_limit.map(f64::round), "rate_limit_updates": limits,
         });
         if kind == Kind::Fixed {
             json["sustained"] = sustained.into();
