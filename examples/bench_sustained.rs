@@ -55,11 +55,17 @@
 //! anchored to the wall clock. `LAT` prints p50/p90/p99/max over all markers of the measured
 //! batches (an HDR histogram) and the peer's per-batch figures.
 //!
-//! **Output**: lines tagged as the peer's log — `WARMUP`, `REFCOUNT`, `LEVEL {json}` per
-//! level, `LAT {json}`, `BATCHES {json}` (per-batch processing, scheduling delay and records
-//! of confirm and fixed levels), `RESULT {json}` (the confirmed level: `lines_per_s` and the
-//! delay statistics) and `TOTAL`, so `../shared/peers/spark/summarize.py` and
-//! `latency_summarize.py` read them (after renaming the saved output to `*.log`).
+//! **Output**: lines tagged as the peer's log — `SETUP` (ours; the peer's `STARTUP` times a
+//! JVM), `WARMUP`, `REFCOUNT`, `LEVEL {json}` per level, `LAT {json}`, `BATCHES {json}`
+//! (per-batch processing, scheduling delay and records of confirm and fixed levels),
+//! `RESULT {json}` (the confirmed level: `lines_per_s` and the delay statistics) and `TOTAL`,
+//! so `../shared/peers/spark/summarize.py` and `latency_summarize.py` read them (after
+//! renaming the saved output to `*.log`). `LEVEL` has the peer's fields plus the lines sent
+//! and received, the count check (`words_counted`, `words_expected`, `count_ok`), the CPU
+//! cores the process used during the level (`process_cores_used`), the machine's load
+//! average, and the lowest limit rate control set (`rate_limit_min`), so a level that failed
+//! can be told apart: processing over the interval, a growing scheduling delay, a receiver
+//! held back (received < offered), or a starved process.
 //!
 //! ```text
 //! export CARGO_TARGET_DIR=target CARGO_INCREMENTAL=0
