@@ -1,0 +1,110 @@
+//! `bench_sustained`'s command line with tiny durations: one probe and one confirm level in
+//! memory mode, one fixed latency level with markers in socket mode, each ending with a
+//! `RESULT` line whose word count matched the reference (the harness exits 1 otherwise), and
+//! a bad rate is a usage error (exit 2).
+//!
+//! Run `cargo build --example bench_sustained` first when running this file alone (see
+//! `common::example_binary`).
+#![cfg(unix)]
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::example_binary;
+
+/// Runs the harness with `args` (split at whitespace).
+fn run(args: &str) -> Output {
+    Command::new(example_binary("bench_sustained"))
+        .args(args.split_whitespace())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("bench_sustained runs")
+}
+
+/// The JSON payloads of the lines tagged `tag`.
+fn tagged(out: &Output, tag: &str) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix(tag)?.strip_prefix(' '))
+        .map(|js| serde_json::from_str(js).expect("a JSON payload"))
+        .collect()
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "{:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn a_short_search_prints_a_result_with_a_checked_count() {
+    let out = run(concat!(
+        "--mode memory --batch-ms 50 --warmup-stream-ms 0 --start-rate 20000 --max-probes 1 ",
+        "--probe-warm 2 --probe-meas 4 --confirm-warm 2 --confirm-meas 4"
+    ));
+    assert!(out.status.success(), "{}", describe(&out));
+    // One probe (a slow debug build may need its retry instead), then 1 to 3 confirms.
+    let kinds: Vec<_> = tagged(&out, "LEVEL")
+        .iter()
+        .map(|l| l["kind"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        kinds.first().map(String::as_str),
+        Some("probe"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("confirm"),
+        "{}",
+        describe(&out)
+    );
+    let result = tagged(&out, "RESULT");
+    assert_eq!(result.len(), 1, "{}", describe(&out));
+    let r = &result[0];
+    assert_eq!(r["kind"], "confirm");
+    assert_eq!(r["count_ok"], true);
+    assert_eq!(r["offered_lines_per_s"], 20000);
+    assert!(r["received_lines"].as_u64() > Some(0), "{}", describe(&out));
+    assert_eq!(r["words_counted"], r["words_expected"]);
+}
+
+#[test]
+fn a_fixed_socket_level_measures_marker_latency() {
+    let out = run(concat!(
+        "--mode socket --batch-ms 20 --warmup-stream-ms 0 --fixed-rates 20000 ",
+        "--marker-every 100 --fixed-warm-ms 100 --fixed-meas-ms 100"
+    ));
+    assert!(out.status.success(), "{}", describe(&out));
+    let lat = tagged(&out, "LAT");
+    assert_eq!(lat.len(), 1, "{}", describe(&out));
+    assert!(lat[0]["markers"].as_u64() > Some(0), "{}", describe(&out));
+    // A marker's latency is at least the wait for its batch's output, never negative.
+    assert!(
+        lat[0]["all_min_ms"].as_f64() > Some(0.0),
+        "{}",
+        describe(&out)
+    );
+    let result = tagged(&out, "RESULT");
+    assert_eq!(result.len(), 1, "{}", describe(&out));
+    assert_eq!(result[0]["kind"], "fixed");
+    assert_eq!(result[0]["meas"], 30);
+    assert_eq!(result[0]["count_ok"], true, "{}", describe(&out));
+}
+
+#[test]
+fn a_rate_that_is_not_positive_is_a_usage_error() {
+    let out = run("--fixed-rates 0");
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--fixed-rates"),
+        "{}",
+        describe(&out)
+    );
+}
