@@ -309,7 +309,7 @@ impl StreamingContext {
         let op = OpInfo::caller("receiver_streams");
         let streams: Vec<DStream<R::Item>> = receivers
             .into_iter()
-            .map(|r| self.inner.graph.receiver_stream_op(op.clone(), r))
+            .map(|r| self.inner.graph.receiver_stream_op(op, r))
             .collect();
         self.inner.graph.union_streams_op(op, &streams)
     }
