@@ -397,8 +397,7 @@ impl<T: Data> Rdd<T> {
             return self.inner.shared(partition, ctx);
         }
         let id = meta.block_id(partition);
-        let data = ctx.get_block(&id)?;
-        Some(data.downcast::<Vec<T>>().map_err(|_| Error::BlockType(id)))
+        Some(block_records(&id, ctx.get_block(&id)?))
     }
 
     /// Partition `p`'s records: from the cache when the RDD is cached and the partition is
@@ -408,10 +407,10 @@ impl<T: Data> Rdd<T> {
         if !meta.is_cached() {
             return self.inner.compute(partition, ctx);
         }
-        let id = meta.block_id(partition);
-        if let Some(data) = ctx.get_block(&id) {
-            return Ok(Box::new(shared_records::<T>(&id, data)?));
+        if let Some(records) = self.shared_partition(partition, ctx) {
+            return Ok(Box::new(SharedIter::new(records?)));
         }
+        let id = meta.block_id(partition);
         let records: Vec<T> = self.inner.compute(partition, ctx)?.collect();
         let records = Arc::new(records);
         ctx.put_block(id, records.clone());
@@ -419,11 +418,9 @@ impl<T: Data> Rdd<T> {
     }
 }
 
-/// Downcasts a block to its records.
-pub(crate) fn shared_records<T: Data>(id: &BlockId, data: BlockData) -> Result<SharedIter<T>> {
-    data.downcast::<Vec<T>>()
-        .map(SharedIter::new)
-        .map_err(|_| Error::BlockType(*id))
+/// Downcasts block `id`'s data to its records.
+pub(crate) fn block_records<T: Data>(id: &BlockId, data: BlockData) -> Result<Arc<Vec<T>>> {
+    data.downcast::<Vec<T>>().map_err(|_| Error::BlockType(*id))
 }
 
 /// Iterates a shared `Vec` by cloning each record (blocks stay intact for recomputation).

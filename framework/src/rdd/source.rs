@@ -6,7 +6,7 @@ use crate::block::{BlockId, BlockInfo, ExecutorId};
 use crate::data::Data;
 use crate::error::{Error, OpInfo, Result};
 use crate::rdd::{
-    shared_records, IdScope, PartitionIter, Rdd, RddBase, RddContext, RddImpl, RddMeta, SharedIter,
+    block_records, IdScope, PartitionIter, Rdd, RddBase, RddContext, RddImpl, RddMeta, SharedIter,
 };
 use crate::scheduler::TaskContext;
 
@@ -83,17 +83,19 @@ impl<T: Data> RddBase for BlockRdd<T> {
 
 impl<T: Data> RddImpl<T> for BlockRdd<T> {
     fn compute(&self, partition: usize, ctx: &TaskContext) -> Result<PartitionIter<T>> {
-        let id: BlockId = self.blocks[partition].id;
-        let data = ctx.get_block(&id).ok_or(Error::BlockMissing(id))?;
-        Ok(Box::new(shared_records::<T>(&id, data)?))
+        Ok(Box::new(SharedIter::new(self.block(partition, ctx)?)))
     }
     fn shared(&self, partition: usize, ctx: &TaskContext) -> Option<Result<Arc<Vec<T>>>> {
+        Some(self.block(partition, ctx))
+    }
+}
+
+impl<T: Data> BlockRdd<T> {
+    /// Block `partition`'s records, as the block store keeps them.
+    fn block(&self, partition: usize, ctx: &TaskContext) -> Result<Arc<Vec<T>>> {
         let id: BlockId = self.blocks[partition].id;
-        Some(
-            ctx.get_block(&id)
-                .ok_or(Error::BlockMissing(id))
-                .and_then(|data| data.downcast::<Vec<T>>().map_err(|_| Error::BlockType(id))),
-        )
+        let data = ctx.get_block(&id).ok_or(Error::BlockMissing(id))?;
+        block_records(&id, data)
     }
 }
 
