@@ -575,19 +575,10 @@ fn mean(v: &[f64]) -> f64 {
     }
 }
 
-/// CPU seconds (user + system, all threads) this process used so far, from
-/// `/proc/self/stat` (Linux, 10 ms ticks at the usual 100 Hz); NaN where unavailable.
+/// CPU seconds (user + system, all threads) this process used so far
+/// ([`support::process_cpu`]); NaN where unavailable.
 fn process_cpu_s() -> f64 {
-    let read = || -> Option<f64> {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        // Fields after the command name (which may hold spaces): utime and stime are the
-        // 12th and 13th after it, in clock ticks.
-        let rest = stat.get(stat.rfind(')')? + 2..)?;
-        let f: Vec<&str> = rest.split(' ').collect();
-        let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-        Some(ticks as f64 / 100.0)
-    };
-    read().unwrap_or(f64::NAN)
+    support::process_cpu().map_or(f64::NAN, |d| d.as_secs_f64())
 }
 
 /// The machine's 1-minute load average (`/proc/loadavg`); NaN where unavailable.
@@ -1099,26 +1090,19 @@ async fn run(args: Args) -> Result<(), BoxError> {
     });
     let corpus = Arc::new(Corpus::read(&path)?);
     let batch_ms = args.batch_ms;
-    let setup_config = StreamingConfig::new()
-        .batch_interval(Duration::from_millis(batch_ms))
-        .executors(args.executors);
-    let setup_config = match args.block_ms {
-        Some(b) => setup_config.block_interval(Duration::from_millis(b.min(batch_ms))),
-        None => setup_config,
-    };
+    let setup = Setup { args, corpus };
+    let (args, corpus) = (&setup.args, &setup.corpus);
     println!(
         "SETUP {}",
         json!({"mode": args.mode.name(), "batch_ms": batch_ms, "executors": args.executors,
-               "block_interval_ms": setup_config.get_block_interval().as_millis() as u64,
+               "block_interval_ms": setup.config(batch_ms, None).get_block_interval().as_millis() as u64,
                "backpressure": !args.no_backpressure,
                "checkpoints": !args.no_checkpoint,
                "receiver_buffer_records": args.buffer_records,
                "corpus": path.file_name().map(|f| f.to_string_lossy().into_owned()),
                "corpus_lines": corpus.len(), "corpus_bytes": corpus.bytes.len()})
     );
-    let best_plain = plain_passes(&corpus);
-    let setup = Setup { args, corpus };
-    let args = &setup.args;
+    let best_plain = plain_passes(corpus);
     let marker_every = args.marker_every;
 
     if !args.fixed_rates.is_empty() {

@@ -43,7 +43,7 @@ mod support;
 
 // `words`: a word is a maximal run of ASCII letters and digits, lowercased. Both the plain
 // loop and rivulet's `flat_map` call this one function.
-use support::{init_tracing, ms, words, SignalStop};
+use support::{init_tracing, median_f64, ms, process_cpu, words, SignalStop};
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -343,27 +343,6 @@ fn quantile<T: Copy + Ord + Default>(xs: &[T], q: f64) -> T {
     }
     let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
     v[rank - 1]
-}
-
-/// The median of `xs` (the lower middle for an even count); NaN if empty.
-fn median_f64(xs: &[f64]) -> f64 {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len().saturating_sub(1) / 2)
-        .copied()
-        .unwrap_or(f64::NAN)
-}
-
-/// CPU time (user + system) the whole process used so far, from `/proc/self/stat` (Linux;
-/// 10 ms resolution at the usual 100 ticks/s); `None` where that file is not available.
-fn process_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which may hold spaces) start at field 3 (state);
-    // utime and stime are fields 14 and 15, in clock ticks.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 10))
 }
 
 /// Per-run figures, summarized as medians at the end.

@@ -95,33 +95,25 @@ fn parse_query(s: &str) -> Result<String, String> {
     }
 }
 
-fn parse_number(s: &str, min: usize, max: usize, what: &str) -> Result<usize, String> {
-    let n: usize = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("expected {what}: a whole number from {min} to {max}"))?;
-    if n < min || n > max {
-        return Err(format!(
-            "{n} is out of range: {what} must be from {min} to {max}"
-        ));
-    }
-    Ok(n)
+/// A count option in `min..=max` (at most 10^8, so it fits a `usize`).
+fn parse_count(s: &str, min: u64, max: u64, what: &str) -> Result<usize, String> {
+    support::parse_bounded(s, min, max, what).map(|n| n as usize)
 }
 
 fn parse_events(s: &str) -> Result<usize, String> {
-    parse_number(s, 1, 100_000_000, "events")
+    parse_count(s, 1, 100_000_000, "events")
 }
 
 fn parse_rate(s: &str) -> Result<usize, String> {
-    parse_number(s, 1, 10_000_000, "events per second of event time")
+    parse_count(s, 1, 10_000_000, "events per second of event time")
 }
 
 fn parse_receivers(s: &str) -> Result<usize, String> {
-    parse_number(s, 1, 64, "receivers")
+    parse_count(s, 1, 64, "receivers")
 }
 
 fn parse_runs(s: &str) -> Result<usize, String> {
-    parse_number(s, 1, 1000, "runs")
+    parse_count(s, 1, 1000, "runs")
 }
 
 /// A batch's output summarized: row count and the wrapping sum of the rows' fingerprints
@@ -273,14 +265,6 @@ fn check(query: &str, want: &Digests, got: &Digests) -> Result<(), BoxError> {
     .into())
 }
 
-fn median(xs: &[f64]) -> f64 {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len().saturating_sub(1) / 2)
-        .copied()
-        .unwrap_or(f64::NAN)
-}
-
 /// Runs `query` `--runs` times; returns the median events/s.
 async fn bench(args: &Args, query: &str, slices: &Arc<Vec<Vec<Event>>>) -> Result<f64, BoxError> {
     let batches = batches_to_run(slices.len());
@@ -341,7 +325,7 @@ async fn bench(args: &Args, query: &str, slices: &Arc<Vec<Vec<Event>>>) -> Resul
         );
         rates.push(rate);
     }
-    Ok(median(&rates))
+    Ok(support::median_f64(&rates))
 }
 
 async fn run(args: Args) -> Result<(), BoxError> {

@@ -371,17 +371,16 @@ pub fn q3(events: &DStream<Event>) -> DStream<Q3Row> {
     sides.map_with_state(spec).flat_map(|rows| rows)
 }
 
-/// The auctions with the most bids, and that count, of `(auction, bids)` pairs.
-type MaxCount = (u64, Vec<usize>);
-
-fn merge_max_count(a: MaxCount, b: MaxCount) -> MaxCount {
+/// The larger of two `(key, ties)`, the ties of both when the keys are equal: the arg-max
+/// with ties kept, as a reduce function (q5's most bids, q7's highest price).
+fn merge_max<K: Ord, V>(a: (K, Vec<V>), b: (K, Vec<V>)) -> (K, Vec<V>) {
     match a.0.cmp(&b.0) {
         std::cmp::Ordering::Greater => a,
         std::cmp::Ordering::Less => b,
         std::cmp::Ordering::Equal => {
-            let mut ids = a.1;
-            ids.extend(b.1);
-            (a.0, ids)
+            let mut ties = a.1;
+            ties.extend(b.1);
+            (a.0, ties)
         }
     }
 }
@@ -405,27 +404,12 @@ pub fn q5(events: &DStream<Event>) -> Result<DStream<Q5Row>> {
         )?;
     Ok(counts
         .map(|(auction, n)| ((), (n, vec![auction])))
-        .reduce_by_key(merge_max_count)
+        .reduce_by_key(merge_max::<u64, usize>)
         .flat_map(|((), (bids, ids))| {
             ids.into_iter()
                 .map(|auction| Q5Row { auction, bids })
                 .collect::<Vec<_>>()
         }))
-}
-
-/// The highest price seen and the bids at that price.
-type MaxBids = (usize, Vec<Q7Row>);
-
-fn merge_max_bids(a: MaxBids, b: MaxBids) -> MaxBids {
-    match a.0.cmp(&b.0) {
-        std::cmp::Ordering::Greater => a,
-        std::cmp::Ordering::Less => b,
-        std::cmp::Ordering::Equal => {
-            let mut rows = a.1;
-            rows.extend(b.1);
-            (a.0, rows)
-        }
-    }
 }
 
 /// q7, highest bid: every 10 s, the bid(s) with the highest price in the last 10 s
@@ -449,10 +433,10 @@ pub fn q7(events: &DStream<Event>) -> Result<DStream<Q7Row>> {
             };
             (b.price, vec![row])
         })
-        .reduce(merge_max_bids)
+        .reduce(merge_max::<usize, Q7Row>)
         .cache()
         .window(TUMBLE, TUMBLE)?
-        .reduce(merge_max_bids);
+        .reduce(merge_max::<usize, Q7Row>);
     Ok(highest.flat_map(|(_, rows)| rows))
 }
 
