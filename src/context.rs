@@ -419,7 +419,9 @@ impl StreamingContext {
     }
 
     /// Stops the context: [`StopMode::Graceful`] processes everything received first,
-    /// [`StopMode::Now`] drops what is not processed. Returns once stopped.
+    /// [`StopMode::Now`] drops what is not processed. Returns once stopped: the executor
+    /// and receiver threads have ended (a task running at a `Now` stop finishes first), so
+    /// a new context may open the same checkpoint directory at once.
     ///
     /// # Errors
     /// [`Error::NotRunning`] if never started; [`Error::Crashed`] if the coordinator died

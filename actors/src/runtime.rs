@@ -190,7 +190,7 @@ impl Runtime {
                         supervisor,
                         builder,
                         source,
-                        arbiter,
+                        arbiter: Some(arbiter),
                         reported: 0,
                         sealed_total: 0,
                     }
@@ -340,8 +340,10 @@ impl RuntimeHandle {
         self.coordinator.do_send(AddListener(listener));
     }
 
-    /// Stops the context (see [`StopMode`]) and returns once it has stopped. Stopping a
-    /// stopped context does nothing.
+    /// Stops the context (see [`StopMode`]) and returns once it has stopped: every executor
+    /// and receiver thread has ended (a task running at a `Now` stop finishes first), so what
+    /// they held, the checkpoint directory above all, is released. Stopping a stopped context
+    /// does nothing.
     ///
     /// # Errors
     /// [`Error::Crashed`] when the context did not stop cleanly because the coordinator died
@@ -349,6 +351,13 @@ impl RuntimeHandle {
     pub async fn stop(&self, mode: StopMode) -> Result<()> {
         // A closed mailbox means it already stopped, cleanly or not.
         let _ = self.coordinator.send(StopContext(mode)).await;
+        // The stop is over once its threads are joined and the status says so; a status
+        // sender dropped first (a crash) ends the wait too, and `status` reports it.
+        let _ = self
+            .status
+            .clone()
+            .wait_for(|s| matches!(s, Status::Stopped(_)))
+            .await;
         if let Some(ui) = &self.ui {
             ui.stop().await;
         }

@@ -209,7 +209,14 @@ impl Coordinator {
             }
         }
         self.forget_before(t);
-        if let Some(e) = &first_failure {
+        // A checkpoint that cannot be written stops the context: going on would lose the
+        // guarantee that a restart resumes where this run stopped. It is reported as the
+        // stop's error once stopped, not as `Failed` (which says later batches still run).
+        let checkpoint_failure = first_failure
+            .as_ref()
+            .filter(|e| matches!(e, Error::Checkpoint(_)))
+            .cloned();
+        if let (Some(e), None) = (&first_failure, &checkpoint_failure) {
             self.status.send_if_modified(|s| match s {
                 Status::Running => {
                     *s = Status::Failed(e.clone());
@@ -218,12 +225,6 @@ impl Coordinator {
                 _ => false,
             });
         }
-        // A checkpoint that cannot be written stops the context: going on would lose the
-        // guarantee that a restart resumes where this run stopped.
-        let checkpoint_failure = first_failure
-            .as_ref()
-            .filter(|e| matches!(e, Error::Checkpoint(_)))
-            .cloned();
         if let Some(waiter) = self.waiters.remove(&t) {
             let _ = waiter.send(first_failure.map_or(Ok(()), Err));
         }

@@ -51,10 +51,13 @@ impl Drop for Coordinator {
         error!(parent: &self.span, %error, "The coordinator died.");
         // Stop what the coordinator started, as finish_stop would; nothing here may panic
         // (this may run while a panic unwinds).
-        self.pool.stop();
-        for r in &self.receivers {
+        // Their threads are left to end on their own: a dying coordinator waits for nothing.
+        drop(self.pool.stop());
+        for r in &mut self.receivers {
             r.source.close();
-            r.arbiter.stop();
+            if let Some(arbiter) = r.arbiter.take() {
+                arbiter.stop();
+            }
         }
         self.graph.shutdown();
         self.waiters.clear();

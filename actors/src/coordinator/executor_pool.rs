@@ -23,7 +23,8 @@ use crate::supervision::{RestartPolicy, RestartTracker};
 
 struct Slot {
     addr: Option<Addr<Executor>>,
-    arbiter: Arbiter,
+    /// Taken (stopped) when the executor is lost or the pool stops.
+    arbiter: Option<Arbiter>,
     /// Cleared when this incarnation is killed or found dead.
     alive: Arc<AtomicBool>,
 }
@@ -79,7 +80,7 @@ impl ExecutorPool {
         });
         Slot {
             addr: Some(addr),
-            arbiter,
+            arbiter: Some(arbiter),
             alive,
         }
     }
@@ -89,12 +90,19 @@ impl ExecutorPool {
         self.failure.borrow_mut().take()
     }
 
-    /// Stops every executor's arbiter (each finishes its current task first).
-    pub(crate) fn stop(&self) {
+    /// Stops every executor's arbiter (each finishes its current task first) and returns
+    /// them, for the caller to join their threads (or drop them, to let them end alone).
+    #[must_use = "join the returned arbiters, or drop them to let their threads end alone"]
+    pub(crate) fn stop(&self) -> Vec<Arbiter> {
+        let mut stopped = Vec::new();
         for slot in self.slots.borrow_mut().iter_mut() {
             slot.addr = None;
-            slot.arbiter.stop();
+            if let Some(arbiter) = slot.arbiter.take() {
+                arbiter.stop();
+                stopped.push(arbiter);
+            }
         }
+        stopped
     }
 
     fn out_of_range(&self, what: &str, executor: ExecutorId) -> Error {
@@ -142,7 +150,9 @@ impl ExecutorPool {
     fn replace(&self, executor: ExecutorId, slots: &mut [Slot]) {
         let slot = &mut slots[executor];
         slot.alive.store(false, Ordering::Release);
-        slot.arbiter.stop();
+        if let Some(arbiter) = slot.arbiter.take() {
+            arbiter.stop();
+        }
         slot.addr = None;
         self.blocks.clear_executor(executor);
         self.counters.executor_lost();

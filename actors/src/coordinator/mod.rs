@@ -56,7 +56,8 @@ pub(crate) struct ReceiverHandle {
     pub(crate) supervisor: Addr<ReceiverSupervisor>,
     pub(crate) builder: Addr<BatchBuilder>,
     pub(crate) source: Arc<dyn BlockSource>,
-    pub(crate) arbiter: Arbiter,
+    /// The thread of its supervisor and batch builder; taken (stopped and joined) at stop.
+    pub(crate) arbiter: Option<Arbiter>,
     /// Blocks of this receiver the coordinator has heard of.
     pub(crate) reported: u64,
     /// Blocks its builder said it sealed (known at manual ticks and at stop).

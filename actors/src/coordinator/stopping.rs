@@ -2,10 +2,11 @@
 //! failing it when a component fails past its restart limit.
 
 use actix::{
-    ActorContext, ActorFutureExt, AsyncContext, Context, Handler, ResponseActFuture, WrapFuture,
+    ActorContext, ActorFutureExt, Arbiter, AsyncContext, Context, Handler, ResponseActFuture,
+    WrapFuture,
 };
 use rivulet_framework::Error;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tracing::{error, info};
 
 use super::Coordinator;
@@ -144,18 +145,45 @@ impl Coordinator {
         stopping.finished = true;
         let error = stopping.error.take();
         let replies = std::mem::take(&mut stopping.replies);
-        self.pool.stop();
-        for r in &self.receivers {
+        let mut threads = self.pool.stop();
+        for r in &mut self.receivers {
             r.source.close();
-            r.arbiter.stop();
+            if let Some(arbiter) = r.arbiter.take() {
+                arbiter.stop();
+                threads.push(arbiter);
+            }
         }
         self.graph.shutdown();
         self.waiters.clear();
-        self.status.send_replace(Status::Stopped(error));
-        info!(parent: &self.span, "Stopped.");
-        for reply in replies {
-            let _ = reply.send(());
+        // The status goes with the joiner; this coordinator reports nothing more.
+        let status = std::mem::replace(&mut self.status, watch::channel(Status::Running).0);
+        let span = self.span.clone();
+        let report = move || {
+            join_all(threads, &span);
+            status.send_replace(Status::Stopped(error));
+            info!(parent: &span, "Stopped.");
+            for reply in replies {
+                let _ = reply.send(());
+            }
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("rivulet-stop".into())
+            .spawn(report)
+        {
+            // The status sender is dropped unsent: the context reports a crash, not a stop.
+            error!(parent: &self.span, error = %e, "Could not start the thread that joins the executors; the stop is not clean.");
         }
         ctx.stop();
+    }
+}
+
+/// Waits for the executor and receiver threads to end, so that whatever they held (the
+/// checkpoint directory's lock above all) is released before the stop is reported: a
+/// context restarted on the same directory right after `stop` must be able to open it.
+fn join_all(threads: Vec<Arbiter>, span: &tracing::Span) {
+    for arbiter in threads {
+        if arbiter.join().is_err() {
+            error!(parent: span, "An executor or receiver thread panicked while stopping.");
+        }
     }
 }
