@@ -128,6 +128,54 @@ async fn a_restart_continues_state_and_batch_times_from_the_checkpoint() {
     .await;
 }
 
+/// `stop(Now)` while a task is still running returns only once that task's executor thread
+/// has ended, so the checkpoint directory (sled's lock) can be opened again at once. Before,
+/// `stop` returned while the thread still held it and the reopen failed with `WouldBlock`.
+#[actix::test]
+async fn stop_releases_the_checkpoint_directory_even_while_a_task_runs() {
+    within(async {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("ckpt");
+        let started = Arc::new(tokio::sync::Notify::new());
+        let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (s, f) = (started.clone(), first.clone());
+        let ssc = StreamingContext::get_or_create(&dir, config(1, 1), move |ssc| {
+            let (s, f) = (s.clone(), f.clone());
+            ssc.queue_stream(words(3))
+                .map(move |w: String| {
+                    if f.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                        s.notify_one();
+                        // A long task: the executor thread is still in it when stop begins.
+                        std::thread::sleep(Duration::from_millis(300));
+                    }
+                    (w, 1u64)
+                })
+                .count()
+                .collect_batches();
+            Ok(())
+        })
+        .unwrap();
+        ssc.start().await.unwrap();
+        {
+            let advance = ssc.advance(1);
+            tokio::pin!(advance);
+            tokio::select! {
+                _ = &mut advance => panic!("the batch finished before its task was seen running"),
+                _ = started.notified() => {}
+            }
+            ssc.stop(StopMode::Now).await.unwrap();
+        }
+        drop(ssc);
+        let again = StreamingContext::get_or_create(&dir, config(1, 1), |_| Ok(()));
+        assert!(
+            again.is_ok(),
+            "the directory is still held: {:?}",
+            again.err()
+        );
+    })
+    .await;
+}
+
 #[actix::test]
 async fn a_changed_graph_a_corrupt_value_and_an_occupied_directory_are_refused() {
     within(async {
