@@ -276,8 +276,11 @@ fn now_us() -> u64 {
 
 /// The lines of the cycled corpus as `memory` mode's source: at time `t` after its start it
 /// has stored `t × rate` lines (in `store_many` calls of at most `CHUNK` lines, each ending at
-/// a marker when one is due), then sleeps until more are due; it yields its thread after each
-/// store so that the batch builder sharing it can seal blocks (see `bench_wordcount`).
+/// a marker when one is due), then sleeps until about a millisecond's worth more is due (as
+/// the socket generator writes in rounds); it yields its thread after each store so that the
+/// batch builder sharing it can seal blocks (see `bench_wordcount`). Without the wait for a
+/// millisecond's worth it stored one or two lines per call, a million calls a second, and
+/// its thread spent more CPU in that loop than both executors in the word count.
 struct MemoryLines {
     corpus: Arc<Corpus>,
     rate: f64,
@@ -305,8 +308,10 @@ impl Receiver for MemoryLines {
 
     async fn receive(&mut self, sink: &mut BlockSink<String>) -> Result<Flow, ReceiverError> {
         let due = (self.started.elapsed().as_secs_f64() * self.rate) as u64;
-        if self.next >= due {
-            let at = Duration::from_secs_f64((self.next + 1) as f64 / self.rate);
+        // About 1 ms of lines per store (at least one line, at most a chunk).
+        let round = ((self.rate / 1000.0) as u64).clamp(1, CHUNK);
+        if due < self.next + round {
+            let at = Duration::from_secs_f64((self.next + round) as f64 / self.rate);
             tokio::time::sleep_until(self.started + at).await;
             return Ok(Flow::Continue);
         }
