@@ -151,6 +151,7 @@ impl Runtime {
             bus.add(l);
         }
         let app_name = config.get_app_name().to_string();
+        let pipelining = config.get_pipelining();
         let coordinator_graph = graph.clone();
         let coordinator = Coordinator::create(move |ctx| {
             let me: Addr<Coordinator> = actix::AsyncContext::address(ctx);
@@ -204,6 +205,7 @@ impl Runtime {
                 replayed: replayed_ids,
                 graph: coordinator_graph,
                 manual,
+                pipelining,
                 dag,
                 pool: ExecutorPool::start(executors, blocks.clone(), registry, pool_counters),
                 blocks,

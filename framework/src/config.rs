@@ -72,6 +72,7 @@ pub struct StreamingConfig {
     backpressure_initial_rate: Option<f64>,
     speculation: bool,
     speculation_settings: Speculation,
+    pipelining: bool,
     ui_address: Option<String>,
     ui_retained_batches: usize,
 }
@@ -100,6 +101,7 @@ impl Default for StreamingConfig {
             backpressure_initial_rate: None,
             speculation: true,
             speculation_settings: Speculation::default(),
+            pipelining: true,
             ui_address: None,
             ui_retained_batches: DEFAULT_UI_RETAINED_BATCHES,
         }
@@ -268,6 +270,19 @@ impl StreamingConfig {
     /// [`Speculation`] for when a task counts as slow.
     pub fn speculation(mut self, enabled: bool) -> Self {
         self.speculation = enabled;
+        self
+    }
+
+    /// Timestep pipelining (the D-Streams paper, section 4.2; on by default): while a batch
+    /// runs, the executors may already run the map stages of the next queued batch that do
+    /// not depend on a batch still running (those over its input blocks, for example; not
+    /// a window or state over the running batch). Its job then skips them. Output operations
+    /// still run one batch at a time, in batch order. It matters when batches queue up
+    /// (processing near or above the batch interval): the next batch's map tasks fill the
+    /// executors' idle time in the running batch's stage boundaries. Spark runs one batch at
+    /// a time (`spark.streaming.concurrentJobs` = 1); `false` does so too.
+    pub fn pipelining(mut self, enabled: bool) -> Self {
+        self.pipelining = enabled;
         self
     }
 
@@ -537,6 +552,11 @@ impl StreamingConfig {
     /// The speculation settings in effect; `None` when speculation is off.
     pub fn get_speculation(&self) -> Option<Speculation> {
         self.speculation.then_some(self.speculation_settings)
+    }
+
+    /// Whether timestep pipelining is on (see [`pipelining`](StreamingConfig::pipelining)).
+    pub fn get_pipelining(&self) -> bool {
+        self.pipelining
     }
 
     /// Where the status server listens, if it is on (see

@@ -9,6 +9,7 @@ use rivulet_framework::dstream::OutputJob;
 use rivulet_framework::listener::{BatchInfo, OutputOperationInfo};
 use rivulet_framework::time::Time;
 use rivulet_framework::{Error, Result};
+use tokio::sync::oneshot;
 use tracing::{debug, error, info};
 
 use super::Coordinator;
@@ -22,6 +23,8 @@ pub(super) struct Batch {
     blocks: Vec<BlockInfo>,
     info: BatchInfo,
     submitted: Instant,
+    /// Set once its map stages started running ahead; resolves when they are done.
+    ahead: Option<oneshot::Receiver<()>>,
 }
 
 /// One output operation's run.
@@ -106,9 +109,43 @@ impl Coordinator {
             blocks,
             info,
             submitted: Instant::now(),
+            ahead: None,
         });
         self.last_time = t;
         self.run_next(ctx);
+        self.run_ahead(ctx);
+    }
+
+    /// Timestep pipelining: while a batch runs, runs the independent map stages of the
+    /// oldest queued batch whose stages have not run ahead yet (one batch at a time); its
+    /// job waits for them, then skips them.
+    fn run_ahead(&mut self, ctx: &mut Context<Self>) {
+        if !self.pipelining || !self.running || self.running_ahead {
+            return;
+        }
+        let Some(batch) = self.queue.iter_mut().find(|b| b.ahead.is_none()) else {
+            return;
+        };
+        let rdds: Vec<_> = batch.jobs.iter().filter_map(|j| j.rdd().cloned()).collect();
+        let (tx, rx) = oneshot::channel();
+        batch.ahead = Some(rx);
+        let t = batch.time;
+        let (dag, pool) = (self.dag.clone(), self.pool.clone());
+        self.running_ahead = true;
+        let ahead = async move {
+            let mut ran = 0;
+            for rdd in &rdds {
+                ran += dag.run_map_stages_ahead(rdd, t, &*pool).await;
+            }
+            let _ = tx.send(());
+            ran
+        };
+        ctx.spawn(ahead.into_actor(self).map(move |ran, act, ctx| {
+            debug!(parent: &act.span, batch_time = %t, stages = ran, "Map stages ran ahead.");
+            act.running_ahead = false;
+            act.escalate_pool_failure(ctx);
+            act.run_ahead(ctx);
+        }));
     }
 
     /// Starts the oldest queued batch if none is running (batches run one at a time, in order).
@@ -125,22 +162,30 @@ impl Coordinator {
         batch.info.scheduling_delay = Some(started - batch.submitted);
         self.listeners.post(|l| l.on_batch_started(&batch.info));
         let jobs = std::mem::take(&mut batch.jobs);
+        let ahead = batch.ahead.take();
         // Output jobs block in RDD actions, so they run off the actor threads; so does the
-        // batch's metadata checkpoint, written after them, in batch order.
+        // batch's metadata checkpoint, written after them, in batch order. Map stages that
+        // run ahead finish first (a stopped coordinator drops them: nothing to wait for).
         let (graph, t) = (self.graph.clone(), batch.time);
-        let handle = tokio::task::spawn_blocking(move || {
-            let mut runs = run_jobs(jobs);
-            let start = Instant::now();
-            if let Err(e) = graph.write_metadata_checkpoint(t) {
-                runs.push(OutputRun {
-                    id: runs.len(),
-                    name: "metadata checkpoint".into(),
-                    duration: start.elapsed(),
-                    result: Err(e),
-                });
+        let handle = async move {
+            if let Some(ahead) = ahead {
+                let _ = ahead.await;
             }
-            runs
-        });
+            tokio::task::spawn_blocking(move || {
+                let mut runs = run_jobs(jobs);
+                let start = Instant::now();
+                if let Err(e) = graph.write_metadata_checkpoint(t) {
+                    runs.push(OutputRun {
+                        id: runs.len(),
+                        name: "metadata checkpoint".into(),
+                        duration: start.elapsed(),
+                        result: Err(e),
+                    });
+                }
+                runs
+            })
+            .await
+        };
         ctx.spawn(handle.into_actor(self).map(move |joined, act, ctx| {
             let runs = joined.unwrap_or_else(|e| {
                 vec![OutputRun {
@@ -152,6 +197,7 @@ impl Coordinator {
             });
             act.batch_finished(batch, started, runs, ctx);
         }));
+        self.run_ahead(ctx);
     }
 
     fn batch_finished(

@@ -69,6 +69,10 @@ pub struct Coordinator {
     graph: DStreamGraph,
     batch_interval: Duration,
     manual: bool,
+    /// Timestep pipelining: run a queued batch's independent map stages ahead.
+    pipelining: bool,
+    /// Whether map stages of a queued batch are running ahead now (one batch at a time).
+    running_ahead: bool,
     dag: Rc<DagScheduler>,
     pool: Rc<ExecutorPool>,
     blocks: Arc<crate::block_store::BlockManager>,
@@ -107,6 +111,8 @@ pub(crate) struct CoordinatorParts {
     pub(crate) replayed: HashSet<BlockId>,
     pub(crate) graph: DStreamGraph,
     pub(crate) manual: bool,
+    /// Timestep pipelining (see `StreamingConfig::pipelining`).
+    pub(crate) pipelining: bool,
     pub(crate) dag: Rc<DagScheduler>,
     pub(crate) pool: Rc<ExecutorPool>,
     pub(crate) blocks: Arc<crate::block_store::BlockManager>,
@@ -129,6 +135,8 @@ impl Coordinator {
             batch_interval: parts.graph.batch_interval(),
             graph: parts.graph,
             manual: parts.manual,
+            pipelining: parts.pipelining,
+            running_ahead: false,
             dag: parts.dag,
             pool: parts.pool,
             blocks: parts.blocks,

@@ -14,7 +14,7 @@ use crate::checkpoint::{
 };
 use crate::dstream::{lock, CheckpointSetting, DStreamId, DStreamNode};
 use crate::error::{panic_message, CheckpointError, Error, GraphError, OpInfo, Result};
-use crate::rdd::RddContext;
+use crate::rdd::{RddBase, RddContext};
 use crate::receiver::ReceiverSlot;
 use crate::scheduler::GenerationGuard;
 use crate::time::Time;
@@ -38,6 +38,7 @@ pub struct OutputJob {
     id: usize,
     op: OpInfo,
     run: Result<RunFn, Error>,
+    rdd: Option<Arc<dyn RddBase>>,
 }
 
 impl OutputJob {
@@ -51,7 +52,22 @@ impl OutputJob {
             id: 0,
             op,
             run: Ok(Box::new(run)),
+            rdd: None,
         }
+    }
+
+    /// Names the RDD the output operation's function receives, so that the runtime can
+    /// compute its batch's independent map stages ahead (see
+    /// [`DagScheduler::run_map_stages_ahead`](crate::scheduler::DagScheduler::run_map_stages_ahead)).
+    pub(crate) fn with_rdd(mut self, rdd: Arc<dyn RddBase>) -> Self {
+        self.rdd = Some(rdd);
+        self
+    }
+
+    /// The RDD the output operation's function receives, when it has one (a
+    /// `foreach_rdd`-based output; not a checkpoint job).
+    pub fn rdd(&self) -> Option<&Arc<dyn RddBase>> {
+        self.rdd.as_ref()
     }
 
     /// The batch.
@@ -667,6 +683,7 @@ impl DStreamGraph {
                     id,
                     op: output.op,
                     run: Err(e),
+                    rdd: None,
                 }),
             }
         }

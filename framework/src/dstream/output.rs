@@ -39,7 +39,8 @@ impl<T: Data> DStream<T> {
                 return Ok(None);
             };
             let f = f.clone();
-            Ok(Some(OutputJob::new(t, op, move || {
+            let base = rdd.as_base();
+            let job = OutputJob::new(t, op, move || {
                 f(&rdd, t).map_err(|e| match e.downcast::<Error>() {
                     Ok(inner) => *inner,
                     Err(e) => Error::Output {
@@ -48,7 +49,8 @@ impl<T: Data> DStream<T> {
                         message: e.to_string(),
                     },
                 })
-            })))
+            });
+            Ok(Some(job.with_rdd(base)))
         });
     }
 

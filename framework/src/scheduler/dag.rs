@@ -16,13 +16,15 @@ use futures::FutureExt;
 use tracing::{debug, warn};
 
 use crate::block::{BlockId, ExecutorId};
-use crate::error::{Error, Result};
+use crate::error::{Error, OpInfo, Result};
 use crate::listener::{JobInfo, StageInfo};
-use crate::rdd::{RddMeta, ShuffleId, ShuffleMap};
+use crate::rdd::{RddBase, RddMeta, ShuffleId, ShuffleMap};
 use crate::scheduler::{
-    plan_stages, JobId, JobSpec, MapOutputTracker, SchedulerCounters, Speculation, Stage,
-    StageKind, StageRunnable, TaskDescription, TaskKind, TaskOutcome, TaskOutput, TaskRegistry,
+    independent_map_stages, plan_stages, JobId, JobSpec, MapOutputTracker, SchedulerCounters,
+    Speculation, Stage, StageKind, StageRunnable, TaskDescription, TaskKind, TaskOutcome,
+    TaskOutput, TaskRegistry,
 };
+use crate::time::Time;
 
 /// Tasks in flight per executor: one running, one waiting in its mailbox, so an executor
 /// never idles for a round trip between tasks.
@@ -156,6 +158,82 @@ impl DagScheduler {
             failure: result.as_ref().err().map(|e| e.to_string()),
         };
         (result, info)
+    }
+
+    /// Runs ahead the map stages of batch `batch_time` that do not depend on a batch still
+    /// running (see [`independent_map_stages`]) for `rdd`, the RDD an output operation of
+    /// that batch will receive: the D-Streams paper's timestep pipelining. The batch's job
+    /// later finds their map outputs complete and skips them. Returns how many stages ran
+    /// to completion.
+    ///
+    /// Failures are not reported: the job reruns what is missing and reports its own.
+    pub async fn run_map_stages_ahead(
+        &self,
+        rdd: &Arc<dyn RddBase>,
+        batch_time: Time,
+        launcher: &dyn TaskLauncher,
+    ) -> usize {
+        let job_id = self.next_job.fetch_add(1, Ordering::Relaxed);
+        let _unregister = Unregister(&self.registry, job_id);
+        let is_available = |dep: &dyn ShuffleMap| {
+            self.map_outputs
+                .is_complete(dep.shuffle_id(), dep.parent().meta().num_partitions())
+        };
+        let is_cached = |meta: &RddMeta| {
+            meta.is_cached()
+                && (0..meta.num_partitions()).all(|p| launcher.has_block(&meta.block_id(p)))
+        };
+        let stages = independent_map_stages(rdd, batch_time, &is_available, &is_cached);
+        let op = OpInfo {
+            name: "pipelined map stages",
+            ..rdd.meta().op()
+        };
+        let job = JobSpec {
+            rdd: rdd.clone(),
+            func: Arc::new(move |_, _| {
+                Err(Error::Internal(
+                    "map stages run ahead have no result stage".into(),
+                ))
+            }),
+            op,
+            batch_time: Some(batch_time),
+        };
+        let mut ran = 0;
+        for stage in &stages {
+            if let StageKind::ShuffleMap(dep) = &stage.kind {
+                let runnable = StageRunnable::ShuffleMap {
+                    dep: dep.clone(),
+                    op: stage.rdd.meta().op(),
+                };
+                self.registry.register(job_id, stage.id, runnable);
+            }
+        }
+        for stage in &stages {
+            let mut info = StageInfo {
+                id: stage.id,
+                kind: "shuffle map",
+                operator: stage.rdd.meta().op().to_string(),
+                tasks: 0,
+                launched: 0,
+                retries: 0,
+                speculative: 0,
+                duration: Duration::ZERO,
+            };
+            match self
+                .run_stage(job_id, &job, stage, launcher, &mut info)
+                .await
+            {
+                Ok(_) => {
+                    self.counters.stage_pipelined();
+                    ran += 1;
+                }
+                Err(_) => {
+                    debug!(batch = %batch_time, "A map stage run ahead failed; its job reruns it.");
+                    break;
+                }
+            }
+        }
+        ran
     }
 
     async fn run_job_stages(

@@ -24,7 +24,7 @@ pub use local::{LocalRunner, MemoryBlockStore};
 pub use map_outputs::MapOutputTracker;
 pub use registry::{StageRunnable, TaskRegistry};
 pub use speculation::{SchedulerCounters, SchedulerMetrics, Speculation};
-pub use stage::{plan_stages, Stage, StageKind};
+pub use stage::{independent_map_stages, plan_stages, Stage, StageKind};
 pub use task::{
     run_task, BlockAccess, TaskContext, TaskDescription, TaskFailure, TaskKind, TaskOutcome,
 };

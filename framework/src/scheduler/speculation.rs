@@ -82,6 +82,9 @@ pub struct SchedulerMetrics {
     pub speculative_tasks: u64,
     /// Failed task attempts that were retried (up to `max_task_attempts` per task).
     pub task_retries: u64,
+    /// Map stages of a queued batch run to completion while an earlier batch was still
+    /// running (timestep pipelining; see `StreamingConfig::pipelining`).
+    pub stages_pipelined: u64,
 }
 
 /// The live counters behind [`SchedulerMetrics`], shared by the scheduler and the runtime.
@@ -92,6 +95,7 @@ pub struct SchedulerCounters {
     stages_resubmitted: AtomicU64,
     speculative_tasks: AtomicU64,
     task_retries: AtomicU64,
+    stages_pipelined: AtomicU64,
 }
 
 impl SchedulerCounters {
@@ -111,6 +115,9 @@ impl SchedulerCounters {
     pub(crate) fn task_retried(&self) {
         self.task_retries.fetch_add(1, Ordering::Relaxed);
     }
+    pub(crate) fn stage_pipelined(&self) {
+        self.stages_pipelined.fetch_add(1, Ordering::Relaxed);
+    }
     /// The counts now.
     pub fn snapshot(&self) -> SchedulerMetrics {
         SchedulerMetrics {
@@ -119,6 +126,7 @@ impl SchedulerCounters {
             stages_resubmitted: self.stages_resubmitted.load(Ordering::Relaxed),
             speculative_tasks: self.speculative_tasks.load(Ordering::Relaxed),
             task_retries: self.task_retries.load(Ordering::Relaxed),
+            stages_pipelined: self.stages_pipelined.load(Ordering::Relaxed),
         }
     }
 }

@@ -154,3 +154,51 @@ pub fn plan_stages(
     });
     planner.stages
 }
+
+/// The map stages of `rdd`'s job that can run before the batches ahead of `batch_time`
+/// finish (the D-Streams paper's timestep pipelining): those with no missing parent
+/// stage whose tasks compute only RDDs of `batch_time` (reading input blocks, parallelized
+/// data and fully cached RDDs of any batch). Anything else, a window over a batch still
+/// running or state from one, waits for the job. Shuffles for which `is_available` holds
+/// are left out; `is_cached` as for [`plan_stages`].
+pub fn independent_map_stages(
+    rdd: &Arc<dyn RddBase>,
+    batch_time: crate::time::Time,
+    is_available: &dyn Fn(&dyn ShuffleMap) -> bool,
+    is_cached: &dyn Fn(&RddMeta) -> bool,
+) -> Vec<Stage> {
+    plan_stages(rdd, 0, is_available, is_cached)
+        .into_iter()
+        .filter(|s| {
+            matches!(s.kind, StageKind::ShuffleMap(_))
+                && s.parents.is_empty()
+                && computes_only_batch(&s.rdd, batch_time, is_cached)
+        })
+        .collect()
+}
+
+/// Whether a task of a stage over `rdd` computes only RDDs of `batch_time`: its narrow
+/// lineage down to fully cached RDDs and shuffle outputs (which it reads, not computes).
+fn computes_only_batch(
+    rdd: &Arc<dyn RddBase>,
+    batch_time: crate::time::Time,
+    is_cached: &dyn Fn(&RddMeta) -> bool,
+) -> bool {
+    let mut seen: HashSet<RddId> = HashSet::new();
+    let mut stack = vec![rdd.clone()];
+    while let Some(r) = stack.pop() {
+        let meta = r.meta();
+        if !seen.insert(meta.id()) || is_cached(meta) {
+            continue;
+        }
+        if meta.id().batch_time() != Some(batch_time) {
+            return false;
+        }
+        for dep in meta.dependencies() {
+            if let Dependency::Narrow(parent) = dep {
+                stack.push(parent.clone());
+            }
+        }
+    }
+    true
+}
