@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use common::*;
 use futures::future::join_all;
+use proptest::prelude::*;
 use rivulet::prelude::*;
 
 /// Batch `i` (from 0) of the input: words drawn from a small vocabulary.
@@ -89,8 +90,12 @@ fn build(ssc: &StreamingContext, data: Vec<Vec<String>>) -> Outputs {
 /// Runs `n` batches of `data`, all cut at once, and returns the outputs and how many map
 /// stages ran ahead.
 async fn run_queued(pipelining: bool, data: Vec<Vec<String>>) -> (Outputs, u64) {
+    run_queued_on(config(2, 3).pipelining(pipelining), data).await
+}
+
+async fn run_queued_on(config: StreamingConfig, data: Vec<Vec<String>>) -> (Outputs, u64) {
     let n = data.len();
-    let ssc = StreamingContext::new(config(2, 3).pipelining(pipelining)).unwrap();
+    let ssc = StreamingContext::new(config).unwrap();
     let out = build(&ssc, data);
     ssc.start().await.unwrap();
     for done in join_all((0..n).map(|_| ssc.advance(1))).await {
@@ -156,4 +161,25 @@ async fn batches_advanced_one_at_a_time_never_queue_so_nothing_runs_ahead() {
         check(&out, &data);
     })
     .await;
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// Whatever the input, executors, partitions and how many batches queue at once, the
+    /// pipelined run's outputs equal the hand-computed per-batch, running and windowed counts.
+    #[test]
+    fn pipelined_outputs_equal_the_hand_computed_ones(
+        batches in 2usize..=6,
+        seed in any::<u64>(),
+        executors in 1usize..=3,
+        parts in 1usize..=4,
+    ) {
+        let data = input(batches, seed);
+        let config = config(executors, parts);
+        let (out, pipelined) = actix::System::new()
+            .block_on(within(run_queued_on(config, data.clone())));
+        check(&out, &data);
+        prop_assert!(pipelined > 0);
+    }
 }

@@ -164,6 +164,8 @@ async fn json_api_reports_batches_failures_receivers_and_graph() {
     );
     assert_eq!(sample(&scrape, "rivulet_executors_lost_total", &[]), 0.0);
     assert_eq!(sample(&scrape, "rivulet_task_retries_total", &[]), 0.0);
+    // Batches advanced one at a time never queue: nothing ran ahead.
+    assert_eq!(sample(&scrape, "rivulet_stages_pipelined_total", &[]), 0.0);
 
     ssc.stop(StopMode::Graceful).await.expect("stops");
 }

@@ -4,8 +4,10 @@
 //! Every batch time `t` it allocates the blocks reported so far to batch `t`, asks the
 //! graph for `t`'s output jobs, and runs them in batch order, one batch at a time, on a
 //! blocking thread; the jobs' RDD actions come back as [`SubmitJob`]s, which it runs through
-//! the DAG scheduler on the executors. When a batch ends it notifies listeners, frees the
-//! receivers' buffer room for the batch's records, and forgets what no stream remembers.
+//! the DAG scheduler on the executors. With timestep pipelining on, a batch queued behind a
+//! running one has its independent map stages run ahead meanwhile. When a batch ends it
+//! notifies listeners, frees the receivers' buffer room for the batch's records, and forgets
+//! what no stream remembers.
 
 mod batches;
 mod crash;

@@ -49,6 +49,7 @@ struct Statistics {
     stages_resubmitted: u64,
     speculative_tasks: u64,
     task_retries: u64,
+    stages_pipelined: u64,
 }
 
 /// One batch (Spark: `BatchInfo` of the REST API), with `outputOperations` in the
@@ -242,6 +243,7 @@ pub(super) async fn statistics(shared: web::Data<Shared>) -> HttpResponse {
         stages_resubmitted: sched.stages_resubmitted,
         speculative_tasks: sched.speculative_tasks,
         task_retries: sched.task_retries,
+        stages_pipelined: sched.stages_pipelined,
     };
     drop(s);
     HttpResponse::Ok().json(stats)

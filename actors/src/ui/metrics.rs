@@ -49,6 +49,7 @@ pub(crate) struct Metrics {
     stages_resubmitted: Counter,
     speculative_tasks: Counter,
     task_retries: Counter,
+    stages_pipelined: Counter,
     events_dropped: Counter,
     scheduler: Arc<SchedulerCounters>,
     dropped: Arc<AtomicU64>,
@@ -83,6 +84,7 @@ impl Metrics {
             stages_resubmitted: Counter::default(),
             speculative_tasks: Counter::default(),
             task_retries: Counter::default(),
+            stages_pipelined: Counter::default(),
             events_dropped: Counter::default(),
             scheduler,
             dropped,
@@ -165,6 +167,11 @@ impl Metrics {
             m.task_retries.clone(),
         );
         r.register(
+            "stages_pipelined",
+            "Map stages of a queued batch run ahead while an earlier batch ran",
+            m.stages_pipelined.clone(),
+        );
+        r.register(
             "ui_events_dropped",
             "Listener events the status server dropped because its queue was full",
             m.events_dropped.clone(),
@@ -233,6 +240,7 @@ impl Metrics {
             catch_up(&self.stages_resubmitted, s.stages_resubmitted);
             catch_up(&self.speculative_tasks, s.speculative_tasks);
             catch_up(&self.task_retries, s.task_retries);
+            catch_up(&self.stages_pipelined, s.stages_pipelined);
             catch_up(&self.events_dropped, self.dropped.load(Ordering::Relaxed));
         }
         let mut out = String::new();
