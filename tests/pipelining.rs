@@ -9,6 +9,8 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use common::*;
 use futures::future::join_all;
@@ -159,6 +161,46 @@ async fn batches_advanced_one_at_a_time_never_queue_so_nothing_runs_ahead() {
         assert_eq!(ssc.scheduler_metrics().unwrap().stages_pipelined, 0);
         ssc.stop(StopMode::Graceful).await.unwrap();
         check(&out, &data);
+    })
+    .await;
+}
+
+/// An executor killed from inside a map task of a queued batch (the task that sees the
+/// word `kill`, in batch 3): lost map outputs and the task are recomputed, run ahead or by
+/// the job, and every output still equals the hand count.
+#[actix::test]
+async fn an_executor_lost_while_batches_queue_changes_no_output() {
+    within(async {
+        let mut data = input(6, 3);
+        data[2].push("kill".into());
+        let ssc = StreamingContext::new(config(3, 3)).unwrap();
+        let killed = Arc::new(AtomicBool::new(false));
+        let (killer, flag) = (ssc.clone(), killed.clone());
+        let pairs = ssc.queue_stream(data.clone()).map(move |w: String| {
+            if w == "kill" && !flag.swap(true, Ordering::SeqCst) {
+                futures::executor::block_on(killer.kill_executor(0)).expect("executor 0");
+            }
+            (w, 1u64)
+        });
+        let per_batch = pairs.reduce_by_key(|a, b| a + b).collect_batches();
+        let state = pairs
+            .update_state_by_key(|vs: Vec<u64>, s: Option<u64>| {
+                Some(s.unwrap_or(0) + vs.iter().sum::<u64>())
+            })
+            .collect_batches();
+        ssc.start().await.unwrap();
+        for done in join_all((0..data.len()).map(|_| ssc.advance(1))).await {
+            done.unwrap();
+        }
+        let m = ssc.scheduler_metrics().unwrap();
+        ssc.stop(StopMode::Graceful).await.unwrap();
+        assert!(killed.load(Ordering::SeqCst));
+        assert_eq!(m.executors_lost, 1);
+        assert!(m.stages_pipelined > 0);
+        let got: Vec<_> = per_batch.batches().into_iter().map(sorted).collect();
+        assert_eq!(got, data.iter().map(|b| counts(b)).collect::<Vec<_>>());
+        let got: Vec<_> = state.batches().into_iter().map(sorted).collect();
+        assert_eq!(got, running(&data));
     })
     .await;
 }

@@ -166,7 +166,9 @@ impl DagScheduler {
     /// later finds their map outputs complete and skips them. Returns how many stages ran
     /// to completion.
     ///
-    /// Failures are not reported: the job reruns what is missing and reports its own.
+    /// Failures are not reported: the job reruns what is missing and reports its own. A task
+    /// that fails on every attempt here gets its attempts again in the job (both count in
+    /// [`SchedulerMetrics::task_retries`](crate::scheduler::SchedulerMetrics)).
     pub async fn run_map_stages_ahead(
         &self,
         rdd: &Arc<dyn RddBase>,
@@ -175,14 +177,8 @@ impl DagScheduler {
     ) -> usize {
         let job_id = self.next_job.fetch_add(1, Ordering::Relaxed);
         let _unregister = Unregister(&self.registry, job_id);
-        let is_available = |dep: &dyn ShuffleMap| {
-            self.map_outputs
-                .is_complete(dep.shuffle_id(), dep.parent().meta().num_partitions())
-        };
-        let is_cached = |meta: &RddMeta| {
-            meta.is_cached()
-                && (0..meta.num_partitions()).all(|p| launcher.has_block(&meta.block_id(p)))
-        };
+        let is_available = |dep: &dyn ShuffleMap| self.is_available(dep);
+        let is_cached = |meta: &RddMeta| is_cached(launcher, meta);
         let stages = independent_map_stages(rdd, batch_time, &is_available, &is_cached);
         let op = OpInfo {
             name: "pipelined map stages",
@@ -198,27 +194,10 @@ impl DagScheduler {
             op,
             batch_time: Some(batch_time),
         };
+        self.register(job_id, &job, &stages);
         let mut ran = 0;
         for stage in &stages {
-            if let StageKind::ShuffleMap(dep) = &stage.kind {
-                let runnable = StageRunnable::ShuffleMap {
-                    dep: dep.clone(),
-                    op: stage.rdd.meta().op(),
-                };
-                self.registry.register(job_id, stage.id, runnable);
-            }
-        }
-        for stage in &stages {
-            let mut info = StageInfo {
-                id: stage.id,
-                kind: "shuffle map",
-                operator: stage.rdd.meta().op().to_string(),
-                tasks: 0,
-                launched: 0,
-                retries: 0,
-                speculative: 0,
-                duration: Duration::ZERO,
-            };
+            let mut info = stage_info(stage, &job);
             match self
                 .run_stage(job_id, &job, stage, launcher, &mut info)
                 .await
@@ -244,51 +223,18 @@ impl DagScheduler {
     ) -> Result<Vec<TaskOutput>> {
         let job_id = self.next_job.fetch_add(1, Ordering::Relaxed);
         let _unregister = Unregister(&self.registry, job_id);
-        let is_available = |dep: &dyn ShuffleMap| {
-            self.map_outputs
-                .is_complete(dep.shuffle_id(), dep.parent().meta().num_partitions())
-        };
-        let is_cached = |meta: &RddMeta| {
-            meta.is_cached()
-                && (0..meta.num_partitions()).all(|p| launcher.has_block(&meta.block_id(p)))
-        };
+        let is_available = |dep: &dyn ShuffleMap| self.is_available(dep);
+        let is_cached = |meta: &RddMeta| is_cached(launcher, meta);
         let mut next_stage = 0;
         let mut resubmits = 0;
         'plan: loop {
             let stages = plan_stages(&job.rdd, next_stage, &is_available, &is_cached);
             next_stage += stages.len() as u32;
             debug!(job = job_id, stages = stages.len(), op = %job.op, "Job planned.");
-            for stage in &stages {
-                let runnable = match &stage.kind {
-                    StageKind::ShuffleMap(dep) => StageRunnable::ShuffleMap {
-                        dep: dep.clone(),
-                        op: stage.rdd.meta().op(),
-                    },
-                    StageKind::Result => StageRunnable::Result {
-                        func: job.func.clone(),
-                        op: job.op,
-                    },
-                };
-                self.registry.register(job_id, stage.id, runnable);
-            }
+            self.register(job_id, job, &stages);
             let mut results = None;
             for stage in &stages {
-                let mut info = StageInfo {
-                    id: stage.id,
-                    kind: match stage.kind {
-                        StageKind::ShuffleMap(_) => "shuffle map",
-                        StageKind::Result => "result",
-                    },
-                    operator: match stage.kind {
-                        StageKind::ShuffleMap(_) => stage.rdd.meta().op().to_string(),
-                        StageKind::Result => job.op.to_string(),
-                    },
-                    tasks: 0,
-                    launched: 0,
-                    retries: 0,
-                    speculative: 0,
-                    duration: Duration::ZERO,
-                };
+                let mut info = stage_info(stage, job);
                 let stage_started = Instant::now();
                 let outcome = self
                     .run_stage(job_id, job, stage, launcher, &mut info)
@@ -323,6 +269,29 @@ impl DagScheduler {
             }
             return results
                 .ok_or_else(|| Error::Internal("job ended without a result stage".into()));
+        }
+    }
+
+    /// Whether all of `dep`'s map outputs are registered (its map stage can be skipped).
+    fn is_available(&self, dep: &dyn ShuffleMap) -> bool {
+        self.map_outputs
+            .is_complete(dep.shuffle_id(), dep.parent().meta().num_partitions())
+    }
+
+    /// Registers `stages` of `job` under `job_id`, for executors to resolve their tasks.
+    fn register(&self, job_id: JobId, job: &JobSpec, stages: &[Stage]) {
+        for stage in stages {
+            let runnable = match &stage.kind {
+                StageKind::ShuffleMap(dep) => StageRunnable::ShuffleMap {
+                    dep: dep.clone(),
+                    op: stage.rdd.meta().op(),
+                },
+                StageKind::Result => StageRunnable::Result {
+                    func: job.func.clone(),
+                    op: job.op,
+                },
+            };
+            self.registry.register(job_id, stage.id, runnable);
         }
     }
 
@@ -572,6 +541,30 @@ fn slow_tasks(
         .collect();
     slow.sort_unstable();
     slow
+}
+
+/// Whether every partition of the RDD `meta` describes is cached on some executor (its
+/// lineage need not be walked).
+fn is_cached(launcher: &dyn TaskLauncher, meta: &RddMeta) -> bool {
+    meta.is_cached() && (0..meta.num_partitions()).all(|p| launcher.has_block(&meta.block_id(p)))
+}
+
+/// A fresh description of how `stage` of `job` ran, filled in as it runs.
+fn stage_info(stage: &Stage, job: &JobSpec) -> StageInfo {
+    let (kind, operator) = match stage.kind {
+        StageKind::ShuffleMap(_) => ("shuffle map", stage.rdd.meta().op().to_string()),
+        StageKind::Result => ("result", job.op.to_string()),
+    };
+    StageInfo {
+        id: stage.id,
+        kind,
+        operator,
+        tasks: 0,
+        launched: 0,
+        retries: 0,
+        speculative: 0,
+        duration: Duration::ZERO,
+    }
 }
 
 #[cfg(test)]
