@@ -16,7 +16,7 @@ use futures::FutureExt;
 use tracing::{debug, warn};
 
 use crate::block::{BlockId, ExecutorId};
-use crate::error::{Error, OpInfo, Result};
+use crate::error::{Error, Result};
 use crate::listener::{JobInfo, StageInfo};
 use crate::rdd::{RddBase, RddMeta, ShuffleId, ShuffleMap};
 use crate::scheduler::{
@@ -180,10 +180,6 @@ impl DagScheduler {
         let is_available = |dep: &dyn ShuffleMap| self.is_available(dep);
         let is_cached = |meta: &RddMeta| is_cached(launcher, meta);
         let stages = independent_map_stages(rdd, batch_time, &is_available, &is_cached);
-        let op = OpInfo {
-            name: "pipelined map stages",
-            ..rdd.meta().op()
-        };
         let job = JobSpec {
             rdd: rdd.clone(),
             func: Arc::new(move |_, _| {
@@ -191,7 +187,7 @@ impl DagScheduler {
                     "map stages run ahead have no result stage".into(),
                 ))
             }),
-            op,
+            op: rdd.meta().op(),
             batch_time: Some(batch_time),
         };
         self.register(job_id, &job, &stages);

@@ -317,54 +317,88 @@ fn without_speculation_no_copy_is_launched() {
     assert_eq!(map_launches(&r), 6);
 }
 
-/// `0..60` counted by `x % 5` as an RDD of the batch at `ms` (ids in that batch's scope),
-/// optionally joined (a narrow union) with an RDD of the batch before it.
-fn batch_counts(ctx: &Arc<RddContext>, ms: i64, with_previous: bool) -> Rdd<(u64, u64)> {
+/// `0..10` as an RDD of the batch at `ms` (ids in that batch's scope).
+fn earlier_batch(ctx: &Arc<RddContext>, ms: i64) -> Rdd<u64> {
     use crate::rdd::{with_scope, IdScope};
-    use crate::time::Time;
-    let previous = with_previous.then(|| {
-        with_scope(IdScope::new(1, Time::from_ms(ms - 100)), || {
-            ctx.parallelize((0..10u64).collect(), 2)
-        })
-    });
-    with_scope(IdScope::new(1, Time::from_ms(ms)), || {
+    with_scope(IdScope::new(1, crate::time::Time::from_ms(ms)), || {
+        ctx.parallelize((0..10u64).collect(), 2)
+    })
+}
+
+/// `0..60` counted by `x % 5` as an RDD of the batch at `ms` (ids in that batch's scope),
+/// optionally with `earlier` (an RDD of another batch) unioned in before the count.
+fn batch_counts(ctx: &Arc<RddContext>, ms: i64, earlier: Option<&Rdd<u64>>) -> Rdd<(u64, u64)> {
+    use crate::rdd::{with_scope, IdScope};
+    with_scope(IdScope::new(1, crate::time::Time::from_ms(ms)), || {
         let input = ctx.parallelize((0..60u64).collect(), 6);
-        let input = match previous {
-            Some(p) => input.union(&p),
+        let input = match earlier {
+            Some(e) => input.union(e),
             None => input,
         };
         input.map(|x| (x % 5, 1u64)).reduce_by_key(|a, b| a + b)
     })
 }
 
+/// [`EXPECTED`] plus the counts of `0..10`.
+fn expected_with_earlier() -> Vec<(u64, u64)> {
+    EXPECTED
+        .iter()
+        .map(|&(k, c)| (k, c + (0..10u64).filter(|x| x % 5 == k).count() as u64))
+        .collect()
+}
+
 #[test]
 fn map_stages_of_a_batch_run_ahead_and_its_job_skips_them() {
     let (ctx, r) = setup(2, 4, None, |_, _| Act::Run);
-    let rdd = batch_counts(&ctx, 200, false);
+    let rdd = batch_counts(&ctx, 200, None);
     let t = crate::time::Time::from_ms(200);
     let ran = futures::executor::block_on(r.dag.run_map_stages_ahead(&rdd.as_base(), t, &r.fake));
     assert_eq!(ran, 1, "the one shuffle over the batch's own input");
     assert_eq!(map_launches(&r), 6);
     assert_eq!(r.dag.counters().snapshot().stages_pipelined, 1);
+    // Run ahead again: the stage is complete, so nothing is planned.
+    let again = futures::executor::block_on(r.dag.run_map_stages_ahead(&rdd.as_base(), t, &r.fake));
+    assert_eq!(again, 0);
     // The job finds the map outputs complete: no map task runs again.
     assert_eq!(sorted(rdd.collect().unwrap()), EXPECTED);
     assert_eq!(map_launches(&r), 6);
+    // Both jobs unregistered their stages when they ended (job 0 ran ahead, job 2 collected).
+    for job in 0..3 {
+        for stage in 0..2 {
+            assert!(
+                r.fake.registry.get(job, stage).is_none(),
+                "job {job} stage {stage}"
+            );
+        }
+    }
 }
 
 #[test]
 fn a_map_stage_that_computes_an_earlier_batch_does_not_run_ahead() {
     let (ctx, r) = setup(2, 4, None, |_, _| Act::Run);
-    let rdd = batch_counts(&ctx, 200, true);
+    let earlier = earlier_batch(&ctx, 100);
+    let rdd = batch_counts(&ctx, 200, Some(&earlier));
     let t = crate::time::Time::from_ms(200);
     let ran = futures::executor::block_on(r.dag.run_map_stages_ahead(&rdd.as_base(), t, &r.fake));
     assert_eq!(ran, 0, "its lineage computes an RDD of batch 100");
     assert_eq!(map_launches(&r), 0);
     // The job runs it as usual.
-    let mut expected: Vec<(u64, u64)> = EXPECTED.to_vec();
-    for (k, c) in expected.iter_mut() {
-        *c += (0..10u64).filter(|x| x % 5 == *k).count() as u64;
-    }
-    assert_eq!(sorted(rdd.collect().unwrap()), expected);
+    assert_eq!(sorted(rdd.collect().unwrap()), expected_with_earlier());
+}
+
+#[test]
+fn a_map_stage_reading_a_cached_rdd_of_an_earlier_batch_runs_ahead() {
+    let (ctx, r) = setup(2, 4, None, |_, _| Act::Run);
+    let earlier = earlier_batch(&ctx, 100).cache();
+    assert_eq!(earlier.count().unwrap(), 10, "cached on the executors");
+    let rdd = batch_counts(&ctx, 200, Some(&earlier));
+    let t = crate::time::Time::from_ms(200);
+    let ran = futures::executor::block_on(r.dag.run_map_stages_ahead(&rdd.as_base(), t, &r.fake));
+    assert_eq!(
+        ran, 1,
+        "it reads batch 100's cached partitions, it does not compute them"
+    );
+    assert_eq!(sorted(rdd.collect().unwrap()), expected_with_earlier());
 }
 
 #[test]
@@ -376,7 +410,7 @@ fn a_failed_map_stage_run_ahead_is_left_to_its_job() {
         }
         Act::Run
     });
-    let rdd = batch_counts(&ctx, 200, false);
+    let rdd = batch_counts(&ctx, 200, None);
     let t = crate::time::Time::from_ms(200);
     let ran = futures::executor::block_on(r.dag.run_map_stages_ahead(&rdd.as_base(), t, &r.fake));
     assert_eq!(ran, 0);
