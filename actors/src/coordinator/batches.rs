@@ -167,11 +167,15 @@ impl Coordinator {
         // batch's metadata checkpoint, written after them, in batch order. Map stages that
         // run ahead finish first (a stopped coordinator drops them: nothing to wait for).
         let (graph, t) = (self.graph.clone(), batch.time);
+        let (job_done, job_thread) = std::sync::mpsc::channel::<()>();
+        self.job_thread = Some(job_thread);
         let handle = async move {
             if let Some(ahead) = ahead {
                 let _ = ahead.await;
             }
             tokio::task::spawn_blocking(move || {
+                // Dropped when the jobs return: a stop waits for that (bounded).
+                let _running = job_done;
                 let mut runs = run_jobs(jobs);
                 let start = Instant::now();
                 if let Err(e) = graph.write_metadata_checkpoint(t) {

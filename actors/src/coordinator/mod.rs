@@ -75,6 +75,8 @@ pub struct Coordinator {
     pipelining: bool,
     /// Whether map stages of a queued batch are running ahead now (one batch at a time).
     running_ahead: bool,
+    /// Disconnects when the running batch's job thread returns (see `stopping`).
+    job_thread: Option<std::sync::mpsc::Receiver<()>>,
     dag: Rc<DagScheduler>,
     pool: Rc<ExecutorPool>,
     blocks: Arc<crate::block_store::BlockManager>,
@@ -139,6 +141,7 @@ impl Coordinator {
             manual: parts.manual,
             pipelining: parts.pipelining,
             running_ahead: false,
+            job_thread: None,
             dag: parts.dag,
             pool: parts.pool,
             blocks: parts.blocks,

@@ -1,13 +1,16 @@
 //! Stopping the streaming context: gracefully (drain what was received) or now, and
 //! failing it when a component fails past its restart limit.
 
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Duration;
+
 use actix::{
     ActorContext, ActorFutureExt, Arbiter, AsyncContext, Context, Handler, ResponseActFuture,
     WrapFuture,
 };
 use rivulet_framework::Error;
 use tokio::sync::{oneshot, watch};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::Coordinator;
 use crate::messages::{SealBlock, StopContext, StopMode, StopReceiver};
@@ -158,8 +161,12 @@ impl Coordinator {
         // The status goes with the joiner; this coordinator reports nothing more.
         let status = std::mem::replace(&mut self.status, watch::channel(Status::Running).0);
         let span = self.span.clone();
+        let job_thread = self.job_thread.take();
         let report = move || {
             join_all(threads, &span);
+            if let Some(job_thread) = job_thread {
+                wait_for_job_thread(&job_thread, &span);
+            }
             status.send_replace(Status::Stopped(error));
             info!(parent: &span, "Stopped.");
             for reply in replies {
@@ -185,5 +192,23 @@ fn join_all(threads: Vec<Arbiter>, span: &tracing::Span) {
         if arbiter.join().is_err() {
             error!(parent: span, "An executor or receiver thread panicked while stopping.");
         }
+    }
+}
+
+/// How long a stop waits for the running batch's job thread (its output operations) to
+/// return; their actions fail at once once stopped, but user code may run on. Spark waits
+/// 2 s on a stop that is not graceful.
+const JOB_THREAD_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits (at most [`JOB_THREAD_WAIT`]) until the running batch's output operations return:
+/// until then they hold the graph, and with it the checkpoint directory.
+fn wait_for_job_thread(job_thread: &std::sync::mpsc::Receiver<()>, span: &tracing::Span) {
+    if let Err(RecvTimeoutError::Timeout) = job_thread.recv_timeout(JOB_THREAD_WAIT) {
+        warn!(
+            parent: span,
+            wait_s = JOB_THREAD_WAIT.as_secs(),
+            "An output operation is still running after the stop; the checkpoint directory \
+             stays locked until it returns."
+        );
     }
 }

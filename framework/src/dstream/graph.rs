@@ -169,6 +169,9 @@ pub(crate) struct GraphShared {
     /// Input blocks allocated to each batch, per stream (Spark: `ReceivedBlockTracker`).
     allocations: Mutex<BTreeMap<Time, BTreeMap<StreamId, Vec<BlockInfo>>>>,
     checkpoints: Mutex<CheckpointBook>,
+    /// Whether the graph was shut down: held for the whole of a metadata checkpoint write,
+    /// so that none is written (or half written) once the context stopped.
+    shut_down: Mutex<bool>,
 }
 
 impl GraphShared {
@@ -324,6 +327,7 @@ impl DStreamGraph {
                 state: Mutex::new(GraphState::default()),
                 allocations: Mutex::new(BTreeMap::new()),
                 checkpoints: Mutex::new(CheckpointBook::default()),
+                shut_down: Mutex::new(false),
             }),
         }
     }
@@ -566,8 +570,17 @@ impl DStreamGraph {
     /// records (the newest two are kept). Called once per completed batch, in order.
     ///
     /// # Errors
-    /// [`Error::Checkpoint`] when the store cannot be written.
+    /// [`Error::Checkpoint`] when the store cannot be written; [`Error::NotRunning`] after
+    /// [`shutdown`](DStreamGraph::shutdown) (the batch did not complete: nothing is written).
     pub fn write_metadata_checkpoint(&self, t: Time) -> Result<()> {
+        // Held to the end: `shutdown` waits for a write in progress, and none starts after.
+        let shut_down = lock(&self.shared.shut_down);
+        if *shut_down {
+            return Err(Error::NotRunning(format!(
+                "the context stopped before batch {t} completed: its metadata checkpoint is \
+                 not written, and a restart recomputes the batch"
+            )));
+        }
         let store = self.shared.rdd_ctx.checkpoint_store().clone();
         let horizon = self.shared.input_horizon(t);
         let inputs = lock(&self.shared.state).inputs.clone();
@@ -741,8 +754,12 @@ impl DStreamGraph {
     }
 
     /// Drops the graph's streams, outputs and allocations (they hold the graph, which holds
-    /// them); called when the streaming context stops. The graph cannot run afterwards.
+    /// them); called when the streaming context stops. The graph cannot run afterwards, and
+    /// writes no more metadata checkpoints (it waits for one being written).
     pub fn shutdown(&self) {
+        // First: a batch cut short by the stop must not be checkpointed as completed (nor
+        // with the emptied graph below), which would make a restart skip it or refuse it.
+        *lock(&self.shared.shut_down) = true;
         let mut state = lock(&self.shared.state);
         state.nodes.clear();
         state.outputs.clear();
