@@ -279,8 +279,11 @@ impl StreamingConfig {
     /// a window or state over the running batch). Its job then skips them. Output operations
     /// still run one batch at a time, in batch order. It matters when batches queue up
     /// (processing near or above the batch interval): the next batch's map tasks fill the
-    /// executors' idle time in the running batch's stage boundaries. Spark runs one batch at
-    /// a time (`spark.streaming.concurrentJobs` = 1); `false` does so too.
+    /// executors' idle time in the running batch's stage boundaries. The stages run ahead are
+    /// those of the RDD each output operation receives: an output whose function does not act
+    /// on its RDD in some batch wastes that work (only while batches queue), and user closures
+    /// in those stages run before the previous batch's outputs finish. Spark runs one batch
+    /// at a time (`spark.streaming.concurrentJobs` = 1); `false` does so too.
     pub fn pipelining(mut self, enabled: bool) -> Self {
         self.pipelining = enabled;
         self
