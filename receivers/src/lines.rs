@@ -108,7 +108,8 @@ pub struct LineTooLong {
     pub limit: usize,
 }
 
-/// What a [`LineSplitter`] repaired, cut or dropped, for `ReceiverMetrics`.
+/// What a line splitter (the socket and file receivers' framing) repaired, cut or dropped,
+/// for `ReceiverMetrics`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LineCounts {
     /// Records delivered with invalid UTF-8 replaced by U+FFFD.
