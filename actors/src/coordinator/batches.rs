@@ -174,8 +174,6 @@ impl Coordinator {
                 let _ = ahead.await;
             }
             tokio::task::spawn_blocking(move || {
-                // Dropped when the jobs return: a stop waits for that (bounded).
-                let _running = job_done;
                 let mut runs = run_jobs(jobs);
                 let start = Instant::now();
                 if let Err(e) = graph.write_metadata_checkpoint(t) {
@@ -186,6 +184,10 @@ impl Coordinator {
                         result: Err(e),
                     });
                 }
+                // The graph (and the checkpoint store it holds) goes first, then the signal
+                // a stop waits for (bounded): closure captures drop after its locals.
+                drop(graph);
+                drop(job_done);
                 runs
             })
             .await
