@@ -148,9 +148,9 @@ struct Args {
     /// deployment does (the peer runs without checkpoints).
     #[arg(long)]
     no_checkpoint: bool,
-    /// Turn timestep pipelining (on by default) off: one batch at a time, as Spark.
+    /// Turn timestep pipelining on (off by default, as Spark: one batch at a time).
     #[arg(long)]
-    no_pipelining: bool,
+    pipelining: bool,
     /// Bound on the receiver's stored-but-unfinished records (default: rivulet's).
     #[arg(long)]
     buffer_records: Option<usize>,
@@ -616,7 +616,7 @@ impl Setup {
             .batch_interval(Duration::from_millis(batch_ms))
             .executors(self.args.executors)
             .backpressure(!self.args.no_backpressure)
-            .pipelining(!self.args.no_pipelining);
+            .pipelining(self.args.pipelining);
         if let Some(block_ms) = self.args.block_ms {
             config = config.block_interval(Duration::from_millis(block_ms.min(batch_ms)));
         }
@@ -1107,7 +1107,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
                "block_interval_ms": setup.config(batch_ms, None).get_block_interval().as_millis() as u64,
                "backpressure": !args.no_backpressure,
                "checkpoints": !args.no_checkpoint,
-               "pipelining": !args.no_pipelining,
+               "pipelining": args.pipelining,
                "receiver_buffer_records": args.buffer_records,
                "corpus": path.file_name().map(|f| f.to_string_lossy().into_owned()),
                "corpus_lines": corpus.len(), "corpus_bytes": corpus.bytes.len()})

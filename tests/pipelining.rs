@@ -154,7 +154,7 @@ async fn without_pipelining_nothing_runs_ahead_and_the_outputs_are_the_same() {
 async fn batches_advanced_one_at_a_time_never_queue_so_nothing_runs_ahead() {
     within(async {
         let data = input(4, 11);
-        let ssc = StreamingContext::new(config(2, 3)).unwrap();
+        let ssc = StreamingContext::new(config(2, 3).pipelining(true)).unwrap();
         let out = build(&ssc, data.clone());
         ssc.start().await.unwrap();
         ssc.advance(4).await.unwrap();
@@ -173,7 +173,7 @@ async fn an_executor_lost_while_batches_queue_changes_no_output() {
     within(async {
         let mut data = input(6, 3);
         data[2].push("kill".into());
-        let ssc = StreamingContext::new(config(3, 3)).unwrap();
+        let ssc = StreamingContext::new(config(3, 3).pipelining(true)).unwrap();
         let killed = Arc::new(AtomicBool::new(false));
         let (killer, flag) = (ssc.clone(), killed.clone());
         let pairs = ssc.queue_stream(data.clone()).map(move |w: String| {
@@ -218,7 +218,7 @@ proptest! {
         parts in 1usize..=4,
     ) {
         let data = input(batches, seed);
-        let config = config(executors, parts);
+        let config = config(executors, parts).pipelining(true);
         let (out, pipelined) = actix::System::new()
             .block_on(within(run_queued_on(config, data.clone())));
         check(&out, &data);

@@ -134,6 +134,18 @@ impl StreamingListener for MaxDelay {
 
 #[actix::test]
 async fn ten_times_overload_keeps_the_scheduling_delay_bounded_and_loses_nothing() {
+    overload(false).await;
+}
+
+/// With timestep pipelining the estimator must still see each batch's work: its processing
+/// delay alone (the map stages having run ahead) made batches look fast, and this overload
+/// then built a backlog of over 20 s under a loaded machine.
+#[actix::test]
+async fn ten_times_overload_with_pipelining_keeps_the_scheduling_delay_bounded() {
+    overload(true).await;
+}
+
+async fn overload(pipelining: bool) {
     tokio::time::timeout(Duration::from_secs(60), async {
         // One executor at ~100 µs per record: ~10,000 records/s. The source offers ~10x that
         // for 3 s, starting from a bounded initial rate (so the first batch is bounded too).
@@ -141,7 +153,8 @@ async fn ten_times_overload_keeps_the_scheduling_delay_bounded_and_loses_nothing
             StreamingConfig::new()
                 .batch_interval(Duration::from_millis(100))
                 .executors(1)
-                .backpressure_initial_rate(2_000.0),
+                .backpressure_initial_rate(2_000.0)
+                .pipelining(pipelining),
         )
         .unwrap();
         let (events, source) = ssc.actor_stream::<u64>("overload");

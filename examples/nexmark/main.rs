@@ -85,9 +85,9 @@ struct Args {
     /// Runs per query; medians are reported.
     #[arg(long, default_value_t = 3, value_parser = parse_runs)]
     runs: usize,
-    /// Turn timestep pipelining (on by default) off: one batch at a time, as Spark.
+    /// Turn timestep pipelining on (off by default, as Spark: one batch at a time).
     #[arg(long)]
-    no_pipelining: bool,
+    pipelining: bool,
 }
 
 fn parse_query(s: &str) -> Result<String, String> {
@@ -193,7 +193,7 @@ async fn run_query<R: Row>(
 ) -> Result<RunResult, BoxError> {
     let largest = slices.iter().map(Vec::len).max().unwrap_or(0);
     let base = support::base_config().app_name(format!("nexmark {name}"));
-    let mut config = feed::config(base, args.executors, largest).pipelining(!args.no_pipelining);
+    let mut config = feed::config(base, args.executors, largest).pipelining(args.pipelining);
     let stateful = matches!(name, "q3" | "q5" | "q7" | "q8");
     let dir = tempfile::tempdir().map_err(|e| format!("creating a temporary directory: {e}"))?;
     if stateful {

@@ -36,17 +36,18 @@ impl RateControl {
         })
     }
 
-    /// Feeds the completed batch `info` (holding `blocks`) to each receiver's estimator and
-    /// sets the rates that came out; returns them (stream, records/s).
+    /// Feeds the completed batch `info` (holding `blocks`, processed in `processing`: its
+    /// processing delay plus the time its map stages ran ahead) to each receiver's estimator
+    /// and sets the rates that came out; returns them (stream, records/s).
     pub(crate) fn on_batch_completed(
         &mut self,
         info: &BatchInfo,
+        processing: Option<Duration>,
         blocks: &[BlockInfo],
         receivers: &[ReceiverHandle],
     ) -> Vec<(StreamId, f64)> {
         let mut set = Vec::new();
-        let (Some(processing), Some(scheduling)) = (info.processing_delay, info.scheduling_delay)
-        else {
+        let (Some(processing), Some(scheduling)) = (processing, info.scheduling_delay) else {
             return set;
         };
         for r in receivers {
