@@ -11,11 +11,14 @@
 //! `examples/data/shakespeare.txt` (the same file as `../shared/data/shakespeare.txt`),
 //! cycled from its first line.
 //!
-//! **Modes.** `memory`: a receiver (`receiver_stream`) stores pre-built corpus lines paced at
-//! the offered rate — the analogue of the peer's `queue` mode, with one difference: Spark's
-//! `queueStream` bypasses receivers (each batch is a pre-built cached RDD of exactly the
-//! batch's lines), while ours goes through a receiver, its block buffer, backpressure and the
-//! batch builder, so it measures more of the engine than Spark's queue mode does. `socket`:
+//! **Modes.** `queue`: the peer's `queue` mode — no receiver; two RDDs of `rate × interval`
+//! corpus lines each (lines `0..n` and `n..2n` of the cycled corpus, one partition per
+//! executor, as the peer's two cached RDDs of 2 partitions on `local[2]`), built once per
+//! level with `parallelize`, alternate batch by batch through `queue_stream` + `transform`;
+//! each task reads its partition by cloning the lines, as any task reading a shared block.
+//! `memory`: a receiver (`receiver_stream`) stores pre-built corpus lines paced at the
+//! offered rate — ingest included: the receiver, its block buffer, backpressure and the batch
+//! builder share the cores with the executors. `socket`:
 //! rivulet's socket receiver (`LineOptions::socket_stream`) fed by a paced generator thread
 //! writing corpus bytes to 127.0.0.1, as the peer's `socket` mode (the generator catches up
 //! to `elapsed × rate` lines in writes of at most 8192 lines, then sleeps 2 ms).
@@ -28,21 +31,23 @@
 //! batches. It is **stable** when, over the measured batches, mean and median processing
 //! delay are at most the batch interval, the mean scheduling delay of the last 5 measured
 //! batches is at most the interval, and the lines received are at least 95 % of the offered
-//! lines (the peer applies this only in socket mode; here it applies to both modes, since
-//! backpressure (on by default; `--no-backpressure`) throttles the memory receiver too). A
+//! lines (the peer applies this only in socket mode; here it applies to every mode, since
+//! backpressure (on by default; `--no-backpressure`) throttles the memory receiver too; a
+//! queue batch always holds its lines). A
 //! level is aborted (unstable) once a batch completed after warm-up had a scheduling delay
 //! above `max(5 intervals, 2 s)`. Every level checks its counts: the words counted over all
 //! its batches must equal an independent count of the corpus lines it received (the stream
-//! is the corpus cycled from line 0, so those lines are known); a mismatch exits 1.
+//! is the corpus cycled from line 0, so those lines are known; in queue mode, of the slice
+//! each batch read); a mismatch exits 1.
 //!
 //! **The search** (the peer's): a warm-up level (`--warmup-stream-ms`, 25 s, at 0.7 × the
 //! start rate; not a result), then up to `--max-probes` (8) short probes that ramp up while
 //! stable (× `0.85 × interval / mean processing`, clamped to 1.2..2), a failed probe retried
 //! once before it counts, then bisection (geometric) until the bounds are within 15 %; then a
 //! long confirm level at the best stable rate, stepping down 10 % (at most 3 tries) while it
-//! is unstable. The start rate is the peer's rule (0.3 × (memory) or 0.12 × (socket) the best
-//! rate of plain batch passes over the corpus; ours is a single-threaded loop, Spark's a
-//! `local[2]` job) unless `--start-rate`. Probe and confirm lengths are the peer's: at
+//! is unstable. The start rate is the peer's rule (0.3 × (queue, memory) or 0.12 × (socket)
+//! the best rate of plain batch passes over the corpus; ours is a single-threaded loop,
+//! Spark's a `local[2]` job) unless `--start-rate`. Probe and confirm lengths are the peer's: at
 //! intervals ≥ 1 s 3 + 8 and 5 + 25 batches, ≥ 500 ms 4 + 12 and 6 + 40, else 10 + 40 and
 //! 20 + 150 (warm + measured); `--probe-warm` etc. shorten them.
 //!
@@ -112,6 +117,10 @@ enum Mode {
     Memory,
     /// rivulet's socket receiver, fed by a paced generator thread on 127.0.0.1.
     Socket,
+    /// No receiver, as the peer's `queue` mode: two pre-built RDDs of `rate × interval`
+    /// corpus lines each (different corpus offsets), one per partition per executor,
+    /// alternated batch by batch (`queue_stream` + `transform`).
+    Queue,
 }
 
 impl Mode {
@@ -119,6 +128,7 @@ impl Mode {
         match self {
             Mode::Memory => "memory",
             Mode::Socket => "socket",
+            Mode::Queue => "queue",
         }
     }
 }
@@ -242,6 +252,14 @@ impl Corpus {
         self.lines.len()
     }
 
+    /// Lines `from..from + n` of the cycled corpus.
+    fn cycled(&self, from: u64, n: u64) -> Vec<String> {
+        let len = self.len() as u64;
+        (from..from + n)
+            .map(|i| self.lines[(i % len) as usize].clone())
+            .collect()
+    }
+
     /// The words of the first `k` lines of the cycled corpus.
     fn words_of_prefix(&self, k: u64) -> u64 {
         let n = self.len() as u64;
@@ -262,6 +280,12 @@ fn tokenize(line: String, markers: bool) -> Vec<String> {
         .filter(|w| !w.is_empty())
         .map(str::to_ascii_lowercase)
         .collect()
+}
+
+/// Which of `queue` mode's two pre-built slices the batch at `time_ms` reads: they alternate
+/// batch by batch, as the peer's two cached RDDs.
+fn queue_slice(time_ms: i64, batch_ms: u64) -> usize {
+    (time_ms.div_euclid(batch_ms.max(1) as i64)).rem_euclid(2) as usize
 }
 
 /// Microseconds on a monotonic clock anchored to the wall clock at its first use (the
@@ -677,6 +701,14 @@ impl Setup {
                 generator = Some(g);
                 stream
             }
+            Mode::Queue => {
+                let slices: [Rdd<String>; 2] = [0, 1].map(|k| {
+                    let lines = self.corpus.cycled(k * lines_per_batch, lines_per_batch);
+                    ssc.parallelize(lines, self.args.executors)
+                });
+                ssc.queue_stream::<String>(Vec::new())
+                    .transform(move |_, t| slices[queue_slice(t.as_ms(), batch_ms)].clone())
+            }
         };
         let markers = marker_every > 0;
         let outs: Arc<Mutex<HashMap<i64, BatchOut>>> = Arc::default();
@@ -771,9 +803,15 @@ impl Setup {
             return Err(format!("batches failed: {}", seen.failures.join("; ")).into());
         }
         let outs = std::mem::take(&mut *outs.lock().unwrap_or_else(PoisonError::into_inner));
+        // The words of each queue slice (lines `k × lines_per_batch ..` of the corpus).
+        let slice_words = (self.args.mode == Mode::Queue).then(|| {
+            let words = |k: u64| self.corpus.words_of_prefix(k * lines_per_batch);
+            [words(1) - words(0), words(2) - words(1)]
+        });
         self.summarize(
             batch_ms,
             lines_per_batch,
+            slice_words,
             offered,
             warm,
             meas,
@@ -793,6 +831,7 @@ impl Setup {
         &self,
         batch_ms: u64,
         lines_per_batch: u64,
+        slice_words: Option<[u64; 2]>,
         offered: f64,
         warm: usize,
         meas: usize,
@@ -812,6 +851,12 @@ impl Setup {
                 .map_or(0, |o| o.markers.len() as u64 + o.bad_markers)
         };
 
+        // A batch's corpus lines: a queue slice, or what the receiver stored.
+        let lines_of = |r: &BatchRec| match slice_words {
+            Some(_) => lines_per_batch,
+            None => (r.records as u64).saturating_sub(markers_of(r.time_ms)),
+        };
+
         // Counts: every batch, measured or not.
         let records: u64 = recs.iter().map(|r| r.records as u64).sum();
         let all_markers: u64 = outs
@@ -819,9 +864,21 @@ impl Setup {
             .map(|o| o.markers.len() as u64 + o.bad_markers)
             .sum();
         let bad: u64 = outs.values().map(|o| o.bad_markers).sum();
-        let received = records.saturating_sub(all_markers);
         let counted: u64 = outs.values().map(|o| o.words).sum();
-        let expected = self.corpus.words_of_prefix(received);
+        let (received, sent, expected) = match slice_words {
+            Some(words) => {
+                let received = recs.len() as u64 * lines_per_batch;
+                let expected = recs
+                    .iter()
+                    .map(|r| words[queue_slice(r.time_ms, batch_ms)])
+                    .sum();
+                (received, received, expected)
+            }
+            None => {
+                let received = records.saturating_sub(all_markers);
+                (received, sent, self.corpus.words_of_prefix(received))
+            }
+        };
         let count_ok = counted == expected && bad == 0 && records >= all_markers;
 
         let total = warm + meas;
@@ -839,7 +896,7 @@ impl Setup {
                 word_sum += o.words;
                 distinct.push(o.distinct as f64);
             }
-            line_sum += (r.records as u64).saturating_sub(markers_of(r.time_ms));
+            line_sum += lines_of(r);
         }
         let last5 = mean(&sched[sched.len().saturating_sub(5)..]);
         let first5 = mean(&sched[..sched.len().min(5)]);
@@ -1091,6 +1148,11 @@ async fn run(args: Args) -> Result<(), BoxError> {
             "--start-rate: must be 0 (automatic) or a positive rate",
         ));
     }
+    if args.mode == Mode::Queue && args.marker_every > 0 {
+        return Err(usage(
+            "--marker-every: markers need a source (memory or socket mode), as the peer's",
+        ));
+    }
     if args.block_ms == Some(0) {
         return Err(usage("--block-ms: must be at least 1"));
     }
@@ -1145,7 +1207,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     }
 
     let (pw, pm, cw, cm) = lengths(args);
-    let factor = if args.mode == Mode::Memory { 0.3 } else { 0.12 };
+    let factor = if args.mode == Mode::Socket { 0.12 } else { 0.3 };
     let mut r = if args.start_rate > 0.0 {
         args.start_rate
     } else {

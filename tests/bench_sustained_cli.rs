@@ -1,7 +1,8 @@
 //! `bench_sustained`'s command line with tiny durations: one probe and one confirm level in
-//! memory mode, one fixed latency level with markers in socket mode, each ending with a
-//! `RESULT` line whose word count matched the reference (the harness exits 1 otherwise), and
-//! a bad rate is a usage error (exit 2).
+//! memory mode, one fixed latency level with markers in socket mode and one fixed level in
+//! queue mode, each ending with a `RESULT` line whose word count matched the reference (the
+//! harness exits 1 otherwise); a bad rate, or markers without a source, is a usage error
+//! (exit 2).
 //!
 //! Run `cargo build --example bench_sustained` first when running this file alone (see
 //! `common::example_binary`).
@@ -96,6 +97,40 @@ fn a_fixed_socket_level_measures_marker_latency() {
     assert_eq!(result[0]["kind"], "fixed");
     assert_eq!(result[0]["meas"], 30);
     assert_eq!(result[0]["count_ok"], true, "{}", describe(&out));
+}
+
+#[test]
+fn a_fixed_queue_level_counts_the_alternating_slices() {
+    let out = run(concat!(
+        "--mode queue --batch-ms 20 --warmup-stream-ms 0 --fixed-rates 50000 ",
+        "--fixed-warm-ms 100 --fixed-meas-ms 100"
+    ));
+    assert!(out.status.success(), "{}", describe(&out));
+    let result = tagged(&out, "RESULT");
+    assert_eq!(result.len(), 1, "{}", describe(&out));
+    let r = &result[0];
+    assert_eq!(r["mode"], "queue");
+    assert_eq!(r["count_ok"], true, "{}", describe(&out));
+    // 50,000 lines/s in 20 ms batches: 1,000 lines per batch, every batch.
+    assert_eq!(r["lines_per_batch"], 1000);
+    let completed = r["completed"].as_u64().unwrap_or_default();
+    assert!(completed >= 35, "{}", describe(&out));
+    assert_eq!(r["received_lines"].as_u64(), Some(completed * 1000));
+    // The two slices (corpus lines 0..1000 and 1000..2000) differ in words, so a batch that
+    // read the other slice than the check expects fails the count.
+    assert_eq!(r["words_counted"], r["words_expected"]);
+    assert!(r["words_counted"].as_u64() > Some(0), "{}", describe(&out));
+}
+
+#[test]
+fn markers_in_queue_mode_are_a_usage_error() {
+    let out = run("--mode queue --fixed-rates 1000 --marker-every 10");
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--marker-every"),
+        "{}",
+        describe(&out)
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Stopping: `StopMode::Graceful` processes every record already stored by a receiver (but
-//! not yet in a batch) before stopping; `StopMode::Now` stops at once.
+//! not yet in a batch) before stopping, and then cuts no new batch; `StopMode::Now` stops at
+//! once.
 
 mod common;
 
@@ -125,6 +126,71 @@ async fn stop_now_stops_at_once() {
         assert!(out.is_empty(), "no batch runs after stop(Now)");
         assert!(matches!(ssc.advance(1).await, Err(Error::NotRunning(_))));
         ssc.await_termination().await.expect("stopped cleanly");
+    })
+    .await
+}
+
+/// On the system clock, a graceful stop of a pipeline that has fallen behind and whose
+/// stream is not fed by a receiver (a `transform` over a static RDD, so every batch holds
+/// records, and each takes three batch intervals): the stop runs the batches already cut,
+/// then ends. It used to cut a new batch at every tick while draining, so the backlog never
+/// emptied and the stop never returned. As Spark's `JobGenerator`, which stops its timer
+/// once every received block is in a batch.
+#[actix::test]
+async fn graceful_stop_of_a_backlog_without_receivers_ends() {
+    within(async {
+        let ssc = StreamingContext::new(
+            config(1, 1)
+                .manual_clock(false)
+                .batch_interval(std::time::Duration::from_millis(10)),
+        )
+        .unwrap();
+        let events = Events::attach(&ssc);
+        let data = ssc.parallelize(vec![1u32, 2, 3], 1);
+        let ran: Arc<std::sync::Mutex<Vec<(Time, Vec<u32>)>>> = Arc::default();
+        let (record, one_more) = (ran.clone(), Arc::new(Notify::new()));
+        let notify = one_more.clone();
+        ssc.queue_stream::<u32>(Vec::new())
+            .transform(move |_, _| data.clone())
+            .foreach_batch(move |t, records| {
+                // Slow processing: three batch intervals per batch.
+                std::thread::sleep(std::time::Duration::from_millis(30));
+                record.lock().unwrap().push((t, records));
+                notify.notify_one();
+            });
+        ssc.start().await.unwrap();
+        while ran.lock().unwrap().len() < 3 {
+            tokio::time::timeout(DATA_TIMEOUT, one_more.notified())
+                .await
+                .expect("three batches ran");
+        }
+
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            ssc.stop(StopMode::Graceful),
+        )
+        .await
+        .expect("the graceful stop ended once the backlog was processed")
+        .unwrap();
+        assert!(matches!(ssc.status(), Some(Status::Stopped(None))));
+
+        // Every batch cut was processed, with its records, in order.
+        let submitted: Vec<Time> = events
+            .all()
+            .iter()
+            .filter_map(|e| match e {
+                Event::Submitted(b) => Some(b.batch_time),
+                _ => None,
+            })
+            .collect();
+        let ran = ran.lock().unwrap().clone();
+        assert_eq!(
+            ran.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+            submitted,
+            "one output per batch cut"
+        );
+        assert!(ran.iter().all(|(_, records)| records == &vec![1, 2, 3]));
+        assert_eq!(events.completed().len(), submitted.len());
     })
     .await
 }

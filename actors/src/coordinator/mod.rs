@@ -169,7 +169,8 @@ impl Coordinator {
             .map_or(0, |d| d.as_millis() as i64);
         let delay = Duration::from_millis(u64::try_from(t.as_ms() - now_ms).unwrap_or(0));
         ctx.run_later(delay, move |act, ctx| {
-            if act.stopping.as_ref().is_some_and(|s| s.is_final()) {
+            if act.cuts_no_more_batches() {
+                act.check_stop(ctx);
                 return;
             }
             act.generate_batch(t, ctx);

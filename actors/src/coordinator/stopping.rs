@@ -26,7 +26,7 @@ pub(super) struct Stopping {
 }
 
 impl Stopping {
-    /// Whether no more batches should be generated.
+    /// Whether the stop has finished: the runtime is being torn down.
     pub(super) fn is_final(&self) -> bool {
         self.finished
     }
@@ -109,6 +109,22 @@ impl Coordinator {
         error!(parent: &self.span, %error, "Stopping the streaming context after a failure.");
         let (tx, _) = oneshot::channel();
         self.begin_stop(StopMode::Now, Some(error), tx, ctx);
+    }
+
+    /// Whether the clock cuts no more batches: the stop is final, or a graceful stop has
+    /// every received block in a batch. As Spark's `JobGenerator.stop(processReceivedData)`,
+    /// which stops its timer then: the batches already cut still run, but a stream that is
+    /// not fed by receivers (a queue, a `transform` over static RDDs) gets no new batches, so
+    /// an overloaded pipeline's graceful stop ends once its backlog is processed.
+    pub(super) fn cuts_no_more_batches(&self) -> bool {
+        let Some(stopping) = &self.stopping else {
+            return false;
+        };
+        stopping.finished
+            || (stopping.mode == StopMode::Graceful
+                && stopping.receivers_stopped
+                && self.receivers.iter().all(|r| r.reported >= r.sealed_total)
+                && self.unallocated.is_empty())
     }
 
     /// Finishes a stop once its conditions hold: at once for `Now`; for `Graceful`, once the
