@@ -418,7 +418,8 @@ impl StreamingContext {
         self.runtime()?.await_termination().await
     }
 
-    /// Stops the context: [`StopMode::Graceful`] processes everything received first,
+    /// Stops the context: [`StopMode::Graceful`] processes everything received and every
+    /// batch already cut first (and cuts no batch after the last received block is in one),
     /// [`StopMode::Now`] drops what is not processed. Returns once stopped: the executor
     /// and receiver threads have ended (a task running at a `Now` stop finishes first), so
     /// a new context may open the same checkpoint directory at once.

@@ -52,8 +52,10 @@ pub(crate) struct ManualTick;
 /// How to stop a streaming context.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopMode {
-    /// Stop receiving, process every record already received, then stop (Spark:
-    /// `stop(stopGracefully = true)`).
+    /// Stop receiving, put every record already received into a batch, process the
+    /// batches already cut, then stop; no batch is cut after the last received block is in
+    /// one, so a stream not fed by receivers (a queue, a `transform` over static RDDs) stops
+    /// too (Spark: `stop(stopGracefully = true)`, whose job generator stops its timer then).
     Graceful,
     /// Stop now; batches not yet processed are dropped (Spark: `stop()`).
     Now,
