@@ -82,7 +82,8 @@
 //!     --fixed-rates 100000 --marker-every 1000 --fixed-warm-ms 3000 --fixed-meas-ms 10000
 //! ```
 //!
-//! Results and what limits the rate: `benches/results/sustained.md`.
+//! Results and what limits the rate: `BENCHMARKS.md` (the first searches:
+//! `benches/results/sustained.md`).
 
 use std::collections::HashMap;
 use std::io::Write;

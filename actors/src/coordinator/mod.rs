@@ -169,11 +169,16 @@ impl Coordinator {
             .map_or(0, |d| d.as_millis() as i64);
         let delay = Duration::from_millis(u64::try_from(t.as_ms() - now_ms).unwrap_or(0));
         ctx.run_later(delay, move |act, ctx| {
-            if act.cuts_no_more_batches() {
-                act.check_stop(ctx);
+            if act.stopping.as_ref().is_some_and(|s| s.is_final()) {
                 return;
             }
-            act.generate_batch(t, ctx);
+            // Draining a graceful stop: no new batch, but keep ticking, so that a block a
+            // pushed stream seals late still gets one.
+            if act.drained() {
+                act.check_stop(ctx);
+            } else {
+                act.generate_batch(t, ctx);
+            }
             act.schedule_tick(t + act.batch_interval, ctx);
         });
     }

@@ -26,7 +26,7 @@ pub(super) struct Stopping {
 }
 
 impl Stopping {
-    /// Whether the stop has finished: the runtime is being torn down.
+    /// Whether the stop has finished: no more batches are generated.
     pub(super) fn is_final(&self) -> bool {
         self.finished
     }
@@ -111,20 +111,18 @@ impl Coordinator {
         self.begin_stop(StopMode::Now, Some(error), tx, ctx);
     }
 
-    /// Whether the clock cuts no more batches: the stop is final, or a graceful stop has
-    /// every received block in a batch. As Spark's `JobGenerator.stop(processReceivedData)`,
-    /// which stops its timer then: the batches already cut still run, but a stream that is
-    /// not fed by receivers (a queue, a `transform` over static RDDs) gets no new batches, so
-    /// an overloaded pipeline's graceful stop ends once its backlog is processed.
-    pub(super) fn cuts_no_more_batches(&self) -> bool {
-        let Some(stopping) = &self.stopping else {
-            return false;
-        };
-        stopping.finished
-            || (stopping.mode == StopMode::Graceful
+    /// Whether a graceful stop has every received block in a batch: from then on the clock
+    /// cuts no batch, as Spark's `JobGenerator.stop(processReceivedData)` stops its timer.
+    /// The batches already cut still run, and a stream not fed by receivers (a queue, a
+    /// `transform` over static RDDs) gets no new batches, so an overloaded pipeline's
+    /// graceful stop ends once its backlog is processed.
+    pub(super) fn drained(&self) -> bool {
+        self.stopping.as_ref().is_some_and(|stopping| {
+            stopping.mode == StopMode::Graceful
                 && stopping.receivers_stopped
                 && self.receivers.iter().all(|r| r.reported >= r.sealed_total)
-                && self.unallocated.is_empty())
+                && self.unallocated.is_empty()
+        })
     }
 
     /// Finishes a stop once its conditions hold: at once for `Now`; for `Graceful`, once the
