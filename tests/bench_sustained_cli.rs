@@ -33,6 +33,13 @@ fn tagged(out: &Output, tag: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The payload of the run's one `RESULT` line (failing the test if there is not exactly one).
+fn the_result(out: &Output) -> serde_json::Value {
+    let mut result = tagged(out, "RESULT");
+    assert_eq!(result.len(), 1, "{}", describe(out));
+    result.remove(0)
+}
+
 fn describe(out: &Output) -> String {
     format!(
         "{:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
@@ -66,9 +73,7 @@ fn a_short_search_prints_a_result_with_a_checked_count() {
         "{}",
         describe(&out)
     );
-    let result = tagged(&out, "RESULT");
-    assert_eq!(result.len(), 1, "{}", describe(&out));
-    let r = &result[0];
+    let r = &the_result(&out);
     assert_eq!(r["kind"], "confirm");
     assert_eq!(r["count_ok"], true);
     assert_eq!(r["offered_lines_per_s"], 20000);
@@ -92,11 +97,10 @@ fn a_fixed_socket_level_measures_marker_latency() {
         "{}",
         describe(&out)
     );
-    let result = tagged(&out, "RESULT");
-    assert_eq!(result.len(), 1, "{}", describe(&out));
-    assert_eq!(result[0]["kind"], "fixed");
-    assert_eq!(result[0]["meas"], 30);
-    assert_eq!(result[0]["count_ok"], true, "{}", describe(&out));
+    let r = the_result(&out);
+    assert_eq!(r["kind"], "fixed");
+    assert_eq!(r["meas"], 30);
+    assert_eq!(r["count_ok"], true, "{}", describe(&out));
 }
 
 #[test]
@@ -106,9 +110,7 @@ fn a_fixed_queue_level_counts_the_alternating_slices() {
         "--fixed-warm-ms 100 --fixed-meas-ms 100"
     ));
     assert!(out.status.success(), "{}", describe(&out));
-    let result = tagged(&out, "RESULT");
-    assert_eq!(result.len(), 1, "{}", describe(&out));
-    let r = &result[0];
+    let r = &the_result(&out);
     assert_eq!(r["mode"], "queue");
     assert_eq!(r["count_ok"], true, "{}", describe(&out));
     // 50,000 lines/s in 20 ms batches: 1,000 lines per batch, every batch.
@@ -122,24 +124,26 @@ fn a_fixed_queue_level_counts_the_alternating_slices() {
     assert!(r["words_counted"].as_u64() > Some(0), "{}", describe(&out));
 }
 
-#[test]
-fn markers_in_queue_mode_are_a_usage_error() {
-    let out = run("--mode queue --fixed-rates 1000 --marker-every 10");
+/// Runs the harness with `args` and checks that it exits 2 (a usage error) naming `option`.
+fn assert_usage_error(args: &str, option: &str) {
+    let out = run(args);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--marker-every"),
+        String::from_utf8_lossy(&out.stderr).contains(option),
         "{}",
         describe(&out)
     );
 }
 
 #[test]
-fn a_rate_that_is_not_positive_is_a_usage_error() {
-    let out = run("--fixed-rates 0");
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--fixed-rates"),
-        "{}",
-        describe(&out)
+fn markers_in_queue_mode_are_a_usage_error() {
+    assert_usage_error(
+        "--mode queue --fixed-rates 1000 --marker-every 10",
+        "--marker-every",
     );
+}
+
+#[test]
+fn a_rate_that_is_not_positive_is_a_usage_error() {
+    assert_usage_error("--fixed-rates 0", "--fixed-rates");
 }
