@@ -2,12 +2,13 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use rivulet_actors::{
     ActorReceiver, ActorSink, ActorSource, Runtime, RuntimeHandle, SledCheckpointStore, Status,
     StopMode,
 };
+use rivulet_framework::checkpoint::Restored;
 use rivulet_framework::config::StreamingConfig;
 use rivulet_framework::data::Data;
 use rivulet_framework::dstream::{DStream, DStreamGraph};
@@ -23,6 +24,7 @@ struct Inner {
     graph: DStreamGraph,
     pending_listeners: Mutex<Vec<Box<dyn StreamingListener>>>,
     runtime: Mutex<Option<RuntimeHandle>>,
+    restored: OnceLock<Restored>,
 }
 
 /// A streaming program: its inputs, its DStream graph, and (once started) the actors running
@@ -105,13 +107,13 @@ impl StreamingContext {
         let ssc = StreamingContext::open(config.checkpoint_dir(dir))?;
         let restored = build(&ssc).and_then(|()| {
             let store = ssc.inner.graph.rdd_context().checkpoint_store().clone();
-            let checkpoint = DStreamGraph::load_checkpoint(&*store)?;
-            if let Some(checkpoint) = &checkpoint {
-                ssc.inner.graph.restore(checkpoint)?;
+            let restored = DStreamGraph::load_checkpoint(&*store)?;
+            if let Some(restored) = &restored {
+                ssc.inner.graph.restore(&restored.checkpoint)?;
             }
-            Ok((store, checkpoint))
+            Ok((store, restored))
         });
-        let (store, checkpoint) = match restored {
+        let (store, restored) = match restored {
             Ok(restored) => restored,
             Err(e) => {
                 // The graph's streams hold the graph: release it (and the store) now.
@@ -119,12 +121,13 @@ impl StreamingContext {
                 return Err(e);
             }
         };
-        if let Some(checkpoint) = checkpoint {
+        if let Some(restored) = restored {
             tracing::info!(
                 dir = %store.location(),
-                batch_time_ms = checkpoint.batch_time_ms,
+                batch_time_ms = restored.checkpoint.batch_time_ms,
                 "Restored from checkpoint."
             );
+            let _ = ssc.inner.restored.set(restored);
         }
         Ok(ssc)
     }
@@ -132,6 +135,15 @@ impl StreamingContext {
     /// The last completed batch of the checkpoint this context was restored from, if any.
     pub fn restored_batch(&self) -> Option<rivulet_framework::time::Time> {
         self.inner.graph.restored_batch()
+    }
+
+    /// What [`get_or_create`](StreamingContext::get_or_create) restored from: the metadata
+    /// checkpoint, the newer ones it skipped as damaged (falling back to the previous
+    /// complete one), and, when the store was older than the last batch the directory had
+    /// completed, how many batches run again ([`Restored::batches_behind`]). `None` when the
+    /// context did not restore.
+    pub fn restore_report(&self) -> Option<&Restored> {
+        self.inner.restored.get()
     }
 
     fn open(config: StreamingConfig) -> Result<StreamingContext> {
@@ -153,6 +165,7 @@ impl StreamingContext {
                 graph,
                 pending_listeners: Mutex::new(Vec::new()),
                 runtime: Mutex::new(None),
+                restored: OnceLock::new(),
             }),
         })
     }

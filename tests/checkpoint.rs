@@ -286,18 +286,41 @@ async fn a_changed_graph_a_corrupt_value_and_an_occupied_directory_are_refused()
             "{msg}"
         );
 
-        // A corrupt metadata value names the directory and the key.
-        {
+        // A truncated newest metadata value: the restart falls back to the previous
+        // complete checkpoint and says which one it skipped.
+        let truncate_newest = |skip: usize| {
             let store = rivulet::actors::SledCheckpointStore::open(&dir).unwrap();
             use rivulet::framework::checkpoint::{CheckpointStore, Tree};
-            let key = store.keys(Tree::Meta, b"meta/").unwrap().pop().unwrap();
-            let mut value = store.get(Tree::Meta, &key).unwrap().unwrap();
+            let keys = store.keys(Tree::Meta, b"meta/").unwrap();
+            let key = &keys[keys.len() - 1 - skip];
+            let mut value = store.get(Tree::Meta, key).unwrap().unwrap();
             let n = value.len();
             value.truncate(n - 3);
-            store.put(Tree::Meta, &key, &value).unwrap();
+            store.put(Tree::Meta, key, &value).unwrap();
             store.flush().unwrap();
-        }
+        };
+        truncate_newest(0);
         let out = Arc::new(Mutex::new(None));
+        let ssc = StreamingContext::get_or_create(&dir, config(2, 3), |ssc| build_count(ssc, &out))
+            .unwrap();
+        let report = ssc.restore_report().unwrap();
+        assert_eq!(
+            report.checkpoint.batch_time_ms,
+            5 * BATCH_MS,
+            "the previous batch's checkpoint"
+        );
+        assert!(
+            report.skipped[0].contains("meta/meta/"),
+            "{:?}",
+            report.skipped
+        );
+        assert_eq!(report.batches_behind(), 1, "batch 6 runs again");
+        ssc.start().await.unwrap();
+        ssc.stop(StopMode::Graceful).await.unwrap();
+        drop(ssc);
+
+        // Both kept checkpoints damaged: refused, naming the directory and the key.
+        truncate_newest(1);
         let err = StreamingContext::get_or_create(&dir, config(2, 3), |ssc| build_count(ssc, &out))
             .unwrap_err();
         let msg = err.to_string();

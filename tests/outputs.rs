@@ -176,9 +176,11 @@ async fn save_as_text_files_replaces_a_batch_that_ran_again() {
         // restart resumes before batch 1, which runs again (now with other records in 2
         // partitions): the directory is replaced, not merged (no part-00002 left over).
         {
-            use rivulet::framework::checkpoint::{meta_key, CheckpointStore, Tree};
+            use rivulet::framework::checkpoint::{CheckpointStore, Key, Tree};
             let store = open_store(&ckpt);
-            store.remove(Tree::Meta, &meta_key(100)).unwrap();
+            store
+                .remove(Tree::Meta, &Key::Meta { batch_ms: 100 }.encode())
+                .unwrap();
             store.flush().unwrap();
         }
         let again = StreamingContext::get_or_create(&ckpt, config(2, 2), |ssc| {

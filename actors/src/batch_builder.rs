@@ -9,7 +9,7 @@ use actix::{
     Actor, ActorFutureExt, AsyncContext, Context, Handler, MessageResult, Recipient, WrapFuture,
 };
 use rivulet_framework::block::{Block, BlockId, BlockInfo};
-use rivulet_framework::checkpoint::{key_text, wal_key, CheckpointStore, Tree};
+use rivulet_framework::checkpoint::{BlockLog, LoggedBlock};
 use rivulet_framework::receiver::BlockSource;
 use rivulet_framework::Result;
 use tracing::{debug, error, warn};
@@ -27,7 +27,9 @@ pub struct BatchBuilder {
     block_interval: Option<Duration>,
     sealed_total: u64,
     /// The receiver write-ahead log, and where to report that it cannot be written.
-    wal: Option<(Arc<dyn CheckpointStore>, Recipient<WalFailed>)>,
+    wal: Option<(BlockLog, Recipient<WalFailed>)>,
+    /// Set once the log could not be written: no block is acknowledged after that.
+    wal_failed: bool,
 }
 
 impl BatchBuilder {
@@ -47,32 +49,35 @@ impl BatchBuilder {
             block_interval,
             sealed_total: 0,
             wal: None,
+            wal_failed: false,
         }
     }
 
     /// Writes every block to `wal` (flushed) before storing and reporting it; a failure is
     /// reported to `on_failure` (the coordinator, which stops the context).
-    pub fn with_wal(
-        mut self,
-        wal: Arc<dyn CheckpointStore>,
-        on_failure: Recipient<WalFailed>,
-    ) -> BatchBuilder {
+    pub fn with_wal(mut self, wal: BlockLog, on_failure: Recipient<WalFailed>) -> BatchBuilder {
         self.wal = Some((wal, on_failure));
         self
     }
 
-    /// Writes `blocks` to the write-ahead log and flushes it.
-    fn log(&self, wal: &dyn CheckpointStore, blocks: &[Block]) -> Result<()> {
+    /// Adds `blocks` to the write-ahead log (flushed).
+    fn log(&self, wal: &BlockLog, blocks: &[Block]) -> Result<()> {
+        let mut logged = Vec::with_capacity(blocks.len());
         for block in blocks {
             let BlockId::Input { stream, seq } = block.id else {
                 continue;
             };
-            let key = wal_key(stream, seq);
-            let bytes = self.source.encode_block(block)?;
-            wal.put(Tree::Wal, &key, &bytes)?;
-            debug!(key = %key_text(Tree::Wal, &key), bytes = bytes.len(), "Block logged.");
+            logged.push(LoggedBlock {
+                stream,
+                seq,
+                num_records: block.num_records,
+                offset: block.offset.clone(),
+                data: self.source.encode_block(block)?,
+            });
         }
-        wal.flush()
+        wal.add(&logged)?;
+        debug!(blocks = logged.len(), "Blocks logged.");
+        Ok(())
     }
 
     /// Seals and stores the buffered records as blocks (none if nothing was stored).
@@ -80,9 +85,11 @@ impl BatchBuilder {
         let blocks = self.source.seal();
         self.sealed_total += blocks.len() as u64;
         if let Some((wal, on_failure)) = &self.wal {
-            if let Err(e) = self.log(&**wal, &blocks) {
+            if let Err(e) = self.log(wal, &blocks) {
                 error!(error = %e, "Cannot write the receiver write-ahead log; stopping.");
                 on_failure.do_send(WalFailed(e));
+                // Never acknowledged: `store_reliably` fails once the context closes the buffer.
+                self.wal_failed = true;
             }
         }
         let next_seq = blocks.iter().filter_map(|b| match b.id {
@@ -91,7 +98,7 @@ impl BatchBuilder {
         });
         let next_seq = next_seq.max();
         let infos: Vec<BlockInfo> = blocks.into_iter().map(|block| self.store(block)).collect();
-        if let Some(next) = next_seq {
+        if let Some(next) = next_seq.filter(|_| !self.wal_failed) {
             self.source.mark_stored(next);
         }
         infos
@@ -118,6 +125,7 @@ impl BatchBuilder {
             stream: self.source.stream(),
             num_records: block.num_records,
             locations,
+            offset: block.offset,
         }
     }
 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix::{Actor, Addr, Arbiter};
-use rivulet_framework::block::{BlockId, BlockInfo};
-use rivulet_framework::checkpoint::{key_text, wal_prefix, CheckpointStore, Tree};
+use rivulet_framework::block::BlockInfo;
+use rivulet_framework::checkpoint::{BlockLog, Key};
 use rivulet_framework::config::StreamingConfig;
 use rivulet_framework::dstream::DStreamGraph;
 use rivulet_framework::listener::StreamingListener;
@@ -81,20 +81,28 @@ impl Runtime {
         let blocks = BlockManager::new(executors);
         let wal = config
             .get_receiver_wal()
-            .then(|| graph.rdd_context().checkpoint_store().clone());
-        let replayed = match &wal {
-            Some(wal) if graph.restored_batch().is_some() => {
-                replay_wal(&graph, &slots, &**wal, &blocks, executors)?
+            .then(|| BlockLog::new(graph.rdd_context().checkpoint_store().clone()));
+        let (replayed, replayed_unallocated) = match &wal {
+            Some(wal) => {
+                graph.set_block_log(wal.clone());
+                replay_wal(&graph, &slots, wal, &blocks, executors)?
             }
-            _ => Vec::new(),
+            None => {
+                // Without the log the blocks of the run before are gone, but their numbers
+                // are still named by restored batches: new blocks are numbered after them.
+                for position in graph
+                    .restored_checkpoint()
+                    .map(|c| c.receivers.clone())
+                    .unwrap_or_default()
+                {
+                    if let Some(slot) = slots.iter().find(|s| s.stream == position.stream) {
+                        slot.source.resume_at(position.next_seq, None);
+                    }
+                }
+                (Vec::new(), Vec::new())
+            }
         };
         let replayed_ids = replayed.iter().map(|b| b.id).collect();
-        let allocated: std::collections::HashSet<_> =
-            graph.all_allocated().iter().map(|b| b.id).collect();
-        let replayed_unallocated: Vec<BlockInfo> = replayed
-            .into_iter()
-            .filter(|b| !allocated.contains(&b.id))
-            .collect();
         // Each receiver starts at the initial rate (capped at the maximum), or the maximum.
         let max_rate = config.get_max_rate_per_receiver();
         let initial_rate = match (config.get_backpressure_initial_rate(), max_rate) {
@@ -229,63 +237,71 @@ impl Runtime {
     }
 }
 
-/// Reads every block of the receivers' write-ahead log back into the block stores (on its
-/// primary executor and a replica, as the batch builder places them) and continues each
-/// receiver's block numbering after its last logged block; returns the blocks read.
+/// Replays the receivers' write-ahead log after a restart (step 5 of its protocol, see
+/// [`rivulet_framework::checkpoint`]): puts every block a batch may still need back into the
+/// block stores (on its primary executor and a replica, as the batch builder places them),
+/// gives the graph the allocations only the log recorded, and resumes each receiver after
+/// its last block and at its newest offset. Returns every block put back, and those no
+/// batch has yet (they go to the next batch, in order).
 fn replay_wal(
     graph: &DStreamGraph,
     slots: &[ReceiverSlot],
-    wal: &dyn CheckpointStore,
+    wal: &BlockLog,
     blocks: &BlockManager,
     executors: usize,
-) -> Result<Vec<BlockInfo>> {
-    let mut replayed = Vec::new();
-    for slot in slots {
-        let mut next_seq = 0;
-        for key in wal.keys(Tree::Wal, &wal_prefix(slot.stream))? {
-            let text = key_text(Tree::Wal, &key);
-            let seq = String::from_utf8_lossy(&key[key.len().saturating_sub(20)..])
-                .parse::<u64>()
-                .map_err(|e| CheckpointError::Corrupt {
-                    dir: wal.location(),
-                    key: text.clone(),
-                    reason: format!("not a block key: {e}"),
-                })?;
-            let Some(bytes) = wal.get(Tree::Wal, &key)? else {
-                continue;
-            };
-            let (data, num_records) = slot.source.decode_block(&bytes, &wal.location(), &text)?;
-            let id = BlockId::Input {
-                stream: slot.stream,
-                seq,
-            };
-            let primary = seq as usize % executors.max(1);
-            let mut locations = vec![primary];
-            if executors > 1 {
-                locations.push((primary + 1) % executors);
+) -> Result<(Vec<BlockInfo>, Vec<BlockInfo>)> {
+    let restored = graph.restored_checkpoint();
+    let replay = wal.replay(restored.as_deref())?;
+    let dir = graph.rdd_context().checkpoint_store().location();
+    let (mut replayed, mut unallocated) = (Vec::new(), Vec::new());
+    for entry in &replay.blocks {
+        let logged = &entry.block;
+        let key = logged.key();
+        let Some(slot) = slots.iter().find(|s| s.stream == logged.stream) else {
+            return Err(CheckpointError::Corrupt {
+                dir,
+                key: key.to_string(),
+                reason: format!(
+                    "the program has no receiver for input stream {}",
+                    logged.stream
+                ),
             }
-            for &e in &locations {
-                blocks.put(e, id, data.clone());
-            }
-            replayed.push(BlockInfo {
-                id,
-                stream: slot.stream,
-                num_records,
-                locations,
-            });
-            next_seq = next_seq.max(seq + 1);
+            .into());
+        };
+        let (data, _) = slot
+            .source
+            .decode_block(&logged.data, &dir, &Key::to_string(&key))?;
+        let mut info = logged.info();
+        let primary = logged.seq as usize % executors.max(1);
+        info.locations = vec![primary];
+        if executors > 1 {
+            info.locations.push((primary + 1) % executors);
         }
-        slot.source.resume_at(next_seq);
+        for &e in &info.locations {
+            blocks.put(e, info.id, data.clone());
+        }
+        if entry.batch.is_none() {
+            unallocated.push(info.clone());
+        }
+        replayed.push(info);
     }
-    if !replayed.is_empty() {
+    graph.restore_allocations(replay.allocations.clone());
+    for slot in slots {
+        if let Some((next_seq, offset)) = replay.positions.get(&slot.stream) {
+            slot.source.resume_at(*next_seq, offset.clone());
+        }
+    }
+    if !replayed.is_empty() || replay.deleted > 0 {
         tracing::info!(
             blocks = replayed.len(),
+            new_blocks = unallocated.len(),
             records = replayed.iter().map(|b| b.num_records).sum::<usize>(),
+            deleted_done_blocks = replay.deleted,
             after = ?graph.restored_batch(),
             "Replayed received blocks from the write-ahead log."
         );
     }
-    Ok(replayed)
+    Ok((replayed, unallocated))
 }
 
 /// Drives a started runtime: advance the manual clock, add listeners, stop, wait.

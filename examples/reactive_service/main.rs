@@ -175,7 +175,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
 
     let batch = Duration::from_millis(args.batch_ms);
     let window = Duration::from_secs(args.window_secs);
-    if window.as_millis() % batch.as_millis() != 0 {
+    if !window.as_millis().is_multiple_of(batch.as_millis()) {
         return Err(support::usage(format!(
             "--window-secs {} is not a multiple of --batch-ms {}",
             args.window_secs, args.batch_ms

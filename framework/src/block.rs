@@ -82,6 +82,9 @@ pub struct Block {
     pub data: BlockData,
     /// How many records it holds.
     pub num_records: usize,
+    /// The source offset after its records, when its receiver gives offsets (set on the
+    /// last block of a seal).
+    pub offset: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for Block {
@@ -104,4 +107,8 @@ pub struct BlockInfo {
     pub num_records: usize,
     /// The executors whose block stores hold it (a replica on a second executor when there is one).
     pub locations: Vec<ExecutorId>,
+    /// The source offset after its records, when its receiver gives offsets
+    /// ([`BlockSink::store_reliably_at`](crate::receiver::BlockSink::store_reliably_at)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<Vec<u8>>,
 }

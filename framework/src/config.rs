@@ -386,7 +386,7 @@ impl StreamingConfig {
                 ));
             }
         }
-        if self.batch_interval.subsec_nanos() % 1_000_000 != 0 {
+        if !self.batch_interval.subsec_nanos().is_multiple_of(1_000_000) {
             return bad(format!(
                 "batch_interval must be whole milliseconds, got {:?}",
                 self.batch_interval

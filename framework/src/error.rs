@@ -178,8 +178,9 @@ pub enum GraphError {
     AlreadyStarted(String),
 }
 
-/// What went wrong with a checkpoint directory. Every variant names the directory, and the
-/// messages say how to start over (delete the directory).
+/// What went wrong with a checkpoint directory. Every variant names the directory and says
+/// what to do; only a checkpoint that cannot be read back (corrupt, of another layout, of
+/// another graph) suggests starting over, since that deletes the state it holds.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CheckpointError {
@@ -213,7 +214,64 @@ pub enum CheckpointError {
         /// Each DStream that differs, e.g. `stream 3: checkpoint has map, program has filter`.
         differences: Vec<String>,
     },
-    /// The store failed: the directory cannot be opened or written (permissions, disk full).
+    /// Another running process holds the directory (Spark refuses a second driver on one
+    /// checkpoint the same way). Starting over would destroy that process's checkpoint:
+    /// stop it first.
+    #[error("checkpoint {dir} is in use by another running process{}: stop that process first (or use another directory); do not delete the directory, it is that process's checkpoint", holder_text(.holder))]
+    Locked {
+        /// The checkpoint directory.
+        dir: String,
+        /// The process id recorded by the holder, when it could be read.
+        holder: Option<u32>,
+    },
+    /// The file system holding the directory is full (or the process's file size limit was
+    /// reached). Nothing written so far is lost: free space and restart from the checkpoint.
+    #[error("checkpoint {dir}: cannot {action}: the file system is full ({message}); free space and restart: the checkpoint written so far is kept")]
+    NoSpace {
+        /// The checkpoint directory.
+        dir: String,
+        /// What was being done.
+        action: String,
+        /// The underlying error.
+        message: String,
+    },
+    /// The directory is not a rivulet checkpoint directory: it holds other files. rivulet
+    /// never writes into (or deletes) a directory it did not create.
+    #[error(
+        "{dir} is not a rivulet checkpoint directory ({reason}); pass an empty or new directory"
+    )]
+    NotACheckpoint {
+        /// The directory.
+        dir: String,
+        /// What was found there instead.
+        reason: String,
+    },
+    /// The directory was written with another checkpoint layout (an older rivulet), which
+    /// this build cannot read.
+    #[error("checkpoint {dir} has layout {found}, but this build reads layout {supported}; restart it with the build that wrote it, or delete the directory to start over")]
+    Layout {
+        /// The checkpoint directory.
+        dir: String,
+        /// The layout found (`1` for a directory written before layouts were recorded).
+        found: u32,
+        /// The layout this build reads and writes.
+        supported: u32,
+    },
+    /// A checkpointed stream's state partition count differs between the checkpoint and the
+    /// program (Spark's `StateSpec.numPartitions`): the state cannot be read back by key.
+    #[error("checkpoint {dir}: {stream} keeps its state in {checkpoint} partitions, but the program asks for {program}; keep {checkpoint}, or delete the directory to start over")]
+    PartitionsChanged {
+        /// The checkpoint directory.
+        dir: String,
+        /// The stream's operator and call site.
+        stream: String,
+        /// The partition count in the checkpoint.
+        checkpoint: usize,
+        /// The partition count the program asks for.
+        program: usize,
+    },
+    /// The store failed: the directory cannot be opened or written (permissions, an I/O
+    /// error).
     #[error("checkpoint {dir}: cannot {action}: {message}")]
     Storage {
         /// The checkpoint directory.
@@ -223,6 +281,12 @@ pub enum CheckpointError {
         /// The underlying error.
         message: String,
     },
+}
+
+fn holder_text(holder: &Option<u32>) -> String {
+    holder
+        .map(|pid| format!(" (pid {pid})"))
+        .unwrap_or_default()
 }
 
 /// Formats a panic payload as a message.

@@ -120,6 +120,9 @@ pub trait StreamingListener: Send + 'static {
     fn on_job_completed(&mut self, _job: &JobInfo) {}
     /// A stateful or windowed stream wrote a data checkpoint (with its key count).
     fn on_data_checkpoint(&mut self, _checkpoint: &crate::checkpoint::DataCheckpoint) {}
+    /// The checkpoint store's size and live bytes after a batch's metadata checkpoint (with a
+    /// checkpoint directory: the directory's bytes on disk, and how often it compacted).
+    fn on_checkpoint_store(&mut self, _stats: &crate::checkpoint::StoreStats) {}
     /// An output operation of a batch ended.
     fn on_output_operation_completed(&mut self, _output: &OutputOperationInfo) {}
     /// A receiver started (also after a restart).

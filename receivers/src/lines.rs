@@ -411,7 +411,7 @@ impl LineSplitter {
     }
 
     fn should_warn(&self) -> bool {
-        self.logged <= WARN_FIRST || self.logged % WARN_EVERY == 0
+        self.logged <= WARN_FIRST || self.logged.is_multiple_of(WARN_EVERY)
     }
 
     fn log_long(&mut self, offset: u64, origin: &dyn fmt::Display) {

@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::{ActorFutureExt, AsyncContext, Context, MailboxError, WrapFuture};
-use rivulet_framework::block::{BlockId, BlockInfo, StreamId};
-use rivulet_framework::checkpoint::{wal_key, Tree};
+use rivulet_framework::block::{BlockInfo, StreamId};
+use rivulet_framework::checkpoint::{BlockLog, StoreStats};
 use rivulet_framework::dstream::OutputJob;
 use rivulet_framework::listener::{BatchInfo, OutputOperationInfo};
 use rivulet_framework::time::Time;
@@ -93,8 +93,18 @@ impl Coordinator {
         let _span = tracing::info_span!(parent: &self.span, "batch", batch_time = %t).entered();
         // A batch restored from a checkpoint keeps its blocks; the new ones go to the next.
         let reported = std::mem::take(&mut self.unallocated);
+        let fresh = reported.len();
         self.unallocated = self.graph.allocate_blocks(t, reported);
         let blocks = self.graph.allocated(t);
+        if let Some(wal) = self.wal.as_ref().filter(|_| self.unallocated.len() < fresh) {
+            // Write-ahead log step 2: the allocation is recorded (made durable on the job
+            // thread before the batch's outputs run).
+            if let Err(e) = wal.allocate(t, &blocks) {
+                error!(parent: &self.span, batch_time = %t, error = %e, "Cannot record the batch's blocks in the write-ahead log.");
+                self.fail(e, ctx);
+                return;
+            }
+        }
         let num_records = blocks.iter().map(|b| b.num_records).sum();
         let jobs = self.graph.generate_jobs(t);
         debug!(
@@ -181,7 +191,7 @@ impl Coordinator {
         // Output jobs block in RDD actions, so they run off the actor threads; so does the
         // batch's metadata checkpoint, written after them, in batch order. Map stages that
         // run ahead finish first (a stopped coordinator drops them: nothing to wait for).
-        let (graph, t) = (self.graph.clone(), batch.time);
+        let (graph, t, wal) = (self.graph.clone(), batch.time, self.wal.clone());
         let (job_done, job_thread) = std::sync::mpsc::channel::<()>();
         self.job_thread = Some(job_thread);
         let handle = async move {
@@ -189,40 +199,61 @@ impl Coordinator {
                 Some(ahead) => ahead.await.unwrap_or_default(),
                 None => Duration::ZERO,
             };
-            let runs = tokio::task::spawn_blocking(move || {
-                let mut runs = run_jobs(jobs);
+            let ran = tokio::task::spawn_blocking(move || {
                 let start = Instant::now();
-                if let Err(e) = graph.write_metadata_checkpoint(t) {
-                    runs.push(OutputRun {
-                        id: runs.len(),
-                        name: "metadata checkpoint".into(),
-                        duration: start.elapsed(),
-                        result: Err(e),
-                    });
-                }
+                let failed = |name: &str, e| OutputRun {
+                    id: 0,
+                    name: name.into(),
+                    duration: start.elapsed(),
+                    result: Err(e),
+                };
+                // The batch's allocation is durable before any of its outputs runs.
+                let synced = wal.as_ref().map_or(Ok(()), BlockLog::sync);
+                let (runs, stats) = match synced {
+                    Err(e) => (vec![failed("write-ahead log", e)], None),
+                    Ok(()) => {
+                        let mut runs = run_jobs(jobs);
+                        let start = Instant::now();
+                        let stats = match graph.write_metadata_checkpoint(t) {
+                            Ok(stats) => Some(stats),
+                            Err(e) => {
+                                runs.push(OutputRun {
+                                    id: runs.len(),
+                                    name: "metadata checkpoint".into(),
+                                    duration: start.elapsed(),
+                                    result: Err(e),
+                                });
+                                None
+                            }
+                        };
+                        (runs, stats)
+                    }
+                };
                 // The graph (and the checkpoint store it holds) goes first, then the signal
                 // a stop waits for (bounded): closure captures drop after its locals.
                 drop(graph);
+                drop(wal);
                 drop(job_done);
-                runs
+                (runs, stats)
             })
             .await;
-            (ahead_time, runs)
+            (ahead_time, ran)
         };
         ctx.spawn(
             handle
                 .into_actor(self)
                 .map(move |(ahead_time, joined), act, ctx| {
                     batch.ahead_time = ahead_time;
-                    let runs = joined.unwrap_or_else(|e| {
-                        vec![OutputRun {
+                    let (runs, stats) = joined.unwrap_or_else(|e| {
+                        let run = OutputRun {
                             id: 0,
                             name: "job thread".into(),
                             duration: Duration::ZERO,
                             result: Err(Error::Internal(format!("the job thread failed: {e}"))),
-                        }]
+                        };
+                        (vec![run], None)
                     });
-                    act.batch_finished(batch, started, runs, ctx);
+                    act.batch_finished(batch, started, runs, stats, ctx);
                 }),
         );
         self.run_ahead(ctx);
@@ -233,12 +264,17 @@ impl Coordinator {
         mut batch: Batch,
         started: Instant,
         runs: Vec<OutputRun>,
+        stats: Option<StoreStats>,
         ctx: &mut Context<Self>,
     ) {
         self.running = false;
         let t = batch.time;
         batch.info.processing_delay = Some(started.elapsed());
         let mut first_failure = None;
+        // A checkpoint or write-ahead log that cannot be written stops the context: going on
+        // would lose the guarantee that a restart resumes where this run stopped. Any such
+        // failure of the batch, not only its first failure.
+        let mut checkpoint_failure = None;
         for run in runs {
             let output = OutputOperationInfo {
                 batch_time: t,
@@ -252,8 +288,14 @@ impl Coordinator {
             if let Err(e) = run.result {
                 error!(parent: &self.span, batch_time = %t, output = %run.name, error = %e, "Output operation failed.");
                 batch.info.failures.push((run.name, e.to_string()));
+                if matches!(e, Error::Checkpoint(_)) && checkpoint_failure.is_none() {
+                    checkpoint_failure = Some(e.clone());
+                }
                 first_failure.get_or_insert(e);
             }
+        }
+        if let Some(stats) = stats {
+            self.listeners.post(|l| l.on_checkpoint_store(&stats));
         }
         info!(
             parent: &self.span,
@@ -285,13 +327,8 @@ impl Coordinator {
             }
         }
         self.forget_before(t);
-        // A checkpoint that cannot be written stops the context: going on would lose the
-        // guarantee that a restart resumes where this run stopped. It is reported as the
-        // stop's error once stopped, not as `Failed` (which says later batches still run).
-        let checkpoint_failure = first_failure
-            .as_ref()
-            .filter(|e| matches!(e, Error::Checkpoint(_)))
-            .cloned();
+        // A checkpoint failure is reported as the stop's error once stopped, not as `Failed`
+        // (which says later batches still run).
         if let (Some(e), None) = (&first_failure, &checkpoint_failure) {
             self.status.send_if_modified(|s| match s {
                 Status::Running => {
@@ -333,23 +370,10 @@ impl Coordinator {
     /// Drops what no stream remembers once batch `t` is done (Spark: `clearMetadata`).
     fn forget_before(&mut self, t: Time) {
         let mut garbage = Vec::new();
-        let forgotten = self.graph.clear_old(t);
-        for block in &forgotten {
+        // The write-ahead log keeps their blocks until the metadata checkpoints no longer
+        // need them (see `Checkpointer::write`).
+        for block in &self.graph.clear_old(t) {
             garbage.extend(self.blocks.remove(&block.id));
-        }
-        // Their batches are done and no metadata checkpoint names them any more: the
-        // write-ahead log lets them go (on a blocking thread: it is disk I/O).
-        if let Some(wal) = self.wal.clone().filter(|_| !forgotten.is_empty()) {
-            tokio::task::spawn_blocking(move || {
-                for block in forgotten {
-                    if let BlockId::Input { stream, seq } = block.id {
-                        let key = wal_key(stream, seq);
-                        if let Err(e) = wal.remove(Tree::Wal, &key) {
-                            tracing::warn!(error = %e, "Cannot remove a block from the write-ahead log.");
-                        }
-                    }
-                }
-            });
         }
         let horizon = (t - self.graph.max_remember()).as_ms();
         garbage.extend(self.blocks.remove_batches_up_to(horizon));

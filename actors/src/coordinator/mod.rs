@@ -32,7 +32,7 @@ use actix::{
     WrapFuture,
 };
 use rivulet_framework::block::{BlockId, BlockInfo, StreamId};
-use rivulet_framework::checkpoint::CheckpointStore;
+use rivulet_framework::checkpoint::BlockLog;
 use rivulet_framework::dstream::DStreamGraph;
 use rivulet_framework::receiver::{BlockSource, BufferBound};
 use rivulet_framework::scheduler::{DagScheduler, TaskOutput};
@@ -82,8 +82,9 @@ pub struct Coordinator {
     blocks: Arc<crate::block_store::BlockManager>,
     receivers: Vec<ReceiverHandle>,
     unallocated: Vec<BlockInfo>,
-    /// The receiver write-ahead log, when it is on (blocks are removed with their batches).
-    wal: Option<Arc<dyn CheckpointStore>>,
+    /// The receiver write-ahead log, when it is on: each batch's allocation is recorded in
+    /// it (its blocks are cleaned up by the metadata checkpoints).
+    wal: Option<BlockLog>,
     /// Blocks replayed from the write-ahead log after a restart: their records were never
     /// counted in this run's receiver buffers, so finishing their batch frees no room.
     replayed: HashSet<BlockId>,
@@ -108,7 +109,7 @@ pub(crate) struct CoordinatorParts {
     /// The receiver buffers' bound.
     pub(crate) buffer_bound: BufferBound,
     /// The receiver write-ahead log, when it is on.
-    pub(crate) wal: Option<Arc<dyn CheckpointStore>>,
+    pub(crate) wal: Option<BlockLog>,
     /// Blocks replayed from the write-ahead log that no restored batch holds.
     pub(crate) replayed_unallocated: Vec<BlockInfo>,
     /// Every block replayed from the write-ahead log.

@@ -19,18 +19,100 @@
 //! `StreamingConfig::checkpoint_dir`) in the runtime crate. It lives here, not in the runtime
 //! crate, because RDDs read checkpointed partitions back inside tasks.
 
-mod record;
+//! Checkpoints (Spark: `Checkpoint`, `DStreamCheckpointData`, `ReliableCheckpointRDD`,
+//! `ReceivedBlockTracker`): what is written so that state survives the loss of an executor
+//! and a process can restart where it stopped, on this machine or another.
+//!
+//! * A **data checkpoint** writes every partition of a stateful or windowed DStream's RDD
+//!   every checkpoint interval, and cuts the stream's lineage there: the next batch's state
+//!   depends on the checkpointed RDD, read back from the store when it is not cached.
+//! * A **metadata checkpoint** ([`MetadataCheckpoint`]) is written after every completed
+//!   batch: the graph's fingerprint, the batch time, the newest complete data checkpoint of
+//!   each stream, the input of every batch a restart may recompute or run (received blocks
+//!   per batch, a polled input's splits per batch), what each input needs to resume, and
+//!   where each receiver's input stands.
+//! * The **receiver write-ahead log** ([`BlockLog`], with `receiver_wal` on) holds received
+//!   blocks until their batch is done.
+//!
+//! Values are records (see [`encode`] and [`decode`]): versioned, named-field rmp-serde with
+//! a CRC-32 checksum, under the typed [`Key`]s. The [`CheckpointStore`] trait is the storage:
+//! [`MemoryCheckpointStore`] (the default, which survives executor loss but not the process)
+//! here, and sled (with `StreamingConfig::checkpoint_dir`) in the runtime crate. It lives
+//! here, not in the runtime crate, because RDDs read checkpointed partitions back inside
+//! tasks.
+//!
+//! # The metadata checkpoint of batch `t`, step by step
+//! Written by [`Checkpointer::write`] on the job thread once every output of batch `t` ran
+//! (the batch's data checkpoint jobs, which put partitions under [`Key::Data`], ran among
+//! them):
+//! 1. Flush: the data checkpoints and allocation records written so far are durable.
+//! 2. Put the record under [`Key::Meta`]`(t)`.
+//! 3. Flush: from here a restart resumes after `t`; the checkpoint is complete.
+//! 4. Record `t` as the directory's progress ([`CheckpointStore::record_progress`]).
+//! 5. Purge: keep the records of the two newest metadata checkpoints this run wrote (or
+//!    restored from); delete every older one and every data checkpoint none of the two
+//!    names. The purge is a sweep of what is no longer named, not a list of what to delete,
+//!    so a kill during it only leaves garbage the next sweep takes; the first purge after a
+//!    restart sweeps the whole `state` tree.
+//! 6. Clean the write-ahead log up to the older kept checkpoint's horizon (see below).
+//! 7. Let the store compact itself if it outgrew its bound ([`CheckpointStore::maintain`]).
+//!
+//! A kill before step 3 leaves the previous checkpoint complete and the batch is recomputed
+//! at restart; after it, the batch is never run again.
+//!
+//! # Restore, step by step
+//! [`Checkpointer::load`]:
+//! 1. Read the metadata checkpoints newest first; take the first that decodes and whose
+//!    data checkpoints are all present. Each one skipped (torn, corrupt, naming a missing
+//!    partition) is reported with a WARN naming it and the one used.
+//! 2. Compare the batch it completed with the directory's progress: a store older than the
+//!    last batch this directory completed (a rolled-back file, a lost write) is reported
+//!    with a WARN saying how many batches run again.
+//! 3. The graph checks its fingerprint, restores data checkpoints (with their partition
+//!    counts), inputs and allocations; the write-ahead log is replayed ([`BlockLog::replay`]).
+//!
+//! # The receiver write-ahead log, step by step
+//! As Spark's `ReceivedBlockTracker`, every change is a durable record before it takes effect:
+//! 1. **Add.** A sealed block is put under [`Key::Block`] with its source offset and flushed
+//!    before it is reported to the coordinator and before `store_reliably` returns (the
+//!    receiver acknowledges its source only then).
+//! 2. **Allocate.** When batch `t` is cut, the blocks it gets are put under
+//!    [`Key::Allocation`]`(t)`, made durable before the batch's outputs run.
+//! 3. **Checkpoint.** The metadata checkpoint of a completed batch records, per receiver,
+//!    the next sequence number not yet allocated and the newest allocated offset
+//!    ([`ReceiverPosition`]).
+//! 4. **Clean up.** Once no kept metadata checkpoint needs batch `t`'s input, its blocks are
+//!    removed, then its allocation record.
+//! 5. **Replay** at restart: a block allocated to a batch after the restored one (by an
+//!    allocation record, or the checkpoint's own allocations) goes back into that batch; a
+//!    block numbered below its receiver's recorded position that no allocation names
+//!    belonged to a completed batch and is deleted, never replayed; the rest are new and go
+//!    to the next batch, in order. The receiver resumes its source at the newest offset
+//!    logged.
 
+mod checkpointer;
+mod keys;
+mod metadata;
+mod record;
+mod wal;
+
+pub use checkpointer::{Checkpointer, Restored};
+pub use keys::{key_text, Key};
+pub use metadata::{
+    DataCheckpoint, InputState, MetadataCheckpoint, ReceiverPosition, StreamSignature,
+};
 pub use record::{decode, encode, FORMAT_VERSION};
+pub use wal::{BlockLog, LoggedBlock, Replay, ReplayedBlock};
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
-use crate::error::Result;
-use crate::rdd::RddId;
+use crate::error::{CheckpointError, Result};
 
 /// The key spaces of a checkpoint store (sled trees).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -88,6 +170,113 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// # Errors
     /// As [`put`](CheckpointStore::put).
     fn flush(&self) -> Result<()>;
+    /// Records `batch_ms` as the newest batch whose metadata checkpoint is durable, outside
+    /// the store's own files, so that a restore can tell when the store rolled back (a
+    /// damaged or lost file). The default records nothing.
+    ///
+    /// # Errors
+    /// As [`put`](CheckpointStore::put).
+    fn record_progress(&self, batch_ms: i64) -> Result<()> {
+        let _ = batch_ms;
+        Ok(())
+    }
+    /// The batch [`record_progress`](CheckpointStore::record_progress) last recorded.
+    fn progress(&self) -> Option<i64> {
+        None
+    }
+    /// The store's size and live bytes.
+    fn stats(&self) -> StoreStats {
+        StoreStats::default()
+    }
+    /// Keeps the store within its bounds (compacts it when it outgrew them), after a
+    /// metadata checkpoint's purge; returns its size and live bytes. The default does
+    /// nothing.
+    ///
+    /// # Errors
+    /// As [`put`](CheckpointStore::put).
+    fn maintain(&self) -> Result<StoreStats> {
+        Ok(self.stats())
+    }
+}
+
+/// A checkpoint store's size: what a metric or the status page shows, and what its
+/// compaction watches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// The bytes the store takes on disk (every file of the checkpoint directory); `None`
+    /// for a store in memory or one that cannot be measured.
+    pub size_bytes: Option<u64>,
+    /// The bytes of the keys and values it holds.
+    pub live_bytes: u64,
+    /// How many times it compacted since it was opened.
+    pub compactions: u64,
+    /// How long its last compaction took.
+    pub last_compaction: Option<Duration>,
+}
+
+/// Writes `value` as a record under `key`.
+///
+/// # Errors
+/// As [`CheckpointStore::put`]; [`Error::Internal`](crate::Error::Internal) if it cannot be
+/// serialized.
+pub fn write_record<T: Serialize + ?Sized>(
+    store: &dyn CheckpointStore,
+    key: Key,
+    value: &T,
+) -> Result<()> {
+    store.put(key.tree(), &key.encode(), &encode(value)?)
+}
+
+/// The record under `key`, if any.
+///
+/// # Errors
+/// As [`CheckpointStore::get`] and [`decode`] (naming the store and the key).
+pub fn read_record<T: DeserializeOwned>(
+    store: &dyn CheckpointStore,
+    key: Key,
+) -> Result<Option<T>> {
+    match store.get(key.tree(), &key.encode())? {
+        Some(bytes) => decode(&bytes, &store.location(), &key.to_string()).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Removes the value under `key`.
+///
+/// # Errors
+/// As [`CheckpointStore::remove`].
+pub fn remove_record(store: &dyn CheckpointStore, key: Key) -> Result<()> {
+    store.remove(key.tree(), &key.encode())
+}
+
+/// The keys of `tree` that start with `prefix` and parse as keys of that tree (others are
+/// skipped with a WARN: no build of rivulet writes them).
+///
+/// # Errors
+/// As [`CheckpointStore::keys`].
+pub fn list_keys(store: &dyn CheckpointStore, tree: Tree, prefix: &[u8]) -> Result<Vec<Key>> {
+    let mut keys = Vec::new();
+    for raw in store.keys(tree, prefix)? {
+        match Key::parse(tree, &raw) {
+            Some(key) => keys.push(key),
+            None => tracing::warn!(
+                dir = %store.location(),
+                key = %key_text(tree, &raw),
+                "Ignoring a key no rivulet checkpoint writes."
+            ),
+        }
+    }
+    Ok(keys)
+}
+
+/// A missing value a checkpoint names, as [`CheckpointError::Corrupt`].
+pub(crate) fn missing(store: &dyn CheckpointStore, key: Key, what: &str) -> crate::Error {
+    CheckpointError::Corrupt {
+        dir: store.location(),
+        key: key.to_string(),
+        reason: format!("{what} is missing"),
+    }
+    .into()
 }
 
 /// A [`CheckpointStore`] in the process's memory: cuts lineage and survives executor loss,
@@ -144,120 +333,39 @@ impl CheckpointStore for MemoryCheckpointStore {
     }
 }
 
-/// The key of a metadata checkpoint: `meta/<batch time ms, 20 digits>` (sorts by time).
-pub fn meta_key(batch_time_ms: i64) -> Vec<u8> {
-    format!("meta/{batch_time_ms:020}").into_bytes()
-}
-
-/// The key prefix of every partition of one data checkpoint: `<stream>/<time ms>/`.
-pub fn data_prefix(stream: u32, time_ms: i64) -> Vec<u8> {
-    format!("{stream:010}/{time_ms:020}/").into_bytes()
-}
-
-/// The key of partition `partition` of a data checkpoint.
-pub fn data_key(stream: u32, time_ms: i64, partition: usize) -> Vec<u8> {
-    let mut key = data_prefix(stream, time_ms);
-    key.extend_from_slice(format!("{partition:010}").as_bytes());
-    key
-}
-
-/// The key prefix of one input stream's blocks in the write-ahead log: `<stream>/`.
-pub fn wal_prefix(stream: u32) -> Vec<u8> {
-    format!("{stream:010}/").into_bytes()
-}
-
-/// The key of an input block in the write-ahead log: `<stream>/<seq, 20 digits>`.
-pub fn wal_key(stream: u32, seq: u64) -> Vec<u8> {
-    let mut key = wal_prefix(stream);
-    key.extend_from_slice(format!("{seq:020}").as_bytes());
-    key
-}
-
-/// A key as text, for error messages.
-pub fn key_text(tree: Tree, key: &[u8]) -> String {
-    format!("{}/{}", tree.name(), String::from_utf8_lossy(key))
-}
-
-/// One DStream as the graph fingerprint records it: its id, operator and slide. Call sites
-/// are left out so that a rebuilt program whose lines moved still restores.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StreamSignature {
-    /// The DStream's id (creation order).
-    pub id: u32,
-    /// The operator's name, e.g. `map_with_state`.
-    pub op: String,
-    /// The slide duration in ms.
-    pub slide_ms: u64,
-}
-
-/// A complete data checkpoint of one DStream: its RDD at `time_ms`, in `partitions`
-/// partitions under [`data_key`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DataCheckpoint {
-    /// The DStream.
-    pub stream: u32,
-    /// The batch time of the checkpointed RDD (ms).
-    pub time_ms: i64,
-    /// The checkpointed RDD's id (restored under the same id).
-    pub rdd: RddId,
-    /// How many partitions were written.
-    pub partitions: u32,
-    /// The partition count of the RDD's hash partitioner, if it had one (state is kept
-    /// partitioned by key with [`stable_hash`](crate::partitioner::stable_hash)).
-    pub partitioner: Option<usize>,
-    /// How many keys the checkpointed state held, when the stream knows how to count them.
-    #[serde(default)]
-    pub keys: Option<u64>,
-}
-
-/// What an input DStream needs to resume: an opaque, versioned value it encodes itself
-/// (e.g. the files a file stream has selected, per batch).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InputState {
-    /// The input DStream.
-    pub stream: u32,
-    /// Its state, a record the stream encoded (see [`decode`]).
-    pub state: Vec<u8>,
-}
-
-/// The metadata checkpoint written after every completed batch (Spark: `Checkpoint`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MetadataCheckpoint {
-    /// The graph's fingerprint: every DStream, in id order.
-    pub graph: Vec<StreamSignature>,
-    /// The batch interval (ms).
-    pub batch_interval_ms: u64,
-    /// The graph's zero time (ms): batch times are `zero + k * interval`.
-    pub zero_time_ms: i64,
-    /// The last completed batch (ms); every batch up to it completed.
-    pub batch_time_ms: i64,
-    /// The newest complete data checkpoint of each checkpointed stream.
-    pub data: Vec<DataCheckpoint>,
-    /// What each restorable input stream needs to resume.
-    pub inputs: Vec<InputState>,
-    /// Received blocks allocated to each batch (ms) that a restart may recompute or run:
-    /// those after the oldest batch still needed (their data is in the write-ahead log).
-    #[serde(default)]
-    pub allocations: Vec<(i64, Vec<crate::block::BlockInfo>)>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn data(time_ms: i64, partition: u32) -> Key {
+        Key::Data {
+            stream: 1,
+            time_ms,
+            partition,
+        }
+    }
+
     #[test]
     fn memory_store_lists_keys_by_prefix_in_order() {
         let s = MemoryCheckpointStore::new();
-        s.put(Tree::State, &data_key(1, 200, 1), b"b").unwrap();
-        s.put(Tree::State, &data_key(1, 200, 0), b"a").unwrap();
-        s.put(Tree::State, &data_key(1, 1000, 0), b"c").unwrap();
-        s.put(Tree::Meta, &meta_key(200), b"m").unwrap();
-        let keys = s.keys(Tree::State, &data_prefix(1, 200)).unwrap();
-        assert_eq!(keys, vec![data_key(1, 200, 0), data_key(1, 200, 1)]);
+        s.put(Tree::State, &data(200, 1).encode(), b"b").unwrap();
+        s.put(Tree::State, &data(200, 0).encode(), b"a").unwrap();
+        s.put(Tree::State, &data(1000, 0).encode(), b"c").unwrap();
+        s.put(Tree::Meta, &Key::Meta { batch_ms: 200 }.encode(), b"m")
+            .unwrap();
+        let keys = list_keys(&s, Tree::State, &Key::data_prefix(1, 200)).unwrap();
+        assert_eq!(keys, vec![data(200, 0), data(200, 1)]);
         assert_eq!(s.keys(Tree::State, b"").unwrap().len(), 3);
-        s.remove(Tree::State, &data_key(1, 200, 0)).unwrap();
-        assert_eq!(s.get(Tree::State, &data_key(1, 200, 0)).unwrap(), None);
-        assert_eq!(s.get(Tree::Meta, &meta_key(200)).unwrap().unwrap(), b"m");
-        assert!(meta_key(999) < meta_key(1000), "keys sort by time");
+        s.remove(Tree::State, &data(200, 0).encode()).unwrap();
+        assert_eq!(s.get(Tree::State, &data(200, 0).encode()).unwrap(), None);
+        write_record(&s, Key::Meta { batch_ms: 300 }, &vec![1u8, 2]).unwrap();
+        assert_eq!(
+            read_record::<Vec<u8>>(&s, Key::Meta { batch_ms: 300 }).unwrap(),
+            Some(vec![1, 2])
+        );
+        assert_eq!(
+            read_record::<Vec<u8>>(&s, Key::Meta { batch_ms: 1 }).unwrap(),
+            None
+        );
     }
 }

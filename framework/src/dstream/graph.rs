@@ -1,7 +1,6 @@
 //! [`DStreamGraph`]: the streams, inputs and outputs of one streaming program, and how a
 //! batch time becomes jobs (Spark: `DStreamGraph` + `ReceivedBlockTracker`'s allocation).
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -9,12 +8,13 @@ use std::time::Duration;
 
 use crate::block::{BlockInfo, StreamId};
 use crate::checkpoint::{
-    decode, encode, key_text, meta_key, DataCheckpoint, InputState, MetadataCheckpoint,
-    StreamSignature, Tree,
+    Checkpointer, InputState, MetadataCheckpoint, Restored, StoreStats, StreamSignature,
 };
+use crate::dstream::block_tracker::BlockTracker;
+use crate::dstream::job::OutputJob;
 use crate::dstream::{lock, CheckpointSetting, DStreamId, DStreamNode};
 use crate::error::{panic_message, CheckpointError, Error, GraphError, OpInfo, Result};
-use crate::rdd::{RddBase, RddContext};
+use crate::rdd::RddContext;
 use crate::receiver::ReceiverSlot;
 use crate::scheduler::GenerationGuard;
 use crate::time::Time;
@@ -28,91 +28,6 @@ pub(crate) struct OutputOp {
     generate: Arc<GenerateFn>,
 }
 
-type RunFn = Box<dyn FnOnce() -> Result<()> + Send>;
-
-/// One output operation's work for one batch (Spark: `Job`): run it on a thread that may
-/// block (it runs RDD actions). If the batch's RDD could not be generated for this output,
-/// running it returns that error.
-pub struct OutputJob {
-    time: Time,
-    id: usize,
-    op: OpInfo,
-    run: Result<RunFn, Error>,
-    rdd: Option<Arc<dyn RddBase>>,
-}
-
-impl OutputJob {
-    pub(crate) fn new(
-        time: Time,
-        op: OpInfo,
-        run: impl FnOnce() -> Result<()> + Send + 'static,
-    ) -> Self {
-        OutputJob {
-            time,
-            id: 0,
-            op,
-            run: Ok(Box::new(run)),
-            rdd: None,
-        }
-    }
-
-    /// Names the RDD the output operation's function receives, so that the runtime can
-    /// compute its batch's independent map stages ahead (see
-    /// [`DagScheduler::run_map_stages_ahead`](crate::scheduler::DagScheduler::run_map_stages_ahead)).
-    pub(crate) fn with_rdd(mut self, rdd: Arc<dyn RddBase>) -> Self {
-        self.rdd = Some(rdd);
-        self
-    }
-
-    /// The RDD the output operation's function receives, when it has one (a
-    /// `foreach_rdd`-based output; not a checkpoint job).
-    pub fn rdd(&self) -> Option<&Arc<dyn RddBase>> {
-        self.rdd.as_ref()
-    }
-
-    /// The batch.
-    pub fn time(&self) -> Time {
-        self.time
-    }
-
-    /// The output operation's index, in registration order.
-    pub fn id(&self) -> usize {
-        self.id
-    }
-
-    /// The output operation and its call site.
-    pub fn op(&self) -> OpInfo {
-        self.op
-    }
-
-    /// Runs the output operation: its actions and user function.
-    ///
-    /// # Errors
-    /// The generation error, if the batch's RDD could not be generated; [`Error::Task`] from
-    /// a failed job; [`Error::Output`] when the user function returned an error or panicked.
-    pub fn run(self) -> Result<()> {
-        let (time, op) = (self.time, self.op);
-        match catch_unwind(AssertUnwindSafe(self.run?)) {
-            Ok(result) => result,
-            Err(payload) => Err(Error::Output {
-                batch_time: time,
-                operator: op.to_string(),
-                message: format!("panicked: {}", panic_message(&*payload)),
-            }),
-        }
-    }
-}
-
-impl fmt::Debug for OutputJob {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OutputJob")
-            .field("time", &self.time)
-            .field("id", &self.id)
-            .field("op", &self.op)
-            .finish()
-    }
-}
-
 /// What a restorable input stream (one whose batches can be recomputed after a restart)
 /// saves in the metadata checkpoint and reads back.
 pub(crate) trait RestorableInput: Send + Sync {
@@ -124,16 +39,6 @@ pub(crate) trait RestorableInput: Send + Sync {
     fn save(&self, horizon: Time) -> Result<Vec<u8>>;
     /// Restores the state `save` returned (from the store at `dir`, for errors).
     fn restore(&self, state: &[u8], dir: &str) -> Result<()>;
-}
-
-/// The newest complete data checkpoint of each stream, and those it superseded (to purge
-/// once a metadata checkpoint naming the newer ones is durable).
-#[derive(Default)]
-struct CheckpointBook {
-    latest: BTreeMap<DStreamId, DataCheckpoint>,
-    superseded: Vec<DataCheckpoint>,
-    /// Written since the runtime last asked (for listeners).
-    fresh: Vec<DataCheckpoint>,
 }
 
 /// The default data checkpoint interval of a stream with slide `slide`: the smallest
@@ -156,6 +61,8 @@ struct GraphState {
     checkpoint_interval: Option<Duration>,
     /// The last completed batch of the run a restore came from.
     restored: Option<Time>,
+    /// The metadata checkpoint restored from.
+    restored_checkpoint: Option<Arc<MetadataCheckpoint>>,
 }
 
 /// The graph's shared state, behind every `DStream` handle.
@@ -166,9 +73,9 @@ pub(crate) struct GraphShared {
     user_remember: Option<Duration>,
     zero_time: OnceLock<Time>,
     state: Mutex<GraphState>,
-    /// Input blocks allocated to each batch, per stream (Spark: `ReceivedBlockTracker`).
-    allocations: Mutex<BTreeMap<Time, BTreeMap<StreamId, Vec<BlockInfo>>>>,
-    checkpoints: Mutex<CheckpointBook>,
+    /// Input blocks allocated to each batch (Spark: `ReceivedBlockTracker`).
+    blocks: BlockTracker,
+    checkpointer: Checkpointer,
     /// Whether the graph was shut down: held for the whole of a metadata checkpoint write,
     /// so that none is written (or half written) once the context stopped.
     shut_down: Mutex<bool>,
@@ -265,27 +172,23 @@ impl GraphShared {
             let state = lock(&self.state);
             (state.nodes.clone(), state.max_remember)
         };
-        let book = lock(&self.checkpoints);
         let zero = self.zero_time().unwrap_or(Time::ZERO);
         let oldest_checkpoint = nodes
             .iter()
             .filter(|n| n.info().checkpoint_interval().is_some())
-            .map(|n| {
-                book.latest
-                    .get(&n.info().id())
-                    .map_or(zero, |c| Time::from_ms(c.time_ms))
-            })
+            .map(|n| self.checkpointer.latest_time(n.info().id()).unwrap_or(zero))
             .min()
             .unwrap_or(t);
         t.min(oldest_checkpoint) - max_remember
     }
 
     pub(crate) fn allocated_blocks(&self, stream: StreamId, t: Time) -> Vec<BlockInfo> {
-        lock(&self.allocations)
-            .get(&t)
-            .and_then(|s| s.get(&stream))
-            .cloned()
-            .unwrap_or_default()
+        self.blocks.of_stream(stream, t)
+    }
+
+    /// Records a complete data checkpoint a checkpoint job wrote.
+    pub(crate) fn record_data_checkpoint(&self, written: crate::checkpoint::DataCheckpoint) {
+        self.checkpointer.record_data(written);
     }
 }
 
@@ -325,8 +228,8 @@ impl DStreamGraph {
                 user_remember: remember,
                 zero_time: OnceLock::new(),
                 state: Mutex::new(GraphState::default()),
-                allocations: Mutex::new(BTreeMap::new()),
-                checkpoints: Mutex::new(CheckpointBook::default()),
+                blocks: BlockTracker::default(),
+                checkpointer: Checkpointer::new(),
                 shut_down: Mutex::new(false),
             }),
         }
@@ -467,35 +370,30 @@ impl DStreamGraph {
         }
     }
 
-    /// The newest metadata checkpoint in `store`, if any.
+    /// The newest usable metadata checkpoint in `store`, if any (see
+    /// [`Checkpointer::load`]: a damaged newest one falls back to the previous complete one,
+    /// and a rollback is reported).
     ///
     /// # Errors
-    /// [`Error::Checkpoint`] if it cannot be read, is corrupt or is of a newer format.
+    /// [`Error::Checkpoint`] if metadata checkpoints exist but none can be read (corrupt, or
+    /// of a newer format).
     pub fn load_checkpoint(
         store: &dyn crate::checkpoint::CheckpointStore,
-    ) -> Result<Option<MetadataCheckpoint>> {
-        let Some(key) = store.keys(Tree::Meta, b"meta/")?.pop() else {
-            return Ok(None);
-        };
-        let text = key_text(Tree::Meta, &key);
-        let bytes = store
-            .get(Tree::Meta, &key)?
-            .ok_or_else(|| CheckpointError::Corrupt {
-                dir: store.location(),
-                key: text.clone(),
-                reason: "listed but not readable".into(),
-            })?;
-        decode(&bytes, &store.location(), &text).map(Some)
+    ) -> Result<Option<Restored>> {
+        Checkpointer::load(store)
     }
 
     /// Restores the graph from `checkpoint` before `start`: checks that it was written by
-    /// this graph, then puts each stream's data checkpoint back as its RDD and each input's
-    /// state back, and takes the checkpoint's zero time (a later `start` keeps it); batches
-    /// continue after [`restored_batch`](DStreamGraph::restored_batch).
+    /// this graph, then puts each stream's data checkpoint back as its RDD (with the
+    /// checkpoint's partition count) and each input's state back, and takes the checkpoint's
+    /// zero time (a later `start` keeps it); batches continue after
+    /// [`restored_batch`](DStreamGraph::restored_batch).
     ///
     /// # Errors
     /// [`CheckpointError::GraphChanged`] naming the DStreams that differ (or a different
-    /// batch interval); [`Error::Checkpoint`] when an input's state cannot be read.
+    /// batch interval); [`CheckpointError::PartitionsChanged`] when a stream's state was
+    /// kept in another number of partitions than the program asks for;
+    /// [`Error::Checkpoint`] when an input's state cannot be read.
     pub fn restore(&self, checkpoint: &MetadataCheckpoint) -> Result<()> {
         let store = self.shared.rdd_ctx.checkpoint_store().clone();
         let dir = store.location();
@@ -535,18 +433,23 @@ impl DStreamGraph {
                 node.restore_checkpoint(data);
             }
         }
-        self.allocate_restored(&checkpoint.allocations);
+        self.shared.blocks.restore(
+            checkpoint
+                .allocations
+                .iter()
+                .map(|(t, blocks)| (Time::from_ms(*t), blocks.clone())),
+            &checkpoint.receivers,
+        );
         for saved in &checkpoint.inputs {
             if let Some(input) = inputs.iter().find(|i| i.stream() == saved.stream) {
                 input.restore(&saved.state, &dir)?;
             }
         }
-        let mut book = lock(&self.shared.checkpoints);
-        for data in &checkpoint.data {
-            book.latest.insert(data.stream, data.clone());
-        }
-        drop(book);
-        lock(&self.shared.state).restored = Some(Time::from_ms(checkpoint.batch_time_ms));
+        self.shared.checkpointer.restore(checkpoint);
+        let mut state = lock(&self.shared.state);
+        state.restored = Some(Time::from_ms(checkpoint.batch_time_ms));
+        state.restored_checkpoint = Some(Arc::new(checkpoint.clone()));
+        drop(state);
         let _ = self
             .shared
             .zero_time
@@ -555,8 +458,18 @@ impl DStreamGraph {
     }
 
     /// The data checkpoints written since the last call (for listeners), oldest first.
-    pub fn take_new_checkpoints(&self) -> Vec<DataCheckpoint> {
-        std::mem::take(&mut lock(&self.shared.checkpoints).fresh)
+    pub fn take_new_checkpoints(&self) -> Vec<crate::checkpoint::DataCheckpoint> {
+        self.shared.checkpointer.take_fresh()
+    }
+
+    /// The checkpoint store's size and live bytes after the last metadata checkpoint.
+    pub fn checkpoint_store_stats(&self) -> StoreStats {
+        self.shared.checkpointer.stats()
+    }
+
+    /// Has the metadata checkpoints clean `log` up as batches stop needing their blocks.
+    pub fn set_block_log(&self, log: crate::checkpoint::BlockLog) {
+        self.shared.checkpointer.set_block_log(log);
     }
 
     /// The last completed batch of the run this graph was restored from.
@@ -564,15 +477,21 @@ impl DStreamGraph {
         lock(&self.shared.state).restored
     }
 
-    /// Writes the metadata checkpoint of completed batch `t` (Spark: `DoCheckpoint`):
-    /// flushes the data checkpoints written so far, writes the record naming them, flushes
-    /// again, and only then purges the data checkpoints they superseded and older metadata
-    /// records (the newest two are kept). Called once per completed batch, in order.
+    /// The metadata checkpoint this graph was restored from.
+    pub fn restored_checkpoint(&self) -> Option<Arc<MetadataCheckpoint>> {
+        lock(&self.shared.state).restored_checkpoint.clone()
+    }
+
+    /// Writes the metadata checkpoint of completed batch `t` (Spark: `DoCheckpoint`) by the
+    /// protocol of [`crate::checkpoint`]: the data checkpoints written so far made durable,
+    /// the record naming them made durable, then what no kept checkpoint names purged, the
+    /// write-ahead log cleaned, and the store compacted if it outgrew its bound. Called
+    /// once per completed batch, in order.
     ///
     /// # Errors
     /// [`Error::Checkpoint`] when the store cannot be written; [`Error::NotRunning`] after
     /// [`shutdown`](DStreamGraph::shutdown) (the batch did not complete: nothing is written).
-    pub fn write_metadata_checkpoint(&self, t: Time) -> Result<()> {
+    pub fn write_metadata_checkpoint(&self, t: Time) -> Result<StoreStats> {
         // Held to the end: `shutdown` waits for a write in progress, and none starts after.
         let shut_down = lock(&self.shared.shut_down);
         if *shut_down {
@@ -593,82 +512,45 @@ impl DStreamGraph {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let (data, superseded) = {
-            let mut book = lock(&self.shared.checkpoints);
-            let superseded = std::mem::take(&mut book.superseded);
-            (book.latest.values().cloned().collect(), superseded)
-        };
         let record = MetadataCheckpoint {
             graph: self.fingerprint(),
             batch_interval_ms: crate::time::duration_ms(self.shared.batch_interval) as u64,
             zero_time_ms: self.zero_time().unwrap_or(Time::ZERO).as_ms(),
             batch_time_ms: t.as_ms(),
-            data,
+            input_horizon_ms: horizon.as_ms(),
+            data: self.shared.checkpointer.latest(),
             inputs,
-            allocations: lock(&self.shared.allocations)
-                .range(horizon + Duration::from_millis(1)..)
-                .map(|(t, streams)| (t.as_ms(), streams.values().flatten().cloned().collect()))
-                .collect(),
+            allocations: self.shared.blocks.after(horizon),
+            receivers: self.shared.blocks.positions(),
         };
-        store.flush()?;
-        store.put(Tree::Meta, &meta_key(t.as_ms()), &encode(&record)?)?;
-        store.flush()?;
-        for old in superseded {
-            let prefix = crate::checkpoint::data_prefix(old.stream, old.time_ms);
-            for key in store.keys(Tree::State, &prefix)? {
-                store.remove(Tree::State, &key)?;
-            }
-        }
-        let metas = store.keys(Tree::Meta, b"meta/")?;
-        for key in metas.iter().take(metas.len().saturating_sub(2)) {
-            store.remove(Tree::Meta, key)?;
-        }
-        Ok(())
+        self.shared.checkpointer.write(&store, &record)
     }
 
     /// Allocates received blocks to batch `t` (each block to exactly one batch); returns
     /// them all back, unallocated, when `t` already has its blocks (a batch restored from a
     /// checkpoint keeps the blocks it had: the caller gives these to a later batch).
     pub fn allocate_blocks(&self, t: Time, blocks: Vec<BlockInfo>) -> Vec<BlockInfo> {
-        let mut allocations = lock(&self.shared.allocations);
-        if allocations.contains_key(&t) {
-            return blocks;
-        }
-        let mut by_stream: BTreeMap<StreamId, Vec<BlockInfo>> = BTreeMap::new();
-        for b in blocks {
-            by_stream.entry(b.stream).or_default().push(b);
-        }
-        allocations.insert(t, by_stream);
-        Vec::new()
+        self.shared.blocks.allocate(t, blocks)
     }
 
-    /// Puts back the block allocations of a metadata checkpoint.
-    fn allocate_restored(&self, restored: &[(i64, Vec<BlockInfo>)]) {
-        let mut allocations = lock(&self.shared.allocations);
-        for (t, blocks) in restored {
-            let mut by_stream: BTreeMap<StreamId, Vec<BlockInfo>> = BTreeMap::new();
-            for b in blocks {
-                by_stream.entry(b.stream).or_default().push(b.clone());
-            }
-            allocations.insert(Time::from_ms(*t), by_stream);
-        }
+    /// Puts back allocations of batches after the restored one that only the write-ahead
+    /// log recorded (see [`BlockLog::replay`](crate::checkpoint::BlockLog::replay)).
+    pub fn restore_allocations(
+        &self,
+        allocations: impl IntoIterator<Item = (Time, Vec<BlockInfo>)>,
+    ) {
+        self.shared.blocks.restore(allocations, &[]);
     }
 
     /// The blocks allocated to batch `t`, all streams.
     pub fn allocated(&self, t: Time) -> Vec<BlockInfo> {
-        lock(&self.shared.allocations)
-            .get(&t)
-            .map(|s| s.values().flatten().cloned().collect())
-            .unwrap_or_default()
+        self.shared.blocks.allocated(t)
     }
 
     /// Every block allocated to a batch (for a restart: which write-ahead log blocks are
     /// not new).
     pub fn all_allocated(&self) -> Vec<BlockInfo> {
-        lock(&self.shared.allocations)
-            .values()
-            .flat_map(|s| s.values().flatten().cloned())
-            .collect()
+        self.shared.blocks.all()
     }
 
     /// The jobs of batch `t`, one per output operation whose stream has an RDD at `t`, in
@@ -689,15 +571,9 @@ impl DStreamGraph {
                     })
                 });
             match generated {
-                Ok(Some(job)) => jobs.push(OutputJob { id, ..job }),
+                Ok(Some(job)) => jobs.push(job.with_id(id)),
                 Ok(None) => {}
-                Err(e) => jobs.push(OutputJob {
-                    time: t,
-                    id,
-                    op: output.op,
-                    run: Err(e),
-                    rdd: None,
-                }),
+                Err(e) => jobs.push(OutputJob::failed(t, output.op, e).with_id(id)),
             }
         }
         // Data checkpoints run after the outputs, which leave the state's partitions cached.
@@ -708,28 +584,20 @@ impl DStreamGraph {
                 ..node.info().op()
             };
             let shared = self.shared.clone();
-            let mut job = OutputJob::new(t, op, move || {
+            let job = OutputJob::new(t, op, move || {
                 if let Some(written) = node.write_checkpoint(t)? {
-                    let mut book = lock(&shared.checkpoints);
-                    book.fresh.push(written.clone());
-                    if let Some(old) = book.latest.insert(written.stream, written) {
-                        book.superseded.push(old);
-                    }
+                    shared.record_data_checkpoint(written);
                 }
                 Ok(())
             });
-            job.id = jobs.len();
-            jobs.push(job);
+            jobs.push(job.with_id(jobs.len()));
         }
         jobs
     }
 
     /// The number of records allocated to batch `t`.
     pub fn batch_records(&self, t: Time) -> usize {
-        lock(&self.shared.allocations)
-            .get(&t)
-            .map(|s| s.values().flatten().map(|b| b.num_records).sum())
-            .unwrap_or(0)
+        self.shared.blocks.records(t)
     }
 
     /// Forgets RDDs and block allocations no stream remembers after batch `t` finished
@@ -744,13 +612,7 @@ impl DStreamGraph {
             node.clear_old(t);
         }
         let horizon = self.shared.input_horizon(t).min(t - max_remember);
-        let mut allocations = lock(&self.shared.allocations);
-        let keep = allocations.split_off(&(horizon + Duration::from_millis(1)));
-        let dropped = std::mem::replace(&mut *allocations, keep);
-        dropped
-            .into_values()
-            .flat_map(|s| s.into_values().flatten())
-            .collect()
+        self.shared.blocks.forget_up_to(horizon)
     }
 
     /// Drops the graph's streams, outputs and allocations (they hold the graph, which holds
@@ -766,7 +628,7 @@ impl DStreamGraph {
         state.receivers.clear();
         state.started = true;
         drop(state);
-        lock(&self.shared.allocations).clear();
+        self.shared.blocks.clear();
     }
 
     /// How many output operations are registered.

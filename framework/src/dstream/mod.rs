@@ -9,9 +9,11 @@
 //! Operators that transform each batch's RDD share one mechanism ([`DStream::transform`]);
 //! the named ones (map, filter, reduce_by_key, ...) are thin layers over it.
 
+mod block_tracker;
 mod describe;
 mod graph;
 mod input;
+mod job;
 mod join;
 mod map_with_state;
 mod output;
@@ -23,7 +25,8 @@ mod update_state;
 mod window;
 
 pub use describe::{GraphDescription, OutputDescription, StreamDescription};
-pub use graph::{DStreamGraph, OutputJob};
+pub use graph::DStreamGraph;
+pub use job::OutputJob;
 pub use map_with_state::{MapWithStateDStream, State, StateSpec};
 pub use output::BatchCollector;
 pub use polled::PolledSource;
@@ -134,7 +137,10 @@ impl NodeInfo {
         else {
             return false;
         };
-        t > zero && (t - zero).as_millis() % interval.as_millis().max(1) == 0
+        t > zero
+            && (t - zero)
+                .as_millis()
+                .is_multiple_of(interval.as_millis().max(1))
     }
     /// Raises this node's remember duration to at least `d`, and its parents' accordingly
     /// (Spark: `DStream.remember`).
@@ -368,7 +374,10 @@ impl<T: Data> DStream<T> {
         let Some(zero) = self.graph().zero_time() else {
             return false;
         };
-        t > zero && (t - zero).as_millis() % self.slide_duration().as_millis().max(1) == 0
+        t > zero
+            && (t - zero)
+                .as_millis()
+                .is_multiple_of(self.slide_duration().as_millis().max(1))
     }
 
     /// This stream's RDD for batch `t`: generated once, then remembered (Spark:

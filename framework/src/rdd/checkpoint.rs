@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::checkpoint::{data_key, decode, encode, key_text, DataCheckpoint, Tree};
+use crate::checkpoint::{decode, encode, DataCheckpoint, Key, Tree};
 use crate::data::Data;
 use crate::error::{CheckpointError, OpInfo, Result};
 use crate::partitioner::HashPartitioner;
@@ -38,16 +38,20 @@ impl<T: Data> RddBase for CheckpointRdd<T> {
 impl<T: Data> RddImpl<T> for CheckpointRdd<T> {
     fn compute(&self, partition: usize, _ctx: &TaskContext) -> Result<PartitionIter<T>> {
         let store = self.meta.ctx().checkpoint_store();
-        let key = data_key(self.stream, self.time_ms, partition);
-        let text = key_text(Tree::State, &key);
-        let bytes = store
-            .get(Tree::State, &key)?
-            .ok_or_else(|| CheckpointError::Corrupt {
-                dir: store.location(),
-                key: text.clone(),
-                reason: "the checkpointed partition is missing".into(),
-            })?;
-        let records: Vec<T> = decode(&bytes, &store.location(), &text)?;
+        let key = Key::Data {
+            stream: self.stream,
+            time_ms: self.time_ms,
+            partition: partition as u32,
+        };
+        let bytes =
+            store
+                .get(Tree::State, &key.encode())?
+                .ok_or_else(|| CheckpointError::Corrupt {
+                    dir: store.location(),
+                    key: key.to_string(),
+                    reason: "the checkpointed partition is missing".into(),
+                })?;
+        let records: Vec<T> = decode(&bytes, &store.location(), &key.to_string())?;
         Ok(Box::new(records.into_iter()))
     }
 }
@@ -100,7 +104,12 @@ impl<T: Data> Rdd<T> {
         })?;
         let store = self.context().checkpoint_store();
         for (p, (bytes, _)) in parts.iter().enumerate() {
-            store.put(Tree::State, &data_key(stream, time_ms, p), bytes)?;
+            let key = Key::Data {
+                stream,
+                time_ms,
+                partition: p as u32,
+            };
+            store.put(Tree::State, &key.encode(), bytes)?;
         }
         let checkpoint = DataCheckpoint {
             stream,

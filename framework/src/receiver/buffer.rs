@@ -93,6 +93,9 @@ struct State<T> {
     outstanding: usize,
     closed: bool,
     next_seq: u64,
+    /// Source offsets given by `store_reliably_at`, by the sequence number of the block
+    /// whose records end there.
+    offsets: Vec<(u64, Vec<u8>)>,
 }
 
 /// The bounded buffer between a receiver and its batch builder.
@@ -117,6 +120,8 @@ pub struct BlockBuffer<T> {
     durable_changed: Notify,
     /// The rate limit on stores (rate control), if any.
     limit: Mutex<Option<Arc<RateLimit>>>,
+    /// Where the source resumes after a restart (the newest offset in the write-ahead log).
+    resume_offset: Mutex<Option<Vec<u8>>>,
     /// `truncated`, `dropped`, `dropped_bytes`, `split` of [`ReceiverMetrics`].
     long: [AtomicU64; 4],
 }
@@ -135,7 +140,9 @@ impl<T> BlockBuffer<T> {
                 outstanding: 0,
                 closed: false,
                 next_seq: 0,
+                offsets: Vec::new(),
             }),
+            resume_offset: Mutex::new(None),
             space: Notify::new(),
             stored: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
@@ -305,6 +312,34 @@ impl<T> BlockBuffer<T> {
     /// (an empty `Vec`) when it closed before the stored records' blocks were stored: do not
     /// acknowledge them then (the source sends them again: at least once at a stop).
     pub async fn store_reliably(&self, items: Vec<T>) -> Result<(), SinkClosed<Vec<T>>> {
+        self.store_reliably_with(items, None).await
+    }
+
+    /// [`store_reliably`](BlockBuffer::store_reliably), and records `offset` (the source's
+    /// position just after `items`: a byte offset, a broker offset, opaque to rivulet) with
+    /// the block that ends with them. With the receiver write-ahead log on, the offset is
+    /// logged with the block, kept in metadata checkpoints, and handed back after a restart
+    /// by [`BlockSink::resume_offset`]: a receiver that resumes its source there gets every
+    /// record exactly once across crashes. Empty `items` record no offset. Meant for a
+    /// receiver that stores from one task (records another task stores between would be
+    /// counted before the offset).
+    ///
+    /// # Errors
+    /// As [`store_reliably`](BlockBuffer::store_reliably).
+    pub async fn store_reliably_at(
+        &self,
+        items: Vec<T>,
+        offset: Vec<u8>,
+    ) -> Result<(), SinkClosed<Vec<T>>> {
+        self.store_reliably_with(items, Some(offset)).await
+    }
+
+    async fn store_reliably_with(
+        &self,
+        items: Vec<T>,
+        offset: Option<Vec<u8>>,
+    ) -> Result<(), SinkClosed<Vec<T>>> {
+        let stored_any = !items.is_empty();
         self.store_many(items).await?;
         let needed = {
             let mut s = self.lock();
@@ -312,7 +347,12 @@ impl<T> BlockBuffer<T> {
                 let block = std::mem::take(&mut s.records);
                 s.full.push(block);
             }
-            s.next_seq + s.full.len() as u64
+            let needed = s.next_seq + s.full.len() as u64;
+            if let (Some(offset), true) = (offset, stored_any) {
+                // `needed - 1` is the block that ends with the records just stored.
+                s.offsets.push((needed - 1, offset));
+            }
+            needed
         };
         loop {
             let changed = self.durable_changed.notified();
@@ -380,8 +420,9 @@ pub trait BlockSource: Send + Sync {
     /// executors, and in the write-ahead log when it is on); wakes `store_reliably`.
     fn mark_stored(&self, next_seq: u64);
     /// Continues block numbering at `next_seq` (after a restart, past the blocks of the
-    /// write-ahead log); they count as stored.
-    fn resume_at(&self, next_seq: u64);
+    /// write-ahead log and those allocated before; they count as stored), and hands the
+    /// receiver `offset`, the newest source offset logged, as where its source resumes.
+    fn resume_at(&self, next_seq: u64, offset: Option<Vec<u8>>);
     /// Limits stores to `records_per_sec` (rate control; `None`: no limit). `store` and
     /// `store_many` wait for the rate, `try_store` reports the buffer full past it.
     fn set_rate(&self, records_per_sec: Option<f64>);
@@ -419,7 +460,13 @@ impl<T: Data> BlockSource for BlockBuffer<T> {
         }
         let first_seq = s.next_seq;
         s.next_seq += blocks.len() as u64;
+        let next_seq = s.next_seq;
+        let (sealed, pending): (Vec<_>, Vec<_>) = std::mem::take(&mut s.offsets)
+            .into_iter()
+            .partition(|(seq, _)| *seq < next_seq);
+        s.offsets = pending;
         drop(s);
+        let mut offsets: std::collections::BTreeMap<u64, Vec<u8>> = sealed.into_iter().collect();
         blocks
             .into_iter()
             .zip(first_seq..)
@@ -432,6 +479,7 @@ impl<T: Data> BlockSource for BlockBuffer<T> {
                     },
                     data: Arc::new(records),
                     num_records,
+                    offset: offsets.remove(&seq),
                 }
             })
             .collect()
@@ -475,10 +523,14 @@ impl<T: Data> BlockSource for BlockBuffer<T> {
         self.durable_changed.notify_waiters();
     }
 
-    fn resume_at(&self, next_seq: u64) {
+    fn resume_at(&self, next_seq: u64, offset: Option<Vec<u8>>) {
         let mut s = self.lock();
         s.next_seq = s.next_seq.max(next_seq);
         drop(s);
+        *self
+            .resume_offset
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = offset;
         self.mark_stored(next_seq);
     }
 
@@ -581,6 +633,39 @@ impl<T: Data> BlockSink<T> {
     /// being stored yet; do not acknowledge them.
     pub async fn store_reliably(&mut self, items: Vec<T>) -> Result<(), SinkClosed<Vec<T>>> {
         self.buffer.store_reliably(items).await
+    }
+
+    /// Stores records as [`store_reliably`](BlockSink::store_reliably) does and records
+    /// `offset`, the source's position just after them, with their block: see
+    /// [`BlockBuffer::store_reliably_at`]. After a restart from the checkpoint directory,
+    /// [`resume_offset`](BlockSink::resume_offset) gives the newest offset logged.
+    ///
+    /// # Errors
+    /// As [`BlockBuffer::store_reliably`].
+    ///
+    /// # Cancel safety
+    /// As [`store_reliably`](BlockSink::store_reliably).
+    pub async fn store_reliably_at(
+        &mut self,
+        items: Vec<T>,
+        offset: Vec<u8>,
+    ) -> Result<(), SinkClosed<Vec<T>>> {
+        self.buffer.store_reliably_at(items, offset).await
+    }
+
+    /// Where the receiver's source should resume: the offset stored with the newest block
+    /// the write-ahead log holds (or a metadata checkpoint recorded) when the context was
+    /// restored from a checkpoint directory with
+    /// [`receiver_wal`](crate::config::StreamingConfig::receiver_wal) on; `None` on a fresh
+    /// start, without the log, or when the receiver never gave an offset. Every record
+    /// before it is in a batch already, or will be replayed into one; read it in
+    /// [`Receiver::on_start`](super::Receiver::on_start).
+    pub fn resume_offset(&self) -> Option<Vec<u8>> {
+        self.buffer
+            .resume_offset
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Stores one record if there is room now, without waiting.
@@ -757,7 +842,7 @@ mod tests {
         buf.mark_stored(1);
         assert!(matches!((&mut reliable).now_or_never(), Some(Ok(()))));
         // After a restart, numbering continues past the logged blocks.
-        buf.resume_at(40);
+        buf.resume_at(40, None);
         assert!(buf.store(9).now_or_never().is_some());
         assert_eq!(buf.seal()[0].id, BlockId::Input { stream: 3, seq: 40 });
     }
