@@ -283,6 +283,23 @@ pub enum CheckpointError {
     },
 }
 
+impl CheckpointError {
+    /// Whether the remedy is to start over (delete the directory, losing its state): true
+    /// only for a checkpoint that cannot be read back by this program (corrupt, of another
+    /// layout or a newer format, of another graph or partitioning). A held directory, a
+    /// full disk, or an I/O failure is not healed by deleting the checkpoint.
+    pub fn suggests_starting_over(&self) -> bool {
+        matches!(
+            self,
+            CheckpointError::Corrupt { .. }
+                | CheckpointError::NewerFormat { .. }
+                | CheckpointError::GraphChanged { .. }
+                | CheckpointError::Layout { .. }
+                | CheckpointError::PartitionsChanged { .. }
+        )
+    }
+}
+
 fn holder_text(holder: &Option<u32>) -> String {
     holder
         .map(|pid| format!(" (pid {pid})"))

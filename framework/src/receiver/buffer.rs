@@ -658,8 +658,8 @@ impl<T: Data> BlockSink<T> {
     /// restored from a checkpoint directory with
     /// [`receiver_wal`](crate::config::StreamingConfig::receiver_wal) on; `None` on a fresh
     /// start, without the log, or when the receiver never gave an offset. Every record
-    /// before it is in a batch already, or will be replayed into one; read it in
-    /// [`Receiver::on_start`](super::Receiver::on_start).
+    /// before it is in a batch already, or will be replayed into one; read it when the
+    /// receiver opens its source (in its first [`Receiver::receive`](super::Receiver::receive)).
     pub fn resume_offset(&self) -> Option<Vec<u8>> {
         self.buffer
             .resume_offset
