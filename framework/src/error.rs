@@ -205,6 +205,19 @@ pub enum CheckpointError {
         /// The newest format version this build reads.
         supported: u32,
     },
+    /// A value was written by an older rivulet with a checkpoint format this build no longer
+    /// reads (format 1 placed state in partitions by another hash).
+    #[error("checkpoint {dir}: value `{key}` has format version {found}, but this build reads versions from {oldest}; run the older build, or delete the directory to start over")]
+    OlderFormat {
+        /// The checkpoint directory.
+        dir: String,
+        /// The key of the value.
+        key: String,
+        /// The format version found.
+        found: u32,
+        /// The oldest format version this build reads.
+        oldest: u32,
+    },
     /// The checkpoint was written by a program whose DStream graph differs from this one.
     #[error("checkpoint {dir} was written by a different DStream graph: {}; use another directory or delete it to start over", .differences.join("; "))]
     GraphChanged {

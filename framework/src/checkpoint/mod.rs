@@ -21,7 +21,7 @@
 
 mod record;
 
-pub use record::{decode, encode, FORMAT_VERSION};
+pub use record::{decode, encode, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 
 use std::collections::BTreeMap;
 use std::fmt;
