@@ -226,6 +226,22 @@ pub enum CheckpointError {
         /// Each DStream that differs, e.g. `stream 3: checkpoint has map, program has filter`.
         differences: Vec<String>,
     },
+    /// A stateful stream's state was checkpointed in another number of partitions than the
+    /// program now asks for explicitly (`StateSpec::num_partitions`, the `partitions` of
+    /// `update_state_by_key_with_initial` or `WindowReduce::partitions`). A stream whose
+    /// count is not given adopts the checkpoint's instead.
+    #[error("checkpoint {dir}: DStream `{stream}` keeps its state in {checkpoint} partitions, but the program asks for {program}; ask for {checkpoint} (or leave the count unset to adopt the checkpoint's), or delete the directory to start over")]
+    PartitionsChanged {
+        /// The checkpoint directory.
+        dir: String,
+        /// The stateful stream: its operator, call site and id, e.g.
+        /// `map_with_state at src/main.rs:12 (stream 3)`.
+        stream: String,
+        /// The partition count of the checkpointed state.
+        checkpoint: usize,
+        /// The partition count the program gives.
+        program: usize,
+    },
     /// The store failed: the directory cannot be opened or written (permissions, disk full).
     #[error("checkpoint {dir}: cannot {action}: {message}")]
     Storage {

@@ -532,7 +532,7 @@ impl DStreamGraph {
         };
         for data in &checkpoint.data {
             if let Some(node) = nodes.get(data.stream as usize) {
-                node.restore_checkpoint(data);
+                node.restore_checkpoint(data)?;
             }
         }
         self.allocate_restored(&checkpoint.allocations);

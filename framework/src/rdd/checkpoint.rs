@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::checkpoint::{data_key, decode, encode, key_text, DataCheckpoint, Tree};
+use crate::checkpoint::{data_key, data_prefix, decode, encode, key_text, DataCheckpoint, Tree};
 use crate::data::Data;
 use crate::error::{CheckpointError, OpInfo, Result};
 use crate::partitioner::HashPartitioner;
@@ -53,23 +53,43 @@ impl<T: Data> RddImpl<T> for CheckpointRdd<T> {
 }
 
 /// The RDD of a complete data checkpoint, read back from the context's store (restart).
+///
+/// # Errors
+/// [`CheckpointError::Corrupt`] when the checkpoint's partitioner has no partitions or
+/// another count than the checkpoint (a checksum-valid but impossible record).
 pub(crate) fn checkpoint_rdd<T: Data>(
     ctx: &Arc<RddContext>,
     op: OpInfo,
     checkpoint: &DataCheckpoint,
-) -> Rdd<T> {
-    Rdd::new(CheckpointRdd {
+) -> Result<Rdd<T>> {
+    let partitions = checkpoint.partitions as usize;
+    if let Some(p) = checkpoint
+        .partitioner
+        .filter(|&p| p != partitions || p == 0)
+    {
+        let store = ctx.checkpoint_store();
+        return Err(CheckpointError::Corrupt {
+            dir: store.location(),
+            key: key_text(
+                Tree::State,
+                &data_prefix(checkpoint.stream, checkpoint.time_ms),
+            ),
+            reason: format!("{partitions} partitions written, but partitioned by key into {p}"),
+        }
+        .into());
+    }
+    Ok(Rdd::new(CheckpointRdd {
         meta: RddMeta::with_id(
             ctx,
             checkpoint.rdd,
             op,
-            checkpoint.partitions as usize,
+            partitions,
             checkpoint.partitioner.map(HashPartitioner::new),
         ),
         stream: checkpoint.stream,
         time_ms: checkpoint.time_ms,
         _records: PhantomData,
-    })
+    }))
 }
 
 impl<T: Data> Rdd<T> {
@@ -110,7 +130,7 @@ impl<T: Data> Rdd<T> {
             partitioner: self.partitioner().map(|p| p.num_partitions()),
             keys: counting.then(|| parts.iter().map(|(_, n)| n).sum()),
         };
-        Ok((checkpoint_rdd(self.context(), op, &checkpoint), checkpoint))
+        Ok((checkpoint_rdd(self.context(), op, &checkpoint)?, checkpoint))
     }
 
     /// The length of the longest chain of dependencies below this RDD, in RDDs: 0 for an RDD
