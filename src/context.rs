@@ -97,8 +97,9 @@ impl StreamingContext {
     /// [`CheckpointError::GraphChanged`](rivulet_framework::CheckpointError::GraphChanged)
     /// naming the DStreams that differ when `build` made another graph than the one that
     /// wrote the checkpoint; [`CheckpointError::Corrupt`](rivulet_framework::CheckpointError::Corrupt)
-    /// or [`NewerFormat`](rivulet_framework::CheckpointError::NewerFormat) naming the
-    /// directory and key of a damaged or newer value.
+    /// [`NewerFormat`](rivulet_framework::CheckpointError::NewerFormat) or
+    /// [`OlderFormat`](rivulet_framework::CheckpointError::OlderFormat) naming the
+    /// directory and key of a damaged, newer or older value.
     pub fn get_or_create(
         dir: impl Into<PathBuf>,
         config: StreamingConfig,

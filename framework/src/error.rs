@@ -206,6 +206,19 @@ pub enum CheckpointError {
         /// The newest format version this build reads.
         supported: u32,
     },
+    /// A value was written by an older rivulet with a checkpoint format this build no longer
+    /// reads (format 1 placed state in partitions by another hash).
+    #[error("checkpoint {dir}: value `{key}` has format version {found}, but this build reads versions from {oldest}; run the older build, or delete the directory to start over")]
+    OlderFormat {
+        /// The checkpoint directory.
+        dir: String,
+        /// The key of the value.
+        key: String,
+        /// The format version found.
+        found: u32,
+        /// The oldest format version this build reads.
+        oldest: u32,
+    },
     /// The checkpoint was written by a program whose DStream graph differs from this one.
     #[error("checkpoint {dir} was written by a different DStream graph: {}; use another directory or delete it to start over", .differences.join("; "))]
     GraphChanged {
@@ -257,17 +270,20 @@ pub enum CheckpointError {
         /// The layout this build reads and writes.
         supported: u32,
     },
-    /// A checkpointed stream's state partition count differs between the checkpoint and the
-    /// program (Spark's `StateSpec.numPartitions`): the state cannot be read back by key.
-    #[error("checkpoint {dir}: {stream} keeps its state in {checkpoint} partitions, but the program asks for {program}; keep {checkpoint}, or delete the directory to start over")]
+    /// A stateful stream's state was checkpointed in another number of partitions than the
+    /// program now asks for explicitly (`StateSpec::num_partitions`, the `partitions` of
+    /// `update_state_by_key_with_initial` or `WindowReduce::partitions`). A stream whose
+    /// count is not given adopts the checkpoint's instead.
+    #[error("checkpoint {dir}: DStream `{stream}` keeps its state in {checkpoint} partitions, but the program asks for {program}; ask for {checkpoint} (or leave the count unset to adopt the checkpoint's), or delete the directory to start over")]
     PartitionsChanged {
         /// The checkpoint directory.
         dir: String,
-        /// The stream's operator and call site.
+        /// The stateful stream: its operator, call site and id, e.g.
+        /// `map_with_state at src/main.rs:12 (stream 3)`.
         stream: String,
-        /// The partition count in the checkpoint.
+        /// The partition count of the checkpointed state.
         checkpoint: usize,
-        /// The partition count the program asks for.
+        /// The partition count the program gives.
         program: usize,
     },
     /// The store failed: the directory cannot be opened or written (permissions, an I/O

@@ -1,24 +1,3 @@
-//! Checkpoints (Spark: `Checkpoint`, `DStreamCheckpointData`, `ReliableCheckpointRDD`): what
-//! is written so that state survives the loss of an executor and a process can restart
-//! where it stopped.
-//!
-//! * A **data checkpoint** writes every partition of a stateful or windowed DStream's RDD
-//!   every checkpoint interval, and cuts the stream's lineage there: the next batch's state
-//!   depends on the checkpointed RDD, read back from the store when it is not cached.
-//! * A **metadata checkpoint** ([`MetadataCheckpoint`]) is written after every completed
-//!   batch: the graph's fingerprint, the batch time, the newest complete data checkpoint of
-//!   each stream, the input of every batch a restart may recompute or run (received blocks
-//!   per batch, a polled input's splits per batch) and what each input needs to resume.
-//!
-//! Values are records (see [`encode`] and [`decode`]): versioned, named-field rmp-serde with a CRC-32 checksum. A
-//! checkpoint is complete only once its metadata record is durable: data, `flush`, metadata,
-//! `flush`, and only then purge what older checkpoints held (DESIGN, "Persistence").
-//!
-//! The [`CheckpointStore`] trait is the storage: [`MemoryCheckpointStore`] (the default,
-//! which survives executor loss but not the process) here, and sled (with
-//! `StreamingConfig::checkpoint_dir`) in the runtime crate. It lives here, not in the runtime
-//! crate, because RDDs read checkpointed partitions back inside tasks.
-
 //! Checkpoints (Spark: `Checkpoint`, `DStreamCheckpointData`, `ReliableCheckpointRDD`,
 //! `ReceivedBlockTracker`): what is written so that state survives the loss of an executor
 //! and a process can restart where it stopped, on this machine or another.
@@ -101,7 +80,7 @@ pub use keys::{key_text, Key};
 pub use metadata::{
     DataCheckpoint, InputState, MetadataCheckpoint, ReceiverPosition, StreamSignature,
 };
-pub use record::{decode, encode, FORMAT_VERSION};
+pub use record::{decode, encode, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 pub use wal::{BlockLog, LoggedBlock, Replay, ReplayedBlock};
 
 use std::collections::BTreeMap;

@@ -6,7 +6,11 @@
 //!
 //! where the payload is the value in named-field rmp-serde (`to_vec_named`), so fields can be
 //! added in later versions. A value whose header, checksum or payload is wrong is a
-//! [`CheckpointError::Corrupt`]; one of a newer format is a [`CheckpointError::NewerFormat`].
+//! [`CheckpointError::Corrupt`]; one of a newer format is a [`CheckpointError::NewerFormat`],
+//! one of a format older than [`OLDEST_FORMAT_VERSION`] a [`CheckpointError::OlderFormat`].
+//!
+//! Versions: 1 placed state by a hash of std's `Hash` byte stream; 2 places it by
+//! [`stable_hash`](crate::partitioner::stable_hash) of the key's MessagePack encoding.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -14,7 +18,12 @@ use serde::Serialize;
 use crate::error::{CheckpointError, Error, Result};
 
 /// The checkpoint format this build writes, and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest checkpoint format this build reads. Format 1 placed keyed state in partitions
+/// by another hash than [`stable_hash`](crate::partitioner::stable_hash): read by this
+/// build, a key's old state and its new records would land in different partitions.
+pub const OLDEST_FORMAT_VERSION: u32 = 2;
 
 const MAGIC: &[u8; 4] = b"RVCK";
 const HEADER: usize = 12;
@@ -38,7 +47,8 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 ///
 /// # Errors
 /// [`CheckpointError::Corrupt`] for a short, altered or unparsable value;
-/// [`CheckpointError::NewerFormat`] for a format newer than [`FORMAT_VERSION`].
+/// [`CheckpointError::NewerFormat`] for a format newer than [`FORMAT_VERSION`];
+/// [`CheckpointError::OlderFormat`] for one older than [`OLDEST_FORMAT_VERSION`].
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], dir: &str, key: &str) -> Result<T> {
     let corrupt = |reason: String| {
         Error::from(CheckpointError::Corrupt {
@@ -65,6 +75,15 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], dir: &str, key: &str) -> Result
             key: key.to_string(),
             found: version,
             supported: FORMAT_VERSION,
+        }
+        .into());
+    }
+    if version < OLDEST_FORMAT_VERSION {
+        return Err(CheckpointError::OlderFormat {
+            dir: dir.to_string(),
+            key: key.to_string(),
+            found: version,
+            oldest: OLDEST_FORMAT_VERSION,
         }
         .into());
     }
@@ -127,7 +146,21 @@ mod tests {
                 supported: FORMAT_VERSION
             }
         );
-        assert!(e.to_string().contains("version 7") && e.to_string().contains("up to 1"));
+        assert!(e.to_string().contains("version 7") && e.to_string().contains("up to 2"));
+        // So does an older one (format 1 placed state by another hash).
+        let mut older = bytes.clone();
+        older[4..8].copy_from_slice(&1u32.to_le_bytes());
+        let e = decode_err(&older);
+        assert_eq!(
+            e,
+            CheckpointError::OlderFormat {
+                dir: "/ckpt".into(),
+                key: "state/k".into(),
+                found: 1,
+                oldest: OLDEST_FORMAT_VERSION
+            }
+        );
+        assert!(e.to_string().contains("version 1") && e.to_string().contains("from 2"));
     }
 
     #[test]

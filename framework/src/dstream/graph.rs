@@ -430,7 +430,7 @@ impl DStreamGraph {
         };
         for data in &checkpoint.data {
             if let Some(node) = nodes.get(data.stream as usize) {
-                node.restore_checkpoint(data);
+                node.restore_checkpoint(data)?;
             }
         }
         self.shared.blocks.restore(

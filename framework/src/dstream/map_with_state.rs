@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::data::{Data, Key};
 use crate::dstream::state_map::{Level, Slot, StateMap};
-use crate::dstream::DStream;
+use crate::dstream::{DStream, StatePartitioning};
 use crate::error::OpInfo;
 use crate::partitioner::HashPartitioner;
 use crate::rdd::{map_partitions, zip_partitions, PartitionIter, Rdd, RddContext, SharedIter};
@@ -135,7 +135,11 @@ impl<K: Key, V: Data, S: Data, E: Data> StateSpec<K, V, S, E> {
         self
     }
 
-    /// Keeps the state in `partitions` partitions (default: the default parallelism).
+    /// Keeps the state in `partitions` partitions. Without it, the state has the default
+    /// parallelism's count when the stream starts fresh, and the count of the checkpoint it
+    /// is restored from otherwise (so a checkpoint restores with any number of executors).
+    /// Given, it must equal the checkpoint's: a restore refuses another count with
+    /// [`CheckpointError::PartitionsChanged`](crate::CheckpointError::PartitionsChanged).
     ///
     /// # Panics
     /// If `partitions` is zero.
@@ -412,7 +416,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     /// `mapWithState`). Only the batch's keys (and keys timing out) are touched, so the cost
     /// of a batch follows its size, not the state's: prefer it to `update_state_by_key` for
     /// large state. **Records:** `(K, V)` → what the function returns, per record.
-    /// **Partitions:** the state's (`spec.num_partitions`, default parallelism).
+    /// **Partitions:** the state's: [`StateSpec::num_partitions`], else the checkpoint's
+    /// when restored, else the default parallelism.
     #[track_caller]
     pub fn map_with_state<S: Data, E: Data>(
         &self,
@@ -420,10 +425,15 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ) -> MapWithStateDStream<K, S, E> {
         let op = OpInfo::caller("map_with_state");
         let ctx = self.graph().rdd_context().clone();
-        let p = HashPartitioner::new(spec.partitions.unwrap_or_else(|| ctx.default_parallelism()));
+        let partitioning = Arc::new(StatePartitioning::new(
+            spec.partitions,
+            ctx.default_parallelism(),
+        ));
+        let state_partitioning = partitioning.clone();
         let (parent, slide) = (self.clone(), self.slide_duration());
         let internal = self
             .child(op, move |me, t| {
+                let p = partitioning.partitioner();
                 let data = match parent.get_or_compute(t)? {
                     Some(data) => data.partitioned_by(op, p),
                     None => ctx.parallelize_op(op, Vec::new(), p.num_partitions()),
@@ -455,8 +465,9 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                         };
                         Box::new(std::iter::once(update.apply(&previous, records)))
                     },
-                )))
+                )?))
             })
+            .with_state_partitioning(state_partitioning)
             .cache()
             .stateful_with_keys(|records: &[StateRecord<K, S, E>]| {
                 records.iter().map(|r| r.map.len()).sum()

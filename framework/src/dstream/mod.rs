@@ -20,6 +20,7 @@ mod output;
 mod pair;
 mod polled;
 mod state_map;
+mod state_partitioning;
 mod stateless;
 mod update_state;
 mod window;
@@ -46,6 +47,7 @@ use crate::rdd::{checkpoint_rdd, with_scope, IdScope, KeyCounter, Rdd};
 use crate::time::Time;
 
 use graph::GraphShared;
+pub(crate) use state_partitioning::StatePartitioning;
 
 /// Identifies a DStream within its graph (creation order, from 0).
 pub type DStreamId = u32;
@@ -164,8 +166,15 @@ pub(crate) trait DStreamNode: Send + Sync {
     /// Writes the node's RDD at `t` as a data checkpoint and puts the checkpointed RDD (no
     /// lineage) in its place; `None` if the node generated no RDD at `t`.
     fn write_checkpoint(&self, t: Time) -> Result<Option<DataCheckpoint>>;
-    /// Makes a data checkpoint read back from the store the node's RDD at its time.
-    fn restore_checkpoint(&self, checkpoint: &DataCheckpoint);
+    /// Makes a data checkpoint read back from the store the node's RDD at its time; a
+    /// stateful node adopts the checkpoint's partition count (see [`StatePartitioning`]).
+    ///
+    /// # Errors
+    /// [`CheckpointError::PartitionsChanged`](crate::CheckpointError::PartitionsChanged)
+    /// when the program asks for another partition count explicitly;
+    /// [`CheckpointError::Corrupt`](crate::CheckpointError::Corrupt) for a checkpoint whose
+    /// partition counts are impossible.
+    fn restore_checkpoint(&self, checkpoint: &DataCheckpoint) -> Result<()>;
 }
 
 /// Computes a node's RDD for a batch time; gets the node's own handle (stateful nodes read
@@ -179,6 +188,8 @@ pub(crate) struct DStreamCore<T> {
     generated: Mutex<BTreeMap<Time, Rdd<T>>>,
     /// How to count the keys of a partition of this (stateful) stream, for checkpoints.
     key_counter: std::sync::OnceLock<Arc<KeyCounter<T>>>,
+    /// The partitioning of this stateful stream's state, which a restore resolves.
+    state_partitioning: std::sync::OnceLock<Arc<StatePartitioning>>,
 }
 
 impl<T: Data> DStreamNode for DStreamCore<T> {
@@ -198,9 +209,15 @@ impl<T: Data> DStreamNode for DStreamCore<T> {
         lock(&self.generated).insert(t, checkpointed);
         Ok(Some(checkpoint))
     }
-    fn restore_checkpoint(&self, checkpoint: &DataCheckpoint) {
-        let rdd = checkpoint_rdd::<T>(self.info.graph.rdd_context(), self.info.op, checkpoint);
+    fn restore_checkpoint(&self, checkpoint: &DataCheckpoint) -> Result<()> {
+        let ctx = self.info.graph.rdd_context();
+        if let Some(partitioning) = self.state_partitioning.get() {
+            let dir = ctx.checkpoint_store().location();
+            partitioning.restore(checkpoint, self.info.op, self.info.id, &dir)?;
+        }
+        let rdd = checkpoint_rdd::<T>(ctx, self.info.op, checkpoint)?;
         lock(&self.generated).insert(Time::from_ms(checkpoint.time_ms), rdd);
+        Ok(())
     }
 }
 
@@ -255,6 +272,7 @@ impl<T: Data> DStream<T> {
             compute: Box::new(compute),
             generated: Mutex::new(BTreeMap::new()),
             key_counter: std::sync::OnceLock::new(),
+            state_partitioning: std::sync::OnceLock::new(),
         });
         graph.add_node(core.clone());
         DStream { core }
@@ -357,6 +375,13 @@ impl<T: Data> DStream<T> {
     ) -> DStream<T> {
         let _ = self.core.key_counter.set(Arc::new(keys));
         self.stateful()
+    }
+
+    /// Marks a stateful stream whose state is partitioned by `partitioning`, which a restore
+    /// from a data checkpoint resolves to the checkpoint's partition count.
+    pub(crate) fn with_state_partitioning(self, partitioning: Arc<StatePartitioning>) -> Self {
+        let _ = self.core.state_partitioning.set(partitioning);
+        self
     }
 
     /// Marks a stateful stream: checkpointed at the default interval unless

@@ -20,7 +20,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     #[track_caller]
     pub fn reduce_by_key(&self, f: impl Fn(V, V) -> V + Send + Sync + 'static) -> DStream<(K, V)> {
         let p = self.default_partitioner();
-        self.reduce_by_key_into(OpInfo::caller("reduce_by_key"), f, p)
+        self.reduce_by_key_into(OpInfo::caller("reduce_by_key"), f, move || p)
     }
 
     /// [`reduce_by_key`](DStream::reduce_by_key) into `partitions` partitions.
@@ -33,23 +33,22 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         f: impl Fn(V, V) -> V + Send + Sync + 'static,
         partitions: usize,
     ) -> DStream<(K, V)> {
-        self.reduce_by_key_into(
-            OpInfo::caller("reduce_by_key"),
-            f,
-            HashPartitioner::new(partitions),
-        )
+        let p = HashPartitioner::new(partitions);
+        self.reduce_by_key_into(OpInfo::caller("reduce_by_key"), f, move || p)
     }
 
+    /// Each batch reduced by key with `f` into the partitioner `p()` gives at that batch
+    /// (a stateful stream's is resolved late, see `StatePartitioning`).
     pub(crate) fn reduce_by_key_into(
         &self,
         op: OpInfo,
         f: impl Fn(V, V) -> V + Send + Sync + 'static,
-        p: HashPartitioner,
+        p: impl Fn() -> HashPartitioner + Send + Sync + 'static,
     ) -> DStream<(K, V)> {
         let f = Arc::new(f);
         self.derive(op, move |rdd, _| {
             let f = f.clone();
-            rdd.reduce_by_key_op(op, move |a, b| f(a, b), p)
+            rdd.reduce_by_key_op(op, move |a, b| f(a, b), p())
         })
     }
 

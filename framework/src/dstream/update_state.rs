@@ -10,9 +10,8 @@
 use std::sync::Arc;
 
 use crate::data::{Data, Key};
-use crate::dstream::DStream;
+use crate::dstream::{DStream, StatePartitioning};
 use crate::error::OpInfo;
-use crate::partitioner::HashPartitioner;
 use crate::rdd::{map_partitions, Rdd};
 use crate::time::Time;
 use crate::trace;
@@ -39,19 +38,19 @@ fn apply<K: Key, V: Data, S: Data>(
 impl<K: Key, V: Data> DStream<(K, V)> {
     /// Running per-key state: `f(new values of the key in this batch, previous state)`
     /// returns the new state, or `None` to remove the key. **Records:** the whole state,
-    /// `(K, S)` per key, every batch. **Partitions:** the default parallelism. Spark:
-    /// `updateStateByKey`.
+    /// `(K, S)` per key, every batch. **Partitions:** the default parallelism when the
+    /// stream starts fresh; restored from a checkpoint, the checkpoint's count (so it
+    /// restores with any number of executors). Spark: `updateStateByKey`.
     #[track_caller]
     pub fn update_state_by_key<S: Data>(
         &self,
         f: impl Fn(Vec<V>, Option<S>) -> Option<S> + Send + Sync + 'static,
     ) -> DStream<(K, S)> {
-        let p = HashPartitioner::new(self.graph().rdd_context().default_parallelism());
         self.update_state_op(
             OpInfo::caller("update_state_by_key"),
             Arc::new(move |_, _, vs, s| f(vs, s)),
             None,
-            p,
+            None,
         )
     }
 
@@ -62,13 +61,19 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         &self,
         f: impl Fn(Time, &K, Vec<V>, Option<S>) -> Option<S> + Send + Sync + 'static,
     ) -> DStream<(K, S)> {
-        let p = HashPartitioner::new(self.graph().rdd_context().default_parallelism());
-        self.update_state_op(OpInfo::caller("update_state_by_key"), Arc::new(f), None, p)
+        self.update_state_op(
+            OpInfo::caller("update_state_by_key"),
+            Arc::new(f),
+            None,
+            None,
+        )
     }
 
     /// Like [`update_state_by_key_with_time`](DStream::update_state_by_key_with_time),
     /// starting from the state in `initial` (used at the first batch with data, as Spark
-    /// does) and keeping the state in `partitions` partitions.
+    /// does) and keeping the state in `partitions` partitions. A restore from a checkpoint
+    /// whose state has another count fails with
+    /// [`CheckpointError::PartitionsChanged`](crate::CheckpointError::PartitionsChanged).
     ///
     /// # Panics
     /// If `partitions` is zero.
@@ -79,25 +84,35 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         initial: Rdd<(K, S)>,
         partitions: usize,
     ) -> DStream<(K, S)> {
-        let p = HashPartitioner::new(partitions);
+        assert!(
+            partitions > 0,
+            "update_state_by_key needs at least one partition"
+        );
         self.update_state_op(
             OpInfo::caller("update_state_by_key"),
             Arc::new(f),
             Some(initial),
-            p,
+            Some(partitions),
         )
     }
 
+    /// The state stream, in `partitions` partitions if given (see [`StatePartitioning`]).
     fn update_state_op<S: Data>(
         &self,
         op: OpInfo,
         f: Arc<UpdateFn<K, V, S>>,
         initial: Option<Rdd<(K, S)>>,
-        p: HashPartitioner,
+        partitions: Option<usize>,
     ) -> DStream<(K, S)> {
         let parent = self.clone();
         let slide = self.slide_duration();
+        let partitioning = Arc::new(StatePartitioning::new(
+            partitions,
+            self.graph().rdd_context().default_parallelism(),
+        ));
+        let state_partitioning = partitioning.clone();
         let node = self.child(op, move |me, t| {
+            let p = partitioning.partitioner();
             let previous = me.get_or_compute(t - slide)?;
             let state = match (previous, parent.get_or_compute(t)?) {
                 (Some(state), Some(data)) => apply(op, &data.cogroup_op(op, &state, p), &f, t),
@@ -123,7 +138,9 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             };
             Ok(Some(state))
         });
-        node.cache().stateful_with_keys(|records| records.len())
+        node.with_state_partitioning(state_partitioning)
+            .cache()
+            .stateful_with_keys(|records| records.len())
     }
 }
 

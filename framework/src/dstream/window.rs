@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Data, Key};
-use crate::dstream::DStream;
+use crate::dstream::{DStream, StatePartitioning};
 use crate::error::{GraphError, OpInfo, Result};
 use crate::partitioner::HashPartitioner;
 use crate::rdd::{empty_rdd, map_partitions, Aggregator, Rdd};
@@ -92,7 +92,11 @@ impl<K, V> WindowReduce<K, V> {
         self
     }
 
-    /// Partition the results into `partitions` partitions (default: the default parallelism).
+    /// Partition the results into `partitions` partitions. Without it: the default
+    /// parallelism, except that an incremental window (with an
+    /// [`inverse`](WindowReduce::inverse)) restored from a checkpoint keeps the checkpoint's
+    /// count. Given, an incremental window's restore refuses a checkpoint with another count
+    /// ([`CheckpointError::PartitionsChanged`](crate::CheckpointError::PartitionsChanged)).
     ///
     /// # Panics
     /// If `partitions` is zero.
@@ -420,14 +424,20 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         slide: Duration,
     ) -> Result<DStream<(K, V)>> {
         self.check_window(op, window, slide)?;
-        let p = HashPartitioner::new(
-            spec.partitions
-                .unwrap_or_else(|| self.graph().rdd_context().default_parallelism()),
-        );
+        // One partitioning for the per-batch reductions and the window: an incremental
+        // window's restore resolves it to its checkpoint's count, for both.
+        let partitioning = Arc::new(StatePartitioning::new(
+            spec.partitions,
+            self.graph().rdd_context().default_parallelism(),
+        ));
+        let p = {
+            let partitioning = partitioning.clone();
+            move || partitioning.partitioner()
+        };
         let reduce = spec.reduce.clone();
         // Each batch reduced once, cached, and reused by every window it falls in.
         let reduced = self
-            .reduce_by_key_into(op, move |a, b| reduce(a, b), p)
+            .reduce_by_key_into(op, move |a, b| reduce(a, b), p.clone())
             .cache();
         let Some(inverse) = spec.inverse.clone() else {
             let reduce = spec.reduce.clone();
@@ -452,14 +462,14 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             spec.reduce.clone(),
             inverse,
             spec.filter,
-            p,
+            partitioning,
             window,
             slide,
         ))
     }
 
-    /// On a stream of per-batch reductions partitioned by `p`: the window at `t` from the
-    /// window at `t - slide`, keeping only the keys `filter` accepts (Spark:
+    /// On a stream of per-batch reductions partitioned by `partitioning`: the window at `t`
+    /// from the window at `t - slide`, keeping only the keys `filter` accepts (Spark:
     /// `ReducedWindowedDStream.compute`). The result is cached: it is the next window's state.
     #[allow(clippy::too_many_arguments)]
     fn incremental_window(
@@ -468,11 +478,12 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         reduce: ReduceFn<V>,
         inverse: ReduceFn<V>,
         filter: Option<FilterFn<K, V>>,
-        p: HashPartitioner,
+        partitioning: Arc<StatePartitioning>,
         window: Duration,
         slide: Duration,
     ) -> DStream<(K, V)> {
         let reduced = self.clone();
+        let state_partitioning = partitioning.clone();
         let node = DStream::new_node(
             self.graph(),
             op,
@@ -497,11 +508,13 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                     &reduce,
                     &inverse,
                     filter.clone(),
-                    p,
+                    partitioning.partitioner(),
                 )))
             },
         );
-        node.cache().stateful_with_keys(|records| records.len())
+        node.with_state_partitioning(state_partitioning)
+            .cache()
+            .stateful_with_keys(|records| records.len())
     }
 }
 

@@ -57,23 +57,43 @@ impl<T: Data> RddImpl<T> for CheckpointRdd<T> {
 }
 
 /// The RDD of a complete data checkpoint, read back from the context's store (restart).
+///
+/// # Errors
+/// [`CheckpointError::Corrupt`] when the checkpoint's partitioner has no partitions or
+/// another count than the checkpoint (a checksum-valid but impossible record).
 pub(crate) fn checkpoint_rdd<T: Data>(
     ctx: &Arc<RddContext>,
     op: OpInfo,
     checkpoint: &DataCheckpoint,
-) -> Rdd<T> {
-    Rdd::new(CheckpointRdd {
+) -> Result<Rdd<T>> {
+    let partitions = checkpoint.partitions as usize;
+    if let Some(p) = checkpoint
+        .partitioner
+        .filter(|&p| p != partitions || p == 0)
+    {
+        let store = ctx.checkpoint_store();
+        return Err(CheckpointError::Corrupt {
+            dir: store.location(),
+            key: crate::checkpoint::key_text(
+                Tree::State,
+                &Key::data_prefix(checkpoint.stream, checkpoint.time_ms),
+            ),
+            reason: format!("{partitions} partitions written, but partitioned by key into {p}"),
+        }
+        .into());
+    }
+    Ok(Rdd::new(CheckpointRdd {
         meta: RddMeta::with_id(
             ctx,
             checkpoint.rdd,
             op,
-            checkpoint.partitions as usize,
+            partitions,
             checkpoint.partitioner.map(HashPartitioner::new),
         ),
         stream: checkpoint.stream,
         time_ms: checkpoint.time_ms,
         _records: PhantomData,
-    })
+    }))
 }
 
 impl<T: Data> Rdd<T> {
@@ -119,7 +139,7 @@ impl<T: Data> Rdd<T> {
             partitioner: self.partitioner().map(|p| p.num_partitions()),
             keys: counting.then(|| parts.iter().map(|(_, n)| n).sum()),
         };
-        Ok((checkpoint_rdd(self.context(), op, &checkpoint), checkpoint))
+        Ok((checkpoint_rdd(self.context(), op, &checkpoint)?, checkpoint))
     }
 
     /// The length of the longest chain of dependencies below this RDD, in RDDs: 0 for an RDD

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::block::ExecutorId;
 use crate::data::Data;
-use crate::error::{OpInfo, Result};
+use crate::error::{Error, OpInfo, Result};
 use crate::rdd::{Dependency, PartitionIter, Rdd, RddBase, RddImpl, RddMeta};
 use crate::scheduler::TaskContext;
 
@@ -179,20 +179,25 @@ impl<A: Data, B: Data, C: Data> RddImpl<C> for ZippedPartitionsRdd<A, B, C> {
 /// Zips the partitions of `a` and `b`, which must have as many partitions; keeps `a`'s
 /// partitioner when `preserves_partitioning`.
 ///
-/// # Panics
-/// If the partition counts differ (a bug in the caller).
+/// # Errors
+/// [`Error::Internal`] naming `op` and both counts if the partition counts differ (the
+/// caller partitions both sides alike: a bug, never a panic).
 pub(crate) fn zip_partitions<A: Data, B: Data, C: Data>(
     a: &Rdd<A>,
     b: &Rdd<B>,
     op: OpInfo,
     preserves_partitioning: bool,
     f: impl Fn(PartitionIter<A>, PartitionIter<B>) -> PartitionIter<C> + Send + Sync + 'static,
-) -> Rdd<C> {
-    assert_eq!(
-        a.num_partitions(),
-        b.num_partitions(),
-        "zip_partitions of RDDs with different partition counts"
-    );
+) -> Result<Rdd<C>> {
+    if a.num_partitions() != b.num_partitions() {
+        return Err(Error::Internal(format!(
+            "{op}: cannot zip RDD {} ({} partitions) with RDD {} ({} partitions)",
+            a.id(),
+            a.num_partitions(),
+            b.id(),
+            b.num_partitions()
+        )));
+    }
     let am = a.meta();
     let partitioner = if preserves_partitioning {
         am.partitioner()
@@ -204,10 +209,34 @@ pub(crate) fn zip_partitions<A: Data, B: Data, C: Data>(
         Dependency::Narrow(b.as_base()),
     ];
     let meta = RddMeta::derived(am, op, am.num_partitions(), deps, partitioner);
-    Rdd::new(ZippedPartitionsRdd {
+    Ok(Rdd::new(ZippedPartitionsRdd {
         meta,
         a: a.clone(),
         b: b.clone(),
         f: Box::new(f),
-    })
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::local_context;
+
+    #[test]
+    fn zipping_different_partition_counts_is_an_error_not_a_panic() {
+        let ctx = local_context(1);
+        let (a, b) = (ctx.parallelize(vec![1, 2], 2), ctx.parallelize(vec![3], 3));
+        let op = OpInfo::caller("zip");
+        let zip = |x: PartitionIter<i32>, y: PartitionIter<i32>| -> PartitionIter<i32> {
+            Box::new(x.chain(y))
+        };
+        match zip_partitions(&a, &b, op, false, zip) {
+            Err(Error::Internal(message)) => {
+                assert!(message.contains("2 partitions") && message.contains("3 partitions"));
+            }
+            other => panic!("expected an internal error, got {:?}", other.map(|_| ())),
+        }
+        let same = zip_partitions(&a, &a, op, false, zip).unwrap();
+        assert_eq!(same.collect().unwrap(), vec![1, 1, 2, 2]);
+    }
 }
