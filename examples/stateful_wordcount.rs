@@ -13,17 +13,24 @@
 //! cargo run --release --example stateful_wordcount -- --no-initial-state --rate 0
 //! ```
 //!
-//! **The recovery job** (`--directory DIR`): counts the words of the text files moved into
-//! `DIR` (`text_file_stream`, no initial state) instead of the socket. With
-//! `--checkpoint-dir CKPT` it runs under `StreamingContext::get_or_create`: killed at any
-//! moment (even `kill -9`) and started again with the same command, it restores the state
-//! and reads every file that arrived meanwhile exactly once. `--idle-exit-secs N` stops it
-//! gracefully after N seconds without new words, and `--final-state FILE` then writes the
-//! final state as sorted `word<TAB>count` lines. Start over with `--fresh` (deletes CKPT).
+//! **The recovery job** (`--directory DIR` or `--tail FILE`): counts the words of the text
+//! files moved into `DIR` (`text_file_stream`), or of the lines appended to `FILE` (a
+//! reliable receiver with the write-ahead log), instead of the socket, with no initial
+//! state. With `--checkpoint-dir CKPT` it runs under `StreamingContext::get_or_create`:
+//! killed at any moment (even `kill -9`) and started again with the same command, it
+//! restores the state and counts every word exactly once: the directory's files that
+//! arrived meanwhile are read once, and the tailed file resumes at the offset the
+//! write-ahead log recorded. `--checkpoint-interval-ms N` sets how often the state is
+//! data-checkpointed (`DStream::checkpoint`). `--idle-exit-secs N` stops it gracefully after
+//! N seconds without new words, and `--final-state FILE` then writes the final state as
+//! sorted `word<TAB>count` lines. Start over with `--fresh`, which deletes CKPT only if it is
+//! a rivulet checkpoint directory that no running process holds.
 //!
 //! ```text
 //! cargo run --release --example stateful_wordcount -- --directory in --checkpoint-dir ckpt \
 //!     --idle-exit-secs 5 --final-state counts.tsv
+//! cargo run --release --example stateful_wordcount -- --tail app.log --checkpoint-dir ckpt \
+//!     --checkpoint-interval-ms 500 --batch-ms 100
 //! ```
 
 use std::collections::HashMap;
@@ -36,6 +43,8 @@ use rivulet::prelude::*;
 
 #[path = "support/mod.rs"]
 mod support;
+#[path = "stateful_wordcount/tail.rs"]
+mod tail;
 
 use support::{
     context, init_tracing, read_lines, run_until_done, spawn_server, words, Ending, Progress,
@@ -64,19 +73,29 @@ struct Args {
     no_initial_state: bool,
     /// Count the words of the text files moved into this directory instead of streaming
     /// `--input` over a socket (the recovery job; no initial state).
-    #[arg(long)]
+    #[arg(long, group = "recovery")]
     directory: Option<PathBuf>,
+    /// Count the words of the lines appended to this file (the recovery job over a reliable
+    /// receiver: with `--checkpoint-dir`, through the write-ahead log, resuming at the
+    /// offset it logged).
+    #[arg(long, group = "recovery")]
+    tail: Option<PathBuf>,
     /// Keep checkpoints here and restart from them (`StreamingContext::get_or_create`).
-    #[arg(long, requires = "directory")]
+    #[arg(long, requires = "recovery")]
     checkpoint_dir: Option<PathBuf>,
-    /// Delete `--checkpoint-dir` first: start over instead of restarting.
+    /// Data-checkpoint the state every this many ms (a multiple of `--batch-ms`; default:
+    /// the smallest multiple of the batch interval that is at least 10 s).
+    #[arg(long, requires = "recovery", value_parser = support::parse_batch_ms)]
+    checkpoint_interval_ms: Option<u64>,
+    /// Delete `--checkpoint-dir` first, to start over (refused for a directory that is not
+    /// a rivulet checkpoint, or that a running process holds).
     #[arg(long, requires = "checkpoint_dir")]
     fresh: bool,
-    /// Stop gracefully after this many seconds without new words (directory mode).
-    #[arg(long, requires = "directory")]
+    /// Stop gracefully after this many seconds without new words (recovery job).
+    #[arg(long, requires = "recovery")]
     idle_exit_secs: Option<u64>,
     /// When stopped, write the final state here as sorted `word<TAB>count` lines.
-    #[arg(long, requires = "directory")]
+    #[arg(long, requires = "recovery")]
     final_state: Option<PathBuf>,
     #[command(flatten)]
     lines: support::LineOptions,
@@ -103,23 +122,69 @@ fn running_count(word: &String, one: Option<u64>, state: &mut State<u64>) -> (St
     (word.clone(), total)
 }
 
-/// The recovery job: the running word counts of the files moved into `dir`.
-async fn run_directory(args: &Args, dir: &Path) -> Result<(), BoxError> {
+/// What the recovery job counts.
+#[derive(Clone, Debug)]
+enum RecoveryInput {
+    /// The text files moved into a directory.
+    Directory(PathBuf),
+    /// The lines appended to a file.
+    Tail(PathBuf),
+}
+
+impl RecoveryInput {
+    fn stream(&self, ssc: &StreamingContext) -> DStream<String> {
+        match self {
+            RecoveryInput::Directory(dir) => ssc.text_file_stream(dir),
+            RecoveryInput::Tail(path) => ssc.receiver_stream(tail::TailReceiver::new(path)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            RecoveryInput::Directory(dir) => format!("the files moved into {}", dir.display()),
+            RecoveryInput::Tail(path) => format!("the lines appended to {}", path.display()),
+        }
+    }
+}
+
+/// A checkpoint error with what the user can do: `--fresh` only where starting over is
+/// the remedy (a corrupt or foreign checkpoint), never for a held directory or a full disk.
+fn advise(e: Error, ckpt: &Path) -> BoxError {
+    match &e {
+        Error::Checkpoint(c) if c.suggests_starting_over() => format!(
+            "{e}\n(to start over, pass --fresh: it deletes {})",
+            ckpt.display()
+        )
+        .into(),
+        _ => e.into(),
+    }
+}
+
+/// The recovery job: the running word counts of `input`.
+async fn run_recovery(args: &Args, input: RecoveryInput) -> Result<(), BoxError> {
     let mut config = support::base_config()
         .app_name("stateful_wordcount")
         .batch_interval(Duration::from_millis(args.batch_ms));
     if let Some(n) = args.executors {
         config = config.executors(n);
     }
+    if matches!(input, RecoveryInput::Tail(_)) && args.checkpoint_dir.is_some() {
+        config = config.receiver_wal(true);
+    }
     let last_snapshot: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
     let last_words = Arc::new(Mutex::new(Instant::now()));
     let (snapshot_sink, activity) = (last_snapshot.clone(), last_words.clone());
+    let checkpoint_interval = args.checkpoint_interval_ms.map(Duration::from_millis);
+    let source = input.clone();
     let build = move |ssc: &StreamingContext| -> Result<()> {
-        let state = ssc
-            .text_file_stream(dir)
+        let state = source
+            .stream(ssc)
             .flat_map(words)
             .map(|w| (w, 1u64))
             .map_with_state(StateSpec::function(running_count));
+        if let Some(interval) = checkpoint_interval {
+            state.checkpoint(interval);
+        }
         state.reduce_by_key(u64::max).foreach_rdd(move |rdd, time| {
             let updated = rdd.collect()?;
             if !updated.is_empty() {
@@ -140,21 +205,32 @@ async fn run_directory(args: &Args, dir: &Path) -> Result<(), BoxError> {
     };
     let ssc = match &args.checkpoint_dir {
         Some(ckpt) => {
-            if args.fresh && ckpt.exists() {
-                std::fs::remove_dir_all(ckpt)
-                    .map_err(|e| format!("--fresh: cannot delete {}: {e}", ckpt.display()))?;
+            if args.fresh && rivulet::actors::SledCheckpointStore::destroy(ckpt)? {
+                println!("--fresh: deleted the checkpoint directory {}.", ckpt.display());
             }
-            let ssc = StreamingContext::get_or_create(ckpt, config, build).map_err(|e| {
-                format!(
-                    "{e}\n(to start over, delete {} or pass --fresh)",
-                    ckpt.display()
-                )
-            })?;
-            match ssc.restored_batch() {
-                Some(t) => println!(
-                    "Restored from checkpoint {}: continuing after batch {t}.",
-                    ckpt.display()
-                ),
+            let ssc = StreamingContext::get_or_create(ckpt, config, build)
+                .map_err(|e| advise(e, ckpt))?;
+            match ssc.restore_report() {
+                Some(report) => {
+                    println!(
+                        "Restored from checkpoint {}: continuing after batch {}.",
+                        ckpt.display(),
+                        report.checkpoint.batch_time_ms
+                    );
+                    if !report.skipped.is_empty() {
+                        println!(
+                            "Skipped {} damaged newer checkpoint(s): {}",
+                            report.skipped.len(),
+                            report.skipped.join("; ")
+                        );
+                    }
+                    if report.batches_behind() > 0 {
+                        println!(
+                            "The checkpoint is {} batch(es) older than the last batch this directory completed: they run again.",
+                            report.batches_behind()
+                        );
+                    }
+                }
                 None => println!("No checkpoint in {}: starting anew.", ckpt.display()),
             }
             ssc
@@ -165,10 +241,7 @@ async fn run_directory(args: &Args, dir: &Path) -> Result<(), BoxError> {
             ssc
         }
     };
-    println!(
-        "Counting the words of the files moved into {}.",
-        dir.display()
-    );
+    println!("Counting the words of {}.", input.describe());
     ssc.start().await?;
     support::print_ui_url(&ssc);
     let signals = SignalStop::install(&ssc)?;
@@ -230,7 +303,10 @@ async fn main() -> std::process::ExitCode {
 async fn run(args: Args) -> Result<(), BoxError> {
     args.ui.install();
     if let Some(dir) = args.directory.clone() {
-        return run_directory(&args, &dir).await;
+        return run_recovery(&args, RecoveryInput::Directory(dir)).await;
+    }
+    if let Some(path) = args.tail.clone() {
+        return run_recovery(&args, RecoveryInput::Tail(path)).await;
     }
     let lines = read_lines(&args.input)?;
     let expected_records = args.lines.expected_records(&lines);
