@@ -1,7 +1,8 @@
 //! The status server: the JSON API against a run under the manual clock (exact batch
 //! counts, delays, failures with their messages, receivers, the DStream graph), errors for
-//! bad paths and batch times, Prometheus `/metrics` parsed with `prometheus-parse`,
-//! bounded retention, and a port in use.
+//! bad paths and batch times, Prometheus `/metrics` parsed with `prometheus-parse`, the
+//! checkpoint store's size (with a checkpoint directory) and live bytes, bounded
+//! retention, and a port in use.
 
 #[path = "ui_support/mod.rs"]
 mod ui_support;
@@ -219,5 +220,148 @@ async fn the_ui_is_off_unless_asked() {
     ssc.queue_stream(vec![vec![1]]).foreach_batch(|_, _| {});
     ssc.start().await.expect("starts");
     assert_eq!(ssc.ui_url(), None);
+    ssc.stop(StopMode::Graceful).await.expect("stops");
+}
+
+/// A context on the manual clock serving the UI, keeping checkpoints in `checkpoint_dir`
+/// (in memory without one), with a running word count (`update_state_by_key`) that writes
+/// a data checkpoint every other batch; returns it after `batches` batches completed.
+async fn stateful_run(
+    checkpoint_dir: Option<&std::path::Path>,
+    batches: usize,
+) -> StreamingContext {
+    let mut config = StreamingConfig::new()
+        .batch_interval(Duration::from_millis(100))
+        .executors(2)
+        .default_parallelism(2)
+        .manual_clock(true)
+        .ui_address("127.0.0.1:0");
+    if let Some(dir) = checkpoint_dir {
+        config = config.checkpoint_dir(dir);
+    }
+    let ssc = StreamingContext::new(config).expect("valid config");
+    let input: Vec<Vec<String>> = (0..batches)
+        .map(|b| {
+            (0..50)
+                .map(|i| format!("word-{}", (b * 7 + i) % 40))
+                .collect()
+        })
+        .collect();
+    ssc.queue_stream(input)
+        .map(|w: String| (w, 1u64))
+        .update_state_by_key(|vs: Vec<u64>, s: Option<u64>| {
+            Some(s.unwrap_or(0) + vs.iter().sum::<u64>())
+        })
+        .checkpoint(Duration::from_millis(200))
+        .foreach_batch(|_, _| {});
+    ssc.start().await.expect("starts");
+    ssc.advance(batches as u32).await.expect("batches run");
+    ssc
+}
+
+/// The statistics once `batches` batches completed, and `/metrics` parsed (both read after
+/// the last batch's checkpoint-store event: it precedes the batch's completion).
+fn statistics_and_metrics(
+    ssc: &StreamingContext,
+    batches: u64,
+) -> (serde_json::Value, prometheus_parse::Scrape, String) {
+    let url = ssc.ui_url().expect("the UI is on");
+    let stats = poll_json(&format!("{url}api/v1/streaming/statistics"), |s| {
+        s["numTotalCompletedBatches"] == batches
+    });
+    let (status, text) = get(&format!("{url}metrics"));
+    assert_eq!(status, 200);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("the metrics parse");
+    (stats, scrape, text)
+}
+
+#[actix::test]
+async fn a_checkpoint_directory_reports_its_size_and_live_bytes() {
+    let dir = tempfile::tempdir().expect("a checkpoint directory");
+    let ssc = stateful_run(Some(dir.path()), 6).await;
+    let (stats, scrape, text) = statistics_and_metrics(&ssc, 6);
+
+    let store = &stats["checkpointStore"];
+    let size = store["sizeBytes"].as_u64().expect("a size on disk");
+    let live = store["liveBytes"].as_u64().expect("live bytes");
+    assert!(live > 0, "the store holds checkpoints: {store}");
+    assert!(
+        size >= live,
+        "the directory holds at least its live bytes: {store}"
+    );
+    assert!(store["compactions"].is_u64(), "{store}");
+    assert_eq!(
+        store["lastCompactionMs"].is_null(),
+        store["compactions"] == 0,
+        "a compaction's duration exactly when one ran: {store}"
+    );
+
+    // The same numbers, from the same event, in Prometheus.
+    assert_eq!(
+        sample(&scrape, "rivulet_checkpoint_store_size_bytes", &[]),
+        size as f64,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&scrape, "rivulet_checkpoint_store_live_bytes", &[]),
+        live as f64
+    );
+    assert_eq!(
+        sample(&scrape, "rivulet_checkpoint_store_compactions_total", &[]),
+        store["compactions"].as_f64().expect("a count")
+    );
+    for name in [
+        "rivulet_checkpoint_store_size_bytes",
+        "rivulet_checkpoint_store_live_bytes",
+        "rivulet_checkpoint_store_compactions",
+    ] {
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} is documented: {text}"
+        );
+    }
+    ssc.stop(StopMode::Graceful).await.expect("stops");
+
+    // The directory was measured: it is no smaller now than the store's live bytes.
+    let on_disk: u64 = walk(dir.path());
+    assert!(on_disk >= live, "{on_disk} bytes on disk, {live} live");
+}
+
+/// The bytes of the files under `dir`.
+fn walk(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("a readable directory")
+        .map(|e| {
+            let e = e.expect("a directory entry");
+            let meta = e.metadata().expect("its metadata");
+            if meta.is_dir() {
+                walk(&e.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
+}
+
+#[actix::test]
+async fn a_store_in_memory_reports_no_size() {
+    let ssc = stateful_run(None, 6).await;
+    let (stats, scrape, text) = statistics_and_metrics(&ssc, 6);
+    let store = &stats["checkpointStore"];
+    assert!(store["sizeBytes"].is_null(), "no size in memory: {store}");
+    assert!(
+        store["liveBytes"].as_u64() > Some(0),
+        "it still holds the state's checkpoints: {store}"
+    );
+    assert_eq!(store["compactions"], 0, "{store}");
+    assert!(
+        !text.contains("rivulet_checkpoint_store_size_bytes"),
+        "no size metric, not even its HELP line: {text}"
+    );
+    assert_eq!(
+        sample(&scrape, "rivulet_checkpoint_store_live_bytes", &[]),
+        store["liveBytes"].as_f64().expect("a number")
+    );
     ssc.stop(StopMode::Graceful).await.expect("stops");
 }

@@ -2,7 +2,8 @@
 //! `.ci/run`) loads the page of a run with a failed batch, lets its scripts poll the JSON
 //! API and draw, and the test checks the DOM (chart canvases, one table row per batch whose
 //! record count matches the API, the failed batch marked with its message, receivers, the
-//! DAG) and saves a screenshot under `target/ui-screenshots/`.
+//! DAG, the checkpoint store's line when there is a checkpoint directory) and saves a
+//! screenshot under `target/ui-screenshots/`.
 //!
 //! Without Chromium this test FAILS (it does not skip): set `RIVULET_CHROMIUM` to the
 //! browser's path, or install it (`apt-get install -y chromium`).
@@ -85,10 +86,11 @@ fn browse(profile: &Path, args: &[&str], url: &str) -> Output {
 
 #[actix::test]
 async fn the_status_page_draws_in_headless_chromium() {
-    let ssc = run_with_failure(5, 4).await;
+    let checkpoints = tempfile::tempdir().expect("a checkpoint directory");
+    let ssc = run_with_failure_in(Some(checkpoints.path()), 5, 4).await;
     let url = ssc.ui_url().expect("the UI is on");
     let api = format!("{url}api/v1/streaming");
-    poll_json(&format!("{api}/statistics"), |s| {
+    let stats = poll_json(&format!("{api}/statistics"), |s| {
         s["numTotalCompletedBatches"] == 4
     });
     let batches = get_json(&format!("{api}/batches"), 200);
@@ -137,6 +139,19 @@ async fn the_status_page_draws_in_headless_chromium() {
         dom.contains("receiver_stream #0") && dom.contains("tests/ui_support/mod.rs:"),
         "the DAG names operators with call sites: {dom}"
     );
+    // The checkpoint store's line, with the numbers of the API (fixed since the last batch).
+    let store = &stats["checkpointStore"];
+    for (attr, key) in [
+        ("data-size-bytes", "sizeBytes"),
+        ("data-live-bytes", "liveBytes"),
+    ] {
+        let n = store[key].as_u64().expect("a byte count");
+        assert!(
+            dom.contains(&format!("{attr}=\"{n}\"")),
+            "the checkpoint store's {key} {n}: {dom}"
+        );
+    }
+    assert!(dom.contains("Checkpoint store: "), "{dom}");
 
     let shots = target_dir().join("ui-screenshots");
     std::fs::create_dir_all(&shots).expect("the screenshot directory");
@@ -213,5 +228,9 @@ fn an_example_run_with_ui_serves_the_page_to_a_browser() {
     assert!(
         dom.contains("examples/wordcount.rs:"),
         "the DAG shows the example's call sites: {dom}"
+    );
+    assert!(
+        !dom.contains("data-size-bytes"),
+        "no checkpoint store line without a checkpoint directory: {dom}"
     );
 }

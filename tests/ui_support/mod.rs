@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -122,13 +123,25 @@ impl Receiver for Fixed {
 /// of `records` records, whose batch 2 fails in its second output ("fails on purpose").
 /// Returns the context, once started and batch 1 holds the records, and runs `batches`.
 pub async fn run_with_failure(records: usize, batches: u32) -> StreamingContext {
-    let config = StreamingConfig::new()
+    run_with_failure_in(None, records, batches).await
+}
+
+/// As [`run_with_failure`], keeping checkpoints in `checkpoint_dir` when given.
+pub async fn run_with_failure_in(
+    checkpoint_dir: Option<&Path>,
+    records: usize,
+    batches: u32,
+) -> StreamingContext {
+    let mut config = StreamingConfig::new()
         .batch_interval(Duration::from_millis(100))
         .executors(2)
         .default_parallelism(2)
         .manual_clock(true)
         .max_rate_per_receiver(50_000.0)
         .ui_address("127.0.0.1:0");
+    if let Some(dir) = checkpoint_dir {
+        config = config.checkpoint_dir(dir);
+    }
     let ssc = StreamingContext::new(config).expect("valid config");
     let stored = Arc::new(Notify::new());
     let lines = ssc.receiver_stream(Fixed {

@@ -5,6 +5,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use rivulet_framework::checkpoint::StoreStats;
 use serde::Serialize;
 use serde_json::json;
 
@@ -50,6 +51,30 @@ struct Statistics {
     speculative_tasks: u64,
     task_retries: u64,
     stages_pipelined: u64,
+    /// `null` until the first metadata checkpoint.
+    checkpoint_store: Option<CheckpointStoreView>,
+}
+
+/// The checkpoint store after the last metadata checkpoint (rivulet's addition): its bytes
+/// on disk (`null` for a store in memory), the bytes of what it holds, and its compactions.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CheckpointStoreView {
+    size_bytes: Option<u64>,
+    live_bytes: u64,
+    compactions: u64,
+    last_compaction_ms: Option<u64>,
+}
+
+impl From<StoreStats> for CheckpointStoreView {
+    fn from(s: StoreStats) -> Self {
+        CheckpointStoreView {
+            size_bytes: s.size_bytes,
+            live_bytes: s.live_bytes,
+            compactions: s.compactions,
+            last_compaction_ms: ms(s.last_compaction),
+        }
+    }
 }
 
 /// One batch (Spark: `BatchInfo` of the REST API), with `outputOperations` in the
@@ -244,6 +269,7 @@ pub(super) async fn statistics(shared: web::Data<Shared>) -> HttpResponse {
         speculative_tasks: sched.speculative_tasks,
         task_retries: sched.task_retries,
         stages_pipelined: sched.stages_pipelined,
+        checkpoint_store: s.checkpoint_store.map(CheckpointStoreView::from),
     };
     drop(s);
     HttpResponse::Ok().json(stats)

@@ -4,13 +4,16 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use rivulet_framework::block::StreamId;
+use rivulet_framework::checkpoint::StoreStats;
 use rivulet_framework::listener::BatchInfo;
 use rivulet_framework::scheduler::SchedulerCounters;
 
@@ -29,6 +32,62 @@ fn receiver_labels(stream: StreamId, name: &str) -> ReceiverLabels {
 /// Delay histograms: 1 ms to about 65 s, doubling.
 fn delay_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+/// The checkpoint store's metrics, from its last [`StoreStats`]: none before the first
+/// metadata checkpoint, and no size for a store that has none (in memory), rather than a 0
+/// that reads as an empty directory.
+#[derive(Debug, Default)]
+struct CheckpointStoreCollector {
+    last: Arc<Mutex<Option<StoreStats>>>,
+}
+
+/// Writes one metric of `value` under `name` with `help` (the registry adds the prefix).
+fn encode_one(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: &impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    value.encode(encoder.encode_descriptor(name, help, None, value.metric_type())?)
+}
+
+impl Collector for CheckpointStoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Some(stats) = *lock(&self.last) else {
+            return Ok(());
+        };
+        let e = &mut encoder;
+        if let Some(size) = stats.size_bytes {
+            encode_one(
+                e,
+                "checkpoint_store_size_bytes",
+                "Bytes the checkpoint directory takes on disk, after the last metadata checkpoint",
+                &ConstGauge::new(size),
+            )?;
+        }
+        encode_one(
+            e,
+            "checkpoint_store_live_bytes",
+            "Bytes of the keys and values the checkpoint store holds, after the last metadata checkpoint",
+            &ConstGauge::new(stats.live_bytes),
+        )?;
+        encode_one(
+            e,
+            "checkpoint_store_compactions",
+            "Compactions of the checkpoint store since it was opened",
+            &ConstCounter::new(stats.compactions),
+        )?;
+        if let Some(d) = stats.last_compaction {
+            encode_one(
+                e,
+                "checkpoint_store_last_compaction_seconds",
+                "Time the checkpoint store's last compaction took",
+                &ConstGauge::new(d.as_secs_f64()),
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Every metric `/metrics` serves (names get the `rivulet_` prefix; counters `_total`).
@@ -51,6 +110,8 @@ pub(crate) struct Metrics {
     task_retries: Counter,
     stages_pipelined: Counter,
     events_dropped: Counter,
+    /// What the checkpoint store reported last (encoded by a [`CheckpointStoreCollector`]).
+    checkpoint_store: Arc<Mutex<Option<StoreStats>>>,
     scheduler: Arc<SchedulerCounters>,
     dropped: Arc<AtomicU64>,
     /// Serialises the copy of the scheduler's counters into the registry at scrape time.
@@ -86,6 +147,7 @@ impl Metrics {
             task_retries: Counter::default(),
             stages_pipelined: Counter::default(),
             events_dropped: Counter::default(),
+            checkpoint_store: Arc::default(),
             scheduler,
             dropped,
             scrape: Mutex::new(()),
@@ -176,6 +238,9 @@ impl Metrics {
             "Listener events the status server dropped because its queue was full",
             m.events_dropped.clone(),
         );
+        r.register_collector(Box::new(CheckpointStoreCollector {
+            last: m.checkpoint_store.clone(),
+        }));
         Metrics { registry, ..m }
     }
 
@@ -200,6 +265,10 @@ impl Metrics {
         self.state_keys
             .get_or_create(&vec![("stream".to_string(), stream.to_string())])
             .set(i64::try_from(keys).unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn checkpoint_store(&self, stats: StoreStats) {
+        *lock(&self.checkpoint_store) = Some(stats);
     }
 
     pub(crate) fn output_failed(&self) {

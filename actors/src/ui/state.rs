@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use rivulet_framework::block::StreamId;
-use rivulet_framework::checkpoint::DataCheckpoint;
+use rivulet_framework::checkpoint::{DataCheckpoint, StoreStats};
 use rivulet_framework::dstream::GraphDescription;
 use rivulet_framework::listener::{
     BatchInfo, JobInfo, OutputOperationInfo, ReceiverInfo, StreamingListener,
@@ -36,6 +36,7 @@ pub(crate) enum UiEvent {
     RateLimit(StreamId, Option<f64>),
     Job(JobInfo),
     DataCheckpoint(DataCheckpoint),
+    CheckpointStore(StoreStats),
 }
 
 /// Where a batch stands (Spark's `BatchStatus`, plus `Failed` for a completed batch with a
@@ -97,6 +98,9 @@ pub(crate) struct UiState {
     pub(crate) completed_total: u64,
     pub(crate) failed_total: u64,
     pub(crate) records_total: u64,
+    /// The checkpoint store's size after the last metadata checkpoint (`None` before the
+    /// first).
+    pub(crate) checkpoint_store: Option<StoreStats>,
 }
 
 impl UiState {
@@ -112,6 +116,7 @@ impl UiState {
             completed_total: 0,
             failed_total: 0,
             records_total: 0,
+            checkpoint_store: None,
         }
     }
 
@@ -219,6 +224,10 @@ impl UiState {
                     metrics.state_keys(c.stream, keys);
                 }
             }
+            UiEvent::CheckpointStore(stats) => {
+                metrics.checkpoint_store(stats);
+                self.checkpoint_store = Some(stats);
+            }
             UiEvent::Job(job) => {
                 if let Some(b) = job.batch_time.and_then(|t| self.batches.get_mut(&t)) {
                     b.jobs.push(job);
@@ -273,6 +282,9 @@ impl StreamingListener for UiListener {
     fn on_data_checkpoint(&mut self, checkpoint: &DataCheckpoint) {
         self.send(UiEvent::DataCheckpoint(checkpoint.clone()));
     }
+    fn on_checkpoint_store(&mut self, stats: &StoreStats) {
+        self.send(UiEvent::CheckpointStore(*stats));
+    }
     fn on_job_completed(&mut self, job: &JobInfo) {
         self.send(UiEvent::Job(job.clone()));
     }
@@ -322,5 +334,53 @@ mod tests {
             (9, 1, 30)
         );
         assert_eq!(s.batches[&Time::from_ms(1000)].status, BatchStatus::Failed);
+    }
+
+    #[test]
+    fn the_checkpoint_store_shows_a_size_only_when_it_has_one() {
+        let metrics = Metrics::new(Arc::new(SchedulerCounters::default()), Arc::default());
+        let mut s = UiState::new(3, Duration::from_millis(100), GraphDescription::default());
+        let text = metrics.encode().unwrap();
+        assert!(
+            !text.contains("checkpoint_store"),
+            "nothing before the first: {text}"
+        );
+
+        let in_memory = StoreStats {
+            live_bytes: 10,
+            ..StoreStats::default()
+        };
+        s.apply(UiEvent::CheckpointStore(in_memory), &metrics);
+        let text = metrics.encode().unwrap();
+        assert!(!text.contains("checkpoint_store_size_bytes"), "{text}");
+        assert!(!text.contains("last_compaction"), "{text}");
+        assert!(
+            text.contains("\nrivulet_checkpoint_store_live_bytes 10\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nrivulet_checkpoint_store_compactions_total 0\n"),
+            "{text}"
+        );
+
+        let on_disk = StoreStats {
+            size_bytes: Some(4096),
+            live_bytes: 1000,
+            compactions: 2,
+            last_compaction: Some(Duration::from_millis(250)),
+        };
+        s.apply(UiEvent::CheckpointStore(on_disk), &metrics);
+        let text = metrics.encode().unwrap();
+        for line in [
+            "# TYPE rivulet_checkpoint_store_size_bytes gauge",
+            "rivulet_checkpoint_store_size_bytes 4096",
+            "rivulet_checkpoint_store_live_bytes 1000",
+            "# TYPE rivulet_checkpoint_store_compactions counter",
+            "rivulet_checkpoint_store_compactions_total 2",
+            "rivulet_checkpoint_store_last_compaction_seconds 0.25",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} in {text}");
+        }
+        assert_eq!(s.checkpoint_store, Some(on_disk));
     }
 }

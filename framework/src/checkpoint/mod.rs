@@ -310,6 +310,19 @@ impl CheckpointStore for MemoryCheckpointStore {
     fn flush(&self) -> Result<()> {
         Ok(())
     }
+    /// No size on disk; the live bytes summed over what it holds (once per batch, by
+    /// [`maintain`](CheckpointStore::maintain)).
+    fn stats(&self) -> StoreStats {
+        let live_bytes = self
+            .lock()
+            .iter()
+            .map(|((_, key), value)| (key.len() + value.len()) as u64)
+            .sum();
+        StoreStats {
+            live_bytes,
+            ..StoreStats::default()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -346,5 +359,19 @@ mod tests {
             read_record::<Vec<u8>>(&s, Key::Meta { batch_ms: 1 }).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn memory_store_counts_live_bytes_but_no_size() {
+        let s = MemoryCheckpointStore::new();
+        assert_eq!(s.maintain().unwrap(), StoreStats::default());
+        let key = data(200, 0).encode();
+        s.put(Tree::State, &key, b"abc").unwrap();
+        s.put(Tree::State, &key, b"abcde").unwrap(); // replaced, not added
+        let stats = s.maintain().unwrap();
+        assert_eq!(stats.live_bytes, (key.len() + 5) as u64);
+        assert_eq!((stats.size_bytes, stats.compactions), (None, 0));
+        s.remove(Tree::State, &key).unwrap();
+        assert_eq!(s.stats().live_bytes, 0);
     }
 }

@@ -12,6 +12,12 @@ function el(tag, attrs, text) {
   return e;
 }
 const fmt = (v) => (v === null || v === undefined ? "–" : typeof v === "number" ? (Number.isInteger(v) ? v : v.toFixed(1)) : v);
+const bytes = (n) => {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return (i === 0 ? n : n.toFixed(1)) + " " + units[i];
+};
 const clock = (ms) => new Date(ms).toISOString().substring(11, 23);
 
 async function getJson(path) {
@@ -54,6 +60,25 @@ function drawSummary(s) {
     el("span", {}, "avg total delay " + fmt(s.avgTotalDelay) + " ms"),
     el("span", {}, "executors lost " + s.executorsLost + ", tasks retried " + s.taskRetries +
       ", rerun " + s.tasksRerunAfterLoss + ", speculated " + s.speculativeTasks),
+  );
+}
+
+// The checkpoint directory's size against what it holds: shown only with a directory (a
+// store in memory has no size).
+function drawCheckpointStore(c) {
+  const box = document.getElementById("checkpoint-store");
+  if (!c || c.sizeBytes === null) { box.hidden = true; box.replaceChildren(); return; }
+  box.hidden = false;
+  box.setAttribute("data-size-bytes", c.sizeBytes);
+  box.setAttribute("data-live-bytes", c.liveBytes);
+  box.setAttribute("data-compactions", c.compactions);
+  const ratio = c.liveBytes > 0 ? (c.sizeBytes / c.liveBytes).toFixed(1) + "×" : "–";
+  box.replaceChildren(
+    el("span", {}, "Checkpoint store: " + bytes(c.sizeBytes) + " on disk"),
+    el("span", {}, "live " + bytes(c.liveBytes)),
+    el("span", { title: "bytes on disk per live byte" }, "on disk / live " + ratio),
+    el("span", {}, "compactions " + c.compactions +
+      (c.lastCompactionMs === null ? "" : " (last took " + c.lastCompactionMs + " ms)")),
   );
 }
 
@@ -170,6 +195,7 @@ async function refresh() {
     const [stats, batches, receivers] = await Promise.all([getJson("/statistics"), getJson("/batches"), getJson("/receivers")]);
     batchInterval = stats.batchDuration;
     drawSummary(stats);
+    drawCheckpointStore(stats.checkpointStore);
     drawCharts(batches);
     drawBatches(batches);
     drawReceivers(receivers);
