@@ -159,6 +159,11 @@ struct Args {
     /// deployment does (the peer runs without checkpoints).
     #[arg(long)]
     no_checkpoint: bool,
+    /// Turn the receiver write-ahead log on (memory and socket modes; needs checkpoints):
+    /// every block is logged and flushed before it is stored, every batch's allocation
+    /// before its outputs run (the cost of exactly-once receivers).
+    #[arg(long, conflicts_with = "no_checkpoint")]
+    wal: bool,
     /// Turn timestep pipelining on (off by default, as Spark: one batch at a time).
     #[arg(long)]
     pipelining: bool,
@@ -646,7 +651,7 @@ impl Setup {
             config = config.block_interval(Duration::from_millis(block_ms.min(batch_ms)));
         }
         if let Some(dir) = checkpoint_dir {
-            config = config.checkpoint_dir(dir);
+            config = config.checkpoint_dir(dir).receiver_wal(self.args.wal);
         }
         if let Some(n) = self.args.buffer_records {
             config = config.receiver_buffer_records(n);
@@ -1170,6 +1175,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
                "block_interval_ms": setup.config(batch_ms, None).get_block_interval().as_millis() as u64,
                "backpressure": !args.no_backpressure,
                "checkpoints": !args.no_checkpoint,
+               "receiver_wal": args.wal,
                "pipelining": args.pipelining,
                "receiver_buffer_records": args.buffer_records,
                "corpus": path.file_name().map(|f| f.to_string_lossy().into_owned()),

@@ -206,7 +206,10 @@ async fn run_recovery(args: &Args, input: RecoveryInput) -> Result<(), BoxError>
     let ssc = match &args.checkpoint_dir {
         Some(ckpt) => {
             if args.fresh && rivulet::actors::SledCheckpointStore::destroy(ckpt)? {
-                println!("--fresh: deleted the checkpoint directory {}.", ckpt.display());
+                println!(
+                    "--fresh: deleted the checkpoint directory {}.",
+                    ckpt.display()
+                );
             }
             let ssc = StreamingContext::get_or_create(ckpt, config, build)
                 .map_err(|e| advise(e, ckpt))?;

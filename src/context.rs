@@ -152,7 +152,10 @@ impl StreamingContext {
         crate::limits::check_executors(config.get_executors())?;
         let rdd_ctx = RddContext::new(config.get_default_parallelism());
         if let Some(dir) = config.get_checkpoint_dir() {
-            rdd_ctx.set_checkpoint_store(Arc::new(SledCheckpointStore::open(dir)?));
+            rdd_ctx.set_checkpoint_store(Arc::new(SledCheckpointStore::open_with(
+                dir,
+                config.get_checkpoint_compaction(),
+            )?));
         }
         let graph = DStreamGraph::new(
             config.get_batch_interval(),

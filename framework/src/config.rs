@@ -66,6 +66,7 @@ pub struct StreamingConfig {
     receiver_restart_delay: Duration,
     checkpoint_dir: Option<std::path::PathBuf>,
     checkpoint_interval: Option<Duration>,
+    checkpoint_compaction: crate::checkpoint::CompactionPolicy,
     receiver_wal: bool,
     backpressure: bool,
     max_rate_per_receiver: Option<f64>,
@@ -95,6 +96,7 @@ impl Default for StreamingConfig {
             receiver_restart_delay: Duration::from_millis(100),
             checkpoint_dir: None,
             checkpoint_interval: None,
+            checkpoint_compaction: crate::checkpoint::CompactionPolicy::default(),
             receiver_wal: false,
             backpressure: true,
             max_rate_per_receiver: None,
@@ -223,6 +225,16 @@ impl StreamingConfig {
     /// `DStream::checkpoint(interval)` overrides it per stream.
     pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
         self.checkpoint_interval = Some(interval);
+        self
+    }
+
+    /// When the checkpoint directory compacts (copies its live records into a fresh
+    /// database and deletes the old one): once it holds more than `policy.floor_bytes` and
+    /// more than `policy.max_ratio` times its live bytes. Default: 32 MiB and 4x, which keeps
+    /// the directory within max(64 MiB, 8x the live bytes). A compaction runs between
+    /// batches and takes about the time of copying the live bytes.
+    pub fn checkpoint_compaction(mut self, policy: crate::checkpoint::CompactionPolicy) -> Self {
+        self.checkpoint_compaction = policy;
         self
     }
 
@@ -555,6 +567,10 @@ impl StreamingConfig {
     /// The configured data checkpoint interval, if set.
     pub fn get_checkpoint_interval(&self) -> Option<Duration> {
         self.checkpoint_interval
+    }
+    /// When the checkpoint directory compacts.
+    pub fn get_checkpoint_compaction(&self) -> crate::checkpoint::CompactionPolicy {
+        self.checkpoint_compaction
     }
     /// The first receiver restart delay.
     pub fn get_receiver_restart_delay(&self) -> Duration {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 /// The recovery job, run again and again in `root` with the same arguments.
@@ -76,10 +76,27 @@ impl Job {
         );
     }
 
-    /// Waits for the running run to exit by itself within `limit`.
+    /// Waits for the running run to exit by itself within `limit`; fails with the end of
+    /// its output if it does not.
     pub fn wait(&mut self, limit: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("a running job");
-        wait_for(&mut child, limit)
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for the job") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out = self.output(self.runs - 1);
+                let tail: Vec<&str> = out.lines().rev().take(30).collect();
+                panic!(
+                    "run {} did not exit within {limit:?}; its last lines:\n{}",
+                    self.runs - 1,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// What run `run` printed, stdout then stderr.

@@ -41,38 +41,13 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
-use rivulet_framework::checkpoint::{key_text, CheckpointStore, StoreStats, Tree};
+use rivulet_framework::checkpoint::{
+    key_text, CheckpointStore, CompactionPolicy, StoreStats, Tree,
+};
 use rivulet_framework::{CheckpointError, Error, Result};
 
 use chunked::{ChunkedTree, ReadError};
 use layout::OpenDir;
-
-/// When the store compacts: once the directory holds more than `floor_bytes` and more than
-/// `max_ratio` times the live bytes. The directory then stays within about twice that bound
-/// (the old database is deleted once the new one is live).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct CompactionPolicy {
-    /// Never compact below this size (bytes). Default 32 MiB.
-    pub floor_bytes: u64,
-    /// Compact above this many times the live bytes. Default 4.
-    pub max_ratio: f64,
-}
-
-impl Default for CompactionPolicy {
-    fn default() -> Self {
-        CompactionPolicy {
-            floor_bytes: 32 << 20,
-            max_ratio: 4.0,
-        }
-    }
-}
-
-impl CompactionPolicy {
-    /// Whether a directory of `size` bytes holding `live` live bytes should be compacted.
-    pub fn is_due(&self, size: u64, live: u64) -> bool {
-        size > self.floor_bytes && size as f64 > self.max_ratio * live as f64
-    }
-}
 
 /// One sled database and its trees.
 struct Database {

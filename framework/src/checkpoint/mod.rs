@@ -193,6 +193,34 @@ pub struct StoreStats {
     pub last_compaction: Option<Duration>,
 }
 
+/// When a checkpoint store on disk compacts (see
+/// [`StreamingConfig::checkpoint_compaction`](crate::config::StreamingConfig::checkpoint_compaction)): once the directory holds more than `floor_bytes` and more than
+/// `max_ratio` times the live bytes. The directory then stays within about twice that bound
+/// (the old database is deleted once the new one is live).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CompactionPolicy {
+    /// Never compact below this size (bytes). Default 32 MiB.
+    pub floor_bytes: u64,
+    /// Compact above this many times the live bytes. Default 4.
+    pub max_ratio: f64,
+}
+
+impl Default for CompactionPolicy {
+    fn default() -> Self {
+        CompactionPolicy {
+            floor_bytes: 32 << 20,
+            max_ratio: 4.0,
+        }
+    }
+}
+
+impl CompactionPolicy {
+    /// Whether a directory of `size` bytes holding `live` live bytes should be compacted.
+    pub fn is_due(&self, size: u64, live: u64) -> bool {
+        size > self.floor_bytes && size as f64 > self.max_ratio * live as f64
+    }
+}
+
 /// Writes `value` as a record under `key`.
 ///
 /// # Errors
