@@ -91,6 +91,37 @@ pub struct ReceiverPosition {
     pub offset: Option<Vec<u8>>,
 }
 
+impl MetadataCheckpoint {
+    /// How a program whose graph has fingerprint `graph` and batch interval `interval_ms`
+    /// differs from the one that wrote this checkpoint: one line per difference (the batch
+    /// interval, each DStream that differs), empty when it may restore it.
+    pub fn differences(&self, graph: &[StreamSignature], interval_ms: u64) -> Vec<String> {
+        let mut differences = Vec::new();
+        if self.batch_interval_ms != interval_ms {
+            differences.push(format!(
+                "batch interval: checkpoint has {} ms, program has {interval_ms} ms",
+                self.batch_interval_ms
+            ));
+        }
+        let show = |s: Option<&StreamSignature>| {
+            s.map_or("nothing".to_string(), |s| {
+                format!("{} (slide {} ms)", s.op, s.slide_ms)
+            })
+        };
+        for i in 0..graph.len().max(self.graph.len()) {
+            let (theirs, mine) = (self.graph.get(i), graph.get(i));
+            if theirs != mine {
+                differences.push(format!(
+                    "stream {i}: checkpoint has {}, program has {}",
+                    show(theirs),
+                    show(mine)
+                ));
+            }
+        }
+        differences
+    }
+}
+
 /// A checkpoint without a recorded horizon may need every batch.
 fn no_horizon() -> i64 {
     i64::MIN

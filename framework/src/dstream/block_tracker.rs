@@ -86,24 +86,6 @@ impl BlockTracker {
             .unwrap_or_default()
     }
 
-    /// Every allocated block.
-    pub(crate) fn all(&self) -> Vec<BlockInfo> {
-        self.lock()
-            .allocations
-            .values()
-            .flat_map(|s| s.values().flatten().cloned())
-            .collect()
-    }
-
-    /// The records allocated to batch `t`.
-    pub(crate) fn records(&self, t: Time) -> usize {
-        self.lock()
-            .allocations
-            .get(&t)
-            .map(|s| s.values().flatten().map(|b| b.num_records).sum())
-            .unwrap_or(0)
-    }
-
     /// The allocations of batches after `horizon` (for a metadata checkpoint).
     pub(crate) fn after(&self, horizon: Time) -> Vec<(i64, Vec<BlockInfo>)> {
         self.lock()
@@ -185,7 +167,7 @@ mod tests {
             .is_empty());
         let again = tracker.allocate(t(100), vec![block(0, 2, Some(3))]);
         assert_eq!(again.len(), 1, "a batch's blocks are fixed once allocated");
-        assert_eq!(tracker.records(t(100)), 30);
+        assert_eq!(tracker.allocated(t(100)).len(), 3);
         assert_eq!(tracker.of_stream(1, t(100)).len(), 1);
         let positions = tracker.positions();
         assert_eq!(positions[0].next_seq, 2);
@@ -199,6 +181,6 @@ mod tests {
         assert_eq!(tracker.positions()[0].offset, Some(vec![3]));
         assert_eq!(tracker.after(t(100)).len(), 1);
         assert_eq!(tracker.forget_up_to(t(100)).len(), 3);
-        assert_eq!(tracker.all().len(), 1);
+        assert_eq!(tracker.allocated(t(200)).len(), 1);
     }
 }

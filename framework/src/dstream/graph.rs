@@ -397,30 +397,8 @@ impl DStreamGraph {
     pub fn restore(&self, checkpoint: &MetadataCheckpoint) -> Result<()> {
         let store = self.shared.rdd_ctx.checkpoint_store().clone();
         let dir = store.location();
-        let mut differences = Vec::new();
         let interval_ms = crate::time::duration_ms(self.shared.batch_interval) as u64;
-        if checkpoint.batch_interval_ms != interval_ms {
-            differences.push(format!(
-                "batch interval: checkpoint has {} ms, program has {interval_ms} ms",
-                checkpoint.batch_interval_ms
-            ));
-        }
-        let ours = self.fingerprint();
-        for i in 0..ours.len().max(checkpoint.graph.len()) {
-            let show = |s: Option<&StreamSignature>| {
-                s.map_or("nothing".to_string(), |s| {
-                    format!("{} (slide {} ms)", s.op, s.slide_ms)
-                })
-            };
-            let (theirs, mine) = (checkpoint.graph.get(i), ours.get(i));
-            if theirs != mine {
-                differences.push(format!(
-                    "stream {i}: checkpoint has {}, program has {}",
-                    show(theirs),
-                    show(mine)
-                ));
-            }
-        }
+        let differences = checkpoint.differences(&self.fingerprint(), interval_ms);
         if !differences.is_empty() {
             return Err(CheckpointError::GraphChanged { dir, differences }.into());
         }
@@ -460,11 +438,6 @@ impl DStreamGraph {
     /// The data checkpoints written since the last call (for listeners), oldest first.
     pub fn take_new_checkpoints(&self) -> Vec<crate::checkpoint::DataCheckpoint> {
         self.shared.checkpointer.take_fresh()
-    }
-
-    /// The checkpoint store's size and live bytes after the last metadata checkpoint.
-    pub fn checkpoint_store_stats(&self) -> StoreStats {
-        self.shared.checkpointer.stats()
     }
 
     /// Has the metadata checkpoints clean `log` up as batches stop needing their blocks.
@@ -547,12 +520,6 @@ impl DStreamGraph {
         self.shared.blocks.allocated(t)
     }
 
-    /// Every block allocated to a batch (for a restart: which write-ahead log blocks are
-    /// not new).
-    pub fn all_allocated(&self) -> Vec<BlockInfo> {
-        self.shared.blocks.all()
-    }
-
     /// The jobs of batch `t`, one per output operation whose stream has an RDD at `t`, in
     /// registration order (Spark: `DStreamGraph.generateJobs`). An output whose RDD could
     /// not be generated still gets a job, which fails with the error; the others run.
@@ -593,11 +560,6 @@ impl DStreamGraph {
             jobs.push(job.with_id(jobs.len()));
         }
         jobs
-    }
-
-    /// The number of records allocated to batch `t`.
-    pub fn batch_records(&self, t: Time) -> usize {
-        self.shared.blocks.records(t)
     }
 
     /// Forgets RDDs and block allocations no stream remembers after batch `t` finished
