@@ -51,7 +51,7 @@ struct Args {
     #[arg(long, default_value_t = 32)]
     compact_floor_mb: u64,
     /// ... and above this many times the live bytes.
-    #[arg(long, default_value_t = 4.0)]
+    #[arg(long, default_value_t = 6.0)]
     compact_ratio: f64,
     /// Print a CURVE line every this many batches.
     #[arg(long, default_value_t = 100)]

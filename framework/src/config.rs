@@ -230,7 +230,7 @@ impl StreamingConfig {
 
     /// When the checkpoint directory compacts (copies its live records into a fresh
     /// database and deletes the old one): once it holds more than `policy.floor_bytes` and
-    /// more than `policy.max_ratio` times its live bytes. Default: 32 MiB and 4x, which keeps
+    /// more than `policy.max_ratio` times its live bytes. Default: 32 MiB and 6x, which keeps
     /// the directory within max(64 MiB, 8x the live bytes). A compaction runs between
     /// batches and takes about the time of copying the live bytes.
     pub fn checkpoint_compaction(mut self, policy: crate::checkpoint::CompactionPolicy) -> Self {

@@ -13,33 +13,21 @@
 //! * the checkpoint protocols delete what no kept metadata checkpoint names, and sweep at
 //!   restore what a kill left behind;
 //! * sled never gives back the log space that unclean stops and churn leave, so the store
-//!   compacts: when the directory outgrows [`CompactionPolicy`], the live records are copied
-//!   into a fresh database that then replaces the old one atomically.
-//!
-//! # Compaction, step by step
-//! Run by [`maintain`](CheckpointStore::maintain) after a metadata checkpoint (on the job
-//! thread, between batches) and at open; every other store call waits for it.
-//! 1. Open a new sled database `db-<N+1>` beside the live `db-<N>` (a leftover of an
-//!    interrupted compaction was removed at open).
-//! 2. Copy every value of every tree (the checkpoint protocols deleted the dead ones; pieces
-//!    no value names are left behind).
-//! 3. Flush the new database.
-//! 4. Replace `CURRENT` by rename, naming `db-<N+1>`, and sync the directory: from here a
-//!    restart opens the new database.
-//! 5. Use the new database; close the old one and delete it.
-//!
-//! A kill before step 4 leaves `db-<N>` live and a partial `db-<N+1>`, which the next open
-//! deletes; a kill after it leaves `db-<N+1>` live and complete, and the next open deletes
-//! `db-<N>`.
+//!   compacts ([`compaction`]): when the directory outgrows its [`CompactionPolicy`], the
+//!   live records are copied into a fresh database, in the background while batches go on,
+//!   which then replaces the old one atomically.
 
 mod chunked;
+mod compaction;
 mod layout;
 
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rivulet_framework::checkpoint::{
     key_text, CheckpointStore, CompactionPolicy, StoreStats, Tree,
@@ -85,14 +73,37 @@ impl Database {
 
 /// A checkpoint directory backed by sled.
 pub struct SledCheckpointStore {
+    inner: Arc<Inner>,
+    /// The background compaction, while one runs (joined at drop: the directory's lock is
+    /// held until it ends).
+    compaction: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What the store's calls and its background compaction share.
+struct Inner {
     dir: PathBuf,
-    /// The live database; compaction takes it exclusively to replace it.
+    /// The live database; a compaction takes it exclusively only to switch.
     current: RwLock<Database>,
     policy: CompactionPolicy,
     live: AtomicI64,
+    /// The live bytes at the last few `maintain` calls: compaction compares the size with
+    /// their peak, since the live bytes dip each time the two kept metadata checkpoints name
+    /// a single data checkpoint.
+    recent_live: Mutex<VecDeque<u64>>,
     compactions: AtomicU64,
     last_compaction_us: AtomicU64,
+    /// The keys written or removed since a compaction began copying; `None` when none runs.
+    dirty: Mutex<Option<BTreeSet<(Tree, Vec<u8>)>>>,
+    /// A background compaction's failure, returned by the next `maintain`.
+    failed: Mutex<Option<Error>>,
     _dir_lock: OpenDir,
+}
+
+/// How many `maintain` calls the live-bytes peak looks back over.
+const LIVE_WINDOW: usize = 32;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl SledCheckpointStore {
@@ -107,8 +118,8 @@ impl SledCheckpointStore {
 
     /// Opens (or creates) the checkpoint directory `dir`: takes its lock, opens the database
     /// `CURRENT` names (removing leftovers of an interrupted compaction), removes value
-    /// pieces a kill left without their value, and compacts if the directory is over
-    /// `policy`.
+    /// pieces a kill left without their value, and compacts (before returning) if the
+    /// directory is over `policy`.
     ///
     /// # Errors
     /// Each naming `dir`: [`CheckpointError::Locked`] when another running process has it
@@ -137,17 +148,25 @@ impl SledCheckpointStore {
                 .live_bytes()
                 .map_err(|e| sled_error(&dir, &format!("measure tree {}", t.name()), e))?;
         }
-        let store = SledCheckpointStore {
+        let inner = Inner {
             current: RwLock::new(database),
             policy,
             live: AtomicI64::new(live as i64),
+            recent_live: Mutex::new(VecDeque::new()),
             compactions: AtomicU64::new(0),
             last_compaction_us: AtomicU64::new(0),
+            dirty: Mutex::new(None),
+            failed: Mutex::new(None),
             _dir_lock: opened,
             dir,
         };
-        store.maintain()?;
-        Ok(store)
+        if inner.compaction_due()? {
+            inner.compact()?;
+        }
+        Ok(SledCheckpointStore {
+            inner: Arc::new(inner),
+            compaction: Mutex::new(None),
+        })
     }
 
     /// Deletes the checkpoint directory `dir` to start over (what `--fresh` options should
@@ -164,7 +183,7 @@ impl SledCheckpointStore {
 
     /// The checkpoint directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.inner.dir
     }
 
     /// The checkpoint directory's size on disk, in bytes (every file in it).
@@ -172,6 +191,36 @@ impl SledCheckpointStore {
     /// # Errors
     /// [`CheckpointError::Storage`] when the directory cannot be listed.
     pub fn size_on_disk(&self) -> Result<u64> {
+        self.inner.size_on_disk()
+    }
+
+    /// Compacts now, on the calling thread (see [`compaction`] for the steps); store calls
+    /// from other threads go on meanwhile.
+    ///
+    /// # Errors
+    /// [`CheckpointError::NoSpace`] or [`CheckpointError::Storage`] when the new database
+    /// cannot be written; the old one stays live.
+    pub fn compact(&self) -> Result<()> {
+        self.wait_for_compaction();
+        self.inner.compact()
+    }
+
+    /// Waits for a background compaction, if one runs.
+    fn wait_for_compaction(&self) {
+        if let Some(handle) = lock(&self.compaction).take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for SledCheckpointStore {
+    fn drop(&mut self) {
+        self.wait_for_compaction();
+    }
+}
+
+impl Inner {
+    fn size_on_disk(&self) -> Result<u64> {
         layout::size_of(&self.dir)
             .map_err(|e| layout::io_error(&self.dir, "measure the directory", &e))
     }
@@ -180,92 +229,47 @@ impl SledCheckpointStore {
         self.current.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn count(&self, delta: i64) {
+    /// Counts a change of `delta` live bytes to `key`, and marks the key for a compaction
+    /// that is copying (called while the database is read-locked).
+    fn wrote(&self, tree: Tree, key: &[u8], delta: i64) {
         self.live.fetch_add(delta, Ordering::Relaxed);
+        if let Some(dirty) = lock(&self.dirty).as_mut() {
+            dirty.insert((tree, key.to_vec()));
+        }
+    }
+
+    fn live(&self) -> u64 {
+        self.live.load(Ordering::Relaxed).max(0) as u64
     }
 
     fn error(&self, action: impl Into<String>, e: sled::Error) -> Error {
         sled_error(&self.dir, &action.into(), e)
     }
 
-    /// Compacts now (see the module doc for the steps).
-    ///
-    /// # Errors
-    /// [`CheckpointError::NoSpace`] or [`CheckpointError::Storage`] when the new database
-    /// cannot be written; the old one stays live.
-    pub fn compact(&self) -> Result<()> {
-        let start = Instant::now();
-        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
-        let size_before = self.size_on_disk()?;
-        // 1. A new database beside the live one.
-        let name = layout::next_db_name(&current.name);
-        let path = self.dir.join(&name);
-        let fresh = self.copy_into(&current, &name).inspect_err(|_| {
-            // Not live: a later compaction starts it anew (or the next open removes it).
-            let _ = std::fs::remove_dir_all(&path);
-        })?;
-        // 4. The switch.
-        layout::switch_current(&self.dir, &name)?;
-        crash_point(4);
-        // 5. The old database goes.
-        let old = std::mem::replace(&mut *current, fresh);
-        let old_name = old.name.clone();
-        drop(old);
-        if let Err(e) = std::fs::remove_dir_all(self.dir.join(&old_name)) {
-            // Removed at the next open.
-            tracing::warn!(dir = %self.dir.display(), database = %old_name, error = %e, "Cannot delete the compacted database.");
+    /// Whether the directory is over the policy: its size against the peak of the recent
+    /// live bytes.
+    fn compaction_due(&self) -> Result<bool> {
+        let size = self.size_on_disk()?;
+        let mut recent = lock(&self.recent_live);
+        recent.push_back(self.live());
+        while recent.len() > LIVE_WINDOW {
+            recent.pop_front();
         }
-        crash_point(5);
-        drop(current);
-        let took = start.elapsed();
-        self.compactions.fetch_add(1, Ordering::Relaxed);
-        self.last_compaction_us
-            .store(took.as_micros().max(1) as u64, Ordering::Relaxed);
-        tracing::info!(
-            dir = %self.dir.display(),
-            before_bytes = size_before,
-            after_bytes = self.size_on_disk().unwrap_or(0),
-            live_bytes = self.live.load(Ordering::Relaxed),
-            took_ms = took.as_millis() as u64,
-            "Checkpoint store compacted."
-        );
-        Ok(())
+        let peak = recent.iter().copied().max().unwrap_or(0);
+        Ok(self.policy.is_due(size, peak))
     }
 
-    /// Steps 1 to 3 of a compaction: a new database `name` holding every value of `from`,
-    /// flushed.
-    fn copy_into(&self, from: &Database, name: &str) -> Result<Database> {
-        let path = self.dir.join(name);
-        if path.exists() {
-            std::fs::remove_dir_all(&path).map_err(|e| {
-                layout::io_error(&self.dir, &format!("remove the leftover {name}"), &e)
-            })?;
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            size_bytes: self.size_on_disk().ok(),
+            live_bytes: self.live(),
+            compactions: self.compactions.load(Ordering::Relaxed),
+            last_compaction: match self.last_compaction_us.load(Ordering::Relaxed) {
+                0 => None,
+                us => Some(Duration::from_micros(us)),
+            },
         }
-        let fresh = Database::open(&self.dir, name)
-            .map_err(|(action, e)| self.error(format!("{action} {name}"), e))?;
-        crash_point(1);
-        for t in [Tree::Meta, Tree::State, Tree::Wal] {
-            from.tree(t)
-                .copy_to(fresh.tree(t))
-                .map_err(|e| self.error(format!("copy tree {} into {name}", t.name()), e))?;
-        }
-        crash_point(2);
-        fresh
-            .db
-            .flush()
-            .map_err(|e| self.error(format!("flush {name}"), e))?;
-        crash_point(3);
-        Ok(fresh)
     }
-}
-
-/// In this crate's tests, SIGKILLs the process at compaction step `step` when the
-/// `RIVULET_TEST_KILL_AT_STEP` variable says so (the crash test's child process).
-fn crash_point(step: u8) {
-    #[cfg(test)]
-    tests::kill_at(step);
-    #[cfg(not(test))]
-    let _ = step;
 }
 
 /// A sled failure as a checkpoint error: a full file system as [`CheckpointError::NoSpace`].
@@ -290,28 +294,30 @@ fn sled_error(dir: &Path, action: &str, e: sled::Error) -> Error {
 impl fmt::Debug for SledCheckpointStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SledCheckpointStore")
-            .field("dir", &self.dir)
-            .field("database", &self.read().name)
+            .field("dir", &self.inner.dir)
+            .field("database", &self.inner.read().name)
             .finish()
     }
 }
 
 impl CheckpointStore for SledCheckpointStore {
     fn location(&self) -> String {
-        self.dir.display().to_string()
+        self.inner.dir.display().to_string()
     }
     fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<()> {
-        let delta = self
-            .read()
+        let inner = &*self.inner;
+        let db = inner.read();
+        let delta = db
             .tree(tree)
             .put(key, value)
-            .map_err(|e| self.error(format!("write {}", key_text(tree, key)), e))?;
-        self.count(delta);
+            .map_err(|e| inner.error(format!("write {}", key_text(tree, key)), e))?;
+        inner.wrote(tree, key, delta);
         Ok(())
     }
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.read().tree(tree).get(key).map_err(|e| match e {
-            ReadError::Sled(e) => self.error(format!("read {}", key_text(tree, key)), e),
+        let inner = &*self.inner;
+        inner.read().tree(tree).get(key).map_err(|e| match e {
+            ReadError::Sled(e) => inner.error(format!("read {}", key_text(tree, key)), e),
             ReadError::Torn(reason) => CheckpointError::Corrupt {
                 dir: self.location(),
                 key: key_text(tree, key),
@@ -321,51 +327,70 @@ impl CheckpointStore for SledCheckpointStore {
         })
     }
     fn remove(&self, tree: Tree, key: &[u8]) -> Result<()> {
-        let delta = self
-            .read()
+        let inner = &*self.inner;
+        let db = inner.read();
+        let delta = db
             .tree(tree)
             .remove(key)
-            .map_err(|e| self.error(format!("remove {}", key_text(tree, key)), e))?;
-        self.count(delta);
+            .map_err(|e| inner.error(format!("remove {}", key_text(tree, key)), e))?;
+        inner.wrote(tree, key, delta);
         Ok(())
     }
     fn keys(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
-        self.read()
+        let inner = &*self.inner;
+        inner
+            .read()
             .tree(tree)
             .keys(prefix)
-            .map_err(|e| self.error(format!("list {}", key_text(tree, prefix)), e))
+            .map_err(|e| inner.error(format!("list {}", key_text(tree, prefix)), e))
     }
     fn flush(&self) -> Result<()> {
-        self.read()
+        let inner = &*self.inner;
+        inner
+            .read()
             .db
             .flush()
             .map(|_| ())
-            .map_err(|e| self.error("flush", e))
+            .map_err(|e| inner.error("flush", e))
     }
     fn record_progress(&self, batch_ms: i64) -> Result<()> {
-        layout::write_progress(&self.dir, batch_ms)
+        layout::write_progress(&self.inner.dir, batch_ms)
     }
     fn progress(&self) -> Option<i64> {
-        layout::read_progress(&self.dir)
+        layout::read_progress(&self.inner.dir)
     }
     fn stats(&self) -> StoreStats {
-        StoreStats {
-            size_bytes: self.size_on_disk().ok(),
-            live_bytes: self.live.load(Ordering::Relaxed).max(0) as u64,
-            compactions: self.compactions.load(Ordering::Relaxed),
-            last_compaction: match self.last_compaction_us.load(Ordering::Relaxed) {
-                0 => None,
-                us => Some(Duration::from_micros(us)),
-            },
-        }
+        self.inner.stats()
     }
+    /// Reports a failed background compaction; starts one, on a thread of its own, when the
+    /// directory is over the policy and none runs.
     fn maintain(&self) -> Result<StoreStats> {
-        let size = self.size_on_disk()?;
-        let live = self.live.load(Ordering::Relaxed).max(0) as u64;
-        if self.policy.is_due(size, live) {
-            self.compact()?;
+        if let Some(e) = lock(&self.inner.failed).take() {
+            return Err(e);
         }
-        Ok(self.stats())
+        let mut running = lock(&self.compaction);
+        if running.as_ref().is_some_and(|h| !h.is_finished()) {
+            return Ok(self.inner.stats());
+        }
+        if let Some(done) = running.take() {
+            let _ = done.join();
+        }
+        if self.inner.compaction_due()? {
+            let inner = self.inner.clone();
+            let handle = std::thread::Builder::new()
+                .name("rivulet-compaction".into())
+                .spawn(move || {
+                    if let Err(e) = inner.compact() {
+                        tracing::error!(dir = %inner.dir.display(), error = %e, "Cannot compact the checkpoint store.");
+                        *lock(&inner.failed) = Some(e);
+                    }
+                })
+                .map_err(|e| {
+                    layout::io_error(&self.inner.dir, "start the compaction thread", &e)
+                })?;
+            *running = Some(handle);
+        }
+        Ok(self.inner.stats())
     }
 }
 
