@@ -96,10 +96,19 @@ impl StreamingContext {
     /// Those of [`new`](StreamingContext::new) and of `build`;
     /// [`CheckpointError::GraphChanged`](rivulet_framework::CheckpointError::GraphChanged)
     /// naming the DStreams that differ when `build` made another graph than the one that
-    /// wrote the checkpoint; [`CheckpointError::Corrupt`](rivulet_framework::CheckpointError::Corrupt)
+    /// wrote the checkpoint; [`CheckpointError::PartitionsChanged`](rivulet_framework::CheckpointError::PartitionsChanged)
+    /// for a state kept in another number of partitions than `build` asks for;
+    /// [`CheckpointError::Corrupt`](rivulet_framework::CheckpointError::Corrupt),
     /// [`NewerFormat`](rivulet_framework::CheckpointError::NewerFormat) or
-    /// [`OlderFormat`](rivulet_framework::CheckpointError::OlderFormat) naming the
-    /// directory and key of a damaged, newer or older value.
+    /// [`OlderFormat`](rivulet_framework::CheckpointError::OlderFormat) naming the directory
+    /// and key of a damaged, newer or older value, when no kept metadata checkpoint is usable
+    /// (a damaged newest one falls back to the previous one: see
+    /// [`restore_report`](StreamingContext::restore_report));
+    /// [`CheckpointError::Locked`](rivulet_framework::CheckpointError::Locked) naming the pid
+    /// of a running process that holds `dir`; [`CheckpointError::NotACheckpoint`](rivulet_framework::CheckpointError::NotACheckpoint)
+    /// for a directory holding other files; [`CheckpointError::Layout`](rivulet_framework::CheckpointError::Layout)
+    /// for one written by an older rivulet; [`CheckpointError::NoSpace`](rivulet_framework::CheckpointError::NoSpace)
+    /// on a full file system.
     pub fn get_or_create(
         dir: impl Into<PathBuf>,
         config: StreamingConfig,

@@ -179,9 +179,8 @@ fn compaction_keeps_every_value_and_bounds_the_directory() {
 #[test]
 fn writes_during_a_compaction_are_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let store = std::sync::Arc::new(
-        SledCheckpointStore::open_with(dir.path(), policy(u64::MAX)).unwrap(),
-    );
+    let store =
+        std::sync::Arc::new(SledCheckpointStore::open_with(dir.path(), policy(u64::MAX)).unwrap());
     let mut expected = std::collections::BTreeMap::new();
     for p in 0..200u32 {
         let v = value(p as u8, 20_000);
@@ -220,7 +219,10 @@ fn writes_during_a_compaction_are_kept() {
         }
         assert_eq!(
             store.stats().live_bytes,
-            expected.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum::<u64>()
+            expected
+                .iter()
+                .map(|(k, v)| (k.len() + v.len()) as u64)
+                .sum::<u64>()
         );
     };
     check(&store);
