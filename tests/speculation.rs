@@ -38,6 +38,7 @@ async fn run_slowed(
 ) -> (Vec<Vec<(u64, u64)>>, SchedulerMetrics) {
     let ssc = StreamingContext::new(config).expect("valid config");
     ssc.add_listener(Jobs(JOBS.with(|j| j.clone())));
+    ssc.add_listener(Batches(BATCHES.with(|b| b.clone())));
     let out = ssc
         .queue_stream(input())
         .map(|x| (x % 4, 1u64))
@@ -59,6 +60,23 @@ async fn run_slowed(
 thread_local! {
     /// The jobs the listener saw, per test thread.
     static JOBS: std::sync::Arc<std::sync::Mutex<Vec<JobInfo>>> = Default::default();
+}
+
+thread_local! {
+    /// The processing time of every batch, per test thread.
+    static BATCHES: std::sync::Arc<std::sync::Mutex<Vec<Duration>>> = Default::default();
+}
+
+/// Records every batch's processing time.
+struct Batches(std::sync::Arc<std::sync::Mutex<Vec<Duration>>>);
+
+impl StreamingListener for Batches {
+    fn on_batch_completed(&mut self, batch: &BatchInfo) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(batch.processing_delay.unwrap_or_default());
+    }
 }
 
 /// Records every job's stage information.
@@ -98,10 +116,17 @@ async fn a_slowed_executors_tasks_are_speculated_and_the_batches_finish() {
 #[actix::test]
 async fn without_speculation_a_slowed_executor_only_delays_the_batch() {
     within(async {
-        let (out, m) =
-            run_slowed(config(3, 6).speculation(false), Duration::from_millis(150)).await;
+        let delay = Duration::from_millis(150);
+        let (out, m) = run_slowed(config(3, 6).speculation(false), delay).await;
         assert_eq!(out, hand_counts(&input()));
         assert_eq!(m.speculative_tasks, 0, "{m:?}");
+        // The fault happened: a batch waited for executor 1's slowed tasks (a lower bound
+        // the injected delay guarantees, never a bound on speed).
+        let slowest = BATCHES.with(|b| b.lock().unwrap().iter().copied().max());
+        assert!(
+            slowest.is_some_and(|d| d >= delay),
+            "no batch was slowed: {slowest:?}"
+        );
     })
     .await;
 }
