@@ -44,10 +44,12 @@ struct Args {
     #[arg(long, value_parser = parse_executors)]
     executors: Option<usize>,
     /// Write each batch's counts as `word<TAB>count` lines to DIR/batch-<time_ms>/part-NNNNN
-    /// (DIR must be empty or absent, unless --overwrite).
+    /// (DIR must be empty or absent, unless --overwrite; it is marked as wordcount's output).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Remove what --out DIR holds before writing.
+    /// Replace an earlier wordcount output in --out DIR (only a directory holding wordcount's
+    /// `.rivulet-output` marker and its `batch-*` directories; anything else is refused and
+    /// nothing is deleted).
     #[arg(long)]
     overwrite: bool,
     #[command(flatten)]
@@ -62,11 +64,12 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), BoxError> {
-    if let Some(dir) = &args.out {
-        prepare_out_dir(dir, args.overwrite)?;
-    }
     args.ui.install();
     let lines = read_lines(&args.input)?;
+    // Only once every input is validated: nothing is touched for a run that cannot start.
+    if let Some(dir) = &args.out {
+        prepare_out_dir(dir, args.overwrite, "wordcount")?;
+    }
     let total = lines.len();
     let expected = args.lines.expected_records(&lines);
     println!(

@@ -52,12 +52,18 @@ fn tail(s: &str) -> &str {
 /// Runs example `name` with `args` in the repository root, stdout and stderr to files, with
 /// `RUST_LOG` unset (the examples' default level, `warn`); kills it after `RUN_LIMIT`.
 fn run(name: &str, args: &[&str]) -> Run {
+    run_in(Path::new(env!("CARGO_MANIFEST_DIR")), &[], name, args)
+}
+
+/// Runs example `name` with `args` in `cwd`, with `env` set, as [`run`] does.
+fn run_in(cwd: &Path, env: &[(&str, &str)], name: &str, args: &[&str]) -> Run {
     let bin = example_binary(name);
     let logs = TempDir::new().expect("a temporary directory");
     let (out_path, err_path) = (logs.path().join("stdout"), logs.path().join("stderr"));
     let mut child = Command::new(&bin)
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(cwd)
+        .envs(env.iter().copied())
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(fs::File::create(&out_path).expect("a stdout file"))
@@ -128,6 +134,133 @@ fn wordcount_refuses_a_non_empty_out_directory() {
     // Nothing was written next to the old run's output.
     let entries: Vec<_> = fs::read_dir(&out).unwrap().collect();
     assert_eq!(entries.len(), 1, "{}", r.describe());
+}
+
+/// The names in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `--overwrite` deletes only an earlier output of wordcount (its marker and `batch-*`
+/// directories): `.`, a checkout, a home directory and a directory holding anything else are
+/// refused with nothing deleted; and nothing is deleted before the input is validated.
+#[test]
+fn wordcount_overwrite_deletes_only_its_own_earlier_output() {
+    let root = TempDir::new().unwrap();
+    let input = small_input(root.path());
+    let input = as_str(&input);
+    let args = |out: &str| -> Vec<String> {
+        [
+            "--input",
+            input,
+            "--rate",
+            "0",
+            "--batch-ms",
+            "50",
+            "--overwrite",
+            "--out",
+            out,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let refused = |cwd: &Path, env: &[(&str, &str)], out: &str, dir: &Path| {
+        let before = listing(dir);
+        let argv = args(out);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let r = run_in(cwd, env, "wordcount", &argv);
+        assert_eq!(r.code, Some(2), "--out {out}: {}", r.describe());
+        assert!(
+            r.stderr.contains("--overwrite refused") && r.stderr.contains("nothing was deleted"),
+            "{}",
+            r.describe()
+        );
+        assert_eq!(listing(dir), before, "--out {out}: nothing deleted");
+    };
+    // `.`: the working directory, holding someone's files.
+    let work = root.path().join("work");
+    fs::create_dir(&work).unwrap();
+    fs::write(work.join("notes.txt"), "mine").unwrap();
+    refused(&work, &[], ".", &work);
+    // A checkout: `.git` and sources.
+    let checkout = root.path().join("checkout");
+    fs::create_dir_all(checkout.join(".git")).unwrap();
+    fs::create_dir_all(checkout.join("src")).unwrap();
+    fs::write(checkout.join("src/main.rs"), "fn main() {}").unwrap();
+    refused(root.path(), &[], as_str(&checkout), &checkout);
+    // `$HOME`, as the shell expands `--out ~`.
+    let home = root.path().join("home");
+    fs::create_dir(&home).unwrap();
+    fs::write(home.join(".bashrc"), "# mine").unwrap();
+    refused(
+        root.path(),
+        &[("HOME", as_str(&home))],
+        as_str(&home),
+        &home,
+    );
+
+    // An earlier output is replaced ...
+    let out = root.path().join("out");
+    let base = [
+        "--input",
+        input,
+        "--rate",
+        "0",
+        "--batch-ms",
+        "50",
+        "--out",
+        as_str(&out),
+    ];
+    let r = run("wordcount", &base);
+    assert_eq!(r.code, Some(0), "the first run: {}", r.describe());
+    let r = run("wordcount", &base);
+    assert_eq!(
+        r.code,
+        Some(2),
+        "a second run without --overwrite: {}",
+        r.describe()
+    );
+    let r = run("wordcount", &[&base[..], &["--overwrite"]].concat());
+    assert_eq!(
+        r.code,
+        Some(0),
+        "a second run with --overwrite: {}",
+        r.describe()
+    );
+    let names = listing(&out);
+    assert!(names.contains(&".rivulet-output".to_string()), "{names:?}");
+    assert!(names
+        .iter()
+        .all(|n| n == ".rivulet-output" || n.starts_with("batch-")));
+    // ... but not once something else was put in it,
+    fs::write(out.join("report.txt"), "mine").unwrap();
+    refused(root.path(), &[], as_str(&out), &out);
+    fs::remove_file(out.join("report.txt")).unwrap();
+    // and not before the input was read.
+    let before = listing(&out);
+    let r = run(
+        "wordcount",
+        &[
+            "--input",
+            "/nonexistent",
+            "--overwrite",
+            "--out",
+            as_str(&out),
+        ],
+    );
+    assert_ne!(r.code, Some(0), "{}", r.describe());
+    assert!(r.stderr.contains("/nonexistent"), "{}", r.describe());
+    assert_eq!(
+        listing(&out),
+        before,
+        "nothing deleted for a run that could not start"
+    );
 }
 
 #[test]

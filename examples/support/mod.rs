@@ -254,42 +254,80 @@ impl StreamingListener for InputReport {
     }
 }
 
-/// Refuses an `--out` directory that exists and is not empty, unless `overwrite`, in which
-/// case its contents are removed; so two runs never mix their batches.
+/// The file an example writes into its `--out` directory: the proof that the directory
+/// holds an earlier run's output, and the only thing that lets `--overwrite` delete in it.
+pub const OUTPUT_MARKER: &str = ".rivulet-output";
+
+/// Prepares an `--out` directory for `example`: creates it, or takes an empty one, and marks
+/// it as this example's output (`OUTPUT_MARKER`). A non-empty directory is refused unless
+/// `overwrite` and it is provably an earlier output of `example`: it holds the marker naming
+/// `example`, and nothing but `batch-*` directories besides. Only then are those removed. So
+/// two runs never mix their batches, and no directory the example did not write (`.`, a home
+/// directory, a checkout, `/`) is ever deleted. Call it after every input was validated.
 ///
 /// # Errors
-/// A [`UsageError`] naming the directory; an I/O error naming it if it cannot be read or
-/// cleared.
-pub fn prepare_out_dir(dir: &Path, overwrite: bool) -> Result<(), BoxError> {
+/// A [`UsageError`] naming the directory and what it holds; an I/O error naming it if it
+/// cannot be read, cleared or marked.
+pub fn prepare_out_dir(dir: &Path, overwrite: bool, example: &str) -> Result<(), BoxError> {
+    let shown = dir.display();
     let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(format!("--out {}: cannot read it: {e}", dir.display()).into()),
+        Ok(entries) => entries
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("--out {shown}: cannot read it: {e}"))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(format!("--out {shown}: cannot read it: {e}").into()),
     };
-    let entries: Vec<_> = entries
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("--out {}: cannot read it: {e}", dir.display()))?;
-    if entries.is_empty() {
-        return Ok(());
+    let names: Vec<String> = entries
+        .iter()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if !names.is_empty() {
+        if !overwrite {
+            return Err(usage(format!(
+                "--out {shown}: the directory is not empty ({} entries, e.g. {}); pass \
+                 --overwrite to replace an earlier {example} output, or choose another directory",
+                names.len(),
+                names[0]
+            )));
+        }
+        let marker = std::fs::read_to_string(dir.join(OUTPUT_MARKER)).unwrap_or_default();
+        let ours = marker.lines().next() == Some(example);
+        let foreign: Vec<&String> = names
+            .iter()
+            .filter(|n| *n != OUTPUT_MARKER && !n.starts_with("batch-"))
+            .collect();
+        if !ours || !foreign.is_empty() {
+            let why = if ours {
+                format!(
+                    "it also holds {}",
+                    foreign
+                        .iter()
+                        .take(3)
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            } else {
+                format!("it has no {OUTPUT_MARKER} file written by {example}")
+            };
+            return Err(usage(format!(
+                "--out {shown}: --overwrite refused: not an earlier {example} output ({why}); \
+                 nothing was deleted. Choose an empty or new directory"
+            )));
+        }
+        for entry in entries.iter().filter(|e| e.file_name() != OUTPUT_MARKER) {
+            let path = entry.path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|e| format!("--overwrite: cannot remove {}: {e}", path.display()))?;
+        }
     }
-    if !overwrite {
-        return Err(usage(format!(
-            "--out {}: the directory is not empty ({} entries, e.g. {}); pass --overwrite to \
-             replace its contents, or choose another directory",
-            dir.display(),
-            entries.len(),
-            entries[0].file_name().to_string_lossy()
-        )));
-    }
-    for entry in entries {
-        let path = entry.path();
-        let removed = if path.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
-        removed.map_err(|e| format!("--overwrite: cannot remove {}: {e}", path.display()))?;
-    }
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(dir.join(OUTPUT_MARKER), format!("{example}\n")))
+        .map_err(|e| format!("--out {shown}: cannot mark it as {example}'s output: {e}"))?;
     Ok(())
 }
 
