@@ -272,6 +272,33 @@ fn remove_leftovers(dir: &Path, current: &str) -> Result<()> {
     Ok(())
 }
 
+/// Removes the snapshot files sled 0.34 was still writing when its process died
+/// (`snap.<lsn>.generating`) from the database directory `db_dir`. sled counts them among
+/// its snapshots and reads the newest, so a kill during a snapshot write left a database it
+/// refuses to open ("empty/corrupt snapshot file found", then `Corruption { at: None }`:
+/// spacejam/sled#1527; seen once in rivulet's crash tests). A `.generating` file is never
+/// needed: sled renames it only after it is complete, and removes the older snapshot only
+/// after that rename, so the older snapshot and the log still hold every write. Called only
+/// under the directory's lock, before sled opens the database.
+pub(crate) fn remove_unfinished_snapshots(db_dir: &Path) -> std::io::Result<usize> {
+    let entries = match fs::read_dir(db_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Makes `name` the live database: `CURRENT.tmp` written and synced, renamed over `CURRENT`,
 /// the directory synced. A kill before the rename leaves the old database live, after it
 /// the new one; never neither.

@@ -47,8 +47,14 @@ struct Database {
 impl Database {
     fn open(dir: &Path, name: &str) -> std::result::Result<Database, (String, sled::Error)> {
         let fail = |action: &str, e| (action.to_string(), e);
+        let path = dir.join(name);
+        let unfinished = layout::remove_unfinished_snapshots(&path)
+            .map_err(|e| fail("remove an unfinished sled snapshot", sled::Error::Io(e)))?;
+        if unfinished > 0 {
+            tracing::info!(database = %path.display(), files = unfinished, "Removed a sled snapshot a kill left unfinished.");
+        }
         let db = sled::Config::new()
-            .path(dir.join(name))
+            .path(&path)
             .open()
             .map_err(|e| fail("open the sled database", e))?;
         let tree = |t: Tree| {
