@@ -194,3 +194,49 @@ async fn graceful_stop_of_a_backlog_without_receivers_ends() {
     })
     .await
 }
+
+/// On the system clock with a one-hour batch interval, a graceful stop does not wait for
+/// the next tick: the records the receiver stored are cut into the last batch at once,
+/// with the time that batch would have had (the next multiple of the interval), and
+/// processed. It used to hold the stop until the tick, up to a batch interval (a day at most).
+#[actix::test]
+async fn graceful_stop_under_a_long_batch_interval_does_not_wait_for_the_tick() {
+    within(async {
+        let hour = std::time::Duration::from_secs(3600);
+        let ssc = StreamingContext::new(config(1, 1).manual_clock(false).batch_interval(hour))
+            .unwrap();
+        let (stored, go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let out = ssc
+            .receiver_stream(TwoPhases {
+                half: 100,
+                phase: 0,
+                stored: stored.clone(),
+                go,
+            })
+            .collect_batches();
+        ssc.start().await.unwrap();
+        tokio::time::timeout(DATA_TIMEOUT, stored.notified())
+            .await
+            .expect("phase 1 stored");
+        let before_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        tokio::time::timeout(DATA_TIMEOUT, ssc.stop(StopMode::Graceful))
+            .await
+            .expect("the graceful stop ended without waiting for the hourly tick")
+            .unwrap();
+        assert!(matches!(ssc.status(), Some(Status::Stopped(None))));
+        let batches = out.timed_batches();
+        assert_eq!(batches.len(), 1, "one batch: the last, cut at the stop");
+        let (time, records) = &batches[0];
+        assert_eq!(records, &(0..100).collect::<Vec<u32>>());
+        let hour_ms = 3_600_000;
+        assert_eq!(time.as_ms() % hour_ms, 0, "a batch time on the interval");
+        assert!(
+            time.as_ms() > before_ms && time.as_ms() <= before_ms + hour_ms,
+            "the next boundary after the stop: {time}"
+        );
+    })
+    .await
+}

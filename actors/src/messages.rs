@@ -56,6 +56,9 @@ pub enum StopMode {
     /// batches already cut, then stop; no batch is cut after the last received block is in
     /// one, so a stream not fed by receivers (a queue, a `transform` over static RDDs) stops
     /// too (Spark: `stop(stopGracefully = true)`, whose job generator stops its timer then).
+    /// Unlike Spark, the last batch does not wait for its tick: once nothing else runs it is
+    /// cut at once, with the time it would have had, so a stop under a long batch interval
+    /// takes the time the records need, not up to an interval.
     Graceful,
     /// Stop now; batches not yet processed are dropped (Spark: `stop()`).
     Now,

@@ -14,7 +14,7 @@ use rivulet_framework::block::StreamId;
 use rivulet_framework::listener::ReceiverInfo;
 use rivulet_framework::receiver::{BlockSource, DynReceiver, Flow, ReceiverError};
 use tokio::sync::{oneshot, watch};
-use tracing::{error, info, warn, Instrument};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::messages::{ReceiverEvent, StopReceiver};
 use crate::supervision::{RestartPolicy, RestartTracker};
@@ -145,7 +145,8 @@ async fn run(
             None
         };
         let Some(backoff) = backoff else {
-            error!(error = %message, "Receiver failed for good.");
+            // The coordinator logs the error once as it stops the context with it.
+            debug!(error = %message, "Receiver failed for good.");
             if !e.is_retryable() {
                 return Ended::GaveUp(message);
             }

@@ -177,6 +177,8 @@ impl Coordinator {
             // pushed stream seals late still gets one.
             if act.drained() {
                 act.check_stop(ctx);
+            } else if t <= act.last_time {
+                // A graceful stop cut this batch before its tick.
             } else {
                 act.generate_batch(t, ctx);
             }

@@ -141,8 +141,11 @@ impl Coordinator {
                 return;
             }
             if !self.unallocated.is_empty() {
-                // Under the manual clock nobody ticks: cut the last batches ourselves.
-                if self.manual && !self.running && self.queue.is_empty() {
+                // Cut the last batch now, with the time it would have had, rather than
+                // wait for its tick: under the manual clock nobody ticks, and under the
+                // system clock a long batch interval would hold the stop for up to an
+                // interval (a day at most) although every record is already in.
+                if !self.running && self.queue.is_empty() {
                     let t = self.last_time + self.batch_interval;
                     self.generate_batch(t, ctx);
                 }
