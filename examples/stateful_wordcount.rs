@@ -266,7 +266,7 @@ async fn run_recovery(args: &Args, input: RecoveryInput) -> Result<(), BoxError>
     };
     tokio::select! {
         () = idle => {}
-        result = ssc.await_termination() => result?,
+        result = support::await_termination(&ssc) => result?,
     }
     ssc.stop(StopMode::Graceful).await?;
     let snapshot =
@@ -389,16 +389,19 @@ async fn run(args: Args) -> Result<(), BoxError> {
         snapshot.len(),
         top(snapshot.clone(), 10)
     );
-    if ending == Ending::Interrupted {
+    if let Ending::Interrupted(signal) = ending {
         println!("Stopped on a signal before all {total} lines were processed: not checked.");
-        return Ok(());
+        return Err(signal.into());
     }
     let state: HashMap<String, u64> = snapshot.into_iter().collect();
     if state != expected {
         let mut wrong: Vec<String> = expected
             .iter()
             .filter(|(w, c)| state.get(*w) != Some(*c))
-            .map(|(w, c)| format!("{w}: expected {c}, got {:?}", state.get(w)))
+            .map(|(w, c)| match state.get(w) {
+                Some(got) => format!("{w}: expected {c}, got {got}"),
+                None => format!("{w}: expected {c}, missing"),
+            })
             .chain(
                 state
                     .iter()

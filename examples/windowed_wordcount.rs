@@ -41,10 +41,10 @@ struct Args {
     #[arg(long, default_value_t = 1200, value_parser = support::parse_rate, allow_negative_numbers = true)]
     rate: u64,
     /// Window length in seconds (a multiple of the batch interval).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = support::parse_window_secs, allow_negative_numbers = true)]
     window_secs: u64,
     /// Slide (time between two windows) in seconds (a multiple of the batch interval).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = support::parse_window_secs, allow_negative_numbers = true)]
     slide_secs: u64,
     /// Batch interval in milliseconds.
     #[arg(long, default_value_t = 1000, value_parser = support::parse_batch_ms)]
@@ -155,6 +155,13 @@ async fn run(args: Args) -> Result<(), BoxError> {
         )
         .into());
     }
+    if let Ending::Interrupted(signal) = ending {
+        println!(
+            "Stopped on a signal before all {total} lines were processed; the {windows} windows \
+             compared equal a recomputation."
+        );
+        return Err(signal.into());
+    }
     if windows == 0 {
         return Err(format!(
             "nothing to check: no window was compared (the run ended before the first slide; \
@@ -166,10 +173,6 @@ async fn run(args: Args) -> Result<(), BoxError> {
     println!(
         "Check OK: all {windows} incremental windows equal a recomputation without the inverse."
     );
-    if ending == Ending::Interrupted {
-        println!("Stopped on a signal before all {total} lines were processed.");
-        return Ok(());
-    }
     println!("Done: {total} lines processed.");
     Ok(())
 }

@@ -118,9 +118,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
     ssc.add_listener(report.clone());
     let ending = run_until_done(&ssc, done).await?;
     server.abort();
-    if ending == Ending::Interrupted {
+    if let Ending::Interrupted(signal) = ending {
         println!("Stopped on a signal before all {total} lines were processed.");
-        return Ok(());
+        return Err(signal.into());
     }
     report.print_and_check(&args.lines)?;
     println!("Done: {total} lines processed ({expected} records).");

@@ -194,6 +194,11 @@ fn wordcount_overwrite_deletes_only_its_own_earlier_output() {
     fs::create_dir_all(checkout.join("src")).unwrap();
     fs::write(checkout.join("src/main.rs"), "fn main() {}").unwrap();
     refused(root.path(), &[], as_str(&checkout), &checkout);
+    // The repository this test runs in (a real checkout), and `/`: neither holds the
+    // marker, so both are refused before anything is touched.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    refused(repo, &[], ".", repo);
+    refused(root.path(), &[], "/", Path::new("/"));
     // `$HOME`, as the shell expands `--out ~`.
     let home = root.path().join("home");
     fs::create_dir(&home).unwrap();
@@ -405,4 +410,206 @@ fn wordcount_of_an_empty_input_reports_zero_lines() {
         "{}",
         r.describe()
     );
+}
+
+/// Runs example `name` with `args` in the repository root under `sh -c` with a file size
+/// limit of `kib` KiB (SIGXFSZ ignored, so a write past it fails with EFBIG, as on a full
+/// disk).
+fn run_with_file_limit(kib: u64, name: &str, args: &[&str]) -> Run {
+    let bin = example_binary(name);
+    let command = format!(
+        "trap '' XFSZ; ulimit -f {kib}; exec {} {}",
+        bin.display(),
+        args.join(" ")
+    );
+    let logs = TempDir::new().unwrap();
+    let (out_path, err_path) = (logs.path().join("stdout"), logs.path().join("stderr"));
+    let mut child = Command::new("sh")
+        .args(["-c", &command])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).unwrap())
+        .stderr(fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let status = wait_or_kill(&mut child, RUN_LIMIT);
+    Run {
+        code: status.code(),
+        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
+    }
+}
+
+fn wait_or_kill(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for the example") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the example did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A failed output in the last (here the only) batch: the run must exit 1 with the error,
+/// never 0 with "Done" (it used to, 5 runs in 6, when the "every line processed" listener
+/// won the race with the failure).
+#[test]
+fn a_failed_output_fails_the_run() {
+    let root = TempDir::new().unwrap();
+    let out = root.path().join("out");
+    for attempt in 0..3 {
+        let _ = fs::remove_dir_all(&out);
+        // One batch of the whole text (its part files are ~100 KiB) under a 16 KiB limit.
+        let r = run_with_file_limit(
+            16,
+            "wordcount",
+            &["--rate", "0", "--batch-ms", "2000", "--out", as_str(&out)],
+        );
+        assert_eq!(r.code, Some(1), "attempt {attempt}: {}", r.describe());
+        assert!(
+            !r.stdout.contains("Done:"),
+            "attempt {attempt}: {}",
+            r.describe()
+        );
+        assert!(
+            r.stderr.contains("error: ") && r.stderr.contains("save_as_text_files"),
+            "attempt {attempt}: the error names the output: {}",
+            r.describe()
+        );
+        assert!(
+            !r.stderr.contains("coordinator died"),
+            "a failure is not reported as a crash: {}",
+            r.describe()
+        );
+    }
+}
+
+/// SIGINT and SIGTERM stop a run before the end of its input: the example stops
+/// gracefully, prints what it has, and exits 130 or 143, never 0 as if complete.
+#[cfg(unix)]
+#[test]
+fn a_run_a_signal_stopped_exits_with_the_signals_status() {
+    for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
+        let logs = TempDir::new().unwrap();
+        let (out_path, err_path) = (logs.path().join("stdout"), logs.path().join("stderr"));
+        // The bundled text at 2,000 lines/s lasts 20 s: the signal comes long before.
+        let mut child = Command::new(example_binary("wordcount"))
+            .args(["--rate", "2000", "--batch-ms", "200"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&out_path).unwrap())
+            .stderr(fs::File::create(&err_path).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + RUN_LIMIT;
+        while !fs::read_to_string(&out_path)
+            .unwrap_or_default()
+            .contains("[progress]")
+        {
+            assert!(
+                Instant::now() < deadline && child.try_wait().unwrap().is_none(),
+                "the run made no progress"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let sent = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let status = wait_or_kill(&mut child, RUN_LIMIT);
+        let (stdout, stderr) = (
+            fs::read_to_string(&out_path).unwrap(),
+            fs::read_to_string(&err_path).unwrap(),
+        );
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "kill {signal}:\n{stdout}\n{stderr}"
+        );
+        assert!(
+            stdout.contains("Stopped on a signal") && !stdout.contains("Done:"),
+            "{stdout}"
+        );
+        assert!(stderr.contains("results are partial"), "{stderr}");
+    }
+}
+
+/// Usage errors exit 2 with a message naming the option, never clap's raw parse errors.
+#[test]
+fn usage_errors_exit_2_and_name_the_option() {
+    let dir = TempDir::new().unwrap();
+    let cases: Vec<(&str, Vec<&str>, &str)> = vec![
+        ("wordcount", vec!["--input", "/nonexistent"], "--input"),
+        ("wordcount", vec!["--input", as_str(dir.path())], "--input"),
+        ("wordcount", vec!["--executors", "100000"], "--executors"),
+        (
+            "windowed_wordcount",
+            vec!["--window-secs", "0"],
+            "--window-secs",
+        ),
+        (
+            "windowed_wordcount",
+            vec!["--window-secs", "-1"],
+            "--window-secs",
+        ),
+        (
+            "windowed_wordcount",
+            vec!["--window-secs", "18446744073709551615"],
+            "--window-secs",
+        ),
+        (
+            "windowed_wordcount",
+            vec!["--slide-secs", "x"],
+            "--slide-secs",
+        ),
+        (
+            "log_analytics",
+            vec!["--window-batches", "0"],
+            "--window-batches",
+        ),
+        (
+            "log_analytics",
+            vec!["--max-malformed-percent", "-1"],
+            "--max-malformed-percent",
+        ),
+    ];
+    for (example, args, option) in cases {
+        let r = run(example, &args);
+        assert_eq!(r.code, Some(2), "{example} {args:?}: {}", r.describe());
+        assert!(
+            r.stderr.contains(option),
+            "{example} {args:?}: the message names {option}: {}",
+            r.describe()
+        );
+        for raw in ["invalid digit", "unexpected argument", "panicked"] {
+            assert!(
+                !r.stderr.contains(raw),
+                "{example} {args:?}: {raw}: {}",
+                r.describe()
+            );
+        }
+    }
+}
+
+/// log_analytics on an empty log fails because nothing was compared, and says so (it was a
+/// malformed-percentage failure); on a file that is not an access log, the verdict and the
+/// wording agree.
+#[test]
+fn log_analytics_checks_say_what_they_found() {
+    let dir = TempDir::new().unwrap();
+    let empty = dir.path().join("empty.log");
+    fs::write(&empty, "").unwrap();
+    let r = run("log_analytics", &["--input", as_str(&empty), "--rate", "0"]);
+    assert_eq!(r.code, Some(1), "{}", r.describe());
+    assert!(r.stderr.contains("nothing to check"), "{}", r.describe());
+    assert!(!r.stderr.contains("malformed"), "{}", r.describe());
+    assert!(!r.stdout.contains("Check OK"), "{}", r.describe());
 }

@@ -203,8 +203,8 @@ async fn graceful_stop_of_a_backlog_without_receivers_ends() {
 async fn graceful_stop_under_a_long_batch_interval_does_not_wait_for_the_tick() {
     within(async {
         let hour = std::time::Duration::from_secs(3600);
-        let ssc = StreamingContext::new(config(1, 1).manual_clock(false).batch_interval(hour))
-            .unwrap();
+        let ssc =
+            StreamingContext::new(config(1, 1).manual_clock(false).batch_interval(hour)).unwrap();
         let (stored, go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         let out = ssc
             .receiver_stream(TwoPhases {

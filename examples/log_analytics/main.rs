@@ -54,20 +54,20 @@ struct Args {
     #[arg(long, default_value_t = 700, value_parser = support::parse_rate, allow_negative_numbers = true)]
     rate: u64,
     /// Window length, in batches.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = parse_count_u32, allow_negative_numbers = true)]
     window_batches: u32,
     /// Slide of the windows, in batches.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = parse_count_u32, allow_negative_numbers = true)]
     slide_batches: u32,
     /// How many of the log's most frequent clients make the table of known clients.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = parse_count_usize, allow_negative_numbers = true)]
     known_clients: usize,
     /// Executors (task threads); default: one per core.
     #[arg(long, value_parser = support::parse_executors)]
     executors: Option<usize>,
     /// The check fails when more than this percentage of the lines are malformed (not an
     /// access log).
-    #[arg(long, default_value_t = 1.0, value_parser = parse_percent)]
+    #[arg(long, default_value_t = 1.0, value_parser = parse_percent, allow_negative_numbers = true)]
     max_malformed_percent: f64,
     #[command(flatten)]
     lines: support::LineOptions,
@@ -79,6 +79,16 @@ fn parse_percent(s: &str) -> Result<f64, String> {
         Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
         _ => Err(format!("expected a percentage from 0 to 100, got `{s}`")),
     }
+}
+
+/// `--window-batches`, `--slide-batches`: 1 ..= 1,000,000.
+fn parse_count_u32(s: &str) -> Result<u32, String> {
+    support::parse_count(s).map(|n| n as u32)
+}
+
+/// `--known-clients`: 1 ..= 1,000,000.
+fn parse_count_usize(s: &str) -> Result<usize, String> {
+    support::parse_count(s).map(|n| n as usize)
 }
 
 /// Malformed lines printed in full run (per batch, and in the final listing), at most.
@@ -198,8 +208,16 @@ async fn run(args: Args) -> Result<(), BoxError> {
     );
     if let Some(Ok(r)) = text.first().map(|l| parse(l)) {
         println!(
-            "Line 1 parses to: client {} | time {} | method {} | path {} | status {} | bytes {:?} | referer {} | agent {}",
-            r.client, r.time, r.method, r.path, r.status, r.bytes, r.referer, r.agent
+            "Line 1 parses to: client {} | time {} | method {} | path {} | status {} | bytes {} | referer {} | agent {}",
+            r.client,
+            r.time,
+            r.method,
+            r.path,
+            r.status,
+            // `-` in the log: no body was sent.
+            r.bytes.map_or_else(|| "-".to_string(), |b| b.to_string()),
+            r.referer,
+            r.agent
         );
     }
 
@@ -351,13 +369,13 @@ async fn run(args: Args) -> Result<(), BoxError> {
     server.abort();
 
     let totals = std::mem::take(&mut *lock(&totals));
-    if ending == Ending::Interrupted {
+    if let Ending::Interrupted(signal) = ending {
         println!(
             "Stopped on a signal after {} of {} lines: the checks against the whole file are skipped.",
             totals.lines,
             text.len()
         );
-        return Ok(());
+        return Err(signal.into());
     }
     report(
         &totals,
@@ -401,6 +419,9 @@ fn report(
         );
     }
 
+    if totals.lines == 0 {
+        return Err("nothing to check: the input has no lines".into());
+    }
     let mut failures = Vec::new();
     let mut check = |ok: bool, what: String| {
         println!("Check {}: {what}", if ok { "OK" } else { "FAILED" });
@@ -453,12 +474,17 @@ fn report(
             sum != **counts
         })
         .count();
+    let windows = totals.window_status.len();
     check(
-        bad_windows == 0,
-        format!(
-            "each of the {} windows' status counts is the sum of its batches' ({bad_windows} differ)",
-            totals.window_status.len()
-        ),
+        windows > 0 && bad_windows == 0,
+        if windows == 0 {
+            "no window was compared (the run ended before the first window)".to_string()
+        } else {
+            format!(
+                "each of the {windows} windows' status counts is the sum of its batches' \
+                 ({bad_windows} differ)"
+            )
+        },
     );
     let known_ok = frequent
         .iter()
@@ -470,12 +496,14 @@ fn report(
             frequent.len()
         ),
     );
-    let share = 100.0 * malformed as f64 / totals.lines.max(1) as f64;
+    let share = 100.0 * malformed as f64 / totals.lines as f64;
+    let within = share <= max_malformed_percent;
     check(
-        totals.lines > 0 && share <= max_malformed_percent,
+        within,
         format!(
-            "{malformed} malformed of {} lines ({share:.2} %) is at most --max-malformed-percent {max_malformed_percent} %",
-            totals.lines
+            "{malformed} malformed of {} lines ({share:.2} %) {} --max-malformed-percent {max_malformed_percent} %",
+            totals.lines,
+            if within { "is within" } else { "exceeds" }
         ),
     );
     if !failures.is_empty() {

@@ -216,12 +216,12 @@ async fn run(args: Args) -> Result<(), BoxError> {
 
     let load = if args.serve_only {
         println!("Serving until SIGINT or SIGTERM.");
-        ssc.await_termination().await?;
+        support::await_termination(&ssc).await?;
         None
     } else {
         tokio::select! {
             report = load::run(address, events, options.clone()) => Some(report),
-            stopped = ssc.await_termination() => { stopped?; None }
+            stopped = support::await_termination(&ssc) => { stopped?; None }
         }
     };
     // No new requests; then the graceful stop processes every event stored.
@@ -231,7 +231,12 @@ async fn run(args: Args) -> Result<(), BoxError> {
     if signals.interrupted() && !args.serve_only {
         println!("Stopped on a signal: the generator's counts are not checked.");
     }
-    report(&ledger, &totals, load.as_ref(), &options, window)
+    report(&ledger, &totals, load.as_ref(), &options, window)?;
+    // Serving only, a signal is the end; with the load generator it cut the run short.
+    match signals.signal().filter(|_| !args.serve_only) {
+        Some(signal) => Err(signal.into()),
+        None => Ok(()),
+    }
 }
 
 /// The generator alone, against `target`.

@@ -17,7 +17,7 @@ use std::io::IsTerminal;
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -81,10 +81,44 @@ pub fn exit_code(result: Result<(), BoxError>) -> ExitCode {
             source = e.source();
         }
     }
+    if let Some(signal) = error.downcast_ref::<StoppedBySignal>() {
+        return ExitCode::from(signal.exit_status());
+    }
     let usage_error =
         error.is::<UsageError>() || matches!(error.downcast_ref::<Error>(), Some(Error::Config(_)));
     ExitCode::from(if usage_error { 2 } else { 1 })
 }
+
+/// A run that a signal stopped before its input was processed: its results are partial.
+/// [`exit_code`] turns it into the shell's status for the signal, 128 + its number (130 for
+/// SIGINT, 143 for SIGTERM), so that a script never mistakes it for a complete run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoppedBySignal {
+    /// `SIGINT` or `SIGTERM`.
+    pub name: &'static str,
+    /// Its number (2 or 15).
+    pub number: u8,
+}
+
+impl StoppedBySignal {
+    /// 128 + the signal's number.
+    pub fn exit_status(self) -> u8 {
+        128 + self.number
+    }
+}
+
+impl std::fmt::Display for StoppedBySignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "stopped by {} before the end of the input: the results are partial (exit status {})",
+            self.name,
+            self.exit_status()
+        )
+    }
+}
+
+impl std::error::Error for StoppedBySignal {}
 
 /// The longest batch interval the examples take, in ms: rivulet's maximum, one day.
 pub const MAX_BATCH_MS: u64 = 24 * 60 * 60 * 1000;
@@ -117,17 +151,35 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
     parse_bounded(s, 0, MAX_RATE, "lines per second (0: as fast as possible)")
 }
 
-/// `--executors`: 1 ..= 4096 (rivulet's `MAX_EXECUTORS`; the open-file limit is checked
-/// when the context is built).
+/// How many executors per core the examples accept: more only time-slice the same cores
+/// (4,096 executors on 2 cores ran 35 records/s and took 106 s to stop).
+pub const MAX_EXECUTORS_PER_CORE: usize = 16;
+
+/// `--executors`: 1 ..= [`MAX_EXECUTORS_PER_CORE`] per core of this machine, and at most
+/// rivulet's `MAX_EXECUTORS` (the open-file limit is checked when the context is built).
 pub fn parse_executors(s: &str) -> Result<usize, String> {
-    let max = rivulet::framework::config::MAX_EXECUTORS as u64;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let max = (cores * MAX_EXECUTORS_PER_CORE).min(rivulet::framework::config::MAX_EXECUTORS);
     parse_bounded(
         s,
         1,
-        max,
-        "executors (and at most what the open-file limit allows)",
+        max as u64,
+        &format!("executors ({MAX_EXECUTORS_PER_CORE} per core on this {cores}-core machine)"),
     )
     .map(|n| n as usize)
+}
+
+/// The longest window or slide the examples take, in seconds: 30 days.
+pub const MAX_WINDOW_SECS: u64 = 30 * 24 * 60 * 60;
+
+/// `--window-secs`, `--slide-secs`: 1 ..= [`MAX_WINDOW_SECS`].
+pub fn parse_window_secs(s: &str) -> Result<u64, String> {
+    parse_bounded(s, 1, MAX_WINDOW_SECS, "seconds (at most 30 days)")
+}
+
+/// A count of batches or items (`--window-batches`, `--known-clients`): 1 ..= 1,000,000.
+pub fn parse_count(s: &str) -> Result<u64, String> {
+    parse_bounded(s, 1, 1_000_000, "a count")
 }
 
 /// `--max-line-bytes`: 1 ..= 1 GiB.
@@ -393,7 +445,20 @@ pub fn print_ui_url(ssc: &StreamingContext) {
 /// # Errors
 /// If the file cannot be read, naming it.
 pub fn read_lines(path: &Path) -> Result<Vec<Vec<u8>>, BoxError> {
-    let text = std::fs::read(path).map_err(|e| format!("--input {}: {e}", path.display()))?;
+    if path.is_dir() {
+        return Err(usage(format!(
+            "--input {}: is a directory; give a text file",
+            path.display()
+        )));
+    }
+    let text = std::fs::read(path).map_err(|e| -> BoxError {
+        let message = format!("--input {}: {e}", path.display());
+        // A file the option cannot name is a usage error; a failing disk is not.
+        match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => usage(message),
+            _ => message.into(),
+        }
+    })?;
     if text.is_empty() {
         return Ok(Vec::new());
     }
@@ -517,13 +582,14 @@ pub struct Progress {
     done: usize,
     batches: usize,
     started: Instant,
-    finished: Option<oneshot::Sender<()>>,
+    finished: Option<oneshot::Sender<Result<(), String>>>,
 }
 
 impl Progress {
     /// A listener expecting `total` records, and the receiver it signals once they all
-    /// were processed.
-    pub fn new(total: usize) -> (Progress, oneshot::Receiver<()>) {
+    /// were processed (`Ok`), or at the first batch with a failed output (`Err` with the
+    /// batch time, the output and its error): a run whose output failed is never "done".
+    pub fn new(total: usize) -> (Progress, oneshot::Receiver<Result<(), String>>) {
         let (tx, rx) = oneshot::channel();
         let progress = Progress {
             total,
@@ -551,12 +617,15 @@ impl StreamingListener for Progress {
             self.total,
             self.done as f64 / secs,
         );
-        for (op, error) in &batch.failures {
-            eprintln!("[error] batch {}: {op}: {error}", batch.batch_time);
+        // The error names the batch, the output and the cause.
+        if let Some((_, error)) = batch.failures.first() {
+            if let Some(tx) = self.finished.take() {
+                let _ = tx.send(Err(error.to_string()));
+            }
         }
         if self.done >= self.total {
             if let Some(tx) = self.finished.take() {
-                let _ = tx.send(());
+                let _ = tx.send(Ok(()));
             }
         }
     }
@@ -568,37 +637,59 @@ pub enum Ending {
     /// Every record was processed.
     Done,
     /// A signal stopped the context first (see [`SignalStop`]): only part of the input was
-    /// processed, so checks against the whole input do not apply.
-    Interrupted,
+    /// processed, so checks against the whole input do not apply. Print what there is, then
+    /// return the signal as the run's error: [`exit_code`] makes it 130 or 143.
+    Interrupted(StoppedBySignal),
 }
 
-/// Starts `ssc` and runs it until `done` fires (every record processed), then stops it
-/// gracefully. SIGINT or SIGTERM stop it earlier (see [`SignalStop`]).
+/// Waits until `ssc` stops or a batch fails (`StreamingContext::await_termination`); after a
+/// failure it stops the context (`StopMode::Now`) before returning the error, so that the
+/// program exits after a clean stop and never as if the coordinator had died.
 ///
 /// # Errors
-/// The context's errors: an invalid graph at start, or the first failed batch; an error if
-/// the signal handlers cannot be installed.
+/// The first failed batch's error, or the error that stopped the context.
+pub async fn await_termination(ssc: &StreamingContext) -> Result<(), BoxError> {
+    let Err(error) = ssc.await_termination().await else {
+        return Ok(());
+    };
+    if let Err(stop) = ssc.stop(StopMode::Now).await {
+        // Already stopped by the failure itself: nothing more to stop.
+        tracing::debug!(error = %stop, "Stopping after a failure.");
+    }
+    Err(error.into())
+}
+
+/// Starts `ssc` and runs it until `done` fires (every record processed, see
+/// [`Progress`]), then stops it gracefully. SIGINT or SIGTERM stop it earlier (see
+/// [`SignalStop`]).
+///
+/// # Errors
+/// The context's errors: an invalid graph at start, the first failed batch (also one whose
+/// failure `done` reports, after stopping the context), an error that stopped it; an error
+/// if the signal handlers cannot be installed.
 pub async fn run_until_done(
     ssc: &StreamingContext,
-    done: oneshot::Receiver<()>,
+    done: oneshot::Receiver<Result<(), String>>,
 ) -> Result<Ending, BoxError> {
     ssc.start().await?;
     print_ui_url(ssc);
     let signals = SignalStop::install(ssc)?;
     tokio::select! {
-        finished = done => {
-            // The listener is gone without signalling: the context stopped, maybe failed.
-            if finished.is_err() {
-                ssc.await_termination().await?;
+        finished = done => match finished {
+            Ok(Ok(())) => {}
+            Ok(Err(failure)) => {
+                ssc.stop(StopMode::Now).await?;
+                return Err(failure.into());
             }
-        }
-        result = ssc.await_termination() => result?,
+            // The listener is gone without signalling: the context stopped, maybe failed.
+            Err(_) => await_termination(ssc).await?,
+        },
+        result = await_termination(ssc) => result?,
     }
     ssc.stop(StopMode::Graceful).await?;
-    Ok(if signals.interrupted() {
-        Ending::Interrupted
-    } else {
-        Ending::Done
+    Ok(match signals.signal() {
+        Some(signal) => Ending::Interrupted(signal),
+        None => Ending::Done,
     })
 }
 
@@ -613,7 +704,8 @@ pub async fn run_until_done(
 /// a signal, so a program may run several contexts one after the other, each with its own
 /// `SignalStop`.
 pub struct SignalStop {
-    interrupted: Arc<AtomicBool>,
+    /// The number of the first signal; 0 before one.
+    signal: Arc<AtomicU8>,
 }
 
 impl SignalStop {
@@ -625,36 +717,46 @@ impl SignalStop {
     pub fn install(ssc: &StreamingContext) -> Result<SignalStop, BoxError> {
         let mut signals =
             Signals::new().map_err(|e| format!("listening for SIGINT and SIGTERM: {e}"))?;
-        let interrupted = Arc::new(AtomicBool::new(false));
-        let (ssc, flag) = (ssc.clone(), interrupted.clone());
+        let signal = Arc::new(AtomicU8::new(0));
+        let (ssc, flag) = (ssc.clone(), signal.clone());
         actix::spawn(async move {
             let first = tokio::select! {
                 first = signals.recv() => first,
                 // Stopped (or failed) without a signal: this context needs no more listening.
                 _ = ssc.await_termination() => return,
             };
-            flag.store(true, Ordering::SeqCst);
+            flag.store(first.number, Ordering::SeqCst);
             eprintln!(
-                "[signal] {first}: stopping once the records received are processed \
-                 (again to stop now)."
+                "[signal] {}: stopping once the records received are processed \
+                 (again to stop now).",
+                first.name
             );
             tokio::select! {
                 result = ssc.stop(StopMode::Graceful) => report_stop(result),
                 second = signals.recv() => {
-                    eprintln!("[signal] {second}: stopping now.");
+                    eprintln!("[signal] {}: stopping now.", second.name);
                     report_stop(ssc.stop(StopMode::Now).await);
                 }
             }
             let last = signals.recv().await;
-            eprintln!("[signal] {last}: exiting.");
-            std::process::exit(130);
+            eprintln!("[signal] {}: exiting.", last.name);
+            std::process::exit(last.exit_status().into());
         });
-        Ok(SignalStop { interrupted })
+        Ok(SignalStop { signal })
     }
 
     /// Whether a signal stopped (or is stopping) the context.
     pub fn interrupted(&self) -> bool {
-        self.interrupted.load(Ordering::SeqCst)
+        self.signal().is_some()
+    }
+
+    /// The signal that stopped (or is stopping) the context, if one did.
+    pub fn signal(&self) -> Option<StoppedBySignal> {
+        match self.signal.load(Ordering::SeqCst) {
+            0 => None,
+            n if n == SIGINT.number => Some(SIGINT),
+            _ => Some(SIGTERM),
+        }
     }
 }
 
@@ -663,6 +765,15 @@ fn report_stop(result: Result<()>) {
         eprintln!("[signal] stopping the context failed: {e}");
     }
 }
+
+const SIGINT: StoppedBySignal = StoppedBySignal {
+    name: "SIGINT",
+    number: 2,
+};
+const SIGTERM: StoppedBySignal = StoppedBySignal {
+    name: "SIGTERM",
+    number: 15,
+};
 
 /// SIGINT and SIGTERM as one stream (Ctrl-C only where there is no SIGTERM).
 struct Signals {
@@ -686,19 +797,19 @@ impl Signals {
         Ok(Signals {})
     }
 
-    /// Waits for the next signal; returns its name.
-    async fn recv(&mut self) -> &'static str {
+    /// Waits for the next signal.
+    async fn recv(&mut self) -> StoppedBySignal {
         #[cfg(unix)]
         {
             tokio::select! {
-                _ = self.interrupt.recv() => "SIGINT",
-                _ = self.terminate.recv() => "SIGTERM",
+                _ = self.interrupt.recv() => SIGINT,
+                _ = self.terminate.recv() => SIGTERM,
             }
         }
         #[cfg(not(unix))]
         {
             match tokio::signal::ctrl_c().await {
-                Ok(()) => "Ctrl-C",
+                Ok(()) => SIGINT,
                 Err(_) => std::future::pending().await,
             }
         }
