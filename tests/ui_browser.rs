@@ -5,13 +5,17 @@
 //! DAG, the checkpoint store's line when there is a checkpoint directory) and saves a
 //! screenshot under `target/ui-screenshots/`.
 //!
-//! Without Chromium this test FAILS (it does not skip): set `RIVULET_CHROMIUM` to the
-//! browser's path, or install it (`apt-get install -y chromium`).
+//! Without Chromium these tests print a loud `SKIPPED` line naming the command that
+//! installs it (`bash scripts/install-chromium.sh`) and pass, so that a fresh machine's
+//! `cargo test --workspace` runs every other test; with `RIVULET_REQUIRE_BROWSER=1`, as
+//! `.ci/run` sets after installing it, they fail instead. `RIVULET_CHROMIUM` names another
+//! browser binary.
 
 mod common;
 #[path = "ui_support/mod.rs"]
 mod ui_support;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -23,23 +27,39 @@ use ui_support::*;
 /// How long one browser run may take.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn chromium() -> PathBuf {
+/// The headless browser, if this machine has one.
+fn find_chromium() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("RIVULET_CHROMIUM") {
-        return PathBuf::from(p);
+        return Some(PathBuf::from(p)).filter(|p| p.exists());
     }
-    for name in [
+    [
         "/usr/bin/chromium",
         "/usr/bin/chromium-browser",
         "/usr/bin/google-chrome",
-    ] {
-        if Path::new(name).exists() {
-            return PathBuf::from(name);
-        }
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+}
+
+/// Whether the browser tests can run: `false` (after a loud line on stderr) when Chromium
+/// is missing; fails instead when `RIVULET_REQUIRE_BROWSER=1`.
+fn browser_present(test: &str) -> bool {
+    if find_chromium().is_some() {
+        return true;
     }
-    panic!(
-        "Chromium is missing: the status page test needs a headless browser. Install it \
-         (`apt-get install -y chromium`, as .ci/run does) or set RIVULET_CHROMIUM to its path."
-    );
+    let install = "Chromium is missing: install it with `bash scripts/install-chromium.sh` \
+                   (or `apt-get install -y chromium`), or set RIVULET_CHROMIUM to its path";
+    if std::env::var_os("RIVULET_REQUIRE_BROWSER").is_some_and(|v| v == "1") {
+        panic!("{install} (RIVULET_REQUIRE_BROWSER=1: the browser test must run).");
+    }
+    // Written to stderr directly: the test harness captures `eprintln!` of passing tests.
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {test}: {install}. ***\n");
+    false
+}
+
+fn chromium() -> PathBuf {
+    find_chromium().expect("checked by browser_present")
 }
 
 fn target_dir() -> PathBuf {
@@ -86,6 +106,9 @@ fn browse(profile: &Path, args: &[&str], url: &str) -> Output {
 
 #[actix::test]
 async fn the_status_page_draws_in_headless_chromium() {
+    if !browser_present("the_status_page_draws_in_headless_chromium") {
+        return;
+    }
     let checkpoints = tempfile::tempdir().expect("a checkpoint directory");
     let ssc = run_with_failure_in(Some(checkpoints.path()), 5, 4).await;
     let url = ssc.ui_url().expect("the UI is on");
@@ -184,6 +207,9 @@ impl Drop for Running {
 
 #[test]
 fn an_example_run_with_ui_serves_the_page_to_a_browser() {
+    if !browser_present("an_example_run_with_ui_serves_the_page_to_a_browser") {
+        return;
+    }
     // The main job with --ui on a free port, slowly enough to be running while we look.
     let out = tempfile::tempdir().expect("a directory for its output");
     let log = out.path().join("stdout.txt");
