@@ -152,15 +152,27 @@ fn overloaded_service_answers_503_and_still_counts_exactly() {
     assert!(out.contains("each counted exactly once"), "{out}");
 }
 
-/// One HTTP/1.1 request on a new connection (`Connection: close`); the status and body.
+/// One HTTP/1.1 request with a JSON body on a new connection (`Connection: close`); the
+/// status and body.
 fn http(address: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    http_as(address, method, path, "application/json", body)
+}
+
+/// As [`http`], with the body's `content_type`.
+fn http_as(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(address).expect("connect to the service");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("a read timeout");
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .expect("send the request");
@@ -178,10 +190,10 @@ fn http(address: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Stri
     (status, body)
 }
 
-#[test]
-fn malformed_event_gets_400_valid_one_200_and_sigterm_stops_cleanly() {
-    let mut child = start(&["--serve-only", "--port", "0", "--quiet"]);
-    let pid = child.id();
+/// Starts the service alone with `args`; returns it, its stdout lines, its address and what
+/// it printed up to the address.
+fn serve(args: &[&str]) -> (Child, mpsc::Receiver<String>, SocketAddr, String) {
+    let mut child = start(&[&["--serve-only", "--port", "0", "--quiet"], args].concat());
     let lines = lines_of(&mut child);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = String::new();
@@ -197,6 +209,13 @@ fn malformed_event_gets_400_valid_one_200_and_sigterm_stops_cleanly() {
             break address.parse().expect("ip:port");
         }
     };
+    (child, lines, address, seen)
+}
+
+#[test]
+fn malformed_event_gets_400_valid_one_200_and_sigterm_stops_cleanly() {
+    let (child, lines, address, seen) = serve(&[]);
+    let pid = child.id();
     assert!(address.ip().is_loopback(), "{address}");
 
     let (status, body) = http(address, "POST", "/events", r#"{"user": "ann", "page": "/""#);
@@ -231,6 +250,135 @@ fn malformed_event_gets_400_valid_one_200_and_sigterm_stops_cleanly() {
     assert_eq!(
         number_before(&out, "Service:", "malformed (400)"),
         2,
+        "{out}"
+    );
+}
+
+/// Every field is checked before anything is stored: a time out of range (i64::MIN used to
+/// panic the session actor after the event was stored, so a retry counted it twice), a JSON
+/// array, a body that is not JSON by its content type (415) or too large (413, as JSON) are
+/// refused and counted, and the stream holds only the one valid event.
+#[test]
+fn bad_requests_are_refused_before_anything_is_stored() {
+    let (child, lines, address, _) = serve(&[]);
+    let pid = child.id();
+    for (body, why) in [
+        (
+            r#"{"user": "ann", "page": "/", "time": -9223372036854775808}"#.to_string(),
+            "time",
+        ),
+        (
+            r#"{"user": "ann", "page": "/", "time": -5}"#.to_string(),
+            "time",
+        ),
+        (r#"["ann", "/", 1431857103]"#.to_string(), "JSON object"),
+        (
+            format!(
+                r#"{{"user": "{}", "page": "/", "time": 1}}"#,
+                "u".repeat(3000)
+            ),
+            "user",
+        ),
+    ] {
+        let (status, answer) = http(address, "POST", "/events", &body);
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer.contains(why), "{why}: {answer}");
+    }
+    let (status, answer) = http_as(
+        address,
+        "POST",
+        "/events",
+        "text/plain",
+        r#"{"user": "ann", "page": "/", "time": 1}"#,
+    );
+    assert_eq!(status, 415, "{answer}");
+    assert!(
+        answer.starts_with('{') && answer.contains("application/json"),
+        "{answer}"
+    );
+    let (status, answer) = http(address, "POST", "/events", &"x".repeat(20_000));
+    assert_eq!(status, 413, "{answer}");
+    assert!(
+        answer.starts_with('{') && answer.contains("over"),
+        "{answer}"
+    );
+    // Nothing of the above was stored: ann's first accepted event is this one.
+    let (status, answer) = http(
+        address,
+        "POST",
+        "/events",
+        r#"{"user": "ann", "page": "/", "time": 1431857103}"#,
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains(r#""events":1"#), "{answer}");
+    assert!(answer.contains(r#""session_secs":0"#), "{answer}");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let (status, out) = finish(child, &lines, Duration::from_secs(30));
+    assert!(status.success(), "exit {status}; output:\n{out}");
+    assert!(
+        out.contains("Done: 1 events accepted, each counted exactly once."),
+        "{out}"
+    );
+    assert_eq!(
+        number_before(&out, "Service:", "malformed (400)"),
+        4,
+        "{out}"
+    );
+    assert_eq!(
+        number_before(&out, "Service:", "too large (413)"),
+        1,
+        "{out}"
+    );
+    assert_eq!(
+        number_before(&out, "Service:", "not JSON (415)"),
+        1,
+        "{out}"
+    );
+}
+
+/// A user's session actor stops after the session timeout without an event (so memory
+/// follows the active users): their next event starts a new session actor, whose count
+/// starts again at 1, and the checks still hold.
+#[test]
+fn idle_sessions_are_evicted_and_come_back_counted() {
+    let (child, lines, address, _) = serve(&["--session-timeout-secs", "1"]);
+    let pid = child.id();
+    let event = r#"{"user": "bo", "page": "/", "time": 1431857103}"#;
+    let (status, answer) = http(address, "POST", "/events", event);
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains(r#""events":1"#), "{answer}");
+    // Past the timeout (1 s; checked every 250 ms), on a loaded machine maybe later.
+    let mut posted = 1;
+    loop {
+        std::thread::sleep(Duration::from_millis(1500));
+        let (status, answer) = http(address, "POST", "/events", event);
+        assert_eq!(status, 200, "{answer}");
+        posted += 1;
+        if answer.contains(r#""events":1"#) {
+            break;
+        }
+        assert!(posted < 10, "the session was never evicted: {answer}");
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let (status, out) = finish(child, &lines, Duration::from_secs(30));
+    assert!(status.success(), "exit {status}; output:\n{out}");
+    assert!(
+        out.contains(&format!(
+            "Done: {posted} events accepted, each counted exactly once."
+        )),
+        "{out}"
+    );
+    assert!(
+        number_before(&out, "Service:", "ended by the timeout") >= 1,
         "{out}"
     );
 }

@@ -11,7 +11,6 @@
 //! batch's page views beside another batch's window.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +18,7 @@ use actix::prelude::*;
 use rivulet::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::digest::CountDigest;
 use crate::sessions::Ledger;
 use crate::PageEvent;
 
@@ -191,17 +191,22 @@ impl Message for GetTotals {
     type Result = Totals;
 }
 
-/// What the dashboard summed over every batch.
+/// What the dashboard summed over every batch, in memory that does not grow with the
+/// batches or the users.
 #[derive(Debug, Clone, Default)]
 pub struct Totals {
     /// Batches seen.
     pub batches: u64,
-    /// Page views per batch time.
-    pub batch_views: BTreeMap<i64, u64>,
-    /// Page views per window (by its end).
-    pub window_views: BTreeMap<i64, u64>,
-    /// Per user: the totals of their ended sessions plus the current one.
-    pub per_user: HashMap<String, u64>,
+    /// Page views, summed over the batches.
+    pub views: u64,
+    /// Windows compared with the sum of their batches' views.
+    pub windows: u64,
+    /// Windows whose views differed from the sum of their batches' (in `(t - window, t]`).
+    pub bad_windows: u64,
+    /// Per user: the totals of their ended sessions plus the current one, as a digest.
+    pub per_user: CountDigest,
+    /// Users with a session now.
+    pub active_users: usize,
     /// Sessions that timed out.
     pub ended_sessions: u64,
 }
@@ -210,11 +215,13 @@ pub struct Totals {
 pub struct Dashboard {
     stats: Stats,
     /// Totals of the users' ended sessions.
-    closed: HashMap<String, u64>,
+    closed: CountDigest,
     /// Users' totals in their current sessions.
     current: HashMap<String, u64>,
-    batch_views: BTreeMap<i64, u64>,
-    window_views: BTreeMap<i64, u64>,
+    /// Page views of the batches in the last window, by batch time.
+    recent_views: BTreeMap<i64, u64>,
+    windows: u64,
+    bad_windows: u64,
     window: Duration,
     ledger: Arc<Ledger>,
     progress: bool,
@@ -226,10 +233,11 @@ impl Dashboard {
     pub fn new(window: Duration, ledger: Arc<Ledger>, progress: bool) -> Dashboard {
         Dashboard {
             stats: Stats::default(),
-            closed: HashMap::new(),
+            closed: CountDigest::default(),
             current: HashMap::new(),
-            batch_views: BTreeMap::new(),
-            window_views: BTreeMap::new(),
+            recent_views: BTreeMap::new(),
+            windows: 0,
+            bad_windows: 0,
             window,
             ledger,
             progress,
@@ -275,7 +283,7 @@ impl Handler<Batch<Update>> for Dashboard {
                 } => {
                     // The last report of a session: its total is the latest one seen.
                     let total = self.current.remove(&user).unwrap_or(0);
-                    *self.closed.entry(user).or_default() += total;
+                    self.closed.add(&user, total);
                     self.stats.ended_sessions += 1;
                 }
                 Update::ActiveUsers(n) => self.stats.active_users = n,
@@ -283,8 +291,17 @@ impl Handler<Batch<Update>> for Dashboard {
         }
         let views: u64 = batch_pages.values().sum();
         let window_total: u64 = window_pages.values().sum();
-        self.batch_views.insert(time, views);
-        self.window_views.insert(time, window_total);
+        // The window ending at this batch covers the batches in (time - window, time].
+        let window_ms = self.window.as_millis() as i64;
+        self.recent_views.insert(time, views);
+        self.recent_views = self.recent_views.split_off(&(time - window_ms + 1));
+        self.windows += 1;
+        if self.recent_views.values().sum::<u64>() != window_total {
+            self.bad_windows += 1;
+        }
+        if self.current.capacity() > 4 * self.current.len().max(64) {
+            self.current.shrink_to_fit();
+        }
         self.stats.batches += 1;
         self.stats.total_views += views;
         self.stats.batch = BatchStats {
@@ -339,29 +356,18 @@ impl Handler<GetTotals> for Dashboard {
     type Result = MessageResult<GetTotals>;
 
     fn handle(&mut self, _: GetTotals, _: &mut Context<Self>) -> Self::Result {
-        let mut per_user = self.closed.clone();
+        let mut per_user = self.closed;
         for (user, n) in &self.current {
-            *per_user.entry(user.clone()).or_default() += n;
+            per_user.add(user, *n);
         }
         MessageResult(Totals {
             batches: self.stats.batches,
-            batch_views: self.batch_views.clone(),
-            window_views: self.window_views.clone(),
+            views: self.stats.total_views,
+            windows: self.windows,
+            bad_windows: self.bad_windows,
             per_user,
+            active_users: self.current.len(),
             ended_sessions: self.stats.ended_sessions,
         })
     }
-}
-
-/// The windows whose views differ from the sum of their batches' (in `(t - window, t]`).
-pub fn bad_windows(totals: &Totals, window: Duration) -> usize {
-    let window_ms = window.as_millis() as i64;
-    totals
-        .window_views
-        .iter()
-        .filter(|(t, views)| {
-            let range = (Bound::Excluded(**t - window_ms), Bound::Included(**t));
-            totals.batch_views.range(range).map(|(_, v)| v).sum::<u64>() != **views
-        })
-        .count()
 }

@@ -3,7 +3,6 @@
 //! keep-alive connections, with a minimal client on `tokio::net::TcpStream` (the service
 //! answers with `Content-Length`, so no chunked decoding is needed).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::Path;
@@ -18,6 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::digest::CountDigest;
 use crate::parse::parse;
 use crate::support::{read_lines, TokioClock};
 use crate::PageEvent;
@@ -27,10 +27,15 @@ use crate::PageEvent;
 ///
 /// # Errors
 /// When the file cannot be read.
-pub fn events_from_log(path: &Path, limit: usize) -> Result<(Vec<PageEvent>, usize), BoxError> {
+pub fn events_from_log(
+    path: &Path,
+    limit: usize,
+    fresh_users: bool,
+) -> Result<(Vec<PageEvent>, usize), BoxError> {
     let mut events = Vec::new();
     let mut skipped = 0;
-    for line in read_lines(path)? {
+    let lines = read_lines(path)?;
+    for line in &lines {
         if limit > 0 && events.len() == limit {
             break;
         }
@@ -45,6 +50,16 @@ pub fn events_from_log(path: &Path, limit: usize) -> Result<(Vec<PageEvent>, usi
         }) {
             Some(event) => events.push(event),
             None => skipped += 1,
+        }
+    }
+    if fresh_users {
+        // The log played again up to `limit`, every event from a user never seen before.
+        let played = events.len();
+        while played > 0 && events.len() < limit {
+            events.push(events[events.len() % played].clone());
+        }
+        for (i, event) in events.iter_mut().enumerate() {
+            event.user = format!("user-{i}");
         }
     }
     Ok((events, skipped))
@@ -234,8 +249,8 @@ pub struct LoadOptions {
 pub struct LoadReport {
     /// Events posted (malformed bodies not included).
     pub events: usize,
-    /// Per user: events answered 2xx.
-    pub accepted: HashMap<String, u64>,
+    /// Per user: events answered 2xx, as a digest.
+    pub accepted: CountDigest,
     /// Events answered `503` on their last try.
     pub unavailable: u64,
     /// `503`s that were sent again.
@@ -255,7 +270,7 @@ pub struct LoadReport {
 impl LoadReport {
     /// Events answered 2xx.
     pub fn accepted_total(&self) -> u64 {
-        self.accepted.values().sum()
+        self.accepted.events
     }
 }
 
@@ -381,7 +396,7 @@ async fn post(
             r.events += 1;
         }
         match (event, response.status) {
-            (Some(e), 200..=299) => *r.accepted.entry(e.user.clone()).or_default() += 1,
+            (Some(e), 200..=299) => r.accepted.add(&e.user, 1),
             (Some(_), 503) => r.unavailable += 1,
             (None, 400) => r.bad_request += 1,
             (_, status) => r.unexpected.push((status, response.body)),

@@ -5,8 +5,13 @@
 //! | Answer | When |
 //! |---|---|
 //! | `200` `{"user", "events", "session_events", "session_secs"}` | the event is in the stream |
-//! | `400` `{"error"}` | the body is not an event (counted) |
+//! | `400` `{"error"}` | the body is not an event: not a JSON object with exactly the fields, a field empty or too long, a time out of range (counted) |
+//! | `413` `{"error"}` | the body is over 16 KiB (counted) |
+//! | `415` `{"error"}` | the body is not `Content-Type: application/json` (counted) |
 //! | `503` `{"error"}` + `Retry-After` | the stream stayed full until the deadline, or stopped |
+//!
+//! Every check runs before the event goes anywhere: an event is stored only if it is
+//! answered `200` (and a `503` stored nothing).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -15,20 +20,24 @@ use std::time::Duration;
 
 use actix::Addr;
 use actix_web::dev::ServerHandle;
-use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use futures::StreamExt;
 use rivulet::prelude::BoxError;
 use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::analytics::{Dashboard, GetStats};
-use crate::sessions::{Ingest, Ledger, Refused, Sessions};
+use crate::sessions::{Ledger, Refused, Sessions};
 use crate::PageEvent;
 
 /// Longest accepted `user` and `page`, in bytes.
 pub const MAX_FIELD_BYTES: usize = 2048;
 /// Largest accepted request body, in bytes.
-const MAX_BODY_BYTES: usize = 16 * 1024;
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// The accepted event times, in seconds since the Unix epoch: 1970-01-01 up to (not
+/// including) 2100-01-01 UTC.
+pub const EVENT_TIME_RANGE: std::ops::Range<i64> = 0..4_102_444_800;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -60,10 +69,24 @@ fn error(status: StatusCode, message: String) -> HttpResponse {
     json(status, &ErrorBody { error: message })
 }
 
-/// An event from a request body, or why it is not one.
+/// An event from a request body, or why it is not one: a JSON object with `user`, `page`
+/// (1 to [`MAX_FIELD_BYTES`] bytes each) and `time` (in [`EVENT_TIME_RANGE`]), nothing else.
 pub fn parse_event(body: &[u8]) -> Result<PageEvent, String> {
+    // serde also reads a struct from a JSON array (`["ann", "/", 1]`): not an event here.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err("not an event: expected a JSON object".into());
+    }
     let event: PageEvent =
         serde_json::from_slice(body).map_err(|e| format!("not an event: {e}"))?;
+    if !EVENT_TIME_RANGE.contains(&event.time) {
+        return Err(format!(
+            "`time` {} is out of range: seconds since the Unix epoch, from {} to {} \
+             (before 2100)",
+            event.time,
+            EVENT_TIME_RANGE.start,
+            EVENT_TIME_RANGE.end - 1
+        ));
+    }
     for (name, value) in [("user", &event.user), ("page", &event.page)] {
         if value.is_empty() {
             return Err(format!("`{name}` is empty"));
@@ -78,16 +101,64 @@ pub fn parse_event(body: &[u8]) -> Result<PageEvent, String> {
     Ok(event)
 }
 
-async fn post_event(service: web::Data<Service>, body: web::Bytes) -> HttpResponse {
+/// Whether `req` says its body is JSON (`application/json`, parameters allowed).
+fn is_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The body, or the `413` answer once it passes [`MAX_BODY_BYTES`] (read no further).
+async fn read_body(mut payload: web::Payload) -> Result<Vec<u8>, HttpResponse> {
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| error(StatusCode::BAD_REQUEST, format!("reading the body: {e}")))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is over {MAX_BODY_BYTES} bytes: not an event"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+async fn post_event(
+    service: web::Data<Service>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
     let deadline = Instant::now() + service.deadline;
+    let ledger = &service.ledger;
+    if !is_json(&req) {
+        ledger.unsupported.fetch_add(1, Ordering::Relaxed);
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the event as Content-Type: application/json".into(),
+        );
+    }
+    let body = match read_body(payload).await {
+        Ok(body) => body,
+        Err(answer) => {
+            if answer.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ledger.oversized.fetch_add(1, Ordering::Relaxed);
+            } else {
+                ledger.malformed.fetch_add(1, Ordering::Relaxed);
+            }
+            return answer;
+        }
+    };
     let event = match parse_event(&body) {
         Ok(event) => event,
         Err(reason) => {
-            service.ledger.malformed.fetch_add(1, Ordering::Relaxed);
+            ledger.malformed.fetch_add(1, Ordering::Relaxed);
             return error(StatusCode::BAD_REQUEST, reason);
         }
     };
-    let session = service.sessions.of(&event.user);
     let unavailable = |message: String, retry_after_secs: u64| {
         HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE)
             .insert_header(("Retry-After", retry_after_secs.to_string()))
@@ -97,9 +168,9 @@ async fn post_event(service: web::Data<Service>, body: web::Bytes) -> HttpRespon
                     .unwrap_or_else(|_| "{}".into()),
             )
     };
-    match session.send(Ingest { event, deadline }).await {
-        Ok(Ok(accepted)) => json(StatusCode::OK, &accepted),
-        Ok(Err(Refused::Overloaded { waited })) => unavailable(
+    match service.sessions.ingest(event, deadline).await {
+        Ok(accepted) => json(StatusCode::OK, &accepted),
+        Err(Refused::Overloaded { waited }) => unavailable(
             format!(
                 "overloaded: the analytics are behind and the event waited {} ms for room; \
                  not stored, retry later",
@@ -107,9 +178,7 @@ async fn post_event(service: web::Data<Service>, body: web::Bytes) -> HttpRespon
             ),
             1,
         ),
-        Ok(Err(Refused::Stopped)) | Err(_) => {
-            unavailable("the service is stopping: not stored".into(), 5)
-        }
+        Err(Refused::Stopped) => unavailable("the service is stopping: not stored".into(), 5),
     }
 }
 
@@ -145,7 +214,6 @@ pub fn start(
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
-            .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
             .route("/events", web::post().to(post_event))
             .route("/stats", web::get().to(get_stats))
             .default_service(web::to(not_found))
