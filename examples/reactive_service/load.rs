@@ -39,7 +39,7 @@ pub fn events_from_log(
         if limit > 0 && events.len() == limit {
             break;
         }
-        let line = String::from_utf8_lossy(&line);
+        let line = String::from_utf8_lossy(line);
         match parse(&line).ok().and_then(|r| {
             let time = apache_time(&r.time)?;
             Some(PageEvent {
