@@ -71,3 +71,9 @@ pub mod prelude {
     pub use rivulet_framework::time::Time;
     pub use rivulet_framework::{BoxError, Error, GraphError, Result};
 }
+
+/// The README's Rust code blocks, compiled (and, unless marked `no_run`, run) as doctests,
+/// so that a snippet users copy cannot stop compiling unnoticed.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

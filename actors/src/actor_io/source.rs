@@ -26,6 +26,18 @@ pub struct SendError<T> {
     pub events: T,
 }
 
+/// `?` on a send in a function returning rivulet's `Result`: the stream has stopped
+/// ([`Error::NotRunning`](rivulet_framework::Error::NotRunning), naming the stream). The
+/// events are dropped with the error; match on the [`SendError`] to get them back.
+impl<T> From<SendError<T>> for rivulet_framework::Error {
+    fn from(e: SendError<T>) -> Self {
+        rivulet_framework::Error::NotRunning(format!(
+            "actor stream `{}` has stopped: events not stored",
+            e.stream
+        ))
+    }
+}
+
 /// Why [`ActorSource::try_send`] did not take an event; carries it back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TrySendError<T> {
