@@ -360,50 +360,13 @@ impl PolledSource for TextFileSource {
 mod tests {
     use std::fs;
     use std::io::Write;
-    use std::sync::{Arc, Mutex};
 
     use rivulet_framework::dstream::PolledSource;
     use rivulet_framework::time::Time;
     use tempfile::TempDir;
 
     use super::TextFileSource;
-
-    /// Log output captured from the current thread.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Captured {
-        /// The WARN lines logged since the last call.
-        fn take_warnings(&self) -> Vec<String> {
-            let text = String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap();
-            text.lines()
-                .filter(|l| l.contains("WARN"))
-                .map(str::to_string)
-                .collect()
-        }
-    }
-
-    /// Installs a capturing subscriber for this thread (WARN and above, as by default).
-    fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        (captured, tracing::subscriber::set_default(subscriber))
-    }
+    use crate::testing::capture;
 
     fn append(path: &std::path::Path, text: &str) {
         let mut f = fs::OpenOptions::new().append(true).open(path).unwrap();
