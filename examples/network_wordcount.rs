@@ -5,12 +5,19 @@
 //! ```text
 //! nc -lk 9999
 //! cargo run --release --example network_wordcount -- localhost 9999
+//! # a finite feed: stop once the server closed the connection and all of it was counted
+//! nc -l 9999 < examples/data/shakespeare.txt &
+//! cargo run --release --example network_wordcount -- localhost 9999 --stop-on-close
 //! ```
 //!
 //! Each 1 s batch's word counts (a word is a maximal run of ASCII letters and digits,
-//! lowercased) are printed with `print(10)`. Runs until Ctrl-C (SIGINT) or SIGTERM,
-//! then stops gracefully (the lines already received are still counted) and prints how much
-//! it counted; a second signal stops at once.
+//! lowercased) are printed with `print(10)`. Runs until Ctrl-C (SIGINT) or SIGTERM (or,
+//! with `--stop-on-close`, until the server closes the connection), then stops gracefully
+//! (the lines already received are still counted; a second signal stops at once) and
+//! prints how much it counted and what the receiver lost: lines longer than
+//! `--max-line-bytes` (truncated by default, or as `--on-long-line` says) and lines cut
+//! short by the end of the connection. Exits with status 1 when input was lost and no
+//! `--on-long-line` policy was named.
 
 use std::time::Duration;
 
@@ -20,7 +27,7 @@ use rivulet::prelude::*;
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{context, init_tracing, words, Processed, SignalStop};
+use support::{context, init_tracing, words, InputReport, LineOptions, Processed, SignalStop};
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -34,6 +41,12 @@ struct Args {
     host: String,
     /// Its port.
     port: u16,
+    /// Stop once the server closes the connection (after sending data) and every line
+    /// received is counted, instead of reconnecting until a signal.
+    #[arg(long)]
+    stop_on_close: bool,
+    #[command(flatten)]
+    lines: LineOptions,
 }
 
 /// Parses the options, runs the job, and returns its first error.
@@ -47,26 +60,43 @@ async fn main() -> std::process::ExitCode {
 async fn run(args: Args) -> Result<(), BoxError> {
     args.ui.install();
     let ssc = context("network_wordcount", Duration::from_secs(1), None)?;
-    ssc.socket_text_stream(&args.host, args.port)
+    let receiver = args
+        .lines
+        .receiver(&args.host, args.port)
+        .finish_on_close(args.stop_on_close);
+    ssc.receiver_stream(receiver)
         .flat_map(words)
         .map(|w| (w, 1u64))
         .reduce_by_key(|a, b| a + b)
         .print(10);
     let processed = Processed::new();
     ssc.add_listener(processed.clone());
+    let report = InputReport::new();
+    ssc.add_listener(report.clone());
     ssc.start().await?;
     support::print_ui_url(&ssc);
     // The first SIGINT/SIGTERM stops gracefully (the lines received are still counted), a
     // second one at once; either way the context stops and the summary is printed.
     let signals = SignalStop::install(&ssc)?;
-    ssc.await_termination().await?;
+    if args.stop_on_close {
+        // The receiver finishes when the server closes; then the lines it stored are counted.
+        tokio::select! {
+            _ = report.input_done() => {}
+            result = ssc.await_termination() => result?,
+        }
+    } else {
+        ssc.await_termination().await?;
+    }
     ssc.stop(StopMode::Graceful).await?;
     let (batches, lines) = processed.get();
     let how = if signals.interrupted() {
         " on a signal"
+    } else if args.stop_on_close {
+        " after the server closed the connection"
     } else {
         ""
     };
     println!("Stopped{how}: {batches} batches, {lines} lines counted.");
-    Ok(())
+    // A live feed ends on a signal: its losses are reported (and fail the run) all the same.
+    report.print_and_check(&args.lines)
 }
