@@ -48,7 +48,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 ///   followed by a reconnect after a backoff: the receiver never gives up, like Spark's
 ///   (`receive` keeps returning `Ok(Flow::Continue)` meanwhile), unless
 ///   [`finish_on_close`](Self::finish_on_close) is set: then the end of the first
-///   connection that delivered data ends the receiver, with final, exact counts.
+///   connection ends the receiver, with final, exact counts.
 /// * **Backpressure:** while the buffer is full, the socket is not read, so the server's
 ///   writes block in TCP flow control.
 /// * **Delivery:** at-most-once. Each line read is stored exactly once, across reconnects
@@ -140,13 +140,14 @@ impl SocketTextReceiver {
         }
     }
 
-    /// Sets whether the receiver finishes when the server ends a connection that delivered
-    /// data (default `false`: it reconnects forever, like Spark's). When set, the end of the
-    /// input (the server closes, or the connection fails, after sending data) makes
-    /// `receive` store the last lines and return `Ok(Flow::Finished)`: the receiver stops
-    /// for good, and its stopped event carries counts that cover every byte the server sent.
-    /// A server that refuses the connection, or closes it before sending anything, is still
-    /// retried. For finite feeds (a file played over a socket, `nc host port < file`).
+    /// Sets whether the receiver finishes when the server ends the connection (default
+    /// `false`: it reconnects forever, like Spark's). When set, the end of the first
+    /// connection (the server closes it, or it fails) makes `receive` store the last lines
+    /// and return `Ok(Flow::Finished)`: the receiver stops for good, and its stopped event
+    /// carries counts that cover every byte the server sent. A connection closed before any
+    /// data is an empty input. A refused connection or an unresolvable host is still
+    /// retried (the feed may not be up yet). For finite feeds (a file played over a socket,
+    /// `nc -l 9999 < file`).
     #[must_use]
     pub fn finish_on_close(mut self, finish: bool) -> SocketTextReceiver {
         self.finish_on_close = finish;
@@ -381,7 +382,7 @@ impl Receiver for SocketTextReceiver {
                 too_long = Some(e);
             }
             self.stream = None;
-            finished = self.finish_on_close && self.got_data;
+            finished = self.finish_on_close;
             let retry_in_ms = if finished {
                 None
             } else {
