@@ -395,3 +395,34 @@ fn network_wordcount_stopped_by_a_signal_reports_its_losses_too() {
         r.describe()
     );
 }
+
+#[test]
+fn directory_wordcount_prints_what_reading_the_files_lost_and_exits_1_without_a_policy() {
+    for (policy, code, summary) in [
+        (None, 1, "1 truncated, 0 skipped, 0 split (0 cuts inside a word); 4000 bytes dropped"),
+        (Some("skip"), 0, "0 truncated, 1 skipped, 0 split (0 cuts inside a word); 5000 bytes dropped"),
+    ] {
+        let root = TempDir::new().unwrap();
+        let (watched, staged) = (root.path().join("in"), root.path().join("staged.txt"));
+        fs::create_dir(&watched).unwrap();
+        let mut args = vec![as_str(&watched), "--max-line-bytes", "1000"];
+        if let Some(policy) = policy {
+            args.extend(["--on-long-line", policy]);
+        }
+        let mut running = start("directory_wordcount", &args);
+        running.wait_for_stdout("that it watches", |out| out.contains("Watching"));
+        // Files must appear atomically: written aside, then moved in.
+        fs::write(&staged, long_line_then_close()).unwrap();
+        fs::rename(&staged, watched.join("feed.txt")).unwrap();
+        running.wait_for_stdout("the count of `bye`", |out| out.contains("(\"bye\", 1)"));
+        let pid = running.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let r = running.finish();
+        assert_eq!(r.code, Some(code), "{policy:?}: {}", r.describe());
+        assert!(
+            r.input_line().contains("1 files in") && r.input_line().contains(summary),
+            "{policy:?}: {}",
+            r.describe()
+        );
+    }
+}

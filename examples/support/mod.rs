@@ -267,59 +267,70 @@ impl InputReport {
     /// did not name a long-line policy, which accepts it: the message says what was lost
     /// and which options to use.
     pub fn print_and_check(&self, options: &LineOptions) -> Result<(), BoxError> {
-        let report = self.state().receivers.clone();
-        let mut lost = ReceiverMetrics::default();
-        for (name, m) in &report {
-            println!(
-                "Input from {name}: {} records stored; {} lines with invalid UTF-8 repaired; \
-                 long lines (over {} bytes): {} truncated, {} skipped, {} split ({} cuts \
-                 inside a word); {} bytes dropped; {} incomplete lines (the input ended \
-                 mid-line)",
-                m.records_stored,
-                m.malformed,
-                options.max_line_bytes,
-                m.truncated,
-                m.dropped,
-                m.split,
-                m.words_cut,
-                m.dropped_bytes,
-                m.incomplete,
-            );
-            if m.lost_input() {
-                lost.truncated += m.truncated;
-                lost.dropped += m.dropped;
-                lost.dropped_bytes += m.dropped_bytes;
-                lost.incomplete += m.incomplete;
-            }
-        }
-        if lost.lost_input() && options.on_long_line.is_none() {
-            let mut what = Vec::new();
-            if lost.truncated + lost.dropped > 0 {
-                what.push(format!(
-                    "{} truncated and {} skipped line(s) longer than --max-line-bytes {} \
-                     ({} bytes dropped)",
-                    lost.truncated,
-                    lost.dropped,
-                    options.max_line_bytes,
-                    lost.dropped_bytes
-                ));
-            }
-            if lost.incomplete > 0 {
-                what.push(format!(
-                    "{} line(s) cut short by the end of their connection (kept as received)",
-                    lost.incomplete
-                ));
-            }
-            return Err(format!(
-                "input was lost: {} (counts above); raise --max-line-bytes, pass \
-                 --on-long-line=split to keep every byte of long lines, or name a policy \
-                 (--on-long-line=truncate, skip or split) to accept the loss",
-                what.join("; ")
-            )
-            .into());
-        }
-        Ok(())
+        let report: Vec<(String, ReceiverMetrics)> = self.state().receivers.clone().into_iter().collect();
+        print_and_check_losses(&report, options)
     }
+}
+
+/// Prints one line per input (`Input from NAME: ...`) with its counts: records stored,
+/// lines repaired, long lines truncated, skipped and split (and the cuts inside a word),
+/// bytes dropped, and lines cut short by the end of a connection (`incomplete`).
+///
+/// # Errors
+/// When an input lost something (lines truncated, dropped, or incomplete) and `options`
+/// did not name a long-line policy, which accepts it: the message says what was lost and
+/// which options to use.
+pub fn print_and_check_losses(
+    inputs: &[(String, ReceiverMetrics)],
+    options: &LineOptions,
+) -> Result<(), BoxError> {
+    let mut lost = ReceiverMetrics::default();
+    for (name, m) in inputs {
+        println!(
+            "Input from {name}: {} records stored; {} lines with invalid UTF-8 repaired; \
+             long lines (over {} bytes): {} truncated, {} skipped, {} split ({} cuts inside \
+             a word); {} bytes dropped; {} incomplete lines (the input ended mid-line)",
+            m.records_stored,
+            m.malformed,
+            options.max_line_bytes,
+            m.truncated,
+            m.dropped,
+            m.split,
+            m.words_cut,
+            m.dropped_bytes,
+            m.incomplete,
+        );
+        if m.lost_input() {
+            lost.truncated += m.truncated;
+            lost.dropped += m.dropped;
+            lost.dropped_bytes += m.dropped_bytes;
+            lost.incomplete += m.incomplete;
+        }
+    }
+    if lost.lost_input() && options.on_long_line.is_none() {
+        let mut what = Vec::new();
+        if lost.truncated + lost.dropped > 0 {
+            what.push(format!(
+                "{} truncated and {} skipped line(s) longer than --max-line-bytes {} \
+                 ({} bytes dropped)",
+                lost.truncated, lost.dropped, options.max_line_bytes, lost.dropped_bytes
+            ));
+        }
+        if lost.incomplete > 0 {
+            what.push(format!(
+                "{} line(s) cut short by the end of their connection (kept as received)",
+                lost.incomplete
+            ));
+        }
+        return Err(format!(
+            "input was lost: {} (counts above); raise --max-line-bytes, pass \
+             --on-long-line=split to keep every byte of long lines, or name a policy \
+             (--on-long-line=truncate, skip or split) to accept the loss",
+            what.join("; ")
+        )
+        .into());
+    }
+    Ok(())
 }
 
 impl StreamingListener for InputReport {
