@@ -47,8 +47,8 @@ mod support;
 mod tail;
 
 use support::{
-    context, init_tracing, read_lines, run_until_done, spawn_finite_server, words, Ending, Progress,
-    SignalStop,
+    context, init_tracing, read_lines, run_until_done, spawn_finite_server, words, Ending,
+    Progress, SignalStop,
 };
 
 #[derive(Parser, Debug)]

@@ -23,7 +23,8 @@ mod support;
 
 use support::{
     context, exit_code, init_tracing, parse_batch_ms, parse_executors, parse_rate, prepare_out_dir,
-    read_lines, run_until_done, spawn_finite_server, words, Ending, InputReport, LineOptions, Progress,
+    read_lines, run_until_done, spawn_finite_server, words, Ending, InputReport, LineOptions,
+    Progress,
 };
 
 #[derive(Parser, Debug)]

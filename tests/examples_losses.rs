@@ -200,7 +200,10 @@ fn wordcount_reports_the_bytes_dropped_exactly_and_exits_1_without_a_named_polic
     assert!(r.stderr.contains("input was lost"), "{}", r.describe());
     // Each named policy: exit 0, the same exact accounting.
     for policy in ["truncate", "skip", "split"] {
-        let r = run("wordcount", &[&base[..], &["--on-long-line", policy]].concat());
+        let r = run(
+            "wordcount",
+            &[&base[..], &["--on-long-line", policy]].concat(),
+        );
         assert_eq!(r.code, Some(0), "{policy}: {}", r.describe());
         let truth = true_dropped(&input, MIB, policy);
         assert!(
@@ -214,9 +217,14 @@ fn wordcount_reports_the_bytes_dropped_exactly_and_exits_1_without_a_named_polic
             // A run of `w` only: every cut is inside that one "word", and counted.
             _ => ("0 truncated, 0 skipped, 1 split (7 cuts inside a word)", 10),
         };
-        assert!(r.input_line().contains(summary), "{policy}: {}", r.describe());
         assert!(
-            r.input_line().contains(&format!("{records} records stored")),
+            r.input_line().contains(summary),
+            "{policy}: {}",
+            r.describe()
+        );
+        assert!(
+            r.input_line()
+                .contains(&format!("{records} records stored")),
             "{policy}: {}",
             r.describe()
         );
@@ -353,7 +361,10 @@ fn network_wordcount_prints_its_losses_and_exits_1_without_a_named_policy() {
 fn network_wordcount_reports_a_line_cut_by_a_closed_connection_as_incomplete() {
     // The feeder dies mid-line: "partial li" is stored, but counted and reported.
     let port = serve(b"hello world\npartial li".to_vec(), false).to_string();
-    let r = run("network_wordcount", &["127.0.0.1", &port, "--stop-on-close"]);
+    let r = run(
+        "network_wordcount",
+        &["127.0.0.1", &port, "--stop-on-close"],
+    );
     assert_eq!(r.code, Some(1), "{}", r.describe());
     assert!(
         r.input_line().contains("2 records stored")
@@ -362,7 +373,8 @@ fn network_wordcount_reports_a_line_cut_by_a_closed_connection_as_incomplete() {
         r.describe()
     );
     assert!(
-        r.stderr.contains("cut short by the end of their connection"),
+        r.stderr
+            .contains("cut short by the end of their connection"),
         "{}",
         r.describe()
     );
@@ -399,8 +411,16 @@ fn network_wordcount_stopped_by_a_signal_reports_its_losses_too() {
 #[test]
 fn directory_wordcount_prints_what_reading_the_files_lost_and_exits_1_without_a_policy() {
     for (policy, code, summary) in [
-        (None, 1, "1 truncated, 0 skipped, 0 split (0 cuts inside a word); 4000 bytes dropped"),
-        (Some("skip"), 0, "0 truncated, 1 skipped, 0 split (0 cuts inside a word); 5000 bytes dropped"),
+        (
+            None,
+            1,
+            "1 truncated, 0 skipped, 0 split (0 cuts inside a word); 4000 bytes dropped",
+        ),
+        (
+            Some("skip"),
+            0,
+            "0 truncated, 1 skipped, 0 split (0 cuts inside a word); 5000 bytes dropped",
+        ),
     ] {
         let root = TempDir::new().unwrap();
         let (watched, staged) = (root.path().join("in"), root.path().join("staged.txt"));
@@ -416,7 +436,11 @@ fn directory_wordcount_prints_what_reading_the_files_lost_and_exits_1_without_a_
         fs::rename(&staged, watched.join("feed.txt")).unwrap();
         running.wait_for_stdout("the count of `bye`", |out| out.contains("(\"bye\", 1)"));
         let pid = running.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
         let r = running.finish();
         assert_eq!(r.code, Some(code), "{policy:?}: {}", r.describe());
         assert!(

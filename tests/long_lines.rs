@@ -196,7 +196,10 @@ async fn bytes_dropped_are_exact_when_the_input_ends_in_a_long_line() {
                 _ => 0,
             };
             assert_eq!(truth, expected as u64, "{policy}");
-            assert_eq!((m.incomplete, m.lost_input()), (0, policy != LongLinePolicy::Split));
+            assert_eq!(
+                (m.incomplete, m.lost_input()),
+                (0, policy != LongLinePolicy::Split)
+            );
         }
     })
     .await

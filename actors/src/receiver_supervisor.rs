@@ -12,9 +12,7 @@ use actix::{
 use futures::FutureExt;
 use rivulet_framework::block::StreamId;
 use rivulet_framework::listener::ReceiverInfo;
-use rivulet_framework::receiver::{
-    BlockSource, DynReceiver, Flow, ReceiverError, ReceiverMetrics,
-};
+use rivulet_framework::receiver::{BlockSource, DynReceiver, Flow, ReceiverError, ReceiverMetrics};
 use tokio::sync::{oneshot, watch};
 use tracing::{error, info, warn, Instrument};
 

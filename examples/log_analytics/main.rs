@@ -37,7 +37,9 @@ use rivulet::prelude::*;
 #[path = "../support/mod.rs"]
 mod support;
 
-use support::{context, init_tracing, read_lines, run_until_done, spawn_finite_server, Ending, Progress};
+use support::{
+    context, init_tracing, read_lines, run_until_done, spawn_finite_server, Ending, Progress,
+};
 
 #[derive(Parser, Debug)]
 #[command(about = "Status codes, top URLs and known clients of a live Apache access log")]

@@ -217,7 +217,10 @@ impl ReportState {
     fn check_done(&mut self) {
         let stored: u64 = self.receivers.values().map(|m| m.records_stored).sum();
         let all_stopped = !self.receivers.is_empty()
-            && self.receivers.keys().all(|name| self.stopped.contains(name));
+            && self
+                .receivers
+                .keys()
+                .all(|name| self.stopped.contains(name));
         if all_stopped && self.processed >= stored {
             if let Some(tx) = self.done.take() {
                 let _ = tx.send(());
@@ -267,7 +270,8 @@ impl InputReport {
     /// did not name a long-line policy, which accepts it: the message says what was lost
     /// and which options to use.
     pub fn print_and_check(&self, options: &LineOptions) -> Result<(), BoxError> {
-        let report: Vec<(String, ReceiverMetrics)> = self.state().receivers.clone().into_iter().collect();
+        let report: Vec<(String, ReceiverMetrics)> =
+            self.state().receivers.clone().into_iter().collect();
         print_and_check_losses(&report, options)
     }
 }

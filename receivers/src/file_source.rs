@@ -561,15 +561,23 @@ mod tests {
         // A recomputed partition reads the file again: counted once.
         assert_eq!(read_all(&source, "d.txt").len(), 3);
         let t = losses.totals();
-        assert_eq!((t.files, t.records, t.counts.split, t.counts.dropped_bytes), (1, 3, 1, 0));
+        assert_eq!(
+            (t.files, t.records, t.counts.split, t.counts.dropped_bytes),
+            (1, 3, 1, 0)
+        );
 
         let failing = TextFileSource::new(dir.path())
             .max_line_bytes(4)
             .on_long_line(crate::LongLinePolicy::Fail);
-        let error = failing.read(&"d.txt".to_string()).err().expect("a long line under fail");
+        let error = failing
+            .read(&"d.txt".to_string())
+            .err()
+            .expect("a long line under fail");
         let message = error.to_string();
         assert!(message.contains("d.txt"), "{message}");
-        let source_text = std::error::Error::source(&error).map(|e| e.to_string()).unwrap_or_default();
+        let source_text = std::error::Error::source(&error)
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(
             format!("{message} {source_text}").contains("byte offset 0"),
             "{message} / {source_text}"

@@ -794,10 +794,18 @@ mod tests {
         let mut input = line.clone();
         input.extend(b"\nlast words\n");
         let (whole, _, _) = split_all(&input, usize::MAX, Truncate);
-        let (pieces, counts, error) = split_chunked(&input, &[READ_CHUNK_BYTES, 777], 1 << 20, Split);
+        let (pieces, counts, error) =
+            split_chunked(&input, &[READ_CHUNK_BYTES, 777], 1 << 20, Split);
         assert_eq!(error, None);
-        assert_eq!((counts.split, counts.words_cut, counts.dropped_bytes), (1, 0, 0));
-        assert!(pieces.len() > 4, "the line was split: {} records", pieces.len());
+        assert_eq!(
+            (counts.split, counts.words_cut, counts.dropped_bytes),
+            (1, 0, 0)
+        );
+        assert!(
+            pieces.len() > 4,
+            "the line was split: {} records",
+            pieces.len()
+        );
         assert!(pieces.iter().all(|p| p.len() <= 1 << 20));
         assert_eq!(pieces.concat(), whole.concat());
         assert_eq!(words_of(&pieces), words_of(&whole));
@@ -807,18 +815,26 @@ mod tests {
     fn abandon_counts_the_unfinished_line_as_incomplete_and_its_held_bytes_as_dropped() {
         let (mut out, mut counts) = (Vec::new(), LineCounts::default());
         let mut s = LineSplitter::new(100, Truncate);
-        s.feed(b"done\npartial li", &mut out, &mut counts, &"t").unwrap();
+        s.feed(b"done\npartial li", &mut out, &mut counts, &"t")
+            .unwrap();
         assert_eq!(s.unfinished_bytes(), 10);
         assert_eq!(s.abandon(&mut counts), 10);
         assert_eq!((counts.incomplete, counts.dropped_bytes), (1, 10));
-        assert_eq!(s.abandon(&mut counts), 0, "nothing unfinished after a reset");
+        assert_eq!(
+            s.abandon(&mut counts),
+            0,
+            "nothing unfinished after a reset"
+        );
         // While the rest of a long line is skipped, its bytes are already counted.
         let mut s = LineSplitter::new(4, Skip);
         let mut counts = LineCounts::default();
         s.feed(b"123456789", &mut out, &mut counts, &"t").unwrap();
         assert_eq!(counts.dropped_bytes, 9);
         assert_eq!(s.abandon(&mut counts), 9);
-        assert_eq!((counts.dropped, counts.incomplete, counts.dropped_bytes), (1, 1, 9));
+        assert_eq!(
+            (counts.dropped, counts.incomplete, counts.dropped_bytes),
+            (1, 1, 9)
+        );
         // A split line: the pieces delivered are not dropped, the rest held is.
         let mut s = LineSplitter::new(4, Split);
         let mut counts = LineCounts::default();

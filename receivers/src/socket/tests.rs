@@ -324,9 +324,9 @@ async fn a_line_cut_by_a_closed_connection_is_stored_counted_incomplete_and_warn
     let warnings = logs.take_warnings();
     let addr = format!("127.0.0.1:{port}");
     assert!(
-        warnings
-            .iter()
-            .any(|w| w.contains(&addr) && w.contains("bytes_received=10") && w.contains("incomplete")),
+        warnings.iter().any(|w| w.contains(&addr)
+            && w.contains("bytes_received=10")
+            && w.contains("incomplete")),
         "{warnings:?}"
     );
 }
