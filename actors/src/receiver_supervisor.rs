@@ -169,8 +169,9 @@ async fn run(
 /// Sends `ReceiverEvent::InputLost` when the receiver truncated, dropped or left incomplete
 /// input since the last report, at most once per [`LOSS_REPORT_EVERY`].
 struct LossReporter {
-    /// `truncated`, `dropped`, `dropped_bytes` and `incomplete` as last reported.
-    reported: (u64, u64, u64, u64),
+    /// `truncated`, `dropped` and `incomplete` as last reported (the bytes of a line being
+    /// dropped grow with every read: the line was reported once).
+    reported: (u64, u64, u64),
     last: Option<Instant>,
 }
 
@@ -198,8 +199,8 @@ impl LossReporter {
 }
 
 /// The counters whose growth means input was lost.
-fn losses_of(m: &ReceiverMetrics) -> (u64, u64, u64, u64) {
-    (m.truncated, m.dropped, m.dropped_bytes, m.incomplete)
+fn losses_of(m: &ReceiverMetrics) -> (u64, u64, u64) {
+    (m.truncated, m.dropped, m.incomplete)
 }
 
 /// One start..failure cycle: `None` when the receiver finished, else its error.

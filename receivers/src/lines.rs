@@ -789,7 +789,7 @@ mod tests {
             n = n.wrapping_mul(1_103_515_245).wrapping_add(12_345);
             let len = 1 + (n >> 16) as usize % 40;
             line.extend(std::iter::repeat_n(b'a' + (n % 26) as u8, len));
-            line.push(if n % 7 == 0 { b'\t' } else { b' ' });
+            line.push(if n.is_multiple_of(7) { b'\t' } else { b' ' });
         }
         let mut input = line.clone();
         input.extend(b"\nlast words\n");
