@@ -101,7 +101,7 @@ pub struct SocketTextReceiver {
     failures: u64,
     splitter: LineSplitter,
     read_buf: Box<[u8]>,
-    /// Finish (`Flow::Finished`) when a connection that delivered data ends.
+    /// Finish (`Flow::Finished`) when the connection ends, instead of reconnecting.
     finish_on_close: bool,
     /// A clone of the sink `receive` stores into, to count a line left unfinished by
     /// `on_stop` (which gets no sink).
@@ -374,7 +374,8 @@ impl Receiver for SocketTextReceiver {
                     bytes_received = cut,
                     policy = %self.policy,
                     "Connection ended in the middle of a line (no newline after its last \
-                     bytes); what was received of it is kept as an incomplete record."
+                     bytes); the part received is handled as a last line (stored, unless the \
+                     long-line policy drops it) and counted as incomplete."
                 );
             }
             // What was read is kept: an unterminated last line is still a record.
