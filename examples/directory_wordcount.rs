@@ -12,7 +12,9 @@
 //! is read once. Each 1 s batch's word counts (a word is a maximal run of ASCII letters and
 //! digits, lowercased) are printed with `print(10)`. Runs until Ctrl-C (SIGINT) or
 //! SIGTERM, then stops gracefully and prints how much it counted (a second signal stops at
-//! once).
+//! once) and what reading the files lost: lines longer than `--max-line-bytes` are
+//! truncated by default, or handled as `--on-long-line` says. Exits with status 1 when
+//! input was lost and no `--on-long-line` policy was named.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,7 +25,9 @@ use rivulet::prelude::*;
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{context, init_tracing, words, Processed, SignalStop};
+use rivulet::framework::receiver::ReceiverMetrics;
+use rivulet::receivers::TextFileSource;
+use support::{context, init_tracing, words, LineOptions, Processed, SignalStop};
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -33,6 +37,8 @@ struct Args {
     ui: support::UiArgs,
     /// Directory to watch for new text files.
     dir: PathBuf,
+    #[command(flatten)]
+    lines: LineOptions,
 }
 
 /// Parses the options, runs the job, and returns its first error.
@@ -49,7 +55,13 @@ async fn run(args: Args) -> Result<(), BoxError> {
         return Err(format!("{} is not a directory", args.dir.display()).into());
     }
     let ssc = context("directory_wordcount", Duration::from_secs(1), None)?;
-    ssc.text_file_stream(&args.dir)
+    // `text_file_stream`, with the long-line options and a handle on what reading lost.
+    let source = TextFileSource::new(&args.dir)
+        .max_line_bytes(args.lines.max_line_bytes)
+        .on_long_line(args.lines.policy());
+    let losses = source.losses();
+    ssc.graph()
+        .polled_stream(source)
         .flat_map(words)
         .map(|w| (w, 1u64))
         .reduce_by_key(|a, b| a + b)
@@ -74,5 +86,19 @@ async fn run(args: Args) -> Result<(), BoxError> {
         ""
     };
     println!("Stopped{how}: {batches} batches, {lines} lines counted.");
-    Ok(())
+    let t = losses.totals();
+    let c = t.counts;
+    let metrics = ReceiverMetrics {
+        records_stored: t.records,
+        malformed: c.malformed,
+        truncated: c.truncated,
+        dropped: c.dropped,
+        dropped_bytes: c.dropped_bytes,
+        split: c.split,
+        words_cut: c.words_cut,
+        incomplete: c.incomplete,
+        ..ReceiverMetrics::default()
+    };
+    let name = format!("{} files in {}", t.files, args.dir.display());
+    support::print_and_check_losses(&[(name, metrics)], &args.lines)
 }

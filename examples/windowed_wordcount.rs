@@ -25,7 +25,7 @@ use rivulet::prelude::*;
 mod support;
 
 use support::{
-    context, init_tracing, read_lines, run_until_done, spawn_server, words, Ending, Progress,
+    context, init_tracing, read_lines, run_until_done, spawn_finite_server, words, Ending, Progress,
 };
 
 #[derive(Parser, Debug)]
@@ -78,7 +78,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         args.rate
     );
 
-    let (port, server) = spawn_server(Arc::new(lines), args.rate).await?;
+    let (port, server) = spawn_finite_server(Arc::new(lines), args.rate).await?;
 
     let ssc = context(
         "windowed_wordcount",
@@ -87,7 +87,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     )?;
     let pairs = args
         .lines
-        .socket_stream(&ssc, port)
+        .feed_stream(&ssc, port)
         .flat_map(words)
         .map(|w| (w, 1u64));
     // `reduce_by_key_and_window_inv(+, -)` plus a filter: each window is the previous one
@@ -135,10 +135,13 @@ async fn run(args: Args) -> Result<(), BoxError> {
             Ok(())
         });
 
-    let (progress, done) = Progress::new(expected_records);
+    let progress = Progress::new(expected_records);
     ssc.add_listener(progress);
     let input_report = support::InputReport::new();
     ssc.add_listener(input_report.clone());
+    // Done once the feed closed, the receiver read all of it, and every record stored was
+    // processed: only then are its loss counts final.
+    let done = input_report.input_done();
     let ending = run_until_done(&ssc, done).await?;
     if ending == Ending::Done {
         input_report.print_and_check(&args.lines)?;

@@ -23,7 +23,8 @@ mod support;
 
 use support::{
     context, exit_code, init_tracing, parse_batch_ms, parse_executors, parse_rate, prepare_out_dir,
-    read_lines, run_until_done, spawn_server, words, Ending, InputReport, LineOptions, Progress,
+    read_lines, run_until_done, spawn_finite_server, words, Ending, InputReport, LineOptions,
+    Progress,
 };
 
 #[derive(Parser, Debug)]
@@ -78,7 +79,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         args.rate
     );
 
-    let (port, server) = spawn_server(Arc::new(lines), args.rate).await?;
+    let (port, server) = spawn_finite_server(Arc::new(lines), args.rate).await?;
 
     let ssc = context(
         "wordcount",
@@ -87,7 +88,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     )?;
     let counts = args
         .lines
-        .socket_stream(&ssc, port)
+        .feed_stream(&ssc, port)
         .flat_map(words)
         .map(|w| (w, 1u64))
         .reduce_by_key(|a, b| a + b)
@@ -112,10 +113,13 @@ async fn run(args: Args) -> Result<(), BoxError> {
             .map(|(w, c)| format!("{w}\t{c}"))
             .save_as_text_files(dir.join("batch"), "");
     }
-    let (progress, done) = Progress::new(expected);
+    let progress = Progress::new(expected);
     ssc.add_listener(progress);
     let report = InputReport::new();
     ssc.add_listener(report.clone());
+    // Done once the feed closed, the receiver read all of it, and every record stored was
+    // processed: only then are its loss counts final.
+    let done = report.input_done();
     let ending = run_until_done(&ssc, done).await?;
     server.abort();
     if let Ending::Interrupted(signal) = ending {

@@ -199,7 +199,8 @@ impl StreamingContext {
     ///
     /// A line longer than 1 MiB ([`DEFAULT_MAX_LINE_BYTES`](rivulet_receivers::DEFAULT_MAX_LINE_BYTES))
     /// is truncated, logged and counted (`ReceiverMetrics::truncated`, reported to listeners
-    /// by `on_receiver_input_lost`). To raise the limit or choose another policy (skip,
+    /// by `on_receiver_input_lost`); a line the connection ended in the middle of is stored
+    /// as received and counted as `ReceiverMetrics::incomplete`. To raise the limit or choose another policy (skip,
     /// split, fail), pass a configured [`SocketTextReceiver`] to
     /// [`receiver_stream`](StreamingContext::receiver_stream):
     /// `ssc.receiver_stream(SocketTextReceiver::new(host, port).max_line_bytes(n).on_long_line(LongLinePolicy::Split))`.

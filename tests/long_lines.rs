@@ -138,3 +138,69 @@ async fn fail_stops_the_context_naming_the_receiver_offset_and_limit() {
     })
     .await
 }
+
+/// The bytes a receiver must have dropped for `sent` (ASCII): all bytes, minus the `\n`
+/// terminators, minus the bytes of the records delivered. From the input and the records
+/// alone, independent of the receiver's counts.
+fn true_dropped_bytes(sent: &[u8], records: &[String]) -> u64 {
+    let newlines = sent.iter().filter(|&&b| b == b'\n').count();
+    let delivered: usize = records.iter().map(String::len).sum();
+    (sent.len() - newlines - delivered) as u64
+}
+
+/// The case: the input ends in a long line. Its head (or nothing) is the last
+/// record, so a count read once the records were in would miss the rest of the line; a
+/// receiver that finishes at the end of a finite feed reports, in its stopped event, the
+/// true number of bytes dropped, for each policy.
+#[actix::test]
+async fn bytes_dropped_are_exact_when_the_input_ends_in_a_long_line() {
+    within(async {
+        let mut sent = b"before\n".to_vec();
+        sent.extend(std::iter::repeat_n(b'w', FIVE_MB));
+        sent.push(b'\n');
+        for policy in [
+            LongLinePolicy::Truncate,
+            LongLinePolicy::Skip,
+            LongLinePolicy::Split,
+        ] {
+            let listener = listen(0);
+            let port = listener.local_addr().unwrap().port();
+            let data = sent.clone();
+            // Writes everything, then closes: a finite feed.
+            let server = tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let (mut conn, _) = listener.accept().await.expect("accept");
+                conn.write_all(&data).await.expect("write");
+            });
+            let ssc = context(2, 2);
+            let events = Events::attach(&ssc);
+            let receiver = SocketTextReceiver::new("127.0.0.1", port)
+                .max_line_bytes(LIMIT)
+                .on_long_line(policy)
+                .finish_on_close(true);
+            let lines = ssc.receiver_stream(receiver).collect_batches();
+            ssc.start().await.unwrap();
+            advance_until(&ssc, || !events.receiver_stopped().is_empty()).await;
+            let stopped = events.receiver_stopped().pop().expect("a stopped event");
+            let stored = stopped.metrics.records_stored as usize;
+            advance_until(&ssc, || lines.records().len() >= stored).await;
+            ssc.stop(StopMode::Graceful).await.unwrap();
+            server.await.unwrap();
+            let records = lines.records();
+            let m = stopped.metrics;
+            let truth = true_dropped_bytes(&sent, &records);
+            assert_eq!(m.dropped_bytes, truth, "{policy}: {m:?}");
+            let expected = match policy {
+                LongLinePolicy::Truncate => FIVE_MB - LIMIT,
+                LongLinePolicy::Skip => FIVE_MB,
+                _ => 0,
+            };
+            assert_eq!(truth, expected as u64, "{policy}");
+            assert_eq!(
+                (m.incomplete, m.lost_input()),
+                (0, policy != LongLinePolicy::Split)
+            );
+        }
+    })
+    .await
+}

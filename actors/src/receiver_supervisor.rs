@@ -12,7 +12,7 @@ use actix::{
 use futures::FutureExt;
 use rivulet_framework::block::StreamId;
 use rivulet_framework::listener::ReceiverInfo;
-use rivulet_framework::receiver::{BlockSource, DynReceiver, Flow, ReceiverError};
+use rivulet_framework::receiver::{BlockSource, DynReceiver, Flow, ReceiverError, ReceiverMetrics};
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn, Instrument};
 
@@ -167,10 +167,12 @@ async fn run(
     }
 }
 
-/// Sends `ReceiverEvent::InputLost` when the receiver truncated or dropped input since the
-/// last report, at most once per [`LOSS_REPORT_EVERY`].
+/// Sends `ReceiverEvent::InputLost` when the receiver truncated, dropped or left incomplete
+/// input since the last report, at most once per [`LOSS_REPORT_EVERY`].
 struct LossReporter {
-    reported: (u64, u64),
+    /// `truncated`, `dropped` and `incomplete` as last reported (the bytes of a line being
+    /// dropped grow with every read: the line was reported once).
+    reported: (u64, u64, u64),
     last: Option<Instant>,
 }
 
@@ -180,7 +182,7 @@ const LOSS_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(1)
 impl LossReporter {
     fn check(&mut self, reporter: &Reporter) {
         let m = reporter.source.metrics();
-        let lost = (m.truncated, m.dropped);
+        let lost = losses_of(&m);
         if lost == self.reported || self.last.is_some_and(|t| t.elapsed() < LOSS_REPORT_EVERY) {
             return;
         }
@@ -190,10 +192,16 @@ impl LossReporter {
             truncated = m.truncated,
             dropped = m.dropped,
             dropped_bytes = m.dropped_bytes,
+            incomplete = m.incomplete,
             "Receiver lost input (totals so far)."
         );
         reporter.send(ReceiverEvent::InputLost(reporter.info(true, None)));
     }
+}
+
+/// The counters whose growth means input was lost.
+fn losses_of(m: &ReceiverMetrics) -> (u64, u64, u64) {
+    (m.truncated, m.dropped, m.incomplete)
 }
 
 /// One start..failure cycle: `None` when the receiver finished, else its error.
@@ -204,10 +212,7 @@ async fn run_once(receiver: &mut dyn DynReceiver, reporter: &Reporter) -> Option
     info!("Receiver started.");
     reporter.send(ReceiverEvent::Started(reporter.info(true, None)));
     let mut losses = LossReporter {
-        reported: {
-            let m = reporter.source.metrics();
-            (m.truncated, m.dropped)
-        },
+        reported: losses_of(&reporter.source.metrics()),
         last: None,
     };
     loop {
@@ -251,6 +256,7 @@ impl Actor for ReceiverSupervisor {
                     truncated = m.truncated,
                     dropped = m.dropped,
                     dropped_bytes = m.dropped_bytes,
+                    incomplete = m.incomplete,
                     "Receiver stopping; it lost input."
                 );
             }

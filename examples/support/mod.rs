@@ -12,7 +12,7 @@
 // Every example uses only part of this module.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::num::NonZeroU32;
 use std::path::Path;
@@ -39,11 +39,21 @@ use tokio::task::JoinHandle;
 /// # Panics
 /// If a global subscriber was already installed: call it once, at the start of `main`.
 pub fn init_tracing() {
+    init_tracing_with("warn");
+}
+
+/// As [`init_tracing`], with `default` as the filter when `RUST_LOG` is unset (e.g.
+/// `warn,rivulet_receivers::socket=info` to show connections).
+///
+/// # Panics
+/// If a global subscriber was already installed.
+pub fn init_tracing_with(default: &str) {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default.into()),
         )
         .init();
 }
@@ -193,9 +203,11 @@ pub struct LineOptions {
     /// Longest line delivered as one record, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES, value_parser = parse_max_line_bytes)]
     pub max_line_bytes: usize,
-    /// What to do with a longer line: truncate, skip, split (into pieces, nothing lost) or
-    /// fail (stop with an error). Without this option long lines are truncated and the run
-    /// exits with status 1, as input was lost; naming a policy accepts its outcome.
+    /// What to do with a longer line: truncate, skip, split (into pieces cut at whitespace,
+    /// nothing lost) or fail (stop with an error). Without this option long lines are
+    /// truncated and the run exits with status 1, as input was lost; so does a line cut
+    /// short by the end of its connection. Naming a policy accepts its outcome, and the
+    /// example's checks then expect what the policy makes of the input.
     #[arg(long, value_name = "POLICY")]
     pub on_long_line: Option<LongLinePolicy>,
 }
@@ -206,38 +218,79 @@ impl LineOptions {
         self.on_long_line.unwrap_or_default()
     }
 
-    /// A socket text stream from 127.0.0.1:`port` with these options.
+    /// A socket text receiver for `host:port` with these options.
+    pub fn receiver(&self, host: &str, port: u16) -> SocketTextReceiver {
+        SocketTextReceiver::new(host, port)
+            .max_line_bytes(self.max_line_bytes)
+            .on_long_line(self.policy())
+    }
+
+    /// A socket text stream from 127.0.0.1:`port` with these options (reconnecting forever,
+    /// for live feeds).
     pub fn socket_stream(&self, ssc: &StreamingContext, port: u16) -> DStream<String> {
-        ssc.receiver_stream(
-            SocketTextReceiver::new("127.0.0.1", port)
-                .max_line_bytes(self.max_line_bytes)
-                .on_long_line(self.policy()),
-        )
+        ssc.receiver_stream(self.receiver("127.0.0.1", port))
+    }
+
+    /// A socket text stream from the finite feed at 127.0.0.1:`port` (see
+    /// [`spawn_finite_server`]): its receiver finishes when the feed closes the connection,
+    /// so its final counts cover every byte sent (`SocketTextReceiver::finish_on_close`).
+    pub fn feed_stream(&self, ssc: &StreamingContext, port: u16) -> DStream<String> {
+        ssc.receiver_stream(self.receiver("127.0.0.1", port).finish_on_close(true))
+    }
+
+    /// The records the socket receiver makes of `lines` served one per line under these
+    /// options, computed independently of the receiver by rivulet's reference split
+    /// (`rivulet::receivers::split_text` on the whole input): what the examples' checks
+    /// expect. Under `fail`, the records before the first long line.
+    pub fn expected_lines(&self, lines: &[Vec<u8>]) -> Vec<String> {
+        let mut input = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+        for line in lines {
+            input.extend_from_slice(line);
+            input.push(b'\n');
+        }
+        rivulet::receivers::split_text(&input, self.max_line_bytes, self.policy()).0
     }
 
     /// How many records `lines` (as served, one per line) become under these options.
     pub fn expected_records(&self, lines: &[Vec<u8>]) -> usize {
-        let max = self.max_line_bytes;
-        lines
-            .iter()
-            .map(|line| {
-                let content = line.strip_suffix(b"\r").unwrap_or(line);
-                if content.len() <= max {
-                    1
-                } else {
-                    rivulet::receivers::split_text(line, max, self.policy())
-                        .0
-                        .len()
-                }
-            })
-            .sum()
+        self.expected_lines(lines).len()
     }
 }
 
 /// A listener keeping each receiver's latest metrics (from its started, input-lost, error
-/// and stopped events), for the final summary.
+/// and stopped events), for the final summary, and saying when the whole input of finite
+/// feeds was processed ([`InputReport::input_done`]).
 #[derive(Clone, Default)]
-pub struct InputReport(Arc<Mutex<BTreeMap<String, ReceiverMetrics>>>);
+pub struct InputReport(Arc<Mutex<ReportState>>);
+
+#[derive(Default)]
+struct ReportState {
+    /// Each receiver's latest metrics, by name.
+    receivers: BTreeMap<String, ReceiverMetrics>,
+    /// The receivers that stopped for good.
+    stopped: BTreeSet<String>,
+    /// Records of completed batches, all input streams together.
+    processed: u64,
+    /// Signalled once every receiver stopped and every record it stored was processed
+    /// (`Ok`), or at the first batch with a failed output (`Err`).
+    done: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+impl ReportState {
+    fn check_done(&mut self) {
+        let stored: u64 = self.receivers.values().map(|m| m.records_stored).sum();
+        let all_stopped = !self.receivers.is_empty()
+            && self
+                .receivers
+                .keys()
+                .all(|name| self.stopped.contains(name));
+        if all_stopped && self.processed >= stored {
+            if let Some(tx) = self.done.take() {
+                let _ = tx.send(Ok(()));
+            }
+        }
+    }
+}
 
 impl InputReport {
     /// Nothing reported yet.
@@ -245,64 +298,133 @@ impl InputReport {
         InputReport::default()
     }
 
-    fn record(&self, r: &ReceiverInfo) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(r.name.clone(), r.metrics);
+    fn state(&self) -> std::sync::MutexGuard<'_, ReportState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Prints one line per receiver with its counts.
+    fn record(&self, r: &ReceiverInfo, stopped: bool) {
+        let mut state = self.state();
+        state.receivers.insert(r.name.clone(), r.metrics);
+        if stopped {
+            state.stopped.insert(r.name.clone());
+        }
+        state.check_done();
+    }
+
+    /// Fires once every receiver has stopped for good (a finite feed's receiver finishes
+    /// when the feed closes: see [`LineOptions::feed_stream`]) and every record they
+    /// stored was processed. Then the metrics are final: they cover the whole input, to the
+    /// byte (a count read while a receiver still discards the rest of a long line would
+    /// not). It fires with an error instead at the first batch whose output failed (the
+    /// error names the batch, the output and the cause): a run whose output failed is never
+    /// done, even when its records were all processed. One waiter: a second call replaces
+    /// the first.
+    pub fn input_done(&self) -> oneshot::Receiver<Result<(), String>> {
+        let (tx, rx) = oneshot::channel();
+        let mut state = self.state();
+        state.done = Some(tx);
+        state.check_done();
+        rx
+    }
+
+    /// Prints one line per receiver with its counts: records stored, lines repaired, long
+    /// lines truncated, skipped and split (and the cuts inside a word), bytes dropped, and
+    /// lines cut short by the end of a connection (`incomplete`).
     ///
     /// # Errors
-    /// When a receiver lost input (truncated or dropped lines) and `options` did not name a
-    /// policy that accepts it: the message says what was lost and which options to use.
+    /// When a receiver lost input (lines truncated, dropped, or incomplete) and `options`
+    /// did not name a long-line policy, which accepts it: the message says what was lost
+    /// and which options to use.
     pub fn print_and_check(&self, options: &LineOptions) -> Result<(), BoxError> {
-        let report = self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let mut lost = false;
-        for (name, m) in &report {
-            println!(
-                "Input from {name}: {} records stored; {} lines with invalid UTF-8 repaired; \
-                 long lines (over {} bytes): {} truncated, {} skipped, {} split; {} bytes dropped",
-                m.records_stored,
-                m.malformed,
-                options.max_line_bytes,
-                m.truncated,
-                m.dropped,
-                m.split,
-                m.dropped_bytes
-            );
-            lost |= m.lost_input();
-        }
-        if lost && options.on_long_line.is_none() {
-            return Err(format!(
-                "input was lost: lines longer than --max-line-bytes {} were truncated (counts \
-                 above); raise --max-line-bytes, pass --on-long-line=split to keep every byte, \
-                 or --on-long-line=truncate (or skip) to accept the loss",
-                options.max_line_bytes
-            )
-            .into());
-        }
-        Ok(())
+        let report: Vec<(String, ReceiverMetrics)> =
+            self.state().receivers.clone().into_iter().collect();
+        print_and_check_losses(&report, options)
     }
 }
 
+/// Prints one line per input (`Input from NAME: ...`) with its counts: records stored,
+/// lines repaired, long lines truncated, skipped and split (and the cuts inside a word),
+/// bytes dropped, and lines cut short by the end of a connection (`incomplete`).
+///
+/// # Errors
+/// When an input lost something (lines truncated, dropped, or incomplete) and `options`
+/// did not name a long-line policy, which accepts it: the message says what was lost and
+/// which options to use.
+pub fn print_and_check_losses(
+    inputs: &[(String, ReceiverMetrics)],
+    options: &LineOptions,
+) -> Result<(), BoxError> {
+    let mut lost = ReceiverMetrics::default();
+    for (name, m) in inputs {
+        println!(
+            "Input from {name}: {} records stored; {} lines with invalid UTF-8 repaired; \
+             long lines (over {} bytes): {} truncated, {} skipped, {} split ({} cuts inside \
+             a word); {} bytes dropped; {} incomplete lines (the input ended mid-line)",
+            m.records_stored,
+            m.malformed,
+            options.max_line_bytes,
+            m.truncated,
+            m.dropped,
+            m.split,
+            m.words_cut,
+            m.dropped_bytes,
+            m.incomplete,
+        );
+        if m.lost_input() {
+            lost.truncated += m.truncated;
+            lost.dropped += m.dropped;
+            lost.dropped_bytes += m.dropped_bytes;
+            lost.incomplete += m.incomplete;
+        }
+    }
+    if lost.lost_input() && options.on_long_line.is_none() {
+        let mut what = Vec::new();
+        if lost.truncated + lost.dropped > 0 {
+            what.push(format!(
+                "{} truncated and {} skipped line(s) longer than --max-line-bytes {} \
+                 ({} bytes dropped)",
+                lost.truncated, lost.dropped, options.max_line_bytes, lost.dropped_bytes
+            ));
+        }
+        if lost.incomplete > 0 {
+            what.push(format!(
+                "{} line(s) cut short by the end of their connection (kept as received)",
+                lost.incomplete
+            ));
+        }
+        return Err(format!(
+            "input was lost: {} (counts above); raise --max-line-bytes, pass \
+             --on-long-line=split to keep every byte of long lines, or name a policy \
+             (--on-long-line=truncate, skip or split) to accept the loss",
+            what.join("; ")
+        )
+        .into());
+    }
+    Ok(())
+}
+
 impl StreamingListener for InputReport {
+    fn on_batch_completed(&mut self, batch: &BatchInfo) {
+        let mut state = self.state();
+        if let Some((_, error)) = batch.failures.first() {
+            if let Some(tx) = state.done.take() {
+                let _ = tx.send(Err(error.to_string()));
+            }
+        }
+        state.processed += batch.num_records as u64;
+        state.check_done();
+    }
     fn on_receiver_started(&mut self, r: &ReceiverInfo) {
-        self.record(r);
+        self.record(r, false);
     }
     fn on_receiver_error(&mut self, r: &ReceiverInfo) {
-        self.record(r);
+        self.record(r, false);
     }
     fn on_receiver_stopped(&mut self, r: &ReceiverInfo) {
-        self.record(r);
+        self.record(r, true);
     }
     fn on_receiver_input_lost(&mut self, r: &ReceiverInfo) {
-        self.record(r);
+        self.record(r, false);
     }
 }
 
@@ -491,6 +613,35 @@ pub async fn spawn_server(
     Ok((port, actix::spawn(serve(listener, lines, rate))))
 }
 
+/// Binds a listener on 127.0.0.1 (a free port) and serves `lines` on it as a finite feed
+/// (see [`serve_then_close`]), for a receiver that finishes at its end
+/// ([`LineOptions::feed_stream`]). Returns the port and the server task.
+///
+/// # Errors
+/// If the listener cannot be bound.
+pub async fn spawn_finite_server(
+    lines: Arc<Vec<Vec<u8>>>,
+    rate: u64,
+) -> std::io::Result<(u16, JoinHandle<std::io::Result<()>>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    Ok((port, actix::spawn(serve_then_close(listener, lines, rate))))
+}
+
+/// Sends `lines` to the first client at `rate` lines/s (0: as fast as the client reads),
+/// then closes the connection (as `nc host port < file` does) and stops listening: the end
+/// of the feed, which lets the receiver read every byte and report final counts.
+pub async fn serve_then_close(
+    listener: TcpListener,
+    lines: Arc<Vec<Vec<u8>>>,
+    rate: u64,
+) -> std::io::Result<()> {
+    let (mut socket, _) = listener.accept().await?;
+    drop(listener);
+    send_lines(&mut socket, &lines, rate).await?;
+    socket.shutdown().await
+}
+
 /// Sends `lines` to the first client at `rate` lines/s (0: as fast as the client reads), then
 /// keeps the connection open until the process exits, as a live source would.
 pub async fn serve(
@@ -576,29 +727,24 @@ impl Clock for TokioClock {
     }
 }
 
-/// Prints a progress line after each batch and signals when all `total` records are done.
+/// Prints a progress line after each batch.
 pub struct Progress {
     total: usize,
     done: usize,
     batches: usize,
     started: Instant,
-    finished: Option<oneshot::Sender<Result<(), String>>>,
 }
 
 impl Progress {
-    /// A listener expecting `total` records, and the receiver it signals once they all
-    /// were processed (`Ok`), or at the first batch with a failed output (`Err` with the
-    /// batch time, the output and its error): a run whose output failed is never "done".
-    pub fn new(total: usize) -> (Progress, oneshot::Receiver<Result<(), String>>) {
-        let (tx, rx) = oneshot::channel();
-        let progress = Progress {
+    /// A listener expecting `total` records (the figure it prints progress against; when
+    /// the run is done is [`InputReport::input_done`]'s to say).
+    pub fn new(total: usize) -> Progress {
+        Progress {
             total,
             done: 0,
             batches: 0,
             started: Instant::now(),
-            finished: Some(tx),
-        };
-        (progress, rx)
+        }
     }
 }
 
@@ -617,17 +763,6 @@ impl StreamingListener for Progress {
             self.total,
             self.done as f64 / secs,
         );
-        // The error names the batch, the output and the cause.
-        if let Some((_, error)) = batch.failures.first() {
-            if let Some(tx) = self.finished.take() {
-                let _ = tx.send(Err(error.to_string()));
-            }
-        }
-        if self.done >= self.total {
-            if let Some(tx) = self.finished.take() {
-                let _ = tx.send(Ok(()));
-            }
-        }
     }
 }
 
@@ -659,8 +794,8 @@ pub async fn await_termination(ssc: &StreamingContext) -> Result<(), BoxError> {
     Err(error.into())
 }
 
-/// Starts `ssc` and runs it until `done` fires (every record processed, see
-/// [`Progress`]), then stops it gracefully. SIGINT or SIGTERM stop it earlier (see
+/// Starts `ssc` and runs it until `done` fires (the whole input processed, see
+/// [`InputReport::input_done`]), then stops it gracefully. SIGINT or SIGTERM stop it earlier (see
 /// [`SignalStop`]).
 ///
 /// # Errors

@@ -1,11 +1,11 @@
 //! [`TextFileSource`]: the text files moved into a directory, as a polled input (Spark:
 //! `FileInputDStream`, behind `StreamingContext::text_file_stream`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use rivulet_framework::dstream::PolledSource;
@@ -37,11 +37,13 @@ use crate::DEFAULT_MAX_LINE_BYTES;
 ///   present at a fresh start are watched the same way (they are never read).
 /// * **Records:** lines without their `\n` or `\r\n`; the last line needs no newline.
 ///   Invalid UTF-8 is replaced with U+FFFD and lines longer than
-///   [`max_line_bytes`](Self::max_line_bytes) are truncated, both logged with the path
-///   (the first lines of a file one by one, then rate-limited). A polled input has no
+///   [`max_line_bytes`](Self::max_line_bytes) are handled by the
+///   [`on_long_line`](Self::on_long_line) policy (default: truncated), both logged with the
+///   path (the first lines of a file one by one, then rate-limited). A polled input has no
 ///   receiver, so there are no `ReceiverMetrics` for it: instead, after reading a file with
-///   truncated or repaired lines, one WARN names the path and gives the counts (`truncated`,
-///   `dropped_bytes`, `malformed`).
+///   damaged lines, one WARN names the path and gives the counts (`truncated`, `dropped`,
+///   `dropped_bytes`, `split`, `words_cut`, `malformed`), and [`losses`](Self::losses)
+///   gives the totals over the files read.
 /// * **Errors:** an entry that is not a readable regular file (a directory, a FIFO, a broken
 ///   symlink) is logged with its path once and skipped. A file that cannot be read when its
 ///   batch runs fails the batch's tasks with an error naming it (after the task retries).
@@ -60,12 +62,62 @@ use crate::DEFAULT_MAX_LINE_BYTES;
 pub struct TextFileSource {
     dir: PathBuf,
     max_line_bytes: usize,
+    policy: LongLinePolicy,
+    /// What reading each file delivered and lost, by name.
+    losses: FileLosses,
     /// Names (in `dir`) already taken into a batch, skipped, or present at a fresh start.
     seen: Mutex<BTreeSet<String>>,
     /// Length and modification time of the seen regular files, as last listed or read, to
     /// warn when a file changes after it was taken (not checkpointed: after a restore the
     /// first listing notes them).
     stamps: Mutex<HashMap<String, Stamp>>,
+}
+
+/// What a [`TextFileSource`] delivered and lost over the files it read, shared with the
+/// source (see [`TextFileSource::losses`]). Each file counts once, however often its
+/// partition was computed.
+#[derive(Clone, Debug, Default)]
+pub struct FileLosses(Arc<Mutex<BTreeMap<String, (u64, LineCounts)>>>);
+
+/// Totals over the files a [`TextFileSource`] read ([`FileLosses::totals`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileTotals {
+    /// Files read.
+    pub files: u64,
+    /// Records (lines, or pieces of split lines) they delivered.
+    pub records: u64,
+    /// What was repaired, cut or dropped (`incomplete` is always 0: a file's unterminated
+    /// last line is complete).
+    pub counts: LineCounts,
+}
+
+impl FileLosses {
+    fn record(&self, name: &str, records: u64, counts: LineCounts) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_string(), (records, counts));
+    }
+
+    /// The totals over the files read so far.
+    pub fn totals(&self) -> FileTotals {
+        let files = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut t = FileTotals {
+            files: files.len() as u64,
+            ..FileTotals::default()
+        };
+        for (records, c) in files.values() {
+            t.records += records;
+            t.counts.malformed += c.malformed;
+            t.counts.truncated += c.truncated;
+            t.counts.dropped += c.dropped;
+            t.counts.dropped_bytes += c.dropped_bytes;
+            t.counts.split += c.split;
+            t.counts.words_cut += c.words_cut;
+            t.counts.incomplete += c.incomplete;
+        }
+        t
+    }
 }
 
 /// A file's length and modification time.
@@ -90,17 +142,38 @@ impl TextFileSource {
         TextFileSource {
             dir: dir.into(),
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            policy: LongLinePolicy::Truncate,
+            losses: FileLosses::default(),
             seen: Mutex::new(BTreeSet::new()),
             stamps: Mutex::new(HashMap::new()),
         }
     }
 
     /// Sets the longest line kept whole, in bytes (default 1 MiB; 0 counts as 1); longer
-    /// lines are truncated at a character boundary and logged.
+    /// lines are handled by the [`on_long_line`](Self::on_long_line) policy (default:
+    /// truncated at a character boundary) and logged.
     #[must_use]
     pub fn max_line_bytes(mut self, max_line_bytes: usize) -> TextFileSource {
         self.max_line_bytes = max_line_bytes;
         self
+    }
+
+    /// Sets what happens to a line longer than [`max_line_bytes`](Self::max_line_bytes)
+    /// (default [`LongLinePolicy::Truncate`]), as for the socket receiver; see
+    /// [`LongLinePolicy`]. Under [`LongLinePolicy::Fail`] reading the file fails (an
+    /// [`Error::Io`] naming the path, the line's byte offset and the limit), which fails
+    /// its batch after the task retries.
+    #[must_use]
+    pub fn on_long_line(mut self, policy: LongLinePolicy) -> TextFileSource {
+        self.policy = policy;
+        self
+    }
+
+    /// A handle on what reading the files delivered and lost (totals over the files read
+    /// so far by this process: not checkpointed), for a report at the end of a run. Take
+    /// it before the source goes into the graph; it stays valid afterwards.
+    pub fn losses(&self) -> FileLosses {
+        self.losses.clone()
     }
 
     fn seen(&self) -> MutexGuard<'_, BTreeSet<String>> {
@@ -305,7 +378,13 @@ impl PolledSource for TextFileSource {
             )
         };
         let mut file = std::fs::File::open(&path).map_err(fail)?;
-        let mut splitter = LineSplitter::new(self.max_line_bytes, LongLinePolicy::Truncate);
+        let mut splitter = LineSplitter::new(self.max_line_bytes, self.policy);
+        let too_long = |e: crate::LineTooLong| {
+            Error::io(
+                format!("text file stream: {}", path.display()),
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            )
+        };
         let (mut lines, mut buf) = (Vec::new(), vec![0u8; READ_CHUNK_BYTES]);
         let mut counts = LineCounts::default();
         let origin = path.display();
@@ -315,26 +394,36 @@ impl PolledSource for TextFileSource {
                 Ok(0) => break,
                 Ok(n) => {
                     bytes_read += n as u64;
-                    // Under `Truncate` the splitter never fails; long lines are logged.
-                    let _ = splitter.feed(&buf[..n], &mut lines, &mut counts, &origin);
+                    // Only under `Fail` does the splitter fail; long lines are logged.
+                    splitter
+                        .feed(&buf[..n], &mut lines, &mut counts, &origin)
+                        .map_err(too_long)?;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(fail(e)),
             }
         }
-        let _ = splitter.finish(&mut lines, &mut counts, &origin);
-        if counts.truncated > 0 || counts.malformed > 0 {
+        splitter
+            .finish(&mut lines, &mut counts, &origin)
+            .map_err(too_long)?;
+        if !counts.is_empty() {
             warn!(
                 path = %origin,
                 lines = lines.len(),
                 truncated = counts.truncated,
+                dropped = counts.dropped,
                 dropped_bytes = counts.dropped_bytes,
+                split = counts.split,
+                words_cut = counts.words_cut,
                 malformed = counts.malformed,
                 max_line_bytes = self.max_line_bytes,
-                "Read file with damaged lines: lines longer than max_line_bytes truncated \
-                 (their rest dropped), invalid UTF-8 replaced with U+FFFD."
+                policy = %self.policy,
+                "Read file with damaged lines: lines longer than max_line_bytes handled by \
+                 the long-line policy, invalid UTF-8 replaced with U+FFFD."
             );
         }
+        // By name: a file read again (a recomputed partition) is counted once.
+        self.losses.record(name, lines.len() as u64, counts);
         // What was read is what later listings compare with (the length read, so that a
         // line appended after the end was reached still shows as a change).
         if let Ok(meta) = file.metadata() {
@@ -360,50 +449,13 @@ impl PolledSource for TextFileSource {
 mod tests {
     use std::fs;
     use std::io::Write;
-    use std::sync::{Arc, Mutex};
 
     use rivulet_framework::dstream::PolledSource;
     use rivulet_framework::time::Time;
     use tempfile::TempDir;
 
     use super::TextFileSource;
-
-    /// Log output captured from the current thread.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Captured {
-        /// The WARN lines logged since the last call.
-        fn take_warnings(&self) -> Vec<String> {
-            let text = String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap();
-            text.lines()
-                .filter(|l| l.contains("WARN"))
-                .map(str::to_string)
-                .collect()
-        }
-    }
-
-    /// Installs a capturing subscriber for this thread (WARN and above, as by default).
-    fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        (captured, tracing::subscriber::set_default(subscriber))
-    }
+    use crate::testing::capture;
 
     fn append(path: &std::path::Path, text: &str) {
         let mut f = fs::OpenOptions::new().append(true).open(path).unwrap();
@@ -492,6 +544,43 @@ mod tests {
         assert!(
             summary[0].contains(&path) && summary[0].contains("dropped_bytes=180"),
             "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn long_lines_follow_the_policy_and_losses_count_each_file_once() {
+        let dir = TempDir::new().unwrap();
+        let source = TextFileSource::new(dir.path())
+            .max_line_bytes(4)
+            .on_long_line(crate::LongLinePolicy::Split);
+        let losses = source.losses();
+        source.start().unwrap();
+        fs::write(dir.path().join("d.txt"), "ab cdef\nok\n").unwrap();
+        assert_eq!(source.poll(Time::ZERO).unwrap(), ["d.txt"]);
+        assert_eq!(read_all(&source, "d.txt"), ["ab ", "cdef", "ok"]);
+        // A recomputed partition reads the file again: counted once.
+        assert_eq!(read_all(&source, "d.txt").len(), 3);
+        let t = losses.totals();
+        assert_eq!(
+            (t.files, t.records, t.counts.split, t.counts.dropped_bytes),
+            (1, 3, 1, 0)
+        );
+
+        let failing = TextFileSource::new(dir.path())
+            .max_line_bytes(4)
+            .on_long_line(crate::LongLinePolicy::Fail);
+        let error = failing
+            .read(&"d.txt".to_string())
+            .err()
+            .expect("a long line under fail");
+        let message = error.to_string();
+        assert!(message.contains("d.txt"), "{message}");
+        let source_text = std::error::Error::source(&error)
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            format!("{message} {source_text}").contains("byte offset 0"),
+            "{message} / {source_text}"
         );
     }
 }

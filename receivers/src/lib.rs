@@ -17,9 +17,12 @@
 //! last line is kept, invalid UTF-8 is replaced with U+FFFD (counted in
 //! [`ReceiverMetrics::malformed`](rivulet_framework::receiver::ReceiverMetrics::malformed)),
 //! and lines longer than [`DEFAULT_MAX_LINE_BYTES`] (configurable) are truncated, or, for the
-//! socket receiver, skipped, split or refused as its [`LongLinePolicy`] says; every long line
-//! is counted (`truncated`, `dropped`, `dropped_bytes`, `split`) and logged, at `warn` for
-//! the first ones and then rate-limited. Nothing is lost silently. Recoverable failures
+//! socket receiver and [`TextFileSource`], skipped, split (at whitespace, so words stay
+//! whole) or refused as its [`LongLinePolicy`] says; every long line is counted
+//! (`truncated`, `dropped`, `dropped_bytes`, `split`, `words_cut`) and logged, at `warn` for
+//! the first ones and then rate-limited. A line the socket receiver's connection ended in
+//! the middle of is counted as `incomplete` and logged. Nothing is lost silently; the counts
+//! are exact to the byte once the input was read to its end. Recoverable failures
 //! (refused connections, unreadable files) are logged with the address or path and counted
 //! in [`ReceiverMetrics::errors`](rivulet_framework::receiver::ReceiverMetrics::errors).
 //!
@@ -52,7 +55,7 @@ mod socket;
 mod testing;
 
 pub use file::TextFileReceiver;
-pub use file_source::TextFileSource;
+pub use file_source::{FileLosses, FileTotals, TextFileSource};
 pub use lines::{LineCounts, LineTooLong, LongLinePolicy, UnknownPolicy};
 pub use socket::SocketTextReceiver;
 

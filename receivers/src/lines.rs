@@ -8,8 +8,10 @@
 //! * a line longer than `max_line_bytes` (terminator excluded) is handled by the
 //!   [`LongLinePolicy`]: truncated (its first `max_line_bytes` bytes, cut back to a character
 //!   boundary, are kept and the rest skipped), skipped whole, split into pieces of at most
-//!   `max_line_bytes` bytes (each cut at a character boundary), or refused with
-//!   [`LineTooLong`]. Every byte that is not delivered is counted ([`LineCounts`]).
+//!   `max_line_bytes` bytes (each cut after a whitespace byte when there is one, so words
+//!   stay whole; see [`LongLinePolicy::Split`]), or refused with [`LineTooLong`]. Every byte
+//!   that is not delivered is counted ([`LineCounts`]), when it is read: the counts are exact
+//!   to the byte for the input read so far.
 //!
 //! Memory is bounded: at most `max_line_bytes + 2` bytes of an unfinished line are held.
 
@@ -42,9 +44,23 @@ pub enum LongLinePolicy {
     Truncate,
     /// Drop the whole line; counted in `ReceiverMetrics::dropped` and `dropped_bytes`.
     Skip,
-    /// Deliver the line as several records of at most `max_line_bytes` bytes each, in order,
-    /// each cut at a character boundary (a character is never split unless `max_line_bytes`
-    /// is smaller than it); nothing is lost. Counted in `ReceiverMetrics::split`.
+    /// Deliver the line as several records of at most `max_line_bytes` bytes each, in order;
+    /// nothing is lost: the records, concatenated, are the line. Each piece is cut where a
+    /// whitespace tokenizer loses nothing:
+    ///
+    /// 1. right after the last ASCII whitespace byte (space, tab, `\r`, form feed: Rust's
+    ///    `u8::is_ascii_whitespace`) within the piece's `max_line_bytes` bytes: the
+    ///    whitespace ends the piece, the next word starts the next one;
+    /// 2. else, if the byte right after the limit is ASCII whitespace, at the limit (the
+    ///    piece is one or more whole words);
+    /// 3. else (a run of non-whitespace longer than `max_line_bytes`: a "word" longer than
+    ///    the limit), at the limit cut back to a character boundary (a character is never
+    ///    split unless `max_line_bytes` is smaller than it): the word is cut in two, and the
+    ///    cut is counted in `ReceiverMetrics::words_cut`.
+    ///
+    /// A tokenizer that splits on other characters too (punctuation) sees the same words
+    /// whenever no cut falls in a word (`words_cut` is 0). Counted in
+    /// `ReceiverMetrics::split` (once per long line).
     Split,
     /// Stop the receiver with a fatal error naming the line's byte offset and the limit (the
     /// streaming context then stops with `Error::Receiver`). Lines before it are delivered.
@@ -123,6 +139,13 @@ pub struct LineCounts {
     pub dropped_bytes: u64,
     /// Long lines delivered as several records ([`LongLinePolicy::Split`]).
     pub split: u64,
+    /// Pieces of split lines that end inside a word: no whitespace to cut at within
+    /// `max_line_bytes` (see [`LongLinePolicy::Split`]).
+    pub words_cut: u64,
+    /// Lines the input ended in the middle of (a connection closed or reset, or the
+    /// receiver stopped, before the line's `\n`). Counted by the socket receiver, not by
+    /// the splitter's `finish` (a file's unterminated last line is complete).
+    pub incomplete: u64,
 }
 
 impl LineCounts {
@@ -141,6 +164,12 @@ impl LineCounts {
         }
         if self.truncated + self.dropped + self.dropped_bytes + self.split > 0 {
             sink.report_long_lines(self.truncated, self.dropped, self.dropped_bytes, self.split);
+        }
+        if self.words_cut > 0 {
+            sink.report_words_cut(self.words_cut);
+        }
+        if self.incomplete > 0 {
+            sink.report_incomplete(self.incomplete);
         }
     }
 }
@@ -271,6 +300,29 @@ impl LineSplitter {
         result
     }
 
+    /// Bytes of the current, unfinished line received so far (those already delivered as
+    /// split pieces, or counted as dropped, included); 0 between lines.
+    pub(crate) fn unfinished_bytes(&self) -> u64 {
+        self.offset - self.line_start
+    }
+
+    /// Abandons an unfinished line that will never be finished nor delivered (the receiver
+    /// stops): counts it as `incomplete`, and the bytes of it held and not delivered as
+    /// `dropped_bytes` (a trailing `\r` excluded, as at the end of the input), then resets.
+    /// Returns the line's bytes received so far (0, counting nothing, between lines).
+    pub(crate) fn abandon(&mut self, counts: &mut LineCounts) -> u64 {
+        let received = self.unfinished_bytes();
+        if received > 0 {
+            counts.incomplete += 1;
+            if self.skipping.is_none() {
+                let held = self.partial.strip_suffix(b"\r").unwrap_or(&self.partial);
+                counts.dropped_bytes += held.len() as u64;
+            }
+        }
+        self.reset();
+        received
+    }
+
     /// Drops an unfinished line (the input was abandoned); offsets start again at 0.
     pub(crate) fn reset(&mut self) {
         self.partial.clear();
@@ -323,7 +375,7 @@ impl LineSplitter {
                 }
                 let mut rest = &line[..];
                 while rest.len() > max {
-                    let keep = char_cut(&rest[..max]);
+                    let keep = split_cut(rest, max, counts);
                     self.emit(rest[..keep].to_vec(), out, counts, origin);
                     rest = &rest[keep..];
                 }
@@ -368,7 +420,10 @@ impl LineSplitter {
                     counts.split += 1;
                     self.log_long(start, origin);
                 }
-                let keep = char_cut(&head[..max]);
+                // `head` holds `max + 2` bytes, none of them a `\n`, so the first `max + 1`
+                // are the line's (a `\r` terminator could only be the last): the cut is the
+                // one the whole line would get.
+                let keep = split_cut(&head, max, counts);
                 self.partial = head.split_off(keep);
                 self.emit(head, out, counts, origin);
             }
@@ -448,6 +503,21 @@ impl fmt::Debug for LineSplitter {
     }
 }
 
+/// Where [`LongLinePolicy::Split`] ends the next piece of `rest` (longer than `max`): after
+/// the last ASCII whitespace byte within `rest[..max]`; else at `max` if `rest[max]` is
+/// whitespace; else at `max` cut back to a character boundary, counted in
+/// `counts.words_cut`. Always at least 1 byte.
+fn split_cut(rest: &[u8], max: usize, counts: &mut LineCounts) -> usize {
+    if let Some(i) = rest[..max].iter().rposition(u8::is_ascii_whitespace) {
+        return i + 1;
+    }
+    if rest[max].is_ascii_whitespace() {
+        return max;
+    }
+    counts.words_cut += 1;
+    char_cut(&rest[..max])
+}
+
 fn find_newline(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|&b| b == b'\n')
 }
@@ -516,7 +586,7 @@ pub(crate) fn split_all(
                 counts.split += 1;
                 let mut rest = line;
                 while rest.len() > max {
-                    let keep = char_cut(&rest[..max]);
+                    let keep = split_cut(rest, max, &mut counts);
                     push(&rest[..keep], &mut counts);
                     rest = &rest[keep..];
                 }
@@ -662,22 +732,123 @@ mod tests {
         );
     }
 
-    #[test]
-    fn split_delivers_every_byte_in_pieces_at_char_boundaries() {
-        let one = LineCounts {
+    fn split(words_cut: u64) -> LineCounts {
+        LineCounts {
             split: 1,
+            words_cut,
             ..LineCounts::default()
-        };
+        }
+    }
+
+    #[test]
+    fn split_cuts_a_word_longer_than_the_limit_at_char_boundaries_and_counts_the_cuts() {
         check(
             b"123456789\nab\n",
             4,
             Split,
             &["1234", "5678", "9", "ab"],
-            one,
+            split(2),
         );
-        check(b"12345\r\n", 4, Split, &["1234", "5"], one);
-        check("abcé\n".as_bytes(), 4, Split, &["abc", "é"], one);
-        check("ééé".as_bytes(), 3, Split, &["é", "é", "é"], one);
+        check(b"12345\r\n", 4, Split, &["1234", "5"], split(1));
+        check("abcé\n".as_bytes(), 4, Split, &["abc", "é"], split(1));
+        check("ééé".as_bytes(), 3, Split, &["é", "é", "é"], split(2));
+    }
+
+    #[test]
+    fn split_cuts_after_the_last_whitespace_within_the_limit() {
+        // Each piece ends with its whitespace: the pieces joined are the line.
+        check(
+            b"ab cd ef gh\nz\n",
+            7,
+            Split,
+            &["ab cd ", "ef gh", "z"],
+            split(0),
+        );
+        check(b"ab\tcdefg\n", 4, Split, &["ab\t", "cdef", "g"], split(1));
+        // The byte after the limit is a space: the piece is cut at the limit, words whole.
+        check(b"abcd efgh\r\n", 4, Split, &["abcd", " ", "efgh"], split(0));
+        // Several spaces in a row; a leading space.
+        check(b" abcdef", 4, Split, &[" ", "abcd", "ef"], split(1));
+        check(b"a   bcd e", 4, Split, &["a   ", "bcd ", "e"], split(0));
+    }
+
+    /// The words (runs of non-whitespace) of `lines`, in order.
+    fn words_of(lines: &[String]) -> Vec<String> {
+        lines
+            .iter()
+            .flat_map(|l| l.split_ascii_whitespace().map(str::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn split_keeps_every_word_whole_when_each_fits_the_limit() {
+        // A 3 MB line of words of 1 to 40 bytes, split at 1 MiB, read in socket-sized chunks.
+        let mut line = Vec::new();
+        let mut n = 0u32;
+        while line.len() < 3 << 20 {
+            n = n.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let len = 1 + (n >> 16) as usize % 40;
+            line.extend(std::iter::repeat_n(b'a' + (n % 26) as u8, len));
+            line.push(if n.is_multiple_of(7) { b'\t' } else { b' ' });
+        }
+        let mut input = line.clone();
+        input.extend(b"\nlast words\n");
+        let (whole, _, _) = split_all(&input, usize::MAX, Truncate);
+        let (pieces, counts, error) =
+            split_chunked(&input, &[READ_CHUNK_BYTES, 777], 1 << 20, Split);
+        assert_eq!(error, None);
+        assert_eq!(
+            (counts.split, counts.words_cut, counts.dropped_bytes),
+            (1, 0, 0)
+        );
+        assert!(
+            pieces.len() > 4,
+            "the line was split: {} records",
+            pieces.len()
+        );
+        assert!(pieces.iter().all(|p| p.len() <= 1 << 20));
+        assert_eq!(pieces.concat(), whole.concat());
+        assert_eq!(words_of(&pieces), words_of(&whole));
+    }
+
+    #[test]
+    fn abandon_counts_the_unfinished_line_as_incomplete_and_its_held_bytes_as_dropped() {
+        let (mut out, mut counts) = (Vec::new(), LineCounts::default());
+        let mut s = LineSplitter::new(100, Truncate);
+        s.feed(b"done\npartial li", &mut out, &mut counts, &"t")
+            .unwrap();
+        assert_eq!(s.unfinished_bytes(), 10);
+        assert_eq!(s.abandon(&mut counts), 10);
+        assert_eq!((counts.incomplete, counts.dropped_bytes), (1, 10));
+        assert_eq!(
+            s.abandon(&mut counts),
+            0,
+            "nothing unfinished after a reset"
+        );
+        // While the rest of a long line is skipped, its bytes are already counted.
+        let mut s = LineSplitter::new(4, Skip);
+        let mut counts = LineCounts::default();
+        s.feed(b"123456789", &mut out, &mut counts, &"t").unwrap();
+        assert_eq!(counts.dropped_bytes, 9);
+        assert_eq!(s.abandon(&mut counts), 9);
+        assert_eq!(
+            (counts.dropped, counts.incomplete, counts.dropped_bytes),
+            (1, 1, 9)
+        );
+        // A split line: the pieces delivered are not dropped, the rest held is.
+        let mut s = LineSplitter::new(4, Split);
+        let mut counts = LineCounts::default();
+        let mut out = Vec::new();
+        s.feed(b"ab cd ef", &mut out, &mut counts, &"t").unwrap();
+        assert_eq!(out, ["ab "]);
+        assert_eq!(s.abandon(&mut counts), 8);
+        assert_eq!((counts.incomplete, counts.dropped_bytes), (1, 5));
+        assert_eq!(out, ["ab "]);
+        assert_eq!(counts.split, 1);
+        assert_eq!(counts.malformed, 0);
+        assert_eq!(counts.truncated, 0);
+        assert_eq!(counts.words_cut, 0);
+        assert_eq!(counts.dropped, 0);
     }
 
     #[test]
@@ -726,6 +897,8 @@ mod tests {
                 Split => {
                     assert_eq!(lens, [6, MAX, MAX, MAX, MAX, MAX, 5]);
                     assert_eq!((counts.split, counts.dropped_bytes), (1, 0));
+                    // One run of `w`: every cut is inside that "word".
+                    assert_eq!(counts.words_cut, 4);
                 }
                 Fail => {
                     assert_eq!(lens, [6]);
@@ -783,6 +956,8 @@ mod tests {
             Just("𝄞".as_bytes().to_vec()),
             Just(vec![0xff]),
             Just(vec![0xe2, 0x82]),
+            Just(b" ".to_vec()),
+            Just(b"\t".to_vec()),
             prop::collection::vec(b'a'..=b'c', 1..6),
         ];
         prop::collection::vec(piece, 0..40).prop_map(|p| p.concat())
@@ -824,6 +999,29 @@ mod tests {
                 prop_assert_eq!(kept_cut as u64 + tcounts.dropped_bytes, all as u64);
             }
             prop_assert!(kept >= all || counts.malformed > 0);
+        }
+
+        /// Under `split`, a whitespace tokenizer sees the words of the whole lines, in order,
+        /// unless a cut fell inside a word (counted in `words_cut`).
+        #[test]
+        fn split_keeps_words_whole_unless_it_counts_a_cut(
+            input in text(),
+            max in 1usize..12,
+        ) {
+            let (whole, _, _) = split_all(&input, usize::MAX, Truncate);
+            let (pieces, counts, _) = split_all(&input, max, Split);
+            if counts.words_cut == 0 {
+                prop_assert_eq!(words_of(&pieces), words_of(&whole));
+            }
+            let longest = whole
+                .iter()
+                .flat_map(|l| l.split_ascii_whitespace())
+                .map(str::len)
+                .max()
+                .unwrap_or(0);
+            if counts.malformed == 0 && longest <= max {
+                prop_assert_eq!(counts.words_cut, 0);
+            }
         }
     }
 }

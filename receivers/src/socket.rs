@@ -21,9 +21,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reads newline-delimited UTF-8 text from a TCP server, one record per line (Spark:
 /// `SocketReceiver`, behind `StreamingContext::socket_text_stream`).
 ///
-/// * **Records:** `String`, one per line, without its `\n` or `\r\n`. An unterminated last
-///   line before the server closes is a record too. Invalid UTF-8 is replaced with U+FFFD
-///   and counted as [`malformed`](rivulet_framework::receiver::ReceiverMetrics::malformed).
+/// * **Records:** `String`, one per line, without its `\n` or `\r\n`. Invalid UTF-8 is
+///   replaced with U+FFFD and counted as
+///   [`malformed`](rivulet_framework::receiver::ReceiverMetrics::malformed).
+/// * **Incomplete lines:** when the connection closes or fails in the middle of a line (no
+///   `\n` after its last bytes: a feeder killed mid-line), what was received of the line is
+///   still stored as a record, as Spark's `socketTextStream` does (its head only under
+///   `truncate`, nothing under `skip`), but it is counted in
+///   [`incomplete`](rivulet_framework::receiver::ReceiverMetrics::incomplete), which counts
+///   as lost input, and logged at `warn` with the address and the bytes received. A line
+///   unfinished when the receiver stops is counted the same way, its held bytes in
+///   `dropped_bytes` (it is not stored).
 /// * **Long lines:** a line longer than [`max_line_bytes`](Self::max_line_bytes) (default
 ///   [`DEFAULT_MAX_LINE_BYTES`], 1 MiB) is handled by the
 ///   [`on_long_line`](Self::on_long_line) policy: truncated (default), skipped, split into
@@ -31,12 +39,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 ///   streaming context. Each long line is logged (at `warn` for the first ones, then
 ///   rate-limited) and counted in
 ///   [`ReceiverMetrics`](rivulet_framework::receiver::ReceiverMetrics) (`truncated`,
-///   `dropped`, `dropped_bytes`, `split`), so nothing is lost silently.
+///   `dropped`, `dropped_bytes`, `split`, `words_cut`), so nothing is lost silently. The
+///   counts grow as the bytes are read: once the receiver has read to the end of its input
+///   (see [`finish_on_close`](Self::finish_on_close)) they are exact to the byte.
 /// * **Connection:** the receiver connects as a client. A refused connection, a host that
 ///   does not resolve, a server that closes, or a connection error is logged, counted as a
 ///   recoverable [`error`](rivulet_framework::receiver::ReceiverMetrics::errors), and
 ///   followed by a reconnect after a backoff: the receiver never gives up, like Spark's
-///   (`receive` keeps returning `Ok(Flow::Continue)` meanwhile).
+///   (`receive` keeps returning `Ok(Flow::Continue)` meanwhile), unless
+///   [`finish_on_close`](Self::finish_on_close) is set: then the end of the first
+///   connection ends the receiver, with final, exact counts.
 /// * **Backpressure:** while the buffer is full, the socket is not read, so the server's
 ///   writes block in TCP flow control.
 /// * **Delivery:** at-most-once. Each line read is stored exactly once, across reconnects
@@ -89,6 +101,11 @@ pub struct SocketTextReceiver {
     failures: u64,
     splitter: LineSplitter,
     read_buf: Box<[u8]>,
+    /// Finish (`Flow::Finished`) when the connection ends, instead of reconnecting.
+    finish_on_close: bool,
+    /// A clone of the sink `receive` stores into, to count a line left unfinished by
+    /// `on_stop` (which gets no sink).
+    stop_sink: Option<BlockSink<String>>,
 }
 
 impl SocketTextReceiver {
@@ -118,7 +135,23 @@ impl SocketTextReceiver {
             failures: 0,
             splitter: LineSplitter::new(DEFAULT_MAX_LINE_BYTES, LongLinePolicy::default()),
             read_buf: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
+            finish_on_close: false,
+            stop_sink: None,
         }
+    }
+
+    /// Sets whether the receiver finishes when the server ends the connection (default
+    /// `false`: it reconnects forever, like Spark's). When set, the end of the first
+    /// connection (the server closes it, or it fails) makes `receive` store the last lines
+    /// and return `Ok(Flow::Finished)`: the receiver stops for good, and its stopped event
+    /// carries counts that cover every byte the server sent. A connection closed before any
+    /// data is an empty input. A refused connection or an unresolvable host is still
+    /// retried (the feed may not be up yet). For finite feeds (a file played over a socket,
+    /// `nc -l 9999 < file`).
+    #[must_use]
+    pub fn finish_on_close(mut self, finish: bool) -> SocketTextReceiver {
+        self.finish_on_close = finish;
+        self
     }
 
     /// Sets the longest line delivered as one record, in bytes, `\r\n` excluded (default
@@ -285,6 +318,9 @@ impl Receiver for SocketTextReceiver {
         let Some(stream) = self.stream.as_mut() else {
             return Ok(Flow::Continue);
         };
+        if self.stop_sink.is_none() {
+            self.stop_sink = Some(sink.clone());
+        }
         let mut lines = Vec::new();
         let mut counts = LineCounts::default();
         let mut too_long = None;
@@ -327,16 +363,42 @@ impl Receiver for SocketTextReceiver {
                 Err(e) => break Some(Disconnect::Failed(e)),
             }
         };
+        let mut finished = false;
         if let Some(ended) = ended {
+            let cut = self.splitter.unfinished_bytes();
+            if cut > 0 {
+                // The rest of this line never came: stored as received, but not silently.
+                counts.incomplete += 1;
+                warn!(
+                    addr = %self.addr,
+                    bytes_received = cut,
+                    policy = %self.policy,
+                    "Connection ended in the middle of a line (no newline after its last \
+                     bytes); the part received is handled as a last line (stored, unless the \
+                     long-line policy drops it) and counted as incomplete."
+                );
+            }
             // What was read is kept: an unterminated last line is still a record.
             if let Err(e) = self.splitter.finish(&mut lines, &mut counts, &self.addr) {
                 too_long = Some(e);
             }
             self.stream = None;
-            let retry_in_ms = millis(self.schedule_reconnect(sink));
+            finished = self.finish_on_close;
+            let retry_in_ms = if finished {
+                None
+            } else {
+                Some(millis(self.schedule_reconnect(sink)))
+            };
             let (addr, failures) = (&self.addr, self.failures);
-            match ended {
-                Disconnect::Closed => {
+            match (ended, retry_in_ms) {
+                (Disconnect::Closed, None) => {
+                    info!(%addr, "Server closed the connection; receiver finishing (finish_on_close).");
+                }
+                (Disconnect::Failed(error), None) => {
+                    sink.report_error();
+                    warn!(%addr, %error, "Connection failed; receiver finishing (finish_on_close).");
+                }
+                (Disconnect::Closed, Some(retry_in_ms)) => {
                     warn!(
                         %addr,
                         failures,
@@ -344,7 +406,7 @@ impl Receiver for SocketTextReceiver {
                         "Server closed the connection; reconnecting."
                     );
                 }
-                Disconnect::Failed(error) => {
+                (Disconnect::Failed(error), Some(retry_in_ms)) => {
                     warn!(%addr, %error, failures, retry_in_ms, "Connection failed; reconnecting.");
                 }
             }
@@ -352,6 +414,9 @@ impl Receiver for SocketTextReceiver {
         counts.report(sink);
         if !lines.is_empty() && sink.store_many(lines).await.is_err() {
             debug!(addr = %self.addr, "Sink closed; receiver finishing.");
+            return Ok(Flow::Finished);
+        }
+        if finished && too_long.is_none() {
             return Ok(Flow::Finished);
         }
         if let Some(error) = too_long {
@@ -365,12 +430,26 @@ impl Receiver for SocketTextReceiver {
         Ok(Flow::Continue)
     }
 
-    /// Closes the connection; an unfinished line is dropped.
+    /// Closes the connection. A line left unfinished (its `\n` not read yet) is not stored:
+    /// it is counted as `incomplete`, its bytes held as `dropped_bytes`, and logged at `warn`.
     async fn on_stop(&mut self) {
         if self.stream.take().is_some() {
             debug!(addr = %self.addr, "Connection closed.");
         }
-        self.splitter.reset();
+        let mut counts = LineCounts::default();
+        let cut = self.splitter.abandon(&mut counts);
+        if cut > 0 {
+            warn!(
+                addr = %self.addr,
+                bytes_received = cut,
+                dropped_bytes = counts.dropped_bytes,
+                "Receiver stopping in the middle of a line; dropped what was held of it \
+                 (counted as an incomplete record)."
+            );
+            if let Some(sink) = self.stop_sink.as_mut() {
+                counts.report(sink);
+            }
+        }
     }
 }
 

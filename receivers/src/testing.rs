@@ -1,7 +1,8 @@
 //! Drives a receiver by hand in tests, as the runtime would: a bounded buffer, a sink,
 //! `on_start`, then `receive` in a loop.
 
-use std::sync::Arc;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rivulet_framework::receiver::{
@@ -89,4 +90,41 @@ impl<R: Receiver<Item = String>> Harness<R> {
             .flat_map(|b| b.data.downcast_ref::<Vec<String>>().unwrap().clone())
             .collect()
     }
+}
+
+/// Log output captured from the current thread.
+#[derive(Clone, Default)]
+pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// The WARN lines logged since the last call.
+    pub(crate) fn take_warnings(&self) -> Vec<String> {
+        let text = String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap();
+        text.lines()
+            .filter(|l| l.contains("WARN"))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Installs a capturing subscriber for this thread (WARN and above, as by default).
+pub(crate) fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    (captured, tracing::subscriber::set_default(subscriber))
 }

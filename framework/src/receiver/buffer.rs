@@ -76,12 +76,21 @@ pub struct ReceiverMetrics {
     pub dropped_bytes: u64,
     /// Records delivered as several records, nothing lost (e.g. long lines under `split`).
     pub split: u64,
+    /// Cuts made inside a word while splitting records (`split`): a piece that had to end
+    /// inside a run of non-whitespace bytes because the run is longer than the limit. Every
+    /// byte is still delivered, but a word was cut in two (a tokenizer sees two words).
+    pub words_cut: u64,
+    /// Records the source ended in the middle of (e.g. a connection closed or reset before
+    /// a line's newline): stored as they were received (Spark's `socketTextStream` does
+    /// the same), but their rest never came. Counted as lost input.
+    pub incomplete: u64,
 }
 
 impl ReceiverMetrics {
-    /// Whether any input was lost: a record truncated or dropped.
+    /// Whether any input was lost: a record truncated, dropped, or cut short by the end of
+    /// its source (`incomplete`).
     pub fn lost_input(&self) -> bool {
-        self.truncated > 0 || self.dropped > 0 || self.dropped_bytes > 0
+        self.truncated > 0 || self.dropped > 0 || self.dropped_bytes > 0 || self.incomplete > 0
     }
 }
 
@@ -122,8 +131,9 @@ pub struct BlockBuffer<T> {
     limit: Mutex<Option<Arc<RateLimit>>>,
     /// Where the source resumes after a restart (the newest offset in the write-ahead log).
     resume_offset: Mutex<Option<Vec<u8>>>,
-    /// `truncated`, `dropped`, `dropped_bytes`, `split` of [`ReceiverMetrics`].
-    long: [AtomicU64; 4],
+    /// `truncated`, `dropped`, `dropped_bytes`, `split`, `words_cut`, `incomplete` of
+    /// [`ReceiverMetrics`].
+    long: [AtomicU64; 6],
 }
 
 impl<T> BlockBuffer<T> {
@@ -515,6 +525,8 @@ impl<T: Data> BlockSource for BlockBuffer<T> {
             dropped: self.long[1].load(Ordering::Relaxed),
             dropped_bytes: self.long[2].load(Ordering::Relaxed),
             split: self.long[3].load(Ordering::Relaxed),
+            words_cut: self.long[4].load(Ordering::Relaxed),
+            incomplete: self.long[5].load(Ordering::Relaxed),
         }
     }
 
@@ -699,6 +711,18 @@ impl<T: Data> BlockSink<T> {
         {
             counter.fetch_add(n, Ordering::Relaxed);
         }
+    }
+
+    /// Counts `count` cuts made inside a word while splitting records
+    /// ([`ReceiverMetrics::words_cut`]; the receiver logs them itself).
+    pub fn report_words_cut(&mut self, count: u64) {
+        self.buffer.long[4].fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Counts `count` records the source ended in the middle of
+    /// ([`ReceiverMetrics::incomplete`]; the receiver logs them itself).
+    pub fn report_incomplete(&mut self, count: u64) {
+        self.buffer.long[5].fetch_add(count, Ordering::Relaxed);
     }
 
     /// Counts one recoverable error (a refused connection, an unreadable file).

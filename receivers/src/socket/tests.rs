@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use tokio::time::timeout;
 
 use super::SocketTextReceiver;
-use crate::testing::{Harness, DEADLINE};
+use crate::testing::{capture, Harness, DEADLINE};
 use crate::LongLinePolicy;
 
 /// A receiver for `port` on 127.0.0.1 with quick reconnects.
@@ -45,6 +45,8 @@ async fn splits_lines_with_crlf_and_keeps_an_unterminated_last_line() {
     h.drive_until("4 lines", |m| m.records_stored == 4).await;
     assert_eq!(h.take_records(), ["one", "two", "", "three"]);
     assert_eq!(h.metrics().malformed, 0);
+    // The server closed before a newline after "three": kept, but counted as incomplete.
+    assert_eq!(h.metrics().incomplete, 1);
 }
 
 #[tokio::test]
@@ -296,4 +298,125 @@ fn names_its_address() {
     );
     let debug = format!("{:?}", SocketTextReceiver::new("localhost", 1));
     assert!(debug.contains("localhost:1"), "{debug}");
+}
+
+/// Calls `receive` until it returns `Flow::Finished`; panics after [`DEADLINE`].
+async fn drive_to_end(h: &mut Harness<SocketTextReceiver>) {
+    let ended = timeout(DEADLINE, async {
+        while h.receiver.receive(&mut h.sink).await.unwrap() == Flow::Continue {}
+    })
+    .await;
+    assert!(ended.is_ok(), "not finished; metrics: {:?}", h.metrics());
+}
+
+#[tokio::test]
+async fn a_line_cut_by_a_closed_connection_is_stored_counted_incomplete_and_warned_about() {
+    let (logs, _guard) = capture();
+    let (listener, port) = listen().await;
+    serve_once(listener, b"done\npartial li");
+    let mut h = Harness::start(receiver(port).finish_on_close(true), 100).await;
+    drive_to_end(&mut h).await;
+    // Stored as received, as Spark does, but counted and reported as a loss.
+    assert_eq!(h.take_records(), ["done", "partial li"]);
+    let m = h.metrics();
+    assert_eq!((m.records_stored, m.incomplete, m.errors), (2, 1, 0));
+    assert!(m.lost_input());
+    let warnings = logs.take_warnings();
+    let addr = format!("127.0.0.1:{port}");
+    assert!(
+        warnings.iter().any(|w| w.contains(&addr)
+            && w.contains("bytes_received=10")
+            && w.contains("incomplete")),
+        "{warnings:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_closed_after_a_newline_leaves_nothing_incomplete() {
+    let (listener, port) = listen().await;
+    serve_once(listener, b"one\r\ntwo\n");
+    let mut h = Harness::start(receiver(port).finish_on_close(true), 100).await;
+    drive_to_end(&mut h).await;
+    assert_eq!(h.take_records(), ["one", "two"]);
+    let m = h.metrics();
+    assert_eq!((m.incomplete, m.errors), (0, 0));
+    assert!(!m.lost_input());
+}
+
+#[tokio::test]
+async fn a_line_unfinished_at_stop_is_counted_incomplete_and_its_bytes_dropped() {
+    let (listener, port) = listen().await;
+    tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        // One write: "x\n" and the unfinished "abc" arrive together.
+        conn.write_all(b"x\nabc").await.unwrap();
+        hold_open(conn).await;
+    });
+    let mut h = Harness::start(receiver(port), 100).await;
+    h.drive_until("1 line", |m| m.records_stored == 1).await;
+    h.receiver.on_stop().await;
+    let m = h.metrics();
+    assert_eq!((m.incomplete, m.dropped_bytes), (1, 3));
+    assert_eq!(h.take_records(), ["x"]);
+}
+
+/// The bytes a receiver must have dropped: all sent, minus the line terminators (`\n` and a
+/// `\r` before it), minus the bytes of the records delivered (ASCII input, so a record's
+/// bytes are input bytes). Computed from the input and the records alone, not from counts.
+fn true_dropped_bytes(sent: &[u8], records: &[String]) -> u64 {
+    let newlines = sent.iter().filter(|&&b| b == b'\n').count();
+    let crlf = sent.windows(2).filter(|w| w == b"\r\n").count();
+    let delivered: usize = records.iter().map(String::len).sum();
+    (sent.len() - newlines - crlf - delivered) as u64
+}
+
+#[tokio::test]
+async fn dropped_bytes_are_exact_to_the_byte_when_the_input_ends_in_long_lines() {
+    // A 3 MiB + 12345 B run without whitespace, then a 3.5 MB line of words as the last
+    // line: the run's rest and the whole last line are dropped after the last record was
+    // delivered, so only a receiver that reads to the end reports them.
+    let mut data = b"first line\r\n".to_vec();
+    data.extend(std::iter::repeat_n(b'w', 3 * ONE_MIB + 12_345));
+    data.extend(b"\r\n");
+    data.extend(b"word ".repeat(700_000));
+    data.push(b'\n');
+    let data: &'static [u8] = data.leak();
+    for policy in [
+        LongLinePolicy::Truncate,
+        LongLinePolicy::Skip,
+        LongLinePolicy::Split,
+    ] {
+        let (listener, port) = listen().await;
+        serve_once(listener, data);
+        let r = receiver(port)
+            .max_line_bytes(ONE_MIB)
+            .on_long_line(policy)
+            .finish_on_close(true);
+        let mut h = Harness::start(r, 100).await;
+        drive_to_end(&mut h).await;
+        let records = h.take_records();
+        let m = h.metrics();
+        let truth = true_dropped_bytes(data, &records);
+        assert_eq!(m.dropped_bytes, truth, "{policy}: {m:?}");
+        assert_eq!(m.incomplete, 0, "{policy}");
+        match policy {
+            LongLinePolicy::Truncate => {
+                assert_eq!(truth, (2 * ONE_MIB + 12_345 + 3_500_000 - ONE_MIB) as u64);
+                assert_eq!(m.truncated, 2);
+            }
+            LongLinePolicy::Skip => {
+                assert_eq!(truth, (3 * ONE_MIB + 12_345 + 3_500_000) as u64);
+                assert_eq!((m.dropped, records.len()), (2, 1));
+            }
+            _ => {
+                assert_eq!(truth, 0);
+                // Three cuts in the run of `w`, none among the words.
+                assert_eq!((m.split, m.words_cut), (2, 3));
+                assert!(records.iter().all(|r| r.len() <= ONE_MIB));
+                let last: String = records[5..].concat();
+                assert_eq!(last, "word ".repeat(700_000));
+                assert!(records[5..].iter().all(|r| r.ends_with("word ")));
+            }
+        }
+    }
 }
