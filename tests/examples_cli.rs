@@ -580,6 +580,13 @@ fn usage_errors_exit_2_and_name_the_option() {
             vec!["--max-malformed-percent", "-1"],
             "--max-malformed-percent",
         ),
+        ("network_wordcount", vec!["127.0.0.1", "0"], "PORT"),
+        // `.invalid` never resolves (RFC 2606): not retried forever as a server that is down.
+        (
+            "network_wordcount",
+            vec!["no-such-host.invalid", "9999"],
+            "HOST",
+        ),
     ];
     for (example, args, option) in cases {
         let r = run(example, &args);
