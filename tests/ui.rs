@@ -167,6 +167,63 @@ async fn json_api_reports_batches_failures_receivers_and_graph() {
     assert_eq!(sample(&scrape, "rivulet_task_retries_total", &[]), 0.0);
     // Batches advanced one at a time never queue: nothing ran ahead.
     assert_eq!(sample(&scrape, "rivulet_stages_pipelined_total", &[]), 0.0);
+    // Gauges to alert on: nothing waits once the batches completed; the last delay is known.
+    assert_eq!(sample(&scrape, "rivulet_batches_waiting", &[]), 0.0);
+    assert!(sample(&scrape, "rivulet_last_batch_total_delay_seconds", &[]) >= 0.0);
+
+    // The Prometheus text format 0.0.4 by default: every sample's family has its HELP and
+    // TYPE under the sample's name (as `promtool check metrics` demands).
+    let (_, head, _) = request("GET", &format!("{url}metrics"), "");
+    assert!(
+        head.contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    for sample_line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let name = sample_line.split(['{', ' ']).next().expect("a name");
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| {
+                name.strip_suffix(suffix)
+                    .filter(|f| text.contains(&format!("# TYPE {f} histogram")))
+            })
+            .unwrap_or(name);
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "{family}:\n{text}"
+        );
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "{family}:\n{text}"
+        );
+    }
+    assert!(!text.contains("# EOF"), "{text}");
+    // OpenMetrics when asked, as Prometheus does.
+    let (status, head, open) = request(
+        "GET",
+        &format!("{url}metrics"),
+        "Accept: application/openmetrics-text; version=1.0.0\r\n",
+    );
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("content-type: application/openmetrics-text"),
+        "{head}"
+    );
+    assert!(
+        open.contains("# TYPE rivulet_batches_completed counter"),
+        "{open}"
+    );
+    assert!(open.trim_end().ends_with("# EOF"), "{open}");
+    // HEAD: the headers alone; other methods: 405 naming the allowed ones.
+    let (status, head, body) = request("HEAD", &format!("{url}metrics"), "");
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("content-type: text/plain"), "{head}");
+    assert!(body.is_empty(), "{body}");
+    let (status, head, body) = request("POST", &format!("{url}metrics"), "");
+    assert_eq!(status, 405, "{body}");
+    assert!(head.contains("allow: get, head"), "{head}");
 
     ssc.stop(StopMode::Graceful).await.expect("stops");
 }
@@ -314,7 +371,7 @@ async fn a_checkpoint_directory_reports_its_size_and_live_bytes() {
     for name in [
         "rivulet_checkpoint_store_size_bytes",
         "rivulet_checkpoint_store_live_bytes",
-        "rivulet_checkpoint_store_compactions",
+        "rivulet_checkpoint_store_compactions_total",
     ] {
         assert!(
             text.contains(&format!("# HELP {name} ")),

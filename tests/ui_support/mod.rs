@@ -17,6 +17,13 @@ pub const UI_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `GET url` (an `http://127.0.0.1:port/...` URL): the status code and the body.
 pub fn get(url: &str) -> (u16, String) {
+    let (status, _, body) = request("GET", url, "");
+    (status, body)
+}
+
+/// `method url` with the extra header lines `headers` (each ending in `\r\n`): the status
+/// code, the response head (lowercased) and the body.
+pub fn request(method: &str, url: &str, headers: &str) -> (u16, String, String) {
     let rest = url.strip_prefix("http://").expect("an http URL");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
@@ -26,7 +33,7 @@ pub fn get(url: &str) -> (u16, String) {
         .expect("a read timeout");
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .expect("the request is sent");
     let mut response = Vec::new();
@@ -47,6 +54,7 @@ pub fn get(url: &str) -> (u16, String) {
         .contains("transfer-encoding: chunked");
     (
         status,
+        head.to_ascii_lowercase(),
         if chunked {
             dechunk(body)
         } else {

@@ -363,16 +363,41 @@ pub(super) async fn graph(shared: web::Data<Shared>) -> HttpResponse {
     HttpResponse::Ok().json(body)
 }
 
-pub(super) async fn metrics(shared: web::Data<Shared>) -> HttpResponse {
+/// `GET` or `HEAD /metrics`: OpenMetrics text when the `Accept` header asks for
+/// `application/openmetrics-text` (as Prometheus does), else the Prometheus text format
+/// 0.0.4 (`text/plain; version=0.0.4`), which `promtool check metrics` and older scrapers
+/// read. (actix-web answers `HEAD` with the headers alone.)
+pub(super) async fn metrics(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
+    let openmetrics = req
+        .headers()
+        .get(actix_web::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
     match shared.metrics.encode() {
-        Ok(text) => HttpResponse::Ok()
+        Ok(text) if openmetrics => HttpResponse::Ok()
             .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
             .body(text),
+        Ok(text) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(super::metrics::to_prometheus_text(&text)),
         Err(_) => json_error(
             actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
             "the metrics could not be encoded".into(),
         ),
     }
+}
+
+/// Any other method on `/metrics`: 405 with `Allow`.
+pub(super) async fn metrics_method_not_allowed(req: HttpRequest) -> HttpResponse {
+    let mut answer = json_error(
+        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} /metrics: only GET and HEAD", req.method()),
+    );
+    answer.headers_mut().insert(
+        actix_web::http::header::ALLOW,
+        actix_web::http::header::HeaderValue::from_static("GET, HEAD"),
+    );
+    answer
 }
 
 pub(super) async fn not_found(req: HttpRequest) -> HttpResponse {

@@ -1,5 +1,7 @@
-//! The Prometheus metrics behind `/metrics`, kept with `prometheus-client` and encoded in
-//! the text exposition format (OpenMetrics flavour) on each scrape.
+//! The Prometheus metrics behind `/metrics`, kept with `prometheus-client` and encoded on
+//! each scrape in OpenMetrics text (asked for with `Accept: application/openmetrics-text`)
+//! or, by default, the Prometheus text format 0.0.4 that `promtool check metrics` and older
+//! scrapers read ([`to_prometheus_text`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -110,6 +112,11 @@ pub(crate) struct Metrics {
     task_retries: Counter,
     stages_pipelined: Counter,
     events_dropped: Counter,
+    /// Batches submitted and not yet completed (Spark's `waitingBatches` plus the running).
+    batches_waiting: Gauge,
+    last_scheduling_delay: Gauge<f64, std::sync::atomic::AtomicU64>,
+    last_processing_time: Gauge<f64, std::sync::atomic::AtomicU64>,
+    last_total_delay: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// What the checkpoint store reported last (encoded by a [`CheckpointStoreCollector`]).
     checkpoint_store: Arc<Mutex<Option<StoreStats>>>,
     scheduler: Arc<SchedulerCounters>,
@@ -147,6 +154,10 @@ impl Metrics {
             task_retries: Counter::default(),
             stages_pipelined: Counter::default(),
             events_dropped: Counter::default(),
+            batches_waiting: Gauge::default(),
+            last_scheduling_delay: Gauge::default(),
+            last_processing_time: Gauge::default(),
+            last_total_delay: Gauge::default(),
             checkpoint_store: Arc::default(),
             scheduler,
             dropped,
@@ -238,13 +249,41 @@ impl Metrics {
             "Listener events the status server dropped because its queue was full",
             m.events_dropped.clone(),
         );
+        r.register(
+            "batches_waiting",
+            "Batches submitted and not yet completed (queued or running); rising means falling behind",
+            m.batches_waiting.clone(),
+        );
+        r.register(
+            "last_batch_scheduling_delay_seconds",
+            "Scheduling delay of the last completed batch",
+            m.last_scheduling_delay.clone(),
+        );
+        r.register(
+            "last_batch_processing_time_seconds",
+            "Processing time of the last completed batch",
+            m.last_processing_time.clone(),
+        );
+        r.register(
+            "last_batch_total_delay_seconds",
+            "Total delay of the last completed batch; above the batch interval means falling behind",
+            m.last_total_delay.clone(),
+        );
         r.register_collector(Box::new(CheckpointStoreCollector {
             last: m.checkpoint_store.clone(),
         }));
         Metrics { registry, ..m }
     }
 
+    /// A batch was submitted: one more waiting.
+    pub(crate) fn batch_submitted(&self) {
+        self.batches_waiting.inc();
+    }
+
     pub(crate) fn batch_completed(&self, info: &BatchInfo) {
+        if self.batches_waiting.get() > 0 {
+            self.batches_waiting.dec();
+        }
         if info.succeeded() {
             self.batches_completed.inc();
         } else {
@@ -252,12 +291,15 @@ impl Metrics {
         }
         if let Some(d) = info.scheduling_delay {
             self.scheduling_delay.observe(d.as_secs_f64());
+            self.last_scheduling_delay.set(d.as_secs_f64());
         }
         if let Some(d) = info.processing_delay {
             self.processing_time.observe(d.as_secs_f64());
+            self.last_processing_time.set(d.as_secs_f64());
         }
         if let Some(d) = info.total_delay() {
             self.total_delay.observe(d.as_secs_f64());
+            self.last_total_delay.set(d.as_secs_f64());
         }
     }
 
@@ -293,7 +335,7 @@ impl Metrics {
             .inc();
     }
 
-    /// The metrics in the text exposition format.
+    /// The metrics in OpenMetrics text.
     pub(crate) fn encode(&self) -> Result<String, std::fmt::Error> {
         {
             let _guard = lock(&self.scrape);
@@ -315,5 +357,124 @@ impl Metrics {
         let mut out = String::new();
         encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+}
+
+/// OpenMetrics text (as `prometheus-client` writes it) in the Prometheus text format 0.0.4:
+/// a counter family's `HELP` and `TYPE` name its samples (`x_total`, where OpenMetrics names
+/// the family `x`), `unknown` is `untyped`, and the `# UNIT` and `# EOF` lines go. Samples,
+/// labels and histograms are the same in both.
+pub(crate) fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let descriptor = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match descriptor {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let name = if counters.contains(name) {
+                    format!("{name}_total")
+                } else {
+                    name.to_string()
+                };
+                let tail = if prefix == "# TYPE " && tail == "unknown" {
+                    "untyped"
+                } else {
+                    tail
+                };
+                out.push_str(&format!("{prefix}{name} {tail}\n"));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_by_their_samples_in_prometheus_text() {
+        let open = "# HELP rivulet_batches_completed Batches.\n\
+                    # TYPE rivulet_batches_completed counter\n\
+                    rivulet_batches_completed_total 3\n\
+                    # HELP rivulet_batches_waiting Waiting.\n\
+                    # TYPE rivulet_batches_waiting gauge\n\
+                    rivulet_batches_waiting 1\n\
+                    # HELP rivulet_x_seconds X.\n\
+                    # TYPE rivulet_x_seconds unknown\n\
+                    # UNIT rivulet_x_seconds seconds\n\
+                    rivulet_x_seconds 2\n\
+                    # EOF\n";
+        assert_eq!(
+            to_prometheus_text(open),
+            "# HELP rivulet_batches_completed_total Batches.\n\
+             # TYPE rivulet_batches_completed_total counter\n\
+             rivulet_batches_completed_total 3\n\
+             # HELP rivulet_batches_waiting Waiting.\n\
+             # TYPE rivulet_batches_waiting gauge\n\
+             rivulet_batches_waiting 1\n\
+             # HELP rivulet_x_seconds X.\n\
+             # TYPE rivulet_x_seconds untyped\n\
+             rivulet_x_seconds 2\n"
+        );
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_and_waiting_batches_follow_the_events() {
+        let m = Metrics::new(Arc::new(SchedulerCounters::default()), Arc::default());
+        m.batch_submitted();
+        m.batch_submitted();
+        let info = BatchInfo {
+            batch_time: rivulet_framework::time::Time::from_ms(1000),
+            num_records: 1,
+            stream_records: Default::default(),
+            submission_time: std::time::SystemTime::now(),
+            scheduling_delay: Some(std::time::Duration::from_millis(5)),
+            processing_delay: Some(std::time::Duration::from_millis(20)),
+            failures: Vec::new(),
+        };
+        m.batch_completed(&info);
+        let text = to_prometheus_text(&m.encode().unwrap());
+        assert!(text.contains("\nrivulet_batches_waiting 1\n"), "{text}");
+        assert!(
+            text.contains("\nrivulet_last_batch_processing_time_seconds 0.02\n"),
+            "{text}"
+        );
+        // Every sample's family has its HELP and TYPE under the sample's own name.
+        for sample in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let name = sample.split(['{', ' ']).next().unwrap();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| {
+                    name.strip_suffix(s)
+                        .filter(|f| text.contains(&format!("# TYPE {f} histogram")))
+                })
+                .unwrap_or(name);
+            assert!(
+                text.contains(&format!("# HELP {family} ")),
+                "{family}: {text}"
+            );
+            assert!(
+                text.contains(&format!("# TYPE {family} ")),
+                "{family}: {text}"
+            );
+        }
     }
 }

@@ -103,6 +103,8 @@ impl StatusServer {
                 .route(&format!("{api}/receivers"), web::get().to(api::receivers))
                 .route(&format!("{api}/graph"), web::get().to(api::graph))
                 .route("/metrics", web::get().to(api::metrics))
+                .route("/metrics", web::head().to(api::metrics))
+                .route("/metrics", web::route().to(api::metrics_method_not_allowed))
                 .default_service(web::to(api::not_found))
         })
         .workers(1)

@@ -169,7 +169,10 @@ impl UiState {
     /// Applies one event to the state and the metrics.
     pub(crate) fn apply(&mut self, event: UiEvent, metrics: &Metrics) {
         match event {
-            UiEvent::BatchSubmitted(info) => self.upsert_batch(info, BatchStatus::Queued),
+            UiEvent::BatchSubmitted(info) => {
+                metrics.batch_submitted();
+                self.upsert_batch(info, BatchStatus::Queued)
+            }
             UiEvent::BatchStarted(info) => self.upsert_batch(info, BatchStatus::Processing),
             UiEvent::BatchCompleted(info) => {
                 let status = if info.succeeded() {
