@@ -52,7 +52,7 @@ mod socket;
 mod testing;
 
 pub use file::TextFileReceiver;
-pub use file_source::TextFileSource;
+pub use file_source::{TextFileSource, TextFileSourceState};
 pub use lines::{LineCounts, LineTooLong, LongLinePolicy, UnknownPolicy};
 pub use socket::SocketTextReceiver;
 

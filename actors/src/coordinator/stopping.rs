@@ -142,13 +142,14 @@ impl Coordinator {
             }
             if !self.unallocated.is_empty() {
                 // Under the manual clock nobody ticks: cut the last batches ourselves.
-                if self.manual && !self.running && self.queue.is_empty() {
+                if self.manual && !self.running && self.queue.is_empty() && self.cutting.is_empty()
+                {
                     let t = self.last_time + self.batch_interval;
-                    self.generate_batch(t, ctx);
+                    self.cut_batch(t, ctx);
                 }
                 return;
             }
-            if self.running || !self.queue.is_empty() {
+            if self.running || !self.queue.is_empty() || !self.cutting.is_empty() {
                 return;
             }
         }
