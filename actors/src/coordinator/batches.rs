@@ -251,9 +251,17 @@ impl Coordinator {
                     Ok(()) => {
                         let mut runs = run_jobs(jobs);
                         let start = Instant::now();
-                        let stats = match graph.write_metadata_checkpoint(t) {
-                            Ok(stats) => Some(stats),
-                            Err(e) => {
+                        // A batch an input failed under the `fail` policy is not
+                        // checkpointed: the context stops, and a restart reads it again.
+                        let written = if graph.input_failed(t) {
+                            None
+                        } else {
+                            Some(graph.write_metadata_checkpoint(t))
+                        };
+                        let stats = match written {
+                            None => None,
+                            Some(Ok(stats)) => Some(stats),
+                            Some(Err(e)) => {
                                 runs.push(OutputRun {
                                     id: runs.len(),
                                     name: "metadata checkpoint".into(),

@@ -48,6 +48,10 @@ pub(crate) trait RestorableInput: Send + Sync {
     fn take_report(&self, _t: Time) -> Option<(PolledInputInfo, Option<Error>)> {
         None
     }
+    /// Whether batch `t` failed for good on this input (see [`DStreamGraph::input_failed`]).
+    fn failed(&self, _t: Time) -> bool {
+        false
+    }
 }
 
 /// What the polled inputs of one batch read and lost (see
@@ -488,6 +492,16 @@ impl DStreamGraph {
             }
         }
         reports
+    }
+
+    /// Whether a polled input failed batch `t` under
+    /// [`UnreadablePolicy::Fail`](crate::dstream::UnreadablePolicy::Fail). The runtime then
+    /// writes no metadata checkpoint for `t` (the context stops), so that a restart reads
+    /// the batch's inputs again: the ones that were fine are not lost, and the bad one is met
+    /// again, under the policy of the restarted program.
+    pub fn input_failed(&self, t: Time) -> bool {
+        let inputs = lock(&self.shared.state).inputs.clone();
+        inputs.iter().any(|i| i.failed(t))
     }
 
     /// The data checkpoints written since the last call (for listeners), oldest first.

@@ -14,7 +14,9 @@
 //!    partition empty, records the split and the reason and logs one WARN for it; `Fail`
 //!    fails the task with [`Error::InputFailed`], which is not retried. Other errors fail
 //!    the task, which is retried as any task.
-//! 3. When the batch completes, the runtime takes the batch's [`PolledInputInfo`] (records
+//! 3. When the batch's jobs ran, a batch that failed under `Fail` gets no metadata
+//!    checkpoint ([`DStreamGraph::input_failed`]), so a restart reads its splits again.
+//! 4. When the batch completes, the runtime takes the batch's [`PolledInputInfo`] (records
 //!    read, splits skipped with reasons, the failure) from
 //!    [`DStreamGraph::take_input_reports`] and sends it to listeners; a failure under
 //!    `Fail` stops the context with its error.
@@ -354,6 +356,11 @@ impl<S: PolledSource> RestorableInput for Polled<S> {
     }
     fn take_report(&self, t: Time) -> Option<(PolledInputInfo, Option<Error>)> {
         Some(Polled::take_report(self, t))
+    }
+    fn failed(&self, t: Time) -> bool {
+        lock(&self.reports)
+            .get(&t)
+            .is_some_and(|r| r.failure.is_some())
     }
     fn save(&self, horizon: Time) -> Result<Vec<u8>> {
         // Under the lock `poll` runs under: the splits and the source's state agree (a split

@@ -49,10 +49,11 @@ pub(crate) const DEFAULT_FILE_REMEMBER: Duration = Duration::from_secs(60);
 ///   `on_polled_input`, the status page, the examples' summaries). Then the
 ///   [unreadable-input policy](Self::on_unreadable) decides: `Skip` (the default) reads
 ///   nothing from the entry and goes on; `Fail` fails the batch with
-///   [`Error::InputFailed`] naming the path (not retried) and stops the context. A restart
-///   does not read a batch that completed (failed or not) again; a batch recomputed after
-///   a restart meets the same entry and handles it by the same policy, so under `Skip` a
-///   bad file never stops a job. Other read errors (too many open files, an I/O error)
+///   [`Error::InputFailed`] naming the path (not retried) and stops the context; that
+///   batch gets no checkpoint, so a restart reads its files again (the good ones are not
+///   lost) and meets the entry again, under the restarted program's policy: fix the entry,
+///   or restart under `Skip`. Under `Skip` a bad entry never stops a job, restarts
+///   included. Other read errors (too many open files, an I/O error)
 ///   fail the task, which is retried. A directory that cannot be listed fails that batch;
 ///   the next batch lists it again.
 /// * **Records:** lines without their `\n` or `\r\n`; the last line needs no newline.
