@@ -8,6 +8,7 @@
 //! (CI runs tests as root, where `chmod 000` does not stop a read).
 
 mod common;
+mod ui_support;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -238,6 +239,39 @@ async fn a_file_moved_in_with_an_old_modification_time_is_reported_and_not_read(
         assert_eq!(skipped.len(), 1, "{skipped:?}");
         let reason = &skipped[&path(&dir, "old.txt")];
         assert!(reason.contains("remember window (60 s)"), "{reason}");
+    })
+    .await
+}
+
+#[actix::test]
+async fn the_status_page_shows_the_lines_read_and_the_entries_skipped() {
+    within(async {
+        let (_root, dir, staging) = dirs();
+        let ssc = StreamingContext::new(config(1, 1).ui_address("127.0.0.1:0")).unwrap();
+        let lines = ssc.text_file_stream(&dir).collect_batches();
+        ssc.start().await.unwrap();
+        ssc.advance(1).await.unwrap();
+        fs::create_dir(dir.join("nested")).unwrap();
+        let a = numbered("a", 7);
+        move_in(&staging, &dir, "a.txt", &a);
+        advance_until(&ssc, || lines.records().len() >= a.len()).await;
+        let api = format!("{}api/v1/streaming", ssc.ui_url().expect("the UI is on"));
+        let stats = ui_support::poll_json(&format!("{api}/statistics"), |s| {
+            s["numProcessedRecords"] == 7 && s["numSkippedInputs"] == 1
+        });
+        assert_eq!(stats["numReceivers"], 0, "{stats}");
+        let inputs = ui_support::get_json(&format!("{api}/inputs"), 200);
+        let input = &inputs[0];
+        assert_eq!(
+            input["streamName"],
+            format!("text files in {}", dir.display())
+        );
+        assert_eq!((&input["records"], &input["splits"]), (&7.into(), &2.into()));
+        assert_eq!(input["skipped"], 1);
+        assert_eq!(input["lastSkipped"][0]["path"], path(&dir, "nested"));
+        assert_eq!(input["lastSkipped"][0]["reason"], "is a directory");
+        assert!(input["failure"].is_null(), "{inputs}");
+        ssc.stop(StopMode::Graceful).await.unwrap();
     })
     .await
 }
