@@ -11,19 +11,28 @@
 //! Files present at start, and names starting with `.` or `_`, are ignored; each new file
 //! is read once. Each 1 s batch's word counts (a word is a maximal run of ASCII letters and
 //! digits, lowercased) are printed with `print(10)`. Runs until Ctrl-C (SIGINT) or
-//! SIGTERM, then stops gracefully and prints how much it counted (a second signal stops at
-//! once).
+//! SIGTERM, then stops gracefully and prints how much it counted: the lines read, and each
+//! entry that was not read with the reason (a subdirectory, a FIFO, a dangling symlink, a
+//! file that vanished before its read, a file moved in with a modification time older than
+//! the 60 s remember window, a file changed after it was read). A second signal stops at
+//! once.
+//!
+//! Exit status: 0 when everything was read; 1 when an entry was skipped and no
+//! `--on-unreadable` policy was named (`--on-unreadable=skip` accepts the loss and exits 0),
+//! or when `--on-unreadable=fail` stopped the run at the first such entry (the error names
+//! it; a restart from a checkpoint would read that batch again).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 use rivulet::prelude::*;
+use rivulet::receivers::TextFileSource;
 
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{context, init_tracing, words, Processed, SignalStop};
+use support::{context, init_tracing, words, PolledReport, Processed, SignalStop};
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -31,6 +40,11 @@ use support::{context, init_tracing, words, Processed, SignalStop};
 struct Args {
     #[command(flatten)]
     ui: support::UiArgs,
+    /// What to do with an entry that cannot be read (skip: report it and go on; fail: stop
+    /// with an error naming it). Without this option entries are skipped, and the run exits
+    /// with status 1 if any was, as input was lost; naming a policy accepts its outcome.
+    #[arg(long, value_name = "POLICY")]
+    on_unreadable: Option<UnreadablePolicy>,
     /// Directory to watch for new text files.
     dir: PathBuf,
 }
@@ -49,13 +63,16 @@ async fn run(args: Args) -> Result<(), BoxError> {
         return Err(format!("{} is not a directory", args.dir.display()).into());
     }
     let ssc = context("directory_wordcount", Duration::from_secs(1), None)?;
-    ssc.text_file_stream(&args.dir)
+    let source = TextFileSource::new(&args.dir).on_unreadable(args.on_unreadable.unwrap_or_default());
+    ssc.text_file_stream_with(source)
         .flat_map(words)
         .map(|w| (w, 1u64))
         .reduce_by_key(|a, b| a + b)
         .print(10);
     let processed = Processed::new();
     ssc.add_listener(processed.clone());
+    let inputs = PolledReport::new();
+    ssc.add_listener(inputs.clone());
     ssc.start().await?;
     support::print_ui_url(&ssc);
     // The first SIGINT/SIGTERM stops gracefully (the lines received are still counted), a
@@ -65,14 +82,25 @@ async fn run(args: Args) -> Result<(), BoxError> {
         "Watching {} for new files; Ctrl-C (SIGINT) or SIGTERM to stop.",
         args.dir.display()
     );
-    ssc.await_termination().await?;
-    ssc.stop(StopMode::Graceful).await?;
+    // A failure (e.g. `--on-unreadable=fail` meeting a bad entry) still prints the summary.
+    let ended = ssc.await_termination().await;
+    let stopped = ssc.stop(StopMode::Graceful).await;
     let (batches, lines) = processed.get();
     let how = if signals.interrupted() {
         " on a signal"
+    } else if ended.is_err() {
+        " after a failure"
     } else {
         ""
     };
     println!("Stopped{how}: {batches} batches, {lines} lines counted.");
-    Ok(())
+    let checked = inputs.print_and_check(args.on_unreadable);
+    ended?;
+    // Stopping a context that already stopped on its failure is not a second error.
+    if let Err(e) = stopped {
+        if !matches!(e, Error::NotRunning(_)) {
+            return Err(e.into());
+        }
+    }
+    checked
 }
