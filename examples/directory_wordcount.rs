@@ -63,7 +63,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
         return Err(format!("{} is not a directory", args.dir.display()).into());
     }
     let ssc = context("directory_wordcount", Duration::from_secs(1), None)?;
-    let source = TextFileSource::new(&args.dir).on_unreadable(args.on_unreadable.unwrap_or_default());
+    let source =
+        TextFileSource::new(&args.dir).on_unreadable(args.on_unreadable.unwrap_or_default());
     ssc.text_file_stream_with(source)
         .flat_map(words)
         .map(|w| (w, 1u64))

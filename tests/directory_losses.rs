@@ -31,10 +31,18 @@ impl Reports {
         r
     }
     fn inputs(&self) -> Vec<PolledInputInfo> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).0.clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .clone()
     }
     fn completed(&self) -> Vec<BatchInfo> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).1.clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+            .clone()
     }
     /// Skipped path -> reason, over every report (a path reported twice fails the test).
     fn skipped(&self) -> BTreeMap<String, String> {
@@ -163,7 +171,10 @@ async fn the_fail_policy_stops_the_context_naming_the_path_and_a_restart_under_s
         // The batch fails, and the context stops with it: `advance` sees one or the other.
         ssc.advance(1).await.expect_err("the batch fails");
         let nested = path(&dir, "nested");
-        let stopped = ssc.await_termination().await.expect_err("stopped by the failure");
+        let stopped = ssc
+            .await_termination()
+            .await
+            .expect_err("stopped by the failure");
         assert!(stopped.to_string().contains(&nested), "{stopped}");
         ssc.stop(StopMode::Now).await.ok();
         let status = ssc.status();
@@ -266,7 +277,10 @@ async fn the_status_page_shows_the_lines_read_and_the_entries_skipped() {
             input["streamName"],
             format!("text files in {}", dir.display())
         );
-        assert_eq!((&input["records"], &input["splits"]), (&7.into(), &2.into()));
+        assert_eq!(
+            (&input["records"], &input["splits"]),
+            (&7.into(), &2.into())
+        );
         assert_eq!(input["skipped"], 1);
         assert_eq!(input["lastSkipped"][0]["path"], path(&dir, "nested"));
         assert_eq!(input["lastSkipped"][0]["reason"], "is a directory");

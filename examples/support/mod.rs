@@ -278,7 +278,10 @@ impl PolledReport {
 
     /// The totals so far, by input name.
     pub fn get(&self) -> BTreeMap<String, PolledTotals> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Prints one line per polled input with its counts, then its skipped entries (the

@@ -253,17 +253,17 @@ impl UiState {
                 self.checkpoint_store = Some(stats);
             }
             UiEvent::PolledInput(input) => {
-                let r = self
-                    .polled_inputs
-                    .entry(input.stream)
-                    .or_insert_with(|| PolledInputRecord {
-                        name: input.name.clone(),
-                        records: 0,
-                        splits: 0,
-                        skipped: 0,
-                        last_skipped: std::collections::VecDeque::new(),
-                        failure: None,
-                    });
+                let r =
+                    self.polled_inputs
+                        .entry(input.stream)
+                        .or_insert_with(|| PolledInputRecord {
+                            name: input.name.clone(),
+                            records: 0,
+                            splits: 0,
+                            skipped: 0,
+                            last_skipped: std::collections::VecDeque::new(),
+                            failure: None,
+                        });
                 r.records += input.records as u64;
                 r.splits += input.splits as u64;
                 r.skipped += input.skipped.len() as u64;

@@ -182,7 +182,10 @@ pub trait PolledSource: Send + Sync + 'static {
     /// # Errors
     /// [`ReadError::Unreadable`] for a split that cannot be read (the policy decides);
     /// [`ReadError::Failed`] for another failure: the task fails and is retried.
-    fn read(&self, split: &Self::Split) -> std::result::Result<PartitionIter<Self::Item>, ReadError>;
+    fn read(
+        &self,
+        split: &Self::Split,
+    ) -> std::result::Result<PartitionIter<Self::Item>, ReadError>;
 
     /// The state to save after a batch.
     fn state(&self) -> Self::State;
