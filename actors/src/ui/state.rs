@@ -415,7 +415,7 @@ mod tests {
         assert_eq!((r.records, r.splits, r.skipped), (60, 24, 12));
         assert_eq!(r.last_skipped.len(), SKIPPED_SHOWN);
         assert_eq!(r.last_skipped.back().unwrap().1.split, "/in/11-1");
-        assert_eq!(r.last_skipped.front().unwrap().1.split, "/in/4-0");
+        assert_eq!(r.last_skipped.front().unwrap().1.split, "/in/2-1");
     }
 
     #[test]
