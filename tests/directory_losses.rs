@@ -289,3 +289,37 @@ async fn the_status_page_shows_the_lines_read_and_the_entries_skipped() {
     })
     .await
 }
+
+/// A window reads each batch's files again while it covers them: the bad entry is still
+/// reported once, and its lines are counted once (in the batch that took the file).
+#[actix::test]
+async fn a_window_over_the_stream_reports_a_bad_entry_once() {
+    within(async {
+        let (_root, dir, staging) = dirs();
+        let ssc = context(2, 2);
+        let reports = Reports::attach(&ssc);
+        let batch = Duration::from_millis(BATCH_MS as u64);
+        let windows = ssc
+            .text_file_stream(&dir)
+            .window(batch * 3, batch)
+            .unwrap()
+            .collect_batches();
+        ssc.start().await.unwrap();
+        ssc.advance(1).await.unwrap();
+        fs::create_dir(dir.join("nested")).unwrap();
+        let a = numbered("a", 4);
+        move_in(&staging, &dir, "a.txt", &a);
+        advance_until(&ssc, || !windows.records().is_empty()).await;
+        ssc.advance(4).await.unwrap();
+        ssc.stop(StopMode::Graceful).await.unwrap();
+        // Three windows held the file's lines.
+        assert_eq!(
+            windows.records(),
+            [a.clone(), a.clone(), a.clone()].concat()
+        );
+        assert_eq!(reports.skipped().len(), 1);
+        let records: usize = reports.inputs().iter().map(|i| i.records).sum();
+        assert_eq!(records, a.len());
+    })
+    .await
+}

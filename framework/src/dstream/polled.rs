@@ -21,8 +21,10 @@
 //!    [`DStreamGraph::take_input_reports`] and sends it to listeners; a failure under
 //!    `Fail` stops the context with its error.
 //!
-//! A split read again (a task retried, a partition recomputed after an executor loss, a
-//! restart recomputing the batch) is counted once: records are kept per partition.
+//! A split read again (a task retried, a partition recomputed after an executor loss or
+//! by a window) is counted and reported once: records are kept per partition, and skipped
+//! splits are remembered per batch as long as the batch may be recomputed. A restart that
+//! recomputes a batch reports it again (a new process, a new report).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -225,6 +227,9 @@ struct Polled<S: PolledSource> {
     /// A poll that failed, kept so that generating the batch does not poll again.
     poll_failed: Mutex<Option<(Time, Error)>>,
     reports: Mutex<BTreeMap<Time, Report>>,
+    /// The splits already reported skipped, per batch whose report was taken, until the
+    /// batch can no longer be recomputed (a window reading it again is not reported again).
+    reported: Mutex<BTreeMap<Time, std::collections::BTreeSet<String>>>,
 }
 
 impl<S: PolledSource> Polled<S> {
@@ -253,6 +258,12 @@ impl<S: PolledSource> Polled<S> {
         let policy = self.source.unreadable_policy();
         let failure = (policy == UnreadablePolicy::Fail)
             .then(|| self.input_failed(t, split.clone(), reason.clone()));
+        if lock(&self.reported)
+            .get(&t)
+            .is_some_and(|r| r.contains(&split))
+        {
+            return failure;
+        }
         let first = self.with_report(t, |r| {
             if let Some(e) = &failure {
                 r.failure.get_or_insert_with(|| e.clone());
@@ -327,6 +338,13 @@ impl<S: PolledSource> Polled<S> {
             *reports = later;
             mine.unwrap_or_default()
         };
+        if !report.skipped.is_empty() {
+            let mut reported = lock(&self.reported);
+            reported.insert(t, report.skipped.keys().cloned().collect());
+            while reported.len() > MAX_REPORTS {
+                reported.pop_first();
+            }
+        }
         let info = PolledInputInfo {
             batch_time: t,
             stream: lock(&self.stream).unwrap_or(DStreamId::MAX),
@@ -372,6 +390,10 @@ impl<S: PolledSource> RestorableInput for Polled<S> {
         // Batches at or before the horizon are never recomputed again: forget them.
         let keep = selected.split_off(&(horizon + Duration::from_millis(1)));
         *selected = keep;
+        let mut reported = lock(&self.reported);
+        let kept = reported.split_off(&(horizon + Duration::from_millis(1)));
+        *reported = kept;
+        drop(reported);
         let saved = Saved::<S> {
             batches: selected
                 .iter()
@@ -481,6 +503,7 @@ impl DStreamGraph {
             selected: Mutex::new(BTreeMap::new()),
             poll_failed: Mutex::new(None),
             reports: Mutex::new(BTreeMap::new()),
+            reported: Mutex::new(BTreeMap::new()),
         });
         let (reader, ctx) = (polled.clone(), shared.rdd_context().clone());
         let stream = DStream::new_node(
