@@ -218,12 +218,45 @@ impl StreamingContext {
     /// start are ignored, and after a restart with
     /// [`get_or_create`](StreamingContext::get_or_create) every file not read before the
     /// stop is read, exactly once. See [`TextFileSource`] for the details.
+    ///
+    /// Defaults: an entry that cannot be read (a subdirectory, a FIFO, a dangling symlink, a
+    /// file that vanished before its read) is skipped and reported; files are remembered for
+    /// 60 s and a file that appears with an older modification time is reported, not read.
+    /// What each batch read and skipped reaches listeners through
+    /// [`on_polled_input`](rivulet_framework::listener::StreamingListener::on_polled_input).
+    /// To change these, use [`text_file_stream_with`](Self::text_file_stream_with).
     #[track_caller]
     pub fn text_file_stream(&self, dir: impl Into<PathBuf>) -> DStream<String> {
         let op = OpInfo::caller("text_file_stream");
-        self.inner
-            .graph
-            .polled_stream_op(op, TextFileSource::new(dir))
+        self.text_file_stream_op(op, TextFileSource::new(dir))
+    }
+
+    /// [`text_file_stream`](Self::text_file_stream) with a configured [`TextFileSource`]:
+    /// its unreadable-input policy ([`UnreadablePolicy::Fail`](rivulet_framework::dstream::UnreadablePolicy::Fail)
+    /// stops the context with [`Error::InputFailed`] naming the file), its remember window
+    /// (rounded up to a whole number of batch intervals, as Spark's `FileInputDStream`), its
+    /// longest line.
+    ///
+    /// ```no_run
+    /// # use rivulet::prelude::*;
+    /// # use rivulet::receivers::TextFileSource;
+    /// # fn build(ssc: &StreamingContext) {
+    /// let lines = ssc.text_file_stream_with(
+    ///     TextFileSource::new("/data/in")
+    ///         .on_unreadable(UnreadablePolicy::Fail)
+    ///         .remember(std::time::Duration::from_secs(300)),
+    /// );
+    /// # }
+    /// ```
+    #[track_caller]
+    pub fn text_file_stream_with(&self, source: TextFileSource) -> DStream<String> {
+        let op = OpInfo::caller("text_file_stream");
+        self.text_file_stream_op(op, source)
+    }
+
+    fn text_file_stream_op(&self, op: OpInfo, source: TextFileSource) -> DStream<String> {
+        let source = source.round_remember_to(self.inner.config.get_batch_interval());
+        self.inner.graph.polled_stream_op(op, source)
     }
 
     /// A stream whose `i`-th batch holds `batches[i]` (in default-parallelism partitions),

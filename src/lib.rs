@@ -59,10 +59,12 @@ pub mod prelude {
     pub use rivulet_framework::config::StreamingConfig;
     pub use rivulet_framework::data::{Data, Key};
     pub use rivulet_framework::dstream::{
-        BatchCollector, DStream, MapWithStateDStream, State, StateSpec, WindowReduce,
+        BatchCollector, DStream, MapWithStateDStream, State, StateSpec, UnreadablePolicy,
+        WindowReduce,
     };
     pub use rivulet_framework::listener::{
-        BatchInfo, OutputOperationInfo, ReceiverInfo, StreamingListener,
+        BatchInfo, OutputOperationInfo, PolledInputInfo, ReceiverInfo, SkippedSplit,
+        StreamingListener,
     };
     pub use rivulet_framework::partitioner::HashPartitioner;
     pub use rivulet_framework::rdd::{PartitionIter, Rdd};

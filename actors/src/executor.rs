@@ -118,6 +118,7 @@ impl Handler<RunTask> for Executor {
                 operator: "executor".into(),
                 message: format!("job {} is no longer running", task.job),
                 fetch_failed: None,
+                retryable: true,
             }),
         };
         if self.is_killed() {

@@ -428,6 +428,82 @@ impl StreamingListener for InputReport {
     }
 }
 
+/// A listener keeping what each polled input (a text file stream) read and skipped, from
+/// its per-batch reports (`on_polled_input`), for the final summary.
+#[derive(Clone, Default)]
+pub struct PolledReport(Arc<Mutex<BTreeMap<String, PolledTotals>>>);
+
+/// One polled input's totals.
+#[derive(Clone, Debug, Default)]
+pub struct PolledTotals {
+    /// Files (splits) taken, skipped ones included.
+    pub files: usize,
+    /// Lines (records) read.
+    pub records: usize,
+    /// The entries not read: path and reason.
+    pub skipped: Vec<SkippedSplit>,
+}
+
+impl PolledReport {
+    /// Nothing reported yet.
+    pub fn new() -> PolledReport {
+        PolledReport::default()
+    }
+
+    /// The totals so far, by input name.
+    pub fn get(&self) -> BTreeMap<String, PolledTotals> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Prints one line per polled input with its counts, then its skipped entries (the
+    /// first 20, then how many more).
+    ///
+    /// # Errors
+    /// When an entry was skipped and `policy` is `None` (the user named no policy to accept
+    /// the loss): the message says how many and which option to use.
+    pub fn print_and_check(&self, policy: Option<UnreadablePolicy>) -> Result<(), BoxError> {
+        const SHOWN: usize = 20;
+        let mut skipped = 0;
+        for (name, t) in self.get() {
+            println!(
+                "Input from {name}: {} files, {} lines read, {} entries skipped",
+                t.files,
+                t.records,
+                t.skipped.len()
+            );
+            for s in t.skipped.iter().take(SHOWN) {
+                println!("  skipped {}: {}", s.split, s.reason);
+            }
+            if t.skipped.len() > SHOWN {
+                println!("  ... and {} more", t.skipped.len() - SHOWN);
+            }
+            skipped += t.skipped.len();
+        }
+        if skipped > 0 && policy.is_none() {
+            return Err(format!(
+                "input was lost: {skipped} entries were not read (listed above); fix them and \
+                 move them in again, or pass --on-unreadable=skip to accept the loss, or \
+                 --on-unreadable=fail to stop at the first one"
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
+
+impl StreamingListener for PolledReport {
+    fn on_polled_input(&mut self, input: &PolledInputInfo) {
+        let mut all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let t = all.entry(input.name.clone()).or_default();
+        t.files += input.splits;
+        t.records += input.records;
+        t.skipped.extend(input.skipped.iter().cloned());
+    }
+}
+
 /// The file an example writes into its `--out` directory: the proof that the directory
 /// holds an earlier run's output, and the only thing that lets `--overwrite` delete in it.
 pub const OUTPUT_MARKER: &str = ".rivulet-output";

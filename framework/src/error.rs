@@ -88,6 +88,20 @@ pub enum Error {
         /// The I/O error.
         source: Arc<std::io::Error>,
     },
+    /// A polled input (such as `text_file_stream`) could not read an input of a batch, and
+    /// its unreadable-input policy is `fail`: the task is not retried (the read would fail
+    /// again), the batch fails and the streaming context stops with this error.
+    #[error("batch {batch_time}: input `{input}` cannot read {split}: {reason} (unreadable-input policy: fail; the skip policy reports it and goes on)")]
+    InputFailed {
+        /// The batch.
+        batch_time: Time,
+        /// The input's name, e.g. `text files in /data/in`.
+        input: String,
+        /// What could not be read, e.g. the file's path.
+        split: String,
+        /// Why.
+        reason: String,
+    },
     /// A receiver failed past its supervisor's restart limit.
     #[error("receiver `{receiver}` failed: {message}")]
     Receiver {
@@ -127,6 +141,13 @@ fn at_batch(t: &Option<Time>) -> String {
 }
 
 impl Error {
+    /// Whether a task that failed with this error may succeed if run again. Not for
+    /// [`Error::InputFailed`], whose cause a retry does not change; the scheduler then
+    /// fails the task at once instead of retrying it.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Error::InputFailed { .. })
+    }
+
     /// An [`Error::Io`] naming what was being done.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
         Error::Io {

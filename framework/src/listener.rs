@@ -13,10 +13,16 @@ use crate::time::Time;
 pub struct BatchInfo {
     /// The batch time.
     pub batch_time: Time,
-    /// Records received in the batch, over all input streams (receiver-fed only).
+    /// Records of the batch, over all input streams. Receiver-fed streams count from the
+    /// start (their blocks are known when the batch is cut); polled inputs (such as
+    /// `text_file_stream`) are read by the batch's tasks, so their records are added when
+    /// the batch completes: in `on_batch_completed` this is every input's, in
+    /// `on_batch_submitted` and `on_batch_started` the receivers' only (see
+    /// [`PolledInputInfo`]).
     pub num_records: usize,
     /// Records received in the batch per receiver-fed input stream, for streams that sent
-    /// blocks (Spark: `BatchInfo.streamIdToInputInfo`).
+    /// blocks (Spark: `BatchInfo.streamIdToInputInfo`). Polled inputs are not in it: see
+    /// [`StreamingListener::on_polled_input`].
     pub stream_records: std::collections::BTreeMap<StreamId, usize>,
     /// When the batch's jobs were generated (wall clock).
     pub submission_time: SystemTime,
@@ -108,6 +114,41 @@ pub struct JobInfo {
     pub failure: Option<String>,
 }
 
+/// An input a polled input did not read (a file that vanished, a directory, a FIFO, a
+/// dangling symlink, a permission error, a file older than the remember window).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SkippedSplit {
+    /// What was not read, e.g. the file's path.
+    pub split: String,
+    /// Why, e.g. `is a directory` or `No such file or directory (os error 2)`.
+    pub reason: String,
+}
+
+/// What a polled input (one without a receiver, such as `text_file_stream`) read and lost
+/// in one batch, sent by [`StreamingListener::on_polled_input`] when the batch completes
+/// (Spark: the `StreamInputInfo` of `FileInputDStream`, whose record count is always 0 and
+/// whose metadata lists the files; here the lines are counted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolledInputInfo {
+    /// The batch time.
+    pub batch_time: Time,
+    /// The input DStream's id (`DStream::id`; not a receiver's `StreamId`).
+    pub stream: u32,
+    /// The source's name, e.g. `text files in /data/in`.
+    pub name: String,
+    /// Splits (files) the batch took, skipped ones included.
+    pub splits: usize,
+    /// Records (lines) read from them. A split read more than once (a retried task, a
+    /// partition recomputed after an executor loss) counts once.
+    pub records: usize,
+    /// The splits that were not read, with the reason, in name order; each is also logged
+    /// once at WARN.
+    pub skipped: Vec<SkippedSplit>,
+    /// The error that failed the batch under `UnreadablePolicy::Fail` (the context stops
+    /// with it).
+    pub failure: Option<String>,
+}
+
 /// Receives streaming events (Spark: `StreamingListener`). All methods default to nothing.
 pub trait StreamingListener: Send + 'static {
     /// A batch's jobs were generated.
@@ -116,6 +157,10 @@ pub trait StreamingListener: Send + 'static {
     fn on_batch_started(&mut self, _batch: &BatchInfo) {}
     /// A batch's jobs all ended (see [`BatchInfo::failures`]).
     fn on_batch_completed(&mut self, _batch: &BatchInfo) {}
+    /// A polled input's report of a completed batch: the records it read and the inputs it
+    /// skipped, with reasons. Sent once per polled input and batch, just before
+    /// [`on_batch_completed`](Self::on_batch_completed).
+    fn on_polled_input(&mut self, _input: &PolledInputInfo) {}
     /// A job (an RDD action of an output operation) ended, with its stages.
     fn on_job_completed(&mut self, _job: &JobInfo) {}
     /// A stateful or windowed stream wrote a data checkpoint (with its key count).

@@ -55,7 +55,7 @@ mod socket;
 mod testing;
 
 pub use file::TextFileReceiver;
-pub use file_source::{FileLosses, FileTotals, TextFileSource};
+pub use file_source::{FileLosses, FileTotals, TextFileSource, TextFileSourceState};
 pub use lines::{LineCounts, LineTooLong, LongLinePolicy, UnknownPolicy};
 pub use socket::SocketTextReceiver;
 

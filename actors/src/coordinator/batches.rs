@@ -88,6 +88,43 @@ impl Coordinator {
         }
     }
 
+    /// Cuts batch `t`: first polls the polled inputs (a directory listing) on a blocking
+    /// thread, never on this actor's thread, then [`generate_batch`](Self::generate_batch).
+    /// Batches are cut in order: one poll at a time, the next after the previous batch was
+    /// generated.
+    pub(super) fn cut_batch(&mut self, t: Time, ctx: &mut Context<Self>) {
+        if !self.graph.has_polled_inputs() {
+            self.generate_batch(t, ctx);
+            return;
+        }
+        self.cutting.push_back(t);
+        if self.cutting.len() == 1 {
+            self.poll_next(ctx);
+        }
+    }
+
+    /// Polls the inputs of the oldest batch waiting to be cut, then generates it.
+    fn poll_next(&mut self, ctx: &mut Context<Self>) {
+        let Some(&t) = self.cutting.front() else {
+            return;
+        };
+        let graph = self.graph.clone();
+        let poll = async move { tokio::task::spawn_blocking(move || graph.poll_inputs(t)).await };
+        ctx.spawn(poll.into_actor(self).map(move |polled, act, ctx| {
+            act.cutting.pop_front();
+            if act.stopping.as_ref().is_some_and(|s| s.is_final()) {
+                act.cutting.clear();
+                return;
+            }
+            if let Err(e) = polled {
+                // The poll panicked; generating the batch polls again and reports the error.
+                error!(parent: &act.span, batch_time = %t, error = %e, "Polling the inputs failed.");
+            }
+            act.generate_batch(t, ctx);
+            act.poll_next(ctx);
+        }));
+    }
+
     /// Cuts batch `t`: allocates the reported blocks, generates the jobs, queues them.
     pub(super) fn generate_batch(&mut self, t: Time, ctx: &mut Context<Self>) {
         let _span = tracing::info_span!(parent: &self.span, "batch", batch_time = %t).entered();
@@ -214,9 +251,17 @@ impl Coordinator {
                     Ok(()) => {
                         let mut runs = run_jobs(jobs);
                         let start = Instant::now();
-                        let stats = match graph.write_metadata_checkpoint(t) {
-                            Ok(stats) => Some(stats),
-                            Err(e) => {
+                        // A batch an input failed under the `fail` policy is not
+                        // checkpointed: the context stops, and a restart reads it again.
+                        let written = if graph.input_failed(t) {
+                            None
+                        } else {
+                            Some(graph.write_metadata_checkpoint(t))
+                        };
+                        let stats = match written {
+                            None => None,
+                            Some(Ok(stats)) => Some(stats),
+                            Some(Err(e)) => {
                                 runs.push(OutputRun {
                                     id: runs.len(),
                                     name: "metadata checkpoint".into(),
@@ -307,6 +352,12 @@ impl Coordinator {
         for checkpoint in self.graph.take_new_checkpoints() {
             self.listeners.post(|l| l.on_data_checkpoint(&checkpoint));
         }
+        // Polled inputs are read by the batch's tasks: their records are known only now.
+        let inputs = self.graph.take_input_reports(t);
+        for input in inputs.inputs {
+            batch.info.num_records += input.records;
+            self.listeners.post(|l| l.on_polled_input(&input));
+        }
         self.listeners.post(|l| l.on_batch_completed(&batch.info));
         if let Some(rc) = &mut self.rate_control {
             let work = batch.work_time();
@@ -341,7 +392,9 @@ impl Coordinator {
         if let Some(waiter) = self.waiters.remove(&t) {
             let _ = waiter.send(first_failure.map_or(Ok(()), Err));
         }
-        if let Some(e) = checkpoint_failure {
+        // So does an input that could not be read under the `fail` policy: the user asked
+        // for the run to stop rather than go on without it.
+        if let Some(e) = checkpoint_failure.or(inputs.fatal) {
             self.fail(e, ctx);
             return;
         }

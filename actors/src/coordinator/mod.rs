@@ -93,6 +93,8 @@ pub struct Coordinator {
     /// The receiver buffers' bound, set after each batch from its processing rate.
     buffer_bound: BufferBound,
     queue: VecDeque<Batch>,
+    /// Batches waiting for their polled inputs' poll, oldest (being polled) first.
+    cutting: VecDeque<Time>,
     running: bool,
     last_time: Time,
     waiters: HashMap<Time, oneshot::Sender<Result<()>>>,
@@ -153,6 +155,7 @@ impl Coordinator {
             rate_control: parts.rate_control,
             buffer_bound: parts.buffer_bound,
             queue: VecDeque::new(),
+            cutting: VecDeque::new(),
             running: false,
             last_time: zero,
             waiters: HashMap::new(),
@@ -177,10 +180,10 @@ impl Coordinator {
             // pushed stream seals late still gets one.
             if act.drained() {
                 act.check_stop(ctx);
-            } else if t <= act.last_time {
+            } else if t <= act.last_time || act.cutting.contains(&t) {
                 // A graceful stop cut this batch before its tick.
             } else {
-                act.generate_batch(t, ctx);
+                act.cut_batch(t, ctx);
             }
             act.schedule_tick(t + act.batch_interval, ctx);
         });
@@ -297,7 +300,7 @@ impl Handler<ManualTick> for Coordinator {
                 let t = act.last_time + act.batch_interval;
                 let (tx, rx) = oneshot::channel();
                 act.waiters.insert(t, tx);
-                act.generate_batch(t, ctx);
+                act.cut_batch(t, ctx);
                 rx
             }),
         )

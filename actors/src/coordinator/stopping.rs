@@ -145,13 +145,13 @@ impl Coordinator {
                 // wait for its tick: under the manual clock nobody ticks, and under the
                 // system clock a long batch interval would hold the stop for up to an
                 // interval (a day at most) although every record is already in.
-                if !self.running && self.queue.is_empty() {
+                if !self.running && self.queue.is_empty() && self.cutting.is_empty() {
                     let t = self.last_time + self.batch_interval;
-                    self.generate_batch(t, ctx);
+                    self.cut_batch(t, ctx);
                 }
                 return;
             }
-            if self.running || !self.queue.is_empty() {
+            if self.running || !self.queue.is_empty() || !self.cutting.is_empty() {
                 return;
             }
         }

@@ -53,6 +53,9 @@ struct Statistics {
     stages_pipelined: u64,
     /// `null` until the first metadata checkpoint.
     checkpoint_store: Option<CheckpointStoreView>,
+    /// Inputs that polled inputs (text file streams) skipped, with reasons in `/inputs`
+    /// (rivulet's addition).
+    num_skipped_inputs: u64,
 }
 
 /// The checkpoint store after the last metadata checkpoint (rivulet's addition): its bytes
@@ -270,6 +273,7 @@ pub(super) async fn statistics(shared: web::Data<Shared>) -> HttpResponse {
         task_retries: sched.task_retries,
         stages_pipelined: sched.stages_pipelined,
         checkpoint_store: s.checkpoint_store.map(CheckpointStoreView::from),
+        num_skipped_inputs: s.polled_inputs.values().map(|p| p.skipped).sum(),
     };
     drop(s);
     HttpResponse::Ok().json(stats)
@@ -311,6 +315,60 @@ pub(super) async fn batch(shared: web::Data<Shared>, time: web::Path<String>) ->
             format!("no retained batch at time {ms}"),
         ),
     }
+}
+
+/// One polled input (rivulet's addition; Spark lists none: `FileInputDStream` has no
+/// receiver): what its batches read and skipped so far.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PolledInputView {
+    stream_id: u32,
+    stream_name: String,
+    records: u64,
+    splits: u64,
+    skipped: u64,
+    /// The most recent skipped inputs, newest first.
+    last_skipped: Vec<SkippedView>,
+    /// The error that stopped the context under the `fail` policy.
+    failure: Option<String>,
+}
+
+/// One skipped input: its batch (ms), path and reason.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SkippedView {
+    batch_time: i64,
+    path: String,
+    reason: String,
+}
+
+/// `GET /api/v1/streaming/inputs`: the polled inputs.
+pub(super) async fn inputs(shared: web::Data<Shared>) -> HttpResponse {
+    let views: Vec<PolledInputView> = {
+        let s = lock(&shared.state);
+        s.polled_inputs
+            .iter()
+            .map(|(&stream_id, p)| PolledInputView {
+                stream_id,
+                stream_name: p.name.clone(),
+                records: p.records,
+                splits: p.splits,
+                skipped: p.skipped,
+                last_skipped: p
+                    .last_skipped
+                    .iter()
+                    .rev()
+                    .map(|(t, s)| SkippedView {
+                        batch_time: t.as_ms(),
+                        path: s.split.clone(),
+                        reason: s.reason.clone(),
+                    })
+                    .collect(),
+                failure: p.failure.clone(),
+            })
+            .collect()
+    };
+    HttpResponse::Ok().json(views)
 }
 
 pub(super) async fn receivers(shared: web::Data<Shared>) -> HttpResponse {

@@ -101,6 +101,7 @@ impl StatusServer {
                 .route(&format!("{api}/batches"), web::get().to(api::batches))
                 .route(&format!("{api}/batches/{{time}}"), web::get().to(api::batch))
                 .route(&format!("{api}/receivers"), web::get().to(api::receivers))
+                .route(&format!("{api}/inputs"), web::get().to(api::inputs))
                 .route(&format!("{api}/graph"), web::get().to(api::graph))
                 .route("/metrics", web::get().to(api::metrics))
                 .route("/metrics", web::head().to(api::metrics))

@@ -14,7 +14,8 @@ use rivulet_framework::block::StreamId;
 use rivulet_framework::checkpoint::{DataCheckpoint, StoreStats};
 use rivulet_framework::dstream::GraphDescription;
 use rivulet_framework::listener::{
-    BatchInfo, JobInfo, OutputOperationInfo, ReceiverInfo, StreamingListener,
+    BatchInfo, JobInfo, OutputOperationInfo, PolledInputInfo, ReceiverInfo, SkippedSplit,
+    StreamingListener,
 };
 use rivulet_framework::time::Time;
 
@@ -37,6 +38,26 @@ pub(crate) enum UiEvent {
     Job(JobInfo),
     DataCheckpoint(DataCheckpoint),
     CheckpointStore(StoreStats),
+    PolledInput(PolledInputInfo),
+}
+
+/// Skipped inputs shown per polled input: the most recent ones.
+pub(crate) const SKIPPED_SHOWN: usize = 10;
+
+/// One polled input (such as a text file stream), as its per-batch reports told.
+#[derive(Clone, Debug)]
+pub(crate) struct PolledInputRecord {
+    pub(crate) name: String,
+    /// Records read, over the batches reported.
+    pub(crate) records: u64,
+    /// Splits (files) taken, skipped ones included.
+    pub(crate) splits: u64,
+    /// Splits skipped, over the batches reported.
+    pub(crate) skipped: u64,
+    /// The last [`SKIPPED_SHOWN`] skipped, oldest first, with their batch.
+    pub(crate) last_skipped: std::collections::VecDeque<(Time, SkippedSplit)>,
+    /// The failure that stopped the context under the `fail` policy.
+    pub(crate) failure: Option<String>,
 }
 
 /// Where a batch stands (Spark's `BatchStatus`, plus `Failed` for a completed batch with a
@@ -101,6 +122,8 @@ pub(crate) struct UiState {
     /// The checkpoint store's size after the last metadata checkpoint (`None` before the
     /// first).
     pub(crate) checkpoint_store: Option<StoreStats>,
+    /// Polled inputs by DStream id.
+    pub(crate) polled_inputs: BTreeMap<u32, PolledInputRecord>,
 }
 
 impl UiState {
@@ -117,6 +140,7 @@ impl UiState {
             failed_total: 0,
             records_total: 0,
             checkpoint_store: None,
+            polled_inputs: BTreeMap::new(),
         }
     }
 
@@ -231,6 +255,31 @@ impl UiState {
                 metrics.checkpoint_store(stats);
                 self.checkpoint_store = Some(stats);
             }
+            UiEvent::PolledInput(input) => {
+                let r =
+                    self.polled_inputs
+                        .entry(input.stream)
+                        .or_insert_with(|| PolledInputRecord {
+                            name: input.name.clone(),
+                            records: 0,
+                            splits: 0,
+                            skipped: 0,
+                            last_skipped: std::collections::VecDeque::new(),
+                            failure: None,
+                        });
+                r.records += input.records as u64;
+                r.splits += input.splits as u64;
+                r.skipped += input.skipped.len() as u64;
+                for skipped in input.skipped {
+                    r.last_skipped.push_back((input.batch_time, skipped));
+                    if r.last_skipped.len() > SKIPPED_SHOWN {
+                        r.last_skipped.pop_front();
+                    }
+                }
+                if input.failure.is_some() {
+                    r.failure = input.failure;
+                }
+            }
             UiEvent::Job(job) => {
                 if let Some(b) = job.batch_time.and_then(|t| self.batches.get_mut(&t)) {
                     b.jobs.push(job);
@@ -297,6 +346,9 @@ impl StreamingListener for UiListener {
     fn on_receiver_stopped(&mut self, receiver: &ReceiverInfo) {
         self.send(UiEvent::ReceiverStopped(receiver.clone()));
     }
+    fn on_polled_input(&mut self, input: &PolledInputInfo) {
+        self.send(UiEvent::PolledInput(input.clone()));
+    }
 }
 
 #[cfg(test)]
@@ -337,6 +389,36 @@ mod tests {
             (9, 1, 30)
         );
         assert_eq!(s.batches[&Time::from_ms(1000)].status, BatchStatus::Failed);
+    }
+
+    #[test]
+    fn polled_inputs_sum_records_and_keep_the_last_skipped() {
+        let metrics = Metrics::new(Arc::new(SchedulerCounters::default()), Arc::default());
+        let mut s = UiState::new(3, Duration::from_millis(100), GraphDescription::default());
+        for i in 1..=12i64 {
+            let skipped = (0..i % 3)
+                .map(|k| SkippedSplit {
+                    split: format!("/in/{i}-{k}"),
+                    reason: "is a directory".into(),
+                })
+                .collect();
+            let input = PolledInputInfo {
+                batch_time: Time::from_ms(i * 100),
+                stream: 0,
+                name: "text files in /in".into(),
+                splits: 2,
+                records: 5,
+                skipped,
+                failure: None,
+            };
+            s.apply(UiEvent::PolledInput(input), &metrics);
+        }
+        let r = &s.polled_inputs[&0];
+        // i % 3 skipped per batch: 4 batches each of 0, 1 and 2.
+        assert_eq!((r.records, r.splits, r.skipped), (60, 24, 12));
+        assert_eq!(r.last_skipped.len(), SKIPPED_SHOWN);
+        assert_eq!(r.last_skipped.back().unwrap().1.split, "/in/11-1");
+        assert_eq!(r.last_skipped.front().unwrap().1.split, "/in/2-1");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::dstream::block_tracker::BlockTracker;
 use crate::dstream::job::OutputJob;
 use crate::dstream::{lock, CheckpointSetting, DStreamId, DStreamNode};
 use crate::error::{panic_message, CheckpointError, Error, GraphError, OpInfo, Result};
+use crate::listener::PolledInputInfo;
 use crate::rdd::RddContext;
 use crate::receiver::ReceiverSlot;
 use crate::scheduler::GenerationGuard;
@@ -39,6 +40,29 @@ pub(crate) trait RestorableInput: Send + Sync {
     fn save(&self, horizon: Time) -> Result<Vec<u8>>;
     /// Restores the state `save` returned (from the store at `dir`, for errors).
     fn restore(&self, state: &[u8], dir: &str) -> Result<()>;
+    /// Finds batch `t`'s input before its jobs are generated (a polled input polls its
+    /// source); an error is kept and fails the batch's generation.
+    fn prepare(&self, _t: Time) {}
+    /// What batch `t` read and lost, taken once its jobs ran; with the error that must stop
+    /// the context, if any.
+    fn take_report(&self, _t: Time) -> Option<(PolledInputInfo, Option<Error>)> {
+        None
+    }
+    /// Whether batch `t` failed for good on this input (see [`DStreamGraph::input_failed`]).
+    fn failed(&self, _t: Time) -> bool {
+        false
+    }
+}
+
+/// What the polled inputs of one batch read and lost (see
+/// [`DStreamGraph::take_input_reports`]).
+#[derive(Debug, Default)]
+pub struct InputReports {
+    /// One per polled input, in registration order.
+    pub inputs: Vec<PolledInputInfo>,
+    /// The first error that must stop the streaming context (an input that could not be
+    /// read under [`UnreadablePolicy::Fail`](crate::dstream::UnreadablePolicy::Fail)).
+    pub fatal: Option<Error>,
 }
 
 /// The default data checkpoint interval of a stream with slide `slide`: the smallest
@@ -433,6 +457,51 @@ impl DStreamGraph {
             .zero_time
             .set(Time::from_ms(checkpoint.zero_time_ms));
         Ok(())
+    }
+
+    /// Whether the graph has polled inputs (such as a text file stream), which
+    /// [`poll_inputs`](Self::poll_inputs) polls.
+    pub fn has_polled_inputs(&self) -> bool {
+        !lock(&self.shared.state).inputs.is_empty()
+    }
+
+    /// Polls the polled inputs for batch `t`, before [`generate_jobs`](Self::generate_jobs)
+    /// uses what they found. Polling may block (a directory listing), so the runtime calls
+    /// this on a blocking thread, never on an actor's thread; `generate_jobs` polls the
+    /// inputs that were not polled yet itself. An input whose poll fails keeps the error,
+    /// and the batch's jobs fail with it.
+    pub fn poll_inputs(&self, t: Time) {
+        let inputs = lock(&self.shared.state).inputs.clone();
+        for input in inputs {
+            input.prepare(t);
+        }
+    }
+
+    /// What the polled inputs read and skipped in batch `t`, taken once its jobs ran (each
+    /// batch's report is given once; reads of older batches made since are dropped). The
+    /// runtime sends each to listeners ([`StreamingListener::on_polled_input`](crate::listener::StreamingListener::on_polled_input)),
+    /// adds the records to the batch's `num_records` and stops the context with
+    /// [`InputReports::fatal`].
+    pub fn take_input_reports(&self, t: Time) -> InputReports {
+        let inputs = lock(&self.shared.state).inputs.clone();
+        let mut reports = InputReports::default();
+        for (info, fatal) in inputs.iter().filter_map(|i| i.take_report(t)) {
+            reports.inputs.push(info);
+            if reports.fatal.is_none() {
+                reports.fatal = fatal;
+            }
+        }
+        reports
+    }
+
+    /// Whether a polled input failed batch `t` under
+    /// [`UnreadablePolicy::Fail`](crate::dstream::UnreadablePolicy::Fail). The runtime then
+    /// writes no metadata checkpoint for `t` (the context stops), so that a restart reads
+    /// the batch's inputs again: the ones that were fine are not lost, and the bad one is met
+    /// again, under the policy of the restarted program.
+    pub fn input_failed(&self, t: Time) -> bool {
+        let inputs = lock(&self.shared.state).inputs.clone();
+        inputs.iter().any(|i| i.failed(t))
     }
 
     /// The data checkpoints written since the last call (for listeners), oldest first.

@@ -26,11 +26,11 @@ mod update_state;
 mod window;
 
 pub use describe::{GraphDescription, OutputDescription, StreamDescription};
-pub use graph::DStreamGraph;
+pub use graph::{DStreamGraph, InputReports};
 pub use job::OutputJob;
 pub use map_with_state::{MapWithStateDStream, State, StateSpec};
 pub use output::BatchCollector;
-pub use polled::PolledSource;
+pub use polled::{NewSplits, PolledSource, ReadError, UnreadablePolicy};
 pub use window::WindowReduce;
 
 use std::collections::BTreeMap;

@@ -476,7 +476,8 @@ impl DagScheduler {
                         warn!(operator = %f.operator, partition, error = %f.message, "Task copy failed; another copy is still running.");
                         continue;
                     }
-                    if attempt + 1 >= self.max_attempts {
+                    // A failure a retry cannot change fails the stage at once.
+                    if !f.retryable || attempt + 1 >= self.max_attempts {
                         return Err(StageFailure::Failed(Error::Task {
                             batch_time: job.batch_time,
                             operator: f.operator,

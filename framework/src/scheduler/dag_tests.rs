@@ -82,6 +82,7 @@ impl TaskLauncher for Fake {
                 operator: "fake".into(),
                 message: "not registered".into(),
                 fetch_failed: None,
+                retryable: true,
             }),
         };
         let outcome = match act {

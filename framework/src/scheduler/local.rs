@@ -116,6 +116,7 @@ impl TaskLauncher for Inline<'_> {
                 operator: "scheduler".into(),
                 message: format!("job {} stage {} is not registered", task.job, task.stage),
                 fetch_failed: None,
+                retryable: true,
             }),
         };
         Box::pin(std::future::ready(outcome))

@@ -115,6 +115,9 @@ pub struct TaskFailure {
     pub message: String,
     /// Set when a shuffle input was missing: the map output to rebuild.
     pub fetch_failed: Option<(ShuffleId, usize)>,
+    /// Whether running the task again may succeed (see [`Error::is_retryable`]); a failure
+    /// that is not retryable fails its stage at once.
+    pub retryable: bool,
 }
 
 /// What became of a task.
@@ -151,11 +154,12 @@ pub fn run_task(stage: &StageRunnable, task: &TaskDescription, ctx: &TaskContext
         StageRunnable::Result { func, .. } => func(task.partition, ctx).map(TaskOutcome::Result),
     }));
     let traced = trace::take();
-    let failure = |operator: String, message: String| {
+    let failure = |operator: String, message: String, retryable: bool| {
         TaskOutcome::Failed(TaskFailure {
             operator,
             message,
             fetch_failed: None,
+            retryable,
         })
     };
     match result {
@@ -169,11 +173,13 @@ pub fn run_task(stage: &StageRunnable, task: &TaskDescription, ctx: &TaskContext
                 "shuffle {shuffle}: output of map partition {map_partition} is missing"
             ),
             fetch_failed: Some((shuffle, map_partition)),
+            retryable: true,
         }),
-        Ok(Err(e)) => failure(stage.op().to_string(), e.to_string()),
+        Ok(Err(e)) => failure(stage.op().to_string(), e.to_string(), e.is_retryable()),
         Err(payload) => failure(
             traced.unwrap_or(stage.op()).to_string(),
             format!("panicked: {}", panic_message(&*payload)),
+            true,
         ),
     }
 }

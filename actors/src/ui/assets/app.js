@@ -136,6 +136,17 @@ function drawReceivers(receivers) {
   }));
 }
 
+function drawInputs(inputs) {
+  document.querySelector("#inputs tbody").replaceChildren(...inputs.map((p) => {
+    const tr = el("tr", { "data-stream": p.streamId });
+    const last = p.lastSkipped.map((s) => s.batchTime + " " + s.path + ": " + s.reason).join("; ");
+    tr.append(el("td", {}, p.streamId), el("td", {}, p.streamName), el("td", {}, p.splits),
+      el("td", {}, p.records), el("td", {}, p.skipped), el("td", { class: "error" }, last),
+      el("td", { class: "error" }, p.failure || ""));
+    return tr;
+  }));
+}
+
 // The DStream graph as a layered DAG: each stream one level below its deepest parent,
 // outputs below the stream they consume.
 function drawGraph(g) {
@@ -192,13 +203,14 @@ function drawGraph(g) {
 let graphDrawn = false;
 async function refresh() {
   try {
-    const [stats, batches, receivers] = await Promise.all([getJson("/statistics"), getJson("/batches"), getJson("/receivers")]);
+    const [stats, batches, receivers, inputs] = await Promise.all([getJson("/statistics"), getJson("/batches"), getJson("/receivers"), getJson("/inputs")]);
     batchInterval = stats.batchDuration;
     drawSummary(stats);
     drawCheckpointStore(stats.checkpointStore);
     drawCharts(batches);
     drawBatches(batches);
     drawReceivers(receivers);
+    drawInputs(inputs);
     await drawOutputs(batches);
     if (!graphDrawn) { drawGraph(await getJson("/graph")); graphDrawn = true; }
     document.body.setAttribute("data-refreshed", String(Date.now()));
