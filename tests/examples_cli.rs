@@ -581,6 +581,7 @@ fn usage_errors_exit_2_and_name_the_option() {
             "--max-malformed-percent",
         ),
         ("network_wordcount", vec!["127.0.0.1", "0"], "PORT"),
+        ("directory_wordcount", vec!["/nonexistent"], "DIR"),
         // `.invalid` never resolves (RFC 2606): not retried forever as a server that is down.
         (
             "network_wordcount",

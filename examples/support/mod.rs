@@ -469,7 +469,7 @@ impl PolledReport {
         let mut skipped = 0;
         for (name, t) in self.get() {
             println!(
-                "Input from {name}: {} files, {} lines read, {} entries skipped",
+                "Files from {name}: {} files, {} lines read, {} entries skipped",
                 t.files,
                 t.records,
                 t.skipped.len()
