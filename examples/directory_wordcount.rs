@@ -28,7 +28,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use rivulet::framework::receiver::ReceiverMetrics;
 use rivulet::prelude::*;
 use rivulet::receivers::TextFileSource;
 
@@ -109,21 +108,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     };
     println!("Stopped{how}: {batches} batches, {lines} lines counted.");
     let skipped = inputs.print_and_check(args.on_unreadable);
-    let t = losses.totals();
-    let c = t.counts;
-    let metrics = ReceiverMetrics {
-        records_stored: t.records,
-        malformed: c.malformed,
-        truncated: c.truncated,
-        dropped: c.dropped,
-        dropped_bytes: c.dropped_bytes,
-        split: c.split,
-        words_cut: c.words_cut,
-        incomplete: c.incomplete,
-        ..ReceiverMetrics::default()
-    };
-    let name = format!("{} files in {}", t.files, args.dir.display());
-    let long_lines = support::print_and_check_losses(&[(name, metrics)], &args.lines);
+    let long_lines = support::print_and_check_file_losses(&args.dir, losses.totals(), &args.lines);
     ended?;
     // Stopping a context that already stopped on its failure is not a second error.
     if let Err(e) = stopped {

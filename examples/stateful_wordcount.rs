@@ -46,9 +46,10 @@ mod support;
 #[path = "stateful_wordcount/tail.rs"]
 mod tail;
 
+use rivulet::receivers::{FileLosses, TextFileSource};
 use support::{
     context, init_tracing, read_lines, run_until_done, spawn_finite_server, words, Ending,
-    Progress, SignalStop,
+    InputReport, Progress, SignalStop,
 };
 
 #[derive(Parser, Debug)]
@@ -132,9 +133,22 @@ enum RecoveryInput {
 }
 
 impl RecoveryInput {
-    fn stream(&self, ssc: &StreamingContext) -> DStream<String> {
+    /// The input stream; for a directory, with the long-line options, its handle on what
+    /// reading the files lost put into `losses`.
+    fn stream(
+        &self,
+        ssc: &StreamingContext,
+        lines: &support::LineOptions,
+        losses: &Mutex<Option<FileLosses>>,
+    ) -> DStream<String> {
         match self {
-            RecoveryInput::Directory(dir) => ssc.text_file_stream(dir),
+            RecoveryInput::Directory(dir) => {
+                let source = TextFileSource::new(dir)
+                    .max_line_bytes(lines.max_line_bytes)
+                    .on_long_line(lines.policy());
+                *losses.lock().unwrap_or_else(PoisonError::into_inner) = Some(source.losses());
+                ssc.text_file_stream_with(source)
+            }
             RecoveryInput::Tail(path) => ssc.receiver_stream(tail::TailReceiver::new(path)),
         }
     }
@@ -176,9 +190,11 @@ async fn run_recovery(args: &Args, input: RecoveryInput) -> Result<(), BoxError>
     let (snapshot_sink, activity) = (last_snapshot.clone(), last_words.clone());
     let checkpoint_interval = args.checkpoint_interval_ms.map(Duration::from_millis);
     let source = input.clone();
+    let file_losses: Arc<Mutex<Option<FileLosses>>> = Arc::default();
+    let (line_options, losses_slot) = (args.lines.clone(), file_losses.clone());
     let build = move |ssc: &StreamingContext| -> Result<()> {
         let state = source
-            .stream(ssc)
+            .stream(ssc, &line_options, &losses_slot)
             .flat_map(words)
             .map(|w| (w, 1u64))
             .map_with_state(StateSpec::function(running_count));
@@ -245,6 +261,9 @@ async fn run_recovery(args: &Args, input: RecoveryInput) -> Result<(), BoxError>
         }
     };
     println!("Counting the words of {}.", input.describe());
+    let (receivers, polled) = (InputReport::new(), support::PolledReport::new());
+    ssc.add_listener(receivers.clone());
+    ssc.add_listener(polled.clone());
     ssc.start().await?;
     support::print_ui_url(&ssc);
     let signals = SignalStop::install(&ssc)?;
@@ -293,7 +312,21 @@ async fn run_recovery(args: &Args, input: RecoveryInput) -> Result<(), BoxError>
             .map_err(|e| format!("--final-state: cannot write {}: {e}", path.display()))?;
         println!("Wrote the final state to {}.", path.display());
     }
-    Ok(())
+    // What the input lost (in this run: the counts are not checkpointed).
+    match &input {
+        RecoveryInput::Directory(dir) => {
+            // Bad entries are skipped (the default policy): a skip is a loss to report.
+            let skipped = polled.print_and_check(None);
+            let losses = file_losses
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let totals = losses.map(|l| l.totals()).unwrap_or_default();
+            let long_lines = support::print_and_check_file_losses(dir, totals, &args.lines);
+            skipped.and(long_lines)
+        }
+        RecoveryInput::Tail(_) => receivers.print_and_check(&args.lines),
+    }
 }
 
 #[actix::main]

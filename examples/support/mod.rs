@@ -428,6 +428,32 @@ impl StreamingListener for InputReport {
     }
 }
 
+/// [`print_and_check_losses`] for the files of a `TextFileSource` watching `dir`, from its
+/// [`FileLosses`](rivulet::receivers::FileLosses) totals.
+///
+/// # Errors
+/// As [`print_and_check_losses`].
+pub fn print_and_check_file_losses(
+    dir: &Path,
+    totals: rivulet::receivers::FileTotals,
+    options: &LineOptions,
+) -> Result<(), BoxError> {
+    let c = totals.counts;
+    let metrics = ReceiverMetrics {
+        records_stored: totals.records,
+        malformed: c.malformed,
+        truncated: c.truncated,
+        dropped: c.dropped,
+        dropped_bytes: c.dropped_bytes,
+        split: c.split,
+        words_cut: c.words_cut,
+        incomplete: c.incomplete,
+        ..ReceiverMetrics::default()
+    };
+    let name = format!("{} files in {}", totals.files, dir.display());
+    print_and_check_losses(&[(name, metrics)], options)
+}
+
 /// A listener keeping what each polled input (a text file stream) read and skipped, from
 /// its per-batch reports (`on_polled_input`), for the final summary.
 #[derive(Clone, Default)]
