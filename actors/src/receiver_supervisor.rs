@@ -106,16 +106,10 @@ async fn guarded<T>(
 ) -> Result<T, ReceiverError> {
     match AssertUnwindSafe(f).catch_unwind().await {
         Ok(r) => r,
-        Err(p) => {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic".into());
-            Err(ReceiverError::retryable(format!(
-                "receiver panicked: {msg}"
-            )))
-        }
+        Err(p) => Err(ReceiverError::retryable(format!(
+            "receiver panicked: {}",
+            rivulet_framework::error::panic_message(&*p)
+        ))),
     }
 }
 

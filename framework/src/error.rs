@@ -343,8 +343,9 @@ fn holder_text(holder: &Option<u32>) -> String {
         .unwrap_or_default()
 }
 
-/// Formats a panic payload as a message.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+/// A panic payload (from `catch_unwind` or a joined thread) as a message: the `&str` or
+/// `String` it carries, else "panic with a non-string payload".
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {

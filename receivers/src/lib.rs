@@ -7,13 +7,12 @@
 //!
 //! * [`SocketTextReceiver`]: newline-delimited text from a TCP server, one `String` per line,
 //!   reconnecting with backoff forever (Spark: `socketTextStream`).
-//! * [`TextFileReceiver`]: each text file moved into a directory, read once, one `String` per
-//!   line, as a receiver.
-//! * [`TextFileSource`]: the same files as a polled input whose per-batch files are saved in
-//!   checkpoints, so a restart reads each file exactly once (Spark: `textFileStream`, which
+//! * [`TextFileSource`]: each text file moved into a directory, read once, one `String` per
+//!   line, as a polled input whose per-batch files are saved in checkpoints, so a restart
+//!   reads each file exactly once (Spark: `textFileStream`, which
 //!   `StreamingContext::text_file_stream` uses).
 //!
-//! Both text receivers split lines the same way: `\n` or `\r\n` ends a line, an unterminated
+//! Both text inputs split lines the same way: `\n` or `\r\n` ends a line, an unterminated
 //! last line is kept, invalid UTF-8 is replaced with U+FFFD (counted in
 //! [`ReceiverMetrics::malformed`](rivulet_framework::receiver::ReceiverMetrics::malformed)),
 //! and lines longer than [`DEFAULT_MAX_LINE_BYTES`] (configurable) are truncated, or, for the
@@ -34,27 +33,26 @@
 //! ```
 //! use std::time::Duration;
 //! use rivulet_framework::receiver::Receiver;
-//! use rivulet_receivers::{SocketTextReceiver, TextFileReceiver};
+//! use rivulet_framework::dstream::PolledSource;
+//! use rivulet_receivers::{SocketTextReceiver, TextFileSource};
 //!
 //! let socket = SocketTextReceiver::new("127.0.0.1", 9999)
 //!     .max_line_bytes(64 * 1024)
 //!     .reconnect_backoff(Duration::from_millis(50), Duration::from_secs(2));
 //! assert_eq!(socket.name(), "socket 127.0.0.1:9999");
 //!
-//! let files = TextFileReceiver::new("incoming");
+//! let files = TextFileSource::new("incoming").max_line_bytes(64 * 1024);
 //! assert_eq!(files.name(), "text files in incoming");
 //! ```
 //! [`SocketTextReceiver`] shows a receiver driven by hand against a local server.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
-mod file;
 mod file_source;
 mod lines;
 mod socket;
 #[cfg(test)]
 mod testing;
 
-pub use file::TextFileReceiver;
 pub use file_source::{FileLosses, FileTotals, TextFileSource, TextFileSourceState};
 pub use lines::{LineCounts, LineTooLong, LongLinePolicy, UnknownPolicy};
 pub use socket::SocketTextReceiver;
