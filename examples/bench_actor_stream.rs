@@ -148,11 +148,6 @@ async fn actors(args: &Args, words: Arc<Vec<String>>, senders: usize) -> Result<
     measure(ssc, counted, records, feed).await
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 #[actix::main]
 async fn main() -> std::process::ExitCode {
     support::init_tracing();
@@ -192,10 +187,10 @@ async fn run(args: Args) -> Result<(), BoxError> {
         }
         println!("{line}");
     }
-    let s = median(socket_rates);
+    let s = support::median_f64(&socket_rates);
     println!("median socket: {s:.0} records/s");
     for (senders, rates) in actor_rates {
-        let r = median(rates);
+        let r = support::median_f64(&rates);
         println!(
             "median actor_stream, {senders:>2} senders: {r:.0} records/s = {:.2}x the socket path",
             r / s
