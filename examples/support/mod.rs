@@ -174,7 +174,11 @@ pub fn parse_executors(s: &str) -> Result<usize, String> {
         s,
         1,
         max as u64,
-        &format!("executors ({MAX_EXECUTORS_PER_CORE} per core on this {cores}-core machine)"),
+        &format!(
+            "executors ({MAX_EXECUTORS_PER_CORE} per core on this {cores}-core machine, at most \
+             {} in all, and what the open-file limit allows)",
+            rivulet::framework::config::MAX_EXECUTORS
+        ),
     )
     .map(|n| n as usize)
 }
