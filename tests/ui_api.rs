@@ -271,7 +271,9 @@ async fn records_stored_are_read_live_before_any_batch() {
     let (r, stats) = {
         let api = api.clone();
         off_thread(move || {
-            let r = poll_json(&format!("{api}/receivers/0"), |r| r["recordsStored"] == 5);
+            // The list first: the receiver is listed once its start event arrived.
+            poll_json(&format!("{api}/receivers"), |r| r[0]["recordsStored"] == 5);
+            let r = get_json(&format!("{api}/receivers/0"), 200);
             (r, get_json(&format!("{api}/statistics"), 200))
         })
         .await
@@ -331,9 +333,12 @@ async fn batches_in_flight_are_processing_and_queued() {
     let watch = {
         let spark = spark.clone();
         tokio::task::spawn_blocking(move || {
-            let queued = poll_json(&format!("{spark}/batches?status=queued"), |b| {
-                b.as_array().is_some_and(|b| b.len() == 1)
+            // Both batches in flight, as the events told (batch 100 is queued an instant
+            // before it starts): from here on nothing moves until the gate opens.
+            poll_json(&format!("{spark}/batches"), |b| {
+                column(b, "status") == vec![json!("QUEUED"), json!("PROCESSING")]
             });
+            let queued = get_json(&format!("{spark}/batches?status=queued"), 200);
             let processing = get_json(&format!("{spark}/batches?status=processing"), 200);
             let stats = get_json(&format!("{spark}/statistics"), 200);
             let completed = get_json(&format!("{spark}/batches?status=completed"), 200);

@@ -258,7 +258,7 @@ fn with_batch(
     }
     let id = match path_param::<i64>(req, "id", "batch id (its time in ms)") {
         Ok(id) => id,
-        Err(e) => return e,
+        Err(e) => return *e,
     };
     let s = lock(&shared.state);
     match s.batches.get(&Time::from_ms(id)) {
@@ -292,7 +292,7 @@ pub(super) async fn operation(req: HttpRequest, shared: web::Data<Shared>) -> Ht
     }
     let op = match path_param::<usize>(&req, "op", "output operation id") {
         Ok(op) => op,
-        Err(e) => return e,
+        Err(e) => return *e,
     };
     with_batch(&req, &shared, |_, b| {
         match output_views(b).into_iter().find(|o| o.output_op_id == op) {

@@ -79,14 +79,19 @@ fn check_app(req: &HttpRequest, shared: &Shared) -> Option<HttpResponse> {
     ))
 }
 
-/// The path segment `name` parsed as a `T`, or a `400` naming it as `what`.
-fn path_param<T: FromStr>(req: &HttpRequest, name: &str, what: &str) -> Result<T, HttpResponse> {
+/// The path segment `name` parsed as a `T`, or the `400` answer naming it as `what`
+/// (boxed: an answer is large).
+fn path_param<T: FromStr>(
+    req: &HttpRequest,
+    name: &str,
+    what: &str,
+) -> Result<T, Box<HttpResponse>> {
     let raw = req.match_info().get(name).unwrap_or_default();
     raw.trim().parse().map_err(|_| {
-        json_error(
+        Box::new(json_error(
             StatusCode::BAD_REQUEST,
             format!("{what} must be an integer, got {raw:?}"),
-        )
+        ))
     })
 }
 

@@ -125,7 +125,7 @@ pub(super) async fn receiver(req: HttpRequest, shared: web::Data<Shared>) -> Htt
     }
     let id = match path_param::<StreamId>(&req, "id", "receiver's stream id") {
         Ok(id) => id,
-        Err(e) => return e,
+        Err(e) => return *e,
     };
     let host = host(&req);
     let s = lock(&shared.state);
