@@ -450,8 +450,9 @@ impl StreamingContext {
 
     /// The status page's URL, e.g. `http://127.0.0.1:4040/`, once started with a
     /// [`ui_address`](StreamingConfig::ui_address) (with port 0, the port actually bound);
-    /// `None` before start or when the UI is off. The JSON API is under
-    /// `api/v1/streaming/` and the Prometheus metrics at `metrics` of this URL.
+    /// `None` before start or when the UI is off. Spark's status API is under
+    /// `api/v1/applications/{app}/streaming/` (alias `api/v1/streaming/`; see the README's
+    /// "Watching a run") and the Prometheus metrics at `metrics` of this URL.
     pub fn ui_url(&self) -> Option<String> {
         let address = lock(&self.inner.runtime).as_ref()?.ui_address()?;
         Some(format!("http://{address}/"))

@@ -134,8 +134,14 @@ impl Runtime {
         let mut bus = ListenerBus::default();
         let ui = match config.get_ui_address() {
             Some(address) => {
-                let (server, listener) =
-                    StatusServer::start(address, config, graph.describe(), counters.clone())?;
+                let sources = slots.iter().map(|s| (s.stream, s.source.clone())).collect();
+                let (server, listener) = StatusServer::start(
+                    address,
+                    config,
+                    graph.describe(),
+                    counters.clone(),
+                    sources,
+                )?;
                 bus.add(listener);
                 Some(server)
             }

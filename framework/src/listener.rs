@@ -32,6 +32,9 @@ pub struct BatchInfo {
     pub processing_delay: Option<Duration>,
     /// Each failed output operation of the batch: its operator and the error.
     pub failures: Vec<(String, String)>,
+    /// The output operations the batch runs (Spark: `outputOperationInfos.size`): one per
+    /// registered output operation whose jobs were generated for this batch.
+    pub num_output_ops: usize,
 }
 
 impl BatchInfo {
@@ -55,6 +58,8 @@ pub struct OutputOperationInfo {
     pub id: usize,
     /// The operator and its call site, e.g. `print at src/main.rs:20:5`.
     pub name: String,
+    /// When it started (wall clock; Spark: `startTime`); it ended at `start_time + duration`.
+    pub start_time: SystemTime,
     /// How long it ran.
     pub duration: Duration,
     /// The error, if it failed.
@@ -102,6 +107,11 @@ pub struct StageInfo {
 /// A job (one RDD action) as it ran (Spark: `JobInfo` in the listener's `SparkListenerJobEnd`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobInfo {
+    /// The job's id, unique within the process (the scheduler's [`JobId`](crate::scheduler::JobId)).
+    pub id: u64,
+    /// The output operation (its index, as [`OutputOperationInfo::id`]) whose run submitted
+    /// the job, if any.
+    pub output_op: Option<usize>,
     /// The batch whose output operation ran the job, if any.
     pub batch_time: Option<Time>,
     /// The action and its call site, e.g. `collect at src/main.rs:12`.

@@ -45,6 +45,7 @@ impl Batch {
 struct OutputRun {
     id: usize,
     name: String,
+    start_time: SystemTime,
     duration: Duration,
     result: Result<()>,
 }
@@ -54,10 +55,12 @@ fn run_jobs(jobs: Vec<OutputJob>) -> Vec<OutputRun> {
     jobs.into_iter()
         .map(|job| {
             let (id, name, start) = (job.id(), job.op().to_string(), Instant::now());
+            let start_time = SystemTime::now();
             let result = job.run();
             OutputRun {
                 id,
                 name,
+                start_time,
                 duration: start.elapsed(),
                 result,
             }
@@ -162,6 +165,7 @@ impl Coordinator {
             scheduling_delay: None,
             processing_delay: None,
             failures: Vec::new(),
+            num_output_ops: jobs.len(),
         };
         self.listeners.post(|l| l.on_batch_submitted(&info));
         self.queue.push_back(Batch {
@@ -237,10 +241,11 @@ impl Coordinator {
                 None => Duration::ZERO,
             };
             let ran = tokio::task::spawn_blocking(move || {
-                let start = Instant::now();
+                let (start, start_time) = (Instant::now(), SystemTime::now());
                 let failed = |name: &str, e| OutputRun {
                     id: 0,
                     name: name.into(),
+                    start_time,
                     duration: start.elapsed(),
                     result: Err(e),
                 };
@@ -250,7 +255,7 @@ impl Coordinator {
                     Err(e) => (vec![failed("write-ahead log", e)], None),
                     Ok(()) => {
                         let mut runs = run_jobs(jobs);
-                        let start = Instant::now();
+                        let (start, start_time) = (Instant::now(), SystemTime::now());
                         // A batch an input failed under the `fail` policy is not
                         // checkpointed: the context stops, and a restart reads it again.
                         let written = if graph.input_failed(t) {
@@ -265,6 +270,7 @@ impl Coordinator {
                                 runs.push(OutputRun {
                                     id: runs.len(),
                                     name: "metadata checkpoint".into(),
+                                    start_time,
                                     duration: start.elapsed(),
                                     result: Err(e),
                                 });
@@ -293,6 +299,7 @@ impl Coordinator {
                         let run = OutputRun {
                             id: 0,
                             name: "job thread".into(),
+                            start_time: SystemTime::now(),
                             duration: Duration::ZERO,
                             result: Err(Error::Internal(format!("the job thread failed: {e}"))),
                         };
@@ -325,6 +332,7 @@ impl Coordinator {
                 batch_time: t,
                 id: run.id,
                 name: run.name.clone(),
+                start_time: run.start_time,
                 duration: run.duration,
                 failure: run.result.as_ref().err().map(|e| e.to_string()),
             };

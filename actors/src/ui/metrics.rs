@@ -446,6 +446,7 @@ mod tests {
             scheduling_delay: Some(std::time::Duration::from_millis(5)),
             processing_delay: Some(std::time::Duration::from_millis(20)),
             failures: Vec::new(),
+            num_output_ops: 1,
         };
         m.batch_completed(&info);
         let text = to_prometheus_text(&m.encode().unwrap());

@@ -1,7 +1,9 @@
 //! The status server (Spark: the web UI's Streaming tab): one HTML page with embedded
-//! assets (uPlot 1.6.32, MIT, vendored in `assets/` with its license), a JSON API under
-//! `/api/v1/streaming/`, and Prometheus `/metrics`, served by actix-web on the address of
-//! `StreamingConfig::ui_address` while the context runs.
+//! assets (uPlot 1.6.32, MIT, vendored in `assets/` with its license), Spark's status API
+//! (`/api/v1/applications` and `/api/v1/applications/{app}/streaming/...`, each streaming
+//! path also under the short alias `/api/v1/streaming/...`), and Prometheus `/metrics`,
+//! served by actix-web on the address of `StreamingConfig::ui_address` while the context
+//! runs.
 //!
 //! It is fed by a listener that never waits: events go through a bounded queue to the
 //! server's own thread, which keeps the last `ui_retained_batches` batches (oldest dropped
@@ -17,9 +19,11 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpResponse, HttpServer};
+use rivulet_framework::block::StreamId;
 use rivulet_framework::config::StreamingConfig;
 use rivulet_framework::dstream::GraphDescription;
 use rivulet_framework::listener::StreamingListener;
+use rivulet_framework::receiver::BlockSource;
 use rivulet_framework::scheduler::SchedulerCounters;
 use rivulet_framework::{Error, Result};
 
@@ -35,6 +39,10 @@ const UPLOT_LICENSE: &str = include_str!("assets/uPlot-LICENSE.txt");
 /// What the request handlers share.
 pub(crate) struct Shared {
     app_name: String,
+    /// The application's id in Spark's paths (see [`api::app_id`]).
+    app_id: String,
+    /// Each receiver's buffer, read live for its counters (`recordsStored`, ...).
+    sources: Vec<(StreamId, Arc<dyn BlockSource>)>,
     state: Arc<Mutex<UiState>>,
     metrics: Arc<Metrics>,
     scheduler: Arc<SchedulerCounters>,
@@ -63,9 +71,10 @@ fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
 }
 
 impl StatusServer {
-    /// Binds `address` and serves the page, the API and the metrics on one worker thread.
-    /// Returns the server and the listener that feeds it (add it to the listener bus).
-    /// Must run inside an actix `System`.
+    /// Binds `address` and serves the page, the API and the metrics on one worker thread;
+    /// `sources` are the receivers' buffers, whose counters the API reads live. Returns the
+    /// server and the listener that feeds it (add it to the listener bus). Must run inside
+    /// an actix `System`.
     ///
     /// # Errors
     /// [`Error::Config`] naming the address when it cannot be bound (in use, not local, ...).
@@ -74,6 +83,7 @@ impl StatusServer {
         config: &StreamingConfig,
         graph: GraphDescription,
         scheduler: Arc<SchedulerCounters>,
+        sources: Vec<(StreamId, Arc<dyn BlockSource>)>,
     ) -> Result<(StatusServer, Box<dyn StreamingListener>)> {
         let dropped = Arc::new(AtomicU64::new(0));
         let metrics = Arc::new(Metrics::new(scheduler.clone(), dropped.clone()));
@@ -82,14 +92,16 @@ impl StatusServer {
             config.get_batch_interval(),
             graph,
         )));
+        let app_name = config.get_app_name().to_string();
         let shared = web::Data::new(Shared {
-            app_name: config.get_app_name().to_string(),
+            app_id: api::app_id(&app_name),
+            app_name,
+            sources,
             state: state.clone(),
             metrics: metrics.clone(),
             scheduler,
         });
         let server = HttpServer::new(move || {
-            let api = "/api/v1/streaming";
             App::new()
                 .app_data(shared.clone())
                 .route("/", web::get().to(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
@@ -97,12 +109,11 @@ impl StatusServer {
                 .route("/static/uPlot.iife.min.js", web::get().to(|| async { asset("text/javascript; charset=utf-8", UPLOT_JS) }))
                 .route("/static/uPlot.min.css", web::get().to(|| async { asset("text/css; charset=utf-8", UPLOT_CSS) }))
                 .route("/static/uPlot-LICENSE.txt", web::get().to(|| async { asset("text/plain; charset=utf-8", UPLOT_LICENSE) }))
-                .route(&format!("{api}/statistics"), web::get().to(api::statistics))
-                .route(&format!("{api}/batches"), web::get().to(api::batches))
-                .route(&format!("{api}/batches/{{time}}"), web::get().to(api::batch))
-                .route(&format!("{api}/receivers"), web::get().to(api::receivers))
-                .route(&format!("{api}/inputs"), web::get().to(api::inputs))
-                .route(&format!("{api}/graph"), web::get().to(api::graph))
+                .route("/api/v1/applications", web::get().to(api::applications))
+                .route("/api/v1/applications/{app}", web::get().to(api::application))
+                // Spark's paths, and the short ones as aliases: the same handlers.
+                .service(web::scope("/api/v1/applications/{app}/streaming").configure(api::streaming_routes))
+                .service(web::scope("/api/v1/streaming").configure(api::streaming_routes))
                 .route("/metrics", web::get().to(api::metrics))
                 .route("/metrics", web::head().to(api::metrics))
                 .route("/metrics", web::route().to(api::metrics_method_not_allowed))

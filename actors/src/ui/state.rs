@@ -33,6 +33,7 @@ pub(crate) enum UiEvent {
     Output(OutputOperationInfo),
     ReceiverStarted(ReceiverInfo),
     ReceiverError(ReceiverInfo),
+    ReceiverInputLost(ReceiverInfo),
     ReceiverStopped(ReceiverInfo),
     RateLimit(StreamId, Option<f64>),
     Job(JobInfo),
@@ -118,7 +119,14 @@ pub(crate) struct UiState {
     pub(crate) rate_limits: BTreeMap<StreamId, Option<f64>>,
     pub(crate) completed_total: u64,
     pub(crate) failed_total: u64,
+    /// Records of the completed batches (Spark: `numProcessedRecords`).
     pub(crate) records_total: u64,
+    /// Records of the batches that started (Spark: `numReceivedRecords`): counted when a
+    /// batch starts, plus its polled inputs' records when it completes.
+    pub(crate) received_total: u64,
+    /// Records counted in `received_total` of each batch that started and has not
+    /// completed (apart from `batches`, whose oldest may be dropped while still running).
+    received_counted: BTreeMap<Time, usize>,
     /// The checkpoint store's size after the last metadata checkpoint (`None` before the
     /// first).
     pub(crate) checkpoint_store: Option<StoreStats>,
@@ -139,6 +147,8 @@ impl UiState {
             completed_total: 0,
             failed_total: 0,
             records_total: 0,
+            received_total: 0,
+            received_counted: BTreeMap::new(),
             checkpoint_store: None,
             polled_inputs: BTreeMap::new(),
         }
@@ -197,8 +207,16 @@ impl UiState {
                 metrics.batch_submitted();
                 self.upsert_batch(info, BatchStatus::Queued)
             }
-            UiEvent::BatchStarted(info) => self.upsert_batch(info, BatchStatus::Processing),
+            UiEvent::BatchStarted(info) => {
+                let counted = self.received_counted.entry(info.batch_time).or_insert(0);
+                self.received_total += info.num_records.saturating_sub(*counted) as u64;
+                *counted = (*counted).max(info.num_records);
+                self.upsert_batch(info, BatchStatus::Processing)
+            }
             UiEvent::BatchCompleted(info) => {
+                // A batch whose start was not seen (its event dropped) counts whole here.
+                let counted = self.received_counted.remove(&info.batch_time).unwrap_or(0);
+                self.received_total += info.num_records.saturating_sub(counted) as u64;
                 let status = if info.succeeded() {
                     self.completed_total += 1;
                     BatchStatus::Completed
@@ -240,7 +258,7 @@ impl UiState {
                 let (stream, name) = (r.info.stream, r.info.name.clone());
                 metrics.receiver_failed(stream, &name);
             }
-            UiEvent::ReceiverStopped(info) => {
+            UiEvent::ReceiverInputLost(info) | UiEvent::ReceiverStopped(info) => {
                 self.receiver(info);
             }
             UiEvent::RateLimit(stream, rate) => {
@@ -346,6 +364,9 @@ impl StreamingListener for UiListener {
     fn on_receiver_stopped(&mut self, receiver: &ReceiverInfo) {
         self.send(UiEvent::ReceiverStopped(receiver.clone()));
     }
+    fn on_receiver_input_lost(&mut self, receiver: &ReceiverInfo) {
+        self.send(UiEvent::ReceiverInputLost(receiver.clone()));
+    }
     fn on_polled_input(&mut self, input: &PolledInputInfo) {
         self.send(UiEvent::PolledInput(input.clone()));
     }
@@ -371,6 +392,7 @@ mod tests {
             } else {
                 Vec::new()
             },
+            num_output_ops: 1,
         }
     }
 
@@ -389,6 +411,29 @@ mod tests {
             (9, 1, 30)
         );
         assert_eq!(s.batches[&Time::from_ms(1000)].status, BatchStatus::Failed);
+        // No start seen: each batch's records are received as it completes.
+        assert_eq!(s.received_total, 30);
+    }
+
+    #[test]
+    fn received_records_count_at_the_start_and_polled_ones_at_completion() {
+        let metrics = Metrics::new(Arc::new(SchedulerCounters::default()), Arc::default());
+        // Retaining one batch: batch 100 is dropped from the view while it still runs.
+        let mut s = UiState::new(1, Duration::from_millis(100), GraphDescription::default());
+        let (mut b1, mut b2) = (batch(100, false), batch(200, false));
+        s.apply(UiEvent::BatchSubmitted(b1.clone()), &metrics);
+        s.apply(UiEvent::BatchStarted(b1.clone()), &metrics);
+        s.apply(UiEvent::BatchSubmitted(b2.clone()), &metrics);
+        assert_eq!((s.received_total, s.records_total), (3, 0));
+        // Batch 100 completes with 2 records of a polled input besides its receiver's 3.
+        b1.num_records += 2;
+        s.apply(UiEvent::BatchCompleted(b1), &metrics);
+        assert_eq!((s.received_total, s.records_total), (5, 5));
+        s.apply(UiEvent::BatchStarted(b2.clone()), &metrics);
+        b2.num_records += 1;
+        s.apply(UiEvent::BatchCompleted(b2), &metrics);
+        assert_eq!((s.received_total, s.records_total), (9, 9));
+        assert!(s.received_counted.is_empty(), "nothing kept once completed");
     }
 
     #[test]

@@ -89,6 +89,7 @@ impl OutputJob {
     /// a failed job; [`Error::Output`] when the user function returned an error or panicked.
     pub fn run(self) -> Result<()> {
         let (time, op) = (self.time, self.op);
+        let _output_op = crate::scheduler::OutputOpGuard::enter(self.id);
         match catch_unwind(AssertUnwindSafe(self.run?)) {
             Ok(result) => result,
             Err(payload) => Err(Error::Output {

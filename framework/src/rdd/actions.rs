@@ -42,6 +42,7 @@ impl<T: Data> Rdd<T> {
             func,
             op,
             batch_time: self.id().batch_time(),
+            output_op: crate::scheduler::current_output_op(),
         };
         let outputs = self.context().runner()?.run_job(job)?;
         outputs

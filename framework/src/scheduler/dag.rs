@@ -149,8 +149,13 @@ impl DagScheduler {
     ) -> (Result<Vec<TaskOutput>>, JobInfo) {
         let started = Instant::now();
         let mut stages = Vec::new();
-        let result = self.run_job_stages(job, launcher, &mut stages).await;
+        let job_id = self.next_job.fetch_add(1, Ordering::Relaxed);
+        let result = self
+            .run_job_stages(job_id, job, launcher, &mut stages)
+            .await;
         let info = JobInfo {
+            id: job_id,
+            output_op: job.output_op,
             batch_time: job.batch_time,
             operator: job.op.to_string(),
             stages,
@@ -189,6 +194,7 @@ impl DagScheduler {
             }),
             op: rdd.meta().op(),
             batch_time: Some(batch_time),
+            output_op: None,
         };
         self.register(job_id, &job, &stages);
         let mut ran = 0;
@@ -213,11 +219,11 @@ impl DagScheduler {
 
     async fn run_job_stages(
         &self,
+        job_id: JobId,
         job: &JobSpec,
         launcher: &dyn TaskLauncher,
         infos: &mut Vec<StageInfo>,
     ) -> Result<Vec<TaskOutput>> {
-        let job_id = self.next_job.fetch_add(1, Ordering::Relaxed);
         let _unregister = Unregister(&self.registry, job_id);
         let is_available = |dep: &dyn ShuffleMap| self.is_available(dep);
         let is_cached = |meta: &RddMeta| is_cached(launcher, meta);

@@ -32,6 +32,10 @@ pub struct JobSpec {
     pub op: OpInfo,
     /// The batch this job belongs to, if any.
     pub batch_time: Option<Time>,
+    /// The output operation (its index in registration order) whose run submitted the job,
+    /// if any: set for actions called on the thread running an output operation (see
+    /// [`current_output_op`]).
+    pub output_op: Option<usize>,
 }
 
 impl fmt::Debug for JobSpec {
@@ -40,6 +44,7 @@ impl fmt::Debug for JobSpec {
             .field("rdd", &self.rdd.meta().id())
             .field("op", &self.op)
             .field("batch_time", &self.batch_time)
+            .field("output_op", &self.output_op)
             .finish()
     }
 }
@@ -63,6 +68,29 @@ pub trait JobRunner: Send + Sync {
 
 thread_local! {
     static GENERATING: Cell<bool> = const { Cell::new(false) };
+    static OUTPUT_OP: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Marks this thread as running output operation `id` while alive, so that the jobs its
+/// actions submit name it ([`JobSpec::output_op`]).
+pub(crate) struct OutputOpGuard(Option<usize>);
+
+impl OutputOpGuard {
+    pub(crate) fn enter(id: usize) -> OutputOpGuard {
+        OutputOpGuard(OUTPUT_OP.with(|o| o.replace(Some(id))))
+    }
+}
+
+impl Drop for OutputOpGuard {
+    fn drop(&mut self) {
+        OUTPUT_OP.with(|o| o.set(self.0));
+    }
+}
+
+/// The output operation running on this thread, if any (`None` on other threads, such as
+/// threads a user function spawns itself).
+pub fn current_output_op() -> Option<usize> {
+    OUTPUT_OP.with(|o| o.get())
 }
 
 /// Marks this thread as generating a batch's jobs while alive; actions fail meanwhile.

@@ -19,7 +19,7 @@ mod stage;
 mod task;
 
 pub use dag::{DagScheduler, TaskLauncher};
-pub use job::{JobId, JobRunner, JobSpec, ResultFn, TaskOutput};
+pub use job::{current_output_op, JobId, JobRunner, JobSpec, ResultFn, TaskOutput};
 pub use local::{LocalRunner, MemoryBlockStore};
 pub use map_outputs::MapOutputTracker;
 pub use registry::{StageRunnable, TaskRegistry};
@@ -29,4 +29,4 @@ pub use task::{
     run_task, BlockAccess, TaskContext, TaskDescription, TaskFailure, TaskKind, TaskOutcome,
 };
 
-pub(crate) use job::{ensure_can_block, GenerationGuard};
+pub(crate) use job::{ensure_can_block, GenerationGuard, OutputOpGuard};
