@@ -1,7 +1,8 @@
 //! The status server (Spark: the web UI's Streaming tab): one HTML page with embedded
 //! assets (uPlot 1.6.32, MIT, vendored in `assets/` with its license), a JSON API under
 //! `/api/v1/streaming/`, and Prometheus `/metrics`, served by actix-web on the address of
-//! `StreamingConfig::ui_address` while the context runs.
+//! `StreamingConfig::ui_address` while the context runs, and `StreamingConfig::ui_linger`
+//! after it stops.
 //!
 //! It is fed by a listener that never waits: events go through a bounded queue to the
 //! server's own thread, which keeps the last `ui_retained_batches` batches (oldest dropped
@@ -12,7 +13,8 @@ mod metrics;
 mod state;
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 use std::sync::{mpsc, Arc, Mutex};
 
 use actix_web::dev::ServerHandle;
@@ -45,12 +47,16 @@ pub(crate) struct Shared {
 pub(crate) struct StatusServer {
     address: SocketAddr,
     handle: ServerHandle,
+    /// How long it keeps serving after [`stop`](Self::stop).
+    linger: Duration,
+    stopping: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for StatusServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StatusServer")
             .field("address", &self.address)
+            .field("linger", &self.linger)
             .finish_non_exhaustive()
     }
 }
@@ -149,6 +155,8 @@ impl StatusServer {
             StatusServer {
                 address: bound,
                 handle,
+                linger: config.get_ui_linger(),
+                stopping: Arc::new(AtomicBool::new(false)),
             },
             Box::new(UiListener { events, dropped }),
         ))
@@ -159,8 +167,18 @@ impl StatusServer {
         self.address
     }
 
-    /// Stops the server, closing open connections.
+    /// Stops the server, closing open connections; with a linger, returns at once and stops
+    /// it that much later (the state it serves no longer changes: the context has stopped).
     pub(crate) async fn stop(&self) {
-        self.handle.stop(false).await;
+        if self.linger.is_zero() {
+            self.handle.stop(false).await;
+        } else if !self.stopping.swap(true, Ordering::SeqCst) {
+            let (handle, linger) = (self.handle.clone(), self.linger);
+            tracing::info!(address = %self.address, ?linger, "Status server lingering after the stop.");
+            actix_rt::spawn(async move {
+                tokio::time::sleep(linger).await;
+                handle.stop(false).await;
+            });
+        }
     }
 }
