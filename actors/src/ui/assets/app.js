@@ -110,8 +110,12 @@ function recordLabelGap(u) {
   let gap = Infinity;
   for (let i = 1; i < boxes.length; i++) gap = Math.min(gap, boxes[i][0] - boxes[i - 1][1]);
   const box = u.root.parentElement;
+  // Labels that would stick out of the chart (and be cut off).
+  const left = u.bbox.left / uPlot.pxRatio;
+  const clipped = boxes.filter(([a, b]) => left + a < 0 || left + b > u.width).length;
   box.setAttribute("data-x-labels", boxes.length);
   box.setAttribute("data-x-label-gap", gap === Infinity ? "none" : gap.toFixed(1));
+  box.setAttribute("data-x-labels-clipped", clipped);
   box.setAttribute("data-width", u.width);
 }
 
@@ -139,6 +143,8 @@ function timeline(id, label, withInterval, epoch) {
   if (withInterval) series.push({ label: "batch interval", stroke: "#c33", dash: [6, 4], width: 1, points: { show: false } });
   const opts = {
     series,
+    // Room on the right for half the last label, which is centred on its tick.
+    padding: [10, Math.ceil(TIME_SPACE / 2), 0, 0],
     scales: { x: { time: epoch }, y: { range: fromZero } },
     legend: { show: true },
     axes: [
@@ -170,8 +176,9 @@ function drawHistogram(id, label, values) {
       series: [{ label, value: (u, v) => (v === null ? "–" : num(v)) },
         { label: "batches", fill: "rgba(74,111,181,0.5)", stroke: "#4a6fb5", width: 1,
           paths: uPlot.paths.bars({ size: [0.95, Infinity] }), points: { show: false } }],
+      padding: [10, Math.ceil(textWidth("0000.000") / 2) + 4, 0, 0],
       scales: { x: { time: false, range: (u) => [0, u._top || 1] }, y: { range: fromZero } },
-      legend: { show: true },
+      legend: { show: false },
       axes: [
         { font: FONT, space: Math.ceil(textWidth("0000.000")) + 20, values: (u, vals) => vals.map(num) },
         { font: FONT, size: 50, values: (u, vals) => vals.map(num) },
@@ -263,7 +270,8 @@ function updateBatchRow(tr, b) {
   setAttr(tr, "data-records", b.inputSize);
   setAttr(tr, "data-status", b.status);
   const c = tr._cells;
-  setText(tr._link, localTime(b.batchTime, true) + (isEpoch(b.batchTime) ? " (" + b.batchTime + ")" : ""));
+  setText(tr._link, localTime(b.batchTime, true));
+  setAttr(tr._link, "title", "batch " + b.batchTime + " (ms since the Unix epoch): its page");
   setText(c[1], b.inputSize);
   setText(c[2], num(b.schedulingDelay));
   setText(c[3], num(b.processingTime));
@@ -288,6 +296,13 @@ function drawBatches(batches) {
 
 // Per-receiver rate now: records counted between two polls over the time between them.
 const lastCount = new Map();
+// The average rate of a stopped receiver: the API's divides by the time since the start, which
+// keeps growing after the stop; the page divides by the run's span (start to its last batch).
+let runSpan = null; // { startTime, end } in ms, from the statistics and the newest batch
+function averageRate(r) {
+  if (r.isActive || !runSpan || !isEpoch(runSpan.end) || runSpan.end <= runSpan.startTime) return r.avgEventRate;
+  return (r.records * 1000) / (runSpan.end - runSpan.startTime);
+}
 function drawReceivers(receivers) {
   const now = performance.now();
   syncRows(document.querySelector("#receivers tbody"), receivers, (r) => r.streamId,
@@ -306,7 +321,8 @@ function drawReceivers(receivers) {
       setText(c[2], r.isActive ? "yes" : "no (stopped)");
       setText(c[3], r.records);
       setText(c[4], rate === null ? "–" : num(Math.round(rate)));
-      setText(c[5], r.avgEventRate === null || r.avgEventRate === undefined ? "–" : num(Math.round(r.avgEventRate)));
+      const avg = averageRate(r);
+      setText(c[5], avg === null || avg === undefined ? "–" : num(Math.round(avg)));
       setText(c[6], r.errors);
       setText(c[7], r.restarts);
       setText(c[8], r.rateLimit === null ? "none" : r.rateLimit + "/s");
@@ -390,7 +406,7 @@ async function drawBatchPage(time) {
   setAttr(view, "data-batch-time", b.batchTime);
   setAttr(view, "data-status", b.status);
   setText(document.getElementById("batch-detail-time"),
-    localTime(b.batchTime, true) + " " + ZONE + " (" + b.batchTime + ", " + b.status + ")");
+    localTime(b.batchTime, true) + (isEpoch(b.batchTime) ? " " + ZONE : "") + " (" + b.batchTime + ", " + b.status + ")");
   const info = [["Batch time (ms)", b.batchTime], ["Status", b.status], ["Batch duration (ms)", b.batchDuration],
     ["Records", b.inputSize], ["Input rate (records/s)", num(b.inputRate)],
     ["Submitted", isEpoch(b.submissionTime) ? localTime(b.submissionTime, true) + " " + ZONE : b.submissionTime],
@@ -606,6 +622,7 @@ async function refresh() {
       const [receivers, inputs, batches] = await Promise.all([getJson("/receivers"), wantBatches ? getJson("/inputs") : null,
         wantBatches ? getJson("/batches") : null]);
       fetched.push("receivers");
+      if (batches && batches.length) runSpan = { startTime: stats.startTime, end: batches[0].batchTime + stats.batchDuration };
       drawReceivers(receivers);
       if (inputs) drawInputs(inputs);
       if (batches) {
