@@ -431,3 +431,70 @@ fn an_example_run_with_ui_serves_the_page_to_a_browser() {
         "no checkpoint store line without a checkpoint directory: {dom}"
     );
 }
+
+#[test]
+fn an_example_run_with_ui_linger_keeps_its_final_page() {
+    if !browser_present("an_example_run_with_ui_linger_keeps_its_final_page") {
+        return;
+    }
+    // The whole input (40,000 lines) in about a second of 100 ms batches, then the linger.
+    let out = tempfile::tempdir().expect("a directory for its output");
+    let log = out.path().join("stdout.txt");
+    let child = Command::new(example_binary("wordcount"))
+        .args(["--ui", "127.0.0.1:0", "--ui-linger", "120"])
+        .args(["--rate", "40000", "--batch-ms", "100"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::fs::File::create(&log).expect("a log file"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the wordcount example");
+    let mut running = Running(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("[ui] the run is over") {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the example did not end its run: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let url = text
+        .lines()
+        .find_map(|l| l.strip_prefix("UI: "))
+        .expect("the UI address")
+        .trim()
+        .to_string();
+    let api = format!("{url}api/v1/streaming");
+    let stats = get_json(&format!("{api}/statistics"), 200);
+    assert_eq!(stats["numProcessedRecords"], 40_000, "{stats}");
+    assert_eq!(stats["numActiveReceivers"], 0, "{stats}");
+    assert_eq!(stats["numActiveBatches"], 0, "{stats}");
+    let profile = tempfile::tempdir().expect("a browser profile directory");
+    for width in WIDTHS {
+        let dom = dom_at(profile.path(), width, &url);
+        check_charts(&dom, width);
+        assert!(
+            dom.contains("records 40000"),
+            "the final record count: {dom}"
+        );
+        let receivers = element(&dom, "receivers");
+        let receivers = &receivers[..receivers.find("</table>").expect("the table's end")];
+        assert!(
+            receivers.contains("data-active=\"false\"") && receivers.contains("no (stopped)"),
+            "the receiver shows as stopped: {receivers}"
+        );
+        assert!(
+            dom.contains("data-edges-through-nodes=\"0\"")
+                && dom.contains("examples/wordcount.rs:"),
+            "the DAG, its edges clear of its nodes: {dom}"
+        );
+    }
+    screenshots(profile.path(), "wordcount-final", &url);
+    assert!(
+        running.0.try_wait().expect("the example's status").is_none(),
+        "the example lingers (120 s) while the page is read"
+    );
+}
