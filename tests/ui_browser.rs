@@ -171,7 +171,10 @@ fn check_charts(dom: &str, width: u32) {
     for gap in gaps {
         if gap != "none" {
             let gap: f64 = gap.parse().expect("a number");
-            assert!(gap >= 4.0, "x labels overlap at {width} px (gap {gap}): {dom}");
+            assert!(
+                gap >= 4.0,
+                "x labels overlap at {width} px (gap {gap}): {dom}"
+            );
         }
     }
     for n in attr_values(dom, "data-x-labels") {
@@ -494,7 +497,11 @@ fn an_example_run_with_ui_linger_keeps_its_final_page() {
     }
     screenshots(profile.path(), "wordcount-final", &url);
     assert!(
-        running.0.try_wait().expect("the example's status").is_none(),
+        running
+            .0
+            .try_wait()
+            .expect("the example's status")
+            .is_none(),
         "the example lingers (120 s) while the page is read"
     );
 }

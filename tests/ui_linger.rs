@@ -27,7 +27,9 @@ async fn the_status_server_lingers_after_the_stop_then_stops() {
             .ui_linger(linger),
     )
     .expect("valid config");
-    ssc.queue_stream(vec![vec![1, 2, 3]]).count().foreach_batch(|_, _| {});
+    ssc.queue_stream(vec![vec![1, 2, 3]])
+        .count()
+        .foreach_batch(|_, _| {});
     ssc.start().await.expect("starts");
     ssc.advance(1).await.expect("one batch");
     let url = ssc.ui_url().expect("the UI is on");

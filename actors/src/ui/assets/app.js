@@ -589,6 +589,7 @@ let batchesKey = null;   // the statistics' counts at the last /batches fetch
 let batchesActive = 0;   // active batches in that answer
 let graphDrawn = false;
 let addedElements = 0;
+const addedHistory = []; // elements added by each of the last 10 refreshes, oldest first
 const countAdded = (records) => {
   for (const r of records) for (const n of r.addedNodes) {
     if (n.nodeType === 1) addedElements += 1 + n.getElementsByTagName("*").length;
@@ -602,6 +603,7 @@ async function refresh() {
   if (refreshing) return;
   refreshing = true;
   const before = addedElements;
+  const started = performance.now();
   const fetched = [];
   try {
     const r = route();
@@ -637,6 +639,10 @@ async function refresh() {
     countAdded(mutations.takeRecords());
     document.body.setAttribute("data-fetched", fetched.join(" "));
     document.body.setAttribute("data-nodes-added", addedElements - before);
+    addedHistory.push(addedElements - before);
+    if (addedHistory.length > 10) addedHistory.shift();
+    document.body.setAttribute("data-nodes-added-history", addedHistory.join(" "));
+    document.body.setAttribute("data-refresh-ms", (performance.now() - started).toFixed(1));
     document.body.setAttribute("data-refreshed", String(Date.now()));
   } catch (e) {
     // Keep the last state on screen: the run may have ended and its server with it.
