@@ -148,8 +148,9 @@ fn element<'a>(dom: &'a str, id: &str) -> &'a str {
 }
 
 /// Checks the charts of `dom` drawn at `width` px: a timeline and a histogram for each of the
-/// four series, each on a canvas as wide as its box, and x-axis labels that neither overlap
-/// nor stick out of their chart (the page measures them after each draw).
+/// four series and the receivers' rates, each on a canvas as wide as its box, and x-axis
+/// labels that neither overlap nor stick out of their chart (the page measures them after
+/// each draw).
 fn check_charts(dom: &str, width: u32) {
     for series in [
         "input-rate",
@@ -166,8 +167,17 @@ fn check_charts(dom: &str, width: u32) {
             );
         }
     }
+    let rates = element(dom, "chart-receiver-rates");
+    assert!(
+        rates[..rates.find("</canvas>").unwrap_or(rates.len())].contains("<canvas"),
+        "the receivers' rates draw on a canvas at {width} px: {rates}"
+    );
     let gaps = attr_values(dom, "data-x-label-gap");
-    assert_eq!(gaps.len(), 8, "eight charts measured their labels: {dom}");
+    assert_eq!(
+        gaps.len(),
+        9,
+        "nine charts (four timelines, four histograms, the receivers' rates) measured their labels: {dom}"
+    );
     for gap in gaps {
         if gap != "none" {
             let gap: f64 = gap.parse().expect("a number");
@@ -177,9 +187,13 @@ fn check_charts(dom: &str, width: u32) {
             );
         }
     }
-    for n in attr_values(dom, "data-x-labels") {
-        let n: u32 = n.parse().expect("a count");
-        assert!(n >= 2, "each x axis is labelled at {width} px: {dom}");
+    for (at, _) in dom.match_indices(" data-x-labels=\"") {
+        let tag = &dom[dom[..at].rfind('<').expect("a tag")..];
+        let tag = &tag[..tag.find('>').expect("a tag's end")];
+        let n: u32 = attr_values(tag, "data-x-labels")[0]
+            .parse()
+            .expect("a count");
+        assert!(n >= 2, "each x axis is labelled at {width} px: {tag}");
     }
     for clipped in attr_values(dom, "data-x-labels-clipped") {
         assert_eq!(clipped, "0", "no x label is cut off at {width} px: {dom}");

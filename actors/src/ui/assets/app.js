@@ -156,15 +156,34 @@ function timeline(id, label, withInterval, epoch) {
   return timelines[id];
 }
 
-// Bins `values` in [0, max] (about √n bins, 5 to 30): [bin centres, counts, bin width].
+// 1, 2, 2.5 or 5 times a power of ten, at least `x`.
+function niceCeil(x) {
+  if (!(x > 0)) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(x)));
+  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= x * (1 - 1e-9)) return m * p;
+  return 10 * p;
+}
+
+// Bins `values` from 0 in about √n bins (5 to 30) of a round width: [bin centres, counts,
+// the last bin's end].
 function histogram(values) {
   const v = values.filter((x) => x !== null && x !== undefined && Number.isFinite(x));
   const max = v.length ? Math.max(...v) : 0;
-  const bins = Math.max(5, Math.min(30, Math.ceil(Math.sqrt(v.length))));
-  const width = max > 0 ? max / bins : 1;
+  const target = Math.max(5, Math.min(30, Math.ceil(Math.sqrt(v.length))));
+  const width = niceCeil(max / target);
+  const bins = Math.max(1, Math.floor(max / width) + 1);
   const counts = new Array(bins).fill(0);
   for (const x of v) counts[Math.min(bins - 1, Math.floor(x / width))]++;
   return [counts.map((_, i) => (i + 0.5) * width), counts, width * bins];
+}
+
+// A histogram's x ticks: uPlot's round steps from 0, or both ends when one step is wider
+// than the whole axis (a narrow chart).
+function histogramSplits(u, axisIdx, min, max, incr) {
+  if (!(incr > 0) || incr >= max) return [0, max];
+  const out = [];
+  for (let x = 0; x <= max * (1 + 1e-9); x += incr) out.push(x);
+  return out;
 }
 
 const histograms = {};
@@ -180,7 +199,7 @@ function drawHistogram(id, label, values) {
       scales: { x: { time: false, range: (u) => [0, u._top || 1] }, y: { range: fromZero } },
       legend: { show: false },
       axes: [
-        { font: FONT, space: Math.ceil(textWidth("0000.000")) + 20, values: (u, vals) => vals.map(num) },
+        { font: FONT, space: Math.ceil(textWidth("0000.000")) + 20, splits: histogramSplits, values: (u, vals) => vals.map(num) },
         { font: FONT, size: 50, values: (u, vals) => vals.map(num) },
       ],
     };
@@ -303,7 +322,46 @@ function averageRate(r) {
   if (r.isActive || !runSpan || !isEpoch(runSpan.end) || runSpan.end <= runSpan.startTime) return r.avgEventRate;
   return (r.records * 1000) / (runSpan.end - runSpan.startTime);
 }
+// Each receiver's rate at each refresh, kept for the last RATE_SAMPLES refreshes: the API
+// gives a receiver's records so far, not per batch, so this history starts with the page.
+const RATE_SAMPLES = 300;
+const rateHistory = { at: [], streams: new Map() }; // streamId -> { name, rates: [] }
+let rateChart = null, rateChartKey = null;
+function drawReceiverRates(receivers, rates) {
+  rateHistory.at.push(Date.now() / 1000);
+  for (const r of receivers) {
+    if (!rateHistory.streams.has(r.streamId)) {
+      rateHistory.streams.set(r.streamId, { name: r.streamName, rates: rateHistory.at.slice(1).map(() => null) });
+    }
+  }
+  for (const [id, s] of rateHistory.streams) s.rates.push(rates.has(id) ? rates.get(id) : null);
+  if (rateHistory.at.length > RATE_SAMPLES) {
+    rateHistory.at.shift();
+    for (const s of rateHistory.streams.values()) s.rates.shift();
+  }
+  const ids = [...rateHistory.streams.keys()];
+  const key = ids.join(",");
+  if (rateChartKey !== key) {
+    // A receiver came: draw anew with one series per receiver.
+    if (rateChart) { resizer.unobserve(rateChart.root.parentElement); plots.splice(plots.indexOf(rateChart), 1); rateChart.destroy(); }
+    const colours = ["#4a6fb5", "#c36b2b", "#3a8a4f", "#8a3a8a", "#b5a34a", "#2bb5b0"];
+    const series = [{ label: "time", value: (u, v) => (v === null ? "–" : localTime(Math.round(v * 1000), true)) }].concat(ids.map((id, i) => ({
+      label: "#" + id + " " + rateHistory.streams.get(id).name, stroke: colours[i % colours.length], width: 1.5,
+      points: { show: false }, value: (u, v) => num(v) })));
+    rateChart = makePlot("chart-receiver-rates", {
+      series, padding: [10, Math.ceil(TIME_SPACE / 2), 0, 0],
+      // At least the last minute, so that the first samples have an axis to sit on.
+      scales: { x: { time: true, range: (u, min, max) => (max === null ? [Date.now() / 1000 - 60, Date.now() / 1000] : [Math.min(min, max - 60), max]) },
+        y: { range: fromZero } }, legend: { show: true },
+      axes: [{ font: FONT, space: TIME_SPACE, values: timeLabels }, { font: FONT, size: 60, values: (u, vals) => vals.map(num) }],
+    }, [[]].concat(ids.map(() => [])));
+    rateChartKey = key;
+  }
+  rateChart.setData([rateHistory.at.slice()].concat(ids.map((id) => rateHistory.streams.get(id).rates.slice())));
+}
+
 function drawReceivers(receivers) {
+  const rates = new Map();
   const now = performance.now();
   syncRows(document.querySelector("#receivers tbody"), receivers, (r) => r.streamId,
     (r) => { const tr = el("tr", { "data-stream": r.streamId }); cells(tr, 10, [3, 4, 5, 6, 7]); return tr; },
@@ -314,6 +372,7 @@ function drawReceivers(receivers) {
       if (!prev || now - prev.at >= 500) lastCount.set(r.streamId, { at: now, records: r.records, rate });
       else rate = prev.rate;
       if (!r.isActive && rate !== null) rate = 0;
+      if (rate !== null) rates.set(r.streamId, rate);
       const c = tr._cells;
       setAttr(tr, "data-active", r.isActive);
       setText(c[0], r.streamId);
@@ -329,6 +388,7 @@ function drawReceivers(receivers) {
       setAttr(c[9], "class", "error");
       setText(c[9], r.lastError || "");
     });
+  drawReceiverRates(receivers, rates);
 }
 
 function drawInputs(inputs) {
