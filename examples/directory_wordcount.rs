@@ -58,7 +58,7 @@ struct Args {
 async fn main() -> std::process::ExitCode {
     init_tracing();
     let args = Args::parse();
-    support::exit_code(run(args).await)
+    support::finish(run(args).await).await
 }
 
 async fn run(args: Args) -> Result<(), BoxError> {

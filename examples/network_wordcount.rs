@@ -56,7 +56,7 @@ async fn main() -> std::process::ExitCode {
     // The receiver's connections, reconnections and failures are shown (at INFO and WARN).
     support::init_tracing_with("warn,rivulet_receivers::socket=info");
     let args = Args::parse();
-    support::exit_code(run(args).await)
+    support::finish(run(args).await).await
 }
 
 async fn run(args: Args) -> Result<(), BoxError> {

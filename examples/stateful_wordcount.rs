@@ -333,7 +333,7 @@ async fn run_recovery(args: &Args, input: RecoveryInput) -> Result<(), BoxError>
 async fn main() -> std::process::ExitCode {
     init_tracing();
     let args = Args::parse();
-    support::exit_code(run(args).await)
+    support::finish(run(args).await).await
 }
 
 async fn run(args: Args) -> Result<(), BoxError> {

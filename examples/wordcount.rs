@@ -22,7 +22,7 @@ use rivulet::prelude::*;
 mod support;
 
 use support::{
-    context, exit_code, init_tracing, parse_batch_ms, parse_executors, parse_rate, prepare_out_dir,
+    context, init_tracing, parse_batch_ms, parse_executors, parse_rate, prepare_out_dir,
     read_lines, run_until_done, spawn_finite_server, words, Ending, InputReport, LineOptions,
     Progress,
 };
@@ -61,7 +61,7 @@ struct Args {
 async fn main() -> ExitCode {
     init_tracing();
     let args = Args::parse();
-    exit_code(run(args).await)
+    support::finish(run(args).await).await
 }
 
 async fn run(args: Args) -> Result<(), BoxError> {

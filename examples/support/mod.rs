@@ -632,31 +632,59 @@ pub fn context(
 
 /// The `--ui [ADDR]` option every example takes: serve the status page, its JSON API and
 /// Prometheus metrics while the example runs (flatten it into the example's clap `Args`,
-/// then call [`UiArgs::install`]).
+/// then call [`UiArgs::install`]); and `--ui-linger SECS`, which keeps the page up after the
+/// run ends (see [`finish`]).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct UiArgs {
     /// Serve the status page at http://127.0.0.1:4040/ while running (or at ADDR, ip:port;
     /// port 0 picks a free one).
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:4040")]
     pub ui: Option<String>,
+    /// With --ui: after the run ends, keep the status page up SECS seconds more, showing the
+    /// final state (receivers stopped, every batch done); Ctrl-C exits sooner. Honoured by the
+    /// examples that end through `support::finish` (wordcount, network_wordcount,
+    /// windowed_wordcount, stateful_wordcount, directory_wordcount), not by the benches.
+    #[arg(long, value_name = "SECS", requires = "ui", value_parser = parse_linger)]
+    pub ui_linger: Option<Duration>,
+}
+
+fn parse_linger(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("{secs} s: give 0 to 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 static UI_ADDRESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static UI_LINGER: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+/// The page's URL, once a context serves it (see [`print_ui_url`]).
+static UI_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 impl UiArgs {
-    /// Makes [`base_config`] (and so [`context`]) serve the UI when `--ui` was given.
+    /// Makes [`base_config`] (and so [`context`]) serve the UI when `--ui` was given, and
+    /// keep it up after the stop with `--ui-linger`.
     pub fn install(&self) {
         if let Some(address) = &self.ui {
             let _ = UI_ADDRESS.set(address.clone());
+        }
+        if let Some(linger) = self.ui_linger.filter(|l| !l.is_zero()) {
+            let _ = UI_LINGER.set(linger);
         }
     }
 }
 
 /// rivulet's default configuration, serving the UI when `--ui` was given (see [`UiArgs`]).
 pub fn base_config() -> StreamingConfig {
-    match UI_ADDRESS.get() {
+    let config = match UI_ADDRESS.get() {
         Some(address) => StreamingConfig::new().ui_address(address.clone()),
         None => StreamingConfig::new(),
+    };
+    match UI_LINGER.get() {
+        Some(&linger) => config.ui_linger(linger),
+        None => config,
     }
 }
 
@@ -664,7 +692,31 @@ pub fn base_config() -> StreamingConfig {
 pub fn print_ui_url(ssc: &StreamingContext) {
     if let Some(url) = ssc.ui_url() {
         println!("UI: {url}");
+        let _ = UI_URL.set(url);
     }
+}
+
+/// Ends an example's `main`: with `--ui-linger SECS` and a status page served, first keeps
+/// the process (and so the page, with the run's final state) up for SECS seconds, or until
+/// SIGINT or SIGTERM; then [`exit_code`] of `result`. The page's server was told to linger
+/// as long by [`base_config`], so the context's stop left it up.
+pub async fn finish(result: Result<(), BoxError>) -> ExitCode {
+    if let (Some(&linger), Some(url)) = (UI_LINGER.get(), UI_URL.get()) {
+        println!(
+            "[ui] the run is over; its status page stays at {url} for {} s (Ctrl-C exits now).",
+            linger.as_secs_f64()
+        );
+        match Signals::new() {
+            Ok(mut signals) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(linger) => {}
+                    _ = signals.recv() => {}
+                }
+            }
+            Err(_) => tokio::time::sleep(linger).await,
+        }
+    }
+    exit_code(result)
 }
 
 /// The lines of the file at `path`, without their newlines (raw bytes: the socket source

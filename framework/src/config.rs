@@ -76,6 +76,7 @@ pub struct StreamingConfig {
     pipelining: bool,
     ui_address: Option<String>,
     ui_retained_batches: usize,
+    ui_linger: Duration,
 }
 
 impl Default for StreamingConfig {
@@ -106,6 +107,7 @@ impl Default for StreamingConfig {
             pipelining: false,
             ui_address: None,
             ui_retained_batches: DEFAULT_UI_RETAINED_BATCHES,
+            ui_linger: Duration::ZERO,
         }
     }
 }
@@ -337,6 +339,16 @@ impl StreamingConfig {
     /// (Spark: `spark.streaming.ui.retainedBatches`, default 1,000; at least 1).
     pub fn ui_retained_batches(mut self, batches: usize) -> Self {
         self.ui_retained_batches = batches;
+        self
+    }
+
+    /// How long the status server stays up after the context stops, default zero: with a
+    /// linger, `stop` returns as before but leaves the server answering, with the final state
+    /// (receivers stopped, every batch done), for `linger` more, so that an open page can
+    /// still be read after the run ends. The process must live that long too (the examples'
+    /// `--ui-linger SECS` waits).
+    pub fn ui_linger(mut self, linger: Duration) -> Self {
+        self.ui_linger = linger;
         self
     }
 
@@ -595,6 +607,11 @@ impl StreamingConfig {
     /// How many batches the status server keeps.
     pub fn get_ui_retained_batches(&self) -> usize {
         self.ui_retained_batches
+    }
+
+    /// How long the status server stays up after the context stops.
+    pub fn get_ui_linger(&self) -> Duration {
+        self.ui_linger
     }
 }
 

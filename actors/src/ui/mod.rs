@@ -3,7 +3,7 @@
 //! (`/api/v1/applications` and `/api/v1/applications/{app}/streaming/...`, each streaming
 //! path also under the short alias `/api/v1/streaming/...`), and Prometheus `/metrics`,
 //! served by actix-web on the address of `StreamingConfig::ui_address` while the context
-//! runs.
+//! runs, and `StreamingConfig::ui_linger` after it stops.
 //!
 //! It is fed by a listener that never waits: events go through a bounded queue to the
 //! server's own thread, which keeps the last `ui_retained_batches` batches (oldest dropped
@@ -14,8 +14,9 @@ mod metrics;
 mod state;
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -53,12 +54,16 @@ pub(crate) struct Shared {
 pub(crate) struct StatusServer {
     address: SocketAddr,
     handle: ServerHandle,
+    /// How long it keeps serving after [`stop`](Self::stop).
+    linger: Duration,
+    stopping: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for StatusServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StatusServer")
             .field("address", &self.address)
+            .field("linger", &self.linger)
             .finish_non_exhaustive()
     }
 }
@@ -160,6 +165,8 @@ impl StatusServer {
             StatusServer {
                 address: bound,
                 handle,
+                linger: config.get_ui_linger(),
+                stopping: Arc::new(AtomicBool::new(false)),
             },
             Box::new(UiListener { events, dropped }),
         ))
@@ -170,8 +177,18 @@ impl StatusServer {
         self.address
     }
 
-    /// Stops the server, closing open connections.
+    /// Stops the server, closing open connections; with a linger, returns at once and stops
+    /// it that much later (the state it serves no longer changes: the context has stopped).
     pub(crate) async fn stop(&self) {
-        self.handle.stop(false).await;
+        if self.linger.is_zero() {
+            self.handle.stop(false).await;
+        } else if !self.stopping.swap(true, Ordering::SeqCst) {
+            let (handle, linger) = (self.handle.clone(), self.linger);
+            tracing::info!(address = %self.address, ?linger, "Status server lingering after the stop.");
+            actix_rt::spawn(async move {
+                tokio::time::sleep(linger).await;
+                handle.stop(false).await;
+            });
+        }
     }
 }
