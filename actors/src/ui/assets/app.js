@@ -486,10 +486,15 @@ async function drawBatchPage(time) {
     return tr;
   }));
   const rows = [];
+  // A job is named by the user's output operation that ran it (e.g. `send_to at
+  // src/main.rs:40`), then by the action inside it (e.g. `collect at ...`).
+  const outputNames = new Map((b.outputOperations || []).map((o) => [o.outputOpId, o.name]));
   (b.jobs || []).forEach((j) => {
+    const output = j.outputOpId != null ? outputNames.get(j.outputOpId) : undefined;
+    const name = (output ? output + " — job " + j.jobId + ": " : "job " + j.jobId + ": ") + j.operator;
     j.stages.forEach((s, i) => {
       const tr = el("tr", j.failureReason ? { class: "failed" } : {});
-      tr.append(el("td", {}, i === 0 ? j.operator + " (" + num(j.duration) + " ms)" : ""),
+      tr.append(el("td", {}, i === 0 ? name + " (" + num(j.duration) + " ms)" : ""),
         el("td", {}, s.stageId), el("td", {}, s.kind), el("td", {}, s.operator),
         el("td", { class: "num" }, s.numTasks), el("td", { class: "num" }, s.numLaunched), el("td", { class: "num" }, s.numRetries),
         el("td", { class: "num" }, s.numSpeculative), el("td", { class: "num" }, num(s.duration)));
