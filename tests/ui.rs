@@ -65,6 +65,10 @@ async fn json_api_reports_batches_failures_receivers_and_graph() {
     assert_eq!(first["status"], "COMPLETED");
     for key in ["schedulingDelay", "processingTime", "totalDelay"] {
         assert!(first[key].is_u64(), "{key} present: {first}");
+        // The same delay to the microsecond: whole ms are its floor.
+        let exact = first[format!("{key}Ms")].as_f64().expect("fractional ms");
+        let whole = first[key].as_u64().expect("whole ms") as f64;
+        assert!(exact >= whole && exact < whole + 1.0, "{key}: {first}");
     }
     let failed = &batches[1];
     assert_eq!(failed["status"], "FAILED");

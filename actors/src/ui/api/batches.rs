@@ -27,6 +27,11 @@ struct BatchView {
     scheduling_delay: Option<u64>,
     processing_time: Option<u64>,
     total_delay: Option<u64>,
+    /// The three delays above in fractional milliseconds, to the microsecond (rivulet's
+    /// addition: Spark's are whole ms, which reads 0 for most batches of 10 ms).
+    scheduling_delay_ms: Option<f64>,
+    processing_time_ms: Option<f64>,
+    total_delay_ms: Option<f64>,
     /// Output operations running: all those not ended while the batch is processing
     /// (rivulet reports output operations when their batch ends), else 0.
     num_active_output_ops: usize,
@@ -118,6 +123,11 @@ fn output_views(b: &BatchRecord) -> Vec<OutputView> {
         .collect()
 }
 
+/// `d` in milliseconds, to the microsecond.
+fn fractional_ms(d: Option<std::time::Duration>) -> Option<f64> {
+    d.map(|d| d.as_micros() as f64 / 1000.0)
+}
+
 fn batch_view(s: &UiState, b: &BatchRecord, detailed: bool) -> BatchView {
     let interval = s.batch_interval.as_secs_f64();
     let info = &b.info;
@@ -139,6 +149,9 @@ fn batch_view(s: &UiState, b: &BatchRecord, detailed: bool) -> BatchView {
         scheduling_delay: ms(info.scheduling_delay),
         processing_time: ms(info.processing_delay),
         total_delay: ms(info.total_delay()),
+        scheduling_delay_ms: fractional_ms(info.scheduling_delay),
+        processing_time_ms: fractional_ms(info.processing_delay),
+        total_delay_ms: fractional_ms(info.total_delay()),
         num_active_output_ops: match b.status {
             BatchStatus::Processing => total - ended,
             _ => 0,

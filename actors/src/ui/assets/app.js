@@ -217,9 +217,9 @@ function drawCharts(done, batchInterval) {
   const line = b.map(() => batchInterval);
   const series = [
     ["input-rate", "records/s", false, (x) => x.inputRate],
-    ["scheduling-delay", "scheduling delay (ms)", false, (x) => x.schedulingDelay],
-    ["processing-time", "processing time (ms)", true, (x) => x.processingTime],
-    ["total-delay", "total delay (ms)", true, (x) => x.totalDelay],
+    ["scheduling-delay", "scheduling delay (ms)", false, (x) => x.schedulingDelayMs ?? x.schedulingDelay],
+    ["processing-time", "processing time (ms)", true, (x) => x.processingTimeMs ?? x.processingTime],
+    ["total-delay", "total delay (ms)", true, (x) => x.totalDelayMs ?? x.totalDelay],
   ];
   for (const [id, label, withInterval, get] of series) {
     const ys = b.map(get);
@@ -292,9 +292,9 @@ function updateBatchRow(tr, b) {
   setText(tr._link, localTime(b.batchTime, true));
   setAttr(tr._link, "title", "batch " + b.batchTime + " (ms since the Unix epoch): its page");
   setText(c[1], b.inputSize);
-  setText(c[2], num(b.schedulingDelay));
-  setText(c[3], num(b.processingTime));
-  setText(c[4], num(b.totalDelay));
+  setText(c[2], num(b.schedulingDelayMs ?? b.schedulingDelay));
+  setText(c[3], num(b.processingTimeMs ?? b.processingTime));
+  setText(c[4], num(b.totalDelayMs ?? b.totalDelay));
   setText(c[5], b.numFailedOutputOps + "/" + b.numTotalOutputOps);
   setAttr(c[6], "class", "status-" + b.status);
   setText(c[6], b.status);
@@ -470,8 +470,9 @@ async function drawBatchPage(time) {
   const info = [["Batch time (ms)", b.batchTime], ["Status", b.status], ["Batch duration (ms)", b.batchDuration],
     ["Records", b.inputSize], ["Input rate (records/s)", num(b.inputRate)],
     ["Submitted", isEpoch(b.submissionTime) ? localTime(b.submissionTime, true) + " " + ZONE : b.submissionTime],
-    ["Scheduling delay (ms)", num(b.schedulingDelay)], ["Processing time (ms)", num(b.processingTime)],
-    ["Total delay (ms)", num(b.totalDelay)],
+    ["Scheduling delay (ms)", num(b.schedulingDelayMs ?? b.schedulingDelay)],
+    ["Processing time (ms)", num(b.processingTimeMs ?? b.processingTime)],
+    ["Total delay (ms)", num(b.totalDelayMs ?? b.totalDelay)],
     ["Output operations", b.numCompletedOutputOps + " succeeded, " + b.numFailedOutputOps + " failed, of " + b.numTotalOutputOps]];
   if (b.failures.length) info.push(["Failures", b.failures.map((f) => f.outputOp + ": " + f.message).join("; ")]);
   document.querySelector("#batch-info tbody").replaceChildren(...info.map(([k, v]) => {
