@@ -84,8 +84,12 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ///     let left = graph.queue_stream(vec![pairs(&[("a", 1), ("b", 2), ("a", 3)])]);
     ///     left.cogroup(&graph.queue_stream(vec![pairs(&[("a", 'x'), ("c", 'y')])]))
     /// });
-    /// let expected = [("a", (vec![1, 3], vec!['x'])), ("b", (vec![2], vec![])), ("c", (vec![], vec!['y']))];
-    /// assert_eq!(sorted(out), vec![pairs(&expected)]);
+    /// let expected = pairs(&[
+    ///     ("a", (vec![1, 3], vec!['x'])),
+    ///     ("b", (vec![2], vec![])),
+    ///     ("c", (vec![], vec!['y'])),
+    /// ]);
+    /// assert_eq!(sorted(out), vec![expected]);
     /// ```
     #[track_caller]
     pub fn cogroup<W: Data>(&self, other: &DStream<(K, W)>) -> DStream<(K, (Vec<V>, Vec<W>))> {
@@ -165,8 +169,12 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ///     let left = graph.queue_stream(vec![pairs(&[("a", 1), ("b", 2)])]);
     ///     left.full_outer_join(&graph.queue_stream(vec![pairs(&[("a", 'x'), ("c", 'y')])]))
     /// });
-    /// let expected = [("a", (Some(1), Some('x'))), ("b", (Some(2), None)), ("c", (None, Some('y')))];
-    /// assert_eq!(sorted(out), vec![pairs(&expected)]);
+    /// let expected = pairs(&[
+    ///     ("a", (Some(1), Some('x'))),
+    ///     ("b", (Some(2), None)),
+    ///     ("c", (None, Some('y'))),
+    /// ]);
+    /// assert_eq!(sorted(out), vec![expected]);
     /// ```
     #[track_caller]
     pub fn full_outer_join<W: Data>(

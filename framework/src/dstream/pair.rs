@@ -130,7 +130,12 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     /// use rivulet_framework::testing::{pairs, run_batches, sorted};
     ///
     /// let out = run_batches(vec![pairs(&[("a", 4), ("b", 1), ("a", 2)])], |s| {
-    ///     s.combine_by_key(|v| (v, 1), |(sum, n), v| (sum + v, n + 1), |a, b| (a.0 + b.0, a.1 + b.1), 2)
+    ///     s.combine_by_key(
+    ///         |v| (v, 1),
+    ///         |(sum, n), v| (sum + v, n + 1),
+    ///         |(s1, n1), (s2, n2)| (s1 + s2, n1 + n2),
+    ///         2,
+    ///     )
     /// });
     /// assert_eq!(sorted(out), vec![pairs(&[("a", (6, 2)), ("b", (1, 1))])]);
     /// ```
