@@ -155,6 +155,31 @@ impl<K: Key, V: Data, S: Data, E: Data> StateSpec<K, V, S, E> {
     /// Times out keys that received no record for `timeout`: at the first batch past it,
     /// the function is called once more for the key with no value and
     /// [`State::is_timing_out`], then the key is dropped.
+    ///
+    /// # Examples
+    /// `a`'s last record is at 1 s: it times out at 4 s, the first batch more than 2 s later;
+    /// `b`, refreshed at 4 s, at 7 s.
+    /// ```
+    /// use std::time::Duration;
+    /// use rivulet_framework::dstream::{State, StateSpec};
+    /// use rivulet_framework::testing::run_batches_for;
+    ///
+    /// // Emits `(key, time)` when a key times out.
+    /// let spec = StateSpec::function_with_time(
+    ///     |t, key: &char, _: Option<i32>, seen: &mut State<()>| {
+    ///         if seen.is_timing_out() {
+    ///             return Some((*key, t.as_ms()));
+    ///         }
+    ///         seen.update(());
+    ///         None
+    ///     },
+    /// );
+    /// let input = vec![vec![('a', 1)], vec![('b', 1)], vec![], vec![('b', 1)]];
+    /// let out = run_batches_for(input, 7, |s| {
+    ///     s.map_with_state(spec.timeout(Duration::from_secs(2))).mapped()
+    /// });
+    /// assert_eq!(out.concat(), vec![('a', 4000), ('b', 7000)]);
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
