@@ -54,8 +54,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ///         Some(total.unwrap_or(0) + new.iter().sum::<i32>())
     ///     })
     /// });
-    /// let (t1, t3) = (vec![('a', 2), ('b', 5)], vec![('a', 2), ('b', 6)]);
-    /// assert_eq!(sorted(out), vec![t1.clone(), t1, t3]);
+    /// let totals = vec![('a', 2), ('b', 5)];
+    /// assert_eq!(sorted(out), vec![totals.clone(), totals, vec![('a', 2), ('b', 6)]]);
     /// ```
     #[track_caller]
     pub fn update_state_by_key<S: Data>(
