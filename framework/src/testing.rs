@@ -63,8 +63,22 @@ pub fn run_batches_for<T: Data, U: Data>(
     batches: usize,
     op: impl FnOnce(DStream<T>) -> DStream<U>,
 ) -> Vec<Vec<U>> {
+    run_graph(batches, |graph| op(graph.queue_stream(input)))
+}
+
+/// Runs the program `build` adds to a fresh graph (batch interval [`BATCH`], 2 default
+/// partitions) for `batches` batches, and returns the batches of the stream it returns: for
+/// programs over several inputs, each made with
+/// [`queue_stream`](DStreamGraph::queue_stream).
+///
+/// # Panics
+/// If the graph is invalid or a batch fails.
+pub fn run_graph<U: Data>(
+    batches: usize,
+    build: impl FnOnce(&DStreamGraph) -> DStream<U>,
+) -> Vec<Vec<U>> {
     let graph = DStreamGraph::new(BATCH, local_context(2), 1000, None);
-    let out = op(graph.queue_stream(input)).collect_batches();
+    let out = build(&graph).collect_batches();
     graph.start(Time::ZERO).expect("valid graph");
     for i in 1..=batches {
         let t = Time::ZERO + BATCH * i as u32;

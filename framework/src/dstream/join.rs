@@ -19,6 +19,19 @@ impl<T: Data> DStream<T> {
     /// # Errors
     /// The batch fails with [`Error::Compute`](crate::Error::Compute) if either stream has
     /// no RDD at one of the result's batch times, or if `f` panics.
+    ///
+    /// # Examples
+    /// Each batch's numbers, with the lengths of the same batch's words appended:
+    /// ```
+    /// use rivulet_framework::testing::run_graph;
+    ///
+    /// let out = run_graph(2, |graph| {
+    ///     let numbers = graph.queue_stream(vec![vec![1], vec![2]]);
+    ///     let words = graph.queue_stream(vec![vec!["abc".to_string()]]);
+    ///     numbers.transform_with(&words, |n, w, _| n.union(&w.map(|w| w.len() as i32)))
+    /// });
+    /// assert_eq!(out, vec![vec![1, 3], vec![2]]);
+    /// ```
     #[track_caller]
     pub fn transform_with<U: Data, R: Data>(
         &self,
@@ -61,6 +74,23 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     }
 
     /// Each batch's [`Rdd::cogroup`] of the two streams (Spark: `DStream.cogroup`).
+    ///
+    /// # Examples
+    /// Every key of either side, with its values on each (sorted: shuffle order is not defined):
+    /// ```
+    /// use rivulet_framework::testing::{pairs, run_graph, sorted};
+    ///
+    /// let out = run_graph(1, |graph| {
+    ///     let left = graph.queue_stream(vec![pairs(&[("a", 1), ("b", 2), ("a", 3)])]);
+    ///     left.cogroup(&graph.queue_stream(vec![pairs(&[("a", 'x'), ("c", 'y')])]))
+    /// });
+    /// let expected = pairs(&[
+    ///     ("a", (vec![1, 3], vec!['x'])),
+    ///     ("b", (vec![2], vec![])),
+    ///     ("c", (vec![], vec!['y'])),
+    /// ]);
+    /// assert_eq!(sorted(out), vec![expected]);
+    /// ```
     #[track_caller]
     pub fn cogroup<W: Data>(&self, other: &DStream<(K, W)>) -> DStream<(K, (Vec<V>, Vec<W>))> {
         let (op, p) = (OpInfo::caller("cogroup"), self.pair_partitioner());
@@ -68,6 +98,19 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     }
 
     /// Each batch's [`Rdd::join`] of the two streams (Spark: `DStream.join`).
+    ///
+    /// # Examples
+    /// Batch by batch: a key in the left stream's batch 1 and the right's batch 2 does not
+    /// match. Sorted: shuffle order is not defined.
+    /// ```
+    /// use rivulet_framework::testing::{pairs, run_graph, sorted};
+    ///
+    /// let out = run_graph(2, |graph| {
+    ///     let left = graph.queue_stream(vec![pairs(&[("a", 1), ("b", 2), ("a", 3)]), vec![]]);
+    ///     left.join(&graph.queue_stream(vec![pairs(&[("a", 'x')]), pairs(&[("b", 'y')])]))
+    /// });
+    /// assert_eq!(sorted(out), vec![pairs(&[("a", (1, 'x')), ("a", (3, 'x'))]), vec![]]);
+    /// ```
     #[track_caller]
     pub fn join<W: Data>(&self, other: &DStream<(K, W)>) -> DStream<(K, (V, W))> {
         let (op, p) = (OpInfo::caller("join"), self.pair_partitioner());
@@ -75,6 +118,17 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     }
 
     /// Each batch's [`Rdd::left_outer_join`] (Spark: `DStream.leftOuterJoin`).
+    ///
+    /// # Examples
+    /// ```
+    /// use rivulet_framework::testing::{pairs, run_graph, sorted};
+    ///
+    /// let out = run_graph(1, |graph| {
+    ///     let left = graph.queue_stream(vec![pairs(&[("a", 1), ("b", 2)])]);
+    ///     left.left_outer_join(&graph.queue_stream(vec![pairs(&[("a", 'x'), ("c", 'y')])]))
+    /// });
+    /// assert_eq!(sorted(out), vec![pairs(&[("a", (1, Some('x'))), ("b", (2, None))])]);
+    /// ```
     #[track_caller]
     pub fn left_outer_join<W: Data>(
         &self,
@@ -85,6 +139,17 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     }
 
     /// Each batch's [`Rdd::right_outer_join`] (Spark: `DStream.rightOuterJoin`).
+    ///
+    /// # Examples
+    /// ```
+    /// use rivulet_framework::testing::{pairs, run_graph, sorted};
+    ///
+    /// let out = run_graph(1, |graph| {
+    ///     let left = graph.queue_stream(vec![pairs(&[("a", 1), ("b", 2)])]);
+    ///     left.right_outer_join(&graph.queue_stream(vec![pairs(&[("a", 'x'), ("c", 'y')])]))
+    /// });
+    /// assert_eq!(sorted(out), vec![pairs(&[("a", (Some(1), 'x')), ("c", (None, 'y'))])]);
+    /// ```
     #[track_caller]
     pub fn right_outer_join<W: Data>(
         &self,
@@ -95,6 +160,22 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     }
 
     /// Each batch's [`Rdd::full_outer_join`] (Spark: `DStream.fullOuterJoin`).
+    ///
+    /// # Examples
+    /// ```
+    /// use rivulet_framework::testing::{pairs, run_graph, sorted};
+    ///
+    /// let out = run_graph(1, |graph| {
+    ///     let left = graph.queue_stream(vec![pairs(&[("a", 1), ("b", 2)])]);
+    ///     left.full_outer_join(&graph.queue_stream(vec![pairs(&[("a", 'x'), ("c", 'y')])]))
+    /// });
+    /// let expected = pairs(&[
+    ///     ("a", (Some(1), Some('x'))),
+    ///     ("b", (Some(2), None)),
+    ///     ("c", (None, Some('y'))),
+    /// ]);
+    /// assert_eq!(sorted(out), vec![expected]);
+    /// ```
     #[track_caller]
     pub fn full_outer_join<W: Data>(
         &self,

@@ -155,6 +155,31 @@ impl<K: Key, V: Data, S: Data, E: Data> StateSpec<K, V, S, E> {
     /// Times out keys that received no record for `timeout`: at the first batch past it,
     /// the function is called once more for the key with no value and
     /// [`State::is_timing_out`], then the key is dropped.
+    ///
+    /// # Examples
+    /// `a`'s last record is at 1 s: it times out at 4 s, the first batch more than 2 s later;
+    /// `b`, refreshed at 4 s, at 7 s.
+    /// ```
+    /// use std::time::Duration;
+    /// use rivulet_framework::dstream::{State, StateSpec};
+    /// use rivulet_framework::testing::run_batches_for;
+    ///
+    /// // Emits `(key, time)` when a key times out.
+    /// let spec = StateSpec::function_with_time(
+    ///     |t, key: &char, _: Option<i32>, seen: &mut State<()>| {
+    ///         if seen.is_timing_out() {
+    ///             return Some((*key, t.as_ms()));
+    ///         }
+    ///         seen.update(());
+    ///         None
+    ///     },
+    /// );
+    /// let input = vec![vec![('a', 1)], vec![('b', 1)], vec![], vec![('b', 1)]];
+    /// let out = run_batches_for(input, 7, |s| {
+    ///     s.map_with_state(spec.timeout(Duration::from_secs(2))).mapped()
+    /// });
+    /// assert_eq!(out.concat(), vec![('a', 4000), ('b', 7000)]);
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -339,6 +364,24 @@ impl<K, S, E> Deref for MapWithStateDStream<K, S, E> {
 
 impl<K: Key, S: Data, E: Data> MapWithStateDStream<K, S, E> {
     /// The mapped records, as a plain `DStream<E>`.
+    ///
+    /// # Examples
+    /// Emits a key when it is seen for the second time (the function returns an `Option`):
+    /// ```
+    /// use rivulet_framework::dstream::{State, StateSpec};
+    /// use rivulet_framework::testing::run_batches;
+    ///
+    /// let spec = StateSpec::function_with_time(
+    ///     |_, key: &char, _: Option<i32>, seen: &mut State<u32>| {
+    ///         let n = seen.get().copied().unwrap_or(0) + 1;
+    ///         seen.update(n);
+    ///         (n == 2).then_some(*key)
+    ///     },
+    /// );
+    /// let input = vec![vec![('a', 1)], vec![('a', 1), ('b', 1)], vec![('b', 1), ('a', 1)]];
+    /// let out = run_batches(input, |s| s.map_with_state(spec).mapped());
+    /// assert_eq!(out, vec![vec![], vec!['a'], vec!['b']]);
+    /// ```
     pub fn mapped(&self) -> DStream<E> {
         self.mapped.clone()
     }
@@ -347,6 +390,26 @@ impl<K: Key, S: Data, E: Data> MapWithStateDStream<K, S, E> {
     /// slide that is at least 10 s) and cuts its lineage there (Spark:
     /// `MapWithStateDStream.checkpoint`, which applies to the internal state stream, not to
     /// the mapped records). See [`DStream::checkpoint`].
+    ///
+    /// # Examples
+    /// Checkpointed every batch, the state's lineage reaches back over 2 batches at most (see
+    /// [`DStream::checkpoint`]); the mapped stream reads the state:
+    /// ```
+    /// use rivulet_framework::dstream::{State, StateSpec};
+    /// use rivulet_framework::testing::{run_batches, BATCH};
+    ///
+    /// let spec = StateSpec::function(|_: &char, v: Option<i32>, last: &mut State<i32>| {
+    ///     last.update(v.unwrap()) // `v` is `None` only for a key timing out
+    /// });
+    /// let out = run_batches(vec![vec![('k', 1)]; 4], |s| {
+    ///     let state = s.map_with_state(spec);
+    ///     state.checkpoint(BATCH).transform(|rdd, _| {
+    ///         let batches = rdd.lineage_batches();
+    ///         rdd.map(move |_| batches)
+    ///     })
+    /// });
+    /// assert_eq!(out, vec![vec![1], vec![2], vec![2], vec![2]]);
+    /// ```
     #[track_caller]
     pub fn checkpoint(&self, interval: Duration) -> &Self {
         self.internal.checkpoint(interval);
@@ -355,6 +418,22 @@ impl<K: Key, S: Data, E: Data> MapWithStateDStream<K, S, E> {
 
     /// Every batch, the whole state: `(key, state)` for every key (Spark:
     /// `stateSnapshots`). A full scan of the state: use it sparingly.
+    ///
+    /// # Examples
+    /// The whole state every batch, also when the batch has no records:
+    /// ```
+    /// use rivulet_framework::dstream::{State, StateSpec};
+    /// use rivulet_framework::testing::{run_batches, sorted};
+    ///
+    /// // The state: each key's last value (`v` is `None` only for a key timing out).
+    /// let spec = StateSpec::function(|_: &char, v: Option<i32>, last: &mut State<i32>| {
+    ///     last.update(v.unwrap())
+    /// });
+    /// let input = vec![vec![('a', 1)], vec![('b', 2)], vec![]];
+    /// let out = run_batches(input, |s| s.map_with_state(spec).state_snapshots());
+    /// let both = vec![('a', 1), ('b', 2)];
+    /// assert_eq!(sorted(out), vec![vec![('a', 1)], both.clone(), both]);
+    /// ```
     #[track_caller]
     pub fn state_snapshots(&self) -> DStream<(K, S)> {
         let op = OpInfo::caller("state_snapshots");
@@ -418,6 +497,23 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     /// large state. **Records:** `(K, V)` → what the function returns, per record.
     /// **Partitions:** the state's: [`StateSpec::num_partitions`], else the checkpoint's
     /// when restored, else the default parallelism.
+    ///
+    /// # Examples
+    /// A running count per key, emitted with each record; a batch without records emits nothing
+    /// (compare [`update_state_by_key`](DStream::update_state_by_key)).
+    /// ```
+    /// use rivulet_framework::dstream::{State, StateSpec};
+    /// use rivulet_framework::testing::{run_batches, sorted};
+    ///
+    /// let spec = StateSpec::function(|key: &char, _: Option<i32>, count: &mut State<u32>| {
+    ///     let n = count.get().copied().unwrap_or(0) + 1;
+    ///     count.update(n);
+    ///     (*key, n)
+    /// });
+    /// let input = vec![vec![('a', 1)], vec![('a', 1), ('b', 1)], vec![]];
+    /// let out = run_batches(input, |s| s.map_with_state(spec).mapped());
+    /// assert_eq!(sorted(out), vec![vec![('a', 1)], vec![('a', 2), ('b', 1)], vec![]]);
+    /// ```
     #[track_caller]
     pub fn map_with_state<S: Data, E: Data>(
         &self,

@@ -334,6 +334,20 @@ impl<T: Data> DStream<T> {
 
     /// Keeps each batch's RDD in the executors' block stores once computed, so several
     /// outputs of one batch, or later windows, do not recompute it (Spark: `DStream.cache`).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use rivulet_framework::testing::run_batches;
+    ///
+    /// static CALLS: AtomicUsize = AtomicUsize::new(0);
+    /// let out = run_batches(vec![vec![1, 2]], |s| {
+    ///     let tens = s.map(|x| { CALLS.fetch_add(1, Ordering::Relaxed); x * 10 }).cache();
+    ///     tens.union(&tens) // reads each batch of `tens` twice
+    /// });
+    /// assert_eq!(out, vec![vec![10, 20, 10, 20]]);
+    /// assert_eq!(CALLS.load(Ordering::Relaxed), 2); // computed once: 4 calls without `cache`
+    /// ```
     pub fn cache(&self) -> DStream<T> {
         self.core.info.cache.store(true, Ordering::Relaxed);
         self.clone()
@@ -349,6 +363,25 @@ impl<T: Data> DStream<T> {
     ///
     /// `interval` must be a positive multiple of the stream's slide duration, else `start`
     /// fails with [`GraphError::NotMultipleOfSlide`].
+    ///
+    /// # Examples
+    /// The state at `t` is built on the state at `t - 1 s`, so its lineage reaches back to the
+    /// first batch (1, 2, 3, 4 batches here with the default 10 s interval); checkpointed every
+    /// batch, it reaches back over 2 batches at most.
+    /// ```
+    /// use rivulet_framework::testing::{run_batches, BATCH};
+    ///
+    /// let out = run_batches(vec![vec![('k', 1)]; 4], |s| {
+    ///     let totals = s.update_state_by_key(|new: Vec<i32>, total: Option<i32>| {
+    ///         Some(total.unwrap_or(0) + new.len() as i32)
+    ///     });
+    ///     totals.checkpoint(BATCH).transform(|state, _| {
+    ///         let batches = state.lineage_batches();
+    ///         state.map(move |_| batches)
+    ///     })
+    /// });
+    /// assert_eq!(out, vec![vec![1], vec![2], vec![2], vec![2]]);
+    /// ```
     #[track_caller]
     pub fn checkpoint(&self, interval: Duration) -> DStream<T> {
         let op = OpInfo::caller("checkpoint");
@@ -449,6 +482,27 @@ impl<T: Data> DStream<T> {
     ///
     /// # Errors
     /// As the computation of any of the RDDs.
+    ///
+    /// # Examples
+    /// Each batch with the one before, from an output operation: both ends are included.
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use rivulet_framework::rdd::Rdd;
+    /// use rivulet_framework::testing::{run_batches, BATCH};
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = seen.clone();
+    /// run_batches(vec![vec![1], vec![2, 3], vec![4]], |s| {
+    ///     let source = s.clone();
+    ///     s.foreach_rdd(move |_, t| {
+    ///         let rdds = source.slice(t - BATCH, t)?; // batch times t - 1 s and t
+    ///         log.lock().unwrap().push(Rdd::union_all(&rdds).collect()?);
+    ///         Ok(())
+    ///     });
+    ///     s
+    /// });
+    /// assert_eq!(*seen.lock().unwrap(), vec![vec![1], vec![1, 2, 3], vec![2, 3, 4]]);
+    /// ```
     pub fn slice(&self, from: Time, to: Time) -> Result<Vec<Rdd<T>>> {
         let Some(first) = self.floor_to_batch_time(from) else {
             return Ok(Vec::new());

@@ -17,6 +17,23 @@ impl<T: Data> DStream<T> {
     /// `foreachRDD`). `f` may run RDD actions (`collect`, `foreach_partition`, ...) and
     /// block. An `Err` or a panic fails this output for the batch (reported to listeners and
     /// `await_termination`); later batches still run.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use rivulet_framework::testing::run_batches;
+    ///
+    /// let counts = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = counts.clone();
+    /// run_batches(vec![vec!['a', 'b'], vec![], vec!['c']], |s| {
+    ///     s.foreach_rdd(move |rdd, t| {
+    ///         sink.lock().unwrap().push((t.as_ms(), rdd.count()?)); // an action: may block
+    ///         Ok(())
+    ///     });
+    ///     s
+    /// });
+    /// assert_eq!(*counts.lock().unwrap(), vec![(1000, 2), (2000, 0), (3000, 1)]);
+    /// ```
     #[track_caller]
     pub fn foreach_rdd(
         &self,
@@ -56,6 +73,20 @@ impl<T: Data> DStream<T> {
 
     /// Collects each batch and hands it to `f` with the batch time, on the job thread, in
     /// batch order. **Shapes:** per batch, `f(time, all records in partition order)`.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use rivulet_framework::testing::run_batches;
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// run_batches(vec![vec![1, 2], vec![]], |s| {
+    ///     s.foreach_batch(move |t, records| sink.lock().unwrap().push((t.as_ms(), records)));
+    ///     s
+    /// });
+    /// assert_eq!(*seen.lock().unwrap(), vec![(1000, vec![1, 2]), (2000, vec![])]);
+    /// ```
     #[track_caller]
     pub fn foreach_batch(&self, f: impl Fn(Time, Vec<T>) + Send + Sync + 'static) {
         self.foreach_rdd_op(OpInfo::caller("foreach_batch"), move |rdd, t| {
@@ -66,6 +97,26 @@ impl<T: Data> DStream<T> {
 
     /// Runs `f` on each partition of each batch, inside executor tasks (Spark:
     /// `foreachRDD(_.foreachPartition(..))`); an `Err` fails the task, which is retried.
+    ///
+    /// # Examples
+    /// [`run_batches`](crate::testing::run_batches) cuts each batch into 2 partitions:
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use rivulet_framework::testing::run_batches;
+    ///
+    /// let sizes = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = sizes.clone();
+    /// run_batches(vec![vec![1, 2, 3]], |s| {
+    ///     s.foreach_partition(move |p, records| {
+    ///         sink.lock().unwrap().push((p, records.count()));
+    ///         Ok(())
+    ///     });
+    ///     s
+    /// });
+    /// let mut sizes = sizes.lock().unwrap().clone();
+    /// sizes.sort(); // tasks may run in any order
+    /// assert_eq!(sizes, vec![(0, 1), (1, 2)]);
+    /// ```
     #[track_caller]
     pub fn foreach_partition(
         &self,
@@ -83,6 +134,25 @@ impl<T: Data> DStream<T> {
     /// Prints the first `n` records of each batch to stdout, as Spark's `DStream.print`:
     /// a header with the batch time, one record per line (`Debug`), and `...` when the batch
     /// holds more.
+    ///
+    /// # Examples
+    /// ```
+    /// use rivulet_framework::testing::run_batches;
+    ///
+    /// run_batches(vec![vec![1, 2, 3]], |s| {
+    ///     s.print(2);
+    ///     s
+    /// });
+    /// ```
+    /// prints
+    /// ```text
+    /// -------------------------------------------
+    /// Time: 1000 ms
+    /// -------------------------------------------
+    /// 1
+    /// 2
+    /// ...
+    /// ```
     #[track_caller]
     pub fn print(&self, n: usize)
     where
@@ -123,6 +193,26 @@ impl<T: Data> DStream<T> {
     /// directory or file cannot be written or renamed (the temporary directory is removed),
     /// with [`Error::Output`] naming the directory when it holds batches of an earlier run,
     /// and as [`Rdd::run_job`] when computing the batch fails.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::fs;
+    /// use rivulet_framework::testing::run_batches;
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// let dir = std::env::temp_dir().join(format!("rivulet-doc-save-{}", std::process::id()));
+    /// run_batches(vec![vec![1, 2, 3]], |s| {
+    ///     s.save_as_text_files(dir.join("numbers"), "txt");
+    ///     s
+    /// });
+    /// let batch = dir.join("numbers-1000.txt"); // the batch at 1 s, in 2 partitions
+    /// assert_eq!(fs::read_to_string(batch.join("part-00000"))?, "1\n");
+    /// assert_eq!(fs::read_to_string(batch.join("part-00001"))?, "2\n3\n");
+    /// assert!(batch.join("_SUCCESS").exists());
+    /// fs::remove_dir_all(&dir)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[track_caller]
     pub fn save_as_text_files(&self, prefix: impl Into<PathBuf>, suffix: &str)
     where
@@ -164,6 +254,28 @@ impl<T: Data> DStream<T> {
     /// Collects every batch into a [`BatchCollector`]: one entry per batch time of this
     /// stream, empty batches included, in batch order. The testing output (Spark's
     /// `TestOutputStream`).
+    ///
+    /// # Examples
+    /// A graph run by hand, as [`run_batches`](crate::testing::run_batches) does:
+    /// ```
+    /// use rivulet_framework::dstream::DStreamGraph;
+    /// use rivulet_framework::testing::{local_context, BATCH};
+    /// use rivulet_framework::time::Time;
+    ///
+    /// # fn main() -> rivulet_framework::Result<()> {
+    /// let graph = DStreamGraph::new(BATCH, local_context(2), 1000, None);
+    /// let out = graph.queue_stream(vec![vec![1, 2], vec![3]]).collect_batches();
+    /// graph.start(Time::ZERO)?;
+    /// for t in [Time::from_ms(1000), Time::from_ms(2000)] {
+    ///     for job in graph.generate_jobs(t) {
+    ///         job.run()?;
+    ///     }
+    /// }
+    /// assert_eq!(out.batches(), vec![vec![1, 2], vec![3]]);
+    /// assert_eq!(out.timed_batches()[1], (Time::from_ms(2000), vec![3]));
+    /// # Ok(())
+    /// # }
+    /// ```
     #[track_caller]
     pub fn collect_batches(&self) -> BatchCollector<T> {
         let collector = BatchCollector {

@@ -17,6 +17,17 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     /// Each batch's values merged per key with an associative, commutative `f`.
     /// **Records:** `(K, V)` → one `(K, V)` per key in the batch; default-parallelism
     /// partitions (hash shuffle with map-side combine). Spark: `reduceByKey`.
+    ///
+    /// # Examples
+    /// Word counts per batch; the order of a batch's records is not defined (shuffle): sort to
+    /// compare.
+    /// ```
+    /// use rivulet_framework::testing::{pairs, run_batches, sorted};
+    ///
+    /// let input = vec![pairs(&[("a", 1), ("b", 1), ("a", 1)]), vec![]];
+    /// let out = run_batches(input, |s| s.reduce_by_key(|a, b| a + b));
+    /// assert_eq!(sorted(out), vec![pairs(&[("a", 2), ("b", 1)]), vec![]]);
+    /// ```
     #[track_caller]
     pub fn reduce_by_key(&self, f: impl Fn(V, V) -> V + Send + Sync + 'static) -> DStream<(K, V)> {
         let p = self.default_partitioner();
@@ -27,6 +38,18 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ///
     /// # Panics
     /// If `partitions` is zero.
+    ///
+    /// # Examples
+    /// ```
+    /// use rivulet_framework::testing::{pairs, run_batches};
+    ///
+    /// let input = vec![pairs(&[("a", 1), ("b", 1), ("a", 1)])];
+    /// let out = run_batches(input, |s| s.reduce_by_key_with_partitions(|a, b| a + b, 3).glom());
+    /// assert_eq!(out[0].len(), 3); // the batch's partitions
+    /// let mut records = out[0].concat();
+    /// records.sort();
+    /// assert_eq!(records, pairs(&[("a", 2), ("b", 1)]));
+    /// ```
     #[track_caller]
     pub fn reduce_by_key_with_partitions(
         &self,
@@ -54,6 +77,16 @@ impl<K: Key, V: Data> DStream<(K, V)> {
 
     /// Each batch's values gathered per key. **Records:** `(K, V)` → one `(K, Vec<V>)` per
     /// key; default-parallelism partitions. Spark: `groupByKey`.
+    ///
+    /// # Examples
+    /// A key's values come in map partition order, then record order; here the batch's
+    /// partitions are `[a:1]` and `[b:2, a:3]`:
+    /// ```
+    /// use rivulet_framework::testing::{pairs, run_batches, sorted};
+    ///
+    /// let out = run_batches(vec![pairs(&[("a", 1), ("b", 2), ("a", 3)])], |s| s.group_by_key());
+    /// assert_eq!(sorted(out), vec![pairs(&[("a", vec![1, 3]), ("b", vec![2])])]);
+    /// ```
     #[track_caller]
     pub fn group_by_key(&self) -> DStream<(K, Vec<V>)> {
         let p = self.default_partitioner();
@@ -65,6 +98,19 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ///
     /// # Panics
     /// If `partitions` is zero.
+    ///
+    /// # Examples
+    /// ```
+    /// use rivulet_framework::testing::{pairs, run_batches};
+    ///
+    /// let out = run_batches(vec![pairs(&[("a", 1), ("b", 2), ("a", 3)])], |s| {
+    ///     s.group_by_key_with_partitions(1).glom()
+    /// });
+    /// assert_eq!(out[0].len(), 1); // one partition holds every key
+    /// let mut records = out[0].concat();
+    /// records.sort();
+    /// assert_eq!(records, pairs(&[("a", vec![1, 3]), ("b", vec![2])]));
+    /// ```
     #[track_caller]
     pub fn group_by_key_with_partitions(&self, partitions: usize) -> DStream<(K, Vec<V>)> {
         let p = HashPartitioner::new(partitions);
@@ -77,6 +123,22 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ///
     /// # Panics
     /// If `partitions` is zero.
+    ///
+    /// # Examples
+    /// The sum and count of each key's values (for a mean):
+    /// ```
+    /// use rivulet_framework::testing::{pairs, run_batches, sorted};
+    ///
+    /// let out = run_batches(vec![pairs(&[("a", 4), ("b", 1), ("a", 2)])], |s| {
+    ///     s.combine_by_key(
+    ///         |v| (v, 1),
+    ///         |(sum, n), v| (sum + v, n + 1),
+    ///         |(s1, n1), (s2, n2)| (s1 + s2, n1 + n2),
+    ///         2,
+    ///     )
+    /// });
+    /// assert_eq!(sorted(out), vec![pairs(&[("a", (6, 2)), ("b", (1, 1))])]);
+    /// ```
     #[track_caller]
     pub fn combine_by_key<C: Data>(
         &self,
@@ -94,6 +156,14 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     }
 
     /// Applies `f` to every value, keeping keys and partitioning. Spark: `mapValues`.
+    ///
+    /// # Examples
+    /// ```
+    /// use rivulet_framework::testing::{pairs, run_batches};
+    ///
+    /// let out = run_batches(vec![pairs(&[("a", 1), ("b", 2)])], |s| s.map_values(|v| v * 10));
+    /// assert_eq!(out, vec![pairs(&[("a", 10), ("b", 20)])]);
+    /// ```
     #[track_caller]
     pub fn map_values<W: Data>(
         &self,
@@ -108,6 +178,14 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     }
 
     /// Applies `f` to every value and pairs each result with the key. Spark: `flatMapValues`.
+    ///
+    /// # Examples
+    /// ```
+    /// use rivulet_framework::testing::{pairs, run_batches};
+    ///
+    /// let out = run_batches(vec![pairs(&[("a", 2), ("b", 0)])], |s| s.flat_map_values(|n| 0..n));
+    /// assert_eq!(out, vec![pairs(&[("a", 0), ("a", 1)])]);
+    /// ```
     #[track_caller]
     pub fn flat_map_values<W, I>(
         &self,

@@ -14,6 +14,14 @@ use crate::time::Time;
 
 impl<T: Data> DStream<T> {
     /// Applies `f` to every record. **Records:** `T` → `U` per record. Spark: `DStream.map`.
+    ///
+    /// # Examples
+    /// ```
+    /// use rivulet_framework::testing::run_batches;
+    ///
+    /// let out = run_batches(vec![vec![1, 2], vec![], vec![3]], |s| s.map(|x| x * 10));
+    /// assert_eq!(out, vec![vec![10, 20], vec![], vec![30]]);
+    /// ```
     #[track_caller]
     pub fn map<U: Data>(&self, f: impl Fn(T) -> U + Send + Sync + 'static) -> DStream<U> {
         self.map_op(OpInfo::caller("map"), f)
@@ -33,6 +41,15 @@ impl<T: Data> DStream<T> {
 
     /// Applies `f` to every record and flattens. **Records:** `T` → zero or more `U`.
     /// Spark: `DStream.flatMap`.
+    ///
+    /// # Examples
+    /// Each `n` becomes `n` copies of itself (none for 0):
+    /// ```
+    /// use rivulet_framework::testing::run_batches;
+    ///
+    /// let out = run_batches(vec![vec![1, 2], vec![0]], |s| s.flat_map(|n: usize| vec![n; n]));
+    /// assert_eq!(out, vec![vec![1, 2, 2], vec![]]);
+    /// ```
     #[track_caller]
     pub fn flat_map<U, I>(&self, f: impl Fn(T) -> I + Send + Sync + 'static) -> DStream<U>
     where
@@ -49,6 +66,14 @@ impl<T: Data> DStream<T> {
     }
 
     /// Keeps the records for which `f` is true. Spark: `DStream.filter`.
+    ///
+    /// # Examples
+    /// ```
+    /// use rivulet_framework::testing::run_batches;
+    ///
+    /// let out = run_batches(vec![vec![1, 2, 3, 4], vec![5]], |s| s.filter(|x| x % 2 == 0));
+    /// assert_eq!(out, vec![vec![2, 4], vec![]]);
+    /// ```
     #[track_caller]
     pub fn filter(&self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> DStream<T> {
         let op = OpInfo::caller("filter");
@@ -60,6 +85,18 @@ impl<T: Data> DStream<T> {
     }
 
     /// Turns each partition of each batch with `f`. Spark: `DStream.mapPartitions`.
+    ///
+    /// # Examples
+    /// [`run_batches`](crate::testing::run_batches) cuts each batch into 2 partitions, here
+    /// `[1, 2]` and `[3, 4]`; one sum per partition:
+    /// ```
+    /// use rivulet_framework::testing::run_batches;
+    ///
+    /// let out = run_batches(vec![vec![1, 2, 3, 4]], |s| {
+    ///     s.map_partitions(|records| std::iter::once(records.sum::<i32>()))
+    /// });
+    /// assert_eq!(out, vec![vec![3, 7]]);
+    /// ```
     #[track_caller]
     pub fn map_partitions<U, I>(
         &self,
@@ -79,6 +116,15 @@ impl<T: Data> DStream<T> {
     }
 
     /// Each partition of each batch as one `Vec`. Spark: `DStream.glom`.
+    ///
+    /// # Examples
+    /// [`run_batches`](crate::testing::run_batches) cuts each batch into 2 contiguous partitions:
+    /// ```
+    /// use rivulet_framework::testing::run_batches;
+    ///
+    /// let out = run_batches(vec![vec![1, 2, 3], vec![]], |s| s.glom());
+    /// assert_eq!(out, vec![vec![vec![1], vec![2, 3]], vec![vec![], vec![]]]);
+    /// ```
     #[track_caller]
     pub fn glom(&self) -> DStream<Vec<T>> {
         let op = OpInfo::caller("glom");
@@ -90,6 +136,18 @@ impl<T: Data> DStream<T> {
     ///
     /// # Panics
     /// If `partitions` is zero.
+    ///
+    /// # Examples
+    /// Two partitions of 3 records each, dealt round-robin over 3 partitions: 2 records in each
+    /// (which ones is not defined).
+    /// ```
+    /// use rivulet_framework::testing::run_batches;
+    ///
+    /// let out = run_batches(vec![vec![1, 2, 3, 4, 5, 6]], |s| {
+    ///     s.repartition(3).glom().map(|partition| partition.len())
+    /// });
+    /// assert_eq!(out, vec![vec![2, 2, 2]]);
+    /// ```
     #[track_caller]
     pub fn repartition(&self, partitions: usize) -> DStream<T> {
         assert!(partitions > 0, "repartition needs at least one partition");
@@ -105,6 +163,18 @@ impl<T: Data> DStream<T> {
     /// # Errors
     /// The batch fails with [`Error::Compute`] if this stream has no RDD at a batch time of
     /// the result, or if `f` panics.
+    ///
+    /// # Examples
+    /// Each record tagged with its batch time (batch `k` of
+    /// [`run_batches`](crate::testing::run_batches) is at `k` seconds):
+    /// ```
+    /// use rivulet_framework::testing::run_batches;
+    ///
+    /// let out = run_batches(vec![vec![7], vec![8, 9]], |s| {
+    ///     s.transform(|rdd, t| rdd.map(move |x| (t.as_ms(), x)))
+    /// });
+    /// assert_eq!(out, vec![vec![(1000, 7)], vec![(2000, 8), (2000, 9)]]);
+    /// ```
     #[track_caller]
     pub fn transform<U: Data>(
         &self,
@@ -130,6 +200,14 @@ impl<T: Data> DStream<T> {
     /// The records of both streams in each batch, this stream's first. Spark:
     /// `DStream.union`. Both must have the same slide duration; if not, `start` fails with
     /// [`GraphError::SlideMismatch`].
+    ///
+    /// # Examples
+    /// ```
+    /// use rivulet_framework::testing::run_batches;
+    ///
+    /// let out = run_batches(vec![vec![1, 2], vec![3]], |s| s.union(&s.map(|x| x * 10)));
+    /// assert_eq!(out, vec![vec![1, 2, 10, 20], vec![3, 30]]);
+    /// ```
     #[track_caller]
     pub fn union(&self, other: &DStream<T>) -> DStream<T> {
         union_op(&[self.clone(), other.clone()], OpInfo::caller("union"))
@@ -137,6 +215,14 @@ impl<T: Data> DStream<T> {
 
     /// The number of records in each batch, as a one-record RDD (0 for an empty batch).
     /// Spark: `DStream.count`.
+    ///
+    /// # Examples
+    /// ```
+    /// use rivulet_framework::testing::run_batches;
+    ///
+    /// let out = run_batches(vec![vec!['a', 'b', 'c'], vec![], vec!['d']], |s| s.count());
+    /// assert_eq!(out, vec![vec![3], vec![0], vec![1]]);
+    /// ```
     #[track_caller]
     pub fn count(&self) -> DStream<u64> {
         let op = OpInfo::caller("count");
@@ -151,6 +237,14 @@ impl<T: Data> DStream<T> {
 
     /// Each batch folded with an associative, commutative `f` into one record (no record for
     /// an empty batch). Spark: `DStream.reduce`.
+    ///
+    /// # Examples
+    /// ```
+    /// use rivulet_framework::testing::run_batches;
+    ///
+    /// let out = run_batches(vec![vec![1, 2, 3], vec![], vec![4]], |s| s.reduce(|a, b| a + b));
+    /// assert_eq!(out, vec![vec![6], vec![], vec![4]]);
+    /// ```
     #[track_caller]
     pub fn reduce(&self, f: impl Fn(T, T) -> T + Send + Sync + 'static) -> DStream<T> {
         self.reduce_op(OpInfo::caller("reduce"), f)
@@ -176,6 +270,15 @@ impl<T: Data> DStream<T> {
 impl<T: Key> DStream<T> {
     /// How often each distinct record occurs in each batch. **Records:** `T` → `(T, u64)`
     /// per distinct record; default-parallelism partitions. Spark: `DStream.countByValue`.
+    ///
+    /// # Examples
+    /// The order of a batch's records is not defined (they come from a shuffle): sort to compare.
+    /// ```
+    /// use rivulet_framework::testing::{run_batches, sorted};
+    ///
+    /// let out = run_batches(vec![vec!['x', 'y', 'x'], vec![]], |s| s.count_by_value());
+    /// assert_eq!(sorted(out), vec![vec![('x', 2), ('y', 1)], vec![]]);
+    /// ```
     #[track_caller]
     pub fn count_by_value(&self) -> DStream<(T, u64)> {
         let op = OpInfo::caller("count_by_value");
@@ -224,6 +327,19 @@ impl DStreamGraph {
     /// # Errors
     /// [`GraphError::NoStreams`] if `streams` is empty. Streams with different slides make
     /// `start` fail with [`GraphError::SlideMismatch`].
+    ///
+    /// # Examples
+    /// ```
+    /// use rivulet_framework::testing::run_graph;
+    ///
+    /// let out = run_graph(2, |graph| {
+    ///     let a = graph.queue_stream(vec![vec![1], vec![2]]);
+    ///     let b = graph.queue_stream(vec![vec![10, 20]]);
+    ///     let c = graph.queue_stream(vec![vec![100], vec![200]]);
+    ///     graph.union(&[a, b, c]).unwrap()
+    /// });
+    /// assert_eq!(out, vec![vec![1, 10, 20, 100], vec![2, 200]]);
+    /// ```
     #[track_caller]
     pub fn union<T: Data>(&self, streams: &[DStream<T>]) -> Result<DStream<T>> {
         self.union_streams_op(OpInfo::caller("union"), streams)
@@ -246,6 +362,19 @@ impl DStreamGraph {
     ///
     /// # Errors
     /// As [`union`](DStreamGraph::union).
+    ///
+    /// # Examples
+    /// `f` gets the streams' RDDs in the order of `streams`:
+    /// ```
+    /// use rivulet_framework::testing::run_graph;
+    ///
+    /// let out = run_graph(1, |graph| {
+    ///     let a = graph.queue_stream(vec![vec![1, 2]]);
+    ///     let b = graph.queue_stream(vec![vec![10]]);
+    ///     graph.transform(&[a, b], |rdds, _| rdds[1].union(&rdds[0])).unwrap()
+    /// });
+    /// assert_eq!(out, vec![vec![10, 1, 2]]);
+    /// ```
     #[track_caller]
     pub fn transform<T: Data, R: Data>(
         &self,

@@ -41,6 +41,22 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     /// `(K, S)` per key, every batch. **Partitions:** the default parallelism when the
     /// stream starts fresh; restored from a checkpoint, the checkpoint's count (so it
     /// restores with any number of executors). Spark: `updateStateByKey`.
+    ///
+    /// # Examples
+    /// Running totals. `f` is called for every key every batch: at 2 s, with no new values, the
+    /// state is emitted again.
+    /// ```
+    /// use rivulet_framework::testing::{run_batches, sorted};
+    ///
+    /// let input = vec![vec![('a', 1), ('a', 1), ('b', 5)], vec![], vec![('b', 1)]];
+    /// let out = run_batches(input, |s| {
+    ///     s.update_state_by_key(|new: Vec<i32>, total: Option<i32>| {
+    ///         Some(total.unwrap_or(0) + new.iter().sum::<i32>())
+    ///     })
+    /// });
+    /// let totals = vec![('a', 2), ('b', 5)];
+    /// assert_eq!(sorted(out), vec![totals.clone(), totals, vec![('a', 2), ('b', 6)]]);
+    /// ```
     #[track_caller]
     pub fn update_state_by_key<S: Data>(
         &self,
@@ -56,6 +72,20 @@ impl<K: Key, V: Data> DStream<(K, V)> {
 
     /// Like [`update_state_by_key`](DStream::update_state_by_key), with the batch time and
     /// key passed to `f(time, key, new values, previous state)`.
+    ///
+    /// # Examples
+    /// The state is the time a key was last seen; `None` removes keys idle for a batch:
+    /// ```
+    /// use rivulet_framework::testing::run_batches;
+    ///
+    /// let input = vec![vec![('a', 1)], vec![('b', 1)], vec![]];
+    /// let out = run_batches(input, |s| {
+    ///     s.update_state_by_key_with_time(|t, _key, new: Vec<i32>, _seen: Option<i64>| {
+    ///         (!new.is_empty()).then(|| t.as_ms())
+    ///     })
+    /// });
+    /// assert_eq!(out, vec![vec![('a', 1000)], vec![('b', 2000)], vec![]]);
+    /// ```
     #[track_caller]
     pub fn update_state_by_key_with_time<S: Data>(
         &self,
@@ -77,6 +107,24 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ///
     /// # Panics
     /// If `partitions` is zero.
+    ///
+    /// # Examples
+    /// Running totals from an initial state; its keys are there from the first batch on:
+    /// ```
+    /// use rivulet_framework::testing::{local_context, run_batches, sorted};
+    ///
+    /// let initial = local_context(2).parallelize(vec![('a', 10), ('c', 7)], 1);
+    /// let input = vec![vec![('a', 1)], vec![('b', 1)]];
+    /// let out = run_batches(input, |s| {
+    ///     s.update_state_by_key_with_initial(
+    ///         |_, _, new: Vec<i32>, n: Option<i32>| Some(n.unwrap_or(0) + new.len() as i32),
+    ///         initial,
+    ///         2,
+    ///     )
+    /// });
+    /// let expected = vec![vec![('a', 11), ('c', 7)], vec![('a', 11), ('b', 1), ('c', 7)]];
+    /// assert_eq!(sorted(out), expected);
+    /// ```
     #[track_caller]
     pub fn update_state_by_key_with_initial<S: Data>(
         &self,

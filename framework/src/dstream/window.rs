@@ -198,6 +198,19 @@ impl<T: Data> DStream<T> {
     /// # Errors
     /// [`GraphError::NotMultipleOfSlide`] if `window` or `slide` is not a positive multiple
     /// of this stream's slide duration.
+    ///
+    /// # Examples
+    /// The window at `t` covers `(t - window, t]`, so the first windows are partial; with a
+    /// slide of 2 batches, windows come at 2 s and 4 s only.
+    /// ```
+    /// use rivulet_framework::testing::{run_batches_for, BATCH};
+    ///
+    /// let input = vec![vec![1], vec![2], vec![3]];
+    /// let out = run_batches_for(input.clone(), 4, |s| s.window(BATCH * 2, BATCH).unwrap());
+    /// assert_eq!(out, vec![vec![1], vec![1, 2], vec![2, 3], vec![3]]);
+    /// let out = run_batches_for(input, 4, |s| s.window(BATCH * 2, BATCH * 2).unwrap());
+    /// assert_eq!(out, vec![vec![1, 2], vec![3]]);
+    /// ```
     #[track_caller]
     pub fn window(&self, window: Duration, slide: Duration) -> Result<DStream<T>> {
         self.window_op(OpInfo::caller("window"), window, slide)
@@ -239,6 +252,18 @@ impl<T: Data> DStream<T> {
     ///
     /// # Errors
     /// As [`window`](DStream::window).
+    ///
+    /// # Examples
+    /// Sums over the last 2 batches; an empty window has no record:
+    /// ```
+    /// use rivulet_framework::testing::{run_batches, BATCH};
+    ///
+    /// let input = vec![vec![1, 2], vec![3], vec![], vec![]];
+    /// let out = run_batches(input, |s| {
+    ///     s.reduce_by_window(|a, b| a + b, BATCH * 2, BATCH).unwrap()
+    /// });
+    /// assert_eq!(out, vec![vec![3], vec![6], vec![3], vec![]]);
+    /// ```
     #[track_caller]
     pub fn reduce_by_window(
         &self,
@@ -260,6 +285,19 @@ impl<T: Data> DStream<T> {
     ///
     /// # Errors
     /// As [`window`](DStream::window).
+    ///
+    /// # Examples
+    /// As for [`reduce_by_window`](DStream::reduce_by_window), but the emptied window holds the
+    /// zero:
+    /// ```
+    /// use rivulet_framework::testing::{run_batches, BATCH};
+    ///
+    /// let input = vec![vec![1, 2], vec![3], vec![], vec![]];
+    /// let out = run_batches(input, |s| {
+    ///     s.reduce_by_window_inv(|a, b| a + b, |a, b| a - b, BATCH * 2, BATCH).unwrap()
+    /// });
+    /// assert_eq!(out, vec![vec![3], vec![6], vec![3], vec![0]]);
+    /// ```
     #[track_caller]
     pub fn reduce_by_window_inv(
         &self,
@@ -281,6 +319,15 @@ impl<T: Data> DStream<T> {
     ///
     /// # Errors
     /// As [`window`](DStream::window).
+    ///
+    /// # Examples
+    /// ```
+    /// use rivulet_framework::testing::{run_batches, BATCH};
+    ///
+    /// let input = vec![vec!['a', 'b'], vec!['c'], vec![], vec![]];
+    /// let out = run_batches(input, |s| s.count_by_window(BATCH * 2, BATCH).unwrap());
+    /// assert_eq!(out, vec![vec![2], vec![3], vec![1], vec![0]]);
+    /// ```
     #[track_caller]
     pub fn count_by_window(&self, window: Duration, slide: Duration) -> Result<DStream<u64>> {
         let op = OpInfo::caller("count_by_window");
@@ -300,6 +347,17 @@ impl<T: Key> DStream<T> {
     ///
     /// # Errors
     /// As [`window`](DStream::window).
+    ///
+    /// # Examples
+    /// Sorted: the order of a batch's records is not defined (shuffle).
+    /// ```
+    /// use rivulet_framework::testing::{run_batches, sorted, BATCH};
+    ///
+    /// let input = vec![vec!['x', 'x'], vec!['y'], vec![], vec![]];
+    /// let out = run_batches(input, |s| s.count_by_value_and_window(BATCH * 2, BATCH).unwrap());
+    /// let expected = vec![vec![('x', 2)], vec![('x', 2), ('y', 1)], vec![('y', 1)], vec![]];
+    /// assert_eq!(sorted(out), expected);
+    /// ```
     #[track_caller]
     pub fn count_by_value_and_window(
         &self,
@@ -322,6 +380,24 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ///
     /// # Errors
     /// As [`window`](DStream::window).
+    ///
+    /// # Examples
+    /// Per-key sums over the last 2 batches (sorted: shuffle order is not defined):
+    /// ```
+    /// use rivulet_framework::testing::{run_batches_for, sorted, BATCH};
+    ///
+    /// let input = vec![vec![('a', 1)], vec![('a', 2), ('b', 1)], vec![('b', 3)]];
+    /// let out = run_batches_for(input, 4, |s| {
+    ///     s.reduce_by_key_and_window(|a, b| a + b, BATCH * 2, BATCH).unwrap()
+    /// });
+    /// let expected = vec![
+    ///     vec![('a', 1)],
+    ///     vec![('a', 3), ('b', 1)], // (0 s, 2 s]
+    ///     vec![('a', 2), ('b', 4)], // (1 s, 3 s]
+    ///     vec![('b', 3)],
+    /// ];
+    /// assert_eq!(sorted(out), expected);
+    /// ```
     #[track_caller]
     pub fn reduce_by_key_and_window(
         &self,
@@ -347,6 +423,19 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ///
     /// # Errors
     /// As [`window`](DStream::window).
+    ///
+    /// # Examples
+    /// `a` left the window at 3 s: it stays, with 0.
+    /// ```
+    /// use rivulet_framework::testing::{run_batches, sorted, BATCH};
+    ///
+    /// let input = vec![vec![('a', 1)], vec![('b', 2)], vec![]];
+    /// let out = run_batches(input, |s| {
+    ///     s.reduce_by_key_and_window_inv(|a, b| a + b, |a, b| a - b, BATCH * 2, BATCH).unwrap()
+    /// });
+    /// let expected = vec![vec![('a', 1)], vec![('a', 1), ('b', 2)], vec![('a', 0), ('b', 2)]];
+    /// assert_eq!(sorted(out), expected);
+    /// ```
     #[track_caller]
     pub fn reduce_by_key_and_window_inv(
         &self,
@@ -369,6 +458,21 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ///
     /// # Errors
     /// As [`window`](DStream::window).
+    ///
+    /// # Examples
+    /// As for [`reduce_by_key_and_window_inv`](DStream::reduce_by_key_and_window_inv), with the
+    /// keys at 0 filtered out (of the output and of the window's state):
+    /// ```
+    /// use rivulet_framework::dstream::WindowReduce;
+    /// use rivulet_framework::testing::{run_batches, sorted, BATCH};
+    ///
+    /// let input = vec![vec![('a', 1)], vec![('b', 2)], vec![]];
+    /// let spec = WindowReduce::new(|a, b| a + b).inverse(|a, b| a - b).filter(|(_, n)| *n != 0);
+    /// let out = run_batches(input, |s| {
+    ///     s.reduce_by_key_and_window_with(spec, BATCH * 2, BATCH).unwrap()
+    /// });
+    /// assert_eq!(sorted(out), vec![vec![('a', 1)], vec![('a', 1), ('b', 2)], vec![('b', 2)]]);
+    /// ```
     #[track_caller]
     pub fn reduce_by_key_and_window_with(
         &self,
@@ -389,6 +493,21 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ///
     /// # Errors
     /// As [`window`](DStream::window).
+    ///
+    /// # Examples
+    /// Sorted by key (shuffle order is not defined); a key's values come oldest first.
+    /// ```
+    /// use rivulet_framework::testing::{run_batches, sorted, BATCH};
+    ///
+    /// let input = vec![vec![('a', 1)], vec![('a', 2), ('b', 3)], vec![]];
+    /// let out = run_batches(input, |s| s.group_by_key_and_window(BATCH * 2, BATCH).unwrap());
+    /// let expected = vec![
+    ///     vec![('a', vec![1])],
+    ///     vec![('a', vec![1, 2]), ('b', vec![3])],
+    ///     vec![('a', vec![2]), ('b', vec![3])],
+    /// ];
+    /// assert_eq!(sorted(out), expected);
+    /// ```
     #[track_caller]
     pub fn group_by_key_and_window(
         &self,
