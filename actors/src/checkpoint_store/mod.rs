@@ -200,7 +200,7 @@ impl SledCheckpointStore {
         self.inner.size_on_disk()
     }
 
-    /// Compacts now, on the calling thread (see [`compaction`] for the steps); store calls
+    /// Compacts now, on the calling thread (copy the live records into a fresh database, bring writes made meanwhile over under a short exclusive step, then switch `CURRENT`); store calls
     /// from other threads go on meanwhile.
     ///
     /// # Errors

@@ -18,7 +18,7 @@ pub struct StreamSignature {
 }
 
 /// A complete data checkpoint of one DStream: its RDD at `time_ms`, in `partitions`
-/// partitions under [`data_key`].
+/// partitions under [`Key::Data`](super::Key::Data).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataCheckpoint {
     /// The DStream.
@@ -43,7 +43,7 @@ pub struct DataCheckpoint {
 pub struct InputState {
     /// The input DStream.
     pub stream: u32,
-    /// Its state, a record the stream encoded (see [`decode`]).
+    /// Its state, a record the stream encoded (see [`decode`](super::decode)).
     pub state: Vec<u8>,
 }
 

@@ -125,13 +125,13 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// Stores `value` under `key` in `tree`, replacing any value there.
     ///
     /// # Errors
-    /// [`CheckpointError::Storage`](crate::CheckpointError::Storage) when the store cannot
+    /// [`CheckpointError::Storage`] when the store cannot
     /// be written (an unwritable or full directory).
     fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<()>;
     /// The value under `key` in `tree`, if any.
     ///
     /// # Errors
-    /// [`CheckpointError::Storage`](crate::CheckpointError::Storage) when the store cannot
+    /// [`CheckpointError::Storage`] when the store cannot
     /// be read.
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Removes `key` from `tree` (nothing if absent).
