@@ -21,13 +21,17 @@ use rivulet_framework::scheduler::SchedulerCounters;
 
 use super::state::lock;
 
-/// A receiver's labels: its stream id and name.
+/// A receiver's labels: its stream id and its kind.
 type ReceiverLabels = Vec<(String, String)>;
 
+/// `stream` (its id) and `receiver`: the first word of its name (`socket` for
+/// `socket 127.0.0.1:9999`), so that a series does not change with a port picked at random
+/// each run; the full name is on the status page and in the JSON API.
 fn receiver_labels(stream: StreamId, name: &str) -> ReceiverLabels {
+    let kind = name.split_whitespace().next().unwrap_or(name);
     vec![
         ("stream".to_string(), stream.to_string()),
-        ("receiver".to_string(), name.to_string()),
+        ("receiver".to_string(), kind.to_string()),
     ]
 }
 
@@ -405,6 +409,17 @@ pub(crate) fn to_prometheus_text(openmetrics: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_receiver_is_labelled_by_its_stream_and_kind_not_its_address() {
+        assert_eq!(
+            receiver_labels(3, "socket 127.0.0.1:40123"),
+            vec![
+                ("stream".to_string(), "3".to_string()),
+                ("receiver".to_string(), "socket".to_string())
+            ]
+        );
+    }
 
     #[test]
     fn counters_are_named_by_their_samples_in_prometheus_text() {
