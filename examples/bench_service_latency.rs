@@ -140,7 +140,7 @@ fn measure(args: &Args, batch_ms: u64) -> Result<Vec<Duration>, rivulet::prelude
     let mut latencies = Vec::new();
     let end = Instant::now() + Duration::from_secs(args.secs);
     let mut n = 0u64;
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rng = fastrand::Rng::with_seed(0x9E37_79B9_7F4A_7C15);
     while Instant::now() < end {
         n += 1;
         let event = format!(
@@ -167,10 +167,7 @@ fn measure(args: &Args, batch_ms: u64) -> Result<Vec<Duration>, rivulet::prelude
         }
         // The next probe at a uniformly random point of the batch interval (a probe right
         // after a batch would always wait a whole interval).
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        std::thread::sleep(Duration::from_millis(20 + seed % batch_ms));
+        std::thread::sleep(Duration::from_millis(20 + rng.u64(..batch_ms)));
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     load.join().map_err(|_| "the load thread panicked")??;

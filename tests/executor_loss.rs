@@ -19,11 +19,11 @@ const B: Duration = Duration::from_millis(BATCH_MS as u64);
 /// `batches` batches of 40 words drawn from a 7-word vocabulary.
 fn words(batches: usize) -> Vec<Vec<String>> {
     let vocab = ["ash", "birch", "cedar", "elm", "fir", "oak", "yew"];
-    let mut rng = XorShift::new(42);
+    let mut rng = fastrand::Rng::with_seed(42);
     (0..batches)
         .map(|_| {
             (0..40)
-                .map(|_| vocab[rng.below(vocab.len() as u64) as usize].to_string())
+                .map(|_| vocab[rng.u64(..vocab.len() as u64) as usize].to_string())
                 .collect()
         })
         .collect()

@@ -19,11 +19,11 @@ use rivulet::prelude::*;
 
 /// Batch `i` (from 0) of the input: words drawn from a small vocabulary.
 fn input(batches: usize, seed: u64) -> Vec<Vec<String>> {
-    let mut rng = XorShift::new(seed);
+    let mut rng = fastrand::Rng::with_seed(seed);
     (0..batches)
         .map(|_| {
             (0..40)
-                .map(|_| format!("w{}", rng.below(9)))
+                .map(|_| format!("w{}", rng.u64(..9)))
                 .collect::<Vec<_>>()
         })
         .collect()

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{example_binary, words_of, XorShift};
+use common::{example_binary, words_of};
 
 fn start(bin: &Path, root: &Path, run: usize) -> Child {
     let log = fs::File::create(root.join(format!("run-{run}.log"))).expect("a log file");
@@ -106,9 +106,9 @@ fn killed_five_times_with_sigkill_the_job_loses_and_doubles_nothing() {
         })
     };
 
-    let mut rng = XorShift::new(0x5eed_cafe);
+    let mut rng = fastrand::Rng::with_seed(0x5eed_cafe);
     for kill in 0..5 {
-        std::thread::sleep(Duration::from_millis(300 + rng.below(700)));
+        std::thread::sleep(Duration::from_millis(300 + rng.u64(..700)));
         job.kill().expect("SIGKILL the job");
         let status = wait(&mut job, Duration::from_secs(10));
         assert_eq!(

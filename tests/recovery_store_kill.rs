@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{example_binary, XorShift};
+use common::example_binary;
 use crash_support::{assert_exactly_once, count_from_env, dir_size, read_counts, Job};
 
 const BOUND: u64 = 64 << 20;
@@ -63,7 +63,7 @@ fn killed_a_hundred_times_the_directory_stays_bounded_and_counts_stay_exact() {
     let feeder = {
         let (expected, stop) = (expected.clone(), stop.clone());
         std::thread::spawn(move || {
-            let mut rng = XorShift::new(0x5eed);
+            let mut rng = fastrand::Rng::with_seed(0x5eed);
             for i in 0.. {
                 if stop.load(Ordering::SeqCst) {
                     break;
@@ -72,7 +72,7 @@ fn killed_a_hundred_times_the_directory_stays_bounded_and_counts_stay_exact() {
                 let mut counts = expected.lock().unwrap();
                 for _ in 0..200 {
                     for k in 0..10 {
-                        let key = format!("k{:05}", rng.below(100_000));
+                        let key = format!("k{:05}", rng.u64(..100_000));
                         text.push_str(&key);
                         text.push(if k == 9 { '\n' } else { ' ' });
                         *counts.entry(key).or_default() += 1;
@@ -87,7 +87,7 @@ fn killed_a_hundred_times_the_directory_stays_bounded_and_counts_stay_exact() {
         })
     };
 
-    let mut rng = XorShift::new(0xb0_0d);
+    let mut rng = fastrand::Rng::with_seed(0xb0_0d);
     let mut sizes = Vec::with_capacity(kills);
     for kill in 0..kills {
         if kill > 0 {
@@ -95,7 +95,7 @@ fn killed_a_hundred_times_the_directory_stays_bounded_and_counts_stay_exact() {
             let run = job.start(&["--executors", &executors]);
             job.wait_for_output(run, "Counting the words", Duration::from_secs(30));
         }
-        std::thread::sleep(Duration::from_millis(200 + rng.below(800)));
+        std::thread::sleep(Duration::from_millis(200 + rng.u64(..800)));
         job.kill();
         let size = dir_size(&root.path().join("ckpt"));
         sizes.push(size);

@@ -16,7 +16,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::time::Duration;
 
-use common::{example_binary, words_of, XorShift};
+use common::{example_binary, words_of};
 use crash_support::{assert_exactly_once, count_from_env, read_counts, Job};
 
 #[test]
@@ -40,10 +40,10 @@ fn killed_fifty_times_the_wal_job_loses_and_doubles_nothing() {
         let input = input.clone();
         std::thread::spawn(move || {
             let mut file = OpenOptions::new().append(true).open(&input).unwrap();
-            let mut rng = XorShift::new(7);
+            let mut rng = fastrand::Rng::with_seed(7);
             for chunk in lines.chunks(40) {
                 let mut text = chunk.join("\n") + "\n";
-                if rng.below(4) == 0 {
+                if rng.u64(..4) == 0 {
                     let cut = text.len() / 2;
                     let rest = text.split_off(cut);
                     file.write_all(text.as_bytes()).unwrap();
@@ -78,14 +78,14 @@ fn killed_fifty_times_the_wal_job_loses_and_doubles_nothing() {
         ],
     )
     .env("RUST_LOG", "warn,rivulet_actors::runtime=info");
-    let mut rng = XorShift::new(0x0a1_0b5e);
+    let mut rng = fastrand::Rng::with_seed(0x0a1_0b5e);
     for _ in 0..kills {
         let run = job.start(&[]);
         // Some kills land before the run restored, most while it counts.
-        if rng.below(5) > 0 {
+        if rng.u64(..5) > 0 {
             job.wait_for_output(run, "Counting the words", Duration::from_secs(20));
         }
-        std::thread::sleep(Duration::from_millis(50 + rng.below(450)));
+        std::thread::sleep(Duration::from_millis(50 + rng.u64(..450)));
         job.kill();
     }
     feeder.join().unwrap();

@@ -17,13 +17,13 @@ const VOCABULARY: [&str; 12] = [
 
 /// Batches of words, with an empty batch in the middle.
 fn generated_batches(seed: u64) -> Vec<Vec<String>> {
-    let mut rng = XorShift::new(seed);
+    let mut rng = fastrand::Rng::with_seed(seed);
     let sizes = [300usize, 0, 57, 1, 211];
     sizes
         .iter()
         .map(|&n| {
             (0..n)
-                .map(|_| VOCABULARY[rng.below(VOCABULARY.len() as u64) as usize].to_string())
+                .map(|_| VOCABULARY[rng.u64(..VOCABULARY.len() as u64) as usize].to_string())
                 .collect()
         })
         .collect()

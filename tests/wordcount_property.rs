@@ -21,19 +21,19 @@ fn generated_text(seed: u64, lines: usize) -> Vec<String> {
         "shuffle", "time", "o'clock", "naïve", "café",
     ];
     const SEPARATORS: [&str; 8] = [" ", "  ", ", ", ". ", "; ", "\t", " -- ", "!"];
-    let mut rng = XorShift::new(seed);
+    let mut rng = fastrand::Rng::with_seed(seed);
     (0..lines)
         .map(|_| {
-            let n = rng.below(14) as usize; // 0..13 words: some lines are empty
+            let n = rng.u64(..14) as usize; // 0..13 words: some lines are empty
             let mut line = String::new();
             for i in 0..n {
                 if i > 0 {
-                    line.push_str(SEPARATORS[rng.below(SEPARATORS.len() as u64) as usize]);
+                    line.push_str(SEPARATORS[rng.u64(..SEPARATORS.len() as u64) as usize]);
                 }
-                if rng.below(10) == 0 {
-                    line.push_str(&rng.below(1000).to_string());
+                if rng.u64(..10) == 0 {
+                    line.push_str(&rng.u64(..1000).to_string());
                 } else {
-                    line.push_str(WORDS[rng.below(WORDS.len() as u64) as usize]);
+                    line.push_str(WORDS[rng.u64(..WORDS.len() as u64) as usize]);
                 }
             }
             line

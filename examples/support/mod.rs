@@ -1163,9 +1163,9 @@ impl StreamingListener for BatchTimings {
     }
 }
 
-/// `n` batches of `records` pairs `(key, value)` each, with keys in `0..keys` drawn by a
-/// xorshift generator started at `seed`, so every run with the same arguments sees the
-/// same input (a `seed` of 0 stays 0: every key is 0). Every pair holds a clone of `value`.
+/// `n` batches of `records` pairs `(key, value)` each, with keys in `0..keys` drawn by
+/// `fastrand` seeded with `seed`, so every run with the same arguments sees the same input.
+/// Every pair holds a clone of `value`.
 ///
 /// # Panics
 /// If `keys` is 0 while `n` and `records` are not.
@@ -1176,16 +1176,11 @@ pub fn pairs_batches<V: Clone>(
     seed: u64,
     value: V,
 ) -> Vec<Vec<(u64, V)>> {
-    let mut x = seed;
+    let mut rng = fastrand::Rng::with_seed(seed);
     (0..n)
         .map(|_| {
             (0..records)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    (x % keys, value.clone())
-                })
+                .map(|_| (rng.u64(..keys), value.clone()))
                 .collect()
         })
         .collect()

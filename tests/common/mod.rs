@@ -340,30 +340,6 @@ pub fn serve_and_hold(
 // ---------------------------------------------------------------------------------------
 // Generated data
 
-/// xorshift64*: a tiny deterministic PRNG for generated inputs.
-#[derive(Clone, Debug)]
-pub struct XorShift(u64);
-
-impl XorShift {
-    pub fn new(seed: u64) -> XorShift {
-        XorShift(seed.max(1))
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
-
 /// The words of `line`: maximal runs of ASCII letters and digits, lowercased. Written with
 /// a character loop, independently of the pipelines under test.
 pub fn words_of(line: &str) -> Vec<String> {
