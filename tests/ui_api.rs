@@ -134,6 +134,17 @@ async fn spark_paths_answer_with_the_runs_counts() {
         assert!(bad.contains(name), "{name} in {bad}");
     }
     error_of(&format!("{short}/batches?status=done"), 400);
+    // ?since= (rivulet's): only the batches after a time, newest first; with a status too.
+    let since = |query: &str| {
+        column(
+            &get_json(&format!("{short}/batches?{query}"), 200),
+            "batchId",
+        )
+    };
+    assert_eq!(since("since=100"), vec![json!(300), json!(200)]);
+    assert!(since("since=300").is_empty());
+    assert_eq!(since("since=0&status=failed"), vec![json!(200)]);
+    error_of(&format!("{short}/batches?since=soon"), 400);
 
     // The failed batch's output operations, with their jobs.
     let one = get_json(&format!("{spark}/batches/200"), 200);

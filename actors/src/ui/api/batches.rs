@@ -198,10 +198,13 @@ fn batch_view(s: &UiState, b: &BatchRecord, detailed: bool) -> BatchView {
     }
 }
 
-/// The `?status=` of `batches`.
+/// The `?status=` and `?since=` of `batches`.
 #[derive(Deserialize)]
 struct StatusFilter {
     status: Option<String>,
+    /// Only batches whose time (ms) is after this one (rivulet's: a page that holds every
+    /// batch up to its newest completed one fetches only what changed since).
+    since: Option<i64>,
 }
 
 /// The statuses `?status=` accepts, as an error names them.
@@ -221,14 +224,19 @@ fn passes(wanted: &str, status: BatchStatus) -> Option<bool> {
     })
 }
 
-/// `GET .../batches[?status=completed|processing|queued|failed]`: retained batches, newest
-/// first as Spark; `400` for another status.
+/// `GET .../batches[?status=completed|processing|queued|failed][&since=MS]`: retained
+/// batches, newest first as Spark, and with `since` only those after batch time `MS`
+/// (batches complete in order, so every batch up to a completed one is final); `400` for
+/// another status or a `since` that is not an integer.
 pub(super) async fn batches(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
     if let Some(wrong) = check_app(&req, &shared) {
         return wrong;
     }
-    let filter = match web::Query::<StatusFilter>::from_query(req.query_string()) {
-        Ok(q) => q.into_inner().status.map(|s| s.trim().to_ascii_lowercase()),
+    let (filter, since) = match web::Query::<StatusFilter>::from_query(req.query_string()) {
+        Ok(q) => {
+            let q = q.into_inner();
+            (q.status.map(|s| s.trim().to_ascii_lowercase()), q.since)
+        }
         Err(e) => {
             return json_error(StatusCode::BAD_REQUEST, format!("bad query string: {e}"));
         }
@@ -248,6 +256,7 @@ pub(super) async fn batches(req: HttpRequest, shared: web::Data<Shared>) -> Http
         s.batches
             .values()
             .rev()
+            .filter(|b| since.is_none_or(|t| b.info.batch_time.as_ms() > t))
             .filter(|b| {
                 filter
                     .as_deref()

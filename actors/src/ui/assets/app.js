@@ -653,6 +653,22 @@ const route = () => {
 
 let batchesKey = null;   // the statistics' counts at the last /batches fetch
 let batchesActive = 0;   // active batches in that answer
+// The retained batches, by time. After the first fetch only the batches after the newest
+// completed one are fetched (`?since=`): batches complete in order, so the older ones are
+// final.
+const batchCache = new Map();
+async function fetchBatches(stats) {
+  let newestDone = null;
+  for (const b of batchCache.values()) {
+    if (!isActive(b) && (newestDone === null || b.batchTime > newestDone)) newestDone = b.batchTime;
+  }
+  const fresh = await getJson(newestDone === null ? "/batches" : "/batches?since=" + newestDone);
+  for (const b of fresh) batchCache.set(b.batchTime, b);
+  const all = [...batchCache.values()].sort((a, b) => b.batchTime - a.batchTime);
+  const keep = stats.numRetainedCompletedBatches + stats.numActiveBatches;
+  for (const b of all.slice(keep)) batchCache.delete(b.batchTime);
+  return all.slice(0, keep);
+}
 let graphDrawn = false;
 let addedElements = 0;
 const addedHistory = []; // elements added by each of the last 10 refreshes, oldest first
@@ -688,7 +704,7 @@ async function refresh() {
       const key = [stats.numTotalCompletedBatches, stats.numActiveBatches, stats.numRetainedCompletedBatches].join("/");
       const wantBatches = key !== batchesKey || batchesActive > 0;
       const [receivers, inputs, batches] = await Promise.all([getJson("/receivers"), wantBatches ? getJson("/inputs") : null,
-        wantBatches ? getJson("/batches") : null]);
+        wantBatches ? fetchBatches(stats) : null]);
       fetched.push("receivers");
       if (batches && batches.length) runSpan = { startTime: stats.startTime, end: batches[0].batchTime + stats.batchDuration };
       drawReceivers(receivers);
