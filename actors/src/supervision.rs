@@ -64,14 +64,13 @@ impl RestartTracker {
         if self.recent.len() >= self.policy.max_restarts as usize {
             return None;
         }
-        let doublings = self.recent.len().min(16) as u32;
+        let retry = u32::try_from(self.recent.len()).unwrap_or(u32::MAX);
         self.recent.push_back(now);
-        Some(
-            self.policy
-                .initial_backoff
-                .saturating_mul(1 << doublings)
-                .min(self.policy.max_backoff),
-        )
+        Some(rivulet_framework::time::exponential_backoff(
+            self.policy.initial_backoff,
+            retry,
+            self.policy.max_backoff,
+        ))
     }
 }
 

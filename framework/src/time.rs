@@ -115,11 +115,28 @@ pub fn is_multiple(d: Duration, unit: Duration) -> bool {
     unit > 0 && d > 0 && d % unit == 0
 }
 
+/// The delay before retry number `retry` (0 for the first) after failures: `initial`
+/// doubled `retry` times, at most `max` (saturating; doublings past 16 change nothing more).
+/// The one exponential backoff of the receiver supervisor, the executor restarts and the
+/// socket receiver's reconnects.
+pub fn exponential_backoff(initial: Duration, retry: u32, max: Duration) -> Duration {
+    initial.saturating_mul(1 << retry.min(16)).min(max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[test]
+    fn backoff_doubles_up_to_its_maximum() {
+        let delays: Vec<Duration> = (0..5)
+            .map(|r| exponential_backoff(MS(100), r, MS(1000)))
+            .collect();
+        assert_eq!(delays, [MS(100), MS(200), MS(400), MS(800), MS(1000)]);
+        assert_eq!(exponential_backoff(MS(100), u32::MAX, MS(5000)), MS(5000));
+    }
 
     #[test]
     fn arithmetic_and_multiples() {

@@ -7,6 +7,7 @@ use std::io;
 use std::time::Duration;
 
 use rivulet_framework::receiver::{BlockSink, Flow, Receiver, ReceiverError};
+use rivulet_framework::time::exponential_backoff;
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
@@ -90,14 +91,13 @@ pub struct SocketTextReceiver {
     policy: LongLinePolicy,
     initial_backoff: Duration,
     max_backoff: Duration,
-    /// The delay before the next connection attempt after a failure.
-    backoff: Duration,
     /// Set after a failure: sleep this long before the next attempt.
     retry_delay: Option<Duration>,
     stream: Option<TcpStream>,
     /// Whether the current connection delivered any bytes yet.
     got_data: bool,
-    /// Failures since a connection last delivered data, for the logs.
+    /// Failures since a connection last delivered data: the logs' count, and how far the
+    /// next reconnect backs off.
     failures: u64,
     splitter: LineSplitter,
     read_buf: Box<[u8]>,
@@ -128,7 +128,6 @@ impl SocketTextReceiver {
             policy: LongLinePolicy::default(),
             initial_backoff,
             max_backoff: Duration::from_secs(5),
-            backoff: initial_backoff,
             retry_delay: None,
             stream: None,
             got_data: false,
@@ -185,17 +184,16 @@ impl SocketTextReceiver {
     pub fn reconnect_backoff(mut self, initial: Duration, max: Duration) -> SocketTextReceiver {
         self.initial_backoff = initial.max(Duration::from_millis(1));
         self.max_backoff = max.max(self.initial_backoff);
-        self.backoff = self.initial_backoff;
         self
     }
 
     /// Counts a failure and schedules the next attempt; returns the delay before it.
     fn schedule_reconnect(&mut self, sink: &mut BlockSink<String>) -> Duration {
         sink.report_error();
+        let retry = u32::try_from(self.failures).unwrap_or(u32::MAX);
         self.failures += 1;
-        let delay = self.backoff;
+        let delay = exponential_backoff(self.initial_backoff, retry, self.max_backoff);
         self.retry_delay = Some(delay);
-        self.backoff = (delay * 2).min(self.max_backoff);
         delay
     }
 
@@ -288,7 +286,6 @@ impl Receiver for SocketTextReceiver {
     async fn on_start(&mut self) -> Result<(), ReceiverError> {
         self.stream = None;
         self.retry_delay = None;
-        self.backoff = self.initial_backoff;
         self.failures = 0;
         self.splitter.reset();
         Ok(())
@@ -332,7 +329,6 @@ impl Receiver for SocketTextReceiver {
                     if !self.got_data {
                         // The server is really there: start the next backoff from scratch.
                         self.got_data = true;
-                        self.backoff = self.initial_backoff;
                         self.failures = 0;
                     }
                     bytes += n;
