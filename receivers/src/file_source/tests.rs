@@ -1,7 +1,6 @@
 use std::fs;
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use rivulet_framework::dstream::{PolledSource, ReadError};
@@ -9,43 +8,7 @@ use rivulet_framework::time::Time;
 use tempfile::TempDir;
 
 use super::TextFileSource;
-
-/// Log output captured from the current thread.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// The WARN lines logged since the last call.
-    fn take_warnings(&self) -> Vec<String> {
-        let text = String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap();
-        text.lines()
-            .filter(|l| l.contains("WARN"))
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-/// Installs a capturing subscriber for this thread (WARN and above, as by default).
-fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    (captured, tracing::subscriber::set_default(subscriber))
-}
+use crate::testing::capture;
 
 fn append(path: &Path, text: &str) {
     let mut f = fs::OpenOptions::new().append(true).open(path).unwrap();
@@ -343,4 +306,38 @@ fn the_window_is_rounded_up_to_whole_batches() {
     let s = TextFileSource::new("x").remember(Duration::from_millis(10));
     let rounded = s.round_remember_to(Duration::from_secs(2));
     assert_eq!(rounded.remember_window(), Duration::from_secs(2));
+}
+
+#[test]
+fn long_lines_follow_the_policy_and_losses_count_each_file_once() {
+    let dir = TempDir::new().unwrap();
+    let source = TextFileSource::new(dir.path())
+        .max_line_bytes(4)
+        .on_long_line(crate::LongLinePolicy::Split);
+    let losses = source.losses();
+    fs::write(dir.path().join("d.txt"), "ab cdef\nok\n").unwrap();
+    assert_eq!(read_all(&source, "d.txt"), ["ab ", "cdef", "ok"]);
+    // A recomputed partition reads the file again: counted once.
+    assert_eq!(read_all(&source, "d.txt").len(), 3);
+    let t = losses.totals();
+    assert_eq!(
+        (t.files, t.records, t.counts.split, t.counts.dropped_bytes),
+        (1, 3, 1, 0)
+    );
+
+    let failing = TextFileSource::new(dir.path())
+        .max_line_bytes(4)
+        .on_long_line(crate::LongLinePolicy::Fail);
+    let Err(ReadError::Failed(error)) = failing.read(&"d.txt".to_string()) else {
+        panic!("a long line under fail is a read error");
+    };
+    let message = error.to_string();
+    assert!(message.contains("d.txt"), "{message}");
+    let cause = std::error::Error::source(&error)
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        format!("{message} {cause}").contains("byte offset 0"),
+        "{message} / {cause}"
+    );
 }
