@@ -10,87 +10,21 @@
 #![cfg(unix)]
 
 mod common;
+mod example_runs;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::example_binary;
+use example_runs::{as_str, example, run, start, Run, Running};
 use tempfile::TempDir;
 
-/// How long one run of an example may take (debug builds, 2 shared cores).
-const RUN_LIMIT: Duration = Duration::from_secs(120);
-
-/// What a finished run left: its exit code and its output.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn describe(&self) -> String {
-        format!(
-            "exit code {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.code,
-            tail(&self.stdout),
-            tail(&self.stderr)
-        )
-    }
-}
-
-/// The last 4000 bytes of `s` (at a character boundary), for failure messages.
-fn tail(s: &str) -> &str {
-    let mut start = s.len().saturating_sub(4000);
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    &s[start..]
-}
-
-/// Runs example `name` with `args` in the repository root, stdout and stderr to files, with
-/// `RUST_LOG` unset (the examples' default level, `warn`); kills it after `RUN_LIMIT`.
-fn run(name: &str, args: &[&str]) -> Run {
-    run_in(Path::new(env!("CARGO_MANIFEST_DIR")), &[], name, args)
-}
-
-/// Runs example `name` with `args` in `cwd`, with `env` set, as [`run`] does.
+/// Runs example `name` with `args` in `cwd`, with `env` set (see `example_runs::example`).
 fn run_in(cwd: &Path, env: &[(&str, &str)], name: &str, args: &[&str]) -> Run {
-    let bin = example_binary(name);
-    let logs = TempDir::new().expect("a temporary directory");
-    let (out_path, err_path) = (logs.path().join("stdout"), logs.path().join("stderr"));
-    let mut child = Command::new(&bin)
-        .args(args)
-        .current_dir(cwd)
-        .envs(env.iter().copied())
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).expect("a stdout file"))
-        .stderr(fs::File::create(&err_path).expect("a stderr file"))
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    let deadline = Instant::now() + RUN_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the example") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{name} {args:?} did not exit within {RUN_LIMIT:?}; stderr:\n{}",
-                fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let read = |p: &Path| String::from_utf8_lossy(&fs::read(p).expect("the output")).into_owned();
-    Run {
-        code: status.code(),
-        stdout: read(&out_path),
-        stderr: read(&err_path),
-    }
+    let mut command = example(name, args);
+    command.current_dir(cwd).envs(env.iter().copied());
+    Running::spawn(name, command).finish()
 }
 
 /// A small text file in `dir`, for inputs.
@@ -98,10 +32,6 @@ fn small_input(dir: &Path) -> PathBuf {
     let path = dir.join("small.txt");
     fs::write(&path, "the cat sat\non the mat\nthe end\n").expect("write the input");
     path
-}
-
-fn as_str(path: &Path) -> &str {
-    path.to_str().expect("a UTF-8 temporary path")
 }
 
 #[test]
@@ -416,44 +346,17 @@ fn wordcount_of_an_empty_input_reports_zero_lines() {
 /// limit of `kib` KiB (SIGXFSZ ignored, so a write past it fails with EFBIG, as on a full
 /// disk).
 fn run_with_file_limit(kib: u64, name: &str, args: &[&str]) -> Run {
-    let bin = example_binary(name);
-    let command = format!(
+    let script = format!(
         "trap '' XFSZ; ulimit -f {kib}; exec {} {}",
-        bin.display(),
+        example_binary(name).display(),
         args.join(" ")
     );
-    let logs = TempDir::new().unwrap();
-    let (out_path, err_path) = (logs.path().join("stdout"), logs.path().join("stderr"));
-    let mut child = Command::new("sh")
-        .args(["-c", &command])
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", &script])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).unwrap())
-        .stderr(fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap();
-    let status = wait_or_kill(&mut child, RUN_LIMIT);
-    Run {
-        code: status.code(),
-        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
-        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
-    }
-}
-
-fn wait_or_kill(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for the example") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the example did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        .env_remove("RUST_LOG");
+    Running::spawn(name, command).finish()
 }
 
 /// A failed output in the last (here the only) batch: the run must exit 1 with the error,
@@ -496,49 +399,22 @@ fn a_failed_output_fails_the_run() {
 #[test]
 fn a_run_a_signal_stopped_exits_with_the_signals_status() {
     for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
-        let logs = TempDir::new().unwrap();
-        let (out_path, err_path) = (logs.path().join("stdout"), logs.path().join("stderr"));
         // The bundled text at 2,000 lines/s lasts 20 s: the signal comes long before.
-        let mut child = Command::new(example_binary("wordcount"))
-            .args(["--rate", "2000", "--batch-ms", "200"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&out_path).unwrap())
-            .stderr(fs::File::create(&err_path).unwrap())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + RUN_LIMIT;
-        while !fs::read_to_string(&out_path)
-            .unwrap_or_default()
-            .contains("[progress]")
-        {
-            assert!(
-                Instant::now() < deadline && child.try_wait().unwrap().is_none(),
-                "the run made no progress"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut running = start("wordcount", &["--rate", "2000", "--batch-ms", "200"]);
+        running.wait_for_stdout("progress", |out| out.contains("[progress]"));
         let sent = Command::new("kill")
-            .args([signal, &child.id().to_string()])
+            .args([signal, &running.pid().to_string()])
             .status()
             .unwrap();
         assert!(sent.success());
-        let status = wait_or_kill(&mut child, RUN_LIMIT);
-        let (stdout, stderr) = (
-            fs::read_to_string(&out_path).unwrap(),
-            fs::read_to_string(&err_path).unwrap(),
-        );
-        assert_eq!(
-            status.code(),
-            Some(code),
-            "kill {signal}:\n{stdout}\n{stderr}"
-        );
+        let r = running.finish();
+        assert_eq!(r.code, Some(code), "kill {signal}: {}", r.describe());
         assert!(
-            stdout.contains("Stopped on a signal") && !stdout.contains("Done:"),
-            "{stdout}"
+            r.stdout.contains("Stopped on a signal") && !r.stdout.contains("Done:"),
+            "{}",
+            r.describe()
         );
-        assert!(stderr.contains("results are partial"), "{stderr}");
+        assert!(r.stderr.contains("results are partial"), "{}", r.describe());
     }
 }
 

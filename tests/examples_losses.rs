@@ -10,142 +10,18 @@
 #![cfg(unix)]
 
 mod common;
+mod example_runs;
 
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use common::example_binary;
+use example_runs::{as_str, run, start};
 use tempfile::TempDir;
 
-/// How long one run of an example may take (debug builds, 2 shared cores).
-const RUN_LIMIT: Duration = Duration::from_secs(120);
 const MIB: usize = 1 << 20;
-
-/// A running example, its output going to files.
-struct Running {
-    name: String,
-    child: Child,
-    _logs: TempDir,
-    out_path: PathBuf,
-    err_path: PathBuf,
-}
-
-/// What a finished run left: its exit code and its output.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn describe(&self) -> String {
-        let tail = |s: &str| -> String {
-            let skip = s.chars().count().saturating_sub(3000);
-            s.chars().skip(skip).collect()
-        };
-        format!(
-            "exit code {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.code,
-            tail(&self.stdout),
-            tail(&self.stderr)
-        )
-    }
-
-    /// The stdout line of the per-receiver input report.
-    fn input_line(&self) -> &str {
-        self.stdout
-            .lines()
-            .find(|l| l.starts_with("Input from "))
-            .unwrap_or_else(|| panic!("no input report\n{}", self.describe()))
-    }
-}
-
-fn read_lossy(p: &Path) -> String {
-    String::from_utf8_lossy(&fs::read(p).unwrap_or_default()).into_owned()
-}
-
-/// Starts example `name` with `args` in the repository root, `RUST_LOG` unset.
-fn start(name: &str, args: &[&str]) -> Running {
-    let bin = example_binary(name);
-    let logs = TempDir::new().expect("a temporary directory");
-    let (out_path, err_path) = (logs.path().join("stdout"), logs.path().join("stderr"));
-    let child = Command::new(&bin)
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).expect("a stdout file"))
-        .stderr(fs::File::create(&err_path).expect("a stderr file"))
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    Running {
-        name: name.to_string(),
-        child,
-        _logs: logs,
-        out_path,
-        err_path,
-    }
-}
-
-impl Running {
-    /// Polls until `ready` holds for the stdout so far; panics after `RUN_LIMIT`.
-    fn wait_for_stdout(&mut self, what: &str, ready: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + RUN_LIMIT;
-        while !ready(&read_lossy(&self.out_path)) {
-            if let Some(status) = self.child.try_wait().expect("poll the example") {
-                panic!(
-                    "{} exited ({status}) before {what}; stdout:\n{}\nstderr:\n{}",
-                    self.name,
-                    read_lossy(&self.out_path),
-                    read_lossy(&self.err_path)
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not print {what}",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits for the exit (killing it after `RUN_LIMIT`) and collects the output.
-    fn finish(mut self) -> Run {
-        let deadline = Instant::now() + RUN_LIMIT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("poll the example") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "{} did not exit within {RUN_LIMIT:?}; stderr:\n{}",
-                    self.name,
-                    read_lossy(&self.err_path)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Run {
-            code: status.code(),
-            stdout: read_lossy(&self.out_path),
-            stderr: read_lossy(&self.err_path),
-        }
-    }
-}
-
-fn run(name: &str, args: &[&str]) -> Run {
-    start(name, args).finish()
-}
-
-fn as_str(path: &Path) -> &str {
-    path.to_str().expect("a UTF-8 temporary path")
-}
 
 /// The bytes a socket receiver must drop for `input` served as is: for each line longer than
 /// `max` (ASCII, no `\r`), all of it (`skip`) or all but its first `max` bytes
@@ -395,7 +271,7 @@ fn network_wordcount_stopped_by_a_signal_reports_its_losses_too() {
     );
     // The last line's count is printed once its batch ran: everything was received.
     running.wait_for_stdout("the count of `bye`", |out| out.contains("(\"bye\", 1)"));
-    let pid = running.child.id().to_string();
+    let pid = running.pid().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(killed.success());
     let r = running.finish();
@@ -435,7 +311,7 @@ fn directory_wordcount_prints_what_reading_the_files_lost_and_exits_1_without_a_
         fs::write(&staged, long_line_then_close()).unwrap();
         fs::rename(&staged, watched.join("feed.txt")).unwrap();
         running.wait_for_stdout("the count of `bye`", |out| out.contains("(\"bye\", 1)"));
-        let pid = running.child.id().to_string();
+        let pid = running.pid().to_string();
         assert!(Command::new("kill")
             .args(["-TERM", &pid])
             .status()
