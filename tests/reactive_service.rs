@@ -152,6 +152,19 @@ fn overloaded_service_answers_503_and_still_counts_exactly() {
     assert!(out.contains("each counted exactly once"), "{out}");
 }
 
+/// Stops the service with SIGTERM (its normal end: a clean stop, exit 0) and returns what
+/// it printed.
+fn stop_with_sigterm(child: Child, lines: &mpsc::Receiver<String>) -> String {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let (status, out) = finish(child, lines, Duration::from_secs(30));
+    assert!(status.success(), "exit {status}; output:\n{out}");
+    out
+}
+
 /// One HTTP/1.1 request with a JSON body on a new connection (`Connection: close`); the
 /// status and body.
 fn http(address: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
@@ -215,7 +228,6 @@ fn serve(args: &[&str]) -> (Child, mpsc::Receiver<String>, SocketAddr, String) {
 #[test]
 fn malformed_event_gets_400_valid_one_200_and_sigterm_stops_cleanly() {
     let (child, lines, address, seen) = serve(&[]);
-    let pid = child.id();
     assert!(address.ip().is_loopback(), "{address}");
 
     let (status, body) = http(address, "POST", "/events", r#"{"user": "ann", "page": "/""#);
@@ -236,13 +248,7 @@ fn malformed_event_gets_400_valid_one_200_and_sigterm_stops_cleanly() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""malformed":2"#), "{body}");
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(killed.success());
-    let (status, out) = finish(child, &lines, Duration::from_secs(30));
-    assert!(status.success(), "exit {status}; output:\n{seen}{out}");
+    let out = stop_with_sigterm(child, &lines);
     assert!(
         out.contains("Done: 1 events accepted, each counted exactly once."),
         "{seen}{out}"
@@ -261,7 +267,6 @@ fn malformed_event_gets_400_valid_one_200_and_sigterm_stops_cleanly() {
 #[test]
 fn bad_requests_are_refused_before_anything_is_stored() {
     let (child, lines, address, _) = serve(&[]);
-    let pid = child.id();
     for (body, why) in [
         (
             r#"{"user": "ann", "page": "/", "time": -9223372036854775808}"#.to_string(),
@@ -313,13 +318,7 @@ fn bad_requests_are_refused_before_anything_is_stored() {
     assert!(answer.contains(r#""events":1"#), "{answer}");
     assert!(answer.contains(r#""session_secs":0"#), "{answer}");
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(killed.success());
-    let (status, out) = finish(child, &lines, Duration::from_secs(30));
-    assert!(status.success(), "exit {status}; output:\n{out}");
+    let out = stop_with_sigterm(child, &lines);
     assert!(
         out.contains("Done: 1 events accepted, each counted exactly once."),
         "{out}"
@@ -347,7 +346,6 @@ fn bad_requests_are_refused_before_anything_is_stored() {
 #[test]
 fn idle_sessions_are_evicted_and_come_back_counted() {
     let (child, lines, address, _) = serve(&["--session-timeout-secs", "1"]);
-    let pid = child.id();
     let event = r#"{"user": "bo", "page": "/", "time": 1431857103}"#;
     let (status, answer) = http(address, "POST", "/events", event);
     assert_eq!(status, 200, "{answer}");
@@ -364,13 +362,7 @@ fn idle_sessions_are_evicted_and_come_back_counted() {
         }
         assert!(posted < 10, "the session was never evicted: {answer}");
     }
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(killed.success());
-    let (status, out) = finish(child, &lines, Duration::from_secs(30));
-    assert!(status.success(), "exit {status}; output:\n{out}");
+    let out = stop_with_sigterm(child, &lines);
     assert!(
         out.contains(&format!(
             "Done: {posted} events accepted, each counted exactly once."
