@@ -116,7 +116,7 @@ async fn measure(
 
 async fn socket(args: &Args, lines: Arc<Vec<Vec<u8>>>, records: usize) -> Result<f64, BoxError> {
     let ssc = context(args)?;
-    let (port, server) = support::spawn_server(lines, 0).await?;
+    let (port, server) = support::spawn_server(lines, 0, support::FeedEnd::KeepOpen).await?;
     let counted = pipeline(ssc.socket_text_stream("127.0.0.1", port))?;
     let rate = measure(ssc, counted, records, async { Ok(()) }).await;
     server.abort();

@@ -48,7 +48,7 @@ mod tail;
 
 use rivulet::receivers::{FileLosses, TextFileSource};
 use support::{
-    context, init_tracing, read_lines, run_until_done, spawn_finite_server, words, Ending,
+    context, init_tracing, read_lines, run_until_done, spawn_server, words, Ending, FeedEnd,
     InputReport, Progress, SignalStop,
 };
 
@@ -369,7 +369,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         args.rate
     );
 
-    let (port, server) = spawn_finite_server(Arc::new(lines), args.rate).await?;
+    let (port, server) = spawn_server(Arc::new(lines), args.rate, FeedEnd::Close).await?;
 
     let ssc = context(
         "stateful_wordcount",

@@ -25,7 +25,8 @@ use rivulet::prelude::*;
 mod support;
 
 use support::{
-    context, init_tracing, read_lines, run_until_done, spawn_finite_server, words, Ending, Progress,
+    context, init_tracing, read_lines, run_until_done, spawn_server, words, Ending, FeedEnd,
+    Progress,
 };
 
 #[derive(Parser, Debug)]
@@ -78,7 +79,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         args.rate
     );
 
-    let (port, server) = spawn_finite_server(Arc::new(lines), args.rate).await?;
+    let (port, server) = spawn_server(Arc::new(lines), args.rate, FeedEnd::Close).await?;
 
     let ssc = context(
         "windowed_wordcount",

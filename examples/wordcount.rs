@@ -23,7 +23,7 @@ mod support;
 
 use support::{
     context, init_tracing, parse_batch_ms, parse_executors, parse_rate, prepare_out_dir,
-    read_lines, run_until_done, spawn_finite_server, words, Ending, InputReport, LineOptions,
+    read_lines, run_until_done, spawn_server, words, Ending, FeedEnd, InputReport, LineOptions,
     Progress,
 };
 
@@ -79,7 +79,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         args.rate
     );
 
-    let (port, server) = spawn_finite_server(Arc::new(lines), args.rate).await?;
+    let (port, server) = spawn_server(Arc::new(lines), args.rate, FeedEnd::Close).await?;
 
     let ssc = context(
         "wordcount",

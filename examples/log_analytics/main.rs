@@ -38,7 +38,7 @@ use rivulet::prelude::*;
 mod support;
 
 use support::{
-    context, init_tracing, read_lines, run_until_done, spawn_finite_server, Ending, Progress,
+    context, init_tracing, read_lines, run_until_done, spawn_server, Ending, FeedEnd, Progress,
 };
 
 #[derive(Parser, Debug)]
@@ -242,7 +242,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         top(frequent.clone(), known.len())
     );
 
-    let (port, server) = spawn_finite_server(Arc::new(raw), args.rate).await?;
+    let (port, server) = spawn_server(Arc::new(raw), args.rate, FeedEnd::Close).await?;
 
     let batch = Duration::from_millis(args.batch_ms);
     let (window, slide) = (batch * args.window_batches, batch * args.slide_batches);

@@ -235,8 +235,8 @@ impl LineOptions {
         ssc.receiver_stream(self.receiver("127.0.0.1", port))
     }
 
-    /// A socket text stream from the finite feed at 127.0.0.1:`port` (see
-    /// [`spawn_finite_server`]): its receiver finishes when the feed closes the connection,
+    /// A socket text stream from the finite feed at 127.0.0.1:`port` (see [`spawn_server`]
+    /// with [`FeedEnd::Close`]): its receiver finishes when the feed closes the connection,
     /// so its final counts cover every byte sent (`SocketTextReceiver::finish_on_close`).
     pub fn feed_stream(&self, ssc: &StreamingContext, port: u16) -> DStream<String> {
         ssc.receiver_stream(self.receiver("127.0.0.1", port).finish_on_close(true))
@@ -757,6 +757,17 @@ pub fn words(line: String) -> Vec<String> {
         .collect()
 }
 
+/// What a line server does after the last line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeedEnd {
+    /// Closes the connection (as `nc host port < file` does) and stops listening: the end
+    /// of a finite feed, which lets a receiver that finishes at the close
+    /// ([`LineOptions::feed_stream`]) read every byte and report final counts.
+    Close,
+    /// Keeps the connection open until the process exits, as a live source would.
+    KeepOpen,
+}
+
 /// Binds a listener on 127.0.0.1 (a free port) and serves `lines` on it (see [`serve`]).
 /// Returns the port and the server task; abort the task when done.
 ///
@@ -765,52 +776,30 @@ pub fn words(line: String) -> Vec<String> {
 pub async fn spawn_server(
     lines: Arc<Vec<Vec<u8>>>,
     rate: u64,
+    end: FeedEnd,
 ) -> std::io::Result<(u16, JoinHandle<std::io::Result<()>>)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
-    Ok((port, actix::spawn(serve(listener, lines, rate))))
-}
-
-/// Binds a listener on 127.0.0.1 (a free port) and serves `lines` on it as a finite feed
-/// (see [`serve_then_close`]), for a receiver that finishes at its end
-/// ([`LineOptions::feed_stream`]). Returns the port and the server task.
-///
-/// # Errors
-/// If the listener cannot be bound.
-pub async fn spawn_finite_server(
-    lines: Arc<Vec<Vec<u8>>>,
-    rate: u64,
-) -> std::io::Result<(u16, JoinHandle<std::io::Result<()>>)> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let port = listener.local_addr()?.port();
-    Ok((port, actix::spawn(serve_then_close(listener, lines, rate))))
+    Ok((port, actix::spawn(serve(listener, lines, rate, end))))
 }
 
 /// Sends `lines` to the first client at `rate` lines/s (0: as fast as the client reads),
-/// then closes the connection (as `nc host port < file` does) and stops listening: the end
-/// of the feed, which lets the receiver read every byte and report final counts.
-pub async fn serve_then_close(
-    listener: TcpListener,
-    lines: Arc<Vec<Vec<u8>>>,
-    rate: u64,
-) -> std::io::Result<()> {
-    let (mut socket, _) = listener.accept().await?;
-    drop(listener);
-    send_lines(&mut socket, &lines, rate).await?;
-    socket.shutdown().await
-}
-
-/// Sends `lines` to the first client at `rate` lines/s (0: as fast as the client reads), then
-/// keeps the connection open until the process exits, as a live source would.
+/// then ends the feed as `end` says.
 pub async fn serve(
     listener: TcpListener,
     lines: Arc<Vec<Vec<u8>>>,
     rate: u64,
+    end: FeedEnd,
 ) -> std::io::Result<()> {
     let (mut socket, _) = listener.accept().await?;
+    if end == FeedEnd::Close {
+        drop(listener);
+    }
     send_lines(&mut socket, &lines, rate).await?;
-    std::future::pending::<()>().await;
-    Ok(())
+    match end {
+        FeedEnd::Close => socket.shutdown().await,
+        FeedEnd::KeepOpen => std::future::pending().await,
+    }
 }
 
 /// Writes `lines`, each followed by `\n`, to `out` at `rate` lines/s (0: as fast as `out`
