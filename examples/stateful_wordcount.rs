@@ -415,8 +415,10 @@ async fn run(args: Args) -> Result<(), BoxError> {
     // processed: only then are its loss counts final.
     let done = input_report.input_done();
     let ending = run_until_done(&ssc, done).await?;
+    // Printed after a signal too (what was read so far); a loss fails only a whole run.
+    let losses = input_report.print_and_check(&args.lines);
     if ending == Ending::Done {
-        input_report.print_and_check(&args.lines)?;
+        losses?;
     }
     server.abort();
 

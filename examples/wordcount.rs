@@ -122,11 +122,13 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let done = report.input_done();
     let ending = run_until_done(&ssc, done).await?;
     server.abort();
+    // Printed after a signal too (what was read so far); a loss fails only a whole run.
+    let losses = report.print_and_check(&args.lines);
     if let Ending::Interrupted(signal) = ending {
         println!("Stopped on a signal before all {total} lines were processed.");
         return Err(signal.into());
     }
-    report.print_and_check(&args.lines)?;
+    losses?;
     println!("Done: {total} lines processed ({expected} records).");
     Ok(())
 }
