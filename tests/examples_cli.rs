@@ -416,7 +416,11 @@ fn a_run_a_signal_stopped_exits_with_the_signals_status() {
         );
         assert!(r.stderr.contains("results are partial"), "{}", r.describe());
         // What was read before the signal, with its losses, is reported all the same.
-        assert!(r.input_line().contains("records stored"), "{}", r.describe());
+        assert!(
+            r.input_line().contains("records stored"),
+            "{}",
+            r.describe()
+        );
     }
 }
 
