@@ -35,6 +35,7 @@ mod batch_builder;
 mod block_store;
 mod checkpoint_store;
 mod coordinator;
+mod event_log;
 mod executor;
 mod listener_bus;
 mod messages;
@@ -51,6 +52,7 @@ pub use batch_builder::BatchBuilder;
 pub use block_store::BlockManager;
 pub use checkpoint_store::SledCheckpointStore;
 pub use coordinator::Coordinator;
+pub use event_log::{EventLog, RunInfo, EVENT_LOG_FORMAT};
 pub use executor::Executor;
 pub use messages::{
     AddListener, Advance, BlockStored, ReceiverEvent, RunTask, SealBlock, SealedBlock, StopContext,
@@ -59,3 +61,4 @@ pub use messages::{
 pub use receiver_supervisor::ReceiverSupervisor;
 pub use runtime::{Runtime, RuntimeHandle, Status};
 pub use supervision::{RestartPolicy, RestartTracker};
+pub use ui::HistoryServer;

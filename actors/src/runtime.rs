@@ -24,6 +24,7 @@ use crate::coordinator::coordinator_crashed;
 use crate::coordinator::{
     ClusterRunner, Coordinator, CoordinatorParts, ExecutorPool, RateControl, ReceiverHandle,
 };
+use crate::event_log::EventLogWriter;
 use crate::listener_bus::ListenerBus;
 use crate::messages::{
     AddListener, Advance, CrashCoordinator, KillExecutor, SlowExecutor, StopContext, StopMode,
@@ -147,6 +148,15 @@ impl Runtime {
             }
             None => None,
         };
+        let event_log = match config.get_event_log_dir() {
+            Some(dir) => {
+                let (writer, listener) =
+                    EventLogWriter::start(dir, config, graph.describe(), counters.clone())?;
+                bus.add(listener);
+                Some(Arc::new(writer))
+            }
+            None => None,
+        };
         if graph.restored_batch().is_none() && config.get_checkpoint_dir().is_some() {
             // A first checkpoint before the first batch: a restart after an early kill
             // resumes this run (e.g. the files a file stream ignored at start stay ignored,
@@ -239,6 +249,7 @@ impl Runtime {
             manual,
             counters,
             ui,
+            event_log,
         })
     }
 }
@@ -318,6 +329,7 @@ pub struct RuntimeHandle {
     manual: bool,
     counters: Arc<SchedulerCounters>,
     ui: Option<StatusServer>,
+    event_log: Option<Arc<EventLogWriter>>,
 }
 
 impl RuntimeHandle {
@@ -384,6 +396,9 @@ impl RuntimeHandle {
             .await;
         if let Some(ui) = &self.ui {
             ui.stop().await;
+        }
+        if let Some(log) = &self.event_log {
+            log.closed().await;
         }
         match self.status() {
             Status::Stopped(Some(e @ Error::Crashed { .. })) => Err(e),

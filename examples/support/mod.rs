@@ -646,6 +646,11 @@ pub struct UiArgs {
     /// windowed_wordcount, stateful_wordcount, directory_wordcount), not by the benches.
     #[arg(long, value_name = "SECS", requires = "ui", value_parser = parse_linger)]
     pub ui_linger: Option<Duration>,
+    /// Write every listener event of the run to a file in DIR (created if needed), from
+    /// which `cargo run --example history -- --event-log DIR` serves the status page after
+    /// the run ended (Spark's event log and History Server).
+    #[arg(long, value_name = "DIR")]
+    pub event_log: Option<std::path::PathBuf>,
 }
 
 fn parse_linger(s: &str) -> Result<Duration, String> {
@@ -660,13 +665,17 @@ fn parse_linger(s: &str) -> Result<Duration, String> {
 
 static UI_ADDRESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 static UI_LINGER: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+static EVENT_LOG: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 /// The page's URL, once a context serves it (see [`print_ui_url`]).
 static UI_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 impl UiArgs {
-    /// Makes [`base_config`] (and so [`context`]) serve the UI when `--ui` was given, and
-    /// keep it up after the stop with `--ui-linger`.
+    /// Makes [`base_config`] (and so [`context`]) serve the UI when `--ui` was given, keep it
+    /// up after the stop with `--ui-linger`, and write the event log with `--event-log`.
     pub fn install(&self) {
+        if let Some(dir) = &self.event_log {
+            let _ = EVENT_LOG.set(dir.clone());
+        }
         if let Some(address) = &self.ui {
             let _ = UI_ADDRESS.set(address.clone());
         }
@@ -676,12 +685,16 @@ impl UiArgs {
     }
 }
 
-/// rivulet's default configuration, serving the UI when `--ui` was given (see [`UiArgs`]).
+/// rivulet's default configuration, serving the UI when `--ui` was given and writing the
+/// event log with `--event-log` (see [`UiArgs`]).
 pub fn base_config() -> StreamingConfig {
-    let config = match UI_ADDRESS.get() {
-        Some(address) => StreamingConfig::new().ui_address(address.clone()),
-        None => StreamingConfig::new(),
-    };
+    let mut config = StreamingConfig::new();
+    if let Some(address) = UI_ADDRESS.get() {
+        config = config.ui_address(address.clone());
+    }
+    if let Some(dir) = EVENT_LOG.get() {
+        config = config.event_log_dir(dir.clone());
+    }
     match UI_LINGER.get() {
         Some(&linger) => config.ui_linger(linger),
         None => config,
@@ -1058,7 +1071,7 @@ const SIGTERM: StoppedBySignal = StoppedBySignal {
 };
 
 /// SIGINT and SIGTERM as one stream (Ctrl-C only where there is no SIGTERM).
-struct Signals {
+pub struct Signals {
     #[cfg(unix)]
     interrupt: tokio::signal::unix::Signal,
     #[cfg(unix)]
@@ -1066,7 +1079,11 @@ struct Signals {
 }
 
 impl Signals {
-    fn new() -> std::io::Result<Signals> {
+    /// Listens for SIGINT and SIGTERM from now on.
+    ///
+    /// # Errors
+    /// If the handlers cannot be installed.
+    pub fn new() -> std::io::Result<Signals> {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
@@ -1080,7 +1097,7 @@ impl Signals {
     }
 
     /// Waits for the next signal.
-    async fn recv(&mut self) -> StoppedBySignal {
+    pub async fn recv(&mut self) -> StoppedBySignal {
         #[cfg(unix)]
         {
             tokio::select! {

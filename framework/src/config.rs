@@ -77,6 +77,7 @@ pub struct StreamingConfig {
     ui_address: Option<String>,
     ui_retained_batches: usize,
     ui_linger: Duration,
+    event_log_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for StreamingConfig {
@@ -108,6 +109,7 @@ impl Default for StreamingConfig {
             ui_address: None,
             ui_retained_batches: DEFAULT_UI_RETAINED_BATCHES,
             ui_linger: Duration::ZERO,
+            event_log_dir: None,
         }
     }
 }
@@ -349,6 +351,18 @@ impl StreamingConfig {
     /// `--ui-linger SECS` waits).
     pub fn ui_linger(mut self, linger: Duration) -> Self {
         self.ui_linger = linger;
+        self
+    }
+
+    /// Writes every listener event of the run to a file of its own in `dir` (created if
+    /// needed), so that `rivulet_actors::HistoryServer` serves the run's status page after
+    /// it ended (Spark: `spark.eventLog.enabled` with `spark.eventLog.dir`). Off by default.
+    /// The file is `<app>-<start ms>.jsonl.inprogress` while the context runs and loses the
+    /// `.inprogress` suffix when it stops; see `rivulet_actors::EventLog` for the format.
+    /// The context fails to start (`Error::Io` naming the path) when the file cannot be
+    /// created.
+    pub fn event_log_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.event_log_dir = Some(dir.into());
         self
     }
 
@@ -612,6 +626,12 @@ impl StreamingConfig {
     /// How long the status server stays up after the context stops.
     pub fn get_ui_linger(&self) -> Duration {
         self.ui_linger
+    }
+
+    /// Where the event log is written, if it is on (see
+    /// [`event_log_dir`](StreamingConfig::event_log_dir)).
+    pub fn get_event_log_dir(&self) -> Option<&std::path::Path> {
+        self.event_log_dir.as_deref()
     }
 }
 

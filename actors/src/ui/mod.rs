@@ -10,8 +10,12 @@
 //! first) behind a lock that request handlers hold only to copy what they answer.
 
 mod api;
+mod history;
 mod metrics;
 mod state;
+
+pub(crate) use self::api::app_id;
+pub use self::history::HistoryServer;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,7 +33,7 @@ use rivulet_framework::scheduler::SchedulerCounters;
 use rivulet_framework::{Error, Result};
 
 use self::metrics::Metrics;
-use self::state::{lock, UiListener, UiState, EVENT_QUEUE};
+use self::state::{forwarder, lock, UiState, EVENT_QUEUE};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
@@ -75,6 +79,55 @@ fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
         .body(body)
 }
 
+/// Binds `address` and serves the page, the API and the metrics over `shared` on one worker
+/// thread of the current actix `System`; returns the bound address and the server's handle.
+///
+/// # Errors
+/// [`Error::Config`] naming the address when it cannot be bound (in use, not local, ...).
+fn serve(address: &str, shared: Shared) -> Result<(SocketAddr, ServerHandle)> {
+    let shared = web::Data::new(shared);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(shared.clone())
+            .route("/", web::get().to(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
+            .route("/static/app.js", web::get().to(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
+            .route("/static/uPlot.iife.min.js", web::get().to(|| async { asset("text/javascript; charset=utf-8", UPLOT_JS) }))
+            .route("/static/uPlot.min.css", web::get().to(|| async { asset("text/css; charset=utf-8", UPLOT_CSS) }))
+            .route("/static/uPlot-LICENSE.txt", web::get().to(|| async { asset("text/plain; charset=utf-8", UPLOT_LICENSE) }))
+            .route("/api/v1/applications", web::get().to(api::applications))
+            .route("/api/v1/applications/{app}", web::get().to(api::application))
+            // Spark's paths, and the short ones as aliases: the same handlers.
+            .service(web::scope("/api/v1/applications/{app}/streaming").configure(api::streaming_routes))
+            .service(web::scope("/api/v1/streaming").configure(api::streaming_routes))
+            .route("/metrics", web::get().to(api::metrics))
+            .route("/metrics", web::head().to(api::metrics))
+            .route("/metrics", web::route().to(api::metrics_method_not_allowed))
+            .default_service(web::to(api::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind(address)
+    .map_err(|e| {
+        Error::Config(format!(
+            "ui_address {address}: cannot listen there: {e} (is the port in use? port 0 picks a free one)"
+        ))
+    })?;
+    let bound = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| Error::Config(format!("ui_address {address}: nothing was bound")))?;
+    let running = server.run();
+    let handle = running.handle();
+    actix_rt::spawn(async move {
+        if let Err(e) = running.await {
+            tracing::error!(error = %e, "The status server stopped with an error.");
+        }
+    });
+    Ok((bound, handle))
+}
+
 impl StatusServer {
     /// Binds `address` and serves the page, the API and the metrics on one worker thread;
     /// `sources` are the receivers' buffers, whose counters the API reads live. Returns the
@@ -98,60 +151,24 @@ impl StatusServer {
             graph,
         )));
         let app_name = config.get_app_name().to_string();
-        let shared = web::Data::new(Shared {
-            app_id: api::app_id(&app_name),
-            app_name,
-            sources,
-            state: state.clone(),
-            metrics: metrics.clone(),
-            scheduler,
-        });
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(shared.clone())
-                .route("/", web::get().to(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
-                .route("/static/app.js", web::get().to(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
-                .route("/static/uPlot.iife.min.js", web::get().to(|| async { asset("text/javascript; charset=utf-8", UPLOT_JS) }))
-                .route("/static/uPlot.min.css", web::get().to(|| async { asset("text/css; charset=utf-8", UPLOT_CSS) }))
-                .route("/static/uPlot-LICENSE.txt", web::get().to(|| async { asset("text/plain; charset=utf-8", UPLOT_LICENSE) }))
-                .route("/api/v1/applications", web::get().to(api::applications))
-                .route("/api/v1/applications/{app}", web::get().to(api::application))
-                // Spark's paths, and the short ones as aliases: the same handlers.
-                .service(web::scope("/api/v1/applications/{app}/streaming").configure(api::streaming_routes))
-                .service(web::scope("/api/v1/streaming").configure(api::streaming_routes))
-                .route("/metrics", web::get().to(api::metrics))
-                .route("/metrics", web::head().to(api::metrics))
-                .route("/metrics", web::route().to(api::metrics_method_not_allowed))
-                .default_service(web::to(api::not_found))
-        })
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(1)
-        .bind(address)
-        .map_err(|e| {
-            Error::Config(format!(
-                "ui_address {address}: cannot listen there: {e} (is the port in use? port 0 picks a free one)"
-            ))
-        })?;
-        let bound = server
-            .addrs()
-            .first()
-            .copied()
-            .ok_or_else(|| Error::Config(format!("ui_address {address}: nothing was bound")))?;
-        let running = server.run();
-        let handle = running.handle();
-        actix_rt::spawn(async move {
-            if let Err(e) = running.await {
-                tracing::error!(error = %e, "The status server stopped with an error.");
-            }
-        });
+        let (bound, handle) = serve(
+            address,
+            Shared {
+                app_id: api::app_id(&app_name),
+                app_name,
+                sources,
+                state: state.clone(),
+                metrics: metrics.clone(),
+                scheduler,
+            },
+        )?;
         let (events, inbox) = mpsc::sync_channel(EVENT_QUEUE);
         let feeder = std::thread::Builder::new()
             .name("rivulet-ui".into())
             .spawn(move || {
                 // Ends when the coordinator drops the listener (the context stopped).
-                while let Ok(event) = inbox.recv() {
-                    lock(&state).apply(event, &metrics);
+                while let Ok((event, at)) = inbox.recv() {
+                    lock(&state).apply(event, at, &metrics);
                 }
             });
         if let Err(e) = feeder {
@@ -168,7 +185,7 @@ impl StatusServer {
                 linger: config.get_ui_linger(),
                 stopping: Arc::new(AtomicBool::new(false)),
             },
-            Box::new(UiListener { events, dropped }),
+            forwarder(events, dropped),
         ))
     }
 

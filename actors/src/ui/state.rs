@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use rivulet_framework::block::StreamId;
-use rivulet_framework::checkpoint::{DataCheckpoint, StoreStats};
+use rivulet_framework::checkpoint::StoreStats;
 use rivulet_framework::dstream::GraphDescription;
 use rivulet_framework::listener::{
-    BatchInfo, JobInfo, OutputOperationInfo, PolledInputInfo, ReceiverInfo, SkippedSplit,
-    StreamingListener,
+    BatchInfo, EventForwarder, JobInfo, OutputOperationInfo, ReceiverInfo, SkippedSplit,
+    StreamingEvent, StreamingListener,
 };
 use rivulet_framework::time::Time;
 
@@ -23,24 +23,6 @@ use super::metrics::Metrics;
 
 /// Events buffered between the coordinator and the status server's thread.
 pub(crate) const EVENT_QUEUE: usize = 10_000;
-
-/// A listener event, as the status server's thread receives it.
-#[derive(Debug)]
-pub(crate) enum UiEvent {
-    BatchSubmitted(BatchInfo),
-    BatchStarted(BatchInfo),
-    BatchCompleted(BatchInfo),
-    Output(OutputOperationInfo),
-    ReceiverStarted(ReceiverInfo),
-    ReceiverError(ReceiverInfo),
-    ReceiverInputLost(ReceiverInfo),
-    ReceiverStopped(ReceiverInfo),
-    RateLimit(StreamId, Option<f64>),
-    Job(JobInfo),
-    DataCheckpoint(DataCheckpoint),
-    CheckpointStore(StoreStats),
-    PolledInput(PolledInputInfo),
-}
 
 /// Skipped inputs shown per polled input: the most recent ones.
 pub(crate) const SKIPPED_SHOWN: usize = 10;
@@ -200,20 +182,20 @@ impl UiState {
         r
     }
 
-    /// Applies one event to the state and the metrics.
-    pub(crate) fn apply(&mut self, event: UiEvent, metrics: &Metrics) {
+    /// Applies one event, which happened at `at` (wall clock), to the state and the metrics.
+    pub(crate) fn apply(&mut self, event: StreamingEvent, at: SystemTime, metrics: &Metrics) {
         match event {
-            UiEvent::BatchSubmitted(info) => {
+            StreamingEvent::BatchSubmitted(info) => {
                 metrics.batch_submitted();
                 self.upsert_batch(info, BatchStatus::Queued)
             }
-            UiEvent::BatchStarted(info) => {
+            StreamingEvent::BatchStarted(info) => {
                 let counted = self.received_counted.entry(info.batch_time).or_insert(0);
                 self.received_total += info.num_records.saturating_sub(*counted) as u64;
                 *counted = (*counted).max(info.num_records);
                 self.upsert_batch(info, BatchStatus::Processing)
             }
-            UiEvent::BatchCompleted(info) => {
+            StreamingEvent::BatchCompleted(info) => {
                 // A batch whose start was not seen (its event dropped) counts whole here.
                 let counted = self.received_counted.remove(&info.batch_time).unwrap_or(0);
                 self.received_total += info.num_records.saturating_sub(counted) as u64;
@@ -235,7 +217,7 @@ impl UiState {
                 metrics.batch_completed(&info);
                 self.upsert_batch(info, status);
             }
-            UiEvent::Output(output) => {
+            StreamingEvent::OutputOperationCompleted(output) => {
                 if output.failure.is_some() {
                     metrics.output_failed();
                 }
@@ -243,7 +225,7 @@ impl UiState {
                     b.outputs.insert(output.id, output);
                 }
             }
-            UiEvent::ReceiverStarted(info) => {
+            StreamingEvent::ReceiverStarted(info) => {
                 let r = self.receiver(info);
                 r.starts += 1;
                 if r.starts > 1 {
@@ -251,29 +233,32 @@ impl UiState {
                     metrics.receiver_restarted(stream, &name);
                 }
             }
-            UiEvent::ReceiverError(info) => {
+            StreamingEvent::ReceiverError(info) => {
                 let r = self.receiver(info);
                 r.failures += 1;
-                r.last_error_time = Some(SystemTime::now());
+                r.last_error_time = Some(at);
                 let (stream, name) = (r.info.stream, r.info.name.clone());
                 metrics.receiver_failed(stream, &name);
             }
-            UiEvent::ReceiverInputLost(info) | UiEvent::ReceiverStopped(info) => {
+            StreamingEvent::ReceiverInputLost(info) | StreamingEvent::ReceiverStopped(info) => {
                 self.receiver(info);
             }
-            UiEvent::RateLimit(stream, rate) => {
+            StreamingEvent::ReceiverRateLimit {
+                stream,
+                records_per_sec: rate,
+            } => {
                 self.rate_limits.insert(stream, rate);
             }
-            UiEvent::DataCheckpoint(c) => {
+            StreamingEvent::DataCheckpoint(c) => {
                 if let Some(keys) = c.keys {
                     metrics.state_keys(c.stream, keys);
                 }
             }
-            UiEvent::CheckpointStore(stats) => {
+            StreamingEvent::CheckpointStore(stats) => {
                 metrics.checkpoint_store(stats);
                 self.checkpoint_store = Some(stats);
             }
-            UiEvent::PolledInput(input) => {
+            StreamingEvent::PolledInput(input) => {
                 let r =
                     self.polled_inputs
                         .entry(input.stream)
@@ -298,7 +283,7 @@ impl UiState {
                     r.failure = input.failure;
                 }
             }
-            UiEvent::Job(job) => {
+            StreamingEvent::JobCompleted(job) => {
                 if let Some(b) = job.batch_time.and_then(|t| self.batches.get_mut(&t)) {
                     b.jobs.push(job);
                 }
@@ -313,63 +298,19 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The listener the coordinator calls: it only hands events to the status server's thread,
-/// never waiting (a full queue drops the event and counts it).
-pub(crate) struct UiListener {
-    pub(crate) events: SyncSender<UiEvent>,
-    pub(crate) dropped: Arc<AtomicU64>,
-}
-
-impl UiListener {
-    fn send(&self, event: UiEvent) {
-        match self.events.try_send(event) {
+/// never waiting (a full queue drops the event and counts it in `dropped`).
+pub(crate) fn forwarder(
+    events: SyncSender<(StreamingEvent, SystemTime)>,
+    dropped: Arc<AtomicU64>,
+) -> Box<dyn StreamingListener> {
+    Box::new(EventForwarder::new(move |event| {
+        match events.try_send((event, SystemTime::now())) {
             Ok(()) | Err(TrySendError::Disconnected(_)) => {}
             Err(TrySendError::Full(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
-    }
-}
-
-impl StreamingListener for UiListener {
-    fn on_batch_submitted(&mut self, batch: &BatchInfo) {
-        self.send(UiEvent::BatchSubmitted(batch.clone()));
-    }
-    fn on_batch_started(&mut self, batch: &BatchInfo) {
-        self.send(UiEvent::BatchStarted(batch.clone()));
-    }
-    fn on_batch_completed(&mut self, batch: &BatchInfo) {
-        self.send(UiEvent::BatchCompleted(batch.clone()));
-    }
-    fn on_output_operation_completed(&mut self, output: &OutputOperationInfo) {
-        self.send(UiEvent::Output(output.clone()));
-    }
-    fn on_receiver_started(&mut self, receiver: &ReceiverInfo) {
-        self.send(UiEvent::ReceiverStarted(receiver.clone()));
-    }
-    fn on_receiver_error(&mut self, receiver: &ReceiverInfo) {
-        self.send(UiEvent::ReceiverError(receiver.clone()));
-    }
-    fn on_data_checkpoint(&mut self, checkpoint: &DataCheckpoint) {
-        self.send(UiEvent::DataCheckpoint(checkpoint.clone()));
-    }
-    fn on_checkpoint_store(&mut self, stats: &StoreStats) {
-        self.send(UiEvent::CheckpointStore(*stats));
-    }
-    fn on_job_completed(&mut self, job: &JobInfo) {
-        self.send(UiEvent::Job(job.clone()));
-    }
-    fn on_receiver_rate_limit(&mut self, stream: StreamId, records_per_sec: Option<f64>) {
-        self.send(UiEvent::RateLimit(stream, records_per_sec));
-    }
-    fn on_receiver_stopped(&mut self, receiver: &ReceiverInfo) {
-        self.send(UiEvent::ReceiverStopped(receiver.clone()));
-    }
-    fn on_receiver_input_lost(&mut self, receiver: &ReceiverInfo) {
-        self.send(UiEvent::ReceiverInputLost(receiver.clone()));
-    }
-    fn on_polled_input(&mut self, input: &PolledInputInfo) {
-        self.send(UiEvent::PolledInput(input.clone()));
-    }
+    }))
 }
 
 #[cfg(test)]
@@ -401,8 +342,16 @@ mod tests {
         let metrics = Metrics::new(Arc::new(SchedulerCounters::default()), Arc::default());
         let mut s = UiState::new(3, Duration::from_millis(100), GraphDescription::default());
         for i in 1..=10 {
-            s.apply(UiEvent::BatchSubmitted(batch(i * 100, false)), &metrics);
-            s.apply(UiEvent::BatchCompleted(batch(i * 100, i == 10)), &metrics);
+            s.apply(
+                StreamingEvent::BatchSubmitted(batch(i * 100, false)),
+                SystemTime::now(),
+                &metrics,
+            );
+            s.apply(
+                StreamingEvent::BatchCompleted(batch(i * 100, i == 10)),
+                SystemTime::now(),
+                &metrics,
+            );
         }
         let kept: Vec<i64> = s.batches.keys().map(|t| t.as_ms()).collect();
         assert_eq!(kept, vec![800, 900, 1000]);
@@ -421,17 +370,41 @@ mod tests {
         // Retaining one batch: batch 100 is dropped from the view while it still runs.
         let mut s = UiState::new(1, Duration::from_millis(100), GraphDescription::default());
         let (mut b1, mut b2) = (batch(100, false), batch(200, false));
-        s.apply(UiEvent::BatchSubmitted(b1.clone()), &metrics);
-        s.apply(UiEvent::BatchStarted(b1.clone()), &metrics);
-        s.apply(UiEvent::BatchSubmitted(b2.clone()), &metrics);
+        s.apply(
+            StreamingEvent::BatchSubmitted(b1.clone()),
+            SystemTime::now(),
+            &metrics,
+        );
+        s.apply(
+            StreamingEvent::BatchStarted(b1.clone()),
+            SystemTime::now(),
+            &metrics,
+        );
+        s.apply(
+            StreamingEvent::BatchSubmitted(b2.clone()),
+            SystemTime::now(),
+            &metrics,
+        );
         assert_eq!((s.received_total, s.records_total), (3, 0));
         // Batch 100 completes with 2 records of a polled input besides its receiver's 3.
         b1.num_records += 2;
-        s.apply(UiEvent::BatchCompleted(b1), &metrics);
+        s.apply(
+            StreamingEvent::BatchCompleted(b1),
+            SystemTime::now(),
+            &metrics,
+        );
         assert_eq!((s.received_total, s.records_total), (5, 5));
-        s.apply(UiEvent::BatchStarted(b2.clone()), &metrics);
+        s.apply(
+            StreamingEvent::BatchStarted(b2.clone()),
+            SystemTime::now(),
+            &metrics,
+        );
         b2.num_records += 1;
-        s.apply(UiEvent::BatchCompleted(b2), &metrics);
+        s.apply(
+            StreamingEvent::BatchCompleted(b2),
+            SystemTime::now(),
+            &metrics,
+        );
         assert_eq!((s.received_total, s.records_total), (9, 9));
         assert!(s.received_counted.is_empty(), "nothing kept once completed");
     }
@@ -456,7 +429,11 @@ mod tests {
                 skipped,
                 failure: None,
             };
-            s.apply(UiEvent::PolledInput(input), &metrics);
+            s.apply(
+                StreamingEvent::PolledInput(input),
+                SystemTime::now(),
+                &metrics,
+            );
         }
         let r = &s.polled_inputs[&0];
         // i % 3 skipped per batch: 4 batches each of 0, 1 and 2.
@@ -480,7 +457,11 @@ mod tests {
             live_bytes: 10,
             ..StoreStats::default()
         };
-        s.apply(UiEvent::CheckpointStore(in_memory), &metrics);
+        s.apply(
+            StreamingEvent::CheckpointStore(in_memory),
+            SystemTime::now(),
+            &metrics,
+        );
         let text = metrics.encode().unwrap();
         assert!(!text.contains("checkpoint_store_size_bytes"), "{text}");
         assert!(!text.contains("last_compaction"), "{text}");
@@ -499,7 +480,11 @@ mod tests {
             compactions: 2,
             last_compaction: Some(Duration::from_millis(250)),
         };
-        s.apply(UiEvent::CheckpointStore(on_disk), &metrics);
+        s.apply(
+            StreamingEvent::CheckpointStore(on_disk),
+            SystemTime::now(),
+            &metrics,
+        );
         let text = metrics.encode().unwrap();
         for line in [
             "# TYPE rivulet_checkpoint_store_size_bytes gauge",

@@ -180,7 +180,7 @@ pub trait CheckpointStore: Send + Sync + 'static {
 
 /// A checkpoint store's size: what a metric or the status page shows, and what its
 /// compaction watches.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoreStats {
     /// The bytes the store takes on disk (every file of the checkpoint directory); `None`
     /// for a store in memory or one that cannot be measured.

@@ -5,7 +5,7 @@
 use super::DStreamId;
 
 /// One DStream of a graph.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StreamDescription {
     /// Its id (ids grow in creation order, so parents come before children).
     pub id: DStreamId,
@@ -20,7 +20,7 @@ pub struct StreamDescription {
 }
 
 /// One output operation of a graph.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OutputDescription {
     /// Its index in registration order (as [`OutputOperationInfo::id`](crate::listener::OutputOperationInfo::id)).
     pub id: usize,
@@ -33,7 +33,7 @@ pub struct OutputDescription {
 }
 
 /// A graph's streams (in id order) and outputs (in registration order).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GraphDescription {
     /// Every DStream.
     pub streams: Vec<StreamDescription>,

@@ -58,7 +58,7 @@ pub enum TryStoreError<T> {
 }
 
 /// Counters of one receiver, for listeners and logs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReceiverMetrics {
     /// Records stored so far.
     pub records_stored: u64,

@@ -560,7 +560,7 @@ fn stage_info(stage: &Stage, job: &JobSpec) -> StageInfo {
     };
     StageInfo {
         id: stage.id,
-        kind,
+        kind: kind.to_string(),
         operator,
         tasks: 0,
         launched: 0,

@@ -69,7 +69,7 @@ impl Speculation {
 }
 
 /// Counts of what the scheduler healed, since start; see [`SchedulerCounters::snapshot`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct SchedulerMetrics {
     /// Executors lost (killed, or died) and replaced or dropped.
@@ -118,6 +118,19 @@ impl SchedulerCounters {
     pub(crate) fn stage_pipelined(&self) {
         self.stages_pipelined.fetch_add(1, Ordering::Relaxed);
     }
+    /// Counters that start at the counts of `metrics` (e.g. a finished run's, read back
+    /// from its event log).
+    pub fn starting_at(metrics: &SchedulerMetrics) -> SchedulerCounters {
+        SchedulerCounters {
+            executors_lost: AtomicU64::new(metrics.executors_lost),
+            tasks_rerun_after_loss: AtomicU64::new(metrics.tasks_rerun_after_loss),
+            stages_resubmitted: AtomicU64::new(metrics.stages_resubmitted),
+            speculative_tasks: AtomicU64::new(metrics.speculative_tasks),
+            task_retries: AtomicU64::new(metrics.task_retries),
+            stages_pipelined: AtomicU64::new(metrics.stages_pipelined),
+        }
+    }
+
     /// The counts now.
     pub fn snapshot(&self) -> SchedulerMetrics {
         SchedulerMetrics {

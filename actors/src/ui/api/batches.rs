@@ -65,7 +65,7 @@ struct JobView {
 #[serde(rename_all = "camelCase")]
 struct StageView {
     stage_id: u32,
-    kind: &'static str,
+    kind: String,
     operator: String,
     num_tasks: usize,
     num_launched: usize,
@@ -183,7 +183,7 @@ fn batch_view(s: &UiState, b: &BatchRecord, detailed: bool) -> BatchView {
                         .iter()
                         .map(|st| StageView {
                             stage_id: st.id,
-                            kind: st.kind,
+                            kind: st.kind.clone(),
                             operator: st.operator.clone(),
                             num_tasks: st.tasks,
                             num_launched: st.launched,

@@ -8,8 +8,12 @@ use crate::block::StreamId;
 use crate::receiver::ReceiverMetrics;
 use crate::time::Time;
 
+mod event;
+
+pub use self::event::{EventForwarder, StreamingEvent};
+
 /// One batch, as known when an event about it is sent.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BatchInfo {
     /// The batch time.
     pub batch_time: Time,
@@ -50,7 +54,7 @@ impl BatchInfo {
 }
 
 /// One output operation's run for one batch.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OutputOperationInfo {
     /// The batch time.
     pub batch_time: Time,
@@ -67,7 +71,7 @@ pub struct OutputOperationInfo {
 }
 
 /// A receiver's state.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReceiverInfo {
     /// The input stream it feeds.
     pub stream: StreamId,
@@ -83,12 +87,12 @@ pub struct ReceiverInfo {
 
 /// One stage of a job as it ran (Spark: `StageInfo`): a shuffle map stage or the result
 /// stage.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StageInfo {
     /// The stage's id within its job.
     pub id: u32,
     /// `"shuffle map"` or `"result"`.
-    pub kind: &'static str,
+    pub kind: String,
     /// The operator the stage computes and its call site.
     pub operator: String,
     /// Partitions the stage had to compute (its tasks).
@@ -105,7 +109,7 @@ pub struct StageInfo {
 }
 
 /// A job (one RDD action) as it ran (Spark: `JobInfo` in the listener's `SparkListenerJobEnd`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JobInfo {
     /// The job's id, unique within the process (the scheduler's [`JobId`](crate::scheduler::JobId)).
     pub id: u64,
@@ -138,7 +142,7 @@ pub struct SkippedSplit {
 /// in one batch, sent by [`StreamingListener::on_polled_input`] when the batch completes
 /// (Spark: the `StreamInputInfo` of `FileInputDStream`, whose record count is always 0 and
 /// whose metadata lists the files; here the lines are counted).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PolledInputInfo {
     /// The batch time.
     pub batch_time: Time,
