@@ -503,3 +503,81 @@ fn log_analytics_checks_say_what_they_found() {
     assert!(!r.stderr.contains("malformed"), "{}", r.describe());
     assert!(!r.stdout.contains("Check OK"), "{}", r.describe());
 }
+
+/// `wordcount --event-log DIR` writes a log from which `history` serves the run's API until
+/// SIGTERM (exit 0); `history` on a directory without a log, or on none, is a usage error.
+#[test]
+fn history_serves_a_finished_wordcount_from_its_event_log() {
+    let dir = TempDir::new().unwrap();
+    let input = small_input(dir.path());
+    let events = dir.path().join("events");
+    let r = run(
+        "wordcount",
+        &[
+            "--input",
+            as_str(&input),
+            "--rate",
+            "0",
+            "--batch-ms",
+            "50",
+            "--event-log",
+            as_str(&events),
+        ],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.describe());
+    assert_eq!(listing(&events).len(), 1, "one log: {:?}", listing(&events));
+
+    let mut history = start(
+        "history",
+        &["--event-log", as_str(&events), "--ui", "127.0.0.1:0"],
+    );
+    history.wait_for_stdout("its address", |out| out.contains("History: http://"));
+    let out = history.stdout();
+    let url = out
+        .lines()
+        .find_map(|l| l.strip_prefix("History: "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the address line")
+        .to_string();
+    let host = url.trim_start_matches("http://").trim_end_matches('/');
+    let body = {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(host).expect("history answers");
+        write!(
+            stream,
+            "GET /api/v1/streaming/statistics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    // The input's 3 lines, all processed, in a run that ended.
+    assert!(
+        body.contains("\"numProcessedRecords\":3") && body.contains("\"appName\":\"wordcount\""),
+        "{body}"
+    );
+    let sent = Command::new("kill")
+        .args(["-TERM", &history.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let r = history.finish();
+    assert_eq!(r.code, Some(0), "{}", r.describe());
+    assert!(
+        r.stdout.contains("the run stopped cleanly"),
+        "{}",
+        r.describe()
+    );
+
+    let empty = dir.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    for (path, says) in [
+        (empty.as_path(), "holds no event log"),
+        (input.as_path(), "not a directory"),
+    ] {
+        let r = run("history", &["--event-log", as_str(path)]);
+        assert_eq!(r.code, Some(2), "{}", r.describe());
+        assert!(r.stderr.contains(says), "{}", r.describe());
+    }
+}

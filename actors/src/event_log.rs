@@ -229,9 +229,11 @@ impl EventLog {
             let name = entry.file_name().to_string_lossy().into_owned();
             let stem = name.strip_suffix(IN_PROGRESS).unwrap_or(&name);
             if let Some(stem) = stem.strip_suffix(EXTENSION) {
+                // `<app id>-<start ms>[.<n>]`
                 let start = stem
                     .rsplit('-')
                     .next()
+                    .and_then(|s| s.split('.').next())
                     .and_then(|s| s.parse::<u64>().ok())
                     .unwrap_or(0);
                 logs.push((start, entry.path()));
@@ -421,5 +423,166 @@ impl EventLogWriter {
         {
             tracing::warn!(log = %self.path.display(), "The event log was not closed within 10 s; it stays .inprogress.");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rivulet_framework::listener::BatchInfo;
+    use rivulet_framework::time::Time;
+
+    use super::*;
+
+    fn run_info(format: u32) -> RunInfo {
+        RunInfo {
+            format,
+            rivulet_version: "0.0.9".into(),
+            app_name: "test".into(),
+            start_ms: 1_000,
+            batch_interval_ms: 100,
+            ui_retained_batches: 10,
+            graph: GraphDescription::default(),
+        }
+    }
+
+    fn completed(ms: i64) -> Line {
+        Line::Event {
+            at_ms: 2_000 + ms as u64,
+            event: StreamingEvent::BatchCompleted(BatchInfo {
+                batch_time: Time::from_ms(ms),
+                num_records: 5,
+                stream_records: Default::default(),
+                submission_time: UNIX_EPOCH,
+                scheduling_delay: Some(Duration::ZERO),
+                processing_delay: Some(Duration::from_millis(1)),
+                failures: Vec::new(),
+                num_output_ops: 1,
+            }),
+        }
+    }
+
+    fn text(lines: &[Line]) -> String {
+        lines
+            .iter()
+            .map(|l| serde_json::to_string(l).unwrap() + "\n")
+            .collect()
+    }
+
+    fn read(content: &str) -> Result<EventLog> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app-1.jsonl");
+        fs::write(&path, content).unwrap();
+        EventLog::read(&path)
+    }
+
+    fn error(content: &str) -> String {
+        read(content).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_whole_log_reads_back_with_its_end_and_counters() {
+        let mut metrics = SchedulerMetrics::default();
+        metrics.task_retries = 2;
+        let log = read(&text(&[
+            Line::Start(run_info(EVENT_LOG_FORMAT)),
+            completed(100),
+            Line::Scheduler(metrics.clone()),
+            completed(200),
+            Line::End {
+                at_ms: 9_000,
+                dropped_events: 4,
+            },
+        ]))
+        .unwrap();
+        assert_eq!(log.run, run_info(EVENT_LOG_FORMAT));
+        assert_eq!(log.events.len(), 2);
+        assert_eq!(log.events[1].0, UNIX_EPOCH + Duration::from_millis(2_200));
+        assert_eq!(log.scheduler, metrics);
+        assert_eq!(log.end, Some(UNIX_EPOCH + Duration::from_millis(9_000)));
+        assert_eq!(log.dropped_events, 4);
+        assert!(log.finished());
+    }
+
+    #[test]
+    fn a_last_line_a_kill_cut_short_is_left_out() {
+        let whole = text(&[
+            Line::Start(run_info(EVENT_LOG_FORMAT)),
+            completed(100),
+            completed(200),
+        ]);
+        let cut = &whole[..whole.len() - 20];
+        let log = read(cut).unwrap();
+        assert_eq!(log.events.len(), 1, "the whole lines only");
+        assert!(!log.finished());
+    }
+
+    #[test]
+    fn a_bad_line_before_the_last_is_an_error_naming_its_line() {
+        let mut content = text(&[Line::Start(run_info(EVENT_LOG_FORMAT)), completed(100)]);
+        content.push_str("{\"Event\": 3}\n");
+        content.push_str(&text(&[completed(200)]));
+        let message = error(&content);
+        assert!(
+            message.contains("app-1.jsonl line 3") && message.contains("not an event log record"),
+            "{message}"
+        );
+        // A whole last line (it ends in a newline) that is bad is an error too.
+        let mut content = text(&[Line::Start(run_info(EVENT_LOG_FORMAT))]);
+        content.push_str("garbage\n");
+        assert!(error(&content).contains("line 2"));
+    }
+
+    #[test]
+    fn files_that_are_not_logs_of_this_format_are_refused() {
+        assert!(error("").contains("empty"), "{}", error(""));
+        let message = error(&text(&[completed(100)]));
+        assert!(message.contains("not a rivulet event log"), "{message}");
+        let message = error("{\"a\": 1}");
+        assert!(message.contains("line 1"), "{message}");
+        let message = error(&text(&[Line::Start(run_info(EVENT_LOG_FORMAT + 1))]));
+        assert!(
+            message.contains(&format!("format {}", EVENT_LOG_FORMAT + 1))
+                && message.contains("rivulet 0.0.9"),
+            "{message}"
+        );
+        let message = error(&text(&[
+            Line::Start(run_info(EVENT_LOG_FORMAT)),
+            Line::Start(run_info(EVENT_LOG_FORMAT)),
+        ]));
+        assert!(message.contains("a second run description"), "{message}");
+        let missing = EventLog::read(Path::new("/nonexistent/app.jsonl")).unwrap_err();
+        assert!(missing.to_string().contains("/nonexistent/app.jsonl"));
+    }
+
+    #[test]
+    fn logs_are_listed_newest_run_first() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "a-100.jsonl",
+            "b-300.jsonl.inprogress",
+            "a-200.jsonl",
+            "notes.txt",
+            "c-50.1.jsonl",
+        ] {
+            fs::write(dir.path().join(name), "").unwrap();
+        }
+        let names: Vec<String> = EventLog::list(dir.path())
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "b-300.jsonl.inprogress",
+                "a-200.jsonl",
+                "a-100.jsonl",
+                "c-50.1.jsonl"
+            ]
+        );
+        let missing = EventLog::list(&dir.path().join("none")).unwrap_err();
+        assert!(missing.to_string().contains("event log directory"));
     }
 }

@@ -95,6 +95,11 @@ impl Running {
         }
     }
 
+    /// What it printed to stdout so far.
+    pub fn stdout(&self) -> String {
+        read_lossy(&self.out_path)
+    }
+
     /// The process id (to send it a signal).
     pub fn pid(&self) -> u32 {
         self.child.id()

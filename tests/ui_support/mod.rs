@@ -140,16 +140,32 @@ pub async fn run_with_failure_in(
     records: usize,
     batches: u32,
 ) -> StreamingContext {
-    let mut config = StreamingConfig::new()
-        .batch_interval(Duration::from_millis(100))
-        .executors(2)
-        .default_parallelism(2)
-        .manual_clock(true)
-        .max_rate_per_receiver(50_000.0)
-        .ui_address("127.0.0.1:0");
-    if let Some(dir) = checkpoint_dir {
-        config = config.checkpoint_dir(dir);
-    }
+    run_with_failure_configured(
+        |config| match checkpoint_dir {
+            Some(dir) => config.checkpoint_dir(dir),
+            None => config,
+        },
+        records,
+        batches,
+    )
+    .await
+}
+
+/// As [`run_with_failure`], with the configuration changed by `configure` first.
+pub async fn run_with_failure_configured(
+    configure: impl FnOnce(StreamingConfig) -> StreamingConfig,
+    records: usize,
+    batches: u32,
+) -> StreamingContext {
+    let config = configure(
+        StreamingConfig::new()
+            .batch_interval(Duration::from_millis(100))
+            .executors(2)
+            .default_parallelism(2)
+            .manual_clock(true)
+            .max_rate_per_receiver(50_000.0)
+            .ui_address("127.0.0.1:0"),
+    );
     let ssc = StreamingContext::new(config).expect("valid config");
     let stored = Arc::new(Notify::new());
     let lines = ssc.receiver_stream(Fixed {

@@ -68,6 +68,7 @@ impl HistoryServer {
                 state: Arc::new(Mutex::new(state)),
                 metrics,
                 scheduler,
+                ended: log.end,
             },
         )?;
         tracing::info!(%address, log = %log.path.display(), "History server listening.");

@@ -51,6 +51,9 @@ pub(crate) struct Shared {
     state: Arc<Mutex<UiState>>,
     metrics: Arc<Metrics>,
     scheduler: Arc<SchedulerCounters>,
+    /// When the run ended, for a run served from its event log that stopped cleanly;
+    /// `None` while it runs.
+    ended: Option<std::time::SystemTime>,
 }
 
 /// A running status server: its address, and the handle that stops it.
@@ -160,6 +163,7 @@ impl StatusServer {
                 state: state.clone(),
                 metrics: metrics.clone(),
                 scheduler,
+                ended: None,
             },
         )?;
         let (events, inbox) = mpsc::sync_channel(EVENT_QUEUE);

@@ -318,6 +318,7 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    use rivulet_framework::listener::PolledInputInfo;
     use rivulet_framework::scheduler::SchedulerCounters;
 
     fn batch(ms: i64, failed: bool) -> BatchInfo {

@@ -295,27 +295,30 @@ struct AttemptView {
 
 fn application_view(shared: &Shared) -> ApplicationView {
     let start = lock(&shared.state).start_time;
-    let now = SystemTime::now();
+    // A run served from its event log ended when its log says; a live one is running.
+    let now = shared.ended.unwrap_or_else(SystemTime::now);
     let (start_ms, now_ms) = (epoch_ms(start) as i64, epoch_ms(now) as i64);
+    let end_ms = if shared.ended.is_some() { now_ms } else { -1 };
     ApplicationView {
         id: shared.app_id.clone(),
         name: shared.app_name.clone(),
         attempts: vec![AttemptView {
             start_time: spark_date(start_ms),
-            end_time: spark_date(-1),
+            end_time: spark_date(end_ms),
             last_updated: spark_date(now_ms),
             duration: now.duration_since(start).unwrap_or_default().as_millis() as u64,
             spark_user: std::env::var("USER").unwrap_or_default(),
-            completed: false,
+            completed: shared.ended.is_some(),
             app_spark_version: env!("CARGO_PKG_VERSION"),
             start_time_epoch: start_ms,
-            end_time_epoch: -1,
+            end_time_epoch: end_ms,
             last_updated_epoch: now_ms,
         }],
     }
 }
 
-/// `GET /api/v1/applications`: the one application, running. Spark's query parameters
+/// `GET /api/v1/applications`: the one application, running (or, served from an event
+/// log, completed if its run stopped cleanly). Spark's query parameters
 /// (`status`, `minDate`, `limit`, ...) are not read: the list never has another.
 pub(super) async fn applications(shared: web::Data<Shared>) -> HttpResponse {
     HttpResponse::Ok().json(vec![application_view(&shared)])
