@@ -9,7 +9,7 @@
 //! its end: the page still answers, with the final state.
 //!
 //! Without Chromium these tests print a loud `SKIPPED` line naming the command that
-//! installs it (`bash scripts/install-chromium.sh`) and pass, so that a fresh machine's
+//! installs it (`bash scripts/install-test-tools.sh`) and pass, so that a fresh machine's
 //! `cargo test --workspace` runs every other test; with `RIVULET_REQUIRE_BROWSER=1`, as
 //! `.ci/run` sets after installing it, they fail instead. `RIVULET_CHROMIUM` names another
 //! browser binary.
@@ -51,7 +51,7 @@ fn browser_present(test: &str) -> bool {
     if find_chromium().is_some() {
         return true;
     }
-    let install = "Chromium is missing: install it with `bash scripts/install-chromium.sh` \
+    let install = "Chromium is missing: install it with `bash scripts/install-test-tools.sh` \
                    (or `apt-get install -y chromium`), or set RIVULET_CHROMIUM to its path";
     if std::env::var_os("RIVULET_REQUIRE_BROWSER").is_some_and(|v| v == "1") {
         panic!("{install} (RIVULET_REQUIRE_BROWSER=1: the browser test must run).");
