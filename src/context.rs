@@ -11,7 +11,9 @@ use rivulet_actors::{
 use rivulet_framework::checkpoint::Restored;
 use rivulet_framework::config::StreamingConfig;
 use rivulet_framework::data::Data;
-use rivulet_framework::dstream::{DStream, DStreamGraph};
+use rivulet_framework::dstream::{
+    DStream, DStreamGraph, DirectOptions, DirectSource, DirectStream,
+};
 use rivulet_framework::listener::StreamingListener;
 use rivulet_framework::rdd::{Rdd, RddContext};
 use rivulet_framework::receiver::Receiver;
@@ -252,6 +254,29 @@ impl StreamingContext {
     pub fn text_file_stream_with(&self, source: TextFileSource) -> DStream<String> {
         let op = OpInfo::caller("text_file_stream");
         self.text_file_stream_op(op, source)
+    }
+
+    /// A direct input DStream over a replayable source (Spark:
+    /// `KafkaUtils.createDirectStream`): as each batch is cut, the coordinator takes from each
+    /// partition of `source` the offsets from where the last batch stopped to the latest
+    /// (capped by [`DirectOptions::max_rate_per_partition`]), records them in the metadata
+    /// checkpoint, and the batch's RDD reads exactly those ranges on the executors, one
+    /// partition per source partition. Recomputing a lost partition or a restarted program's
+    /// pending batches reads the same ranges again: exactly-once input without a write-ahead
+    /// log. After a batch's outputs all succeeded its ranges go to
+    /// [`DirectSource::commit`]. See [`rivulet_framework::dstream::direct`].
+    ///
+    /// Returns the stream (`.stream()`) and each batch's ranges (`.offset_ranges(t)`, Spark's
+    /// `HasOffsetRanges`).
+    #[track_caller]
+    pub fn direct_stream<S: DirectSource>(
+        &self,
+        source: S,
+        options: DirectOptions,
+    ) -> DirectStream<S::Item> {
+        self.inner
+            .graph
+            .direct_stream_op(OpInfo::caller("direct_stream"), source, options)
     }
 
     fn text_file_stream_op(&self, op: OpInfo, source: TextFileSource) -> DStream<String> {

@@ -59,8 +59,8 @@ pub mod prelude {
     pub use rivulet_framework::config::StreamingConfig;
     pub use rivulet_framework::data::{Data, Key};
     pub use rivulet_framework::dstream::{
-        BatchCollector, DStream, MapWithStateDStream, State, StateSpec, UnreadablePolicy,
-        WindowReduce,
+        BatchCollector, DStream, DirectOptions, DirectSource, DirectStream, MapWithStateDStream,
+        OffsetRange, ReadError, SourcePartition, State, StateSpec, UnreadablePolicy, WindowReduce,
     };
     pub use rivulet_framework::listener::{
         BatchInfo, OutputOperationInfo, PolledInputInfo, ReceiverInfo, SkippedSplit,

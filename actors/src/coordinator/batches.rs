@@ -361,7 +361,7 @@ impl Coordinator {
             self.listeners.post(|l| l.on_data_checkpoint(&checkpoint));
         }
         // Polled inputs are read by the batch's tasks: their records are known only now.
-        let inputs = self.graph.take_input_reports(t);
+        let inputs = self.graph.take_input_reports(t, first_failure.is_none());
         for input in inputs.inputs {
             batch.info.num_records += input.records;
             self.listeners.post(|l| l.on_polled_input(&input));

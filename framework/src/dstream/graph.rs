@@ -43,9 +43,9 @@ pub(crate) trait RestorableInput: Send + Sync {
     /// Finds batch `t`'s input before its jobs are generated (a polled input polls its
     /// source); an error is kept and fails the batch's generation.
     fn prepare(&self, _t: Time) {}
-    /// What batch `t` read and lost, taken once its jobs ran; with the error that must stop
-    /// the context, if any.
-    fn take_report(&self, _t: Time) -> Option<(PolledInputInfo, Option<Error>)> {
+    /// What batch `t` read and lost, taken once its jobs ran (every output operation
+    /// `succeeded`, or not); with the error that must stop the context, if any.
+    fn take_report(&self, _t: Time, _succeeded: bool) -> Option<(PolledInputInfo, Option<Error>)> {
         None
     }
     /// Whether batch `t` failed for good on this input (see [`DStreamGraph::input_failed`]).
@@ -481,11 +481,13 @@ impl DStreamGraph {
     /// batch's report is given once; reads of older batches made since are dropped). The
     /// runtime sends each to listeners ([`StreamingListener::on_polled_input`](crate::listener::StreamingListener::on_polled_input)),
     /// adds the records to the batch's `num_records` and stops the context with
-    /// [`InputReports::fatal`].
-    pub fn take_input_reports(&self, t: Time) -> InputReports {
+    /// [`InputReports::fatal`]. `succeeded`: whether every output operation of the batch
+    /// succeeded; the inputs' sources then hear of the batch
+    /// ([`PolledSource::batch_completed`](crate::dstream::PolledSource::batch_completed)).
+    pub fn take_input_reports(&self, t: Time, succeeded: bool) -> InputReports {
         let inputs = lock(&self.shared.state).inputs.clone();
         let mut reports = InputReports::default();
-        for (info, fatal) in inputs.iter().filter_map(|i| i.take_report(t)) {
+        for (info, fatal) in inputs.iter().filter_map(|i| i.take_report(t, succeeded)) {
             reports.inputs.push(info);
             if reports.fatal.is_none() {
                 reports.fatal = fatal;

@@ -11,6 +11,7 @@
 
 mod block_tracker;
 mod describe;
+pub mod direct;
 mod graph;
 mod input;
 mod job;
@@ -26,6 +27,7 @@ mod update_state;
 mod window;
 
 pub use describe::{GraphDescription, OutputDescription, StreamDescription};
+pub use direct::{DirectOptions, DirectSource, DirectStream, OffsetRange, SourcePartition};
 pub use graph::{DStreamGraph, InputReports};
 pub use job::OutputJob;
 pub use map_with_state::{MapWithStateDStream, State, StateSpec};

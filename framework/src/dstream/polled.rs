@@ -192,6 +192,12 @@ pub trait PolledSource: Send + Sync + 'static {
     /// The state to save after a batch.
     fn state(&self) -> Self::State;
 
+    /// Batch `t` completed and every output operation of it succeeded, after reading
+    /// `splits` (e.g. a log's source commits the offsets it read, as Spark's direct Kafka
+    /// stream's `commitAsync`). Called once per batch, in batch order, on the coordinator's
+    /// thread: it must return quickly. Default: nothing.
+    fn batch_completed(&self, _t: Time, _splits: &[Self::Split]) {}
+
     /// Restores a saved state before the first batch after a restart.
     fn restore(&self, state: Self::State);
 }
@@ -220,13 +226,16 @@ struct Report {
 const MAX_REPORTS: usize = 1024;
 
 /// The input node's shared part: the source and the splits chosen per batch.
-struct Polled<S: PolledSource> {
+pub(crate) struct Polled<S: PolledSource> {
     stream: Mutex<Option<DStreamId>>,
     source: S,
     selected: Mutex<BTreeMap<Time, Vec<S::Split>>>,
     /// A poll that failed, kept so that generating the batch does not poll again.
     poll_failed: Mutex<Option<(Time, Error)>>,
     reports: Mutex<BTreeMap<Time, Report>>,
+    /// The splits of each batch not yet completed, for [`PolledSource::batch_completed`]
+    /// (kept apart from `selected`, which a checkpoint may trim before the batch completes).
+    uncompleted: Mutex<BTreeMap<Time, Vec<S::Split>>>,
     /// The splits already reported skipped, per batch whose report was taken, until the
     /// batch can no longer be recomputed (a window reading it again is not reported again).
     reported: Mutex<BTreeMap<Time, std::collections::BTreeSet<String>>>,
@@ -311,6 +320,7 @@ impl<S: PolledSource> Polled<S> {
             let splits = splits.clone();
             drop(selected);
             self.with_report(t, |r| r.splits = splits.len());
+            self.remember_uncompleted(t, &splits);
             return Ok(splits);
         }
         if selected.keys().next_back().is_some_and(|last| *last > t) {
@@ -320,6 +330,7 @@ impl<S: PolledSource> Polled<S> {
         selected.insert(t, splits.clone());
         drop(selected);
         self.with_report(t, |r| r.splits = splits.len());
+        self.remember_uncompleted(t, &splits);
         let mut failure = None;
         for s in skipped {
             if let Some(e) = self.skip(t, s.split, s.reason) {
@@ -329,8 +340,34 @@ impl<S: PolledSource> Polled<S> {
         failure.map_or(Ok(splits), Err)
     }
 
+    fn remember_uncompleted(&self, t: Time, splits: &[S::Split]) {
+        let mut uncompleted = lock(&self.uncompleted);
+        uncompleted.entry(t).or_insert_with(|| splits.to_vec());
+        while uncompleted.len() > MAX_REPORTS {
+            uncompleted.pop_first();
+        }
+    }
+
+    /// The splits batch `t` reads, while it may still run or be recomputed (see
+    /// [`DirectStream::offset_ranges`](crate::dstream::DirectStream::offset_ranges)).
+    pub(crate) fn splits_of(&self, t: Time) -> Option<Vec<S::Split>> {
+        lock(&self.selected)
+            .get(&t)
+            .or(lock(&self.uncompleted).get(&t))
+            .cloned()
+    }
+
     /// The report of batch `t`, taken: later reads of older batches are dropped with it.
-    fn take_report(&self, t: Time) -> (PolledInputInfo, Option<Error>) {
+    /// When the batch `succeeded` (every output operation) and this input did not fail it,
+    /// the source hears of it ([`PolledSource::batch_completed`]).
+    fn take_report(&self, t: Time, succeeded: bool) -> (PolledInputInfo, Option<Error>) {
+        let splits = {
+            let mut uncompleted = lock(&self.uncompleted);
+            let later = uncompleted.split_off(&(t + Duration::from_millis(1)));
+            let mine = uncompleted.remove(&t);
+            *uncompleted = later;
+            mine
+        };
         let report = {
             let mut reports = lock(&self.reports);
             let later = reports.split_off(&(t + Duration::from_millis(1)));
@@ -358,6 +395,9 @@ impl<S: PolledSource> Polled<S> {
                 .collect(),
             failure: report.failure.as_ref().map(ToString::to_string),
         };
+        if let (true, None, Some(splits)) = (succeeded, &report.failure, splits) {
+            self.source.batch_completed(t, &splits);
+        }
         (info, report.failure)
     }
 }
@@ -375,8 +415,8 @@ impl<S: PolledSource> RestorableInput for Polled<S> {
             *lock(&self.poll_failed) = Some((t, e));
         }
     }
-    fn take_report(&self, t: Time) -> Option<(PolledInputInfo, Option<Error>)> {
-        Some(Polled::take_report(self, t))
+    fn take_report(&self, t: Time, succeeded: bool) -> Option<(PolledInputInfo, Option<Error>)> {
+        Some(Polled::take_report(self, t, succeeded))
     }
     fn failed(&self, t: Time) -> bool {
         lock(&self.reports)
@@ -496,6 +536,15 @@ impl DStreamGraph {
 
     /// [`polled_stream`](DStreamGraph::polled_stream) named after a caller's operator.
     pub fn polled_stream_op<S: PolledSource>(&self, op: OpInfo, source: S) -> DStream<S::Item> {
+        self.polled_stream_with(op, source).0
+    }
+
+    /// [`polled_stream_op`](DStreamGraph::polled_stream_op), with the input's shared part.
+    pub(crate) fn polled_stream_with<S: PolledSource>(
+        &self,
+        op: OpInfo,
+        source: S,
+    ) -> (DStream<S::Item>, Arc<Polled<S>>) {
         let shared = self.shared().clone();
         let polled = Arc::new(Polled {
             stream: Mutex::new(None),
@@ -503,6 +552,7 @@ impl DStreamGraph {
             selected: Mutex::new(BTreeMap::new()),
             poll_failed: Mutex::new(None),
             reports: Mutex::new(BTreeMap::new()),
+            uncompleted: Mutex::new(BTreeMap::new()),
             reported: Mutex::new(BTreeMap::new()),
         });
         let (reader, ctx) = (polled.clone(), shared.rdd_context().clone());
@@ -532,7 +582,7 @@ impl DStreamGraph {
             },
         );
         *lock(&polled.stream) = Some(stream.id());
-        shared.add_restorable_input(polled);
-        stream
+        shared.add_restorable_input(polled.clone());
+        (stream, polled)
     }
 }

@@ -1,0 +1,330 @@
+//! The direct input DStream (Spark's direct Kafka stream, receiver-less) through the public
+//! API, over an in-memory replayable log on the manual clock: each batch reads exactly the
+//! records appended before it was cut, one partition per source partition, with its offset
+//! ranges; a rate cap spreads a backlog; ranges are committed only after a batch's outputs
+//! succeeded; new partitions are picked up, a gone one and a range no longer on the source
+//! are errors naming them; and a program restarted from its checkpoint recomputes its
+//! pending batches over the same ranges and goes on: the running counts equal an
+//! independent count, none lost, none doubled.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use rivulet::prelude::*;
+
+/// A replayable log in memory: records per partition, appended by the test; what was
+/// committed; and offsets below which records are "deleted" (retention).
+#[derive(Clone, Default)]
+struct MemoryLog {
+    partitions: Arc<Mutex<BTreeMap<SourcePartition, Vec<String>>>>,
+    commits: Arc<Mutex<Vec<Vec<OffsetRange>>>>,
+    retained_from: Arc<Mutex<u64>>,
+}
+
+impl MemoryLog {
+    fn append(&self, partition: u32, records: &[&str]) {
+        self.partitions
+            .lock()
+            .unwrap()
+            .entry(SourcePartition::new("words", partition))
+            .or_default()
+            .extend(records.iter().map(|r| r.to_string()));
+    }
+
+    fn remove_partition(&self, partition: u32) {
+        self.partitions
+            .lock()
+            .unwrap()
+            .remove(&SourcePartition::new("words", partition));
+    }
+
+    fn commits(&self) -> Vec<Vec<OffsetRange>> {
+        self.commits.lock().unwrap().clone()
+    }
+}
+
+impl DirectSource for MemoryLog {
+    type Item = String;
+
+    fn name(&self) -> String {
+        "memory log".into()
+    }
+
+    fn latest_offsets(&self) -> Result<BTreeMap<SourcePartition, u64>> {
+        Ok(self
+            .partitions
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(p, records)| (p.clone(), records.len() as u64))
+            .collect())
+    }
+
+    fn start_offset(&self, _partition: &SourcePartition, _latest: u64) -> Result<u64> {
+        Ok(0)
+    }
+
+    fn read(&self, range: &OffsetRange) -> std::result::Result<PartitionIter<String>, ReadError> {
+        if range.from < *self.retained_from.lock().unwrap() {
+            return Err(ReadError::Unreadable {
+                reason: format!("offsets {}..{} are past retention", range.from, range.until),
+            });
+        }
+        let partitions = self.partitions.lock().unwrap();
+        let records = partitions
+            .get(&range.partition)
+            .ok_or_else(|| Error::User(format!("no partition {}", range.partition)))?;
+        let read: Vec<String> = records[range.from as usize..range.until as usize].to_vec();
+        Ok(Box::new(read.into_iter()))
+    }
+
+    fn commit(&self, ranges: &[OffsetRange]) -> Result<()> {
+        self.commits.lock().unwrap().push(ranges.to_vec());
+        Ok(())
+    }
+}
+
+fn range(partition: u32, from: u64, until: u64) -> OffsetRange {
+    OffsetRange {
+        partition: SourcePartition::new("words", partition),
+        from,
+        until,
+    }
+}
+
+/// Each batch's records (sorted) and offset ranges, as its output saw them.
+type Seen = Arc<Mutex<Vec<(Time, Vec<String>, Vec<OffsetRange>)>>>;
+
+fn collect(direct: &DirectStream<String>) -> Seen {
+    let seen: Seen = Arc::default();
+    let (out, ranges) = (seen.clone(), direct.clone());
+    direct.stream().foreach_rdd(move |rdd, t| {
+        let mut records = rdd.collect()?;
+        records.sort();
+        let ranges = ranges.offset_ranges(t).unwrap_or_default();
+        out.lock().unwrap().push((t, records, ranges));
+        Ok(())
+    });
+    seen
+}
+
+#[actix::test]
+async fn each_batch_reads_what_was_appended_before_it_was_cut_and_commits_after() {
+    within(async {
+        let log = MemoryLog::default();
+        log.append(0, &["a", "b"]);
+        log.append(1, &["c"]);
+        let ssc = context(2, 2);
+        let direct = ssc.direct_stream(log.clone(), DirectOptions::default());
+        let seen = collect(&direct);
+        ssc.start().await.unwrap();
+        ssc.advance(1).await.unwrap();
+        log.append(1, &["d", "e"]);
+        ssc.advance(1).await.unwrap();
+        // Nothing new: empty ranges, an empty batch.
+        ssc.advance(1).await.unwrap();
+        log.append(0, &["f"]);
+        ssc.advance(1).await.unwrap();
+        ssc.stop(StopMode::Graceful).await.unwrap();
+
+        let seen = seen.lock().unwrap().clone();
+        let records: Vec<Vec<String>> = seen.iter().map(|s| s.1.clone()).collect();
+        assert_eq!(
+            records,
+            vec![
+                strings(&["a", "b", "c"]),
+                strings(&["d", "e"]),
+                vec![],
+                strings(&["f"])
+            ]
+        );
+        let ranges: Vec<Vec<OffsetRange>> = seen.iter().map(|s| s.2.clone()).collect();
+        let expected = vec![
+            vec![range(0, 0, 2), range(1, 0, 1)],
+            vec![range(0, 2, 2), range(1, 1, 3)],
+            vec![range(0, 2, 2), range(1, 3, 3)],
+            vec![range(0, 2, 3), range(1, 3, 3)],
+        ];
+        assert_eq!(ranges, expected);
+        assert_eq!(
+            seen.iter().map(|s| s.0).collect::<Vec<_>>(),
+            (1..=4).map(batch_time).collect::<Vec<_>>()
+        );
+        // Committed once per batch, in order, after its output.
+        assert_eq!(log.commits(), expected);
+    })
+    .await;
+}
+
+fn strings(s: &[&str]) -> Vec<String> {
+    s.iter().map(|s| s.to_string()).collect()
+}
+
+#[actix::test]
+async fn a_rate_cap_per_partition_spreads_a_backlog_over_batches() {
+    within(async {
+        let log = MemoryLog::default();
+        let records: Vec<String> = (0..25).map(|i| format!("r{i:02}")).collect();
+        log.append(0, &records.iter().map(String::as_str).collect::<Vec<_>>());
+        let ssc = context(2, 2);
+        // 100 ms batches at 100 records/s per partition: 10 records per batch.
+        let direct = ssc.direct_stream(
+            log.clone(),
+            DirectOptions::default().max_rate_per_partition(100.0),
+        );
+        let seen = collect(&direct);
+        ssc.start().await.unwrap();
+        ssc.advance(4).await.unwrap();
+        ssc.stop(StopMode::Graceful).await.unwrap();
+        let counts: Vec<u64> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.2.iter().map(OffsetRange::count).sum())
+            .collect();
+        assert_eq!(counts, vec![10, 10, 5, 0]);
+        let all: Vec<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s.1.clone())
+            .collect();
+        assert_eq!(sorted(all), records, "every record once");
+    })
+    .await;
+}
+
+#[actix::test]
+async fn a_failed_output_commits_nothing_for_its_batch() {
+    within(async {
+        let log = MemoryLog::default();
+        log.append(0, &["a"]);
+        let ssc = context(1, 1);
+        let direct = ssc.direct_stream(log.clone(), DirectOptions::default());
+        direct.stream().foreach_batch(|t, _| {
+            assert!(t != batch_time(1), "fails on purpose");
+        });
+        ssc.start().await.unwrap();
+        assert!(ssc.advance(1).await.is_err(), "batch 1's output fails");
+        log.append(0, &["b"]);
+        ssc.advance(1).await.unwrap();
+        ssc.stop(StopMode::Graceful).await.unwrap();
+        assert_eq!(log.commits(), vec![vec![range(0, 1, 2)]]);
+    })
+    .await;
+}
+
+#[actix::test]
+async fn a_new_partition_is_read_and_a_gone_one_fails_the_batch_naming_it() {
+    within(async {
+        let log = MemoryLog::default();
+        log.append(0, &["a"]);
+        let ssc = context(2, 2);
+        let direct = ssc.direct_stream(log.clone(), DirectOptions::default());
+        let seen = collect(&direct);
+        ssc.start().await.unwrap();
+        ssc.advance(1).await.unwrap();
+        log.append(3, &["x", "y"]);
+        ssc.advance(1).await.unwrap();
+        log.remove_partition(0);
+        let error = ssc.advance(1).await.expect_err("partition 0 is gone");
+        let message = error.to_string();
+        assert!(
+            message.contains("words/0") && message.contains("gone"),
+            "{message}"
+        );
+        ssc.stop(StopMode::Now).await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen[1].1, strings(&["x", "y"]));
+        assert_eq!(seen[1].2, vec![range(0, 1, 1), range(3, 0, 2)]);
+    })
+    .await;
+}
+
+#[actix::test]
+async fn a_range_no_longer_on_the_source_stops_the_context_naming_it() {
+    within(async {
+        let log = MemoryLog::default();
+        log.append(0, &["a", "b"]);
+        *log.retained_from.lock().unwrap() = 1;
+        let ssc = context(1, 1);
+        let direct = ssc.direct_stream(log.clone(), DirectOptions::default());
+        direct.stream().count().foreach_batch(|_, _| {});
+        ssc.start().await.unwrap();
+        let _ = ssc.advance(1).await;
+        let error = ssc
+            .await_termination()
+            .await
+            .expect_err("stopped with the error");
+        let message = error.to_string();
+        assert!(
+            message.contains("words/0 offsets 0..2") && message.contains("past retention"),
+            "{message}"
+        );
+        assert!(log.commits().is_empty());
+    })
+    .await;
+}
+
+/// The running word count over the log, collecting each batch's state.
+fn running_count(
+    ssc: &StreamingContext,
+    log: &MemoryLog,
+    out: &Arc<Mutex<Option<BatchCollector<(String, u64)>>>>,
+) -> Result<()> {
+    let state = ssc
+        .direct_stream(
+            log.clone(),
+            DirectOptions::default().max_rate_per_partition(30.0),
+        )
+        .stream()
+        .map(|w| (w, 1u64))
+        .update_state_by_key(|vs: Vec<u64>, s: Option<u64>| {
+            Some(s.unwrap_or(0) + vs.iter().sum::<u64>())
+        });
+    *out.lock().unwrap() = Some(state.collect_batches());
+    Ok(())
+}
+
+#[actix::test]
+async fn a_restarted_program_reads_each_offset_once() {
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = MemoryLog::default();
+        let words: Vec<String> = (0..40).map(|i| format!("w{}", i % 7)).collect();
+        let (first, second) = words.split_at(25);
+        log.append(0, &first.iter().map(String::as_str).collect::<Vec<_>>());
+        log.append(1, &second.iter().map(String::as_str).collect::<Vec<_>>());
+        // Three records per partition per 100 ms batch: 9 batches to read all 40 words.
+        // The first run reads 4 batches and stops; its last batch's ranges are checkpointed.
+        let out = Arc::new(Mutex::new(None));
+        let ssc = StreamingContext::get_or_create(dir.path(), config(2, 2), |ssc| {
+            running_count(ssc, &log, &out)
+        })
+        .unwrap();
+        ssc.start().await.unwrap();
+        ssc.advance(4).await.unwrap();
+        ssc.stop(StopMode::Now).await.unwrap();
+        drop(ssc);
+
+        let out = Arc::new(Mutex::new(None));
+        let ssc = StreamingContext::get_or_create(dir.path(), config(2, 2), |ssc| {
+            running_count(ssc, &log, &out)
+        })
+        .unwrap();
+        assert_eq!(ssc.restored_batch(), Some(batch_time(4)));
+        ssc.start().await.unwrap();
+        ssc.advance(6).await.unwrap();
+        ssc.stop(StopMode::Graceful).await.unwrap();
+        let last = out.lock().unwrap().take().unwrap().batches().pop().unwrap();
+        let mut expected = BTreeMap::new();
+        for w in &words {
+            *expected.entry(w.clone()).or_insert(0u64) += 1;
+        }
+        assert_eq!(sorted(last), expected.into_iter().collect::<Vec<_>>());
+    })
+    .await;
+}
