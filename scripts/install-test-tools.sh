@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs what two tests need beyond Rust, on Debian or Ubuntu, when it is missing:
-# headless Chromium for the status page's browser test (tests/ui_browser.rs) and promtool
-# (Debian's `prometheus` package; its server is not started) for the /metrics check
-# (tests/ui_promtool.rs). Run as root (as .ci/run does) or with sudo available.
+# Installs what tests need beyond Rust, on Debian or Ubuntu, when it is missing: headless
+# Chromium for the status page's browser test (tests/ui_browser.rs), promtool (Debian's
+# `prometheus` package) for the /metrics check (tests/ui_promtool.rs), and redis-server for
+# the Redis Streams source (tests/redis_stream.rs). The tests start and stop servers of
+# their own on free 127.0.0.1 ports; nothing here needs to run. Run as root (as .ci/run
+# does) or with sudo available.
 set -euo pipefail
 
 packages=()
@@ -11,6 +13,9 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
 fi
 if ! command -v promtool >/dev/null 2>&1; then
     packages+=(prometheus)
+fi
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    packages+=(redis-server)
 fi
 if [ ${#packages[@]} -eq 0 ]; then
     exit 0

@@ -114,6 +114,23 @@ pub trait DirectSource: Send + Sync + 'static {
     /// An error naming the source and partition.
     fn start_offset(&self, partition: &SourcePartition, latest: u64) -> Result<u64>;
 
+    /// The offset `records` records after `from` in `partition`, at most `latest`: where a
+    /// batch capped at `records` stops. Default: `min(from + records, latest)`, for dense
+    /// offsets (Kafka's); a source whose offsets have gaps (stream entry ids) counts its
+    /// records instead.
+    ///
+    /// # Errors
+    /// An error naming the source and partition.
+    fn offset_after(
+        &self,
+        _partition: &SourcePartition,
+        from: u64,
+        records: u64,
+        latest: u64,
+    ) -> Result<u64> {
+        Ok(latest.min(from.saturating_add(records)))
+    }
+
     /// The records of `range`, in offset order, read inside a task.
     ///
     /// # Errors
@@ -213,8 +230,11 @@ impl<S: DirectSource> PolledSource for Direct<S> {
                 )));
             }
             let until = match self.cap() {
-                Some(cap) => latest.min(from.saturating_add(cap)),
-                None => latest,
+                Some(cap) if latest > from => self
+                    .source
+                    .offset_after(partition, from, cap, latest)?
+                    .clamp(from, latest),
+                _ => latest,
             };
             advanced.insert(partition.clone(), until);
             ranges.push(OffsetRange {

@@ -1,0 +1,331 @@
+//! Redis Streams as a direct source against a real `redis-server` (started by each test on
+//! a free 127.0.0.1 port, in a temporary directory, and killed at its end): 100,000 entries
+//! over two streams through a word count equal an independent count; a server killed and
+//! restarted mid-run loses nothing and doubles nothing; a stream that does not exist stops
+//! the start naming it; entries trimmed or deleted from a decided range stop the context
+//! naming the stream.
+//!
+//! redis-server comes from Debian's `redis-server` package (`bash
+//! scripts/install-test-tools.sh`). Without it each test prints a loud `SKIPPED` line and
+//! passes, except under `.ci/run` (`RIVULET_REQUIRE_BROKERS=1`), where it fails.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rivulet::prelude::*;
+use rivulet::receivers::{RedisEntry, RedisStreamSource};
+
+/// A redis-server of the test's own, killed on drop.
+struct Server {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    binary: PathBuf,
+}
+
+fn redis_server() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("redis-server"))
+        .find(|p| p.is_file())
+}
+
+/// The server, or `None` after a loud line when redis-server is missing (a failure under
+/// `RIVULET_REQUIRE_BROKERS=1`).
+fn server(test: &str) -> Option<Server> {
+    let Some(binary) = redis_server() else {
+        let install =
+            "redis-server is missing: install it with `bash scripts/install-test-tools.sh` \
+                       (Debian's `redis-server` package)";
+        if std::env::var_os("RIVULET_REQUIRE_BROKERS").is_some_and(|v| v == "1") {
+            panic!("{install} (RIVULET_REQUIRE_BROKERS=1: the broker tests must run).");
+        }
+        let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {test}: {install}. ***\n");
+        return None;
+    };
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut server = Server {
+        child: None,
+        port,
+        dir: tempfile::tempdir().expect("a temporary directory"),
+        binary,
+    };
+    server.start();
+    Some(server)
+}
+
+impl Server {
+    /// Starts (or restarts) the server; every write is in its append-only file before it is
+    /// acknowledged, so a restart keeps the streams.
+    fn start(&mut self) {
+        let child = Command::new(&self.binary)
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.cli(&["PING"]).trim() != "PONG" {
+            assert!(Instant::now() < deadline, "redis-server did not answer");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// `redis-cli` on the server: its output (empty when it cannot connect).
+    fn cli(&self, args: &[&str]) -> String {
+        Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// `XADD stream * line <line>` for each line, pipelined through one redis-cli.
+    fn add_lines(&self, stream: &str, lines: &[String]) {
+        let mut cli = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--pipe"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-cli runs");
+        let mut input = std::io::BufWriter::new(cli.stdin.take().expect("a stdin"));
+        for line in lines {
+            // The RESP protocol: an array of bulk strings.
+            let args: [&[u8]; 5] = [b"XADD", stream.as_bytes(), b"*", b"line", line.as_bytes()];
+            write!(input, "*{}\r\n", args.len()).unwrap();
+            for a in args {
+                write!(input, "${}\r\n", a.len()).unwrap();
+                input.write_all(a).unwrap();
+                input.write_all(b"\r\n").unwrap();
+            }
+        }
+        drop(input);
+        assert!(cli.wait().expect("redis-cli ends").success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The first `n` lines of the bundled text, cycled.
+fn lines(n: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/shakespeare.txt"),
+    )
+    .expect("the bundled text");
+    text.lines().cycle().take(n).map(str::to_string).collect()
+}
+
+fn split_words(line: &str) -> Vec<String> {
+    line.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+#[actix::test]
+async fn a_hundred_thousand_entries_count_as_an_independent_count() {
+    let Some(server) = server("a_hundred_thousand_entries_count_as_an_independent_count") else {
+        return;
+    };
+    let all = lines(100_000);
+    let (a, b) = all.split_at(60_000);
+    server.add_lines("left", a);
+    server.add_lines("right", b);
+    let mut expected = BTreeMap::new();
+    for w in all.iter().flat_map(|l| split_words(l)) {
+        *expected.entry(w).or_insert(0u64) += 1;
+    }
+    within(async {
+        let ssc = context(2, 2);
+        let source = RedisStreamSource::new(&server.url(), ["left", "right"]).unwrap();
+        // 100 ms batches, 150,000 entries/s per stream: 15,000 per batch, 4 batches for all.
+        let direct = ssc.direct_stream(
+            source,
+            DirectOptions::default().max_rate_per_partition(150_000.0),
+        );
+        let counts = direct
+            .stream()
+            .flat_map(|e: RedisEntry| split_words(e.text("line").unwrap_or_default()))
+            .map(|w| (w, 1u64))
+            .update_state_by_key(|vs: Vec<u64>, s: Option<u64>| {
+                Some(s.unwrap_or(0) + vs.iter().sum::<u64>())
+            });
+        let out = counts.collect_batches();
+        let read = Arc::new(Mutex::new(Vec::new()));
+        let (seen, ranges) = (read.clone(), direct.clone());
+        direct.stream().foreach_rdd(move |_, t| {
+            let n: u64 = ranges
+                .offset_ranges(t)
+                .unwrap_or_default()
+                .iter()
+                .map(|r| r.count())
+                .sum();
+            seen.lock().unwrap().push(n);
+            Ok(())
+        });
+        ssc.start().await.unwrap();
+        ssc.advance(5).await.unwrap();
+        ssc.stop(StopMode::Graceful).await.unwrap();
+        let last = out.batches().pop().unwrap();
+        assert_eq!(sorted(last), expected.into_iter().collect::<Vec<_>>());
+        // Offsets are entry ids, not counts: the ranges are non-empty until all was read.
+        let read = read.lock().unwrap().clone();
+        assert!(read[..4].iter().all(|&n| n > 0), "{read:?}");
+        assert_eq!(read[4], 0, "nothing left for batch 5: {read:?}");
+    })
+    .await;
+}
+
+#[actix::test]
+async fn a_server_killed_and_restarted_mid_run_loses_and_doubles_nothing() {
+    let Some(mut server) =
+        server("a_server_killed_and_restarted_mid_run_loses_and_doubles_nothing")
+    else {
+        return;
+    };
+    let all = lines(3_000);
+    server.add_lines("events", &all[..1_000]);
+    within(async {
+        let ssc = context(2, 2);
+        let source = RedisStreamSource::new(&server.url(), ["events"]).unwrap();
+        let direct = ssc.direct_stream(
+            source,
+            DirectOptions::default().max_rate_per_partition(6_000.0),
+        );
+        let ids = Arc::new(Mutex::new(Vec::new()));
+        let seen = ids.clone();
+        direct.stream().foreach_rdd(move |rdd, _| {
+            let batch: Vec<String> = rdd.map(|e: RedisEntry| e.id).collect()?;
+            seen.lock().unwrap().extend(batch);
+            Ok(())
+        });
+        ssc.start().await.unwrap();
+        ssc.advance(1).await.unwrap();
+        server.kill();
+        let down = ssc.advance(1).await.expect_err("the server is down");
+        assert!(down.to_string().contains("cannot connect"), "{down}");
+        server.start();
+        server.add_lines("events", &all[1_000..]);
+        ssc.advance(6).await.unwrap();
+        ssc.stop(StopMode::Graceful).await.unwrap();
+        let ids = ids.lock().unwrap().clone();
+        let unique: BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "no entry read twice");
+        assert_eq!(ids.len(), 3_000, "every entry read");
+    })
+    .await;
+}
+
+#[actix::test]
+async fn a_stream_that_does_not_exist_stops_the_start_naming_it() {
+    let Some(server) = server("a_stream_that_does_not_exist_stops_the_start_naming_it") else {
+        return;
+    };
+    within(async {
+        let ssc = context(1, 1);
+        let source = RedisStreamSource::new(&server.url(), ["missing"]).unwrap();
+        ssc.direct_stream(source, DirectOptions::default())
+            .stream()
+            .foreach_batch(|_, _| {});
+        let error = ssc.start().await.expect_err("no such stream");
+        let message = error.to_string();
+        assert!(
+            message.contains("stream missing does not exist"),
+            "{message}"
+        );
+    })
+    .await;
+}
+
+/// Decides batch 1's range over 10 entries, then runs `delete` on the server before the
+/// batch reads it: the context stops with an error naming the stream.
+async fn deleted_after_the_range_was_decided(server: &Server, stream: &str, delete: &[&str]) {
+    server.add_lines(stream, &lines(10));
+    within(async {
+        let ssc = context(1, 1);
+        let source = RedisStreamSource::new(&server.url(), [stream]).unwrap();
+        let direct = ssc.direct_stream(source, DirectOptions::default());
+        let (deleted, port, delete) = (
+            Arc::new(Mutex::new(false)),
+            server.port,
+            delete.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        );
+        let once = deleted.clone();
+        // The range is decided as the batch is cut; the deletion runs in the batch's first
+        // output, before the second output reads the range.
+        direct.stream().foreach_batch(move |_, _| {
+            if !std::mem::replace(&mut *once.lock().unwrap(), true) {
+                let ok = Command::new("redis-cli")
+                    .args(["-p", &port.to_string()])
+                    .args(&delete)
+                    .stdout(Stdio::null())
+                    .status()
+                    .expect("redis-cli runs")
+                    .success();
+                assert!(ok);
+            }
+        });
+        direct.stream().count().foreach_batch(|_, _| {});
+        ssc.start().await.unwrap();
+        let _ = ssc.advance(1).await;
+        let error = ssc.await_termination().await.expect_err("stopped");
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!("redis stream {stream} between ids"))
+                && message.contains("were deleted"),
+            "{message}"
+        );
+    })
+    .await;
+}
+
+#[actix::test]
+async fn entries_trimmed_or_deleted_from_a_range_stop_the_context_naming_the_stream() {
+    let Some(server) = server("entries_trimmed_or_deleted_from_a_range_stop_the_context") else {
+        return;
+    };
+    deleted_after_the_range_was_decided(&server, "trimmed", &["XTRIM", "trimmed", "MAXLEN", "0"])
+        .await;
+    for id in ["1-1", "1-2", "1-3"] {
+        server.cli(&["XADD", "other", id, "line", "an entry of long ago"]);
+    }
+    deleted_after_the_range_was_decided(&server, "other", &["XDEL", "other", "1-2"]).await;
+}
