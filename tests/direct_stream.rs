@@ -8,6 +8,8 @@
 //! independent count, none lost, none doubled.
 
 mod common;
+#[path = "ui_support/mod.rs"]
+mod ui_support;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -325,6 +327,48 @@ async fn a_restarted_program_reads_each_offset_once() {
             *expected.entry(w.clone()).or_insert(0u64) += 1;
         }
         assert_eq!(sorted(last), expected.into_iter().collect::<Vec<_>>());
+    })
+    .await;
+}
+
+#[actix::test]
+async fn the_status_api_lists_each_batchs_offset_ranges() {
+    within(async {
+        let log = MemoryLog::default();
+        log.append(0, &["a", "b"]);
+        log.append(1, &["c"]);
+        let ssc = StreamingContext::new(config(2, 2).ui_address("127.0.0.1:0")).unwrap();
+        ssc.direct_stream(log.clone(), DirectOptions::default())
+            .stream()
+            .count()
+            .foreach_batch(|_, _| {});
+        ssc.start().await.unwrap();
+        ssc.advance(2).await.unwrap();
+        let api = format!("{}api/v1/streaming/batches", ssc.ui_url().unwrap());
+        let (first, second) = tokio::task::spawn_blocking(move || {
+            ui_support::poll_json(&format!("{api}/200"), |b| b["status"] == "COMPLETED");
+            (
+                ui_support::get_json(&format!("{api}/100"), 200),
+                ui_support::get_json(&format!("{api}/200"), 200),
+            )
+        })
+        .await
+        .unwrap();
+        let input = &first["inputs"][0];
+        assert_eq!(input["name"], "memory log", "{first}");
+        assert_eq!(input["records"], 3, "{first}");
+        assert_eq!(
+            input["splits"],
+            serde_json::json!(["words/0 offsets 0..2", "words/1 offsets 0..1"]),
+            "{first}"
+        );
+        assert_eq!(first["inputSize"], 3, "{first}");
+        assert_eq!(
+            second["inputs"][0]["splits"],
+            serde_json::json!(["words/0 offsets 2..2", "words/1 offsets 1..1"]),
+            "{second}"
+        );
+        ssc.stop(StopMode::Now).await.unwrap();
     })
     .await;
 }

@@ -14,8 +14,8 @@ use rivulet_framework::block::StreamId;
 use rivulet_framework::checkpoint::StoreStats;
 use rivulet_framework::dstream::GraphDescription;
 use rivulet_framework::listener::{
-    BatchInfo, EventForwarder, JobInfo, OutputOperationInfo, ReceiverInfo, SkippedSplit,
-    StreamingEvent, StreamingListener,
+    BatchInfo, EventForwarder, JobInfo, OutputOperationInfo, PolledInputInfo, ReceiverInfo,
+    SkippedSplit, StreamingEvent, StreamingListener,
 };
 use rivulet_framework::time::Time;
 
@@ -73,6 +73,8 @@ pub(crate) struct BatchRecord {
     pub(crate) outputs: BTreeMap<usize, OutputOperationInfo>,
     /// The jobs its output operations ran, in the order they ended.
     pub(crate) jobs: Vec<JobInfo>,
+    /// What each polled input read in it (files, offset ranges), once it completed.
+    pub(crate) inputs: Vec<PolledInputInfo>,
 }
 
 /// One receiver, as its events told.
@@ -158,6 +160,7 @@ impl UiState {
                         status,
                         outputs: BTreeMap::new(),
                         jobs: Vec::new(),
+                        inputs: Vec::new(),
                     },
                 );
                 while self.batches.len() > self.retained {
@@ -259,6 +262,9 @@ impl UiState {
                 self.checkpoint_store = Some(stats);
             }
             StreamingEvent::PolledInput(input) => {
+                if let Some(b) = self.batches.get_mut(&input.batch_time) {
+                    b.inputs.push(input.clone());
+                }
                 let r =
                     self.polled_inputs
                         .entry(input.stream)
@@ -318,7 +324,6 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    use rivulet_framework::listener::PolledInputInfo;
     use rivulet_framework::scheduler::SchedulerCounters;
 
     fn batch(ms: i64, failed: bool) -> BatchInfo {

@@ -387,6 +387,11 @@ impl<S: PolledSource> Polled<S> {
             stream: lock(&self.stream).unwrap_or(DStreamId::MAX),
             name: self.source.name(),
             splits: report.splits,
+            split_names: splits
+                .iter()
+                .flatten()
+                .map(|split| self.source.describe(split))
+                .collect(),
             records: report.records.values().sum(),
             skipped: report
                 .skipped
@@ -395,8 +400,8 @@ impl<S: PolledSource> Polled<S> {
                 .collect(),
             failure: report.failure.as_ref().map(ToString::to_string),
         };
-        if let (true, None, Some(splits)) = (succeeded, &report.failure, splits) {
-            self.source.batch_completed(t, &splits);
+        if let (true, None, Some(splits)) = (succeeded, &report.failure, &splits) {
+            self.source.batch_completed(t, splits);
         }
         (info, report.failure)
     }

@@ -152,6 +152,11 @@ pub struct PolledInputInfo {
     pub name: String,
     /// Splits (files) the batch took, skipped ones included.
     pub splits: usize,
+    /// Those splits as the source names them, in partition order: file paths, or offset
+    /// ranges such as `events/0 offsets 0..500` (Spark: the `Description` of a batch's
+    /// `StreamInputInfo`, which lists a file stream's files and a Kafka stream's ranges).
+    #[serde(default)]
+    pub split_names: Vec<String>,
     /// Records (lines) read from them. A split read more than once (a retried task, a
     /// partition recomputed after an executor loss) counts once.
     pub records: usize,

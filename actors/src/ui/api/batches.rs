@@ -46,6 +46,25 @@ struct BatchView {
     output_operations: Option<Vec<OutputView>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     jobs: Option<Vec<JobView>>,
+    /// What each polled input (file stream, direct stream) read in the batch: its splits
+    /// as the source names them (files, offset ranges), rivulet's form of Spark's
+    /// `StreamInputInfo` metadata. In the single-batch view, once the batch completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inputs: Option<Vec<InputView>>,
+}
+
+/// One polled input's part of a batch.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InputView {
+    /// The input DStream's id.
+    stream_id: u32,
+    name: String,
+    records: usize,
+    /// The splits read, e.g. `events/0 offsets 0..500`.
+    splits: Vec<String>,
+    /// How many were skipped as unreadable.
+    num_skipped: usize,
 }
 
 /// One job of a batch, with its stages (rivulet's addition to Spark's batch view).
@@ -169,6 +188,18 @@ fn batch_view(s: &UiState, b: &BatchRecord, detailed: bool) -> BatchView {
             })
             .collect(),
         output_operations: detailed.then(|| output_views(b)),
+        inputs: detailed.then(|| {
+            b.inputs
+                .iter()
+                .map(|i| InputView {
+                    stream_id: i.stream,
+                    name: i.name.clone(),
+                    records: i.records,
+                    splits: i.split_names.clone(),
+                    num_skipped: i.skipped.len(),
+                })
+                .collect()
+        }),
         jobs: detailed.then(|| {
             b.jobs
                 .iter()
