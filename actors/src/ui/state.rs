@@ -431,6 +431,7 @@ mod tests {
                 stream: 0,
                 name: "text files in /in".into(),
                 splits: 2,
+                split_names: vec![format!("/in/{i}-a"), format!("/in/{i}-b")],
                 records: 5,
                 skipped,
                 failure: None,
