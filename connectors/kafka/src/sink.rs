@@ -1,0 +1,118 @@
+//! A Kafka output (Spark users write one with `foreachPartition` and a producer): each
+//! partition of each batch is produced by an idempotent producer (`enable.idempotence`:
+//! librdkafka's retries never duplicate or reorder a record within the producer's session)
+//! and flushed before the task ends, so a batch's output operation succeeds only once every
+//! record is acknowledged by the brokers (`acks=all`).
+//!
+//! A task that fails and is retried, a speculative copy of a slow task (speculation is on by
+//! default: `StreamingConfig::speculation(false)` turns it off), or a batch recomputed after
+//! a restart produces its records again: at-least-once, as Spark's. (A transactional mode
+//! that commits a batch's records once is not built yet.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rivulet_framework::data::Data;
+use rivulet_framework::dstream::DStream;
+use rivulet_framework::BoxError;
+
+/// How long a partition's flush may wait for the brokers' acknowledgements.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where [`save_to_kafka`] writes: a topic of a cluster, with producer settings.
+#[derive(Clone, Debug)]
+pub struct KafkaSink {
+    brokers: String,
+    topic: String,
+    settings: Vec<(String, String)>,
+}
+
+impl KafkaSink {
+    /// Topic `topic` of the cluster at `brokers` (`host:port[,host:port...]`).
+    pub fn new(brokers: &str, topic: &str) -> KafkaSink {
+        KafkaSink {
+            brokers: brokers.to_string(),
+            topic: topic.to_string(),
+            settings: Vec::new(),
+        }
+    }
+
+    /// Sets a librdkafka producer property (e.g. `compression.type`, `linger.ms`).
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.push((key.into(), value.into()));
+        self
+    }
+
+    fn producer(&self) -> Result<ThreadedProducer<DefaultProducerContext>, BoxError> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("log_level", "3");
+        for (k, v) in &self.settings {
+            config.set(k, v);
+        }
+        config
+            .create()
+            .map_err(|e| format!("kafka {}: cannot create a producer: {e}", self.brokers).into())
+    }
+}
+
+/// Writes each batch of `stream` to `sink`'s topic: `record` turns each element into its
+/// key (or `None`) and value. One producer per partition task, flushed before the task ends;
+/// a record the brokers refuse fails the task (retried as any task) with an error naming the
+/// topic.
+///
+/// # Example
+/// ```no_run
+/// # fn build(counts: rivulet_framework::dstream::DStream<(String, u64)>) {
+/// use rivulet_kafka::{save_to_kafka, KafkaSink};
+/// save_to_kafka(&counts, KafkaSink::new("127.0.0.1:9092", "counts"), |(w, n)| {
+///     (Some(w.as_bytes().to_vec()), n.to_string().into_bytes())
+/// });
+/// # }
+/// ```
+#[track_caller]
+pub fn save_to_kafka<T: Data>(
+    stream: &DStream<T>,
+    sink: KafkaSink,
+    record: impl Fn(&T) -> (Option<Vec<u8>>, Vec<u8>) + Send + Sync + 'static,
+) {
+    let (sink, record) = (Arc::new(sink), Arc::new(record));
+    stream.foreach_partition(move |_, records| {
+        let producer = sink.producer()?;
+        for r in records {
+            let (key, value) = record(&r);
+            let mut message = BaseRecord::<Vec<u8>, Vec<u8>>::to(&sink.topic).payload(&value);
+            if let Some(key) = &key {
+                message = message.key(key);
+            }
+            // A full local queue: wait for deliveries to make room, then send again.
+            let mut message = Some(message);
+            while let Some(m) = message.take() {
+                match producer.send(m) {
+                    Ok(()) => {}
+                    Err((e, m))
+                        if e.rdkafka_error_code()
+                            == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                    {
+                        std::thread::sleep(Duration::from_millis(10));
+                        message = Some(m);
+                    }
+                    Err((e, _)) => {
+                        return Err(
+                            format!("kafka topic {}: cannot produce: {e}", sink.topic).into()
+                        )
+                    }
+                }
+            }
+        }
+        producer
+            .flush(FLUSH_TIMEOUT)
+            .map_err(|e| format!("kafka topic {}: records not acknowledged: {e}", sink.topic))?;
+        Ok(())
+    });
+}
