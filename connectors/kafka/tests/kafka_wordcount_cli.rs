@@ -1,0 +1,51 @@
+//! `kafka_wordcount` as a user runs it on a fresh machine (no `--brokers`: the embedded mock
+//! cluster): it loads the bundled text, counts it over several batches and exits 0 with its
+//! check passed. Examples are built by `cargo test` next to this test's binary.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn example() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test> -> target/<profile>/examples/kafka_wordcount
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>")
+        .join("examples")
+        .join("kafka_wordcount")
+}
+
+#[test]
+fn kafka_wordcount_on_the_embedded_cluster_passes_its_check() {
+    let mut child = Command::new(example())
+        .args(["--batch-ms", "200", "--max-rate-per-partition", "20000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kafka_wordcount starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().expect("poll").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("kafka_wordcount did not end within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("its output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("embedded mock cluster"), "{stdout}");
+    // 40,000 lines over 3 partitions at 4,000 records per partition and batch: 4 batches
+    // with records.
+    let batches = stdout
+        .lines()
+        .filter(|l| l.starts_with("batch ") && !l.contains(": 0 records"))
+        .count();
+    assert!(batches >= 3, "{stdout}");
+    assert!(
+        stdout.contains("equals an independent count of the input: OK"),
+        "{stdout}"
+    );
+}
