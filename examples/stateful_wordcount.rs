@@ -13,10 +13,11 @@
 //! cargo run --release --example stateful_wordcount -- --no-initial-state --rate 0
 //! ```
 //!
-//! **The recovery job** (`--directory DIR` or `--tail FILE`): counts the words of the text
-//! files moved into `DIR` (`text_file_stream`), or of the lines appended to `FILE` (a
-//! reliable receiver with the write-ahead log), instead of the socket, with no initial
-//! state. With `--checkpoint-dir CKPT` it runs under `StreamingContext::get_or_create`:
+//! **The recovery job** (`--directory DIR`, `--tail FILE` or `--redis-stream URL#KEY`):
+//! counts the words of the text files moved into `DIR` (`text_file_stream`), of the lines
+//! appended to `FILE` (a reliable receiver with the write-ahead log), or of the `line` fields
+//! of a Redis stream's entries (a direct stream: entry id ranges in the checkpoint), instead
+//! of the socket, with no initial state. With `--checkpoint-dir CKPT` it runs under `StreamingContext::get_or_create`:
 //! killed at any moment (even `kill -9`) and started again with the same command, it
 //! restores the state and counts every word exactly once: the directory's files that
 //! arrived meanwhile are read once, and the tailed file resumes at the offset the
@@ -46,7 +47,7 @@ mod support;
 #[path = "stateful_wordcount/tail.rs"]
 mod tail;
 
-use rivulet::receivers::{FileLosses, TextFileSource};
+use rivulet::receivers::{FileLosses, RedisEntry, RedisStreamSource, TextFileSource};
 use support::{
     context, init_tracing, read_lines, run_until_done, spawn_server, words, Ending, FeedEnd,
     InputReport, Progress, SignalStop,
@@ -81,6 +82,12 @@ struct Args {
     /// offset it logged).
     #[arg(long, group = "recovery")]
     tail: Option<PathBuf>,
+    /// Count the words of the `line` field of the entries of a Redis stream, given as
+    /// `redis://HOST:PORT/#KEY` (the recovery job over a direct stream: each batch's entry
+    /// ids are in the checkpoint, so a restart reads every entry once, with no write-ahead
+    /// log).
+    #[arg(long, group = "recovery", value_name = "URL#KEY")]
+    redis_stream: Option<String>,
     /// Keep checkpoints here and restart from them (`StreamingContext::get_or_create`).
     #[arg(long, requires = "recovery")]
     checkpoint_dir: Option<PathBuf>,
@@ -130,6 +137,8 @@ enum RecoveryInput {
     Directory(PathBuf),
     /// The lines appended to a file.
     Tail(PathBuf),
+    /// The `line` fields of a Redis stream's entries: the server's URL and the stream's key.
+    Redis(String, String),
 }
 
 impl RecoveryInput {
@@ -150,6 +159,18 @@ impl RecoveryInput {
                 ssc.text_file_stream_with(source)
             }
             RecoveryInput::Tail(path) => ssc.receiver_stream(tail::TailReceiver::new(path)),
+            RecoveryInput::Redis(url, key) => match RedisStreamSource::new(url, [key.clone()]) {
+                Ok(source) => ssc
+                    .direct_stream(
+                        source,
+                        DirectOptions::default().max_rate_per_partition(20_000.0),
+                    )
+                    .stream()
+                    // An entry without a UTF-8 `line` field counts no words.
+                    .map(|e: RedisEntry| e.text("line").unwrap_or_default().to_string()),
+                // Checked by `run` before the context is built.
+                Err(_) => ssc.queue_stream(Vec::new()),
+            },
         }
     }
 
@@ -157,6 +178,7 @@ impl RecoveryInput {
         match self {
             RecoveryInput::Directory(dir) => format!("the files moved into {}", dir.display()),
             RecoveryInput::Tail(path) => format!("the lines appended to {}", path.display()),
+            RecoveryInput::Redis(url, key) => format!("redis stream {key} at {url}"),
         }
     }
 }
@@ -326,6 +348,9 @@ async fn run_recovery(args: &Args, input: RecoveryInput) -> Result<(), BoxError>
             skipped.and(long_lines)
         }
         RecoveryInput::Tail(_) => receivers.print_and_check(&args.lines),
+        // A direct stream reads what the stream holds; entries deleted from a batch's range
+        // stop the run with an error naming them.
+        RecoveryInput::Redis(..) => Ok(()),
     }
 }
 
@@ -343,6 +368,20 @@ async fn run(args: Args) -> Result<(), BoxError> {
     }
     if let Some(path) = args.tail.clone() {
         return run_recovery(&args, RecoveryInput::Tail(path)).await;
+    }
+    if let Some(spec) = args.redis_stream.clone() {
+        let Some((url, key)) = spec.rsplit_once('#').filter(|(_, k)| !k.is_empty()) else {
+            return Err(support::usage(format!(
+                "--redis-stream {spec}: give the server's URL and the stream's key as redis://HOST:PORT/#KEY"
+            )));
+        };
+        RedisStreamSource::new(url, [key])
+            .map_err(|e| support::usage(format!("--redis-stream {spec}: {e}")))?;
+        return run_recovery(
+            &args,
+            RecoveryInput::Redis(url.to_string(), key.to_string()),
+        )
+        .await;
     }
     let lines = read_lines(&args.input)?;
     let expected_records = args.lines.expected_records(&lines);
