@@ -372,3 +372,54 @@ async fn the_status_api_lists_each_batchs_offset_ranges() {
     })
     .await;
 }
+
+#[actix::test]
+async fn backpressure_splits_its_rate_over_partitions_by_lag() {
+    within(async {
+        for (max_per_partition, expected) in [
+            (None, vec![range(0, 0, 30), range(1, 0, 10)]),
+            (Some(200.0), vec![range(0, 0, 20), range(1, 0, 10)]),
+        ] {
+            let log = MemoryLog::default();
+            let records: Vec<String> = (0..30_000).map(|i| format!("r{i}")).collect();
+            let refs: Vec<&str> = records.iter().map(String::as_str).collect();
+            log.append(0, &refs[..300]);
+            log.append(1, &refs[..100]);
+            // 400 records/s over 100 ms batches: 40 records in the first batch, 3 to 1 as
+            // the partitions' lags (300 and 100), each at most its own maximum.
+            let ssc = StreamingContext::new(
+                config(2, 2)
+                    .backpressure(true)
+                    .backpressure_initial_rate(400.0),
+            )
+            .unwrap();
+            let options = match max_per_partition {
+                Some(m) => DirectOptions::default().max_rate_per_partition(m),
+                None => DirectOptions::default(),
+            };
+            let direct = ssc.direct_stream(log.clone(), options);
+            let seen = collect(&direct);
+            ssc.start().await.unwrap();
+            ssc.advance(1).await.unwrap();
+            // A backlog for the estimator: the batches read its rate, which follows how fast
+            // the records are processed (far more than 400 a second here).
+            log.append(0, &refs[300..]);
+            ssc.advance(5).await.unwrap();
+            ssc.stop(StopMode::Now).await.unwrap();
+            let seen = seen.lock().unwrap().clone();
+            assert_eq!(seen[0].2, expected, "max {max_per_partition:?}");
+            let read = |b: &(Time, Vec<String>, Vec<OffsetRange>)| -> u64 {
+                b.2.iter().map(OffsetRange::count).sum()
+            };
+            assert_eq!(seen[0].1.len() as u64, read(&seen[0]));
+            if max_per_partition.is_none() {
+                assert!(
+                    seen[1..].iter().any(|b| read(b) > 40),
+                    "the estimator raised the rate: {:?}",
+                    seen.iter().map(read).collect::<Vec<_>>()
+                );
+            }
+        }
+    })
+    .await;
+}

@@ -113,6 +113,13 @@ impl Runtime {
         for slot in &slots {
             slot.source.set_rate(initial_rate);
         }
+        // Direct streams start at the initial rate under backpressure; each caps its
+        // partitions with its own maximum.
+        if config.get_backpressure() {
+            for stream in graph.rate_controlled_inputs() {
+                graph.set_input_rate(stream, config.get_backpressure_initial_rate());
+            }
+        }
         let buffer_bound = BufferBound::new(
             config.get_receiver_buffer_records(),
             config.get_receiver_buffer_time(),

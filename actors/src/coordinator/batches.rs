@@ -362,6 +362,11 @@ impl Coordinator {
         }
         // Polled inputs are read by the batch's tasks: their records are known only now.
         let inputs = self.graph.take_input_reports(t, first_failure.is_none());
+        let input_records: Vec<(u32, usize)> = inputs
+            .inputs
+            .iter()
+            .map(|i| (i.stream, i.records))
+            .collect();
         for input in inputs.inputs {
             batch.info.num_records += input.records;
             self.listeners.post(|l| l.on_polled_input(&input));
@@ -374,6 +379,14 @@ impl Coordinator {
             {
                 self.listeners
                     .post(|l| l.on_receiver_rate_limit(stream, Some(rate)));
+            }
+            let controlled = self.graph.rate_controlled_inputs();
+            for (stream, records) in input_records {
+                if controlled.contains(&stream) {
+                    if let Some(rate) = rc.on_input_completed(stream, &batch.info, work, records) {
+                        self.graph.set_input_rate(stream, Some(rate));
+                    }
+                }
             }
         }
         self.resize_buffers(&batch);

@@ -1,6 +1,8 @@
 //! Rate control (Spark: `RateController`): after each batch, each receiver's PID estimator
 //! gets the batch's records of its stream and the batch's delays, and the new rate is set on
-//! the receiver's buffer, capped at `max_rate_per_receiver`.
+//! the receiver's buffer, capped at `max_rate_per_receiver`; each direct stream's estimator
+//! gets the records it read, and its new rate is set on the stream, which splits it over its
+//! partitions.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,6 +20,9 @@ pub(crate) struct RateControl {
     template: PidRateEstimator,
     max_rate: Option<f64>,
     estimators: HashMap<StreamId, PidRateEstimator>,
+    /// The estimators of rate-controlled input DStreams without a receiver (direct
+    /// streams), by DStream id.
+    inputs: HashMap<u32, PidRateEstimator>,
 }
 
 impl RateControl {
@@ -33,6 +38,7 @@ impl RateControl {
             template: PidRateEstimator::new(batch_interval)?,
             max_rate,
             estimators: HashMap::new(),
+            inputs: HashMap::new(),
         })
     }
 
@@ -71,5 +77,30 @@ impl RateControl {
             set.push((r.stream, rate));
         }
         set
+    }
+
+    /// Feeds the completed batch `info` (processed in `processing`), in which the
+    /// rate-controlled input DStream `stream` read `records`, to its estimator; returns its
+    /// new rate (records/s; not capped by `max_rate_per_receiver`, which is a receiver's: a
+    /// direct stream caps each partition with its own `max_rate_per_partition`).
+    pub(crate) fn on_input_completed(
+        &mut self,
+        stream: u32,
+        info: &BatchInfo,
+        processing: Option<Duration>,
+        records: usize,
+    ) -> Option<f64> {
+        let rate = self
+            .inputs
+            .entry(stream)
+            .or_insert_with(|| self.template.clone())
+            .compute(
+                info.batch_time.as_ms(),
+                records as u64,
+                processing?,
+                info.scheduling_delay?,
+            )?;
+        debug!(stream, rate, "Input rate set.");
+        Some(rate)
     }
 }

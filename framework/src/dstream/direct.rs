@@ -153,7 +153,11 @@ pub trait DirectSource: Send + Sync + 'static {
     }
 }
 
-/// How a direct stream takes its input.
+/// How a direct stream takes its input. With backpressure on
+/// (`StreamingConfig::backpressure`), the rate the PID estimator allows the stream (from
+/// `backpressure_initial_rate` at start) is also split over its partitions in proportion
+/// to how far behind each is, as Spark's `maxMessagesPerPartition` does, and each partition
+/// takes the smaller of its share and `max_rate_per_partition`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct DirectOptions {
     /// The most records a batch reads per partition per second of batch interval (Spark:
@@ -178,12 +182,23 @@ struct Direct<S: DirectSource> {
     options: DirectOptions,
     batch_interval: Duration,
     next: Mutex<BTreeMap<SourcePartition, u64>>,
+    /// The rate backpressure allows over all partitions, records per second.
+    rate: Mutex<Option<f64>>,
 }
 
 impl<S: DirectSource> Direct<S> {
-    /// The most offsets one batch takes from one partition.
-    fn cap(&self) -> Option<u64> {
-        let rate = self.options.max_rate_per_partition?;
+    /// The most records one batch takes from a partition `lag` records behind when all are
+    /// `total_lag` behind (Spark: `DirectKafkaInputDStream.maxMessagesPerPartition`): the
+    /// backpressure rate's share in proportion to the lag, at most `max_rate_per_partition`,
+    /// times the batch interval, at least one record.
+    fn cap(&self, lag: u64, total_lag: u64) -> Option<u64> {
+        let backpressure = (*lock(&self.rate))
+            .filter(|_| total_lag > 0)
+            .map(|rate| rate * lag as f64 / total_lag as f64);
+        let rate = match (backpressure, self.options.max_rate_per_partition) {
+            (Some(b), Some(m)) => b.min(m),
+            (b, m) => b.or(m)?,
+        };
         Some(((rate * self.batch_interval.as_secs_f64()).floor() as u64).max(1))
     }
 }
@@ -216,8 +231,7 @@ impl<S: DirectSource> PolledSource for Direct<S> {
                 next[gone]
             )));
         }
-        let mut ranges = Vec::with_capacity(latest.len());
-        let mut advanced = next.clone();
+        let mut starts = Vec::with_capacity(latest.len());
         for (partition, &latest) in &latest {
             let from = match next.get(partition) {
                 Some(&from) => from,
@@ -229,7 +243,13 @@ impl<S: DirectSource> PolledSource for Direct<S> {
                     self.source.name()
                 )));
             }
-            let until = match self.cap() {
+            starts.push((partition, from, latest));
+        }
+        let total_lag: u64 = starts.iter().map(|(_, from, latest)| latest - from).sum();
+        let mut ranges = Vec::with_capacity(starts.len());
+        let mut advanced = next.clone();
+        for (partition, from, latest) in starts {
+            let until = match self.cap(latest - from, total_lag) {
                 Some(cap) if latest > from => self
                     .source
                     .offset_after(partition, from, cap, latest)?
@@ -260,6 +280,14 @@ impl<S: DirectSource> PolledSource for Direct<S> {
 
     fn restore(&self, state: Self::State) {
         *lock(&self.next) = state;
+    }
+
+    fn rate_controlled(&self) -> bool {
+        true
+    }
+
+    fn set_rate(&self, records_per_sec: Option<f64>) {
+        *lock(&self.rate) = records_per_sec;
     }
 
     fn batch_completed(&self, t: Time, ranges: &[OffsetRange]) {
@@ -363,6 +391,7 @@ impl DStreamGraph {
             options,
             batch_interval: self.batch_interval(),
             next: Mutex::new(BTreeMap::new()),
+            rate: Mutex::new(None),
         };
         let (stream, polled): (DStream<S::Item>, Arc<Polled<Direct<S>>>) =
             self.polled_stream_with(op, direct);

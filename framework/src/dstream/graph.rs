@@ -52,6 +52,12 @@ pub(crate) trait RestorableInput: Send + Sync {
     fn failed(&self, _t: Time) -> bool {
         false
     }
+    /// Whether it takes a rate limit from backpressure.
+    fn rate_controlled(&self) -> bool {
+        false
+    }
+    /// Sets its rate limit (records per second; `None`: none).
+    fn set_rate(&self, _records_per_sec: Option<f64>) {}
 }
 
 /// What the polled inputs of one batch read and lost (see
@@ -494,6 +500,26 @@ impl DStreamGraph {
             }
         }
         reports
+    }
+
+    /// The input DStreams that take a rate limit from backpressure (direct streams), by id:
+    /// the runtime's rate control estimates a rate for each from its records per batch.
+    pub fn rate_controlled_inputs(&self) -> Vec<DStreamId> {
+        let inputs = lock(&self.shared.state).inputs.clone();
+        inputs
+            .iter()
+            .filter(|i| i.rate_controlled())
+            .map(|i| i.stream())
+            .collect()
+    }
+
+    /// Sets the rate limit of input DStream `stream` (records per second; `None`: none), if
+    /// it takes one (see [`rate_controlled_inputs`](Self::rate_controlled_inputs)).
+    pub fn set_input_rate(&self, stream: DStreamId, records_per_sec: Option<f64>) {
+        let inputs = lock(&self.shared.state).inputs.clone();
+        for input in inputs.iter().filter(|i| i.stream() == stream) {
+            input.set_rate(records_per_sec);
+        }
     }
 
     /// Whether a polled input failed batch `t` under

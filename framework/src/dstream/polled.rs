@@ -198,6 +198,17 @@ pub trait PolledSource: Send + Sync + 'static {
     /// thread: it must return quickly. Default: nothing.
     fn batch_completed(&self, _t: Time, _splits: &[Self::Split]) {}
 
+    /// Whether the source takes a rate limit from backpressure ([`set_rate`](Self::set_rate));
+    /// default `false`. A direct stream does.
+    fn rate_controlled(&self) -> bool {
+        false
+    }
+
+    /// The rate, in records per second, backpressure allows the input from now on (`None`:
+    /// no limit); called with the initial rate at start and after each completed batch.
+    /// Default: ignored.
+    fn set_rate(&self, _records_per_sec: Option<f64>) {}
+
     /// Restores a saved state before the first batch after a restart.
     fn restore(&self, state: Self::State);
 }
@@ -422,6 +433,12 @@ impl<S: PolledSource> RestorableInput for Polled<S> {
     }
     fn take_report(&self, t: Time, succeeded: bool) -> Option<(PolledInputInfo, Option<Error>)> {
         Some(Polled::take_report(self, t, succeeded))
+    }
+    fn rate_controlled(&self) -> bool {
+        self.source.rate_controlled()
+    }
+    fn set_rate(&self, records_per_sec: Option<f64>) {
+        self.source.set_rate(records_per_sec);
     }
     fn failed(&self, t: Time) -> bool {
         lock(&self.reports)
