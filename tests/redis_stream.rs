@@ -3,7 +3,8 @@
 //! over two streams through a word count equal an independent count; a server killed and
 //! restarted mid-run loses nothing and doubles nothing; a stream that does not exist stops
 //! the start naming it; entries trimmed or deleted from a decided range stop the context
-//! naming the stream.
+//! naming the stream. The consumer-group receiver reads every entry once, acknowledges all
+//! of them, and takes over the entries a crashed consumer left pending.
 //!
 //! redis-server comes from Debian's `redis-server` package (`bash
 //! scripts/install-test-tools.sh`). Without it each test prints a loud `SKIPPED` line and
@@ -20,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use common::*;
 use redis_support::{server, Server};
 use rivulet::prelude::*;
-use rivulet::receivers::{RedisEntry, RedisStreamSource};
+use rivulet::receivers::{RedisEntry, RedisGroupReceiver, RedisStreamSource};
 
 /// The first `n` lines of the bundled text, cycled.
 fn lines(n: usize) -> Vec<String> {
@@ -52,7 +53,8 @@ async fn a_hundred_thousand_entries_count_as_an_independent_count() {
         *expected.entry(w).or_insert(0u64) += 1;
     }
     within(async {
-        let ssc = context(2, 2);
+        // Without backpressure, so that the rate cap alone sets what each batch reads.
+        let ssc = StreamingContext::new(config(2, 2).backpressure(false)).unwrap();
         let source = RedisStreamSource::new(&server.url(), ["left", "right"]).unwrap();
         // 100 ms batches, 150,000 entries/s per stream: 15,000 per batch, 4 batches for all.
         let direct = ssc.direct_stream(
@@ -206,4 +208,86 @@ async fn entries_trimmed_or_deleted_from_a_range_stop_the_context_naming_the_str
         server.cli(&["XADD", "other", id, "line", "an entry of long ago"]);
     }
     deleted_after_the_range_was_decided(&server, "other", &["XDEL", "other", "1-2"]).await;
+}
+
+/// Runs a consumer-group receiver (consumer `w1`, claiming at once) over `stream` until
+/// `total` entries were counted; returns the ids read, in order.
+async fn read_with_group(server: &Server, stream: &str, total: usize) -> Vec<String> {
+    let ssc = context(2, 2);
+    let receiver = RedisGroupReceiver::new(&server.url(), stream, "wordcount", "w1")
+        .unwrap()
+        .claim_idle(std::time::Duration::ZERO);
+    let ids = Arc::new(Mutex::new(Vec::new()));
+    let seen = ids.clone();
+    ssc.receiver_stream(receiver).foreach_rdd(move |rdd, _| {
+        let batch: Vec<String> = rdd.map(|e: RedisEntry| e.id).collect()?;
+        seen.lock().unwrap().extend(batch);
+        Ok(())
+    });
+    ssc.start().await.unwrap();
+    advance_until(&ssc, || ids.lock().unwrap().len() >= total).await;
+    ssc.stop(StopMode::Graceful).await.unwrap();
+    let ids = ids.lock().unwrap().clone();
+    ids
+}
+
+/// Entries of `stream` pending in group `wordcount` (the first field of `XPENDING`).
+fn pending(server: &Server, stream: &str) -> u64 {
+    let out = server.cli(&["XPENDING", stream, "wordcount"]);
+    out.lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("a pending count")
+}
+
+#[actix::test]
+async fn a_consumer_group_reads_every_entry_once_and_acknowledges_it() {
+    let Some(server) = server("a_consumer_group_reads_every_entry_once_and_acknowledges_it") else {
+        return;
+    };
+    server.add_lines("grouped", &lines(10_000));
+    let ids = within(read_with_group(&server, "grouped", 10_000)).await;
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!((ids.len(), unique.len()), (10_000, 10_000));
+    assert_eq!(pending(&server, "grouped"), 0, "every entry acknowledged");
+}
+
+#[actix::test]
+async fn a_crashed_consumers_pending_entries_are_claimed() {
+    let Some(server) = server("a_crashed_consumers_pending_entries_are_claimed") else {
+        return;
+    };
+    server.add_lines("claimed", &lines(1_000));
+    // Consumer `dead` read 300 entries and died before acknowledging them; one of them is
+    // deleted since (its pending id has no entry any more).
+    server.cli(&["XGROUP", "CREATE", "claimed", "wordcount", "0"]);
+    let read = server.cli(&[
+        "XREADGROUP",
+        "GROUP",
+        "wordcount",
+        "dead",
+        "COUNT",
+        "300",
+        "STREAMS",
+        "claimed",
+        ">",
+    ]);
+    assert!(!read.is_empty());
+    let first = server.cli(&["XRANGE", "claimed", "-", "+", "COUNT", "1"]);
+    let first_id = first.lines().nth(0).expect("an id").trim().to_string();
+    server.cli(&["XDEL", "claimed", &first_id]);
+    assert_eq!(pending(&server, "claimed"), 300);
+    let ids = within(read_with_group(&server, "claimed", 999)).await;
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(
+        (ids.len(), unique.len()),
+        (999, 999),
+        "each live entry once"
+    );
+    assert!(!ids.contains(&first_id));
+    assert_eq!(
+        pending(&server, "claimed"),
+        0,
+        "the claimed and the deleted acknowledged"
+    );
 }

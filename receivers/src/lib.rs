@@ -49,14 +49,14 @@
 
 mod file_source;
 mod lines;
-mod redis_stream;
+mod redis;
 mod socket;
 #[cfg(test)]
 mod testing;
 
 pub use file_source::{FileLosses, FileTotals, TextFileSource, TextFileSourceState};
 pub use lines::{LineCounts, LineTooLong, LongLinePolicy, UnknownPolicy};
-pub use redis_stream::{RedisEntry, RedisStreamSource, StartPosition};
+pub use redis::{RedisEntry, RedisGroupReceiver, RedisStreamSource, StartPosition};
 pub use socket::SocketTextReceiver;
 
 /// The line splitter and its whole-input reference split, for the fuzz targets in `fuzz/`

@@ -22,12 +22,15 @@ use rivulet_kafka::{save_to_kafka, KafkaRecord, KafkaSink, KafkaSource};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// 100 ms batches on the manual clock, without backpressure: the rate cap alone sets what
+/// each batch reads, so the batches a test advances read what it expects.
 fn config() -> StreamingConfig {
     StreamingConfig::new()
         .batch_interval(Duration::from_millis(100))
         .executors(2)
         .default_parallelism(2)
         .manual_clock(true)
+        .backpressure(false)
 }
 
 fn cluster() -> MockCluster<'static, DefaultProducerContext> {

@@ -131,6 +131,14 @@ pub trait DirectSource: Send + Sync + 'static {
         Ok(latest.min(from.saturating_add(records)))
     }
 
+    /// Whether an offset range's length is its number of records (Kafka's offsets, give or
+    /// take compaction), so that backpressure can split its rate over partitions by lag;
+    /// default `true`. A source whose offsets have gaps (stream entry ids) returns `false`,
+    /// and the rate is split evenly over the partitions that have records to read.
+    fn offsets_count_records(&self) -> bool {
+        true
+    }
+
     /// The records of `range`, in offset order, read inside a task.
     ///
     /// # Errors
@@ -245,11 +253,21 @@ impl<S: DirectSource> PolledSource for Direct<S> {
             }
             starts.push((partition, from, latest));
         }
-        let total_lag: u64 = starts.iter().map(|(_, from, latest)| latest - from).sum();
+        // How far behind each partition is, as backpressure splits its rate: in records, or
+        // the same for every partition with records when offsets do not count records.
+        let dense = self.source.offsets_count_records();
+        let lag = |from: u64, latest: u64| match dense {
+            true => latest - from,
+            false => u64::from(latest > from),
+        };
+        let total_lag: u64 = starts
+            .iter()
+            .map(|(_, from, latest)| lag(*from, *latest))
+            .sum();
         let mut ranges = Vec::with_capacity(starts.len());
         let mut advanced = next.clone();
         for (partition, from, latest) in starts {
-            let until = match self.cap(latest - from, total_lag) {
+            let until = match self.cap(lag(from, latest), total_lag) {
                 Some(cap) if latest > from => self
                     .source
                     .offset_after(partition, from, cap, latest)?

@@ -24,6 +24,8 @@ use rivulet_framework::rdd::PartitionIter;
 use rivulet_framework::{Error, Result};
 use serde::{Deserialize, Serialize};
 
+use super::{entries, RedisEntry};
+
 /// Bits of an offset that hold the entry id's sequence number.
 const SEQ_BITS: u32 = 22;
 
@@ -38,32 +40,6 @@ pub enum StartPosition {
     Earliest,
     /// After its last entry at the first batch: only entries added later.
     Latest,
-}
-
-/// One entry of a Redis stream: its id and its field-value pairs, in the order `XADD` gave.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RedisEntry {
-    /// The stream's key.
-    pub stream: String,
-    /// The entry id, `<ms>-<seq>`.
-    pub id: String,
-    /// Its fields and values, as bytes (values need not be UTF-8).
-    pub fields: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-impl RedisEntry {
-    /// The value of `field`, if the entry has it.
-    pub fn get(&self, field: &str) -> Option<&[u8]> {
-        self.fields
-            .iter()
-            .find(|(f, _)| f == field.as_bytes())
-            .map(|(_, v)| v.as_slice())
-    }
-
-    /// The value of `field` as text; `None` when the entry lacks it or it is not UTF-8.
-    pub fn text(&self, field: &str) -> Option<&str> {
-        std::str::from_utf8(self.get(field)?).ok()
-    }
 }
 
 /// A direct source over Redis streams (see the module docs); give it to
@@ -118,38 +94,6 @@ fn id_of(offset: u64) -> String {
     format!("{}-{}", offset >> SEQ_BITS, offset & ((1 << SEQ_BITS) - 1))
 }
 
-/// A stream's entries as `(id, fields)`, from an `XRANGE` reply.
-fn entries(stream: &str, reply: Value) -> Result<Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>> {
-    let bad = |what: &str| {
-        Error::User(format!(
-            "redis stream {stream}: unexpected XRANGE reply ({what})"
-        ))
-    };
-    let Value::Array(items) = reply else {
-        return Err(bad("not a list"));
-    };
-    items
-        .into_iter()
-        .map(|item| {
-            let Value::Array(mut pair) = item else {
-                return Err(bad("an entry is not a list"));
-            };
-            if pair.len() != 2 {
-                return Err(bad("an entry is not [id, fields]"));
-            }
-            let fields = pair.pop().unwrap_or(Value::Nil);
-            let id: String = redis::from_redis_value(&pair[0]).map_err(|_| bad("an id"))?;
-            let flat: Vec<Vec<u8>> = redis::from_redis_value(&fields).map_err(|_| bad("fields"))?;
-            let mut flat = flat.into_iter();
-            let mut pairs = Vec::new();
-            while let (Some(f), Some(v)) = (flat.next(), flat.next()) {
-                pairs.push((f, v));
-            }
-            Ok((id, pairs))
-        })
-        .collect()
-}
-
 impl RedisStreamSource {
     /// Reads the streams `streams` (each key one partition, numbered 0) of the server at
     /// `url` (`redis://host:port/db`), from their first entry.
@@ -201,7 +145,7 @@ impl RedisStreamSource {
         start: &str,
         end: &str,
         count: usize,
-    ) -> Result<Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>> {
+    ) -> Result<Vec<(String, super::Fields)>> {
         let reply: Value = redis::cmd("XRANGE")
             .arg(stream)
             .arg(start)
@@ -271,6 +215,11 @@ impl DirectSource for RedisStreamSource {
             latest.insert(SourcePartition::new(stream.clone(), 0), after);
         }
         Ok(latest)
+    }
+
+    fn offsets_count_records(&self) -> bool {
+        // Entry ids have gaps: the distance between two says nothing of the entries between.
+        false
     }
 
     fn start_offset(&self, _partition: &SourcePartition, latest: u64) -> Result<u64> {
@@ -366,21 +315,5 @@ mod tests {
         );
         assert!(offset_of("s", "abc").is_err());
         assert!(offset_of("s", "1-x").is_err());
-    }
-
-    #[test]
-    fn entries_fields_read_as_bytes_and_text() {
-        let e = RedisEntry {
-            stream: "s".into(),
-            id: "1-0".into(),
-            fields: vec![
-                (b"line".to_vec(), b"to be".to_vec()),
-                (b"raw".to_vec(), vec![0xff]),
-            ],
-        };
-        assert_eq!(e.text("line"), Some("to be"));
-        assert_eq!(e.get("raw"), Some(&[0xff][..]));
-        assert_eq!(e.text("raw"), None, "not UTF-8");
-        assert_eq!(e.get("none"), None);
     }
 }
