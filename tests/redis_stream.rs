@@ -274,7 +274,7 @@ async fn a_crashed_consumers_pending_entries_are_claimed() {
     ]);
     assert!(!read.is_empty());
     let first = server.cli(&["XRANGE", "claimed", "-", "+", "COUNT", "1"]);
-    let first_id = first.lines().nth(0).expect("an id").trim().to_string();
+    let first_id = first.lines().next().expect("an id").trim().to_string();
     server.cli(&["XDEL", "claimed", &first_id]);
     assert_eq!(pending(&server, "claimed"), 300);
     let ids = within(read_with_group(&server, "claimed", 999)).await;
