@@ -17,10 +17,11 @@
 //! ```
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use parking_lot::Mutex;
 use rivulet::framework::checkpoint::{CompactionPolicy, StoreStats};
 use rivulet::prelude::*;
 
@@ -68,11 +69,11 @@ struct Record(Arc<Mutex<Vec<(Duration, Option<StoreStats>)>>>);
 
 impl StreamingListener for Record {
     fn on_checkpoint_store(&mut self, stats: &StoreStats) {
-        let mut r = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut r = self.0.lock();
         r.push((Duration::ZERO, Some(*stats)));
     }
     fn on_batch_completed(&mut self, batch: &BatchInfo) {
-        let mut r = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut r = self.0.lock();
         // The store's stats come first (from the job thread's metadata checkpoint).
         match r.last_mut() {
             Some(last) if last.0 == Duration::ZERO && last.1.is_some() => {
@@ -125,7 +126,7 @@ async fn main() -> Result<(), BoxError> {
     let last = Time::from_ms((BATCH_MS * u64::from(args.batches)) as i64);
     mapped.state_snapshots().foreach_rdd(move |rdd, t| {
         if t == last {
-            *sink.lock().unwrap_or_else(PoisonError::into_inner) = rdd.collect()?;
+            *sink.lock() = rdd.collect()?;
         }
         Ok(())
     });
@@ -142,7 +143,7 @@ async fn main() -> Result<(), BoxError> {
         let n = args.report_every.min(args.batches - done);
         ssc.advance(n).await?;
         done += n;
-        let r = record.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let r = record.0.lock();
         if let Some(stats) = r.iter().rev().find_map(|(_, s)| *s) {
             let size = stats.size_bytes.unwrap_or(0) as f64;
             println!(
@@ -157,11 +158,7 @@ async fn main() -> Result<(), BoxError> {
     let wall = started.elapsed();
     ssc.stop(StopMode::Graceful).await?;
 
-    let records = record
-        .0
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+    let records = record.0.lock().clone();
     let (mut with, mut without) = (Vec::new(), Vec::new());
     let (mut compactions, mut max_size, mut worst) = (0, 0u64, 0.0f64);
     for (took, stats) in &records {
@@ -204,12 +201,7 @@ async fn main() -> Result<(), BoxError> {
         ms(max(&with)),
         if with.is_empty() { 1.0 } else { ms(median(&without)) / ms(median(&with)) },
     );
-    let state: HashMap<u64, u64> = last_state
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-        .copied()
-        .collect();
+    let state: HashMap<u64, u64> = last_state.lock().iter().copied().collect();
     if state != expected {
         return Err(format!(
             "check failed: the final state has {} keys, the input {}",

@@ -91,12 +91,13 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
+use parking_lot::Mutex;
 use rivulet::framework::block::StreamId;
 use rivulet::prelude::*;
 use serde_json::json;
@@ -539,7 +540,7 @@ struct Watch {
 
 impl StreamingListener for Watch {
     fn on_batch_completed(&mut self, b: &BatchInfo) {
-        let mut s = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut s = self.seen.lock();
         let sched_ms = b.scheduling_delay.unwrap_or_default().as_secs_f64() * 1e3;
         s.recs.push(BatchRec {
             time_ms: b.batch_time.as_ms(),
@@ -557,7 +558,7 @@ impl StreamingListener for Watch {
     }
 
     fn on_receiver_rate_limit(&mut self, _stream: StreamId, records_per_sec: Option<f64>) {
-        let mut s = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut s = self.seen.lock();
         if let Some(r) = records_per_sec {
             s.rate_limits += 1;
             s.min_rate_limit = Some(s.min_rate_limit.map_or(r, |m| m.min(r)));
@@ -751,9 +752,7 @@ impl Setup {
                     out.markers.extend(m);
                     out.bad_markers += bad;
                 }
-                sink.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(time.as_ms(), out);
+                sink.lock().insert(time.as_ms(), out);
             });
 
         let total = warm + meas;
@@ -765,7 +764,7 @@ impl Setup {
         let watching = async {
             loop {
                 tokio::time::sleep(Duration::from_millis(10)).await;
-                let s = seen.lock().unwrap_or_else(PoisonError::into_inner);
+                let s = seen.lock();
                 if !s.failures.is_empty() || s.recs.len() >= total || Instant::now() > deadline {
                     return;
                 }
@@ -804,11 +803,11 @@ impl Setup {
             }
         }
 
-        let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(PoisonError::into_inner));
+        let seen = std::mem::take(&mut *seen.lock());
         if !seen.failures.is_empty() {
             return Err(format!("batches failed: {}", seen.failures.join("; ")).into());
         }
-        let outs = std::mem::take(&mut *outs.lock().unwrap_or_else(PoisonError::into_inner));
+        let outs = std::mem::take(&mut *outs.lock());
         // The words of each queue slice (lines `k × lines_per_batch ..` of the corpus).
         let slice_words = (self.args.mode == Mode::Queue).then(|| {
             let words = |k: u64| self.corpus.words_of_prefix(k * lines_per_batch);

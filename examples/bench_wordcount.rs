@@ -29,10 +29,11 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use parking_lot::Mutex;
 use rivulet::prelude::*;
 use rustc_hash::FxBuildHasher;
 
@@ -264,7 +265,7 @@ async fn rivulet_count(
         .map(|w| (w, 1u64))
         .reduce_by_key(|a, b| a + b)
         .foreach_batch(move |_, batch| {
-            let mut totals = sink.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut totals = sink.lock();
             for (w, n) in batch {
                 *totals.entry(w).or_insert(0) += n;
             }
@@ -297,7 +298,7 @@ async fn rivulet_count(
     if !finished.failures.is_empty() {
         return Err(format!("batches failed: {}", finished.failures.join("; ")).into());
     }
-    let counts = std::mem::take(&mut *totals.lock().unwrap_or_else(PoisonError::into_inner));
+    let counts = std::mem::take(&mut *totals.lock());
     Ok(Some(RivuletRun {
         wall: finished.at - started,
         to_first_batch: finished

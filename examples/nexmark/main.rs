@@ -33,11 +33,12 @@
 //! `benches/results/nexmark.md`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use nexmark::event::Event;
+use parking_lot::Mutex;
 use rivulet::prelude::*;
 
 #[path = "../support/allocator.rs"]
@@ -213,7 +214,7 @@ async fn run_query<R: Row>(
         .foreach_batch(move |t, parts| {
             let d = parts.into_iter().fold(Digest::default(), Digest::add);
             if d.rows > 0 {
-                let mut got = sink.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut got = sink.lock();
                 *got.entry(batch_number(t)).or_default() = d;
             }
         });
@@ -231,7 +232,7 @@ async fn run_query<R: Row>(
     }
     ran?;
     ssc.stop(StopMode::Graceful).await?;
-    let got = std::mem::take(&mut *got.lock().unwrap_or_else(PoisonError::into_inner));
+    let got = std::mem::take(&mut *got.lock());
     check(name, want, &got)?;
     Ok(RunResult {
         wall,

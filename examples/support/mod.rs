@@ -18,12 +18,13 @@ use std::num::NonZeroU32;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, Reference};
 use governor::nanos::Nanos;
 use governor::{Quota, RateLimiter};
+use parking_lot::Mutex;
 use rivulet::framework::receiver::ReceiverMetrics;
 use rivulet::prelude::*;
 use rivulet::receivers::{LongLinePolicy, SocketTextReceiver, DEFAULT_MAX_LINE_BYTES};
@@ -302,12 +303,8 @@ impl InputReport {
         InputReport::default()
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, ReportState> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     fn record(&self, r: &ReceiverInfo, stopped: bool) {
-        let mut state = self.state();
+        let mut state = self.0.lock();
         state.receivers.insert(r.name.clone(), r.metrics);
         if stopped {
             state.stopped.insert(r.name.clone());
@@ -325,7 +322,7 @@ impl InputReport {
     /// the first.
     pub fn input_done(&self) -> oneshot::Receiver<Result<(), String>> {
         let (tx, rx) = oneshot::channel();
-        let mut state = self.state();
+        let mut state = self.0.lock();
         state.done = Some(tx);
         state.check_done();
         rx
@@ -341,7 +338,7 @@ impl InputReport {
     /// and which options to use.
     pub fn print_and_check(&self, options: &LineOptions) -> Result<(), BoxError> {
         let report: Vec<(String, ReceiverMetrics)> =
-            self.state().receivers.clone().into_iter().collect();
+            self.0.lock().receivers.clone().into_iter().collect();
         print_and_check_losses(&report, options)
     }
 }
@@ -409,7 +406,7 @@ pub fn print_and_check_losses(
 
 impl StreamingListener for InputReport {
     fn on_batch_completed(&mut self, batch: &BatchInfo) {
-        let mut state = self.state();
+        let mut state = self.0.lock();
         if let Some((_, error)) = batch.failures.first() {
             if let Some(tx) = state.done.take() {
                 let _ = tx.send(Err(error.to_string()));
@@ -482,10 +479,7 @@ impl PolledReport {
 
     /// The totals so far, by input name.
     pub fn get(&self) -> BTreeMap<String, PolledTotals> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.0.lock().clone()
     }
 
     /// Prints one line per polled input with its counts, then its skipped entries (the
@@ -526,7 +520,7 @@ impl PolledReport {
 
 impl StreamingListener for PolledReport {
     fn on_polled_input(&mut self, input: &PolledInputInfo) {
-        let mut all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut all = self.0.lock();
         let t = all.entry(input.name.clone()).or_default();
         t.files += input.splits;
         t.records += input.records;
@@ -1110,13 +1104,13 @@ impl Processed {
 
     /// `(batches, records)` processed so far.
     pub fn get(&self) -> (usize, usize) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        *self.0.lock()
     }
 }
 
 impl StreamingListener for Processed {
     fn on_batch_completed(&mut self, batch: &BatchInfo) {
-        let mut p = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut p = self.0.lock();
         p.0 += 1;
         p.1 += batch.num_records;
     }
@@ -1137,18 +1131,18 @@ impl BatchTimings {
     }
 
     /// The processing times recorded so far, one per completed batch in completion order,
-    /// leaving the record empty. A poisoned lock (a panic while recording) is ignored: the
-    /// times recorded before it are returned.
+    /// leaving the record empty. The lock (`parking_lot`) does not poison: a panic while
+    /// recording leaves the times recorded before it, and they are returned.
     pub fn take(&self) -> Vec<Duration> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+        std::mem::take(&mut *self.0.lock())
     }
 }
 
 impl StreamingListener for BatchTimings {
     fn on_batch_completed(&mut self, batch: &BatchInfo) {
-        if let Ok(mut t) = self.0.lock() {
-            t.push(batch.processing_delay.unwrap_or_default());
-        }
+        self.0
+            .lock()
+            .push(batch.processing_delay.unwrap_or_default());
     }
 }
 
