@@ -28,7 +28,7 @@ use rivulet::prelude::*;
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{ms, pairs_batches, percentile};
+use support::{ms, pairs_batches, Latencies};
 
 #[derive(Parser, Debug)]
 #[command(about = "The checkpoint directory's size over a long run, and compaction's cost")]
@@ -159,7 +159,7 @@ async fn main() -> Result<(), BoxError> {
     ssc.stop(StopMode::Graceful).await?;
 
     let records = record.0.lock().clone();
-    let (mut with, mut without) = (Vec::new(), Vec::new());
+    let (mut with, mut without) = (Latencies::new(), Latencies::new());
     let (mut compactions, mut max_size, mut worst) = (0, 0u64, 0.0f64);
     for (took, stats) in &records {
         let Some(stats) = stats else { continue };
@@ -169,21 +169,11 @@ async fn main() -> Result<(), BoxError> {
         worst = worst.max(size as f64 / bound as f64);
         if stats.compactions > compactions {
             compactions = stats.compactions;
-            with.push(*took);
+            with.record(*took);
         } else {
-            without.push(*took);
+            without.record(*took);
         }
     }
-    with.sort();
-    without.sort();
-    let median = |v: &[Duration]| {
-        if v.is_empty() {
-            Duration::ZERO
-        } else {
-            percentile(v, 0.5)
-        }
-    };
-    let max = |v: &[Duration]| v.last().copied().unwrap_or_default();
     println!(
         "SUMMARY batches={} wall_s={:.1} max_size_mib={:.2} worst_size_over_bound={:.3} compactions={} \
          median_batch_ms={:.2} p99_batch_ms={:.2} max_batch_ms={:.2} \
@@ -194,12 +184,12 @@ async fn main() -> Result<(), BoxError> {
         max_size as f64 / MIB,
         worst,
         compactions,
-        ms(median(&without)),
-        ms(if without.is_empty() { Duration::ZERO } else { percentile(&without, 0.99) }),
-        ms(max(&without)),
-        ms(median(&with)),
-        ms(max(&with)),
-        if with.is_empty() { 1.0 } else { ms(median(&without)) / ms(median(&with)) },
+        ms(without.quantile(0.5)),
+        ms(without.quantile(0.99)),
+        ms(without.max()),
+        ms(with.quantile(0.5)),
+        ms(with.max()),
+        if with.is_empty() { 1.0 } else { ms(without.quantile(0.5)) / ms(with.quantile(0.5)) },
     );
     let state: HashMap<u64, u64> = last_state.lock().iter().copied().collect();
     if state != expected {

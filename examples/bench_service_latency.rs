@@ -93,7 +93,7 @@ impl Drop for Killed {
     }
 }
 
-fn measure(args: &Args, batch_ms: u64) -> Result<Vec<Duration>, rivulet::prelude::BoxError> {
+fn measure(args: &Args, batch_ms: u64) -> Result<support::Latencies, rivulet::prelude::BoxError> {
     let bin = example("reactive_service")?;
     let port = free_port()?;
     let _server = Killed(
@@ -137,7 +137,7 @@ fn measure(args: &Args, batch_ms: u64) -> Result<Vec<Duration>, rivulet::prelude
         })
     };
     std::thread::sleep(Duration::from_secs(2)); // warm-up under load
-    let mut latencies = Vec::new();
+    let mut latencies = support::Latencies::new();
     let end = Instant::now() + Duration::from_secs(args.secs);
     let mut n = 0u64;
     let mut rng = fastrand::Rng::with_seed(0x9E37_79B9_7F4A_7C15);
@@ -157,7 +157,7 @@ fn measure(args: &Args, batch_ms: u64) -> Result<Vec<Duration>, rivulet::prelude
             let (_, body) = request(port, "GET", "/stats", "")?;
             let stats: serde_json::Value = serde_json::from_str(&body)?;
             if stats["batch"]["time_ms"].as_i64().unwrap_or(0) >= accepted_ms {
-                latencies.push(accepted.elapsed());
+                latencies.record(accepted.elapsed());
                 break;
             }
             if accepted.elapsed() > Duration::from_secs(30) {
@@ -171,7 +171,6 @@ fn measure(args: &Args, batch_ms: u64) -> Result<Vec<Duration>, rivulet::prelude
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     load.join().map_err(|_| "the load thread panicked")??;
-    latencies.sort();
     Ok(latencies)
 }
 
@@ -190,11 +189,11 @@ fn main() -> std::process::ExitCode {
             println!(
                 "{batch_ms:>4} ms batches: {} probes, latency p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({:.1}/{:.1} batch intervals)",
                 l.len(),
-                support::ms(support::percentile(&l, 0.5)),
-                support::ms(support::percentile(&l, 0.99)),
-                support::ms(*l.last().unwrap_or(&Duration::ZERO)),
-                support::ms(support::percentile(&l, 0.5)) / batch_ms as f64,
-                support::ms(support::percentile(&l, 0.99)) / batch_ms as f64,
+                support::ms(l.quantile(0.5)),
+                support::ms(l.quantile(0.99)),
+                support::ms(l.max()),
+                support::ms(l.quantile(0.5)) / batch_ms as f64,
+                support::ms(l.quantile(0.99)) / batch_ms as f64,
             );
         }
         Ok(())

@@ -19,7 +19,7 @@ use rivulet::prelude::*;
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{ms, pairs_batches, percentile, BatchTimings, SignalStop};
+use support::{ms, pairs_batches, BatchTimings, Latencies, SignalStop};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -91,12 +91,8 @@ async fn run(
     advanced?;
     ssc.stop(StopMode::Now).await?;
     let all = timings.take();
-    let mut measured = all[window as usize..].to_vec();
-    measured.sort();
-    Ok(Some((
-        percentile(&measured, 0.5),
-        percentile(&measured, 0.9),
-    )))
+    let measured: Latencies = all[window as usize..].iter().copied().collect();
+    Ok(Some((measured.quantile(0.5), measured.quantile(0.9))))
 }
 
 #[actix::main]

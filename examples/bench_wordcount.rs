@@ -44,7 +44,7 @@ mod support;
 
 // `words`: a word is a maximal run of ASCII letters and digits, lowercased. Both the plain
 // loop and rivulet's `flat_map` call this one function.
-use support::{init_tracing, median_f64, ms, process_cpu, words, SignalStop};
+use support::{init_tracing, median_f64, ms, process_cpu, words, Latencies, SignalStop};
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -335,17 +335,6 @@ fn check_same(want: &HashMap<String, u64>, got: &HashMap<String, u64>) -> Result
     .into())
 }
 
-/// The `q`-quantile (0..=1) of `xs` by the nearest-rank method; zero if empty.
-fn quantile<T: Copy + Ord + Default>(xs: &[T], q: f64) -> T {
-    let mut v = xs.to_vec();
-    v.sort_unstable();
-    if v.is_empty() {
-        return T::default();
-    }
-    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    v[rank - 1]
-}
-
 /// Per-run figures, summarized as medians at the end.
 #[derive(Debug, Default)]
 struct Summary {
@@ -416,7 +405,8 @@ async fn main() -> Result<(), BoxError> {
 
         let rate = |d: Duration| total as f64 / d.as_secs_f64().max(1e-9);
         let (p, rv) = (rate(plain_time), rate(r.wall));
-        let (med, p99) = (quantile(&r.processing, 0.5), quantile(&r.processing, 0.99));
+        let processing: Latencies = r.processing.iter().copied().collect();
+        let (med, p99) = (processing.quantile(0.5), processing.quantile(0.99));
         let cpu_ratio = rivulet_cpu
             .zip(plain_cpu)
             .map(|(r, p)| r.as_secs_f64() / p.as_secs_f64().max(1e-3));

@@ -294,13 +294,12 @@ async fn bench(args: &Args, query: &str, slices: &Arc<Vec<Vec<Event>>>) -> Resul
         }
         .map_err(|e| format!("{query}, run {run}: {e}"))?;
         let rate = total / r.wall.as_secs_f64().max(1e-9);
-        let mut p = r.processing.clone();
-        p.sort();
-        let p50 = if p.is_empty() {
-            Duration::ZERO
-        } else {
-            support::percentile(&p, 0.5)
-        };
+        let p50 = r
+            .processing
+            .iter()
+            .copied()
+            .collect::<support::Latencies>()
+            .quantile(0.5);
         // Batches complete in order, so the i-th time is batch i + 1's.
         let mut slowest: Vec<(usize, Duration)> = r
             .processing

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::digest::CountDigest;
 use crate::parse::parse;
-use crate::support::{read_lines, TokioClock};
+use crate::support::{read_lines, Latencies, TokioClock};
 use crate::PageEvent;
 
 /// The events of the access log at `path`, at most `limit` (0: all), and the number of
@@ -262,8 +262,8 @@ pub struct LoadReport {
     pub unexpected: Vec<(u16, String)>,
     /// Requests that got no answer (connection errors).
     pub errors: Vec<String>,
-    /// Latency of each answered request.
-    pub latencies: Vec<Duration>,
+    /// The latencies of the answered requests.
+    pub latencies: Latencies,
     /// How long it all took.
     pub elapsed: Duration,
 }
@@ -380,7 +380,7 @@ async fn post(
         if event.is_some() && response.status == 503 && tries < retries {
             {
                 let mut r = report.lock();
-                r.latencies.push(latency);
+                r.latencies.record(latency);
                 r.retried += 1;
             }
             tries += 1;
@@ -389,7 +389,7 @@ async fn post(
             continue;
         }
         let mut r = report.lock();
-        r.latencies.push(latency);
+        r.latencies.record(latency);
         if event.is_some() {
             r.events += 1;
         }
