@@ -10,7 +10,7 @@
 //! - `narrow`: a fused narrow pipeline, `flat_map(words) → filter → map`, then `count`.
 //! - `reduce_by_key`: a hash shuffle with map-side combine over `(word, 1)` pairs.
 //! - `wordcount`: lines → `flat_map(words) → map((w, 1)) → reduce_by_key`, the per-core work
-//!   of one batch of `examples/bench_wordcount.rs`.
+//!   of one batch of `benches/src/bin/bench_wordcount.rs`.
 //! - `job_overhead`: the fixed cost of a job on 4 records (throughput here is jobs).
 //!
 //! Records are cloned out of the input RDD (its partitions are shared, immutable `Vec`s), so
@@ -171,7 +171,7 @@ fn reduce_by_key(c: &mut Criterion) {
 }
 
 /// Measures one batch's word count, lines → `flat_map(words) → map → reduce_by_key`, against
-/// the plain loop of `examples/bench_wordcount.rs` (one std `HashMap`).
+/// the plain loop of `benches/src/bin/bench_wordcount.rs` (one std `HashMap`).
 fn wordcount(c: &mut Criterion) {
     let lines = shakespeare();
     let mut group = c.benchmark_group("operators::wordcount");

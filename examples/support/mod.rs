@@ -1,13 +1,14 @@
 //! What the examples share: logging setup and a context built from the usual options; for
 //! the file-fed examples, reading an input file into lines, a local TCP line server that
 //! plays the file as a live source, the word splitter, and a listener that prints progress
-//! and says when every line has been processed; for the benchmark harnesses, a listener
-//! collecting each batch's processing time, a deterministic batch generator, and
-//! percentiles of durations (`Latencies`, by `hdrhistogram`).
+//! and says when every line has been processed; percentiles of durations (`Latencies`, by
+//! `hdrhistogram`).
 //!
 //! Each example includes this module with `#[path = "support/mod.rs"] mod support;`. Cargo
 //! does not build it as an example of its own: only `examples/*.rs` and
-//! `examples/*/main.rs` are discovered.
+//! `examples/*/main.rs` are discovered. The benchmark harnesses (`benches/`, package
+//! `rivulet-benches`) use it too, as their library's `support` module; what only they use is
+//! in `benches/src/harness.rs`.
 
 // Every example uses only part of this module.
 #![allow(dead_code)]
@@ -1116,59 +1117,6 @@ impl StreamingListener for Processed {
     }
 }
 
-/// A listener that records each completed batch's processing time
-/// (`BatchInfo::processing_delay`; zero if unknown), in completion order.
-///
-/// Clones share the same record: add one clone to the context with `add_listener` and read
-/// the times through another with [`BatchTimings::take`].
-#[derive(Clone, Default)]
-pub struct BatchTimings(Arc<Mutex<Vec<Duration>>>);
-
-impl BatchTimings {
-    /// An empty record.
-    pub fn new() -> BatchTimings {
-        BatchTimings::default()
-    }
-
-    /// The processing times recorded so far, one per completed batch in completion order,
-    /// leaving the record empty. The lock (`parking_lot`) does not poison: a panic while
-    /// recording leaves the times recorded before it, and they are returned.
-    pub fn take(&self) -> Vec<Duration> {
-        std::mem::take(&mut *self.0.lock())
-    }
-}
-
-impl StreamingListener for BatchTimings {
-    fn on_batch_completed(&mut self, batch: &BatchInfo) {
-        self.0
-            .lock()
-            .push(batch.processing_delay.unwrap_or_default());
-    }
-}
-
-/// `n` batches of `records` pairs `(key, value)` each, with keys in `0..keys` drawn by
-/// `fastrand` seeded with `seed`, so every run with the same arguments sees the same input.
-/// Every pair holds a clone of `value`.
-///
-/// # Panics
-/// If `keys` is 0 while `n` and `records` are not.
-pub fn pairs_batches<V: Clone>(
-    n: u32,
-    records: usize,
-    keys: u64,
-    seed: u64,
-    value: V,
-) -> Vec<Vec<(u64, V)>> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    (0..n)
-        .map(|_| {
-            (0..records)
-                .map(|_| (rng.u64(..keys), value.clone()))
-                .collect()
-        })
-        .collect()
-}
-
 /// A distribution of durations (request latencies, batch processing times) read back by
 /// quantile, kept by `hdrhistogram`: each duration is recorded in whole microseconds with 3
 /// significant digits (a reading is within 0.1 % of what was recorded), in constant memory
@@ -1239,28 +1187,6 @@ impl FromIterator<Duration> for Latencies {
         latencies.extend(durations);
         latencies
     }
-}
-
-/// The median of `xs` (the lower middle for an even count); NaN if empty.
-pub fn median_f64(xs: &[f64]) -> f64 {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len().saturating_sub(1) / 2)
-        .copied()
-        .unwrap_or(f64::NAN)
-}
-
-/// CPU time (user + system, all threads) the whole process used so far, from
-/// `/proc/self/stat` (Linux; 10 ms resolution at the usual 100 ticks/s); `None` where that
-/// file is not available.
-pub fn process_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which may hold spaces) start at field 3 (state);
-    // utime and stime are fields 14 and 15, in clock ticks.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 10))
 }
 
 /// `d` in milliseconds, with fractions (for printing).

@@ -12,8 +12,8 @@
 //! batches over the rest). The final state is checked against a count of the input.
 //!
 //! ```text
-//! cargo run --release --example bench_checkpoint_store
-//! cargo run --release --example bench_checkpoint_store -- --batches 2000 --compact-floor-mb 4
+//! cargo run --release -p rivulet-benches --bin bench_checkpoint_store
+//! cargo run --release -p rivulet-benches --bin bench_checkpoint_store -- --batches 2000 --compact-floor-mb 4
 //! ```
 
 use std::collections::HashMap;
@@ -24,11 +24,8 @@ use clap::Parser;
 use parking_lot::Mutex;
 use rivulet::framework::checkpoint::{CompactionPolicy, StoreStats};
 use rivulet::prelude::*;
-
-#[path = "support/mod.rs"]
-mod support;
-
-use support::{ms, pairs_batches, Latencies};
+use rivulet_benches::harness::pairs_batches;
+use rivulet_benches::support::{self, ms, Latencies};
 
 #[derive(Parser, Debug)]
 #[command(about = "The checkpoint directory's size over a long run, and compaction's cost")]

@@ -9,8 +9,8 @@
 //! end with the same state.
 //!
 //! ```text
-//! cargo run --release --example bench_state
-//! cargo run --release --example bench_state -- --keys 1000000 --touched 10000 --measure 10
+//! cargo run --release -p rivulet-benches --bin bench_state
+//! cargo run --release -p rivulet-benches --bin bench_state -- --keys 1000000 --touched 10000 --measure 10
 //! ```
 
 use std::sync::{Arc, Mutex};
@@ -18,11 +18,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use rivulet::prelude::*;
-
-#[path = "support/mod.rs"]
-mod support;
-
-use support::{ms, pairs_batches, BatchTimings, Latencies, SignalStop};
+use rivulet_benches::harness::{pairs_batches, BatchTimings};
+use rivulet_benches::support::{self, ms, Latencies, SignalStop};
 
 #[derive(Parser, Debug)]
 #[command(about = "map_with_state vs update_state_by_key on a large, mostly idle state")]

@@ -2,8 +2,8 @@
 //! to the moment `GET /stats` shows a batch that counted it — while a load generator posts
 //! the access log at a steady rate, at 100 ms and at 1 s batches.
 //!
-//! It runs the `reactive_service` example binary (built next to this one: `cargo build
-//! --release --examples` first) as the server (`--serve-only`) and as the load
+//! It runs the `reactive_service` example binary (built in the same profile: `cargo build
+//! --release --example reactive_service` first) as the server (`--serve-only`) and as the load
 //! (`--generate-only`), and probes it itself: at random points of the batch interval it posts
 //! one event, notes the wall
 //! clock once the service accepted it (the event is then in the stream), and polls `/stats`
@@ -12,20 +12,18 @@
 //! Prints p50, p99 and max per batch interval.
 //!
 //! ```text
-//! cargo build --release --examples
-//! cargo run --release --example bench_service_latency -- --rate 20000 --secs 30
+//! cargo build --release --example reactive_service
+//! cargo run --release -p rivulet-benches --bin bench_service_latency -- --rate 20000 --secs 30
 //! ```
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-
-#[path = "support/mod.rs"]
-mod support;
+use rivulet_benches::harness;
+use rivulet_benches::support;
 
 #[derive(Parser, Debug)]
 #[command(about = "Event posted to visible in GET /stats, through the reactive service")]
@@ -65,19 +63,6 @@ fn request(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(
     Ok((status, body))
 }
 
-fn example(name: &str) -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let bin = exe.with_file_name(name);
-    if bin.exists() {
-        Ok(bin)
-    } else {
-        Err(format!(
-            "{} is missing: run `cargo build --release --examples` first",
-            bin.display()
-        ))
-    }
-}
-
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -94,7 +79,7 @@ impl Drop for Killed {
 }
 
 fn measure(args: &Args, batch_ms: u64) -> Result<support::Latencies, rivulet::prelude::BoxError> {
-    let bin = example("reactive_service")?;
+    let bin = harness::example_binary("reactive_service")?;
     let port = free_port()?;
     let _server = Killed(
         Command::new(&bin)

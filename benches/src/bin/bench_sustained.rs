@@ -76,9 +76,9 @@
 //!
 //! ```text
 //! export CARGO_TARGET_DIR=target CARGO_INCREMENTAL=0
-//! cargo run --release --example bench_sustained -- --mode memory --batch-ms 1000
-//! cargo run --release --example bench_sustained -- --mode socket --batch-ms 100 --warmup-stream-ms 5000
-//! cargo run --release --example bench_sustained -- --mode socket --batch-ms 10 \
+//! cargo run --release -p rivulet-benches --bin bench_sustained -- --mode memory --batch-ms 1000
+//! cargo run --release -p rivulet-benches --bin bench_sustained -- --mode socket --batch-ms 100 --warmup-stream-ms 5000
+//! cargo run --release -p rivulet-benches --bin bench_sustained -- --mode socket --batch-ms 10 \
 //!     --fixed-rates 100000 --marker-every 1000 --fixed-warm-ms 3000 --fixed-meas-ms 10000
 //! ```
 //!
@@ -99,17 +99,14 @@ use clap::{Parser, ValueEnum};
 use parking_lot::Mutex;
 use rivulet::framework::block::StreamId;
 use rivulet::prelude::*;
+use rivulet_benches::harness::{self, median_f64};
+use rivulet_benches::support::{
+    self, exit_code, init_tracing, parse_batch_ms, parse_executors, usage, Latencies, LineOptions,
+};
 use serde_json::json;
 
-#[path = "support/allocator.rs"]
+#[path = "../allocator.rs"]
 mod allocator;
-#[path = "support/mod.rs"]
-mod support;
-
-use support::{
-    exit_code, init_tracing, median_f64, parse_batch_ms, parse_executors, usage, Latencies,
-    LineOptions,
-};
 
 /// The marker line's prefix (the corpus has no `@`).
 const MARK: &str = "@@TS ";
@@ -626,9 +623,9 @@ fn mean(v: &[f64]) -> f64 {
 }
 
 /// CPU seconds (user + system, all threads) this process used so far
-/// ([`support::process_cpu`]); NaN where unavailable.
+/// ([`harness::process_cpu`]); NaN where unavailable.
 fn process_cpu_s() -> f64 {
-    support::process_cpu().map_or(f64::NAN, |d| d.as_secs_f64())
+    harness::process_cpu().map_or(f64::NAN, |d| d.as_secs_f64())
 }
 
 /// The machine's 1-minute load average (`/proc/loadavg`); NaN where unavailable.
@@ -1165,9 +1162,10 @@ async fn run(args: Args) -> Result<(), BoxError> {
     if args.block_ms == Some(0) {
         return Err(usage("--block-ms: must be at least 1"));
     }
-    let path = args.input.clone().unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/data/shakespeare.txt")
-    });
+    let path = args
+        .input
+        .clone()
+        .unwrap_or_else(|| harness::example_data("shakespeare.txt"));
     let corpus = Arc::new(Corpus::read(&path)?);
     let batch_ms = args.batch_ms;
     let setup = Setup { args, corpus };

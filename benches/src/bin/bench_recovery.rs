@@ -19,8 +19,8 @@
 //! Every run checks the final state's sum against the number of records sent.
 //!
 //! ```text
-//! cargo run --release --example bench_recovery
-//! cargo run --release --example bench_recovery -- --keys 100000 --batches 300
+//! cargo run --release -p rivulet-benches --bin bench_recovery
+//! cargo run --release -p rivulet-benches --bin bench_recovery -- --keys 100000 --batches 300
 //! ```
 
 use std::path::Path;
@@ -29,11 +29,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use rivulet::prelude::*;
-
-#[path = "support/mod.rs"]
-mod support;
-
-use support::{ms, pairs_batches, BatchTimings, Latencies};
+use rivulet_benches::harness::{pairs_batches, BatchTimings};
+use rivulet_benches::support::{self, ms, Latencies};
 
 #[derive(Parser, Debug)]
 #[command(about = "Checkpoint cost, executor-loss and restart times of a large map_with_state")]

@@ -4,8 +4,8 @@
 //! reference evaluation (`reference.rs`) on every run.
 //!
 //! ```text
-//! CARGO_TARGET_DIR=target cargo run --release --example nexmark -- --query q5 --events 10000000 --executors 2 --runs 3
-//! CARGO_TARGET_DIR=target cargo run --release --example nexmark -- --query all
+//! CARGO_TARGET_DIR=target cargo run --release -p rivulet-benches --bin nexmark -- --query q5 --events 10000000 --executors 2 --runs 3
+//! CARGO_TARGET_DIR=target cargo run --release -p rivulet-benches --bin nexmark -- --query all
 //! ```
 //!
 //! The events are generated up front into memory, grouped by batch (one second of event
@@ -40,14 +40,14 @@ use clap::Parser;
 use nexmark::event::Event;
 use parking_lot::Mutex;
 use rivulet::prelude::*;
+use rivulet_benches::harness;
+use rivulet_benches::support;
 
-#[path = "../support/allocator.rs"]
+#[path = "../../allocator.rs"]
 mod allocator;
 mod feed;
 mod queries;
 mod reference;
-#[path = "../support/mod.rs"]
-mod support;
 
 use queries::{batch_number, batches_to_run, Row};
 use reference::PerBatch;
@@ -218,7 +218,7 @@ async fn run_query<R: Row>(
                 *got.entry(batch_number(t)).or_default() = d;
             }
         });
-    let timings = support::BatchTimings::new();
+    let timings = harness::BatchTimings::new();
     ssc.add_listener(timings.clone());
     let batches = batches_to_run(slices.len());
     let started = Instant::now();
@@ -328,7 +328,7 @@ async fn bench(args: &Args, query: &str, slices: &Arc<Vec<Vec<Event>>>) -> Resul
         );
         rates.push(rate);
     }
-    Ok(support::median_f64(&rates))
+    Ok(harness::median_f64(&rates))
 }
 
 async fn run(args: Args) -> Result<(), BoxError> {

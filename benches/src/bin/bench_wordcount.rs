@@ -19,8 +19,8 @@
 //! processing time; with `--runs N` it repeats everything N times and reports medians.
 //!
 //! ```text
-//! CARGO_TARGET_DIR=/work/target-bench cargo run --release --example bench_wordcount
-//! CARGO_TARGET_DIR=/work/target-bench cargo run --release --example bench_wordcount -- --block-ms 50 --runs 5
+//! CARGO_TARGET_DIR=/work/target-bench cargo run --release -p rivulet-benches --bin bench_wordcount
+//! CARGO_TARGET_DIR=/work/target-bench cargo run --release -p rivulet-benches --bin bench_wordcount -- --block-ms 50 --runs 5
 //! ```
 //!
 //! Defaults: 2M lines (`--repeat 50`), 2 executors, 100 ms batches, 10 ms blocks, 3 runs.
@@ -35,16 +35,15 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use parking_lot::Mutex;
 use rivulet::prelude::*;
+use rivulet_benches::harness::{self, median_f64, process_cpu};
+use rivulet_benches::support::{self, init_tracing, ms, words, Latencies, SignalStop};
 use rustc_hash::FxBuildHasher;
 
-#[path = "support/allocator.rs"]
+#[path = "../allocator.rs"]
 mod allocator;
-#[path = "support/mod.rs"]
-mod support;
 
 // `words`: a word is a maximal run of ASCII letters and digits, lowercased. Both the plain
 // loop and rivulet's `flat_map` call this one function.
-use support::{init_tracing, median_f64, ms, process_cpu, words, Latencies, SignalStop};
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -353,9 +352,10 @@ async fn main() -> Result<(), BoxError> {
     init_tracing();
     let args = Args::parse();
     args.ui.install();
-    let path = args.input.clone().unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/data/shakespeare.txt")
-    });
+    let path = args
+        .input
+        .clone()
+        .unwrap_or_else(|| harness::example_data("shakespeare.txt"));
     let text =
         std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     let one: Vec<&str> = text.lines().collect();
