@@ -18,12 +18,11 @@
 //! `narrow` and `wordcount`, `(word, 1)` pairs for `reduce_by_key`.
 //!
 //! ```text
-//! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench operators
+//! CARGO_TARGET_DIR=/work/target-bench cargo bench -p rivulet-benches --bench operators
 //! ```
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,7 +60,7 @@ fn len(word: String) -> u64 {
 /// # Panics
 /// If the file cannot be read: the bench cannot run without its input.
 fn shakespeare() -> Vec<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/shakespeare.txt");
+    let path = rivulet_benches::harness::example_data("shakespeare.txt");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     text.lines().map(str::to_string).collect()
