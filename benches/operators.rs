@@ -10,7 +10,7 @@
 //! - `narrow`: a fused narrow pipeline, `flat_map(words) → filter → map`, then `count`.
 //! - `reduce_by_key`: a hash shuffle with map-side combine over `(word, 1)` pairs.
 //! - `wordcount`: lines → `flat_map(words) → map((w, 1)) → reduce_by_key`, the per-core work
-//!   of one batch of `examples/bench_wordcount.rs`.
+//!   of one batch of `benches/src/bin/bench_wordcount.rs`.
 //! - `job_overhead`: the fixed cost of a job on 4 records (throughput here is jobs).
 //!
 //! Records are cloned out of the input RDD (its partitions are shared, immutable `Vec`s), so
@@ -18,12 +18,11 @@
 //! `narrow` and `wordcount`, `(word, 1)` pairs for `reduce_by_key`.
 //!
 //! ```text
-//! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench operators
+//! CARGO_TARGET_DIR=/work/target-bench cargo bench -p rivulet-benches --bench operators
 //! ```
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,7 +60,7 @@ fn len(word: String) -> u64 {
 /// # Panics
 /// If the file cannot be read: the bench cannot run without its input.
 fn shakespeare() -> Vec<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/shakespeare.txt");
+    let path = rivulet_benches::harness::example_data("shakespeare.txt");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     text.lines().map(str::to_string).collect()
@@ -171,7 +170,7 @@ fn reduce_by_key(c: &mut Criterion) {
 }
 
 /// Measures one batch's word count, lines → `flat_map(words) → map → reduce_by_key`, against
-/// the plain loop of `examples/bench_wordcount.rs` (one std `HashMap`).
+/// the plain loop of `benches/src/bin/bench_wordcount.rs` (one std `HashMap`).
 fn wordcount(c: &mut Criterion) {
     let lines = shakespeare();
     let mut group = c.benchmark_group("operators::wordcount");

@@ -36,10 +36,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use parking_lot::Mutex;
 use rivulet::prelude::*;
 
 #[path = "support/mod.rs"]
@@ -155,7 +156,7 @@ impl RecoveryInput {
                 let source = TextFileSource::new(dir)
                     .max_line_bytes(lines.max_line_bytes)
                     .on_long_line(lines.policy());
-                *losses.lock().unwrap_or_else(PoisonError::into_inner) = Some(source.losses());
+                *losses.lock() = Some(source.losses());
                 ssc.text_file_stream_with(source)
             }
             RecoveryInput::Tail(path) => ssc.receiver_stream(tail::TailReceiver::new(path)),
@@ -226,7 +227,7 @@ async fn run_recovery(args: &Args, input: RecoveryInput) -> Result<(), BoxError>
         state.reduce_by_key(u64::max).foreach_rdd(move |rdd, time| {
             let updated = rdd.collect()?;
             if !updated.is_empty() {
-                *activity.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+                *activity.lock() = Instant::now();
                 println!(
                     "batch {time}: {} words updated; top 5 running totals: {}",
                     updated.len(),
@@ -236,7 +237,7 @@ async fn run_recovery(args: &Args, input: RecoveryInput) -> Result<(), BoxError>
             Ok(())
         });
         state.state_snapshots().foreach_rdd(move |rdd, _| {
-            *snapshot_sink.lock().unwrap_or_else(PoisonError::into_inner) = rdd.collect()?;
+            *snapshot_sink.lock() = rdd.collect()?;
             Ok(())
         });
         Ok(())
@@ -295,10 +296,7 @@ async fn run_recovery(args: &Args, input: RecoveryInput) -> Result<(), BoxError>
         };
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let since = last_words
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .elapsed();
+            let since = last_words.lock().elapsed();
             if since >= Duration::from_secs(secs) {
                 println!("No new words for {secs} s: stopping.");
                 return;
@@ -310,8 +308,7 @@ async fn run_recovery(args: &Args, input: RecoveryInput) -> Result<(), BoxError>
         result = support::await_termination(&ssc) => result?,
     }
     ssc.stop(StopMode::Graceful).await?;
-    let snapshot =
-        std::mem::take(&mut *last_snapshot.lock().unwrap_or_else(PoisonError::into_inner));
+    let snapshot = std::mem::take(&mut *last_snapshot.lock());
     let words_in_state: u64 = snapshot.iter().map(|(_, c)| c).sum();
     println!(
         "Final state: {} distinct words, {words_in_state} words; top 10: {}{}",
@@ -339,10 +336,7 @@ async fn run_recovery(args: &Args, input: RecoveryInput) -> Result<(), BoxError>
         RecoveryInput::Directory(dir) => {
             // Bad entries are skipped (the default policy): a skip is a loss to report.
             let skipped = polled.print_and_check(None);
-            let losses = file_losses
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
+            let losses = file_losses.lock().clone();
             let totals = losses.map(|l| l.totals()).unwrap_or_default();
             let long_lines = support::print_and_check_file_losses(dir, totals, &args.lines);
             skipped.and(long_lines)
@@ -442,7 +436,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let sink = last_snapshot.clone();
     state_dstream.state_snapshots().foreach_rdd(move |rdd, _| {
         let snapshot = rdd.collect()?;
-        *sink.lock().unwrap_or_else(PoisonError::into_inner) = snapshot;
+        *sink.lock() = snapshot;
         Ok(())
     });
 
@@ -461,8 +455,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     }
     server.abort();
 
-    let snapshot =
-        std::mem::take(&mut *last_snapshot.lock().unwrap_or_else(PoisonError::into_inner));
+    let snapshot = std::mem::take(&mut *last_snapshot.lock());
     let words_in_state: u64 = snapshot.iter().map(|(_, c)| c).sum();
     println!(
         "Final state: {} distinct words, {words_in_state} words; top 10: {}",

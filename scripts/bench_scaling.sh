@@ -4,8 +4,8 @@
 # queries at the same executor counts. Nothing else may run on the host meanwhile.
 #
 # Build here (the host may have no toolchain), copy the binaries next to the script's folder:
-#   cargo build --release --example bench_wordcount --example nexmark
-#   mkdir -p bench-bin && cp target/release/examples/{bench_wordcount,nexmark} bench-bin/
+#   cargo build --release -p rivulet-benches --bin bench_wordcount --bin nexmark
+#   mkdir -p bench-bin && cp target/release/{bench_wordcount,nexmark} bench-bin/
 # Run on the host (BIN is where the binaries are; raw output goes to OUT):
 #   BIN=bench-bin OUT=benches/results/scaling scripts/bench_scaling.sh "1 2 4 8 14"
 # It takes about 4 minutes on 16 cores. Every run checks its counts (a wrong answer exits

@@ -3,12 +3,12 @@
 # other, each into benches/results/sustained-<mode>-<batch_ms>-r<rep>.txt.
 # usage: scripts/bench_sustained.sh search "memory:100 socket:100" [reps=3] [extra args...]
 #        scripts/bench_sustained.sh latency "socket:100:RATE memory:10:RATE" [reps=1] [extra args...]
-# env: BIN (default target/release/examples/bench_sustained), OUT (default benches/results),
+# env: BIN (default target/release/bench_sustained), OUT (default benches/results),
 #      PREFIX (inserted before <mode> in the file names, for runs with extra options),
 #      FIRST_REP (default 1: the first repeat number in the file names)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BIN="${BIN:-target/release/examples/bench_sustained}"
+BIN="${BIN:-target/release/bench_sustained}"
 OUT="${OUT:-benches/results}"
 WHAT="$1"; CONFIGS="$2"; REPS="${3:-3}"; shift 3 || shift $#
 for rep in $(seq "${FIRST_REP:-1}" $(( ${FIRST_REP:-1} + REPS - 1 ))); do

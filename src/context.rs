@@ -2,8 +2,9 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 
+use parking_lot::Mutex;
 use rivulet_actors::{
     ActorReceiver, ActorSink, ActorSource, Runtime, RuntimeHandle, SledCheckpointStore, Status,
     StopMode,
@@ -48,10 +49,6 @@ impl fmt::Debug for StreamingContext {
             .field("graph", &self.inner.graph)
             .finish()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl StreamingContext {
@@ -440,14 +437,16 @@ impl StreamingContext {
     /// Adds a listener for batch, output and receiver events. Listeners run on the
     /// coordinator and must return quickly.
     pub fn add_listener(&self, listener: impl StreamingListener) {
-        match lock(&self.inner.runtime).as_ref() {
+        match self.inner.runtime.lock().as_ref() {
             Some(runtime) => runtime.add_listener_now(Box::new(listener)),
-            None => lock(&self.inner.pending_listeners).push(Box::new(listener)),
+            None => self.inner.pending_listeners.lock().push(Box::new(listener)),
         }
     }
 
     fn runtime(&self) -> Result<RuntimeHandle> {
-        lock(&self.inner.runtime)
+        self.inner
+            .runtime
+            .lock()
             .clone()
             .ok_or_else(|| Error::NotRunning("call start() first".into()))
     }
@@ -458,13 +457,13 @@ impl StreamingContext {
     /// [`Error::Graph`] for an invalid graph (no output operation, a window that is not a
     /// multiple of the slide, ...); [`Error::NotRunning`] if already started.
     pub async fn start(&self) -> Result<()> {
-        let mut runtime = lock(&self.inner.runtime);
+        let mut runtime = self.inner.runtime.lock();
         if runtime.is_some() {
             return Err(Error::NotRunning(
                 "the streaming context was already started".into(),
             ));
         }
-        let listeners = std::mem::take(&mut *lock(&self.inner.pending_listeners));
+        let listeners = std::mem::take(&mut *self.inner.pending_listeners.lock());
         *runtime = Some(Runtime::start(
             self.inner.graph.clone(),
             &self.inner.config,
@@ -479,7 +478,7 @@ impl StreamingContext {
     /// `api/v1/applications/{app}/streaming/` (alias `api/v1/streaming/`; see the README's
     /// "Watching a run") and the Prometheus metrics at `metrics` of this URL.
     pub fn ui_url(&self) -> Option<String> {
-        let address = lock(&self.inner.runtime).as_ref()?.ui_address()?;
+        let address = self.inner.runtime.lock().as_ref()?.ui_address()?;
         Some(format!("http://{address}/"))
     }
 
@@ -532,7 +531,7 @@ impl StreamingContext {
 
     /// Where the context stands; `None` before start.
     pub fn status(&self) -> Option<Status> {
-        lock(&self.inner.runtime).as_ref().map(|r| r.status())
+        self.inner.runtime.lock().as_ref().map(|r| r.status())
     }
 
     /// Kills executor `executor` (numbered from 0) as a crash outside a task would, for
@@ -567,7 +566,9 @@ impl StreamingContext {
     /// What the scheduler healed since start (executors lost, tasks rerun, map stages
     /// resubmitted, speculative copies); `None` before start.
     pub fn scheduler_metrics(&self) -> Option<SchedulerMetrics> {
-        lock(&self.inner.runtime)
+        self.inner
+            .runtime
+            .lock()
             .as_ref()
             .map(|r| r.scheduler_metrics())
     }

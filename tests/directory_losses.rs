@@ -13,10 +13,11 @@ mod ui_support;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::*;
+use parking_lot::Mutex;
 use rivulet::prelude::*;
 use rivulet::receivers::TextFileSource;
 
@@ -31,18 +32,10 @@ impl Reports {
         r
     }
     fn inputs(&self) -> Vec<PolledInputInfo> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .0
-            .clone()
+        self.0.lock().0.clone()
     }
     fn completed(&self) -> Vec<BatchInfo> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .1
-            .clone()
+        self.0.lock().1.clone()
     }
     /// Skipped path -> reason, over every report (a path reported twice fails the test).
     fn skipped(&self) -> BTreeMap<String, String> {
@@ -57,18 +50,10 @@ impl Reports {
 
 impl StreamingListener for Reports {
     fn on_polled_input(&mut self, input: &PolledInputInfo) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .0
-            .push(input.clone());
+        self.0.lock().0.push(input.clone());
     }
     fn on_batch_completed(&mut self, batch: &BatchInfo) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .1
-            .push(batch.clone());
+        self.0.lock().1.push(batch.clone());
     }
 }
 
@@ -154,7 +139,7 @@ async fn the_fail_policy_stops_the_context_naming_the_path_and_a_restart_under_s
                      policy: UnreadablePolicy|
          -> Result<()> {
             let source = TextFileSource::new(&dir).on_unreadable(policy);
-            *out.lock().unwrap() = Some(ssc.text_file_stream_with(source).collect_batches());
+            *out.lock() = Some(ssc.text_file_stream_with(source).collect_batches());
             Ok(())
         };
         let out = Arc::new(Mutex::new(None));
@@ -211,7 +196,7 @@ async fn the_fail_policy_stops_the_context_naming_the_path_and_a_restart_under_s
         .unwrap();
         let reports = Reports::attach(&ssc);
         ssc.start().await.unwrap();
-        let lines = out.lock().unwrap().take().unwrap();
+        let lines = out.lock().take().unwrap();
         advance_until(&ssc, || lines.records().len() >= a.len() + b.len()).await;
         ssc.advance(2).await.unwrap();
         ssc.stop(StopMode::Graceful).await.unwrap();

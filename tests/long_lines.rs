@@ -5,9 +5,10 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use common::*;
+use parking_lot::Mutex;
 use rivulet::prelude::*;
 use rivulet::receivers::{LongLinePolicy, SocketTextReceiver};
 
@@ -28,10 +29,7 @@ struct Losses(Arc<Mutex<Vec<ReceiverInfo>>>);
 
 impl StreamingListener for Losses {
     fn on_receiver_input_lost(&mut self, r: &ReceiverInfo) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(r.clone());
+        self.0.lock().push(r.clone());
     }
 }
 
@@ -61,11 +59,7 @@ async fn run(policy: LongLinePolicy) -> (Vec<usize>, ReceiverInfo, Vec<ReceiverI
     server.await.unwrap();
     let lens = lines.records().iter().map(String::len).collect();
     let stopped = events.receiver_stopped().pop().expect("a stopped event");
-    let lost = losses
-        .0
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+    let lost = losses.0.lock().clone();
     (lens, stopped, lost)
 }
 

@@ -8,7 +8,7 @@
 #[path = "ui_support/mod.rs"]
 mod ui_support;
 
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use rivulet::prelude::*;
@@ -313,7 +313,7 @@ async fn batches_in_flight_are_processing_and_queued() {
     let ssc = StreamingContext::new(config).expect("valid config");
     let stored = Arc::new(Notify::new());
     let (release, gate) = mpsc::channel::<()>();
-    let gate = Mutex::new(gate);
+    let gate = parking_lot::Mutex::new(gate);
     ssc.receiver_stream(Fixed {
         records: (0..4).map(|i| format!("line {i}")).collect(),
         stored: stored.clone(),
@@ -321,9 +321,7 @@ async fn batches_in_flight_are_processing_and_queued() {
     })
     .foreach_batch(move |t, _| {
         if t == Time::from_ms(100) {
-            let gate = gate
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let gate = gate.lock();
             let _ = gate.recv_timeout(UI_TIMEOUT);
         }
     });

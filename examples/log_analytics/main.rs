@@ -28,10 +28,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::ops::Bound;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use parking_lot::Mutex;
 use rivulet::prelude::*;
 
 #[path = "../support/mod.rs"]
@@ -136,10 +137,6 @@ struct Totals {
     batch_status: BTreeMap<Time, BTreeMap<u16, u64>>,
     window_status: BTreeMap<Time, BTreeMap<u16, u64>>,
     known_requests: HashMap<String, u64>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// `counts` as `key:count`, largest first (ties by key), at most `n`.
@@ -276,7 +273,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
             std::iter::once((lines, rejected))
         })
         .foreach_rdd(move |rdd, time| {
-            let mut totals = lock(&t);
+            let mut totals = t.lock();
             let mut unprinted = 0;
             for (lines, rejected) in rdd.collect()? {
                 for (i, error, line) in rejected {
@@ -304,7 +301,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         let counts: BTreeMap<u16, u64> = rdd.collect()?.into_iter().collect();
         let n: u64 = counts.values().sum();
         println!("batch {time}: {n} requests; status {}", by_status(&counts));
-        lock(&t).batch_status.insert(time, counts);
+        t.lock().batch_status.insert(time, counts);
         Ok(())
     });
 
@@ -319,7 +316,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
                 "  last {window:?}: {n} requests; status {}",
                 by_status(&counts)
             );
-            lock(&t).window_status.insert(time, counts);
+            t.lock().window_status.insert(time, counts);
             Ok(())
         });
 
@@ -344,7 +341,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         .foreach_rdd(move |rdd, _| {
             let mut seen = rdd.collect()?;
             seen.sort_by(|(ca, (na, _)), (cb, (nb, _))| nb.cmp(na).then_with(|| ca.cmp(cb)));
-            let mut totals = lock(&t);
+            let mut totals = t.lock();
             let listed: Vec<String> = seen
                 .iter()
                 .map(|(client, (n, label))| {
@@ -375,7 +372,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     }
     server.abort();
 
-    let totals = std::mem::take(&mut *lock(&totals));
+    let totals = std::mem::take(&mut *totals.lock());
     if let Ending::Interrupted(signal) = ending {
         println!(
             "Stopped on a signal after {} of {} lines: the checks against the whole file are skipped.",

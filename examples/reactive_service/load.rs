@@ -7,11 +7,12 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::Clock;
 use governor::{Quota, RateLimiter};
+use parking_lot::Mutex;
 use rivulet::prelude::BoxError;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -19,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::digest::CountDigest;
 use crate::parse::parse;
-use crate::support::{read_lines, TokioClock};
+use crate::support::{read_lines, Latencies, TokioClock};
 use crate::PageEvent;
 
 /// The events of the access log at `path`, at most `limit` (0: all), and the number of
@@ -261,8 +262,8 @@ pub struct LoadReport {
     pub unexpected: Vec<(u16, String)>,
     /// Requests that got no answer (connection errors).
     pub errors: Vec<String>,
-    /// Latency of each answered request.
-    pub latencies: Vec<Duration>,
+    /// The latencies of the answered requests.
+    pub latencies: Latencies,
     /// How long it all took.
     pub elapsed: Duration,
 }
@@ -341,18 +342,15 @@ pub async fn run(address: SocketAddr, events: Vec<PageEvent>, options: LoadOptio
     }
     for worker in workers {
         if let Err(e) = worker.await {
-            lock(&report)
+            report
+                .lock()
                 .errors
                 .push(format!("a sender task failed: {e}"));
         }
     }
-    let mut report = std::mem::take(&mut *lock(&report));
+    let mut report = std::mem::take(&mut *report.lock());
     report.elapsed = started.elapsed();
     report
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Posts request `i` (`None`: a malformed body), retrying `503`s, and records the answer.
@@ -375,14 +373,14 @@ async fn post(
         let response = match answer {
             Ok(response) => response,
             Err(e) => {
-                lock(report).errors.push(format!("request {i}: {e}"));
+                report.lock().errors.push(format!("request {i}: {e}"));
                 return;
             }
         };
         if event.is_some() && response.status == 503 && tries < retries {
             {
-                let mut r = lock(report);
-                r.latencies.push(latency);
+                let mut r = report.lock();
+                r.latencies.record(latency);
                 r.retried += 1;
             }
             tries += 1;
@@ -390,8 +388,8 @@ async fn post(
             tokio::time::sleep(Duration::from_secs(wait)).await;
             continue;
         }
-        let mut r = lock(report);
-        r.latencies.push(latency);
+        let mut r = report.lock();
+        r.latencies.record(latency);
         if event.is_some() {
             r.events += 1;
         }

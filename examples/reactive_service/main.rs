@@ -272,16 +272,10 @@ async fn generate_only(
 }
 
 fn print_load(load: &LoadReport, options: &LoadOptions) {
-    let mut latencies = load.latencies.clone();
-    latencies.sort();
-    let (p50, p99) = if latencies.is_empty() {
-        (0.0, 0.0)
-    } else {
-        (
-            support::ms(support::percentile(&latencies, 0.5)),
-            support::ms(support::percentile(&latencies, 0.99)),
-        )
-    };
+    let (p50, p99) = (
+        support::ms(load.latencies.quantile(0.5)),
+        support::ms(load.latencies.quantile(0.99)),
+    );
     let secs = load.elapsed.as_secs_f64().max(1e-9);
     println!(
         "Load: {} events + {} malformed in {:.1} s ({:.0} events/s) over {} connections: {} accepted (2xx), {} refused (503, after {} retries), {} bad requests (400), {} other answers, {} errors; latency p50 {p50:.1} ms, p99 {p99:.1} ms",

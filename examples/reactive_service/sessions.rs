@@ -11,10 +11,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use parking_lot::Mutex;
 use rivulet::prelude::*;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -25,10 +26,6 @@ use crate::PageEvent;
 /// A new session starts when a user's event comes this long (in event time) after the
 /// previous one, as web analytics usually counts visits.
 pub const SESSION_GAP_SECS: i64 = 30 * 60;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// What the service answered, counted: the independent count the analytics are checked
 /// against. `accepted` is per user (as a digest), counted by the session actors when the
@@ -165,7 +162,7 @@ impl Session {
             return;
         }
         let me = ctx.address();
-        let mut registry = lock(&self.registry);
+        let mut registry = self.registry.lock();
         if registry.get(&self.user) == Some(&me) {
             registry.remove(&self.user);
             // Give the memory back as users come and go.
@@ -253,7 +250,7 @@ impl Sessions {
 
     /// The session actor of `user`, started if it has none (or its actor stopped).
     fn of(&self, user: &str) -> Addr<Session> {
-        let mut sessions = lock(&self.sessions);
+        let mut sessions = self.sessions.lock();
         if let Some(addr) = sessions.get(user).filter(|a| a.connected()) {
             return addr.clone();
         }

@@ -1,13 +1,14 @@
 //! What the examples share: logging setup and a context built from the usual options; for
 //! the file-fed examples, reading an input file into lines, a local TCP line server that
 //! plays the file as a live source, the word splitter, and a listener that prints progress
-//! and says when every line has been processed; for the benchmark harnesses, a listener
-//! collecting each batch's processing time, a deterministic batch generator, and a
-//! percentile.
+//! and says when every line has been processed; percentiles of durations (`Latencies`, by
+//! `hdrhistogram`).
 //!
 //! Each example includes this module with `#[path = "support/mod.rs"] mod support;`. Cargo
 //! does not build it as an example of its own: only `examples/*.rs` and
-//! `examples/*/main.rs` are discovered.
+//! `examples/*/main.rs` are discovered. The benchmark harnesses (`benches/`, package
+//! `rivulet-benches`) use it too, as their library's `support` module; what only they use is
+//! in `benches/src/harness.rs`.
 
 // Every example uses only part of this module.
 #![allow(dead_code)]
@@ -18,12 +19,13 @@ use std::num::NonZeroU32;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, Reference};
 use governor::nanos::Nanos;
 use governor::{Quota, RateLimiter};
+use parking_lot::Mutex;
 use rivulet::framework::receiver::ReceiverMetrics;
 use rivulet::prelude::*;
 use rivulet::receivers::{LongLinePolicy, SocketTextReceiver, DEFAULT_MAX_LINE_BYTES};
@@ -302,12 +304,8 @@ impl InputReport {
         InputReport::default()
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, ReportState> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     fn record(&self, r: &ReceiverInfo, stopped: bool) {
-        let mut state = self.state();
+        let mut state = self.0.lock();
         state.receivers.insert(r.name.clone(), r.metrics);
         if stopped {
             state.stopped.insert(r.name.clone());
@@ -325,7 +323,7 @@ impl InputReport {
     /// the first.
     pub fn input_done(&self) -> oneshot::Receiver<Result<(), String>> {
         let (tx, rx) = oneshot::channel();
-        let mut state = self.state();
+        let mut state = self.0.lock();
         state.done = Some(tx);
         state.check_done();
         rx
@@ -341,7 +339,7 @@ impl InputReport {
     /// and which options to use.
     pub fn print_and_check(&self, options: &LineOptions) -> Result<(), BoxError> {
         let report: Vec<(String, ReceiverMetrics)> =
-            self.state().receivers.clone().into_iter().collect();
+            self.0.lock().receivers.clone().into_iter().collect();
         print_and_check_losses(&report, options)
     }
 }
@@ -409,7 +407,7 @@ pub fn print_and_check_losses(
 
 impl StreamingListener for InputReport {
     fn on_batch_completed(&mut self, batch: &BatchInfo) {
-        let mut state = self.state();
+        let mut state = self.0.lock();
         if let Some((_, error)) = batch.failures.first() {
             if let Some(tx) = state.done.take() {
                 let _ = tx.send(Err(error.to_string()));
@@ -482,10 +480,7 @@ impl PolledReport {
 
     /// The totals so far, by input name.
     pub fn get(&self) -> BTreeMap<String, PolledTotals> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.0.lock().clone()
     }
 
     /// Prints one line per polled input with its counts, then its skipped entries (the
@@ -526,7 +521,7 @@ impl PolledReport {
 
 impl StreamingListener for PolledReport {
     fn on_polled_input(&mut self, input: &PolledInputInfo) {
-        let mut all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut all = self.0.lock();
         let t = all.entry(input.name.clone()).or_default();
         t.files += input.splits;
         t.records += input.records;
@@ -1127,100 +1122,88 @@ impl Processed {
 
     /// `(batches, records)` processed so far.
     pub fn get(&self) -> (usize, usize) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        *self.0.lock()
     }
 }
 
 impl StreamingListener for Processed {
     fn on_batch_completed(&mut self, batch: &BatchInfo) {
-        let mut p = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut p = self.0.lock();
         p.0 += 1;
         p.1 += batch.num_records;
     }
 }
 
-/// A listener that records each completed batch's processing time
-/// (`BatchInfo::processing_delay`; zero if unknown), in completion order.
-///
-/// Clones share the same record: add one clone to the context with `add_listener` and read
-/// the times through another with [`BatchTimings::take`].
-#[derive(Clone, Default)]
-pub struct BatchTimings(Arc<Mutex<Vec<Duration>>>);
+/// A distribution of durations (request latencies, batch processing times) read back by
+/// quantile, kept by `hdrhistogram`: each duration is recorded in whole microseconds with 3
+/// significant digits (a reading is within 0.1 % of what was recorded), in constant memory
+/// whatever the count, with no upper bound.
+#[derive(Clone, Debug)]
+pub struct Latencies(hdrhistogram::Histogram<u64>);
 
-impl BatchTimings {
-    /// An empty record.
-    pub fn new() -> BatchTimings {
-        BatchTimings::default()
-    }
-
-    /// The processing times recorded so far, one per completed batch in completion order,
-    /// leaving the record empty. A poisoned lock (a panic while recording) is ignored: the
-    /// times recorded before it are returned.
-    pub fn take(&self) -> Vec<Duration> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+impl Default for Latencies {
+    fn default() -> Latencies {
+        Latencies::new()
     }
 }
 
-impl StreamingListener for BatchTimings {
-    fn on_batch_completed(&mut self, batch: &BatchInfo) {
-        if let Ok(mut t) = self.0.lock() {
-            t.push(batch.processing_delay.unwrap_or_default());
+impl Latencies {
+    /// Nothing recorded yet.
+    pub fn new() -> Latencies {
+        Latencies(hdrhistogram::Histogram::new(3).expect("3 significant digits are valid"))
+    }
+
+    /// Records `d` (in whole microseconds).
+    pub fn record(&mut self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        // The histogram grows to fit (`saturating_record` would clamp to its current range);
+        // only beyond 2^62 µs is the value clamped.
+        if self.0.record(us).is_err() {
+            self.0.saturating_record(us);
+        }
+    }
+
+    /// How many durations were recorded.
+    pub fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// Whether none was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The duration at quantile `q` (0..=1) by the nearest-rank method: the smallest recorded
+    /// duration that at least a fraction `q` of them do not exceed (0.5 is the median, the
+    /// lower middle for an even count; 1.0 the maximum), to the histogram's precision. Zero
+    /// if none was recorded.
+    pub fn quantile(&self, q: f64) -> Duration {
+        if self.0.is_empty() {
+            return Duration::ZERO;
+        }
+        Duration::from_micros(self.0.value_at_quantile(q))
+    }
+
+    /// The longest duration recorded (to the histogram's precision); zero if none.
+    pub fn max(&self) -> Duration {
+        self.quantile(1.0)
+    }
+}
+
+impl Extend<Duration> for Latencies {
+    fn extend<I: IntoIterator<Item = Duration>>(&mut self, durations: I) {
+        for d in durations {
+            self.record(d);
         }
     }
 }
 
-/// `n` batches of `records` pairs `(key, value)` each, with keys in `0..keys` drawn by
-/// `fastrand` seeded with `seed`, so every run with the same arguments sees the same input.
-/// Every pair holds a clone of `value`.
-///
-/// # Panics
-/// If `keys` is 0 while `n` and `records` are not.
-pub fn pairs_batches<V: Clone>(
-    n: u32,
-    records: usize,
-    keys: u64,
-    seed: u64,
-    value: V,
-) -> Vec<Vec<(u64, V)>> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    (0..n)
-        .map(|_| {
-            (0..records)
-                .map(|_| (rng.u64(..keys), value.clone()))
-                .collect()
-        })
-        .collect()
-}
-
-/// The element at fraction `p` (0..=1) of `sorted` (sorted ascending): index
-/// `round((len - 1) * p)`, so 0.5 is the median (the upper middle for an even count).
-///
-/// # Panics
-/// If `sorted` is empty.
-pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-/// The median of `xs` (the lower middle for an even count); NaN if empty.
-pub fn median_f64(xs: &[f64]) -> f64 {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len().saturating_sub(1) / 2)
-        .copied()
-        .unwrap_or(f64::NAN)
-}
-
-/// CPU time (user + system, all threads) the whole process used so far, from
-/// `/proc/self/stat` (Linux; 10 ms resolution at the usual 100 ticks/s); `None` where that
-/// file is not available.
-pub fn process_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which may hold spaces) start at field 3 (state);
-    // utime and stime are fields 14 and 15, in clock ticks.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 10))
+impl FromIterator<Duration> for Latencies {
+    fn from_iter<I: IntoIterator<Item = Duration>>(durations: I) -> Latencies {
+        let mut latencies = Latencies::new();
+        latencies.extend(durations);
+        latencies
+    }
 }
 
 /// `d` in milliseconds, with fractions (for printing).

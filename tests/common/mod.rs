@@ -8,9 +8,10 @@
 use std::fmt::Debug;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use rivulet::prelude::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket};
@@ -159,10 +160,7 @@ struct Recorder {
 
 impl Recorder {
     fn push(&mut self, e: Event) {
-        self.events
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(e);
+        self.events.lock().push(e);
         self.notify.send_modify(|n| *n += 1);
     }
 }
@@ -204,10 +202,7 @@ impl Events {
 
     /// Every event so far, in order.
     pub fn all(&self) -> Vec<Event> {
-        self.events
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.events.lock().clone()
     }
 
     /// Records received in the completed batches so far.

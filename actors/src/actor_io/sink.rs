@@ -3,9 +3,10 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use actix::{Arbiter, Message, Recipient};
+use parking_lot::Mutex;
 use rivulet_framework::data::{Data, Key};
 use rivulet_framework::dstream::DStream;
 use rivulet_framework::time::Time;
@@ -104,28 +105,18 @@ impl<K: Key + std::fmt::Debug, V: Data> KeyedActorOutputs<K, V> for DStream<(K, 
         self.foreach_rdd_op(op, move |rdd, time| {
             let mut first_failure = None;
             for (key, records) in group_in_order(rdd.collect()?) {
-                let known = actors
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .get(&key)
-                    .cloned();
+                let known = actors.lock().get(&key).cloned();
                 let recipient = match known {
                     Some(r) => r,
                     None => {
                         let r = make_on_arbiter(&key)?;
-                        actors
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .insert(key.clone(), r.clone());
+                        actors.lock().insert(key.clone(), r.clone());
                         r
                     }
                 };
                 let what = format!("for key {key:?}");
                 if let Err(e) = deliver(&recipient, Batch { time, records }, op, &what) {
-                    actors
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .remove(&key);
+                    actors.lock().remove(&key);
                     first_failure.get_or_insert(e);
                 }
             }

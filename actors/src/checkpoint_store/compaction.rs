@@ -24,14 +24,13 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
-use std::sync::PoisonError;
 use std::time::Instant;
 
 use rivulet_framework::checkpoint::{key_text, Tree};
 use rivulet_framework::{CheckpointError, Result};
 
 use super::chunked::ReadError;
-use super::{layout, lock, Database, Inner};
+use super::{layout, Database, Inner};
 
 impl Inner {
     /// Runs a compaction (the steps above) on the calling thread.
@@ -45,13 +44,13 @@ impl Inner {
         let size_before = self.size_on_disk()?;
         // 1. Tracking starts with no store call in flight, so none is missed.
         let name = {
-            let current = self.current.write().unwrap_or_else(PoisonError::into_inner);
-            *lock(&self.dirty) = Some(BTreeSet::new());
+            let current = self.current.write();
+            *self.dirty.lock() = Some(BTreeSet::new());
             layout::next_db_name(&current.name)
         };
         let path = self.dir.join(&name);
         let result = self.copy_and_switch(&name);
-        *lock(&self.dirty) = None;
+        *self.dirty.lock() = None;
         let waited = result.inspect_err(|_| {
             // Not live: a later compaction starts it anew (or the next open removes it).
             let _ = std::fs::remove_dir_all(&path);
@@ -85,7 +84,7 @@ impl Inner {
         crash_point(1);
         // 2. The copy, while store calls go on.
         {
-            let current = self.read();
+            let current = self.current.read();
             for t in [Tree::Meta, Tree::State, Tree::Wal] {
                 current
                     .tree(t)
@@ -95,9 +94,9 @@ impl Inner {
         }
         crash_point(2);
         // 3. Exclusive: the writes made during the copy, then durable.
-        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let mut current = self.current.write();
         let exclusive = Instant::now();
-        let dirty = lock(&self.dirty).take().unwrap_or_default();
+        let dirty = self.dirty.lock().take().unwrap_or_default();
         for (t, key) in dirty {
             let value = current.tree(t).get(&key).map_err(|e| match e {
                 ReadError::Sled(e) => self.error(format!("read {} to copy it", t.name()), e),

@@ -25,10 +25,11 @@ use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use parking_lot::{Mutex, RwLock};
 use rivulet_framework::checkpoint::{
     key_text, CheckpointStore, CompactionPolicy, StoreStats, Tree,
 };
@@ -107,10 +108,6 @@ struct Inner {
 
 /// How many `maintain` calls the live-bytes peak looks back over.
 const LIVE_WINDOW: usize = 32;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 impl SledCheckpointStore {
     /// Opens (or creates) the checkpoint directory `dir` with the default
@@ -213,7 +210,7 @@ impl SledCheckpointStore {
 
     /// Waits for a background compaction, if one runs.
     fn wait_for_compaction(&self) {
-        if let Some(handle) = lock(&self.compaction).take() {
+        if let Some(handle) = self.compaction.lock().take() {
             let _ = handle.join();
         }
     }
@@ -231,15 +228,11 @@ impl Inner {
             .map_err(|e| layout::io_error(&self.dir, "measure the directory", &e))
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, Database> {
-        self.current.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Counts a change of `delta` live bytes to `key`, and marks the key for a compaction
     /// that is copying (called while the database is read-locked).
     fn wrote(&self, tree: Tree, key: &[u8], delta: i64) {
         self.live.fetch_add(delta, Ordering::Relaxed);
-        if let Some(dirty) = lock(&self.dirty).as_mut() {
+        if let Some(dirty) = self.dirty.lock().as_mut() {
             dirty.insert((tree, key.to_vec()));
         }
     }
@@ -256,7 +249,7 @@ impl Inner {
     /// live bytes.
     fn compaction_due(&self) -> Result<bool> {
         let size = self.size_on_disk()?;
-        let mut recent = lock(&self.recent_live);
+        let mut recent = self.recent_live.lock();
         recent.push_back(self.live());
         while recent.len() > LIVE_WINDOW {
             recent.pop_front();
@@ -301,7 +294,7 @@ impl fmt::Debug for SledCheckpointStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SledCheckpointStore")
             .field("dir", &self.inner.dir)
-            .field("database", &self.inner.read().name)
+            .field("database", &self.inner.current.read().name)
             .finish()
     }
 }
@@ -312,7 +305,7 @@ impl CheckpointStore for SledCheckpointStore {
     }
     fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<()> {
         let inner = &*self.inner;
-        let db = inner.read();
+        let db = inner.current.read();
         let delta = db
             .tree(tree)
             .put(key, value)
@@ -322,19 +315,24 @@ impl CheckpointStore for SledCheckpointStore {
     }
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let inner = &*self.inner;
-        inner.read().tree(tree).get(key).map_err(|e| match e {
-            ReadError::Sled(e) => inner.error(format!("read {}", key_text(tree, key)), e),
-            ReadError::Torn(reason) => CheckpointError::Corrupt {
-                dir: self.location(),
-                key: key_text(tree, key),
-                reason,
-            }
-            .into(),
-        })
+        inner
+            .current
+            .read()
+            .tree(tree)
+            .get(key)
+            .map_err(|e| match e {
+                ReadError::Sled(e) => inner.error(format!("read {}", key_text(tree, key)), e),
+                ReadError::Torn(reason) => CheckpointError::Corrupt {
+                    dir: self.location(),
+                    key: key_text(tree, key),
+                    reason,
+                }
+                .into(),
+            })
     }
     fn remove(&self, tree: Tree, key: &[u8]) -> Result<()> {
         let inner = &*self.inner;
-        let db = inner.read();
+        let db = inner.current.read();
         let delta = db
             .tree(tree)
             .remove(key)
@@ -345,6 +343,7 @@ impl CheckpointStore for SledCheckpointStore {
     fn keys(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
         let inner = &*self.inner;
         inner
+            .current
             .read()
             .tree(tree)
             .keys(prefix)
@@ -353,6 +352,7 @@ impl CheckpointStore for SledCheckpointStore {
     fn flush(&self) -> Result<()> {
         let inner = &*self.inner;
         inner
+            .current
             .read()
             .db
             .flush()
@@ -371,10 +371,10 @@ impl CheckpointStore for SledCheckpointStore {
     /// Reports a failed background compaction; starts one, on a thread of its own, when the
     /// directory is over the policy and none runs.
     fn maintain(&self) -> Result<StoreStats> {
-        if let Some(e) = lock(&self.inner.failed).take() {
+        if let Some(e) = self.inner.failed.lock().take() {
             return Err(e);
         }
-        let mut running = lock(&self.compaction);
+        let mut running = self.compaction.lock();
         if running.as_ref().is_some_and(|h| !h.is_finished()) {
             return Ok(self.inner.stats());
         }
@@ -388,7 +388,7 @@ impl CheckpointStore for SledCheckpointStore {
                 .spawn(move || {
                     if let Err(e) = inner.compact() {
                         tracing::error!(dir = %inner.dir.display(), error = %e, "Cannot compact the checkpoint store.");
-                        *lock(&inner.failed) = Some(e);
+                        *inner.failed.lock() = Some(e);
                     }
                 })
                 .map_err(|e| {

@@ -3,7 +3,9 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
 
 use actix_web::dev::ServerHandle;

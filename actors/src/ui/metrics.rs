@@ -4,7 +4,9 @@
 //! scrapers read ([`to_prometheus_text`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
@@ -18,8 +20,6 @@ use rivulet_framework::block::StreamId;
 use rivulet_framework::checkpoint::StoreStats;
 use rivulet_framework::listener::BatchInfo;
 use rivulet_framework::scheduler::SchedulerCounters;
-
-use super::state::lock;
 
 /// A receiver's labels: its stream id and its kind.
 type ReceiverLabels = Vec<(String, String)>;
@@ -60,7 +60,7 @@ fn encode_one(
 
 impl Collector for CheckpointStoreCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let Some(stats) = *lock(&self.last) else {
+        let Some(stats) = *self.last.lock() else {
             return Ok(());
         };
         let e = &mut encoder;
@@ -314,7 +314,7 @@ impl Metrics {
     }
 
     pub(crate) fn checkpoint_store(&self, stats: StoreStats) {
-        *lock(&self.checkpoint_store) = Some(stats);
+        *self.checkpoint_store.lock() = Some(stats);
     }
 
     pub(crate) fn output_failed(&self) {
@@ -342,7 +342,7 @@ impl Metrics {
     /// The metrics in OpenMetrics text.
     pub(crate) fn encode(&self) -> Result<String, std::fmt::Error> {
         {
-            let _guard = lock(&self.scrape);
+            let _guard = self.scrape.lock();
             let s = self.scheduler.snapshot();
             let catch_up = |c: &Counter, now: u64| {
                 let seen = c.get();

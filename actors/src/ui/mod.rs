@@ -19,7 +19,9 @@ pub use self::history::HistoryServer;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
@@ -33,7 +35,7 @@ use rivulet_framework::scheduler::SchedulerCounters;
 use rivulet_framework::{Error, Result};
 
 use self::metrics::Metrics;
-use self::state::{forwarder, lock, UiState, EVENT_QUEUE};
+use self::state::{forwarder, UiState, EVENT_QUEUE};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
@@ -172,7 +174,7 @@ impl StatusServer {
             .spawn(move || {
                 // Ends when the coordinator drops the listener (the context stopped).
                 while let Ok((event, at)) = inbox.recv() {
-                    lock(&state).apply(event, at, &metrics);
+                    state.lock().apply(event, at, &metrics);
                 }
             });
         if let Err(e) = feeder {

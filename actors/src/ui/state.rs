@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rivulet_framework::block::StreamId;
@@ -296,11 +296,6 @@ impl UiState {
             }
         }
     }
-}
-
-/// Locks `m`, recovering the data from a panicked holder (the state stays usable).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The listener the coordinator calls: it only hands events to the status server's thread,

@@ -15,10 +15,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use parking_lot::Mutex;
 use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -182,9 +183,7 @@ async fn run(args: Args) -> Result<bool, BoxError> {
             "batch {t}: {n} records ({so_far}/{total}); top 5: {}",
             top.join(" ")
         );
-        *final_counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = all;
+        *final_counts.lock() = all;
         if so_far >= total {
             notify.notify_one();
         }
@@ -203,10 +202,7 @@ async fn run(args: Args) -> Result<bool, BoxError> {
     for w in lines.iter().flat_map(|l| words(l)) {
         *expected.entry(w).or_insert(0u64) += 1;
     }
-    let mut got = last
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    let mut got = last.lock().clone();
     got.sort();
     let expected: Vec<(String, u64)> = expected.into_iter().collect();
     if got == expected {

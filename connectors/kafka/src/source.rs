@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -80,7 +80,7 @@ pub struct KafkaSource {
     start: StartOffset,
     settings: Vec<(String, String)>,
     /// The consumer for metadata and commits, made at first use and again after an error.
-    control: Arc<Mutex<Option<BaseConsumer>>>,
+    control: Arc<parking_lot::Mutex<Option<BaseConsumer>>>,
 }
 
 impl fmt::Debug for KafkaSource {
@@ -161,7 +161,7 @@ impl KafkaSource {
     /// Runs `f` with the control consumer; an error drops it, so that the next call
     /// reconnects (to a broker that came back, or another of the cluster).
     fn with_control<R>(&self, f: impl FnOnce(&BaseConsumer) -> Result<R>) -> Result<R> {
-        let mut control = self.control.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut control = self.control.lock();
         if control.is_none() {
             *control = Some(self.consumer()?);
         }

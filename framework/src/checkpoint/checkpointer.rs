@@ -2,7 +2,9 @@
 //! and `CheckpointReader`). The steps are in the [module doc](super).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::error::Result;
 use crate::time::Time;
@@ -86,7 +88,7 @@ pub struct Checkpointer {
 
 impl std::fmt::Debug for Checkpointer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let book = self.lock();
+        let book = self.book.lock();
         f.debug_struct("Checkpointer")
             .field("latest", &book.latest.len())
             .field("kept", &book.kept.len())
@@ -100,31 +102,28 @@ impl Checkpointer {
         Checkpointer::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Book> {
-        self.book.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Cleans `log` as checkpoints stop needing its batches (step 6).
     pub fn set_block_log(&self, log: BlockLog) {
-        self.lock().log = Some(log);
+        self.book.lock().log = Some(log);
     }
 
     /// Records a complete data checkpoint (written by a checkpoint job); the next metadata
     /// checkpoint names it.
     pub fn record_data(&self, written: DataCheckpoint) {
-        let mut book = self.lock();
+        let mut book = self.book.lock();
         book.fresh.push(written.clone());
         book.latest.insert(written.stream, written);
     }
 
     /// The newest complete data checkpoint of every stream, in stream order.
     pub fn latest(&self) -> Vec<DataCheckpoint> {
-        self.lock().latest.values().cloned().collect()
+        self.book.lock().latest.values().cloned().collect()
     }
 
     /// The time of `stream`'s newest complete data checkpoint.
     pub fn latest_time(&self, stream: u32) -> Option<Time> {
-        self.lock()
+        self.book
+            .lock()
             .latest
             .get(&stream)
             .map(|c| Time::from_ms(c.time_ms))
@@ -132,18 +131,18 @@ impl Checkpointer {
 
     /// The data checkpoints recorded since the last call (for listeners), oldest first.
     pub fn take_fresh(&self) -> Vec<DataCheckpoint> {
-        std::mem::take(&mut self.lock().fresh)
+        std::mem::take(&mut self.book.lock().fresh)
     }
 
     /// The store's size and live bytes after the last metadata checkpoint.
     pub fn stats(&self) -> StoreStats {
-        self.lock().stats
+        self.book.lock().stats
     }
 
     /// Takes `restored` as the checkpoint this run continues from: its data checkpoints are
     /// the latest, and it is kept until two newer ones are written.
     pub fn restore(&self, restored: &MetadataCheckpoint) {
-        let mut book = self.lock();
+        let mut book = self.book.lock();
         for data in &restored.data {
             book.latest.insert(data.stream, data.clone());
         }
@@ -178,7 +177,7 @@ impl Checkpointer {
         store.record_progress(record.batch_time_ms)?;
         // 5: purge what the kept checkpoints do not name.
         let (kept, sweep, log, clean_to) = {
-            let mut book = self.lock();
+            let mut book = self.book.lock();
             book.kept.push_back(Kept::of(record));
             while book.kept.len() > KEPT {
                 book.kept.pop_front();
@@ -193,16 +192,16 @@ impl Checkpointer {
         };
         purge(store, &kept, sweep.as_ref())?;
         if sweep.is_some() {
-            self.lock().swept = sweep;
+            self.book.lock().swept = sweep;
         }
         // 6: the write-ahead log's batches no kept checkpoint needs.
         if let (Some(log), Some(to)) = (log, clean_to) {
             log.clean_up_to(Time::from_ms(to))?;
-            self.lock().cleaned_ms = Some(to);
+            self.book.lock().cleaned_ms = Some(to);
         }
         // 7: bounded.
         let stats = store.maintain()?;
-        self.lock().stats = stats;
+        self.book.lock().stats = stats;
         Ok(stats)
     }
 
@@ -352,11 +351,11 @@ mod tests {
             Ok(())
         }
         fn record_progress(&self, batch_ms: i64) -> Result<()> {
-            *self.progress.lock().unwrap() = Some(batch_ms);
+            *self.progress.lock() = Some(batch_ms);
             Ok(())
         }
         fn progress(&self) -> Option<i64> {
-            *self.progress.lock().unwrap()
+            *self.progress.lock()
         }
     }
 

@@ -85,9 +85,9 @@ pub use wal::{BlockLog, LoggedBlock, Replay, ReplayedBlock};
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -298,15 +298,12 @@ impl MemoryCheckpointStore {
     pub fn new() -> MemoryCheckpointStore {
         MemoryCheckpointStore::default()
     }
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(Tree, Vec<u8>), Vec<u8>>> {
-        self.values.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 impl fmt::Debug for MemoryCheckpointStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryCheckpointStore")
-            .field("values", &self.lock().len())
+            .field("values", &self.values.lock().len())
             .finish()
     }
 }
@@ -316,18 +313,21 @@ impl CheckpointStore for MemoryCheckpointStore {
         "memory".into()
     }
     fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<()> {
-        self.lock().insert((tree, key.to_vec()), value.to_vec());
+        self.values
+            .lock()
+            .insert((tree, key.to_vec()), value.to_vec());
         Ok(())
     }
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.lock().get(&(tree, key.to_vec())).cloned())
+        Ok(self.values.lock().get(&(tree, key.to_vec())).cloned())
     }
     fn remove(&self, tree: Tree, key: &[u8]) -> Result<()> {
-        self.lock().remove(&(tree, key.to_vec()));
+        self.values.lock().remove(&(tree, key.to_vec()));
         Ok(())
     }
     fn keys(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
         Ok(self
+            .values
             .lock()
             .range((tree, prefix.to_vec())..)
             .map(|((t, k), _)| (t, k))
@@ -342,6 +342,7 @@ impl CheckpointStore for MemoryCheckpointStore {
     /// [`maintain`](CheckpointStore::maintain)).
     fn stats(&self) -> StoreStats {
         let live_bytes = self
+            .values
             .lock()
             .iter()
             .map(|((_, key), value)| (key.len() + value.len()) as u64)

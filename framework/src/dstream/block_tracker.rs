@@ -3,8 +3,9 @@
 //! [`BlockLog`](crate::checkpoint::BlockLog) when the write-ahead log is on).
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use crate::block::{BlockId, BlockInfo, StreamId};
 use crate::checkpoint::ReceiverPosition;
@@ -25,15 +26,11 @@ pub(crate) struct BlockTracker {
 }
 
 impl BlockTracker {
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Allocates `blocks` to batch `t` (each block to exactly one batch); returns them all,
     /// unallocated, when `t` already has its blocks (a batch restored from a checkpoint keeps
     /// the blocks it had: the caller gives these to a later batch).
     pub(crate) fn allocate(&self, t: Time, blocks: Vec<BlockInfo>) -> Vec<BlockInfo> {
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock();
         if inner.allocations.contains_key(&t) {
             return blocks;
         }
@@ -53,7 +50,7 @@ impl BlockTracker {
         allocations: impl IntoIterator<Item = (Time, Vec<BlockInfo>)>,
         positions: &[ReceiverPosition],
     ) {
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock();
         for p in positions {
             inner.positions.insert(p.stream, p.clone());
         }
@@ -69,7 +66,8 @@ impl BlockTracker {
 
     /// The blocks of batch `t`, all streams.
     pub(crate) fn allocated(&self, t: Time) -> Vec<BlockInfo> {
-        self.lock()
+        self.inner
+            .lock()
             .allocations
             .get(&t)
             .map(|s| s.values().flatten().cloned().collect())
@@ -78,7 +76,8 @@ impl BlockTracker {
 
     /// The blocks of `stream` in batch `t`.
     pub(crate) fn of_stream(&self, stream: StreamId, t: Time) -> Vec<BlockInfo> {
-        self.lock()
+        self.inner
+            .lock()
             .allocations
             .get(&t)
             .and_then(|s| s.get(&stream))
@@ -88,7 +87,8 @@ impl BlockTracker {
 
     /// The allocations of batches after `horizon` (for a metadata checkpoint).
     pub(crate) fn after(&self, horizon: Time) -> Vec<(i64, Vec<BlockInfo>)> {
-        self.lock()
+        self.inner
+            .lock()
             .allocations
             .range(horizon + Duration::from_millis(1)..)
             .map(|(t, streams)| (t.as_ms(), streams.values().flatten().cloned().collect()))
@@ -97,12 +97,12 @@ impl BlockTracker {
 
     /// Where each receiver's input stands (for a metadata checkpoint).
     pub(crate) fn positions(&self) -> Vec<ReceiverPosition> {
-        self.lock().positions.values().cloned().collect()
+        self.inner.lock().positions.values().cloned().collect()
     }
 
     /// Forgets the allocations of batches up to `horizon`; returns their blocks.
     pub(crate) fn forget_up_to(&self, horizon: Time) -> Vec<BlockInfo> {
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock();
         let keep = inner
             .allocations
             .split_off(&(horizon + Duration::from_millis(1)));
@@ -115,7 +115,7 @@ impl BlockTracker {
 
     /// Forgets everything (the context stopped).
     pub(crate) fn clear(&self) {
-        self.lock().allocations.clear();
+        self.inner.lock().allocations.clear();
     }
 }
 

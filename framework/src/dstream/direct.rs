@@ -17,14 +17,16 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::data::Data;
 use crate::dstream::polled::Polled;
-use crate::dstream::{lock, DStream, DStreamGraph, NewSplits, PolledSource, ReadError};
+use crate::dstream::{DStream, DStreamGraph, NewSplits, PolledSource, ReadError};
 use crate::error::{Error, OpInfo, Result};
 use crate::rdd::PartitionIter;
 use crate::time::Time;
@@ -200,7 +202,7 @@ impl<S: DirectSource> Direct<S> {
     /// backpressure rate's share in proportion to the lag, at most `max_rate_per_partition`,
     /// times the batch interval, at least one record.
     fn cap(&self, lag: u64, total_lag: u64) -> Option<u64> {
-        let backpressure = (*lock(&self.rate))
+        let backpressure = (*self.rate.lock())
             .filter(|_| total_lag > 0)
             .map(|rate| rate * lag as f64 / total_lag as f64);
         let rate = match (backpressure, self.options.max_rate_per_partition) {
@@ -231,7 +233,7 @@ impl<S: DirectSource> PolledSource for Direct<S> {
 
     fn poll(&self, _t: Time) -> Result<NewSplits<OffsetRange>> {
         let latest = self.source.latest_offsets()?;
-        let mut next = lock(&self.next);
+        let mut next = self.next.lock();
         if let Some(gone) = next.keys().find(|p| !latest.contains_key(p)) {
             return Err(Error::User(format!(
                 "{}: partition {gone} is gone (revoked, or its topic deleted) with records from offset {} still to read",
@@ -293,11 +295,11 @@ impl<S: DirectSource> PolledSource for Direct<S> {
     }
 
     fn state(&self) -> Self::State {
-        lock(&self.next).clone()
+        self.next.lock().clone()
     }
 
     fn restore(&self, state: Self::State) {
-        *lock(&self.next) = state;
+        *self.next.lock() = state;
     }
 
     fn rate_controlled(&self) -> bool {
@@ -305,7 +307,7 @@ impl<S: DirectSource> PolledSource for Direct<S> {
     }
 
     fn set_rate(&self, records_per_sec: Option<f64>) {
-        *lock(&self.rate) = records_per_sec;
+        *self.rate.lock() = records_per_sec;
     }
 
     fn batch_completed(&self, t: Time, ranges: &[OffsetRange]) {

@@ -3,8 +3,10 @@
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use crate::block::{BlockInfo, StreamId};
 use crate::checkpoint::{
@@ -12,7 +14,7 @@ use crate::checkpoint::{
 };
 use crate::dstream::block_tracker::BlockTracker;
 use crate::dstream::job::OutputJob;
-use crate::dstream::{lock, CheckpointSetting, DStreamId, DStreamNode};
+use crate::dstream::{CheckpointSetting, DStreamId, DStreamNode};
 use crate::error::{panic_message, CheckpointError, Error, GraphError, OpInfo, Result};
 use crate::listener::PolledInputInfo;
 use crate::rdd::RddContext;
@@ -113,7 +115,7 @@ pub(crate) struct GraphShared {
 
 impl GraphShared {
     pub(crate) fn next_stream_id(&self, op: OpInfo) -> DStreamId {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         if state.started {
             state
                 .errors
@@ -124,7 +126,7 @@ impl GraphShared {
     }
 
     pub(crate) fn add_node(&self, node: Arc<dyn DStreamNode>) {
-        lock(&self.state).nodes.push(node);
+        self.state.lock().nodes.push(node);
     }
 
     pub(crate) fn add_output(
@@ -133,7 +135,7 @@ impl GraphShared {
         node: Arc<dyn DStreamNode>,
         generate: impl Fn(Time) -> Result<Option<OutputJob>> + Send + Sync + 'static,
     ) {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         if state.started {
             tracing::error!(operator = %op, "Output operation added after start; it will not run.");
             state
@@ -151,7 +153,7 @@ impl GraphShared {
     /// Records a graph error found while building; `start` reports it.
     pub(crate) fn add_error(&self, error: GraphError) {
         tracing::error!(%error, "Invalid DStream graph.");
-        lock(&self.state).errors.push(error);
+        self.state.lock().errors.push(error);
     }
 
     /// Registers the receiver `make(stream, buffer capacity, block size cap)` builds, and returns
@@ -163,7 +165,7 @@ impl GraphShared {
         &self,
         make: impl FnOnce(StreamId, usize, usize) -> (ReceiverSlot, X),
     ) -> (StreamId, X) {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         let stream = state.next_input;
         state.next_input += 1;
         let max_block = (self.receiver_buffer / (2 * self.rdd_ctx.default_parallelism())).max(1);
@@ -186,12 +188,12 @@ impl GraphShared {
 
     /// The last completed batch of the run this graph was restored from, if any.
     pub(crate) fn restored(&self) -> Option<Time> {
-        lock(&self.state).restored
+        self.state.lock().restored
     }
 
     /// Registers an input stream that saves and restores its state through checkpoints.
     pub(crate) fn add_restorable_input(&self, input: Arc<dyn RestorableInput>) {
-        lock(&self.state).inputs.push(input);
+        self.state.lock().inputs.push(input);
     }
 
     /// The oldest batch whose input may still be needed after batch `t`: by a stream's
@@ -199,7 +201,7 @@ impl GraphShared {
     /// checkpoint (and a window's length before it).
     pub(crate) fn input_horizon(&self, t: Time) -> Time {
         let (nodes, max_remember) = {
-            let state = lock(&self.state);
+            let state = self.state.lock();
             (state.nodes.clone(), state.max_remember)
         };
         let zero = self.zero_time().unwrap_or(Time::ZERO);
@@ -230,7 +232,7 @@ pub struct DStreamGraph {
 
 impl fmt::Debug for DStreamGraph {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = lock(&self.shared.state);
+        let state = self.shared.state.lock();
         f.debug_struct("DStreamGraph")
             .field("batch_interval", &self.shared.batch_interval)
             .field("streams", &state.nodes.len())
@@ -287,7 +289,7 @@ impl DStreamGraph {
     /// How long the longest-remembering stream keeps its RDDs (valid after `start`); blocks
     /// of older batches may be dropped.
     pub fn max_remember(&self) -> Duration {
-        lock(&self.shared.state).max_remember
+        self.shared.state.lock().max_remember
     }
 
     /// Validates the graph, fixes its zero time, and hands out its receivers (Spark:
@@ -298,7 +300,7 @@ impl DStreamGraph {
     /// a multiple of the slide, mismatched slides, a stream added after start), or
     /// [`GraphError::NoOutputs`].
     pub fn start(&self, zero_time: Time) -> Result<Vec<ReceiverSlot>> {
-        let mut state = lock(&self.shared.state);
+        let mut state = self.shared.state.lock();
         if state.started {
             return Err(Error::NotRunning("the graph was already started".into()));
         }
@@ -350,12 +352,14 @@ impl DStreamGraph {
     /// `start`; an interval that is not a multiple of a stream's slide falls back to the
     /// default for that stream.
     pub fn set_checkpoint_interval(&self, interval: Option<Duration>) {
-        lock(&self.shared.state).checkpoint_interval = interval;
+        self.shared.state.lock().checkpoint_interval = interval;
     }
 
     /// The graph's fingerprint: every DStream's id, operator and slide, in id order.
     pub fn fingerprint(&self) -> Vec<StreamSignature> {
-        lock(&self.shared.state)
+        self.shared
+            .state
+            .lock()
             .nodes
             .iter()
             .map(|n| StreamSignature {
@@ -370,7 +374,7 @@ impl DStreamGraph {
     /// what the status page draws as a DAG.
     pub fn describe(&self) -> super::GraphDescription {
         use super::describe::call_site;
-        let state = lock(&self.shared.state);
+        let state = self.shared.state.lock();
         super::GraphDescription {
             streams: state
                 .nodes
@@ -433,7 +437,7 @@ impl DStreamGraph {
             return Err(CheckpointError::GraphChanged { dir, differences }.into());
         }
         let (nodes, inputs) = {
-            let state = lock(&self.shared.state);
+            let state = self.shared.state.lock();
             (state.nodes.clone(), state.inputs.clone())
         };
         for data in &checkpoint.data {
@@ -454,7 +458,7 @@ impl DStreamGraph {
             }
         }
         self.shared.checkpointer.restore(checkpoint);
-        let mut state = lock(&self.shared.state);
+        let mut state = self.shared.state.lock();
         state.restored = Some(Time::from_ms(checkpoint.batch_time_ms));
         state.restored_checkpoint = Some(Arc::new(checkpoint.clone()));
         drop(state);
@@ -468,7 +472,7 @@ impl DStreamGraph {
     /// Whether the graph has polled inputs (such as a text file stream), which
     /// [`poll_inputs`](Self::poll_inputs) polls.
     pub fn has_polled_inputs(&self) -> bool {
-        !lock(&self.shared.state).inputs.is_empty()
+        !self.shared.state.lock().inputs.is_empty()
     }
 
     /// Polls the polled inputs for batch `t`, before [`generate_jobs`](Self::generate_jobs)
@@ -477,7 +481,7 @@ impl DStreamGraph {
     /// inputs that were not polled yet itself. An input whose poll fails keeps the error,
     /// and the batch's jobs fail with it.
     pub fn poll_inputs(&self, t: Time) {
-        let inputs = lock(&self.shared.state).inputs.clone();
+        let inputs = self.shared.state.lock().inputs.clone();
         for input in inputs {
             input.prepare(t);
         }
@@ -491,7 +495,7 @@ impl DStreamGraph {
     /// succeeded; the inputs' sources then hear of the batch
     /// ([`PolledSource::batch_completed`](crate::dstream::PolledSource::batch_completed)).
     pub fn take_input_reports(&self, t: Time, succeeded: bool) -> InputReports {
-        let inputs = lock(&self.shared.state).inputs.clone();
+        let inputs = self.shared.state.lock().inputs.clone();
         let mut reports = InputReports::default();
         for (info, fatal) in inputs.iter().filter_map(|i| i.take_report(t, succeeded)) {
             reports.inputs.push(info);
@@ -505,7 +509,7 @@ impl DStreamGraph {
     /// The input DStreams that take a rate limit from backpressure (direct streams), by id:
     /// the runtime's rate control estimates a rate for each from its records per batch.
     pub fn rate_controlled_inputs(&self) -> Vec<DStreamId> {
-        let inputs = lock(&self.shared.state).inputs.clone();
+        let inputs = self.shared.state.lock().inputs.clone();
         inputs
             .iter()
             .filter(|i| i.rate_controlled())
@@ -516,7 +520,7 @@ impl DStreamGraph {
     /// Sets the rate limit of input DStream `stream` (records per second; `None`: none), if
     /// it takes one (see [`rate_controlled_inputs`](Self::rate_controlled_inputs)).
     pub fn set_input_rate(&self, stream: DStreamId, records_per_sec: Option<f64>) {
-        let inputs = lock(&self.shared.state).inputs.clone();
+        let inputs = self.shared.state.lock().inputs.clone();
         for input in inputs.iter().filter(|i| i.stream() == stream) {
             input.set_rate(records_per_sec);
         }
@@ -528,7 +532,7 @@ impl DStreamGraph {
     /// the batch's inputs again: the ones that were fine are not lost, and the bad one is met
     /// again, under the policy of the restarted program.
     pub fn input_failed(&self, t: Time) -> bool {
-        let inputs = lock(&self.shared.state).inputs.clone();
+        let inputs = self.shared.state.lock().inputs.clone();
         inputs.iter().any(|i| i.failed(t))
     }
 
@@ -544,12 +548,12 @@ impl DStreamGraph {
 
     /// The last completed batch of the run this graph was restored from.
     pub fn restored_batch(&self) -> Option<Time> {
-        lock(&self.shared.state).restored
+        self.shared.state.lock().restored
     }
 
     /// The metadata checkpoint this graph was restored from.
     pub fn restored_checkpoint(&self) -> Option<Arc<MetadataCheckpoint>> {
-        lock(&self.shared.state).restored_checkpoint.clone()
+        self.shared.state.lock().restored_checkpoint.clone()
     }
 
     /// Writes the metadata checkpoint of completed batch `t` (Spark: `DoCheckpoint`) by the
@@ -563,7 +567,7 @@ impl DStreamGraph {
     /// [`shutdown`](DStreamGraph::shutdown) (the batch did not complete: nothing is written).
     pub fn write_metadata_checkpoint(&self, t: Time) -> Result<StoreStats> {
         // Held to the end: `shutdown` waits for a write in progress, and none starts after.
-        let shut_down = lock(&self.shared.shut_down);
+        let shut_down = self.shared.shut_down.lock();
         if *shut_down {
             return Err(Error::NotRunning(format!(
                 "the context stopped before batch {t} completed: its metadata checkpoint is \
@@ -572,7 +576,7 @@ impl DStreamGraph {
         }
         let store = self.shared.rdd_ctx.checkpoint_store().clone();
         let horizon = self.shared.input_horizon(t);
-        let inputs = lock(&self.shared.state).inputs.clone();
+        let inputs = self.shared.state.lock().inputs.clone();
         let inputs = inputs
             .iter()
             .map(|i| {
@@ -623,7 +627,7 @@ impl DStreamGraph {
     pub fn generate_jobs(&self, t: Time) -> Vec<OutputJob> {
         let _generating = GenerationGuard::enter();
         // Not under the lock: user functions run here.
-        let outputs = lock(&self.shared.state).outputs.clone();
+        let outputs = self.shared.state.lock().outputs.clone();
         let mut jobs = Vec::new();
         for (id, output) in outputs.iter().enumerate() {
             let generated =
@@ -641,7 +645,7 @@ impl DStreamGraph {
             }
         }
         // Data checkpoints run after the outputs, which leave the state's partitions cached.
-        let nodes = lock(&self.shared.state).nodes.clone();
+        let nodes = self.shared.state.lock().nodes.clone();
         for node in nodes.into_iter().filter(|n| n.info().checkpoint_due(t)) {
             let op = OpInfo {
                 name: "checkpoint",
@@ -664,7 +668,7 @@ impl DStreamGraph {
     /// which the runtime may now drop from its block stores.
     pub fn clear_old(&self, t: Time) -> Vec<BlockInfo> {
         let (nodes, max_remember) = {
-            let state = lock(&self.shared.state);
+            let state = self.shared.state.lock();
             (state.nodes.clone(), state.max_remember)
         };
         for node in &nodes {
@@ -680,8 +684,8 @@ impl DStreamGraph {
     pub fn shutdown(&self) {
         // First: a batch cut short by the stop must not be checkpointed as completed (nor
         // with the emptied graph below), which would make a restart skip it or refuse it.
-        *lock(&self.shared.shut_down) = true;
-        let mut state = lock(&self.shared.state);
+        *self.shared.shut_down.lock() = true;
+        let mut state = self.shared.state.lock();
         state.nodes.clear();
         state.outputs.clear();
         state.receivers.clear();
@@ -692,12 +696,14 @@ impl DStreamGraph {
 
     /// How many output operations are registered.
     pub fn num_outputs(&self) -> usize {
-        lock(&self.shared.state).outputs.len()
+        self.shared.state.lock().outputs.len()
     }
 
     /// The ids of the output operations' streams, in registration order.
     pub fn output_streams(&self) -> Vec<DStreamId> {
-        lock(&self.shared.state)
+        self.shared
+            .state
+            .lock()
             .outputs
             .iter()
             .map(|o| o.node.info().id())

@@ -39,8 +39,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use crate::checkpoint::DataCheckpoint;
 use crate::data::Data;
@@ -77,10 +79,6 @@ pub(crate) fn check_same_slide<'a>(
     slide
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// What every DStream node knows, whatever its record type.
 pub(crate) struct NodeInfo {
     id: DStreamId,
@@ -114,7 +112,7 @@ impl NodeInfo {
         self.slide
     }
     pub(crate) fn remember(&self) -> Duration {
-        *lock(&self.remember)
+        *self.remember.lock()
     }
     pub(crate) fn op(&self) -> OpInfo {
         self.op
@@ -123,10 +121,10 @@ impl NodeInfo {
         self.parents.iter().map(|p| p.info().id()).collect()
     }
     pub(crate) fn checkpoint_setting(&self) -> CheckpointSetting {
-        *lock(&self.checkpoint)
+        *self.checkpoint.lock()
     }
     pub(crate) fn set_checkpoint(&self, setting: CheckpointSetting) {
-        *lock(&self.checkpoint) = setting;
+        *self.checkpoint.lock() = setting;
     }
     /// The resolved checkpoint interval (after start), if the node is checkpointed.
     pub(crate) fn checkpoint_interval(&self) -> Option<Duration> {
@@ -150,7 +148,7 @@ impl NodeInfo {
     /// (Spark: `DStream.remember`).
     pub(crate) fn require_remember(&self, d: Duration) {
         let now = {
-            let mut r = lock(&self.remember);
+            let mut r = self.remember.lock();
             *r = (*r).max(d);
             *r
         };
@@ -200,15 +198,15 @@ impl<T: Data> DStreamNode for DStreamCore<T> {
     }
     fn clear_old(&self, time: Time) {
         let horizon = time - self.info.remember();
-        lock(&self.generated).retain(|t, _| *t > horizon);
+        self.generated.lock().retain(|t, _| *t > horizon);
     }
     fn write_checkpoint(&self, t: Time) -> Result<Option<DataCheckpoint>> {
-        let Some(rdd) = lock(&self.generated).get(&t).cloned() else {
+        let Some(rdd) = self.generated.lock().get(&t).cloned() else {
             return Ok(None);
         };
         let keys = self.key_counter.get().cloned();
         let (checkpointed, checkpoint) = rdd.write_checkpoint(self.info.id, keys)?;
-        lock(&self.generated).insert(t, checkpointed);
+        self.generated.lock().insert(t, checkpointed);
         Ok(Some(checkpoint))
     }
     fn restore_checkpoint(&self, checkpoint: &DataCheckpoint) -> Result<()> {
@@ -218,7 +216,9 @@ impl<T: Data> DStreamNode for DStreamCore<T> {
             partitioning.restore(checkpoint, self.info.op, self.info.id, &dir)?;
         }
         let rdd = checkpoint_rdd::<T>(ctx, self.info.op, checkpoint)?;
-        lock(&self.generated).insert(Time::from_ms(checkpoint.time_ms), rdd);
+        self.generated
+            .lock()
+            .insert(Time::from_ms(checkpoint.time_ms), rdd);
         Ok(())
     }
 }
@@ -447,7 +447,7 @@ impl<T: Data> DStream<T> {
     /// [`Error::Compute`] naming the stream when its computation (a user `transform`
     /// function, say) failed or panicked; parents' errors as they are.
     pub(crate) fn get_or_compute(&self, t: Time) -> Result<Option<Rdd<T>>> {
-        if let Some(rdd) = lock(&self.core.generated).get(&t) {
+        if let Some(rdd) = self.core.generated.lock().get(&t) {
             return Ok(Some(rdd.clone()));
         }
         if !self.is_time_valid(t) {
@@ -471,7 +471,7 @@ impl<T: Data> DStream<T> {
             if self.core.info.cache.load(Ordering::Relaxed) {
                 rdd.cache();
             }
-            lock(&self.core.generated).insert(t, rdd.clone());
+            self.core.generated.lock().insert(t, rdd.clone());
         }
         Ok(rdd)
     }

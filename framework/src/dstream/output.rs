@@ -4,10 +4,12 @@
 
 use std::fmt::{Debug, Display};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::data::Data;
-use crate::dstream::{lock, DStream, OutputJob};
+use crate::dstream::{DStream, OutputJob};
 use crate::error::{BoxError, Error, OpInfo};
 use crate::rdd::{Existing, PartitionIter, Rdd};
 use crate::time::Time;
@@ -284,7 +286,7 @@ impl<T: Data> DStream<T> {
         let sink = collector.batches.clone();
         self.foreach_rdd_op(OpInfo::caller("collect_batches"), move |rdd, t| {
             let records = rdd.collect()?;
-            lock(&sink).push((t, records));
+            sink.lock().push((t, records));
             Ok(())
         });
         collector
@@ -310,17 +312,17 @@ impl<T> Clone for BatchCollector<T> {
 impl<T: Clone> BatchCollector<T> {
     /// The records of each batch so far, in batch order.
     pub fn batches(&self) -> Vec<Vec<T>> {
-        lock(&self.batches).iter().map(|(_, b)| b.clone()).collect()
+        self.batches.lock().iter().map(|(_, b)| b.clone()).collect()
     }
 
     /// Each batch so far with its time, in batch order.
     pub fn timed_batches(&self) -> Vec<(Time, Vec<T>)> {
-        lock(&self.batches).clone()
+        self.batches.lock().clone()
     }
 
     /// How many batches were collected.
     pub fn len(&self) -> usize {
-        lock(&self.batches).len()
+        self.batches.lock().len()
     }
 
     /// Whether no batch was collected yet.
@@ -330,7 +332,8 @@ impl<T: Clone> BatchCollector<T> {
 
     /// All records of all batches so far, in order.
     pub fn records(&self) -> Vec<T> {
-        lock(&self.batches)
+        self.batches
+            .lock()
             .iter()
             .flat_map(|(_, b)| b.iter().cloned())
             .collect()

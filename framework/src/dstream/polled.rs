@@ -30,16 +30,17 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::checkpoint::{decode, encode};
 use crate::data::Data;
 use crate::dstream::graph::RestorableInput;
-use crate::dstream::{lock, DStream, DStreamGraph, DStreamId};
+use crate::dstream::{DStream, DStreamGraph, DStreamId};
 use crate::error::{Error, OpInfo, Result};
 use crate::listener::{PolledInputInfo, SkippedSplit};
 use crate::rdd::{PartitionIter, Rdd, RddBase, RddImpl, RddMeta};
@@ -254,7 +255,7 @@ pub(crate) struct Polled<S: PolledSource> {
 
 impl<S: PolledSource> Polled<S> {
     fn with_report<R>(&self, t: Time, f: impl FnOnce(&mut Report) -> R) -> R {
-        let mut reports = lock(&self.reports);
+        let mut reports = self.reports.lock();
         let r = f(reports.entry(t).or_default());
         while reports.len() > MAX_REPORTS {
             reports.pop_first();
@@ -278,7 +279,9 @@ impl<S: PolledSource> Polled<S> {
         let policy = self.source.unreadable_policy();
         let failure = (policy == UnreadablePolicy::Fail)
             .then(|| self.input_failed(t, split.clone(), reason.clone()));
-        if lock(&self.reported)
+        if self
+            .reported
+            .lock()
             .get(&t)
             .is_some_and(|r| r.contains(&split))
         {
@@ -321,12 +324,12 @@ impl<S: PolledSource> Polled<S> {
     /// The poll's error; [`Error::InputFailed`] when the poll named entries it will not
     /// read and the policy is `Fail`.
     fn splits(&self, t: Time) -> Result<Vec<S::Split>> {
-        if let Some((failed_t, e)) = lock(&self.poll_failed).take() {
+        if let Some((failed_t, e)) = self.poll_failed.lock().take() {
             if failed_t == t {
                 return Err(e);
             }
         }
-        let mut selected = lock(&self.selected);
+        let mut selected = self.selected.lock();
         if let Some(splits) = selected.get(&t) {
             let splits = splits.clone();
             drop(selected);
@@ -352,7 +355,7 @@ impl<S: PolledSource> Polled<S> {
     }
 
     fn remember_uncompleted(&self, t: Time, splits: &[S::Split]) {
-        let mut uncompleted = lock(&self.uncompleted);
+        let mut uncompleted = self.uncompleted.lock();
         uncompleted.entry(t).or_insert_with(|| splits.to_vec());
         while uncompleted.len() > MAX_REPORTS {
             uncompleted.pop_first();
@@ -362,9 +365,10 @@ impl<S: PolledSource> Polled<S> {
     /// The splits batch `t` reads, while it may still run or be recomputed (see
     /// [`DirectStream::offset_ranges`](crate::dstream::DirectStream::offset_ranges)).
     pub(crate) fn splits_of(&self, t: Time) -> Option<Vec<S::Split>> {
-        lock(&self.selected)
+        self.selected
+            .lock()
             .get(&t)
-            .or(lock(&self.uncompleted).get(&t))
+            .or(self.uncompleted.lock().get(&t))
             .cloned()
     }
 
@@ -373,21 +377,21 @@ impl<S: PolledSource> Polled<S> {
     /// the source hears of it ([`PolledSource::batch_completed`]).
     fn take_report(&self, t: Time, succeeded: bool) -> (PolledInputInfo, Option<Error>) {
         let splits = {
-            let mut uncompleted = lock(&self.uncompleted);
+            let mut uncompleted = self.uncompleted.lock();
             let later = uncompleted.split_off(&(t + Duration::from_millis(1)));
             let mine = uncompleted.remove(&t);
             *uncompleted = later;
             mine
         };
         let report = {
-            let mut reports = lock(&self.reports);
+            let mut reports = self.reports.lock();
             let later = reports.split_off(&(t + Duration::from_millis(1)));
             let mine = reports.remove(&t);
             *reports = later;
             mine.unwrap_or_default()
         };
         if !report.skipped.is_empty() {
-            let mut reported = lock(&self.reported);
+            let mut reported = self.reported.lock();
             reported.insert(t, report.skipped.keys().cloned().collect());
             while reported.len() > MAX_REPORTS {
                 reported.pop_first();
@@ -395,7 +399,7 @@ impl<S: PolledSource> Polled<S> {
         }
         let info = PolledInputInfo {
             batch_time: t,
-            stream: lock(&self.stream).unwrap_or(DStreamId::MAX),
+            stream: self.stream.lock().unwrap_or(DStreamId::MAX),
             name: self.source.name(),
             splits: report.splits,
             split_names: splits
@@ -420,7 +424,7 @@ impl<S: PolledSource> Polled<S> {
 
 impl<S: PolledSource> RestorableInput for Polled<S> {
     fn stream(&self) -> DStreamId {
-        lock(&self.stream).unwrap_or(DStreamId::MAX)
+        self.stream.lock().unwrap_or(DStreamId::MAX)
     }
     fn start(&self) -> Result<()> {
         self.source.start()
@@ -428,7 +432,7 @@ impl<S: PolledSource> RestorableInput for Polled<S> {
     fn prepare(&self, t: Time) {
         if let Err(e) = self.splits(t) {
             // Generating the batch fails with it, without polling again.
-            *lock(&self.poll_failed) = Some((t, e));
+            *self.poll_failed.lock() = Some((t, e));
         }
     }
     fn take_report(&self, t: Time, succeeded: bool) -> Option<(PolledInputInfo, Option<Error>)> {
@@ -441,18 +445,19 @@ impl<S: PolledSource> RestorableInput for Polled<S> {
         self.source.set_rate(records_per_sec);
     }
     fn failed(&self, t: Time) -> bool {
-        lock(&self.reports)
+        self.reports
+            .lock()
             .get(&t)
             .is_some_and(|r| r.failure.is_some())
     }
     fn save(&self, horizon: Time) -> Result<Vec<u8>> {
         // Under the lock `poll` runs under: the splits and the source's state agree (a split
         // the source counts as seen is in some batch).
-        let mut selected = lock(&self.selected);
+        let mut selected = self.selected.lock();
         // Batches at or before the horizon are never recomputed again: forget them.
         let keep = selected.split_off(&(horizon + Duration::from_millis(1)));
         *selected = keep;
-        let mut reported = lock(&self.reported);
+        let mut reported = self.reported.lock();
         let kept = reported.split_off(&(horizon + Duration::from_millis(1)));
         *reported = kept;
         drop(reported);
@@ -469,7 +474,7 @@ impl<S: PolledSource> RestorableInput for Polled<S> {
     fn restore(&self, state: &[u8], dir: &str) -> Result<()> {
         let key = format!("meta/input {}", self.source.name());
         let saved: Saved<S> = decode(state, dir, &key)?;
-        *lock(&self.selected) = saved
+        *self.selected.lock() = saved
             .batches
             .into_iter()
             .map(|(t, s)| (Time::from_ms(t), s))
@@ -603,7 +608,7 @@ impl DStreamGraph {
                 })))
             },
         );
-        *lock(&polled.stream) = Some(stream.id());
+        *polled.stream.lock() = Some(stream.id());
         shared.add_restorable_input(polled.clone());
         (stream, polled)
     }

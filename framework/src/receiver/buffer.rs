@@ -7,8 +7,9 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::block::{Block, BlockData, BlockId, StreamId};
@@ -170,15 +171,10 @@ impl<T> BlockBuffer<T> {
         self
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // A panic while holding the lock leaves the Vec valid; keep going.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Moves as many of `items` as there is room for into the buffer, in order; returns
     /// whether all were stored, or `Err` if the buffer is closed.
     fn push_some(&self, items: &mut std::vec::IntoIter<T>) -> Result<bool, ()> {
-        let mut s = self.lock();
+        let mut s = self.state.lock();
         if s.closed {
             return Err(());
         }
@@ -246,7 +242,7 @@ impl<T> BlockBuffer<T> {
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
-                let s = self.lock();
+                let s = self.state.lock();
                 if !s.closed && s.outstanding < self.bound() {
                     continue;
                 }
@@ -276,7 +272,7 @@ impl<T> BlockBuffer<T> {
 
     /// Stores one record if the buffer has room now (the rate limit is the caller's).
     fn push_now(&self, item: T) -> Result<(), TryStoreError<T>> {
-        let mut s = self.lock();
+        let mut s = self.state.lock();
         if s.closed {
             return Err(TryStoreError::Closed(item));
         }
@@ -352,7 +348,7 @@ impl<T> BlockBuffer<T> {
         let stored_any = !items.is_empty();
         self.store_many(items).await?;
         let needed = {
-            let mut s = self.lock();
+            let mut s = self.state.lock();
             if !s.records.is_empty() {
                 let block = std::mem::take(&mut s.records);
                 s.full.push(block);
@@ -371,7 +367,7 @@ impl<T> BlockBuffer<T> {
             if self.durable.load(Ordering::Acquire) >= needed {
                 return Ok(());
             }
-            if self.lock().closed {
+            if self.state.lock().closed {
                 return Err(SinkClosed(Vec::new()));
             }
             changed.await;
@@ -379,10 +375,7 @@ impl<T> BlockBuffer<T> {
     }
 
     fn current_limit(&self) -> Option<Arc<RateLimit>> {
-        self.limit
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.limit.lock().clone()
     }
 
     /// Waits until the rate limit admits up to `n` more records, at most one burst; returns
@@ -404,7 +397,7 @@ impl<T> BlockBuffer<T> {
 
     /// Records stored but not yet sealed into a block.
     pub fn unsealed(&self) -> usize {
-        let s = self.lock();
+        let s = self.state.lock();
         s.records.len() + s.full.iter().map(Vec::len).sum::<usize>()
     }
 }
@@ -463,7 +456,7 @@ impl<T: Data> BlockSource for BlockBuffer<T> {
     }
 
     fn seal(&self) -> Vec<Block> {
-        let mut s = self.lock();
+        let mut s = self.state.lock();
         let mut blocks = std::mem::take(&mut s.full);
         if !s.records.is_empty() {
             blocks.push(std::mem::take(&mut s.records));
@@ -496,19 +489,19 @@ impl<T: Data> BlockSource for BlockBuffer<T> {
     }
 
     fn release(&self, records: usize) {
-        let mut s = self.lock();
+        let mut s = self.state.lock();
         s.outstanding = s.outstanding.saturating_sub(records);
         drop(s);
         self.space.notify_waiters();
     }
 
     fn close(&self) {
-        self.lock().closed = true;
+        self.state.lock().closed = true;
         self.space.notify_waiters();
     }
 
     fn has_unsealed(&self) -> bool {
-        let s = self.lock();
+        let s = self.state.lock();
         !s.records.is_empty() || !s.full.is_empty()
     }
 
@@ -536,19 +529,16 @@ impl<T: Data> BlockSource for BlockBuffer<T> {
     }
 
     fn resume_at(&self, next_seq: u64, offset: Option<Vec<u8>>) {
-        let mut s = self.lock();
+        let mut s = self.state.lock();
         s.next_seq = s.next_seq.max(next_seq);
         drop(s);
-        *self
-            .resume_offset
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = offset;
+        *self.resume_offset.lock() = offset;
         self.mark_stored(next_seq);
     }
 
     fn set_rate(&self, records_per_sec: Option<f64>) {
         let limit = records_per_sec.and_then(RateLimit::new).map(Arc::new);
-        *self.limit.lock().unwrap_or_else(PoisonError::into_inner) = limit;
+        *self.limit.lock() = limit;
     }
 
     fn rate(&self) -> Option<f64> {
@@ -673,11 +663,7 @@ impl<T: Data> BlockSink<T> {
     /// before it is in a batch already, or will be replayed into one; read it when the
     /// receiver opens its source (in its first [`Receiver::receive`](super::Receiver::receive)).
     pub fn resume_offset(&self) -> Option<Vec<u8>> {
-        self.buffer
-            .resume_offset
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.buffer.resume_offset.lock().clone()
     }
 
     /// Stores one record if there is room now, without waiting.

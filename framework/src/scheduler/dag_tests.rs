@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::{self, LocalBoxFuture};
+use parking_lot::Mutex;
 
 use super::*;
 use crate::block::{BlockData, BlockId, ExecutorId};
@@ -55,21 +56,17 @@ impl BlockAccess for View {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl TaskLauncher for Fake {
     fn executors(&self) -> Vec<ExecutorId> {
-        let alive = lock(&self.alive);
+        let alive = self.alive.lock();
         (0..alive.len()).filter(|&e| alive[e]).collect()
     }
     fn launch(&self, e: ExecutorId, task: TaskDescription) -> LocalBoxFuture<'static, TaskOutcome> {
-        lock(&self.launches).push((e, task.kind, task.partition));
-        if !lock(&self.alive)[e] {
+        self.launches.lock().push((e, task.kind, task.partition));
+        if !self.alive.lock()[e] {
             return Box::pin(future::ready(TaskOutcome::ExecutorLost));
         }
-        let act = (lock(&self.script))(e, &task);
+        let act = (self.script.lock())(e, &task);
         let run = |task: &TaskDescription| match self.registry.get(task.job, task.stage) {
             Some(stage) => {
                 let view = Arc::new(View {
@@ -92,7 +89,7 @@ impl TaskLauncher for Fake {
                 run(&task)
             }
             Act::Lose => {
-                lock(&self.alive)[e] = false;
+                self.alive.lock()[e] = false;
                 self.stores[e].clear();
                 TaskOutcome::ExecutorLost
             }
@@ -104,7 +101,7 @@ impl TaskLauncher for Fake {
         self.stores.iter().any(|s| s.get(id).is_some())
     }
     fn executor_lost(&self, e: ExecutorId) -> bool {
-        lock(&self.lost_reports).push(e);
+        self.lost_reports.lock().push(e);
         true
     }
     fn sleep(&self, _: Duration) -> LocalBoxFuture<'static, ()> {
@@ -168,7 +165,9 @@ fn sorted(mut v: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
 const EXPECTED: [(u64, u64); 5] = [(0, 12), (1, 12), (2, 12), (3, 12), (4, 12)];
 
 fn map_launches(r: &FakeRunner) -> usize {
-    lock(&r.fake.launches)
+    r.fake
+        .launches
+        .lock()
         .iter()
         .filter(|l| l.1 == TaskKind::ShuffleMap)
         .count()
@@ -229,7 +228,7 @@ fn repeatedly_lost_shuffle_outputs_fail_the_job_after_max_attempts_resubmits() {
         TaskKind::ShuffleMap => Act::Run,
     });
     // One executor holds all map outputs, so each fetch fails.
-    lock(&r.fake.alive)[1] = false;
+    r.fake.alive.lock()[1] = false;
     let err = counts(&ctx).collect().expect_err("outputs keep vanishing");
     match err {
         Error::Task {
@@ -254,8 +253,8 @@ fn a_task_on_a_lost_executor_is_rerun_elsewhere() {
     });
     // One attempt only: a loss must not count as a failed attempt.
     assert_eq!(sorted(counts(&ctx).collect().unwrap()), EXPECTED);
-    assert!(lock(&r.fake.lost_reports).iter().all(|&e| e == 1));
-    let launches = lock(&r.fake.launches).clone();
+    assert!(r.fake.lost_reports.lock().iter().all(|&e| e == 1));
+    let launches = r.fake.launches.lock().clone();
     // Executor 1 had map partitions 1 and 4 in flight when it died: both rerun elsewhere,
     // and no later stage goes there.
     for p in [1, 4] {
@@ -301,7 +300,9 @@ fn a_straggler_gets_a_speculative_copy_and_the_first_result_wins() {
     // Map stage: executor 2 holds 2 of 6 tasks; result stage: 1 of 3.
     assert_eq!(m.speculative_tasks, 3, "{m:?}");
     let per_partition: HashMap<(bool, usize), usize> =
-        lock(&r.fake.launches)
+        r.fake
+            .launches
+            .lock()
             .iter()
             .fold(HashMap::new(), |mut m, l| {
                 *m.entry((l.1 == TaskKind::Result, l.2)).or_default() += 1;

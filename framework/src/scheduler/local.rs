@@ -4,9 +4,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use futures::future::LocalBoxFuture;
+use parking_lot::Mutex;
 
 use crate::block::{BlockData, BlockId, ExecutorId};
 use crate::error::Result;
@@ -24,10 +25,7 @@ pub struct MemoryBlockStore {
 impl MemoryBlockStore {
     /// How many blocks it holds.
     pub fn len(&self) -> usize {
-        self.blocks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.blocks.lock().len()
     }
     /// Whether it holds no block.
     pub fn is_empty(&self) -> bool {
@@ -35,26 +33,16 @@ impl MemoryBlockStore {
     }
     /// Drops every block (as if the executor were lost).
     pub fn clear(&self) {
-        self.blocks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        self.blocks.lock().clear();
     }
 }
 
 impl BlockAccess for MemoryBlockStore {
     fn get(&self, id: &BlockId) -> Option<BlockData> {
-        self.blocks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-            .cloned()
+        self.blocks.lock().get(id).cloned()
     }
     fn put(&self, id: BlockId, data: BlockData) {
-        self.blocks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, data);
+        self.blocks.lock().insert(id, data);
     }
 }
 

@@ -2,7 +2,8 @@
 //! which map stages can be skipped and what an executor's loss takes away.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use parking_lot::Mutex;
 
 use crate::block::ExecutorId;
 use crate::rdd::ShuffleId;
@@ -19,13 +20,9 @@ impl MapOutputTracker {
         MapOutputTracker::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<ShuffleId, Vec<Option<ExecutorId>>>> {
-        self.outputs.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Records that map partition `map` of `shuffle` (of `num_maps`) is on `executor`.
     pub fn register(&self, shuffle: ShuffleId, num_maps: usize, map: usize, executor: ExecutorId) {
-        let mut outputs = self.lock();
+        let mut outputs = self.outputs.lock();
         let locs = outputs
             .entry(shuffle)
             .or_insert_with(|| vec![None; num_maps]);
@@ -36,7 +33,7 @@ impl MapOutputTracker {
 
     /// The map partitions of `shuffle` (of `num_maps`) without a live output.
     pub fn missing(&self, shuffle: ShuffleId, num_maps: usize) -> Vec<usize> {
-        match self.lock().get(&shuffle) {
+        match self.outputs.lock().get(&shuffle) {
             Some(locs) => (0..num_maps)
                 .filter(|&m| locs.get(m).copied().flatten().is_none())
                 .collect(),
@@ -51,19 +48,29 @@ impl MapOutputTracker {
 
     /// The executor holding map partition `map` of `shuffle`, if it is registered.
     pub fn location(&self, shuffle: ShuffleId, map: usize) -> Option<ExecutorId> {
-        self.lock().get(&shuffle)?.get(map).copied().flatten()
+        self.outputs
+            .lock()
+            .get(&shuffle)?
+            .get(map)
+            .copied()
+            .flatten()
     }
 
     /// Forgets map partition `map` of `shuffle` (its output could not be fetched).
     pub fn unregister(&self, shuffle: ShuffleId, map: usize) {
-        if let Some(slot) = self.lock().get_mut(&shuffle).and_then(|l| l.get_mut(map)) {
+        if let Some(slot) = self
+            .outputs
+            .lock()
+            .get_mut(&shuffle)
+            .and_then(|l| l.get_mut(map))
+        {
             *slot = None;
         }
     }
 
     /// Forgets every output held by `executor` (it was lost).
     pub fn remove_executor(&self, executor: ExecutorId) {
-        for locs in self.lock().values_mut() {
+        for locs in self.outputs.lock().values_mut() {
             for slot in locs.iter_mut().filter(|s| **s == Some(executor)) {
                 *slot = None;
             }
@@ -72,13 +79,14 @@ impl MapOutputTracker {
 
     /// Forgets the shuffles of batches before `time_ms` (their blocks are being dropped).
     pub fn remove_before(&self, time_ms: i64) {
-        self.lock()
+        self.outputs
+            .lock()
             .retain(|s, _| s.0.batch_time().is_none_or(|t| t.as_ms() >= time_ms));
     }
 
     /// How many shuffles are tracked.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.outputs.lock().len()
     }
 
     /// Whether no shuffle is tracked.

@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::error::OpInfo;
 use crate::rdd::ShuffleMap;
@@ -64,37 +66,23 @@ impl TaskRegistry {
 
     /// Makes `stage` of `job` runnable.
     pub fn register(&self, job: JobId, stage: u32, runnable: StageRunnable) {
-        self.stages
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert((job, stage), runnable);
+        self.stages.lock().insert((job, stage), runnable);
     }
 
     /// The stage, if its job is still running.
     pub fn get(&self, job: JobId, stage: u32) -> Option<StageRunnable> {
-        self.stages
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&(job, stage))
-            .cloned()
+        self.stages.lock().get(&(job, stage)).cloned()
     }
 
     /// Forgets all stages of `job`.
     pub fn remove_job(&self, job: JobId) {
-        self.stages
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|(j, _), _| *j != job);
+        self.stages.lock().retain(|(j, _), _| *j != job);
     }
 }
 
 impl fmt::Debug for TaskRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self
-            .stages
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len();
+        let n = self.stages.lock().len();
         f.debug_struct("TaskRegistry").field("stages", &n).finish()
     }
 }

@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use parking_lot::Mutex;
 use rivulet_framework::dstream::{NewSplits, PolledSource, ReadError, UnreadablePolicy};
 use rivulet_framework::listener::SkippedSplit;
 use rivulet_framework::rdd::PartitionIter;
@@ -121,15 +122,12 @@ pub struct FileTotals {
 
 impl FileLosses {
     fn record(&self, name: &str, records: u64, counts: LineCounts) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(name.to_string(), (records, counts));
+        self.0.lock().insert(name.to_string(), (records, counts));
     }
 
     /// The totals over the files read so far.
     pub fn totals(&self) -> FileTotals {
-        let files = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let files = self.0.lock();
         let mut t = FileTotals {
             files: files.len() as u64,
             ..FileTotals::default()
@@ -323,12 +321,8 @@ impl TextFileSource {
     /// a batch within the window; checkpointed) and by name only (older than the window,
     /// still in the directory). For monitoring and tests.
     pub fn remembered(&self) -> (usize, usize) {
-        let files = self.files();
+        let files = self.files.lock();
         (files.recent.len(), files.old.len())
-    }
-
-    fn files(&self) -> MutexGuard<'_, Files> {
-        self.files.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn path_of(&self, name: &str) -> String {
@@ -369,7 +363,7 @@ impl TextFileSource {
             if !meta.is_file() || now == before {
                 continue;
             }
-            if let Some(entry) = self.files().recent.get_mut(&name) {
+            if let Some(entry) = self.files.lock().recent.get_mut(&name) {
                 entry.stamp = now;
             }
             changed.push(SkippedSplit {
@@ -496,7 +490,7 @@ impl PolledSource for TextFileSource {
         }
         let names = self.list()?;
         info!(dir = %self.dir.display(), ignored = names.len(), remember_ms = duration_ms(self.remember), "Watching directory for new files; files already there are ignored.");
-        let mut files = self.files();
+        let mut files = self.files.lock();
         *files = Files {
             old: names.into_iter().collect(),
             last_poll_ms: self.now_ms(),
@@ -517,7 +511,7 @@ impl PolledSource for TextFileSource {
         let window = duration_ms(self.remember);
         // Under the lock: forget what left the directory or the window; pick what to stat.
         let (threshold, quiet, unknown, watched) = {
-            let mut files = self.files();
+            let mut files = self.files.lock();
             let mut threshold = now.saturating_sub(window);
             if let Some(resumed) = files.resumed_from_ms.take() {
                 threshold = threshold.min(resumed.saturating_sub(window));
@@ -587,7 +581,7 @@ impl PolledSource for TextFileSource {
             }
         }
         new.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut files = self.files();
+        let mut files = self.files.lock();
         files.old.extend(old);
         for (name, stamp) in &new {
             let entry = Entry {
@@ -665,7 +659,7 @@ impl PolledSource for TextFileSource {
                 len: bytes_read,
                 ..Stamp::of(&meta)
             };
-            let listed = self.files().recent.get_mut(name).map(|entry| {
+            let listed = self.files.lock().recent.get_mut(name).map(|entry| {
                 let listed = entry.stamp;
                 *entry = Entry {
                     stamp: read,
@@ -688,7 +682,7 @@ impl PolledSource for TextFileSource {
     }
 
     fn state(&self) -> TextFileSourceState {
-        let files = self.files();
+        let files = self.files.lock();
         let mut recent: Vec<SavedFile> = files
             .recent
             .iter()
@@ -706,7 +700,7 @@ impl PolledSource for TextFileSource {
     }
 
     fn restore(&self, state: TextFileSourceState) {
-        let mut files = self.files();
+        let mut files = self.files.lock();
         *files = match state.0 {
             SavedState::Window {
                 recent,

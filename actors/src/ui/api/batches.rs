@@ -9,7 +9,7 @@ use rivulet_framework::time::Time;
 use serde::{Deserialize, Serialize};
 
 use super::{check_app, epoch_ms, json_error, ms, path_param};
-use crate::ui::state::{lock, BatchRecord, BatchStatus, UiState};
+use crate::ui::state::{BatchRecord, BatchStatus, UiState};
 use crate::ui::Shared;
 
 /// One batch (Spark: `BatchInfo` of the REST API), with `outputOperations` and `jobs` in
@@ -283,7 +283,7 @@ pub(super) async fn batches(req: HttpRequest, shared: web::Data<Shared>) -> Http
         }
     }
     let views: Vec<BatchView> = {
-        let s = lock(&shared.state);
+        let s = shared.state.lock();
         s.batches
             .values()
             .rev()
@@ -313,7 +313,7 @@ fn with_batch(
         Ok(id) => id,
         Err(e) => return *e,
     };
-    let s = lock(&shared.state);
+    let s = shared.state.lock();
     match s.batches.get(&Time::from_ms(id)) {
         Some(b) => answer(&s, b),
         None => json_error(

@@ -21,7 +21,6 @@ use rivulet_framework::checkpoint::StoreStats;
 use serde::Serialize;
 use serde_json::json;
 
-use super::state::lock;
 use super::Shared;
 
 /// Registers the streaming paths (relative to `.../streaming`) on `cfg`: the same for
@@ -199,7 +198,7 @@ async fn statistics(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse
         return wrong;
     }
     let sched = shared.scheduler.snapshot();
-    let s = lock(&shared.state);
+    let s = shared.state.lock();
     let done = || {
         s.batches
             .values()
@@ -247,7 +246,7 @@ async fn graph(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
     if let Some(wrong) = check_app(&req, &shared) {
         return wrong;
     }
-    let s = lock(&shared.state);
+    let s = shared.state.lock();
     let g = &s.graph;
     let body = json!({
         "streams": g.streams.iter().map(|n| json!({
@@ -294,7 +293,7 @@ struct AttemptView {
 }
 
 fn application_view(shared: &Shared) -> ApplicationView {
-    let start = lock(&shared.state).start_time;
+    let start = shared.state.lock().start_time;
     // A run served from its event log ended when its log says; a live one is running.
     let now = shared.ended.unwrap_or_else(SystemTime::now);
     let (start_ms, now_ms) = (epoch_ms(start) as i64, epoch_ms(now) as i64);

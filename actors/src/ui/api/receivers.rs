@@ -7,7 +7,7 @@ use rivulet_framework::block::StreamId;
 use serde::Serialize;
 
 use super::{check_app, epoch_ms, json_error, path_param};
-use crate::ui::state::{lock, ReceiverRecord, UiState};
+use crate::ui::state::{ReceiverRecord, UiState};
 use crate::ui::Shared;
 
 /// Receivers run in this process, each on its own arbiter thread, as Spark's do on an
@@ -108,7 +108,7 @@ pub(super) async fn receivers(req: HttpRequest, shared: web::Data<Shared>) -> Ht
     }
     let host = host(&req);
     let views: Vec<ReceiverView> = {
-        let s = lock(&shared.state);
+        let s = shared.state.lock();
         s.receivers
             .values()
             .map(|r| receiver_view(&s, &shared, &host, r))
@@ -128,7 +128,7 @@ pub(super) async fn receiver(req: HttpRequest, shared: web::Data<Shared>) -> Htt
         Err(e) => return *e,
     };
     let host = host(&req);
-    let s = lock(&shared.state);
+    let s = shared.state.lock();
     match s.receivers.get(&id) {
         Some(r) => HttpResponse::Ok().json(receiver_view(&s, &shared, &host, r)),
         None => json_error(
@@ -172,7 +172,7 @@ pub(super) async fn inputs(req: HttpRequest, shared: web::Data<Shared>) -> HttpR
         return wrong;
     }
     let views: Vec<PolledInputView> = {
-        let s = lock(&shared.state);
+        let s = shared.state.lock();
         s.polled_inputs
             .iter()
             .map(|(&stream_id, p)| PolledInputView {

@@ -12,22 +12,20 @@
 //! batches over the rest). The final state is checked against a count of the input.
 //!
 //! ```text
-//! cargo run --release --example bench_checkpoint_store
-//! cargo run --release --example bench_checkpoint_store -- --batches 2000 --compact-floor-mb 4
+//! cargo run --release -p rivulet-benches --bin bench_checkpoint_store
+//! cargo run --release -p rivulet-benches --bin bench_checkpoint_store -- --batches 2000 --compact-floor-mb 4
 //! ```
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use parking_lot::Mutex;
 use rivulet::framework::checkpoint::{CompactionPolicy, StoreStats};
 use rivulet::prelude::*;
-
-#[path = "support/mod.rs"]
-mod support;
-
-use support::{ms, pairs_batches, percentile};
+use rivulet_benches::harness::pairs_batches;
+use rivulet_benches::support::{self, ms, Latencies};
 
 #[derive(Parser, Debug)]
 #[command(about = "The checkpoint directory's size over a long run, and compaction's cost")]
@@ -68,11 +66,11 @@ struct Record(Arc<Mutex<Vec<(Duration, Option<StoreStats>)>>>);
 
 impl StreamingListener for Record {
     fn on_checkpoint_store(&mut self, stats: &StoreStats) {
-        let mut r = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut r = self.0.lock();
         r.push((Duration::ZERO, Some(*stats)));
     }
     fn on_batch_completed(&mut self, batch: &BatchInfo) {
-        let mut r = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut r = self.0.lock();
         // The store's stats come first (from the job thread's metadata checkpoint).
         match r.last_mut() {
             Some(last) if last.0 == Duration::ZERO && last.1.is_some() => {
@@ -125,7 +123,7 @@ async fn main() -> Result<(), BoxError> {
     let last = Time::from_ms((BATCH_MS * u64::from(args.batches)) as i64);
     mapped.state_snapshots().foreach_rdd(move |rdd, t| {
         if t == last {
-            *sink.lock().unwrap_or_else(PoisonError::into_inner) = rdd.collect()?;
+            *sink.lock() = rdd.collect()?;
         }
         Ok(())
     });
@@ -142,7 +140,7 @@ async fn main() -> Result<(), BoxError> {
         let n = args.report_every.min(args.batches - done);
         ssc.advance(n).await?;
         done += n;
-        let r = record.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let r = record.0.lock();
         if let Some(stats) = r.iter().rev().find_map(|(_, s)| *s) {
             let size = stats.size_bytes.unwrap_or(0) as f64;
             println!(
@@ -157,12 +155,8 @@ async fn main() -> Result<(), BoxError> {
     let wall = started.elapsed();
     ssc.stop(StopMode::Graceful).await?;
 
-    let records = record
-        .0
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    let (mut with, mut without) = (Vec::new(), Vec::new());
+    let records = record.0.lock().clone();
+    let (mut with, mut without) = (Latencies::new(), Latencies::new());
     let (mut compactions, mut max_size, mut worst) = (0, 0u64, 0.0f64);
     for (took, stats) in &records {
         let Some(stats) = stats else { continue };
@@ -172,21 +166,11 @@ async fn main() -> Result<(), BoxError> {
         worst = worst.max(size as f64 / bound as f64);
         if stats.compactions > compactions {
             compactions = stats.compactions;
-            with.push(*took);
+            with.record(*took);
         } else {
-            without.push(*took);
+            without.record(*took);
         }
     }
-    with.sort();
-    without.sort();
-    let median = |v: &[Duration]| {
-        if v.is_empty() {
-            Duration::ZERO
-        } else {
-            percentile(v, 0.5)
-        }
-    };
-    let max = |v: &[Duration]| v.last().copied().unwrap_or_default();
     println!(
         "SUMMARY batches={} wall_s={:.1} max_size_mib={:.2} worst_size_over_bound={:.3} compactions={} \
          median_batch_ms={:.2} p99_batch_ms={:.2} max_batch_ms={:.2} \
@@ -197,19 +181,14 @@ async fn main() -> Result<(), BoxError> {
         max_size as f64 / MIB,
         worst,
         compactions,
-        ms(median(&without)),
-        ms(if without.is_empty() { Duration::ZERO } else { percentile(&without, 0.99) }),
-        ms(max(&without)),
-        ms(median(&with)),
-        ms(max(&with)),
-        if with.is_empty() { 1.0 } else { ms(median(&without)) / ms(median(&with)) },
+        ms(without.quantile(0.5)),
+        ms(without.quantile(0.99)),
+        ms(without.max()),
+        ms(with.quantile(0.5)),
+        ms(with.max()),
+        if with.is_empty() { 1.0 } else { ms(without.quantile(0.5)) / ms(with.quantile(0.5)) },
     );
-    let state: HashMap<u64, u64> = last_state
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-        .copied()
-        .collect();
+    let state: HashMap<u64, u64> = last_state.lock().iter().copied().collect();
     if state != expected {
         return Err(format!(
             "check failed: the final state has {} keys, the input {}",

@@ -10,7 +10,7 @@
 //! batch `k + 1` overlaps the processing of batch `k` (at most [`MAX_IN_FLIGHT`] batches
 //! cut and not finished). With several sources (see [`nexmark_stream`]), each stores an
 //! equal part of every batch and the driver waits for all of them before cutting it.
-//! Shared by the harness and `tests/nexmark.rs`.
+//! Shared by the harness and `benches/tests/nexmark.rs`.
 
 // Each includer uses part of this module.
 #![allow(dead_code)]

@@ -9,8 +9,8 @@
 //! end with the same state.
 //!
 //! ```text
-//! cargo run --release --example bench_state
-//! cargo run --release --example bench_state -- --keys 1000000 --touched 10000 --measure 10
+//! cargo run --release -p rivulet-benches --bin bench_state
+//! cargo run --release -p rivulet-benches --bin bench_state -- --keys 1000000 --touched 10000 --measure 10
 //! ```
 
 use std::sync::{Arc, Mutex};
@@ -18,11 +18,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use rivulet::prelude::*;
-
-#[path = "support/mod.rs"]
-mod support;
-
-use support::{ms, pairs_batches, percentile, BatchTimings, SignalStop};
+use rivulet_benches::harness::{pairs_batches, BatchTimings};
+use rivulet_benches::support::{self, ms, Latencies, SignalStop};
 
 #[derive(Parser, Debug)]
 #[command(about = "map_with_state vs update_state_by_key on a large, mostly idle state")]
@@ -128,15 +125,12 @@ async fn run(args: &Args, op: Op) -> Result<Option<(Duration, Duration, u64)>, B
     advanced?;
     ssc.stop(StopMode::Now).await?;
     let all = timings.take();
-    let mut measured: Vec<Duration> =
-        all[args.warmup as usize..all.len().saturating_sub(1)].to_vec();
-    measured.sort();
+    let measured: Latencies = all[args.warmup as usize..all.len().saturating_sub(1)]
+        .iter()
+        .copied()
+        .collect();
     let sum = *total.lock().map_err(|_| "poisoned")?;
-    Ok(Some((
-        percentile(&measured, 0.5),
-        percentile(&measured, 0.9),
-        sum,
-    )))
+    Ok(Some((measured.quantile(0.5), measured.quantile(0.9), sum)))
 }
 
 #[actix::main]

@@ -2,8 +2,8 @@
 //! to the moment `GET /stats` shows a batch that counted it — while a load generator posts
 //! the access log at a steady rate, at 100 ms and at 1 s batches.
 //!
-//! It runs the `reactive_service` example binary (built next to this one: `cargo build
-//! --release --examples` first) as the server (`--serve-only`) and as the load
+//! It runs the `reactive_service` example binary (built in the same profile: `cargo build
+//! --release --example reactive_service` first) as the server (`--serve-only`) and as the load
 //! (`--generate-only`), and probes it itself: at random points of the batch interval it posts
 //! one event, notes the wall
 //! clock once the service accepted it (the event is then in the stream), and polls `/stats`
@@ -12,20 +12,18 @@
 //! Prints p50, p99 and max per batch interval.
 //!
 //! ```text
-//! cargo build --release --examples
-//! cargo run --release --example bench_service_latency -- --rate 20000 --secs 30
+//! cargo build --release --example reactive_service
+//! cargo run --release -p rivulet-benches --bin bench_service_latency -- --rate 20000 --secs 30
 //! ```
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-
-#[path = "support/mod.rs"]
-mod support;
+use rivulet_benches::harness;
+use rivulet_benches::support;
 
 #[derive(Parser, Debug)]
 #[command(about = "Event posted to visible in GET /stats, through the reactive service")]
@@ -65,19 +63,6 @@ fn request(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(
     Ok((status, body))
 }
 
-fn example(name: &str) -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let bin = exe.with_file_name(name);
-    if bin.exists() {
-        Ok(bin)
-    } else {
-        Err(format!(
-            "{} is missing: run `cargo build --release --examples` first",
-            bin.display()
-        ))
-    }
-}
-
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -93,8 +78,8 @@ impl Drop for Killed {
     }
 }
 
-fn measure(args: &Args, batch_ms: u64) -> Result<Vec<Duration>, rivulet::prelude::BoxError> {
-    let bin = example("reactive_service")?;
+fn measure(args: &Args, batch_ms: u64) -> Result<support::Latencies, rivulet::prelude::BoxError> {
+    let bin = harness::example_binary("reactive_service")?;
     let port = free_port()?;
     let _server = Killed(
         Command::new(&bin)
@@ -137,7 +122,7 @@ fn measure(args: &Args, batch_ms: u64) -> Result<Vec<Duration>, rivulet::prelude
         })
     };
     std::thread::sleep(Duration::from_secs(2)); // warm-up under load
-    let mut latencies = Vec::new();
+    let mut latencies = support::Latencies::new();
     let end = Instant::now() + Duration::from_secs(args.secs);
     let mut n = 0u64;
     let mut rng = fastrand::Rng::with_seed(0x9E37_79B9_7F4A_7C15);
@@ -157,7 +142,7 @@ fn measure(args: &Args, batch_ms: u64) -> Result<Vec<Duration>, rivulet::prelude
             let (_, body) = request(port, "GET", "/stats", "")?;
             let stats: serde_json::Value = serde_json::from_str(&body)?;
             if stats["batch"]["time_ms"].as_i64().unwrap_or(0) >= accepted_ms {
-                latencies.push(accepted.elapsed());
+                latencies.record(accepted.elapsed());
                 break;
             }
             if accepted.elapsed() > Duration::from_secs(30) {
@@ -171,7 +156,6 @@ fn measure(args: &Args, batch_ms: u64) -> Result<Vec<Duration>, rivulet::prelude
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     load.join().map_err(|_| "the load thread panicked")??;
-    latencies.sort();
     Ok(latencies)
 }
 
@@ -190,11 +174,11 @@ fn main() -> std::process::ExitCode {
             println!(
                 "{batch_ms:>4} ms batches: {} probes, latency p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({:.1}/{:.1} batch intervals)",
                 l.len(),
-                support::ms(support::percentile(&l, 0.5)),
-                support::ms(support::percentile(&l, 0.99)),
-                support::ms(*l.last().unwrap_or(&Duration::ZERO)),
-                support::ms(support::percentile(&l, 0.5)) / batch_ms as f64,
-                support::ms(support::percentile(&l, 0.99)) / batch_ms as f64,
+                support::ms(l.quantile(0.5)),
+                support::ms(l.quantile(0.99)),
+                support::ms(l.max()),
+                support::ms(l.quantile(0.5)) / batch_ms as f64,
+                support::ms(l.quantile(0.99)) / batch_ms as f64,
             );
         }
         Ok(())

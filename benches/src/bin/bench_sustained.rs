@@ -76,9 +76,9 @@
 //!
 //! ```text
 //! export CARGO_TARGET_DIR=target CARGO_INCREMENTAL=0
-//! cargo run --release --example bench_sustained -- --mode memory --batch-ms 1000
-//! cargo run --release --example bench_sustained -- --mode socket --batch-ms 100 --warmup-stream-ms 5000
-//! cargo run --release --example bench_sustained -- --mode socket --batch-ms 10 \
+//! cargo run --release -p rivulet-benches --bin bench_sustained -- --mode memory --batch-ms 1000
+//! cargo run --release -p rivulet-benches --bin bench_sustained -- --mode socket --batch-ms 100 --warmup-stream-ms 5000
+//! cargo run --release -p rivulet-benches --bin bench_sustained -- --mode socket --batch-ms 10 \
 //!     --fixed-rates 100000 --marker-every 1000 --fixed-warm-ms 3000 --fixed-meas-ms 10000
 //! ```
 //!
@@ -91,22 +91,22 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
-use hdrhistogram::Histogram;
+use parking_lot::Mutex;
 use rivulet::framework::block::StreamId;
 use rivulet::prelude::*;
+use rivulet_benches::harness::{self, median_f64};
+use rivulet_benches::support::{
+    self, exit_code, init_tracing, parse_batch_ms, parse_executors, usage, Latencies, LineOptions,
+};
 use serde_json::json;
 
-#[path = "support/allocator.rs"]
+#[path = "../allocator.rs"]
 mod allocator;
-#[path = "support/mod.rs"]
-mod support;
-
-use support::{exit_code, init_tracing, parse_batch_ms, parse_executors, usage, LineOptions};
 
 /// The marker line's prefix (the corpus has no `@`).
 const MARK: &str = "@@TS ";
@@ -539,7 +539,7 @@ struct Watch {
 
 impl StreamingListener for Watch {
     fn on_batch_completed(&mut self, b: &BatchInfo) {
-        let mut s = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut s = self.seen.lock();
         let sched_ms = b.scheduling_delay.unwrap_or_default().as_secs_f64() * 1e3;
         s.recs.push(BatchRec {
             time_ms: b.batch_time.as_ms(),
@@ -557,7 +557,7 @@ impl StreamingListener for Watch {
     }
 
     fn on_receiver_rate_limit(&mut self, _stream: StreamId, records_per_sec: Option<f64>) {
-        let mut s = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut s = self.seen.lock();
         if let Some(r) = records_per_sec {
             s.rate_limits += 1;
             s.min_rate_limit = Some(s.min_rate_limit.map_or(r, |m| m.min(r)));
@@ -594,15 +594,24 @@ struct Level {
     json: serde_json::Value,
 }
 
-/// The nearest-rank `p`-quantile (0..=1) of `v` (the peer's `pct`); NaN if empty.
-fn pct(v: &[f64], p: f64) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    if s.is_empty() {
-        return f64::NAN;
+/// The nearest-rank `p`-quantile (0..=1; 0 the minimum, 1 the maximum) of `v`, in ms
+/// rounded to 0.1 ms (see [`Latencies::quantile`]); NaN if empty.
+fn pct(v: &Latencies, p: f64) -> f64 {
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        r1(support::ms(v.quantile(p)))
     }
-    let i = ((p * s.len() as f64).ceil() as usize).saturating_sub(1);
-    s[i.min(s.len() - 1)]
+}
+
+/// `ms` milliseconds as a duration (0 if negative).
+fn from_ms(ms: f64) -> Duration {
+    Duration::from_secs_f64(ms.max(0.0) / 1000.0)
+}
+
+/// The duration from `from_us` to `to_us` (µs on the same clock; 0 if negative).
+fn between_us(from_us: i64, to_us: i64) -> Duration {
+    Duration::from_micros(u64::try_from(to_us - from_us).unwrap_or(0))
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -614,9 +623,9 @@ fn mean(v: &[f64]) -> f64 {
 }
 
 /// CPU seconds (user + system, all threads) this process used so far
-/// ([`support::process_cpu`]); NaN where unavailable.
+/// ([`harness::process_cpu`]); NaN where unavailable.
 fn process_cpu_s() -> f64 {
-    support::process_cpu().map_or(f64::NAN, |d| d.as_secs_f64())
+    harness::process_cpu().map_or(f64::NAN, |d| d.as_secs_f64())
 }
 
 /// The machine's 1-minute load average (`/proc/loadavg`); NaN where unavailable.
@@ -751,9 +760,7 @@ impl Setup {
                     out.markers.extend(m);
                     out.bad_markers += bad;
                 }
-                sink.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(time.as_ms(), out);
+                sink.lock().insert(time.as_ms(), out);
             });
 
         let total = warm + meas;
@@ -765,7 +772,7 @@ impl Setup {
         let watching = async {
             loop {
                 tokio::time::sleep(Duration::from_millis(10)).await;
-                let s = seen.lock().unwrap_or_else(PoisonError::into_inner);
+                let s = seen.lock();
                 if !s.failures.is_empty() || s.recs.len() >= total || Instant::now() > deadline {
                     return;
                 }
@@ -804,11 +811,11 @@ impl Setup {
             }
         }
 
-        let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(PoisonError::into_inner));
+        let seen = std::mem::take(&mut *seen.lock());
         if !seen.failures.is_empty() {
             return Err(format!("batches failed: {}", seen.failures.join("; ")).into());
         }
-        let outs = std::mem::take(&mut *outs.lock().unwrap_or_else(PoisonError::into_inner));
+        let outs = std::mem::take(&mut *outs.lock());
         // The words of each queue slice (lines `k × lines_per_batch ..` of the corpus).
         let slice_words = (self.args.mode == Mode::Queue).then(|| {
             let words = |k: u64| self.corpus.words_of_prefix(k * lines_per_batch);
@@ -895,6 +902,8 @@ impl Setup {
         };
         let proc: Vec<f64> = m.iter().map(|r| r.proc_ms).collect();
         let sched: Vec<f64> = m.iter().map(|r| r.sched_ms).collect();
+        let proc_q: Latencies = proc.iter().copied().map(from_ms).collect();
+        let sched_q: Latencies = sched.iter().copied().map(from_ms).collect();
         let mut distinct = Vec::new();
         let (mut line_sum, mut word_sum) = (0u64, 0u64);
         for r in m {
@@ -943,21 +952,21 @@ impl Setup {
         let full = !aborted && m.len() == meas;
         let stable = full
             && mean_proc <= interval
-            && pct(&proc, 0.5) <= interval
+            && pct(&proc_q, 0.5) <= interval
             && last5 <= interval
             && recv_frac >= 0.95;
         let sustained =
-            full && pct(&proc, 0.5) < interval && last5 <= interval && recv_frac >= 0.95;
+            full && pct(&proc_q, 0.5) < interval && last5 <= interval && recv_frac >= 0.95;
         let mut json = json!({
             "kind": kind.name(), "mode": mode, "batch_ms": batch_ms,
             "offered_lines_per_s": offered.round() as u64, "lines_per_batch": lines_per_batch,
             "warm": warm, "meas": meas, "completed": recs.len(), "stable": stable,
             "aborted": aborted, "lines_per_s": lines_per_s.round() as u64,
             "words_per_s": words_per_s.round() as u64, "recv_frac": (recv_frac * 1000.0).round() / 1000.0,
-            "proc_mean_ms": r1(mean_proc), "proc_p50_ms": r1(pct(&proc, 0.5)),
-            "proc_p90_ms": r1(pct(&proc, 0.9)), "proc_max_ms": r1(pct(&proc, 1.0)),
-            "sched_p50_ms": r1(pct(&sched, 0.5)), "sched_max_ms": r1(pct(&sched, 1.0)),
-            "sched_last5_mean_ms": r1(last5), "distinct_words_p50": pct(&distinct, 0.5),
+            "proc_mean_ms": r1(mean_proc), "proc_p50_ms": pct(&proc_q, 0.5),
+            "proc_p90_ms": pct(&proc_q, 0.9), "proc_max_ms": pct(&proc_q, 1.0),
+            "sched_p50_ms": pct(&sched_q, 0.5), "sched_max_ms": pct(&sched_q, 1.0),
+            "sched_last5_mean_ms": r1(last5), "distinct_words_p50": median_f64(&distinct),
             "executors": self.args.executors, "backpressure": !self.args.no_backpressure,
             "sent_lines": sent, "received_lines": received, "words_counted": counted,
             "words_expected": expected, "count_ok": count_ok,
@@ -1022,59 +1031,50 @@ fn latency(
     m: &[BatchRec],
     outs: &HashMap<i64, BatchOut>,
 ) -> Result<serde_json::Value, BoxError> {
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
-        .map_err(|e| format!("histogram: {e}"))?;
-    let (mut b_max, mut b_med, mut b_min, mut wait, mut after) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut all = Latencies::new();
+    let (mut b_max, mut b_med, mut b_min, mut wait, mut after) = (
+        Latencies::new(),
+        Latencies::new(),
+        Latencies::new(),
+        Latencies::new(),
+        Latencies::new(),
+    );
     let (mut with_markers, mut count) = (0, 0);
     for r in m {
         let Some(o) = outs.get(&r.time_ms).filter(|o| !o.markers.is_empty()) else {
             continue;
         };
         with_markers += 1;
-        let b: Vec<f64> = o
+        let done_us = o.done_us as i64;
+        let b: Latencies = o
             .markers
             .iter()
-            .map(|&s| o.done_us.saturating_sub(s) as f64 / 1000.0)
+            .map(|&s| between_us(s as i64, done_us))
             .collect();
-        for &s in &o.markers {
-            hist.saturating_record(o.done_us.saturating_sub(s).max(1));
-            wait.push((r.time_ms * 1000 - s as i64) as f64 / 1000.0);
-            count += 1;
-        }
-        b_max.push(pct(&b, 1.0));
-        b_med.push(pct(&b, 0.5));
-        b_min.push(pct(&b, 0.0));
-        after.push((o.done_us as i64 - r.time_ms * 1000) as f64 / 1000.0);
+        all.extend(o.markers.iter().map(|&s| between_us(s as i64, done_us)));
+        // A marker is sent before the batch that holds it is cut (0 if the clocks say not).
+        wait.extend(
+            o.markers
+                .iter()
+                .map(|&s| between_us(s as i64, r.time_ms * 1000)),
+        );
+        count += o.markers.len();
+        b_max.record(b.max());
+        b_med.record(b.quantile(0.5));
+        b_min.record(b.quantile(0.0));
+        after.record(between_us(r.time_ms * 1000, done_us));
     }
-    let q = |p: f64| {
-        if hist.is_empty() {
-            f64::NAN
-        } else {
-            r1(hist.value_at_quantile(p) as f64 / 1000.0)
-        }
-    };
-    let lo = if hist.is_empty() {
-        f64::NAN
-    } else {
-        r1(hist.min() as f64 / 1000.0)
-    };
-    let hi = if hist.is_empty() {
-        f64::NAN
-    } else {
-        r1(hist.max() as f64 / 1000.0)
-    };
     Ok(json!({
         "kind": kind.name(), "batch_ms": batch_ms, "offered_lines_per_s": offered.round() as u64,
         "marker_every": marker_every, "batches": m.len(), "batches_with_markers": with_markers,
-        "markers": count, "all_p50_ms": q(0.5), "all_p90_ms": q(0.9), "all_p99_ms": q(0.99),
-        "all_max_ms": hi, "all_min_ms": lo,
-        "batchmax_p50_ms": r1(pct(&b_max, 0.5)), "batchmax_p90_ms": r1(pct(&b_max, 0.9)),
-        "batchmax_p99_ms": r1(pct(&b_max, 0.99)), "batchmax_max_ms": r1(pct(&b_max, 1.0)),
-        "batchmed_p50_ms": r1(pct(&b_med, 0.5)), "batchmin_p50_ms": r1(pct(&b_min, 0.5)),
-        "send_to_batchtime_p50_ms": r1(pct(&wait, 0.5)),
-        "batchtime_to_done_p50_ms": r1(pct(&after, 0.5)),
-        "batchtime_to_done_max_ms": r1(pct(&after, 1.0)),
+        "markers": count, "all_p50_ms": pct(&all, 0.5), "all_p90_ms": pct(&all, 0.9),
+        "all_p99_ms": pct(&all, 0.99), "all_max_ms": pct(&all, 1.0), "all_min_ms": pct(&all, 0.0),
+        "batchmax_p50_ms": pct(&b_max, 0.5), "batchmax_p90_ms": pct(&b_max, 0.9),
+        "batchmax_p99_ms": pct(&b_max, 0.99), "batchmax_max_ms": pct(&b_max, 1.0),
+        "batchmed_p50_ms": pct(&b_med, 0.5), "batchmin_p50_ms": pct(&b_min, 0.5),
+        "send_to_batchtime_p50_ms": pct(&wait, 0.5),
+        "batchtime_to_done_p50_ms": pct(&after, 0.5),
+        "batchtime_to_done_max_ms": pct(&after, 1.0),
     }))
 }
 
@@ -1162,9 +1162,10 @@ async fn run(args: Args) -> Result<(), BoxError> {
     if args.block_ms == Some(0) {
         return Err(usage("--block-ms: must be at least 1"));
     }
-    let path = args.input.clone().unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/data/shakespeare.txt")
-    });
+    let path = args
+        .input
+        .clone()
+        .unwrap_or_else(|| harness::example_data("shakespeare.txt"));
     let corpus = Arc::new(Corpus::read(&path)?);
     let batch_ms = args.batch_ms;
     let setup = Setup { args, corpus };

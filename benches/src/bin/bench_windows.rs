@@ -7,19 +7,16 @@
 //! median and p90, and the ratio of the largest window to the smallest.
 //!
 //! ```text
-//! cargo run --release --example bench_windows
-//! cargo run --release --example bench_windows -- --windows 10,100 --records 20000 --keys 1000
+//! cargo run --release -p rivulet-benches --bin bench_windows
+//! cargo run --release -p rivulet-benches --bin bench_windows -- --windows 10,100 --records 20000 --keys 1000
 //! ```
 
 use std::time::Duration;
 
 use clap::Parser;
 use rivulet::prelude::*;
-
-#[path = "support/mod.rs"]
-mod support;
-
-use support::{ms, pairs_batches, percentile, BatchTimings, SignalStop};
+use rivulet_benches::harness::{pairs_batches, BatchTimings};
+use rivulet_benches::support::{self, ms, Latencies, SignalStop};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -91,12 +88,8 @@ async fn run(
     advanced?;
     ssc.stop(StopMode::Now).await?;
     let all = timings.take();
-    let mut measured = all[window as usize..].to_vec();
-    measured.sort();
-    Ok(Some((
-        percentile(&measured, 0.5),
-        percentile(&measured, 0.9),
-    )))
+    let measured: Latencies = all[window as usize..].iter().copied().collect();
+    Ok(Some((measured.quantile(0.5), measured.quantile(0.9))))
 }
 
 #[actix::main]

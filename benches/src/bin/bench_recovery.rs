@@ -19,8 +19,8 @@
 //! Every run checks the final state's sum against the number of records sent.
 //!
 //! ```text
-//! cargo run --release --example bench_recovery
-//! cargo run --release --example bench_recovery -- --keys 100000 --batches 300
+//! cargo run --release -p rivulet-benches --bin bench_recovery
+//! cargo run --release -p rivulet-benches --bin bench_recovery -- --keys 100000 --batches 300
 //! ```
 
 use std::path::Path;
@@ -29,11 +29,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use rivulet::prelude::*;
-
-#[path = "support/mod.rs"]
-mod support;
-
-use support::{ms, pairs_batches, percentile, BatchTimings};
+use rivulet_benches::harness::{pairs_batches, BatchTimings};
+use rivulet_benches::support::{self, ms, Latencies};
 
 #[derive(Parser, Debug)]
 #[command(about = "Checkpoint cost, executor-loss and restart times of a large map_with_state")]
@@ -135,14 +132,13 @@ async fn main() -> Result<(), BoxError> {
                 format!("checkpoints {name}: counted {counted} records, sent {expected}").into(),
             );
         }
-        let mut sorted = times.clone();
-        sorted.sort();
+        let latencies: Latencies = times.iter().copied().collect();
         println!(
             "checkpoints {name:>3}: {:.0} ms for {} batches (median {:.2} ms, max {:.1} ms)",
             ms(sum(&times)),
             times.len(),
-            ms(percentile(&sorted, 0.5)),
-            ms(*sorted.last().unwrap_or(&Duration::ZERO)),
+            ms(latencies.quantile(0.5)),
+            ms(latencies.max()),
         );
         totals.push(sum(&times));
         if name == "on" {
@@ -155,7 +151,7 @@ async fn main() -> Result<(), BoxError> {
             println!(
                 "executor loss: the batch after kill_executor(0) took {:.1} ms ({:.1}x the median batch)",
                 ms(after),
-                ms(after) / ms(percentile(&sorted, 0.5)).max(1e-9)
+                ms(after) / ms(latencies.quantile(0.5)).max(1e-9)
             );
         }
         ssc.stop(StopMode::Graceful).await?;

@@ -9,8 +9,8 @@
 //! last record. Every run checks that exactly `--events` records were processed.
 //!
 //! ```text
-//! cargo run --release --example bench_actor_stream
-//! cargo run --release --example bench_actor_stream -- --events 2000000 --repeat 3
+//! cargo run --release -p rivulet-benches --bin bench_actor_stream
+//! cargo run --release -p rivulet-benches --bin bench_actor_stream -- --events 2000000 --repeat 3
 //! ```
 
 use std::path::PathBuf;
@@ -19,10 +19,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use rivulet::prelude::*;
+use rivulet_benches::harness;
+use rivulet_benches::support;
 use tokio::sync::oneshot;
-
-#[path = "support/mod.rs"]
-mod support;
 
 #[derive(Parser, Debug)]
 #[command(about = "actor_stream events/s from 1, 4 and 16 senders vs the socket path")]
@@ -187,10 +186,10 @@ async fn run(args: Args) -> Result<(), BoxError> {
         }
         println!("{line}");
     }
-    let s = support::median_f64(&socket_rates);
+    let s = harness::median_f64(&socket_rates);
     println!("median socket: {s:.0} records/s");
     for (senders, rates) in actor_rates {
-        let r = support::median_f64(&rates);
+        let r = harness::median_f64(&rates);
         println!(
             "median actor_stream, {senders:>2} senders: {r:.0} records/s = {:.2}x the socket path",
             r / s

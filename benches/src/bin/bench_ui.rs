@@ -6,8 +6,8 @@
 //! must stay flat. Checks the word total in both runs.
 //!
 //! ```text
-//! cargo run --release --example bench_ui
-//! cargo run --release --example bench_ui -- --batches 20000
+//! cargo run --release -p rivulet-benches --bin bench_ui
+//! cargo run --release -p rivulet-benches --bin bench_ui -- --batches 20000
 //! ```
 
 use std::io::{Read, Write};
@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use rivulet::prelude::*;
-
-#[path = "support/mod.rs"]
-mod support;
+use rivulet_benches::support;
 
 #[derive(Parser, Debug)]
 #[command(

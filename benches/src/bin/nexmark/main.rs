@@ -4,8 +4,8 @@
 //! reference evaluation (`reference.rs`) on every run.
 //!
 //! ```text
-//! CARGO_TARGET_DIR=target cargo run --release --example nexmark -- --query q5 --events 10000000 --executors 2 --runs 3
-//! CARGO_TARGET_DIR=target cargo run --release --example nexmark -- --query all
+//! CARGO_TARGET_DIR=target cargo run --release -p rivulet-benches --bin nexmark -- --query q5 --events 10000000 --executors 2 --runs 3
+//! CARGO_TARGET_DIR=target cargo run --release -p rivulet-benches --bin nexmark -- --query all
 //! ```
 //!
 //! The events are generated up front into memory, grouped by batch (one second of event
@@ -33,20 +33,21 @@
 //! `benches/results/nexmark.md`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use nexmark::event::Event;
+use parking_lot::Mutex;
 use rivulet::prelude::*;
+use rivulet_benches::harness;
+use rivulet_benches::support;
 
-#[path = "../support/allocator.rs"]
+#[path = "../../allocator.rs"]
 mod allocator;
 mod feed;
 mod queries;
 mod reference;
-#[path = "../support/mod.rs"]
-mod support;
 
 use queries::{batch_number, batches_to_run, Row};
 use reference::PerBatch;
@@ -213,11 +214,11 @@ async fn run_query<R: Row>(
         .foreach_batch(move |t, parts| {
             let d = parts.into_iter().fold(Digest::default(), Digest::add);
             if d.rows > 0 {
-                let mut got = sink.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut got = sink.lock();
                 *got.entry(batch_number(t)).or_default() = d;
             }
         });
-    let timings = support::BatchTimings::new();
+    let timings = harness::BatchTimings::new();
     ssc.add_listener(timings.clone());
     let batches = batches_to_run(slices.len());
     let started = Instant::now();
@@ -231,7 +232,7 @@ async fn run_query<R: Row>(
     }
     ran?;
     ssc.stop(StopMode::Graceful).await?;
-    let got = std::mem::take(&mut *got.lock().unwrap_or_else(PoisonError::into_inner));
+    let got = std::mem::take(&mut *got.lock());
     check(name, want, &got)?;
     Ok(RunResult {
         wall,
@@ -293,13 +294,12 @@ async fn bench(args: &Args, query: &str, slices: &Arc<Vec<Vec<Event>>>) -> Resul
         }
         .map_err(|e| format!("{query}, run {run}: {e}"))?;
         let rate = total / r.wall.as_secs_f64().max(1e-9);
-        let mut p = r.processing.clone();
-        p.sort();
-        let p50 = if p.is_empty() {
-            Duration::ZERO
-        } else {
-            support::percentile(&p, 0.5)
-        };
+        let p50 = r
+            .processing
+            .iter()
+            .copied()
+            .collect::<support::Latencies>()
+            .quantile(0.5);
         // Batches complete in order, so the i-th time is batch i + 1's.
         let mut slowest: Vec<(usize, Duration)> = r
             .processing
@@ -328,7 +328,7 @@ async fn bench(args: &Args, query: &str, slices: &Arc<Vec<Vec<Event>>>) -> Resul
         );
         rates.push(rate);
     }
-    Ok(support::median_f64(&rates))
+    Ok(harness::median_f64(&rates))
 }
 
 async fn run(args: Args) -> Result<(), BoxError> {

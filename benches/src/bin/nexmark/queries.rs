@@ -1,8 +1,8 @@
 //! The Nexmark queries q0, q1, q2, q3, q5, q7 and q8 as DStream programs, the pinned event
 //! generator, and how Nexmark's event time maps onto rivulet's batches.
 //!
-//! Shared, without copies, by the `nexmark` harness (`examples/nexmark/main.rs`) and by
-//! `tests/nexmark.rs` (`#[path = "../examples/nexmark/queries.rs"] mod queries;`). Only the
+//! Shared, without copies, by the `nexmark` harness (`src/bin/nexmark/main.rs`) and by
+//! `benches/tests/nexmark.rs` (`#[path = "../src/bin/nexmark/queries.rs"] mod queries;`). Only the
 //! public API (`rivulet::prelude`) is used.
 //!
 //! # Event time and batches

@@ -1,26 +1,36 @@
 //! Nexmark q0, q1, q2, q3, q5, q7 and q8 on rivulet: each query's DStream program (the
-//! harness's own, from `examples/nexmark/queries.rs`), fed the pinned generator's events
+//! harness's own, from `src/bin/nexmark/queries.rs`), fed the pinned generator's events
 //! through a receiver one second of event time per batch on the manual clock, outputs
-//! exactly what the single-threaded reference evaluation (`examples/nexmark/reference.rs`)
+//! exactly what the single-threaded reference evaluation (`src/bin/nexmark/reference.rs`)
 //! says, batch by batch. The checkpoint directory is on, as in the harness.
 
-mod common;
-
-#[path = "../examples/nexmark/feed.rs"]
+#[path = "../src/bin/nexmark/feed.rs"]
 mod feed;
-#[path = "../examples/nexmark/queries.rs"]
+#[path = "../src/bin/nexmark/queries.rs"]
 mod queries;
-#[path = "../examples/nexmark/reference.rs"]
+#[path = "../src/bin/nexmark/reference.rs"]
 mod reference;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use common::within;
 use nexmark::event::Event;
 use queries::{batch_number, batches_to_run, generate, Row};
 use reference::PerBatch;
 use rivulet::prelude::*;
+
+/// How long one query's run may take before its test fails instead of hanging (as the
+/// `rivulet` package's tests allow).
+const TEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs `f`, failing the test if it takes longer than [`TEST_TIMEOUT`].
+async fn within<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(TEST_TIMEOUT, f)
+        .await
+        .expect("the test did not finish within its timeout")
+}
 
 /// Events per test: 25 s of event time at [`RATE`], so 30 batches (three tumbling windows,
 /// fifteen q5 windows).

@@ -9,8 +9,8 @@
 //! events) offers `--overload` times that.
 //!
 //! ```text
-//! cargo run --release --example bench_overload
-//! cargo run --release --example bench_overload -- --secs 60
+//! cargo run --release -p rivulet-benches --bin bench_overload
+//! cargo run --release -p rivulet-benches --bin bench_overload -- --secs 60
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,9 +19,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use rivulet::prelude::*;
-
-#[path = "support/mod.rs"]
-mod support;
+use rivulet_benches::support;
 
 #[derive(Parser, Debug)]
 #[command(about = "Memory and scheduling delay under 10x overload, rate control on and off")]

@@ -19,8 +19,8 @@
 //! processing time; with `--runs N` it repeats everything N times and reports medians.
 //!
 //! ```text
-//! CARGO_TARGET_DIR=/work/target-bench cargo run --release --example bench_wordcount
-//! CARGO_TARGET_DIR=/work/target-bench cargo run --release --example bench_wordcount -- --block-ms 50 --runs 5
+//! CARGO_TARGET_DIR=/work/target-bench cargo run --release -p rivulet-benches --bin bench_wordcount
+//! CARGO_TARGET_DIR=/work/target-bench cargo run --release -p rivulet-benches --bin bench_wordcount -- --block-ms 50 --runs 5
 //! ```
 //!
 //! Defaults: 2M lines (`--repeat 50`), 2 executors, 100 ms batches, 10 ms blocks, 3 runs.
@@ -29,21 +29,21 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use parking_lot::Mutex;
 use rivulet::prelude::*;
+use rivulet_benches::harness::{self, median_f64, process_cpu};
+use rivulet_benches::support::{self, init_tracing, ms, words, Latencies, SignalStop};
 use rustc_hash::FxBuildHasher;
 
-#[path = "support/allocator.rs"]
+#[path = "../allocator.rs"]
 mod allocator;
-#[path = "support/mod.rs"]
-mod support;
 
 // `words`: a word is a maximal run of ASCII letters and digits, lowercased. Both the plain
 // loop and rivulet's `flat_map` call this one function.
-use support::{init_tracing, median_f64, ms, process_cpu, words, SignalStop};
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -264,7 +264,7 @@ async fn rivulet_count(
         .map(|w| (w, 1u64))
         .reduce_by_key(|a, b| a + b)
         .foreach_batch(move |_, batch| {
-            let mut totals = sink.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut totals = sink.lock();
             for (w, n) in batch {
                 *totals.entry(w).or_insert(0) += n;
             }
@@ -297,7 +297,7 @@ async fn rivulet_count(
     if !finished.failures.is_empty() {
         return Err(format!("batches failed: {}", finished.failures.join("; ")).into());
     }
-    let counts = std::mem::take(&mut *totals.lock().unwrap_or_else(PoisonError::into_inner));
+    let counts = std::mem::take(&mut *totals.lock());
     Ok(Some(RivuletRun {
         wall: finished.at - started,
         to_first_batch: finished
@@ -334,17 +334,6 @@ fn check_same(want: &HashMap<String, u64>, got: &HashMap<String, u64>) -> Result
     .into())
 }
 
-/// The `q`-quantile (0..=1) of `xs` by the nearest-rank method; zero if empty.
-fn quantile<T: Copy + Ord + Default>(xs: &[T], q: f64) -> T {
-    let mut v = xs.to_vec();
-    v.sort_unstable();
-    if v.is_empty() {
-        return T::default();
-    }
-    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    v[rank - 1]
-}
-
 /// Per-run figures, summarized as medians at the end.
 #[derive(Debug, Default)]
 struct Summary {
@@ -363,9 +352,10 @@ async fn main() -> Result<(), BoxError> {
     init_tracing();
     let args = Args::parse();
     args.ui.install();
-    let path = args.input.clone().unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/data/shakespeare.txt")
-    });
+    let path = args
+        .input
+        .clone()
+        .unwrap_or_else(|| harness::example_data("shakespeare.txt"));
     let text =
         std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     let one: Vec<&str> = text.lines().collect();
@@ -415,7 +405,8 @@ async fn main() -> Result<(), BoxError> {
 
         let rate = |d: Duration| total as f64 / d.as_secs_f64().max(1e-9);
         let (p, rv) = (rate(plain_time), rate(r.wall));
-        let (med, p99) = (quantile(&r.processing, 0.5), quantile(&r.processing, 0.99));
+        let processing: Latencies = r.processing.iter().copied().collect();
+        let (med, p99) = (processing.quantile(0.5), processing.quantile(0.99));
         let cpu_ratio = rivulet_cpu
             .zip(plain_cpu)
             .map(|(r, p)| r.as_secs_f64() / p.as_secs_f64().max(1e-3));

@@ -7,7 +7,8 @@
 //! library, sets no allocator; a program chooses one, and these harnesses choose mimalloc for
 //! the plain loops they compare against too (same binary), so ratios stay fair.
 //!
-//! Included with `#[path = "support/allocator.rs"] mod allocator;`.
+//! Included by those harnesses with `#[path = "../allocator.rs"] mod allocator;` (a global
+//! allocator is the binary's choice, so it is not part of this package's library).
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

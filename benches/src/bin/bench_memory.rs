@@ -7,7 +7,7 @@
 //! that the state's total equals the records sent.
 //!
 //! ```text
-//! cargo run --release --example bench_memory
+//! cargo run --release -p rivulet-benches --bin bench_memory
 //! ```
 
 use std::sync::{Arc, Mutex};
@@ -15,11 +15,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use rivulet::prelude::*;
-
-#[path = "support/mod.rs"]
-mod support;
-
-use support::pairs_batches;
+use rivulet_benches::harness::pairs_batches;
+use rivulet_benches::support;
 
 #[derive(Parser, Debug)]
 #[command(about = "Resident memory of stateful and windowed pipelines over many batches")]

@@ -4,21 +4,17 @@
 //! harness exits 1 otherwise); a bad rate, or markers without a source, is a usage error
 //! (exit 2).
 //!
-//! Run `cargo build --example bench_sustained` first when running this file alone (see
-//! `common::example_binary`).
+//! Cargo builds the `bench_sustained` binary before this test (`CARGO_BIN_EXE_bench_sustained`).
 #![cfg(unix)]
-
-mod common;
 
 use std::process::{Command, Output};
 
-use common::example_binary;
-
 /// Runs the harness with `args` (split at whitespace).
 fn run(args: &str) -> Output {
-    Command::new(example_binary("bench_sustained"))
+    Command::new(env!("CARGO_BIN_EXE_bench_sustained"))
         .args(args.split_whitespace())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        // The repository's root, where the harness is run from.
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .env_remove("RUST_LOG")
         .output()
         .expect("bench_sustained runs")
