@@ -22,17 +22,20 @@ use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, TrySendError};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rivulet_framework::config::StreamingConfig;
 use rivulet_framework::dstream::GraphDescription;
-use rivulet_framework::listener::{EventForwarder, StreamingEvent, StreamingListener};
+use rivulet_framework::listener::{StreamingEvent, StreamingListener};
 use rivulet_framework::scheduler::{SchedulerCounters, SchedulerMetrics};
 use rivulet_framework::{Error, Result};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+
+use crate::listener_bus::queued_listener;
+use crate::ui::epoch_ms;
 
 /// The format this build writes and reads (the `format` of [`RunInfo`]).
 pub const EVENT_LOG_FORMAT: u32 = 1;
@@ -90,11 +93,6 @@ pub struct EventLog {
     pub end: Option<SystemTime>,
     /// Events the run could not log (its queue was full).
     pub dropped_events: u64,
-}
-
-fn ms_since_epoch(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn at(ms: u64) -> SystemTime {
@@ -292,7 +290,7 @@ impl Writer {
         while let Ok((event, time)) = inbox.recv() {
             let completed = matches!(event, StreamingEvent::BatchCompleted(_));
             self.line(&Line::Event {
-                at_ms: ms_since_epoch(time),
+                at_ms: epoch_ms(time),
                 event,
             });
             if completed {
@@ -307,7 +305,7 @@ impl Writer {
             tracing::warn!(log = %self.path.display(), dropped_events, "The event log's queue overflowed: events were dropped.");
         }
         self.line(&Line::End {
-            at_ms: ms_since_epoch(SystemTime::now()),
+            at_ms: epoch_ms(SystemTime::now()),
             dropped_events,
         });
         self.flush();
@@ -358,7 +356,7 @@ impl EventLogWriter {
                 e,
             )
         })?;
-        let start_ms = ms_since_epoch(SystemTime::now());
+        let start_ms = epoch_ms(SystemTime::now());
         let app_id = crate::ui::app_id(config.get_app_name());
         let mut path = dir.join(format!("{app_id}-{start_ms}{EXTENSION}{IN_PROGRESS}"));
         // Two runs of one application started in the same millisecond: a fresh name.
@@ -404,12 +402,10 @@ impl EventLogWriter {
             })
             .map_err(|e| Error::Internal(format!("cannot start the event log's thread: {e}")))?;
         tracing::info!(log = %path.display(), "Writing the event log.");
-        let listener = EventForwarder::new(move |event| {
-            if let Err(TrySendError::Full(_)) = events.try_send((event, SystemTime::now())) {
-                dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-        Ok((EventLogWriter { path, done }, Box::new(listener)))
+        Ok((
+            EventLogWriter { path, done },
+            queued_listener(events, dropped),
+        ))
     }
 
     /// Waits, after the context stopped (and so dropped the listener), until the log is

@@ -2,8 +2,12 @@
 //! that panics is logged and skipped; it does not take the coordinator down.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::SystemTime;
 
-use rivulet_framework::listener::StreamingListener;
+use rivulet_framework::listener::{EventForwarder, StreamingEvent, StreamingListener};
 use tracing::error;
 
 /// The registered listeners.
@@ -25,4 +29,19 @@ impl ListenerBus {
             }
         }
     }
+}
+
+/// A listener that hands each event, with the time it happened, to a thread of its own
+/// through the bounded queue `events` (the status server's, the event log's), never
+/// waiting: a full queue drops the event and counts it in `dropped`; a closed one (its
+/// thread ended) drops it silently.
+pub(crate) fn queued_listener(
+    events: SyncSender<(StreamingEvent, SystemTime)>,
+    dropped: Arc<AtomicU64>,
+) -> Box<dyn StreamingListener> {
+    Box::new(EventForwarder::new(move |event| {
+        if let Err(TrySendError::Full(_)) = events.try_send((event, SystemTime::now())) {
+            dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }))
 }

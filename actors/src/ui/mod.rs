@@ -14,7 +14,7 @@ mod history;
 mod metrics;
 mod state;
 
-pub(crate) use self::api::app_id;
+pub(crate) use self::api::{app_id, epoch_ms};
 pub use self::history::HistoryServer;
 
 use std::net::SocketAddr;
@@ -35,7 +35,8 @@ use rivulet_framework::scheduler::SchedulerCounters;
 use rivulet_framework::{Error, Result};
 
 use self::metrics::Metrics;
-use self::state::{forwarder, UiState, EVENT_QUEUE};
+use self::state::{UiState, EVENT_QUEUE};
+use crate::listener_bus::queued_listener;
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
@@ -191,7 +192,7 @@ impl StatusServer {
                 linger: config.get_ui_linger(),
                 stopping: Arc::new(AtomicBool::new(false)),
             },
-            forwarder(events, dropped),
+            queued_listener(events, dropped),
         ))
     }
 

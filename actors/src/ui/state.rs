@@ -5,17 +5,14 @@
 //! events are dropped and counted.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rivulet_framework::block::StreamId;
 use rivulet_framework::checkpoint::StoreStats;
 use rivulet_framework::dstream::GraphDescription;
 use rivulet_framework::listener::{
-    BatchInfo, EventForwarder, JobInfo, OutputOperationInfo, PolledInputInfo, ReceiverInfo,
-    SkippedSplit, StreamingEvent, StreamingListener,
+    BatchInfo, JobInfo, OutputOperationInfo, PolledInputInfo, ReceiverInfo, SkippedSplit,
+    StreamingEvent,
 };
 use rivulet_framework::time::Time;
 
@@ -296,22 +293,6 @@ impl UiState {
             }
         }
     }
-}
-
-/// The listener the coordinator calls: it only hands events to the status server's thread,
-/// never waiting (a full queue drops the event and counts it in `dropped`).
-pub(crate) fn forwarder(
-    events: SyncSender<(StreamingEvent, SystemTime)>,
-    dropped: Arc<AtomicU64>,
-) -> Box<dyn StreamingListener> {
-    Box::new(EventForwarder::new(move |event| {
-        match events.try_send((event, SystemTime::now())) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-            Err(TrySendError::Full(_)) => {
-                dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }))
 }
 
 #[cfg(test)]

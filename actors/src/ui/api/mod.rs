@@ -94,7 +94,8 @@ fn path_param<T: FromStr>(
     })
 }
 
-fn epoch_ms(t: SystemTime) -> u64 {
+/// `t` in ms since the Unix epoch (0 for a time before it).
+pub(crate) fn epoch_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
