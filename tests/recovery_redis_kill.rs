@@ -68,15 +68,8 @@ fn killed_twenty_times_the_redis_job_loses_and_doubles_nothing() {
         ],
     )
     .env("RUST_LOG", "warn,rivulet_actors::runtime=info");
-    let mut rng = fastrand::Rng::with_seed(0x5eed_4ed1);
-    for _ in 0..kills {
-        let run = job.start(&[]);
-        if rng.u64(..5) > 0 {
-            job.wait_for_output(run, "Counting the words", Duration::from_secs(20));
-        }
-        std::thread::sleep(Duration::from_millis(50 + rng.u64(..450)));
-        job.kill();
-    }
+    // Some kills land before the run restored, most while it counts.
+    job.kill_at_random_moments(kills, 0x5eed_4ed1, "Counting the words");
     feeder.join().unwrap();
     let last = job.start(&[]);
     let status = job.wait(Duration::from_secs(120));

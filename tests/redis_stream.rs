@@ -49,7 +49,7 @@ async fn a_hundred_thousand_entries_count_as_an_independent_count() {
     server.add_lines("left", a);
     server.add_lines("right", b);
     let mut expected = BTreeMap::new();
-    for w in all.iter().flat_map(|l| split_words(l)) {
+    for w in all.iter().flat_map(|l| common::words_of(l)) {
         *expected.entry(w).or_insert(0u64) += 1;
     }
     within(async {

@@ -7,6 +7,7 @@
 //! Without it the test prints a loud `SKIPPED` line and passes, except under `.ci/run`
 //! (`RIVULET_REQUIRE_PROMTOOL=1`), where it fails.
 
+mod common;
 #[path = "ui_support/mod.rs"]
 mod ui_support;
 
@@ -15,26 +16,14 @@ use std::process::{Command, Stdio};
 
 use ui_support::*;
 
-/// promtool's path, if it is installed.
-fn promtool() -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("promtool"))
-        .find(|p| p.is_file())
-}
-
 #[actix::test]
 async fn metrics_pass_promtool_check_metrics() {
-    let Some(promtool) = promtool() else {
-        let install = "promtool is missing: install it with `bash scripts/install-test-tools.sh` \
-                       (Debian's `prometheus` package)";
-        if std::env::var_os("RIVULET_REQUIRE_PROMTOOL").is_some_and(|v| v == "1") {
-            panic!("{install} (RIVULET_REQUIRE_PROMTOOL=1: the check must run).");
-        }
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n*** SKIPPED metrics_pass_promtool_check_metrics: {install}. ***\n"
-        );
+    let Some(promtool) = common::installed_tool(
+        "promtool",
+        "prometheus",
+        "RIVULET_REQUIRE_PROMTOOL",
+        "metrics_pass_promtool_check_metrics",
+    ) else {
         return;
     };
     let checkpoints = tempfile::tempdir().expect("a temporary directory");

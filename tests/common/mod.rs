@@ -370,3 +370,32 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
     );
     bin
 }
+
+/// The path of program `binary` on `PATH`, for a test that needs a tool beyond Rust; when it
+/// is missing, `None` after a loud `SKIPPED` line naming `test` and how to install it
+/// (`package`, by `scripts/install-test-tools.sh`), or a failure when the environment
+/// variable `require` is `1` (as `.ci/run` sets it).
+pub fn installed_tool(
+    binary: &str,
+    package: &str,
+    require: &str,
+    test: &str,
+) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if let Some(found) = std::env::split_paths(&path)
+        .map(|dir| dir.join(binary))
+        .find(|p| p.is_file())
+    {
+        return Some(found);
+    }
+    let install = format!(
+        "{binary} is missing: install it with `bash scripts/install-test-tools.sh` (Debian's `{package}` package)"
+    );
+    if std::env::var_os(require).is_some_and(|v| v == "1") {
+        panic!("{install} ({require}=1: the test must run).");
+    }
+    // Written to stderr directly: the test harness captures `eprintln!` of passing tests.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {test}: {install}. ***\n");
+    None
+}

@@ -124,6 +124,22 @@ impl Job {
         false
     }
 
+    /// Starts `kills` runs one after the other and SIGKILLs each at a random moment drawn
+    /// from `seed`: four runs in five once they printed `ready` (restored and at work), then
+    /// 50 to 500 ms later; the others 50 to 500 ms after their start, some before they
+    /// restored.
+    pub fn kill_at_random_moments(&mut self, kills: usize, seed: u64, ready: &str) {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        for _ in 0..kills {
+            let run = self.start(&[]);
+            if rng.u64(..5) > 0 {
+                self.wait_for_output(run, ready, Duration::from_secs(20));
+            }
+            std::thread::sleep(Duration::from_millis(50 + rng.u64(..450)));
+            self.kill();
+        }
+    }
+
     /// How many runs were started.
     pub fn runs(&self) -> usize {
         self.runs

@@ -1,6 +1,7 @@
-//! What the Redis tests share: a `redis-server` of the test's own on a free 127.0.0.1 port,
-//! in a temporary directory, killed on drop; `None` (after a loud `SKIPPED` line) when
-//! redis-server is not installed, a failure under `RIVULET_REQUIRE_BROKERS=1`.
+//! What the Redis tests share (with `mod common;` beside it): a `redis-server` of the test's
+//! own on a free 127.0.0.1 port, in a temporary directory, killed on drop; `None` (after a
+//! loud `SKIPPED` line) when redis-server is not installed, a failure under
+//! `RIVULET_REQUIRE_BROKERS=1`.
 
 #![allow(dead_code)]
 
@@ -18,26 +19,15 @@ pub struct Server {
     binary: PathBuf,
 }
 
-fn redis_server() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("redis-server"))
-        .find(|p| p.is_file())
-}
-
 /// The server, or `None` after a loud line when redis-server is missing (a failure under
 /// `RIVULET_REQUIRE_BROKERS=1`).
 pub fn server(test: &str) -> Option<Server> {
-    let Some(binary) = redis_server() else {
-        let install =
-            "redis-server is missing: install it with `bash scripts/install-test-tools.sh` \
-                       (Debian's `redis-server` package)";
-        if std::env::var_os("RIVULET_REQUIRE_BROKERS").is_some_and(|v| v == "1") {
-            panic!("{install} (RIVULET_REQUIRE_BROKERS=1: the broker tests must run).");
-        }
-        let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {test}: {install}. ***\n");
-        return None;
-    };
+    let binary = crate::common::installed_tool(
+        "redis-server",
+        "redis-server",
+        "RIVULET_REQUIRE_BROKERS",
+        test,
+    )?;
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
