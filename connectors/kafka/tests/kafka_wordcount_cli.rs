@@ -49,3 +49,20 @@ fn kafka_wordcount_on_the_embedded_cluster_passes_its_check() {
         "{stdout}"
     );
 }
+
+#[test]
+fn kafka_wordcount_of_an_input_without_words_says_it_checked_nothing() {
+    let dir = std::env::temp_dir().join(format!("kafka_wordcount_empty_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let input = dir.join("empty.txt");
+    std::fs::write(&input, "").expect("an empty input");
+    let out = Command::new(example())
+        .arg("--input")
+        .arg(&input)
+        .output()
+        .expect("kafka_wordcount runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("nothing to check"), "{stdout}");
+}
