@@ -24,7 +24,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rivulet::prelude::*;
-use rivulet_kafka::{KafkaRecord, KafkaSource};
+use rivulet_kafka::{send_waiting, KafkaRecord, KafkaSource};
 
 #[derive(Parser, Debug)]
 #[command(about = "Word count over a Kafka topic with the direct stream")]
@@ -56,27 +56,15 @@ fn words(line: &str) -> Vec<String> {
         .collect()
 }
 
-/// Produces every line to `topic`, acknowledged; returns how many.
+/// Produces every line to `topic` and waits until the brokers acknowledged them all.
 fn load(brokers: &str, topic: &str, lines: &[String]) -> Result<(), BoxError> {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .create()?;
     for line in lines {
-        let mut record = BaseRecord::<(), String>::to(topic).payload(line);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((e, r))
-                    if e.rdkafka_error_code()
-                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
-                {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((e, _)) => return Err(format!("producing to {topic}: {e}").into()),
-            }
-        }
+        send_waiting(&producer, BaseRecord::<(), String>::to(topic).payload(line))
+            .map_err(|e| format!("producing to {topic}: {e}"))?;
     }
     producer.flush(Duration::from_secs(60))?;
     Ok(())

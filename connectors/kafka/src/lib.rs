@@ -43,5 +43,5 @@
 mod sink;
 mod source;
 
-pub use sink::{save_to_kafka, KafkaSink};
+pub use sink::{save_to_kafka, send_waiting, KafkaSink};
 pub use source::{KafkaRecord, KafkaSource, StartOffset};

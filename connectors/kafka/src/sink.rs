@@ -13,7 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaResult;
+use rdkafka::message::ToBytes;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
 use rivulet_framework::data::Data;
 use rivulet_framework::dstream::DStream;
 use rivulet_framework::BoxError;
@@ -90,29 +93,39 @@ pub fn save_to_kafka<T: Data>(
             if let Some(key) = &key {
                 message = message.key(key);
             }
-            // A full local queue: wait for deliveries to make room, then send again.
-            let mut message = Some(message);
-            while let Some(m) = message.take() {
-                match producer.send(m) {
-                    Ok(()) => {}
-                    Err((e, m))
-                        if e.rdkafka_error_code()
-                            == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
-                    {
-                        std::thread::sleep(Duration::from_millis(10));
-                        message = Some(m);
-                    }
-                    Err((e, _)) => {
-                        return Err(
-                            format!("kafka topic {}: cannot produce: {e}", sink.topic).into()
-                        )
-                    }
-                }
-            }
+            send_waiting(&producer, message)
+                .map_err(|e| format!("kafka topic {}: cannot produce: {e}", sink.topic))?;
         }
         producer
             .flush(FLUSH_TIMEOUT)
             .map_err(|e| format!("kafka topic {}: records not acknowledged: {e}", sink.topic))?;
         Ok(())
     });
+}
+
+/// Hands `record` to `producer`, waiting (10 ms at a time) while the producer's local queue
+/// is full until deliveries make room; what then happens to it is the producer's (flush to
+/// wait for the brokers' acknowledgements).
+///
+/// # Errors
+/// Any error of `send` but a full queue (e.g. a record over `message.max.bytes`).
+pub fn send_waiting<K, P>(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    record: BaseRecord<'_, K, P>,
+) -> KafkaResult<()>
+where
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+{
+    let mut record = record;
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((e, r)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
 }

@@ -18,7 +18,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use rivulet::prelude::*;
-use rivulet_kafka::{save_to_kafka, KafkaRecord, KafkaSink, KafkaSource};
+use rivulet_kafka::{save_to_kafka, send_waiting, KafkaRecord, KafkaSink, KafkaSource};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -61,18 +61,10 @@ fn produce(brokers: &str, topic: &str, partitions: i32, lines: &[String]) {
         .create()
         .expect("a producer");
     for (i, line) in lines.iter().enumerate() {
-        let mut record = BaseRecord::<(), String>::to(topic)
+        let record = BaseRecord::<(), String>::to(topic)
             .payload(line)
             .partition(i as i32 % partitions);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        }
+        send_waiting(&producer, record).expect("the record is queued");
     }
     producer.flush(TIMEOUT).expect("every record acknowledged");
 }
