@@ -6,7 +6,10 @@
 //!   the metadata checkpoint, so lost partitions and a restarted program's pending batches
 //!   read exactly the same records: exactly-once input, no write-ahead log. Ranges are
 //!   committed to the consumer group after each batch's outputs succeeded.
-//! - [`save_to_kafka`], an output through an idempotent producer, flushed per partition.
+//! - [`save_to_kafka`], an output through an idempotent producer, flushed per partition
+//!   (at-least-once), and [`save_to_kafka_exactly_once`], which writes each batch in one
+//!   Kafka transaction with the offsets its Kafka input read, so that a batch recomputed
+//!   after a restart never publishes twice (beyond Spark).
 //!
 //! Tested against librdkafka's mock cluster (`rdkafka::mocking::MockCluster`), which speaks
 //! Kafka's protocol on 127.0.0.1; not yet against a broker of Apache Kafka itself.
@@ -42,6 +45,8 @@
 
 mod sink;
 mod source;
+mod transactional;
 
 pub use sink::{save_to_kafka, send_waiting, KafkaSink};
 pub use source::{KafkaRecord, KafkaSource, StartOffset};
+pub use transactional::{save_to_kafka_exactly_once, ExactlyOnce};

@@ -6,8 +6,8 @@
 //!
 //! A task that fails and is retried, a speculative copy of a slow task (speculation is on by
 //! default: `StreamingConfig::speculation(false)` turns it off), or a batch recomputed after
-//! a restart produces its records again: at-least-once, as Spark's. (A transactional mode
-//! that commits a batch's records once is not built yet.)
+//! a restart produces its records again: at-least-once, as Spark's.
+//! [`save_to_kafka_exactly_once`](crate::save_to_kafka_exactly_once) writes each batch once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,8 +27,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where [`save_to_kafka`] writes: a topic of a cluster, with producer settings.
 #[derive(Clone, Debug)]
 pub struct KafkaSink {
-    brokers: String,
-    topic: String,
+    pub(crate) brokers: String,
+    pub(crate) topic: String,
     settings: Vec<(String, String)>,
 }
 
@@ -48,7 +48,8 @@ impl KafkaSink {
         self
     }
 
-    fn producer(&self) -> Result<ThreadedProducer<DefaultProducerContext>, BoxError> {
+    /// An idempotent producer's settings, the sink's own last.
+    pub(crate) fn config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.brokers)
@@ -59,6 +60,10 @@ impl KafkaSink {
             config.set(k, v);
         }
         config
+    }
+
+    fn producer(&self) -> Result<ThreadedProducer<DefaultProducerContext>, BoxError> {
+        self.config()
             .create()
             .map_err(|e| format!("kafka {}: cannot create a producer: {e}", self.brokers).into())
     }

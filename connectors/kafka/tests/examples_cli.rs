@@ -1,19 +1,23 @@
-//! `kafka_wordcount` as a user runs it on a fresh machine (no `--brokers`: the embedded mock
-//! cluster): it loads the bundled text, counts it over several batches and exits 0 with its
-//! check passed. Examples are built by `cargo test` next to this test's binary.
+//! The Kafka examples as a user runs them on a fresh machine (no `--brokers`: the embedded
+//! mock cluster): each loads its bundled input, processes it over several batches and exits
+//! 0 with its check passed. Examples are built by `cargo test` next to this test's binary.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn example() -> PathBuf {
+    example_named("kafka_wordcount")
+}
+
+fn example_named(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
     // target/<profile>/deps/<test> -> target/<profile>/examples/kafka_wordcount
     exe.parent()
         .and_then(|deps| deps.parent())
         .expect("target/<profile>")
         .join("examples")
-        .join("kafka_wordcount")
+        .join(name)
 }
 
 #[test]
@@ -65,4 +69,26 @@ fn kafka_wordcount_of_an_input_without_words_says_it_checked_nothing() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("nothing to check"), "{stdout}");
+}
+
+#[test]
+fn kafka_log_pipeline_on_the_embedded_cluster_publishes_counts_that_add_up() {
+    let out = Command::new(example_named("kafka_log_pipeline"))
+        .args(["--batch-ms", "200"])
+        .output()
+        .expect("kafka_log_pipeline runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    // 10,000 lines over 3 partitions at 400 records per partition and batch.
+    let batches = stdout.lines().filter(|l| l.starts_with("batch ")).count();
+    assert!(batches >= 5, "{stdout}");
+    // The bundled log's truncated line 8,899 is reported, not fatal.
+    assert!(stdout.contains("1 line(s) did not parse"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "status codes in status_counts add up to an independent count of the 10000 lines: OK"
+        ),
+        "{stdout}"
+    );
 }

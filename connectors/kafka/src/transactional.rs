@@ -1,0 +1,354 @@
+//! An exactly-once Kafka output (beyond Spark, whose Kafka outputs are at-least-once): each
+//! batch's records are written in one Kafka transaction together with a progress record
+//! naming the batch and the offset ranges its Kafka input read, and the ranges are also
+//! sent to the transaction as the consumer group's offsets (Kafka's
+//! `sendOffsetsToTransaction`, so that Kafka's tools show the output's progress).
+//!
+//! A batch recomputed after a restart (its ranges come back from the metadata checkpoint)
+//! looks up the last progress record of its transactional id first: if that batch or a later
+//! one is there, its transaction committed before the crash and it publishes nothing.
+//! Otherwise any transaction the dead process left open is aborted when the new producer
+//! registers (`initTransactions` fences the old producer), and the batch is written again.
+//! A consumer with `isolation.level=read_committed` therefore sees every batch's records
+//! exactly once.
+//!
+//! The progress record, not the group's committed offsets, decides: librdkafka's mock
+//! cluster does not keep offsets committed in a transaction (measured: the group's offset
+//! stays unset), and the record works the same on any broker. Outputs run one batch at a
+//! time in batch order (rivulet's default, as Spark's `concurrentJobs` = 1), which the
+//! "this batch or a later one" rule relies on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use rivulet_framework::data::Data;
+use rivulet_framework::dstream::{DStream, DirectStream, OffsetRange};
+use rivulet_framework::time::Time;
+use rivulet_framework::BoxError;
+use serde::{Deserialize, Serialize};
+
+use crate::sink::send_waiting;
+use crate::{KafkaRecord, KafkaSink};
+
+/// How long a transaction's steps (registering the producer, committing, aborting) and a
+/// read of the progress topic may take.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The progress records read back at a time, from the end of the progress topic.
+const PROGRESS_WINDOW: i64 = 64;
+
+/// The transaction's marker: which batch of which output committed, with what input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Progress {
+    /// The batch's time, ms.
+    batch_ms: i64,
+    /// The offset ranges the batch's Kafka input read.
+    ranges: Vec<OffsetRange>,
+}
+
+/// The producer of one transactional id and what it knows of the output's progress.
+struct Session {
+    producer: ThreadedProducer<DefaultProducerContext>,
+    /// A consumer of the output's own group, for its metadata in the transaction.
+    group: BaseConsumer,
+    /// The newest batch whose transaction committed, ms.
+    last_published_ms: Option<i64>,
+}
+
+/// Where [`save_to_kafka_exactly_once`] writes: a [`KafkaSink`], the transactional id (one
+/// per output operation, stable across restarts) and the topic of its progress records.
+#[derive(Clone, Debug)]
+pub struct ExactlyOnce {
+    sink: KafkaSink,
+    transactional_id: String,
+    progress_topic: String,
+}
+
+impl ExactlyOnce {
+    /// Transactions of `transactional_id` into `sink`'s topic; progress records go to topic
+    /// `<topic>.progress` (partition 0) unless [`progress_topic`](Self::progress_topic)
+    /// says otherwise. The id must be the same for the same output at every restart and
+    /// differ between outputs; it is also the consumer group its offsets are sent to.
+    pub fn new(sink: KafkaSink, transactional_id: &str) -> ExactlyOnce {
+        let progress_topic = format!("{}.progress", sink.topic);
+        ExactlyOnce {
+            sink,
+            transactional_id: transactional_id.to_string(),
+            progress_topic,
+        }
+    }
+
+    /// The topic the progress records go to (one partition is read: partition 0).
+    pub fn progress_topic(mut self, topic: impl Into<String>) -> Self {
+        self.progress_topic = topic.into();
+        self
+    }
+
+    fn error(&self, what: &str, e: impl std::fmt::Display) -> BoxError {
+        format!(
+            "kafka {} transactional id {}: {what}: {e}",
+            self.sink.brokers, self.transactional_id
+        )
+        .into()
+    }
+
+    /// Registers the producer (aborting what a previous one of the id left open) and reads
+    /// the last committed progress record.
+    fn open(&self) -> Result<Session, BoxError> {
+        let producer: ThreadedProducer<DefaultProducerContext> = self
+            .sink
+            .config()
+            .set("transactional.id", &self.transactional_id)
+            .create()
+            .map_err(|e| self.error("cannot create a transactional producer", e))?;
+        producer
+            .init_transactions(TRANSACTION_TIMEOUT)
+            .map_err(|e| self.error("cannot register the transactional producer", e))?;
+        let group = self
+            .consumer(&self.transactional_id)
+            .map_err(|e| self.error("cannot create the group's consumer", e))?;
+        let last_published_ms = self.last_published()?;
+        Ok(Session {
+            producer,
+            group,
+            last_published_ms,
+        })
+    }
+
+    fn consumer(&self, group: &str) -> rdkafka::error::KafkaResult<BaseConsumer> {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.sink.brokers)
+            .set("group.id", group)
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .set("log_level", "3")
+            .create()
+    }
+
+    /// The batch time of the newest committed progress record of this id, reading the
+    /// progress topic backwards a window at a time; `None` when there is none.
+    fn last_published(&self) -> Result<Option<i64>, BoxError> {
+        let topic = &self.progress_topic;
+        let reader = self
+            .consumer(&format!("{}.reader", self.transactional_id))
+            .map_err(|e| self.error("cannot create a consumer", e))?;
+        let (low, high) = match reader.fetch_watermarks(topic, 0, TRANSACTION_TIMEOUT) {
+            Ok(marks) => marks,
+            Err(e)
+                if e.rdkafka_error_code()
+                    == Some(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(self.error(&format!("cannot read topic {topic}'s offsets"), e)),
+        };
+        let mut until = high;
+        while until > low {
+            let from = (until - PROGRESS_WINDOW).max(low);
+            let mut newest = None;
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(topic, 0, Offset::Offset(from))
+                .map_err(|e| self.error("cannot assign", e))?;
+            reader
+                .assign(&tpl)
+                .map_err(|e| self.error(&format!("cannot assign {topic}/0"), e))?;
+            let deadline = std::time::Instant::now() + TRANSACTION_TIMEOUT;
+            loop {
+                let position = reader
+                    .position()
+                    .ok()
+                    .and_then(|p| p.find_partition(topic, 0).map(|e| e.offset()));
+                if matches!(position, Some(Offset::Offset(p)) if p >= until) {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(self.error(
+                        &format!("reading {topic}/0 offsets {from}..{until}"),
+                        "timed out",
+                    ));
+                }
+                match reader.poll(Duration::from_millis(200)) {
+                    None => {}
+                    Some(Err(e)) => return Err(self.error(&format!("reading {topic}/0"), e)),
+                    Some(Ok(m)) => {
+                        if m.offset() >= until {
+                            break;
+                        }
+                        if m.key() != Some(self.transactional_id.as_bytes()) {
+                            continue;
+                        }
+                        let progress: Progress = serde_json::from_slice(
+                            m.payload().unwrap_or_default(),
+                        )
+                        .map_err(|e| {
+                            self.error(
+                                &format!(
+                                    "{topic}/0 offset {} is not a progress record",
+                                    m.offset()
+                                ),
+                                e,
+                            )
+                        })?;
+                        newest = Some(progress.batch_ms);
+                    }
+                }
+            }
+            if newest.is_some() {
+                return Ok(newest);
+            }
+            until = from;
+        }
+        Ok(None)
+    }
+
+    /// Writes batch `t`'s records and its progress in one transaction, unless a transaction
+    /// of batch `t` or a later one committed already.
+    fn publish<T>(
+        &self,
+        session: &mut Session,
+        t: Time,
+        ranges: Vec<OffsetRange>,
+        records: impl FnOnce() -> Result<Vec<T>, BoxError>,
+        record: &(dyn Fn(&T) -> (Option<Vec<u8>>, Vec<u8>) + Send + Sync),
+    ) -> Result<(), BoxError> {
+        let batch_ms = t.as_ms();
+        if session
+            .last_published_ms
+            .is_some_and(|last| last >= batch_ms)
+        {
+            tracing::info!(
+                "kafka transactional id {}: batch {t} was published before the restart; not again",
+                self.transactional_id
+            );
+            return Ok(());
+        }
+        let records = records()?;
+        let producer = &session.producer;
+        producer
+            .begin_transaction()
+            .map_err(|e| self.error("cannot begin a transaction", e))?;
+        let written = (|| -> Result<(), BoxError> {
+            for r in &records {
+                let (key, value) = record(r);
+                let mut message =
+                    BaseRecord::<Vec<u8>, Vec<u8>>::to(&self.sink.topic).payload(&value);
+                if let Some(key) = &key {
+                    message = message.key(key);
+                }
+                send_waiting(producer, message).map_err(|e| {
+                    self.error(&format!("cannot produce to topic {}", self.sink.topic), e)
+                })?;
+            }
+            let mut offsets = TopicPartitionList::new();
+            for r in &ranges {
+                offsets
+                    .add_partition_offset(
+                        &r.partition.topic,
+                        r.partition.partition as i32,
+                        Offset::Offset(r.until as i64),
+                    )
+                    .map_err(|e| self.error("cannot list the offsets", e))?;
+            }
+            let progress = serde_json::to_vec(&Progress { batch_ms, ranges })?;
+            send_waiting(
+                producer,
+                BaseRecord::to(&self.progress_topic)
+                    .partition(0)
+                    .key(self.transactional_id.as_bytes())
+                    .payload(&progress),
+            )
+            .map_err(|e| {
+                self.error(
+                    &format!("cannot produce to topic {}", self.progress_topic),
+                    e,
+                )
+            })?;
+            if offsets.count() > 0 {
+                let metadata = session
+                    .group
+                    .group_metadata()
+                    .ok_or_else(|| self.error("no consumer group metadata", "librdkafka"))?;
+                producer
+                    .send_offsets_to_transaction(&offsets, &metadata, TRANSACTION_TIMEOUT)
+                    .map_err(|e| self.error("cannot add the offsets to the transaction", e))?;
+            }
+            producer
+                .commit_transaction(TRANSACTION_TIMEOUT)
+                .map_err(|e| self.error(&format!("cannot commit batch {t}"), e))
+        })();
+        match written {
+            Ok(()) => {
+                session.last_published_ms = Some(batch_ms);
+                Ok(())
+            }
+            Err(e) => {
+                if let Err(abort) = producer.abort_transaction(TRANSACTION_TIMEOUT) {
+                    tracing::warn!(
+                        "kafka transactional id {}: aborting batch {t}'s transaction: {abort}",
+                        self.transactional_id
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Writes each batch of `stream` to a Kafka topic exactly once (see the [module
+/// docs](self)): the batch's records (`record` turns each into its key, or `None`, and
+/// value) in one transaction with a progress record holding the batch time and the offset
+/// ranges `input` read for the batch. `stream` must be computed from `input` (its records
+/// depend on those ranges alone, not on when they were read).
+///
+/// Each batch is collected on the job thread and written by one transactional producer of
+/// the output, kept across batches. A failure (a broker refusing a record, a commit timing
+/// out) aborts the transaction and fails the batch's output with an error naming the
+/// brokers and the transactional id; the producer is registered again for the next try.
+///
+/// # Example
+/// ```no_run
+/// # fn build(
+/// #     input: &rivulet_framework::dstream::DirectStream<rivulet_kafka::KafkaRecord>,
+/// #     counts: rivulet_framework::dstream::DStream<(String, u64)>,
+/// # ) {
+/// use rivulet_kafka::{save_to_kafka_exactly_once, ExactlyOnce, KafkaSink};
+/// let sink = ExactlyOnce::new(KafkaSink::new("127.0.0.1:9092", "counts"), "wordcount-counts");
+/// save_to_kafka_exactly_once(&counts, input, sink, |(w, n)| {
+///     (Some(w.as_bytes().to_vec()), n.to_string().into_bytes())
+/// });
+/// # }
+/// ```
+#[track_caller]
+pub fn save_to_kafka_exactly_once<T: Data>(
+    stream: &DStream<T>,
+    input: &DirectStream<KafkaRecord>,
+    output: ExactlyOnce,
+    record: impl Fn(&T) -> (Option<Vec<u8>>, Vec<u8>) + Send + Sync + 'static,
+) {
+    let input = input.clone();
+    let session: Arc<Mutex<Option<Session>>> = Arc::default();
+    stream.foreach_rdd(move |rdd, t| {
+        let ranges = input
+            .offset_ranges(t)
+            .ok_or_else(|| output.error(&format!("batch {t}"), "its offset ranges are gone"))?;
+        let mut guard = session.lock();
+        let open = match guard.take() {
+            Some(open) => open,
+            None => output.open()?,
+        };
+        let mut open = open;
+        let published = output.publish(&mut open, t, ranges, || Ok(rdd.collect()?), &record);
+        // After a failure the producer is registered again (fencing whatever it left).
+        if published.is_ok() {
+            *guard = Some(open);
+        }
+        published
+    });
+}

@@ -1,0 +1,213 @@
+//! Process-level exactly-once from Kafka to Kafka: the `kafka_log_pipeline` job (direct
+//! stream, 100 ms batches, per-batch status counts written by `save_to_kafka_exactly_once`)
+//! is SIGKILLed at 20 random moments (`RIVULET_KAFKA_KILLS` changes the count) and started
+//! again each time with the same command, while a feeder produces the access log's lines
+//! into a mock Kafka cluster that runs in a process of its own
+//! (`kafka_log_pipeline --serve-mock-cluster`). Afterwards a `read_committed` consumer of
+//! this test sums the committed counts: they must equal an independent count of the lines
+//! fed (none lost, none counted twice), and no batch's progress record may be committed
+//! twice (a batch recomputed after a kill publishes once).
+#![cfg(unix)]
+
+#[path = "../../../tests/crash_support/mod.rs"]
+mod crash_support;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crash_support::{count_from_env, Job};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+fn example() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>")
+        .join("examples")
+        .join("kafka_log_pipeline")
+}
+
+/// The mock cluster's process, killed on drop.
+struct Cluster(Child);
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn cluster() -> (Cluster, String) {
+    let mut child = Command::new(example())
+        .arg("--serve-mock-cluster")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the mock cluster starts");
+    let stdout = child.stdout.take().expect("its stdout");
+    let cluster = Cluster(child);
+    let mut first = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut first)
+        .expect("the cluster's address");
+    let brokers = first
+        .trim()
+        .strip_prefix("brokers ")
+        .unwrap_or_else(|| panic!("not an address: {first:?}"))
+        .to_string();
+    (cluster, brokers)
+}
+
+/// The status code of an Apache combined log line: the first field after the request's
+/// closing quote (a simpler reading than the job's full parser).
+fn status_of(line: &str) -> String {
+    line.split('"')
+        .nth(2)
+        .and_then(|after| after.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no status in {line:?}"))
+        .to_string()
+}
+
+/// Every committed record of partition 0 of `topic`, read with `read_committed` to the end.
+fn committed(brokers: &str, topic: &str) -> Vec<(String, String)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "recovery-kafka-kill-check")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("a consumer");
+    let (low, high) = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .expect("the topic's offsets");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Offset(low))
+        .expect("assign");
+    consumer.assign(&tpl).expect("assign");
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let position = consumer.position().expect("the position");
+        if matches!(position.find_partition(topic, 0).map(|e| e.offset()),
+            Some(Offset::Offset(at)) if at >= high)
+        {
+            return records;
+        }
+        assert!(Instant::now() < deadline, "{topic} not read to {high}");
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.expect("a record");
+            let text =
+                |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
+            records.push((text(m.key()), text(m.payload())));
+            if m.offset() + 1 >= high {
+                return records;
+            }
+        }
+    }
+}
+
+#[test]
+fn killed_twenty_times_the_kafka_pipeline_publishes_every_count_once() {
+    let kills = count_from_env("RIVULET_KAFKA_KILLS", 20);
+    let root = tempfile::tempdir().unwrap();
+    let log = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/data/apache_access.log"
+    ))
+    .unwrap();
+    // Whole lines only (the log's one truncated line is left out), so that the simple
+    // reading of the status here and the job's parser agree on every line.
+    let lines: Vec<String> = log
+        .lines()
+        .filter(|l| l.ends_with('"'))
+        .map(str::to_string)
+        .collect();
+    assert!(lines.len() > 9_000, "{}", lines.len());
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for line in &lines {
+        *expected.entry(status_of(line)).or_default() += 1;
+    }
+    let input = root.path().join("fed.log");
+    std::fs::write(&input, lines.join("\n")).unwrap();
+
+    let (_cluster, brokers) = cluster();
+    // The feeder produces 200 lines every 25 ms (about 1.3 s in all) while the job is
+    // killed and restarted.
+    let feeder = {
+        let (brokers, lines) = (brokers.clone(), lines.clone());
+        std::thread::spawn(move || {
+            let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+                .set("bootstrap.servers", &brokers)
+                .set("enable.idempotence", "true")
+                .create()
+                .expect("a producer");
+            for chunk in lines.chunks(200) {
+                for line in chunk {
+                    rivulet_kafka::send_waiting(
+                        &producer,
+                        BaseRecord::<(), String>::to("access").payload(line),
+                    )
+                    .expect("produce");
+                }
+                producer.flush(Duration::from_secs(30)).expect("flush");
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        })
+    };
+    let input_arg = input.to_string_lossy().into_owned();
+    let mut job = Job::new(
+        example(),
+        root.path(),
+        &[
+            "--brokers",
+            &brokers,
+            "--no-load",
+            "--input",
+            &input_arg,
+            "--checkpoint-dir",
+            "ckpt",
+            "--idle-exit-secs",
+            "3",
+            "--batch-ms",
+            "100",
+            "--max-rate-per-partition",
+            "3000",
+        ],
+    )
+    .env("RUST_LOG", "warn");
+    job.kill_at_random_moments(kills, 0x6b61_666b, "Counting status codes");
+    feeder.join().unwrap();
+    let last = job.start(&[]);
+    let status = job.wait(Duration::from_secs(120));
+    let out = job.output(last);
+    assert!(status.success(), "the last run failed: {status}\n{out}");
+    assert!(out.contains("Restored from checkpoint"), "{out}");
+
+    let mut got: BTreeMap<String, u64> = BTreeMap::new();
+    for (status, count) in committed(&brokers, "status_counts") {
+        *got.entry(status).or_default() += count.parse::<u64>().expect("a count");
+    }
+    assert_eq!(got, expected, "committed counts vs an independent count");
+    let batches: Vec<i64> = committed(&brokers, "status_counts.progress")
+        .iter()
+        .map(|(_, progress)| {
+            let v: serde_json::Value = serde_json::from_str(progress).expect("a progress record");
+            v["batch_ms"].as_i64().expect("its batch time")
+        })
+        .collect();
+    assert!(!batches.is_empty());
+    assert!(
+        batches.windows(2).all(|w| w[0] < w[1]),
+        "a batch committed twice or out of order: {batches:?}"
+    );
+    assert!(
+        out.contains("add up to an independent count"),
+        "the job's own check: {out}"
+    );
+}
