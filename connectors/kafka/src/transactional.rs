@@ -230,6 +230,7 @@ impl ExactlyOnce {
             return Ok(());
         }
         let records = records()?;
+        let started = std::time::Instant::now();
         let producer = &session.producer;
         producer
             .begin_transaction()
@@ -285,6 +286,12 @@ impl ExactlyOnce {
         })();
         match written {
             Ok(()) => {
+                tracing::debug!(
+                    "kafka transactional id {}: batch {t}: {} records committed in {:?}",
+                    self.transactional_id,
+                    records.len(),
+                    started.elapsed()
+                );
                 session.last_published_ms = Some(batch_ms);
                 Ok(())
             }
