@@ -161,6 +161,104 @@ async fn each_batch_reads_what_was_appended_before_it_was_cut_and_commits_after(
     .await;
 }
 
+/// Sorted copies of each batch's records.
+fn sorted_batches<T: Ord + Clone>(collector: &BatchCollector<T>) -> Vec<(Time, Vec<T>)> {
+    collector
+        .timed_batches()
+        .into_iter()
+        .map(|(t, mut records)| {
+            records.sort();
+            (t, records)
+        })
+        .collect()
+}
+
+#[actix::test]
+async fn with_skip_empty_batches_a_batch_without_records_has_no_rdd_and_operators_act_as_sparks() {
+    within(async {
+        let log = MemoryLog::default();
+        log.append(0, &["a", "b"]);
+        let ssc = context(2, 2);
+        let direct = ssc.direct_stream(
+            log.clone(),
+            DirectOptions::default().skip_empty_batches(true),
+        );
+        let seen = collect(&direct);
+        let batch = std::time::Duration::from_millis(BATCH_MS as u64);
+        let windows = direct
+            .stream()
+            .window(batch * 2, batch)
+            .unwrap()
+            .collect_batches();
+        // (count, how many times the update function saw the key)
+        let state = direct
+            .stream()
+            .map(|w| (w, 1u64))
+            .update_state_by_key(|vs: Vec<u64>, s: Option<(u64, u64)>| {
+                let (n, calls) = s.unwrap_or((0, 0));
+                Some((n + vs.iter().sum::<u64>(), calls + 1))
+            })
+            .collect_batches();
+        ssc.start().await.unwrap();
+        ssc.advance(1).await.unwrap();
+        ssc.advance(1).await.unwrap(); // no records: no RDD
+        log.append(0, &["c"]);
+        ssc.advance(1).await.unwrap();
+        ssc.advance(1).await.unwrap(); // no records: no RDD
+        ssc.stop(StopMode::Graceful).await.unwrap();
+
+        // The output operation ran for the batches with an RDD only.
+        let seen = seen.lock().unwrap().clone();
+        let outputs: Vec<(Time, Vec<String>)> = seen.iter().map(|s| (s.0, s.1.clone())).collect();
+        assert_eq!(
+            outputs,
+            vec![
+                (batch_time(1), strings(&["a", "b"])),
+                (batch_time(3), strings(&["c"]))
+            ]
+        );
+        // Every batch's ranges were still committed, the empty ones too.
+        assert_eq!(
+            log.commits(),
+            vec![
+                vec![range(0, 0, 2)],
+                vec![range(0, 2, 2)],
+                vec![range(0, 2, 3)],
+                vec![range(0, 3, 3)]
+            ]
+        );
+        // A window leaves the missing batches out (Spark's `slice`).
+        assert_eq!(
+            sorted_batches(&windows),
+            vec![
+                (batch_time(1), strings(&["a", "b"])),
+                (batch_time(2), strings(&["a", "b"])),
+                (batch_time(3), strings(&["c"])),
+                (batch_time(4), strings(&["c"]))
+            ]
+        );
+        // update_state_by_key calls its function for every key in every batch, with no
+        // values where the input had no RDD (Spark's StateDStream).
+        let pair = |w: &str, n: u64, calls: u64| (w.to_string(), (n, calls));
+        assert_eq!(
+            sorted_batches(&state),
+            vec![
+                (batch_time(1), vec![pair("a", 1, 1), pair("b", 1, 1)]),
+                (batch_time(2), vec![pair("a", 1, 2), pair("b", 1, 2)]),
+                (
+                    batch_time(3),
+                    vec![pair("a", 1, 3), pair("b", 1, 3), pair("c", 1, 1)]
+                ),
+                (
+                    batch_time(4),
+                    vec![pair("a", 1, 4), pair("b", 1, 4), pair("c", 1, 2)]
+                ),
+            ]
+        );
+    })
+    .await;
+}
+
 fn strings(s: &[&str]) -> Vec<String> {
     s.iter().map(|s| s.to_string()).collect()
 }

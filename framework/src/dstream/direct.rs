@@ -174,9 +174,20 @@ pub struct DirectOptions {
     /// `spark.streaming.kafka.maxRatePerPartition`); `None`: everything up to the latest
     /// offset. A partition that is behind catches up over the following batches.
     pub max_rate_per_partition: Option<f64>,
+    /// Whether a batch that reads no record (every range empty) has no RDD rather than an
+    /// empty one (default `false`, as Spark's direct Kafka stream, which always makes one);
+    /// see [`PolledSource::produces_rdd`] for what the operators downstream then do.
+    pub skip_empty_batches: bool,
 }
 
 impl DirectOptions {
+    /// Makes a batch that reads no record produce no RDD, as the field of the same name
+    /// says: output operations downstream then do not run for it.
+    pub fn skip_empty_batches(mut self, skip: bool) -> Self {
+        self.skip_empty_batches = skip;
+        self
+    }
+
     /// Caps each partition at `records_per_sec` per second of batch interval (at least one
     /// record per batch).
     pub fn max_rate_per_partition(mut self, records_per_sec: f64) -> Self {
@@ -304,6 +315,10 @@ impl<S: DirectSource> PolledSource for Direct<S> {
 
     fn rate_controlled(&self) -> bool {
         true
+    }
+
+    fn produces_rdd(&self, splits: &[OffsetRange]) -> bool {
+        !self.options.skip_empty_batches || splits.iter().any(|r| r.count() > 0)
     }
 
     fn set_rate(&self, records_per_sec: Option<f64>) {

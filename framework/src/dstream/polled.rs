@@ -199,6 +199,17 @@ pub trait PolledSource: Send + Sync + 'static {
     /// thread: it must return quickly. Default: nothing.
     fn batch_completed(&self, _t: Time, _splits: &[Self::Split]) {}
 
+    /// Whether a batch that reads `splits` has an RDD; default `true` (an empty RDD when
+    /// there are no splits). `false` makes the input produce no RDD for the batch (Spark: an
+    /// input DStream's `compute` returning `None`), and the operators downstream behave as
+    /// Spark's: stateless ones have no RDD either, output operations do not run for the
+    /// batch, a window leaves the batch out, and `update_state_by_key` calls its function
+    /// for every key with no new values. The splits are still recorded, reported and
+    /// completed (`batch_completed`).
+    fn produces_rdd(&self, _splits: &[Self::Split]) -> bool {
+        true
+    }
+
     /// Whether the source takes a rate limit from backpressure ([`set_rate`](Self::set_rate));
     /// default `false`. A direct stream does.
     fn rate_controlled(&self) -> bool {
@@ -591,6 +602,9 @@ impl DStreamGraph {
             Duration::ZERO,
             move |_, t| {
                 let splits = reader.splits(t)?;
+                if !reader.source.produces_rdd(&splits) {
+                    return Ok(None);
+                }
                 let meta = RddMeta::in_scope(
                     &ctx,
                     ctx.static_scope(),
