@@ -72,7 +72,10 @@ fn a_short_search_prints_a_result_with_a_checked_count() {
     let r = &the_result(&out);
     assert_eq!(r["kind"], "confirm");
     assert_eq!(r["count_ok"], true);
-    assert_eq!(r["offered_lines_per_s"], 20000);
+    // The start rate, or a step below it when a loaded machine failed a confirm (seen in CI
+    // with other builds running: 18,000).
+    let offered = r["offered_lines_per_s"].as_u64().unwrap_or(0);
+    assert!(offered > 0 && offered <= 20_000, "{}", describe(&out));
     assert!(r["received_lines"].as_u64() > Some(0), "{}", describe(&out));
     assert_eq!(r["words_counted"], r["words_expected"]);
 }
