@@ -1,0 +1,423 @@
+//! Records per second into a word count from each log source, against the socket path.
+//!
+//! In one run, for each batch interval (`--batch-ms`, default 100 and 1000) and each input,
+//! it times how fast a streaming word count (`flat_map(words) → map((w, 1)) →
+//! reduce_by_key`, `--executors` executors) takes in `--lines` lines of the bundled
+//! Shakespeare text, from the context's start to the completion of the batch that holds the
+//! last line, and checks the summed counts against a plain count of the same lines:
+//!
+//! - **socket**: `socket_text_stream` from a local TCP server writing as fast as the
+//!   receiver reads (the path of Spark's `NetworkWordCount`);
+//! - **kafka direct**: the direct stream (`rivulet_kafka::KafkaSource`) over a topic of
+//!   `--partitions` partitions loaded beforehand into librdkafka's mock cluster, in this
+//!   process;
+//! - **kafka receiver**: the same topic through a receiver (a consumer assigned to every
+//!   partition, storing what it polls into blocks), as Spark's old receiver-based Kafka
+//!   input;
+//! - **redis direct**: `RedisStreamSource` over one stream loaded beforehand into a
+//!   `redis-server` of the harness's own on 127.0.0.1 (left out when redis-server is not
+//!   installed: `bash scripts/install-test-tools.sh`).
+//!
+//! Rate control stays at its defaults (backpressure on), and the direct streams have no
+//! per-partition cap: a loaded log is drained as fast as the batches take it. Each figure is
+//! the median of `--runs` runs; the ratios are to the socket path of the same batch interval.
+//!
+//! ```text
+//! cargo run --release -p rivulet-benches --bin bench_brokers
+//! cargo run --release -p rivulet-benches --bin bench_brokers -- --lines 400000 --runs 5
+//! ```
+
+use std::collections::HashMap;
+use std::net::TcpListener as StdListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use parking_lot::Mutex;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use rivulet::prelude::*;
+use rivulet::receivers::RedisStreamSource;
+use rivulet_benches::harness::{example_data, median_f64};
+use rivulet_benches::support::{self, words, FeedEnd};
+use rivulet_kafka::{send_waiting, KafkaRecord, KafkaSource};
+
+/// Command-line options.
+#[derive(Parser, Debug)]
+#[command(about = "Records/s into a word count from Kafka, Redis Streams and a socket")]
+struct Args {
+    /// Lines per run (the bundled text, repeated as needed).
+    #[arg(long, default_value_t = 200_000)]
+    lines: usize,
+    /// Batch intervals to measure, ms.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    batch_ms: Vec<u64>,
+    /// Executors.
+    #[arg(long, default_value_t = 2)]
+    executors: usize,
+    /// Partitions of the Kafka topic.
+    #[arg(long, default_value_t = 2)]
+    partitions: i32,
+    /// Runs per figure (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+}
+
+/// The inputs measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Input {
+    Socket,
+    KafkaDirect,
+    KafkaReceiver,
+    RedisDirect,
+}
+
+impl Input {
+    fn name(self) -> &'static str {
+        match self {
+            Input::Socket => "socket",
+            Input::KafkaDirect => "kafka direct",
+            Input::KafkaReceiver => "kafka receiver",
+            Input::RedisDirect => "redis direct",
+        }
+    }
+}
+
+/// Where the loaded logs are.
+struct Brokers {
+    _kafka: MockCluster<'static, DefaultProducerContext>,
+    kafka: String,
+    redis: Option<RedisServer>,
+}
+
+/// A redis-server of the harness's own, killed on drop.
+struct RedisServer {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_redis() -> Result<Option<RedisServer>, BoxError> {
+    let port = StdListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let dir = tempfile::tempdir()?;
+    let child = match Command::new("redis-server")
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            println!("redis-server not started ({e}): the redis figures are left out");
+            return Ok(None);
+        }
+    };
+    let url = format!("redis://127.0.0.1:{port}/");
+    let server = RedisServer {
+        child,
+        url: url.clone(),
+        _dir: dir,
+    };
+    let client = redis::Client::open(url.as_str())?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.get_connection().is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("redis-server on port {port} did not answer").into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(Some(server))
+}
+
+fn load_kafka(brokers: &str, topic: &str, lines: &[String]) -> Result<(), BoxError> {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .create()?;
+    for line in lines {
+        send_waiting(&producer, BaseRecord::<(), String>::to(topic).payload(line))?;
+    }
+    producer.flush(Duration::from_secs(120))?;
+    Ok(())
+}
+
+fn load_redis(url: &str, key: &str, lines: &[String]) -> Result<(), BoxError> {
+    let mut connection = redis::Client::open(url)?.get_connection()?;
+    for chunk in lines.chunks(5_000) {
+        let mut pipe = redis::pipe();
+        for line in chunk {
+            pipe.cmd("XADD")
+                .arg(key)
+                .arg("*")
+                .arg("line")
+                .arg(line)
+                .ignore();
+        }
+        pipe.query::<()>(&mut connection)?;
+    }
+    Ok(())
+}
+
+/// A receiver over every partition of a Kafka topic from its beginning (what Spark's
+/// receiver-based Kafka input did): it polls the consumer without blocking and stores what
+/// came in blocks.
+struct KafkaReceiver {
+    brokers: String,
+    topic: String,
+    partitions: i32,
+    consumer: Option<BaseConsumer>,
+}
+
+impl Receiver for KafkaReceiver {
+    type Item = String;
+
+    fn name(&self) -> String {
+        format!("kafka receiver {} at {}", self.topic, self.brokers)
+    }
+
+    async fn on_start(&mut self) -> Result<(), ReceiverError> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", "bench_brokers-receiver")
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| ReceiverError::fatal(format!("{}: {e}", self.name())))?;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..self.partitions {
+            tpl.add_partition_offset(&self.topic, p, Offset::Beginning)
+                .map_err(|e| ReceiverError::fatal(e.to_string()))?;
+        }
+        consumer
+            .assign(&tpl)
+            .map_err(|e| ReceiverError::fatal(format!("{}: {e}", self.name())))?;
+        self.consumer = Some(consumer);
+        Ok(())
+    }
+
+    async fn receive(&mut self, sink: &mut BlockSink<String>) -> Result<Flow, ReceiverError> {
+        let mut lines = Vec::new();
+        if let Some(consumer) = &self.consumer {
+            while lines.len() < 10_000 {
+                match consumer.poll(Duration::ZERO) {
+                    None => break,
+                    Some(Err(e)) => return Err(ReceiverError::retryable(e.to_string())),
+                    Some(Ok(m)) => lines.push(
+                        String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                    ),
+                }
+            }
+        }
+        if lines.is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            return Ok(Flow::Continue);
+        }
+        match sink.store_many(lines).await {
+            Ok(()) => Ok(Flow::Continue),
+            Err(_) => Ok(Flow::Finished),
+        }
+    }
+}
+
+/// Reports when `total` records are done (or a batch failed).
+struct Watch {
+    total: usize,
+    done: usize,
+    failures: Vec<String>,
+    tx: Option<tokio::sync::oneshot::Sender<(Instant, Vec<String>)>>,
+}
+
+impl StreamingListener for Watch {
+    fn on_batch_completed(&mut self, batch: &BatchInfo) {
+        self.done += batch.num_records;
+        for (op, error) in &batch.failures {
+            self.failures
+                .push(format!("batch {}: {op}: {error}", batch.batch_time));
+        }
+        if self.done >= self.total || !self.failures.is_empty() {
+            if let Some(tx) = self.tx.take() {
+                let _ = tx.send((Instant::now(), std::mem::take(&mut self.failures)));
+            }
+        }
+    }
+}
+
+/// One run: the word count over `input`; its records/s after checking its counts.
+async fn run(
+    args: &Args,
+    batch_ms: u64,
+    input: Input,
+    brokers: &Brokers,
+    topic: &str,
+    lines: &Arc<Vec<String>>,
+    expected: &HashMap<String, u64>,
+) -> Result<f64, BoxError> {
+    let config = support::base_config()
+        .app_name("bench_brokers")
+        .batch_interval(Duration::from_millis(batch_ms))
+        .executors(args.executors);
+    let ssc = StreamingContext::new(config)?;
+    let mut server = None;
+    let text: DStream<String> = match input {
+        Input::Socket => {
+            let bytes: Vec<Vec<u8>> = lines.iter().map(|l| l.as_bytes().to_vec()).collect();
+            let (port, task) = support::spawn_server(Arc::new(bytes), 0, FeedEnd::KeepOpen).await?;
+            server = Some(task);
+            ssc.socket_text_stream("127.0.0.1", port)
+        }
+        Input::KafkaDirect => ssc
+            .direct_stream(
+                KafkaSource::new(&brokers.kafka, [topic.to_string()]),
+                DirectOptions::default(),
+            )
+            .stream()
+            .map(|r: KafkaRecord| r.text().unwrap_or_default().to_string()),
+        Input::KafkaReceiver => ssc.receiver_stream(KafkaReceiver {
+            brokers: brokers.kafka.clone(),
+            topic: topic.to_string(),
+            partitions: args.partitions,
+            consumer: None,
+        }),
+        Input::RedisDirect => {
+            let url = &brokers.redis.as_ref().ok_or("no redis-server")?.url;
+            ssc.direct_stream(
+                RedisStreamSource::new(url, [topic])?,
+                DirectOptions::default(),
+            )
+            .stream()
+            .map(|e| e.text("line").unwrap_or_default().to_string())
+        }
+    };
+    let totals: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let sink = totals.clone();
+    text.flat_map(words)
+        .map(|w| (w, 1u64))
+        .reduce_by_key(|a, b| a + b)
+        .foreach_batch(move |_, batch| {
+            let mut totals = sink.lock();
+            for (w, n) in batch {
+                *totals.entry(w).or_insert(0) += n;
+            }
+        });
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    ssc.add_listener(Watch {
+        total: lines.len(),
+        done: 0,
+        failures: Vec::new(),
+        tx: Some(tx),
+    });
+    let started = Instant::now();
+    ssc.start().await?;
+    let (at, failures) = tokio::select! {
+        seen = rx => seen.map_err(|_| "the listener was dropped before the last batch")?,
+        result = ssc.await_termination() => {
+            result?;
+            return Err("the context stopped before the last batch".into());
+        }
+    };
+    ssc.stop(StopMode::Now).await?;
+    if let Some(task) = server {
+        task.abort();
+    }
+    if !failures.is_empty() {
+        return Err(format!("batches failed: {}", failures.join("; ")).into());
+    }
+    if *totals.lock() != *expected {
+        return Err(format!("{}: the counts differ from a plain count", input.name()).into());
+    }
+    Ok(lines.len() as f64 / (at - started).as_secs_f64())
+}
+
+#[actix::main]
+async fn main() -> Result<(), BoxError> {
+    support::init_tracing_with("warn");
+    let args = Args::parse();
+    let text = std::fs::read_to_string(example_data("shakespeare.txt"))?;
+    let all: Vec<&str> = text.lines().collect();
+    let lines: Arc<Vec<String>> = Arc::new(
+        all.iter()
+            .cycle()
+            .take(args.lines)
+            .map(|l| l.to_string())
+            .collect(),
+    );
+    let mut expected: HashMap<String, u64> = HashMap::new();
+    for w in lines.iter().flat_map(|l| words(l.clone())) {
+        *expected.entry(w).or_insert(0) += 1;
+    }
+    let cluster = MockCluster::new(1)?;
+    let kafka = cluster.bootstrap_servers();
+    let redis = start_redis()?;
+    let brokers = Brokers {
+        _kafka: cluster,
+        kafka,
+        redis,
+    };
+    let mut inputs = vec![Input::Socket, Input::KafkaDirect, Input::KafkaReceiver];
+    if brokers.redis.is_some() {
+        inputs.push(Input::RedisDirect);
+    }
+    println!(
+        "{} lines per run, {} executors, {} Kafka partitions, median of {} runs",
+        lines.len(),
+        args.executors,
+        args.partitions,
+        args.runs
+    );
+    for &batch_ms in &args.batch_ms {
+        let mut socket = None;
+        for &input in &inputs {
+            let mut rates = Vec::new();
+            for run_no in 0..args.runs {
+                // A fresh topic or stream per run, loaded before the context starts.
+                let topic = format!(
+                    "lines-{batch_ms}-{}-{run_no}",
+                    input.name().replace(' ', "-")
+                );
+                match input {
+                    Input::KafkaDirect | Input::KafkaReceiver => {
+                        brokers._kafka.create_topic(&topic, args.partitions, 1)?;
+                        load_kafka(&brokers.kafka, &topic, &lines)?;
+                    }
+                    Input::RedisDirect => {
+                        let url = &brokers.redis.as_ref().ok_or("no redis-server")?.url;
+                        load_redis(url, &topic, &lines)?;
+                    }
+                    Input::Socket => {}
+                }
+                rates.push(run(&args, batch_ms, input, &brokers, &topic, &lines, &expected).await?);
+            }
+            let median = median_f64(&rates);
+            if input == Input::Socket {
+                socket = Some(median);
+            }
+            let ratio = socket.map(|s| median / s).unwrap_or(f64::NAN);
+            let all: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
+            println!(
+                "batch {batch_ms:>5} ms  {:<15} {median:>10.0} records/s  {ratio:>5.2}x socket  (runs: {})",
+                input.name(),
+                all.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
