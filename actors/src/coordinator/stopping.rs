@@ -25,6 +25,27 @@ pub(super) struct Stopping {
     error: Option<Error>,
 }
 
+/// Where a stop stands, in the order a graceful stop goes through (a `Now` stop is
+/// [`Ready`](StopState::Ready) at once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StopState {
+    /// No stop was asked for.
+    NotStopping,
+    /// The stop finished: no more batches are generated.
+    Finished,
+    /// The receivers are stopping, or blocks they sealed are not reported yet.
+    AwaitingBlocks,
+    /// Every block is reported, some are in no batch yet, and no batch is cut or running:
+    /// the last batch is cut now.
+    AwaitingLastBatch,
+    /// Some blocks are in no batch yet, and batches are cut or running: the last batch waits.
+    AwaitingBatchesThenLast,
+    /// Every block is in a batch (drained); batches are still cut or running.
+    AwaitingBatches,
+    /// Nothing is left: the stop finishes.
+    Ready,
+}
+
 impl Stopping {
     /// Whether the stop has finished: no more batches are generated.
     pub(super) fn is_final(&self) -> bool {
@@ -111,51 +132,67 @@ impl Coordinator {
         self.begin_stop(StopMode::Now, Some(error), tx, ctx);
     }
 
+    /// Where the stop stands: the one reading of the stop's conditions that both
+    /// [`drained`](Self::drained) and [`check_stop`](Self::check_stop) act on.
+    fn stop_state(&self) -> StopState {
+        let Some(stopping) = &self.stopping else {
+            return StopState::NotStopping;
+        };
+        if stopping.finished {
+            return StopState::Finished;
+        }
+        if stopping.mode == StopMode::Now {
+            return StopState::Ready;
+        }
+        if !stopping.receivers_stopped || self.receivers.iter().any(|r| r.reported < r.sealed_total)
+        {
+            return StopState::AwaitingBlocks;
+        }
+        let batches_left = self.running || !self.queue.is_empty() || !self.cutting.is_empty();
+        match (self.unallocated.is_empty(), batches_left) {
+            (false, false) => StopState::AwaitingLastBatch,
+            (false, true) => StopState::AwaitingBatchesThenLast,
+            (true, true) => StopState::AwaitingBatches,
+            (true, false) => StopState::Ready,
+        }
+    }
+
     /// Whether a graceful stop has every received block in a batch: from then on the clock
     /// cuts no batch, as Spark's `JobGenerator.stop(processReceivedData)` stops its timer.
     /// The batches already cut still run, and a stream not fed by receivers (a queue, a
     /// `transform` over static RDDs) gets no new batches, so an overloaded pipeline's
     /// graceful stop ends once its backlog is processed.
     pub(super) fn drained(&self) -> bool {
-        self.stopping.as_ref().is_some_and(|stopping| {
-            stopping.mode == StopMode::Graceful
-                && stopping.receivers_stopped
-                && self.receivers.iter().all(|r| r.reported >= r.sealed_total)
-                && self.unallocated.is_empty()
-        })
+        let graceful = self
+            .stopping
+            .as_ref()
+            .is_some_and(|s| s.mode == StopMode::Graceful);
+        graceful
+            && matches!(
+                self.stop_state(),
+                StopState::AwaitingBatches | StopState::Ready
+            )
     }
 
     /// Finishes a stop once its conditions hold: at once for `Now`; for `Graceful`, once the
     /// receivers stopped, every sealed block was reported and allocated, and no batch is left.
     pub(super) fn check_stop(&mut self, ctx: &mut Context<Self>) {
-        let Some(stopping) = &self.stopping else {
-            return;
-        };
-        if stopping.finished {
-            return;
+        match self.stop_state() {
+            StopState::Ready => self.finish_stop(ctx),
+            // Cut the last batch now, with the time it would have had, rather than wait for
+            // its tick: under the manual clock nobody ticks, and under the system clock a
+            // long batch interval would hold the stop for up to an interval (a day at most)
+            // although every record is already in.
+            StopState::AwaitingLastBatch => {
+                let t = self.last_time + self.batch_interval;
+                self.cut_batch(t, ctx);
+            }
+            StopState::NotStopping
+            | StopState::Finished
+            | StopState::AwaitingBlocks
+            | StopState::AwaitingBatchesThenLast
+            | StopState::AwaitingBatches => {}
         }
-        if stopping.mode == StopMode::Graceful {
-            if !stopping.receivers_stopped
-                || self.receivers.iter().any(|r| r.reported < r.sealed_total)
-            {
-                return;
-            }
-            if !self.unallocated.is_empty() {
-                // Cut the last batch now, with the time it would have had, rather than
-                // wait for its tick: under the manual clock nobody ticks, and under the
-                // system clock a long batch interval would hold the stop for up to an
-                // interval (a day at most) although every record is already in.
-                if !self.running && self.queue.is_empty() && self.cutting.is_empty() {
-                    let t = self.last_time + self.batch_interval;
-                    self.cut_batch(t, ctx);
-                }
-                return;
-            }
-            if self.running || !self.queue.is_empty() || !self.cutting.is_empty() {
-                return;
-            }
-        }
-        self.finish_stop(ctx);
     }
 
     fn finish_stop(&mut self, ctx: &mut Context<Self>) {
