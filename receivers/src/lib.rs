@@ -49,6 +49,7 @@
 
 mod file_source;
 mod lines;
+mod mqtt;
 mod redis;
 mod socket;
 #[cfg(test)]
@@ -56,6 +57,7 @@ mod testing;
 
 pub use file_source::{FileLosses, FileTotals, TextFileSource, TextFileSourceState};
 pub use lines::{LineCounts, LineTooLong, LongLinePolicy, UnknownPolicy};
+pub use mqtt::{MqttMessage, MqttReceiver};
 pub use redis::{RedisEntry, RedisGroupReceiver, RedisStreamSource, StartPosition};
 pub use socket::SocketTextReceiver;
 
