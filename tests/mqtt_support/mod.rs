@@ -210,6 +210,38 @@ pub fn publish_at(port: u16, topic: &str, payloads: Vec<Vec<u8>>) {
     .expect("the publisher");
 }
 
+/// Creates the persistent session of client `client_id` on the broker at `127.0.0.1:port`,
+/// subscribed to `topic` at QoS 1, and leaves: from then on the broker keeps the topic's
+/// messages for that client until it connects (as a deployment does before its first
+/// start, so that nothing published before the job first runs is dropped).
+pub fn create_session(port: u16, client_id: &str, topic: &str) {
+    let (client_id, topic) = (client_id.to_string(), topic.to_string());
+    std::thread::spawn(move || {
+        let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
+        options.set_clean_session(false);
+        let (client, mut connection) = Client::new(options, 10);
+        client
+            .subscribe(&topic, QoS::AtLeastOnce)
+            .expect("queue the subscription");
+        for event in connection.iter() {
+            match event {
+                Ok(Event::Incoming(Packet::SubAck(_))) => break,
+                Ok(_) => {}
+                Err(e) => panic!("subscribing on 127.0.0.1:{port}: {e}"),
+            }
+        }
+        let _ = client.disconnect();
+        // Until the DISCONNECT is written and the broker closes the connection.
+        for event in connection.iter() {
+            if event.is_err() {
+                break;
+            }
+        }
+    })
+    .join()
+    .expect("the session's creator");
+}
+
 /// The first `n` lines of the bundled text, cycled.
 pub fn lines(n: usize) -> Vec<String> {
     let text = std::fs::read_to_string(
