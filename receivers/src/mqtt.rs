@@ -1,8 +1,8 @@
 //! MQTT (the `rumqttc` client, MQTT 3.1.1, against a broker such as mosquitto 2) as a
 //! reliable receiver: MQTT cannot replay what a subscriber acknowledged, so the records go
 //! through the receiver write-ahead log (`StreamingConfig::receiver_wal(true)`) and are
-//! acknowledged only once they are in it (Spark's reliable receiver, as the MQTT receivers
-//! Spark users write on Paho).
+//! acknowledged only once they are in it (Spark's reliable receiver: a block stored with
+//! `store(ArrayBuffer)`, then acknowledged to the source).
 //!
 //! The protocol, for one connection:
 //! 1. Connect with a stable client id and `clean_session = false` (a persistent session): the
@@ -28,9 +28,9 @@
 //! time: it sends the pings and the acknowledgements), which forwards the messages to
 //! `receive` through a queue of [`max_block`](MqttReceiver::max_block) messages: while the
 //! queue is full the task stops reading the connection, and TCP holds the broker back. So
-//! the receiver holds at most two blocks of messages, whatever the broker sends (mosquitto
-//! 2.0.11 sent our MQTT 3.1.1 subscriber 4,000 messages while 40 were acknowledged, its
-//! `max_inflight_messages 1000` notwithstanding). Acknowledgements are queued to the task
+//! the receiver holds about two blocks of messages at most, whatever the broker sends (in
+//! our tests mosquitto 2.0.11 sent an MQTT 3.1.1 subscriber 4,000 messages while 40 were
+//! acknowledged, its `max_inflight_messages 1000` notwithstanding). Acknowledgements are queued to the task
 //! without waiting (an acknowledgement that does not fit is kept and queued on the next
 //! call), so the two never wait on each other. rumqttc's event loop writes one queued
 //! request per turn, against up to ten packets read: under a flood of messages the
