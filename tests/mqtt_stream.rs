@@ -4,7 +4,9 @@
 //! count equal an independent count, each message once; a broker down at the start is
 //! retried until it comes up; a broker restarted mid-run loses no message; two receivers in
 //! a shared subscription group split the messages between them; payloads that are not
-//! UTF-8 are delivered and counted, not a panic.
+//! UTF-8 are delivered and counted, not a panic; a message over the receiver's size limit
+//! stops the context with an error naming the limit (instead of failing again at every
+//! redelivery).
 //!
 //! mosquitto comes from Debian's `mosquitto` package (`bash scripts/install-test-tools.sh`;
 //! the binary is /usr/sbin/mosquitto). Without it each test prints a loud `SKIPPED` line and
@@ -374,6 +376,49 @@ async fn payloads_that_are_not_utf8_are_counted_not_a_panic() {
         // Delivered as published, byte for byte.
         let got = tally.payloads.lock().unwrap().clone();
         assert_eq!(sorted(got), sorted(payloads));
+    };
+    tokio::time::timeout(MQTT_TEST_TIMEOUT, run)
+        .await
+        .expect("the test did not finish in time");
+}
+
+#[actix::test]
+async fn a_message_over_the_size_limit_stops_the_context_naming_the_limit() {
+    let Some(broker) = broker("a_message_over_the_size_limit_stops_the_context_naming_the_limit")
+    else {
+        return;
+    };
+    let ckpt = tempfile::tempdir().unwrap();
+    let run = async {
+        let ssc = wal_context(ckpt.path());
+        let events = Events::attach(&ssc);
+        let receiver = MqttReceiver::new("127.0.0.1", broker.port, "big", "small-limit")
+            .unwrap()
+            .max_message_bytes(1_024);
+        ssc.receiver_stream(receiver).foreach_batch(|_, _| {});
+        ssc.start().await.unwrap();
+        receivers_started(&events, 1).await;
+        broker.publish("big", vec![vec![b'x'; 4_096]]);
+        let stopped = async {
+            while ssc.advance(1).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(DATA_TIMEOUT, stopped)
+            .await
+            .expect("the context did not stop");
+        let error = ssc
+            .await_termination()
+            .await
+            .expect_err("a fatal receiver error");
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!(
+                "mqtt 127.0.0.1:{} topic big: a message of",
+                broker.port
+            )) && message.contains("is larger than max_message_bytes (1024)"),
+            "{message}"
+        );
     };
     tokio::time::timeout(MQTT_TEST_TIMEOUT, run)
         .await

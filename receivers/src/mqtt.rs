@@ -198,7 +198,7 @@ impl MqttReceiver {
     /// `host:port`, in the persistent session of client `client_id`: keep the id stable
     /// across restarts (the session, and what it queued, belongs to it) and unique among the
     /// broker's clients (a second connection with the same id takes the session over).
-    /// Defaults: keep-alive 30 s, connection timeout 5 s, messages up to 1 MiB, blocks of at
+    /// Defaults: keep-alive 30 s, connection timeout 5 s, payloads up to 1 MiB, blocks of at
     /// most 10,000 messages.
     ///
     /// # Errors
@@ -228,7 +228,7 @@ impl MqttReceiver {
             group: None,
             keep_alive: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
-            max_message_bytes: 1 << 20,
+            max_message_bytes: (1 << 20) + (64 << 10),
             max_block: 10_000,
             connection: None,
         })
@@ -266,9 +266,11 @@ impl MqttReceiver {
         self
     }
 
-    /// The largest message accepted, in payload and topic bytes (default 1 MiB). A larger
-    /// one stops the receiver with a fatal error naming the limit: it would otherwise be
-    /// delivered again and fail again forever.
+    /// The largest message accepted, in bytes of its payload, topic and packet id (the
+    /// `PUBLISH` packet's remaining length; default 1 MiB + 64 KiB: a 1 MiB payload with any
+    /// topic). A larger one stops the receiver with a fatal error naming the limit: it would
+    /// otherwise be delivered again, and fail again, forever. It stays unacknowledged on the
+    /// broker.
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
         self.max_message_bytes = bytes.max(1);
         self
@@ -399,8 +401,9 @@ impl Receiver for MqttReceiver {
             .set_clean_session(false)
             .set_manual_acks(true)
             .set_keep_alive(Duration::from_secs(self.keep_alive.as_secs().max(1)))
-            // The packet: the payload, the topic and a few bytes of header.
-            .set_max_packet_size(self.max_message_bytes.saturating_add(64 * 1024), 64 * 1024);
+            // Incoming: checked against the packet's remaining length. Outgoing: acknowledgements,
+            // the subscription and pings only.
+            .set_max_packet_size(self.max_message_bytes, 64 * 1024);
         let (client, mut events) = AsyncClient::new(options, REQUEST_CAPACITY);
         let mut network = events.network_options();
         network.set_connection_timeout(self.connect_timeout.as_secs().max(1));
