@@ -1,7 +1,9 @@
 //! The MQTT receiver against a real `mosquitto` (started by each test on a free 127.0.0.1
 //! port, in a temporary directory, and killed at its end), with the receiver write-ahead log
 //! on, as the receiver is meant to run: 100,000 messages published at QoS 1 through a word
-//! count equal an independent count, each message once; a broker down at the start is
+//! count equal an independent count, each message once; messages published while the
+//! receiver is away are delivered when it comes back (a persistent session); a broker down
+//! at the start is
 //! retried until it comes up; a broker restarted mid-run loses no message; two receivers in
 //! a shared subscription group split the messages between them; payloads that are not
 //! UTF-8 are delivered and counted, not a panic; a message over the receiver's size limit
@@ -419,6 +421,49 @@ async fn a_message_over_the_size_limit_stops_the_context_naming_the_limit() {
             )) && message.contains("is larger than max_message_bytes (1024)"),
             "{message}"
         );
+    };
+    tokio::time::timeout(MQTT_TEST_TIMEOUT, run)
+        .await
+        .expect("the test did not finish in time");
+}
+
+#[actix::test]
+async fn messages_published_while_the_receiver_is_away_are_delivered_when_it_returns() {
+    let Some(broker) = broker("messages_published_while_the_receiver_is_away") else {
+        return;
+    };
+    let all = lines(3_000);
+    let run = async {
+        // Each run: a context of its own (its own write-ahead log), the same client id.
+        let counted = |payloads: Vec<Vec<u8>>, total: usize| {
+            let broker = &broker;
+            async move {
+                let ckpt = tempfile::tempdir().unwrap();
+                let ssc = wal_context(ckpt.path());
+                let events = Events::attach(&ssc);
+                let receiver =
+                    MqttReceiver::new("127.0.0.1", broker.port, "away", "returning").unwrap();
+                let tally = Tally::of(&ssc.receiver_stream(receiver));
+                ssc.start().await.unwrap();
+                receivers_started(&events, 1).await;
+                broker.publish("away", payloads);
+                run_until(&ssc, Duration::from_secs(30), || tally.messages() >= total).await;
+                ssc.stop(StopMode::Graceful).await.unwrap();
+                tally
+            }
+        };
+        let first = counted(numbered(&all[..1_000], 0), 1_000).await;
+        assert_eq!(ids(&first.payloads.lock().unwrap()).len(), 1_000);
+        // Nobody connected as `returning`: the broker keeps these for its session.
+        broker.publish("away", numbered(&all[1_000..], 1_000));
+        let second = counted(Vec::new(), 2_000).await;
+        let seen = ids(&second.payloads.lock().unwrap());
+        assert_eq!(
+            seen.keys().copied().collect::<Vec<_>>(),
+            (1_000..3_000).collect::<Vec<_>>(),
+            "the messages published while away, and only those (the first run acknowledged its own)"
+        );
+        assert!(seen.values().all(|&n| n == 1), "each once");
     };
     tokio::time::timeout(MQTT_TEST_TIMEOUT, run)
         .await
