@@ -13,11 +13,15 @@
 //! cargo run --release --example stateful_wordcount -- --no-initial-state --rate 0
 //! ```
 //!
-//! **The recovery job** (`--directory DIR`, `--tail FILE` or `--redis-stream URL#KEY`):
-//! counts the words of the text files moved into `DIR` (`text_file_stream`), of the lines
-//! appended to `FILE` (a reliable receiver with the write-ahead log), or of the `line` fields
-//! of a Redis stream's entries (a direct stream: entry id ranges in the checkpoint), instead
-//! of the socket, with no initial state. With `--checkpoint-dir CKPT` it runs under `StreamingContext::get_or_create`:
+//! **The recovery job** (`--directory DIR`, `--tail FILE`, `--redis-stream URL#KEY` or
+//! `--mqtt mqtt://HOST:PORT#TOPIC`): counts the words of the text files moved into `DIR`
+//! (`text_file_stream`), of the lines appended to `FILE` (a reliable receiver with the
+//! write-ahead log), of the `line` fields of a Redis stream's entries (a direct stream: entry
+//! id ranges in the checkpoint), or of the messages published to an MQTT topic filter (the
+//! `MqttReceiver`: QoS 1 in the persistent session of client `--mqtt-client-id`, each message
+//! acknowledged once it is in the write-ahead log: none acknowledged is lost, and one stored
+//! but not yet acknowledged when the job dies is counted again, at least once), instead of
+//! the socket, with no initial state. With `--checkpoint-dir CKPT` it runs under `StreamingContext::get_or_create`:
 //! killed at any moment (even `kill -9`) and started again with the same command, it
 //! restores the state and counts every word exactly once: the directory's files that
 //! arrived meanwhile are read once, and the tailed file resumes at the offset the
@@ -32,6 +36,8 @@
 //!     --idle-exit-secs 5 --final-state counts.tsv
 //! cargo run --release --example stateful_wordcount -- --tail app.log --checkpoint-dir ckpt \
 //!     --checkpoint-interval-ms 500 --batch-ms 100
+//! cargo run --release --example stateful_wordcount -- --mqtt 'mqtt://127.0.0.1:1883#lines' \
+//!     --checkpoint-dir ckpt --idle-exit-secs 5 --final-state counts.tsv
 //! ```
 
 use std::collections::HashMap;
@@ -48,7 +54,9 @@ mod support;
 #[path = "stateful_wordcount/tail.rs"]
 mod tail;
 
-use rivulet::receivers::{FileLosses, RedisEntry, RedisStreamSource, TextFileSource};
+use rivulet::receivers::{
+    FileLosses, MqttMessage, MqttReceiver, RedisEntry, RedisStreamSource, TextFileSource,
+};
 use support::{
     context, init_tracing, read_lines, run_until_done, spawn_server, words, Ending, FeedEnd,
     InputReport, Progress, SignalStop,
@@ -89,6 +97,17 @@ struct Args {
     /// log).
     #[arg(long, group = "recovery", value_name = "URL#KEY")]
     redis_stream: Option<String>,
+    /// Count the words of the messages published to an MQTT topic filter, given as
+    /// `mqtt://HOST:PORT#TOPIC` (the recovery job over a reliable receiver: QoS 1 in a
+    /// persistent session, each message acknowledged once it is stored, with
+    /// `--checkpoint-dir` in the write-ahead log: none acknowledged is lost, some may be
+    /// counted twice after a crash).
+    #[arg(long, group = "recovery", value_name = "mqtt://HOST:PORT#TOPIC")]
+    mqtt: Option<String>,
+    /// The MQTT client id of `--mqtt`: its persistent session on the broker (keep it stable
+    /// across restarts, unique among the broker's clients).
+    #[arg(long, default_value = "stateful_wordcount", requires = "mqtt")]
+    mqtt_client_id: String,
     /// Keep checkpoints here and restart from them (`StreamingContext::get_or_create`).
     #[arg(long, requires = "recovery")]
     checkpoint_dir: Option<PathBuf>,
@@ -140,7 +159,18 @@ enum RecoveryInput {
     Tail(PathBuf),
     /// The `line` fields of a Redis stream's entries: the server's URL and the stream's key.
     Redis(String, String),
+    /// The messages published to an MQTT topic filter: the broker's host and port, the
+    /// filter and the client id.
+    Mqtt {
+        host: String,
+        port: u16,
+        topic: String,
+        client_id: String,
+    },
 }
+
+/// MQTT payloads that were not UTF-8 (they count no words), reported at the end of the run.
+static MQTT_NOT_TEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl RecoveryInput {
     /// The input stream; for a directory, with the long-line options, its handle on what
@@ -172,6 +202,21 @@ impl RecoveryInput {
                 // Checked by `run` before the context is built.
                 Err(_) => ssc.queue_stream(Vec::new()),
             },
+            RecoveryInput::Mqtt {
+                host,
+                port,
+                topic,
+                client_id,
+            } => match MqttReceiver::new(host, *port, topic, client_id) {
+                Ok(receiver) => ssc.receiver_stream(receiver).map(|m: MqttMessage| {
+                    m.text().map(str::to_string).unwrap_or_else(|| {
+                        MQTT_NOT_TEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        String::new()
+                    })
+                }),
+                // Checked by `run` before the context is built.
+                Err(_) => ssc.queue_stream(Vec::new()),
+            },
         }
     }
 
@@ -180,6 +225,12 @@ impl RecoveryInput {
             RecoveryInput::Directory(dir) => format!("the files moved into {}", dir.display()),
             RecoveryInput::Tail(path) => format!("the lines appended to {}", path.display()),
             RecoveryInput::Redis(url, key) => format!("redis stream {key} at {url}"),
+            RecoveryInput::Mqtt {
+                host,
+                port,
+                topic,
+                client_id,
+            } => format!("mqtt topic {topic} at {host}:{port} as client {client_id}"),
         }
     }
 }
@@ -205,7 +256,11 @@ async fn run_recovery(args: &Args, input: RecoveryInput) -> Result<(), BoxError>
     if let Some(n) = args.executors {
         config = config.executors(n);
     }
-    if matches!(input, RecoveryInput::Tail(_)) && args.checkpoint_dir.is_some() {
+    // The receivers' inputs go through the write-ahead log (a checkpoint directory is where
+    // it lives).
+    if matches!(input, RecoveryInput::Tail(_) | RecoveryInput::Mqtt { .. })
+        && args.checkpoint_dir.is_some()
+    {
         config = config.receiver_wal(true);
     }
     let last_snapshot: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
@@ -345,7 +400,36 @@ async fn run_recovery(args: &Args, input: RecoveryInput) -> Result<(), BoxError>
         // A direct stream reads what the stream holds; entries deleted from a batch's range
         // stop the run with an error naming them.
         RecoveryInput::Redis(..) => Ok(()),
+        // A payload that is not UTF-8 is reported, not a failure: it counts no words.
+        RecoveryInput::Mqtt { .. } => {
+            let not_text = MQTT_NOT_TEXT.load(std::sync::atomic::Ordering::Relaxed);
+            if not_text > 0 {
+                println!("{not_text} MQTT payload(s) were not UTF-8: they counted no words.");
+            }
+            Ok(())
+        }
     }
+}
+
+/// `mqtt://HOST:PORT#TOPIC` as the MQTT input (the topic filter may itself hold `#`).
+fn parse_mqtt(spec: &str, client_id: &str) -> Result<RecoveryInput, String> {
+    let form = "give the broker and the topic filter as mqtt://HOST:PORT#TOPIC";
+    let rest = spec.strip_prefix("mqtt://").ok_or(form)?;
+    let (address, topic) = rest.split_once('#').ok_or(form)?;
+    let (host, port) = address.rsplit_once(':').ok_or(form)?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("port `{port}` is not a number from 0 to 65535"))?;
+    if host.is_empty() {
+        return Err(form.into());
+    }
+    MqttReceiver::new(host, port, topic, client_id).map_err(|e| e.to_string())?;
+    Ok(RecoveryInput::Mqtt {
+        host: host.to_string(),
+        port,
+        topic: topic.to_string(),
+        client_id: client_id.to_string(),
+    })
 }
 
 #[actix::main]
@@ -376,6 +460,11 @@ async fn run(args: Args) -> Result<(), BoxError> {
             RecoveryInput::Redis(url.to_string(), key.to_string()),
         )
         .await;
+    }
+    if let Some(spec) = args.mqtt.clone() {
+        let input = parse_mqtt(&spec, &args.mqtt_client_id)
+            .map_err(|e| support::usage(format!("--mqtt {spec}: {e}")))?;
+        return run_recovery(&args, input).await;
     }
     let lines = read_lines(&args.input)?;
     let expected_records = args.lines.expected_records(&lines);

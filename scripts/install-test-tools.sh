@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what tests need beyond Rust, on Debian or Ubuntu, when it is missing: headless
 # Chromium for the status page's browser test (tests/ui_browser.rs), promtool (Debian's
-# `prometheus` package) for the /metrics check (tests/ui_promtool.rs), and redis-server for
-# the Redis Streams source (tests/redis_stream.rs). The tests start and stop servers of
-# their own on free 127.0.0.1 ports; nothing here needs to run. Run as root (as .ci/run
+# `prometheus` package) for the /metrics check (tests/ui_promtool.rs), redis-server for
+# the Redis Streams source (tests/redis_stream.rs), and mosquitto (the MQTT broker; Debian
+# installs it as /usr/sbin/mosquitto) for the MQTT receiver (tests/mqtt_stream.rs). The
+# tests start and stop servers of their own on free 127.0.0.1 ports; nothing here needs to
+# run (the package's own service is not needed, and is harmless). Run as root (as .ci/run
 # does) or with sudo available.
 set -euo pipefail
 
@@ -16,6 +18,10 @@ if ! command -v promtool >/dev/null 2>&1; then
 fi
 if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
     packages+=(redis-server)
+fi
+# /usr/sbin is not on every user's PATH: look there too.
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+    packages+=(mosquitto)
 fi
 if [ ${#packages[@]} -eq 0 ]; then
     exit 0

@@ -11,6 +11,10 @@
 //!   line, as a polled input whose per-batch files are saved in checkpoints, so a restart
 //!   reads each file exactly once (Spark: `textFileStream`, which
 //!   `StreamingContext::text_file_stream` uses).
+//! * [`MqttReceiver`]: the messages published to an MQTT topic filter, at QoS 1 in a
+//!   persistent session, each acknowledged only once its block is stored (in the write-ahead
+//!   log with `receiver_wal`): a reliable receiver, at least once; shared subscriptions split
+//!   a topic over several receivers.
 //!
 //! Both text inputs split lines the same way: `\n` or `\r\n` ends a line, an unterminated
 //! last line is kept, invalid UTF-8 is replaced with U+FFFD (counted in
@@ -49,6 +53,7 @@
 
 mod file_source;
 mod lines;
+mod mqtt;
 mod redis;
 mod socket;
 #[cfg(test)]
@@ -56,6 +61,7 @@ mod testing;
 
 pub use file_source::{FileLosses, FileTotals, TextFileSource, TextFileSourceState};
 pub use lines::{LineCounts, LineTooLong, LongLinePolicy, UnknownPolicy};
+pub use mqtt::{MqttMessage, MqttReceiver};
 pub use redis::{RedisEntry, RedisGroupReceiver, RedisStreamSource, StartPosition};
 pub use socket::SocketTextReceiver;
 

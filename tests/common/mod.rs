@@ -371,10 +371,11 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
     bin
 }
 
-/// The path of program `binary` on `PATH`, for a test that needs a tool beyond Rust; when it
-/// is missing, `None` after a loud `SKIPPED` line naming `test` and how to install it
-/// (`package`, by `scripts/install-test-tools.sh`), or a failure when the environment
-/// variable `require` is `1` (as `.ci/run` sets it).
+/// The path of program `binary` on `PATH` or in the system's `sbin` folders (where Debian
+/// puts daemons such as mosquitto, off a non-root user's `PATH`), for a test that needs a
+/// tool beyond Rust; when it is missing, `None` after a loud `SKIPPED` line naming `test`
+/// and how to install it (`package`, by `scripts/install-test-tools.sh`), or a failure when
+/// the environment variable `require` is `1` (as `.ci/run` sets it).
 pub fn installed_tool(
     binary: &str,
     package: &str,
@@ -382,7 +383,9 @@ pub fn installed_tool(
     test: &str,
 ) -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
+    let sbin = ["/usr/local/sbin", "/usr/sbin", "/sbin"].map(std::path::PathBuf::from);
     if let Some(found) = std::env::split_paths(&path)
+        .chain(sbin)
         .map(|dir| dir.join(binary))
         .find(|p| p.is_file())
     {
