@@ -51,7 +51,8 @@ use rivulet_kafka::{send_waiting, KafkaRecord, KafkaSource};
 #[derive(Parser, Debug)]
 #[command(about = "Records/s into a word count from Kafka, Redis Streams and a socket")]
 struct Args {
-    /// Lines per run (the bundled text, repeated as needed).
+    /// Lines per run (the bundled text, repeated as needed); at most 100,000 per Kafka
+    /// partition, what librdkafka's mock cluster keeps.
     #[arg(long, default_value_t = 200_000)]
     lines: usize,
     /// Batch intervals to measure, ms.
@@ -63,6 +64,10 @@ struct Args {
     /// Partitions of the Kafka topic.
     #[arg(long, default_value_t = 2)]
     partitions: i32,
+    /// Only these inputs (`socket`, `kafka-direct`, `kafka-receiver`, `redis-direct`);
+    /// default: all (the socket's figure is the ratios' base).
+    #[arg(long, value_delimiter = ',')]
+    inputs: Vec<String>,
     /// Runs per figure (the median is reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -149,13 +154,27 @@ fn start_redis() -> Result<Option<RedisServer>, BoxError> {
     Ok(Some(server))
 }
 
-fn load_kafka(brokers: &str, topic: &str, lines: &[String]) -> Result<(), BoxError> {
+/// Produces `lines` round robin over the topic's `partitions`: librdkafka's mock cluster
+/// keeps at most 100,000 records per partition (older ones are deleted, as retention), and
+/// the default sticky partitioner piled 155,000 of 200,000 lines into one of two.
+fn load_kafka(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    lines: &[String],
+) -> Result<(), BoxError> {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "20")
         .create()?;
-    for line in lines {
-        send_waiting(&producer, BaseRecord::<(), String>::to(topic).payload(line))?;
+    for (i, line) in lines.iter().enumerate() {
+        let partition = i as i32 % partitions.max(1);
+        send_waiting(
+            &producer,
+            BaseRecord::<(), String>::to(topic)
+                .partition(partition)
+                .payload(line),
+        )?;
     }
     producer.flush(Duration::from_secs(120))?;
     Ok(())
@@ -178,14 +197,16 @@ fn load_redis(url: &str, key: &str, lines: &[String]) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// A receiver over every partition of a Kafka topic from its beginning (what Spark's
+/// A receiver over every partition of a Kafka topic from offset 0 (an offset no longer on
+/// the broker is an error, not a silent skip) (what Spark's
 /// receiver-based Kafka input did): it polls the consumer without blocking and stores what
 /// came in blocks.
 struct KafkaReceiver {
     brokers: String,
     topic: String,
     partitions: i32,
-    consumer: Option<BaseConsumer>,
+    consumer: Option<Arc<BaseConsumer>>,
+    received: usize,
 }
 
 impl Receiver for KafkaReceiver {
@@ -200,25 +221,32 @@ impl Receiver for KafkaReceiver {
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", "bench_brokers-receiver")
             .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "error")
             .create()
             .map_err(|e| ReceiverError::fatal(format!("{}: {e}", self.name())))?;
         let mut tpl = TopicPartitionList::new();
         for p in 0..self.partitions {
-            tpl.add_partition_offset(&self.topic, p, Offset::Beginning)
+            tpl.add_partition_offset(&self.topic, p, Offset::Offset(0))
                 .map_err(|e| ReceiverError::fatal(e.to_string()))?;
         }
         consumer
             .assign(&tpl)
             .map_err(|e| ReceiverError::fatal(format!("{}: {e}", self.name())))?;
-        self.consumer = Some(consumer);
+        self.consumer = Some(Arc::new(consumer));
         Ok(())
     }
 
     async fn receive(&mut self, sink: &mut BlockSink<String>) -> Result<Flow, ReceiverError> {
-        let mut lines = Vec::new();
-        if let Some(consumer) = &self.consumer {
+        let Some(consumer) = self.consumer.clone() else {
+            return Err(ReceiverError::fatal("not started"));
+        };
+        // librdkafka's poll blocks: on a blocking thread, up to 10,000 records or 50 ms.
+        let polled = tokio::task::spawn_blocking(move || {
+            let mut lines = Vec::new();
+            let deadline = Instant::now() + Duration::from_millis(50);
             while lines.len() < 10_000 {
-                match consumer.poll(Duration::ZERO) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match consumer.poll(left) {
                     None => break,
                     Some(Err(e)) => return Err(ReceiverError::retryable(e.to_string())),
                     Some(Ok(m)) => lines.push(
@@ -226,13 +254,20 @@ impl Receiver for KafkaReceiver {
                     ),
                 }
             }
-        }
-        if lines.is_empty() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            Ok(lines)
+        })
+        .await
+        .map_err(|e| ReceiverError::fatal(e.to_string()))??;
+        if polled.is_empty() {
             return Ok(Flow::Continue);
         }
-        match sink.store_many(lines).await {
-            Ok(()) => Ok(Flow::Continue),
+        self.received += polled.len();
+        tracing::debug!("{}: {} records received", self.topic, self.received);
+        match sink.store_many(polled).await {
+            Ok(()) => {
+                tracing::debug!("{}: {} records stored", self.topic, self.received);
+                Ok(Flow::Continue)
+            }
             Err(_) => Ok(Flow::Finished),
         }
     }
@@ -296,6 +331,7 @@ async fn run(
             topic: topic.to_string(),
             partitions: args.partitions,
             consumer: None,
+            received: 0,
         }),
         Input::RedisDirect => {
             let url = &brokers.redis.as_ref().ok_or("no redis-server")?.url;
@@ -376,6 +412,9 @@ async fn main() -> Result<(), BoxError> {
     if brokers.redis.is_some() {
         inputs.push(Input::RedisDirect);
     }
+    if !args.inputs.is_empty() {
+        inputs.retain(|i| args.inputs.iter().any(|n| *n == i.name().replace(' ', "-")));
+    }
     println!(
         "{} lines per run, {} executors, {} Kafka partitions, median of {} runs",
         lines.len(),
@@ -393,10 +432,11 @@ async fn main() -> Result<(), BoxError> {
                     "lines-{batch_ms}-{}-{run_no}",
                     input.name().replace(' ', "-")
                 );
+                let loading = Instant::now();
                 match input {
                     Input::KafkaDirect | Input::KafkaReceiver => {
                         brokers._kafka.create_topic(&topic, args.partitions, 1)?;
-                        load_kafka(&brokers.kafka, &topic, &lines)?;
+                        load_kafka(&brokers.kafka, &topic, args.partitions, &lines)?;
                     }
                     Input::RedisDirect => {
                         let url = &brokers.redis.as_ref().ok_or("no redis-server")?.url;
@@ -404,6 +444,7 @@ async fn main() -> Result<(), BoxError> {
                     }
                     Input::Socket => {}
                 }
+                tracing::info!("{topic}: loaded in {:?}", loading.elapsed());
                 rates.push(run(&args, batch_ms, input, &brokers, &topic, &lines, &expected).await?);
             }
             let median = median_f64(&rates);
