@@ -17,6 +17,7 @@ fi
 if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
     packages+=(redis-server)
 fi
+if ! command -v nats-server >/dev/null 2>&1; then packages+=(nats-server); fi
 if [ ${#packages[@]} -eq 0 ]; then
     exit 0
 fi
