@@ -141,6 +141,18 @@ async fn messages_are_acknowledged_only_after_their_blocks_are_stored() {
         })
         .await;
         assert_eq!(info.ack_floor.stream_sequence, 0, "acknowledged before stored: {info:?}");
+        // A receiver that acknowledged before storing would have its acks on the server
+        // within milliseconds of the delivery: watch for them for half a second.
+        let watch_until = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < watch_until {
+            let info = consumer_info(&server.url(), "events", "counter").await.unwrap();
+            assert_eq!(
+                (info.ack_floor.stream_sequence, info.num_ack_pending),
+                (0, 100),
+                "acknowledged before stored: {info:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         // The context goes away before the blocks were stored: nothing is acknowledged.
         ssc.stop(StopMode::Now).await.unwrap();
         assert!(seen.lock().unwrap().is_empty());
