@@ -100,7 +100,10 @@ async fn load(args: &Args, lines: &[String]) -> Result<(u64, u64), BoxError> {
     for chunk in lines.chunks(1_000) {
         let mut acks = Vec::with_capacity(chunk.len());
         for line in chunk {
-            acks.push(js.publish(args.subject.clone(), line.clone().into()).await?);
+            acks.push(
+                js.publish(args.subject.clone(), line.clone().into())
+                    .await?,
+            );
         }
         for ack in acks {
             let ack = ack
@@ -110,7 +113,8 @@ async fn load(args: &Args, lines: &[String]) -> Result<(u64, u64), BoxError> {
             last = ack.sequence;
         }
     }
-    let first = first.ok_or_else(|| Error::Config(format!("--input {}: no lines", args.input.display())))?;
+    let first = first
+        .ok_or_else(|| Error::Config(format!("--input {}: no lines", args.input.display())))?;
     Ok((first, last))
 }
 
@@ -127,7 +131,12 @@ struct Progress {
     seen: Arc<Mutex<Option<Instant>>>,
 }
 
-fn build(ssc: &StreamingContext, args: &Args, start: StartSequence, progress: &Progress) -> Result<()> {
+fn build(
+    ssc: &StreamingContext,
+    args: &Args,
+    start: StartSequence,
+    progress: &Progress,
+) -> Result<()> {
     let source = NatsStreamSource::new(&args.server, [args.stream.clone()])?.start_at(start);
     let direct = ssc.direct_stream(
         source,
@@ -152,8 +161,15 @@ fn build(ssc: &StreamingContext, args: &Args, start: StartSequence, progress: &P
         all.sort_by(|(wa, ca), (wb, cb)| cb.cmp(ca).then_with(|| wa.cmp(wb)));
         if n > 0 {
             *progress.seen.lock() = Some(Instant::now());
-            let top: Vec<String> = all.iter().take(5).map(|(w, c)| format!("{w}:{c}")).collect();
-            println!("batch {t}: {n} messages ({so_far} this run); top 5: {}", top.join(" "));
+            let top: Vec<String> = all
+                .iter()
+                .take(5)
+                .map(|(w, c)| format!("{w}:{c}"))
+                .collect();
+            println!(
+                "batch {t}: {n} messages ({so_far} this run); top 5: {}",
+                top.join(" ")
+            );
         }
         *progress.counts.lock() = all;
         Ok(())
@@ -210,7 +226,9 @@ async fn run(args: Args) -> Result<bool, BoxError> {
     let progress = Progress::default();
     let ssc = match &args.checkpoint_dir {
         Some(dir) => {
-            let ssc = StreamingContext::get_or_create(dir, config, |ssc| build(ssc, &args, start, &progress))?;
+            let ssc = StreamingContext::get_or_create(dir, config, |ssc| {
+                build(ssc, &args, start, &progress)
+            })?;
             if let Some(report) = ssc.restore_report() {
                 println!(
                     "Restored from checkpoint {}: continuing after batch {}.",
@@ -227,14 +245,21 @@ async fn run(args: Args) -> Result<bool, BoxError> {
         }
     };
     ssc.start().await?;
-    println!("Counting words from stream {} at {}.", args.stream, args.server);
+    println!(
+        "Counting words from stream {} at {}.",
+        args.stream, args.server
+    );
     let total = lines.len() as u64;
     let done = async {
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
             match (args.idle_exit_secs, last) {
                 (Some(secs), _) => {
-                    if progress.seen.lock().is_some_and(|at| at.elapsed() >= Duration::from_secs(secs)) {
+                    if progress
+                        .seen
+                        .lock()
+                        .is_some_and(|at| at.elapsed() >= Duration::from_secs(secs))
+                    {
                         println!("No new messages for {secs} s: stopping.");
                         return;
                     }
@@ -272,7 +297,10 @@ async fn run(args: Args) -> Result<bool, BoxError> {
     }
     let expected: Vec<(String, u64)> = expected.into_iter().collect();
     if expected.is_empty() {
-        println!("Check FAILED: nothing to check: {} holds no words", args.input.display());
+        println!(
+            "Check FAILED: nothing to check: {} holds no words",
+            args.input.display()
+        );
         return Ok(false);
     }
     if got == expected {
@@ -282,7 +310,11 @@ async fn run(args: Args) -> Result<bool, BoxError> {
         );
         Ok(true)
     } else {
-        let lost = expected.iter().filter(|e| !got.contains(e)).take(3).collect::<Vec<_>>();
+        let lost = expected
+            .iter()
+            .filter(|e| !got.contains(e))
+            .take(3)
+            .collect::<Vec<_>>();
         println!(
             "Check FAILED: {} distinct words counted, {} expected; e.g. expected {lost:?}",
             got.len(),

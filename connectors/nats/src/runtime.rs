@@ -72,7 +72,9 @@ impl ClientRuntime {
         &self,
         fut: impl Future<Output = T> + Send + 'static,
     ) -> Result<T, String> {
-        let handle = self.handle().ok_or("the NATS client's runtime is shut down")?;
+        let handle = self
+            .handle()
+            .ok_or("the NATS client's runtime is shut down")?;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         handle.spawn(async move {
             let _ = tx.send(fut.await);

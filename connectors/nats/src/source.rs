@@ -45,8 +45,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, ReplayPolicy};
 use async_nats::jetstream::context::GetStreamErrorKind;
-use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::stream::State;
+use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::{self, Context};
 use futures::StreamExt;
 use rivulet_framework::dstream::{DirectSource, OffsetRange, ReadError, SourcePartition};
@@ -129,7 +129,9 @@ impl NatsStreamSource {
             )));
         }
         let runtime = ClientRuntime::new().map_err(|e| {
-            Error::Config(format!("nats {server}: cannot start the client's runtime: {e}"))
+            Error::Config(format!(
+                "nats {server}: cannot start the client's runtime: {e}"
+            ))
         })?;
         Ok(NatsStreamSource {
             connection: Connection::new(server),
@@ -220,7 +222,9 @@ async fn read_sequences(
         Err(_) => {
             // Tell a missing stream (the range is gone) from a failed call.
             stream_state(&js, &name).await?;
-            return Err(Failure::Call(format!("stream {name}: cannot read its info")));
+            return Err(Failure::Call(format!(
+                "stream {name}: cannot read its info"
+            )));
         }
     };
     let consumer = stream

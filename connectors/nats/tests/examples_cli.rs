@@ -63,10 +63,7 @@ fn nats_wordcount_passes_its_check_twice_on_one_stream() {
         ]);
         assert_eq!(out.status.code(), Some(0), "{text}");
         // 40,000 lines at 10,000 messages a batch: 4 batches with messages.
-        let batches = text
-            .lines()
-            .filter(|l| l.starts_with("batch "))
-            .count();
+        let batches = text.lines().filter(|l| l.starts_with("batch ")).count();
         assert!(batches >= 4, "{text}");
         assert!(
             text.contains("equals an independent count of the input: OK"),
@@ -80,7 +77,10 @@ fn nats_wordcount_names_a_server_that_is_down_and_refuses_a_bad_flag() {
     let url = format!("nats://127.0.0.1:{}", free_port());
     let (out, text) = run(&["--server", &url]);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains(&format!("nats {url}: cannot connect")), "{text}");
+    assert!(
+        text.contains(&format!("nats {url}: cannot connect")),
+        "{text}"
+    );
     let (out, text) = run(&["--no-such-flag"]);
     assert_eq!(out.status.code(), Some(2), "{text}");
 }

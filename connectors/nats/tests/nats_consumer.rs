@@ -140,12 +140,17 @@ async fn messages_are_acknowledged_only_after_their_blocks_are_stored() {
             i.num_ack_pending == 100
         })
         .await;
-        assert_eq!(info.ack_floor.stream_sequence, 0, "acknowledged before stored: {info:?}");
+        assert_eq!(
+            info.ack_floor.stream_sequence, 0,
+            "acknowledged before stored: {info:?}"
+        );
         // A receiver that acknowledged before storing would have its acks on the server
         // within milliseconds of the delivery: watch for them for half a second.
         let watch_until = Instant::now() + Duration::from_millis(500);
         while Instant::now() < watch_until {
-            let info = consumer_info(&server.url(), "events", "counter").await.unwrap();
+            let info = consumer_info(&server.url(), "events", "counter")
+                .await
+                .unwrap();
             assert_eq!(
                 (info.ack_floor.stream_sequence, info.num_ack_pending),
                 (0, 100),
@@ -156,7 +161,9 @@ async fn messages_are_acknowledged_only_after_their_blocks_are_stored() {
         // The context goes away before the blocks were stored: nothing is acknowledged.
         ssc.stop(StopMode::Now).await.unwrap();
         assert!(seen.lock().unwrap().is_empty());
-        let info = consumer_info(&server.url(), "events", "counter").await.unwrap();
+        let info = consumer_info(&server.url(), "events", "counter")
+            .await
+            .unwrap();
         assert_eq!(info.ack_floor.stream_sequence, 0, "{info:?}");
 
         // A new receiver of the consumer gets them again once the ack wait (1 s) passed.
@@ -205,7 +212,10 @@ async fn several_receivers_share_one_durable_consumer() {
         })
         .await;
         ssc.stop(StopMode::Graceful).await.unwrap();
-        let (first, second) = (first.lock().unwrap().clone(), second.lock().unwrap().clone());
+        let (first, second) = (
+            first.lock().unwrap().clone(),
+            second.lock().unwrap().clone(),
+        );
         assert!(
             !first.is_empty() && !second.is_empty(),
             "both receivers took messages: {} and {}",

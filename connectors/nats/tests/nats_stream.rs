@@ -182,7 +182,8 @@ async fn a_stream_that_does_not_exist_stops_the_start_naming_it() {
 }
 
 /// A change on the server: a purge, a publish.
-type Change = fn(async_nats::jetstream::Context, String) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+type Change =
+    fn(async_nats::jetstream::Context, String) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Runs `change` on stream `name` with a JetStream context of its own, on a thread and
 /// runtime of its own (an output operation runs on an executor's thread).
@@ -229,7 +230,9 @@ async fn removed_after_the_range_was_decided(
         let error = ssc.await_termination().await.expect_err("stopped");
         let message = error.to_string();
         assert!(
-            message.contains(&format!("stream {stream}: sequences 1..=10 are no longer all in the stream")),
+            message.contains(&format!(
+                "stream {stream}: sequences 1..=10 are no longer all in the stream"
+            )),
             "{message}"
         );
     })

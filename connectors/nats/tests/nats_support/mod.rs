@@ -128,7 +128,9 @@ impl Drop for Server {
 
 /// A JetStream context of the test's own on `url`.
 pub async fn js(url: &str) -> jetstream::Context {
-    let client = async_nats::connect(url).await.expect("connect to nats-server");
+    let client = async_nats::connect(url)
+        .await
+        .expect("connect to nats-server");
     jetstream::new(client)
 }
 
