@@ -25,6 +25,12 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one request to the server (stream info, consumer create, publish ack) may take.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What a panic of the client's task is reported as.
+#[cfg(not(feature = "tls"))]
+const PANICKED: &str = "the NATS client's task panicked (see the log above); a server that requires TLS needs the `tls` feature of rivulet-nats";
+#[cfg(feature = "tls")]
+const PANICKED: &str = "the NATS client's task panicked (see the log above)";
+
 /// A tokio runtime that shuts down in the background when dropped, so that dropping the last
 /// handle on an actix thread (inside another runtime) does not panic.
 struct Owned(Option<tokio::runtime::Runtime>);
@@ -80,8 +86,7 @@ impl ClientRuntime {
             let _ = tx.send(fut.await);
         });
         // The sender is dropped without a value only when the future panicked.
-        rx.recv()
-            .map_err(|_| "the NATS client's task panicked (see the log above)".to_string())
+        rx.recv().map_err(|_| PANICKED.to_string())
     }
 
     /// Runs `fut` on the runtime and awaits it from any async context.
@@ -94,7 +99,7 @@ impl ClientRuntime {
             .ok_or("the NATS client's runtime is shut down")?
             .clone();
         handle.spawn(fut).await.map_err(|e| match e.is_panic() {
-            true => "the NATS client's task panicked (see the log above)".to_string(),
+            true => PANICKED.to_string(),
             false => format!("the NATS client's task was cancelled: {e}"),
         })
     }
@@ -154,5 +159,52 @@ impl Connection {
     /// Forgets the client after an error, so that the next call connects again.
     pub(crate) fn reset(&self) {
         self.client.lock().take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blocking_call_returns_the_futures_output_and_a_panic_as_an_error() {
+        let rt = ClientRuntime::new().unwrap();
+        assert_eq!(rt.block(async { 6 * 7 }).unwrap(), 42);
+        let panicked = rt.block(async { panic!("inside the client") }).map(|()| ());
+        assert_eq!(panicked.unwrap_err(), PANICKED);
+        // The runtime survives its task's panic.
+        assert_eq!(rt.block(async { 1 }).unwrap(), 1);
+    }
+
+    #[test]
+    fn an_async_caller_awaits_the_task_and_may_drop_the_last_handle_inside_its_runtime() {
+        let caller = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        caller.block_on(async {
+            let rt = ClientRuntime::new().unwrap();
+            assert_eq!(rt.run(async { 42 }).await.unwrap(), 42);
+            let panicked = rt.run(async { panic!("inside the client") }).await;
+            assert_eq!(panicked.map(|()| ()).unwrap_err(), PANICKED);
+            // A plain tokio Runtime dropped here would panic ("Cannot drop a runtime in a
+            // context where blocking is not allowed").
+            drop(rt);
+        });
+    }
+
+    #[test]
+    fn a_server_that_is_not_there_fails_the_connection_at_once() {
+        let rt = ClientRuntime::new().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let connection = Connection::new(&format!("nats://127.0.0.1:{port}"));
+        let started = std::time::Instant::now();
+        let c = connection.clone();
+        let error = rt.block(async move { c.client().await.map(drop) }).unwrap();
+        assert!(error.unwrap_err().starts_with("cannot connect"));
+        assert!(started.elapsed() < CONNECT_TIMEOUT);
     }
 }

@@ -271,3 +271,54 @@ async fn a_range_past_the_streams_limit_stops_the_context_naming_stream_and_sequ
     })
     .await;
 }
+
+/// Without the `tls` feature (no crypto provider), a server that requires TLS makes the
+/// client's task panic inside the source's own runtime: the start fails with an error naming
+/// the server and the feature, and the test's thread goes on.
+#[cfg(not(feature = "tls"))]
+#[actix::test]
+async fn a_server_that_requires_tls_is_an_error_naming_the_tls_feature() {
+    let Some(mut server) =
+        stopped_server("a_server_that_requires_tls_is_an_error_naming_the_tls_feature")
+    else {
+        return;
+    };
+    let (cert, key) = (
+        server.store_dir().join("cert.pem"),
+        server.store_dir().join("key.pem"),
+    );
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("\n*** SKIPPED: openssl cannot make a test certificate. ***\n");
+        return;
+    }
+    server.extra_args(&[
+        "--tls".into(),
+        "--tlscert".into(),
+        cert.to_string_lossy().into_owned(),
+        "--tlskey".into(),
+        key.to_string_lossy().into_owned(),
+    ]);
+    server.start();
+    within(30, async {
+        let source = NatsStreamSource::new(&server.url(), ["events"]).unwrap();
+        let ssc = context(1, 1);
+        ssc.direct_stream(source, DirectOptions::default())
+            .stream()
+            .foreach_batch(|_, _| {});
+        let message = ssc.start().await.expect_err("no TLS").to_string();
+        assert!(
+            message.contains(&format!("nats {}", server.url()))
+                && message.contains("the `tls` feature"),
+            "{message}"
+        );
+    })
+    .await;
+}

@@ -22,6 +22,7 @@ pub struct Server {
     pub port: u16,
     dir: tempfile::TempDir,
     binary: PathBuf,
+    extra: Vec<String>,
 }
 
 /// nats-server's path: on `PATH`, or where Debian puts it (`/usr/sbin`, not on a user's
@@ -67,6 +68,7 @@ pub fn stopped_server(test: &str) -> Option<Server> {
         port: free_port(),
         dir: tempfile::tempdir().expect("a temporary directory"),
         binary: binary(test)?,
+        extra: Vec::new(),
     })
 }
 
@@ -79,6 +81,7 @@ impl Server {
             .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string()])
             .arg("-sd")
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -89,6 +92,11 @@ impl Server {
             assert!(Instant::now() < deadline, "nats-server did not answer");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Adds arguments to the server's command line (from the next start).
+    pub fn extra_args(&mut self, args: &[String]) {
+        self.extra.extend_from_slice(args);
     }
 
     /// Whether the server sends its `INFO` line with JetStream on.
