@@ -152,15 +152,22 @@ impl NatsConsumerReceiver {
 
     /// Acknowledges `messages` and flushes the acks to the server (step 3).
     async fn ack(&mut self, messages: Vec<Message>) -> Result<(), ReceiverError> {
-        let connection = self.connection.clone();
         let acked = self
             .runtime
             .run(async move {
                 for message in &messages {
                     message.ack().await.map_err(|e| format!("ack: {e}"))?;
                 }
-                let client = connection.client().await?;
-                client.flush().await.map_err(|e| format!("ack flush: {e}"))
+                // The acks went out through the client the messages came on.
+                match messages.first() {
+                    Some(m) => m
+                        .context
+                        .client()
+                        .flush()
+                        .await
+                        .map_err(|e| format!("ack flush: {e}")),
+                    None => Ok(()),
+                }
             })
             .await
             .and_then(|r| r);

@@ -170,7 +170,7 @@ mod tests {
     fn a_blocking_call_returns_the_futures_output_and_a_panic_as_an_error() {
         let rt = ClientRuntime::new().unwrap();
         assert_eq!(rt.block(async { 6 * 7 }).unwrap(), 42);
-        let panicked = rt.block(async { panic!("inside the client") }).map(|()| ());
+        let panicked: Result<(), String> = rt.block(async { panic!("inside the client") });
         assert_eq!(panicked.unwrap_err(), PANICKED);
         // The runtime survives its task's panic.
         assert_eq!(rt.block(async { 1 }).unwrap(), 1);
@@ -185,8 +185,8 @@ mod tests {
         caller.block_on(async {
             let rt = ClientRuntime::new().unwrap();
             assert_eq!(rt.run(async { 42 }).await.unwrap(), 42);
-            let panicked = rt.run(async { panic!("inside the client") }).await;
-            assert_eq!(panicked.map(|()| ()).unwrap_err(), PANICKED);
+            let panicked: Result<(), String> = rt.run(async { panic!("inside the client") }).await;
+            assert_eq!(panicked.unwrap_err(), PANICKED);
             // A plain tokio Runtime dropped here would panic ("Cannot drop a runtime in a
             // context where blocking is not allowed").
             drop(rt);

@@ -217,11 +217,17 @@ async fn read_sequences(
     first: u64,
     last: u64,
 ) -> std::result::Result<Vec<NatsMessage>, Failure> {
+    let gone = |f: Failure| match f {
+        Failure::Gone(e) => {
+            Failure::Gone(format!("{e}: sequences {first}..={last} cannot be read"))
+        }
+        call => call,
+    };
     let stream = match js.get_stream(&name).await {
         Ok(s) => s,
         Err(_) => {
             // Tell a missing stream (the range is gone) from a failed call.
-            stream_state(&js, &name).await?;
+            stream_state(&js, &name).await.map_err(gone)?;
             return Err(Failure::Call(format!(
                 "stream {name}: cannot read its info"
             )));
@@ -284,7 +290,7 @@ async fn read_sequences(
     // Best effort: the server removes it after READ_CONSUMER_TTL anyway.
     let consumer_name = consumer.cached_info().name.clone();
     let _ = stream.delete_consumer(&consumer_name).await;
-    let state = stream_state(&js, &name).await?;
+    let state = stream_state(&js, &name).await.map_err(gone)?;
     let first_missing = out.first().map(|m| m.sequence) != Some(first);
     if first_missing && state.first_sequence > first {
         return Err(Failure::Gone(format!(

@@ -4,7 +4,9 @@
 //! server killed and restarted mid-run loses nothing and doubles nothing; a server down at
 //! start stops the start naming it, and the same source works once the server is up; a
 //! stream that does not exist stops the start naming it; messages removed from a decided
-//! range (a purge, a `max_msgs` limit) stop the context naming the stream and sequences.
+//! range (a purge, a `max_msgs` limit, the stream deleted) stop the context naming the
+//! stream and sequences; a server that requires TLS, without the `tls` feature, is an error
+//! naming the feature.
 //!
 //! nats-server comes from Debian's `nats-server` package (`bash
 //! scripts/install-test-tools.sh`). Without it each test prints a loud `SKIPPED` line and
@@ -201,12 +203,13 @@ fn on_own_runtime(url: String, name: String, change: Change) {
 
 /// Decides batch 1's range over 10 messages of `stream` (at most `max_messages` kept), then
 /// runs `remove` on the server before the batch reads the range: the context stops with an
-/// error naming the stream and the sequences.
+/// error containing `expected`.
 async fn removed_after_the_range_was_decided(
     server: &Server,
     stream: &str,
     max_messages: Option<i64>,
     remove: Change,
+    expected: &str,
 ) {
     let js = js(&server.url()).await;
     make_stream(&js, stream, max_messages).await;
@@ -229,12 +232,7 @@ async fn removed_after_the_range_was_decided(
         let _ = ssc.advance(1).await;
         let error = ssc.await_termination().await.expect_err("stopped");
         let message = error.to_string();
-        assert!(
-            message.contains(&format!(
-                "stream {stream}: sequences 1..=10 are no longer all in the stream"
-            )),
-            "{message}"
-        );
+        assert!(message.contains(expected), "{message}");
     })
     .await;
 }
@@ -254,7 +252,7 @@ async fn a_purged_range_stops_the_context_naming_stream_and_sequences() {
                 .await
                 .expect("purge");
         })
-    })
+    }, "stream purged: sequences 1..=10 are no longer all in the stream (its first sequence is now 11")
     .await;
 }
 
@@ -268,7 +266,28 @@ async fn a_range_past_the_streams_limit_stops_the_context_naming_stream_and_sequ
     // At most 10 messages: 10 more push the range's 10 out.
     removed_after_the_range_was_decided(&server, "limited", Some(10), |js, name| {
         Box::pin(async move { publish(&js, &name, &lines(10)).await })
-    })
+    }, "stream limited: sequences 1..=10 are no longer all in the stream (its first sequence is now 11")
+    .await;
+}
+
+#[actix::test]
+async fn a_range_of_a_deleted_stream_stops_the_context_naming_stream_and_sequences() {
+    let Some(server) =
+        server("a_range_of_a_deleted_stream_stops_the_context_naming_stream_and_sequences")
+    else {
+        return;
+    };
+    removed_after_the_range_was_decided(
+        &server,
+        "deleted",
+        None,
+        |js, name| {
+            Box::pin(async move {
+                js.delete_stream(&name).await.expect("delete the stream");
+            })
+        },
+        "stream deleted does not exist: sequences 1..=10 cannot be read",
+    )
     .await;
 }
 
@@ -288,7 +307,9 @@ async fn a_server_that_requires_tls_is_an_error_naming_the_tls_feature() {
         server.store_dir().join("key.pem"),
     );
     let made = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
         .args(["-subj", "/CN=127.0.0.1", "-keyout"])
         .arg(&key)
         .arg("-out")
