@@ -75,6 +75,8 @@ fn killed_twenty_times_the_nats_wordcount_counts_every_message_once() {
             &input_arg,
             "--checkpoint-dir",
             "ckpt",
+            "--checkpoint-interval-ms",
+            "500",
             "--idle-exit-secs",
             "2",
             "--batch-ms",
@@ -86,8 +88,28 @@ fn killed_twenty_times_the_nats_wordcount_counts_every_message_once() {
         ],
     )
     .env("RUST_LOG", "warn");
-    job.kill_at_random_moments(kills, 0x6e61_7473, "Counting words from stream");
+    // "Ready": the run finished its first batch (restored, caught up, at work).
+    job.kill_at_random_moments(kills, 0x6e61_7473, "batch ");
     feeder.join().expect("the feeder");
+    // The kills landed while the job worked: some killed runs had restored from the
+    // checkpoint and counted batches of messages.
+    let killed: Vec<String> = (0..job.runs()).map(|run| job.output(run)).collect();
+    let restored = killed
+        .iter()
+        .filter(|o| o.contains("Restored from checkpoint"))
+        .count();
+    let counting = killed.iter().filter(|o| o.contains(" messages (")).count();
+    assert!(
+        restored >= kills / 2 && counting >= kills / 2,
+        "{restored} of {kills} killed runs restored, {counting} counted messages; e.g.:\n{}",
+        killed
+            .iter()
+            .rev()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    );
     let last = job.start(&[]);
     let status = job.wait(Duration::from_secs(120));
     let out = job.output(last);
