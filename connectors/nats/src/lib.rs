@@ -35,6 +35,9 @@
 //! connection to such a server fails with an error (the client's task panics inside its own
 //! runtime, which is reported as an error, and the panic message is logged).
 //!
+//! # Features
+//! - `tls` (off): TLS to the server, through rustls with the `ring` provider.
+//!
 //! # Example
 //! ```no_run
 //! use rivulet::prelude::*;
