@@ -3,7 +3,8 @@
 # Chromium for the status page's browser test (tests/ui_browser.rs), promtool (Debian's
 # `prometheus` package) for the /metrics check (tests/ui_promtool.rs), redis-server for
 # the Redis Streams source (tests/redis_stream.rs), and mosquitto (the MQTT broker; Debian
-# installs it as /usr/sbin/mosquitto) for the MQTT receiver (tests/mqtt_stream.rs). The
+# installs it as /usr/sbin/mosquitto) for the MQTT receiver (tests/mqtt_stream.rs), and
+# nats-server (JetStream, /usr/sbin/nats-server) for the NATS connector (connectors/nats). The
 # tests start and stop servers of their own on free 127.0.0.1 ports; nothing here needs to
 # run (the package's own service is not needed, and is harmless). Run as root (as .ci/run
 # does) or with sudo available.
@@ -22,6 +23,9 @@ fi
 # /usr/sbin is not on every user's PATH: look there too.
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
     packages+=(mosquitto)
+fi
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
+    packages+=(nats-server)
 fi
 if [ ${#packages[@]} -eq 0 ]; then
     exit 0
