@@ -63,6 +63,17 @@ struct Session {
 
 /// Where [`save_to_kafka_exactly_once`] writes: a [`KafkaSink`], the transactional id (one
 /// per output operation, stable across restarts) and the topic of its progress records.
+///
+/// Each batch's records go in one Kafka transaction with a progress record naming the batch
+/// and the offset ranges its Kafka input read (the ranges are also sent to the transaction
+/// as the consumer group's offsets, Kafka's `sendOffsetsToTransaction`). A batch recomputed
+/// after a restart first looks up the newest committed progress record of the id: if it
+/// names this batch or a later one, the batch's transaction committed before the crash and
+/// nothing is written again; otherwise the new producer's registration (`initTransactions`)
+/// aborts whatever the dead process left open, and the batch is written. A consumer with
+/// `isolation.level=read_committed` sees each batch's records once. This relies on outputs
+/// running one batch at a time in batch order (rivulet's default, as Spark's
+/// `concurrentJobs` = 1). Beyond Spark, whose Kafka outputs are at-least-once.
 #[derive(Clone, Debug)]
 pub struct ExactlyOnce {
     sink: KafkaSink,
@@ -308,8 +319,8 @@ impl ExactlyOnce {
     }
 }
 
-/// Writes each batch of `stream` to a Kafka topic exactly once (see the [module
-/// docs](self)): the batch's records (`record` turns each into its key, or `None`, and
+/// Writes each batch of `stream` to a Kafka topic exactly once (see [`ExactlyOnce`]): the
+/// batch's records (`record` turns each into its key, or `None`, and
 /// value) in one transaction with a progress record holding the batch time and the offset
 /// ranges `input` read for the batch. `stream` must be computed from `input` (its records
 /// depend on those ranges alone, not on when they were read).
