@@ -15,8 +15,12 @@
 //!   partition, storing what it polls into blocks), as Spark's old receiver-based Kafka
 //!   input;
 //! - **redis direct**: `RedisStreamSource` over one stream loaded beforehand into a
-//!   `redis-server` of the harness's own on 127.0.0.1 (left out when redis-server is not
-//!   installed: `bash scripts/install-test-tools.sh`).
+//!   `redis-server` of the harness's own on 127.0.0.1;
+//! - **nats direct**: `rivulet_nats::NatsStreamSource` over one JetStream stream (file
+//!   storage) loaded beforehand into a `nats-server -js` of the harness's own on 127.0.0.1.
+//!
+//! A server that is not installed (`bash scripts/install-test-tools.sh` installs both) leaves
+//! its input out, with a line saying so.
 //!
 //! Rate control stays at its defaults (backpressure on), and the direct streams have no
 //! per-partition cap: a loaded log is drained as fast as the batches take it. Each figure is
@@ -45,11 +49,13 @@ use rivulet::prelude::*;
 use rivulet::receivers::RedisStreamSource;
 use rivulet_benches::harness::{example_data, median_f64};
 use rivulet_benches::support::{self, words, FeedEnd};
+use async_nats::jetstream;
 use rivulet_kafka::{send_waiting, KafkaRecord, KafkaSource};
+use rivulet_nats::{NatsMessage, NatsStreamSource};
 
 /// Command-line options.
 #[derive(Parser, Debug)]
-#[command(about = "Records/s into a word count from Kafka, Redis Streams and a socket")]
+#[command(about = "Records/s into a word count from Kafka, Redis Streams, NATS and a socket")]
 struct Args {
     /// Lines per run (the bundled text, repeated as needed); at most 100,000 per Kafka
     /// partition, what librdkafka's mock cluster keeps.
@@ -64,7 +70,8 @@ struct Args {
     /// Partitions of the Kafka topic.
     #[arg(long, default_value_t = 2)]
     partitions: i32,
-    /// Only these inputs (`socket`, `kafka-direct`, `kafka-receiver`, `redis-direct`);
+    /// Only these inputs (`socket`, `kafka-direct`, `kafka-receiver`, `redis-direct`,
+    /// `nats-direct`);
     /// default: all (the socket's figure is the ratios' base).
     #[arg(long, value_delimiter = ',')]
     inputs: Vec<String>,
@@ -80,6 +87,7 @@ enum Input {
     KafkaDirect,
     KafkaReceiver,
     RedisDirect,
+    NatsDirect,
 }
 
 impl Input {
@@ -89,6 +97,7 @@ impl Input {
             Input::KafkaDirect => "kafka direct",
             Input::KafkaReceiver => "kafka receiver",
             Input::RedisDirect => "redis direct",
+            Input::NatsDirect => "nats direct",
         }
     }
 }
@@ -97,57 +106,62 @@ impl Input {
 struct Brokers {
     _kafka: MockCluster<'static, DefaultProducerContext>,
     kafka: String,
-    redis: Option<RedisServer>,
+    redis: Option<Server>,
+    nats: Option<Server>,
 }
 
-/// A redis-server of the harness's own, killed on drop.
-struct RedisServer {
+/// A server process of the harness's own on a free 127.0.0.1 port, in a temporary
+/// directory, killed on drop.
+struct Server {
     child: Child,
     url: String,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for RedisServer {
+impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-fn start_redis() -> Result<Option<RedisServer>, BoxError> {
+/// Starts `binary` (on PATH or in /usr/sbin) with the arguments `args` gives for a port and
+/// a directory, and waits until the port accepts connections; `None`, with a line saying
+/// so, when it cannot be started.
+fn start_server(
+    binary: &str,
+    scheme: &str,
+    args: impl FnOnce(u16, &std::path::Path) -> Vec<String>,
+) -> Result<Option<Server>, BoxError> {
     let port = StdListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let dir = tempfile::tempdir()?;
-    let child = match Command::new("redis-server")
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
+    let sbin = std::path::Path::new("/usr/sbin").join(binary);
+    let program = if sbin.is_file() {
+        sbin
+    } else {
+        binary.into()
+    };
+    let child = match Command::new(&program)
+        .args(args(port, dir.path()))
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
     {
         Ok(child) => child,
         Err(e) => {
-            println!("redis-server not started ({e}): the redis figures are left out");
+            println!("{binary} not started ({e}): its figures are left out");
             return Ok(None);
         }
     };
-    let url = format!("redis://127.0.0.1:{port}/");
-    let server = RedisServer {
+    let server = Server {
         child,
-        url: url.clone(),
+        url: format!("{scheme}://127.0.0.1:{port}"),
         _dir: dir,
     };
-    let client = redis::Client::open(url.as_str())?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while client.get_connection().is_err() {
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {
-            return Err(format!("redis-server on port {port} did not answer").into());
+            return Err(format!("{binary} on port {port} did not answer").into());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -193,6 +207,29 @@ fn load_redis(url: &str, key: &str, lines: &[String]) -> Result<(), BoxError> {
                 .ignore();
         }
         pipe.query::<()>(&mut connection)?;
+    }
+    Ok(())
+}
+
+/// Makes stream `stream` (subject of the same name, file storage), publishes `lines` to it
+/// with up to 1,000 acknowledgements outstanding, and waits for them all.
+async fn load_nats(url: &str, stream: &str, lines: &[String]) -> Result<(), BoxError> {
+    let js = jetstream::new(async_nats::connect(url).await?);
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: stream.to_string(),
+        subjects: vec![stream.to_string()],
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await?;
+    for chunk in lines.chunks(1_000) {
+        let mut acks = Vec::with_capacity(chunk.len());
+        for line in chunk {
+            acks.push(js.publish(stream.to_string(), line.clone().into()).await?);
+        }
+        for ack in acks {
+            ack.await?;
+        }
     }
     Ok(())
 }
@@ -402,15 +439,30 @@ async fn main() -> Result<(), BoxError> {
     }
     let cluster = MockCluster::new(1)?;
     let kafka = cluster.bootstrap_servers();
-    let redis = start_redis()?;
+    let redis = start_server("redis-server", "redis", |port, dir| {
+        let (port, dir) = (port.to_string(), dir.display().to_string());
+        ["--bind", "127.0.0.1", "--port", &port, "--save", "", "--dir", &dir]
+            .map(String::from)
+            .to_vec()
+    })?;
+    let nats = start_server("nats-server", "nats", |port, dir| {
+        let (port, dir) = (port.to_string(), dir.display().to_string());
+        ["-js", "-a", "127.0.0.1", "-p", &port, "-sd", &dir]
+            .map(String::from)
+            .to_vec()
+    })?;
     let brokers = Brokers {
         _kafka: cluster,
         kafka,
         redis,
+        nats,
     };
     let mut inputs = vec![Input::Socket, Input::KafkaDirect, Input::KafkaReceiver];
     if brokers.redis.is_some() {
         inputs.push(Input::RedisDirect);
+    }
+    if brokers.nats.is_some() {
+        inputs.push(Input::NatsDirect);
     }
     if !args.inputs.is_empty() {
         inputs.retain(|i| args.inputs.iter().any(|n| *n == i.name().replace(' ', "-")));
@@ -441,6 +493,10 @@ async fn main() -> Result<(), BoxError> {
                     Input::RedisDirect => {
                         let url = &brokers.redis.as_ref().ok_or("no redis-server")?.url;
                         load_redis(url, &topic, &lines)?;
+                    }
+                    Input::NatsDirect => {
+                        let url = &brokers.nats.as_ref().ok_or("no nats-server")?.url;
+                        load_nats(url, &topic, &lines).await?;
                     }
                     Input::Socket => {}
                 }
