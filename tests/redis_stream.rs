@@ -4,7 +4,10 @@
 //! restarted mid-run loses nothing and doubles nothing; a stream that does not exist stops
 //! the start naming it; entries trimmed or deleted from a decided range stop the context
 //! naming the stream. The consumer-group receiver reads every entry once, acknowledges all
-//! of them, and takes over the entries a crashed consumer left pending.
+//! of them, and takes over the entries a crashed consumer left pending. Against a server
+//! that requires a password, a wrong or missing one stops the direct source's start and the
+//! group receiver (and with it the context) with an error naming the server and saying
+//! authentication failed, without the password; the right one reads every entry.
 //!
 //! redis-server comes from Debian's `redis-server` package (`bash
 //! scripts/install-test-tools.sh`). Without it each test prints a loud `SKIPPED` line and
@@ -19,7 +22,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use redis_support::{server, Server};
+use redis_support::{server, server_with_password, Server};
 use rivulet::prelude::*;
 use rivulet::receivers::{RedisEntry, RedisGroupReceiver, RedisStreamSource};
 
@@ -290,4 +293,107 @@ async fn a_crashed_consumers_pending_entries_are_claimed() {
         0,
         "the claimed and the deleted acknowledged"
     );
+}
+
+/// The password of the servers that require one.
+const PASSWORD: &str = "s3cret-pw";
+
+/// Checks an authentication error: it names the server (its URL with the password hidden)
+/// and says authentication failed, and does not show the password.
+fn assert_auth_error(message: &str, server: &Server, password: Option<&str>) {
+    let named = match password {
+        Some(_) => format!("redis redis://:***@127.0.0.1:{}/: ", server.port),
+        None => format!("redis redis://127.0.0.1:{}/: ", server.port),
+    };
+    assert!(
+        message.contains(&format!("{named}authentication failed")),
+        "{message}"
+    );
+    assert!(!message.contains(PASSWORD), "the password shows: {message}");
+    if let Some(p) = password {
+        assert!(!message.contains(p), "the password shows: {message}");
+    }
+}
+
+#[actix::test]
+async fn a_wrong_or_missing_password_stops_the_direct_sources_start_naming_the_server() {
+    let Some(server) = server_with_password(
+        "a_wrong_or_missing_password_stops_the_direct_sources_start_naming_the_server",
+        PASSWORD,
+    ) else {
+        return;
+    };
+    server.add_lines("events", &lines(100));
+    within(async {
+        for password in [Some("wrong-pw"), None] {
+            let ssc = context(1, 1);
+            let url = server.url_with_password(password);
+            let source = RedisStreamSource::new(&url, ["events"]).unwrap();
+            assert!(
+                !format!("{source:?}").contains(password.unwrap_or(PASSWORD)),
+                "{source:?}"
+            );
+            ssc.direct_stream(source, DirectOptions::default())
+                .stream()
+                .foreach_batch(|_, _| {});
+            let error = ssc.start().await.expect_err("authentication fails");
+            assert_auth_error(&error.to_string(), &server, password);
+        }
+        // The right password reads every entry.
+        let ssc = context(1, 1);
+        let source = RedisStreamSource::new(&server.url(), ["events"]).unwrap();
+        let read = Arc::new(Mutex::new(0usize));
+        let seen = read.clone();
+        ssc.direct_stream(source, DirectOptions::default())
+            .stream()
+            .foreach_rdd(move |rdd, _| {
+                *seen.lock().unwrap() += rdd.count()? as usize;
+                Ok(())
+            });
+        ssc.start().await.unwrap();
+        ssc.advance(1).await.unwrap();
+        ssc.stop(StopMode::Graceful).await.unwrap();
+        assert_eq!(*read.lock().unwrap(), 100);
+    })
+    .await;
+}
+
+#[actix::test]
+async fn a_wrong_or_missing_password_stops_the_group_receiver_and_the_context() {
+    let Some(server) = server_with_password(
+        "a_wrong_or_missing_password_stops_the_group_receiver_and_the_context",
+        PASSWORD,
+    ) else {
+        return;
+    };
+    server.add_lines("grouped", &lines(1_000));
+    within(async {
+        for password in [Some("wrong-pw"), None] {
+            let ssc = context(1, 1);
+            let receiver = RedisGroupReceiver::new(
+                &server.url_with_password(password),
+                "grouped",
+                "wordcount",
+                "w1",
+            )
+            .unwrap();
+            ssc.receiver_stream(receiver).foreach_batch(|_, _| {});
+            ssc.start().await.unwrap();
+            // A fatal receiver error: no restarts, the context stops at once.
+            while ssc.advance(1).await.is_ok() {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            let error = ssc
+                .await_termination()
+                .await
+                .expect_err("a fatal receiver error");
+            assert_auth_error(&error.to_string(), &server, password);
+            assert!(error.to_string().contains("stream grouped"), "{error}");
+        }
+        // Nothing was read or acknowledged; the right password reads every entry.
+        let ids = read_with_group(&server, "grouped", 1_000).await;
+        assert_eq!(ids.len(), 1_000);
+        assert_eq!(pending(&server, "grouped"), 0);
+    })
+    .await;
 }

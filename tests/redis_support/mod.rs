@@ -1,7 +1,8 @@
 //! What the Redis tests share (with `mod common;` beside it): a `redis-server` of the test's
 //! own on a free 127.0.0.1 port, in a temporary directory, killed on drop; `None` (after a
 //! loud `SKIPPED` line) when redis-server is not installed, a failure under
-//! `RIVULET_REQUIRE_BROKERS=1`.
+//! `RIVULET_REQUIRE_BROKERS=1`. [`server_with_password`] starts one that requires a
+//! password (`--requirepass`).
 
 #![allow(dead_code)]
 
@@ -17,11 +18,22 @@ pub struct Server {
     pub port: u16,
     dir: tempfile::TempDir,
     binary: PathBuf,
+    /// The password the server requires, if any.
+    password: Option<String>,
 }
 
 /// The server, or `None` after a loud line when redis-server is missing (a failure under
 /// `RIVULET_REQUIRE_BROKERS=1`).
 pub fn server(test: &str) -> Option<Server> {
+    start_server(test, None)
+}
+
+/// A server that requires `password` (`--requirepass`), or `None` as [`server`].
+pub fn server_with_password(test: &str, password: &str) -> Option<Server> {
+    start_server(test, Some(password))
+}
+
+fn start_server(test: &str, password: Option<&str>) -> Option<Server> {
     let binary = crate::common::installed_tool(
         "redis-server",
         "redis-server",
@@ -37,6 +49,7 @@ pub fn server(test: &str) -> Option<Server> {
         port,
         dir: tempfile::tempdir().expect("a temporary directory"),
         binary,
+        password: password.map(str::to_string),
     };
     server.start();
     Some(server)
@@ -58,6 +71,11 @@ impl Server {
             ])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(
+                self.password
+                    .iter()
+                    .flat_map(|p| ["--requirepass".to_string(), p.clone()]),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -77,14 +95,32 @@ impl Server {
         }
     }
 
+    /// The server's URL, with its password when it requires one.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        self.url_with_password(self.password.as_deref())
+    }
+
+    /// The server's URL with `password` (none: without one).
+    pub fn url_with_password(&self, password: Option<&str>) -> String {
+        match password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}/", self.port),
+            None => format!("redis://127.0.0.1:{}/", self.port),
+        }
+    }
+
+    /// redis-cli's arguments for this server: its port, and its password if any.
+    fn cli_args(&self) -> Vec<String> {
+        let mut args = vec!["-p".to_string(), self.port.to_string()];
+        if let Some(p) = &self.password {
+            args.extend(["-a".to_string(), p.clone(), "--no-auth-warning".to_string()]);
+        }
+        args
     }
 
     /// `redis-cli` on the server: its output (empty when it cannot connect).
     pub fn cli(&self, args: &[&str]) -> String {
         Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
+            .args(self.cli_args())
             .args(args)
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
@@ -93,7 +129,7 @@ impl Server {
 
     /// `XADD stream * line <line>` for each line (see [`add_lines_at`]).
     pub fn add_lines(&self, stream: &str, lines: &[String]) {
-        add_lines_at(self.port, stream, lines);
+        add_lines_with(&self.cli_args(), stream, lines);
     }
 }
 
@@ -106,8 +142,14 @@ impl Drop for Server {
 /// `XADD stream * line <line>` for each line, pipelined through one redis-cli, to the server
 /// on `port`.
 pub fn add_lines_at(port: u16, stream: &str, lines: &[String]) {
+    add_lines_with(&["-p".to_string(), port.to_string()], stream, lines);
+}
+
+/// `XADD stream * line <line>` for each line, through one `redis-cli <cli> --pipe`.
+fn add_lines_with(cli: &[String], stream: &str, lines: &[String]) {
     let mut cli = Command::new("redis-cli")
-        .args(["-p", &port.to_string(), "--pipe"])
+        .args(cli)
+        .arg("--pipe")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

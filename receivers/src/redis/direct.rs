@@ -13,6 +13,11 @@
 //! a stream's `MAXLEN` well above what it receives in a few batch intervals. Every call
 //! opens its own connection (with a 5 s connect timeout), so a server that goes away and
 //! comes back is met by the next poll or task retry.
+//!
+//! A wrong or missing password fails the call with an error saying `authentication failed`
+//! and naming the server (see [the module docs](super) on credentials): at start the start
+//! fails with it, later each batch fails with it until the password is right again; no
+//! call is retried within a batch.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -96,7 +101,8 @@ fn id_of(offset: u64) -> String {
 
 impl RedisStreamSource {
     /// Reads the streams `streams` (each key one partition, numbered 0) of the server at
-    /// `url` (`redis://host:port/db`), from their first entry.
+    /// `url` (`redis://host:port/db`, `redis://:PASSWORD@host:port/db` for a server that
+    /// requires a password), from their first entry.
     ///
     /// # Errors
     /// [`Error::Config`] naming the URL when it is not a Redis URL, or when no stream is
@@ -107,7 +113,8 @@ impl RedisStreamSource {
         S: Into<String>,
     {
         let client = redis::Client::open(url)
-            .map_err(|e| Error::Config(format!("redis URL `{url}`: {e}")))?;
+            .map_err(|e| Error::Config(format!("redis URL `{}`: {e}", super::redacted(url))))?;
+        let url = &super::redacted(url);
         let streams: Vec<String> = streams.into_iter().map(Into::into).collect();
         if streams.is_empty() {
             return Err(Error::Config(format!(
@@ -131,11 +138,20 @@ impl RedisStreamSource {
     fn connect(&self) -> Result<Connection> {
         self.client
             .get_connection_with_timeout(Duration::from_secs(5))
-            .map_err(|e| self.error("cannot connect", e))
+            .map_err(|e| self.failed("cannot connect", e))
     }
 
     fn error(&self, what: &str, e: impl fmt::Display) -> Error {
         Error::User(format!("redis {}: {what}: {e}", self.url))
+    }
+
+    /// The error for a failed call: an authentication failure says so, whatever the call.
+    fn failed(&self, what: &str, e: redis::RedisError) -> Error {
+        if super::is_auth_error(&e) {
+            Error::User(super::auth_failed(&self.url, &e))
+        } else {
+            self.error(what, e)
+        }
     }
 
     fn xrange(
@@ -153,7 +169,7 @@ impl RedisStreamSource {
             .arg("COUNT")
             .arg(count)
             .query(con)
-            .map_err(|e| self.error(&format!("XRANGE {stream}"), e))?;
+            .map_err(|e| self.failed(&format!("XRANGE {stream}"), e))?;
         entries(stream, reply)
     }
 
@@ -164,11 +180,11 @@ impl RedisStreamSource {
             .arg("STREAM")
             .arg(stream)
             .query(con)
-            .map_err(|e| self.error(&format!("XINFO STREAM {stream}"), e))?;
+            .map_err(|e| self.failed(&format!("XINFO STREAM {stream}"), e))?;
         match info.get("max-deleted-entry-id") {
             Some(v) => {
                 let id: String = redis::from_redis_value(v)
-                    .map_err(|e| self.error(&format!("XINFO STREAM {stream}"), e))?;
+                    .map_err(|e| self.failed(&format!("XINFO STREAM {stream}"), e))?;
                 offset_of(stream, &id)
             }
             None => Err(self.error(
@@ -193,7 +209,7 @@ impl DirectSource for RedisStreamSource {
             let kind: String = redis::cmd("TYPE")
                 .arg(stream)
                 .query(&mut con)
-                .map_err(|e| self.error(&format!("TYPE {stream}"), e))?;
+                .map_err(|e| self.failed(&format!("TYPE {stream}"), e))?;
             if kind != "stream" {
                 return Err(Error::User(format!(
                     "redis {}: stream {stream} does not exist (its key is of type `{kind}`)",
@@ -207,7 +223,7 @@ impl DirectSource for RedisStreamSource {
                 .arg("COUNT")
                 .arg(1)
                 .query(&mut con)
-                .map_err(|e| self.error(&format!("XREVRANGE {stream}"), e))?;
+                .map_err(|e| self.failed(&format!("XREVRANGE {stream}"), e))?;
             let after = match entries(stream, reply)?.first() {
                 Some((id, _)) => offset_of(stream, id)? + 1,
                 None => 0,

@@ -8,6 +8,12 @@
 //! entry stored but not yet acknowledged when the process dies is delivered again: at least
 //! once, as Spark's reliable receivers.
 //!
+//! A wrong or missing password (see [the module docs](super) on credentials) stops the
+//! receiver with a fatal error saying `authentication failed` and naming the server: a
+//! restart would send the same password. Other failures (a server down or gone) are
+//! retryable: the receiver supervisor restarts the receiver after its backoff, logging the
+//! reason, up to `receiver_restarts` times.
+//!
 //! The `redis` client is synchronous: every call runs on a blocking thread
 //! (`tokio::task::spawn_blocking`), never on the receiver's actor thread.
 
@@ -68,19 +74,21 @@ struct Read {
 
 impl RedisGroupReceiver {
     /// Consumer `consumer` of group `group` (created at the stream's start, with the
-    /// stream, if missing) of `stream` on the server at `url`. Entries pending for 60 s in
-    /// another consumer are claimed.
+    /// stream, if missing) of `stream` on the server at `url` (`redis://host:port/db`, or
+    /// `redis://:PASSWORD@host:port/db`). Entries pending for 60 s in another consumer are
+    /// claimed.
     ///
     /// # Errors
     /// [`Error::Config`](rivulet_framework::Error::Config) naming the URL when it is not a
     /// Redis URL.
     pub fn new(
-        url: &str,
+        url_with_password: &str,
         stream: &str,
         group: &str,
         consumer: &str,
     ) -> rivulet_framework::Result<RedisGroupReceiver> {
-        let client = redis::Client::open(url)
+        let url = &super::redacted(url_with_password);
+        let client = redis::Client::open(url_with_password)
             .map_err(|e| rivulet_framework::Error::Config(format!("redis URL `{url}`: {e}")))?;
         Ok(RedisGroupReceiver {
             client,
@@ -107,6 +115,20 @@ impl RedisGroupReceiver {
         ))
     }
 
+    /// The error for a failed call: fatal when the server refused the credentials,
+    /// retryable otherwise.
+    fn failed(&self, what: &str, e: redis::RedisError) -> ReceiverError {
+        if super::is_auth_error(&e) {
+            ReceiverError::fatal(format!(
+                "{} (stream {})",
+                super::auth_failed(&self.url, &e),
+                self.stream
+            ))
+        } else {
+            self.error(what, e)
+        }
+    }
+
     /// Runs `f` with the connection on a blocking thread; the connection is dropped on an
     /// error (the next call reconnects).
     async fn call<R: Send + 'static>(
@@ -123,7 +145,7 @@ impl RedisGroupReceiver {
                 })
                 .await
                 .map_err(|e| self.error("the blocking call failed", e))?
-                .map_err(|e| self.error("cannot connect", e))?
+                .map_err(|e| self.failed("cannot connect", e))?
             }
         };
         let (connection, result) = tokio::task::spawn_blocking(move || {
@@ -138,7 +160,7 @@ impl RedisGroupReceiver {
                 self.connection = Some(connection);
                 Ok(r)
             }
-            Err(e) => Err(self.error(what, e)),
+            Err(e) => Err(self.failed(what, e)),
         }
     }
 
@@ -276,7 +298,7 @@ impl Receiver for RedisGroupReceiver {
                 }
             })
             .await?;
-        created.map_err(|e| self.error("cannot create the consumer group", e))
+        created.map_err(|e| self.failed("cannot create the consumer group", e))
     }
 
     async fn receive(&mut self, sink: &mut BlockSink<RedisEntry>) -> Result<Flow, ReceiverError> {
