@@ -8,7 +8,9 @@
 //! a shared subscription group split the messages between them; payloads that are not
 //! UTF-8 are delivered and counted, not a panic; a message over the receiver's size limit
 //! stops the context with an error naming the limit (instead of failing again at every
-//! redelivery).
+//! redelivery). Against a broker that admits one user with a password, a wrong password or
+//! none stops the receiver and the context with an error naming the broker, the topic and
+//! the `CONNACK` return code (without the password); the right one receives every message.
 //!
 //! mosquitto comes from Debian's `mosquitto` package (`bash scripts/install-test-tools.sh`;
 //! the binary is /usr/sbin/mosquitto). Without it each test prints a loud `SKIPPED` line and
@@ -22,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use mqtt_support::{broker, broker_not_started, lines};
+use mqtt_support::{broker, broker_not_started, broker_with_password, lines};
 use rivulet::prelude::*;
 use rivulet::receivers::{MqttMessage, MqttReceiver};
 
@@ -464,6 +466,80 @@ async fn messages_published_while_the_receiver_is_away_are_delivered_when_it_ret
             "the messages published while away, and only those (the first run acknowledged its own)"
         );
         assert!(seen.values().all(|&n| n == 1), "each once");
+    };
+    tokio::time::timeout(MQTT_TEST_TIMEOUT, run)
+        .await
+        .expect("the test did not finish in time");
+}
+
+#[actix::test]
+async fn wrong_or_missing_credentials_stop_the_context_naming_the_broker_and_return_code() {
+    let Some(broker) = broker_with_password(
+        "wrong_or_missing_credentials_stop_the_context_naming_the_broker_and_return_code",
+        "reader",
+        "s3cret-pw",
+    ) else {
+        return;
+    };
+    let run = async {
+        for credentials in [
+            Some(("reader", "wrong-pw")),
+            Some(("nobody", "s3cret-pw")),
+            None,
+        ] {
+            let ckpt = tempfile::tempdir().unwrap();
+            let ssc = wal_context(ckpt.path());
+            let mut receiver =
+                MqttReceiver::new("127.0.0.1", broker.port, "secured", "auth-1").unwrap();
+            if let Some((user, password)) = credentials {
+                receiver = receiver.credentials(user, password);
+            }
+            assert!(!format!("{receiver:?}").contains("pw"), "{receiver:?}");
+            ssc.receiver_stream(receiver).foreach_batch(|_, _| {});
+            ssc.start().await.unwrap();
+            // A fatal receiver error: no restarts, the context stops at once.
+            let started = std::time::Instant::now();
+            while ssc.advance(1).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let error = ssc
+                .await_termination()
+                .await
+                .expect_err("a fatal receiver error");
+            let message = error.to_string();
+            assert!(
+                message.contains(&format!(
+                    "mqtt 127.0.0.1:{} topic secured: the broker refused the connection: not authorized (CONNACK return code 5)",
+                    broker.port
+                )),
+                "{credentials:?}: {message}"
+            );
+            assert!(!message.contains("pw"), "the password shows: {message}");
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "stopped in {:?}: not retried",
+                started.elapsed()
+            );
+        }
+        // The right credentials receive every message.
+        let ckpt = tempfile::tempdir().unwrap();
+        let ssc = wal_context(ckpt.path());
+        let events = Events::attach(&ssc);
+        let receiver = MqttReceiver::new("127.0.0.1", broker.port, "secured", "auth-1")
+            .unwrap()
+            .credentials("reader", "s3cret-pw");
+        let tally = Tally::of(&ssc.receiver_stream(receiver));
+        ssc.start().await.unwrap();
+        receivers_started(&events, 1).await;
+        let text = lines(1_000);
+        broker.publish(
+            "secured",
+            text.iter().map(|l| l.clone().into_bytes()).collect(),
+        );
+        run_until(&ssc, Duration::from_secs(30), || tally.messages() >= 1_000).await;
+        ssc.stop(StopMode::Graceful).await.unwrap();
+        assert_eq!(tally.messages(), 1_000);
+        assert_eq!(tally.words(), expected_words(&text));
     };
     tokio::time::timeout(MQTT_TEST_TIMEOUT, run)
         .await

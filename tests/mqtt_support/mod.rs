@@ -3,6 +3,8 @@
 //! temporary directory, killed on drop and restartable; `None` (after a loud `SKIPPED` line)
 //! when mosquitto is not installed, a failure under `RIVULET_REQUIRE_BROKERS=1`. And a QoS 1
 //! publisher (rumqttc) that returns once the broker acknowledged every message.
+//! [`broker_with_password`] starts one that admits a single user with a password
+//! (`password_file`, made with Debian's `mosquitto_passwd`, and `allow_anonymous false`).
 //!
 //! The broker's configuration departs from mosquitto's defaults where they would lose or
 //! throttle what the tests publish: `max_queued_messages 0` (mosquitto drops messages past
@@ -26,6 +28,8 @@ pub struct Broker {
     pub port: u16,
     dir: tempfile::TempDir,
     binary: PathBuf,
+    /// The user and password the broker admits (`None`: anonymous clients).
+    pub credentials: Option<(String, String)>,
 }
 
 /// The broker, started, or `None` after a loud line when mosquitto is missing (a failure
@@ -36,8 +40,32 @@ pub fn broker(test: &str) -> Option<Broker> {
     Some(broker)
 }
 
+/// A broker that admits only `user` with `password`, started, or `None` as [`broker`] (also
+/// when `mosquitto_passwd` is missing).
+pub fn broker_with_password(test: &str, user: &str, password: &str) -> Option<Broker> {
+    let passwd = crate::common::installed_tool(
+        "mosquitto_passwd",
+        "mosquitto",
+        "RIVULET_REQUIRE_BROKERS",
+        test,
+    )?;
+    let mut broker = configured(test, Some((user, password)), &passwd)?;
+    broker.start();
+    Some(broker)
+}
+
 /// The broker, configured on its port but not started (for a broker down at the start).
 pub fn broker_not_started(test: &str) -> Option<Broker> {
+    configured(test, None, std::path::Path::new(""))
+}
+
+/// The broker's configuration, with a password file of `credentials` (made by the
+/// `mosquitto_passwd` at `passwd`) when given.
+fn configured(
+    test: &str,
+    credentials: Option<(&str, &str)>,
+    passwd: &std::path::Path,
+) -> Option<Broker> {
     let binary =
         crate::common::installed_tool("mosquitto", "mosquitto", "RIVULET_REQUIRE_BROKERS", test)?;
     let port = TcpListener::bind("127.0.0.1:0")
@@ -45,9 +73,24 @@ pub fn broker_not_started(test: &str) -> Option<Broker> {
         .expect("a free port")
         .port();
     let dir = tempfile::tempdir().expect("a temporary directory");
+    let access = match credentials {
+        Some((user, password)) => {
+            let file = dir.path().join("passwords");
+            let made = Command::new(passwd)
+                .arg("-b")
+                .arg("-c")
+                .arg(&file)
+                .args([user, password])
+                .output()
+                .expect("mosquitto_passwd runs");
+            assert!(made.status.success(), "mosquitto_passwd: {made:?}");
+            format!("allow_anonymous false\npassword_file {}\n", file.display())
+        }
+        None => "allow_anonymous true\n".to_string(),
+    };
     let config = format!(
         "listener {port} 127.0.0.1\n\
-         allow_anonymous true\n\
+         {access}\
          persistence true\n\
          persistence_location {}/\n\
          max_queued_messages 0\n\
@@ -63,6 +106,7 @@ pub fn broker_not_started(test: &str) -> Option<Broker> {
         port,
         dir,
         binary,
+        credentials: credentials.map(|(u, p)| (u.to_string(), p.to_string())),
     })
 }
 
@@ -139,7 +183,7 @@ impl Broker {
     /// Publishes `payloads` to `topic` at QoS 1 and returns once the broker acknowledged
     /// each (see [`publish_at`]).
     pub fn publish(&self, topic: &str, payloads: Vec<Vec<u8>>) {
-        publish_at(self.port, topic, payloads);
+        publish_with(self.port, self.credentials.clone(), topic, payloads);
     }
 
     /// Publishes in a thread of its own, for a test that runs batches meanwhile.
@@ -165,6 +209,16 @@ impl Drop for Broker {
 /// error or after 60 s. Runs in threads of its own (rumqttc's blocking client has its own
 /// runtime), so it may be called from an async test.
 pub fn publish_at(port: u16, topic: &str, payloads: Vec<Vec<u8>>) {
+    publish_with(port, None, topic, payloads);
+}
+
+/// [`publish_at`], connecting with `credentials` (user, password) when given.
+pub fn publish_with(
+    port: u16,
+    credentials: Option<(String, String)>,
+    topic: &str,
+    payloads: Vec<Vec<u8>>,
+) {
     let total = payloads.len();
     if total == 0 {
         return;
@@ -174,6 +228,9 @@ pub fn publish_at(port: u16, topic: &str, payloads: Vec<Vec<u8>>) {
         let id = format!("publisher-{}", fastrand::u64(..));
         let mut options = MqttOptions::new(id, "127.0.0.1", port);
         options.set_max_packet_size(1 << 20, 1 << 20);
+        if let Some((user, password)) = credentials {
+            options.set_credentials(user, password);
+        }
         let (client, mut connection) = Client::new(options, 1_000);
         let sender = {
             let client = client.clone();
