@@ -30,7 +30,11 @@
 //!
 //! A server that is down fails the call that needed it at once, with an error naming it
 //! (`nats nats://127.0.0.1:4222: cannot connect: ...`): the batch fails and the next one asks
-//! again, a receiver restarts after its backoff. This build has no TLS by default: enable
+//! again, a receiver restarts after its backoff. Credentials go in the URL
+//! (`nats://user:password@host:port`, or `nats://token@host:port`; async-nats alone would
+//! ignore them) and never appear in errors or names; a server that refuses them is an error
+//! saying `authentication failed` and naming the server: the direct source's call fails,
+//! the receiver stops with a fatal error (no restarts). This build has no TLS by default: enable
 //! the `tls` feature (rustls with `ring`) for a server that requires it; without it, a
 //! connection to such a server fails with an error (the client's task panics inside its own
 //! runtime, which is reported as an error, and the panic message is logged).

@@ -18,6 +18,13 @@
 //! its first message; an existing one is joined as it is (its configuration is the server's).
 //! Every call to the server runs on the receiver's own runtime (see the crate docs), never
 //! on the receiver's actor thread.
+//!
+//! A server that cannot be reached is a retryable error: the receiver supervisor restarts
+//! the receiver after its backoff, logging the reason, up to `receiver_restarts` times. A
+//! server that refuses the URL's credentials (or requires some and got none) stops the
+//! receiver with a fatal error saying `authentication failed` and naming the server (without
+//! the credentials): a restart would send the same ones. Nothing was fetched, so nothing is
+//! lost; the failed receiver stops the context.
 
 use std::fmt;
 use std::time::Duration;
@@ -64,7 +71,8 @@ impl fmt::Debug for NatsConsumerReceiver {
 }
 
 impl NatsConsumerReceiver {
-    /// A receiver of stream `stream` on the server at `server` (`nats://host:port`) through
+    /// A receiver of stream `stream` on the server at `server` (`nats://host:port`, or with
+    /// credentials `nats://user:password@host:port` or `nats://token@host:port`) through
     /// the durable consumer `durable`: batches of 1,000 messages, a fetch waiting at most
     /// 200 ms, and (when it makes the consumer) an ack wait of 30 s.
     ///
@@ -216,13 +224,13 @@ impl Receiver for NatsConsumerReceiver {
         let made = self
             .runtime
             .run(async move {
-                let client = connection.client().await?;
+                let client = connection.client().await.map_err(|f| (f.auth, f.message))?;
                 let mut js = jetstream::new(client);
                 js.set_timeout(REQUEST_TIMEOUT);
                 let stream = js
                     .get_stream(&stream)
                     .await
-                    .map_err(|e| format!("cannot read the stream's info: {e}"))?;
+                    .map_err(|e| (false, format!("cannot read the stream's info: {e}")))?;
                 stream
                     .get_or_create_consumer(
                         &durable,
@@ -235,18 +243,28 @@ impl Receiver for NatsConsumerReceiver {
                         },
                     )
                     .await
-                    .map_err(|e| format!("cannot make or join the durable consumer: {e}"))
+                    .map_err(|e| {
+                        (
+                            false,
+                            format!("cannot make or join the durable consumer: {e}"),
+                        )
+                    })
             })
             .await
+            .map_err(|e| (false, e))
             .and_then(|r| r);
         match made {
             Ok(consumer) => {
                 self.consumer = Some(consumer);
                 Ok(())
             }
-            Err(e) => {
+            Err((auth, e)) => {
                 self.connection.reset();
-                Err(self.error(e))
+                let error = self.error(e);
+                Err(match auth {
+                    true => ReceiverError::fatal(error.to_string()),
+                    false => error,
+                })
             }
         }
     }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::connection::State;
-use async_nats::{Client, ConnectOptions};
+use async_nats::{Client, ConnectErrorKind, ConnectOptions, ServerAddr};
 use parking_lot::Mutex;
 
 /// How long connecting to the server may take.
@@ -105,12 +105,94 @@ impl ClientRuntime {
     }
 }
 
+/// What a server URL's user information says: a user and password
+/// (`nats://user:pass@host:port`) or a token (`nats://token@host:port`).
+#[derive(Clone)]
+enum Credentials {
+    UserPassword(String, String),
+    Token(String),
+}
+
+/// Why a connection could not be made.
+#[derive(Debug)]
+pub(crate) struct ConnectFailure {
+    /// The reason, without the server's address (the caller names it).
+    pub(crate) message: String,
+    /// Whether the server refused the credentials (a retry sends the same ones).
+    pub(crate) auth: bool,
+}
+
+impl fmt::Display for ConnectFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<ConnectFailure> for String {
+    fn from(failure: ConnectFailure) -> String {
+        failure.message
+    }
+}
+
+/// `%XX` escapes of a URL's user information decoded (a `%` not followed by two hex digits
+/// is kept as is).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The server's address without its user information (to connect to, and to show in
+/// errors: no password or token ever reaches a log), and the credentials it carried. An
+/// address that does not parse is returned as it is (connecting to it fails, naming it).
+fn split_credentials(server: &str) -> (String, Option<Credentials>) {
+    let Ok(addr) = server.parse::<ServerAddr>() else {
+        return (server.to_string(), None);
+    };
+    let mut url = addr.into_inner();
+    let user = percent_decoded(url.username());
+    let credentials = match url.password() {
+        Some(password) => Some(Credentials::UserPassword(user, percent_decoded(password))),
+        None if !user.is_empty() => Some(Credentials::Token(user)),
+        None => None,
+    };
+    if credentials.is_none() {
+        return (server.to_string(), None);
+    }
+    // Both fail only for a URL that cannot have user information: not one that had some.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    (url.to_string(), credentials)
+}
+
 /// A connection to one server, made at first use and made again when the client is not
 /// connected: a server that is down fails the call at once (connection refused) instead of
 /// waiting for async-nats's own reconnection, and one that came back is met by the next call.
+///
+/// Credentials in the server's URL (`nats://user:pass@host:port`, or `nats://token@host:port`)
+/// are sent as the user and password, or the token (async-nats itself ignores a URL's user
+/// information); `server` is the URL without them.
 #[derive(Clone)]
 pub(crate) struct Connection {
     pub(crate) server: String,
+    credentials: Option<Credentials>,
     client: Arc<Mutex<Option<Client>>>,
 }
 
@@ -124,8 +206,10 @@ impl fmt::Debug for Connection {
 
 impl Connection {
     pub(crate) fn new(server: &str) -> Connection {
+        let (server, credentials) = split_credentials(server);
         Connection {
-            server: server.to_string(),
+            server,
+            credentials,
             client: Arc::default(),
         }
     }
@@ -134,14 +218,22 @@ impl Connection {
     ///
     /// # Errors
     /// The reason the server cannot be reached, without the server's address (the caller
-    /// names it).
-    pub(crate) async fn client(&self) -> Result<Client, String> {
+    /// names it); an authorization violation (the server refused the URL's credentials, or
+    /// requires some and got none) says `authentication failed` and is marked as such.
+    pub(crate) async fn client(&self) -> Result<Client, ConnectFailure> {
         if let Some(client) = self.client.lock().clone() {
             if client.connection_state() == State::Connected {
                 return Ok(client);
             }
         }
-        let client = ConnectOptions::new()
+        let options = match self.credentials.clone() {
+            Some(Credentials::UserPassword(user, password)) => {
+                ConnectOptions::with_user_and_password(user, password)
+            }
+            Some(Credentials::Token(token)) => ConnectOptions::with_token(token),
+            None => ConnectOptions::new(),
+        };
+        let client = options
             .connection_timeout(CONNECT_TIMEOUT)
             .request_timeout(Some(REQUEST_TIMEOUT))
             // Our own reconnection is the next call's; this client gives up on its own after
@@ -150,7 +242,20 @@ impl Connection {
             .ignore_discovered_servers()
             .connect(self.server.as_str())
             .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
+            .map_err(|e| match e.kind() {
+                ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
+                    ConnectFailure {
+                        message: format!(
+                            "authentication failed (a wrong or missing user and password or token in the URL): {e}"
+                        ),
+                        auth: true,
+                    }
+                }
+                _ => ConnectFailure {
+                    message: format!("cannot connect: {e}"),
+                    auth: false,
+                },
+            })?;
         // A dropped client ends its connection task once every clone of it is gone.
         *self.client.lock() = Some(client.clone());
         Ok(client)
@@ -204,7 +309,26 @@ mod tests {
         let started = std::time::Instant::now();
         let c = connection.clone();
         let error = rt.block(async move { c.client().await.map(drop) }).unwrap();
-        assert!(error.unwrap_err().starts_with("cannot connect"));
+        let error = error.unwrap_err();
+        assert!(error.message.starts_with("cannot connect") && !error.auth);
         assert!(started.elapsed() < CONNECT_TIMEOUT);
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_taken_out_of_the_name() {
+        let c = Connection::new("nats://alice:p%40ss@127.0.0.1:4222");
+        assert_eq!(c.server, "nats://127.0.0.1:4222");
+        assert!(
+            matches!(&c.credentials, Some(Credentials::UserPassword(u, p)) if u == "alice" && p == "p@ss")
+        );
+        let c = Connection::new("nats://s3cret@127.0.0.1:4222");
+        assert_eq!(c.server, "nats://127.0.0.1:4222");
+        assert!(matches!(&c.credentials, Some(Credentials::Token(t)) if t == "s3cret"));
+        for plain in ["nats://127.0.0.1:4222", "127.0.0.1:4222", "not a url::"] {
+            let c = Connection::new(plain);
+            assert_eq!(c.server, plain);
+            assert!(c.credentials.is_none());
+        }
+        assert_eq!(percent_decoded("a%2Fb%zz%"), "a/b%zz%");
     }
 }

@@ -36,7 +36,11 @@
 //!
 //! Every call runs on the source's own runtime (see the crate docs); a server that is down
 //! fails the call at once with an error naming it (the batch fails, and the next batch asks
-//! again), and a server that came back is met by the next call.
+//! again), and a server that came back is met by the next call. Credentials go in the URL
+//! (`nats://user:password@host:port` or `nats://token@host:port`); a server that refuses
+//! them, or requires some and got none, fails the call the same way with an error saying
+//! `authentication failed` and naming the server (without the credentials): the start
+//! fails with it, or each batch until they are right.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -113,7 +117,8 @@ enum Failure {
 
 impl NatsStreamSource {
     /// Reads the JetStream streams `streams` (each one partition, numbered 0) of the server
-    /// at `server` (`nats://host:port`, or `host:port`), from their first message.
+    /// at `server` (`nats://host:port`, or `host:port`; `nats://user:password@host:port` or
+    /// `nats://token@host:port` for a server that requires them), from their first message.
     ///
     /// # Errors
     /// [`Error::Config`] when no stream is named, or the client's runtime cannot be made.
@@ -163,7 +168,10 @@ impl NatsStreamSource {
         let result = self
             .runtime
             .block(async move {
-                let client = connection.client().await.map_err(Failure::Call)?;
+                let client = connection
+                    .client()
+                    .await
+                    .map_err(|f| Failure::Call(f.message))?;
                 let mut js = jetstream::new(client);
                 js.set_timeout(REQUEST_TIMEOUT);
                 f(js).await

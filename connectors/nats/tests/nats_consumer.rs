@@ -3,7 +3,9 @@
 //! acknowledged; messages are acknowledged only after their blocks are stored (a context
 //! stopped before that leaves them unacknowledged, and they are delivered again to the next
 //! receiver of the consumer); several receivers share one durable consumer, each message
-//! going to one of them.
+//! going to one of them. A wrong password or none stops the receiver (no restarts) and the
+//! context with an error naming the server and saying authentication failed; the right
+//! password receives every message.
 //!
 //! Without nats-server each test prints a loud `SKIPPED` line and passes, except under
 //! `RIVULET_REQUIRE_BROKERS=1`, where it fails.
@@ -226,6 +228,66 @@ async fn several_receivers_share_one_durable_consumer() {
         let unique: BTreeSet<u64> = all.iter().copied().collect();
         assert_eq!(unique.len(), all.len(), "a message went to both receivers");
         assert_eq!(unique, (1..=5_000).collect());
+    })
+    .await;
+}
+
+#[actix::test]
+async fn wrong_or_missing_credentials_stop_the_receiver_and_the_context() {
+    let Some(server) = server_with_password(
+        "wrong_or_missing_credentials_stop_the_receiver_and_the_context",
+        "reader",
+        "s3cret-pw",
+    ) else {
+        return;
+    };
+    let good = server.url_as("reader", "s3cret-pw");
+    let js = js(&good).await;
+    make_stream(&js, "secured", None).await;
+    publish(&js, "secured", &lines(1_000)).await;
+    within(60, async {
+        for url in [server.url_as("reader", "wrong-pw"), server.url()] {
+            let ssc = context(1, 1);
+            let receiver = NatsConsumerReceiver::new(&url, "secured", "counter").unwrap();
+            ssc.receiver_stream(receiver).foreach_batch(|_, _| {});
+            ssc.start().await.unwrap();
+            // A fatal receiver error: no restarts, the context stops at once.
+            let started = Instant::now();
+            while ssc.advance(1).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let message = ssc
+                .await_termination()
+                .await
+                .expect_err("a fatal receiver error")
+                .to_string();
+            assert!(
+                message.contains(&format!(
+                    "nats nats://127.0.0.1:{} stream secured consumer counter: authentication failed",
+                    server.port
+                )) && message.contains("authorization violation"),
+                "{url}: {message}"
+            );
+            assert!(!message.contains("pw"), "the password shows: {message}");
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "stopped in {:?}: not retried",
+                started.elapsed()
+            );
+        }
+        assert!(
+            consumer_info(&good, "secured", "counter").await.is_none(),
+            "no consumer was made"
+        );
+        // The right credentials receive every message.
+        let ssc = context(1, 1);
+        let receiver = NatsConsumerReceiver::new(&good, "secured", "counter").unwrap();
+        let seen = sequences_of(&ssc.receiver_stream(receiver));
+        ssc.start().await.unwrap();
+        advance_until(&ssc, || seen.lock().unwrap().len() >= 1_000).await;
+        ssc.stop(StopMode::Graceful).await.unwrap();
+        let seen: BTreeSet<u64> = seen.lock().unwrap().iter().copied().collect();
+        assert_eq!(seen, (1..=1_000).collect());
     })
     .await;
 }

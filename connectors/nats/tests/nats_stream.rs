@@ -6,7 +6,10 @@
 //! stream that does not exist stops the start naming it; messages removed from a decided
 //! range (a purge, a `max_msgs` limit, the stream deleted) stop the context naming the
 //! stream and sequences; a server that requires TLS, without the `tls` feature, is an error
-//! naming the feature.
+//! naming the feature. Against a server that admits one user with a password, a wrong
+//! password, an unknown user or none stops the start with an error naming the server and
+//! saying authentication failed (without the password), and the right ones read every
+//! message.
 //!
 //! nats-server comes from Debian's `nats-server` package (`bash
 //! scripts/install-test-tools.sh`). Without it each test prints a loud `SKIPPED` line and
@@ -340,6 +343,57 @@ async fn a_server_that_requires_tls_is_an_error_naming_the_tls_feature() {
                 && message.contains("the `tls` feature"),
             "{message}"
         );
+    })
+    .await;
+}
+
+#[actix::test]
+async fn wrong_or_missing_credentials_stop_the_start_naming_the_server() {
+    let Some(server) = server_with_password(
+        "wrong_or_missing_credentials_stop_the_start_naming_the_server",
+        "reader",
+        "s3cret-pw",
+    ) else {
+        return;
+    };
+    within(30, async {
+        let js = js(&server.url_as("reader", "s3cret-pw")).await;
+        make_stream(&js, "secured", None).await;
+        publish(&js, "secured", &lines(100)).await;
+        for url in [
+            server.url_as("reader", "wrong-pw"),
+            server.url_as("nobody", "s3cret-pw"),
+            server.url(),
+        ] {
+            let ssc = context(1, 1);
+            let source = NatsStreamSource::new(&url, ["secured"]).unwrap();
+            assert!(!format!("{source:?}").contains("pw"), "{source:?}");
+            ssc.direct_stream(source, DirectOptions::default())
+                .stream()
+                .foreach_batch(|_, _| {});
+            let message = ssc.start().await.expect_err("refused").to_string();
+            assert!(
+                message.contains(&format!(
+                    "nats nats://127.0.0.1:{}: authentication failed",
+                    server.port
+                )) && message.contains("authorization violation"),
+                "{url}: {message}"
+            );
+            assert!(!message.contains("pw"), "the password shows: {message}");
+        }
+        // The right credentials read every message.
+        let ssc = context(1, 1);
+        let source =
+            NatsStreamSource::new(&server.url_as("reader", "s3cret-pw"), ["secured"]).unwrap();
+        let counts = ssc
+            .direct_stream(source, DirectOptions::default())
+            .stream()
+            .count()
+            .collect_batches();
+        ssc.start().await.unwrap();
+        ssc.advance(1).await.unwrap();
+        ssc.stop(StopMode::Graceful).await.unwrap();
+        assert_eq!(counts.batches()[0], vec![100]);
     })
     .await;
 }

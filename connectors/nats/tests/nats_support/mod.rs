@@ -3,6 +3,8 @@
 //! streams), killed on drop and restartable; `None` (after a loud `SKIPPED` line) when
 //! nats-server is not installed, a failure under `RIVULET_REQUIRE_BROKERS=1`. Also a client
 //! for the test's own publishing, contexts on the manual clock, and the bundled text.
+//! [`server_with_password`] starts one that admits a single user with a password
+//! (`--user`, `--pass`).
 
 #![allow(dead_code)]
 
@@ -57,6 +59,19 @@ pub fn free_port() -> u16 {
 /// The server, started, or `None` when nats-server is missing (see [`binary`]).
 pub fn server(test: &str) -> Option<Server> {
     let mut server = stopped_server(test)?;
+    server.start();
+    Some(server)
+}
+
+/// A server that admits only `user` with `password`, started, or `None` as [`server`].
+pub fn server_with_password(test: &str, user: &str, password: &str) -> Option<Server> {
+    let mut server = stopped_server(test)?;
+    server.extra_args(&[
+        "--user".into(),
+        user.into(),
+        "--pass".into(),
+        password.into(),
+    ]);
     server.start();
     Some(server)
 }
@@ -123,6 +138,11 @@ impl Server {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// The server's URL with `user` and `password` in it.
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!("nats://{user}:{password}@127.0.0.1:{}", self.port)
+    }
+
     pub fn store_dir(&self) -> &Path {
         self.dir.path()
     }
@@ -134,11 +154,17 @@ impl Drop for Server {
     }
 }
 
-/// A JetStream context of the test's own on `url`.
+/// A JetStream context of the test's own on `url`, logged in as the URL's user and
+/// password when it has them (async-nats ignores a URL's user information).
 pub async fn js(url: &str) -> jetstream::Context {
-    let client = async_nats::connect(url)
-        .await
-        .expect("connect to nats-server");
+    let addr: async_nats::ServerAddr = url.parse().expect("a NATS URL");
+    let options = match (addr.username(), addr.password()) {
+        (Some(user), Some(password)) => {
+            async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+        }
+        _ => async_nats::ConnectOptions::new(),
+    };
+    let client = options.connect(url).await.expect("connect to nats-server");
     jetstream::new(client)
 }
 
