@@ -126,6 +126,13 @@ impl KafkaSource {
     }
 
     /// Sets a librdkafka consumer property (e.g. `security.protocol`, `sasl.mechanism`).
+    ///
+    /// Authentication is librdkafka's: `security.protocol=SASL_PLAINTEXT`,
+    /// `sasl.mechanism=PLAIN`, `sasl.username`, `sasl.password` (this build has no TLS and no
+    /// SCRAM). librdkafka reports a refused password as `Local: Authentication failure`;
+    /// what the source's calls then return (the metadata request's error or timeout, naming
+    /// the brokers, failing the start or the batch) is not tested: librdkafka's mock cluster
+    /// has no SASL.
     pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.settings.push((key.into(), value.into()));
         self
