@@ -37,7 +37,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream;
 use clap::Parser;
 use parking_lot::Mutex;
 use rdkafka::config::ClientConfig;
@@ -50,6 +49,7 @@ use rivulet::prelude::*;
 use rivulet::receivers::RedisStreamSource;
 use rivulet_benches::harness::{example_data, median_f64};
 use rivulet_benches::support::{self, words, FeedEnd};
+use async_nats::jetstream;
 use rivulet_kafka::{send_waiting, KafkaRecord, KafkaSource};
 use rivulet_nats::{NatsMessage, NatsStreamSource};
 
@@ -136,7 +136,11 @@ fn start_server(
     let port = StdListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let dir = tempfile::tempdir()?;
     let sbin = std::path::Path::new("/usr/sbin").join(binary);
-    let program = if sbin.is_file() { sbin } else { binary.into() };
+    let program = if sbin.is_file() {
+        sbin
+    } else {
+        binary.into()
+    };
     let child = match Command::new(&program)
         .args(args(port, dir.path()))
         .stdout(Stdio::null())
@@ -437,18 +441,9 @@ async fn main() -> Result<(), BoxError> {
     let kafka = cluster.bootstrap_servers();
     let redis = start_server("redis-server", "redis", |port, dir| {
         let (port, dir) = (port.to_string(), dir.display().to_string());
-        [
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--save",
-            "",
-            "--dir",
-            &dir,
-        ]
-        .map(String::from)
-        .to_vec()
+        ["--bind", "127.0.0.1", "--port", &port, "--save", "", "--dir", &dir]
+            .map(String::from)
+            .to_vec()
     })?;
     let nats = start_server("nats-server", "nats", |port, dir| {
         let (port, dir) = (port.to_string(), dir.display().to_string());
