@@ -82,14 +82,15 @@ impl RedisGroupReceiver {
     /// [`Error::Config`](rivulet_framework::Error::Config) naming the URL when it is not a
     /// Redis URL.
     pub fn new(
-        url_with_password: &str,
+        url: &str,
         stream: &str,
         group: &str,
         consumer: &str,
     ) -> rivulet_framework::Result<RedisGroupReceiver> {
-        let url = &super::redacted(url_with_password);
-        let client = redis::Client::open(url_with_password)
-            .map_err(|e| rivulet_framework::Error::Config(format!("redis URL `{url}`: {e}")))?;
+        let client = redis::Client::open(url).map_err(|e| {
+            rivulet_framework::Error::Config(format!("redis URL `{}`: {e}", super::redacted(url)))
+        })?;
+        let url = &super::redacted(url);
         Ok(RedisGroupReceiver {
             client,
             url: url.to_string(),
