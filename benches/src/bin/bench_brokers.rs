@@ -37,6 +37,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream;
 use clap::Parser;
 use parking_lot::Mutex;
 use rdkafka::config::ClientConfig;
@@ -49,7 +50,6 @@ use rivulet::prelude::*;
 use rivulet::receivers::RedisStreamSource;
 use rivulet_benches::harness::{example_data, median_f64};
 use rivulet_benches::support::{self, words, FeedEnd};
-use async_nats::jetstream;
 use rivulet_kafka::{send_waiting, KafkaRecord, KafkaSource};
 use rivulet_nats::{NatsMessage, NatsStreamSource};
 
@@ -136,11 +136,7 @@ fn start_server(
     let port = StdListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let dir = tempfile::tempdir()?;
     let sbin = std::path::Path::new("/usr/sbin").join(binary);
-    let program = if sbin.is_file() {
-        sbin
-    } else {
-        binary.into()
-    };
+    let program = if sbin.is_file() { sbin } else { binary.into() };
     let child = match Command::new(&program)
         .args(args(port, dir.path()))
         .stdout(Stdio::null())
@@ -379,6 +375,15 @@ async fn run(
             .stream()
             .map(|e| e.text("line").unwrap_or_default().to_string())
         }
+        Input::NatsDirect => {
+            let url = &brokers.nats.as_ref().ok_or("no nats-server")?.url;
+            ssc.direct_stream(
+                NatsStreamSource::new(url, [topic])?,
+                DirectOptions::default(),
+            )
+            .stream()
+            .map(|m: NatsMessage| m.text().unwrap_or_default().to_string())
+        }
     };
     let totals: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     let sink = totals.clone();
@@ -441,9 +446,18 @@ async fn main() -> Result<(), BoxError> {
     let kafka = cluster.bootstrap_servers();
     let redis = start_server("redis-server", "redis", |port, dir| {
         let (port, dir) = (port.to_string(), dir.display().to_string());
-        ["--bind", "127.0.0.1", "--port", &port, "--save", "", "--dir", &dir]
-            .map(String::from)
-            .to_vec()
+        [
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--save",
+            "",
+            "--dir",
+            &dir,
+        ]
+        .map(String::from)
+        .to_vec()
     })?;
     let nats = start_server("nats-server", "nats", |port, dir| {
         let (port, dir) = (port.to_string(), dir.display().to_string());
