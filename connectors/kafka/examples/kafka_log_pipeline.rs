@@ -36,13 +36,14 @@ use clap::Parser;
 use parking_lot::Mutex;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use rivulet::prelude::*;
 use rivulet_kafka::{
     save_to_kafka_exactly_once, send_waiting, ExactlyOnce, KafkaRecord, KafkaSink, KafkaSource,
+    BATCH_HEADER,
 };
 
 #[derive(Parser, Debug)]
@@ -114,8 +115,21 @@ fn load(brokers: &str, topic: &str, lines: &[String]) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// Sums the committed counts in `topic` (all partitions): key = status, value = count.
-fn read_back(brokers: &str, topic: &str) -> Result<BTreeMap<String, u64>, BoxError> {
+/// What the output topic holds, read back.
+struct ReadBack {
+    /// The committed counts summed per status, each batch's count of a status once.
+    sums: BTreeMap<String, u64>,
+    /// Records of a batch and status seen before (and equal to the first).
+    written_again: usize,
+}
+
+/// Sums the committed counts in `topic` (all partitions): key = status, value = count, the
+/// batch in the `rivulet-batch-ms` header. A broker that implements transactions shows this
+/// `read_committed` consumer each batch's records once; one without transaction isolation
+/// (librdkafka's mock cluster) also shows what a killed run's open transaction had sent
+/// before the batch was written again, so each batch's count of a status is taken once (and
+/// must equal its other copies).
+fn read_back(brokers: &str, topic: &str) -> Result<ReadBack, BoxError> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "kafka_log_pipeline-check")
@@ -134,9 +148,13 @@ fn read_back(brokers: &str, topic: &str) -> Result<BTreeMap<String, u64>, BoxErr
             }
         }
     }
-    let mut sums = BTreeMap::new();
+    let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut written_again = 0;
     if ends.is_empty() {
-        return Ok(sums);
+        return Ok(ReadBack {
+            sums: BTreeMap::new(),
+            written_again,
+        });
     }
     consumer.assign(&tpl)?;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -162,14 +180,38 @@ fn read_back(brokers: &str, topic: &str) -> Result<BTreeMap<String, u64>, BoxErr
                 let n: u64 = value
                     .parse()
                     .map_err(|e| format!("{topic} offset {}: count {value:?}: {e}", m.offset()))?;
-                *sums.entry(key).or_insert(0) += n;
+                let batch = m
+                    .headers()
+                    .and_then(|h| h.iter().find(|h| h.key == BATCH_HEADER))
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .ok_or_else(|| {
+                        format!("{topic} offset {}: no {BATCH_HEADER} header", m.offset())
+                    })?;
+                match counts.insert((batch.clone(), key.clone()), n) {
+                    Some(first) if first != n => {
+                        return Err(format!(
+                            "{topic}: batch {batch} status {key} written twice with different counts: {first} and {n}"
+                        )
+                        .into())
+                    }
+                    Some(_) => written_again += 1,
+                    None => {}
+                }
                 if m.offset() + 1 >= ends.get(&m.partition()).copied().unwrap_or(i64::MAX) {
                     ends.remove(&m.partition());
                 }
             }
         }
     }
-    Ok(sums)
+    let mut sums = BTreeMap::new();
+    for ((_, key), n) in counts {
+        *sums.entry(key).or_insert(0) += n;
+    }
+    Ok(ReadBack {
+        sums,
+        written_again,
+    })
 }
 
 fn serve(args: &Args) -> Result<(), BoxError> {
@@ -327,8 +369,8 @@ async fn run(args: Args) -> Result<bool, BoxError> {
                 None => {
                     let (b, t) = (check_brokers.clone(), out_topic.clone());
                     let sums = tokio::task::spawn_blocking(move || read_back(&b, &t)).await;
-                    if let Ok(Ok(sums)) = sums {
-                        if sums.values().sum::<u64>() >= total {
+                    if let Ok(Ok(read)) = sums {
+                        if read.sums.values().sum::<u64>() >= total {
                             return;
                         }
                     }
@@ -345,7 +387,14 @@ async fn run(args: Args) -> Result<bool, BoxError> {
     ssc.stop(StopMode::Graceful).await?;
 
     let (b, t) = (brokers.clone(), args.out_topic.clone());
-    let got = tokio::task::spawn_blocking(move || read_back(&b, &t)).await??;
+    let read = tokio::task::spawn_blocking(move || read_back(&b, &t)).await??;
+    if read.written_again > 0 {
+        println!(
+            "{} record(s) of batches written again after a crash, equal to their first copies, counted once (the broker shows records of aborted transactions).",
+            read.written_again
+        );
+    }
+    let got = read.sums;
     if let Some(n) = got.get("unparsed") {
         println!("{n} line(s) did not parse (counted under `unparsed`).");
     }

@@ -49,4 +49,4 @@ mod transactional;
 
 pub use sink::{save_to_kafka, send_waiting, KafkaSink};
 pub use source::{KafkaRecord, KafkaSource, StartOffset};
-pub use transactional::{save_to_kafka_exactly_once, ExactlyOnce};
+pub use transactional::{save_to_kafka_exactly_once, ExactlyOnce, BATCH_HEADER};

@@ -10,7 +10,8 @@
 //! Otherwise any transaction the dead process left open is aborted when the new producer
 //! registers (`initTransactions` fences the old producer), and the batch is written again.
 //! A consumer with `isolation.level=read_committed` therefore sees every batch's records
-//! exactly once.
+//! exactly once, on a broker that implements transactions (librdkafka's mock cluster does
+//! not: see [`ExactlyOnce`]).
 //!
 //! The progress record, not the group's committed offsets, decides: librdkafka's mock
 //! cluster does not keep offsets committed in a transaction (measured: the group's offset
@@ -24,7 +25,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use rivulet_framework::data::Data;
@@ -39,6 +40,9 @@ use crate::{KafkaRecord, KafkaSink};
 /// How long a transaction's steps (registering the producer, committing, aborting) and a
 /// read of the progress topic may take.
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The header every record of a batch carries: the batch's time, ms, as decimal text.
+pub const BATCH_HEADER: &str = "rivulet-batch-ms";
 
 /// The progress records read back at a time, from the end of the progress topic.
 const PROGRESS_WINDOW: i64 = 64;
@@ -71,7 +75,14 @@ struct Session {
 /// names this batch or a later one, the batch's transaction committed before the crash and
 /// nothing is written again; otherwise the new producer's registration (`initTransactions`)
 /// aborts whatever the dead process left open, and the batch is written. A consumer with
-/// `isolation.level=read_committed` sees each batch's records once. This relies on outputs
+/// `isolation.level=read_committed` sees each batch's records once. Every record carries its
+/// batch's time in the [`BATCH_HEADER`] header, so that a reader of a broker without
+/// transaction isolation can tell a batch written again from a new one: librdkafka's mock
+/// cluster is one (its `EndTxn` commits and aborts nothing: what a transaction sent is
+/// visible at once, so the records a killed run had sent before its commit stay there
+/// beside the batch written again; the records are acknowledged before the progress record
+/// is produced, so a progress record never stands for records the broker does not hold).
+/// This relies on outputs
 /// running one batch at a time in batch order (rivulet's default, as Spark's
 /// `concurrentJobs` = 1). Beyond Spark, whose Kafka outputs are at-least-once.
 #[derive(Clone, Debug)]
@@ -246,11 +257,17 @@ impl ExactlyOnce {
         producer
             .begin_transaction()
             .map_err(|e| self.error("cannot begin a transaction", e))?;
+        let batch_text = batch_ms.to_string();
         let written = (|| -> Result<(), BoxError> {
             for r in &records {
                 let (key, value) = record(r);
-                let mut message =
-                    BaseRecord::<Vec<u8>, Vec<u8>>::to(&self.sink.topic).payload(&value);
+                let headers = OwnedHeaders::new().insert(Header {
+                    key: BATCH_HEADER,
+                    value: Some(&batch_text),
+                });
+                let mut message = BaseRecord::<Vec<u8>, Vec<u8>>::to(&self.sink.topic)
+                    .payload(&value)
+                    .headers(headers);
                 if let Some(key) = &key {
                     message = message.key(key);
                 }
@@ -268,6 +285,12 @@ impl ExactlyOnce {
                     )
                     .map_err(|e| self.error("cannot list the offsets", e))?;
             }
+            // The records are acknowledged before the progress record is produced: even a
+            // broker without transaction isolation then never holds a batch's progress
+            // record without all of its records.
+            producer
+                .flush(TRANSACTION_TIMEOUT)
+                .map_err(|e| self.error(&format!("records of batch {t} not acknowledged"), e))?;
             let progress = serde_json::to_vec(&Progress { batch_ms, ranges })?;
             send_waiting(
                 producer,
