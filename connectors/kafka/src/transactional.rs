@@ -4,9 +4,9 @@
 //! sent to the transaction as the consumer group's offsets (Kafka's
 //! `sendOffsetsToTransaction`, so that Kafka's tools show the output's progress).
 //!
-//! A batch recomputed after a restart (its ranges come back from the metadata checkpoint)
-//! looks up the last progress record of its transactional id first: if that batch or a later
-//! one is there, its transaction committed before the crash and it publishes nothing.
+//! A batch recomputed after a restart looks up the last progress record of its
+//! transactional id first: if the ranges published reach past the batch's, it publishes
+//! nothing (see [`ExactlyOnce`] for the one crash window where a batch is published twice).
 //! Otherwise any transaction the dead process left open is aborted when the new producer
 //! registers (`initTransactions` fences the old producer), and the batch is written again.
 //! A consumer with `isolation.level=read_committed` therefore sees every batch's records
@@ -17,7 +17,7 @@
 //! cluster does not keep offsets committed in a transaction (measured: the group's offset
 //! stays unset), and the record works the same on any broker. Outputs run one batch at a
 //! time in batch order (rivulet's default, as Spark's `concurrentJobs` = 1), which the
-//! "this batch or a later one" rule relies on.
+//! progress rule relies on.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +29,9 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use rivulet_framework::data::Data;
-use rivulet_framework::dstream::{DStream, DirectStream, OffsetRange};
+use std::collections::BTreeMap;
+
+use rivulet_framework::dstream::{DStream, DirectStream, OffsetRange, SourcePartition};
 use rivulet_framework::time::Time;
 use rivulet_framework::BoxError;
 use serde::{Deserialize, Serialize};
@@ -61,8 +63,8 @@ struct Session {
     producer: ThreadedProducer<DefaultProducerContext>,
     /// A consumer of the output's own group, for its metadata in the transaction.
     group: BaseConsumer,
-    /// The newest batch whose transaction committed, ms.
-    last_published_ms: Option<i64>,
+    /// Where the newest committed transaction's ranges end, per source partition.
+    published_until: BTreeMap<SourcePartition, u64>,
 }
 
 /// Where [`save_to_kafka_exactly_once`] writes: a [`KafkaSink`], the transactional id (one
@@ -71,20 +73,30 @@ struct Session {
 /// Each batch's records go in one Kafka transaction with a progress record naming the batch
 /// and the offset ranges its Kafka input read (the ranges are also sent to the transaction
 /// as the consumer group's offsets, Kafka's `sendOffsetsToTransaction`). A batch recomputed
-/// after a restart first looks up the newest committed progress record of the id: if it
-/// names this batch or a later one, the batch's transaction committed before the crash and
-/// nothing is written again; otherwise the new producer's registration (`initTransactions`)
-/// aborts whatever the dead process left open, and the batch is written. A consumer with
-/// `isolation.level=read_committed` sees each batch's records once. Every record carries its
-/// batch's time in the [`BATCH_HEADER`] header, so that a reader of a broker without
-/// transaction isolation can tell a batch written again from a new one: librdkafka's mock
-/// cluster is one (its `EndTxn` commits and aborts nothing: what a transaction sent is
-/// visible at once, so the records a killed run had sent before its commit stay there
-/// beside the batch written again; the records are acknowledged before the progress record
-/// is produced, so a progress record never stands for records the broker does not hold).
-/// This relies on outputs
-/// running one batch at a time in batch order (rivulet's default, as Spark's
-/// `concurrentJobs` = 1). Beyond Spark, whose Kafka outputs are at-least-once.
+/// after a restart first looks up the newest committed progress record of the id: if its
+/// ranges already reach past every range the batch reads, the batch's records were published
+/// and nothing is written again; otherwise the new producer's registration
+/// (`initTransactions`) aborts whatever the dead process left open, and the batch is
+/// written. Offsets, not batch times, say what was published, so a restart never skips
+/// records it did not publish.
+///
+/// **The crash window.** A batch's ranges become durable with its metadata checkpoint,
+/// which rivulet (as Spark) writes after the batch's outputs. A process killed after a
+/// batch's transaction committed but before that checkpoint is written cuts the batch again
+/// after the restart, from the same offsets to the offsets then latest: when those reach
+/// further, the batch is published whole again (a warning says so), and the records it
+/// published before count twice for a `read_committed` reader. Otherwise (the batch re-cut
+/// with the same ranges, or a crash at any other moment) each record is published once.
+///
+/// Every record carries its batch's time in the [`BATCH_HEADER`] header, so that a reader of
+/// a broker without transaction isolation can tell a batch written again from a new one:
+/// librdkafka's mock cluster is one (its `EndTxn` commits and aborts nothing: what a
+/// transaction sent is visible at once, so the records a killed run had sent before its
+/// commit stay beside the batch written again; the records are acknowledged before the
+/// progress record is produced, so a progress record never stands for records the broker
+/// does not hold). This relies on outputs running one batch at a time in batch order
+/// (rivulet's default, as Spark's `concurrentJobs` = 1). Beyond Spark, whose Kafka outputs
+/// are at-least-once.
 #[derive(Clone, Debug)]
 pub struct ExactlyOnce {
     sink: KafkaSink,
@@ -135,11 +147,19 @@ impl ExactlyOnce {
         let group = self
             .consumer(&self.transactional_id)
             .map_err(|e| self.error("cannot create the group's consumer", e))?;
-        let last_published_ms = self.last_published()?;
+        let published_until = self
+            .last_published()?
+            .map(|p| {
+                p.ranges
+                    .into_iter()
+                    .map(|r| (r.partition, r.until))
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Session {
             producer,
             group,
-            last_published_ms,
+            published_until,
         })
     }
 
@@ -154,9 +174,9 @@ impl ExactlyOnce {
             .create()
     }
 
-    /// The batch time of the newest committed progress record of this id, reading the
-    /// progress topic backwards a window at a time; `None` when there is none.
-    fn last_published(&self) -> Result<Option<i64>, BoxError> {
+    /// The newest committed progress record of this id, reading the progress topic
+    /// backwards a window at a time; `None` when there is none.
+    fn last_published(&self) -> Result<Option<Progress>, BoxError> {
         let topic = &self.progress_topic;
         let reader = self
             .consumer(&format!("{}.reader", self.transactional_id))
@@ -218,7 +238,7 @@ impl ExactlyOnce {
                                 e,
                             )
                         })?;
-                        newest = Some(progress.batch_ms);
+                        newest = Some(progress);
                     }
                 }
             }
@@ -230,8 +250,8 @@ impl ExactlyOnce {
         Ok(None)
     }
 
-    /// Writes batch `t`'s records and its progress in one transaction, unless a transaction
-    /// of batch `t` or a later one committed already.
+    /// Writes batch `t`'s records and its progress in one transaction,
+    /// unless the newest committed progress record reaches past every range it reads.
     fn publish<T>(
         &self,
         session: &mut Session,
@@ -241,17 +261,31 @@ impl ExactlyOnce {
         record: &(dyn Fn(&T) -> (Option<Vec<u8>>, Vec<u8>) + Send + Sync),
     ) -> Result<(), BoxError> {
         let batch_ms = t.as_ms();
-        if session
-            .last_published_ms
-            .is_some_and(|last| last >= batch_ms)
+        let reading: Vec<&OffsetRange> = ranges.iter().filter(|r| r.count() > 0).collect();
+        let published = |r: &OffsetRange| session.published_until.get(&r.partition).copied();
+        if !reading.is_empty()
+            && reading
+                .iter()
+                .all(|r| published(r).is_some_and(|until| until >= r.until))
         {
             tracing::info!(
-                "kafka transactional id {}: batch {t} was published before the restart; not again",
+                "kafka transactional id {}: batch {t}'s records were published before the restart; not again",
                 self.transactional_id
             );
             return Ok(());
         }
+        if let Some(r) = reading
+            .iter()
+            .find(|r| published(r).is_some_and(|until| until > r.from))
+        {
+            tracing::warn!(
+                "kafka transactional id {}: batch {t} reads {r}, of which offsets up to {} were published before a crash: the batch was cut again with more records (its ranges were not in a checkpoint yet); it is published whole, and the records published before count twice",
+                self.transactional_id,
+                published(r).unwrap_or(r.from)
+            );
+        }
         let records = records()?;
+        let published_ranges = ranges.clone();
         let started = std::time::Instant::now();
         let producer = &session.producer;
         producer
@@ -291,7 +325,10 @@ impl ExactlyOnce {
             producer
                 .flush(TRANSACTION_TIMEOUT)
                 .map_err(|e| self.error(&format!("records of batch {t} not acknowledged"), e))?;
-            let progress = serde_json::to_vec(&Progress { batch_ms, ranges })?;
+            let progress = serde_json::to_vec(&Progress {
+                batch_ms,
+                ranges: ranges.clone(),
+            })?;
             send_waiting(
                 producer,
                 BaseRecord::to(&self.progress_topic)
@@ -326,7 +363,9 @@ impl ExactlyOnce {
                     records.len(),
                     started.elapsed()
                 );
-                session.last_published_ms = Some(batch_ms);
+                for r in &published_ranges {
+                    session.published_until.insert(r.partition.clone(), r.until);
+                }
                 Ok(())
             }
             Err(e) => {
