@@ -38,11 +38,10 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use rivulet::prelude::*;
 use rivulet_kafka::{
-    save_to_kafka_exactly_once, send_waiting, ExactlyOnce, KafkaRecord, KafkaSink, KafkaSource,
+    produce_lines, save_to_kafka_exactly_once, ExactlyOnce, KafkaRecord, KafkaSink, KafkaSource,
     BATCH_HEADER,
 };
 
@@ -100,19 +99,6 @@ fn independent_counts(lines: &[String]) -> BTreeMap<String, u64> {
         *counts.entry(status_key(line)).or_insert(0) += 1;
     }
     counts
-}
-
-fn load(brokers: &str, topic: &str, lines: &[String]) -> Result<(), BoxError> {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .create()?;
-    for line in lines {
-        send_waiting(&producer, BaseRecord::<(), String>::to(topic).payload(line))
-            .map_err(|e| format!("producing to {topic}: {e}"))?;
-    }
-    producer.flush(Duration::from_secs(60))?;
-    Ok(())
 }
 
 /// What the output topic holds, read back.
@@ -315,7 +301,7 @@ async fn run(args: Args) -> Result<bool, BoxError> {
             lines.len(),
             args.topic
         );
-        load(&brokers, &args.topic, &lines)?;
+        produce_lines(&brokers, &args.topic, &lines)?;
     }
     let config = StreamingConfig::new()
         .app_name("kafka_log_pipeline")

@@ -20,11 +20,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use parking_lot::Mutex;
-use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rivulet::prelude::*;
-use rivulet_kafka::{send_waiting, KafkaRecord, KafkaSource};
+use rivulet_kafka::{produce_lines, KafkaRecord, KafkaSource};
 
 #[derive(Parser, Debug)]
 #[command(about = "Word count over a Kafka topic with the direct stream")]
@@ -54,20 +52,6 @@ fn words(line: &str) -> Vec<String> {
         .filter(|w| !w.is_empty())
         .map(str::to_ascii_lowercase)
         .collect()
-}
-
-/// Produces every line to `topic` and waits until the brokers acknowledged them all.
-fn load(brokers: &str, topic: &str, lines: &[String]) -> Result<(), BoxError> {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .create()?;
-    for line in lines {
-        send_waiting(&producer, BaseRecord::<(), String>::to(topic).payload(line))
-            .map_err(|e| format!("producing to {topic}: {e}"))?;
-    }
-    producer.flush(Duration::from_secs(60))?;
-    Ok(())
 }
 
 #[actix::main]
@@ -124,7 +108,7 @@ async fn run(args: Args) -> Result<bool, BoxError> {
             ""
         }
     );
-    load(&brokers, &args.topic, &lines)?;
+    produce_lines(&brokers, &args.topic, &lines)?;
 
     let ssc = StreamingContext::new(
         StreamingConfig::new()

@@ -47,6 +47,6 @@ mod sink;
 mod source;
 mod transactional;
 
-pub use sink::{save_to_kafka, send_waiting, KafkaSink};
+pub use sink::{produce_lines, save_to_kafka, send_waiting, KafkaSink};
 pub use source::{KafkaRecord, KafkaSource, StartOffset};
 pub use transactional::{save_to_kafka_exactly_once, ExactlyOnce, BATCH_HEADER};
