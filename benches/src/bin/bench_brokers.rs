@@ -442,6 +442,9 @@ async fn main() -> Result<(), BoxError> {
     for w in lines.iter().flat_map(|l| words(l.clone())) {
         *expected.entry(w).or_insert(0) += 1;
     }
+    if expected.is_empty() {
+        return Err("nothing to check: --lines gives no words to count".into());
+    }
     let cluster = MockCluster::new(1)?;
     let kafka = cluster.bootstrap_servers();
     let redis = start_server("redis-server", "redis", |port, dir| {
