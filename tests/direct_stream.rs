@@ -429,6 +429,83 @@ async fn a_restarted_program_reads_each_offset_once() {
     .await;
 }
 
+/// Makes the newest metadata checkpoint in `dir` unreadable, as if the process had been
+/// killed after the batch's outputs ran and before its checkpoint was complete.
+fn tear_newest_metadata_checkpoint(dir: &std::path::Path) {
+    use rivulet::framework::checkpoint::{CheckpointStore, Tree};
+    let store = rivulet::actors::SledCheckpointStore::open(dir).unwrap();
+    let keys = store.keys(Tree::Meta, b"meta/").unwrap();
+    let newest = keys.last().unwrap();
+    let mut value = store.get(Tree::Meta, newest).unwrap().unwrap();
+    value.truncate(value.len() - 3);
+    store.put(Tree::Meta, newest, &value).unwrap();
+    store.flush().unwrap();
+}
+
+#[actix::test]
+async fn a_batch_killed_before_its_checkpoint_is_recomputed_over_the_ranges_its_outputs_saw() {
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = MemoryLog::default();
+        log.append(0, &["a", "b", "c"]);
+        log.append(1, &["d"]);
+        let build = |seen: &Arc<Mutex<Option<Seen>>>| {
+            let (log, seen) = (log.clone(), seen.clone());
+            move |ssc: &StreamingContext| {
+                let direct = ssc.direct_stream(log.clone(), DirectOptions::default());
+                *seen.lock().unwrap() = Some(collect(&direct));
+                Ok(())
+            }
+        };
+        // The first run: batch 1 reads what is there, batch 2 what was appended after it.
+        let first = Arc::new(Mutex::new(None));
+        let ssc = StreamingContext::get_or_create(dir.path(), config(2, 2), build(&first)).unwrap();
+        ssc.start().await.unwrap();
+        ssc.advance(1).await.unwrap();
+        log.append(0, &["e", "f"]);
+        ssc.advance(1).await.unwrap();
+        ssc.stop(StopMode::Now).await.unwrap();
+        drop(ssc);
+        let first = first
+            .lock()
+            .unwrap()
+            .take()
+            .unwrap()
+            .lock()
+            .unwrap()
+            .clone();
+        assert_eq!(first[1].2, vec![range(0, 3, 5), range(1, 1, 1)]);
+
+        // Batch 2's outputs ran, its checkpoint is lost; meanwhile the log grew.
+        tear_newest_metadata_checkpoint(dir.path());
+        log.append(0, &["g"]);
+        log.append(1, &["h", "i"]);
+        let second = Arc::new(Mutex::new(None));
+        let ssc =
+            StreamingContext::get_or_create(dir.path(), config(2, 2), build(&second)).unwrap();
+        assert_eq!(ssc.restored_batch(), Some(batch_time(1)));
+        ssc.start().await.unwrap();
+        ssc.advance(2).await.unwrap();
+        ssc.stop(StopMode::Graceful).await.unwrap();
+        let second = second
+            .lock()
+            .unwrap()
+            .take()
+            .unwrap()
+            .lock()
+            .unwrap()
+            .clone();
+        // Batch 2 again, over exactly the ranges (and records) its outputs saw before the
+        // kill; batch 3 reads everything appended since, once.
+        assert_eq!(second[0].0, batch_time(2));
+        assert_eq!((&second[0].1, &second[0].2), (&first[1].1, &first[1].2));
+        assert_eq!(second[1].0, batch_time(3));
+        assert_eq!(second[1].1, strings(&["g", "h", "i"]));
+        assert_eq!(second[1].2, vec![range(0, 5, 6), range(1, 1, 3)]);
+    })
+    .await;
+}
+
 #[actix::test]
 async fn the_status_api_lists_each_batchs_offset_ranges() {
     within(async {

@@ -182,6 +182,8 @@ impl Runtime {
             bus.add(l);
         }
         let app_name = config.get_app_name().to_string();
+        // Polled inputs' cuts are recorded only where a restart can read them.
+        let input_cuts = config.get_checkpoint_dir().is_some() && graph.has_polled_inputs();
         let pipelining = config.get_pipelining();
         let coordinator_graph = graph.clone();
         let coordinator = Coordinator::create(move |ctx| {
@@ -232,6 +234,7 @@ impl Runtime {
                 rate_control,
                 buffer_bound,
                 wal: wal.clone(),
+                input_cuts,
                 replayed_unallocated,
                 replayed: replayed_ids,
                 graph: coordinator_graph,

@@ -233,6 +233,7 @@ impl Coordinator {
         // batch's metadata checkpoint, written after them, in batch order. Map stages that
         // run ahead finish first (a stopped coordinator drops them: nothing to wait for).
         let (graph, t, wal) = (self.graph.clone(), batch.time, self.wal.clone());
+        let input_cut = self.input_cuts;
         let (job_done, job_thread) = std::sync::mpsc::channel::<()>();
         self.job_thread = Some(job_thread);
         let handle = async move {
@@ -249,11 +250,18 @@ impl Coordinator {
                     duration: start.elapsed(),
                     result: Err(e),
                 };
-                // The batch's allocation is durable before any of its outputs runs.
+                // The batch's input (its polled inputs' splits, its allocated blocks) is
+                // durable before any of its outputs runs.
+                let recorded = if input_cut {
+                    graph.record_input_cut(t)
+                } else {
+                    Ok(())
+                };
                 let synced = wal.as_ref().map_or(Ok(()), BlockLog::sync);
-                let (runs, stats) = match synced {
-                    Err(e) => (vec![failed("write-ahead log", e)], None),
-                    Ok(()) => {
+                let (runs, stats) = match (recorded, synced) {
+                    (Err(e), _) => (vec![failed("input cut", e)], None),
+                    (_, Err(e)) => (vec![failed("write-ahead log", e)], None),
+                    (Ok(()), Ok(())) => {
                         let mut runs = run_jobs(jobs);
                         let (start, start_time) = (Instant::now(), SystemTime::now());
                         // A batch an input failed under the `fail` policy is not

@@ -85,6 +85,9 @@ pub struct Coordinator {
     /// The receiver write-ahead log, when it is on: each batch's allocation is recorded in
     /// it (its blocks are cleaned up by the metadata checkpoints).
     wal: Option<BlockLog>,
+    /// Whether each batch's input cut is recorded before its outputs run (polled inputs
+    /// with a checkpoint directory; see `DStreamGraph::record_input_cut`).
+    input_cuts: bool,
     /// Blocks replayed from the write-ahead log after a restart: their records were never
     /// counted in this run's receiver buffers, so finishing their batch frees no room.
     replayed: HashSet<BlockId>,
@@ -112,6 +115,8 @@ pub(crate) struct CoordinatorParts {
     pub(crate) buffer_bound: BufferBound,
     /// The receiver write-ahead log, when it is on.
     pub(crate) wal: Option<BlockLog>,
+    /// Whether each batch's input cut is recorded before its outputs run.
+    pub(crate) input_cuts: bool,
     /// Blocks replayed from the write-ahead log that no restored batch holds.
     pub(crate) replayed_unallocated: Vec<BlockInfo>,
     /// Every block replayed from the write-ahead log.
@@ -151,6 +156,7 @@ impl Coordinator {
             receivers: parts.receivers,
             unallocated: parts.replayed_unallocated,
             wal: parts.wal,
+            input_cuts: parts.input_cuts,
             replayed: parts.replayed,
             rate_control: parts.rate_control,
             buffer_bound: parts.buffer_bound,

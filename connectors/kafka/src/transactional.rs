@@ -6,7 +6,7 @@
 //!
 //! A batch recomputed after a restart looks up the last progress record of its
 //! transactional id first: if the ranges published reach past the batch's, it publishes
-//! nothing (see [`ExactlyOnce`] for the one crash window where a batch is published twice).
+//! nothing (the batch's ranges are the same as before the crash: see [`ExactlyOnce`]).
 //! Otherwise any transaction the dead process left open is aborted when the new producer
 //! registers (`initTransactions` fences the old producer), and the batch is written again.
 //! A consumer with `isolation.level=read_committed` therefore sees every batch's records
@@ -80,13 +80,16 @@ struct Session {
 /// written. Offsets, not batch times, say what was published, so a restart never skips
 /// records it did not publish.
 ///
-/// **The crash window.** A batch's ranges become durable with its metadata checkpoint,
-/// which rivulet (as Spark) writes after the batch's outputs. A process killed after a
-/// batch's transaction committed but before that checkpoint is written cuts the batch again
-/// after the restart, from the same offsets to the offsets then latest: when those reach
-/// further, the batch is published whole again (a warning says so), and the records it
-/// published before count twice for a `read_committed` reader. Otherwise (the batch re-cut
-/// with the same ranges, or a crash at any other moment) each record is published once.
+/// **Why the ranges are the same after a crash.** Spark writes a batch's offset ranges with
+/// its metadata checkpoint, after the batch's outputs: a process killed after a batch's
+/// transaction committed and before that checkpoint would cut the batch again from the same
+/// offsets to the then latest ones, and publish the longer batch whole again. rivulet makes
+/// the ranges durable before the outputs run (the input cut,
+/// [`InputCut`](rivulet_framework::checkpoint::InputCut), with a checkpoint directory), so
+/// the batch is recomputed over the ranges it had and skipped here. Should the ranges differ
+/// all the same (the checkpoint directory was replaced), the batch is published whole again
+/// with a warning, and the records published before count twice for a `read_committed`
+/// reader: never fewer.
 ///
 /// Every record carries its batch's time in the [`BATCH_HEADER`] header, so that a reader of
 /// a broker without transaction isolation can tell a batch written again from a new one:
@@ -279,7 +282,7 @@ impl ExactlyOnce {
             .find(|r| published(r).is_some_and(|until| until > r.from))
         {
             tracing::warn!(
-                "kafka transactional id {}: batch {t} reads {r}, of which offsets up to {} were published before a crash: the batch was cut again with more records (its ranges were not in a checkpoint yet); it is published whole, and the records published before count twice",
+                "kafka transactional id {}: batch {t} reads {r}, of which offsets up to {} were published before: its ranges differ from those published (was the checkpoint directory replaced?); it is published whole, and the records published before count twice",
                 self.transactional_id,
                 published(r).unwrap_or(r.from)
             );

@@ -9,6 +9,7 @@
 //! | `state` | `<stream:010>/<time ms:020>/<part:010>`| one partition of a data checkpoint |
 //! | `wal`   | `block/<stream:010>/<seq:020>`         | a received block ([`LoggedBlock`](super::LoggedBlock)) |
 //! | `wal`   | `alloc/<batch ms:020>`                 | the blocks allocated to a batch    |
+//! | `wal`   | `cut/<batch ms:020>`                   | the polled inputs' cut ([`InputCut`](super::InputCut)) |
 
 use std::fmt;
 
@@ -45,11 +46,18 @@ pub enum Key {
         /// The batch time (ms).
         batch_ms: i64,
     },
+    /// What the polled inputs chose for the batches up to one about to run, before its
+    /// outputs run (tree `wal`, see [`InputCut`](super::InputCut)).
+    InputCut {
+        /// The batch time (ms).
+        batch_ms: i64,
+    },
 }
 
 const META: &str = "meta/";
 const BLOCK: &str = "block/";
 const ALLOC: &str = "alloc/";
+const CUT: &str = "cut/";
 
 impl Key {
     /// The tree the key lives in.
@@ -57,7 +65,7 @@ impl Key {
         match self {
             Key::Meta { .. } => Tree::Meta,
             Key::Data { .. } => Tree::State,
-            Key::Block { .. } | Key::Allocation { .. } => Tree::Wal,
+            Key::Block { .. } | Key::Allocation { .. } | Key::InputCut { .. } => Tree::Wal,
         }
     }
 
@@ -72,6 +80,7 @@ impl Key {
             } => format!("{stream:010}/{time_ms:020}/{partition:010}"),
             Key::Block { stream, seq } => format!("{BLOCK}{stream:010}/{seq:020}"),
             Key::Allocation { batch_ms } => format!("{ALLOC}{batch_ms:020}"),
+            Key::InputCut { batch_ms } => format!("{CUT}{batch_ms:020}"),
         }
         .into_bytes()
     }
@@ -98,6 +107,10 @@ impl Key {
                     Some(Key::Block {
                         stream: stream.parse().ok()?,
                         seq: seq.parse().ok()?,
+                    })
+                } else if let Some(batch_ms) = text.strip_prefix(CUT) {
+                    Some(Key::InputCut {
+                        batch_ms: batch_ms.parse().ok()?,
                     })
                 } else {
                     Some(Key::Allocation {
@@ -126,6 +139,11 @@ impl Key {
     /// The prefix of every allocation record in the write-ahead log.
     pub fn allocation_prefix() -> &'static [u8] {
         ALLOC.as_bytes()
+    }
+
+    /// The prefix of every input cut record.
+    pub fn input_cut_prefix() -> &'static [u8] {
+        CUT.as_bytes()
     }
 }
 
@@ -161,6 +179,7 @@ mod tests {
             },
             Key::Block { stream: 1, seq: 42 },
             Key::Allocation { batch_ms: 900 },
+            Key::InputCut { batch_ms: 1200 },
         ];
         for key in keys {
             assert_eq!(Key::parse(key.tree(), &key.encode()), Some(key), "{key}");
@@ -183,6 +202,11 @@ mod tests {
             .all(|(a, b)| a == b));
         assert_eq!(Key::parse(Tree::State, b"3/x/1"), None);
         assert_eq!(Key::parse(Tree::Wal, b"other/1"), None);
+        assert_eq!(Key::parse(Tree::Wal, b"cut/x"), None);
+        assert_eq!(
+            Key::InputCut { batch_ms: 1200 }.to_string(),
+            "wal/cut/00000000000000001200"
+        );
         assert_eq!(Key::parse(Tree::Meta, b"meta/12/3"), None);
     }
 }

@@ -12,6 +12,10 @@
 //!   where each receiver's input stands.
 //! * The **receiver write-ahead log** ([`BlockLog`], with `receiver_wal` on) holds received
 //!   blocks until their batch is done.
+//! * The **input cut** ([`InputCut`]) records the polled inputs' splits (a direct stream's
+//!   offset ranges) before a batch's outputs run, so that a restart recomputes the batch
+//!   over the ranges its outputs saw even when it was killed before the batch's metadata
+//!   checkpoint.
 //!
 //! Values are records (see [`encode`] and [`decode`]): versioned, named-field rmp-serde with
 //! a CRC-32 checksum, under the typed [`Key`]s. The [`CheckpointStore`] trait is the storage:
@@ -49,6 +53,8 @@
 //!    with a WARN saying how many batches run again.
 //! 3. The graph checks its fingerprint, restores data checkpoints (with their partition
 //!    counts), inputs and allocations; the write-ahead log is replayed ([`BlockLog::replay`]).
+//! 4. The polled inputs take the newest input cut after the checkpoint's batch, if any
+//!    ([`InputCut::after`]): the batches it names are recomputed over the recorded splits.
 //!
 //! # The receiver write-ahead log, step by step
 //! As Spark's `ReceivedBlockTracker`, every change is a durable record before it takes effect:
@@ -70,12 +76,14 @@
 //!    logged.
 
 mod checkpointer;
+mod input_cut;
 mod keys;
 mod metadata;
 mod record;
 mod wal;
 
 pub use checkpointer::{Checkpointer, Restored};
+pub use input_cut::InputCut;
 pub use keys::{key_text, Key};
 pub use metadata::{
     DataCheckpoint, InputState, MetadataCheckpoint, ReceiverPosition, StreamSignature,

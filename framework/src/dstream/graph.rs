@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 
 use crate::block::{BlockInfo, StreamId};
 use crate::checkpoint::{
-    Checkpointer, InputState, MetadataCheckpoint, Restored, StoreStats, StreamSignature,
+    Checkpointer, InputCut, InputState, MetadataCheckpoint, Restored, StoreStats, StreamSignature,
 };
 use crate::dstream::block_tracker::BlockTracker;
 use crate::dstream::job::OutputJob;
@@ -452,7 +452,19 @@ impl DStreamGraph {
                 .map(|(t, blocks)| (Time::from_ms(*t), blocks.clone())),
             &checkpoint.receivers,
         );
-        for saved in &checkpoint.inputs {
+        // The newest input cut after the checkpoint, if any, names the splits of batches
+        // whose outputs may have run: they are recomputed over the same splits.
+        let cut = InputCut::after(&*store, checkpoint)?;
+        if let Some(cut) = &cut {
+            tracing::info!(
+                dir = %dir,
+                checkpoint = checkpoint.batch_time_ms,
+                cut = cut.batch_time_ms,
+                "Polled inputs resume from the input cut of a batch after the checkpoint."
+            );
+        }
+        let saved_inputs = cut.as_ref().map_or(&checkpoint.inputs, |c| &c.inputs);
+        for saved in saved_inputs {
             if let Some(input) = inputs.iter().find(|i| i.stream() == saved.stream) {
                 input.restore(&saved.state, &dir)?;
             }
@@ -576,16 +588,7 @@ impl DStreamGraph {
         }
         let store = self.shared.rdd_ctx.checkpoint_store().clone();
         let horizon = self.shared.input_horizon(t);
-        let inputs = self.shared.state.lock().inputs.clone();
-        let inputs = inputs
-            .iter()
-            .map(|i| {
-                Ok(InputState {
-                    stream: i.stream(),
-                    state: i.save(horizon)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let inputs = self.save_inputs(horizon)?;
         let record = MetadataCheckpoint {
             graph: self.fingerprint(),
             batch_interval_ms: crate::time::duration_ms(self.shared.batch_interval) as u64,
@@ -598,6 +601,47 @@ impl DStreamGraph {
             receivers: self.shared.blocks.positions(),
         };
         self.shared.checkpointer.write(&store, &record)
+    }
+
+    /// Each restorable input's state, its batches at or before `horizon` forgotten.
+    fn save_inputs(&self, horizon: Time) -> Result<Vec<InputState>> {
+        let inputs = self.shared.state.lock().inputs.clone();
+        inputs
+            .iter()
+            .map(|i| {
+                Ok(InputState {
+                    stream: i.stream(),
+                    state: i.save(horizon)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Makes the polled inputs' choice for every batch up to `t` durable before batch `t`'s
+    /// outputs run (see [`InputCut`]): a restart recomputes these batches over the same
+    /// splits (a direct stream's offset ranges) even if it was killed before the batch's
+    /// metadata checkpoint. Does nothing for a graph without polled inputs. Called on the
+    /// job thread, in batch order, when the checkpoint store outlives the process.
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] when the store cannot be written (the batch must not run);
+    /// [`Error::NotRunning`] after [`shutdown`](DStreamGraph::shutdown).
+    pub fn record_input_cut(&self, t: Time) -> Result<()> {
+        if !self.has_polled_inputs() {
+            return Ok(());
+        }
+        let shut_down = self.shared.shut_down.lock();
+        if *shut_down {
+            return Err(Error::NotRunning(format!(
+                "the context stopped before batch {t} ran: its input is not recorded"
+            )));
+        }
+        let cut = InputCut {
+            zero_time_ms: self.zero_time().unwrap_or(Time::ZERO).as_ms(),
+            batch_time_ms: t.as_ms(),
+            inputs: self.save_inputs(self.shared.input_horizon(t))?,
+        };
+        cut.write(&**self.shared.rdd_ctx.checkpoint_store())
     }
 
     /// Allocates received blocks to batch `t` (each block to exactly one batch); returns
