@@ -10,7 +10,7 @@ use actix::{
 };
 use rivulet_framework::block::{Block, BlockId, BlockInfo};
 use rivulet_framework::checkpoint::{BlockLog, LoggedBlock};
-use rivulet_framework::receiver::BlockSource;
+use rivulet_framework::receiver::BlockSealer;
 use rivulet_framework::Result;
 use tracing::{debug, error, warn};
 
@@ -19,7 +19,7 @@ use crate::messages::{BlockStored, SealBlock, SealedBlock, WalFailed};
 
 /// Seals one receiver's blocks.
 pub struct BatchBuilder {
-    source: Arc<dyn BlockSource>,
+    source: Arc<dyn BlockSealer>,
     blocks: Arc<BlockManager>,
     executors: usize,
     coordinator: Recipient<BlockStored>,
@@ -35,7 +35,7 @@ pub struct BatchBuilder {
 impl BatchBuilder {
     /// A builder sealing `source` into `blocks` spread over `executors` executors.
     pub fn new(
-        source: Arc<dyn BlockSource>,
+        source: Arc<dyn BlockSealer>,
         blocks: Arc<BlockManager>,
         executors: usize,
         coordinator: Recipient<BlockStored>,

@@ -12,7 +12,9 @@ use actix::{
 use futures::FutureExt;
 use rivulet_framework::block::StreamId;
 use rivulet_framework::listener::ReceiverInfo;
-use rivulet_framework::receiver::{BlockSource, DynReceiver, Flow, ReceiverError, ReceiverMetrics};
+use rivulet_framework::receiver::{
+    BlockSource, BufferControl, DynReceiver, Flow, ReceiverCounters, ReceiverError, ReceiverMetrics,
+};
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn, Instrument};
 
@@ -24,7 +26,10 @@ pub struct ReceiverSupervisor {
     stream: StreamId,
     name: String,
     receiver: Option<Box<dyn DynReceiver>>,
-    source: Arc<dyn BlockSource>,
+    /// The receiver's counters, reported with each event.
+    counters: Arc<dyn ReceiverCounters>,
+    /// The receiver's buffer, closed when the receiver ends.
+    buffer: Arc<dyn BufferControl>,
     coordinator: Recipient<ReceiverEvent>,
     policy: RestartPolicy,
     stop: watch::Sender<bool>,
@@ -44,7 +49,8 @@ impl ReceiverSupervisor {
             stream,
             name: receiver.name(),
             receiver: Some(receiver),
-            source,
+            counters: source.clone(),
+            buffer: source,
             coordinator,
             policy,
             stop: watch::channel(false).0,
@@ -73,7 +79,8 @@ enum Ended {
 struct Reporter {
     stream: StreamId,
     name: String,
-    source: Arc<dyn BlockSource>,
+    counters: Arc<dyn ReceiverCounters>,
+    buffer: Arc<dyn BufferControl>,
     coordinator: Recipient<ReceiverEvent>,
 }
 
@@ -84,7 +91,7 @@ impl Reporter {
             name: self.name.clone(),
             active,
             last_error,
-            metrics: self.source.metrics(),
+            metrics: self.counters.metrics(),
         }
     }
     fn send(&self, event: ReceiverEvent) {
@@ -175,7 +182,7 @@ const LOSS_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(1)
 
 impl LossReporter {
     fn check(&mut self, reporter: &Reporter) {
-        let m = reporter.source.metrics();
+        let m = reporter.counters.metrics();
         let lost = losses_of(&m);
         if lost == self.reported || self.last.is_some_and(|t| t.elapsed() < LOSS_REPORT_EVERY) {
             return;
@@ -206,7 +213,7 @@ async fn run_once(receiver: &mut dyn DynReceiver, reporter: &Reporter) -> Option
     info!("Receiver started.");
     reporter.send(ReceiverEvent::Started(reporter.info(true, None)));
     let mut losses = LossReporter {
-        reported: losses_of(&reporter.source.metrics()),
+        reported: losses_of(&reporter.counters.metrics()),
         last: None,
     };
     loop {
@@ -232,7 +239,8 @@ impl Actor for ReceiverSupervisor {
         let reporter = Reporter {
             stream: self.stream,
             name: self.name.clone(),
-            source: self.source.clone(),
+            counters: self.counters.clone(),
+            buffer: self.buffer.clone(),
             coordinator: self.coordinator.clone(),
         };
         let (done_tx, done_rx) = oneshot::channel();
@@ -242,8 +250,8 @@ impl Actor for ReceiverSupervisor {
         let fut = async move {
             let ended = run(receiver, policy, stop, &reporter).await;
             // Nothing more will be stored; waiting stores (there are none now) would fail.
-            reporter.source.close();
-            let m = reporter.source.metrics();
+            reporter.buffer.close();
+            let m = reporter.counters.metrics();
             if m.lost_input() {
                 warn!(
                     records_stored = m.records_stored,

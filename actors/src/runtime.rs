@@ -10,7 +10,7 @@ use rivulet_framework::checkpoint::{BlockLog, Key};
 use rivulet_framework::config::StreamingConfig;
 use rivulet_framework::dstream::DStreamGraph;
 use rivulet_framework::listener::StreamingListener;
-use rivulet_framework::receiver::{BufferBound, ReceiverSlot};
+use rivulet_framework::receiver::{BufferBound, ReceiverCounters, ReceiverSlot};
 use rivulet_framework::scheduler::{
     DagScheduler, MapOutputTracker, SchedulerCounters, SchedulerMetrics, TaskRegistry,
 };
@@ -142,7 +142,10 @@ impl Runtime {
         let mut bus = ListenerBus::default();
         let ui = match config.get_ui_address() {
             Some(address) => {
-                let sources = slots.iter().map(|s| (s.stream, s.source.clone())).collect();
+                let sources = slots
+                    .iter()
+                    .map(|s| (s.stream, s.source.clone() as Arc<dyn ReceiverCounters>))
+                    .collect();
                 let (server, listener) = StatusServer::start(
                     address,
                     config,

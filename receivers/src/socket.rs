@@ -59,7 +59,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reading two lines from a local server:
 /// ```
 /// use std::sync::Arc;
-/// use rivulet_framework::receiver::{BlockBuffer, BlockSink, BlockSource, Receiver};
+/// use rivulet_framework::receiver::{BlockBuffer, BlockSealer, BlockSink, Receiver, ReceiverCounters};
 /// use rivulet_receivers::SocketTextReceiver;
 /// use tokio::io::AsyncWriteExt;
 ///

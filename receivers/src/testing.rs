@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rivulet_framework::receiver::{
-    BlockBuffer, BlockSink, BlockSource, Flow, Receiver, ReceiverMetrics,
+    BlockBuffer, BlockSealer, BlockSink, Flow, Receiver, ReceiverCounters, ReceiverMetrics,
 };
 
 /// How long a test may wait for a receiver to get somewhere.

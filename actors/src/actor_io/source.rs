@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix::{Actor, AtomicResponse, Context, Handler, Message, Recipient, WrapFuture};
 use rivulet_framework::data::Data;
-use rivulet_framework::receiver::{BlockBuffer, BlockSource, SinkClosed, TryStoreError};
+use rivulet_framework::receiver::{BlockBuffer, BufferControl, SinkClosed, TryStoreError};
 
 /// One event for an [`ActorSource`]'s actor (`recipient.send(Event(x)).await`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,7 +155,7 @@ impl<T: Data> ActorSource<T> {
     /// The rate limit rate control set on this stream, in events per second (`None`: no
     /// limit yet). `send` waits for it; `try_send` reports `Full` past it.
     pub fn rate_limit(&self) -> Option<f64> {
-        BlockSource::rate(&*self.buffer)
+        BufferControl::rate(&*self.buffer)
     }
 
     /// The stream's name.

@@ -34,7 +34,7 @@ use actix::{
 use rivulet_framework::block::{BlockId, BlockInfo, StreamId};
 use rivulet_framework::checkpoint::BlockLog;
 use rivulet_framework::dstream::DStreamGraph;
-use rivulet_framework::receiver::{BlockSource, BufferBound};
+use rivulet_framework::receiver::{BufferBound, BufferControl};
 use rivulet_framework::scheduler::{DagScheduler, TaskOutput};
 use rivulet_framework::time::Time;
 use rivulet_framework::{Error, Result};
@@ -57,7 +57,7 @@ pub(crate) struct ReceiverHandle {
     pub(crate) stream: StreamId,
     pub(crate) supervisor: Addr<ReceiverSupervisor>,
     pub(crate) builder: Addr<BatchBuilder>,
-    pub(crate) source: Arc<dyn BlockSource>,
+    pub(crate) source: Arc<dyn BufferControl>,
     /// The thread of its supervisor and batch builder; taken (stopped and joined) at stop.
     pub(crate) arbiter: Option<Arbiter>,
     /// Blocks of this receiver the coordinator has heard of.

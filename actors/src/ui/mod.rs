@@ -30,7 +30,7 @@ use rivulet_framework::block::StreamId;
 use rivulet_framework::config::StreamingConfig;
 use rivulet_framework::dstream::GraphDescription;
 use rivulet_framework::listener::StreamingListener;
-use rivulet_framework::receiver::BlockSource;
+use rivulet_framework::receiver::ReceiverCounters;
 use rivulet_framework::scheduler::SchedulerCounters;
 use rivulet_framework::{Error, Result};
 
@@ -50,7 +50,7 @@ pub(crate) struct Shared {
     /// The application's id in Spark's paths (see [`api::app_id`]).
     app_id: String,
     /// Each receiver's buffer, read live for its counters (`recordsStored`, ...).
-    sources: Vec<(StreamId, Arc<dyn BlockSource>)>,
+    sources: Vec<(StreamId, Arc<dyn ReceiverCounters>)>,
     state: Arc<Mutex<UiState>>,
     metrics: Arc<Metrics>,
     scheduler: Arc<SchedulerCounters>,
@@ -147,7 +147,7 @@ impl StatusServer {
         config: &StreamingConfig,
         graph: GraphDescription,
         scheduler: Arc<SchedulerCounters>,
-        sources: Vec<(StreamId, Arc<dyn BlockSource>)>,
+        sources: Vec<(StreamId, Arc<dyn ReceiverCounters>)>,
     ) -> Result<(StatusServer, Box<dyn StreamingListener>)> {
         let dropped = Arc::new(AtomicU64::new(0));
         let metrics = Arc::new(Metrics::new(scheduler.clone(), dropped.clone()));

@@ -18,7 +18,7 @@ use super::{
 
 /// A received block as the log holds it: its stream, number, record count, the source
 /// offset it carries, and its records as the stream encoded them
-/// ([`BlockSource::encode_block`](crate::receiver::BlockSource::encode_block)).
+/// ([`BlockSealer::encode_block`](crate::receiver::BlockSealer::encode_block)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoggedBlock {
     /// The input stream.

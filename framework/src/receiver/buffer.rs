@@ -3,7 +3,7 @@
 //!
 //! The bound counts records that were stored and whose batch has not finished yet, so memory
 //! stays bounded even when processing falls behind: `store` waits until finished batches
-//! [`release`](BlockSource::release) room.
+//! [`release`](super::BufferControl::release) room.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -14,6 +14,8 @@ use tokio::sync::Notify;
 
 use crate::block::{Block, BlockData, BlockId, StreamId};
 use crate::data::Data;
+
+use super::{BlockReplay, BlockSealer, BufferControl, ReceiverCounters};
 
 /// A store into a closed buffer (the context is stopping); carries the records not stored.
 #[derive(Debug, thiserror::Error)]
@@ -139,7 +141,7 @@ pub struct BlockBuffer<T> {
 
 impl<T> BlockBuffer<T> {
     /// A buffer for stream `stream` holding at most `capacity` unfinished records (at least
-    /// 1; [`BlockSource::set_capacity`] moves it), in blocks of at most `capacity` records.
+    /// 1; [`BufferControl::set_capacity`](super::BufferControl::set_capacity) moves it), in blocks of at most `capacity` records.
     pub fn new(stream: StreamId, capacity: usize) -> BlockBuffer<T> {
         BlockBuffer {
             stream,
@@ -402,55 +404,7 @@ impl<T> BlockBuffer<T> {
     }
 }
 
-/// The batch builder's side of a receiver buffer, with the record type erased.
-pub trait BlockSource: Send + Sync {
-    /// The input stream.
-    fn stream(&self) -> StreamId;
-    /// Takes the records stored since the last seal as blocks, in order: the blocks that
-    /// reached the size cap, then the rest; empty if nothing was stored.
-    fn seal(&self) -> Vec<Block>;
-    /// Frees room for `records` records whose batch finished.
-    fn release(&self, records: usize);
-    /// Closes the buffer: pending and later `store`s fail with [`SinkClosed`].
-    fn close(&self);
-    /// Whether records are stored but not sealed.
-    fn has_unsealed(&self) -> bool;
-    /// Counts a recoverable error of the receiver (logged by the receiver itself).
-    fn report_error(&self);
-    /// The receiver's counters.
-    fn metrics(&self) -> ReceiverMetrics;
-    /// Says that every block with a sequence number below `next_seq` is stored (on
-    /// executors, and in the write-ahead log when it is on); wakes `store_reliably`.
-    fn mark_stored(&self, next_seq: u64);
-    /// Continues block numbering at `next_seq` (after a restart, past the blocks of the
-    /// write-ahead log and those allocated before; they count as stored), and hands the
-    /// receiver `offset`, the newest source offset logged, as where its source resumes.
-    fn resume_at(&self, next_seq: u64, offset: Option<Vec<u8>>);
-    /// Limits stores to `records_per_sec` (rate control; `None`: no limit). `store` and
-    /// `store_many` wait for the rate, `try_store` reports the buffer full past it.
-    fn set_rate(&self, records_per_sec: Option<f64>);
-    /// The rate limit in force, in records per second.
-    fn rate(&self) -> Option<f64>;
-    /// Bounds the records stored and not yet finished at `records` (at least 1): `store`
-    /// waits beyond it. A larger bound wakes stores waiting for room.
-    fn set_capacity(&self, records: usize);
-    /// The bound on stored-but-unfinished records in force.
-    fn capacity(&self) -> usize;
-    /// The records of a sealed block as a checkpoint record (for the write-ahead log).
-    ///
-    /// # Errors
-    /// [`Error::BlockType`](crate::Error::BlockType) if the block is not this stream's.
-    fn encode_block(&self, block: &Block) -> crate::Result<Vec<u8>>;
-    /// A block read back from the write-ahead log (from `dir` under `key`, for errors):
-    /// its data and record count.
-    ///
-    /// # Errors
-    /// [`CheckpointError`](crate::CheckpointError) when the value is corrupt.
-    fn decode_block(&self, bytes: &[u8], dir: &str, key: &str)
-        -> crate::Result<(BlockData, usize)>;
-}
-
-impl<T: Data> BlockSource for BlockBuffer<T> {
+impl<T: Data> BlockSealer for BlockBuffer<T> {
     fn stream(&self) -> StreamId {
         self.stream
     }
@@ -488,6 +442,26 @@ impl<T: Data> BlockSource for BlockBuffer<T> {
             .collect()
     }
 
+    fn has_unsealed(&self) -> bool {
+        let s = self.state.lock();
+        !s.records.is_empty() || !s.full.is_empty()
+    }
+
+    fn mark_stored(&self, next_seq: u64) {
+        self.durable.fetch_max(next_seq, Ordering::AcqRel);
+        self.durable_changed.notify_waiters();
+    }
+
+    fn encode_block(&self, block: &Block) -> crate::Result<Vec<u8>> {
+        let records = block
+            .data
+            .downcast_ref::<Vec<T>>()
+            .ok_or(crate::Error::BlockType(block.id))?;
+        crate::checkpoint::encode(records)
+    }
+}
+
+impl<T: Data> BufferControl for BlockBuffer<T> {
     fn release(&self, records: usize) {
         let mut s = self.state.lock();
         s.outstanding = s.outstanding.saturating_sub(records);
@@ -500,15 +474,29 @@ impl<T: Data> BlockSource for BlockBuffer<T> {
         self.space.notify_waiters();
     }
 
-    fn has_unsealed(&self) -> bool {
-        let s = self.state.lock();
-        !s.records.is_empty() || !s.full.is_empty()
+    fn set_rate(&self, records_per_sec: Option<f64>) {
+        let limit = records_per_sec.and_then(RateLimit::new).map(Arc::new);
+        *self.limit.lock() = limit;
     }
 
-    fn report_error(&self) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
+    fn rate(&self) -> Option<f64> {
+        self.current_limit().map(|l| l.records_per_sec)
     }
 
+    fn set_capacity(&self, records: usize) {
+        let old = self.capacity.swap(records.max(1), Ordering::Relaxed);
+        if records > old {
+            // A waiting store registered for the wake-up before it looked at the bound.
+            self.space.notify_waiters();
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        self.bound()
+    }
+}
+
+impl<T: Data> ReceiverCounters for BlockBuffer<T> {
     fn metrics(&self) -> ReceiverMetrics {
         ReceiverMetrics {
             records_stored: self.stored.load(Ordering::Relaxed),
@@ -522,47 +510,15 @@ impl<T: Data> BlockSource for BlockBuffer<T> {
             incomplete: self.long[5].load(Ordering::Relaxed),
         }
     }
+}
 
-    fn mark_stored(&self, next_seq: u64) {
-        self.durable.fetch_max(next_seq, Ordering::AcqRel);
-        self.durable_changed.notify_waiters();
-    }
-
+impl<T: Data> BlockReplay for BlockBuffer<T> {
     fn resume_at(&self, next_seq: u64, offset: Option<Vec<u8>>) {
         let mut s = self.state.lock();
         s.next_seq = s.next_seq.max(next_seq);
         drop(s);
         *self.resume_offset.lock() = offset;
         self.mark_stored(next_seq);
-    }
-
-    fn set_rate(&self, records_per_sec: Option<f64>) {
-        let limit = records_per_sec.and_then(RateLimit::new).map(Arc::new);
-        *self.limit.lock() = limit;
-    }
-
-    fn rate(&self) -> Option<f64> {
-        self.current_limit().map(|l| l.records_per_sec)
-    }
-
-    fn capacity(&self) -> usize {
-        self.bound()
-    }
-
-    fn set_capacity(&self, records: usize) {
-        let old = self.capacity.swap(records.max(1), Ordering::Relaxed);
-        if records > old {
-            // A waiting store registered for the wake-up before it looked at the bound.
-            self.space.notify_waiters();
-        }
-    }
-
-    fn encode_block(&self, block: &Block) -> crate::Result<Vec<u8>> {
-        let records = block
-            .data
-            .downcast_ref::<Vec<T>>()
-            .ok_or(crate::Error::BlockType(block.id))?;
-        crate::checkpoint::encode(records)
     }
 
     fn decode_block(
@@ -713,7 +669,7 @@ impl<T: Data> BlockSink<T> {
 
     /// Counts one recoverable error (a refused connection, an unreadable file).
     pub fn report_error(&mut self) {
-        BlockSource::report_error(&*self.buffer);
+        self.buffer.errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The input stream this sink feeds.

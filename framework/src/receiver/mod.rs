@@ -8,11 +8,13 @@
 //!
 //! Receivers are runtime-agnostic: they may use tokio's I/O types, but never name actix.
 
+mod block_source;
 mod buffer;
 mod buffer_bound;
 mod rate;
 
-pub use buffer::{BlockBuffer, BlockSink, BlockSource, ReceiverMetrics, SinkClosed, TryStoreError};
+pub use block_source::{BlockReplay, BlockSealer, BlockSource, BufferControl, ReceiverCounters};
+pub use buffer::{BlockBuffer, BlockSink, ReceiverMetrics, SinkClosed, TryStoreError};
 pub use buffer_bound::BufferBound;
 pub use rate::PidRateEstimator;
 

@@ -1,7 +1,7 @@
 use std::pin::pin;
 use std::time::Duration;
 
-use rivulet_framework::receiver::{BlockSource, Flow, Receiver};
+use rivulet_framework::receiver::{BufferControl, Flow, Receiver, ReceiverCounters};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
