@@ -21,7 +21,6 @@ use crate::messages::{BlockStored, SealBlock, SealedBlock, WalFailed};
 pub struct BatchBuilder {
     source: Arc<dyn BlockSealer>,
     blocks: Arc<BlockManager>,
-    executors: usize,
     coordinator: Recipient<BlockStored>,
     /// `None` under the manual clock: blocks are sealed only when the coordinator asks.
     block_interval: Option<Duration>,
@@ -33,18 +32,17 @@ pub struct BatchBuilder {
 }
 
 impl BatchBuilder {
-    /// A builder sealing `source` into `blocks` spread over `executors` executors.
+    /// A builder sealing `source` into `blocks` (spread over the executors' stores by
+    /// [`BlockManager::put_replicated`]).
     pub fn new(
         source: Arc<dyn BlockSealer>,
         blocks: Arc<BlockManager>,
-        executors: usize,
         coordinator: Recipient<BlockStored>,
         block_interval: Option<Duration>,
     ) -> BatchBuilder {
         BatchBuilder {
             source,
             blocks,
-            executors: executors.max(1),
             coordinator,
             block_interval,
             sealed_total: 0,
@@ -104,27 +102,14 @@ impl BatchBuilder {
         infos
     }
 
-    /// Stores `block` round-robin by sequence number, with a replica on the next executor
-    /// (which survives one executor's loss).
+    /// Stores `block` on executors ([`BlockManager::put_replicated`]).
     fn store(&self, block: Block) -> BlockInfo {
-        let seq = match block.id {
-            BlockId::Input { seq, .. } => seq as usize,
-            _ => 0,
-        };
-        let primary = seq % self.executors;
-        let mut locations = vec![primary];
-        if self.executors > 1 {
-            locations.push((primary + 1) % self.executors);
-        }
-        for &e in &locations {
-            self.blocks.put(e, block.id, block.data.clone());
-        }
+        self.blocks.put_replicated(block.id, block.data);
         debug!(block = %block.id, records = block.num_records, "Block stored.");
         BlockInfo {
             id: block.id,
             stream: self.source.stream(),
             num_records: block.num_records,
-            locations,
             offset: block.offset,
         }
     }

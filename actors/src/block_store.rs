@@ -23,6 +23,26 @@ impl BlockManager {
         })
     }
 
+    /// Stores received block `id` where it belongs: on executor `seq % executors` and a
+    /// replica on the next one (when there are two or more), so that it survives one
+    /// executor's loss. The one placement rule for blocks, fresh and replayed from the
+    /// write-ahead log alike.
+    pub fn put_replicated(&self, id: BlockId, data: BlockData) {
+        let executors = self.stores.len();
+        if executors == 0 {
+            return;
+        }
+        let seq = match id {
+            BlockId::Input { seq, .. } => seq as usize,
+            _ => 0,
+        };
+        let primary = seq % executors;
+        self.put(primary, id, data.clone());
+        if executors > 1 {
+            self.put((primary + 1) % executors, id, data);
+        }
+    }
+
     /// Stores `data` as `id` on `executor`.
     pub fn put(&self, executor: ExecutorId, id: BlockId, data: BlockData) {
         if let Some(store) = self.stores.get(executor) {
@@ -44,9 +64,8 @@ impl BlockManager {
         })
     }
 
-    /// The executors whose stores hold `id` now, in executor order: the source of truth
-    /// for where a block is (the locations recorded when it was stored go stale when an
-    /// executor is lost).
+    /// The executors whose stores hold `id` now, in executor order: the one source of
+    /// where a block is.
     pub fn locations(&self, id: &BlockId) -> Vec<ExecutorId> {
         (0..self.stores.len())
             .filter(|&e| self.stores[e].contains_key(id))
@@ -184,5 +203,20 @@ mod tests {
         assert_eq!(m.len(1), 1, "input blocks are dropped by id, not by time");
         m.clear_executor(1);
         assert!(!m.contains(&input));
+    }
+
+    #[test]
+    fn a_received_block_goes_to_its_sequence_executor_and_a_replica_on_the_next() {
+        let block = |seq| BlockId::Input { stream: 2, seq };
+        let m = BlockManager::new(3);
+        for seq in [0, 4, 8] {
+            m.put_replicated(block(seq), Arc::new(vec![seq]));
+        }
+        assert_eq!(m.locations(&block(0)), vec![0, 1]);
+        assert_eq!(m.locations(&block(4)), vec![1, 2]);
+        assert_eq!(m.locations(&block(8)), vec![0, 2]);
+        let one = BlockManager::new(1);
+        one.put_replicated(block(5), Arc::new(()));
+        assert_eq!(one.locations(&block(5)), vec![0]);
     }
 }

@@ -86,7 +86,7 @@ impl Runtime {
         let (replayed, replayed_unallocated) = match &wal {
             Some(wal) => {
                 graph.set_block_log(wal.clone());
-                replay_wal(&graph, &slots, wal, &blocks, executors)?
+                replay_wal(&graph, &slots, wal, &blocks)?
             }
             None => {
                 // Without the log the blocks of the run before are gone, but their numbers
@@ -202,7 +202,6 @@ impl Runtime {
                         let builder = BatchBuilder::new(
                             b_source,
                             b_blocks,
-                            executors,
                             b_me.clone().recipient(),
                             block_interval,
                         );
@@ -278,7 +277,6 @@ fn replay_wal(
     slots: &[ReceiverSlot],
     wal: &BlockLog,
     blocks: &BlockManager,
-    executors: usize,
 ) -> Result<(Vec<BlockInfo>, Vec<BlockInfo>)> {
     let restored = graph.restored_checkpoint();
     let replay = wal.replay(restored.as_deref())?;
@@ -301,15 +299,8 @@ fn replay_wal(
         let (data, _) = slot
             .source
             .decode_block(&logged.data, &dir, &Key::to_string(&key))?;
-        let mut info = logged.info();
-        let primary = logged.seq as usize % executors.max(1);
-        info.locations = vec![primary];
-        if executors > 1 {
-            info.locations.push((primary + 1) % executors);
-        }
-        for &e in &info.locations {
-            blocks.put(e, info.id, data.clone());
-        }
+        let info = logged.info();
+        blocks.put_replicated(info.id, data);
         if entry.batch.is_none() {
             unallocated.push(info.clone());
         }

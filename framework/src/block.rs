@@ -96,7 +96,10 @@ impl fmt::Debug for Block {
     }
 }
 
-/// What the coordinator knows of a stored input block (Spark: `ReceivedBlockInfo`).
+/// What the coordinator knows of a stored input block (Spark: `ReceivedBlockInfo`). Where
+/// the block is stored is not part of it: the runtime's block stores are the one source of
+/// that ([`JobRunner::block_locations`](crate::scheduler::JobRunner::block_locations)),
+/// since executors come and go.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockInfo {
     /// The block.
@@ -105,10 +108,44 @@ pub struct BlockInfo {
     pub stream: StreamId,
     /// How many records it holds.
     pub num_records: usize,
-    /// The executors whose block stores hold it (a replica on a second executor when there is one).
-    pub locations: Vec<ExecutorId>,
     /// The source offset after its records, when its receiver gives offsets
     /// ([`BlockSink::store_reliably_at`](crate::receiver::BlockSink::store_reliably_at)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<Vec<u8>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A block info as checkpoints before this build wrote it, with the executors it was
+    /// stored on.
+    #[derive(Serialize)]
+    struct RecordedWithLocations {
+        id: BlockId,
+        stream: StreamId,
+        num_records: usize,
+        locations: Vec<ExecutorId>,
+    }
+
+    #[test]
+    fn a_checkpoint_that_recorded_block_locations_still_reads() {
+        let old = RecordedWithLocations {
+            id: BlockId::Input { stream: 1, seq: 7 },
+            stream: 1,
+            num_records: 12,
+            locations: vec![0, 1],
+        };
+        let bytes = crate::checkpoint::encode(&old).unwrap();
+        let read: BlockInfo = crate::checkpoint::decode(&bytes, "dir", "key").unwrap();
+        assert_eq!(
+            read,
+            BlockInfo {
+                id: BlockId::Input { stream: 1, seq: 7 },
+                stream: 1,
+                num_records: 12,
+                offset: None,
+            }
+        );
+    }
 }

@@ -97,7 +97,6 @@ impl LoggedBlock {
             },
             stream: self.stream,
             num_records: self.num_records,
-            locations: Vec::new(),
             offset: self.offset.clone(),
         }
     }

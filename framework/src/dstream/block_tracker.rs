@@ -146,7 +146,6 @@ mod tests {
             id: BlockId::Input { stream, seq },
             stream,
             num_records: 10,
-            locations: vec![0],
             offset: offset.map(|o| vec![o]),
         }
     }

@@ -65,9 +65,8 @@ impl<T: Data> RddBase for BlockRdd<T> {
     fn meta(&self) -> &RddMeta {
         &self.meta
     }
-    /// Where the block is now, as the runner's block stores say; the locations recorded
-    /// at store time only when the runner does not track blocks (they go stale when an
-    /// executor is lost).
+    /// Where the block is now, as the runner's block stores say; none (any executor) when
+    /// the runner does not track blocks.
     fn preferred_locations(&self, partition: usize) -> Vec<ExecutorId> {
         let Some(info) = self.blocks.get(partition) else {
             return Vec::new();
@@ -77,7 +76,7 @@ impl<T: Data> RddBase for BlockRdd<T> {
             .runner()
             .ok()
             .and_then(|r| r.block_locations(&info.id))
-            .unwrap_or_else(|| info.locations.clone())
+            .unwrap_or_default()
     }
 }
 

@@ -59,8 +59,8 @@ pub trait JobRunner: Send + Sync {
     fn run_job(&self, job: JobSpec) -> Result<Vec<TaskOutput>>;
 
     /// The executors whose block stores hold block `id` now, or `None` when this runner
-    /// does not track where blocks are. Input RDDs prefer these over the locations recorded
-    /// when the block was stored, which go stale when an executor is lost.
+    /// does not track where blocks are: the one source of where a received block is (input
+    /// RDDs prefer these executors).
     fn block_locations(&self, _id: &BlockId) -> Option<Vec<ExecutorId>> {
         None
     }
