@@ -42,6 +42,7 @@ mod messages;
 mod receiver_supervisor;
 mod runtime;
 mod supervision;
+pub mod transport;
 mod ui;
 
 pub use actor_io::{
