@@ -1,10 +1,11 @@
 //! The DAG scheduler: runs a job's stages in order through a [`TaskLauncher`], retrying
-//! failed tasks and rerunning lost map outputs (Spark: `DAGScheduler` + `TaskSetManager`).
+//! failed tasks and rerunning lost map outputs (Spark: `DAGScheduler`). Each stage's tasks
+//! are a [`TaskSet`] (Spark: `TaskSetManager`), which decides what to launch and what an
+//! outcome means; `run_stage` is the loop that launches and waits.
 //!
 //! It is plain async code with no runtime of its own: the actor runtime drives it on the
 //! coordinator, [`LocalRunner`](super::LocalRunner) drives it inline.
 
-use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,16 +20,13 @@ use crate::block::{BlockId, ExecutorId};
 use crate::error::{Error, Result};
 use crate::listener::{JobInfo, StageInfo};
 use crate::rdd::{RddBase, RddMeta, ShuffleId, ShuffleMap};
+use crate::scheduler::task_set::{FailureAction, Launch, TaskSet};
 use crate::scheduler::{
     independent_map_stages, plan_stages, JobId, JobSpec, MapOutputTracker, SchedulerCounters,
     Speculation, Stage, StageKind, StageRunnable, TaskDescription, TaskKind, TaskOutcome,
     TaskOutput, TaskRegistry,
 };
 use crate::time::Time;
-
-/// Tasks in flight per executor: one running, one waiting in its mailbox, so an executor
-/// never idles for a round trip between tasks.
-const SLOTS_PER_EXECUTOR: usize = 2;
 
 /// Where tasks run.
 pub trait TaskLauncher {
@@ -56,8 +54,11 @@ pub trait TaskLauncher {
     }
 }
 
+/// Why a stage stopped before finishing.
 enum StageFailure {
+    /// A task found map partition `.1` of shuffle `.0` missing: rerun its map stage.
     FetchFailed(ShuffleId, usize),
+    /// The stage (and so its job) failed with this error.
     Failed(Error),
 }
 
@@ -299,8 +300,10 @@ impl DagScheduler {
 
     /// Runs the missing tasks of `stage`; for the result stage, returns its outputs.
     ///
-    /// A partition is done when its first copy finishes; a speculative copy (see
-    /// [`Speculation`]) or a copy that outlived its executor is then ignored.
+    /// The stage's [`TaskSet`] decides what runs where and what each outcome means; this
+    /// loop launches what it asks for, waits for the next outcome or the speculation timer,
+    /// and does what the set's decisions need outside it: outputs, map output locations,
+    /// lost executors, counters.
     async fn run_stage(
         &self,
         job_id: JobId,
@@ -318,81 +321,53 @@ impl DagScheduler {
             ),
             StageKind::Result => (TaskKind::Result, (0..num_tasks).collect(), None),
         };
+        let mut set = TaskSet::new(
+            partitions,
+            self.max_attempts,
+            job.batch_time,
+            self.speculation,
+        );
+        info.tasks = set.num_tasks();
         let mut results: Vec<Option<TaskOutput>> = Vec::new();
         if kind == TaskKind::Result {
             results.resize_with(num_tasks, || None);
         }
-        let to_run = partitions.len();
-        info.tasks = to_run;
-        let mut pending: VecDeque<(usize, u32)> = partitions.into_iter().map(|p| (p, 0)).collect();
         let mut running = FuturesUnordered::new();
-        let mut load: HashMap<ExecutorId, usize> = HashMap::new();
-        // Per unfinished partition: its running copies (executor, start, attempt).
-        let mut copies: HashMap<usize, Vec<(ExecutorId, Instant, u32)>> = HashMap::new();
-        let mut done: HashSet<usize> = HashSet::new();
-        let mut speculated: HashSet<usize> = HashSet::new();
-        let mut durations: Vec<Duration> = Vec::new();
         let mut tick: Option<LocalBoxFuture<'static, ()>> = None;
-        let start = |e: ExecutorId, partition: usize, attempt: u32| {
+        let start = |t: Launch, info: &mut StageInfo| {
+            info.launched += 1;
+            if t.speculative {
+                self.counters.speculative_task();
+                info.speculative += 1;
+            }
             let task = TaskDescription {
                 job: job_id,
                 stage: stage.id,
-                partition,
-                attempt,
+                partition: t.partition,
+                attempt: t.attempt,
                 batch_time: job.batch_time,
                 kind,
             };
-            let started = Instant::now();
-            launcher
-                .launch(e, task)
-                .map(move |o| (e, partition, attempt, started, o))
+            launcher.launch(t.executor, task).map(move |o| (t.id, o))
         };
-        while done.len() < to_run {
-            if !pending.is_empty() {
-                let executors = launcher.executors();
-                if executors.is_empty() && running.is_empty() {
-                    return Err(StageFailure::Failed(Error::NotRunning(
-                        "no executor is left to run tasks".into(),
-                    )));
-                }
-                // Each task goes to the least-loaded executor (in executor order on ties),
-                // preferring a task whose input lives there: spread first, then pipeline.
-                while !pending.is_empty() {
-                    let load_of = |e: &ExecutorId| load.get(e).copied().unwrap_or(0);
-                    let Some(e) = executors
-                        .iter()
-                        .copied()
-                        .filter(|e| load_of(e) < SLOTS_PER_EXECUTOR)
-                        .min_by_key(load_of)
-                    else {
-                        break;
-                    };
-                    let local = pending
-                        .iter()
-                        .position(|&(p, _)| stage.preferred_locations(p).contains(&e));
-                    let Some((partition, attempt)) = pending.remove(local.unwrap_or(0)) else {
-                        break;
-                    };
-                    *load.entry(e).or_default() += 1;
-                    copies
-                        .entry(partition)
-                        .or_default()
-                        .push((e, Instant::now(), attempt));
-                    info.launched += 1;
-                    running.push(start(e, partition, attempt));
-                }
+        while !set.is_finished() {
+            if set.has_pending() {
+                let preferred = |p| stage.preferred_locations(p);
+                let launches = set
+                    .offer(&launcher.executors(), preferred, Instant::now())
+                    .map_err(StageFailure::Failed)?;
+                running.extend(launches.into_iter().map(|t| start(t, info)));
             }
             if running.is_empty() {
                 return Err(StageFailure::Failed(Error::Internal(format!(
                     "stage {} has {} unfinished tasks and none running",
                     stage.id,
-                    to_run - done.len()
+                    set.unfinished()
                 ))));
             }
-            let spec = self.speculation.filter(|_| to_run > 1);
-            let step = match spec {
-                Some(s) => {
-                    let timer = tick.get_or_insert_with(|| launcher.sleep(s.interval));
+            let step = match set.speculation_interval() {
+                Some(interval) => {
+                    let timer = tick.get_or_insert_with(|| launcher.sleep(interval));
                     match future::select(running.next(), timer).await {
                         Either::Left((finished, _)) => finished,
                         Either::Right(_) => None,
@@ -400,116 +375,47 @@ impl DagScheduler {
                 }
                 None => running.next().await,
             };
-            let Some((e, partition, attempt, started, outcome)) = step else {
+            let Some((id, outcome)) = step else {
                 // The speculation timer fired.
                 tick = None;
-                if let Some(s) = spec {
-                    if durations.len() >= s.min_finished(to_run) {
-                        let threshold = s.threshold(&mut durations.clone());
-                        let slow = slow_tasks(&copies, &done, &speculated, threshold);
-                        let executors = launcher.executors();
-                        for (partition, runner, attempt) in slow {
-                            let load_of = |e: &ExecutorId| load.get(e).copied().unwrap_or(0);
-                            let Some(other) = executors
-                                .iter()
-                                .copied()
-                                .filter(|&o| o != runner && load_of(&o) < SLOTS_PER_EXECUTOR)
-                                .min_by_key(load_of)
-                            else {
-                                continue;
-                            };
-                            debug!(
-                                partition,
-                                executor = runner,
-                                copy_on = other,
-                                threshold_ms = threshold.as_millis() as u64,
-                                "Task is slow; launching a speculative copy."
-                            );
-                            self.counters.speculative_task();
-                            info.speculative += 1;
-                            info.launched += 1;
-                            speculated.insert(partition);
-                            *load.entry(other).or_default() += 1;
-                            copies.entry(partition).or_default().push((
-                                other,
-                                Instant::now(),
-                                attempt,
-                            ));
-                            running.push(start(other, partition, attempt));
+                let copies = set.speculate(&launcher.executors(), Instant::now());
+                running.extend(copies.into_iter().map(|t| start(t, info)));
+                continue;
+            };
+            match outcome {
+                TaskOutcome::Result(out) => {
+                    if let Some(won) = set.succeeded(id, Instant::now()) {
+                        if let Some(slot) = results.get_mut(won.partition) {
+                            *slot = Some(out);
                         }
                     }
                 }
-                continue;
-            };
-            if let Some(l) = load.get_mut(&e) {
-                *l = l.saturating_sub(1);
-            }
-            let others_running = match copies.get_mut(&partition) {
-                Some(cs) => {
-                    if let Some(i) = cs.iter().position(|c| c.0 == e) {
-                        cs.remove(i);
+                TaskOutcome::MapOutput(_) => {
+                    if let (Some(won), Some(s)) = (set.succeeded(id, Instant::now()), shuffle) {
+                        self.map_outputs
+                            .register(s, num_tasks, won.partition, won.executor);
                     }
-                    !cs.is_empty()
                 }
-                None => false,
-            };
-            let finished = done.contains(&partition);
-            match outcome {
-                TaskOutcome::Result(out) if !finished => {
-                    if let Some(slot) = results.get_mut(partition) {
-                        *slot = Some(out);
+                TaskOutcome::Failed(f) => match set.failed(id, f) {
+                    FailureAction::Duplicate | FailureAction::OtherCopyRunning => {}
+                    FailureAction::Retry => {
+                        self.counters.task_retried();
+                        info.retries += 1;
                     }
-                    durations.push(started.elapsed());
-                    done.insert(partition);
-                    copies.remove(&partition);
-                }
-                TaskOutcome::MapOutput(_) if !finished => {
-                    if let Some(s) = shuffle {
-                        self.map_outputs.register(s, num_tasks, partition, e);
+                    FailureAction::Resubmit { shuffle, map } => {
+                        return Err(StageFailure::FetchFailed(shuffle, map));
                     }
-                    durations.push(started.elapsed());
-                    done.insert(partition);
-                    copies.remove(&partition);
-                }
-                // A slower copy of a finished partition: its result is a duplicate.
-                TaskOutcome::Result(_) | TaskOutcome::MapOutput(_) => {}
-                TaskOutcome::Failed(_) if finished => {}
-                TaskOutcome::Failed(f) => {
-                    if let Some((s, map)) = f.fetch_failed {
-                        return Err(StageFailure::FetchFailed(s, map));
-                    }
-                    if others_running {
-                        warn!(operator = %f.operator, partition, error = %f.message, "Task copy failed; another copy is still running.");
-                        continue;
-                    }
-                    // A failure a retry cannot change fails the stage at once.
-                    if !f.retryable || attempt + 1 >= self.max_attempts {
-                        return Err(StageFailure::Failed(Error::Task {
-                            batch_time: job.batch_time,
-                            operator: f.operator,
-                            partition,
-                            attempts: attempt + 1,
-                            message: f.message,
-                        }));
-                    }
-                    warn!(operator = %f.operator, partition, attempt, error = %f.message, "Task failed; retrying.");
-                    self.counters.task_retried();
-                    info.retries += 1;
-                    pending.push_back((partition, attempt + 1));
-                }
+                    FailureAction::Abort(e) => return Err(StageFailure::Failed(e)),
+                },
                 TaskOutcome::ExecutorLost => {
-                    if launcher.executor_lost(e) {
-                        // News of this loss: what the executor held is gone.
-                        self.map_outputs.remove_executor(e);
-                    }
-                    load.remove(&e);
-                    if !finished && !others_running {
-                        warn!(
-                            executor = e,
-                            partition, "Executor lost; its task is rerun elsewhere."
-                        );
-                        self.counters.task_rerun_after_loss();
-                        pending.push_back((partition, attempt));
+                    if let Some(lost) = set.lost(id) {
+                        if launcher.executor_lost(lost.executor) {
+                            // News of this loss: what the executor held is gone.
+                            self.map_outputs.remove_executor(lost.executor);
+                        }
+                        if lost.rerun {
+                            self.counters.task_rerun_after_loss();
+                        }
                     }
                 }
             }
@@ -524,26 +430,6 @@ impl DagScheduler {
         }
         Ok(None)
     }
-}
-
-/// The unfinished, not yet speculated partitions whose only copy has run longer than
-/// `threshold`, in partition order: `(partition, executor running it, attempt)`.
-fn slow_tasks(
-    copies: &HashMap<usize, Vec<(ExecutorId, Instant, u32)>>,
-    done: &HashSet<usize>,
-    speculated: &HashSet<usize>,
-    threshold: Duration,
-) -> Vec<(usize, ExecutorId, u32)> {
-    let mut slow: Vec<(usize, ExecutorId, u32)> = copies
-        .iter()
-        .filter(|(p, _)| !done.contains(*p) && !speculated.contains(*p))
-        .filter_map(|(&p, cs)| match cs.as_slice() {
-            [(e, started, attempt)] if started.elapsed() > threshold => Some((p, *e, *attempt)),
-            _ => None,
-        })
-        .collect();
-    slow.sort_unstable();
-    slow
 }
 
 /// Whether every partition of the RDD `meta` describes is cached on some executor (its

@@ -4,7 +4,9 @@
 //! [`DagScheduler`] cuts the job's lineage into stages at shuffle dependencies
 //! ([`plan_stages`]), runs each stage's tasks through a [`TaskLauncher`] (the actor runtime's
 //! executors, or [`LocalRunner`] in one thread), retries failed tasks, reruns map stages whose
-//! outputs were lost, and returns the result stage's outputs in partition order.
+//! outputs were lost, and returns the result stage's outputs in partition order. Within a
+//! stage, a task set (`task_set.rs`, Spark's `TaskSetManager`) decides what runs where and
+//! what each task's outcome means; the scheduler launches and waits.
 //!
 //! Tasks are data ([`TaskDescription`], serde): an executor resolves `(job, stage)` through
 //! the [`TaskRegistry`] to the closures, which stay in the program's DStream graph.
@@ -17,6 +19,7 @@ mod registry;
 mod speculation;
 mod stage;
 mod task;
+mod task_set;
 
 pub use dag::{DagScheduler, TaskLauncher};
 pub use job::{current_output_op, JobId, JobRunner, JobSpec, ResultFn, TaskOutput};
