@@ -15,13 +15,13 @@ use rivulet_framework::Result;
 use tracing::{debug, error, warn};
 
 use crate::block_store::BlockManager;
-use crate::messages::{BlockStored, SealBlock, SealedBlock, WalFailed};
+use crate::messages::{BlocksStored, SealBlock, SealedBlock, WalFailed};
 
 /// Seals one receiver's blocks.
 pub struct BatchBuilder {
     source: Arc<dyn BlockSealer>,
     blocks: Arc<BlockManager>,
-    coordinator: Recipient<BlockStored>,
+    coordinator: Recipient<BlocksStored>,
     /// `None` under the manual clock: blocks are sealed only when the coordinator asks.
     block_interval: Option<Duration>,
     sealed_total: u64,
@@ -37,7 +37,7 @@ impl BatchBuilder {
     pub fn new(
         source: Arc<dyn BlockSealer>,
         blocks: Arc<BlockManager>,
-        coordinator: Recipient<BlockStored>,
+        coordinator: Recipient<BlocksStored>,
         block_interval: Option<Duration>,
     ) -> BatchBuilder {
         BatchBuilder {
@@ -137,13 +137,15 @@ impl Actor for BatchBuilder {
                 return;
             }
             let coordinator = act.coordinator.clone();
-            // Wait for the coordinator's mailbox: a full one holds the next seal back.
-            let report = async move {
-                for info in blocks {
-                    coordinator.send(BlockStored(info)).await?;
-                }
-                Ok::<(), actix::MailboxError>(())
+            let stored = BlocksStored {
+                stream: act.source.stream(),
+                sealed: SealedBlock {
+                    blocks,
+                    sealed_total: act.sealed_total,
+                },
             };
+            // Wait for the coordinator's mailbox: a full one holds the next seal back.
+            let report = async move { coordinator.send(stored).await };
             ctx.wait(report.into_actor(act).map(|sent, _, _| {
                 if let Err(e) = sent {
                     warn!(error = %e, "Coordinator gone; blocks not reported.");

@@ -56,8 +56,8 @@ pub use coordinator::Coordinator;
 pub use event_log::{EventLog, RunInfo, EVENT_LOG_FORMAT};
 pub use executor::Executor;
 pub use messages::{
-    AddListener, Advance, BlockStored, ReceiverEvent, RunTask, SealBlock, SealedBlock, StopContext,
-    StopMode, StopReceiver, SubmitJob, WalFailed,
+    AddListener, Advance, BlocksStored, ReceiverEvent, RunTask, SealBlock, SealedBlock,
+    StopContext, StopMode, StopReceiver, SubmitJob, WalFailed,
 };
 pub use receiver_supervisor::ReceiverSupervisor;
 pub use runtime::{Runtime, RuntimeHandle, Status};

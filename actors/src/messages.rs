@@ -1,8 +1,8 @@
 //! The messages between rivulet's actors, one struct each. Commands are imperative
-//! (`RunTask`), notifications past tense (`BlockStored`).
+//! (`RunTask`), notifications past tense (`BlocksStored`).
 
 use actix::Message;
-use rivulet_framework::block::BlockInfo;
+use rivulet_framework::block::{BlockInfo, StreamId};
 use rivulet_framework::listener::{ReceiverInfo, StreamingListener};
 use rivulet_framework::scheduler::{JobSpec, TaskDescription, TaskOutcome, TaskOutput};
 use rivulet_framework::Result;
@@ -28,10 +28,17 @@ pub struct SealedBlock {
     pub sealed_total: u64,
 }
 
-/// A batch builder stored a block on executors (Spark: `AddBlock`).
+/// A batch builder sealed blocks on its block-interval timer and stored them on executors
+/// (Spark: `AddBlock`, for all of one seal's blocks). The same report the answer to
+/// [`SealBlock`] gives, so that blocks reach the coordinator one way.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct BlockStored(pub BlockInfo);
+pub struct BlocksStored {
+    /// The receiver's input stream.
+    pub stream: StreamId,
+    /// The blocks and the builder's count.
+    pub sealed: SealedBlock,
+}
 
 /// Runs a job on the executors (Spark: `JobSubmitted`); answers with its outputs.
 #[derive(Debug, Message)]

@@ -69,25 +69,31 @@ fn run_jobs(jobs: Vec<OutputJob>) -> Vec<OutputRun> {
 }
 
 impl Coordinator {
-    /// Records the builders' answers to a seal request.
-    pub(super) fn record_sealed(
+    /// Records the builders' answers to a seal request (a builder that did not answer
+    /// reports its blocks at its next seal, or at stop).
+    pub(super) fn record_seal_answers(
         &mut self,
-        sealed: Vec<(StreamId, Result<SealedBlock, MailboxError>)>,
+        answers: Vec<(StreamId, Result<SealedBlock, MailboxError>)>,
     ) {
-        for (stream, answer) in sealed {
-            let Ok(SealedBlock {
-                blocks,
-                sealed_total,
-            }) = answer
-            else {
-                continue;
-            };
-            let reported = blocks.len() as u64;
-            self.unallocated.extend(blocks);
-            if let Some(r) = self.receiver_mut(stream) {
-                r.sealed_total = r.sealed_total.max(sealed_total);
-                r.reported += reported;
+        for (stream, answer) in answers {
+            if let Ok(sealed) = answer {
+                self.record_sealed(stream, sealed);
             }
+        }
+    }
+
+    /// Records blocks a builder of `stream` sealed and stored, however they came (its
+    /// timer, or a seal request): they wait for the next batch.
+    pub(super) fn record_sealed(&mut self, stream: StreamId, sealed: SealedBlock) {
+        let SealedBlock {
+            blocks,
+            sealed_total,
+        } = sealed;
+        let reported = blocks.len() as u64;
+        self.unallocated.extend(blocks);
+        if let Some(r) = self.receiver_mut(stream) {
+            r.sealed_total = r.sealed_total.max(sealed_total);
+            r.reported += reported;
         }
     }
 

@@ -44,7 +44,7 @@ use tracing::Span;
 use crate::batch_builder::BatchBuilder;
 use crate::listener_bus::ListenerBus;
 use crate::messages::{
-    AddListener, Advance, BlockStored, ManualTick, ReceiverEvent, SealBlock, SubmitJob, WalFailed,
+    AddListener, Advance, BlocksStored, ManualTick, ReceiverEvent, SealBlock, SubmitJob, WalFailed,
 };
 use crate::receiver_supervisor::ReceiverSupervisor;
 use crate::runtime::Status;
@@ -226,14 +226,11 @@ impl Actor for Coordinator {
     }
 }
 
-impl Handler<BlockStored> for Coordinator {
+impl Handler<BlocksStored> for Coordinator {
     type Result = ();
 
-    fn handle(&mut self, BlockStored(info): BlockStored, ctx: &mut Context<Self>) {
-        if let Some(r) = self.receiver_mut(info.stream) {
-            r.reported += 1;
-        }
-        self.unallocated.push(info);
+    fn handle(&mut self, stored: BlocksStored, ctx: &mut Context<Self>) {
+        self.record_sealed(stored.stream, stored.sealed);
         self.check_stop(ctx);
     }
 }
@@ -302,7 +299,7 @@ impl Handler<ManualTick> for Coordinator {
             }
             .into_actor(self)
             .map(|sealed, act, ctx| {
-                act.record_sealed(sealed);
+                act.record_seal_answers(sealed);
                 let t = act.last_time + act.batch_interval;
                 let (tx, rx) = oneshot::channel();
                 act.waiters.insert(t, tx);

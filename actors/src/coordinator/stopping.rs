@@ -116,7 +116,7 @@ impl Coordinator {
             .await
         };
         ctx.spawn(drain.into_actor(self).map(|sealed, act, ctx| {
-            act.record_sealed(sealed);
+            act.record_seal_answers(sealed);
             if let Some(s) = &mut act.stopping {
                 s.receivers_stopped = true;
             }
