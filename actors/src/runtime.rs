@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix::{Actor, Addr, Arbiter};
-use rivulet_framework::block::BlockInfo;
 use rivulet_framework::checkpoint::{BlockLog, Key};
 use rivulet_framework::config::StreamingConfig;
 use rivulet_framework::dstream::DStreamGraph;
@@ -83,10 +82,10 @@ impl Runtime {
         let wal = config
             .get_receiver_wal()
             .then(|| BlockLog::new(graph.rdd_context().checkpoint_store().clone()));
-        let (replayed, replayed_unallocated) = match &wal {
+        match &wal {
             Some(wal) => {
                 graph.set_block_log(wal.clone());
-                replay_wal(&graph, &slots, wal, &blocks)?
+                replay_wal(&graph, &slots, wal, &blocks)?;
             }
             None => {
                 // Without the log the blocks of the run before are gone, but their numbers
@@ -100,10 +99,8 @@ impl Runtime {
                         slot.source.resume_at(position.next_seq, None);
                     }
                 }
-                (Vec::new(), Vec::new())
             }
-        };
-        let replayed_ids = replayed.iter().map(|b| b.id).collect();
+        }
         // Each receiver starts at the initial rate (capped at the maximum), or the maximum.
         let max_rate = config.get_max_rate_per_receiver();
         let initial_rate = match (config.get_backpressure_initial_rate(), max_rate) {
@@ -237,8 +234,6 @@ impl Runtime {
                 buffer_bound,
                 wal: wal.clone(),
                 input_cuts,
-                replayed_unallocated,
-                replayed: replayed_ids,
                 graph: coordinator_graph,
                 manual,
                 pipelining,
@@ -270,14 +265,14 @@ impl Runtime {
 /// [`rivulet_framework::checkpoint`]): puts every block a batch may still need back into the
 /// block stores (on its primary executor and a replica, as the batch builder places them),
 /// gives the graph the allocations only the log recorded, and resumes each receiver after
-/// its last block and at its newest offset. Returns every block put back, and those no
-/// batch has yet (they go to the next batch, in order).
+/// its last block and at its newest offset. The graph's block tracker learns every block
+/// put back, and queues those no batch has yet for the next batch, in order.
 fn replay_wal(
     graph: &DStreamGraph,
     slots: &[ReceiverSlot],
     wal: &BlockLog,
     blocks: &BlockManager,
-) -> Result<(Vec<BlockInfo>, Vec<BlockInfo>)> {
+) -> Result<()> {
     let restored = graph.restored_checkpoint();
     let replay = wal.replay(restored.as_deref())?;
     let dir = graph.rdd_context().checkpoint_store().location();
@@ -322,7 +317,8 @@ fn replay_wal(
             "Replayed received blocks from the write-ahead log."
         );
     }
-    Ok((replayed, unallocated))
+    graph.add_replayed_blocks(&replayed, unallocated);
+    Ok(())
 }
 
 /// Drives a started runtime: advance the manual clock, add listeners, stop, wait.

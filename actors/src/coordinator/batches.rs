@@ -90,7 +90,7 @@ impl Coordinator {
             sealed_total,
         } = sealed;
         let reported = blocks.len() as u64;
-        self.unallocated.extend(blocks);
+        self.graph.add_blocks(blocks);
         if let Some(r) = self.receiver_mut(stream) {
             r.sealed_total = r.sealed_total.max(sealed_total);
             r.reported += reported;
@@ -138,11 +138,9 @@ impl Coordinator {
     pub(super) fn generate_batch(&mut self, t: Time, ctx: &mut Context<Self>) {
         let _span = tracing::info_span!(parent: &self.span, "batch", batch_time = %t).entered();
         // A batch restored from a checkpoint keeps its blocks; the new ones go to the next.
-        let reported = std::mem::take(&mut self.unallocated);
-        let fresh = reported.len();
-        self.unallocated = self.graph.allocate_blocks(t, reported);
+        let fresh = self.graph.allocate_blocks(t).is_some_and(|b| !b.is_empty());
         let blocks = self.graph.allocated(t);
-        if let Some(wal) = self.wal.as_ref().filter(|_| self.unallocated.len() < fresh) {
+        if let Some(wal) = self.wal.as_ref().filter(|_| fresh) {
             // Write-ahead log step 2: the allocation is recorded (made durable on the job
             // thread before the batch's outputs run).
             if let Err(e) = wal.allocate(t, &blocks) {
@@ -405,7 +403,7 @@ impl Coordinator {
         }
         self.resize_buffers(&batch);
         for block in &batch.blocks {
-            if self.replayed.contains(&block.id) {
+            if self.graph.is_replayed_block(&block.id) {
                 continue;
             }
             if let Some(r) = self.receiver_mut(block.stream) {

@@ -22,7 +22,7 @@ pub(crate) use executor_pool::ExecutorPool;
 pub(crate) use job_runner::ClusterRunner;
 pub(crate) use rate_control::RateControl;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -31,7 +31,7 @@ use actix::{
     Actor, ActorFutureExt, Addr, Arbiter, AsyncContext, Context, Handler, ResponseActFuture,
     WrapFuture,
 };
-use rivulet_framework::block::{BlockId, BlockInfo, StreamId};
+use rivulet_framework::block::StreamId;
 use rivulet_framework::checkpoint::BlockLog;
 use rivulet_framework::dstream::DStreamGraph;
 use rivulet_framework::receiver::{BufferBound, BufferControl};
@@ -81,16 +81,12 @@ pub struct Coordinator {
     pool: Rc<ExecutorPool>,
     blocks: Arc<crate::block_store::BlockManager>,
     receivers: Vec<ReceiverHandle>,
-    unallocated: Vec<BlockInfo>,
     /// The receiver write-ahead log, when it is on: each batch's allocation is recorded in
     /// it (its blocks are cleaned up by the metadata checkpoints).
     wal: Option<BlockLog>,
     /// Whether each batch's input cut is recorded before its outputs run (polled inputs
     /// with a checkpoint directory; see `DStreamGraph::record_input_cut`).
     input_cuts: bool,
-    /// Blocks replayed from the write-ahead log after a restart: their records were never
-    /// counted in this run's receiver buffers, so finishing their batch frees no room.
-    replayed: HashSet<BlockId>,
     /// Rate control (backpressure), when it is on.
     rate_control: Option<rate_control::RateControl>,
     /// The receiver buffers' bound, set after each batch from its processing rate.
@@ -117,10 +113,6 @@ pub(crate) struct CoordinatorParts {
     pub(crate) wal: Option<BlockLog>,
     /// Whether each batch's input cut is recorded before its outputs run.
     pub(crate) input_cuts: bool,
-    /// Blocks replayed from the write-ahead log that no restored batch holds.
-    pub(crate) replayed_unallocated: Vec<BlockInfo>,
-    /// Every block replayed from the write-ahead log.
-    pub(crate) replayed: HashSet<BlockId>,
     pub(crate) graph: DStreamGraph,
     pub(crate) manual: bool,
     /// Timestep pipelining (see `StreamingConfig::pipelining`).
@@ -154,10 +146,8 @@ impl Coordinator {
             pool: parts.pool,
             blocks: parts.blocks,
             receivers: parts.receivers,
-            unallocated: parts.replayed_unallocated,
             wal: parts.wal,
             input_cuts: parts.input_cuts,
-            replayed: parts.replayed,
             rate_control: parts.rate_control,
             buffer_bound: parts.buffer_bound,
             queue: VecDeque::new(),

@@ -149,7 +149,7 @@ impl Coordinator {
             return StopState::AwaitingBlocks;
         }
         let batches_left = self.running || !self.queue.is_empty() || !self.cutting.is_empty();
-        match (self.unallocated.is_empty(), batches_left) {
+        match (!self.graph.has_unallocated_blocks(), batches_left) {
             (false, false) => StopState::AwaitingLastBatch,
             (false, true) => StopState::AwaitingBatchesThenLast,
             (true, true) => StopState::AwaitingBatches,

@@ -1,8 +1,11 @@
-//! [`BlockTracker`]: which received blocks each batch got, and where each receiver's input
-//! stands (Spark: `ReceivedBlockTracker`, without its log: the runtime writes the
-//! [`BlockLog`](crate::checkpoint::BlockLog) when the write-ahead log is on).
+//! [`BlockTracker`]: the one owner of what is known about received blocks: those reported
+//! and not yet in a batch, which blocks each batch got, which were replayed from the
+//! write-ahead log, and where each receiver's input stands (Spark: `ReceivedBlockTracker`,
+//! without its log: the runtime writes the [`BlockLog`](crate::checkpoint::BlockLog) when
+//! the write-ahead log is on). Where a block is stored is the runtime's block stores' to
+//! say ([`JobRunner::block_locations`](crate::scheduler::JobRunner::block_locations)).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -13,6 +16,12 @@ use crate::time::Time;
 
 #[derive(Default)]
 struct Inner {
+    /// Blocks reported and not yet allocated, in report order (Spark: the per-stream
+    /// `streamIdToUnallocatedBlockQueues`).
+    unallocated: Vec<BlockInfo>,
+    /// Blocks replayed from the write-ahead log after a restart: their records were never
+    /// counted in this run's receiver buffers.
+    replayed: HashSet<BlockId>,
     /// The blocks of each batch, per stream.
     allocations: BTreeMap<Time, BTreeMap<StreamId, Vec<BlockInfo>>>,
     /// Per stream: every block numbered below `next_seq` was allocated; the newest offset.
@@ -26,21 +35,46 @@ pub(crate) struct BlockTracker {
 }
 
 impl BlockTracker {
-    /// Allocates `blocks` to batch `t` (each block to exactly one batch); returns them all,
-    /// unallocated, when `t` already has its blocks (a batch restored from a checkpoint keeps
-    /// the blocks it had: the caller gives these to a later batch).
-    pub(crate) fn allocate(&self, t: Time, blocks: Vec<BlockInfo>) -> Vec<BlockInfo> {
+    /// Queues `blocks`, reported stored, for the next batch (Spark: `addBlock`).
+    pub(crate) fn add(&self, blocks: impl IntoIterator<Item = BlockInfo>) {
+        self.inner.lock().unallocated.extend(blocks);
+    }
+
+    /// Records `replayed` as replayed from the write-ahead log, and queues `unallocated`
+    /// (those of them no batch had) for the next batch.
+    pub(crate) fn add_replayed(&self, replayed: &[BlockInfo], unallocated: Vec<BlockInfo>) {
+        let mut inner = self.inner.lock();
+        inner.replayed.extend(replayed.iter().map(|b| b.id));
+        inner.unallocated.extend(unallocated);
+    }
+
+    /// Whether `id` was replayed from the write-ahead log.
+    pub(crate) fn is_replayed(&self, id: &BlockId) -> bool {
+        self.inner.lock().replayed.contains(id)
+    }
+
+    /// Whether blocks wait for a batch.
+    pub(crate) fn has_unallocated(&self) -> bool {
+        !self.inner.lock().unallocated.is_empty()
+    }
+
+    /// Allocates every queued block to batch `t` (each block to exactly one batch; Spark:
+    /// `allocateBlocksToBatch`) and returns them; `None`, leaving them queued for a later
+    /// batch, when `t` already has its blocks (a batch restored from a checkpoint keeps the
+    /// blocks it had).
+    pub(crate) fn allocate(&self, t: Time) -> Option<Vec<BlockInfo>> {
         let mut inner = self.inner.lock();
         if inner.allocations.contains_key(&t) {
-            return blocks;
+            return None;
         }
+        let blocks = std::mem::take(&mut inner.unallocated);
         let mut by_stream: BTreeMap<StreamId, Vec<BlockInfo>> = BTreeMap::new();
-        for b in blocks {
-            advance(&mut inner.positions, &b);
-            by_stream.entry(b.stream).or_default().push(b);
+        for b in &blocks {
+            advance(&mut inner.positions, b);
+            by_stream.entry(b.stream).or_default().push(b.clone());
         }
         inner.allocations.insert(t, by_stream);
-        Vec::new()
+        Some(blocks)
     }
 
     /// Puts back allocations read from a checkpoint or the write-ahead log, and the
@@ -107,15 +141,22 @@ impl BlockTracker {
             .allocations
             .split_off(&(horizon + Duration::from_millis(1)));
         let dropped = std::mem::replace(&mut inner.allocations, keep);
-        dropped
+        let dropped: Vec<BlockInfo> = dropped
             .into_values()
             .flat_map(|s| s.into_values().flatten())
-            .collect()
+            .collect();
+        for b in &dropped {
+            inner.replayed.remove(&b.id);
+        }
+        dropped
     }
 
     /// Forgets everything (the context stopped).
     pub(crate) fn clear(&self) {
-        self.inner.lock().allocations.clear();
+        let mut inner = self.inner.lock();
+        inner.allocations.clear();
+        inner.unallocated.clear();
+        inner.replayed.clear();
     }
 }
 
@@ -154,18 +195,21 @@ mod tests {
     fn a_batch_keeps_its_blocks_and_positions_move_past_allocated_blocks() {
         let tracker = BlockTracker::default();
         let t = |ms| Time::from_ms(ms);
-        assert!(tracker
-            .allocate(
-                t(100),
-                vec![
-                    block(0, 0, Some(1)),
-                    block(0, 1, None),
-                    block(1, 0, Some(7))
-                ]
-            )
-            .is_empty());
-        let again = tracker.allocate(t(100), vec![block(0, 2, Some(3))]);
-        assert_eq!(again.len(), 1, "a batch's blocks are fixed once allocated");
+        tracker.add(vec![
+            block(0, 0, Some(1)),
+            block(0, 1, None),
+            block(1, 0, Some(7)),
+        ]);
+        assert!(tracker.has_unallocated());
+        assert_eq!(tracker.allocate(t(100)).map(|b| b.len()), Some(3));
+        assert!(!tracker.has_unallocated());
+        tracker.add(vec![block(0, 2, Some(3))]);
+        assert_eq!(
+            tracker.allocate(t(100)),
+            None,
+            "a batch's blocks are fixed once allocated"
+        );
+        assert!(tracker.has_unallocated(), "kept for a later batch");
         assert_eq!(tracker.allocated(t(100)).len(), 3);
         assert_eq!(tracker.of_stream(1, t(100)).len(), 1);
         let positions = tracker.positions();
@@ -176,10 +220,26 @@ mod tests {
             "the newest block with an offset"
         );
         assert_eq!(positions[1].next_seq, 1);
-        tracker.allocate(t(200), again);
+        assert_eq!(tracker.allocate(t(200)), Some(vec![block(0, 2, Some(3))]));
         assert_eq!(tracker.positions()[0].offset, Some(vec![3]));
         assert_eq!(tracker.after(t(100)).len(), 1);
         assert_eq!(tracker.forget_up_to(t(100)).len(), 3);
         assert_eq!(tracker.allocated(t(200)).len(), 1);
+    }
+
+    #[test]
+    fn replayed_blocks_are_known_until_their_batch_is_forgotten() {
+        let tracker = BlockTracker::default();
+        let t = |ms| Time::from_ms(ms);
+        let (old, new) = (block(0, 0, None), block(0, 1, None));
+        tracker.restore(vec![(t(100), vec![old.clone()])], &[]);
+        tracker.add_replayed(&[old.clone(), new.clone()], vec![new.clone()]);
+        assert!(tracker.is_replayed(&old.id) && tracker.is_replayed(&new.id));
+        assert!(!tracker.is_replayed(&block(0, 2, None).id));
+        assert_eq!(tracker.allocate(t(100)), None, "batch 100 has its block");
+        assert_eq!(tracker.allocate(t(200)), Some(vec![new.clone()]));
+        tracker.forget_up_to(t(100));
+        assert!(!tracker.is_replayed(&old.id));
+        assert!(tracker.is_replayed(&new.id));
     }
 }

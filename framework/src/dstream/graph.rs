@@ -644,11 +644,35 @@ impl DStreamGraph {
         cut.write(&**self.shared.rdd_ctx.checkpoint_store())
     }
 
-    /// Allocates received blocks to batch `t` (each block to exactly one batch); returns
-    /// them all back, unallocated, when `t` already has its blocks (a batch restored from a
-    /// checkpoint keeps the blocks it had: the caller gives these to a later batch).
-    pub fn allocate_blocks(&self, t: Time, blocks: Vec<BlockInfo>) -> Vec<BlockInfo> {
-        self.shared.blocks.allocate(t, blocks)
+    /// Queues received blocks, reported stored on executors, for the next batch (Spark:
+    /// `ReceivedBlockTracker.addBlock`). The graph's block tracker is the one owner of what
+    /// is known of received blocks.
+    pub fn add_blocks(&self, blocks: impl IntoIterator<Item = BlockInfo>) {
+        self.shared.blocks.add(blocks);
+    }
+
+    /// Allocates every queued block to batch `t` (each block to exactly one batch) and
+    /// returns them; `None`, keeping them queued for a later batch, when `t` already has
+    /// its blocks (a batch restored from a checkpoint keeps the blocks it had).
+    pub fn allocate_blocks(&self, t: Time) -> Option<Vec<BlockInfo>> {
+        self.shared.blocks.allocate(t)
+    }
+
+    /// Whether received blocks wait for a batch.
+    pub fn has_unallocated_blocks(&self) -> bool {
+        self.shared.blocks.has_unallocated()
+    }
+
+    /// Records the blocks replayed from the write-ahead log at a restart (their records
+    /// never counted in this run's receiver buffers) and queues `unallocated`, those no
+    /// batch had, for the next batch.
+    pub fn add_replayed_blocks(&self, replayed: &[BlockInfo], unallocated: Vec<BlockInfo>) {
+        self.shared.blocks.add_replayed(replayed, unallocated);
+    }
+
+    /// Whether block `id` was replayed from the write-ahead log at this run's start.
+    pub fn is_replayed_block(&self, id: &crate::block::BlockId) -> bool {
+        self.shared.blocks.is_replayed(id)
     }
 
     /// Puts back allocations of batches after the restored one that only the write-ahead
