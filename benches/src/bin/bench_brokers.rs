@@ -17,9 +17,17 @@
 //! - **redis direct**: `RedisStreamSource` over one stream loaded beforehand into a
 //!   `redis-server` of the harness's own on 127.0.0.1;
 //! - **nats direct**: `rivulet_nats::NatsStreamSource` over one JetStream stream (file
-//!   storage) loaded beforehand into a `nats-server -js` of the harness's own on 127.0.0.1.
+//!   storage) loaded beforehand into a `nats-server -js` of the harness's own on 127.0.0.1;
+//! - **mqtt receiver**: `rivulet::receivers::MqttReceiver` (QoS 1, a persistent session)
+//!   on a `mosquitto` of the harness's own on 127.0.0.1 (no persistence,
+//!   `max_queued_messages 0`, `max_inflight_messages 1000`, as the MQTT tests' broker): MQTT
+//!   cannot replay, so each run first makes the receiver's session (subscribed at QoS 1),
+//!   then publishes the lines at QoS 1 into it, every one acknowledged by the broker, before
+//!   the context starts; the broker then holds them queued for the receiver, which
+//!   acknowledges each block once stored. The write-ahead log is off, as for the Kafka
+//!   receiver.
 //!
-//! A server that is not installed (`bash scripts/install-test-tools.sh` installs both) leaves
+//! A server that is not installed (`bash scripts/install-test-tools.sh` installs them) leaves
 //! its input out, with a line saying so.
 //!
 //! Rate control stays at its defaults (backpressure on), and the direct streams have no
@@ -47,15 +55,16 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use rivulet::prelude::*;
-use rivulet::receivers::RedisStreamSource;
+use rivulet::receivers::{MqttMessage, MqttReceiver, RedisStreamSource};
 use rivulet_benches::harness::{example_data, median_f64};
 use rivulet_benches::support::{self, words, FeedEnd};
 use rivulet_kafka::{send_waiting, KafkaRecord, KafkaSource};
 use rivulet_nats::{NatsMessage, NatsStreamSource};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 /// Command-line options.
 #[derive(Parser, Debug)]
-#[command(about = "Records/s into a word count from Kafka, Redis Streams, NATS and a socket")]
+#[command(about = "Records/s into a word count from Kafka, Redis Streams, NATS, MQTT and a socket")]
 struct Args {
     /// Lines per run (the bundled text, repeated as needed); at most 100,000 per Kafka
     /// partition, what librdkafka's mock cluster keeps.
@@ -71,7 +80,7 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     partitions: i32,
     /// Only these inputs (`socket`, `kafka-direct`, `kafka-receiver`, `redis-direct`,
-    /// `nats-direct`);
+    /// `nats-direct`, `mqtt-receiver`);
     /// default: all (the socket's figure is the ratios' base).
     #[arg(long, value_delimiter = ',')]
     inputs: Vec<String>,
@@ -88,6 +97,7 @@ enum Input {
     KafkaReceiver,
     RedisDirect,
     NatsDirect,
+    MqttReceiver,
 }
 
 impl Input {
@@ -98,6 +108,7 @@ impl Input {
             Input::KafkaReceiver => "kafka receiver",
             Input::RedisDirect => "redis direct",
             Input::NatsDirect => "nats direct",
+            Input::MqttReceiver => "mqtt receiver",
         }
     }
 }
@@ -108,6 +119,7 @@ struct Brokers {
     kafka: String,
     redis: Option<Server>,
     nats: Option<Server>,
+    mqtt: Option<Server>,
 }
 
 /// A server process of the harness's own on a free 127.0.0.1 port, in a temporary
@@ -115,6 +127,7 @@ struct Brokers {
 struct Server {
     child: Child,
     url: String,
+    port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -126,19 +139,19 @@ impl Drop for Server {
 }
 
 /// Starts `binary` (on PATH or in /usr/sbin) with the arguments `args` gives for a port and
-/// a directory, and waits until the port accepts connections; `None`, with a line saying
-/// so, when it cannot be started.
+/// a directory (where it may write a configuration file), and waits until the port accepts
+/// connections; `None`, with a line saying so, when it cannot be started.
 fn start_server(
     binary: &str,
     scheme: &str,
-    args: impl FnOnce(u16, &std::path::Path) -> Vec<String>,
+    args: impl FnOnce(u16, &std::path::Path) -> Result<Vec<String>, BoxError>,
 ) -> Result<Option<Server>, BoxError> {
     let port = StdListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let dir = tempfile::tempdir()?;
     let sbin = std::path::Path::new("/usr/sbin").join(binary);
     let program = if sbin.is_file() { sbin } else { binary.into() };
     let child = match Command::new(&program)
-        .args(args(port, dir.path()))
+        .args(args(port, dir.path())?)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -152,6 +165,7 @@ fn start_server(
     let server = Server {
         child,
         url: format!("{scheme}://127.0.0.1:{port}"),
+        port,
         _dir: dir,
     };
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -227,6 +241,72 @@ async fn load_nats(url: &str, stream: &str, lines: &[String]) -> Result<(), BoxE
             ack.await?;
         }
     }
+    Ok(())
+}
+
+/// Makes the persistent session of client `client_id` on the MQTT broker at
+/// `127.0.0.1:port`, subscribed to `topic` at QoS 1, then publishes `lines` to `topic` at
+/// QoS 1 as another client, and returns once the broker acknowledged every one: the broker
+/// then holds them all queued for the session (its `max_queued_messages` is 0, no limit).
+async fn load_mqtt(
+    port: u16,
+    client_id: &str,
+    topic: &str,
+    lines: &[String],
+) -> Result<(), BoxError> {
+    let within =
+        |what: &'static str| move |_| format!("mqtt 127.0.0.1:{port}: {what} took over 120 s");
+    // The session: connect, subscribe, wait for the SUBACK, leave.
+    let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
+    options.set_clean_session(false);
+    let (client, mut events) = AsyncClient::new(options, 10);
+    client.subscribe(topic, QoS::AtLeastOnce).await?;
+    tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            if let Event::Incoming(Packet::SubAck(_)) = events.poll().await? {
+                return Ok::<(), BoxError>(());
+            }
+        }
+    })
+    .await
+    .map_err(within("subscribing"))??;
+    client.disconnect().await?;
+    // Until the DISCONNECT is written and the broker closes the connection.
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while events.poll().await.is_ok() {}
+    })
+    .await;
+    // The lines, up to 1,000 unacknowledged at a time.
+    let mut options = MqttOptions::new(format!("{client_id}-publisher"), "127.0.0.1", port);
+    options.set_inflight(1_000);
+    let (client, mut events) = AsyncClient::new(options, 1_000);
+    let publishing = async {
+        for line in lines {
+            client
+                .publish(topic, QoS::AtLeastOnce, false, line.clone())
+                .await?;
+        }
+        Ok::<(), BoxError>(())
+    };
+    let acknowledged = async {
+        let mut acked = 0;
+        while acked < lines.len() {
+            if let Event::Incoming(Packet::PubAck(_)) = events.poll().await? {
+                acked += 1;
+            }
+        }
+        Ok::<(), BoxError>(())
+    };
+    tokio::time::timeout(Duration::from_secs(600), async {
+        tokio::try_join!(publishing, acknowledged)
+    })
+    .await
+    .map_err(within("publishing"))??;
+    client.disconnect().await?;
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while events.poll().await.is_ok() {}
+    })
+    .await;
     Ok(())
 }
 
@@ -384,6 +464,12 @@ async fn run(
             .stream()
             .map(|m: NatsMessage| m.text().unwrap_or_default().to_string())
         }
+        Input::MqttReceiver => {
+            let port = brokers.mqtt.as_ref().ok_or("no mosquitto")?.port;
+            // The session `load_mqtt` made and filled for this run.
+            ssc.receiver_stream(MqttReceiver::new("127.0.0.1", port, topic, topic)?)
+                .map(|m: MqttMessage| m.text().unwrap_or_default().to_string())
+        }
     };
     let totals: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     let sink = totals.clone();
@@ -449,7 +535,7 @@ async fn main() -> Result<(), BoxError> {
     let kafka = cluster.bootstrap_servers();
     let redis = start_server("redis-server", "redis", |port, dir| {
         let (port, dir) = (port.to_string(), dir.display().to_string());
-        [
+        Ok([
             "--bind",
             "127.0.0.1",
             "--port",
@@ -460,19 +546,35 @@ async fn main() -> Result<(), BoxError> {
             &dir,
         ]
         .map(String::from)
-        .to_vec()
+        .to_vec())
     })?;
     let nats = start_server("nats-server", "nats", |port, dir| {
         let (port, dir) = (port.to_string(), dir.display().to_string());
-        ["-js", "-a", "127.0.0.1", "-p", &port, "-sd", &dir]
+        Ok(["-js", "-a", "127.0.0.1", "-p", &port, "-sd", &dir]
             .map(String::from)
-            .to_vec()
+            .to_vec())
+    })?;
+    let mqtt = start_server("mosquitto", "mqtt", |port, dir| {
+        // As the MQTT tests' broker: no limit on what a session queues (mosquitto drops
+        // messages past 1000 by default, silently), 1000 unacknowledged messages in flight
+        // (20 by default). Started as root, mosquitto 2 would switch to the `mosquitto`
+        // user; ignored when not root.
+        let config = dir.join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 max_queued_messages 0\nmax_inflight_messages 1000\nuser root\n"
+            ),
+        )?;
+        Ok(vec!["-c".to_string(), config.display().to_string()])
     })?;
     let brokers = Brokers {
         _kafka: cluster,
         kafka,
         redis,
         nats,
+        mqtt,
     };
     let mut inputs = vec![Input::Socket, Input::KafkaDirect, Input::KafkaReceiver];
     if brokers.redis.is_some() {
@@ -480,6 +582,9 @@ async fn main() -> Result<(), BoxError> {
     }
     if brokers.nats.is_some() {
         inputs.push(Input::NatsDirect);
+    }
+    if brokers.mqtt.is_some() {
+        inputs.push(Input::MqttReceiver);
     }
     if !args.inputs.is_empty() {
         inputs.retain(|i| args.inputs.iter().any(|n| *n == i.name().replace(' ', "-")));
@@ -514,6 +619,10 @@ async fn main() -> Result<(), BoxError> {
                     Input::NatsDirect => {
                         let url = &brokers.nats.as_ref().ok_or("no nats-server")?.url;
                         load_nats(url, &topic, &lines).await?;
+                    }
+                    Input::MqttReceiver => {
+                        let port = brokers.mqtt.as_ref().ok_or("no mosquitto")?.port;
+                        load_mqtt(port, &topic, &topic, &lines).await?;
                     }
                     Input::Socket => {}
                 }

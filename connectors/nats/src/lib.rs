@@ -7,7 +7,9 @@
 //!   sequence ranges the coordinator decided when it cut the batch; the ranges are in the
 //!   metadata checkpoint, so lost partitions and a restarted program's pending batches read
 //!   exactly the same messages: exactly-once input, no write-ahead log. A range whose
-//!   messages the stream's limits or a purge removed fails naming the stream and sequences.
+//!   messages the stream's limits or a purge removed fails naming the stream and sequences;
+//!   messages deleted one by one inside a range (or by a per-subject limit) are left out and
+//!   logged at WARN naming the stream, the range and the missing sequences.
 //! - [`NatsConsumerReceiver`], a receiver through a durable pull consumer with explicit
 //!   acks: messages are acknowledged only once their blocks are stored (at least once), and
 //!   several receivers share one consumer.

@@ -12,23 +12,36 @@
 //! 2. Messages are fetched in batches of at most 10,000 (`fetch`, which does not wait for
 //!    messages that do not exist yet) until the one at sequence `until`, a message past it,
 //!    or the end of the stream; the messages past `until` are dropped. Sequences with no
-//!    message (deleted one by one) are simply not delivered.
+//!    message (deleted one by one) are not delivered.
 //! 3. The consumer is deleted, and the stream's info is read again: when sequence `from + 1`
 //!    was not delivered and the stream's first sequence is now past it, messages of the range
 //!    were removed by the stream's limits (`max_msgs`, `max_bytes`, `max_age`) or a purge
 //!    after the range was decided, and the read fails with [`ReadError::Unreadable`] naming
 //!    the stream and the sequences (Kafka's offset out of range). The same happens when the
 //!    stream is gone or its last sequence went back (deleted and made again).
+//! 4. Otherwise the read succeeds with the messages delivered. The sequences of the range
+//!    that were not delivered (the *gaps*: messages deleted one by one with `jsm.msg.delete`,
+//!    or removed by a per-subject limit `max_msgs_per_subject`, before or after the range was
+//!    decided) are counted and logged at WARN on the executor: one event per read that met
+//!    gaps, with the server, the stream, the range (`sequences = 11..=20`, and as the batch's
+//!    input report names it, `range = <stream>/0 offsets 10..20`), the number of missing
+//!    sequences (`missing`), the missing sequences themselves as runs (`missing_sequences =
+//!    11, 14..=15, 20`; the first 20 runs, then how many more) and the number of messages
+//!    read (`read`). The batch goes on without them; a retried task or a partition computed
+//!    again reads the same messages and logs the same event again.
 //!
-//! Limits remove a stream's oldest messages, so a range that lost messages lost its first
-//! one: that is what step 3 sees. What it does not see: messages deleted one by one
-//! (`jsm.msg.delete`, or a per-subject limit `max_msgs_per_subject`) inside a range after it
-//! was decided: the range is read without them. Keep a stream's limits well above what it
-//! receives in a few batch intervals.
+//! Limits other than per-subject ones remove a stream's oldest messages, so a range that
+//! lost messages to them lost its first one: that is what step 3 sees. A range whose first
+//! messages were deleted one by one up to the stream's first message looks the same, and
+//! fails the same way. Gaps are not listed in the batch's polled-input report
+//! (`on_polled_input`, the status page): its `records` (the messages read) falls short of its
+//! ranges' length by their number, but the framework's report lists only whole ranges
+//! skipped, not sequences missing inside a range that was read, so the WARN is where they
+//! are named.
 //!
-//! Offsets count records except for messages deleted one by one, so
+//! Offsets count records except for the gaps, so
 //! [`offsets_count_records`](DirectSource::offsets_count_records) is `true`: a rate cap
-//! reads at most its number of records, fewer when some in the range were deleted.
+//! reads at most its number of records, fewer when the range has gaps.
 //!
 //! [`commit`](DirectSource::commit) does nothing: JetStream keeps a consumer's progress as
 //! acknowledgements of messages delivered to it, not as a position a reader can set, and the
@@ -315,6 +328,57 @@ async fn read_sequences(
     Ok(out)
 }
 
+/// Runs of missing sequences a gap's WARN lists; the others are only counted.
+const GAP_RUNS_SHOWN: usize = 20;
+
+/// The sequences of `first..=last` missing from `read` (ascending stream sequences), as
+/// inclusive runs `(from, to)` in ascending order; none when `first > last`. Sequences of
+/// `read` outside the range, or not ascending, are ignored.
+fn gaps(first: u64, last: u64, read: impl IntoIterator<Item = u64>) -> Vec<(u64, u64)> {
+    let mut runs = Vec::new();
+    // The first sequence of the range not yet accounted for.
+    let mut next = first;
+    for sequence in read {
+        if sequence < next || sequence > last {
+            continue;
+        }
+        if sequence > next {
+            runs.push((next, sequence - 1));
+        }
+        match sequence.checked_add(1) {
+            Some(after) => next = after,
+            None => return runs,
+        }
+    }
+    if next <= last {
+        runs.push((next, last));
+    }
+    runs
+}
+
+/// How many sequences `runs` (from [`gaps`]) hold.
+fn missing(runs: &[(u64, u64)]) -> u64 {
+    runs.iter()
+        .map(|&(from, to)| (to - from).saturating_add(1))
+        .fold(0, u64::saturating_add)
+}
+
+/// `runs` as `3, 5..=7`: the first [`GAP_RUNS_SHOWN`], then how many more.
+fn describe_runs(runs: &[(u64, u64)]) -> String {
+    let mut shown: Vec<String> = runs
+        .iter()
+        .take(GAP_RUNS_SHOWN)
+        .map(|&(from, to)| match from == to {
+            true => from.to_string(),
+            false => format!("{from}..={to}"),
+        })
+        .collect();
+    if runs.len() > GAP_RUNS_SHOWN {
+        shown.push(format!("and {} more runs", runs.len() - GAP_RUNS_SHOWN));
+    }
+    shown.join(", ")
+}
+
 impl DirectSource for NatsStreamSource {
     type Item = NatsMessage;
 
@@ -351,17 +415,89 @@ impl DirectSource for NatsStreamSource {
         }
     }
 
+    /// The messages at sequences `range.from + 1 ..= range.until` of stream
+    /// `range.partition.topic`, in sequence order (steps 1 to 4 of the module docs). A
+    /// sequence with no message (a gap: deleted one by one, or by a per-subject limit) is
+    /// left out, and the read logs one WARN naming the server, the stream, the range and the
+    /// missing sequences (their count and their runs).
+    ///
+    /// # Errors
+    /// [`ReadError::Unreadable`], naming the server, the stream and the sequences, when the
+    /// range's first sequence is no longer in the stream (removed by its limits or a purge),
+    /// the stream is gone, or its last sequence is now before the range's end;
+    /// [`ReadError::Failed`], naming the server, when a call to it failed (the task is
+    /// retried).
     fn read(
         &self,
         range: &OffsetRange,
     ) -> std::result::Result<PartitionIter<NatsMessage>, ReadError> {
-        let (name, first, last) = (range.partition.topic.clone(), range.from + 1, range.until);
+        let (name, first, last) = (
+            range.partition.topic.clone(),
+            range.from.saturating_add(1),
+            range.until,
+        );
+        let stream = name.clone();
         match self.call(move |js| read_sequences(js, name, first, last)) {
-            Ok(messages) => Ok(Box::new(messages.into_iter())),
+            Ok(messages) => {
+                let runs = gaps(first, last, messages.iter().map(|m| m.sequence));
+                if !runs.is_empty() {
+                    tracing::warn!(
+                        server = %self.connection.server,
+                        stream = %stream,
+                        sequences = %format_args!("{first}..={last}"),
+                        range = %range,
+                        missing = missing(&runs),
+                        missing_sequences = %describe_runs(&runs),
+                        read = messages.len(),
+                        "Messages of a batch's range are no longer in the stream (deleted one by one, or by a per-subject limit); the batch goes on without them."
+                    );
+                }
+                Ok(Box::new(messages.into_iter()))
+            }
             Err(Failure::Gone(reason)) => Err(ReadError::Unreadable {
                 reason: format!("nats {}: {reason}", self.connection.server),
             }),
             Err(Failure::Call(e)) => Err(ReadError::Failed(self.error(e))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_are_the_runs_of_the_range_not_read() {
+        assert_eq!(gaps(1, 10, 1..=10), vec![]);
+        assert_eq!(
+            gaps(11, 20, [12, 13, 16, 17, 18, 19]),
+            vec![(11, 11), (14, 15), (20, 20)]
+        );
+        assert_eq!(gaps(5, 7, []), vec![(5, 7)]);
+        // Out of the range, or not ascending: ignored.
+        assert_eq!(gaps(5, 7, [4, 6, 6, 5, 8]), vec![(5, 5), (7, 7)]);
+        assert_eq!(gaps(8, 7, []), vec![]);
+        assert_eq!(
+            gaps(u64::MAX - 1, u64::MAX, [u64::MAX]),
+            vec![(u64::MAX - 1, u64::MAX - 1)]
+        );
+        assert_eq!(
+            gaps(u64::MAX - 1, u64::MAX, [u64::MAX - 1, u64::MAX]),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn missing_counts_and_describe_runs_lists_the_first_twenty() {
+        let runs = gaps(11, 20, [12, 13, 16, 17, 18, 19]);
+        assert_eq!(missing(&runs), 4);
+        assert_eq!(describe_runs(&runs), "11, 14..=15, 20");
+        assert_eq!(missing(&[(0, u64::MAX)]), u64::MAX);
+        // Every other sequence of 1..=50 read: 25 runs of one.
+        let runs = gaps(1, 50, (1..=50).filter(|s| s % 2 == 0));
+        assert_eq!((runs.len(), missing(&runs)), (25, 25));
+        let text = describe_runs(&runs);
+        assert!(text.starts_with("1, 3, 5"), "{text}");
+        assert!(text.ends_with("37, 39, and 5 more runs"), "{text}");
     }
 }

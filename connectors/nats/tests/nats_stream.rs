@@ -5,7 +5,9 @@
 //! start stops the start naming it, and the same source works once the server is up; a
 //! stream that does not exist stops the start naming it; messages removed from a decided
 //! range (a purge, a `max_msgs` limit, the stream deleted) stop the context naming the
-//! stream and sequences; a server that requires TLS, without the `tls` feature, is an error
+//! stream and sequences; messages deleted one by one, or by a per-subject limit, inside a
+//! range are left out of the batch and logged at WARN naming the stream, the range and the
+//! missing sequences; a server that requires TLS, without the `tls` feature, is an error
 //! naming the feature. Against a server that admits one user with a password, a wrong
 //! password, an unknown user or none stops the start with an error naming the server and
 //! saying authentication failed (without the password), and the right ones read every
@@ -17,10 +19,10 @@
 
 mod nats_support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use nats_support::*;
 use rivulet::prelude::*;
@@ -292,6 +294,201 @@ async fn a_range_of_a_deleted_stream_stops_the_context_naming_stream_and_sequenc
         "stream deleted does not exist: sequences 1..=10 cannot be read",
     )
     .await;
+}
+
+/// What every thread of this test process logs at WARN or above from the first call on (a
+/// global subscriber: a range is read, and its gaps logged, on an executor's thread).
+fn captured_warnings() -> Arc<Mutex<Vec<u8>>> {
+    static CAPTURED: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    CAPTURED
+        .get_or_init(|| {
+            let buffer = Arc::new(Mutex::new(Vec::new()));
+            let writer = buffer.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::WARN)
+                .with_ansi(false)
+                .with_writer(move || Capture(writer.clone()))
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in this test binary");
+            buffer
+        })
+        .clone()
+}
+
+/// A writer into [`captured_warnings`]' buffer.
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The polled-input reports of a context's batches.
+struct Reports(Arc<Mutex<Vec<PolledInputInfo>>>);
+
+impl StreamingListener for Reports {
+    fn on_polled_input(&mut self, input: &PolledInputInfo) {
+        self.0.lock().unwrap().push(input.clone());
+    }
+}
+
+/// Timeline (manual clock, 100 ms batches), two streams read by one source:
+///
+/// ```text
+/// gappy: 1..=10 published  | batch 1 reads 1..=10 | 11..=20 published, 11, 14, 15, 20
+///                                                   deleted | batch 2 reads 11..=20
+/// keyed (1 message per subject): a b | batch 1 reads 1..=2 | c a c d published (a's 1
+///                                                   and c's 3 removed) | batch 2 reads 3..=6
+/// ```
+///
+/// Batch 2 holds the messages still in the streams, computed here from what was published
+/// and deleted, and one WARN per stream names the stream, the range and the gaps.
+#[actix::test]
+async fn messages_deleted_inside_a_range_are_left_out_and_logged_naming_the_gaps() {
+    let Some(server) =
+        server("messages_deleted_inside_a_range_are_left_out_and_logged_naming_the_gaps")
+    else {
+        return;
+    };
+    let warnings = captured_warnings();
+    let js = js(&server.url()).await;
+    make_stream(&js, "gappy", None).await;
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "keyed".to_string(),
+        subjects: vec!["keyed.*".to_string()],
+        storage: async_nats::jetstream::stream::StorageType::File,
+        max_messages_per_subject: 1,
+        ..Default::default()
+    })
+    .await
+    .expect("create the keyed stream");
+    let text = lines(20);
+    // keyed's messages: (sequence, subject), the payload is the subject.
+    let keyed: Vec<(u64, &str)> = ["a", "b", "c", "a", "c", "d"]
+        .into_iter()
+        .enumerate()
+        .map(|(i, subject)| (i as u64 + 1, subject))
+        .collect();
+    let publish_keyed = |messages: &[(u64, &'static str)]| {
+        let (js, messages) = (js.clone(), messages.to_vec());
+        async move {
+            for (_, subject) in messages {
+                publish(&js, &format!("keyed.{subject}"), &[subject.to_string()]).await;
+            }
+        }
+    };
+    publish(&js, "gappy", &text[..10]).await;
+    publish_keyed(&keyed[..2]).await;
+    let deleted: BTreeSet<u64> = [11, 14, 15, 20].into();
+    // What batch 2 reads, computed from what was published and deleted: gappy's 11..=20 but
+    // the deleted ones; keyed's 3..=6 that are the last of their subject.
+    let gappy_expected: Vec<(u64, String)> = (11..=20u64)
+        .filter(|s| !deleted.contains(s))
+        .map(|s| (s, text[s as usize - 1].clone()))
+        .collect();
+    let last_of_subject: BTreeMap<&str, u64> =
+        keyed.iter().map(|&(s, subject)| (subject, s)).collect();
+    let keyed_expected: Vec<(u64, String)> = keyed
+        .iter()
+        .filter(|&&(s, subject)| (3..=6).contains(&s) && last_of_subject[subject] == s)
+        .map(|&(s, subject)| (s, subject.to_string()))
+        .collect();
+    within(60, async {
+        let ssc = context(1, 1);
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        ssc.add_listener(Reports(reports.clone()));
+        let source = NatsStreamSource::new(&server.url(), ["gappy", "keyed"]).unwrap();
+        let direct = ssc.direct_stream(source, DirectOptions::default());
+        type Read = BTreeMap<String, Vec<(u64, String)>>;
+        let batches: Arc<Mutex<Vec<Read>>> = Arc::default();
+        let seen = batches.clone();
+        direct.stream().foreach_rdd(move |rdd, _| {
+            let mut read = Read::new();
+            for m in rdd.collect()? {
+                let text = m.text().unwrap_or_default().to_string();
+                read.entry(m.stream.clone())
+                    .or_default()
+                    .push((m.sequence, text));
+            }
+            seen.lock().unwrap().push(read);
+            Ok(())
+        });
+        ssc.start().await.unwrap();
+        ssc.advance(1).await.unwrap();
+        publish(&js, "gappy", &text[10..]).await;
+        publish_keyed(&keyed[2..]).await;
+        let stream = js.get_stream("gappy").await.unwrap();
+        for &s in &deleted {
+            assert!(stream.delete_message(s).await.expect("delete a message"));
+        }
+        ssc.advance(1).await.unwrap();
+        ssc.stop(StopMode::Graceful).await.unwrap();
+
+        let batches = batches.lock().unwrap().clone();
+        let batch_1 = &batches[0];
+        let all_10: Vec<(u64, String)> = (1..=10u64).zip(text[..10].iter().cloned()).collect();
+        assert_eq!(batch_1["gappy"], all_10);
+        assert_eq!(
+            batch_1["keyed"],
+            [(1, "a".to_string()), (2, "b".to_string())]
+        );
+        let batch_2 = &batches[1];
+        assert_eq!(batch_2["gappy"], gappy_expected);
+        assert_eq!(batch_2["keyed"], keyed_expected);
+
+        // The report counts the messages read, short of the ranges' 10 + 4 offsets.
+        let reports = reports.lock().unwrap().clone();
+        let report_2 = &reports[1];
+        assert_eq!(
+            report_2.split_names,
+            ["gappy/0 offsets 10..20", "keyed/0 offsets 2..6"]
+        );
+        assert_eq!(
+            report_2.records,
+            gappy_expected.len() + keyed_expected.len()
+        );
+        assert!(report_2.skipped.is_empty(), "{report_2:?}");
+    })
+    .await;
+
+    let logged = String::from_utf8(warnings.lock().unwrap().clone()).unwrap();
+    let gaps_of = |stream: &str| -> Vec<String> {
+        logged
+            .lines()
+            .filter(|l| l.contains("Messages of a batch's range are no longer in the stream"))
+            .filter(|l| l.contains(&format!(" stream={stream} ")))
+            // Each field then ends with a space, the last one too.
+            .map(|l| format!("{l} "))
+            .collect()
+    };
+    let gappy = gaps_of("gappy");
+    assert_eq!(gappy.len(), 1, "one WARN for gappy's batch 2: {logged}");
+    for field in [
+        "WARN",
+        "sequences=11..=20 ",
+        "range=gappy/0 offsets 10..20 ",
+        "missing=4 ",
+        "missing_sequences=11, 14..=15, 20 ",
+        "read=6 ",
+    ] {
+        assert!(gappy[0].contains(field), "{field} in {}", gappy[0]);
+    }
+    let keyed = gaps_of("keyed");
+    assert_eq!(keyed.len(), 1, "one WARN for keyed's batch 2: {logged}");
+    for field in [
+        "sequences=3..=6 ",
+        "missing=1 ",
+        "missing_sequences=3 ",
+        "read=3 ",
+    ] {
+        assert!(keyed[0].contains(field), "{field} in {}", keyed[0]);
+    }
 }
 
 /// Without the `tls` feature (no crypto provider), a server that requires TLS makes the
