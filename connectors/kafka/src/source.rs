@@ -24,9 +24,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a read of one range may wait for records the broker said it has.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Range readers kept between reads, at most (one per executor thread is enough).
-const MAX_IDLE_READERS: usize = 16;
-
 /// Where a partition seen for the first time starts (Kafka's `auto.offset.reset`), unless
 /// the consumer group has a committed offset for it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,9 +81,6 @@ pub struct KafkaSource {
     settings: Vec<(String, String)>,
     /// The consumer for metadata and commits, made at first use and again after an error.
     control: Arc<parking_lot::Mutex<Option<BaseConsumer>>>,
-    /// Consumers that read ranges, kept between reads: making one costs a connection and a
-    /// metadata round trip. A read that fails drops its consumer.
-    readers: Arc<parking_lot::Mutex<Vec<BaseConsumer>>>,
 }
 
 impl fmt::Debug for KafkaSource {
@@ -115,7 +109,6 @@ impl KafkaSource {
             start: StartOffset::Earliest,
             settings: Vec::new(),
             control: Arc::default(),
-            readers: Arc::default(),
         }
     }
 
@@ -249,16 +242,39 @@ impl KafkaSource {
             .map_err(|e| self.error(&format!("cannot read {topic}/{partition}'s offsets"), e))?;
         Ok((low.max(0) as u64, high.max(0) as u64))
     }
+}
 
-    /// Reads `range` with `consumer`: checks the range is still on the broker, assigns the
-    /// consumer to its partition at its first offset, and polls until its end.
-    fn read_with(
+impl DirectSource for KafkaSource {
+    type Item = KafkaRecord;
+
+    fn name(&self) -> String {
+        format!("kafka topics {} at {}", self.topics.join(","), self.brokers)
+    }
+
+    fn latest_offsets(&self) -> Result<BTreeMap<SourcePartition, u64>> {
+        self.with_control(|consumer| {
+            let mut latest = BTreeMap::new();
+            for topic in &self.topics {
+                for partition in self.partitions(consumer, topic)? {
+                    let (_, high) = self.watermarks(consumer, topic, partition)?;
+                    latest.insert(SourcePartition::new(topic.clone(), partition as u32), high);
+                }
+            }
+            Ok(latest)
+        })
+    }
+
+    fn start_offset(&self, partition: &SourcePartition, latest: u64) -> Result<u64> {
+        self.with_control(|consumer| self.start_offset_with(consumer, partition, latest))
+    }
+
+    fn read(
         &self,
-        consumer: &BaseConsumer,
         range: &OffsetRange,
-    ) -> std::result::Result<Vec<KafkaRecord>, ReadError> {
+    ) -> std::result::Result<PartitionIter<KafkaRecord>, ReadError> {
         let (topic, partition) = (&range.partition.topic, range.partition.partition as i32);
-        let (low, _) = self.watermarks(consumer, topic, partition)?;
+        let consumer = self.consumer()?;
+        let (low, _) = self.watermarks(&consumer, topic, partition)?;
         if low > range.from {
             return Err(ReadError::Unreadable {
                 reason: format!(
@@ -295,9 +311,6 @@ impl KafkaSource {
                         self.error(&format!("reading {topic}/{partition}"), e),
                     ))
                 }
-                // A message of a partition this consumer read before (its reads are
-                // one partition at a time): not this range's.
-                Some(Ok(m)) if m.topic() != topic || m.partition() != partition => {}
                 Some(Ok(m)) => {
                     let offset = m.offset().max(0) as u64;
                     if offset < next {
@@ -321,72 +334,6 @@ impl KafkaSource {
                         break;
                     }
                 }
-            }
-        }
-        Ok(records)
-    }
-}
-
-impl DirectSource for KafkaSource {
-    type Item = KafkaRecord;
-
-    fn name(&self) -> String {
-        format!("kafka topics {} at {}", self.topics.join(","), self.brokers)
-    }
-
-    /// Every partition's latest offset, in one request per broker: a `ListOffsets` at
-    /// timestamp -1 (latest) for all partitions at once, not a watermark request each.
-    fn latest_offsets(&self) -> Result<BTreeMap<SourcePartition, u64>> {
-        self.with_control(|consumer| {
-            let mut wanted = TopicPartitionList::new();
-            for topic in &self.topics {
-                for partition in self.partitions(consumer, topic)? {
-                    wanted
-                        .add_partition_offset(topic, partition, Offset::End)
-                        .map_err(|e| self.error(&format!("{topic}/{partition}"), e))?;
-                }
-            }
-            let ends = consumer
-                .offsets_for_times(wanted, REQUEST_TIMEOUT)
-                .map_err(|e| self.error("cannot read the partitions' latest offsets", e))?;
-            let mut latest = BTreeMap::new();
-            for end in ends.elements() {
-                let (topic, partition) = (end.topic(), end.partition());
-                let what = || format!("cannot read {topic}/{partition}'s latest offset");
-                end.error().map_err(|e| self.error(&what(), e))?;
-                let Offset::Offset(n) = end.offset() else {
-                    return Err(self.error(&what(), format!("{:?}", end.offset())));
-                };
-                latest.insert(
-                    SourcePartition::new(topic, partition as u32),
-                    n.max(0) as u64,
-                );
-            }
-            Ok(latest)
-        })
-    }
-
-    fn start_offset(&self, partition: &SourcePartition, latest: u64) -> Result<u64> {
-        self.with_control(|consumer| self.start_offset_with(consumer, partition, latest))
-    }
-
-    /// The records of `range`, read by a consumer assigned to its partition at its first
-    /// offset (kept for the next read when this one succeeds).
-    fn read(
-        &self,
-        range: &OffsetRange,
-    ) -> std::result::Result<PartitionIter<KafkaRecord>, ReadError> {
-        let idle = self.readers.lock().pop();
-        let consumer = match idle {
-            Some(consumer) => consumer,
-            None => self.consumer()?,
-        };
-        let records = self.read_with(&consumer, range)?;
-        // Free for the next read; a consumer whose unassign fails is dropped.
-        if consumer.unassign().is_ok() {
-            let mut readers = self.readers.lock();
-            if readers.len() < MAX_IDLE_READERS {
-                readers.push(consumer);
             }
         }
         Ok(Box::new(records.into_iter()))
