@@ -507,6 +507,69 @@ async fn a_batch_killed_before_its_checkpoint_is_recomputed_over_the_ranges_its_
 }
 
 #[actix::test]
+async fn a_restore_that_falls_back_a_checkpoint_still_finds_every_batch_in_the_input_cut() {
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = MemoryLog::default();
+        let build = |seen: &Arc<Mutex<Option<Seen>>>| {
+            let (log, seen) = (log.clone(), seen.clone());
+            move |ssc: &StreamingContext| {
+                let direct = ssc.direct_stream(log.clone(), DirectOptions::default());
+                *seen.lock().unwrap() = Some(collect(&direct));
+                Ok(())
+            }
+        };
+        // The first run: batches 1 and 2 complete; batch 3's input cut is written, then its
+        // read fails and the context stops before batch 3's checkpoint.
+        let first = Arc::new(Mutex::new(None));
+        let ssc = StreamingContext::get_or_create(dir.path(), config(2, 2), build(&first)).unwrap();
+        ssc.start().await.unwrap();
+        log.append(0, &["a", "b"]);
+        ssc.advance(1).await.unwrap();
+        log.append(0, &["c"]);
+        ssc.advance(1).await.unwrap();
+        log.append(0, &["d"]);
+        *log.retained_from.lock().unwrap() = 100;
+        let _ = ssc.advance(1).await;
+        ssc.await_termination()
+            .await
+            .expect_err("batch 3's read failed");
+        drop(ssc);
+
+        // Batch 2's checkpoint is damaged too: the restart falls back to batch 1's, and the
+        // input cut of batch 3 must still hold batch 2's range.
+        tear_newest_metadata_checkpoint(dir.path());
+        *log.retained_from.lock().unwrap() = 0;
+        log.append(0, &["e"]);
+        let second = Arc::new(Mutex::new(None));
+        let ssc =
+            StreamingContext::get_or_create(dir.path(), config(2, 2), build(&second)).unwrap();
+        assert_eq!(ssc.restored_batch(), Some(batch_time(1)));
+        ssc.start().await.unwrap();
+        ssc.advance(3).await.unwrap();
+        ssc.stop(StopMode::Graceful).await.unwrap();
+        let second = second
+            .lock()
+            .unwrap()
+            .take()
+            .unwrap()
+            .lock()
+            .unwrap()
+            .clone();
+        let batches: Vec<(Time, Vec<String>, Vec<OffsetRange>)> = second;
+        assert_eq!(
+            batches,
+            vec![
+                (batch_time(2), strings(&["c"]), vec![range(0, 2, 3)]),
+                (batch_time(3), strings(&["d"]), vec![range(0, 3, 4)]),
+                (batch_time(4), strings(&["e"]), vec![range(0, 4, 5)]),
+            ]
+        );
+    })
+    .await;
+}
+
+#[actix::test]
 async fn the_status_api_lists_each_batchs_offset_ranges() {
     within(async {
         let log = MemoryLog::default();

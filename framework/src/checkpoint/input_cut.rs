@@ -7,11 +7,14 @@
 //! the same start to wherever the source stands then: an output that already published the
 //! batch (a Kafka transaction) would see other ranges. Spark's direct Kafka stream has this
 //! window (`DirectKafkaInputDStream` writes its ranges with the checkpoint after the jobs);
-//! issue 17 closes it: on the job thread, before the batch's first output, the inputs' state
-//! (every batch's splits since the horizon, and each source's position) is put under
+//! rivulet closes it: on the job thread, before the batch's first output, the inputs' state
+//! (every batch's splits the last metadata checkpoint kept and those since, and each
+//! source's position) is put under
 //! [`Key::InputCut`] and flushed, and older cut records are removed. A restart takes the
 //! newest cut record after the restored checkpoint, so a batch is always recomputed over the
-//! ranges its outputs saw.
+//! ranges its outputs saw. The cut is not trimmed to the batch's own horizon: a restore that
+//! falls back to the older of the two kept checkpoints (the newest damaged) still finds
+//! every batch after it.
 
 use serde::{Deserialize, Serialize};
 

@@ -636,10 +636,13 @@ impl DStreamGraph {
                 "the context stopped before batch {t} ran: its input is not recorded"
             )));
         }
+        // Untrimmed: every batch the last metadata checkpoint kept, and those since. A
+        // restore that falls back to the checkpoint before it (the newest one damaged)
+        // needs batches this batch's horizon would already drop.
         let cut = InputCut {
             zero_time_ms: self.zero_time().unwrap_or(Time::ZERO).as_ms(),
             batch_time_ms: t.as_ms(),
-            inputs: self.save_inputs(self.shared.input_horizon(t))?,
+            inputs: self.save_inputs(Time::from_ms(i64::MIN))?,
         };
         cut.write(&**self.shared.rdd_ctx.checkpoint_store())
     }
