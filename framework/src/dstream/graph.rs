@@ -419,7 +419,8 @@ impl DStreamGraph {
 
     /// Restores the graph from `checkpoint` before `start`: checks that it was written by
     /// this graph, then puts each stream's data checkpoint back as its RDD (with the
-    /// checkpoint's partition count) and each input's state back, and takes the checkpoint's
+    /// checkpoint's partition count) and each input's state back (a polled input's from the
+    /// newest input cut after the checkpoint when there is one), and takes the checkpoint's
     /// zero time (a later `start` keeps it); batches continue after
     /// [`restored_batch`](DStreamGraph::restored_batch).
     ///
@@ -427,7 +428,7 @@ impl DStreamGraph {
     /// [`CheckpointError::GraphChanged`] naming the DStreams that differ (or a different
     /// batch interval); [`CheckpointError::PartitionsChanged`] when a stream's state was
     /// kept in another number of partitions than the program asks for;
-    /// [`Error::Checkpoint`] when an input's state cannot be read.
+    /// [`Error::Checkpoint`] when an input's state or the input cut cannot be read.
     pub fn restore(&self, checkpoint: &MetadataCheckpoint) -> Result<()> {
         let store = self.shared.rdd_ctx.checkpoint_store().clone();
         let dir = store.location();
