@@ -429,6 +429,21 @@ async fn a_restarted_program_reads_each_offset_once() {
     .await;
 }
 
+/// A context on `dir` (created, or restored from its checkpoint) whose direct stream reads
+/// `log`, and what each of its batches saw.
+fn checkpointed_direct(dir: &std::path::Path, log: &MemoryLog) -> (StreamingContext, Seen) {
+    let slot: Arc<Mutex<Option<Seen>>> = Arc::default();
+    let (log, set) = (log.clone(), slot.clone());
+    let ssc = StreamingContext::get_or_create(dir, config(2, 2), move |ssc| {
+        let direct = ssc.direct_stream(log.clone(), DirectOptions::default());
+        *set.lock().unwrap() = Some(collect(&direct));
+        Ok(())
+    })
+    .unwrap();
+    let seen = slot.lock().unwrap().take().unwrap();
+    (ssc, seen)
+}
+
 /// Makes the newest metadata checkpoint in `dir` unreadable, as if the process had been
 /// killed after the batch's outputs ran and before its checkpoint was complete.
 fn tear_newest_metadata_checkpoint(dir: &std::path::Path) {
@@ -449,52 +464,27 @@ async fn a_batch_killed_before_its_checkpoint_is_recomputed_over_the_ranges_its_
         let log = MemoryLog::default();
         log.append(0, &["a", "b", "c"]);
         log.append(1, &["d"]);
-        let build = |seen: &Arc<Mutex<Option<Seen>>>| {
-            let (log, seen) = (log.clone(), seen.clone());
-            move |ssc: &StreamingContext| {
-                let direct = ssc.direct_stream(log.clone(), DirectOptions::default());
-                *seen.lock().unwrap() = Some(collect(&direct));
-                Ok(())
-            }
-        };
         // The first run: batch 1 reads what is there, batch 2 what was appended after it.
-        let first = Arc::new(Mutex::new(None));
-        let ssc = StreamingContext::get_or_create(dir.path(), config(2, 2), build(&first)).unwrap();
+        let (ssc, first) = checkpointed_direct(dir.path(), &log);
         ssc.start().await.unwrap();
         ssc.advance(1).await.unwrap();
         log.append(0, &["e", "f"]);
         ssc.advance(1).await.unwrap();
         ssc.stop(StopMode::Now).await.unwrap();
         drop(ssc);
-        let first = first
-            .lock()
-            .unwrap()
-            .take()
-            .unwrap()
-            .lock()
-            .unwrap()
-            .clone();
+        let first = first.lock().unwrap().clone();
         assert_eq!(first[1].2, vec![range(0, 3, 5), range(1, 1, 1)]);
 
         // Batch 2's outputs ran, its checkpoint is lost; meanwhile the log grew.
         tear_newest_metadata_checkpoint(dir.path());
         log.append(0, &["g"]);
         log.append(1, &["h", "i"]);
-        let second = Arc::new(Mutex::new(None));
-        let ssc =
-            StreamingContext::get_or_create(dir.path(), config(2, 2), build(&second)).unwrap();
+        let (ssc, second) = checkpointed_direct(dir.path(), &log);
         assert_eq!(ssc.restored_batch(), Some(batch_time(1)));
         ssc.start().await.unwrap();
         ssc.advance(2).await.unwrap();
         ssc.stop(StopMode::Graceful).await.unwrap();
-        let second = second
-            .lock()
-            .unwrap()
-            .take()
-            .unwrap()
-            .lock()
-            .unwrap()
-            .clone();
+        let second = second.lock().unwrap().clone();
         // Batch 2 again, over exactly the ranges (and records) its outputs saw before the
         // kill; batch 3 reads everything appended since, once.
         assert_eq!(second[0].0, batch_time(2));
@@ -511,18 +501,9 @@ async fn a_restore_that_falls_back_a_checkpoint_still_finds_every_batch_in_the_i
     within(async {
         let dir = tempfile::tempdir().unwrap();
         let log = MemoryLog::default();
-        let build = |seen: &Arc<Mutex<Option<Seen>>>| {
-            let (log, seen) = (log.clone(), seen.clone());
-            move |ssc: &StreamingContext| {
-                let direct = ssc.direct_stream(log.clone(), DirectOptions::default());
-                *seen.lock().unwrap() = Some(collect(&direct));
-                Ok(())
-            }
-        };
         // The first run: batches 1 and 2 complete; batch 3's input cut is written, then its
         // read fails and the context stops before batch 3's checkpoint.
-        let first = Arc::new(Mutex::new(None));
-        let ssc = StreamingContext::get_or_create(dir.path(), config(2, 2), build(&first)).unwrap();
+        let (ssc, first) = checkpointed_direct(dir.path(), &log);
         ssc.start().await.unwrap();
         log.append(0, &["a", "b"]);
         ssc.advance(1).await.unwrap();
@@ -535,28 +516,20 @@ async fn a_restore_that_falls_back_a_checkpoint_still_finds_every_batch_in_the_i
             .await
             .expect_err("batch 3's read failed");
         drop(ssc);
+        let first: Vec<Vec<String>> = first.lock().unwrap().iter().map(|b| b.1.clone()).collect();
+        assert_eq!(first[..2], [strings(&["a", "b"]), strings(&["c"])]);
 
         // Batch 2's checkpoint is damaged too: the restart falls back to batch 1's, and the
         // input cut of batch 3 must still hold batch 2's range.
         tear_newest_metadata_checkpoint(dir.path());
         *log.retained_from.lock().unwrap() = 0;
         log.append(0, &["e"]);
-        let second = Arc::new(Mutex::new(None));
-        let ssc =
-            StreamingContext::get_or_create(dir.path(), config(2, 2), build(&second)).unwrap();
+        let (ssc, second) = checkpointed_direct(dir.path(), &log);
         assert_eq!(ssc.restored_batch(), Some(batch_time(1)));
         ssc.start().await.unwrap();
         ssc.advance(3).await.unwrap();
         ssc.stop(StopMode::Graceful).await.unwrap();
-        let second = second
-            .lock()
-            .unwrap()
-            .take()
-            .unwrap()
-            .lock()
-            .unwrap()
-            .clone();
-        let batches: Vec<(Time, Vec<String>, Vec<OffsetRange>)> = second;
+        let batches = second.lock().unwrap().clone();
         assert_eq!(
             batches,
             vec![
