@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
+use rivulet_actors::cluster::{run_executor, ExecutorRole};
 use rivulet_actors::{
     ActorReceiver, ActorSink, ActorSource, Runtime, RuntimeHandle, SledCheckpointStore, Status,
     StopMode,
@@ -157,6 +158,12 @@ impl StreamingContext {
 
     fn open(config: StreamingConfig) -> Result<StreamingContext> {
         config.validate()?;
+        // An executor process reads no checkpoint: the coordinator owns the directory (and
+        // holds its lock), and sends what a task needs.
+        let config = match ExecutorRole::from_env()? {
+            Some(_) => config.without_checkpoint_dir(),
+            None => config,
+        };
         crate::limits::check_executors(config.get_executors())?;
         let rdd_ctx = RddContext::new(config.get_default_parallelism());
         if let Some(dir) = config.get_checkpoint_dir() {
@@ -451,12 +458,23 @@ impl StreamingContext {
             .ok_or_else(|| Error::NotRunning("call start() first".into()))
     }
 
-    /// Validates the graph and starts the receivers, executors and coordinator.
+    /// Validates the graph and starts the receivers, executors and coordinator; with a
+    /// [`local_cluster`](StreamingConfig::local_cluster), also starts the executor
+    /// processes and waits until each registered (they print nothing on stdout; their log
+    /// goes to stderr).
+    ///
+    /// In a process started as an executor process ([`is_executor_process`](StreamingContext::is_executor_process)),
+    /// `start` never returns: the process runs tasks for its coordinator and exits when the
+    /// coordinator stops it (status 0) or goes away (status 1).
     ///
     /// # Errors
     /// [`Error::Graph`] for an invalid graph (no output operation, a window that is not a
-    /// multiple of the slide, ...); [`Error::NotRunning`] if already started.
+    /// multiple of the slide, ...); [`Error::NotRunning`] if already started;
+    /// [`Error::Crashed`] when an executor process did not register within 60 s.
     pub async fn start(&self) -> Result<()> {
+        if let Some(role) = ExecutorRole::from_env()? {
+            run_executor(self.inner.graph.clone(), &self.inner.config, role);
+        }
         let mut runtime = self.inner.runtime.lock();
         if runtime.is_some() {
             return Err(Error::NotRunning(
@@ -470,6 +488,24 @@ impl StreamingContext {
             listeners,
         )?);
         Ok(())
+    }
+
+    /// The executor processes of the [local cluster](StreamingConfig::local_cluster), in
+    /// slot order: executor id, pid, whether connected, losses so far. Empty before start and
+    /// without a local cluster.
+    pub fn executor_processes(&self) -> Vec<rivulet_actors::cluster::ExecutorProcess> {
+        self.runtime()
+            .map(|r| r.executor_processes())
+            .unwrap_or_default()
+    }
+
+    /// Whether this process was started as an executor process of a local cluster (its
+    /// coordinator set `RIVULET_EXECUTOR_OF`). The program runs up to
+    /// [`start`](StreamingContext::start) there too, which never returns in such a process;
+    /// guard side effects before `start` that only the coordinator should have (writing
+    /// an output directory, serving input) with it.
+    pub fn is_executor_process() -> bool {
+        std::env::var_os("RIVULET_EXECUTOR_OF").is_some()
     }
 
     /// The status page's URL, e.g. `http://127.0.0.1:4040/`, once started with a

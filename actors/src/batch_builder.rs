@@ -104,7 +104,8 @@ impl BatchBuilder {
 
     /// Stores `block` on executors ([`BlockManager::put_replicated`]).
     fn store(&self, block: Block) -> BlockInfo {
-        self.blocks.put_replicated(block.id, block.data);
+        self.blocks
+            .put_replicated(block.id, block.data, self.source.block_encoder());
         debug!(block = %block.id, records = block.num_records, "Block stored.");
         BlockInfo {
             id: block.id,

@@ -4,15 +4,23 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
-use rivulet_framework::block::{BlockData, BlockId, ExecutorId};
+use rivulet_framework::block::{BlockData, BlockEncoder, BlockId, ExecutorId};
 use rivulet_framework::scheduler::BlockAccess;
+use rivulet_framework::Result;
 
-/// Every executor's block store, by executor id.
+use crate::cluster::Cluster;
+
+/// A stored block: its records and how to serialize them for another process.
+type Stored = (BlockData, BlockEncoder);
+
+/// Every in-process executor's block store, by executor id; blocks of executor processes
+/// are fetched through the [`Cluster`], when there is one.
 pub struct BlockManager {
-    stores: Vec<DashMap<BlockId, BlockData>>,
+    stores: Vec<DashMap<BlockId, Stored>>,
+    cluster: OnceLock<Arc<Cluster>>,
 }
 
 impl BlockManager {
@@ -20,14 +28,34 @@ impl BlockManager {
     pub fn new(executors: usize) -> Arc<BlockManager> {
         Arc::new(BlockManager {
             stores: (0..executors).map(|_| DashMap::new()).collect(),
+            cluster: OnceLock::new(),
         })
+    }
+
+    /// Fetches blocks this process does not hold from `cluster`'s executor processes, and
+    /// forgets batches there as here.
+    pub(crate) fn set_cluster(&self, cluster: Arc<Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// Block `id` serialized for another process, from any in-process store: `None` if
+    /// none holds it.
+    ///
+    /// # Errors
+    /// The block's encoder's error (a record that does not serialize).
+    pub fn encoded(&self, id: &BlockId) -> Result<Option<Vec<u8>>> {
+        let found = self
+            .stores
+            .iter()
+            .find_map(|s| s.get(id).map(|b| b.value().clone()));
+        found.map(|(data, encode)| encode(id, &data)).transpose()
     }
 
     /// Stores received block `id` where it belongs: on executor `seq % executors` and a
     /// replica on the next one (when there are two or more), so that it survives one
     /// executor's loss. The one placement rule for blocks, fresh and replayed from the
     /// write-ahead log alike.
-    pub fn put_replicated(&self, id: BlockId, data: BlockData) {
+    pub fn put_replicated(&self, id: BlockId, data: BlockData, encode: BlockEncoder) {
         let executors = self.stores.len();
         if executors == 0 {
             return;
@@ -37,16 +65,16 @@ impl BlockManager {
             _ => 0,
         };
         let primary = seq % executors;
-        self.put(primary, id, data.clone());
+        self.put(primary, id, data.clone(), encode);
         if executors > 1 {
-            self.put((primary + 1) % executors, id, data);
+            self.put((primary + 1) % executors, id, data, encode);
         }
     }
 
-    /// Stores `data` as `id` on `executor`.
-    pub fn put(&self, executor: ExecutorId, id: BlockId, data: BlockData) {
+    /// Stores `data` as `id` on `executor`, served to other processes by `encode`.
+    pub fn put(&self, executor: ExecutorId, id: BlockId, data: BlockData, encode: BlockEncoder) {
         if let Some(store) = self.stores.get(executor) {
-            store.insert(id, data);
+            store.insert(id, (data, encode));
         }
     }
 
@@ -56,11 +84,11 @@ impl BlockManager {
         let local = self
             .stores
             .get(executor)
-            .and_then(|s| s.get(id).map(|b| b.value().clone()));
+            .and_then(|s| s.get(id).map(|b| b.value().0.clone()));
         local.or_else(|| {
             self.stores
                 .iter()
-                .find_map(|s| s.get(id).map(|b| b.value().clone()))
+                .find_map(|s| s.get(id).map(|b| b.value().0.clone()))
         })
     }
 
@@ -82,13 +110,16 @@ impl BlockManager {
     pub fn remove(&self, id: &BlockId) -> Vec<BlockData> {
         self.stores
             .iter()
-            .filter_map(|s| s.remove(id).map(|(_, data)| data))
+            .filter_map(|s| s.remove(id).map(|(_, (data, _))| data))
             .collect()
     }
 
     /// Takes out the cached-partition and shuffle blocks of batches at or before `time_ms`;
     /// returns their data, as [`remove`](BlockManager::remove) does.
     pub fn remove_batches_up_to(&self, time_ms: i64) -> Vec<BlockData> {
+        if let Some(cluster) = self.cluster.get() {
+            cluster.remove_batches_up_to(time_ms);
+        }
         let mut removed = Vec::new();
         for s in &self.stores {
             // Collect the ids first: never hold a dashmap guard while touching the map again.
@@ -99,7 +130,7 @@ impl BlockManager {
                 .collect();
             removed.extend(
                 old.iter()
-                    .filter_map(|id| s.remove(id).map(|(_, data)| data)),
+                    .filter_map(|id| s.remove(id).map(|(_, (data, _))| data)),
             );
         }
         removed
@@ -157,9 +188,15 @@ impl BlockAccess for ExecutorBlocks {
     fn get(&self, id: &BlockId) -> Option<BlockData> {
         self.manager.get(self.executor, id)
     }
-    fn put(&self, id: BlockId, data: BlockData) {
+    fn put(&self, id: BlockId, data: BlockData, encode: BlockEncoder) {
         if self.alive.load(Ordering::Acquire) {
-            self.manager.put(self.executor, id, data)
+            self.manager.put(self.executor, id, data, encode)
+        }
+    }
+    fn fetch(&self, id: &BlockId) -> Result<Option<Vec<u8>>> {
+        match self.manager.cluster.get() {
+            Some(cluster) => cluster.fetch(id),
+            None => Ok(None),
         }
     }
 }
@@ -167,6 +204,7 @@ impl BlockAccess for ExecutorBlocks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rivulet_framework::block::encoder_of;
     use rivulet_framework::rdd::{RddId, ShuffleId};
 
     #[test]
@@ -178,14 +216,15 @@ mod tests {
             time_ms: t,
             seq: 0,
         };
-        m.put(1, input, Arc::new(vec![1u8]));
+        m.put(1, input, Arc::new(vec![1u8]), encoder_of::<u8>());
         m.put(
             0,
             BlockId::Rdd {
                 rdd: rdd(1000),
                 partition: 0,
             },
-            Arc::new(()),
+            Arc::new(Vec::<u8>::new()),
+            encoder_of::<u8>(),
         );
         m.put(
             0,
@@ -194,7 +233,8 @@ mod tests {
                 map: 0,
                 reduce: 0,
             },
-            Arc::new(()),
+            Arc::new(Vec::<u8>::new()),
+            encoder_of::<u8>(),
         );
         assert!(m.get(0, &input).is_some());
         assert_eq!(m.locations(&input), vec![1]);
@@ -210,13 +250,13 @@ mod tests {
         let block = |seq| BlockId::Input { stream: 2, seq };
         let m = BlockManager::new(3);
         for seq in [0, 4, 8] {
-            m.put_replicated(block(seq), Arc::new(vec![seq]));
+            m.put_replicated(block(seq), Arc::new(vec![seq]), encoder_of::<u64>());
         }
         assert_eq!(m.locations(&block(0)), vec![0, 1]);
         assert_eq!(m.locations(&block(4)), vec![1, 2]);
         assert_eq!(m.locations(&block(8)), vec![0, 2]);
         let one = BlockManager::new(1);
-        one.put_replicated(block(5), Arc::new(()));
+        one.put_replicated(block(5), Arc::new(Vec::<u8>::new()), encoder_of::<u8>());
         assert_eq!(one.locations(&block(5)), vec![0]);
     }
 }

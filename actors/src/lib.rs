@@ -34,6 +34,7 @@ mod actor_io;
 mod batch_builder;
 mod block_store;
 mod checkpoint_store;
+pub mod cluster;
 mod coordinator;
 mod event_log;
 mod executor;

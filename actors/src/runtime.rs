@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::batch_builder::BatchBuilder;
 use crate::block_store::BlockManager;
+use crate::cluster::{Cluster, ExecutorProcess};
 use crate::coordinator::coordinator_crashed;
 use crate::coordinator::{
     ClusterRunner, Coordinator, CoordinatorParts, ExecutorPool, RateControl, ReceiverHandle,
@@ -170,6 +171,22 @@ impl Runtime {
             // and those that arrived since are read) instead of starting anew.
             graph.write_metadata_checkpoint(zero)?;
         }
+        let cluster = match config.get_local_cluster() {
+            0 => None,
+            n => {
+                let cluster = Cluster::start(
+                    n,
+                    executors,
+                    &blocks,
+                    graph.clone(),
+                    counters.clone(),
+                    config.get_heartbeat_timeout(),
+                )?;
+                blocks.set_cluster(cluster.clone());
+                Some(cluster)
+            }
+        };
+        let pool_cluster = cluster.clone();
         let pool_counters = counters.clone();
         let runner_blocks = blocks.clone();
         let (status, status_rx) = watch::channel(Status::Running);
@@ -238,7 +255,13 @@ impl Runtime {
                 manual,
                 pipelining,
                 dag,
-                pool: ExecutorPool::start(executors, blocks.clone(), registry, pool_counters),
+                pool: ExecutorPool::start(
+                    executors,
+                    blocks.clone(),
+                    registry,
+                    pool_counters,
+                    pool_cluster,
+                ),
                 blocks,
                 receivers,
                 listeners: bus,
@@ -257,6 +280,7 @@ impl Runtime {
             counters,
             ui,
             event_log,
+            cluster,
         })
     }
 }
@@ -295,7 +319,7 @@ fn replay_wal(
             .source
             .decode_block(&logged.data, &dir, &Key::to_string(&key))?;
         let info = logged.info();
-        blocks.put_replicated(info.id, data);
+        blocks.put_replicated(info.id, data, slot.source.block_encoder());
         if entry.batch.is_none() {
             unallocated.push(info.clone());
         }
@@ -330,9 +354,19 @@ pub struct RuntimeHandle {
     counters: Arc<SchedulerCounters>,
     ui: Option<StatusServer>,
     event_log: Option<Arc<EventLogWriter>>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl RuntimeHandle {
+    /// The executor processes of the local cluster, in slot order (empty without one):
+    /// their executor ids, pids, whether each is connected and how often its slot lost one.
+    pub fn executor_processes(&self) -> Vec<ExecutorProcess> {
+        self.cluster
+            .as_ref()
+            .map(|c| c.processes())
+            .unwrap_or_default()
+    }
+
     /// Runs the next `batches` batches on the manual clock, each to completion.
     ///
     /// # Errors

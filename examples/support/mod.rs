@@ -544,6 +544,10 @@ pub const OUTPUT_MARKER: &str = ".rivulet-output";
 /// A [`UsageError`] naming the directory and what it holds; an I/O error naming it if it
 /// cannot be read, cleared or marked.
 pub fn prepare_out_dir(dir: &Path, overwrite: bool, example: &str) -> Result<(), BoxError> {
+    if StreamingContext::is_executor_process() {
+        // The coordinator prepared it; an executor process writes no output.
+        return Ok(());
+    }
     let shown = dir.display();
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries
@@ -646,6 +650,15 @@ pub struct UiArgs {
     /// the run ended (Spark's event log and History Server).
     #[arg(long, value_name = "DIR")]
     pub event_log: Option<std::path::PathBuf>,
+    /// Run N executor processes of this program on this host beside the in-process
+    /// executors (Spark's local-cluster[N]), each with --executors task threads; their
+    /// process ids are printed once they registered.
+    #[arg(long, value_name = "N", value_parser = parse_local_cluster)]
+    pub local_cluster: Option<usize>,
+}
+
+fn parse_local_cluster(s: &str) -> Result<usize, String> {
+    parse_bounded(s, 1, 64, "executor processes").map(|n| n as usize)
 }
 
 fn parse_linger(s: &str) -> Result<Duration, String> {
@@ -659,6 +672,7 @@ fn parse_linger(s: &str) -> Result<Duration, String> {
 }
 
 static UI_ADDRESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static LOCAL_CLUSTER: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 static UI_LINGER: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
 static EVENT_LOG: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 /// The page's URL, once a context serves it (see [`print_ui_url`]).
@@ -677,6 +691,9 @@ impl UiArgs {
         if let Some(linger) = self.ui_linger.filter(|l| !l.is_zero()) {
             let _ = UI_LINGER.set(linger);
         }
+        if let Some(n) = self.local_cluster {
+            let _ = LOCAL_CLUSTER.set(n);
+        }
     }
 }
 
@@ -684,6 +701,9 @@ impl UiArgs {
 /// event log with `--event-log` (see [`UiArgs`]).
 pub fn base_config() -> StreamingConfig {
     let mut config = StreamingConfig::new();
+    if let Some(&n) = LOCAL_CLUSTER.get() {
+        config = config.local_cluster(n);
+    }
     if let Some(address) = UI_ADDRESS.get() {
         config = config.ui_address(address.clone());
     }
@@ -696,8 +716,38 @@ pub fn base_config() -> StreamingConfig {
     }
 }
 
-/// Prints `UI: http://127.0.0.1:4040/` when the context serves the status page.
+/// Prints what `--local-cluster`'s executor processes did: per process its map tasks and
+/// losses, and the scheduler's recoveries (executors lost, map stages resubmitted). Nothing
+/// without executor processes.
+pub fn print_cluster_summary(ssc: &StreamingContext) {
+    let processes = ssc.executor_processes();
+    if processes.is_empty() {
+        return;
+    }
+    for p in &processes {
+        println!(
+            "Executor process {}: {} map tasks, lost {} times",
+            p.executor, p.map_tasks, p.losses
+        );
+    }
+    if let Some(m) = ssc.scheduler_metrics() {
+        println!(
+            "Recovery: {} executors lost, {} tasks rerun after a loss, {} map stages resubmitted",
+            m.executors_lost, m.tasks_rerun_after_loss, m.stages_resubmitted
+        );
+    }
+}
+
+/// Prints, once the context started, `UI: http://127.0.0.1:4040/` when it serves the
+/// status page, and `Executor process <id>: pid <pid>` for each executor process of
+/// `--local-cluster`.
 pub fn print_ui_url(ssc: &StreamingContext) {
+    for p in ssc.executor_processes() {
+        match p.pid {
+            Some(pid) => println!("Executor process {}: pid {pid}", p.executor),
+            None => println!("Executor process {}: not running", p.executor),
+        }
+    }
     if let Some(url) = ssc.ui_url() {
         println!("UI: {url}");
         let _ = UI_URL.set(url);
@@ -977,6 +1027,7 @@ pub async fn run_until_done(
         result = await_termination(ssc) => result?,
     }
     ssc.stop(StopMode::Graceful).await?;
+    print_cluster_summary(ssc);
     Ok(match signals.signal() {
         Some(signal) => Ending::Interrupted(signal),
         None => Ending::Done,

@@ -73,6 +73,42 @@ impl fmt::Display for BlockId {
 /// record type. Serialized only at process borders and checkpoints.
 pub type BlockData = Arc<dyn Any + Send + Sync>;
 
+/// Serializes a block's records for another process: the `Vec<X>` behind a [`BlockData`]
+/// as MessagePack (rmp-serde, positional). Chosen where the record type `X` is known, when
+/// the block is stored ([`encoder_of`]), and kept beside it, so that a block store can serve
+/// any block it holds to a remote executor without knowing its type.
+///
+/// # Errors
+/// [`Error::BlockType`](crate::Error::BlockType) if the data is not a `Vec<X>` (the id
+/// passed names the block); [`Error::Internal`](crate::Error::Internal) if a record does
+/// not serialize.
+pub type BlockEncoder = fn(&BlockId, &BlockData) -> crate::Result<Vec<u8>>;
+
+/// The [`BlockEncoder`] of blocks holding `Vec<X>`.
+pub fn encoder_of<X: crate::data::Data>() -> BlockEncoder {
+    |id, data| {
+        let records = data
+            .downcast_ref::<Vec<X>>()
+            .ok_or(crate::Error::BlockType(*id))?;
+        rmp_serde::to_vec(records)
+            .map_err(|e| crate::Error::Internal(format!("block {id} does not serialize: {e}")))
+    }
+}
+
+/// Reads back what the [`BlockEncoder`] of `Vec<X>` wrote.
+///
+/// # Errors
+/// [`Error::Internal`](crate::Error::Internal) naming the block and the decoder's error when
+/// `bytes` are not a `Vec<X>` (another build's records, or a damaged frame).
+pub fn decode_block<X: crate::data::Data>(id: &BlockId, bytes: &[u8]) -> crate::Result<Vec<X>> {
+    rmp_serde::from_slice(bytes).map_err(|e| {
+        crate::Error::Internal(format!(
+            "block {id} from another process ({} bytes) does not decode: {e}",
+            bytes.len()
+        ))
+    })
+}
+
 /// A sealed block of received records.
 #[derive(Clone)]
 pub struct Block {

@@ -55,6 +55,8 @@ pub struct StreamingConfig {
     batch_interval: Duration,
     block_interval: Option<Duration>,
     executors: Option<usize>,
+    local_cluster: usize,
+    heartbeat_timeout: Duration,
     default_parallelism: Option<usize>,
     manual_clock: bool,
     remember: Option<Duration>,
@@ -87,6 +89,8 @@ impl Default for StreamingConfig {
             batch_interval: Duration::from_secs(1),
             block_interval: None,
             executors: None,
+            local_cluster: 0,
+            heartbeat_timeout: Duration::from_secs(2),
             default_parallelism: None,
             manual_clock: false,
             remember: None,
@@ -144,6 +148,28 @@ impl StreamingConfig {
     /// How many executors (task threads) to run; default: the machine's available cores.
     pub fn executors(mut self, n: usize) -> Self {
         self.executors = Some(n);
+        self
+    }
+
+    /// Runs `n` executor processes of this program on this host beside the in-process
+    /// executors (Spark's `local-cluster[n, ...]`); 0 (the default): none. Each is this
+    /// program started again in the executor role (an environment variable that
+    /// `StreamingContext::start` reads), builds the same DStream graph, registers with the
+    /// coordinator over TCP on 127.0.0.1 and runs [`executors`](StreamingConfig::executors)
+    /// task threads; a map stage of a batch whose lineage starts at received blocks runs on
+    /// them (see [`computable_remotely`](crate::rdd::computable_remotely)), everything else
+    /// on the in-process executors. A process that dies or stops answering is lost: its
+    /// map outputs are recomputed from lineage and a new process takes its place.
+    pub fn local_cluster(mut self, n: usize) -> Self {
+        self.local_cluster = n;
+        self
+    }
+
+    /// How long an executor process may stay silent (no heartbeat, sent every
+    /// `timeout / 4`) before it is taken as lost (Spark: `spark.network.timeout`, whose
+    /// default is 120 s; here 2 s, because a batch of 100 ms should not wait minutes).
+    pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
+        self.heartbeat_timeout = timeout;
         self
     }
 
@@ -220,6 +246,14 @@ impl StreamingConfig {
     /// lineage is still cut and executor loss still heals, but a restart starts over.
     pub fn checkpoint_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.checkpoint_dir = Some(dir.into());
+        self
+    }
+
+    /// Keeps checkpoints in memory (the default): undoes
+    /// [`checkpoint_dir`](StreamingConfig::checkpoint_dir). An executor process of a local
+    /// cluster runs so, since the coordinator owns the directory.
+    pub fn without_checkpoint_dir(mut self) -> Self {
+        self.checkpoint_dir = None;
         self
     }
 
@@ -373,9 +407,22 @@ impl StreamingConfig {
     /// milliseconds, a block interval larger than the batch interval or zero, zero executors,
     /// zero default parallelism, zero receiver buffer, a receiver buffer time outside 1 ms..1 day, zero task attempts, a speculation
     /// multiplier under 1 or a quantile outside `(0, 1]`, a `ui_address` that is not
-    /// `ip:port`, zero `ui_retained_batches`.
+    /// `ip:port`, zero `ui_retained_batches`, more than 64 local-cluster executor processes,
+    /// a heartbeat timeout under 100 ms.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
+        if self.local_cluster > 64 {
+            return bad(format!(
+                "local_cluster must be at most 64 executor processes, got {}",
+                self.local_cluster
+            ));
+        }
+        if self.heartbeat_timeout < Duration::from_millis(100) {
+            return bad(format!(
+                "heartbeat_timeout must be at least 100 ms, got {:?}",
+                self.heartbeat_timeout
+            ));
+        }
         if duration_ms(self.batch_interval) < 1 {
             return bad(format!(
                 "batch_interval must be at least 1 ms, got {:?}",
@@ -535,6 +582,15 @@ impl StreamingConfig {
     pub fn get_executors(&self) -> usize {
         self.executors
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+    /// Executor processes to run on this host (see
+    /// [`local_cluster`](StreamingConfig::local_cluster)); 0 for none.
+    pub fn get_local_cluster(&self) -> usize {
+        self.local_cluster
+    }
+    /// How long an executor process may stay silent before it is lost.
+    pub fn get_heartbeat_timeout(&self) -> Duration {
+        self.heartbeat_timeout
     }
     /// The default parallelism in effect.
     pub fn get_default_parallelism(&self) -> usize {

@@ -11,12 +11,13 @@ use actix::{Actor, Addr, Arbiter};
 use futures::future::LocalBoxFuture;
 use rivulet_framework::block::{BlockId, ExecutorId};
 use rivulet_framework::scheduler::{
-    SchedulerCounters, TaskDescription, TaskLauncher, TaskOutcome, TaskRegistry,
+    Placement, SchedulerCounters, TaskDescription, TaskLauncher, TaskOutcome, TaskRegistry,
 };
 use rivulet_framework::{Error, Result};
 use tracing::{error, warn};
 
 use crate::block_store::BlockManager;
+use crate::cluster::Cluster;
 use crate::executor::{Executor, ExecutorHooks};
 use crate::messages::RunTask;
 use crate::supervision::{RestartPolicy, RestartTracker};
@@ -29,8 +30,10 @@ struct Slot {
     alive: Arc<AtomicBool>,
 }
 
-/// The executors, one per arbiter thread.
+/// The executors, one per arbiter thread, and the executor processes of a local cluster
+/// (ids after the in-process ones), when there is one.
 pub(crate) struct ExecutorPool {
+    cluster: Option<Arc<Cluster>>,
     slots: RefCell<Vec<Slot>>,
     /// Per executor index, the delay before each task (kept across restarts: a slow
     /// machine stays slow).
@@ -45,14 +48,17 @@ pub(crate) struct ExecutorPool {
 
 impl ExecutorPool {
     /// Starts `n` executors over `blocks`, resolving tasks through `registry` and counting
-    /// losses in `counters`.
+    /// losses in `counters`; map tasks that may run anywhere also go to `cluster`'s
+    /// executor processes.
     pub(crate) fn start(
         n: usize,
         blocks: Arc<BlockManager>,
         registry: Arc<TaskRegistry>,
         counters: Arc<SchedulerCounters>,
+        cluster: Option<Arc<Cluster>>,
     ) -> Rc<ExecutorPool> {
         let pool = ExecutorPool {
+            cluster,
             slots: RefCell::new(Vec::with_capacity(n)),
             delays_ns: (0..n).map(|_| Arc::default()).collect(),
             blocks,
@@ -94,6 +100,9 @@ impl ExecutorPool {
     /// them, for the caller to join their threads (or drop them, to let them end alone).
     #[must_use = "join the returned arbiters, or drop them to let their threads end alone"]
     pub(crate) fn stop(&self) -> Vec<Arbiter> {
+        if let Some(cluster) = &self.cluster {
+            cluster.stop();
+        }
         let mut stopped = Vec::new();
         for slot in self.slots.borrow_mut().iter_mut() {
             slot.addr = None;
@@ -103,6 +112,11 @@ impl ExecutorPool {
             }
         }
         stopped
+    }
+
+    /// The cluster, if `executor` is one of its processes.
+    fn cluster(&self, executor: ExecutorId) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref().filter(|c| c.owns(executor))
     }
 
     fn out_of_range(&self, what: &str, executor: ExecutorId) -> Error {
@@ -120,6 +134,9 @@ impl ExecutorPool {
     /// # Errors
     /// [`Error::Config`] naming the index and the executor count when it is out of range.
     pub(crate) fn kill(&self, executor: ExecutorId) -> Result<()> {
+        if let Some(cluster) = self.cluster(executor) {
+            return cluster.kill(executor);
+        }
         let mut slots = self.slots.borrow_mut();
         if executor >= slots.len() {
             drop(slots);
@@ -135,6 +152,11 @@ impl ExecutorPool {
     /// # Errors
     /// [`Error::Config`] naming the index and the executor count when it is out of range.
     pub(crate) fn slow(&self, executor: ExecutorId, delay: Duration) -> Result<()> {
+        if self.cluster(executor).is_some() {
+            return Err(Error::Config(format!(
+                "slow_executor({executor}): executor {executor} is an executor process; only in-process executors can be slowed"
+            )));
+        }
         let Some(d) = self.delays_ns.get(executor) else {
             return Err(self.out_of_range("slow_executor", executor));
         };
@@ -187,11 +209,15 @@ impl ExecutorPool {
 }
 
 impl TaskLauncher for ExecutorPool {
-    fn executors(&self) -> Vec<ExecutorId> {
+    fn executors(&self, placement: Placement) -> Vec<ExecutorId> {
         let slots = self.slots.borrow();
-        (0..slots.len())
+        let mut executors: Vec<ExecutorId> = (0..slots.len())
             .filter(|&e| slots[e].addr.as_ref().is_some_and(|a| a.connected()))
-            .collect()
+            .collect();
+        if let (Placement::Anywhere, Some(cluster)) = (placement, &self.cluster) {
+            executors.extend(cluster.alive());
+        }
+        executors
     }
 
     fn launch(
@@ -199,6 +225,9 @@ impl TaskLauncher for ExecutorPool {
         executor: ExecutorId,
         task: TaskDescription,
     ) -> LocalBoxFuture<'static, TaskOutcome> {
+        if let Some(cluster) = self.cluster(executor) {
+            return cluster.launch(executor, task);
+        }
         let addr = self
             .slots
             .borrow()
@@ -221,6 +250,9 @@ impl TaskLauncher for ExecutorPool {
     }
 
     fn executor_lost(&self, executor: ExecutorId) -> bool {
+        if let Some(cluster) = self.cluster(executor) {
+            return cluster.report_lost(executor);
+        }
         let mut slots = self.slots.borrow_mut();
         let Some(slot) = slots.get_mut(executor) else {
             return false;
@@ -248,21 +280,26 @@ mod tests {
 
     #[actix::test]
     async fn losing_every_executor_past_the_restart_limit_is_an_error_naming_the_count() {
-        let pool =
-            ExecutorPool::start(2, BlockManager::new(2), TaskRegistry::new(), Arc::default());
+        let pool = ExecutorPool::start(
+            2,
+            BlockManager::new(2),
+            TaskRegistry::new(),
+            Arc::default(),
+            None,
+        );
         // The pool's policy: 10 restarts within 60 s, shared by its executors.
         for _ in 0..10 {
             lose(&pool, 0);
-            assert_eq!(pool.executors(), vec![0, 1], "replaced");
+            assert_eq!(pool.executors(Placement::Anywhere), vec![0, 1], "replaced");
         }
         assert!(pool.take_failure().is_none());
         // The 11th loss is past the limit: executor 0 is not replaced, but 1 is still there.
         lose(&pool, 0);
-        assert_eq!(pool.executors(), vec![1]);
+        assert_eq!(pool.executors(Placement::Anywhere), vec![1]);
         assert!(pool.take_failure().is_none(), "an executor is left");
         // Then the last one goes: the pool gives up, once.
         lose(&pool, 1);
-        assert!(pool.executors().is_empty());
+        assert!(pool.executors(Placement::Anywhere).is_empty());
         let error = pool.take_failure().expect("no executor is left");
         let msg = error.to_string();
         assert!(

@@ -156,17 +156,89 @@ impl Connection {
     }
 
     async fn recv_as<T: DeserializeOwned>(&mut self, what: &str) -> Result<T, TransportError> {
+        read_frame(&mut self.framed, self.peer, what).await
+    }
+
+    /// Splits the connection into a sending and a receiving half, for a writer task and a
+    /// reader task that run at once.
+    pub fn split(self) -> (ConnectionSender, ConnectionReceiver) {
+        let (sink, stream) = self.framed.split();
+        (
+            ConnectionSender {
+                sink,
+                peer: self.peer,
+            },
+            ConnectionReceiver {
+                stream,
+                peer: self.peer,
+            },
+        )
+    }
+}
+
+type Frames = Framed<TcpStream, LengthDelimitedCodec>;
+
+async fn read_frame<T: DeserializeOwned>(
+    frames: &mut (impl futures::Stream<Item = std::io::Result<tokio_util::bytes::BytesMut>> + Unpin),
+    peer: SocketAddr,
+    what: &str,
+) -> Result<T, TransportError> {
+    let frame = match frames.next().await {
+        None => return Err(TransportError::Closed { peer }),
+        Some(Err(source)) => return Err(TransportError::Io { peer, source }),
+        Some(Ok(frame)) => frame,
+    };
+    rmp_serde::from_slice(&frame).map_err(|e| TransportError::Decode {
+        peer,
+        what: what.to_string(),
+        bytes: frame.len(),
+        reason: e.to_string(),
+    })
+}
+
+/// The sending half of a [`Connection`].
+#[derive(Debug)]
+pub struct ConnectionSender {
+    sink: futures::stream::SplitSink<Frames, tokio_util::bytes::Bytes>,
+    peer: SocketAddr,
+}
+
+impl ConnectionSender {
+    /// Sends `message` as one frame, as [`Connection::send`] does.
+    ///
+    /// # Errors
+    /// As [`Connection::send`].
+    pub async fn send<T: Serialize>(&mut self, message: &T) -> Result<(), TransportError> {
         let peer = self.peer;
-        let frame = match self.framed.next().await {
-            None => return Err(TransportError::Closed { peer }),
-            Some(Err(source)) => return Err(TransportError::Io { peer, source }),
-            Some(Ok(frame)) => frame,
-        };
-        rmp_serde::from_slice(&frame).map_err(|e| TransportError::Decode {
+        let bytes = rmp_serde::to_vec_named(message).map_err(|e| TransportError::Io {
             peer,
-            what: what.to_string(),
-            bytes: frame.len(),
-            reason: e.to_string(),
-        })
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })?;
+        self.sink
+            .send(tokio_util::bytes::Bytes::from(bytes))
+            .await
+            .map_err(|source| TransportError::Io { peer, source })
+    }
+}
+
+/// The receiving half of a [`Connection`].
+#[derive(Debug)]
+pub struct ConnectionReceiver {
+    stream: futures::stream::SplitStream<Frames>,
+    peer: SocketAddr,
+}
+
+impl ConnectionReceiver {
+    /// The peer's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The next message, as [`Connection::recv`] reads it.
+    ///
+    /// # Errors
+    /// As [`Connection::recv`].
+    pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<T, TransportError> {
+        read_frame(&mut self.stream, self.peer, std::any::type_name::<T>()).await
     }
 }

@@ -16,10 +16,9 @@
 //! `Hello` is [`TransportError::Decode`]; a peer that sends nothing within the handshake
 //! timeout is [`TransportError::Timeout`].
 //!
-//! # Status
-//! The framing and the handshake are built and tested here over loopback TCP. The
-//! executors do not use them yet: tasks still run on in-process executors (see the README's
-//! scale-out section).
+//! # Users
+//! The [`cluster`](crate::cluster) module runs executor processes over these connections:
+//! tasks, task outcomes, blocks and heartbeats.
 
 mod connection;
 mod hello;
@@ -27,7 +26,7 @@ mod hello;
 #[cfg(test)]
 mod tests;
 
-pub use connection::{Connection, TransportOptions};
+pub use connection::{Connection, ConnectionReceiver, ConnectionSender, TransportOptions};
 pub use hello::{BuildId, Hello, Role, PROTOCOL_VERSION};
 
 use std::net::SocketAddr;

@@ -17,7 +17,7 @@ use crate::dstream::job::OutputJob;
 use crate::dstream::{CheckpointSetting, DStreamId, DStreamNode};
 use crate::error::{panic_message, CheckpointError, Error, GraphError, OpInfo, Result};
 use crate::listener::PolledInputInfo;
-use crate::rdd::RddContext;
+use crate::rdd::{RddBase, RddContext, ShuffleId, ShuffleMap};
 use crate::receiver::ReceiverSlot;
 use crate::scheduler::GenerationGuard;
 use crate::time::Time;
@@ -111,7 +111,13 @@ pub(crate) struct GraphShared {
     /// Whether the graph was shut down: held for the whole of a metadata checkpoint write,
     /// so that none is written (or half written) once the context stopped.
     shut_down: Mutex<bool>,
+    /// In an executor process: the batches generated for map tasks, newest last.
+    executor_batches: Mutex<std::collections::BTreeSet<Time>>,
 }
+
+/// How many batches an executor process keeps generated: tasks of older batches (a
+/// recomputation far behind) generate theirs again.
+const EXECUTOR_BATCHES: usize = 8;
 
 impl GraphShared {
     pub(crate) fn next_stream_id(&self, op: OpInfo) -> DStreamId {
@@ -263,6 +269,7 @@ impl DStreamGraph {
                 blocks: BlockTracker::default(),
                 checkpointer: Checkpointer::new(),
                 shut_down: Mutex::new(false),
+                executor_batches: Mutex::default(),
             }),
         }
     }
@@ -300,6 +307,21 @@ impl DStreamGraph {
     /// a multiple of the slide, mismatched slides, a stream added after start), or
     /// [`GraphError::NoOutputs`].
     pub fn start(&self, zero_time: Time) -> Result<Vec<ReceiverSlot>> {
+        self.prepare(zero_time, true)
+    }
+
+    /// Starts the graph in an executor process of a cluster (see
+    /// [`executor_shuffle`](DStreamGraph::executor_shuffle)): as [`start`](DStreamGraph::start)
+    /// with the coordinator's zero time, except that no input starts (the coordinator's
+    /// receivers and sources read the input) and the receivers are dropped.
+    ///
+    /// # Errors
+    /// As [`start`](DStreamGraph::start).
+    pub fn start_as_executor(&self, zero_time: Time) -> Result<()> {
+        self.prepare(zero_time, false).map(drop)
+    }
+
+    fn prepare(&self, zero_time: Time, start_inputs: bool) -> Result<Vec<ReceiverSlot>> {
         let mut state = self.shared.state.lock();
         if state.started {
             return Err(Error::NotRunning("the graph was already started".into()));
@@ -336,7 +358,7 @@ impl DStreamGraph {
             .map(|n| n.info().remember())
             .max()
             .unwrap_or_default();
-        if state.restored.is_none() {
+        if state.restored.is_none() && start_inputs {
             for input in &state.inputs {
                 input.start()?;
             }
@@ -733,6 +755,58 @@ impl DStreamGraph {
             jobs.push(job.with_id(jobs.len()));
         }
         jobs
+    }
+
+    /// For an executor process: the map side of shuffle `shuffle` in batch `t`, found in the
+    /// RDDs this process generates for `t` from `allocation` (the blocks the coordinator
+    /// allocated to `t`, all streams). The batch is generated once (its jobs are not run:
+    /// outputs run on the coordinator); later calls for `t` search what it generated. Every
+    /// process running the program derives the same RDD and shuffle ids, so the coordinator's
+    /// shuffle is found under its id when the stage is
+    /// [computable remotely](crate::rdd::computable_remotely).
+    ///
+    /// # Errors
+    /// [`Error::Internal`] naming the shuffle and batch when this process's graph has no such
+    /// shuffle (another program, or a stage that should not have been sent here).
+    pub fn executor_shuffle(
+        &self,
+        t: Time,
+        allocation: Vec<BlockInfo>,
+        shuffle: ShuffleId,
+    ) -> Result<Arc<dyn ShuffleMap>> {
+        let mut generated = self.shared.executor_batches.lock();
+        if generated.insert(t) {
+            self.restore_allocations([(t, allocation)]);
+            drop(self.generate_jobs(t));
+            // Batches this far behind are done on the coordinator: forget their RDDs.
+            let before = generated.iter().rev().nth(EXECUTOR_BATCHES).copied();
+            if let Some(old) = before {
+                generated.retain(|b| *b > old);
+                self.clear_old(old);
+            }
+        }
+        drop(generated);
+        let nodes = self.shared.state.lock().nodes.clone();
+        let mut stack: Vec<Arc<dyn RddBase>> =
+            nodes.iter().filter_map(|n| n.generated_rdd(t)).collect();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(rdd) = stack.pop() {
+            if !seen.insert(rdd.meta().id()) {
+                continue;
+            }
+            for dep in rdd.meta().dependencies() {
+                match dep {
+                    crate::rdd::Dependency::Narrow(parent) => stack.push(parent.clone()),
+                    crate::rdd::Dependency::Shuffle(map) if map.shuffle_id() == shuffle => {
+                        return Ok(map.clone());
+                    }
+                    crate::rdd::Dependency::Shuffle(map) => stack.push(map.parent()),
+                }
+            }
+        }
+        Err(Error::Internal(format!(
+            "this executor's program has no shuffle {shuffle} in batch {t}: is it the coordinator's program, with the same arguments?"
+        )))
     }
 
     /// Forgets RDDs and block allocations no stream remembers after batch `t` finished

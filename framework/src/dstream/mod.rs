@@ -175,6 +175,8 @@ pub(crate) trait DStreamNode: Send + Sync {
     /// [`CheckpointError::Corrupt`](crate::CheckpointError::Corrupt) for a checkpoint whose
     /// partition counts are impossible.
     fn restore_checkpoint(&self, checkpoint: &DataCheckpoint) -> Result<()>;
+    /// The RDD the node generated for batch `t`, if any.
+    fn generated_rdd(&self, t: Time) -> Option<Arc<dyn crate::rdd::RddBase>>;
 }
 
 /// Computes a node's RDD for a batch time; gets the node's own handle (stateful nodes read
@@ -220,6 +222,9 @@ impl<T: Data> DStreamNode for DStreamCore<T> {
             .lock()
             .insert(Time::from_ms(checkpoint.time_ms), rdd);
         Ok(())
+    }
+    fn generated_rdd(&self, t: Time) -> Option<Arc<dyn crate::rdd::RddBase>> {
+        self.generated.lock().get(&t).map(|rdd| rdd.as_base())
     }
 }
 

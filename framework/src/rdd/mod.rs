@@ -50,7 +50,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use crate::block::{BlockData, BlockId, ExecutorId};
+use crate::block::{BlockId, ExecutorId};
 use crate::checkpoint::{CheckpointStore, MemoryCheckpointStore};
 use crate::data::Data;
 use crate::error::{Error, OpInfo, Result};
@@ -173,8 +173,35 @@ pub struct RddMeta {
     dependencies: Vec<Dependency>,
     partitioner: Option<HashPartitioner>,
     cached: AtomicBool,
+    /// Whether it reads received blocks and nothing else (see [`computable_remotely`]).
+    received_blocks: bool,
     scope: Arc<IdScope>,
     ctx: Arc<RddContext>,
+}
+
+/// Whether an executor in another process can compute `rdd`'s partitions for batch `t`
+/// from the batch's block allocation alone: every RDD of its narrow lineage (up to shuffle
+/// boundaries, whose buckets are fetched by id) was created by a DStream's computation of
+/// batch `t` itself, and every leaf reads received blocks. Such an executor generates batch
+/// `t` with the same program and finds the same RDDs under the same ids.
+///
+/// `false` for lineage that reaches RDDs of earlier batches (windows, state), queue data,
+/// polled inputs (Kafka and the other direct streams: their records come from the source,
+/// which only the coordinator polls today), data checkpoints and RDDs built outside a
+/// batch: those stages run on the coordinator's in-process executors.
+pub fn computable_remotely(rdd: &dyn RddBase, t: crate::time::Time) -> bool {
+    let meta = rdd.meta();
+    if meta.id.scope == id::STATIC_SCOPE || meta.id.time_ms != t.as_ms() {
+        return false;
+    }
+    if meta.received_blocks {
+        return true;
+    }
+    !meta.dependencies.is_empty()
+        && meta.dependencies.iter().all(|d| match d {
+            Dependency::Narrow(parent) => computable_remotely(&**parent, t),
+            Dependency::Shuffle(_) => true,
+        })
 }
 
 impl RddMeta {
@@ -215,9 +242,17 @@ impl RddMeta {
             dependencies,
             partitioner,
             cached: AtomicBool::new(false),
+            received_blocks: false,
             scope,
             ctx: ctx.clone(),
         }
+    }
+
+    /// Marks this RDD as reading received blocks only (a block RDD), the one kind of leaf
+    /// an executor in another process can rebuild from a batch's block allocation.
+    pub(crate) fn reads_received_blocks(mut self) -> RddMeta {
+        self.received_blocks = true;
+        self
     }
 
     /// Metadata for an RDD that takes the place of RDD `id` (a checkpointed RDD read back).
@@ -235,6 +270,7 @@ impl RddMeta {
             dependencies: Vec::new(),
             partitioner,
             cached: AtomicBool::new(true),
+            received_blocks: false,
             scope: ctx.static_scope.clone(),
             ctx: ctx.clone(),
         }
@@ -397,7 +433,7 @@ impl<T: Data> Rdd<T> {
             return self.inner.shared(partition, ctx);
         }
         let id = meta.block_id(partition);
-        Some(block_records(&id, ctx.get_block(&id)?))
+        ctx.get_records(&id)
     }
 
     /// Partition `p`'s records: from the cache when the RDD is cached and the partition is
@@ -413,14 +449,9 @@ impl<T: Data> Rdd<T> {
         let id = meta.block_id(partition);
         let records: Vec<T> = self.inner.compute(partition, ctx)?.collect();
         let records = Arc::new(records);
-        ctx.put_block(id, records.clone());
+        ctx.put_records(id, records.clone());
         Ok(Box::new(SharedIter::new(records)))
     }
-}
-
-/// Downcasts block `id`'s data to its records.
-pub(crate) fn block_records<T: Data>(id: &BlockId, data: BlockData) -> Result<Arc<Vec<T>>> {
-    data.downcast::<Vec<T>>().map_err(|_| Error::BlockType(*id))
 }
 
 /// Iterates a shared `Vec` by cloning each record (blocks stay intact for recomputation).

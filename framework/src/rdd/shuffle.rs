@@ -75,7 +75,7 @@ impl<T: Data, U: Data> ShuffleMap for ShuffleDep<T, U> {
                 map: map_partition as u32,
                 reduce: reduce as u32,
             };
-            ctx.put_block(id, Arc::new(bucket));
+            ctx.put_records(id, Arc::new(bucket));
         }
         Ok(status)
     }
@@ -110,14 +110,21 @@ impl<U: Data, R: Data> RddImpl<R> for ShuffledRdd<U, R> {
                 map: map as u32,
                 reduce: partition as u32,
             };
-            let data = ctx.get_block(&id).ok_or(Error::FetchFailed {
+            let missing = Error::FetchFailed {
                 shuffle: self.shuffle,
                 map_partition: map,
-            })?;
-            buckets.push(
-                data.downcast::<Vec<U>>()
-                    .map_err(|_| Error::BlockType(id))?,
-            );
+            };
+            match ctx.get_records::<U>(&id) {
+                Some(Ok(bucket)) => buckets.push(bucket),
+                Some(Err(e @ Error::BlockType(_))) => return Err(e),
+                Some(Err(e)) => {
+                    // The process holding the bucket went away or broke the fetch: the
+                    // bucket is as lost as its executor, and its map task runs again.
+                    tracing::warn!(block = %id, error = %e, "Cannot fetch a shuffle bucket; its map output is recomputed.");
+                    return Err(missing);
+                }
+                None => return Err(missing),
+            }
         }
         Ok((self.read)(buckets))
     }

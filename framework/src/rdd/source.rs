@@ -5,9 +5,7 @@ use std::sync::Arc;
 use crate::block::{BlockId, BlockInfo, ExecutorId};
 use crate::data::Data;
 use crate::error::{Error, OpInfo, Result};
-use crate::rdd::{
-    block_records, IdScope, PartitionIter, Rdd, RddBase, RddContext, RddImpl, RddMeta, SharedIter,
-};
+use crate::rdd::{IdScope, PartitionIter, Rdd, RddBase, RddContext, RddImpl, RddMeta, SharedIter};
 use crate::scheduler::TaskContext;
 
 /// Records held by the RDD itself, cut into slices (Spark: `ParallelCollectionRDD`).
@@ -93,8 +91,7 @@ impl<T: Data> BlockRdd<T> {
     /// Block `partition`'s records, as the block store keeps them.
     fn block(&self, partition: usize, ctx: &TaskContext) -> Result<Arc<Vec<T>>> {
         let id: BlockId = self.blocks[partition].id;
-        let data = ctx.get_block(&id).ok_or(Error::BlockMissing(id))?;
-        block_records(&id, data)
+        ctx.get_records(&id).ok_or(Error::BlockMissing(id))?
     }
 }
 
@@ -111,7 +108,8 @@ pub(crate) fn block_rdd<T: Data>(
         blocks.len(),
         |_| Vec::new(),
         None,
-    );
+    )
+    .reads_received_blocks();
     Rdd::new(BlockRdd {
         meta,
         blocks,

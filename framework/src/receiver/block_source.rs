@@ -28,6 +28,8 @@ pub trait BlockSealer: Send + Sync {
     /// # Errors
     /// [`Error::BlockType`](crate::Error::BlockType) if the block is not this stream's.
     fn encode_block(&self, block: &Block) -> crate::Result<Vec<u8>>;
+    /// How the block store serves this stream's blocks to executor processes.
+    fn block_encoder(&self) -> crate::block::BlockEncoder;
 }
 
 /// The coordinator's role: backpressure on the receiver (Spark's rate controller and

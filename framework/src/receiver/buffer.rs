@@ -459,6 +459,10 @@ impl<T: Data> BlockSealer for BlockBuffer<T> {
             .ok_or(crate::Error::BlockType(block.id))?;
         crate::checkpoint::encode(records)
     }
+
+    fn block_encoder(&self) -> crate::block::BlockEncoder {
+        crate::block::encoder_of::<T>()
+    }
 }
 
 impl<T: Data> BufferControl for BlockBuffer<T> {

@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 use crate::block::{BlockId, ExecutorId};
 use crate::error::{Error, Result};
 use crate::listener::{JobInfo, StageInfo};
-use crate::rdd::{RddBase, RddMeta, ShuffleId, ShuffleMap};
+use crate::rdd::{computable_remotely, RddBase, RddMeta, ShuffleId, ShuffleMap};
 use crate::scheduler::task_set::{FailureAction, Launch, TaskSet};
 use crate::scheduler::{
     independent_map_stages, plan_stages, JobId, JobSpec, MapOutputTracker, SchedulerCounters,
@@ -29,9 +29,24 @@ use crate::scheduler::{
 use crate::time::Time;
 
 /// Where tasks run.
+/// Where a stage's tasks may run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// On any executor, in this process or another: a map stage of a batch whose lineage an
+    /// executor process rebuilds from the batch's received blocks alone (see
+    /// [`computable_remotely`](crate::rdd::computable_remotely)).
+    Anywhere,
+    /// On this process's executors only: a result stage (its action's function is a closure
+    /// of this process) or a stage whose lineage reads what only this process has (queue
+    /// data, state and windows of earlier batches, a polled input's source, a checkpoint).
+    InProcess,
+}
+
+/// Sends tasks to executors and reports their outcomes (the actor runtime's executor pool,
+/// or a test's fake).
 pub trait TaskLauncher {
-    /// The executors that can take tasks now.
-    fn executors(&self) -> Vec<ExecutorId>;
+    /// The executors that can take tasks of a stage placed as `placement` now.
+    fn executors(&self, placement: Placement) -> Vec<ExecutorId>;
     /// Sends `task` to `executor`; resolves with its outcome ([`TaskOutcome::ExecutorLost`]
     /// if the executor died before answering).
     fn launch(
@@ -321,6 +336,12 @@ impl DagScheduler {
             ),
             StageKind::Result => (TaskKind::Result, (0..num_tasks).collect(), None),
         };
+        let placement = match (&stage.kind, job.batch_time) {
+            (StageKind::ShuffleMap(dep), Some(t)) if computable_remotely(&*dep.parent(), t) => {
+                Placement::Anywhere
+            }
+            _ => Placement::InProcess,
+        };
         let mut set = TaskSet::new(
             partitions,
             self.max_attempts,
@@ -347,6 +368,7 @@ impl DagScheduler {
                 attempt: t.attempt,
                 batch_time: job.batch_time,
                 kind,
+                shuffle,
             };
             launcher.launch(t.executor, task).map(move |o| (t.id, o))
         };
@@ -354,7 +376,7 @@ impl DagScheduler {
             if set.has_pending() {
                 let preferred = |p| stage.preferred_locations(p);
                 let launches = set
-                    .offer(&launcher.executors(), preferred, Instant::now())
+                    .offer(&launcher.executors(placement), preferred, Instant::now())
                     .map_err(StageFailure::Failed)?;
                 running.extend(launches.into_iter().map(|t| start(t, info)));
             }
@@ -378,7 +400,7 @@ impl DagScheduler {
             let Some((id, outcome)) = step else {
                 // The speculation timer fired.
                 tick = None;
-                let copies = set.speculate(&launcher.executors(), Instant::now());
+                let copies = set.speculate(&launcher.executors(placement), Instant::now());
                 running.extend(copies.into_iter().map(|t| start(t, info)));
                 continue;
             };

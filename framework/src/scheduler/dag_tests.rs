@@ -51,13 +51,13 @@ impl BlockAccess for View {
             .get(id)
             .or_else(|| self.stores.iter().find_map(|s| s.get(id)))
     }
-    fn put(&self, id: BlockId, data: BlockData) {
-        self.stores[self.own].put(id, data)
+    fn put(&self, id: BlockId, data: BlockData, encode: crate::block::BlockEncoder) {
+        self.stores[self.own].put(id, data, encode)
     }
 }
 
 impl TaskLauncher for Fake {
-    fn executors(&self) -> Vec<ExecutorId> {
+    fn executors(&self, _: Placement) -> Vec<ExecutorId> {
         let alive = self.alive.lock();
         (0..alive.len()).filter(|&e| alive[e]).collect()
     }

@@ -41,7 +41,7 @@ impl BlockAccess for MemoryBlockStore {
     fn get(&self, id: &BlockId) -> Option<BlockData> {
         self.blocks.lock().get(id).cloned()
     }
-    fn put(&self, id: BlockId, data: BlockData) {
+    fn put(&self, id: BlockId, data: BlockData, _encode: crate::block::BlockEncoder) {
         self.blocks.lock().insert(id, data);
     }
 }
@@ -86,7 +86,7 @@ impl LocalRunner {
 struct Inline<'a>(&'a LocalRunner);
 
 impl TaskLauncher for Inline<'_> {
-    fn executors(&self) -> Vec<ExecutorId> {
+    fn executors(&self, _: crate::scheduler::Placement) -> Vec<ExecutorId> {
         vec![0]
     }
     fn launch(

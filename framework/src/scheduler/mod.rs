@@ -21,7 +21,7 @@ mod stage;
 mod task;
 mod task_set;
 
-pub use dag::{DagScheduler, TaskLauncher};
+pub use dag::{DagScheduler, Placement, TaskLauncher};
 pub use job::{current_output_op, JobId, JobRunner, JobSpec, ResultFn, TaskOutput};
 pub use local::{LocalRunner, MemoryBlockStore};
 pub use map_outputs::MapOutputTracker;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::block::{BlockData, BlockId, ExecutorId};
+use crate::block::{decode_block, encoder_of, BlockData, BlockEncoder, BlockId, ExecutorId};
+use crate::data::Data;
 use crate::error::{panic_message, Error};
 use crate::rdd::{MapStatus, ShuffleId};
 use crate::scheduler::{JobId, StageRunnable, TaskOutput};
@@ -37,14 +38,28 @@ pub struct TaskDescription {
     pub batch_time: Option<Time>,
     /// Map or result task.
     pub kind: TaskKind,
+    /// For a map task, its shuffle: what an executor in another process resolves the task
+    /// by (shuffle ids are derived from the DStream, batch time and position, so every
+    /// process running the program names the same shuffle alike).
+    #[serde(default)]
+    pub shuffle: Option<ShuffleId>,
 }
 
 /// Access to block stores from inside a task.
 pub trait BlockAccess: Send + Sync {
-    /// The block `id`, from this executor's store or another's.
+    /// The block `id`, from this executor's store or another's in this process.
     fn get(&self, id: &BlockId) -> Option<BlockData>;
-    /// Stores a block in this executor's store.
-    fn put(&self, id: BlockId, data: BlockData);
+    /// Stores a block in this executor's store, with the encoder that serves it to other
+    /// processes.
+    fn put(&self, id: BlockId, data: BlockData, encode: BlockEncoder);
+    /// The block `id` from an executor in another process, as its [`BlockEncoder`] wrote
+    /// it; `None` when no other process holds it (or there are none: the default).
+    ///
+    /// # Errors
+    /// A transport error naming the peer when the block could not be fetched.
+    fn fetch(&self, _id: &BlockId) -> crate::Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
 }
 
 /// What a running task knows: which task it is, and where blocks are (Spark: `TaskContext`).
@@ -87,11 +102,21 @@ impl TaskContext {
     pub fn executor(&self) -> ExecutorId {
         self.executor
     }
-    pub(crate) fn get_block(&self, id: &BlockId) -> Option<BlockData> {
-        self.blocks.get(id)
+    /// The records of block `id` (a `Vec<X>`): from this process's block stores, else
+    /// fetched from an executor in another process; `None` when no store holds it.
+    pub(crate) fn get_records<X: Data>(&self, id: &BlockId) -> Option<Result<Arc<Vec<X>>, Error>> {
+        if let Some(data) = self.blocks.get(id) {
+            return Some(data.downcast::<Vec<X>>().map_err(|_| Error::BlockType(*id)));
+        }
+        match self.blocks.fetch(id) {
+            Ok(Some(bytes)) => Some(decode_block::<X>(id, &bytes).map(Arc::new)),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        }
     }
-    pub(crate) fn put_block(&self, id: BlockId, data: BlockData) {
-        self.blocks.put(id, data)
+    /// Stores `records` as block `id` in this executor's store.
+    pub(crate) fn put_records<X: Data>(&self, id: BlockId, records: Arc<Vec<X>>) {
+        self.blocks.put(id, records, encoder_of::<X>())
     }
 }
 

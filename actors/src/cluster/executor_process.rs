@@ -1,0 +1,327 @@
+//! The executor role of a program (Spark's `CoarseGrainedExecutorBackend`): connect to the
+//! coordinator, run the map tasks it sends on task threads, serve the blocks they wrote,
+//! send heartbeats, and exit when the coordinator stops or goes away.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use rivulet_framework::block::{BlockData, BlockEncoder, BlockId, ExecutorId};
+use rivulet_framework::config::StreamingConfig;
+use rivulet_framework::dstream::DStreamGraph;
+use rivulet_framework::scheduler::{
+    run_task, BlockAccess, StageRunnable, TaskContext, TaskDescription, TaskFailure, TaskOutcome,
+};
+use rivulet_framework::time::Time;
+use rivulet_framework::{Error, Result};
+use tokio::sync::mpsc;
+use tracing::{error, info};
+
+use super::protocol::{BlockReply, RemoteOutcome, ToCoordinator, ToExecutor};
+use crate::transport::{BuildId, Connection, Hello, Role, TransportOptions, PROTOCOL_VERSION};
+
+/// The environment variable that starts a program in the executor role: the coordinator's
+/// address (`ip:port`).
+pub(crate) const ENV_COORDINATOR: &str = "RIVULET_EXECUTOR_OF";
+/// The slot of the local cluster the process fills (0-based).
+pub(crate) const ENV_SLOT: &str = "RIVULET_EXECUTOR_SLOT";
+
+/// How long an executor process waits for a block it asked the coordinator for.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A program started as an executor process: where its coordinator is and which slot it
+/// fills. Read from the environment (`RIVULET_EXECUTOR_OF=ip:port`,
+/// `RIVULET_EXECUTOR_SLOT=n`), which the coordinator of a local cluster sets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutorRole {
+    /// The coordinator's address.
+    pub coordinator: String,
+    /// The slot this process fills.
+    pub slot: usize,
+}
+
+impl ExecutorRole {
+    /// The role this process was started in, if it is an executor process.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the variable when `RIVULET_EXECUTOR_SLOT` is missing or not
+    /// a number while `RIVULET_EXECUTOR_OF` is set.
+    pub fn from_env() -> Result<Option<ExecutorRole>> {
+        let Ok(coordinator) = std::env::var(ENV_COORDINATOR) else {
+            return Ok(None);
+        };
+        let slot = std::env::var(ENV_SLOT)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "{ENV_COORDINATOR} is set, so this is an executor process, but {ENV_SLOT} is missing or not a number"
+                ))
+            })?;
+        Ok(Some(ExecutorRole { coordinator, slot }))
+    }
+}
+
+/// Runs this process as executor process `role` for `graph` (the program's own DStream
+/// graph, built as the coordinator built it) with `config`'s task threads
+/// ([`executors`](StreamingConfig::executors)) and heartbeat timeout. Never returns: the
+/// process exits with status 0 when the coordinator stops it, and 1 when the coordinator
+/// cannot be reached, refuses it, or goes away (logged naming its address).
+pub fn run_executor(graph: DStreamGraph, config: &StreamingConfig, role: ExecutorRole) -> ! {
+    let threads = config.get_executors();
+    let heartbeat = super::heartbeat_interval(config.get_heartbeat_timeout());
+    // Its own thread and runtime: the caller may be inside one (`start` is async).
+    let run = move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        match runtime {
+            Ok(rt) => match rt.block_on(serve(graph, threads, heartbeat, &role)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    error!(coordinator = %role.coordinator, slot = role.slot, error = %e, "Executor process ends.");
+                    1
+                }
+            },
+            Err(e) => {
+                error!(error = %e, "Executor process cannot start its runtime.");
+                1
+            }
+        }
+    };
+    let code = std::thread::Builder::new()
+        .name("rivulet-executor-process".into())
+        .spawn(run)
+        .map_err(|e| error!(error = %e, "Executor process cannot start its thread."))
+        .and_then(|t| t.join().map_err(|_| error!("Executor process panicked.")))
+        .unwrap_or(1);
+    std::process::exit(code)
+}
+
+/// What a task thread is handed.
+struct Job {
+    req: u64,
+    task: TaskDescription,
+    allocation: Vec<rivulet_framework::block::BlockInfo>,
+}
+
+async fn serve(
+    graph: DStreamGraph,
+    threads: usize,
+    heartbeat: Duration,
+    role: &ExecutorRole,
+) -> Result<()> {
+    let hello = Hello {
+        protocol: PROTOCOL_VERSION,
+        build: BuildId::current().clone(),
+        role: Role::Executor,
+        name: format!(
+            "executor process {} (pid {})",
+            role.slot,
+            std::process::id()
+        ),
+    };
+    let mut connection =
+        Connection::connect(&role.coordinator, &hello, TransportOptions::default()).await?;
+    connection
+        .send(&ToCoordinator::Register {
+            slot: role.slot,
+            pid: std::process::id(),
+            threads,
+        })
+        .await?;
+    let (executor, zero_time_ms) = match connection.recv::<ToExecutor>().await? {
+        ToExecutor::Welcome {
+            executor,
+            zero_time_ms,
+        } => (executor, zero_time_ms),
+        ToExecutor::Stop => return Ok(()),
+        other => {
+            return Err(Error::Internal(format!(
+                "the coordinator sent {other:?} before its welcome"
+            )))
+        }
+    };
+    graph.start_as_executor(Time::from_ms(zero_time_ms))?;
+    info!(executor, slot = role.slot, threads, coordinator = %role.coordinator, "Executor process running.");
+    let peer = connection.peer();
+    let (mut sender, mut receiver) = connection.split();
+    let (out, mut out_rx) = mpsc::unbounded_channel::<ToCoordinator>();
+    let blocks = Arc::new(ProcessBlocks {
+        store: DashMap::new(),
+        out: out.clone(),
+        fetches: Mutex::new(HashMap::new()),
+        next_req: AtomicU64::new(0),
+    });
+    let (jobs, job_rx) = std::sync::mpsc::channel::<Job>();
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    for i in 0..threads.max(1) {
+        let (graph, blocks, out, job_rx) =
+            (graph.clone(), blocks.clone(), out.clone(), job_rx.clone());
+        std::thread::Builder::new()
+            .name(format!("rivulet-task-{i}"))
+            .spawn(move || loop {
+                let job = job_rx.lock().recv();
+                let Ok(job) = job else { return };
+                let outcome = run_map_task(&graph, executor, &blocks, job.task, job.allocation);
+                let _ = out.send(ToCoordinator::TaskDone {
+                    req: job.req,
+                    outcome: RemoteOutcome::from_outcome(outcome),
+                });
+            })
+            .map_err(|e| Error::Internal(format!("cannot start a task thread: {e}")))?;
+    }
+    let writer = async move {
+        while let Some(message) = out_rx.recv().await {
+            sender.send(&message).await?;
+        }
+        Ok::<(), crate::transport::TransportError>(())
+    };
+    let beats = async {
+        let mut tick = tokio::time::interval(heartbeat);
+        loop {
+            tick.tick().await;
+            if out.send(ToCoordinator::Heartbeat).is_err() {
+                return;
+            }
+        }
+    };
+    let reader = async {
+        loop {
+            match receiver.recv::<ToExecutor>().await? {
+                ToExecutor::RunTask {
+                    req,
+                    task,
+                    allocation,
+                } => {
+                    let _ = jobs.send(Job {
+                        req,
+                        task,
+                        allocation,
+                    });
+                }
+                ToExecutor::FetchBlock { req, id } => {
+                    let reply = blocks.encoded(&id);
+                    let _ = out.send(ToCoordinator::Block { req, reply });
+                }
+                ToExecutor::Block { req, reply } => blocks.answer(req, reply),
+                ToExecutor::ClearBatches { time_ms } => {
+                    blocks
+                        .store
+                        .retain(|id, _| id.rdd_time_ms().is_none_or(|t| t > time_ms));
+                }
+                ToExecutor::Stop => return Ok::<(), crate::transport::TransportError>(()),
+                ToExecutor::Welcome { .. } => {}
+            }
+        }
+    };
+    let ended = tokio::select! {
+        r = reader => r,
+        r = writer => r.and(Err(crate::transport::TransportError::Closed { peer })),
+        () = beats => Ok(()),
+    };
+    match ended {
+        Ok(()) => {
+            info!(executor, "Executor process stopped by its coordinator.");
+            Ok(())
+        }
+        Err(e) => Err(Error::Internal(format!(
+            "the coordinator at {peer} went away: {e}"
+        ))),
+    }
+}
+
+/// Runs one map task: finds its shuffle in the batch this process generates, and runs it.
+fn run_map_task(
+    graph: &DStreamGraph,
+    executor: ExecutorId,
+    blocks: &Arc<ProcessBlocks>,
+    task: TaskDescription,
+    allocation: Vec<rivulet_framework::block::BlockInfo>,
+) -> TaskOutcome {
+    let failed = |message: String| {
+        TaskOutcome::Failed(TaskFailure {
+            operator: "executor process".into(),
+            message,
+            fetch_failed: None,
+            retryable: false,
+        })
+    };
+    let (Some(t), Some(shuffle)) = (task.batch_time, task.shuffle) else {
+        return failed(format!("task {task:?} is not a map task of a batch"));
+    };
+    let dep = match graph.executor_shuffle(t, allocation, shuffle) {
+        Ok(dep) => dep,
+        Err(e) => return failed(e.to_string()),
+    };
+    let stage = StageRunnable::ShuffleMap {
+        op: dep.parent().meta().op(),
+        dep,
+    };
+    let access: Arc<dyn BlockAccess> = blocks.clone();
+    run_task(&stage, &task, &TaskContext::new(&task, executor, access))
+}
+
+/// The executor process's block store; blocks it does not hold are fetched from the
+/// coordinator.
+struct ProcessBlocks {
+    store: DashMap<BlockId, (BlockData, BlockEncoder)>,
+    out: mpsc::UnboundedSender<ToCoordinator>,
+    fetches: Mutex<HashMap<u64, std::sync::mpsc::Sender<BlockReply>>>,
+    next_req: AtomicU64,
+}
+
+impl ProcessBlocks {
+    fn encoded(&self, id: &BlockId) -> BlockReply {
+        let found = self.store.get(id).map(|b| b.value().clone());
+        match found {
+            Some((data, encode)) => encode(id, &data).map(Some).map_err(|e| e.to_string()),
+            None => Ok(None),
+        }
+    }
+
+    fn answer(&self, req: u64, reply: BlockReply) {
+        if let Some(tx) = self.fetches.lock().remove(&req) {
+            let _ = tx.send(reply);
+        }
+    }
+}
+
+impl BlockAccess for ProcessBlocks {
+    fn get(&self, id: &BlockId) -> Option<BlockData> {
+        self.store.get(id).map(|b| b.value().0.clone())
+    }
+    fn put(&self, id: BlockId, data: BlockData, encode: BlockEncoder) {
+        self.store.insert(id, (data, encode));
+    }
+    fn fetch(&self, id: &BlockId) -> Result<Option<Vec<u8>>> {
+        let req = self.next_req.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.fetches.lock().insert(req, tx);
+        if self
+            .out
+            .send(ToCoordinator::FetchBlock { req, id: *id })
+            .is_err()
+        {
+            self.fetches.lock().remove(&req);
+            return Err(Error::Internal(
+                "the coordinator connection is closed".into(),
+            ));
+        }
+        match rx.recv_timeout(FETCH_TIMEOUT) {
+            Ok(reply) => reply.map_err(|e| {
+                Error::Internal(format!("fetching block {id} from the coordinator: {e}"))
+            }),
+            Err(_) => {
+                self.fetches.lock().remove(&req);
+                Err(Error::Internal(format!(
+                    "fetching block {id} from the coordinator: no answer within {} s",
+                    FETCH_TIMEOUT.as_secs()
+                )))
+            }
+        }
+    }
+}

@@ -1,0 +1,681 @@
+//! Executor processes (Spark's `local-cluster[N, ...]` and `CoarseGrainedExecutorBackend`):
+//! the coordinator's side ([`Cluster`]) and the executor's ([`run_executor`]).
+//!
+//! With [`local_cluster(n)`](rivulet_framework::config::StreamingConfig::local_cluster) the
+//! coordinator listens on 127.0.0.1, starts `n` processes of its own program in the executor
+//! role ([`ExecutorRole`], read from the environment) and waits for each to register over
+//! a [`Connection`] (the handshake refuses another build). An executor process builds the
+//! same DStream graph (the program's own code, up to `StreamingContext::start`), and runs
+//! the map tasks it is sent: a task names its batch and shuffle, carries the batch's block
+//! allocation, and the process generates the batch itself and finds the shuffle under the
+//! same id ([`DStreamGraph::executor_shuffle`]). Closures never travel.
+//!
+//! Blocks move on demand, in both directions over the same connection: an executor process
+//! fetches the received blocks its map task reads from the coordinator, and the
+//! coordinator's in-process executors fetch the shuffle buckets their reduce tasks read from
+//! the process that wrote them. Every block is serialized by the encoder chosen where its
+//! record type was known ([`BlockEncoder`](rivulet_framework::block::BlockEncoder)).
+//!
+//! A process is lost when its connection breaks or it sends no heartbeat within the
+//! [heartbeat timeout](rivulet_framework::config::StreamingConfig::heartbeat_timeout): its
+//! running tasks answer `ExecutorLost`, its buckets are forgotten (their map tasks run again
+//! from lineage, on the survivors), it is killed if still running, and a new process takes
+//! its slot. An executor process whose coordinator goes away exits at once (status 1).
+
+mod executor_process;
+mod local_processes;
+mod protocol;
+
+pub use executor_process::{run_executor, ExecutorRole};
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use futures::future::LocalBoxFuture;
+use parking_lot::{Condvar, Mutex};
+use rivulet_framework::block::{BlockId, ExecutorId};
+use rivulet_framework::dstream::DStreamGraph;
+use rivulet_framework::rdd::ShuffleId;
+use rivulet_framework::scheduler::{SchedulerCounters, TaskDescription, TaskOutcome};
+use rivulet_framework::time::Time;
+use rivulet_framework::{Error, Result};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use crate::block_store::BlockManager;
+use crate::transport::{BuildId, Connection, Hello, Role, TransportOptions, PROTOCOL_VERSION};
+use local_processes::LocalProcesses;
+use protocol::{BlockReply, RemoteOutcome, ToCoordinator, ToExecutor};
+
+/// How long the coordinator waits for every executor process to register at start.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a block fetch may take before it fails (the peer is then presumed gone).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An executor process as the status line and the examples show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutorProcess {
+    /// The executor id its tasks run as (after the in-process executors' ids).
+    pub executor: ExecutorId,
+    /// Its operating-system process id, once it registered.
+    pub pid: Option<u32>,
+    /// Whether it is connected now.
+    pub alive: bool,
+    /// How many of its incarnations were lost so far.
+    pub losses: u64,
+    /// Map tasks its slot's processes completed (all incarnations).
+    pub map_tasks: u64,
+}
+
+/// One slot of the cluster: the process in it now, if connected.
+#[derive(Default)]
+struct Peer {
+    out: Option<mpsc::UnboundedSender<ToExecutor>>,
+    pid: Option<u32>,
+    addr: Option<SocketAddr>,
+    last_seen: Option<Instant>,
+    /// Incarnations connected so far; a loss names the one it ends.
+    generation: u64,
+    losses: u64,
+    /// Losses the scheduler was told of (see [`Cluster::report_lost`]).
+    reported: u64,
+    map_tasks: u64,
+}
+
+struct PendingTask {
+    slot: usize,
+    reply: oneshot::Sender<TaskOutcome>,
+    output: Option<(ShuffleId, u32)>,
+}
+
+#[derive(Default)]
+struct State {
+    peers: Vec<Peer>,
+    next_req: u64,
+    tasks: HashMap<u64, PendingTask>,
+    fetches: HashMap<u64, (usize, std::sync::mpsc::Sender<BlockReply>)>,
+    /// Which slot holds each map output written by an executor process.
+    outputs: HashMap<(ShuffleId, u32), usize>,
+    stopping: bool,
+}
+
+/// The coordinator's executor processes.
+pub(crate) struct Cluster {
+    first_id: ExecutorId,
+    state: Mutex<State>,
+    registered: Condvar,
+    blocks: Weak<BlockManager>,
+    graph: DStreamGraph,
+    counters: Arc<SchedulerCounters>,
+    timeout: Duration,
+    processes: LocalProcesses,
+    io: Mutex<Option<(tokio::runtime::Handle, std::thread::JoinHandle<()>)>>,
+    shutdown: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("first_id", &self.first_id)
+            .field("processes", &self.state.lock().peers.len())
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// Starts `n` executor processes of this program whose executor ids follow the
+    /// `first_id` in-process executors, and waits until each registered.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the listener cannot be bound or this program cannot be
+    /// started again; [`Error::Crashed`] naming the slots that did not register within
+    /// 60 s (their processes are killed).
+    pub(crate) fn start(
+        n: usize,
+        first_id: ExecutorId,
+        blocks: &Arc<BlockManager>,
+        graph: DStreamGraph,
+        counters: Arc<SchedulerCounters>,
+        timeout: Duration,
+    ) -> Result<Arc<Cluster>> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|e| {
+                Error::Config(format!("local_cluster: cannot listen on 127.0.0.1: {e}"))
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Config(format!("local_cluster: {e}")))?;
+        let cluster = Arc::new(Cluster {
+            first_id,
+            state: Mutex::new(State {
+                peers: (0..n).map(|_| Peer::default()).collect(),
+                ..State::default()
+            }),
+            registered: Condvar::new(),
+            blocks: Arc::downgrade(blocks),
+            graph,
+            counters,
+            timeout,
+            processes: LocalProcesses::new(n, addr),
+            io: Mutex::new(None),
+            shutdown: Mutex::new(None),
+        });
+        let (shutdown_tx, shutdown_rx) = oneshot::channel();
+        *cluster.shutdown.lock() = Some(shutdown_tx);
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let io_cluster = Arc::downgrade(&cluster);
+        let thread = std::thread::Builder::new()
+            .name("rivulet-cluster-io".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = handle_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = handle_tx.send(Ok(rt.handle().clone()));
+                rt.block_on(io_main(io_cluster, listener, shutdown_rx));
+            })
+            .map_err(|e| {
+                Error::Config(format!("local_cluster: cannot start its I/O thread: {e}"))
+            })?;
+        let handle = handle_rx
+            .recv()
+            .map_err(|e| e.to_string())
+            .and_then(|r| r)
+            .map_err(|e| Error::Config(format!("local_cluster: cannot start its runtime: {e}")))?;
+        *cluster.io.lock() = Some((handle, thread));
+        for slot in 0..n {
+            cluster.processes.spawn(slot)?;
+        }
+        cluster.wait_registered(n)?;
+        info!(processes = n, coordinator = %addr, "Executor processes registered.");
+        Ok(cluster)
+    }
+
+    fn wait_registered(&self, n: usize) -> Result<()> {
+        let deadline = Instant::now() + REGISTER_TIMEOUT;
+        let mut state = self.state.lock();
+        loop {
+            let missing: Vec<usize> = (0..n).filter(|&s| state.peers[s].out.is_none()).collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            let exited = self.processes.exited(&missing);
+            let timed_out = Instant::now() >= deadline;
+            if timed_out || !exited.is_empty() {
+                drop(state);
+                self.stop();
+                let reason = if exited.is_empty() {
+                    format!(
+                        "executor process slot(s) {missing:?} did not register within {} s; see their log lines above",
+                        REGISTER_TIMEOUT.as_secs()
+                    )
+                } else {
+                    format!("executor process(es) exited before registering ({}); see their log lines above", exited.join("; "))
+                };
+                return Err(Error::Crashed {
+                    component: "the local cluster".into(),
+                    reason,
+                });
+            }
+            let _ = self
+                .registered
+                .wait_for(&mut state, Duration::from_millis(50));
+        }
+    }
+
+    /// The executor processes, in slot order.
+    pub(crate) fn processes(&self) -> Vec<ExecutorProcess> {
+        let state = self.state.lock();
+        state
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(slot, p)| ExecutorProcess {
+                executor: self.first_id + slot,
+                pid: p.pid,
+                alive: p.out.is_some(),
+                losses: p.losses,
+                map_tasks: p.map_tasks,
+            })
+            .collect()
+    }
+
+    /// Whether `executor` is one of this cluster's.
+    pub(crate) fn owns(&self, executor: ExecutorId) -> bool {
+        executor
+            .checked_sub(self.first_id)
+            .is_some_and(|s| s < self.state.lock().peers.len())
+    }
+
+    /// The executor ids of the processes connected now.
+    pub(crate) fn alive(&self) -> Vec<ExecutorId> {
+        let state = self.state.lock();
+        (0..state.peers.len())
+            .filter(|&s| state.peers[s].out.is_some())
+            .map(|s| self.first_id + s)
+            .collect()
+    }
+
+    /// Sends map task `task` to `executor`'s process; resolves with its outcome
+    /// (`ExecutorLost` when the process is or becomes lost first).
+    pub(crate) fn launch(
+        &self,
+        executor: ExecutorId,
+        task: TaskDescription,
+    ) -> LocalBoxFuture<'static, TaskOutcome> {
+        let lost = || -> LocalBoxFuture<'static, TaskOutcome> {
+            Box::pin(futures::future::ready(TaskOutcome::ExecutorLost))
+        };
+        let slot = executor - self.first_id;
+        let allocation = task
+            .batch_time
+            .map(|t| self.graph.allocated(t))
+            .unwrap_or_default();
+        let output = task.shuffle.map(|s| (s, task.partition as u32));
+        let (reply, rx) = oneshot::channel();
+        let mut state = self.state.lock();
+        let req = state.next_req;
+        state.next_req += 1;
+        let Some(out) = state.peers.get(slot).and_then(|p| p.out.clone()) else {
+            return lost();
+        };
+        state.tasks.insert(
+            req,
+            PendingTask {
+                slot,
+                reply,
+                output,
+            },
+        );
+        drop(state);
+        if out
+            .send(ToExecutor::RunTask {
+                req,
+                task,
+                allocation,
+            })
+            .is_err()
+        {
+            self.state.lock().tasks.remove(&req);
+            return lost();
+        }
+        Box::pin(async move { rx.await.unwrap_or(TaskOutcome::ExecutorLost) })
+    }
+
+    /// Block `id` from the executor process that holds it (blocking the calling task
+    /// thread): a shuffle bucket from the process that wrote it, a cached partition from
+    /// any; `None` when none holds it.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] naming the process and its address when the fetch failed (it was
+    /// lost, or answered nothing within 30 s).
+    pub(crate) fn fetch(&self, id: &BlockId) -> Result<Option<Vec<u8>>> {
+        let slots: Vec<usize> = {
+            let state = self.state.lock();
+            match id {
+                BlockId::Input { .. } => Vec::new(),
+                BlockId::Shuffle { shuffle, map, .. } => state
+                    .outputs
+                    .get(&(*shuffle, *map))
+                    .copied()
+                    .into_iter()
+                    .collect(),
+                BlockId::Rdd { .. } => (0..state.peers.len()).collect(),
+            }
+        };
+        for slot in slots {
+            if let Some(bytes) = self.fetch_from(slot, id)? {
+                return Ok(Some(bytes));
+            }
+        }
+        Ok(None)
+    }
+
+    fn fetch_from(&self, slot: usize, id: &BlockId) -> Result<Option<Vec<u8>>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut state = self.state.lock();
+        let req = state.next_req;
+        state.next_req += 1;
+        let peer = &state.peers[slot];
+        let (Some(out), addr) = (peer.out.clone(), peer.addr) else {
+            return Ok(None);
+        };
+        state.fetches.insert(req, (slot, tx));
+        drop(state);
+        let executor = self.first_id + slot;
+        let failed = |reason: String| {
+            Error::Internal(format!(
+                "fetching block {id} from executor process {executor} at {}: {reason}",
+                addr.map_or("?".to_string(), |a| a.to_string())
+            ))
+        };
+        if out.send(ToExecutor::FetchBlock { req, id: *id }).is_err() {
+            self.state.lock().fetches.remove(&req);
+            return Err(failed("the process is lost".into()));
+        }
+        match rx.recv_timeout(FETCH_TIMEOUT) {
+            Ok(reply) => reply.map_err(failed),
+            Err(_) => {
+                self.state.lock().fetches.remove(&req);
+                Err(failed(format!(
+                    "no answer within {} s",
+                    FETCH_TIMEOUT.as_secs()
+                )))
+            }
+        }
+    }
+
+    /// Whether the loss of `executor` is news to the scheduler (its map outputs must be
+    /// forgotten): once per lost incarnation.
+    pub(crate) fn report_lost(&self, executor: ExecutorId) -> bool {
+        let mut state = self.state.lock();
+        let Some(peer) = state.peers.get_mut(executor - self.first_id) else {
+            return false;
+        };
+        let news = peer.losses > peer.reported;
+        peer.reported = peer.losses;
+        news
+    }
+
+    /// Kills `executor`'s process (SIGKILL): a real crash, detected as any other.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the slot runs no process.
+    pub(crate) fn kill(&self, executor: ExecutorId) -> Result<()> {
+        self.processes.kill(executor - self.first_id)
+    }
+
+    /// Tells every process to drop the blocks of batches at or before `time_ms`.
+    pub(crate) fn remove_batches_up_to(&self, time_ms: i64) {
+        let mut state = self.state.lock();
+        state.outputs.retain(|(s, _), _| s.0.time_ms > time_ms);
+        for peer in &state.peers {
+            if let Some(out) = &peer.out {
+                let _ = out.send(ToExecutor::ClearBatches { time_ms });
+            }
+        }
+    }
+
+    /// Stops every process (asks, then kills what is left after 5 s) and the I/O thread.
+    pub(crate) fn stop(&self) {
+        {
+            let mut state = self.state.lock();
+            state.stopping = true;
+            for peer in &mut state.peers {
+                if let Some(out) = peer.out.take() {
+                    let _ = out.send(ToExecutor::Stop);
+                }
+            }
+        }
+        self.processes.stop_all(Duration::from_secs(5));
+        if let Some(tx) = self.shutdown.lock().take() {
+            let _ = tx.send(());
+        }
+        if let Some((_, thread)) = self.io.lock().take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// Takes slot `slot`'s incarnation `generation` as lost: fails what waits on it, forgets
+    /// its map outputs, kills its process and starts a new one.
+    fn lose(&self, slot: usize, generation: u64, reason: &str) {
+        let mut state = self.state.lock();
+        let peer = &mut state.peers[slot];
+        if peer.generation != generation || peer.out.is_none() {
+            return;
+        }
+        peer.out = None;
+        peer.losses += 1;
+        let (pid, addr) = (peer.pid, peer.addr);
+        let stopping = state.stopping;
+        let tasks: Vec<u64> = state
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.slot == slot)
+            .map(|(r, _)| *r)
+            .collect();
+        let tasks: Vec<PendingTask> = tasks.iter().filter_map(|r| state.tasks.remove(r)).collect();
+        let fetches: Vec<u64> = state
+            .fetches
+            .iter()
+            .filter(|(_, (s, _))| *s == slot)
+            .map(|(r, _)| *r)
+            .collect();
+        let fetches: Vec<_> = fetches
+            .iter()
+            .filter_map(|r| state.fetches.remove(r))
+            .collect();
+        state.outputs.retain(|_, s| *s != slot);
+        drop(state);
+        for task in tasks {
+            let _ = task.reply.send(TaskOutcome::ExecutorLost);
+        }
+        for (_, tx) in fetches {
+            let _ = tx.send(Err(format!("the process was lost: {reason}")));
+        }
+        if stopping {
+            return;
+        }
+        self.counters.executor_lost();
+        warn!(
+            executor = self.first_id + slot,
+            pid,
+            peer = ?addr,
+            reason,
+            "Executor process lost; its map outputs are recomputed from lineage and a new process takes its place."
+        );
+        self.processes.replace(slot);
+    }
+
+    fn hello() -> Hello {
+        Hello {
+            protocol: PROTOCOL_VERSION,
+            build: BuildId::current().clone(),
+            role: Role::Coordinator,
+            name: format!("coordinator (pid {})", std::process::id()),
+        }
+    }
+
+    /// Serves block `id` to an executor process: from the in-process stores, or relayed
+    /// from the process that wrote it.
+    fn serve_block(&self, id: &BlockId) -> BlockReply {
+        let Some(blocks) = self.blocks.upgrade() else {
+            return Err("the context stopped".into());
+        };
+        match blocks.encoded(id) {
+            Ok(Some(bytes)) => Ok(Some(bytes)),
+            Ok(None) => self.fetch(id).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// The cluster's I/O thread: accepts executor processes and watches their heartbeats.
+async fn io_main(
+    cluster: Weak<Cluster>,
+    listener: std::net::TcpListener,
+    shutdown: oneshot::Receiver<()>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "The local cluster cannot accept executor processes.");
+            return;
+        }
+    };
+    let accept = {
+        let cluster = cluster.clone();
+        async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        tokio::task::spawn_local(serve(cluster.clone(), stream));
+                    }
+                    Err(e) => warn!(error = %e, "Cannot accept an executor process."),
+                }
+            }
+        }
+    };
+    let monitor = async move {
+        let Some(timeout) = cluster.upgrade().map(|c| c.timeout) else {
+            return;
+        };
+        let mut tick = tokio::time::interval(timeout / 4);
+        loop {
+            tick.tick().await;
+            let Some(c) = cluster.upgrade() else { return };
+            let silent: Vec<(usize, u64)> = {
+                let state = c.state.lock();
+                state
+                    .peers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| {
+                        p.out.is_some() && p.last_seen.is_some_and(|t| t.elapsed() > timeout)
+                    })
+                    .map(|(s, p)| (s, p.generation))
+                    .collect()
+            };
+            for (slot, generation) in silent {
+                c.lose(
+                    slot,
+                    generation,
+                    &format!("no heartbeat within {timeout:?}"),
+                );
+            }
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async move {
+            tokio::select! {
+                _ = accept => {}
+                _ = monitor => {}
+                _ = shutdown => {}
+            }
+        })
+        .await;
+}
+
+/// One executor process's connection: registration, then its messages until it breaks.
+async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
+    let options = TransportOptions::default();
+    let connection = match Connection::accept(stream, &Cluster::hello(), options).await {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "Refused an executor process.");
+            return;
+        }
+    };
+    let addr = connection.peer();
+    let (mut sender, mut receiver) = connection.split();
+    let (slot, pid) = match receiver.recv::<ToCoordinator>().await {
+        Ok(ToCoordinator::Register { slot, pid, threads }) => {
+            info!(slot, pid, threads, peer = %addr, "Executor process registered.");
+            (slot, pid)
+        }
+        Ok(other) => {
+            warn!(peer = %addr, message = ?other, "An executor process sent something before registering; refused.");
+            return;
+        }
+        Err(e) => {
+            warn!(peer = %addr, error = %e, "An executor process did not register.");
+            return;
+        }
+    };
+    let (out, mut out_rx) = mpsc::unbounded_channel::<ToExecutor>();
+    let generation = {
+        let Some(c) = cluster.upgrade() else { return };
+        let zero_time_ms = c.graph.zero_time().unwrap_or(Time::ZERO).as_ms();
+        let mut state = c.state.lock();
+        if state.stopping {
+            return;
+        }
+        let Some(peer) = state.peers.get_mut(slot) else {
+            warn!(slot, peer = %addr, "An executor process named a slot this cluster does not have; refused.");
+            return;
+        };
+        if peer.out.is_some() {
+            warn!(slot, peer = %addr, "A second executor process for a slot in use; refused.");
+            return;
+        }
+        let _ = out.send(ToExecutor::Welcome {
+            executor: c.first_id + slot,
+            zero_time_ms,
+        });
+        peer.out = Some(out.clone());
+        peer.pid = Some(pid);
+        peer.addr = Some(addr);
+        peer.last_seen = Some(Instant::now());
+        peer.generation += 1;
+        let generation = peer.generation;
+        drop(state);
+        c.registered.notify_all();
+        generation
+    };
+    tokio::task::spawn_local(async move {
+        while let Some(message) = out_rx.recv().await {
+            let stop = matches!(message, ToExecutor::Stop);
+            if sender.send(&message).await.is_err() || stop {
+                break;
+            }
+        }
+    });
+    loop {
+        let message = receiver.recv::<ToCoordinator>().await;
+        let Some(c) = cluster.upgrade() else { return };
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                c.lose(slot, generation, &e.to_string());
+                return;
+            }
+        };
+        if let Some(peer) = c.state.lock().peers.get_mut(slot) {
+            if peer.generation == generation {
+                peer.last_seen = Some(Instant::now());
+            }
+        }
+        match message {
+            ToCoordinator::Heartbeat | ToCoordinator::Register { .. } => {}
+            ToCoordinator::TaskDone { req, outcome } => {
+                let pending = c.state.lock().tasks.remove(&req);
+                if let Some(task) = pending {
+                    if let (RemoteOutcome::MapOutput(_), Some(output)) = (&outcome, task.output) {
+                        let mut state = c.state.lock();
+                        state.outputs.insert(output, slot);
+                        state.peers[slot].map_tasks += 1;
+                    }
+                    let _ = task.reply.send(outcome.into_outcome());
+                }
+            }
+            ToCoordinator::FetchBlock { req, id } => {
+                let (served, out) = (c.clone(), out.clone());
+                tokio::task::spawn_blocking(move || {
+                    let reply = served.serve_block(&id);
+                    let _ = out.send(ToExecutor::Block { req, reply });
+                });
+            }
+            ToCoordinator::Block { req, reply } => {
+                let waiting = c.state.lock().fetches.remove(&req);
+                if let Some((_, tx)) = waiting {
+                    let _ = tx.send(reply);
+                }
+            }
+        }
+    }
+}
+
+/// How long `Duration` the cluster's heartbeat interval is for `timeout`.
+pub(crate) fn heartbeat_interval(timeout: Duration) -> Duration {
+    timeout / 4
+}

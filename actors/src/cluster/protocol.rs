@@ -1,0 +1,116 @@
+//! The messages between the coordinator and an executor process, one per frame of a
+//! [`Connection`](crate::transport::Connection). Closures never travel: a task names its
+//! shuffle and batch, and the executor finds them in the DStream graph it built itself.
+
+use rivulet_framework::block::{BlockId, BlockInfo, ExecutorId};
+use rivulet_framework::rdd::{MapStatus, ShuffleId};
+use rivulet_framework::scheduler::{TaskDescription, TaskFailure, TaskOutcome};
+use serde::{Deserialize, Serialize};
+
+/// Coordinator → executor process.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ToExecutor {
+    /// The answer to [`ToCoordinator::Register`]: the executor id the process runs as and
+    /// the run's zero time (ms), with which its graph cuts batches as the coordinator's.
+    Welcome {
+        executor: ExecutorId,
+        zero_time_ms: i64,
+    },
+    /// Run map task `task`; `allocation` is its batch's blocks, all streams.
+    RunTask {
+        req: u64,
+        task: TaskDescription,
+        allocation: Vec<BlockInfo>,
+    },
+    /// Send block `id` back as [`ToCoordinator::Block`].
+    FetchBlock { req: u64, id: BlockId },
+    /// The answer to [`ToCoordinator::FetchBlock`].
+    Block { req: u64, reply: BlockReply },
+    /// Drop the shuffle and cached blocks of batches at or before `time_ms`.
+    ClearBatches { time_ms: i64 },
+    /// The context stops: exit once this is read.
+    Stop,
+}
+
+/// Executor process → coordinator.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ToCoordinator {
+    /// The first message: which local-cluster slot the process fills, its pid and task
+    /// threads.
+    Register {
+        slot: usize,
+        pid: u32,
+        threads: usize,
+    },
+    /// What became of [`ToExecutor::RunTask`] `req`.
+    TaskDone { req: u64, outcome: RemoteOutcome },
+    /// Send block `id` as [`ToExecutor::Block`].
+    FetchBlock { req: u64, id: BlockId },
+    /// The answer to [`ToExecutor::FetchBlock`].
+    Block { req: u64, reply: BlockReply },
+    /// Alive (sent every quarter of the heartbeat timeout).
+    Heartbeat,
+}
+
+/// A block asked for: its bytes as its encoder wrote them, `None` when the peer does not
+/// hold it, or why it could not be read.
+pub(crate) type BlockReply = Result<Option<Vec<u8>>, String>;
+
+/// A map task's outcome as it travels.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum RemoteOutcome {
+    /// The map output, whose buckets stay in the executor process's block store.
+    MapOutput(MapStatus),
+    /// The task failed.
+    Failed {
+        operator: String,
+        message: String,
+        fetch_failed: Option<(ShuffleId, usize)>,
+        retryable: bool,
+    },
+}
+
+impl RemoteOutcome {
+    /// What an executor process sends for `outcome`.
+    pub(crate) fn from_outcome(outcome: TaskOutcome) -> RemoteOutcome {
+        match outcome {
+            TaskOutcome::MapOutput(status) => RemoteOutcome::MapOutput(status),
+            TaskOutcome::Failed(f) => RemoteOutcome::Failed {
+                operator: f.operator,
+                message: f.message,
+                fetch_failed: f.fetch_failed,
+                retryable: f.retryable,
+            },
+            TaskOutcome::Result(_) => RemoteOutcome::Failed {
+                operator: "executor process".into(),
+                message: "a result task was sent to an executor process".into(),
+                fetch_failed: None,
+                retryable: false,
+            },
+            TaskOutcome::ExecutorLost => RemoteOutcome::Failed {
+                operator: "executor process".into(),
+                message: "the executor process is stopping".into(),
+                fetch_failed: None,
+                retryable: true,
+            },
+        }
+    }
+
+    /// The outcome the scheduler sees.
+    pub(crate) fn into_outcome(self) -> TaskOutcome {
+        match self {
+            RemoteOutcome::MapOutput(status) => TaskOutcome::MapOutput(status),
+            RemoteOutcome::Failed {
+                operator,
+                message,
+                fetch_failed,
+                retryable,
+            } => TaskOutcome::Failed(TaskFailure {
+                operator,
+                message,
+                fetch_failed,
+                retryable,
+            }),
+        }
+    }
+}
