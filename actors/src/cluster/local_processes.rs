@@ -65,13 +65,21 @@ impl LocalProcesses {
 
     /// Of `slots`, those whose process has exited, each as `slot N: <exit status>`.
     pub(super) fn exited(&self, slots: &[usize]) -> Vec<String> {
+        self.exited_slots(slots)
+            .into_iter()
+            .map(|(s, status)| format!("slot {s}: {status}"))
+            .collect()
+    }
+
+    /// Of `slots`, those whose process has exited, with its exit status.
+    pub(super) fn exited_slots(&self, slots: &[usize]) -> Vec<(usize, std::process::ExitStatus)> {
         let mut children = self.children.lock();
         slots
             .iter()
             .filter_map(|&s| {
                 let child = children.get_mut(s)?.as_mut()?;
                 match child.try_wait() {
-                    Ok(Some(status)) => Some(format!("slot {s}: {status}")),
+                    Ok(Some(status)) => Some((s, status)),
                     _ => None,
                 }
             })

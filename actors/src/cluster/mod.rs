@@ -476,6 +476,24 @@ impl Cluster {
         self.processes.replace(slot);
     }
 
+    /// Replaces the processes that exited before they registered (a replacement that died
+    /// at once, or was killed while starting).
+    fn replace_exited(&self) {
+        let waiting: Vec<usize> = {
+            let state = self.state.lock();
+            if state.stopping {
+                return;
+            }
+            (0..state.peers.len())
+                .filter(|&s| state.peers[s].out.is_none())
+                .collect()
+        };
+        for (slot, status) in self.processes.exited_slots(&waiting) {
+            warn!(slot, %status, "Executor process exited before it registered; starting another.");
+            self.processes.replace(slot);
+        }
+    }
+
     fn hello() -> Hello {
         Hello {
             protocol: PROTOCOL_VERSION,
@@ -552,6 +570,7 @@ async fn io_main(
                     &format!("no heartbeat within {timeout:?}"),
                 );
             }
+            c.replace_exited();
         }
     };
     let local = tokio::task::LocalSet::new();

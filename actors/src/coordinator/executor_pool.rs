@@ -209,15 +209,20 @@ impl ExecutorPool {
 }
 
 impl TaskLauncher for ExecutorPool {
+    /// The in-process executors alive; for a stage that may run anywhere, the executor
+    /// processes first (the task set fills executors in this order on ties), so that map
+    /// work leaves this process, as a Spark driver runs no tasks, and the in-process
+    /// executors take what the processes have no slot for.
     fn executors(&self, placement: Placement) -> Vec<ExecutorId> {
         let slots = self.slots.borrow();
-        let mut executors: Vec<ExecutorId> = (0..slots.len())
-            .filter(|&e| slots[e].addr.as_ref().is_some_and(|a| a.connected()))
-            .collect();
-        if let (Placement::Anywhere, Some(cluster)) = (placement, &self.cluster) {
-            executors.extend(cluster.alive());
+        let local =
+            (0..slots.len()).filter(|&e| slots[e].addr.as_ref().is_some_and(|a| a.connected()));
+        match (placement, &self.cluster) {
+            (Placement::Anywhere, Some(cluster)) => {
+                cluster.alive().into_iter().chain(local).collect()
+            }
+            _ => local.collect(),
         }
-        executors
     }
 
     fn launch(

@@ -1,0 +1,253 @@
+//! Executor processes (`StreamingConfig::local_cluster`): the same program run with two
+//! executor processes and with in-process executors only gives the hand count, while map
+//! tasks run in the processes; a process that dies (SIGKILL) in the middle of a map task
+//! is lost, its task runs again elsewhere and a new process takes its slot; one SIGKILLed
+//! between batches (`kill_executor` on a process's id) is replaced too.
+//!
+//! This file holds ONE test on purpose: an executor process is this test binary started
+//! again with the same arguments, which runs the same test up to `start` and serves the
+//! coordinator from there. Another test in the same binary would run in the executor
+//! processes too and build another graph.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use rivulet::prelude::*;
+
+/// The word that crashes the first executor process that maps it.
+const POISON: &str = "poison";
+
+/// Stores `records` in chunks of `chunk`, one for each permit the test adds, then idles.
+struct Words {
+    records: Vec<String>,
+    chunk: usize,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl Receiver for Words {
+    type Item = String;
+    fn name(&self) -> String {
+        "words".into()
+    }
+    async fn on_start(&mut self) -> Result<(), ReceiverError> {
+        Ok(())
+    }
+    async fn receive(&mut self, sink: &mut BlockSink<String>) -> Result<Flow, ReceiverError> {
+        if self.records.is_empty() {
+            std::future::pending::<()>().await;
+        }
+        self.permits
+            .acquire()
+            .await
+            .map_err(|_| ReceiverError::fatal("stopped"))?
+            .forget();
+        let rest = self.records.split_off(self.chunk.min(self.records.len()));
+        let chunk = std::mem::replace(&mut self.records, rest);
+        sink.store_many(chunk)
+            .await
+            .map_err(|_| ReceiverError::fatal("stopped"))?;
+        Ok(Flow::Continue)
+    }
+}
+
+/// 3,000 lines of 4 words from a 9-word vocabulary, a poisoned word every 100 lines.
+fn lines() -> Vec<String> {
+    let vocab = [
+        "ash", "birch", "cedar", "elm", "fir", "oak", "yew", "pine", "larch",
+    ];
+    let mut rng = fastrand::Rng::with_seed(7);
+    (0..3_000)
+        .map(|i| {
+            let mut words: Vec<&str> = (0..4).map(|_| vocab[rng.usize(..vocab.len())]).collect();
+            if i % 100 == 50 {
+                words[0] = POISON;
+            }
+            words.join(" ")
+        })
+        .collect()
+}
+
+/// The words of `lines`, counted by hand.
+fn hand_count(lines: &[String]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for word in lines.iter().flat_map(|l| l.split(' ')) {
+        *counts.entry(word.to_string()).or_default() += 1;
+    }
+    counts
+}
+
+/// Where the first executor process to map the poison marks that it crashed: named after
+/// the coordinator (the test process), so that only one process of a run crashes.
+fn crash_marker(coordinator_pid: u32) -> PathBuf {
+    std::env::temp_dir().join(format!("rivulet-local-cluster-{coordinator_pid}.crashed"))
+}
+
+/// In an executor process, the first time any process of this run maps the poison: SIGKILL
+/// itself, a crash in the middle of a map task.
+fn crash_on_poison(word: &str) {
+    if word == POISON && StreamingContext::is_executor_process() {
+        let marker = crash_marker(std::os::unix::process::parent_id());
+        if std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(marker)
+            .is_ok()
+        {
+            // SIGKILL, from itself: the process dies in the middle of the task.
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &std::process::id().to_string()])
+                .status();
+            loop {
+                std::thread::park();
+            }
+        }
+    }
+}
+
+/// What one run saw: the counts summed over every batch, the running totals' last state,
+/// the scheduler's recoveries and the executor processes.
+struct Outcome {
+    summed: BTreeMap<String, u64>,
+    state: BTreeMap<String, u64>,
+    metrics: SchedulerMetrics,
+    processes: Vec<rivulet::actors::cluster::ExecutorProcess>,
+}
+
+/// Lines per chunk the receiver stores, one chunk per batch.
+const CHUNK: usize = 150;
+
+/// Word counts per batch and their running totals (`update_state_by_key`) over `lines`
+/// (repartitioned first, so that map tasks also read shuffle buckets other processes
+/// wrote), with `processes` executor processes beside one in-process executor; with a
+/// process, the process in slot 0 is SIGKILLed after the third chunk's batch.
+async fn run(lines: Vec<String>, processes: usize) -> Outcome {
+    // Words in the first `i` chunks.
+    let words_upto: Vec<u64> = lines
+        .chunks(CHUNK)
+        .scan(0, |sum, chunk| {
+            *sum += chunk
+                .iter()
+                .map(|l| l.split(' ').count() as u64)
+                .sum::<u64>();
+            Some(*sum)
+        })
+        .collect();
+    let permits = Arc::new(tokio::sync::Semaphore::new(0));
+    let ssc = StreamingContext::new(
+        config(1, 2)
+            .local_cluster(processes)
+            .heartbeat_timeout(Duration::from_secs(2)),
+    )
+    .expect("valid config");
+    let counts = ssc
+        .receiver_stream(Words {
+            records: lines,
+            chunk: CHUNK,
+            permits: permits.clone(),
+        })
+        .repartition(2)
+        .flat_map(|line: String| line.split(' ').map(str::to_string).collect::<Vec<String>>())
+        .map(|w: String| {
+            crash_on_poison(&w);
+            (w, 1u64)
+        })
+        .reduce_by_key(|a, b| a + b);
+    let totals = counts.update_state_by_key(|new: Vec<u64>, old: Option<u64>| {
+        Some(old.unwrap_or(0) + new.iter().sum::<u64>())
+    });
+    let summed = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
+    let sink = summed.clone();
+    counts.foreach_batch(move |_, batch: Vec<(String, u64)>| {
+        let mut summed = sink.lock().unwrap();
+        for (w, n) in batch {
+            *summed.entry(w).or_default() += n;
+        }
+    });
+    let state = Arc::new(Mutex::new(BTreeMap::new()));
+    let last = state.clone();
+    totals.foreach_batch(move |_, batch: Vec<(String, u64)>| {
+        *last.lock().unwrap() = batch.into_iter().collect();
+    });
+    ssc.start().await.expect("started");
+    let seen = || summed.lock().unwrap().values().sum::<u64>();
+    for (i, upto) in words_upto.iter().enumerate() {
+        permits.add_permits(1);
+        advance_until(&ssc, || seen() >= *upto).await;
+        if i == 2 && processes > 0 {
+            // Killed once connected (its slot's first process may have died on the poison).
+            advance_until(&ssc, || ssc.executor_processes()[0].alive).await;
+            let first = ssc.executor_processes()[0].executor;
+            ssc.kill_executor(first).await.expect("a process to kill");
+        }
+    }
+    ssc.advance(1).await.expect("one more batch");
+    let metrics = ssc.scheduler_metrics().expect("started");
+    let processes = ssc.executor_processes();
+    ssc.stop(StopMode::Graceful).await.expect("stopped");
+    let summed = summed.lock().unwrap().clone();
+    let state = state.lock().unwrap().clone();
+    Outcome {
+        summed,
+        state,
+        metrics,
+        processes,
+    }
+}
+
+#[actix_rt::test]
+async fn executor_processes_give_the_in_process_counts_and_survive_a_crash_and_a_kill() {
+    let marker = crash_marker(std::process::id());
+    let _ = std::fs::remove_file(&marker);
+    let expected = hand_count(&lines());
+
+    let cluster = tokio::time::timeout(Duration::from_secs(120), run(lines(), 2))
+        .await
+        .expect("the cluster run finished in time");
+    assert!(
+        marker.exists(),
+        "an executor process mapped the poison and was killed"
+    );
+    let _ = std::fs::remove_file(&marker);
+    assert_eq!(
+        cluster.summed, expected,
+        "each word counted once, by the batches"
+    );
+    assert_eq!(
+        cluster.state, expected,
+        "the running totals end at the hand count"
+    );
+    assert!(
+        cluster.processes.iter().all(|p| p.map_tasks > 0),
+        "both slots ran map tasks: {:?}",
+        cluster.processes
+    );
+    let losses: u64 = cluster.processes.iter().map(|p| p.losses).sum();
+    assert_eq!(
+        losses, 2,
+        "one poisoned and one killed: {:?}",
+        cluster.processes
+    );
+    assert!(cluster.processes[0].losses >= 1, "the killed slot lost one");
+    assert_eq!(cluster.metrics.executors_lost, 2, "{:?}", cluster.metrics);
+    assert!(
+        cluster.metrics.tasks_rerun_after_loss >= 1,
+        "the poisoned process's map task ran again elsewhere: {:?}",
+        cluster.metrics
+    );
+
+    let local = tokio::time::timeout(Duration::from_secs(60), run(lines(), 0))
+        .await
+        .expect("the in-process run finished in time");
+    assert_eq!(
+        local.summed, cluster.summed,
+        "in-process and cluster runs agree"
+    );
+    assert_eq!(local.state, cluster.state);
+    assert!(local.processes.is_empty());
+    assert_eq!(local.metrics.executors_lost, 0);
+}
