@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use crate::batch_builder::BatchBuilder;
 use crate::block_store::BlockManager;
-use crate::cluster::{Cluster, ExecutorProcess};
+use crate::cluster::{Cluster, ExecutorProcess, Launch};
 use crate::coordinator::coordinator_crashed;
 use crate::coordinator::{
     ClusterRunner, Coordinator, CoordinatorParts, ExecutorPool, RateControl, ReceiverHandle,
@@ -171,11 +171,11 @@ impl Runtime {
             // and those that arrived since are read) instead of starting anew.
             graph.write_metadata_checkpoint(zero)?;
         }
-        let cluster = match config.get_local_cluster() {
-            0 => None,
-            n => {
+        let cluster = match Launch::of(config) {
+            None => None,
+            Some(launch) => {
                 let cluster = Cluster::start(
-                    n,
+                    launch,
                     executors,
                     &blocks,
                     graph.clone(),

@@ -655,6 +655,21 @@ pub struct UiArgs {
     /// process ids are printed once they registered.
     #[arg(long, value_name = "N", value_parser = parse_local_cluster)]
     pub local_cluster: Option<usize>,
+    /// Wait for N executor processes started elsewhere (by systemd, on other hosts: see
+    /// deploy/systemd/) that connect to IP:PORT, where this coordinator listens.
+    #[arg(long, value_name = "N@IP:PORT", value_parser = parse_static_cluster, conflicts_with = "local_cluster")]
+    pub static_cluster: Option<(usize, String)>,
+}
+
+fn parse_static_cluster(s: &str) -> Result<(usize, String), String> {
+    let (n, listen) = s
+        .split_once('@')
+        .ok_or_else(|| format!("{s:?}: give N@IP:PORT, e.g. 2@0.0.0.0:7077"))?;
+    let n = parse_bounded(n, 1, 64, "executor processes")? as usize;
+    listen
+        .parse::<std::net::SocketAddr>()
+        .map_err(|e| format!("{listen:?} is not IP:PORT: {e}"))?;
+    Ok((n, listen.to_string()))
 }
 
 fn parse_local_cluster(s: &str) -> Result<usize, String> {
@@ -673,6 +688,7 @@ fn parse_linger(s: &str) -> Result<Duration, String> {
 
 static UI_ADDRESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 static LOCAL_CLUSTER: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+static STATIC_CLUSTER: std::sync::OnceLock<(usize, String)> = std::sync::OnceLock::new();
 static UI_LINGER: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
 static EVENT_LOG: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 /// The page's URL, once a context serves it (see [`print_ui_url`]).
@@ -694,6 +710,9 @@ impl UiArgs {
         if let Some(n) = self.local_cluster {
             let _ = LOCAL_CLUSTER.set(n);
         }
+        if let Some(cluster) = &self.static_cluster {
+            let _ = STATIC_CLUSTER.set(cluster.clone());
+        }
     }
 }
 
@@ -703,6 +722,9 @@ pub fn base_config() -> StreamingConfig {
     let mut config = StreamingConfig::new();
     if let Some(&n) = LOCAL_CLUSTER.get() {
         config = config.local_cluster(n);
+    }
+    if let Some((n, listen)) = STATIC_CLUSTER.get() {
+        config = config.static_cluster(listen.clone(), *n);
     }
     if let Some(address) = UI_ADDRESS.get() {
         config = config.ui_address(address.clone());

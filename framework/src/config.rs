@@ -56,6 +56,7 @@ pub struct StreamingConfig {
     block_interval: Option<Duration>,
     executors: Option<usize>,
     local_cluster: usize,
+    static_cluster: Option<(String, usize)>,
     heartbeat_timeout: Duration,
     default_parallelism: Option<usize>,
     manual_clock: bool,
@@ -90,6 +91,7 @@ impl Default for StreamingConfig {
             block_interval: None,
             executors: None,
             local_cluster: 0,
+            static_cluster: None,
             heartbeat_timeout: Duration::from_secs(2),
             default_parallelism: None,
             manual_clock: false,
@@ -162,6 +164,21 @@ impl StreamingConfig {
     /// map outputs are recomputed from lineage and a new process takes its place.
     pub fn local_cluster(mut self, n: usize) -> Self {
         self.local_cluster = n;
+        self
+    }
+
+    /// Waits for `n` executor processes started elsewhere (by hand, by systemd, on other
+    /// hosts) instead of starting them: the coordinator listens on `listen` (`ip:port`,
+    /// e.g. `0.0.0.0:7077`), and each executor is this program run with the same arguments
+    /// and the environment `RIVULET_EXECUTOR_OF=<coordinator ip:port>` and
+    /// `RIVULET_EXECUTOR_SLOT=<0..n>` (Spark's standalone workers, without a master). An
+    /// executor retries connecting for 60 s, and exits when the coordinator stops, goes
+    /// away or is silent past the heartbeat timeout, so that its supervisor (systemd's
+    /// `Restart=always`) starts it again for the next coordinator. A lost executor is not
+    /// replaced by the coordinator: its slot waits for the process to come back. Otherwise as
+    /// [`local_cluster`](StreamingConfig::local_cluster), which it replaces.
+    pub fn static_cluster(mut self, listen: impl Into<String>, n: usize) -> Self {
+        self.static_cluster = Some((listen.into(), n));
         self
     }
 
@@ -408,7 +425,8 @@ impl StreamingConfig {
     /// zero default parallelism, zero receiver buffer, a receiver buffer time outside 1 ms..1 day, zero task attempts, a speculation
     /// multiplier under 1 or a quantile outside `(0, 1]`, a `ui_address` that is not
     /// `ip:port`, zero `ui_retained_batches`, more than 64 local-cluster executor processes,
-    /// a heartbeat timeout under 100 ms.
+    /// a heartbeat timeout under 100 ms, a `static_cluster` listen address that is not
+    /// `ip:port` or with 0 or more than 64 processes, or beside a `local_cluster`.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
         if self.local_cluster > 64 {
@@ -416,6 +434,21 @@ impl StreamingConfig {
                 "local_cluster must be at most 64 executor processes, got {}",
                 self.local_cluster
             ));
+        }
+        if let Some((listen, n)) = &self.static_cluster {
+            if listen.parse::<std::net::SocketAddr>().is_err() {
+                return bad(format!(
+                    "static_cluster: listen address {listen:?} is not ip:port"
+                ));
+            }
+            if !(1..=64).contains(n) {
+                return bad(format!(
+                    "static_cluster must have 1 to 64 executor processes, got {n}"
+                ));
+            }
+            if self.local_cluster > 0 {
+                return bad("static_cluster and local_cluster exclude each other".into());
+            }
         }
         if self.heartbeat_timeout < Duration::from_millis(100) {
             return bad(format!(
@@ -587,6 +620,11 @@ impl StreamingConfig {
     /// [`local_cluster`](StreamingConfig::local_cluster)); 0 for none.
     pub fn get_local_cluster(&self) -> usize {
         self.local_cluster
+    }
+    /// The listen address and executor count of a
+    /// [`static_cluster`](StreamingConfig::static_cluster), if set.
+    pub fn get_static_cluster(&self) -> Option<(&str, usize)> {
+        self.static_cluster.as_ref().map(|(l, n)| (l.as_str(), *n))
     }
     /// How long an executor process may stay silent before it is lost.
     pub fn get_heartbeat_timeout(&self) -> Duration {

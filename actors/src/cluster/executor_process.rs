@@ -31,6 +31,9 @@ pub(crate) const ENV_SLOT: &str = "RIVULET_EXECUTOR_SLOT";
 
 /// How long an executor process waits for a block it asked the coordinator for.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an executor process keeps trying to reach a coordinator that refuses
+/// connections (one not started yet, or restarting).
+const CONNECT_FOR: Duration = Duration::from_secs(60);
 
 /// A program started as an executor process: where its coordinator is and which slot it
 /// fills. Read from the environment (`RIVULET_EXECUTOR_OF=ip:port`,
@@ -72,14 +75,14 @@ impl ExecutorRole {
 /// cannot be reached, refuses it, or goes away (logged naming its address).
 pub fn run_executor(graph: DStreamGraph, config: &StreamingConfig, role: ExecutorRole) -> ! {
     let threads = config.get_executors();
-    let heartbeat = super::heartbeat_interval(config.get_heartbeat_timeout());
+    let timeout = config.get_heartbeat_timeout();
     // Its own thread and runtime: the caller may be inside one (`start` is async).
     let run = move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build();
         match runtime {
-            Ok(rt) => match rt.block_on(serve(graph, threads, heartbeat, &role)) {
+            Ok(rt) => match rt.block_on(serve(graph, threads, timeout, &role)) {
                 Ok(()) => 0,
                 Err(e) => {
                     error!(coordinator = %role.coordinator, slot = role.slot, error = %e, "Executor process ends.");
@@ -108,10 +111,25 @@ struct Job {
     allocation: Vec<rivulet_framework::block::BlockInfo>,
 }
 
+/// Connects to the coordinator, retrying for [`CONNECT_FOR`] while it refuses.
+async fn connect(role: &ExecutorRole, hello: &Hello) -> Result<Connection> {
+    let deadline = tokio::time::Instant::now() + CONNECT_FOR;
+    loop {
+        match Connection::connect(&role.coordinator, hello, TransportOptions::default()).await {
+            Err(crate::transport::TransportError::Connect { .. })
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            connected => return Ok(connected?),
+        }
+    }
+}
+
 async fn serve(
     graph: DStreamGraph,
     threads: usize,
-    heartbeat: Duration,
+    timeout: Duration,
     role: &ExecutorRole,
 ) -> Result<()> {
     let hello = Hello {
@@ -124,8 +142,7 @@ async fn serve(
             std::process::id()
         ),
     };
-    let mut connection =
-        Connection::connect(&role.coordinator, &hello, TransportOptions::default()).await?;
+    let mut connection = connect(role, &hello).await?;
     connection
         .send(&ToCoordinator::Register {
             slot: role.slot,
@@ -180,10 +197,16 @@ async fn serve(
         }
         Ok::<(), crate::transport::TransportError>(())
     };
+    // The last time the coordinator was heard from: silent past `timeout`, it is gone (a
+    // cut link does not close the connection).
+    let heard = std::cell::Cell::new(tokio::time::Instant::now());
     let beats = async {
-        let mut tick = tokio::time::interval(heartbeat);
+        let mut tick = tokio::time::interval(super::heartbeat_interval(timeout));
         loop {
             tick.tick().await;
+            if heard.get().elapsed() > timeout {
+                return;
+            }
             if out.send(ToCoordinator::Heartbeat).is_err() {
                 return;
             }
@@ -191,7 +214,9 @@ async fn serve(
     };
     let reader = async {
         loop {
-            match receiver.recv::<ToExecutor>().await? {
+            let (message, _) = receiver.recv::<ToExecutor>().await?;
+            heard.set(tokio::time::Instant::now());
+            match message {
                 ToExecutor::RunTask {
                     req,
                     task,
@@ -214,14 +239,18 @@ async fn serve(
                         .retain(|id, _| id.rdd_time_ms().is_none_or(|t| t > time_ms));
                 }
                 ToExecutor::Stop => return Ok::<(), crate::transport::TransportError>(()),
-                ToExecutor::Welcome { .. } => {}
+                ToExecutor::Welcome { .. } | ToExecutor::Heartbeat => {}
             }
         }
     };
     let ended = tokio::select! {
         r = reader => r,
         r = writer => r.and(Err(crate::transport::TransportError::Closed { peer })),
-        () = beats => Ok(()),
+        () = beats => Err(crate::transport::TransportError::Timeout {
+            peer,
+            after: timeout,
+            what: "the coordinator's heartbeat".into(),
+        }),
     };
     match ended {
         Ok(()) => {
@@ -278,7 +307,9 @@ impl ProcessBlocks {
     fn encoded(&self, id: &BlockId) -> BlockReply {
         let found = self.store.get(id).map(|b| b.value().clone());
         match found {
-            Some((data, encode)) => encode(id, &data).map(Some).map_err(|e| e.to_string()),
+            Some((data, encode)) => encode(id, &data)
+                .map(|b| Some(serde_bytes::ByteBuf::from(b)))
+                .map_err(|e| e.to_string()),
             None => Ok(None),
         }
     }
@@ -312,7 +343,7 @@ impl BlockAccess for ProcessBlocks {
             ));
         }
         match rx.recv_timeout(FETCH_TIMEOUT) {
-            Ok(reply) => reply.map_err(|e| {
+            Ok(reply) => reply.map(|b| b.map(|b| b.into_vec())).map_err(|e| {
                 Error::Internal(format!("fetching block {id} from the coordinator: {e}"))
             }),
             Err(_) => {

@@ -1,5 +1,6 @@
 //! The executor processes of a local cluster: this program started again in the executor
-//! role, one per slot, replaced when lost, stopped with the context.
+//! role, one per slot, replaced when lost, stopped with the context. In a static cluster
+//! the processes are started elsewhere, and this holds none.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -16,14 +17,18 @@ use super::executor_process::{ENV_COORDINATOR, ENV_SLOT};
 const MAX_REPLACEMENTS: u32 = 10;
 
 pub(super) struct LocalProcesses {
+    /// Whether this coordinator starts the processes (a local cluster) or waits for them
+    /// (a static cluster: every operation below is then a no-op, `kill` an error).
+    starts: bool,
     coordinator: SocketAddr,
     children: Mutex<Vec<Option<Child>>>,
     replacements: Mutex<Vec<u32>>,
 }
 
 impl LocalProcesses {
-    pub(super) fn new(n: usize, coordinator: SocketAddr) -> LocalProcesses {
+    pub(super) fn new(n: usize, coordinator: SocketAddr, starts: bool) -> LocalProcesses {
         LocalProcesses {
+            starts,
             coordinator,
             children: Mutex::new((0..n).map(|_| None).collect()),
             replacements: Mutex::new(vec![0; n]),
@@ -34,6 +39,9 @@ impl LocalProcesses {
     /// role. Its stdout is discarded (the program's own output is the coordinator's); its
     /// log (stderr) is kept.
     pub(super) fn spawn(&self, slot: usize) -> Result<()> {
+        if !self.starts {
+            return Ok(());
+        }
         let program = std::env::current_exe().map_err(|e| {
             Error::Config(format!(
                 "local_cluster: cannot find this program to start it again: {e}"
@@ -94,7 +102,7 @@ impl LocalProcesses {
         let mut children = self.children.lock();
         let Some(child) = children.get_mut(slot).and_then(Option::as_mut) else {
             return Err(Error::Config(format!(
-                "kill_executor: executor process slot {slot} runs no process"
+                "kill_executor: executor process slot {slot} runs no process this coordinator started (a static cluster's processes are started elsewhere)"
             )));
         };
         warn!(
@@ -110,6 +118,9 @@ impl LocalProcesses {
     /// Replaces slot `slot`'s lost process: kills it if it still runs (cut off, not dead),
     /// then starts a new one, up to the replacement limit.
     pub(super) fn replace(&self, slot: usize) {
+        if !self.starts {
+            return;
+        }
         if let Some(Some(mut old)) = self.children.lock().get_mut(slot).map(Option::take) {
             let _ = old.kill();
             let _ = old.wait();

@@ -49,6 +49,36 @@ use crate::transport::{BuildId, Connection, Hello, Role, TransportOptions, PROTO
 use local_processes::LocalProcesses;
 use protocol::{BlockReply, RemoteOutcome, ToCoordinator, ToExecutor};
 
+/// Where the executor processes come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Launch {
+    /// `n` processes of this program, started by the coordinator on this host.
+    Local(usize),
+    /// `n` processes started elsewhere, which connect to `listen`.
+    Static {
+        /// The address to listen on, `ip:port`.
+        listen: String,
+        /// How many processes to wait for.
+        n: usize,
+    },
+}
+
+impl Launch {
+    /// What `config` asks for, if anything.
+    pub(crate) fn of(config: &rivulet_framework::config::StreamingConfig) -> Option<Launch> {
+        if let Some((listen, n)) = config.get_static_cluster() {
+            return Some(Launch::Static {
+                listen: listen.to_string(),
+                n,
+            });
+        }
+        match config.get_local_cluster() {
+            0 => None,
+            n => Some(Launch::Local(n)),
+        }
+    }
+}
+
 /// How long the coordinator waits for every executor process to register at start.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a block fetch may take before it fails (the peer is then presumed gone).
@@ -67,6 +97,11 @@ pub struct ExecutorProcess {
     pub losses: u64,
     /// Map tasks its slot's processes completed (all incarnations).
     pub map_tasks: u64,
+    /// Bytes of frames sent to its slot's processes (tasks, blocks, control), without
+    /// the 4-byte length prefixes.
+    pub bytes_sent: u64,
+    /// Bytes of frames received from them.
+    pub bytes_received: u64,
 }
 
 /// One slot of the cluster: the process in it now, if connected.
@@ -82,6 +117,8 @@ struct Peer {
     /// Losses the scheduler was told of (see [`Cluster::report_lost`]).
     reported: u64,
     map_tasks: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
 }
 
 struct PendingTask {
@@ -99,6 +136,8 @@ struct State {
     /// Which slot holds each map output written by an executor process.
     outputs: HashMap<(ShuffleId, u32), usize>,
     stopping: bool,
+    /// Registered connections still open (their reader has not ended).
+    connections: usize,
 }
 
 /// The coordinator's executor processes.
@@ -125,29 +164,36 @@ impl std::fmt::Debug for Cluster {
 }
 
 impl Cluster {
-    /// Starts `n` executor processes of this program whose executor ids follow the
-    /// `first_id` in-process executors, and waits until each registered.
+    /// Starts (or, for a static cluster, waits for) the executor processes `launch` says,
+    /// whose executor ids follow the `first_id` in-process executors, and waits until each
+    /// registered.
     ///
     /// # Errors
     /// [`Error::Config`] when the listener cannot be bound or this program cannot be
     /// started again; [`Error::Crashed`] naming the slots that did not register within
-    /// 60 s (their processes are killed).
+    /// 60 s (the processes it started are killed).
     pub(crate) fn start(
-        n: usize,
+        launch: Launch,
         first_id: ExecutorId,
         blocks: &Arc<BlockManager>,
         graph: DStreamGraph,
         counters: Arc<SchedulerCounters>,
         timeout: Duration,
     ) -> Result<Arc<Cluster>> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        let (listen, n, starts) = match &launch {
+            Launch::Local(n) => ("127.0.0.1:0", *n, true),
+            Launch::Static { listen, n } => (listen.as_str(), *n, false),
+        };
+        let listener = std::net::TcpListener::bind(listen)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|e| {
-                Error::Config(format!("local_cluster: cannot listen on 127.0.0.1: {e}"))
+                Error::Config(format!(
+                    "executor processes: cannot listen on {listen}: {e}"
+                ))
             })?;
         let addr = listener
             .local_addr()
-            .map_err(|e| Error::Config(format!("local_cluster: {e}")))?;
+            .map_err(|e| Error::Config(format!("executor processes: {e}")))?;
         let cluster = Arc::new(Cluster {
             first_id,
             state: Mutex::new(State {
@@ -159,7 +205,7 @@ impl Cluster {
             graph,
             counters,
             timeout,
-            processes: LocalProcesses::new(n, addr),
+            processes: LocalProcesses::new(n, addr, starts),
             io: Mutex::new(None),
             shutdown: Mutex::new(None),
         });
@@ -245,6 +291,8 @@ impl Cluster {
                 alive: p.out.is_some(),
                 losses: p.losses,
                 map_tasks: p.map_tasks,
+                bytes_sent: p.bytes_sent,
+                bytes_received: p.bytes_received,
             })
             .collect()
     }
@@ -363,7 +411,7 @@ impl Cluster {
             return Err(failed("the process is lost".into()));
         }
         match rx.recv_timeout(FETCH_TIMEOUT) {
-            Ok(reply) => reply.map_err(failed),
+            Ok(reply) => reply.map(|b| b.map(|b| b.into_vec())).map_err(failed),
             Err(_) => {
                 self.state.lock().fetches.remove(&req);
                 Err(failed(format!(
@@ -416,6 +464,20 @@ impl Cluster {
                 }
             }
         }
+        // Each process reads its `Stop` and closes its connection; wait for that (the I/O
+        // thread must not end before the `Stop`s are written), then for the processes.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut state = self.state.lock();
+        while state.connections > 0 {
+            if self.registered.wait_until(&mut state, deadline).timed_out() {
+                warn!(
+                    open = state.connections,
+                    "Executor processes did not close their connections within 5 s of the stop."
+                );
+                break;
+            }
+        }
+        drop(state);
         self.processes.stop_all(Duration::from_secs(5));
         if let Some(tx) = self.shutdown.lock().take() {
             let _ = tx.send(());
@@ -509,11 +571,12 @@ impl Cluster {
         let Some(blocks) = self.blocks.upgrade() else {
             return Err("the context stopped".into());
         };
-        match blocks.encoded(id) {
+        let bytes = match blocks.encoded(id) {
             Ok(Some(bytes)) => Ok(Some(bytes)),
             Ok(None) => self.fetch(id).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
-        }
+        };
+        bytes.map(|b| b.map(serde_bytes::ByteBuf::from))
     }
 }
 
@@ -597,7 +660,7 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
     };
     let addr = connection.peer();
     let (mut sender, mut receiver) = connection.split();
-    let (slot, pid) = match receiver.recv::<ToCoordinator>().await {
+    let (slot, pid) = match receiver.recv::<ToCoordinator>().await.map(|(m, _)| m) {
         Ok(ToCoordinator::Register { slot, pid, threads }) => {
             info!(slot, pid, threads, peer = %addr, "Executor process registered.");
             (slot, pid)
@@ -637,14 +700,33 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
         peer.last_seen = Some(Instant::now());
         peer.generation += 1;
         let generation = peer.generation;
+        state.connections += 1;
         drop(state);
         c.registered.notify_all();
         generation
     };
+    // Counts the connection closed however this function returns.
+    struct Open(Weak<Cluster>);
+    impl Drop for Open {
+        fn drop(&mut self) {
+            if let Some(c) = self.0.upgrade() {
+                c.state.lock().connections -= 1;
+                c.registered.notify_all();
+            }
+        }
+    }
+    let _open = Open(cluster.clone());
+    let counted = cluster.clone();
     tokio::task::spawn_local(async move {
         while let Some(message) = out_rx.recv().await {
             let stop = matches!(message, ToExecutor::Stop);
-            if sender.send(&message).await.is_err() || stop {
+            let Ok(bytes) = sender.send(&message).await else {
+                break;
+            };
+            if let Some(c) = counted.upgrade() {
+                c.state.lock().peers[slot].bytes_sent += bytes as u64;
+            }
+            if stop {
                 break;
             }
         }
@@ -653,7 +735,10 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
         let message = receiver.recv::<ToCoordinator>().await;
         let Some(c) = cluster.upgrade() else { return };
         let message = match message {
-            Ok(m) => m,
+            Ok((m, bytes)) => {
+                c.state.lock().peers[slot].bytes_received += bytes as u64;
+                m
+            }
             Err(e) => {
                 c.lose(slot, generation, &e.to_string());
                 return;
@@ -665,7 +750,10 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
             }
         }
         match message {
-            ToCoordinator::Heartbeat | ToCoordinator::Register { .. } => {}
+            ToCoordinator::Heartbeat => {
+                let _ = out.send(ToExecutor::Heartbeat);
+            }
+            ToCoordinator::Register { .. } => {}
             ToCoordinator::TaskDone { req, outcome } => {
                 let pending = c.state.lock().tasks.remove(&req);
                 if let Some(task) = pending {

@@ -28,6 +28,9 @@ pub(crate) enum ToExecutor {
     Block { req: u64, reply: BlockReply },
     /// Drop the shuffle and cached blocks of batches at or before `time_ms`.
     ClearBatches { time_ms: i64 },
+    /// The answer to [`ToCoordinator::Heartbeat`]: the coordinator is there (an executor
+    /// that hears nothing within the heartbeat timeout exits).
+    Heartbeat,
     /// The context stops: exit once this is read.
     Stop,
 }
@@ -52,9 +55,10 @@ pub(crate) enum ToCoordinator {
     Heartbeat,
 }
 
-/// A block asked for: its bytes as its encoder wrote them, `None` when the peer does not
-/// hold it, or why it could not be read.
-pub(crate) type BlockReply = Result<Option<Vec<u8>>, String>;
+/// A block asked for: its bytes as its encoder wrote them (sent as one MessagePack `bin`,
+/// not an array of numbers), `None` when the peer does not hold it, or why it could not be
+/// read.
+pub(crate) type BlockReply = Result<Option<serde_bytes::ByteBuf>, String>;
 
 /// A map task's outcome as it travels.
 #[derive(Debug, Serialize, Deserialize)]

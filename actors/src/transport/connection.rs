@@ -183,12 +183,27 @@ async fn read_frame<T: DeserializeOwned>(
     peer: SocketAddr,
     what: &str,
 ) -> Result<T, TransportError> {
-    let frame = match frames.next().await {
-        None => return Err(TransportError::Closed { peer }),
-        Some(Err(source)) => return Err(TransportError::Io { peer, source }),
-        Some(Ok(frame)) => frame,
-    };
-    rmp_serde::from_slice(&frame).map_err(|e| TransportError::Decode {
+    let frame = next_frame(frames, peer).await?;
+    decode_frame(&frame, peer, what)
+}
+
+async fn next_frame(
+    frames: &mut (impl futures::Stream<Item = std::io::Result<tokio_util::bytes::BytesMut>> + Unpin),
+    peer: SocketAddr,
+) -> Result<tokio_util::bytes::BytesMut, TransportError> {
+    match frames.next().await {
+        None => Err(TransportError::Closed { peer }),
+        Some(Err(source)) => Err(TransportError::Io { peer, source }),
+        Some(Ok(frame)) => Ok(frame),
+    }
+}
+
+fn decode_frame<T: DeserializeOwned>(
+    frame: &[u8],
+    peer: SocketAddr,
+    what: &str,
+) -> Result<T, TransportError> {
+    rmp_serde::from_slice(frame).map_err(|e| TransportError::Decode {
         peer,
         what: what.to_string(),
         bytes: frame.len(),
@@ -204,20 +219,23 @@ pub struct ConnectionSender {
 }
 
 impl ConnectionSender {
-    /// Sends `message` as one frame, as [`Connection::send`] does.
+    /// Sends `message` as one frame, as [`Connection::send`] does; returns the frame's
+    /// length in bytes (without the 4-byte length prefix).
     ///
     /// # Errors
     /// As [`Connection::send`].
-    pub async fn send<T: Serialize>(&mut self, message: &T) -> Result<(), TransportError> {
+    pub async fn send<T: Serialize>(&mut self, message: &T) -> Result<usize, TransportError> {
         let peer = self.peer;
         let bytes = rmp_serde::to_vec_named(message).map_err(|e| TransportError::Io {
             peer,
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         })?;
+        let len = bytes.len();
         self.sink
             .send(tokio_util::bytes::Bytes::from(bytes))
             .await
-            .map_err(|source| TransportError::Io { peer, source })
+            .map_err(|source| TransportError::Io { peer, source })?;
+        Ok(len)
     }
 }
 
@@ -234,11 +252,14 @@ impl ConnectionReceiver {
         self.peer
     }
 
-    /// The next message, as [`Connection::recv`] reads it.
+    /// The next message, as [`Connection::recv`] reads it, and its frame's length in bytes
+    /// (without the 4-byte length prefix).
     ///
     /// # Errors
     /// As [`Connection::recv`].
-    pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<T, TransportError> {
-        read_frame(&mut self.stream, self.peer, std::any::type_name::<T>()).await
+    pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<(T, usize), TransportError> {
+        let frame = next_frame(&mut self.stream, self.peer).await?;
+        let message = decode_frame(&frame, self.peer, std::any::type_name::<T>())?;
+        Ok((message, frame.len()))
     }
 }

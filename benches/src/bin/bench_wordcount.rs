@@ -223,6 +223,8 @@ struct RivuletRun {
     batches: usize,
     processing: Vec<Duration>,
     counts: HashMap<String, u64>,
+    /// Bytes of frames to and from the executor processes (`--local-cluster`), all slots.
+    cluster_bytes: u64,
 }
 
 /// Runs the streaming word count over `lines` and returns its figures and summed counts;
@@ -294,6 +296,11 @@ async fn rivulet_count(
         }
     };
     ssc.stop(StopMode::Graceful).await?;
+    let cluster_bytes = ssc
+        .executor_processes()
+        .iter()
+        .map(|p| p.bytes_sent + p.bytes_received)
+        .sum();
     if !finished.failures.is_empty() {
         return Err(format!("batches failed: {}", finished.failures.join("; ")).into());
     }
@@ -306,6 +313,7 @@ async fn rivulet_count(
         batches: finished.batches,
         processing: finished.processing,
         counts,
+        cluster_bytes,
     }))
 }
 
@@ -384,6 +392,12 @@ async fn main() -> Result<(), BoxError> {
         args.runs.max(1)
     );
 
+    if StreamingContext::is_executor_process() {
+        // An executor process of `--local-cluster`: no plain loop, straight to the context,
+        // whose `start` serves the coordinator and never returns.
+        rivulet_count(&args, lines.clone()).await?;
+        return Ok(());
+    }
     let mut all = Summary::default();
     for run in 1..=args.runs.max(1) {
         let (t, cpu) = (Instant::now(), process_cpu());
@@ -433,6 +447,13 @@ async fn main() -> Result<(), BoxError> {
             plain_cpu.map_or("n/a".into(), |d| format!("{:.0} ms", ms(d))),
             cpu_ratio.map_or("n/a".into(), |x| format!("{x:.2}")),
         );
+        if r.cluster_bytes > 0 {
+            println!(
+                "       executor processes: {} bytes sent and received, {:.1} bytes per line",
+                r.cluster_bytes,
+                r.cluster_bytes as f64 / total as f64
+            );
+        }
         all.plain.push(p);
         all.fx.push(rate(fx_time));
         all.rivulet.push(rv);
