@@ -90,6 +90,49 @@ struct Args {
     /// Repeat the whole measurement N times and report medians.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// With `--local-cluster`: SIGKILL the first executor process this many ms after the
+    /// start, and report the time from the kill until a batch submitted after it completed
+    /// with a scheduling delay under one batch interval (batches on time again). Use with a
+    /// `--rate` the cluster sustains.
+    #[arg(long, value_name = "MS")]
+    kill_process_after_ms: Option<u64>,
+}
+
+/// Every completed batch with the instant it completed.
+#[derive(Clone, Default)]
+struct Completions(Arc<Mutex<Vec<(BatchInfo, Instant)>>>);
+
+impl StreamingListener for Completions {
+    fn on_batch_completed(&mut self, batch: &BatchInfo) {
+        self.0.lock().push((batch.clone(), Instant::now()));
+    }
+}
+
+impl Completions {
+    /// Prints how long after the kill at `at` (`wall` on the system clock) the first batch
+    /// submitted after it completed with a scheduling delay under `batch`.
+    fn report_recovery(&self, at: Instant, wall: std::time::SystemTime, batch: Duration) {
+        let done = self.0.lock();
+        let on_time = done
+            .iter()
+            .filter(|(b, _)| b.submission_time >= wall)
+            .find(|(b, _)| b.scheduling_delay.unwrap_or_default() < batch)
+            .map(|(_, t)| t.saturating_duration_since(at));
+        let worst = done
+            .iter()
+            .filter(|(b, _)| b.submission_time >= wall)
+            .filter_map(|(b, _)| b.scheduling_delay)
+            .max()
+            .unwrap_or_default();
+        match on_time {
+            Some(d) => println!(
+                "       executor process SIGKILLed: batches on time again {:.0} ms after the kill (largest scheduling delay after it {:.1} ms)",
+                ms(d),
+                ms(worst)
+            ),
+            None => println!("       executor process SIGKILLed: no batch was on time after the kill"),
+        }
+    }
 }
 
 /// The plain loop: the same closures as the rivulet job on one thread, one map.
@@ -281,10 +324,21 @@ async fn rivulet_count(
         failures: Vec::new(),
         tx: Some(tx),
     });
+    let completions = Completions::default();
+    ssc.add_listener(completions.clone());
     let started = Instant::now();
     ssc.start().await?;
     support::print_ui_url(&ssc);
     let signals = SignalStop::install(&ssc)?;
+    let killed = match (args.kill_process_after_ms, ssc.executor_processes().first()) {
+        (Some(after), Some(victim)) => {
+            tokio::time::sleep(Duration::from_millis(after)).await;
+            let at = (Instant::now(), std::time::SystemTime::now());
+            ssc.kill_executor(victim.executor).await?;
+            Some(at)
+        }
+        _ => None,
+    };
     let finished = tokio::select! {
         seen = rx => seen.map_err(|_| "the listener was dropped before the last batch")?,
         result = ssc.await_termination() => {
@@ -296,6 +350,9 @@ async fn rivulet_count(
         }
     };
     ssc.stop(StopMode::Graceful).await?;
+    if let Some((at, wall)) = killed {
+        completions.report_recovery(at, wall, Duration::from_millis(args.batch_ms));
+    }
     let cluster_bytes = ssc
         .executor_processes()
         .iter()
