@@ -17,7 +17,7 @@ use crate::cluster::Cluster;
 type Stored = (BlockData, BlockEncoder);
 
 /// Every in-process executor's block store, by executor id; blocks of executor processes
-/// are fetched through the [`Cluster`], when there is one.
+/// are fetched through the cluster of executor processes, when there is one.
 pub struct BlockManager {
     stores: Vec<DashMap<BlockId, Stored>>,
     cluster: OnceLock<Arc<Cluster>>,

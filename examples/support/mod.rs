@@ -651,7 +651,7 @@ pub struct UiArgs {
     #[arg(long, value_name = "DIR")]
     pub event_log: Option<std::path::PathBuf>,
     /// Run N executor processes of this program on this host beside the in-process
-    /// executors (Spark's local-cluster[N]), each with --executors task threads; their
+    /// executors (Spark's `local-cluster[N]`), each with --executors task threads; their
     /// process ids are printed once they registered.
     #[arg(long, value_name = "N", value_parser = parse_local_cluster)]
     pub local_cluster: Option<usize>,

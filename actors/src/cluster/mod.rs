@@ -1,5 +1,5 @@
 //! Executor processes (Spark's `local-cluster[N, ...]` and `CoarseGrainedExecutorBackend`):
-//! the coordinator's side ([`Cluster`]) and the executor's ([`run_executor`]).
+//! the coordinator's side (`Cluster`) and the executor's ([`run_executor`]).
 //!
 //! With [`local_cluster(n)`](rivulet_framework::config::StreamingConfig::local_cluster) the
 //! coordinator listens on 127.0.0.1, starts `n` processes of its own program in the executor
