@@ -14,6 +14,7 @@
 //! ONE test on purpose: an executor is this test binary started again (see
 //! tests/local_cluster.rs).
 
+mod cluster_support;
 mod common;
 
 use std::collections::BTreeMap;
@@ -22,63 +23,19 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cluster_support::{hand_count, lines_of, words_upto, GatedLines};
 use common::*;
 use rivulet::prelude::*;
 
 const CHUNK: usize = 150;
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Stores `records` in chunks of `chunk`, one for each permit the test adds.
-struct Words {
-    records: Vec<String>,
-    permits: Arc<tokio::sync::Semaphore>,
-}
-
-impl Receiver for Words {
-    type Item = String;
-    fn name(&self) -> String {
-        "words".into()
-    }
-    async fn on_start(&mut self) -> Result<(), ReceiverError> {
-        Ok(())
-    }
-    async fn receive(&mut self, sink: &mut BlockSink<String>) -> Result<Flow, ReceiverError> {
-        if self.records.is_empty() {
-            std::future::pending::<()>().await;
-        }
-        self.permits
-            .acquire()
-            .await
-            .map_err(|_| ReceiverError::fatal("stopped"))?
-            .forget();
-        let rest = self.records.split_off(CHUNK.min(self.records.len()));
-        let chunk = std::mem::replace(&mut self.records, rest);
-        sink.store_many(chunk)
-            .await
-            .map_err(|_| ReceiverError::fatal("stopped"))?;
-        Ok(Flow::Continue)
-    }
-}
-
 fn lines() -> Vec<String> {
-    let vocab = ["ash", "birch", "cedar", "elm", "fir", "oak", "yew"];
-    let mut rng = fastrand::Rng::with_seed(11);
-    (0..1_200)
-        .map(|_| {
-            (0..4)
-                .map(|_| vocab[rng.usize(..vocab.len())])
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect()
-}
-
-fn hand_count(lines: &[String]) -> BTreeMap<String, u64> {
-    let mut counts = BTreeMap::new();
-    for word in lines.iter().flat_map(|l| l.split(' ')) {
-        *counts.entry(word.to_string()).or_default() += 1;
-    }
-    counts
+    lines_of(
+        &["ash", "birch", "cedar", "elm", "fir", "oak", "yew"],
+        1_200,
+        11,
+    )
 }
 
 /// The program: word counts per batch over the receiver's lines, summed by the test.
@@ -89,8 +46,9 @@ fn program(
 ) -> Arc<Mutex<BTreeMap<String, u64>>> {
     let summed = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
     let sink = summed.clone();
-    ssc.receiver_stream(Words {
+    ssc.receiver_stream(GatedLines {
         records: lines,
+        chunk: CHUNK,
         permits,
     })
     .repartition(2)
@@ -371,16 +329,7 @@ async fn run(
     }
     let ssc = StreamingContext::new(config_for(coordinator)).expect("valid config");
     let permits = Arc::new(tokio::sync::Semaphore::new(0));
-    let words_upto: Vec<u64> = lines
-        .chunks(CHUNK)
-        .scan(0, |sum, chunk| {
-            *sum += chunk
-                .iter()
-                .map(|l| l.split(' ').count() as u64)
-                .sum::<u64>();
-            Some(*sum)
-        })
-        .collect();
+    let words_upto = words_upto(&lines, CHUNK);
     let summed = program(&ssc, lines, permits.clone());
     ssc.start()
         .await

@@ -9,6 +9,7 @@
 //! coordinator from there. Another test in the same binary would run in the executor
 //! processes too and build another graph.
 
+mod cluster_support;
 mod common;
 
 use std::collections::BTreeMap;
@@ -16,69 +17,23 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cluster_support::{hand_count, lines_of, words_upto, GatedLines};
 use common::*;
 use rivulet::prelude::*;
 
 /// The word that crashes the first executor process that maps it.
 const POISON: &str = "poison";
 
-/// Stores `records` in chunks of `chunk`, one for each permit the test adds, then idles.
-struct Words {
-    records: Vec<String>,
-    chunk: usize,
-    permits: Arc<tokio::sync::Semaphore>,
-}
-
-impl Receiver for Words {
-    type Item = String;
-    fn name(&self) -> String {
-        "words".into()
-    }
-    async fn on_start(&mut self) -> Result<(), ReceiverError> {
-        Ok(())
-    }
-    async fn receive(&mut self, sink: &mut BlockSink<String>) -> Result<Flow, ReceiverError> {
-        if self.records.is_empty() {
-            std::future::pending::<()>().await;
-        }
-        self.permits
-            .acquire()
-            .await
-            .map_err(|_| ReceiverError::fatal("stopped"))?
-            .forget();
-        let rest = self.records.split_off(self.chunk.min(self.records.len()));
-        let chunk = std::mem::replace(&mut self.records, rest);
-        sink.store_many(chunk)
-            .await
-            .map_err(|_| ReceiverError::fatal("stopped"))?;
-        Ok(Flow::Continue)
-    }
-}
-
 /// 3,000 lines of 4 words from a 9-word vocabulary, a poisoned word every 100 lines.
 fn lines() -> Vec<String> {
     let vocab = [
         "ash", "birch", "cedar", "elm", "fir", "oak", "yew", "pine", "larch",
     ];
-    let mut rng = fastrand::Rng::with_seed(7);
-    (0..3_000)
-        .map(|i| {
-            let mut words: Vec<&str> = (0..4).map(|_| vocab[rng.usize(..vocab.len())]).collect();
-            if i % 100 == 50 {
-                words[0] = POISON;
-            }
-            words.join(" ")
-        })
-        .collect()
-}
-
-/// The words of `lines`, counted by hand.
-fn hand_count(lines: &[String]) -> BTreeMap<String, u64> {
-    let mut counts = BTreeMap::new();
-    for word in lines.iter().flat_map(|l| l.split(' ')) {
-        *counts.entry(word.to_string()).or_default() += 1;
+    let mut lines = lines_of(&vocab, 3_000, 7);
+    for line in lines.iter_mut().skip(50).step_by(100) {
+        line.replace_range(..line.find(' ').unwrap_or(0), POISON);
     }
-    counts
+    lines
 }
 
 /// Where the first executor process to map the poison marks that it crashed: named after
@@ -126,17 +81,7 @@ const CHUNK: usize = 150;
 /// wrote), with `processes` executor processes beside one in-process executor; with a
 /// process, the process in slot 0 is SIGKILLed after the third chunk's batch.
 async fn run(lines: Vec<String>, processes: usize) -> Outcome {
-    // Words in the first `i` chunks.
-    let words_upto: Vec<u64> = lines
-        .chunks(CHUNK)
-        .scan(0, |sum, chunk| {
-            *sum += chunk
-                .iter()
-                .map(|l| l.split(' ').count() as u64)
-                .sum::<u64>();
-            Some(*sum)
-        })
-        .collect();
+    let words_upto = words_upto(&lines, CHUNK);
     let permits = Arc::new(tokio::sync::Semaphore::new(0));
     let ssc = StreamingContext::new(
         config(1, 2)
@@ -145,7 +90,7 @@ async fn run(lines: Vec<String>, processes: usize) -> Outcome {
     )
     .expect("valid config");
     let counts = ssc
-        .receiver_stream(Words {
+        .receiver_stream(GatedLines {
             records: lines,
             chunk: CHUNK,
             permits: permits.clone(),

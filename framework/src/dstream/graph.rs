@@ -113,6 +113,13 @@ pub(crate) struct GraphShared {
     shut_down: Mutex<bool>,
     /// In an executor process: the batches generated for map tasks, newest last.
     executor_batches: Mutex<std::collections::BTreeSet<Time>>,
+    /// In an executor process, while it generates batch `t`: `t`. Streams generate no RDD
+    /// for an earlier batch then, so that a stateful stream does not recurse back to the
+    /// run's first batch (a process joins late, and keeps few batches); the map stages
+    /// sent to a process never read earlier batches (see
+    /// [`computable_remotely`](crate::rdd::computable_remotely)), so what they read is
+    /// exact.
+    executor_floor: Mutex<Option<Time>>,
 }
 
 /// How many batches an executor process keeps generated: tasks of older batches (a
@@ -178,6 +185,11 @@ impl GraphShared {
         let (slot, extra) = make(stream, self.receiver_buffer, max_block);
         state.receivers.push(slot);
         (stream, extra)
+    }
+
+    /// The earliest batch streams may generate an RDD for, in an executor process.
+    pub(crate) fn executor_floor(&self) -> Option<Time> {
+        *self.executor_floor.lock()
     }
 
     pub(crate) fn zero_time(&self) -> Option<Time> {
@@ -270,6 +282,7 @@ impl DStreamGraph {
                 checkpointer: Checkpointer::new(),
                 shut_down: Mutex::new(false),
                 executor_batches: Mutex::default(),
+                executor_floor: Mutex::new(None),
             }),
         }
     }
@@ -777,6 +790,7 @@ impl DStreamGraph {
         let mut generated = self.shared.executor_batches.lock();
         if generated.insert(t) {
             self.restore_allocations([(t, allocation)]);
+            *self.shared.executor_floor.lock() = Some(t);
             drop(self.generate_jobs(t));
             // Batches this far behind are done on the coordinator: forget their RDDs.
             let before = generated.iter().rev().nth(EXECUTOR_BATCHES).copied();

@@ -439,6 +439,9 @@ impl<T: Data> DStream<T> {
         let Some(zero) = self.graph().zero_time() else {
             return false;
         };
+        if self.graph().executor_floor().is_some_and(|floor| t < floor) {
+            return false;
+        }
         t > zero
             && (t - zero)
                 .as_millis()

@@ -1,0 +1,76 @@
+//! What the executor-process tests share: a receiver that stores one chunk of lines per
+//! permit the test adds (so that each chunk is one batch's input), the words of lines
+//! counted by hand, and how many words the first chunks hold.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rivulet::prelude::*;
+
+/// Stores `records` in chunks of `chunk` lines, one for each permit added to `permits`,
+/// then idles.
+pub struct GatedLines {
+    pub records: Vec<String>,
+    pub chunk: usize,
+    pub permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl Receiver for GatedLines {
+    type Item = String;
+    fn name(&self) -> String {
+        "gated lines".into()
+    }
+    async fn on_start(&mut self) -> Result<(), ReceiverError> {
+        Ok(())
+    }
+    async fn receive(&mut self, sink: &mut BlockSink<String>) -> Result<Flow, ReceiverError> {
+        if self.records.is_empty() {
+            std::future::pending::<()>().await;
+        }
+        self.permits
+            .acquire()
+            .await
+            .map_err(|_| ReceiverError::fatal("stopped"))?
+            .forget();
+        let rest = self.records.split_off(self.chunk.min(self.records.len()));
+        let chunk = std::mem::replace(&mut self.records, rest);
+        sink.store_many(chunk)
+            .await
+            .map_err(|_| ReceiverError::fatal("stopped"))?;
+        Ok(Flow::Continue)
+    }
+}
+
+/// The space-separated words of `lines`, counted by hand.
+pub fn hand_count(lines: &[String]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for word in lines.iter().flat_map(|l| l.split(' ')) {
+        *counts.entry(word.to_string()).or_default() += 1;
+    }
+    counts
+}
+
+/// For each chunk of `chunk` lines, the words in it and all chunks before it.
+pub fn words_upto(lines: &[String], chunk: usize) -> Vec<u64> {
+    lines
+        .chunks(chunk)
+        .scan(0, |sum, c| {
+            *sum += c.iter().map(|l| l.split(' ').count() as u64).sum::<u64>();
+            Some(*sum)
+        })
+        .collect()
+}
+
+/// `lines` lines of 4 words from `vocab`, seeded.
+pub fn lines_of(vocab: &[&str], lines: usize, seed: u64) -> Vec<String> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..lines)
+        .map(|_| {
+            (0..4)
+                .map(|_| vocab[rng.usize(..vocab.len())])
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
