@@ -363,6 +363,7 @@ async fn run_recovery(args: &Args, input: RecoveryInput) -> Result<(), BoxError>
         result = support::await_termination(&ssc) => result?,
     }
     ssc.stop(StopMode::Graceful).await?;
+    support::print_cluster_summary(&ssc);
     let snapshot = std::mem::take(&mut *last_snapshot.lock());
     let words_in_state: u64 = snapshot.iter().map(|(_, c)| c).sum();
     println!(
