@@ -35,6 +35,11 @@ impl LocalProcesses {
         }
     }
 
+    /// The address the coordinator listens on.
+    pub(super) fn coordinator(&self) -> SocketAddr {
+        self.coordinator
+    }
+
     /// Starts slot `slot`'s process: this program with the same arguments, in the executor
     /// role. Its stdout is discarded (the program's own output is the coordinator's); its
     /// log (stderr) is kept.

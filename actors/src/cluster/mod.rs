@@ -26,6 +26,9 @@ mod executor_process;
 mod local_processes;
 mod protocol;
 
+#[cfg(test)]
+mod tests;
+
 pub use executor_process::{run_executor, ExecutorRole};
 
 use std::collections::HashMap;
@@ -108,6 +111,8 @@ pub struct ExecutorProcess {
 #[derive(Default)]
 struct Peer {
     out: Option<mpsc::UnboundedSender<ToExecutor>>,
+    /// Wakes the connection's reader to close it when the process is lost.
+    kick: Option<Arc<tokio::sync::Notify>>,
     pid: Option<u32>,
     addr: Option<SocketAddr>,
     last_seen: Option<Instant>,
@@ -496,6 +501,10 @@ impl Cluster {
             return;
         }
         peer.out = None;
+        if let Some(kick) = peer.kick.take() {
+            // Closes the connection: a cut-off process must not hold it open for ever.
+            kick.notify_one();
+        }
         peer.losses += 1;
         let (pid, addr) = (peer.pid, peer.addr);
         let stopping = state.stopping;
@@ -675,6 +684,7 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
         }
     };
     let (out, mut out_rx) = mpsc::unbounded_channel::<ToExecutor>();
+    let kick = Arc::new(tokio::sync::Notify::new());
     let generation = {
         let Some(c) = cluster.upgrade() else { return };
         let zero_time_ms = c.graph.zero_time().unwrap_or(Time::ZERO).as_ms();
@@ -695,6 +705,7 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
             zero_time_ms,
         });
         peer.out = Some(out.clone());
+        peer.kick = Some(kick.clone());
         peer.pid = Some(pid);
         peer.addr = Some(addr);
         peer.last_seen = Some(Instant::now());
@@ -732,7 +743,10 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
         }
     });
     loop {
-        let message = receiver.recv::<ToCoordinator>().await;
+        let message = tokio::select! {
+            m = receiver.recv::<ToCoordinator>() => m,
+            () = kick.notified() => return,
+        };
         let Some(c) = cluster.upgrade() else { return };
         let message = match message {
             Ok((m, bytes)) => {
