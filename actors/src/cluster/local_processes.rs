@@ -36,6 +36,7 @@ impl LocalProcesses {
     }
 
     /// The address the coordinator listens on.
+    #[cfg(test)]
     pub(super) fn coordinator(&self) -> SocketAddr {
         self.coordinator
     }
