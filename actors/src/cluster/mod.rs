@@ -273,7 +273,7 @@ impl Cluster {
                     format!("executor process(es) exited before registering ({}); see their log lines above", exited.join("; "))
                 };
                 return Err(Error::Crashed {
-                    component: "the local cluster".into(),
+                    component: "the executor processes".into(),
                     reason,
                 });
             }

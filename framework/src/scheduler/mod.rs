@@ -8,8 +8,12 @@
 //! stage, a task set (`task_set.rs`, Spark's `TaskSetManager`) decides what runs where and
 //! what each task's outcome means; the scheduler launches and waits.
 //!
-//! Tasks are data ([`TaskDescription`], serde): an executor resolves `(job, stage)` through
-//! the [`TaskRegistry`] to the closures, which stay in the program's DStream graph.
+//! Tasks are data ([`TaskDescription`], serde): an in-process executor resolves
+//! `(job, stage)` through the [`TaskRegistry`] to the closures, which stay in the program's
+//! DStream graph; an executor process resolves a map task by its shuffle id in the batch
+//! its own copy of the graph generates. A stage's [`Placement`] says which executors may
+//! run it: only a map stage [computable remotely](crate::rdd::computable_remotely) may
+//! leave the process.
 
 mod dag;
 mod job;

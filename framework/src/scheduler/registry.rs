@@ -1,7 +1,9 @@
 //! Where executors find the closures of the tasks they are sent: `(job, stage)` → stage.
 //!
-//! In one process this is a shared map filled by the DAG scheduler; an executor in another
-//! process would fill it by building the same DStream graph (DESIGN invariant 2).
+//! In one process this is a shared map filled by the DAG scheduler. An executor process
+//! does not use it: it resolves a map task by its shuffle id in the batch its own DStream
+//! graph generates ([`DStreamGraph::executor_shuffle`](crate::dstream::DStreamGraph::executor_shuffle)),
+//! and result tasks never leave the coordinator (DESIGN invariant 2).
 
 use std::collections::HashMap;
 use std::fmt;
