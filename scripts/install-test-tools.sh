@@ -4,7 +4,9 @@
 # `prometheus` package) for the /metrics check (tests/ui_promtool.rs), redis-server for
 # the Redis Streams source (tests/redis_stream.rs), and mosquitto (the MQTT broker; Debian
 # installs it as /usr/sbin/mosquitto) for the MQTT receiver (tests/mqtt_stream.rs), and
-# nats-server (JetStream, /usr/sbin/nats-server) for the NATS connector (connectors/nats). The
+# nats-server (JetStream, /usr/sbin/nats-server) for the NATS connector (connectors/nats), and
+# iproute2 (`ip`) for the executor processes on network namespaces (tests/cluster_hosts.rs,
+# which also needs root). The
 # tests start and stop servers of their own on free 127.0.0.1 ports; nothing here needs to
 # run (the package's own service is not needed, and is harmless). Run as root (as .ci/run
 # does) or with sudo available.
@@ -26,6 +28,9 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
 fi
 if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
     packages+=(nats-server)
+fi
+if ! command -v ip >/dev/null 2>&1 && [ ! -x /usr/sbin/ip ] && [ ! -x /sbin/ip ]; then
+    packages+=(iproute2)
 fi
 if [ ${#packages[@]} -eq 0 ]; then
     exit 0
