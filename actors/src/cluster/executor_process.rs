@@ -326,7 +326,11 @@ impl BlockAccess for ProcessBlocks {
         self.store.get(id).map(|b| b.value().0.clone())
     }
     fn put(&self, id: BlockId, data: BlockData, encode: BlockEncoder) {
+        let cached = matches!(id, BlockId::Rdd { .. });
         self.store.insert(id, (data, encode));
+        if cached {
+            let _ = self.out.send(ToCoordinator::Cached { id });
+        }
     }
     fn fetch(&self, id: &BlockId) -> Result<Option<Vec<u8>>> {
         let req = self.next_req.fetch_add(1, Ordering::Relaxed);

@@ -140,6 +140,8 @@ struct State {
     fetches: HashMap<u64, (usize, std::sync::mpsc::Sender<BlockReply>)>,
     /// Which slot holds each map output written by an executor process.
     outputs: HashMap<(ShuffleId, u32), usize>,
+    /// Which slot holds each cached partition an executor process computed.
+    cached: HashMap<BlockId, usize>,
     stopping: bool,
     /// Registered connections still open (their reader has not ended).
     connections: usize,
@@ -365,8 +367,8 @@ impl Cluster {
     }
 
     /// Block `id` from the executor process that holds it (blocking the calling task
-    /// thread): a shuffle bucket from the process that wrote it, a cached partition from
-    /// any; `None` when none holds it.
+    /// thread): a shuffle bucket from the process that wrote it, a cached partition from the
+    /// process that reported it; `None` when none holds it (no round trip then).
     ///
     /// # Errors
     /// [`Error::Internal`] naming the process and its address when the fetch failed (it was
@@ -382,7 +384,7 @@ impl Cluster {
                     .copied()
                     .into_iter()
                     .collect(),
-                BlockId::Rdd { .. } => (0..state.peers.len()).collect(),
+                BlockId::Rdd { .. } => state.cached.get(id).copied().into_iter().collect(),
             }
         };
         for slot in slots {
@@ -451,6 +453,9 @@ impl Cluster {
     pub(crate) fn remove_batches_up_to(&self, time_ms: i64) {
         let mut state = self.state.lock();
         state.outputs.retain(|(s, _), _| s.0.time_ms > time_ms);
+        state
+            .cached
+            .retain(|id, _| id.rdd_time_ms().is_none_or(|t| t > time_ms));
         for peer in &state.peers {
             if let Some(out) = &peer.out {
                 let _ = out.send(ToExecutor::ClearBatches { time_ms });
@@ -526,6 +531,7 @@ impl Cluster {
             .filter_map(|r| state.fetches.remove(r))
             .collect();
         state.outputs.retain(|_, s| *s != slot);
+        state.cached.retain(|_, s| *s != slot);
         drop(state);
         for task in tasks {
             let _ = task.reply.send(TaskOutcome::ExecutorLost);
@@ -766,6 +772,9 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
         match message {
             ToCoordinator::Heartbeat => {
                 let _ = out.send(ToExecutor::Heartbeat);
+            }
+            ToCoordinator::Cached { id } => {
+                c.state.lock().cached.insert(id, slot);
             }
             ToCoordinator::Register { .. } => {}
             ToCoordinator::TaskDone { req, outcome } => {

@@ -53,6 +53,9 @@ pub(crate) enum ToCoordinator {
     Block { req: u64, reply: BlockReply },
     /// Alive (sent every quarter of the heartbeat timeout).
     Heartbeat,
+    /// The process now holds cached partition `id` (an RDD block), which the coordinator's
+    /// executors may fetch.
+    Cached { id: BlockId },
 }
 
 /// A block asked for: its bytes as its encoder wrote them (sent as one MessagePack `bin`,

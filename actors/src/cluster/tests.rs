@@ -18,7 +18,8 @@ use super::*;
 /// What a fake executor does once registered.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Behaviour {
-    /// Heartbeats, answers tasks with a map output and fetches with `b"bucket"`.
+    /// Heartbeats, reports [`cached_partition`] cached, answers tasks with a map output
+    /// and fetches with `b"bucket"`.
     Serve,
     /// Sends a frame that is not a message.
     Garbage,
@@ -94,6 +95,10 @@ fn fake(
                     (Behaviour::Garbage, ToExecutor::Welcome { .. }) => {
                         let _ = sender.send(&"not a message").await;
                     }
+                    (Behaviour::Serve, ToExecutor::Welcome { .. }) if slot == 0 => {
+                        let id = cached_partition();
+                        let _ = sender.send(&ToCoordinator::Cached { id }).await;
+                    }
                     (Behaviour::Serve, ToExecutor::RunTask { req, .. }) => {
                         let outcome = RemoteOutcome::MapOutput(MapStatus {
                             bucket_records: vec![1],
@@ -152,6 +157,14 @@ fn shuffle() -> ShuffleId {
     })
 }
 
+/// The partition slot 0's fake reports cached.
+fn cached_partition() -> BlockId {
+    BlockId::Rdd {
+        rdd: shuffle().0,
+        partition: 3,
+    }
+}
+
 fn map_task(partition: usize) -> TaskDescription {
     TaskDescription {
         job: 0,
@@ -206,6 +219,16 @@ fn tasks_and_buckets_travel_and_a_stop_reaches_every_process() {
         None,
         "no process wrote map 6"
     );
+    // A cached partition is fetched from the process that reported it; another is not
+    // asked for at all.
+    wait_until("the cache report", || {
+        cluster.fetch(&cached_partition()).unwrap() == Some(b"bucket".to_vec())
+    });
+    let uncached = BlockId::Rdd {
+        rdd: shuffle().0,
+        partition: 4,
+    };
+    assert_eq!(cluster.fetch(&uncached).unwrap(), None);
     let processes = cluster.processes();
     assert_eq!(processes[1].map_tasks, 1);
     assert_eq!(processes[1].pid, Some(4243));
