@@ -6,11 +6,6 @@
 //! executor processes is SIGKILLed too. The final state must equal an independent count of
 //! every line appended; every run's executor processes must be gone once it is (no orphan
 //! outlives its coordinator); and the last run's processes must have run map tasks.
-#![cfg(unix)]
-
-mod common;
-mod crash_support;
-
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -18,8 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{example_binary, words_of};
-use crash_support::{assert_exactly_once, count_from_env, read_counts, Job};
+use crate::common::{example_binary, words_of};
+use crate::crash_support::{assert_exactly_once, count_from_env, read_counts, Job};
+use crate::running;
 
 /// The executor processes' pids a run printed.
 fn executor_pids(out: &str) -> Vec<u32> {
@@ -28,14 +24,6 @@ fn executor_pids(out: &str) -> Vec<u32> {
         .filter_map(|l| l.split_once(": pid "))
         .filter_map(|(_, pid)| pid.trim().parse().ok())
         .collect()
-}
-
-/// Whether `pid` runs (a zombie does not).
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
-    })
 }
 
 #[test]

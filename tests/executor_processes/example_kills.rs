@@ -2,15 +2,13 @@
 //! (`--local-cluster 2`): an executor process SIGKILLed mid-run is replaced and every word
 //! is still counted exactly once; a coordinator SIGKILLed leaves no executor process behind.
 
-mod common;
-mod example_runs;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use example_runs::{as_str, start, Running};
+use crate::example_runs::{as_str, start, Running};
+use crate::running;
 
 const INPUT: &str = "examples/data/shakespeare.txt";
 
@@ -68,16 +66,6 @@ fn sigkill(pid: u32) {
         .status()
         .expect("kill runs");
     assert!(status.success(), "kill -KILL {pid}");
-}
-
-/// Whether process `pid` still runs (a zombie waiting for its reaper does not).
-fn running(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
-        Err(_) => false,
-    }
 }
 
 fn started(args: &[&str]) -> Running {

@@ -3,11 +3,9 @@
 //! batches (windows, state), queue data or RDDs built outside a batch. Checked on the RDDs
 //! the output operations receive, stage by stage (each shuffle's map side).
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::*;
+use crate::common::*;
 use rivulet::framework::rdd::{computable_remotely, Dependency, RddBase};
 use rivulet::prelude::*;
 

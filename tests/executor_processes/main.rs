@@ -1,0 +1,26 @@
+//! Executor processes (`--local-cluster`), one test binary: which stages may leave the
+//! coordinator (`placement`), the `wordcount` example with a process or the coordinator
+//! SIGKILLed (`example_kills`), and the WAL recovery job with coordinator and processes
+//! SIGKILLed again and again (`recovery_kill`). The tests that run this binary itself as an
+//! executor process have binaries of their own (`tests/local_cluster.rs`,
+//! `tests/cluster_hosts.rs`).
+#![cfg(unix)]
+
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "../crash_support/mod.rs"]
+mod crash_support;
+#[path = "../example_runs/mod.rs"]
+mod example_runs;
+
+mod example_kills;
+mod placement;
+mod recovery_kill;
+
+/// Whether process `pid` runs (a zombie waiting for its reaper does not).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
+}
