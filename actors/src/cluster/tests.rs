@@ -14,6 +14,7 @@ use rivulet_framework::scheduler::{TaskDescription, TaskKind, TaskOutcome};
 use rivulet_framework::time::Time;
 
 use super::*;
+use crate::transport::TransportError;
 
 /// What a fake executor does once registered.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -278,6 +279,43 @@ fn a_silent_process_is_lost_after_the_heartbeat_timeout_and_its_task_answers_los
         cluster.fetch(&bucket).unwrap(),
         None,
         "a lost process is not asked"
+    );
+    done.store(true, Ordering::Relaxed);
+    cluster.stop();
+    fakes.into_iter().for_each(|f| drop(f.join()));
+}
+
+#[test]
+fn a_process_of_another_build_is_refused_at_the_handshake() {
+    let (cluster, fakes, done) = cluster(&[Behaviour::Serve]);
+    let addr = cluster.processes.coordinator().to_string();
+    let mut other = executor_hello();
+    other.build.program = "0badbeef".into();
+    let refused = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(Connection::connect(
+            &addr,
+            &other,
+            TransportOptions::default(),
+        ))
+        .map(drop)
+    })
+    .join()
+    .unwrap();
+    match refused {
+        Err(TransportError::Mismatch { reason, theirs, .. }) => {
+            assert_eq!(reason, "another build");
+            assert!(theirs.contains(&BuildId::current().program), "{theirs}");
+        }
+        other => panic!("expected a refusal naming both builds, got {other:?}"),
+    }
+    assert_eq!(
+        cluster.alive(),
+        vec![1],
+        "the registered process is untouched"
     );
     done.store(true, Ordering::Relaxed);
     cluster.stop();
