@@ -490,8 +490,8 @@ impl StreamingContext {
         Ok(())
     }
 
-    /// The executor processes of the [local cluster](StreamingConfig::local_cluster), in
-    /// slot order: executor id, pid, whether connected, losses so far. Empty before start and
+    /// The executor processes of the [local](StreamingConfig::local_cluster) or
+    /// [static](StreamingConfig::static_cluster) cluster, in slot order: executor id, pid, whether connected, losses so far. Empty before start and
     /// without a local cluster.
     pub fn executor_processes(&self) -> Vec<rivulet_actors::cluster::ExecutorProcess> {
         self.runtime()
@@ -577,6 +577,11 @@ impl StreamingContext {
     /// executor (with one executor there is none, and the batch fails). A new executor
     /// takes its place at once. Returns once the loss is handled; see
     /// [`scheduler_metrics`](StreamingContext::scheduler_metrics) for what it cost.
+    ///
+    /// An executor process's id (see [`executor_processes`](StreamingContext::executor_processes))
+    /// SIGKILLs that process: a real crash, detected when its connection closes, after
+    /// which a new process takes its slot (a local cluster; a static cluster's processes are
+    /// not this coordinator's to kill: [`Error::Config`]).
     ///
     /// To kill from inside a task or output function, which are not async, wait on it with
     /// `futures::executor::block_on`.

@@ -358,7 +358,8 @@ pub struct RuntimeHandle {
 }
 
 impl RuntimeHandle {
-    /// The executor processes of the local cluster, in slot order (empty without one):
+    /// The executor processes of the local or static cluster, in slot order (empty without
+    /// one):
     /// their executor ids, pids, whether each is connected and how often its slot lost one.
     pub fn executor_processes(&self) -> Vec<ExecutorProcess> {
         self.cluster
