@@ -153,7 +153,9 @@ pub(crate) struct Cluster {
     state: Mutex<State>,
     registered: Condvar,
     blocks: Weak<BlockManager>,
-    graph: DStreamGraph,
+    /// The coordinator's graph, for batches' allocations and the zero time; dropped at stop
+    /// (the graph's runner holds the block manager, which holds this cluster).
+    graph: Mutex<Option<DStreamGraph>>,
     counters: Arc<SchedulerCounters>,
     timeout: Duration,
     processes: LocalProcesses,
@@ -209,7 +211,7 @@ impl Cluster {
             }),
             registered: Condvar::new(),
             blocks: Arc::downgrade(blocks),
-            graph,
+            graph: Mutex::new(Some(graph)),
             counters,
             timeout,
             processes: LocalProcesses::new(n, addr, starts),
@@ -333,7 +335,7 @@ impl Cluster {
         let slot = executor - self.first_id;
         let allocation = task
             .batch_time
-            .map(|t| self.graph.allocated(t))
+            .and_then(|t| self.graph.lock().as_ref().map(|g| g.allocated(t)))
             .unwrap_or_default();
         let output = task.shuffle.map(|s| (s, task.partition as u32));
         let (reply, rx) = oneshot::channel();
@@ -489,6 +491,7 @@ impl Cluster {
         }
         drop(state);
         self.processes.stop_all(Duration::from_secs(5));
+        self.graph.lock().take();
         if let Some(tx) = self.shutdown.lock().take() {
             let _ = tx.send(());
         }
@@ -693,7 +696,13 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
     let kick = Arc::new(tokio::sync::Notify::new());
     let generation = {
         let Some(c) = cluster.upgrade() else { return };
-        let zero_time_ms = c.graph.zero_time().unwrap_or(Time::ZERO).as_ms();
+        let zero_time_ms = c
+            .graph
+            .lock()
+            .as_ref()
+            .and_then(|g| g.zero_time())
+            .unwrap_or(Time::ZERO)
+            .as_ms();
         let mut state = c.state.lock();
         if state.stopping {
             return;
