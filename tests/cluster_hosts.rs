@@ -28,7 +28,7 @@ use common::*;
 use rivulet::prelude::*;
 
 const CHUNK: usize = 150;
-const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(1);
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(1_500);
 
 fn lines() -> Vec<String> {
     lines_of(

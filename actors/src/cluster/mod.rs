@@ -259,7 +259,9 @@ impl Cluster {
         let deadline = Instant::now() + REGISTER_TIMEOUT;
         let mut state = self.state.lock();
         loop {
-            let missing: Vec<usize> = (0..n).filter(|&s| state.peers[s].out.is_none()).collect();
+            // A process that registered and was lost since counts: the loss is handled as any
+            // other (a local cluster replaces it).
+            let missing: Vec<usize> = (0..n).filter(|&s| state.peers[s].generation == 0).collect();
             if missing.is_empty() {
                 return Ok(());
             }

@@ -14,6 +14,10 @@ use rivulet_framework::scheduler::{TaskDescription, TaskKind, TaskOutcome};
 use rivulet_framework::time::Time;
 
 use super::*;
+
+/// The heartbeat timeout of the clusters here: 20 of the fakes' heartbeats (every 50 ms), so
+/// that a loaded machine does not lose a serving fake.
+const TIMEOUT: Duration = Duration::from_secs(1);
 use crate::transport::TransportError;
 
 /// What a fake executor does once registered.
@@ -117,7 +121,7 @@ fn fake(
     })
 }
 
-/// A static cluster of `n` slots on a free port with a 400 ms heartbeat timeout, started
+/// A static cluster of `n` slots on a free port with a [`TIMEOUT`] heartbeat timeout, started
 /// while `fakes` (one behaviour per slot) register.
 fn cluster(
     behaviours: &[Behaviour],
@@ -144,7 +148,7 @@ fn cluster(
         &blocks,
         graph,
         Arc::default(),
-        Duration::from_millis(400),
+        TIMEOUT,
     )
     .expect("every fake registered");
     (cluster, fakes, done)
@@ -266,10 +270,7 @@ fn a_silent_process_is_lost_after_the_heartbeat_timeout_and_its_task_answers_los
     let outcome = futures::executor::block_on(cluster.launch(1, map_task(0)));
     assert!(matches!(outcome, TaskOutcome::ExecutorLost), "{outcome:?}");
     let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_millis(400),
-        "lost only after the timeout: {waited:?}"
-    );
+    assert!(waited >= TIMEOUT, "lost only after the timeout: {waited:?}");
     assert_eq!(cluster.processes()[0].losses, 1);
     let bucket = BlockId::Rdd {
         rdd: shuffle().0,
