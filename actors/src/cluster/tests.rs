@@ -47,6 +47,29 @@ fn executor_hello() -> Hello {
     }
 }
 
+/// Runs `future` to completion on a thread of its own with its own runtime (a fake process
+/// must not share the coordinator's).
+fn on_own_thread<F>(future: F) -> std::thread::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(future)
+    })
+}
+
+/// Ends a test: the fakes leave, the cluster stops, their threads are joined.
+fn finish(cluster: &Cluster, fakes: Vec<std::thread::JoinHandle<bool>>, done: &AtomicBool) {
+    done.store(true, Ordering::Relaxed);
+    cluster.stop();
+    fakes.into_iter().for_each(|f| drop(f.join()));
+}
+
 /// A fake executor process for slot `slot` of the coordinator at `addr`, on its own thread
 /// until `done` is set or the coordinator stops it. Returns whether it was told to stop.
 fn fake(
@@ -55,69 +78,61 @@ fn fake(
     behaviour: Behaviour,
     done: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<bool> {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+    on_own_thread(async move {
+        let mut connection = loop {
+            match Connection::connect(&addr, &executor_hello(), TransportOptions::default()).await {
+                Ok(c) => break c,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        connection
+            .send(&ToCoordinator::Register {
+                slot,
+                pid: 4242 + slot as u32,
+                threads: 1,
+            })
+            .await
             .unwrap();
-        rt.block_on(async move {
-            let mut connection = loop {
-                match Connection::connect(&addr, &executor_hello(), TransportOptions::default())
-                    .await
-                {
-                    Ok(c) => break c,
-                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        let (mut sender, mut receiver) = connection.split();
+        let mut beat = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            if done.load(Ordering::Relaxed) {
+                return false;
+            }
+            let message = tokio::select! {
+                m = receiver.recv::<ToExecutor>() => match m {
+                    Ok((m, _)) => m,
+                    Err(_) => return false,
+                },
+                _ = beat.tick() => {
+                    if behaviour == Behaviour::Serve {
+                        let _ = sender.send(&ToCoordinator::Heartbeat).await;
+                    }
+                    continue;
                 }
             };
-            connection
-                .send(&ToCoordinator::Register {
-                    slot,
-                    pid: 4242 + slot as u32,
-                    threads: 1,
-                })
-                .await
-                .unwrap();
-            let (mut sender, mut receiver) = connection.split();
-            let mut beat = tokio::time::interval(Duration::from_millis(50));
-            loop {
-                if done.load(Ordering::Relaxed) {
-                    return false;
+            match (behaviour, message) {
+                (_, ToExecutor::Stop) => return true,
+                (Behaviour::Garbage, ToExecutor::Welcome { .. }) => {
+                    let _ = sender.send(&"not a message").await;
                 }
-                let message = tokio::select! {
-                    m = receiver.recv::<ToExecutor>() => match m {
-                        Ok((m, _)) => m,
-                        Err(_) => return false,
-                    },
-                    _ = beat.tick() => {
-                        if behaviour == Behaviour::Serve {
-                            let _ = sender.send(&ToCoordinator::Heartbeat).await;
-                        }
-                        continue;
-                    }
-                };
-                match (behaviour, message) {
-                    (_, ToExecutor::Stop) => return true,
-                    (Behaviour::Garbage, ToExecutor::Welcome { .. }) => {
-                        let _ = sender.send(&"not a message").await;
-                    }
-                    (Behaviour::Serve, ToExecutor::Welcome { .. }) if slot == 0 => {
-                        let id = cached_partition();
-                        let _ = sender.send(&ToCoordinator::Cached { id }).await;
-                    }
-                    (Behaviour::Serve, ToExecutor::RunTask { req, .. }) => {
-                        let outcome = RemoteOutcome::MapOutput(MapStatus {
-                            bucket_records: vec![1],
-                        });
-                        let _ = sender.send(&ToCoordinator::TaskDone { req, outcome }).await;
-                    }
-                    (Behaviour::Serve, ToExecutor::FetchBlock { req, .. }) => {
-                        let reply = Ok(Some(serde_bytes::ByteBuf::from(b"bucket".to_vec())));
-                        let _ = sender.send(&ToCoordinator::Block { req, reply }).await;
-                    }
-                    _ => {}
+                (Behaviour::Serve, ToExecutor::Welcome { .. }) if slot == 0 => {
+                    let id = cached_partition();
+                    let _ = sender.send(&ToCoordinator::Cached { id }).await;
                 }
+                (Behaviour::Serve, ToExecutor::RunTask { req, .. }) => {
+                    let outcome = RemoteOutcome::MapOutput(MapStatus {
+                        bucket_records: vec![1],
+                    });
+                    let _ = sender.send(&ToCoordinator::TaskDone { req, outcome }).await;
+                }
+                (Behaviour::Serve, ToExecutor::FetchBlock { req, .. }) => {
+                    let reply = Ok(Some(serde_bytes::ByteBuf::from(b"bucket".to_vec())));
+                    let _ = sender.send(&ToCoordinator::Block { req, reply }).await;
+                }
+                _ => {}
             }
-        })
+        }
     })
 }
 
@@ -257,9 +272,7 @@ fn a_frame_that_does_not_decode_loses_the_process_and_its_tasks() {
     ));
     assert!(cluster.report_lost(1), "news once");
     assert!(!cluster.report_lost(1), "then not");
-    done.store(true, Ordering::Relaxed);
-    cluster.stop();
-    fakes.into_iter().for_each(|f| drop(f.join()));
+    finish(&cluster, fakes, &done);
 }
 
 #[test]
@@ -281,9 +294,7 @@ fn a_silent_process_is_lost_after_the_heartbeat_timeout_and_its_task_answers_los
         None,
         "a lost process is not asked"
     );
-    done.store(true, Ordering::Relaxed);
-    cluster.stop();
-    fakes.into_iter().for_each(|f| drop(f.join()));
+    finish(&cluster, fakes, &done);
 }
 
 #[test]
@@ -292,17 +303,10 @@ fn a_process_of_another_build_is_refused_at_the_handshake() {
     let addr = cluster.processes.coordinator().to_string();
     let mut other = executor_hello();
     other.build.program = "0badbeef".into();
-    let refused = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(Connection::connect(
-            &addr,
-            &other,
-            TransportOptions::default(),
-        ))
-        .map(drop)
+    let refused = on_own_thread(async move {
+        Connection::connect(&addr, &other, TransportOptions::default())
+            .await
+            .map(drop)
     })
     .join()
     .unwrap();
@@ -318,9 +322,7 @@ fn a_process_of_another_build_is_refused_at_the_handshake() {
         vec![1],
         "the registered process is untouched"
     );
-    done.store(true, Ordering::Relaxed);
-    cluster.stop();
-    fakes.into_iter().for_each(|f| drop(f.join()));
+    finish(&cluster, fakes, &done);
 }
 
 #[test]
@@ -341,6 +343,5 @@ fn a_process_for_a_slot_in_use_or_out_of_range_is_refused() {
         "the first process keeps its slot"
     );
     assert_eq!(cluster.processes()[0].losses, 0);
-    cluster.stop();
-    fakes.into_iter().for_each(|f| drop(f.join()));
+    finish(&cluster, fakes, &done);
 }
