@@ -52,27 +52,11 @@ fn killed_twenty_times_the_mqtt_job_loses_no_acknowledged_message() {
         })
     };
     let mqtt = format!("mqtt://127.0.0.1:{}#lines", broker.port);
-    let mut job = Job::new(
+    let mut job = Job::recovery(
         example_binary("stateful_wordcount"),
         root.path(),
-        &[
-            "--mqtt",
-            &mqtt,
-            "--mqtt-client-id",
-            "wordcount-job",
-            "--checkpoint-dir",
-            "ckpt",
-            "--final-state",
-            "final.tsv",
-            "--idle-exit-secs",
-            "3",
-            "--batch-ms",
-            "100",
-            "--checkpoint-interval-ms",
-            "500",
-            "--executors",
-            "2",
-        ],
+        &["--mqtt", &mqtt, "--mqtt-client-id", "wordcount-job"],
+        &["--executors", "2"],
     )
     .env("RUST_LOG", "warn,rivulet_actors::runtime=info");
     // Some kills land before the run restored, most while it counts.

@@ -47,25 +47,11 @@ fn killed_twenty_times_the_redis_job_loses_and_doubles_nothing() {
         })
     };
     let stream = format!("{}#events", server.url());
-    let mut job = Job::new(
+    let mut job = Job::recovery(
         example_binary("stateful_wordcount"),
         root.path(),
-        &[
-            "--redis-stream",
-            &stream,
-            "--checkpoint-dir",
-            "ckpt",
-            "--final-state",
-            "final.tsv",
-            "--idle-exit-secs",
-            "3",
-            "--batch-ms",
-            "100",
-            "--checkpoint-interval-ms",
-            "500",
-            "--executors",
-            "2",
-        ],
+        &["--redis-stream", &stream],
+        &["--executors", "2"],
     )
     .env("RUST_LOG", "warn,rivulet_actors::runtime=info");
     // Some kills land before the run restored, most while it counts.

@@ -31,23 +31,11 @@ fn killed_a_hundred_times_the_directory_stays_bounded_and_counts_stay_exact() {
     let (dir, staging) = (root.path().join("in"), root.path().join("staging"));
     fs::create_dir(&dir).unwrap();
     fs::create_dir(&staging).unwrap();
-    let mut job = Job::new(
+    let mut job = Job::recovery(
         example_binary("stateful_wordcount"),
         root.path(),
-        &[
-            "--directory",
-            "in",
-            "--checkpoint-dir",
-            "ckpt",
-            "--final-state",
-            "final.tsv",
-            "--idle-exit-secs",
-            "3",
-            "--batch-ms",
-            "100",
-            "--checkpoint-interval-ms",
-            "500",
-        ],
+        &["--directory", "in"],
+        &[],
     );
     // Files present at a fresh start are ignored: feed once the first run counts.
     let first = job.start(&["--executors", "2"]);

@@ -57,25 +57,11 @@ fn killed_fifty_times_the_wal_job_loses_and_doubles_nothing() {
         })
     };
 
-    let mut job = Job::new(
+    let mut job = Job::recovery(
         example_binary("stateful_wordcount"),
         root.path(),
-        &[
-            "--tail",
-            "in.log",
-            "--checkpoint-dir",
-            "ckpt",
-            "--final-state",
-            "final.tsv",
-            "--idle-exit-secs",
-            "3",
-            "--batch-ms",
-            "100",
-            "--checkpoint-interval-ms",
-            "500",
-            "--executors",
-            "2",
-        ],
+        &["--tail", "in.log"],
+        &["--executors", "2"],
     )
     .env("RUST_LOG", "warn,rivulet_actors::runtime=info");
     // Some kills land before the run restored, most while it counts.

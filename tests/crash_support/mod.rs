@@ -33,6 +33,26 @@ impl Job {
         }
     }
 
+    /// The recovery job: `stateful_wordcount` reading `input` (e.g. `--tail in.log`),
+    /// checkpointing to `ckpt` every 500 ms, 100 ms batches, writing its final state to
+    /// `final.tsv` and exiting after 3 s without new words; `extra` arguments after those.
+    pub fn recovery(bin: PathBuf, root: &Path, input: &[&str], extra: &[&str]) -> Job {
+        const COMMON: [&str; 10] = [
+            "--checkpoint-dir",
+            "ckpt",
+            "--final-state",
+            "final.tsv",
+            "--idle-exit-secs",
+            "3",
+            "--batch-ms",
+            "100",
+            "--checkpoint-interval-ms",
+            "500",
+        ];
+        let args: Vec<&str> = input.iter().chain(&COMMON).chain(extra).copied().collect();
+        Job::new(bin, root, &args)
+    }
+
     /// Sets an environment variable of every run (e.g. `RUST_LOG`).
     pub fn env(mut self, key: &str, value: &str) -> Job {
         self.env.push((key.into(), value.into()));

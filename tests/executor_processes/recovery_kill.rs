@@ -56,27 +56,11 @@ fn coordinator_and_executor_processes_killed_the_job_loses_and_doubles_nothing()
         })
     };
 
-    let mut job = Job::new(
+    let mut job = Job::recovery(
         example_binary("stateful_wordcount"),
         root.path(),
-        &[
-            "--tail",
-            "in.log",
-            "--checkpoint-dir",
-            "ckpt",
-            "--final-state",
-            "final.tsv",
-            "--idle-exit-secs",
-            "3",
-            "--batch-ms",
-            "100",
-            "--checkpoint-interval-ms",
-            "500",
-            "--executors",
-            "1",
-            "--local-cluster",
-            "2",
-        ],
+        &["--tail", "in.log"],
+        &["--executors", "1", "--local-cluster", "2"],
     )
     .env("RUST_LOG", "warn,rivulet_actors::runtime=info");
     let mut rng = fastrand::Rng::with_seed(0xc1_05_7e);
