@@ -816,7 +816,7 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
     }
 }
 
-/// How long `Duration` the cluster's heartbeat interval is for `timeout`.
+/// How often a heartbeat is sent, both ways, for a heartbeat `timeout`: a quarter of it.
 pub(crate) fn heartbeat_interval(timeout: Duration) -> Duration {
     timeout / 4
 }

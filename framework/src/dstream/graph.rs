@@ -17,7 +17,7 @@ use crate::dstream::job::OutputJob;
 use crate::dstream::{CheckpointSetting, DStreamId, DStreamNode};
 use crate::error::{panic_message, CheckpointError, Error, GraphError, OpInfo, Result};
 use crate::listener::PolledInputInfo;
-use crate::rdd::{RddBase, RddContext, ShuffleId, ShuffleMap};
+use crate::rdd::{Dependency, RddBase, RddContext, ShuffleId, ShuffleMap};
 use crate::receiver::ReceiverSlot;
 use crate::scheduler::GenerationGuard;
 use crate::time::Time;
@@ -810,11 +810,11 @@ impl DStreamGraph {
             }
             for dep in rdd.meta().dependencies() {
                 match dep {
-                    crate::rdd::Dependency::Narrow(parent) => stack.push(parent.clone()),
-                    crate::rdd::Dependency::Shuffle(map) if map.shuffle_id() == shuffle => {
+                    Dependency::Narrow(parent) => stack.push(parent.clone()),
+                    Dependency::Shuffle(map) if map.shuffle_id() == shuffle => {
                         return Ok(map.clone());
                     }
-                    crate::rdd::Dependency::Shuffle(map) => stack.push(map.parent()),
+                    Dependency::Shuffle(map) => stack.push(map.parent()),
                 }
             }
         }
