@@ -64,6 +64,7 @@ fn coordinator_and_executor_processes_killed_the_job_loses_and_doubles_nothing()
     )
     .env("RUST_LOG", "warn,rivulet_actors::runtime=info");
     let mut rng = fastrand::Rng::with_seed(0xc1_05_7e);
+    let mut executors_killed = 0;
     for kill in 0..kills {
         let run = job.start(&[]);
         assert!(
@@ -76,13 +77,23 @@ fn coordinator_and_executor_processes_killed_the_job_loses_and_doubles_nothing()
             // One of the run's executor processes first.
             let pids = executor_pids(&job.output(run));
             let victim = pids[rng.usize(..pids.len())];
-            let _ = std::process::Command::new("kill")
+            let killed = std::process::Command::new("kill")
                 .args(["-KILL", &victim.to_string()])
-                .status();
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(
+                killed,
+                "run {run}: executor process {victim} was running and is killed"
+            );
+            executors_killed += 1;
             std::thread::sleep(Duration::from_millis(rng.u64(..300)));
         }
         job.kill();
     }
+    assert!(
+        kills < 2 || executors_killed > 0,
+        "an executor process was SIGKILLed"
+    );
     // The last run counts part of the feed itself (its processes run map tasks).
     let last = job.start(&[]);
     assert!(job.wait_for_output(last, "Counting the words", Duration::from_secs(60)));
