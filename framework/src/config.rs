@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::cluster_manager::ClusterManager;
 use crate::error::{Error, Result};
 use crate::scheduler::Speculation;
 use crate::time::{duration_ms, is_multiple};
@@ -34,6 +35,41 @@ pub const MAX_COUNT_SETTING: usize = 1 << 30;
 /// `spark.streaming.ui.retainedBatches`).
 pub const DEFAULT_UI_RETAINED_BATCHES: usize = 1000;
 
+/// The executor processes of a [`StreamingConfig::cluster_manager`]: where the
+/// coordinator listens, the host the processes are told to connect to, how many and who
+/// places them. Equal when the manager is the same object.
+#[derive(Clone)]
+pub struct ManagedCluster {
+    /// The coordinator's listen address, `ip:port`.
+    pub listen: String,
+    /// The host (name or IP) the processes connect to, at the listen port.
+    pub advertise_host: String,
+    /// How many executor processes.
+    pub n: usize,
+    /// Who places them.
+    pub manager: std::sync::Arc<dyn ClusterManager>,
+}
+
+impl std::fmt::Debug for ManagedCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagedCluster")
+            .field("listen", &self.listen)
+            .field("advertise_host", &self.advertise_host)
+            .field("n", &self.n)
+            .field("manager", &self.manager.name())
+            .finish()
+    }
+}
+
+impl PartialEq for ManagedCluster {
+    fn eq(&self, other: &Self) -> bool {
+        self.listen == other.listen
+            && self.advertise_host == other.advertise_host
+            && self.n == other.n
+            && std::sync::Arc::ptr_eq(&self.manager, &other.manager)
+    }
+}
+
 /// Settings of a streaming context, built with chained setters and checked by
 /// [`validate`](StreamingConfig::validate) (which `StreamingContext::new` calls).
 ///
@@ -57,6 +93,7 @@ pub struct StreamingConfig {
     executors: Option<usize>,
     local_cluster: usize,
     static_cluster: Option<(String, usize)>,
+    managed_cluster: Option<ManagedCluster>,
     heartbeat_timeout: Duration,
     default_parallelism: Option<usize>,
     manual_clock: bool,
@@ -92,6 +129,7 @@ impl Default for StreamingConfig {
             executors: None,
             local_cluster: 0,
             static_cluster: None,
+            managed_cluster: None,
             heartbeat_timeout: Duration::from_secs(2),
             default_parallelism: None,
             manual_clock: false,
@@ -179,6 +217,28 @@ impl StreamingConfig {
     /// [`local_cluster`](StreamingConfig::local_cluster), which it replaces.
     pub fn static_cluster(mut self, listen: impl Into<String>, n: usize) -> Self {
         self.static_cluster = Some((listen.into(), n));
+        self
+    }
+
+    /// Runs `n` executor processes placed by `manager` (e.g. `rivulet-kubernetes`'s pods):
+    /// the coordinator listens on `listen` (`ip:port`; port 0 picks one) and tells each
+    /// process to connect to `advertise_host` at the port it listens on (on Kubernetes: the
+    /// coordinator pod's IP, from the downward API). A lost process is replaced through the
+    /// manager (10 replacements per slot). Otherwise as
+    /// [`local_cluster`](StreamingConfig::local_cluster), which it replaces.
+    pub fn cluster_manager(
+        mut self,
+        listen: impl Into<String>,
+        advertise_host: impl Into<String>,
+        n: usize,
+        manager: std::sync::Arc<dyn ClusterManager>,
+    ) -> Self {
+        self.managed_cluster = Some(ManagedCluster {
+            listen: listen.into(),
+            advertise_host: advertise_host.into(),
+            n,
+            manager,
+        });
         self
     }
 
@@ -426,7 +486,8 @@ impl StreamingConfig {
     /// multiplier under 1 or a quantile outside `(0, 1]`, a `ui_address` that is not
     /// `ip:port`, zero `ui_retained_batches`, more than 64 local-cluster executor processes,
     /// a heartbeat timeout under 100 ms, a `static_cluster` listen address that is not
-    /// `ip:port` or with 0 or more than 64 processes, or beside a `local_cluster`.
+    /// `ip:port` or with 0 or more than 64 processes, or beside a `local_cluster`; the same
+    /// for a `cluster_manager`, and an empty advertised host.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
         if self.local_cluster > 64 {
@@ -448,6 +509,29 @@ impl StreamingConfig {
             }
             if self.local_cluster > 0 {
                 return bad("static_cluster and local_cluster exclude each other".into());
+            }
+        }
+        if let Some(m) = &self.managed_cluster {
+            if m.listen.parse::<std::net::SocketAddr>().is_err() {
+                return bad(format!(
+                    "cluster_manager: listen address {:?} is not ip:port",
+                    m.listen
+                ));
+            }
+            if m.advertise_host.is_empty() || m.advertise_host.contains(char::is_whitespace) {
+                return bad(format!(
+                    "cluster_manager: advertised host {:?} is not a host name or IP address",
+                    m.advertise_host
+                ));
+            }
+            if !(1..=64).contains(&m.n) {
+                return bad(format!(
+                    "cluster_manager must have 1 to 64 executor processes, got {}",
+                    m.n
+                ));
+            }
+            if self.local_cluster > 0 || self.static_cluster.is_some() {
+                return bad("cluster_manager excludes local_cluster and static_cluster".into());
             }
         }
         if self.heartbeat_timeout < Duration::from_millis(100) {
@@ -625,6 +709,11 @@ impl StreamingConfig {
     /// [`static_cluster`](StreamingConfig::static_cluster), if set.
     pub fn get_static_cluster(&self) -> Option<(&str, usize)> {
         self.static_cluster.as_ref().map(|(l, n)| (l.as_str(), *n))
+    }
+    /// The executor processes of a [`cluster_manager`](StreamingConfig::cluster_manager),
+    /// if set.
+    pub fn get_managed_cluster(&self) -> Option<&ManagedCluster> {
+        self.managed_cluster.as_ref()
     }
     /// How long an executor process may stay silent before it is lost.
     pub fn get_heartbeat_timeout(&self) -> Duration {

@@ -30,6 +30,7 @@
 
 pub mod block;
 pub mod checkpoint;
+pub mod cluster_manager;
 pub mod config;
 pub mod data;
 pub mod dstream;

@@ -23,11 +23,7 @@ use tracing::{error, info};
 use super::protocol::{BlockReply, RemoteOutcome, ToCoordinator, ToExecutor};
 use crate::transport::{BuildId, Connection, Hello, Role, TransportOptions, PROTOCOL_VERSION};
 
-/// The environment variable that starts a program in the executor role: the coordinator's
-/// address (`ip:port`).
-pub(crate) const ENV_COORDINATOR: &str = "RIVULET_EXECUTOR_OF";
-/// The slot of the local cluster the process fills (0-based).
-pub(crate) const ENV_SLOT: &str = "RIVULET_EXECUTOR_SLOT";
+use rivulet_framework::cluster_manager::{ENV_COORDINATOR, ENV_SLOT};
 
 /// How long an executor process waits for a block it asked the coordinator for.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,8 +32,8 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_FOR: Duration = Duration::from_secs(60);
 
 /// A program started as an executor process: where its coordinator is and which slot it
-/// fills. Read from the environment (`RIVULET_EXECUTOR_OF=ip:port`,
-/// `RIVULET_EXECUTOR_SLOT=n`), which the coordinator of a local cluster sets.
+/// fills. Read from the environment (`RIVULET_EXECUTOR_OF=host:port`,
+/// `RIVULET_EXECUTOR_SLOT=n`), which the coordinator's cluster manager sets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExecutorRole {
     /// The coordinator's address.

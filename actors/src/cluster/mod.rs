@@ -39,6 +39,8 @@ use std::time::{Duration, Instant};
 use futures::future::LocalBoxFuture;
 use parking_lot::{Condvar, Mutex};
 use rivulet_framework::block::{BlockId, ExecutorId};
+use rivulet_framework::cluster_manager::ClusterManager;
+use rivulet_framework::config::ManagedCluster;
 use rivulet_framework::dstream::DStreamGraph;
 use rivulet_framework::rdd::ShuffleId;
 use rivulet_framework::scheduler::{SchedulerCounters, TaskDescription, TaskOutcome};
@@ -53,7 +55,7 @@ use local_processes::LocalProcesses;
 use protocol::{BlockReply, RemoteOutcome, ToCoordinator, ToExecutor};
 
 /// Where the executor processes come from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Launch {
     /// `n` processes of this program, started by the coordinator on this host.
     Local(usize),
@@ -64,11 +66,16 @@ pub(crate) enum Launch {
         /// How many processes to wait for.
         n: usize,
     },
+    /// `n` processes placed by a cluster manager.
+    Managed(ManagedCluster),
 }
 
 impl Launch {
     /// What `config` asks for, if anything.
     pub(crate) fn of(config: &rivulet_framework::config::StreamingConfig) -> Option<Launch> {
+        if let Some(managed) = config.get_managed_cluster() {
+            return Some(Launch::Managed(managed.clone()));
+        }
         if let Some((listen, n)) = config.get_static_cluster() {
             return Some(Launch::Static {
                 listen: listen.to_string(),
@@ -84,6 +91,9 @@ impl Launch {
 
 /// How long the coordinator waits for every executor process to register at start.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How many times one slot's process may be replaced: past that the slot stays empty (the
+/// others and the in-process executors carry on).
+const MAX_REPLACEMENTS: u32 = 10;
 /// How long a block fetch may take before it fails (the peer is then presumed gone).
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -158,7 +168,14 @@ pub(crate) struct Cluster {
     graph: Mutex<Option<DStreamGraph>>,
     counters: Arc<SchedulerCounters>,
     timeout: Duration,
-    processes: LocalProcesses,
+    /// Who places the processes; none for a static cluster (they are started elsewhere).
+    manager: Option<Arc<dyn ClusterManager>>,
+    /// The address the processes are told to connect to.
+    advertised: String,
+    /// The address the coordinator listens on.
+    listening: SocketAddr,
+    /// Replacements so far, per slot.
+    replacements: Mutex<Vec<u32>>,
     io: Mutex<Option<(tokio::runtime::Handle, std::thread::JoinHandle<()>)>>,
     shutdown: Mutex<Option<oneshot::Sender<()>>>,
 }
@@ -189,9 +206,25 @@ impl Cluster {
         counters: Arc<SchedulerCounters>,
         timeout: Duration,
     ) -> Result<Arc<Cluster>> {
-        let (listen, n, starts) = match &launch {
-            Launch::Local(n) => ("127.0.0.1:0", *n, true),
-            Launch::Static { listen, n } => (listen.as_str(), *n, false),
+        let (listen, n, advertise_host, manager): (
+            &str,
+            usize,
+            Option<&str>,
+            Option<Arc<dyn ClusterManager>>,
+        ) = match &launch {
+            Launch::Local(n) => (
+                "127.0.0.1:0",
+                *n,
+                None,
+                Some(Arc::new(LocalProcesses::new(*n))),
+            ),
+            Launch::Static { listen, n } => (listen.as_str(), *n, None, None),
+            Launch::Managed(m) => (
+                m.listen.as_str(),
+                m.n,
+                Some(m.advertise_host.as_str()),
+                Some(m.manager.clone()),
+            ),
         };
         let listener = std::net::TcpListener::bind(listen)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
@@ -203,6 +236,10 @@ impl Cluster {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::Config(format!("executor processes: {e}")))?;
+        let advertised = match advertise_host {
+            Some(host) => format!("{host}:{}", addr.port()),
+            None => addr.to_string(),
+        };
         let cluster = Arc::new(Cluster {
             first_id,
             state: Mutex::new(State {
@@ -214,7 +251,10 @@ impl Cluster {
             graph: Mutex::new(Some(graph)),
             counters,
             timeout,
-            processes: LocalProcesses::new(n, addr, starts),
+            manager,
+            advertised,
+            listening: addr,
+            replacements: Mutex::new(vec![0; n]),
             io: Mutex::new(None),
             shutdown: Mutex::new(None),
         });
@@ -247,11 +287,16 @@ impl Cluster {
             .and_then(|r| r)
             .map_err(|e| Error::Config(format!("local_cluster: cannot start its runtime: {e}")))?;
         *cluster.io.lock() = Some((handle, thread));
-        for slot in 0..n {
-            cluster.processes.spawn(slot)?;
+        if let Some(manager) = &cluster.manager {
+            for slot in 0..n {
+                if let Err(e) = manager.start_executor(slot, &cluster.advertised) {
+                    cluster.stop();
+                    return Err(e);
+                }
+            }
         }
         cluster.wait_registered(n)?;
-        info!(processes = n, coordinator = %addr, "Executor processes registered.");
+        info!(processes = n, listening = %cluster.listening, advertised = %cluster.advertised, "Executor processes registered.");
         Ok(cluster)
     }
 
@@ -265,7 +310,11 @@ impl Cluster {
             if missing.is_empty() {
                 return Ok(());
             }
-            let exited = self.processes.exited(&missing);
+            let exited: Vec<String> = self
+                .ended(&missing)
+                .into_iter()
+                .map(|(s, why)| format!("slot {s}: {why}"))
+                .collect();
             let timed_out = Instant::now() >= deadline;
             if timed_out || !exited.is_empty() {
                 drop(state);
@@ -450,7 +499,41 @@ impl Cluster {
     /// # Errors
     /// [`Error::Config`] when the slot runs no process.
     pub(crate) fn kill(&self, executor: ExecutorId) -> Result<()> {
-        self.processes.kill(executor - self.first_id)
+        let slot = executor - self.first_id;
+        match &self.manager {
+            Some(manager) => manager.kill_executor(slot),
+            None => Err(Error::Config(format!(
+                "kill_executor: executor process slot {slot} is started elsewhere (a static cluster), not by this coordinator"
+            ))),
+        }
+    }
+
+    /// Of `slots`, those whose process ended, with why.
+    fn ended(&self, slots: &[usize]) -> Vec<(usize, String)> {
+        self.manager
+            .as_ref()
+            .map(|m| m.ended(slots))
+            .unwrap_or_default()
+    }
+
+    /// Replaces slot `slot`'s lost process through the manager (which ends it first if it
+    /// still runs: cut off, not dead), up to the replacement limit.
+    fn replace(&self, slot: usize) {
+        let Some(manager) = &self.manager else {
+            return;
+        };
+        let count = {
+            let mut replacements = self.replacements.lock();
+            replacements[slot] += 1;
+            replacements[slot]
+        };
+        if count > MAX_REPLACEMENTS {
+            tracing::error!(slot, manager = manager.name(), "Executor process lost too often ({MAX_REPLACEMENTS} replacements); running without it.");
+            return;
+        }
+        if let Err(e) = manager.start_executor(slot, &self.advertised) {
+            tracing::error!(slot, manager = manager.name(), error = %e, "Cannot replace a lost executor process.");
+        }
     }
 
     /// Tells every process to drop the blocks of batches at or before `time_ms`.
@@ -492,7 +575,9 @@ impl Cluster {
             }
         }
         drop(state);
-        self.processes.stop_all(Duration::from_secs(5));
+        if let Some(manager) = &self.manager {
+            manager.stop_all(Duration::from_secs(5));
+        }
         self.graph.lock().take();
         if let Some(tx) = self.shutdown.lock().take() {
             let _ = tx.send(());
@@ -555,7 +640,7 @@ impl Cluster {
             reason,
             "Executor process lost; its map outputs are recomputed from lineage and a new process takes its place."
         );
-        self.processes.replace(slot);
+        self.replace(slot);
     }
 
     /// Replaces the processes that exited before they registered (a replacement that died
@@ -570,9 +655,12 @@ impl Cluster {
                 .filter(|&s| state.peers[s].out.is_none())
                 .collect()
         };
-        for (slot, status) in self.processes.exited_slots(&waiting) {
-            warn!(slot, %status, "Executor process exited before it registered; starting another.");
-            self.processes.replace(slot);
+        for (slot, why) in self.ended(&waiting) {
+            warn!(
+                slot,
+                why, "Executor process exited before it registered; starting another."
+            );
+            self.replace(slot);
         }
     }
 

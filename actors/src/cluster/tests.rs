@@ -300,7 +300,7 @@ fn a_silent_process_is_lost_after_the_heartbeat_timeout_and_its_task_answers_los
 #[test]
 fn a_process_of_another_build_is_refused_at_the_handshake() {
     let (cluster, fakes, done) = cluster(&[Behaviour::Serve]);
-    let addr = cluster.processes.coordinator().to_string();
+    let addr = cluster.listening.to_string();
     let mut other = executor_hello();
     other.build.program = "0badbeef".into();
     let refused = on_own_thread(async move {
@@ -328,7 +328,7 @@ fn a_process_of_another_build_is_refused_at_the_handshake() {
 #[test]
 fn a_process_for_a_slot_in_use_or_out_of_range_is_refused() {
     let (cluster, fakes, done) = cluster(&[Behaviour::Serve]);
-    let addr = cluster.processes.coordinator().to_string();
+    let addr = cluster.listening.to_string();
     let intruders = [
         fake(addr.clone(), 0, Behaviour::Serve, done.clone()),
         fake(addr, 7, Behaviour::Serve, done.clone()),
