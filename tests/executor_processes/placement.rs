@@ -133,3 +133,64 @@ async fn only_map_stages_over_a_batchs_own_received_blocks_may_leave_the_process
     })
     .await;
 }
+
+/// A fixed log of one partition; `anywhere` says whether executor processes may read it.
+struct FixedLog {
+    records: Vec<String>,
+    anywhere: bool,
+}
+
+impl DirectSource for FixedLog {
+    type Item = String;
+    fn name(&self) -> String {
+        format!("fixed log (read anywhere: {})", self.anywhere)
+    }
+    fn latest_offsets(&self) -> Result<std::collections::BTreeMap<SourcePartition, u64>> {
+        Ok([(SourcePartition::new("log", 0), self.records.len() as u64)].into())
+    }
+    fn start_offset(&self, _partition: &SourcePartition, _latest: u64) -> Result<u64> {
+        Ok(0)
+    }
+    fn read_anywhere(&self) -> bool {
+        self.anywhere
+    }
+    fn read(&self, range: &OffsetRange) -> std::result::Result<PartitionIter<String>, ReadError> {
+        let read = self.records[range.from as usize..range.until as usize].to_vec();
+        Ok(Box::new(read.into_iter()))
+    }
+}
+
+#[actix_rt::test]
+async fn a_direct_streams_map_stage_may_leave_the_process_when_its_source_can_be_read_anywhere() {
+    within(async {
+        let ssc = context(2, 2);
+        let seen = [true, false].map(|anywhere| {
+            let log = FixedLog {
+                records: vec!["a b".into(), "b c".into()],
+                anywhere,
+            };
+            let counts = ssc
+                .direct_stream(log, DirectOptions::default())
+                .stream()
+                .flat_map(|l: String| l.split(' ').map(str::to_string).collect::<Vec<_>>())
+                .map(|w: String| (w, 1u64))
+                .reduce_by_key(|a, b| a + b);
+            watch(&counts)
+        });
+        ssc.start().await.unwrap();
+        ssc.advance(2).await.unwrap();
+        ssc.stop(StopMode::Graceful).await.unwrap();
+
+        assert_eq!(
+            first_with(&seen[0], 1),
+            vec![true],
+            "a source every process reaches (a broker)"
+        );
+        assert_eq!(
+            first_with(&seen[1], 1),
+            vec![false],
+            "a source that did not say so stays with the coordinator"
+        );
+    })
+    .await;
+}

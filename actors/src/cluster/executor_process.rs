@@ -10,8 +10,9 @@ use std::time::Duration;
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use rivulet_framework::block::{BlockData, BlockEncoder, BlockId, ExecutorId};
+use rivulet_framework::cluster_manager::{ENV_COORDINATOR, ENV_SLOT};
 use rivulet_framework::config::StreamingConfig;
-use rivulet_framework::dstream::DStreamGraph;
+use rivulet_framework::dstream::{BatchInput, DStreamGraph};
 use rivulet_framework::scheduler::{
     run_task, BlockAccess, StageRunnable, TaskContext, TaskDescription, TaskFailure, TaskOutcome,
 };
@@ -23,7 +24,6 @@ use tracing::{error, info};
 use super::protocol::{BlockReply, RemoteOutcome, ToCoordinator, ToExecutor};
 use crate::transport::{BuildId, Connection, Hello, Role, TransportOptions, PROTOCOL_VERSION};
 
-use rivulet_framework::cluster_manager::{ENV_COORDINATOR, ENV_SLOT};
 
 /// How long an executor process waits for a block it asked the coordinator for.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -104,7 +104,7 @@ pub fn run_executor(graph: DStreamGraph, config: &StreamingConfig, role: Executo
 struct Job {
     req: u64,
     task: TaskDescription,
-    allocation: Vec<rivulet_framework::block::BlockInfo>,
+    input: BatchInput,
 }
 
 /// Connects to the coordinator, retrying for [`CONNECT_FOR`] while it refuses.
@@ -179,10 +179,13 @@ async fn serve(
             .spawn(move || loop {
                 let job = job_rx.lock().recv();
                 let Ok(job) = job else { return };
-                let outcome = run_map_task(&graph, executor, &blocks, job.task, job.allocation);
+                let batch = job.task.batch_time;
+                let outcome = run_map_task(&graph, executor, &blocks, job.task, job.input);
+                let reads = batch.map(|t| graph.take_input_reads(t)).unwrap_or_default();
                 let _ = out.send(ToCoordinator::TaskDone {
                     req: job.req,
                     outcome: RemoteOutcome::from_outcome(outcome),
+                    reads,
                 });
             })
             .map_err(|e| Error::Internal(format!("cannot start a task thread: {e}")))?;
@@ -213,16 +216,8 @@ async fn serve(
             let (message, _) = receiver.recv::<ToExecutor>().await?;
             heard.set(tokio::time::Instant::now());
             match message {
-                ToExecutor::RunTask {
-                    req,
-                    task,
-                    allocation,
-                } => {
-                    let _ = jobs.send(Job {
-                        req,
-                        task,
-                        allocation,
-                    });
+                ToExecutor::RunTask { req, task, input } => {
+                    let _ = jobs.send(Job { req, task, input });
                 }
                 ToExecutor::FetchBlock { req, id } => {
                     let reply = blocks.encoded(&id);
@@ -265,7 +260,7 @@ fn run_map_task(
     executor: ExecutorId,
     blocks: &Arc<ProcessBlocks>,
     task: TaskDescription,
-    allocation: Vec<rivulet_framework::block::BlockInfo>,
+    input: BatchInput,
 ) -> TaskOutcome {
     let failed = |message: String| {
         TaskOutcome::Failed(TaskFailure {
@@ -278,7 +273,7 @@ fn run_map_task(
     let (Some(t), Some(shuffle)) = (task.batch_time, task.shuffle) else {
         return failed(format!("task {task:?} is not a map task of a batch"));
     };
-    let dep = match graph.executor_shuffle(t, allocation, shuffle) {
+    let dep = match graph.executor_shuffle(t, input, shuffle) {
         Ok(dep) => dep,
         Err(e) => return failed(e.to_string()),
     };

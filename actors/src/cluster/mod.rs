@@ -140,6 +140,8 @@ struct PendingTask {
     slot: usize,
     reply: oneshot::Sender<TaskOutcome>,
     output: Option<(ShuffleId, u32)>,
+    /// The task's batch, whose input reports its reads go to.
+    batch: Option<Time>,
 }
 
 #[derive(Default)]
@@ -384,9 +386,9 @@ impl Cluster {
             Box::pin(futures::future::ready(TaskOutcome::ExecutorLost))
         };
         let slot = executor - self.first_id;
-        let allocation = task
+        let input = task
             .batch_time
-            .and_then(|t| self.graph.lock().as_ref().map(|g| g.allocated(t)))
+            .and_then(|t| self.graph.lock().as_ref().map(|g| g.batch_input(t)))
             .unwrap_or_default();
         let output = task.shuffle.map(|s| (s, task.partition as u32));
         let (reply, rx) = oneshot::channel();
@@ -402,15 +404,12 @@ impl Cluster {
                 slot,
                 reply,
                 output,
+                batch: task.batch_time,
             },
         );
         drop(state);
         if out
-            .send(ToExecutor::RunTask {
-                req,
-                task,
-                allocation,
-            })
+            .send(ToExecutor::RunTask { req, task, input })
             .is_err()
         {
             self.state.lock().tasks.remove(&req);
@@ -876,9 +875,20 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
                 c.state.lock().cached.insert(id, slot);
             }
             ToCoordinator::Register { .. } => {}
-            ToCoordinator::TaskDone { req, outcome } => {
+            ToCoordinator::TaskDone {
+                req,
+                outcome,
+                reads,
+            } => {
                 let pending = c.state.lock().tasks.remove(&req);
                 if let Some(task) = pending {
+                    // Before the outcome: the batch's report must hold them when the stage
+                    // (and the batch) completes.
+                    if let (Some(t), false) = (task.batch, reads.is_empty()) {
+                        if let Some(graph) = c.graph.lock().as_ref() {
+                            graph.merge_input_reads(t, reads);
+                        }
+                    }
                     if let (RemoteOutcome::MapOutput(_), Some(output)) = (&outcome, task.output) {
                         let mut state = c.state.lock();
                         state.outputs.insert(output, slot);

@@ -2,7 +2,8 @@
 //! [`Connection`](crate::transport::Connection). Closures never travel: a task names its
 //! shuffle and batch, and the executor finds them in the DStream graph it built itself.
 
-use rivulet_framework::block::{BlockId, BlockInfo, ExecutorId};
+use rivulet_framework::block::{BlockId, ExecutorId};
+use rivulet_framework::dstream::{BatchInput, InputReads};
 use rivulet_framework::rdd::{MapStatus, ShuffleId};
 use rivulet_framework::scheduler::{TaskDescription, TaskFailure, TaskOutcome};
 use serde::{Deserialize, Serialize};
@@ -16,11 +17,12 @@ pub(crate) enum ToExecutor {
         executor: ExecutorId,
         zero_time_ms: i64,
     },
-    /// Run map task `task`; `allocation` is its batch's blocks, all streams.
+    /// Run map task `task`; `input` is its batch's input as the coordinator cut it (its
+    /// blocks, all streams, and its polled inputs' splits).
     RunTask {
         req: u64,
         task: TaskDescription,
-        allocation: Vec<BlockInfo>,
+        input: BatchInput,
     },
     /// Send block `id` back as [`ToCoordinator::Block`].
     FetchBlock { req: u64, id: BlockId },
@@ -45,8 +47,14 @@ pub(crate) enum ToCoordinator {
         pid: u32,
         threads: usize,
     },
-    /// What became of [`ToExecutor::RunTask`] `req`.
-    TaskDone { req: u64, outcome: RemoteOutcome },
+    /// What became of [`ToExecutor::RunTask`] `req`, and what the process's tasks read of
+    /// the batch's polled inputs since the last report (merged into the batch's report
+    /// before the outcome is delivered).
+    TaskDone {
+        req: u64,
+        outcome: RemoteOutcome,
+        reads: Vec<InputReads>,
+    },
     /// Send block `id` as [`ToExecutor::Block`].
     FetchBlock { req: u64, id: BlockId },
     /// The answer to [`ToExecutor::FetchBlock`].

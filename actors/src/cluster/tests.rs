@@ -124,7 +124,13 @@ fn fake(
                     let outcome = RemoteOutcome::MapOutput(MapStatus {
                         bucket_records: vec![1],
                     });
-                    let _ = sender.send(&ToCoordinator::TaskDone { req, outcome }).await;
+                    let _ = sender
+                        .send(&ToCoordinator::TaskDone {
+                            req,
+                            outcome,
+                            reads: Vec::new(),
+                        })
+                        .await;
                 }
                 (Behaviour::Serve, ToExecutor::FetchBlock { req, .. }) => {
                     let reply = Ok(Some(serde_bytes::ByteBuf::from(b"bucket".to_vec())));

@@ -247,6 +247,11 @@ impl KafkaSource {
 impl DirectSource for KafkaSource {
     type Item = KafkaRecord;
 
+    /// Executor processes read offset ranges from the brokers too, as Spark's executors do.
+    fn read_anywhere(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> String {
         format!("kafka topics {} at {}", self.topics.join(","), self.brokers)
     }

@@ -382,6 +382,12 @@ fn describe_runs(runs: &[(u64, u64)]) -> String {
 impl DirectSource for NatsStreamSource {
     type Item = NatsMessage;
 
+    /// Executor processes read sequence ranges from the server too, as Spark's executors
+    /// read Kafka partitions.
+    fn read_anywhere(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> String {
         format!(
             "nats streams {} at {}",

@@ -152,6 +152,14 @@ pub trait DirectSource: Send + Sync + 'static {
         range: &OffsetRange,
     ) -> std::result::Result<PartitionIter<Self::Item>, ReadError>;
 
+    /// Whether tasks on executor processes (other processes, possibly on other hosts) may
+    /// read this source's ranges, as Spark's executors read Kafka partitions; default
+    /// `false`, so that a source over the coordinator's memory stays there. A source over a
+    /// broker returns `true`. See [`PolledSource::read_anywhere`].
+    fn read_anywhere(&self) -> bool {
+        false
+    }
+
     /// Commits the ranges of a batch whose outputs all succeeded back to the source (Spark:
     /// `CanCommitOffsets.commitAsync`), in batch order. Default: nothing.
     ///
@@ -235,6 +243,10 @@ impl<S: DirectSource> PolledSource for Direct<S> {
 
     fn describe(&self, range: &OffsetRange) -> String {
         range.to_string()
+    }
+
+    fn read_anywhere(&self) -> bool {
+        self.source.read_anywhere()
     }
 
     fn start(&self) -> Result<()> {

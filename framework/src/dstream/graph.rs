@@ -60,6 +60,24 @@ pub(crate) trait RestorableInput: Send + Sync {
     }
     /// Sets its rate limit (records per second; `None`: none).
     fn set_rate(&self, _records_per_sec: Option<f64>) {}
+    /// What batch `t` reads, encoded for an executor process (a polled input's splits).
+    fn batch_splits(&self, _t: Time) -> Option<Vec<u8>> {
+        None
+    }
+    /// Installs what [`batch_splits`](Self::batch_splits) returned on the coordinator
+    /// (`None`: the coordinator has no splits for `t`; the batch reads none here).
+    fn install_batch_splits(&self, _t: Time, _encoded: Option<&[u8]>) -> Result<()> {
+        Ok(())
+    }
+    /// Forgets what it holds of batches at or before `t` (an executor process's graph,
+    /// which writes no checkpoint that would trim it).
+    fn forget_up_to(&self, _t: Time) {}
+    /// What this process's tasks read of batch `t` since the last call.
+    fn take_reads(&self, _t: Time) -> Option<crate::dstream::InputReads> {
+        None
+    }
+    /// Adds what an executor process's task read of batch `t` to the batch's report.
+    fn merge_reads(&self, _t: Time, _reads: crate::dstream::InputReads) {}
 }
 
 /// What the polled inputs of one batch read and lost (see
@@ -210,6 +228,11 @@ impl GraphShared {
     }
 
     /// Registers an input stream that saves and restores its state through checkpoints.
+    /// The polled inputs, in registration order.
+    pub(crate) fn inputs(&self) -> Vec<Arc<dyn RestorableInput>> {
+        self.state.lock().inputs.clone()
+    }
+
     pub(crate) fn add_restorable_input(&self, input: Arc<dyn RestorableInput>) {
         self.state.lock().inputs.push(input);
     }
@@ -771,8 +794,8 @@ impl DStreamGraph {
     }
 
     /// For an executor process: the map side of shuffle `shuffle` in batch `t`, found in the
-    /// RDDs this process generates for `t` from `allocation` (the blocks the coordinator
-    /// allocated to `t`, all streams). The batch is generated once (its jobs are not run:
+    /// RDDs this process generates for `t` from `input` (the blocks the coordinator
+    /// allocated to `t` and the splits its polled inputs chose: [`batch_input`]). The batch is generated once (its jobs are not run:
     /// outputs run on the coordinator); later calls for `t` search what it generated. Every
     /// process running the program derives the same RDD and shuffle ids, so the coordinator's
     /// shuffle is found under its id when the stage is
@@ -780,16 +803,20 @@ impl DStreamGraph {
     ///
     /// # Errors
     /// [`Error::Internal`] naming the shuffle and batch when this process's graph has no such
-    /// shuffle (another program, or a stage that should not have been sent here).
+    /// shuffle (another program, or a stage that should not have been sent here);
+    /// [`Error::Checkpoint`] when a polled input's splits do not decode.
+    ///
+    /// [`batch_input`]: DStreamGraph::batch_input
     pub fn executor_shuffle(
         &self,
         t: Time,
-        allocation: Vec<BlockInfo>,
+        input: crate::dstream::BatchInput,
         shuffle: ShuffleId,
     ) -> Result<Arc<dyn ShuffleMap>> {
         let mut generated = self.shared.executor_batches.lock();
-        if generated.insert(t) {
-            self.restore_allocations([(t, allocation)]);
+        if !generated.contains(&t) {
+            self.install_batch_input(t, input)?;
+            generated.insert(t);
             *self.shared.executor_floor.lock() = Some(t);
             drop(self.generate_jobs(t));
             // Batches this far behind are done on the coordinator: forget their RDDs.
@@ -797,6 +824,9 @@ impl DStreamGraph {
             if let Some(old) = before {
                 generated.retain(|b| *b > old);
                 self.clear_old(old);
+                for input in self.shared.inputs() {
+                    input.forget_up_to(old);
+                }
             }
         }
         drop(generated);

@@ -9,6 +9,7 @@
 //! Operators that transform each batch's RDD share one mechanism ([`DStream::transform`]);
 //! the named ones (map, filter, reduce_by_key, ...) are thin layers over it.
 
+mod batch_input;
 mod block_tracker;
 mod describe;
 pub mod direct;
@@ -26,6 +27,7 @@ mod stateless;
 mod update_state;
 mod window;
 
+pub use batch_input::{BatchInput, InputReads};
 pub use describe::{GraphDescription, OutputDescription, StreamDescription};
 pub use direct::{DirectOptions, DirectSource, DirectStream, OffsetRange, SourcePartition};
 pub use graph::{DStreamGraph, InputReports};

@@ -39,6 +39,7 @@ use tracing::warn;
 
 use crate::checkpoint::{decode, encode};
 use crate::data::Data;
+use crate::dstream::batch_input::InputReads;
 use crate::dstream::graph::RestorableInput;
 use crate::dstream::{DStream, DStreamGraph, DStreamId};
 use crate::error::{Error, OpInfo, Result};
@@ -189,6 +190,17 @@ pub trait PolledSource: Send + Sync + 'static {
         &self,
         split: &Self::Split,
     ) -> std::result::Result<PartitionIter<Self::Item>, ReadError>;
+
+    /// Whether tasks on executor processes (this program started again, possibly on another
+    /// host: see `StreamingConfig::local_cluster`) may read this source's splits; default
+    /// `false`, so that a source reading memory of the coordinator's process stays there.
+    /// `true` for a source every process reaches the same way (a broker; a directory, which
+    /// on other hosts must be shared, as Spark's file stream needs HDFS). The splits stay
+    /// chosen by the coordinator alone ([`poll`](Self::poll)) and travel with the task;
+    /// what the task read is reported back to the coordinator's batch report.
+    fn read_anywhere(&self) -> bool {
+        false
+    }
 
     /// The state to save after a batch.
     fn state(&self) -> Self::State;
@@ -383,6 +395,73 @@ impl<S: PolledSource> Polled<S> {
             .cloned()
     }
 
+    /// The splits batch `t` reads, encoded for an executor process; `None` when unknown.
+    fn encoded_splits(&self, t: Time) -> Option<Vec<u8>> {
+        self.splits_of(t).and_then(|splits| encode(&splits).ok())
+    }
+
+    /// Puts the splits the coordinator chose for batch `t` (as [`encoded_splits`]
+    /// returned them) in place, so that generating the batch here reads them and never polls.
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`](crate::Error::Checkpoint) naming the input when they do not
+    /// decode (another program).
+    ///
+    /// [`encoded_splits`]: Polled::encoded_splits
+    fn install_splits(&self, t: Time, encoded: Option<&[u8]>) -> Result<()> {
+        let splits: Vec<S::Split> = match encoded {
+            Some(encoded) => {
+                let key = format!("batch input {t} of {}", self.source.name());
+                decode(encoded, "the coordinator's task", &key)?
+            }
+            None => Vec::new(),
+        };
+        self.selected.lock().insert(t, splits);
+        Ok(())
+    }
+
+    /// Forgets the splits, reports and skipped splits of batches at or before `t`.
+    fn forget_up_to(&self, t: Time) {
+        let after = t + Duration::from_millis(1);
+        fn keep_after<V>(map: &Mutex<BTreeMap<Time, V>>, after: Time) {
+            let mut map = map.lock();
+            let kept = map.split_off(&after);
+            *map = kept;
+        }
+        keep_after(&self.selected, after);
+        keep_after(&self.uncompleted, after);
+        keep_after(&self.reports, after);
+        keep_after(&self.reported, after);
+    }
+
+    /// What tasks of this process read of batch `t` since the last call: records per
+    /// partition read to the end, splits skipped with why.
+    fn take_reads(&self, t: Time) -> InputReads {
+        let report = self.reports.lock().remove(&t).unwrap_or_default();
+        InputReads {
+            stream: self.stream.lock().unwrap_or(DStreamId::MAX),
+            records: report.records.into_iter().collect(),
+            skipped: report
+                .skipped
+                .into_iter()
+                .map(|(split, reason)| SkippedSplit { split, reason })
+                .collect(),
+        }
+    }
+
+    /// Adds what a task of an executor process read of batch `t` to the batch's report, as
+    /// if it had read here: records per partition (a partition read twice counts once),
+    /// skipped splits under the source's policy (the batch fails under `Fail`).
+    fn merge_reads(&self, t: Time, reads: InputReads) {
+        if reads.records.is_empty() && reads.skipped.is_empty() {
+            return;
+        }
+        self.with_report(t, |r| r.records.extend(reads.records));
+        for s in reads.skipped {
+            let _ = self.skip(t, s.split, s.reason);
+        }
+    }
+
     /// The report of batch `t`, taken: later reads of older batches are dropped with it.
     /// When the batch `succeeded` (every output operation) and this input did not fail it,
     /// the source hears of it ([`PolledSource::batch_completed`]).
@@ -454,6 +533,21 @@ impl<S: PolledSource> RestorableInput for Polled<S> {
     }
     fn set_rate(&self, records_per_sec: Option<f64>) {
         self.source.set_rate(records_per_sec);
+    }
+    fn batch_splits(&self, t: Time) -> Option<Vec<u8>> {
+        self.encoded_splits(t)
+    }
+    fn install_batch_splits(&self, t: Time, encoded: Option<&[u8]>) -> Result<()> {
+        self.install_splits(t, encoded)
+    }
+    fn forget_up_to(&self, t: Time) {
+        Polled::forget_up_to(self, t);
+    }
+    fn take_reads(&self, t: Time) -> Option<InputReads> {
+        Some(Polled::take_reads(self, t))
+    }
+    fn merge_reads(&self, t: Time, reads: InputReads) {
+        Polled::merge_reads(self, t, reads);
     }
     fn failed(&self, t: Time) -> bool {
         self.reports
@@ -613,6 +707,10 @@ impl DStreamGraph {
                     |_| Vec::new(),
                     None,
                 );
+                let meta = match reader.source.read_anywhere() {
+                    true => meta.reads_portable_input(),
+                    false => meta,
+                };
                 Ok(Some(Rdd::new(PolledRdd {
                     meta,
                     time: t,

@@ -173,28 +173,32 @@ pub struct RddMeta {
     dependencies: Vec<Dependency>,
     partitioner: Option<HashPartitioner>,
     cached: AtomicBool,
-    /// Whether it reads received blocks and nothing else (see [`computable_remotely`]).
-    received_blocks: bool,
+    /// Whether it reads input that any process can read, and nothing else: received blocks
+    /// or a polled source's splits (see [`computable_remotely`]).
+    portable_input: bool,
     scope: Arc<IdScope>,
     ctx: Arc<RddContext>,
 }
 
 /// Whether an executor in another process can compute `rdd`'s partitions for batch `t`
-/// from the batch's block allocation alone: every RDD of its narrow lineage (up to shuffle
-/// boundaries, whose buckets are fetched by id) was created by a DStream's computation of
-/// batch `t` itself, and every leaf reads received blocks. Such an executor generates batch
-/// `t` with the same program and finds the same RDDs under the same ids.
+/// from the batch's input as the coordinator decided it
+/// ([`BatchInput`](crate::dstream::BatchInput): its block allocation and its polled inputs'
+/// splits) alone: every RDD of its narrow lineage (up to shuffle boundaries, whose buckets
+/// are fetched by id) was created by a DStream's computation of batch `t` itself, and every
+/// leaf reads received blocks or the splits of a polled source that executor processes may
+/// read ([`PolledSource::read_anywhere`](crate::dstream::PolledSource::read_anywhere): Kafka,
+/// Redis Streams, NATS, a directory). Such an executor generates batch `t` with the same
+/// program and finds the same RDDs under the same ids.
 ///
 /// `false` for lineage that reaches RDDs of earlier batches (windows, state), queue data,
-/// polled inputs (Kafka and the other direct streams: their records come from the source,
-/// which only the coordinator polls today), data checkpoints and RDDs built outside a
-/// batch: those stages run on the coordinator's in-process executors.
+/// polled sources that only the coordinator may read, data checkpoints and RDDs built
+/// outside a batch: those stages run on the coordinator's in-process executors.
 pub fn computable_remotely(rdd: &dyn RddBase, t: crate::time::Time) -> bool {
     let meta = rdd.meta();
     if meta.id.scope == id::STATIC_SCOPE || meta.id.time_ms != t.as_ms() {
         return false;
     }
-    if meta.received_blocks {
+    if meta.portable_input {
         return true;
     }
     !meta.dependencies.is_empty()
@@ -242,16 +246,17 @@ impl RddMeta {
             dependencies,
             partitioner,
             cached: AtomicBool::new(false),
-            received_blocks: false,
+            portable_input: false,
             scope,
             ctx: ctx.clone(),
         }
     }
 
-    /// Marks this RDD as reading received blocks only (a block RDD), the one kind of leaf
-    /// an executor in another process can rebuild from a batch's block allocation.
-    pub(crate) fn reads_received_blocks(mut self) -> RddMeta {
-        self.received_blocks = true;
+    /// Marks this RDD as reading only input any process can read (a block RDD, a polled
+    /// source's splits that executor processes may read): the leaves an executor in another
+    /// process can rebuild from a batch's [`BatchInput`](crate::dstream::BatchInput).
+    pub(crate) fn reads_portable_input(mut self) -> RddMeta {
+        self.portable_input = true;
         self
     }
 
@@ -270,7 +275,7 @@ impl RddMeta {
             dependencies: Vec::new(),
             partitioner,
             cached: AtomicBool::new(true),
-            received_blocks: false,
+            portable_input: false,
             scope: ctx.static_scope.clone(),
             ctx: ctx.clone(),
         }

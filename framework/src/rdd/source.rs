@@ -109,7 +109,7 @@ pub(crate) fn block_rdd<T: Data>(
         |_| Vec::new(),
         None,
     )
-    .reads_received_blocks();
+    .reads_portable_input();
     Rdd::new(BlockRdd {
         meta,
         blocks,

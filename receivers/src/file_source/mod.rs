@@ -454,6 +454,13 @@ impl PolledSource for TextFileSource {
     type State = TextFileSourceState;
 
     /// `text files in <dir>`.
+    /// Executor processes read the files too: on this host (a local cluster) always; on
+    /// other hosts when the directory is shared at the same path (as Spark's file stream
+    /// needs HDFS).
+    fn read_anywhere(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> String {
         format!("text files in {}", self.dir.display())
     }

@@ -198,6 +198,12 @@ impl RedisStreamSource {
 impl DirectSource for RedisStreamSource {
     type Item = RedisEntry;
 
+    /// Executor processes read entry ranges from the server too, as Spark's executors read
+    /// Kafka partitions.
+    fn read_anywhere(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> String {
         format!("redis streams {} at {}", self.streams.join(","), self.url)
     }
