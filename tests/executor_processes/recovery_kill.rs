@@ -1,14 +1,18 @@
 //! Process-level recovery with executor processes: the `stateful_wordcount` recovery job
-//! tails a file a feeder keeps appending to (a reliable receiver through the write-ahead log, 100 ms
-//! batches) with `--local-cluster 2`, so that each batch's map stages run in two executor
-//! processes. The coordinator is SIGKILLed at 10 random moments (`RIVULET_CLUSTER_KILLS`
-//! changes the count) and started again with the same command, and now and then one of its
-//! executor processes is SIGKILLed too. The final state must equal an independent count of
-//! every line appended; every run's executor processes must be gone once it is (no orphan
-//! outlives its coordinator); and the last run's processes must have run map tasks.
+//! with `--local-cluster 2` (100 ms batches), so that each batch's map stages run in two
+//! executor processes, over two inputs: a file a feeder keeps appending to (`--tail`, a
+//! reliable receiver through the write-ahead log; the processes fetch the blocks) and a
+//! directory a feeder moves files into (`--directory`, a polled input: the processes read
+//! the files the coordinator chose for each batch). The coordinator is SIGKILLed at random
+//! moments (10 for the tail, 6 for the directory; `RIVULET_CLUSTER_KILLS` changes both)
+//! and started again with the same command, and now and then one of its executor processes
+//! is SIGKILLed too. The final state must equal an independent count of every line fed;
+//! every run's executor processes must be gone once it is (no orphan outlives its
+//! coordinator); and the last run's processes must have run map tasks.
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,40 +30,84 @@ fn executor_pids(out: &str) -> Vec<u32> {
         .collect()
 }
 
+/// How the feeder hands the job its lines.
+#[derive(Clone, Copy)]
+enum Feed {
+    /// Appended to `in.log`.
+    Tail,
+    /// Written to `staging/` and moved into `in/`, one file per chunk.
+    Directory,
+}
+
+/// Feeds 40 lines every 25 ms until `stop` (set after the last run has counted a while);
+/// returns how many lines it fed.
+fn feeder(
+    feed: Feed,
+    root: &Path,
+    lines: Vec<String>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    let root = root.to_path_buf();
+    match feed {
+        Feed::Tail => std::fs::write(root.join("in.log"), b"").unwrap(),
+        Feed::Directory => {
+            std::fs::create_dir(root.join("in")).unwrap();
+            std::fs::create_dir(root.join("staging")).unwrap();
+        }
+    }
+    std::thread::spawn(move || {
+        let mut written = 0;
+        for (i, chunk) in lines.chunks(40).enumerate() {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let text = chunk.join("\n") + "\n";
+            match feed {
+                Feed::Tail => OpenOptions::new()
+                    .append(true)
+                    .open(root.join("in.log"))
+                    .and_then(|mut f| f.write_all(text.as_bytes()))
+                    .unwrap(),
+                Feed::Directory => {
+                    let name = format!("part-{i:05}.txt");
+                    std::fs::write(root.join("staging").join(&name), text).unwrap();
+                    std::fs::rename(
+                        root.join("staging").join(&name),
+                        root.join("in").join(&name),
+                    )
+                    .unwrap();
+                }
+            }
+            written += chunk.len();
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        written
+    })
+}
+
 #[test]
-fn coordinator_and_executor_processes_killed_the_job_loses_and_doubles_nothing() {
-    let kills = count_from_env("RIVULET_CLUSTER_KILLS", 10);
+fn tailing_a_file_coordinator_and_executor_processes_killed_the_job_loses_and_doubles_nothing() {
+    kill_and_restart(Feed::Tail, &["--tail", "in.log"], 10);
+}
+
+#[test]
+fn reading_a_directory_coordinator_and_executor_processes_killed_the_job_loses_and_doubles_nothing()
+{
+    kill_and_restart(Feed::Directory, &["--directory", "in"], 6);
+}
+
+fn kill_and_restart(feed: Feed, input: &[&str], default_kills: usize) {
+    let kills = count_from_env("RIVULET_CLUSTER_KILLS", default_kills);
     let root = tempfile::tempdir().unwrap();
-    let input = root.path().join("in.log");
     let text = std::fs::read_to_string("examples/data/shakespeare.txt").unwrap();
     let lines: Vec<String> = text.lines().map(str::to_string).collect();
-    // The feeder appends 40 lines every 25 ms until told to stop (after the last run has
-    // counted a while), and returns how many lines it appended.
-    std::fs::write(&input, b"").unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let feeder = {
-        let (input, stop) = (input.clone(), stop.clone());
-        let lines = lines.clone();
-        std::thread::spawn(move || {
-            let mut file = OpenOptions::new().append(true).open(&input).unwrap();
-            let mut written = 0;
-            for chunk in lines.chunks(40) {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                file.write_all((chunk.join("\n") + "\n").as_bytes())
-                    .unwrap();
-                written += chunk.len();
-                std::thread::sleep(Duration::from_millis(25));
-            }
-            written
-        })
-    };
+    let feeder = feeder(feed, root.path(), lines.clone(), stop.clone());
 
     let mut job = Job::recovery(
         example_binary("stateful_wordcount"),
         root.path(),
-        &["--tail", "in.log"],
+        input,
         &["--executors", "1", "--local-cluster", "2"],
     )
     .env("RUST_LOG", "warn,rivulet_actors::runtime=info");

@@ -24,7 +24,6 @@ use tracing::{error, info};
 use super::protocol::{BlockReply, RemoteOutcome, ToCoordinator, ToExecutor};
 use crate::transport::{BuildId, Connection, Hello, Role, TransportOptions, PROTOCOL_VERSION};
 
-
 /// How long an executor process waits for a block it asked the coordinator for.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an executor process keeps trying to reach a coordinator that refuses

@@ -408,10 +408,7 @@ impl Cluster {
             },
         );
         drop(state);
-        if out
-            .send(ToExecutor::RunTask { req, task, input })
-            .is_err()
-        {
+        if out.send(ToExecutor::RunTask { req, task, input }).is_err() {
             self.state.lock().tasks.remove(&req);
             return lost();
         }
