@@ -428,6 +428,10 @@ impl ClusterManager for KubernetesExecutors {
         })?;
         info!(slot, pod = name, uid, "Executor pod created.");
         self.state.update(|pods| {
+            // The pod exists (unless the watch already saw it go): `stop_all` waits for it.
+            if !pods.ended.contains_key(&uid) {
+                pods.live.insert(uid.clone());
+            }
             if let Some(old) = pods.current.insert(slot, Current { name, uid }) {
                 pods.ended.remove(&old.uid);
             }
@@ -482,6 +486,7 @@ impl ClusterManager for KubernetesExecutors {
             })?;
         }
         self.state.update(|pods| {
+            pods.live.remove(&current.uid);
             pods.record_ended(
                 &current.uid,
                 format!("pod {} deleted by kill_executor (grace period 0)", current.name),
