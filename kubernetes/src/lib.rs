@@ -70,7 +70,14 @@ pub const LABEL_SLOT: &str = "rivulet.dev/slot";
 /// calls: `get` (the coordinator pod, a pod missing from a list), `list` and `watch` (the
 /// watch), `create`, `delete` (a slot's previous pod, `kill_executor`) and `deletecollection`
 /// (`stop_all`).
-pub const POD_VERBS: &[&str] = &["create", "get", "list", "watch", "delete", "deletecollection"];
+pub const POD_VERBS: &[&str] = &[
+    "create",
+    "get",
+    "list",
+    "watch",
+    "delete",
+    "deletecollection",
+];
 /// The environment variable naming the coordinator's own pod (from the downward API:
 /// `fieldRef: metadata.name`; Spark: `spark.kubernetes.driver.pod.name`).
 pub const ENV_POD_NAME: &str = "POD_NAME";
@@ -130,11 +137,16 @@ impl KubernetesSettings {
     /// # Errors
     /// [`Error::Config`] naming the variable that is unset or empty.
     pub fn from_env() -> Result<Self> {
-        Self::from_vars(|name| std::env::var(name).ok())
+        Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// As [`from_env`](Self::from_env), reading the variables through `var`.
-    fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
+    /// As [`from_env`](Self::from_env), reading the variables through `var` (a name to
+    /// its value; `None` or empty for an unset one), for programs that read their
+    /// environment elsewhere, and tests.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the variable that is unset or empty.
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let get = |name: &str, field: &str| {
             var(name).filter(|v| !v.is_empty()).ok_or_else(|| {
                 Error::Config(format!(
@@ -371,7 +383,12 @@ impl KubernetesExecutors {
                 .await
                 .map(drop)
                 .map_err(|e| {
-                    api_error("delete the executor", &format!("pods {sel}"), &namespace, &e)
+                    api_error(
+                        "delete the executor",
+                        &format!("pods {sel}"),
+                        &namespace,
+                        &e,
+                    )
                 })
         })
     }
@@ -401,7 +418,10 @@ impl ClusterManager for KubernetesExecutors {
         let created = {
             let (name, namespace) = (name.clone(), namespace.clone());
             self.call("create an executor pod", async move {
-                match api.delete(&name, &DeleteParams::background().grace_period(0)).await {
+                match api
+                    .delete(&name, &DeleteParams::background().grace_period(0))
+                    .await
+                {
                     Ok(_) => {}
                     Err(kube::Error::Api(s)) if s.is_not_found() => {}
                     Err(e) => return Err(api_error("delete the previous", &name, &namespace, &e)),
@@ -416,7 +436,9 @@ impl ClusterManager for KubernetesExecutors {
                             retries += 1;
                             tokio::time::sleep(CREATE_RETRY_WAIT).await;
                         }
-                        Err(e) => return Err(api_error("create the executor", &name, &namespace, &e)),
+                        Err(e) => {
+                            return Err(api_error("create the executor", &name, &namespace, &e))
+                        }
                     }
                 }
             })?
@@ -468,7 +490,11 @@ impl ClusterManager for KubernetesExecutors {
                 "kill_executor: executor slot {slot} has no pod this coordinator created (namespace {namespace})"
             ))
         })?;
-        warn!(slot, pod = current.name, "Deleting executor pod without grace (fault injection).");
+        warn!(
+            slot,
+            pod = current.name,
+            "Deleting executor pod without grace (fault injection)."
+        );
         let api = self.api.clone();
         {
             let current = current.clone();
@@ -481,7 +507,12 @@ impl ClusterManager for KubernetesExecutors {
                 match api.delete(&current.name, &params).await {
                     Ok(_) => Ok(()),
                     Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
-                    Err(e) => Err(api_error("delete the executor", &current.name, &namespace, &e)),
+                    Err(e) => Err(api_error(
+                        "delete the executor",
+                        &current.name,
+                        &namespace,
+                        &e,
+                    )),
                 }
             })?;
         }
@@ -489,7 +520,10 @@ impl ClusterManager for KubernetesExecutors {
             pods.live.remove(&current.uid);
             pods.record_ended(
                 &current.uid,
-                format!("pod {} deleted by kill_executor (grace period 0)", current.name),
+                format!(
+                    "pod {} deleted by kill_executor (grace period 0)",
+                    current.name
+                ),
             )
         });
         Ok(())
@@ -509,7 +543,10 @@ impl ClusterManager for KubernetesExecutors {
         if let Err(e) = self.delete_all(u32::try_from(seconds).unwrap_or(u32::MAX)) {
             warn!(error = %e, "Cannot delete the executor pods at the stop.");
         }
-        if !self.state.wait_until(deadline, |pods| pods.synced && pods.live.is_empty()) {
+        if !self
+            .state
+            .wait_until(deadline, |pods| pods.synced && pods.live.is_empty())
+        {
             warn!(
                 grace_ms = grace.as_millis() as u64,
                 "Executor pods still there after the grace period; deleting them without grace."
@@ -611,7 +648,7 @@ fn api_error(action: &str, name: &str, namespace: &str, e: &kube::Error) -> Erro
         kube::Error::Api(status) => {
             let hint = if status.is_forbidden() {
                 format!(
-                    "; the coordinator's service account needs these verbs on pods in namespace {namespace}: {} (deploy/kubernetes/rbac.yaml)",
+                    "; the coordinator's service account needs these verbs on pods in namespace {namespace}: {} (deploy/kubernetes/role.yaml)",
                     POD_VERBS.join(", ")
                 )
             } else {

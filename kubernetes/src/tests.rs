@@ -214,7 +214,10 @@ fn started(settings: KubernetesSettings) -> (Arc<KubernetesExecutors>, ApiServer
     let building = std::thread::spawn(move || KubernetesExecutors::new(client, settings));
     let get = api.next();
     assert_eq!(get.method, Method::GET);
-    assert_eq!(get.path, format!("/api/v1/namespaces/{NS}/pods/{COORDINATOR}"));
+    assert_eq!(
+        get.path,
+        format!("/api/v1/namespaces/{NS}/pods/{COORDINATOR}")
+    );
     get.reply(200, &coordinator_pod());
     let manager = Arc::new(building.join().unwrap().unwrap());
     let list = api.next_watch();
@@ -272,7 +275,11 @@ fn start(
 fn not_found(slot: usize) -> (u16, Value) {
     (
         404,
-        status(404, "NotFound", &format!("pods \"{COORDINATOR}-exec-{slot}\" not found")),
+        status(
+            404,
+            "NotFound",
+            &format!("pods \"{COORDINATOR}-exec-{slot}\" not found"),
+        ),
     )
 }
 
@@ -281,13 +288,11 @@ fn not_found(slot: usize) -> (u16, Value) {
 fn wait_ended(manager: &KubernetesExecutors, slot: usize) -> String {
     let deadline = Instant::now() + WAIT;
     assert!(
-        manager
-            .state
-            .wait_until(deadline, |pods| {
-                pods.current
-                    .get(&slot)
-                    .is_some_and(|c| pods.ended.contains_key(&c.uid))
-            }),
+        manager.state.wait_until(deadline, |pods| {
+            pods.current
+                .get(&slot)
+                .is_some_and(|c| pods.ended.contains_key(&c.uid))
+        }),
         "slot {slot} was not reported ended"
     );
     let ended = manager.ended(&[slot]);
@@ -392,7 +397,9 @@ fn a_failed_pod_is_ended_with_its_reason_and_a_new_start_clears_it() {
     start(&manager, &api, 0, "uid-0b", (200, failed_pod_json()));
     assert!(manager.ended(&[0]).is_empty());
     // The old pod's deletion, seen after, does not end the new one.
-    next.reply_events(&[json!({"type": "DELETED", "object": executor(0, "uid-0", "9", json!({"phase": "Failed"}))})]);
+    next.reply_events(&[
+        json!({"type": "DELETED", "object": executor(0, "uid-0", "9", json!({"phase": "Failed"}))}),
+    ]);
     let again = api.next_watch();
     assert_eq!(again.param("resourceVersion"), Some("9"));
     assert!(manager.ended(&[0]).is_empty());
@@ -409,7 +416,10 @@ fn a_deleted_pod_is_ended() {
     start(&manager, &api, 1, "uid-1", not_found(1));
     watch.reply_events(&[json!({"type": "DELETED", "object": executor(1, "uid-1", "4", json!({"phase": "Running"}))})]);
     let why = wait_ended(&manager, 1);
-    assert!(why.contains("pod wordcount-0-exec-1 deleted (last phase Running)"), "{why}");
+    assert!(
+        why.contains("pod wordcount-0-exec-1 deleted (last phase Running)"),
+        "{why}"
+    );
     assert_eq!(manager.ended(&[0, 1]), vec![(1, why)]);
 }
 
@@ -425,7 +435,10 @@ fn a_pod_gone_while_the_watch_was_down_is_ended_after_the_relist() {
     // The slot's pod is not in the list: the manager asks for it, and it is gone.
     let get = api.next();
     assert_eq!(get.method, Method::GET);
-    assert_eq!(get.path, format!("/api/v1/namespaces/{NS}/pods/{COORDINATOR}-exec-0"));
+    assert_eq!(
+        get.path,
+        format!("/api/v1/namespaces/{NS}/pods/{COORDINATOR}-exec-0")
+    );
     get.reply(404, &not_found(0).1);
     let why = wait_ended(&manager, 0);
     assert!(why.contains("gone when the watch started again"), "{why}");
@@ -441,7 +454,10 @@ fn kill_executor_deletes_the_pod_without_grace() {
     let killing = std::thread::spawn(move || m.kill_executor(0));
     let delete = api.next();
     assert_eq!(delete.method, Method::DELETE);
-    assert_eq!(delete.path, format!("/api/v1/namespaces/{NS}/pods/{COORDINATOR}-exec-0"));
+    assert_eq!(
+        delete.path,
+        format!("/api/v1/namespaces/{NS}/pods/{COORDINATOR}-exec-0")
+    );
     let body = delete.body_json();
     assert_eq!(body["gracePeriodSeconds"], json!(0));
     assert_eq!(body["preconditions"]["uid"], json!("uid-0"));
@@ -480,7 +496,10 @@ fn stop_all_deletes_by_label_selector_and_waits_for_the_pods_to_go() {
         Err(std::sync::mpsc::TryRecvError::Empty | std::sync::mpsc::TryRecvError::Disconnected)
     ));
     // The runtime is gone with the watch: later calls fail clearly; a second stop is a no-op.
-    let e = manager.start_executor(0, "10.1.2.3:7077").unwrap_err().to_string();
+    let e = manager
+        .start_executor(0, "10.1.2.3:7077")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("stopped"), "{e}");
     manager.stop_all(Duration::from_secs(1));
 }
@@ -522,8 +541,14 @@ fn a_forbidden_create_names_the_pod_the_namespace_and_the_verbs() {
     let e = starting.join().unwrap().unwrap_err();
     assert!(matches!(e, Error::Config(_)));
     let e = e.to_string();
-    assert!(e.contains("create the executor pod wordcount-0-exec-2 in namespace streams"), "{e}");
-    assert!(e.contains("403 Forbidden") && e.contains("cannot create resource"), "{e}");
+    assert!(
+        e.contains("create the executor pod wordcount-0-exec-2 in namespace streams"),
+        "{e}"
+    );
+    assert!(
+        e.contains("403 Forbidden") && e.contains("cannot create resource"),
+        "{e}"
+    );
     assert!(e.contains("deletecollection"), "{e}");
     assert!(manager.ended(&[2]).is_empty());
 }
@@ -537,22 +562,35 @@ fn a_missing_coordinator_pod_is_a_clear_error() {
         &status(404, "NotFound", "pods \"wordcount-0\" not found"),
     );
     let e = building.join().unwrap().unwrap_err().to_string();
-    assert!(e.contains("read the coordinator pod wordcount-0 in namespace streams"), "{e}");
+    assert!(
+        e.contains("read the coordinator pod wordcount-0 in namespace streams"),
+        "{e}"
+    );
     assert!(e.contains("404"), "{e}");
 }
 
 #[test]
 fn the_downward_api_variables_are_required_by_name() {
-    let e = KubernetesSettings::from_vars(|k| (k == ENV_POD_NAME).then(|| "p".to_string()))
+    let e = KubernetesSettings::from_lookup(|k| (k == ENV_POD_NAME).then(|| "p".to_string()))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("POD_NAMESPACE") && e.contains("metadata.namespace"), "{e}");
-    let e = KubernetesSettings::from_vars(|k| (k == ENV_POD_NAMESPACE).then(|| "ns".to_string()))
+    assert!(
+        e.contains("POD_NAMESPACE") && e.contains("metadata.namespace"),
+        "{e}"
+    );
+    let e = KubernetesSettings::from_lookup(|k| (k == ENV_POD_NAMESPACE).then(|| "ns".to_string()))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("POD_NAME ") && e.contains("metadata.name"), "{e}");
-    let s = KubernetesSettings::from_vars(|k| Some(if k == ENV_POD_NAME { "p" } else { "ns" }.into()))
-        .unwrap();
+    assert!(
+        e.contains("POD_NAME ") && e.contains("metadata.name"),
+        "{e}"
+    );
+    let s = KubernetesSettings::from_lookup(|k| {
+        Some(if k == ENV_POD_NAME { "p" } else { "ns" }.into())
+    })
+    .unwrap();
     assert_eq!(s, KubernetesSettings::new("ns", "p"));
-    assert!(KubernetesSettings::new("ns", "x".repeat(64)).validate().is_err());
+    assert!(KubernetesSettings::new("ns", "x".repeat(64))
+        .validate()
+        .is_err());
 }

@@ -92,7 +92,11 @@ impl State {
     }
 
     /// Waits until `done` holds of the pods, or `deadline`; whether it held.
-    pub(crate) fn wait_until(&self, deadline: Instant, mut done: impl FnMut(&Pods) -> bool) -> bool {
+    pub(crate) fn wait_until(
+        &self,
+        deadline: Instant,
+        mut done: impl FnMut(&Pods) -> bool,
+    ) -> bool {
         let mut pods = self.pods.lock();
         loop {
             if done(&pods) {
@@ -140,7 +144,11 @@ async fn list_and_watch(
 ) -> kube::Result<()> {
     let list = api.list(&ListParams::default().labels(selector)).await?;
     let mut version = list.metadata.resource_version.clone().unwrap_or_default();
-    let listed: HashSet<String> = list.items.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+    let listed: HashSet<String> = list
+        .items
+        .iter()
+        .filter_map(|p| p.metadata.uid.clone())
+        .collect();
     let missing: Vec<Current> = state.update(|pods| {
         pods.live = listed.clone();
         pods.synced = true;
@@ -159,7 +167,10 @@ async fn list_and_watch(
             state.update(|pods| {
                 pods.record_ended(
                     &current.uid,
-                    format!("pod {} deleted (gone when the watch started again)", current.name),
+                    format!(
+                        "pod {} deleted (gone when the watch started again)",
+                        current.name
+                    ),
                 )
             });
         }
