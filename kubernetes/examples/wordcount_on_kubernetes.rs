@@ -18,6 +18,13 @@
 //!
 //! In an executor pod (`RIVULET_EXECUTOR_OF` set by the coordinator) the same command
 //! builds the same graph and serves tasks; it creates no pods and reads no checkpoint.
+//!
+//! Note: `text_file_stream` is a polled input, and rivulet sends executor processes only
+//! the map stages whose lineage starts at received blocks (`computable_remotely`): with
+//! today's engine this word count's stages run on the coordinator's in-process executors,
+//! and the executor pods register, heartbeat and stand by. A receiver-based input (e.g.
+//! `socket_text_stream`) would give them its map tasks. The example shows the pod
+//! lifecycle and the deployment; it has not run on a cluster.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
