@@ -70,6 +70,7 @@ impl BatchBuilder {
                 seq,
                 num_records: block.num_records,
                 offset: block.offset.clone(),
+                continues: block.continues,
                 data: self.source.encode_block(block)?,
             });
         }

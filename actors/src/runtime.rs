@@ -331,12 +331,13 @@ fn replay_wal(
             slot.source.resume_at(*next_seq, offset.clone());
         }
     }
-    if !replayed.is_empty() || replay.deleted > 0 {
+    if !replayed.is_empty() || replay.deleted > 0 || replay.unfinished > 0 {
         tracing::info!(
             blocks = replayed.len(),
             new_blocks = unallocated.len(),
             records = replayed.iter().map(|b| b.num_records).sum::<usize>(),
             deleted_done_blocks = replay.deleted,
+            unfinished_store_blocks = replay.unfinished,
             after = ?graph.restored_batch(),
             "Replayed received blocks from the write-ahead log."
         );

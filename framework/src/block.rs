@@ -121,6 +121,11 @@ pub struct Block {
     /// The source offset after its records, when its receiver gives offsets (set on the
     /// last block of a seal).
     pub offset: Option<Vec<u8>>,
+    /// Whether it holds records of a reliable store (`store_reliably`, `store_reliably_at`)
+    /// that go on in a later block: until that block is logged, the source still owes these
+    /// records (it has no acknowledgement or offset for them, and delivers them again after
+    /// a restart), so the write-ahead log does not replay them alone.
+    pub continues: bool,
 }
 
 impl fmt::Debug for Block {

@@ -29,6 +29,9 @@ pub struct LoggedBlock {
     pub num_records: usize,
     /// The source offset after its records, if the receiver gave one.
     pub offset: Option<Vec<u8>>,
+    /// Whether it holds records of a reliable store that go on in a later block
+    /// ([`Block::continues`](crate::block::Block::continues)).
+    pub continues: bool,
     /// Its records, encoded by the stream (a checkpoint record).
     pub data: Vec<u8>,
 }
@@ -38,6 +41,9 @@ pub struct LoggedBlock {
 struct BlockHeader {
     num_records: usize,
     offset: Option<Vec<u8>>,
+    /// Absent in logs written before it existed: `false`.
+    #[serde(default)]
+    continues: bool,
 }
 
 impl LoggedBlock {
@@ -54,6 +60,7 @@ impl LoggedBlock {
         let header = encode(&BlockHeader {
             num_records: self.num_records,
             offset: self.offset.clone(),
+            continues: self.continues,
         })?;
         let mut value = Vec::with_capacity(4 + header.len() + self.data.len());
         value.extend_from_slice(&(header.len() as u32).to_le_bytes());
@@ -84,6 +91,7 @@ impl LoggedBlock {
             seq,
             num_records: header.num_records,
             offset: header.offset,
+            continues: header.continues,
             data: value[4 + len..].to_vec(),
         })
     }
@@ -125,6 +133,10 @@ pub struct Replay {
     /// How many blocks of completed batches were found and deleted (a clean-up a kill cut
     /// short).
     pub deleted: usize,
+    /// How many blocks were dropped because they hold the beginning of a reliable store
+    /// whose end was never logged: the receiver reads those records again from its resume
+    /// offset, so replaying them too would count them twice.
+    pub unfinished: usize,
 }
 
 impl Replay {
@@ -136,6 +148,33 @@ impl Replay {
             .map(|b| b.block.info())
             .collect()
     }
+}
+
+/// Drops, from `replay` and from the log, each stream's last blocks when they hold the
+/// beginning of a reliable store whose last block was never logged
+/// ([`LoggedBlock::continues`]): the receiver never acknowledged them (nor logged an
+/// offset after them), and its source delivers their records again. Only blocks no batch
+/// had are dropped: a block a batch was given (its allocation logged before the batch's
+/// outputs ran) stays in that batch.
+fn drop_unfinished_stores(store: &dyn CheckpointStore, replay: &mut Replay) -> Result<()> {
+    // Per stream, the newest block that does not go on in a later one.
+    let mut finished: BTreeMap<StreamId, u64> = BTreeMap::new();
+    for b in replay.blocks.iter().filter(|b| !b.block.continues) {
+        finished.insert(b.block.stream, b.block.seq);
+    }
+    let unfinished = |b: &ReplayedBlock| {
+        b.block.continues
+            && b.batch.is_none()
+            && finished
+                .get(&b.block.stream)
+                .is_none_or(|&seq| b.block.seq > seq)
+    };
+    for b in replay.blocks.iter().filter(|b| unfinished(b)) {
+        remove_record(store, b.block.key())?;
+        replay.unfinished += 1;
+    }
+    replay.blocks.retain(|b| !unfinished(b));
+    Ok(())
 }
 
 /// The receiver write-ahead log in a checkpoint store (tree `wal`). Cheap to clone.
@@ -293,6 +332,7 @@ impl BlockLog {
             }
             replay.blocks.push(ReplayedBlock { block, batch });
         }
+        drop_unfinished_stores(store, &mut replay)?;
         // Allocation records of completed batches stay: `clean_up_to` removes them with
         // their blocks once no checkpoint needs them.
         Ok(replay)
@@ -310,8 +350,55 @@ mod tests {
             seq,
             num_records: 10,
             offset: offset.map(|o| vec![o]),
+            continues: false,
             data: encode(&vec![seq; 10]).unwrap(),
         }
+    }
+
+    /// Block 0 ends a reliable store (offset 10); blocks 1 and 2 hold the beginning of the
+    /// next one, whose end (with its offset) was never logged: the receiver resumes at
+    /// offset 10 and reads their records again, so they are not replayed (and are deleted
+    /// from the log), while block 1, which a batch was given, stays in it. A block of an
+    /// older log (no `continues` in its header) reads as `false`.
+    #[test]
+    fn blocks_of_a_reliable_store_whose_end_was_not_logged_are_not_replayed() {
+        let store: Arc<dyn CheckpointStore> = Arc::new(MemoryCheckpointStore::new());
+        let log = BlockLog::new(store.clone());
+        let mut blocks = vec![logged(0, Some(10)), logged(1, None), logged(2, None)];
+        blocks[1].continues = true;
+        blocks[2].continues = true;
+        log.add(&blocks).unwrap();
+        log.allocate(Time::from_ms(100), &[blocks[1].info()])
+            .unwrap();
+
+        let replay = log.replay(None).unwrap();
+        assert_eq!(seqs(&replay.blocks), vec![(0, None), (1, Some(100))]);
+        assert_eq!(replay.unfinished, 1);
+        assert_eq!(
+            replay.positions[&0],
+            (3, Some(vec![10])),
+            "resume at offset 10"
+        );
+        assert_eq!(
+            store.get(Tree::Wal, &blocks[2].key().encode()).unwrap(),
+            None,
+            "deleted from the log"
+        );
+
+        #[derive(Serialize)]
+        struct OldHeader {
+            num_records: usize,
+            offset: Option<Vec<u8>>,
+        }
+        let old = encode(&OldHeader {
+            num_records: 10,
+            offset: None,
+        })
+        .unwrap();
+        let mut value = (old.len() as u32).to_le_bytes().to_vec();
+        value.extend_from_slice(&old);
+        let read = LoggedBlock::from_value(Key::Block { stream: 0, seq: 7 }, &value, "d").unwrap();
+        assert!(!read.continues);
     }
 
     fn marker(

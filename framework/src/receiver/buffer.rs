@@ -108,6 +108,23 @@ struct State<T> {
     /// Source offsets given by `store_reliably_at`, by the sequence number of the block
     /// whose records end there.
     offsets: Vec<(u64, Vec<u8>)>,
+    /// While a reliable store is in progress: the sequence number of the first block that
+    /// holds its records (it starts a block of its own). Its blocks are held back from
+    /// sealing until it ends, so that a block never holds part of a store whose offset a
+    /// crash could lose (a restart would read those records again from the previous
+    /// offset, and the write-ahead log would replay them too).
+    open_from: Option<u64>,
+    /// Whether the open store's blocks are held back: given up when the store must wait for
+    /// room (its own records fill the buffer, and only sealing frees room). A store's blocks
+    /// before its last are marked [`Block::continues`] (sealed early, or cut at the size
+    /// cap).
+    hold_open: bool,
+    /// The sequence numbers of the blocks where reliable stores start, and of those where
+    /// they end, not sealed yet.
+    store_starts: Vec<u64>,
+    store_ends: Vec<u64>,
+    /// Whether the blocks sealed last ended inside a reliable store (its end not sealed).
+    inside_store: bool,
 }
 
 /// The bounded buffer between a receiver and its batch builder.
@@ -154,6 +171,11 @@ impl<T> BlockBuffer<T> {
                 closed: false,
                 next_seq: 0,
                 offsets: Vec::new(),
+                open_from: None,
+                hold_open: false,
+                store_starts: Vec::new(),
+                store_ends: Vec::new(),
+                inside_store: false,
             }),
             resume_offset: Mutex::new(None),
             space: Notify::new(),
@@ -244,10 +266,13 @@ impl<T> BlockBuffer<T> {
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
-                let s = self.state.lock();
+                let mut s = self.state.lock();
                 if !s.closed && s.outstanding < self.bound() {
                     continue;
                 }
+                // Waiting for room while holding an open reliable store's records back
+                // would wait for ever if they fill the buffer: let them be sealed.
+                s.hold_open = false;
                 if s.closed {
                     drop(s);
                     return Err(SinkClosed(items.collect()));
@@ -348,14 +373,34 @@ impl<T> BlockBuffer<T> {
         offset: Option<Vec<u8>>,
     ) -> Result<(), SinkClosed<Vec<T>>> {
         let stored_any = !items.is_empty();
-        self.store_many(items).await?;
-        let needed = {
+        {
+            // The store's records start a block of their own, so that a block sealed before
+            // the store ends holds nothing else (see `Block::continues`).
             let mut s = self.state.lock();
             if !s.records.is_empty() {
                 let block = std::mem::take(&mut s.records);
                 s.full.push(block);
             }
+            let first = s.next_seq + s.full.len() as u64;
+            s.open_from = Some(first);
+            s.hold_open = true;
+            if stored_any {
+                s.store_starts.push(first);
+            }
+        }
+        let stored = self.store_many(items).await;
+        let needed = {
+            let mut s = self.state.lock();
+            s.open_from = None;
+            stored?;
+            if !s.records.is_empty() {
+                let block = std::mem::take(&mut s.records);
+                s.full.push(block);
+            }
             let needed = s.next_seq + s.full.len() as u64;
+            if stored_any {
+                s.store_ends.push(needed - 1);
+            }
             if let (Some(offset), true) = (offset, stored_any) {
                 // `needed - 1` is the block that ends with the records just stored.
                 s.offsets.push((needed - 1, offset));
@@ -411,10 +456,22 @@ impl<T: Data> BlockSealer for BlockBuffer<T> {
 
     fn seal(&self) -> Vec<Block> {
         let mut s = self.state.lock();
-        let mut blocks = std::mem::take(&mut s.full);
-        if !s.records.is_empty() {
-            blocks.push(std::mem::take(&mut s.records));
-        }
+        let held = match (s.open_from, s.hold_open) {
+            // The open reliable store's blocks (from index `i` of `full` ++ `records`) wait
+            // until it ends.
+            (Some(from), true) => usize::try_from(from.saturating_sub(s.next_seq)).ok(),
+            _ => None,
+        };
+        let blocks: Vec<Vec<T>> = match held {
+            Some(i) if i <= s.full.len() => s.full.drain(..i).collect(),
+            _ => {
+                let mut blocks = std::mem::take(&mut s.full);
+                if !s.records.is_empty() {
+                    blocks.push(std::mem::take(&mut s.records));
+                }
+                blocks
+            }
+        };
         let first_seq = s.next_seq;
         s.next_seq += blocks.len() as u64;
         let next_seq = s.next_seq;
@@ -422,24 +479,32 @@ impl<T: Data> BlockSealer for BlockBuffer<T> {
             .into_iter()
             .partition(|(seq, _)| *seq < next_seq);
         s.offsets = pending;
-        drop(s);
         let mut offsets: std::collections::BTreeMap<u64, Vec<u8>> = sealed.into_iter().collect();
-        blocks
-            .into_iter()
-            .zip(first_seq..)
-            .map(|(records, seq)| {
-                let num_records = records.len();
-                Block {
-                    id: BlockId::Input {
-                        stream: self.stream,
-                        seq,
-                    },
-                    data: Arc::new(records),
-                    num_records,
-                    offset: offsets.remove(&seq),
-                }
-            })
-            .collect()
+        let mut sealed = Vec::with_capacity(blocks.len());
+        for (records, seq) in blocks.into_iter().zip(first_seq..) {
+            if s.store_starts.first() == Some(&seq) {
+                s.store_starts.remove(0);
+                s.inside_store = true;
+            }
+            let ends = s.store_ends.first() == Some(&seq);
+            if ends {
+                s.store_ends.remove(0);
+            }
+            sealed.push(Block {
+                id: BlockId::Input {
+                    stream: self.stream,
+                    seq,
+                },
+                num_records: records.len(),
+                data: Arc::new(records),
+                continues: s.inside_store && !ends,
+                offset: offsets.remove(&seq),
+            });
+            if ends {
+                s.inside_store = false;
+            }
+        }
+        sealed
     }
 
     fn has_unsealed(&self) -> bool {
@@ -796,25 +861,89 @@ mod tests {
         let mut reliable = Box::pin(buf.store_reliably(vec![1, 2]));
         assert!((&mut reliable).now_or_never().is_none(), "not stored yet");
         let blocks = buf.seal();
-        assert_eq!(blocks.len(), 1, "the records end their block");
-        assert_eq!(records(blocks[0].clone()), vec![0, 1, 2]);
+        assert_eq!(
+            blocks.len(),
+            2,
+            "the records start and end a block of their own"
+        );
+        assert_eq!(records(blocks[1].clone()), vec![1, 2]);
         assert!(
             (&mut reliable).now_or_never().is_none(),
             "sealed is not stored"
         );
         // The block is encoded for the log and read back as it was.
-        let bytes = buf.encode_block(&blocks[0]).unwrap();
+        let bytes = buf.encode_block(&blocks[1]).unwrap();
         let (data, n) = buf.decode_block(&bytes, "d", "k").unwrap();
         assert_eq!(
             (data.downcast_ref::<Vec<u32>>().cloned(), n),
-            (Some(vec![0, 1, 2]), 3)
+            (Some(vec![1, 2]), 2)
         );
         buf.mark_stored(1);
+        assert!(
+            (&mut reliable).now_or_never().is_none(),
+            "its own block is not stored yet"
+        );
+        buf.mark_stored(2);
         assert!(matches!((&mut reliable).now_or_never(), Some(Ok(()))));
         // After a restart, numbering continues past the logged blocks.
         buf.resume_at(40, None);
         assert!(buf.store(9).now_or_never().is_some());
         assert_eq!(buf.seal()[0].id, BlockId::Input { stream: 3, seq: 40 });
+    }
+
+    #[test]
+    fn a_reliable_store_held_back_by_the_rate_is_sealed_only_once_it_ended() {
+        let buf = BlockBuffer::<u32>::new(0, 1_000);
+        buf.set_rate(Some(20.0)); // bursts of 2 records
+        let mut reliable = Box::pin(buf.store_reliably_at((0..6).collect(), vec![7]));
+        assert!(
+            (&mut reliable).now_or_never().is_none(),
+            "held back by the rate"
+        );
+        assert_eq!(buf.unsealed(), 2);
+        assert!(
+            buf.seal().is_empty(),
+            "no block holds part of a store whose offset is not known yet"
+        );
+        buf.set_rate(None);
+        // The store wakes from the rate's wait (at most one burst interval, 100 ms).
+        for _ in 0..200 {
+            assert!((&mut reliable).now_or_never().is_none(), "not stored yet");
+            if buf.unsealed() == 6 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let blocks = buf.seal();
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(blocks[0].offset, Some(vec![7]));
+        assert!(!blocks[0].continues);
+        assert_eq!(records(blocks[0].clone()), (0..6).collect::<Vec<_>>());
+        buf.mark_stored(1);
+        assert!(matches!((&mut reliable).now_or_never(), Some(Ok(()))));
+    }
+
+    #[test]
+    fn a_reliable_store_that_fills_the_buffer_is_sealed_in_parts_marked_as_continuing() {
+        let buf = Arc::new(BlockBuffer::<u32>::new(0, 2));
+        let mut reliable = Box::pin(buf.store_reliably_at(vec![1, 2, 3, 4], vec![9]));
+        assert!((&mut reliable).now_or_never().is_none(), "waits for room");
+        // Only sealing (and the batch finishing) frees room: the first part is sealed,
+        // marked as the beginning of a store whose offset comes later.
+        let first = buf.seal();
+        assert_eq!(first.len(), 1);
+        assert!(first[0].continues);
+        assert_eq!(first[0].offset, None);
+        assert_eq!(records(first[0].clone()), vec![1, 2]);
+        buf.release(2);
+        assert!((&mut reliable).now_or_never().is_none(), "not stored yet");
+        let rest = buf.seal();
+        assert_eq!(rest.len(), 1);
+        assert!(!rest[0].continues);
+        assert_eq!(rest[0].offset, Some(vec![9]));
+        assert_eq!(records(rest[0].clone()), vec![3, 4]);
+        buf.mark_stored(2);
+        assert!(matches!((&mut reliable).now_or_never(), Some(Ok(()))));
     }
 
     #[test]
