@@ -19,12 +19,13 @@
 //! In an executor pod (`RIVULET_EXECUTOR_OF` set by the coordinator) the same command
 //! builds the same graph and serves tasks; it creates no pods and reads no checkpoint.
 //!
-//! Note: `text_file_stream` is a polled input, and rivulet sends executor processes only
-//! the map stages whose lineage starts at received blocks (`computable_remotely`): with
-//! today's engine this word count's stages run on the coordinator's in-process executors,
-//! and the executor pods register, heartbeat and stand by. A receiver-based input (e.g.
-//! `socket_text_stream`) would give them its map tasks. The example shows the pod
-//! lifecycle and the deployment; it has not run on a cluster.
+//! Which process reads the files: with `--shared-input` (the input directory is a volume
+//! every pod mounts at the same path, e.g. a ReadWriteMany claim) the executor pods read
+//! the files of the batches they map and run the word count's map stages, as Spark's
+//! executors read HDFS; without it (the bundled manifest's `emptyDir`, the coordinator's
+//! own) the coordinator reads them and its in-process executors map them, and the pods
+//! register and stand by. The example shows the pod lifecycle and the deployment; it has
+//! not run on a cluster.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +54,10 @@ struct Args {
     /// Checkpoint directory (on the StatefulSet's persistent volume).
     #[arg(long, value_name = "DIR")]
     checkpoint_dir: PathBuf,
+    /// The input directory is shared by every pod at the same path: the executor pods read
+    /// the files themselves.
+    #[arg(long)]
+    shared_input: bool,
     /// Run the map tasks on N executor pods created by this coordinator pod (1 to 1000).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
     executor_pods: Option<u16>,
@@ -151,9 +156,10 @@ async fn run(args: Args) -> Result<(), BoxError> {
                 config.cluster_manager(LISTEN, plan.advertise_host, plan.n, Arc::new(executors));
         }
     }
-    let input = args.input.clone();
+    let source = rivulet::receivers::TextFileSource::new(args.input.clone())
+        .read_in_executor_processes(args.shared_input);
     let ssc = StreamingContext::get_or_create(&args.checkpoint_dir, config, move |ssc| {
-        ssc.text_file_stream(input)
+        ssc.text_file_stream_with(source)
             .flat_map(words)
             .map(|w| (w, 1u64))
             .reduce_by_key(|a, b| a + b)

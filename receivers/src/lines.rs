@@ -126,7 +126,7 @@ pub struct LineTooLong {
 
 /// What a line splitter (the socket and file receivers' framing) repaired, cut or dropped,
 /// for `ReceiverMetrics`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LineCounts {
     /// Records delivered with invalid UTF-8 replaced by U+FFFD.
     pub malformed: u64,

@@ -37,6 +37,11 @@ pub struct InputReads {
     pub records: Vec<(usize, usize)>,
     /// Splits not read, with why.
     pub skipped: Vec<SkippedSplit>,
+    /// What the source noted reading a partition's split beyond its records
+    /// ([`PolledSource::read_note`](crate::dstream::PolledSource::read_note)), per
+    /// partition.
+    #[serde(default)]
+    pub notes: Vec<(usize, Vec<u8>)>,
 }
 
 impl DStreamGraph {

@@ -202,6 +202,18 @@ pub trait PolledSource: Send + Sync + 'static {
         false
     }
 
+    /// What reading `split` in this process noted beyond its records (e.g. a file source's
+    /// repaired and cut lines), encoded, for an executor process to send to the coordinator
+    /// with the split's record count; default none. Asked once the split was read to its
+    /// end.
+    fn read_note(&self, _split: &Self::Split) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// On the coordinator: takes in what an executor process noted reading `split`
+    /// ([`read_note`](Self::read_note)), as if it had been read here. Default: nothing.
+    fn add_read_note(&self, _split: &Self::Split, _note: &[u8]) {}
+
     /// The state to save after a batch.
     fn state(&self) -> Self::State;
 
@@ -438,8 +450,15 @@ impl<S: PolledSource> Polled<S> {
     /// partition read to the end, splits skipped with why.
     fn take_reads(&self, t: Time) -> InputReads {
         let report = self.reports.lock().remove(&t).unwrap_or_default();
+        let splits = self.splits_of(t).unwrap_or_default();
+        let notes = report
+            .records
+            .keys()
+            .filter_map(|&p| Some((p, self.source.read_note(splits.get(p)?)?)))
+            .collect();
         InputReads {
             stream: self.stream.lock().unwrap_or(DStreamId::MAX),
+            notes,
             records: report.records.into_iter().collect(),
             skipped: report
                 .skipped
@@ -455,6 +474,12 @@ impl<S: PolledSource> Polled<S> {
     fn merge_reads(&self, t: Time, reads: InputReads) {
         if reads.records.is_empty() && reads.skipped.is_empty() {
             return;
+        }
+        let splits = self.splits_of(t).unwrap_or_default();
+        for (p, note) in &reads.notes {
+            if let Some(split) = splits.get(*p) {
+                self.source.add_read_note(split, note);
+            }
         }
         self.with_report(t, |r| r.records.extend(reads.records));
         for s in reads.skipped {

@@ -96,6 +96,8 @@ pub struct TextFileSource {
     /// What reading each file delivered and lost, by name.
     losses: FileLosses,
     policy: UnreadablePolicy,
+    /// Whether executor processes may read the files (see `read_in_executor_processes`).
+    anywhere: bool,
     remember: Duration,
     files: Mutex<Files>,
     /// Added to the wall clock (ms): tests move time forward with it; zero otherwise.
@@ -241,6 +243,7 @@ impl TextFileSource {
             long_lines: LongLinePolicy::Truncate,
             losses: FileLosses::default(),
             policy: UnreadablePolicy::Skip,
+            anywhere: true,
             remember: DEFAULT_FILE_REMEMBER,
             files: Mutex::new(Files::default()),
             skew_ms: std::sync::atomic::AtomicI64::new(0),
@@ -250,6 +253,19 @@ impl TextFileSource {
     /// The wall clock, in ms since the Unix epoch.
     fn now_ms(&self) -> i64 {
         now_ms().saturating_add(self.skew_ms.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Whether executor processes (`StreamingConfig::local_cluster` and the others) read
+    /// the files of the batches they map (default `true`), as Spark's executors read HDFS:
+    /// the directory must then be at the same path in every process, which on one host it
+    /// always is; on other hosts (a static cluster, Kubernetes pods) only on a shared
+    /// volume. `false` keeps the reads, and the stages over them, in the coordinator. A
+    /// file an executor process cannot find is skipped under the unreadable-input policy
+    /// as anywhere else, so do not leave this on over a directory other hosts lack.
+    #[must_use]
+    pub fn read_in_executor_processes(mut self, read: bool) -> TextFileSource {
+        self.anywhere = read;
+        self
     }
 
     /// Sets the longest line kept whole, in bytes (default 1 MiB; 0 counts as 1); longer
@@ -453,14 +469,33 @@ impl PolledSource for TextFileSource {
     type Split = String;
     type State = TextFileSourceState;
 
-    /// `text files in <dir>`.
-    /// Executor processes read the files too: on this host (a local cluster) always; on
-    /// other hosts when the directory is shared at the same path (as Spark's file stream
-    /// needs HDFS).
+    /// Unless [`read_in_executor_processes(false)`](TextFileSource::read_in_executor_processes):
+    /// executor processes read the files too, and what they repaired and cut is sent back
+    /// ([`read_note`](PolledSource::read_note)) into [`losses`](TextFileSource::losses).
     fn read_anywhere(&self) -> bool {
-        true
+        self.anywhere
     }
 
+    fn read_note(&self, split: &String) -> Option<Vec<u8>> {
+        let (records, counts) = self.losses.0.lock().get(split.as_str()).copied()?;
+        rivulet_framework::checkpoint::encode(&(records, counts)).ok()
+    }
+
+    fn add_read_note(&self, split: &String, note: &[u8]) {
+        let key = format!("read note of {split}");
+        match rivulet_framework::checkpoint::decode::<(u64, LineCounts)>(
+            note,
+            "an executor process",
+            &key,
+        ) {
+            Ok((records, counts)) => self.losses.record(split, records, counts),
+            Err(e) => {
+                tracing::warn!(error = %e, "An executor process's note on a file it read does not decode; its losses are not counted.")
+            }
+        }
+    }
+
+    /// `text files in <dir>`.
     fn name(&self) -> String {
         format!("text files in {}", self.dir.display())
     }
