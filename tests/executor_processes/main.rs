@@ -1,7 +1,8 @@
 //! Executor processes (`--local-cluster`), one test binary: which stages may leave the
 //! coordinator (`placement`), the `wordcount` example with a process or the coordinator
-//! SIGKILLed (`example_kills`), and the WAL recovery job with coordinator and processes
-//! SIGKILLed again and again (`recovery_kill`). The tests that run this binary itself as an
+//! SIGKILLed (`example_kills`), a directory read by the processes with its losses reported
+//! (`polled_inputs`), and the recovery job over a tailed file and a directory with
+//! coordinator and processes SIGKILLed again and again (`recovery_kill`). The tests that run this binary itself as an
 //! executor process have binaries of their own (`tests/local_cluster.rs`,
 //! `tests/cluster_hosts.rs`).
 #![cfg(unix)]
@@ -15,6 +16,7 @@ mod example_runs;
 
 mod example_kills;
 mod placement;
+mod polled_inputs;
 mod recovery_kill;
 
 /// Whether process `pid` runs (a zombie waiting for its reaper does not).
