@@ -826,6 +826,56 @@ mod tests {
         c.validate().expect_err("must be rejected").to_string()
     }
 
+    /// A manager that places nothing (only its settings are checked here).
+    struct Nowhere;
+
+    impl ClusterManager for Nowhere {
+        fn name(&self) -> &str {
+            "nowhere"
+        }
+        fn start_executor(&self, _slot: usize, _coordinator: &str) -> Result<()> {
+            Ok(())
+        }
+        fn ended(&self, _slots: &[usize]) -> Vec<(usize, String)> {
+            Vec::new()
+        }
+        fn kill_executor(&self, _slot: usize) -> Result<()> {
+            Ok(())
+        }
+        fn stop_all(&self, _grace: Duration) {}
+    }
+
+    #[test]
+    fn a_cluster_manager_is_checked_and_excludes_the_other_clusters() {
+        let manager: std::sync::Arc<dyn ClusterManager> = std::sync::Arc::new(Nowhere);
+        let managed = |listen: &str, host: &str, n| {
+            StreamingConfig::new().cluster_manager(listen, host, n, manager.clone())
+        };
+        assert!(managed("0.0.0.0:7077", "10.0.0.5", 2).validate().is_ok());
+        assert!(err(managed("nowhere", "10.0.0.5", 2)).contains("listen address"));
+        assert!(err(managed("0.0.0.0:7077", "", 2)).contains("advertised host"));
+        assert!(err(managed("0.0.0.0:7077", "a b", 2)).contains("advertised host"));
+        assert!(err(managed("0.0.0.0:7077", "h", 0)).contains("1 to 64"));
+        assert!(err(managed("0.0.0.0:7077", "h", 65)).contains("1 to 64"));
+        assert!(err(managed("0.0.0.0:7077", "h", 2).local_cluster(1)).contains("excludes"));
+        let one = managed("0.0.0.0:7077", "h", 2);
+        assert_eq!(one.clone(), one, "the same manager");
+        assert_ne!(
+            one,
+            StreamingConfig::new().cluster_manager(
+                "0.0.0.0:7077",
+                "h",
+                2,
+                std::sync::Arc::new(Nowhere)
+            ),
+            "another manager"
+        );
+        assert_eq!(
+            one.get_managed_cluster().map(|m| m.manager.name()),
+            Some("nowhere")
+        );
+    }
+
     #[test]
     fn rejects_bad_settings_naming_them() {
         let ms = Duration::from_millis;

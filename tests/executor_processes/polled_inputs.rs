@@ -92,5 +92,9 @@ fn files_read_by_executor_processes_are_counted_once_and_their_losses_reported()
         .filter_map(|rest| rest.split_once(" map tasks"))
         .filter_map(|(n, _)| n.parse::<u64>().ok())
         .sum();
-    assert!(mapped > 0, "the processes read the files\n{}", done.describe());
+    assert!(
+        mapped > 0,
+        "the processes read the files\n{}",
+        done.describe()
+    );
 }

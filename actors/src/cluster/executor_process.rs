@@ -109,16 +109,37 @@ struct Job {
 /// Connects to the coordinator, retrying for [`CONNECT_FOR`] while it refuses.
 async fn connect(role: &ExecutorRole, hello: &Hello) -> Result<Connection> {
     let deadline = tokio::time::Instant::now() + CONNECT_FOR;
+    // The process that started this one: a local cluster's coordinator, or a supervisor
+    // (systemd, a container's init) that stays.
+    let parent = parent_pid();
     loop {
         match Connection::connect(&role.coordinator, hello, TransportOptions::default()).await {
             Err(crate::transport::TransportError::Connect { .. })
                 if tokio::time::Instant::now() < deadline =>
             {
+                if parent_pid() != parent {
+                    // Its coordinator died before it registered (this process was adopted):
+                    // nobody will ever listen, and it must not linger for the full minute.
+                    return Err(Error::Crashed {
+                        component: format!("the coordinator at {}", role.coordinator),
+                        reason: "it went away (the process that started this one ended) before \
+                                 this executor process registered"
+                            .into(),
+                    });
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             connected => return Ok(connected?),
         }
     }
+}
+
+/// This process's parent's id (`None` where unknown).
+fn parent_pid() -> Option<u32> {
+    #[cfg(unix)]
+    return Some(std::os::unix::process::parent_id());
+    #[cfg(not(unix))]
+    None
 }
 
 async fn serve(
@@ -247,9 +268,10 @@ async fn serve(
             info!(executor, "Executor process stopped by its coordinator.");
             Ok(())
         }
-        Err(e) => Err(Error::Internal(format!(
-            "the coordinator at {peer} went away: {e}"
-        ))),
+        Err(e) => Err(Error::Crashed {
+            component: format!("the coordinator at {peer}"),
+            reason: format!("it went away: {e}"),
+        }),
     }
 }
 
