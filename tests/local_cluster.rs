@@ -2,7 +2,10 @@
 //! executor processes and with in-process executors only gives the hand count, while map
 //! tasks run in the processes; a process that dies (SIGKILL) in the middle of a map task
 //! is lost, its task runs again elsewhere and a new process takes its slot; one SIGKILLed
-//! between batches (`kill_executor` on a process's id) is replaced too.
+//! between batches (`kill_executor` on a process's id) is replaced too. Beside the counts,
+//! the same graph runs a 3-batch window with an inverse function, `map_with_state` and a
+//! join over them; in both runs each batch's outputs are checked against values the test
+//! computes itself from that run's per-batch counts.
 //!
 //! This file holds ONE test on purpose: an executor process is this test binary started
 //! again with the same arguments, which runs the same test up to `start` and serves the
@@ -64,13 +67,87 @@ fn crash_on_poison(word: &str) {
     }
 }
 
+/// Each batch's records, in batch order.
+type Batches<T> = Arc<Mutex<Vec<(Time, Vec<T>)>>>;
+
+fn per_batch<T: Data>(stream: &DStream<T>) -> Batches<T> {
+    let batches: Batches<T> = Arc::default();
+    let sink = batches.clone();
+    stream.foreach_batch(move |t, batch| sink.lock().unwrap().push((t, batch)));
+    batches
+}
+
+fn taken<T>(batches: &Batches<T>) -> Vec<(Time, Vec<T>)> {
+    std::mem::take(&mut *batches.lock().unwrap())
+}
+
 /// What one run saw: the counts summed over every batch, the running totals' last state,
-/// the scheduler's recoveries and the executor processes.
+/// each batch's counts, window, `map_with_state` output and join, the scheduler's
+/// recoveries and the executor processes.
 struct Outcome {
     summed: BTreeMap<String, u64>,
     state: BTreeMap<String, u64>,
+    counts: Vec<(Time, Vec<(String, u64)>)>,
+    windowed: Vec<(Time, Vec<(String, u64)>)>,
+    running: Vec<(Time, Vec<(String, u64)>)>,
+    joined: Vec<(Time, Vec<(String, (u64, u64))>)>,
     metrics: SchedulerMetrics,
     processes: Vec<rivulet::actors::cluster::ExecutorProcess>,
+}
+
+/// Checks each batch's window, `map_with_state` output and join against values computed
+/// here from the run's per-batch counts: the window sums the counts of its last 3 batches
+/// (keys that left it stay with 0, as Spark's without a filter), `map_with_state` emits
+/// each key of the batch with its count so far, and the join pairs each key of the batch
+/// with its window.
+fn check_operators(o: &Outcome) {
+    let slide = Duration::from_millis(BATCH_MS as u64);
+    let counts: BTreeMap<Time, BTreeMap<String, u64>> = o
+        .counts
+        .iter()
+        .map(|(t, b)| (*t, b.iter().cloned().collect()))
+        .collect();
+    let sum = |from: Time, to: Time| {
+        let mut total: BTreeMap<String, u64> = BTreeMap::new();
+        for (_, batch) in counts.range(from..=to) {
+            for (w, n) in batch {
+                *total.entry(w.clone()).or_default() += n;
+            }
+        }
+        total
+    };
+    assert!(!o.windowed.is_empty() && !o.running.is_empty() && !o.joined.is_empty());
+    let mut windows = BTreeMap::new();
+    for (t, window) in &o.windowed {
+        let nonzero: BTreeMap<String, u64> =
+            window.iter().filter(|(_, n)| *n > 0).cloned().collect();
+        let first = *t - slide * 2;
+        assert_eq!(nonzero, sum(first, *t), "the window at {t}");
+        windows.insert(*t, nonzero);
+    }
+    let first_batch = counts.keys().next().copied().expect("a batch");
+    for (t, out) in &o.running {
+        let so_far = sum(first_batch, *t);
+        let expected: BTreeMap<String, u64> = counts
+            .get(t)
+            .map(|b| b.keys().map(|w| (w.clone(), so_far[w])).collect())
+            .unwrap_or_default();
+        let got: BTreeMap<String, u64> = out.iter().cloned().collect();
+        assert_eq!(got, expected, "map_with_state at {t}");
+    }
+    for (t, out) in &o.joined {
+        let window = windows.get(t).cloned().unwrap_or_default();
+        let expected: BTreeMap<String, (u64, u64)> = counts
+            .get(t)
+            .map(|b| {
+                b.iter()
+                    .map(|(w, n)| (w.clone(), (*n, window[w])))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let got: BTreeMap<String, (u64, u64)> = out.iter().cloned().collect();
+        assert_eq!(got, expected, "the join at {t}");
+    }
 }
 
 /// Lines per chunk the receiver stores, one chunk per batch.
@@ -105,6 +182,24 @@ async fn run(lines: Vec<String>, processes: usize) -> Outcome {
     let totals = counts.update_state_by_key(|new: Vec<u64>, old: Option<u64>| {
         Some(old.unwrap_or(0) + new.iter().sum::<u64>())
     });
+    let slide = Duration::from_millis(BATCH_MS as u64);
+    let windowed = counts
+        .reduce_by_key_and_window_inv(|a, b| a + b, |a, b| a - b, slide * 3, slide)
+        .expect("a valid window");
+    let running = counts.map_with_state(StateSpec::function(
+        |w: &String, n: Option<u64>, s: &mut State<u64>| {
+            let total = s.get().copied().unwrap_or(0) + n.unwrap_or(0);
+            s.update(total);
+            (w.clone(), total)
+        },
+    ));
+    let joined = counts.join(&windowed);
+    let batches = (
+        per_batch(&counts),
+        per_batch(&windowed),
+        per_batch(&running),
+        per_batch(&joined),
+    );
     let summed = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
     let sink = summed.clone();
     counts.foreach_batch(move |_, batch: Vec<(String, u64)>| {
@@ -139,6 +234,10 @@ async fn run(lines: Vec<String>, processes: usize) -> Outcome {
     Outcome {
         summed,
         state,
+        counts: taken(&batches.0),
+        windowed: taken(&batches.1),
+        running: taken(&batches.2),
+        joined: taken(&batches.3),
         metrics,
         processes,
     }
@@ -184,6 +283,7 @@ async fn executor_processes_give_the_in_process_counts_and_survive_a_crash_and_a
         "the poisoned process's map task ran again elsewhere: {:?}",
         cluster.metrics
     );
+    check_operators(&cluster);
 
     let local = tokio::time::timeout(Duration::from_secs(60), run(lines(), 0))
         .await
@@ -193,6 +293,7 @@ async fn executor_processes_give_the_in_process_counts_and_survive_a_crash_and_a
         "in-process and cluster runs agree"
     );
     assert_eq!(local.state, cluster.state);
+    check_operators(&local);
     assert!(local.processes.is_empty());
     assert_eq!(local.metrics.executors_lost, 0);
 }
