@@ -41,9 +41,10 @@ use parking_lot::{Condvar, Mutex};
 use rivulet_framework::block::{BlockId, ExecutorId};
 use rivulet_framework::cluster_manager::ClusterManager;
 use rivulet_framework::config::ManagedCluster;
+use rivulet_framework::dstream::BatchInput;
 use rivulet_framework::dstream::DStreamGraph;
 use rivulet_framework::rdd::ShuffleId;
-use rivulet_framework::scheduler::{SchedulerCounters, TaskDescription, TaskOutcome};
+use rivulet_framework::scheduler::{SchedulerCounters, TaskDescription, TaskFailure, TaskOutcome};
 use rivulet_framework::time::Time;
 use rivulet_framework::{Error, Result};
 use tokio::sync::{mpsc, oneshot};
@@ -389,7 +390,18 @@ impl Cluster {
         let input = task
             .batch_time
             .and_then(|t| self.graph.lock().as_ref().map(|g| g.batch_input(t)))
-            .unwrap_or_default();
+            .unwrap_or_else(|| Ok(BatchInput::default()));
+        let input = match input {
+            Ok(input) => input,
+            Err(e) => {
+                return Box::pin(futures::future::ready(TaskOutcome::Failed(TaskFailure {
+                    operator: "executor processes".into(),
+                    message: format!("the task's batch input cannot be sent: {e}"),
+                    fetch_failed: None,
+                    retryable: false,
+                })))
+            }
+        };
         let output = task.shuffle.map(|s| (s, task.partition as u32));
         let (reply, rx) = oneshot::channel();
         let mut state = self.state.lock();

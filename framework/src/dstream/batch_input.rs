@@ -47,15 +47,21 @@ pub struct InputReads {
 impl DStreamGraph {
     /// Batch `t`'s input as this (the coordinator's) graph cut it: its allocated blocks and
     /// its polled inputs' splits (inputs that do not know `t` are left out).
-    pub fn batch_input(&self, t: Time) -> BatchInput {
-        let inputs = self.shared().inputs();
-        BatchInput {
-            blocks: self.allocated(t),
-            splits: inputs
-                .iter()
-                .filter_map(|i| Some((i.stream(), i.batch_splits(t)?)))
-                .collect(),
+    ///
+    /// # Errors
+    /// [`Error::Internal`](crate::Error::Internal) when a polled input's splits cannot be
+    /// serialized: the task must not run without them.
+    pub fn batch_input(&self, t: Time) -> Result<BatchInput> {
+        let mut splits = Vec::new();
+        for input in self.shared().inputs() {
+            if let Some(encoded) = input.batch_splits(t)? {
+                splits.push((input.stream(), encoded));
+            }
         }
+        Ok(BatchInput {
+            blocks: self.allocated(t),
+            splits,
+        })
     }
 
     /// For an executor process: puts batch `t`'s input as the coordinator cut it in place,

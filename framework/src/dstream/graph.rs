@@ -61,8 +61,8 @@ pub(crate) trait RestorableInput: Send + Sync {
     /// Sets its rate limit (records per second; `None`: none).
     fn set_rate(&self, _records_per_sec: Option<f64>) {}
     /// What batch `t` reads, encoded for an executor process (a polled input's splits).
-    fn batch_splits(&self, _t: Time) -> Option<Vec<u8>> {
-        None
+    fn batch_splits(&self, _t: Time) -> Result<Option<Vec<u8>>> {
+        Ok(None)
     }
     /// Installs what [`batch_splits`](Self::batch_splits) returned on the coordinator
     /// (`None`: the coordinator has no splits for `t`; the batch reads none here).

@@ -408,8 +408,11 @@ impl<S: PolledSource> Polled<S> {
     }
 
     /// The splits batch `t` reads, encoded for an executor process; `None` when unknown.
-    fn encoded_splits(&self, t: Time) -> Option<Vec<u8>> {
-        self.splits_of(t).and_then(|splits| encode(&splits).ok())
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when a split cannot be serialized.
+    fn encoded_splits(&self, t: Time) -> Result<Option<Vec<u8>>> {
+        self.splits_of(t).map(|splits| encode(&splits)).transpose()
     }
 
     /// Puts the splits the coordinator chose for batch `t` (as [`encoded_splits`]
@@ -559,7 +562,7 @@ impl<S: PolledSource> RestorableInput for Polled<S> {
     fn set_rate(&self, records_per_sec: Option<f64>) {
         self.source.set_rate(records_per_sec);
     }
-    fn batch_splits(&self, t: Time) -> Option<Vec<u8>> {
+    fn batch_splits(&self, t: Time) -> Result<Option<Vec<u8>>> {
         self.encoded_splits(t)
     }
     fn install_batch_splits(&self, t: Time, encoded: Option<&[u8]>) -> Result<()> {
