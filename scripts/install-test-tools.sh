@@ -32,6 +32,10 @@ fi
 if ! command -v ip >/dev/null 2>&1 && [ ! -x /usr/sbin/ip ] && [ ! -x /sbin/ip ]; then
     packages+=(iproute2)
 fi
+# The Kubernetes crate's API client links the system's OpenSSL (kube's `openssl-tls`).
+if ! pkg-config --exists openssl 2>/dev/null; then
+    packages+=(libssl-dev pkg-config)
+fi
 if [ ${#packages[@]} -eq 0 ]; then
     exit 0
 fi
