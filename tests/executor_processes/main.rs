@@ -19,6 +19,17 @@ mod placement;
 mod polled_inputs;
 mod recovery_kill;
 
+/// The map tasks the executor processes ran, summed over the `Executor process N: M map
+/// tasks, ...` lines an example prints at its end.
+fn map_tasks_run(out: &str) -> u64 {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("Executor process "))
+        .filter_map(|l| l.split_once(": ").map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split_once(" map tasks"))
+        .filter_map(|(n, _)| n.parse::<u64>().ok())
+        .sum()
+}
+
 /// Whether process `pid` runs (a zombie waiting for its reaper does not).
 fn running(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {

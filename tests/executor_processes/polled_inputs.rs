@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::common::words_of;
 use crate::crash_support::read_counts;
 use crate::example_runs::{as_str, start};
+use crate::map_tasks_run;
 
 #[test]
 fn files_read_by_executor_processes_are_counted_once_and_their_losses_reported() {
@@ -85,13 +86,7 @@ fn files_read_by_executor_processes_are_counted_once_and_their_losses_reported()
         done.describe()
     );
     assert_eq!(done.code, Some(1), "input was lost\n{}", done.describe());
-    let mapped: u64 = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("Executor process "))
-        .filter_map(|l| l.split_once(": ").map(|(_, rest)| rest))
-        .filter_map(|rest| rest.split_once(" map tasks"))
-        .filter_map(|(n, _)| n.parse::<u64>().ok())
-        .sum();
+    let mapped = map_tasks_run(out);
     assert!(
         mapped > 0,
         "the processes read the files\n{}",

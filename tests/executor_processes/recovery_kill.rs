@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{example_binary, words_of};
 use crate::crash_support::{assert_exactly_once, count_from_env, read_counts, Job};
-use crate::running;
+use crate::{map_tasks_run, running};
 
 /// The executor processes' pids a run printed.
 fn executor_pids(out: &str) -> Vec<u32> {
@@ -161,13 +161,7 @@ fn kill_and_restart(feed: Feed, input: &[&str], default_kills: usize) {
     let final_state = read_counts(&root.path().join("final.tsv"));
     assert_exactly_once(&expected, &final_state);
 
-    let ran: u64 = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("Executor process "))
-        .filter_map(|l| l.split_once(": ").map(|(_, rest)| rest))
-        .filter_map(|rest| rest.split_once(" map tasks"))
-        .filter_map(|(n, _)| n.parse::<u64>().ok())
-        .sum();
+    let ran = map_tasks_run(&out);
     assert!(ran > 0, "the last run's processes ran map tasks:\n{out}");
     // No executor process outlives its coordinator (bounded: they exit on its loss).
     let pids: Vec<u32> = (0..job.runs())
