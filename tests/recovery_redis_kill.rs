@@ -57,11 +57,8 @@ fn killed_twenty_times_the_redis_job_loses_and_doubles_nothing() {
     // Some kills land before the run restored, most while it counts.
     job.kill_at_random_moments(kills, 0x5eed_4ed1, "Counting the words");
     feeder.join().unwrap();
-    let last = job.start(&[]);
-    let status = job.wait(Duration::from_secs(120));
-    let out = job.output(last);
-    assert!(status.success(), "the last run failed: {status}\n{out}");
-    assert!(out.contains("Restored from checkpoint"), "{out}");
+    job.start(&[]);
+    job.finish_restored();
     let final_state = read_counts(&root.path().join("final.tsv"));
     assert_exactly_once(&expected, &final_state);
 }

@@ -67,11 +67,8 @@ fn killed_fifty_times_the_wal_job_loses_and_doubles_nothing() {
     // Some kills land before the run restored, most while it counts.
     job.kill_at_random_moments(kills, 0x0a1_0b5e, "Counting the words");
     feeder.join().unwrap();
-    let last = job.start(&[]);
-    let status = job.wait(Duration::from_secs(120));
-    let out = job.output(last);
-    assert!(status.success(), "the last run failed: {status}\n{out}");
-    assert!(out.contains("Restored from checkpoint"), "{out}");
+    job.start(&[]);
+    job.finish_restored();
 
     // The faults happened: some runs replayed blocks from the log.
     let replays = (0..job.runs())

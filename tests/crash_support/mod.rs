@@ -119,6 +119,16 @@ impl Job {
         }
     }
 
+    /// Waits (up to 120 s) for the last run, started after the kills, to exit; asserts that
+    /// it succeeded and restored from the checkpoint; returns its output.
+    pub fn finish_restored(&mut self) -> String {
+        let status = self.wait(Duration::from_secs(120));
+        let out = self.output(self.runs - 1);
+        assert!(status.success(), "the last run failed: {status}\n{out}");
+        assert!(out.contains("Restored from checkpoint"), "{out}");
+        out
+    }
+
     /// What run `run` printed, stdout then stderr.
     pub fn output(&self, run: usize) -> String {
         let read = |ext: &str| {

@@ -154,10 +154,7 @@ fn kill_and_restart(feed: Feed, input: &[&str], default_kills: usize) {
             *expected.entry(w).or_default() += 1;
         }
     }
-    let status = job.wait(Duration::from_secs(120));
-    let out = job.output(last);
-    assert!(status.success(), "the last run failed: {status}\n{out}");
-    assert!(out.contains("Restored from checkpoint"), "{out}");
+    let out = job.finish_restored();
     let final_state = read_counts(&root.path().join("final.tsv"));
     assert_exactly_once(&expected, &final_state);
 
