@@ -1,8 +1,11 @@
-//! Executor processes (`StreamingConfig::local_cluster`): the same program run with two
+//! Executor processes (`StreamingConfig::local_cluster`): the same program run with three
 //! executor processes and with in-process executors only gives the hand count, while map
 //! tasks run in the processes; a process that dies (SIGKILL) in the middle of a map task
 //! is lost, its task runs again elsewhere and a new process takes its slot; one SIGKILLed
-//! between batches (`kill_executor` on a process's id) is replaced too. Beside the counts,
+//! between batches (`kill_executor` on a process's id) is replaced too; a process SIGKILLed
+//! after a batch's shuffle stages, behind the coordinator's back, loses map outputs the
+//! batch's later outputs read: a reduce task's fetch fails and the map stage is rerun
+//! (`stages_resubmitted`, asserted) on the survivors. Beside the counts,
 //! the same graph runs a 3-batch window with an inverse function, `map_with_state` and a
 //! join over them; in both runs each batch's outputs are checked against values the test
 //! computes itself from that run's per-batch counts.
@@ -67,6 +70,81 @@ fn crash_on_poison(word: &str) {
     }
 }
 
+/// SIGKILLs `pid` and waits (at most 10 s) until the kernel has torn it down (gone, or a
+/// zombie: its sockets are closed), so that nothing it held can still be served.
+fn sigkill_and_wait(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+    let stat = format!("/proc/{pid}/stat");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match std::fs::read_to_string(&stat) {
+            // The state is the field after the parenthesized command name.
+            Ok(s)
+                if !s
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z') =>
+            {
+                assert!(std::time::Instant::now() < deadline, "{pid} did not die");
+                std::thread::yield_now();
+            }
+            _ => return,
+        }
+    }
+}
+
+/// After a shuffle stage: armed with the executor processes' pids and map-task counts,
+/// the first non-empty batch's first output SIGKILLs the first process (by slot) that ran
+/// a map task since, before the batch's other outputs, which read the same shuffles, run.
+/// Its map outputs of the batch die with it: with every process free, the batch's last
+/// map stage (3 tasks after the repartition's 1) gave each process one of its tasks. The
+/// coordinator is not told: it learns of the loss when a reduce task cannot fetch an
+/// output, and reruns the map stage on the survivors.
+#[derive(Clone, Default)]
+struct KillAfterShuffle {
+    armed: Arc<Mutex<Option<(StreamingContext, Vec<(u32, u64)>)>>>,
+    killed: Arc<Mutex<Vec<u32>>>,
+}
+
+impl KillAfterShuffle {
+    /// Arms the kill for the next non-empty batch, once every process is connected.
+    fn arm(&self, ssc: &StreamingContext) {
+        let ran: Vec<(u32, u64)> = ssc
+            .executor_processes()
+            .iter()
+            .filter_map(|p| Some((p.pid?, p.map_tasks)))
+            .collect();
+        *self.armed.lock().unwrap() = Some((ssc.clone(), ran));
+    }
+
+    /// The output that kills, to be registered before the batch's other outputs.
+    fn register(&self, counts: &DStream<(String, u64)>) {
+        let me = self.clone();
+        counts.foreach_batch(move |_, batch: Vec<(String, u64)>| {
+            if batch.is_empty() {
+                return;
+            }
+            let Some((ssc, before)) = me.armed.lock().unwrap().take() else {
+                return;
+            };
+            let ran_since = |p: &rivulet::actors::cluster::ExecutorProcess| {
+                before
+                    .iter()
+                    .find(|&&(pid, tasks)| p.pid == Some(pid) && p.map_tasks > tasks)
+                    .map(|&(pid, _)| pid)
+            };
+            if let Some(pid) = ssc.executor_processes().iter().find_map(ran_since) {
+                sigkill_and_wait(pid);
+                me.killed.lock().unwrap().push(pid);
+            }
+        });
+    }
+}
+
 /// Each batch's records, in batch order.
 type Batches<T> = Arc<Mutex<Vec<(Time, Vec<T>)>>>;
 
@@ -93,6 +171,8 @@ struct Outcome {
     joined: Vec<(Time, Vec<(String, (u64, u64))>)>,
     metrics: SchedulerMetrics,
     processes: Vec<rivulet::actors::cluster::ExecutorProcess>,
+    /// The processes SIGKILLed after a shuffle stage.
+    killed_after_shuffle: Vec<u32>,
 }
 
 /// Checks each batch's window, `map_with_state` output and join against values computed
@@ -155,8 +235,12 @@ const CHUNK: usize = 150;
 
 /// Word counts per batch and their running totals (`update_state_by_key`) over `lines`
 /// (repartitioned first, so that map tasks also read shuffle buckets other processes
-/// wrote), with `processes` executor processes beside one in-process executor; with a
-/// process, the process in slot 0 is SIGKILLed after the third chunk's batch.
+/// wrote), with `processes` executor processes beside one in-process executor. With
+/// processes, three faults: the first process to map the poison dies in that map task
+/// (during a shuffle stage); the process in slot 0 is SIGKILLed between the third and
+/// fourth chunk's batches (before one); in the sixth chunk's batch, a process that ran
+/// one of its map tasks is SIGKILLed after its first output ran (after one,
+/// [`KillAfterShuffle`]).
 async fn run(lines: Vec<String>, processes: usize) -> Outcome {
     let words_upto = words_upto(&lines, CHUNK);
     let permits = Arc::new(tokio::sync::Semaphore::new(0));
@@ -172,7 +256,7 @@ async fn run(lines: Vec<String>, processes: usize) -> Outcome {
             chunk: CHUNK,
             permits: permits.clone(),
         })
-        .repartition(2)
+        .repartition(3)
         .flat_map(|line: String| line.split(' ').map(str::to_string).collect::<Vec<String>>())
         .map(|w: String| {
             crash_on_poison(&w);
@@ -194,6 +278,8 @@ async fn run(lines: Vec<String>, processes: usize) -> Outcome {
         },
     ));
     let joined = counts.join(&windowed);
+    let kill_after_shuffle = KillAfterShuffle::default();
+    kill_after_shuffle.register(&counts);
     let batches = (
         per_batch(&counts),
         per_batch(&windowed),
@@ -216,6 +302,10 @@ async fn run(lines: Vec<String>, processes: usize) -> Outcome {
     ssc.start().await.expect("started");
     let seen = || summed.lock().unwrap().values().sum::<u64>();
     for (i, upto) in words_upto.iter().enumerate() {
+        if i == 5 && processes > 0 {
+            advance_until(&ssc, || ssc.executor_processes().iter().all(|p| p.alive)).await;
+            kill_after_shuffle.arm(&ssc);
+        }
         permits.add_permits(1);
         advance_until(&ssc, || seen() >= *upto).await;
         if i == 2 && processes > 0 {
@@ -231,6 +321,7 @@ async fn run(lines: Vec<String>, processes: usize) -> Outcome {
     ssc.stop(StopMode::Graceful).await.expect("stopped");
     let summed = summed.lock().unwrap().clone();
     let state = state.lock().unwrap().clone();
+    let killed_after_shuffle = kill_after_shuffle.killed.lock().unwrap().clone();
     Outcome {
         summed,
         state,
@@ -240,6 +331,7 @@ async fn run(lines: Vec<String>, processes: usize) -> Outcome {
         joined: taken(&batches.3),
         metrics,
         processes,
+        killed_after_shuffle,
     }
 }
 
@@ -249,7 +341,7 @@ async fn executor_processes_give_the_in_process_counts_and_survive_a_crash_and_a
     let _ = std::fs::remove_file(&marker);
     let expected = hand_count(&lines());
 
-    let cluster = tokio::time::timeout(Duration::from_secs(120), run(lines(), 2))
+    let cluster = tokio::time::timeout(Duration::from_secs(120), run(lines(), 3))
         .await
         .expect("the cluster run finished in time");
     assert!(
@@ -267,21 +359,42 @@ async fn executor_processes_give_the_in_process_counts_and_survive_a_crash_and_a
     );
     assert!(
         cluster.processes.iter().all(|p| p.map_tasks > 0),
-        "both slots ran map tasks: {:?}",
+        "every slot ran map tasks: {:?}",
         cluster.processes
+    );
+    let after_shuffle = cluster.killed_after_shuffle.len() as u64;
+    assert_eq!(
+        after_shuffle, 1,
+        "a process that ran a map task of the sixth batch was killed after it"
     );
     let losses: u64 = cluster.processes.iter().map(|p| p.losses).sum();
     assert_eq!(
-        losses, 2,
-        "one poisoned and one killed: {:?}",
+        losses,
+        2 + after_shuffle,
+        "one poisoned, one killed between batches, {after_shuffle} after a shuffle stage: {:?}",
         cluster.processes
     );
     assert!(cluster.processes[0].losses >= 1, "the killed slot lost one");
-    assert_eq!(cluster.metrics.executors_lost, 2, "{:?}", cluster.metrics);
+    assert_eq!(
+        cluster.metrics.executors_lost,
+        2 + after_shuffle,
+        "{:?}",
+        cluster.metrics
+    );
     assert!(
         cluster.metrics.tasks_rerun_after_loss >= 1,
         "the poisoned process's map task ran again elsewhere: {:?}",
         cluster.metrics
+    );
+    assert!(
+        cluster.metrics.stages_resubmitted >= 1,
+        "a reduce task found a map output of the killed processes gone and its map stage \
+         ran again: {:?}",
+        cluster.metrics
+    );
+    eprintln!(
+        "DEBUG {:?} {:?} {:?}",
+        cluster.metrics, cluster.killed_after_shuffle, cluster.processes
     );
     check_operators(&cluster);
 
@@ -296,4 +409,6 @@ async fn executor_processes_give_the_in_process_counts_and_survive_a_crash_and_a
     check_operators(&local);
     assert!(local.processes.is_empty());
     assert_eq!(local.metrics.executors_lost, 0);
+    assert_eq!(local.metrics.stages_resubmitted, 0);
+    assert!(local.killed_after_shuffle.is_empty());
 }
