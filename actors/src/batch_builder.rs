@@ -1,6 +1,7 @@
 //! [`BatchBuilder`]: seals a receiver's buffered records into a block every block interval,
-//! stores it on an executor (and a replica on the next one), and reports it to the
-//! coordinator (Spark: `BlockGenerator` + `ReceivedBlockHandler`).
+//! stores it ([`ReceivedBlockStore`]: in the coordinator, on an executor and a replica on the
+//! next one; in an executor process, there and a replica in the coordinator), and reports it
+//! to the coordinator (Spark: `BlockGenerator` + `ReceivedBlockHandler`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use actix::{
     Actor, ActorFutureExt, AsyncContext, Context, Handler, MessageResult, Recipient, WrapFuture,
 };
-use rivulet_framework::block::{Block, BlockId, BlockInfo};
+use rivulet_framework::block::{Block, BlockData, BlockEncoder, BlockId, BlockInfo};
 use rivulet_framework::checkpoint::{BlockLog, LoggedBlock};
 use rivulet_framework::receiver::BlockSealer;
 use rivulet_framework::Result;
@@ -17,10 +18,26 @@ use tracing::{debug, error, warn};
 use crate::block_store::BlockManager;
 use crate::messages::{BlocksStored, SealBlock, SealedBlock, WalFailed};
 
+/// Where a [`BatchBuilder`] stores the blocks it seals (Spark: `ReceivedBlockHandler`).
+pub trait ReceivedBlockStore: Send + Sync {
+    /// Stores received block `id` (and its replica), served to other processes by
+    /// `encode`. Returns once the block and its replica are stored or on their way (a
+    /// replica sent over a connection), so that the receiver may acknowledge its source.
+    fn put_received(&self, id: BlockId, data: BlockData, encode: BlockEncoder);
+}
+
+/// In the coordinator: on an in-process executor and a replica on the next one
+/// ([`BlockManager::put_replicated`]).
+impl ReceivedBlockStore for BlockManager {
+    fn put_received(&self, id: BlockId, data: BlockData, encode: BlockEncoder) {
+        self.put_replicated(id, data, encode);
+    }
+}
+
 /// Seals one receiver's blocks.
 pub struct BatchBuilder {
     source: Arc<dyn BlockSealer>,
-    blocks: Arc<BlockManager>,
+    blocks: Arc<dyn ReceivedBlockStore>,
     coordinator: Recipient<BlocksStored>,
     /// `None` under the manual clock: blocks are sealed only when the coordinator asks.
     block_interval: Option<Duration>,
@@ -32,11 +49,11 @@ pub struct BatchBuilder {
 }
 
 impl BatchBuilder {
-    /// A builder sealing `source` into `blocks` (spread over the executors' stores by
-    /// [`BlockManager::put_replicated`]).
+    /// A builder sealing `source` into `blocks` (in the coordinator the [`BlockManager`],
+    /// which spreads them over the executors' stores).
     pub fn new(
         source: Arc<dyn BlockSealer>,
-        blocks: Arc<BlockManager>,
+        blocks: Arc<dyn ReceivedBlockStore>,
         coordinator: Recipient<BlocksStored>,
         block_interval: Option<Duration>,
     ) -> BatchBuilder {
@@ -103,10 +120,10 @@ impl BatchBuilder {
         infos
     }
 
-    /// Stores `block` on executors ([`BlockManager::put_replicated`]).
+    /// Stores `block` ([`ReceivedBlockStore::put_received`]).
     fn store(&self, block: Block) -> BlockInfo {
         self.blocks
-            .put_replicated(block.id, block.data, self.source.block_encoder());
+            .put_received(block.id, block.data, self.source.block_encoder());
         debug!(block = %block.id, records = block.num_records, "Block stored.");
         BlockInfo {
             id: block.id,

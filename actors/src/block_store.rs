@@ -92,12 +92,16 @@ impl BlockManager {
         })
     }
 
-    /// The executors whose stores hold `id` now, in executor order: the one source of
-    /// where a block is.
+    /// The executors whose stores hold `id` now, in executor order, and the executor
+    /// process whose receiver stored it, if any: the one source of where a block is.
     pub fn locations(&self, id: &BlockId) -> Vec<ExecutorId> {
-        (0..self.stores.len())
+        let mut locations: Vec<ExecutorId> = (0..self.stores.len())
             .filter(|&e| self.stores[e].contains_key(id))
-            .collect()
+            .collect();
+        if let Some(process) = self.cluster.get().and_then(|c| c.received_location(id)) {
+            locations.push(process);
+        }
+        locations
     }
 
     /// Whether any store holds `id`.
@@ -105,9 +109,13 @@ impl BlockManager {
         self.stores.iter().any(|s| s.contains_key(id))
     }
 
-    /// Takes `id` out of every store; returns the data (one entry per replica) so that the
-    /// caller chooses the thread that frees it.
+    /// Takes `id` out of every store (and out of the executor process whose receiver
+    /// stored it); returns the data (one entry per replica) so that the caller chooses the
+    /// thread that frees it.
     pub fn remove(&self, id: &BlockId) -> Vec<BlockData> {
+        if let (Some(cluster), BlockId::Input { .. }) = (self.cluster.get(), id) {
+            cluster.forget_received(id);
+        }
         self.stores
             .iter()
             .filter_map(|s| s.remove(id).map(|(_, (data, _))| data))

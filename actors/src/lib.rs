@@ -50,7 +50,7 @@ pub use actor_io::{
     ActorOutputs, ActorReceiver, ActorSink, ActorSource, Batch, Event, KeyedActorOutputs,
     SendError, TrySendError,
 };
-pub use batch_builder::BatchBuilder;
+pub use batch_builder::{BatchBuilder, ReceivedBlockStore};
 pub use block_store::BlockManager;
 pub use checkpoint_store::SledCheckpointStore;
 pub use coordinator::Coordinator;

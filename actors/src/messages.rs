@@ -20,7 +20,7 @@ pub struct RunTask(pub TaskDescription);
 pub struct SealBlock;
 
 /// The answer to [`SealBlock`].
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct SealedBlock {
     /// The blocks just sealed, in order (none if nothing was stored).
     pub blocks: Vec<BlockInfo>,
@@ -88,7 +88,7 @@ pub(crate) struct CrashCoordinator;
 pub struct StopReceiver;
 
 /// A receiver started, failed, stopped, or failed past its restart limit.
-#[derive(Debug, Message)]
+#[derive(Debug, Message, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "()")]
 pub enum ReceiverEvent {
     /// Started (also after a restart).

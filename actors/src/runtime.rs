@@ -19,7 +19,9 @@ use tokio::sync::watch;
 
 use crate::batch_builder::BatchBuilder;
 use crate::block_store::BlockManager;
-use crate::cluster::{Cluster, ExecutorProcess, Launch};
+use crate::cluster::{
+    Cluster, ExecutorProcess, Launch, ReceiverStart, RemoteBuffer, RemoteReceiver,
+};
 use crate::coordinator::coordinator_crashed;
 use crate::coordinator::{
     ClusterRunner, Coordinator, CoordinatorParts, ExecutorPool, RateControl, ReceiverHandle,
@@ -186,6 +188,37 @@ impl Runtime {
                 Some(cluster)
             }
         };
+        // The receivers that run on executor processes (see
+        // `StreamingConfig::receivers_in_executor_processes`), numbering their blocks after
+        // those a restored checkpoint names.
+        let remote: Vec<ReceiverStart> =
+            match (&cluster, config.get_receivers_in_executor_processes()) {
+                (Some(_), true) => {
+                    let restored: Vec<_> = graph
+                        .restored_checkpoint()
+                        .map(|c| c.receivers.clone())
+                        .unwrap_or_default();
+                    slots
+                        .iter()
+                        .filter(|s| s.receiver.runs_anywhere())
+                        .map(|s| ReceiverStart {
+                            stream: s.stream,
+                            next_seq: restored
+                                .iter()
+                                .find(|p| p.stream == s.stream)
+                                .map_or(0, |p| p.next_seq),
+                            rate: s.source.rate(),
+                            capacity: s.source.capacity(),
+                        })
+                        .collect()
+                }
+                _ => Vec::new(),
+            };
+        let remote_streams: Vec<_> = remote
+            .iter()
+            .map(|r| (r.stream, r.rate, r.capacity))
+            .collect();
+        let weak_cluster = cluster.as_ref().map(Arc::downgrade);
         let pool_cluster = cluster.clone();
         let pool_counters = counters.clone();
         let runner_blocks = blocks.clone();
@@ -208,6 +241,26 @@ impl Runtime {
             let receivers = slots
                 .into_iter()
                 .map(|slot| {
+                    let placed = remote_streams.iter().find(|r| r.0 == slot.stream);
+                    if let (Some(&(stream, rate, capacity)), Some(cluster)) =
+                        (placed, &weak_cluster)
+                    {
+                        let handle = RemoteReceiver::new(stream, cluster.clone()).start();
+                        return ReceiverHandle {
+                            stream,
+                            supervisor: handle.clone().recipient(),
+                            builder: handle.recipient(),
+                            source: Arc::new(RemoteBuffer::new(
+                                stream,
+                                cluster.clone(),
+                                rate,
+                                capacity,
+                            )),
+                            arbiter: None,
+                            reported: 0,
+                            sealed_total: 0,
+                        };
+                    }
                     let arbiter = Arbiter::new();
                     let (stream, source) = (slot.stream, slot.source.clone());
                     let (b_source, b_blocks, b_me) = (source.clone(), blocks.clone(), me.clone());
@@ -237,8 +290,8 @@ impl Runtime {
                         });
                     ReceiverHandle {
                         stream,
-                        supervisor,
-                        builder,
+                        supervisor: supervisor.recipient(),
+                        builder: builder.recipient(),
                         source,
                         arbiter: Some(arbiter),
                         reported: 0,
@@ -269,6 +322,13 @@ impl Runtime {
                 app_name,
             })
         });
+        if let (Some(cluster), false) = (&cluster, remote.is_empty()) {
+            cluster.set_coordinator(
+                coordinator.clone().recipient(),
+                coordinator.clone().recipient(),
+            );
+            cluster.place_receivers(remote);
+        }
         graph.rdd_context().set_runner(Arc::new(ClusterRunner {
             coordinator: coordinator.clone().recipient(),
             blocks: runner_blocks,

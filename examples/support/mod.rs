@@ -659,6 +659,12 @@ pub struct UiArgs {
     /// deploy/systemd/) that connect to IP:PORT, where this coordinator listens.
     #[arg(long, value_name = "N@IP:PORT", value_parser = parse_static_cluster, conflicts_with = "local_cluster")]
     pub static_cluster: Option<(usize, String)>,
+    /// With --local-cluster or --static-cluster: run the receivers that may run anywhere
+    /// (the socket receiver) on the executor processes, as Spark runs receivers on
+    /// executors; their blocks stay there and a replica goes to the coordinator. Ignored
+    /// with the receiver write-ahead log (the coordinator holds it).
+    #[arg(long)]
+    pub receivers_in_processes: bool,
 }
 
 fn parse_static_cluster(s: &str) -> Result<(usize, String), String> {
@@ -689,6 +695,7 @@ fn parse_linger(s: &str) -> Result<Duration, String> {
 static UI_ADDRESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 static LOCAL_CLUSTER: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 static STATIC_CLUSTER: std::sync::OnceLock<(usize, String)> = std::sync::OnceLock::new();
+static RECEIVERS_IN_PROCESSES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 static UI_LINGER: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
 static EVENT_LOG: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 /// The page's URL, once a context serves it (see [`print_ui_url`]).
@@ -713,6 +720,7 @@ impl UiArgs {
         if let Some(cluster) = &self.static_cluster {
             let _ = STATIC_CLUSTER.set(cluster.clone());
         }
+        let _ = RECEIVERS_IN_PROCESSES.set(self.receivers_in_processes);
     }
 }
 
@@ -725,6 +733,9 @@ pub fn base_config() -> StreamingConfig {
     }
     if let Some((n, listen)) = STATIC_CLUSTER.get() {
         config = config.static_cluster(listen.clone(), *n);
+    }
+    if RECEIVERS_IN_PROCESSES.get() == Some(&true) {
+        config = config.receivers_in_executor_processes(true);
     }
     if let Some(address) = UI_ADDRESS.get() {
         config = config.ui_address(address.clone());
@@ -747,8 +758,12 @@ pub fn print_cluster_summary(ssc: &StreamingContext) {
         return;
     }
     for p in &processes {
+        let receivers = match p.receivers.is_empty() {
+            true => String::new(),
+            false => format!(", receivers of streams {:?}", p.receivers),
+        };
         println!(
-            "Executor process {}: {} map tasks, lost {} times",
+            "Executor process {}: {} map tasks, lost {} times{receivers}",
             p.executor, p.map_tasks, p.losses
         );
     }
@@ -853,13 +868,37 @@ pub enum FeedEnd {
 ///
 /// # Errors
 /// If the listener cannot be bound.
+///
+/// Only the coordinator serves: an executor process (which runs this code up to `start`
+/// too, and may run the socket receiver, `--receivers-in-processes`) gets the port of its
+/// coordinator's server, which the coordinator put in the environment its executor
+/// processes inherit (`RIVULET_EXAMPLE_FEED_PORT_<n>` for its `n`th server), and a task
+/// that does nothing.
 pub async fn spawn_server(
     lines: Arc<Vec<Vec<u8>>>,
     rate: u64,
     end: FeedEnd,
 ) -> std::io::Result<(u16, JoinHandle<std::io::Result<()>>)> {
+    static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let key = format!(
+        "RIVULET_EXAMPLE_FEED_PORT_{}",
+        SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    if StreamingContext::is_executor_process() {
+        let port = std::env::var(&key)
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| {
+                std::io::Error::other(format!(
+                    "{key} is not set: the coordinator's feed server is unknown"
+                ))
+            })?;
+        return Ok((port, actix::spawn(async { Ok(()) })));
+    }
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
+    // Set before `start` starts the executor processes, which inherit it.
+    std::env::set_var(&key, port.to_string());
     Ok((port, actix::spawn(serve(listener, lines, rate, end))))
 }
 

@@ -95,6 +95,7 @@ pub struct StreamingConfig {
     static_cluster: Option<(String, usize)>,
     managed_cluster: Option<ManagedCluster>,
     heartbeat_timeout: Duration,
+    receivers_in_processes: bool,
     default_parallelism: Option<usize>,
     manual_clock: bool,
     remember: Option<Duration>,
@@ -131,6 +132,7 @@ impl Default for StreamingConfig {
             static_cluster: None,
             managed_cluster: None,
             heartbeat_timeout: Duration::from_secs(2),
+            receivers_in_processes: false,
             default_parallelism: None,
             manual_clock: false,
             remember: None,
@@ -247,6 +249,23 @@ impl StreamingConfig {
     /// default is 120 s; here 2 s, because a batch of 100 ms should not wait minutes).
     pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
         self.heartbeat_timeout = timeout;
+        self
+    }
+
+    /// Runs the receivers that may run anywhere ([`Receiver::runs_anywhere`]
+    /// (crate::receiver::Receiver::runs_anywhere)) on the executor processes, as Spark runs
+    /// receivers on executors: receiver `i` on process slot `i % n`, which keeps its blocks
+    /// and runs the map tasks that read them, so input does not cross to the coordinator
+    /// and back. Each block is replicated to the coordinator (its bytes, sent once and
+    /// decoded only if a task elsewhere reads it): a lost process's blocks are read from
+    /// there, and its receivers start again in the process that takes its slot. What a lost
+    /// process had stored but not yet sealed into a block is lost, as with Spark's
+    /// receivers without a write-ahead log; with
+    /// [`receiver_wal`](StreamingConfig::receiver_wal) on, the receivers stay in the
+    /// coordinator, which holds the log. No effect without executor processes. Default
+    /// `false`.
+    pub fn receivers_in_executor_processes(mut self, on: bool) -> Self {
+        self.receivers_in_processes = on;
         self
     }
 
@@ -714,6 +733,17 @@ impl StreamingConfig {
     /// if set.
     pub fn get_managed_cluster(&self) -> Option<&ManagedCluster> {
         self.managed_cluster.as_ref()
+    }
+    /// Whether receivers that may run anywhere run on the executor processes (and not in
+    /// the coordinator): [`receivers_in_executor_processes`]
+    /// (StreamingConfig::receivers_in_executor_processes) set, executor processes
+    /// configured, and the receiver write-ahead log off.
+    pub fn get_receivers_in_executor_processes(&self) -> bool {
+        self.receivers_in_processes
+            && !self.receiver_wal
+            && (self.local_cluster > 0
+                || self.static_cluster.is_some()
+                || self.managed_cluster.is_some())
     }
     /// How long an executor process may stay silent before it is lost.
     pub fn get_heartbeat_timeout(&self) -> Duration {

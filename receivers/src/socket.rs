@@ -281,6 +281,12 @@ impl Receiver for SocketTextReceiver {
         format!("socket {}", self.addr)
     }
 
+    /// `true`: any process reaches the socket the same way (an executor process on another
+    /// host needs the address to be reachable from there, as Spark's socket receiver does).
+    fn runs_anywhere(&self) -> bool {
+        true
+    }
+
     /// Resets the connection state; does not connect (the first `receive` does), so it
     /// never blocks and never fails.
     async fn on_start(&mut self) -> Result<(), ReceiverError> {

@@ -1,6 +1,7 @@
 //! The executor role of a program (Spark's `CoarseGrainedExecutorBackend`): connect to the
-//! coordinator, run the map tasks it sends on task threads, serve the blocks they wrote,
-//! send heartbeats, and exit when the coordinator stops or goes away.
+//! coordinator, run the map tasks it sends on task threads and the receivers it places
+//! here, serve the blocks they wrote, send heartbeats, and exit when the coordinator stops
+//! or goes away.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +22,10 @@ use rivulet_framework::{Error, Result};
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
+use super::process_receivers::ProcessReceivers;
 use super::protocol::{BlockReply, RemoteOutcome, ToCoordinator, ToExecutor};
+use crate::batch_builder::ReceivedBlockStore;
+use crate::supervision::RestartPolicy;
 use crate::transport::{BuildId, Connection, Hello, Role, TransportOptions, PROTOCOL_VERSION};
 
 /// How long an executor process waits for a block it asked the coordinator for.
@@ -69,15 +73,22 @@ impl ExecutorRole {
 /// process exits with status 0 when the coordinator stops it, and 1 when the coordinator
 /// cannot be reached, refuses it, or goes away (logged naming its address).
 pub fn run_executor(graph: DStreamGraph, config: &StreamingConfig, role: ExecutorRole) -> ! {
-    let threads = config.get_executors();
-    let timeout = config.get_heartbeat_timeout();
+    let settings = Settings {
+        threads: config.get_executors(),
+        heartbeat_timeout: config.get_heartbeat_timeout(),
+        block_interval: (!config.is_manual_clock()).then(|| config.get_block_interval()),
+        policy: RestartPolicy::new(
+            config.get_receiver_max_restarts(),
+            config.get_receiver_restart_delay(),
+        ),
+    };
     // Its own thread and runtime: the caller may be inside one (`start` is async).
     let run = move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build();
         match runtime {
-            Ok(rt) => match rt.block_on(serve(graph, threads, timeout, &role)) {
+            Ok(rt) => match rt.block_on(serve(graph, settings, &role)) {
                 Ok(()) => 0,
                 Err(e) => {
                     error!(coordinator = %role.coordinator, slot = role.slot, error = %e, "Executor process ends.");
@@ -97,6 +108,17 @@ pub fn run_executor(graph: DStreamGraph, config: &StreamingConfig, role: Executo
         .and_then(|t| t.join().map_err(|_| error!("Executor process panicked.")))
         .unwrap_or(1);
     std::process::exit(code)
+}
+
+/// What an executor process takes from the program's configuration.
+struct Settings {
+    /// Task threads.
+    threads: usize,
+    heartbeat_timeout: Duration,
+    /// Its receivers' block interval (`None` under the manual clock).
+    block_interval: Option<Duration>,
+    /// Its receivers' restart policy.
+    policy: RestartPolicy,
 }
 
 /// What a task thread is handed.
@@ -142,12 +164,8 @@ fn parent_pid() -> Option<u32> {
     None
 }
 
-async fn serve(
-    graph: DStreamGraph,
-    threads: usize,
-    timeout: Duration,
-    role: &ExecutorRole,
-) -> Result<()> {
+async fn serve(graph: DStreamGraph, settings: Settings, role: &ExecutorRole) -> Result<()> {
+    let (threads, timeout) = (settings.threads, settings.heartbeat_timeout);
     let hello = Hello {
         protocol: PROTOCOL_VERSION,
         build: BuildId::current().clone(),
@@ -178,7 +196,7 @@ async fn serve(
             )))
         }
     };
-    graph.start_as_executor(Time::from_ms(zero_time_ms))?;
+    let receivers = graph.start_as_executor(Time::from_ms(zero_time_ms))?;
     info!(executor, slot = role.slot, threads, coordinator = %role.coordinator, "Executor process running.");
     let peer = connection.peer();
     let (mut sender, mut receiver) = connection.split();
@@ -189,6 +207,13 @@ async fn serve(
         fetches: Mutex::new(HashMap::new()),
         next_req: AtomicU64::new(0),
     });
+    let receivers = ProcessReceivers::new(
+        receivers,
+        out.clone(),
+        blocks.clone(),
+        settings.block_interval,
+        settings.policy,
+    );
     let (jobs, job_rx) = std::sync::mpsc::channel::<Job>();
     let job_rx = Arc::new(Mutex::new(job_rx));
     for i in 0..threads.max(1) {
@@ -248,6 +273,22 @@ async fn serve(
                     blocks
                         .store
                         .retain(|id, _| id.rdd_time_ms().is_none_or(|t| t > time_ms));
+                }
+                ToExecutor::StartReceiver {
+                    stream,
+                    next_seq,
+                    rate,
+                    capacity,
+                } => receivers.start(stream, next_seq, rate, capacity),
+                ToExecutor::SealReceiver { req, stream } => receivers.seal(req, stream),
+                ToExecutor::StopReceiver { req, stream } => receivers.stop(req, stream),
+                ToExecutor::ReceiverControl { stream, control } => {
+                    receivers.control(stream, control)
+                }
+                ToExecutor::DropBlocks { ids } => {
+                    for id in ids {
+                        blocks.store.remove(&id);
+                    }
                 }
                 ToExecutor::Stop => return Ok::<(), crate::transport::TransportError>(()),
                 ToExecutor::Welcome { .. } | ToExecutor::Heartbeat => {}
@@ -330,6 +371,23 @@ impl ProcessBlocks {
         if let Some(tx) = self.fetches.lock().remove(&req) {
             let _ = tx.send(reply);
         }
+    }
+}
+
+/// A block a receiver of this process sealed stays here (its map tasks are placed here),
+/// and its replica goes to the coordinator, which serves it when this process is lost.
+impl ReceivedBlockStore for ProcessBlocks {
+    fn put_received(&self, id: BlockId, data: BlockData, encode: BlockEncoder) {
+        match encode(&id, &data) {
+            Ok(bytes) => {
+                let bytes = serde_bytes::ByteBuf::from(bytes);
+                let _ = self.out.send(ToCoordinator::Received { id, bytes });
+            }
+            Err(e) => {
+                error!(block = %id, error = %e, "Cannot encode a received block for its replica; the coordinator will not hold one.")
+            }
+        }
+        self.store.insert(id, (data, encode));
     }
 }
 

@@ -24,12 +24,15 @@
 
 mod executor_process;
 mod local_processes;
+mod process_receivers;
 mod protocol;
+mod remote_receivers;
 
 #[cfg(test)]
 mod tests;
 
 pub use executor_process::{run_executor, ExecutorRole};
+pub(crate) use remote_receivers::{ReceiverStart, RemoteBuffer, RemoteReceiver};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -38,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::LocalBoxFuture;
 use parking_lot::{Condvar, Mutex};
-use rivulet_framework::block::{BlockId, ExecutorId};
+use rivulet_framework::block::{BlockId, ExecutorId, StreamId};
 use rivulet_framework::cluster_manager::ClusterManager;
 use rivulet_framework::config::ManagedCluster;
 use rivulet_framework::dstream::BatchInput;
@@ -54,6 +57,7 @@ use crate::block_store::BlockManager;
 use crate::transport::{BuildId, Connection, Hello, Role, TransportOptions, PROTOCOL_VERSION};
 use local_processes::LocalProcesses;
 use protocol::{BlockReply, RemoteOutcome, ToCoordinator, ToExecutor};
+use remote_receivers::{Inbox, PlacedReceiver, ReceiverRequest};
 
 /// Where the executor processes come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -116,6 +120,9 @@ pub struct ExecutorProcess {
     pub bytes_sent: u64,
     /// Bytes of frames received from them.
     pub bytes_received: u64,
+    /// The input streams whose receivers are placed on this slot (see
+    /// `StreamingConfig::receivers_in_executor_processes`), in stream order.
+    pub receivers: Vec<StreamId>,
 }
 
 /// One slot of the cluster: the process in it now, if connected.
@@ -155,6 +162,13 @@ struct State {
     outputs: HashMap<(ShuffleId, u32), usize>,
     /// Which slot holds each cached partition an executor process computed.
     cached: HashMap<BlockId, usize>,
+    /// The receivers placed on the processes.
+    receivers: HashMap<StreamId, PlacedReceiver>,
+    /// Seal and stop requests to the processes' receivers, waiting for an answer.
+    receiver_requests: HashMap<u64, ReceiverRequest>,
+    /// Each block the processes' receivers stored: the slot and incarnation holding it, and
+    /// its replica.
+    replicas: HashMap<BlockId, (usize, u64, serde_bytes::ByteBuf)>,
     stopping: bool,
     /// Registered connections still open (their reader has not ended).
     connections: usize,
@@ -181,6 +195,8 @@ pub(crate) struct Cluster {
     replacements: Mutex<Vec<u32>>,
     io: Mutex<Option<(tokio::runtime::Handle, std::thread::JoinHandle<()>)>>,
     shutdown: Mutex<Option<oneshot::Sender<()>>>,
+    /// Where the processes' receivers report (set once the coordinator exists).
+    inbox: Mutex<Option<Inbox>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -260,6 +276,7 @@ impl Cluster {
             replacements: Mutex::new(vec![0; n]),
             io: Mutex::new(None),
             shutdown: Mutex::new(None),
+            inbox: Mutex::new(None),
         });
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         *cluster.shutdown.lock() = Some(shutdown_tx);
@@ -356,6 +373,16 @@ impl Cluster {
                 map_tasks: p.map_tasks,
                 bytes_sent: p.bytes_sent,
                 bytes_received: p.bytes_received,
+                receivers: {
+                    let mut streams: Vec<StreamId> = state
+                        .receivers
+                        .iter()
+                        .filter(|(_, r)| r.slot == slot)
+                        .map(|(s, _)| *s)
+                        .collect();
+                    streams.sort_unstable();
+                    streams
+                },
             })
             .collect()
     }
@@ -438,7 +465,8 @@ impl Cluster {
         let slots: Vec<usize> = {
             let state = self.state.lock();
             match id {
-                BlockId::Input { .. } => Vec::new(),
+                // A received block's replica is here: no round trip.
+                BlockId::Input { .. } => return Ok(Cluster::replica(&state, id)),
                 BlockId::Shuffle { shuffle, map, .. } => state
                     .outputs
                     .get(&(*shuffle, *map))
@@ -563,6 +591,9 @@ impl Cluster {
         {
             let mut state = self.state.lock();
             state.stopping = true;
+            // Waiting seal and stop requests answer nothing (their senders dropped).
+            state.receiver_requests.clear();
+            self.inbox.lock().take();
             for peer in &mut state.peers {
                 if let Some(out) = peer.out.take() {
                     let _ = out.send(ToExecutor::Stop);
@@ -630,6 +661,7 @@ impl Cluster {
             .collect();
         state.outputs.retain(|_, s| *s != slot);
         state.cached.retain(|_, s| *s != slot);
+        Cluster::lose_receivers(&mut state, slot);
         drop(state);
         for task in tasks {
             let _ = task.reply.send(TaskOutcome::ExecutorLost);
@@ -825,6 +857,7 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
         peer.generation += 1;
         let generation = peer.generation;
         state.connections += 1;
+        Cluster::start_receivers_of(&state, slot);
         drop(state);
         c.registered.notify_all();
         generation
@@ -919,6 +952,28 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
                     let _ = tx.send(reply);
                 }
             }
+            ToCoordinator::Received { id, bytes } => {
+                c.state
+                    .lock()
+                    .replicas
+                    .insert(id, (slot, generation, bytes));
+            }
+            ToCoordinator::BlocksStored { stream, sealed } => {
+                let sealed = Cluster::count_reported(&mut c.state.lock(), stream, sealed);
+                c.forward_stored(crate::messages::BlocksStored { stream, sealed });
+            }
+            ToCoordinator::Sealed { req, sealed } => {
+                let mut state = c.state.lock();
+                let stream = state.receiver_requests.get(&req).map(|r| r.stream);
+                if let Some(stream) = stream {
+                    let sealed = Cluster::count_reported(&mut state, stream, sealed);
+                    Cluster::answer_receiver(&mut state, req, Some(sealed));
+                }
+            }
+            ToCoordinator::ReceiverStopped { req } => {
+                Cluster::answer_receiver(&mut c.state.lock(), req, None);
+            }
+            ToCoordinator::ReceiverEvent(event) => c.forward_event(event),
         }
     }
 }

@@ -2,11 +2,13 @@
 //! [`Connection`](crate::transport::Connection). Closures never travel: a task names its
 //! shuffle and batch, and the executor finds them in the DStream graph it built itself.
 
-use rivulet_framework::block::{BlockId, ExecutorId};
+use rivulet_framework::block::{BlockId, ExecutorId, StreamId};
 use rivulet_framework::dstream::{BatchInput, InputReads};
 use rivulet_framework::rdd::{MapStatus, ShuffleId};
 use rivulet_framework::scheduler::{TaskDescription, TaskFailure, TaskOutcome};
 use serde::{Deserialize, Serialize};
+
+use crate::messages::{ReceiverEvent, SealedBlock};
 
 /// Coordinator → executor process.
 #[derive(Debug, Serialize, Deserialize)]
@@ -30,6 +32,28 @@ pub(crate) enum ToExecutor {
     Block { req: u64, reply: BlockReply },
     /// Drop the shuffle and cached blocks of batches at or before `time_ms`.
     ClearBatches { time_ms: i64 },
+    /// Run the receiver of input stream `stream` (of the graph the process built), its
+    /// blocks numbered from `next_seq`, limited to `rate` records/s (`None`: no limit) and
+    /// `capacity` records stored and not yet finished.
+    StartReceiver {
+        stream: StreamId,
+        next_seq: u64,
+        rate: Option<f64>,
+        capacity: usize,
+    },
+    /// Seal what receiver `stream` stored into blocks now (the manual clock, and the
+    /// stop); answered by [`ToCoordinator::Sealed`].
+    SealReceiver { req: u64, stream: StreamId },
+    /// Stop receiver `stream`; answered by [`ToCoordinator::ReceiverStopped`] once it
+    /// stopped (its last event is sent before).
+    StopReceiver { req: u64, stream: StreamId },
+    /// Backpressure on receiver `stream`.
+    ReceiverControl {
+        stream: StreamId,
+        control: ReceiverControl,
+    },
+    /// Drop these received blocks (no batch needs them any more).
+    DropBlocks { ids: Vec<BlockId> },
     /// The answer to [`ToCoordinator::Heartbeat`]: the coordinator is there (an executor
     /// that hears nothing within the heartbeat timeout exits).
     Heartbeat,
@@ -64,6 +88,35 @@ pub(crate) enum ToCoordinator {
     /// The process now holds cached partition `id` (an RDD block), which the coordinator's
     /// executors may fetch.
     Cached { id: BlockId },
+    /// A block a receiver of this process stored, and its replica for the coordinator (the
+    /// bytes its stream's encoder wrote); sent before the block is reported.
+    Received {
+        id: BlockId,
+        bytes: serde_bytes::ByteBuf,
+    },
+    /// A receiver's builder sealed blocks on its own timer.
+    BlocksStored {
+        stream: StreamId,
+        sealed: SealedBlock,
+    },
+    /// The answer to [`ToExecutor::SealReceiver`].
+    Sealed { req: u64, sealed: SealedBlock },
+    /// The answer to [`ToExecutor::StopReceiver`].
+    ReceiverStopped { req: u64 },
+    /// A receiver of this process started, failed, stopped or gave up.
+    ReceiverEvent(ReceiverEvent),
+}
+
+/// Backpressure on a receiver in an executor process: what the coordinator's
+/// `BufferControl` calls become.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub(crate) enum ReceiverControl {
+    /// Free room for this many records, whose batch finished.
+    Release(usize),
+    /// Limit stores to this many records per second (`None`: no limit).
+    Rate(Option<f64>),
+    /// Bound the stored-but-unfinished records at this many.
+    Capacity(usize),
 }
 
 /// A block asked for: its bytes as its encoder wrote them (sent as one MessagePack `bin`,

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::{
-    Actor, ActorFutureExt, Addr, Arbiter, AsyncContext, Context, Handler, ResponseActFuture,
+    Actor, ActorFutureExt, Arbiter, AsyncContext, Context, Handler, Recipient, ResponseActFuture,
     WrapFuture,
 };
 use rivulet_framework::block::StreamId;
@@ -41,24 +41,28 @@ use rivulet_framework::{Error, Result};
 use tokio::sync::{oneshot, watch};
 use tracing::Span;
 
-use crate::batch_builder::BatchBuilder;
 use crate::listener_bus::ListenerBus;
 use crate::messages::{
-    AddListener, Advance, BlocksStored, ManualTick, ReceiverEvent, SealBlock, SubmitJob, WalFailed,
+    AddListener, Advance, BlocksStored, ManualTick, ReceiverEvent, SealBlock, StopReceiver,
+    SubmitJob, WalFailed,
 };
-use crate::receiver_supervisor::ReceiverSupervisor;
 use crate::runtime::Status;
 
 use batches::Batch;
 use stopping::Stopping;
 
-/// One receiver as the coordinator tracks it.
+/// One receiver as the coordinator tracks it, wherever it runs: here (its supervisor and
+/// batch builder) or in an executor process (a `RemoteReceiver` answers both roles, and a
+/// `RemoteBuffer` forwards backpressure).
 pub(crate) struct ReceiverHandle {
     pub(crate) stream: StreamId,
-    pub(crate) supervisor: Addr<ReceiverSupervisor>,
-    pub(crate) builder: Addr<BatchBuilder>,
+    /// Stops it.
+    pub(crate) supervisor: Recipient<StopReceiver>,
+    /// Seals what it stored into blocks.
+    pub(crate) builder: Recipient<SealBlock>,
     pub(crate) source: Arc<dyn BufferControl>,
-    /// The thread of its supervisor and batch builder; taken (stopped and joined) at stop.
+    /// The thread of its supervisor and batch builder (none for a receiver in an executor
+    /// process); taken (stopped and joined) at stop.
     pub(crate) arbiter: Option<Arbiter>,
     /// Blocks of this receiver the coordinator has heard of.
     pub(crate) reported: u64,

@@ -178,6 +178,13 @@ impl Receiver for MemoryLines {
         Ok(())
     }
 
+    /// `true`: every process of the bench reads the same corpus into memory, so an
+    /// executor process (`--local-cluster N --receivers-in-processes`) stores the same
+    /// lines the coordinator would.
+    fn runs_anywhere(&self) -> bool {
+        true
+    }
+
     async fn receive(&mut self, sink: &mut BlockSink<String>) -> Result<Flow, ReceiverError> {
         let end = (self.next + self.chunk).min(self.end);
         if self.next == end {

@@ -349,12 +349,13 @@ impl DStreamGraph {
     /// Starts the graph in an executor process of a cluster (see
     /// [`executor_shuffle`](DStreamGraph::executor_shuffle)): as [`start`](DStreamGraph::start)
     /// with the coordinator's zero time, except that no input starts (the coordinator's
-    /// receivers and sources read the input) and the receivers are dropped.
+    /// sources read the input, and it says which receivers, if any, this process runs).
+    /// Returns the graph's receivers, not started.
     ///
     /// # Errors
     /// As [`start`](DStreamGraph::start).
-    pub fn start_as_executor(&self, zero_time: Time) -> Result<()> {
-        self.prepare(zero_time, false).map(drop)
+    pub fn start_as_executor(&self, zero_time: Time) -> Result<Vec<ReceiverSlot>> {
+        self.prepare(zero_time, false)
     }
 
     fn prepare(&self, zero_time: Time, start_inputs: bool) -> Result<Vec<ReceiverSlot>> {

@@ -134,6 +134,17 @@ pub trait Receiver: Send + 'static {
     fn on_stop(&mut self) -> impl Future<Output = ()> + Send {
         async {}
     }
+
+    /// Whether an executor process may run this receiver, as Spark runs every receiver on
+    /// an executor (with [`receivers_in_executor_processes`]
+    /// (crate::config::StreamingConfig::receivers_in_executor_processes)). Say `true` only
+    /// when the receiver reaches its input from any process the same way (a socket, a
+    /// broker), not through the coordinator's memory (a channel, an actor's mailbox); the
+    /// executor process builds this receiver itself, as the program builds it. Default
+    /// `false`.
+    fn runs_anywhere(&self) -> bool {
+        false
+    }
 }
 
 /// A receiver with its sink, with the record type erased, as the runtime drives it.
@@ -146,6 +157,8 @@ pub trait DynReceiver: Send {
     fn receive(&mut self) -> BoxFuture<'_, Result<Flow, ReceiverError>>;
     /// See [`Receiver::on_stop`].
     fn on_stop(&mut self) -> BoxFuture<'_, ()>;
+    /// See [`Receiver::runs_anywhere`].
+    fn runs_anywhere(&self) -> bool;
 }
 
 struct Bound<R: Receiver> {
@@ -166,6 +179,9 @@ impl<R: Receiver> DynReceiver for Bound<R> {
     }
     fn on_stop(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(self.receiver.on_stop())
+    }
+    fn runs_anywhere(&self) -> bool {
+        self.receiver.runs_anywhere()
     }
 }
 

@@ -1,0 +1,285 @@
+//! Receivers on executor processes (`StreamingConfig::receivers_in_executor_processes`): a
+//! socket receiver runs in an executor process, not in the coordinator; its blocks stay
+//! there (the map tasks that read them run in the processes) and their replicas reach the
+//! coordinator, whose windowed tasks read every batch's lines again from them. The process
+//! running the receiver is SIGKILLed between batches: the receiver starts again in the
+//! process that takes its slot and connects to the feed again; the counts per batch, the
+//! running totals, a window with an inverse function and a window over the raw lines equal
+//! what the test computes itself.
+//!
+//! This file holds ONE test on purpose: an executor process is this test binary started
+//! again with the same arguments, which runs the same test up to `start` and serves the
+//! coordinator from there.
+
+mod cluster_support;
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cluster_support::{hand_count, lines_of, words_upto};
+use common::*;
+use rivulet::prelude::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+/// Where the coordinator tells its executor processes (which inherit its environment) the
+/// feed's port.
+const PORT_ENV: &str = "RIVULET_TEST_FEED_PORT";
+/// Lines per chunk the feed sends, one chunk at a time.
+const CHUNK: usize = 200;
+/// The chunk after which the process running the receiver is killed.
+const KILL_AFTER: usize = 2;
+
+/// The feed: accepts the receivers' connections (one at a time) and writes each chunk of
+/// lines to the newest.
+struct Feed {
+    accepted: Arc<AtomicUsize>,
+    connections: tokio::sync::mpsc::UnboundedReceiver<TcpStream>,
+    current: Option<TcpStream>,
+}
+
+impl Feed {
+    async fn start() -> (u16, Feed) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let port = listener.local_addr().expect("bound").port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (tx, connections) = tokio::sync::mpsc::unbounded_channel();
+        let counter = accepted.clone();
+        actix_rt::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                if tx.send(socket).is_err() {
+                    return;
+                }
+            }
+        });
+        let feed = Feed {
+            accepted,
+            connections,
+            current: None,
+        };
+        (port, feed)
+    }
+
+    /// Writes `lines` to the newest connection.
+    async fn send(&mut self, lines: &[String]) {
+        while let Ok(socket) = self.connections.try_recv() {
+            self.current = Some(socket);
+        }
+        let socket = self.current.as_mut().expect("a receiver connected");
+        let mut bytes = lines.join("\n");
+        bytes.push('\n');
+        socket.write_all(bytes.as_bytes()).await.expect("written");
+        socket.flush().await.expect("flushed");
+    }
+}
+
+/// Each batch's records, in batch order.
+type Batches<T> = Arc<Mutex<Vec<(Time, Vec<T>)>>>;
+
+fn per_batch<T: Data>(stream: &DStream<T>) -> Batches<T> {
+    let batches: Batches<T> = Arc::default();
+    let sink = batches.clone();
+    stream.foreach_batch(move |t, batch| sink.lock().unwrap().push((t, batch)));
+    batches
+}
+
+/// The sum of `counts` over the batches from `first` to `last`.
+fn sum<K: Ord + Clone>(
+    counts: &BTreeMap<Time, BTreeMap<K, u64>>,
+    first: Time,
+    last: Time,
+) -> BTreeMap<K, u64> {
+    let mut total = BTreeMap::new();
+    for batch in counts.range(first..=last).map(|(_, b)| b) {
+        for (k, n) in batch {
+            *total.entry(k.clone()).or_default() += n;
+        }
+    }
+    total
+}
+
+#[actix_rt::test]
+async fn a_receiver_runs_in_an_executor_process_and_moves_with_its_slot() {
+    tokio::time::timeout(Duration::from_secs(120), run())
+        .await
+        .expect("the run finished in time");
+}
+
+async fn run() {
+    let vocab = ["ash", "birch", "cedar", "elm", "fir", "oak", "yew"];
+    let lines = lines_of(&vocab, CHUNK * 6, 11);
+    let expected = hand_count(&lines);
+    let upto = words_upto(&lines, CHUNK);
+    // The coordinator serves the feed; its executor processes read the port it set.
+    let feed = match StreamingContext::is_executor_process() {
+        true => None,
+        false => Some(Feed::start().await),
+    };
+    let port = match &feed {
+        Some((port, _)) => {
+            std::env::set_var(PORT_ENV, port.to_string());
+            *port
+        }
+        None => std::env::var(PORT_ENV)
+            .expect("the coordinator set the port")
+            .parse()
+            .expect("a port"),
+    };
+    let ssc = StreamingContext::new(
+        config(1, 2)
+            .local_cluster(2)
+            .receivers_in_executor_processes(true)
+            .heartbeat_timeout(Duration::from_secs(2)),
+    )
+    .expect("valid config");
+    let slide = Duration::from_millis(BATCH_MS as u64);
+    let text = ssc.socket_text_stream("127.0.0.1", port);
+    let counts = text
+        .flat_map(|line: String| line.split(' ').map(str::to_string).collect::<Vec<String>>())
+        .map(|w: String| (w, 1u64))
+        .reduce_by_key(|a, b| a + b);
+    let totals = counts.update_state_by_key(|new: Vec<u64>, old: Option<u64>| {
+        Some(old.unwrap_or(0) + new.iter().sum::<u64>())
+    });
+    let windowed = counts
+        .reduce_by_key_and_window_inv(|a, b| a + b, |a, b| a - b, slide * 3, slide)
+        .expect("a valid window");
+    // The raw lines of the last 3 batches, read again from the blocks every batch (in the
+    // coordinator: a window's lineage reaches earlier batches).
+    let lines_per_batch = text.count();
+    let lines_per_window = text
+        .window(slide * 3, slide)
+        .expect("a valid window")
+        .count();
+    let (batch_counts, windows, line_counts, window_lines, states) = (
+        per_batch(&counts),
+        per_batch(&windowed),
+        per_batch(&lines_per_batch),
+        per_batch(&lines_per_window),
+        per_batch(&totals),
+    );
+    ssc.start().await.expect("started");
+    let Some((_, mut feed)) = feed else {
+        unreachable!("an executor process does not return from start")
+    };
+
+    let processes = ssc.executor_processes();
+    let holder = processes
+        .iter()
+        .position(|p| !p.receivers.is_empty())
+        .expect("the receiver placed on a process");
+    assert_eq!(
+        processes.iter().map(|p| p.receivers.len()).sum::<usize>(),
+        1
+    );
+    let seen = || {
+        batch_counts
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, b)| b.iter().map(|(_, n)| *n))
+            .sum::<u64>()
+    };
+    let accepted = feed.accepted.clone();
+    advance_until(&ssc, || accepted.load(Ordering::SeqCst) >= 1).await;
+    for (i, chunk) in lines.chunks(CHUNK).enumerate() {
+        feed.send(chunk).await;
+        advance_until(&ssc, || seen() >= upto[i]).await;
+        if i == KILL_AFTER {
+            let killed = ssc.executor_processes()[holder].executor;
+            ssc.kill_executor(killed).await.expect("killed");
+            // Its replacement starts the receiver, which connects again.
+            advance_until(&ssc, || accepted.load(Ordering::SeqCst) >= 2).await;
+        }
+    }
+    // Three more batches: the last lines leave the windows.
+    ssc.advance(3).await.expect("three more batches");
+    let processes = ssc.executor_processes();
+    ssc.stop(StopMode::Graceful).await.expect("stopped");
+
+    // Each word once, by the batches and by the running totals.
+    let summed = sum(
+        &batch_counts
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(t, b)| (*t, b.iter().cloned().collect()))
+            .collect(),
+        Time::ZERO,
+        Time::from_ms(i64::MAX),
+    );
+    assert_eq!(summed, expected, "each word counted once");
+    let last_state: BTreeMap<String, u64> = states
+        .lock()
+        .unwrap()
+        .last()
+        .map(|(_, s)| s.iter().cloned().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        last_state, expected,
+        "the running totals end at the hand count"
+    );
+
+    // Each window equals the sum of its 3 batches, computed here.
+    let by_batch: BTreeMap<Time, BTreeMap<String, u64>> = batch_counts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(t, b)| (*t, b.iter().cloned().collect()))
+        .collect();
+    let windows = windows.lock().unwrap();
+    assert!(windows.len() > 6, "windows ran: {}", windows.len());
+    for (t, window) in windows.iter() {
+        let nonzero: BTreeMap<String, u64> =
+            window.iter().filter(|(_, n)| *n > 0).cloned().collect();
+        assert_eq!(
+            nonzero,
+            sum(&by_batch, *t - slide * 2, *t),
+            "the window at {t}"
+        );
+    }
+    let lines_by_batch: BTreeMap<Time, BTreeMap<(), u64>> = line_counts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(t, c)| (*t, [((), c.iter().sum::<u64>())].into_iter().collect()))
+        .collect();
+    let total_lines: u64 = lines_by_batch.values().flat_map(|b| b.values()).sum();
+    assert_eq!(total_lines, lines.len() as u64);
+    for (t, n) in window_lines.lock().unwrap().iter() {
+        let expected = sum(&lines_by_batch, *t - slide * 2, *t)
+            .get(&())
+            .copied()
+            .unwrap_or(0);
+        assert_eq!(
+            n.iter().sum::<u64>(),
+            expected,
+            "the lines of the window at {t}"
+        );
+    }
+
+    // The receiver ran in the processes, in the slot it was placed on, and moved to the
+    // process that replaced the killed one; the map tasks ran there too.
+    assert_eq!(processes[holder].receivers.len(), 1, "{processes:?}");
+    assert_eq!(processes[holder].losses, 1, "{processes:?}");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "the receiver connected twice"
+    );
+    assert!(
+        processes.iter().map(|p| p.map_tasks).sum::<u64>() > 0,
+        "map tasks ran in the processes: {processes:?}"
+    );
+    // The receiver's blocks crossed once, as replicas: more bytes came from its slot than
+    // the input's.
+    let input_bytes: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
+    assert!(
+        processes[holder].bytes_received > input_bytes,
+        "the replicas reached the coordinator: {processes:?}"
+    );
+}
