@@ -30,6 +30,24 @@ fn map_tasks_run(out: &str) -> u64 {
         .sum()
 }
 
+/// The running processes whose working directory is `dir` (a job's coordinators and their
+/// executor processes start there).
+fn processes_in(dir: &std::path::Path) -> Vec<u32> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir)
+                && running(pid)
+        })
+        .collect()
+}
+
 /// Whether process `pid` runs (a zombie waiting for its reaper does not).
 fn running(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {

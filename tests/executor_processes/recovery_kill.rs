@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{example_binary, words_of};
 use crate::crash_support::{assert_exactly_once, count_from_env, read_counts, Job};
-use crate::{map_tasks_run, running};
+use crate::{map_tasks_run, processes_in, running};
 
 /// The executor processes' pids a run printed.
 fn executor_pids(out: &str) -> Vec<u32> {
@@ -168,12 +168,19 @@ fn kill_and_restart(feed: Feed, input: &[&str], default_kills: usize) {
         pids.len() >= 2 * job.runs(),
         "every run printed its processes"
     );
+    // Nor does any process started in the job's directory: also the replacements a
+    // coordinator started just before it was killed, which never printed their pids.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while pids.iter().any(|&p| running(p)) {
+    let left = || {
+        let mut left: Vec<u32> = pids.iter().copied().filter(|&p| running(p)).collect();
+        left.extend(processes_in(root.path()));
+        left
+    };
+    while !left().is_empty() {
         assert!(
             Instant::now() < deadline,
             "executor processes outlived their coordinators: {:?}",
-            pids.iter().filter(|&&p| running(p)).collect::<Vec<_>>()
+            left()
         );
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -131,9 +131,13 @@ struct Job {
 /// Connects to the coordinator, retrying for [`CONNECT_FOR`] while it refuses.
 async fn connect(role: &ExecutorRole, hello: &Hello) -> Result<Connection> {
     let deadline = tokio::time::Instant::now() + CONNECT_FOR;
-    // The process that started this one: a local cluster's coordinator, or a supervisor
-    // (systemd, a container's init) that stays.
-    let parent = parent_pid();
+    // The process that started this one: a local cluster's coordinator (which says its
+    // pid: it may have died before this line), or a supervisor (systemd, a container's
+    // init) that stays.
+    let parent = std::env::var(super::local_processes::ENV_PARENT)
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .or_else(parent_pid);
     loop {
         match Connection::connect(&role.coordinator, hello, TransportOptions::default()).await {
             Err(crate::transport::TransportError::Connect { .. })

@@ -6,6 +6,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rivulet_framework::cluster_manager::{ClusterManager, ENV_COORDINATOR, ENV_SLOT};
+
+/// The coordinator's process id, for the executor processes it starts: one whose parent is
+/// another process (it was adopted: the coordinator died, perhaps before the executor
+/// even started to connect) exits at once instead of retrying for a minute.
+pub(crate) const ENV_PARENT: &str = "RIVULET_EXECUTOR_PARENT";
 use rivulet_framework::{Error, Result};
 use tracing::{info, warn};
 
@@ -43,6 +48,7 @@ impl ClusterManager for LocalProcesses {
             .args(std::env::args_os().skip(1))
             .env(ENV_COORDINATOR, coordinator)
             .env(ENV_SLOT, slot.to_string())
+            .env(ENV_PARENT, std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
