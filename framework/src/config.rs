@@ -252,8 +252,8 @@ impl StreamingConfig {
         self
     }
 
-    /// Runs the receivers that may run anywhere ([`Receiver::runs_anywhere`]
-    /// (crate::receiver::Receiver::runs_anywhere)) on the executor processes, as Spark runs
+    /// Runs the receivers that may run anywhere ([`Receiver::runs_anywhere`]) on the
+    /// executor processes, as Spark runs
     /// receivers on executors: receiver `i` on process slot `i % n`, which keeps its blocks
     /// and runs the map tasks that read them, so input does not cross to the coordinator
     /// and back. Each block is replicated to the coordinator (its bytes, sent once and
@@ -264,6 +264,8 @@ impl StreamingConfig {
     /// [`receiver_wal`](StreamingConfig::receiver_wal) on, the receivers stay in the
     /// coordinator, which holds the log. No effect without executor processes. Default
     /// `false`.
+    ///
+    /// [`Receiver::runs_anywhere`]: crate::receiver::Receiver::runs_anywhere
     pub fn receivers_in_executor_processes(mut self, on: bool) -> Self {
         self.receivers_in_processes = on;
         self
@@ -735,9 +737,8 @@ impl StreamingConfig {
         self.managed_cluster.as_ref()
     }
     /// Whether receivers that may run anywhere run on the executor processes (and not in
-    /// the coordinator): [`receivers_in_executor_processes`]
-    /// (StreamingConfig::receivers_in_executor_processes) set, executor processes
-    /// configured, and the receiver write-ahead log off.
+    /// the coordinator): [`receivers_in_executor_processes`](Self::receivers_in_executor_processes)
+    /// set, executor processes configured, and the receiver write-ahead log off.
     pub fn get_receivers_in_executor_processes(&self) -> bool {
         self.receivers_in_processes
             && !self.receiver_wal
@@ -873,6 +874,30 @@ mod tests {
             Ok(())
         }
         fn stop_all(&self, _grace: Duration) {}
+    }
+
+    #[test]
+    fn receivers_leave_the_coordinator_only_with_processes_and_without_the_log() {
+        let on = StreamingConfig::new().receivers_in_executor_processes(true);
+        assert!(!on.get_receivers_in_executor_processes(), "no processes");
+        assert!(on
+            .clone()
+            .local_cluster(2)
+            .get_receivers_in_executor_processes());
+        assert!(on
+            .clone()
+            .static_cluster("127.0.0.1:7077", 2)
+            .get_receivers_in_executor_processes());
+        assert!(
+            !on.clone()
+                .local_cluster(2)
+                .receiver_wal(true)
+                .get_receivers_in_executor_processes(),
+            "the write-ahead log keeps them in the coordinator"
+        );
+        assert!(!StreamingConfig::new()
+            .local_cluster(2)
+            .get_receivers_in_executor_processes());
     }
 
     #[test]

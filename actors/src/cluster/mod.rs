@@ -16,6 +16,11 @@
 //! the process that wrote them. Every block is serialized by the encoder chosen where its
 //! record type was known ([`BlockEncoder`](rivulet_framework::block::BlockEncoder)).
 //!
+//! With `StreamingConfig::receivers_in_executor_processes`, receivers
+//! that may run anywhere run in the processes (`process_receivers.rs`), driven from here
+//! (`remote_receivers.rs`): their blocks stay there, the map tasks reading them are placed
+//! there, and each block's replica is kept here.
+//!
 //! A process is lost when its connection breaks or it sends no heartbeat within the
 //! [heartbeat timeout](rivulet_framework::config::StreamingConfig::heartbeat_timeout): its
 //! running tasks answer `ExecutorLost`, its buckets are forgotten (their map tasks run again

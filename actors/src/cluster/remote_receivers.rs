@@ -376,3 +376,74 @@ impl BufferControl for RemoteBuffer {
         self.capacity.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rivulet_framework::block::BlockInfo;
+
+    use super::*;
+
+    fn block(seq: u64) -> BlockInfo {
+        BlockInfo {
+            id: BlockId::Input { stream: 0, seq },
+            stream: 0,
+            num_records: 10,
+            offset: None,
+        }
+    }
+
+    fn sealed(seqs: &[u64], sealed_total: u64) -> SealedBlock {
+        SealedBlock {
+            blocks: seqs.iter().map(|&s| block(s)).collect(),
+            sealed_total,
+        }
+    }
+
+    /// The coordinator waits at stop until it heard of as many blocks as the builders say
+    /// they sealed: a receiver that moved to a new process (whose builder counts from 0
+    /// again) must not make that count go back, nor leave it above what can still arrive.
+    #[test]
+    fn sealed_counts_carry_over_a_lost_process_and_numbering_resumes_after_them() {
+        let mut state = State {
+            peers: vec![super::super::Peer::default()],
+            ..State::default()
+        };
+        state.receivers.insert(
+            0,
+            PlacedReceiver {
+                slot: 0,
+                next_seq: 0,
+                rate: None,
+                capacity: 100,
+                earlier: 0,
+                current: 0,
+            },
+        );
+        let first = Cluster::count_reported(&mut state, 0, sealed(&[0, 1], 2));
+        assert_eq!(first.sealed_total, 2);
+        // The process sealed block 2 and died before reporting it; a seal request waits.
+        let (reply, mut rx) = oneshot::channel();
+        state.receiver_requests.insert(
+            7,
+            ReceiverRequest {
+                slot: 0,
+                stream: 0,
+                reply,
+            },
+        );
+        Cluster::lose_receivers(&mut state, 0);
+        let answer = rx.try_recv().expect("answered").expect("a seal answer");
+        assert!(answer.blocks.is_empty());
+        assert_eq!(answer.sealed_total, 2, "only the blocks that reached it");
+        assert_eq!(state.receivers[&0].next_seq, 2);
+        // Its replacement numbers from 2 and counts from 0 again.
+        let second = Cluster::count_reported(&mut state, 0, sealed(&[2], 1));
+        assert_eq!(second.sealed_total, 3);
+        assert_eq!(state.receivers[&0].next_seq, 3);
+        // A stream placed nowhere passes through unchanged.
+        assert_eq!(
+            Cluster::count_reported(&mut state, 9, sealed(&[], 4)).sealed_total,
+            4
+        );
+    }
+}

@@ -136,12 +136,13 @@ pub trait Receiver: Send + 'static {
     }
 
     /// Whether an executor process may run this receiver, as Spark runs every receiver on
-    /// an executor (with [`receivers_in_executor_processes`]
-    /// (crate::config::StreamingConfig::receivers_in_executor_processes)). Say `true` only
+    /// an executor (with [`StreamingConfig::receivers_in_executor_processes`]). Say `true` only
     /// when the receiver reaches its input from any process the same way (a socket, a
     /// broker), not through the coordinator's memory (a channel, an actor's mailbox); the
     /// executor process builds this receiver itself, as the program builds it. Default
     /// `false`.
+    ///
+    /// [`StreamingConfig::receivers_in_executor_processes`]: crate::config::StreamingConfig::receivers_in_executor_processes
     fn runs_anywhere(&self) -> bool {
         false
     }
