@@ -188,32 +188,10 @@ impl Runtime {
                 Some(cluster)
             }
         };
-        // The receivers that run on executor processes (see
-        // `StreamingConfig::receivers_in_executor_processes`), numbering their blocks after
-        // those a restored checkpoint names.
-        let remote: Vec<ReceiverStart> =
-            match (&cluster, config.get_receivers_in_executor_processes()) {
-                (Some(_), true) => {
-                    let restored: Vec<_> = graph
-                        .restored_checkpoint()
-                        .map(|c| c.receivers.clone())
-                        .unwrap_or_default();
-                    slots
-                        .iter()
-                        .filter(|s| s.receiver.runs_anywhere())
-                        .map(|s| ReceiverStart {
-                            stream: s.stream,
-                            next_seq: restored
-                                .iter()
-                                .find(|p| p.stream == s.stream)
-                                .map_or(0, |p| p.next_seq),
-                            rate: s.source.rate(),
-                            capacity: s.source.capacity(),
-                        })
-                        .collect()
-                }
-                _ => Vec::new(),
-            };
+        let remote = match cluster {
+            Some(_) => ReceiverStart::of(config, &graph, &slots),
+            None => Vec::new(),
+        };
         let remote_streams: Vec<_> = remote
             .iter()
             .map(|r| (r.stream, r.rate, r.capacity))

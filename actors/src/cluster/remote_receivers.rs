@@ -14,7 +14,9 @@ use actix::{Actor, Context, Handler, Recipient, ResponseFuture};
 use futures::future::{BoxFuture, FutureExt};
 use parking_lot::Mutex;
 use rivulet_framework::block::{BlockId, ExecutorId, StreamId};
-use rivulet_framework::receiver::BufferControl;
+use rivulet_framework::config::StreamingConfig;
+use rivulet_framework::dstream::DStreamGraph;
+use rivulet_framework::receiver::{BufferControl, ReceiverSlot};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
@@ -57,6 +59,39 @@ pub(crate) struct ReceiverStart {
     pub(crate) next_seq: u64,
     pub(crate) rate: Option<f64>,
     pub(crate) capacity: usize,
+}
+
+impl ReceiverStart {
+    /// The receivers of `slots` that run on executor processes under `config` (see
+    /// `StreamingConfig::receivers_in_executor_processes`), at the rate and buffer bound
+    /// their buffers start with, numbering their blocks after those the checkpoint `graph`
+    /// was restored from names.
+    pub(crate) fn of(
+        config: &StreamingConfig,
+        graph: &DStreamGraph,
+        slots: &[ReceiverSlot],
+    ) -> Vec<ReceiverStart> {
+        if !config.get_receivers_in_executor_processes() {
+            return Vec::new();
+        }
+        let restored = graph
+            .restored_checkpoint()
+            .map(|c| c.receivers.clone())
+            .unwrap_or_default();
+        slots
+            .iter()
+            .filter(|s| s.receiver.runs_anywhere())
+            .map(|s| ReceiverStart {
+                stream: s.stream,
+                next_seq: restored
+                    .iter()
+                    .find(|p| p.stream == s.stream)
+                    .map_or(0, |p| p.next_seq),
+                rate: s.source.rate(),
+                capacity: s.source.capacity(),
+            })
+            .collect()
+    }
 }
 
 impl Cluster {
