@@ -21,7 +21,7 @@ use rivulet_framework::{Error, Result};
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
-use super::protocol::{BlockReply, RemoteOutcome, ToCoordinator, ToExecutor};
+use super::protocol::{self, Attached, BlockReply, RemoteOutcome, ToCoordinator, ToExecutor};
 use crate::transport::{BuildId, Connection, Hello, Role, TransportOptions, PROTOCOL_VERSION};
 
 /// How long an executor process waits for a block it asked the coordinator for.
@@ -211,8 +211,8 @@ async fn serve(
             .map_err(|e| Error::Internal(format!("cannot start a task thread: {e}")))?;
     }
     let writer = async move {
-        while let Some(message) = out_rx.recv().await {
-            sender.send(&message).await?;
+        while let Some(mut message) = out_rx.recv().await {
+            protocol::send(&mut sender, &mut message).await?;
         }
         Ok::<(), crate::transport::TransportError>(())
     };
@@ -233,7 +233,7 @@ async fn serve(
     };
     let reader = async {
         loop {
-            let (message, _) = receiver.recv::<ToExecutor>().await?;
+            let (message, _) = protocol::recv::<ToExecutor>(&mut receiver).await?;
             heard.set(tokio::time::Instant::now());
             match message {
                 ToExecutor::RunTask { req, task, input } => {
@@ -320,7 +320,7 @@ impl ProcessBlocks {
         let found = self.store.get(id).map(|b| b.value().clone());
         match found {
             Some((data, encode)) => encode(id, &data)
-                .map(|b| Some(serde_bytes::ByteBuf::from(b)))
+                .map(|b| Some(Attached::new(b)))
                 .map_err(|e| e.to_string()),
             None => Ok(None),
         }

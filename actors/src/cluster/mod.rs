@@ -53,7 +53,7 @@ use tracing::{info, warn};
 use crate::block_store::BlockManager;
 use crate::transport::{BuildId, Connection, Hello, Role, TransportOptions, PROTOCOL_VERSION};
 use local_processes::LocalProcesses;
-use protocol::{BlockReply, RemoteOutcome, ToCoordinator, ToExecutor};
+use protocol::{Attached, BlockReply, RemoteOutcome, ToCoordinator, ToExecutor};
 
 /// Where the executor processes come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -692,7 +692,7 @@ impl Cluster {
             Ok(None) => self.fetch(id).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        bytes.map(|b| b.map(serde_bytes::ByteBuf::from))
+        bytes.map(|b| b.map(Attached::new))
     }
 }
 
@@ -776,7 +776,10 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
     };
     let addr = connection.peer();
     let (mut sender, mut receiver) = connection.split();
-    let (slot, pid) = match receiver.recv::<ToCoordinator>().await.map(|(m, _)| m) {
+    let (slot, pid) = match protocol::recv::<ToCoordinator>(&mut receiver)
+        .await
+        .map(|(m, _)| m)
+    {
         Ok(ToCoordinator::Register { slot, pid, threads }) => {
             info!(slot, pid, threads, peer = %addr, "Executor process registered.");
             (slot, pid)
@@ -842,9 +845,9 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
     let _open = Open(cluster.clone());
     let counted = cluster.clone();
     tokio::task::spawn_local(async move {
-        while let Some(message) = out_rx.recv().await {
+        while let Some(mut message) = out_rx.recv().await {
             let stop = matches!(message, ToExecutor::Stop);
-            let Ok(bytes) = sender.send(&message).await else {
+            let Ok(bytes) = protocol::send(&mut sender, &mut message).await else {
                 break;
             };
             if let Some(c) = counted.upgrade() {
@@ -857,7 +860,7 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
     });
     loop {
         let message = tokio::select! {
-            m = receiver.recv::<ToCoordinator>() => m,
+            m = protocol::recv::<ToCoordinator>(&mut receiver) => m,
             () = kick.notified() => return,
         };
         let Some(c) = cluster.upgrade() else { return };
