@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tracing::{error, info};
 
 use super::process_receivers::ProcessReceivers;
-use super::protocol::{BlockReply, RemoteOutcome, ToCoordinator, ToExecutor};
+use super::protocol::{self, Attached, BlockReply, RemoteOutcome, ToCoordinator, ToExecutor};
 use crate::batch_builder::ReceivedBlockStore;
 use crate::supervision::RestartPolicy;
 use crate::transport::{BuildId, Connection, Hello, Role, TransportOptions, PROTOCOL_VERSION};
@@ -240,8 +240,8 @@ async fn serve(graph: DStreamGraph, settings: Settings, role: &ExecutorRole) -> 
             .map_err(|e| Error::Internal(format!("cannot start a task thread: {e}")))?;
     }
     let writer = async move {
-        while let Some(message) = out_rx.recv().await {
-            sender.send(&message).await?;
+        while let Some(mut message) = out_rx.recv().await {
+            protocol::send(&mut sender, &mut message).await?;
         }
         Ok::<(), crate::transport::TransportError>(())
     };
@@ -262,7 +262,7 @@ async fn serve(graph: DStreamGraph, settings: Settings, role: &ExecutorRole) -> 
     };
     let reader = async {
         loop {
-            let (message, _) = receiver.recv::<ToExecutor>().await?;
+            let (message, _) = protocol::recv::<ToExecutor>(&mut receiver).await?;
             heard.set(tokio::time::Instant::now());
             match message {
                 ToExecutor::RunTask { req, task, input } => {
@@ -365,7 +365,7 @@ impl ProcessBlocks {
         let found = self.store.get(id).map(|b| b.value().clone());
         match found {
             Some((data, encode)) => encode(id, &data)
-                .map(|b| Some(serde_bytes::ByteBuf::from(b)))
+                .map(|b| Some(Attached::new(b)))
                 .map_err(|e| e.to_string()),
             None => Ok(None),
         }
@@ -384,7 +384,7 @@ impl ReceivedBlockStore for ProcessBlocks {
     fn put_received(&self, id: BlockId, data: BlockData, encode: BlockEncoder) {
         match encode(&id, &data) {
             Ok(bytes) => {
-                let bytes = serde_bytes::ByteBuf::from(bytes);
+                let bytes = Attached::new(bytes);
                 let _ = self.out.send(ToCoordinator::Received { id, bytes });
             }
             Err(e) => {

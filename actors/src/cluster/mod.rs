@@ -61,7 +61,7 @@ use tracing::{info, warn};
 use crate::block_store::BlockManager;
 use crate::transport::{BuildId, Connection, Hello, Role, TransportOptions, PROTOCOL_VERSION};
 use local_processes::LocalProcesses;
-use protocol::{BlockReply, RemoteOutcome, ToCoordinator, ToExecutor};
+use protocol::{Attached, BlockReply, RemoteOutcome, ToCoordinator, ToExecutor};
 use remote_receivers::{Inbox, PlacedReceiver, ReceiverRequest};
 
 /// Where the executor processes come from.
@@ -173,7 +173,7 @@ struct State {
     receiver_requests: HashMap<u64, ReceiverRequest>,
     /// Each block the processes' receivers stored: the slot and incarnation holding it, and
     /// its replica.
-    replicas: HashMap<BlockId, (usize, u64, serde_bytes::ByteBuf)>,
+    replicas: HashMap<BlockId, (usize, u64, Vec<u8>)>,
     stopping: bool,
     /// Registered connections still open (their reader has not ended).
     connections: usize,
@@ -729,7 +729,7 @@ impl Cluster {
             Ok(None) => self.fetch(id).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        bytes.map(|b| b.map(serde_bytes::ByteBuf::from))
+        bytes.map(|b| b.map(Attached::new))
     }
 }
 
@@ -813,7 +813,10 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
     };
     let addr = connection.peer();
     let (mut sender, mut receiver) = connection.split();
-    let (slot, pid) = match receiver.recv::<ToCoordinator>().await.map(|(m, _)| m) {
+    let (slot, pid) = match protocol::recv::<ToCoordinator>(&mut receiver)
+        .await
+        .map(|(m, _)| m)
+    {
         Ok(ToCoordinator::Register { slot, pid, threads }) => {
             info!(slot, pid, threads, peer = %addr, "Executor process registered.");
             (slot, pid)
@@ -880,9 +883,9 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
     let _open = Open(cluster.clone());
     let counted = cluster.clone();
     tokio::task::spawn_local(async move {
-        while let Some(message) = out_rx.recv().await {
+        while let Some(mut message) = out_rx.recv().await {
             let stop = matches!(message, ToExecutor::Stop);
-            let Ok(bytes) = sender.send(&message).await else {
+            let Ok(bytes) = protocol::send(&mut sender, &mut message).await else {
                 break;
             };
             if let Some(c) = counted.upgrade() {
@@ -895,7 +898,7 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
     });
     loop {
         let message = tokio::select! {
-            m = receiver.recv::<ToCoordinator>() => m,
+            m = protocol::recv::<ToCoordinator>(&mut receiver) => m,
             () = kick.notified() => return,
         };
         let Some(c) = cluster.upgrade() else { return };
@@ -961,7 +964,7 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
                 c.state
                     .lock()
                     .replicas
-                    .insert(id, (slot, generation, bytes));
+                    .insert(id, (slot, generation, bytes.into_vec()));
             }
             ToCoordinator::BlocksStored { stream, sealed } => {
                 let sealed = Cluster::count_reported(&mut c.state.lock(), stream, sealed);

@@ -6,9 +6,11 @@ use rivulet_framework::block::{BlockId, ExecutorId, StreamId};
 use rivulet_framework::dstream::{BatchInput, InputReads};
 use rivulet_framework::rdd::{MapStatus, ShuffleId};
 use rivulet_framework::scheduler::{TaskDescription, TaskFailure, TaskOutcome};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::messages::{ReceiverEvent, SealedBlock};
+use crate::transport::{ConnectionReceiver, ConnectionSender, TransportError};
 
 /// Coordinator → executor process.
 #[derive(Debug, Serialize, Deserialize)]
@@ -89,11 +91,8 @@ pub(crate) enum ToCoordinator {
     /// executors may fetch.
     Cached { id: BlockId },
     /// A block a receiver of this process stored, and its replica for the coordinator (the
-    /// bytes its stream's encoder wrote); sent before the block is reported.
-    Received {
-        id: BlockId,
-        bytes: serde_bytes::ByteBuf,
-    },
+    /// bytes its stream's encoder wrote, attached); sent before the block is reported.
+    Received { id: BlockId, bytes: Attached },
     /// A receiver's builder sealed blocks on its own timer.
     BlocksStored {
         stream: StreamId,
@@ -119,10 +118,96 @@ pub(crate) enum ReceiverControl {
     Capacity(usize),
 }
 
-/// A block asked for: its bytes as its encoder wrote them (sent as one MessagePack `bin`,
-/// not an array of numbers), `None` when the peer does not hold it, or why it could not be
-/// read.
-pub(crate) type BlockReply = Result<Option<serde_bytes::ByteBuf>, String>;
+/// A block asked for: its bytes as its encoder wrote them, `None` when the peer does not
+/// hold it, or why it could not be read.
+pub(crate) type BlockReply = Result<Option<Attached>, String>;
+
+/// A block's bytes, which travel as a raw frame after the frame of the message that holds
+/// them ([`ConnectionSender::send_with_payload`]): the message itself carries only their
+/// length. So the encoder's bytes are written to the socket as they are, and read from it
+/// into a buffer of their size, instead of being copied into and out of the message's
+/// MessagePack.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Attached {
+    len: u64,
+    /// Filled by [`recv`] from the frame after the message.
+    #[serde(skip)]
+    bytes: Vec<u8>,
+}
+
+impl Attached {
+    /// `bytes`, to be sent after their message.
+    pub(crate) fn new(bytes: Vec<u8>) -> Attached {
+        Attached {
+            len: bytes.len() as u64,
+            bytes,
+        }
+    }
+
+    /// The bytes.
+    pub(crate) fn into_vec(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+/// A message that may hold an [`Attached`] block.
+pub(crate) trait WithAttachment {
+    /// The attached block, if the message holds one.
+    fn attached(&mut self) -> Option<&mut Attached>;
+}
+
+impl WithAttachment for ToExecutor {
+    fn attached(&mut self) -> Option<&mut Attached> {
+        match self {
+            ToExecutor::Block {
+                reply: Ok(Some(a)), ..
+            } => Some(a),
+            _ => None,
+        }
+    }
+}
+
+impl WithAttachment for ToCoordinator {
+    fn attached(&mut self) -> Option<&mut Attached> {
+        match self {
+            ToCoordinator::Block {
+                reply: Ok(Some(a)), ..
+            } => Some(a),
+            ToCoordinator::Received { bytes, .. } => Some(bytes),
+            _ => None,
+        }
+    }
+}
+
+/// Sends `message`, then its attached block's bytes as the next frame; returns the bytes
+/// of both frames (without length prefixes).
+///
+/// # Errors
+/// As [`ConnectionSender::send_with_payload`].
+pub(crate) async fn send<M: Serialize + WithAttachment>(
+    sender: &mut ConnectionSender,
+    message: &mut M,
+) -> Result<usize, TransportError> {
+    let bytes = message.attached().map(|a| std::mem::take(&mut a.bytes));
+    sender.send_with_payload(message, bytes.as_deref()).await
+}
+
+/// The next message and its attached block's bytes, if it holds one; returns it with the
+/// bytes of both frames (without length prefixes).
+///
+/// # Errors
+/// As [`ConnectionReceiver::recv`] and [`ConnectionReceiver::recv_payload`].
+pub(crate) async fn recv<M: DeserializeOwned + WithAttachment>(
+    receiver: &mut ConnectionReceiver,
+) -> Result<(M, usize), TransportError> {
+    let (mut message, mut bytes) = receiver.recv::<M>().await?;
+    if let Some(attached) = message.attached() {
+        let len = usize::try_from(attached.len).unwrap_or(usize::MAX);
+        attached.bytes = receiver.recv_payload(len).await?;
+        bytes += len;
+    }
+    Ok((message, bytes))
+}
 
 /// A map task's outcome as it travels.
 #[derive(Debug, Serialize, Deserialize)]

@@ -279,7 +279,7 @@ impl Cluster {
 
     /// The replica of received block `id`, if a process's receiver stored it.
     pub(super) fn replica(state: &State, id: &BlockId) -> Option<Vec<u8>> {
-        state.replicas.get(id).map(|(_, _, b)| b.to_vec())
+        state.replicas.get(id).map(|(_, _, b)| b.clone())
     }
 
     /// Forgets received block `id` (no batch needs it): drops its replica and tells the

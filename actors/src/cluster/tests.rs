@@ -133,8 +133,9 @@ fn fake(
                         .await;
                 }
                 (Behaviour::Serve, ToExecutor::FetchBlock { req, .. }) => {
-                    let reply = Ok(Some(serde_bytes::ByteBuf::from(b"bucket".to_vec())));
-                    let _ = sender.send(&ToCoordinator::Block { req, reply }).await;
+                    let reply = Ok(Some(Attached::new(b"bucket".to_vec())));
+                    let mut block = ToCoordinator::Block { req, reply };
+                    let _ = protocol::send(&mut sender, &mut block).await;
                 }
                 _ => {}
             }

@@ -3,6 +3,12 @@
 //! big-endian length, then the frame) of named-field rmp-serde messages, opened by a
 //! handshake that refuses a peer of another build.
 //!
+//! A message may be followed by a raw payload frame, its bytes as they are
+//! ([`ConnectionSender::send_with_payload`], [`ConnectionReceiver::recv_payload`]): how
+//! blocks travel, written from their encoder's buffer and read into one of their size,
+//! never copied into or out of MessagePack. Each sender encodes its messages into one
+//! buffer it keeps, so a message costs no allocation.
+//!
 //! This module owns framing and the handshake; nothing else knows whether a peer is local
 //! or remote. Messages are any `Serialize`/`Deserialize` type the caller chooses (tasks,
 //! task results, blocks, heartbeats); closures are never sent.

@@ -89,6 +89,77 @@ async fn messages_cross_both_ways_after_the_handshake() {
 }
 
 #[tokio::test]
+async fn payloads_follow_their_messages_in_order_and_a_wrong_length_is_a_decode_error() {
+    let (l, addr) = listener().await;
+    // Payloads up to the 1024-byte limit, each after a message; the small ones arrive in
+    // the same read as their message, the last one partly from the socket.
+    let payloads: Vec<Vec<u8>> = vec![vec![], b"bucket".to_vec(), vec![7; 1000]];
+    let sent = payloads.clone();
+    let server = tokio::spawn(async move {
+        let c = serve(l, "b1").await.unwrap();
+        let (mut tx, _rx) = c.split();
+        for (i, p) in sent.iter().enumerate() {
+            let message = Message::Task {
+                partition: i as u32,
+                batch_ms: p.len() as i64,
+            };
+            let n = tx.send_with_payload(&message, Some(p)).await.unwrap();
+            assert!(n >= p.len());
+        }
+        // Over the limit: refused before anything is sent.
+        let e = tx
+            .send_with_payload(
+                &Message::Task {
+                    partition: 9,
+                    batch_ms: 0,
+                },
+                Some(&[0; 2000]),
+            )
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("longer than the limit"), "{e}");
+        tx.send_with_payload(
+            &Message::Task {
+                partition: 3,
+                batch_ms: 5,
+            },
+            Some(b"four"),
+        )
+        .await
+        .unwrap();
+        tx
+    });
+    let c = Connection::connect(&addr, &hello(Role::Executor, "b1"), quick())
+        .await
+        .unwrap();
+    let (_tx, mut rx) = c.split();
+    for (i, expected) in payloads.iter().enumerate() {
+        let (message, _) = rx.recv::<Message>().await.unwrap();
+        let Message::Task {
+            partition,
+            batch_ms,
+        } = message
+        else {
+            panic!("{message:?}")
+        };
+        assert_eq!(partition, i as u32);
+        let payload = rx.recv_payload(batch_ms as usize).await.unwrap();
+        assert_eq!(&payload, expected);
+    }
+    let (message, _) = rx.recv::<Message>().await.unwrap();
+    assert_eq!(
+        message,
+        Message::Task {
+            partition: 3,
+            batch_ms: 5
+        }
+    );
+    let e = rx.recv_payload(5).await.unwrap_err();
+    assert!(matches!(e, TransportError::Decode { bytes: 4, .. }), "{e}");
+    drop(server.await.unwrap());
+}
+
+#[tokio::test]
 async fn a_peer_of_another_build_is_refused_by_both_sides_naming_both_builds() {
     let (l, addr) = listener().await;
     let server = tokio::spawn(serve(l, "0000aaaa"));

@@ -23,7 +23,8 @@
 //! CARGO_TARGET_DIR=/work/target-bench cargo run --release -p rivulet-benches --bin bench_wordcount -- --block-ms 50 --runs 5
 //! ```
 //!
-//! Defaults: 2M lines (`--repeat 50`), 2 executors, 100 ms batches, 10 ms blocks, 3 runs.
+//! Defaults: 2M lines (`--repeat 50`), 2 executors, 100 ms batches, 10 ms blocks, 3 runs,
+//! transparent huge pages off (`--transparent-huge-pages` keeps them).
 //! See `BENCHMARKS.md` for figures and where the time goes.
 
 use std::collections::HashMap;
@@ -90,6 +91,11 @@ struct Args {
     /// Repeat the whole measurement N times and report medians.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Keep transparent huge pages on, as the allocator asks for them (by default they are
+    /// turned off for this process and its executor processes: see
+    /// `allocator::disable_transparent_huge_pages`).
+    #[arg(long)]
+    transparent_huge_pages: bool,
     /// With `--local-cluster`: SIGKILL the first executor process this many ms after the
     /// start, and report the time from the kill until a batch submitted after it completed
     /// with a scheduling delay under one batch interval (batches on time again). Use with a
@@ -423,6 +429,10 @@ struct Summary {
 async fn main() -> Result<(), BoxError> {
     init_tracing();
     let args = Args::parse();
+    if !args.transparent_huge_pages {
+        allocator::disable_transparent_huge_pages()
+            .map_err(|e| format!("turning transparent huge pages off: {e}"))?;
+    }
     args.ui.install();
     let path = args
         .input
