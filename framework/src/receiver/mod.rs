@@ -139,8 +139,12 @@ pub trait Receiver: Send + 'static {
     /// an executor (with [`StreamingConfig::receivers_in_executor_processes`]). Say `true` only
     /// when the receiver reaches its input from any process the same way (a socket, a
     /// broker), not through the coordinator's memory (a channel, an actor's mailbox); the
-    /// executor process builds this receiver itself, as the program builds it. Default
-    /// `false`.
+    /// executor process builds this receiver itself, as the program builds it. A receiver
+    /// that acknowledges its source once a block is stored ([`BlockSink::store_reliably`])
+    /// should say `false` for now: in a process, the acknowledgement can come before the
+    /// block's report and replica reached the coordinator, and a process SIGKILLed between
+    /// the two loses a block its source no longer holds (rivulet's MQTT and Redis Streams
+    /// receivers stay in the coordinator for this reason). Default `false`.
     ///
     /// [`StreamingConfig::receivers_in_executor_processes`]: crate::config::StreamingConfig::receivers_in_executor_processes
     fn runs_anywhere(&self) -> bool {
