@@ -5,7 +5,8 @@
 //! running the receiver is SIGKILLed between batches: the receiver starts again in the
 //! process that takes its slot and connects to the feed again; the counts per batch, the
 //! running totals, a window with an inverse function and a window over the raw lines equal
-//! what the test computes itself.
+//! what the test computes itself. The status page shows the receiver's counters as its
+//! process reports them.
 //!
 //! This file holds ONE test on purpose: an executor process is this test binary started
 //! again with the same arguments, which runs the same test up to `start` and serves the
@@ -13,6 +14,7 @@
 
 mod cluster_support;
 mod common;
+mod ui_support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -133,7 +135,8 @@ async fn run() {
         config(1, 2)
             .local_cluster(2)
             .receivers_in_executor_processes(true)
-            .heartbeat_timeout(Duration::from_secs(2)),
+            .heartbeat_timeout(Duration::from_secs(2))
+            .ui_address("127.0.0.1:0"),
     )
     .expect("valid config");
     let slide = Duration::from_millis(BATCH_MS as u64);
@@ -198,6 +201,19 @@ async fn run() {
     }
     // Three more batches: the last lines leave the windows.
     ssc.advance(3).await.expect("three more batches");
+    // The status page shows what the receiver stored in both processes it ran in, as
+    // they reported it with their heartbeats.
+    let stored = lines.len() as u64;
+    let url = format!(
+        "{}api/v1/applications/rivulet/streaming/receivers/0",
+        ssc.ui_url().expect("the status page")
+    );
+    let receiver = tokio::task::spawn_blocking(move || {
+        ui_support::poll_json(&url, |r| r["recordsStored"] == stored)
+    })
+    .await
+    .expect("polled");
+    assert_eq!(receiver["isActive"], true, "{receiver}");
     let processes = ssc.executor_processes();
     ssc.stop(StopMode::Graceful).await.expect("stopped");
 

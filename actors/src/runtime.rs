@@ -139,12 +139,23 @@ impl Runtime {
             .with_speculation(config.get_speculation()),
         );
         let counters = dag.counters().clone();
+        // The receivers that run on the executor processes, and the coordinator's side of
+        // their buffers (bound to the cluster once it started).
+        let remote = ReceiverStart::of(config, &graph, &slots);
+        let remote_buffers: Vec<Arc<RemoteBuffer>> = remote
+            .iter()
+            .map(|r| Arc::new(RemoteBuffer::new(r)))
+            .collect();
+        let remote_buffer = |stream| remote_buffers.iter().find(|b| b.stream() == stream);
         let mut bus = ListenerBus::default();
         let ui = match config.get_ui_address() {
             Some(address) => {
                 let sources = slots
                     .iter()
-                    .map(|s| (s.stream, s.source.clone() as Arc<dyn ReceiverCounters>))
+                    .map(|s| match remote_buffer(s.stream) {
+                        Some(b) => (s.stream, b.clone() as Arc<dyn ReceiverCounters>),
+                        None => (s.stream, s.source.clone() as Arc<dyn ReceiverCounters>),
+                    })
                     .collect();
                 let (server, listener) = StatusServer::start(
                     address,
@@ -188,15 +199,12 @@ impl Runtime {
                 Some(cluster)
             }
         };
-        let remote = match cluster {
-            Some(_) => ReceiverStart::of(config, &graph, &slots),
-            None => Vec::new(),
-        };
-        let remote_streams: Vec<_> = remote
-            .iter()
-            .map(|r| (r.stream, r.rate, r.capacity))
-            .collect();
         let weak_cluster = cluster.as_ref().map(Arc::downgrade);
+        if let Some(cluster) = &weak_cluster {
+            for buffer in &remote_buffers {
+                buffer.bind(cluster.clone());
+            }
+        }
         let pool_cluster = cluster.clone();
         let pool_counters = counters.clone();
         let runner_blocks = blocks.clone();
@@ -219,21 +227,15 @@ impl Runtime {
             let receivers = slots
                 .into_iter()
                 .map(|slot| {
-                    let placed = remote_streams.iter().find(|r| r.0 == slot.stream);
-                    if let (Some(&(stream, rate, capacity)), Some(cluster)) =
-                        (placed, &weak_cluster)
-                    {
+                    let placed = remote_buffers.iter().find(|b| b.stream() == slot.stream);
+                    if let (Some(buffer), Some(cluster)) = (placed, &weak_cluster) {
+                        let stream = slot.stream;
                         let handle = RemoteReceiver::new(stream, cluster.clone()).start();
                         return ReceiverHandle {
                             stream,
                             supervisor: handle.clone().recipient(),
                             builder: handle.recipient(),
-                            source: Arc::new(RemoteBuffer::new(
-                                stream,
-                                cluster.clone(),
-                                rate,
-                                capacity,
-                            )),
+                            source: buffer.clone(),
                             arbiter: None,
                             reported: 0,
                             sealed_total: 0,

@@ -258,6 +258,7 @@ async fn serve(graph: DStreamGraph, settings: Settings, role: &ExecutorRole) -> 
             if out.send(ToCoordinator::Heartbeat).is_err() {
                 return;
             }
+            receivers.report_counters();
         }
     };
     let reader = async {

@@ -982,6 +982,9 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
                 Cluster::answer_receiver(&mut c.state.lock(), req, None);
             }
             ToCoordinator::ReceiverEvent(event) => c.forward_event(event),
+            ToCoordinator::ReceiverCounters(counters) => {
+                Cluster::record_counters(&mut c.state.lock(), counters)
+            }
         }
     }
 }

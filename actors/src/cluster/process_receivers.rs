@@ -98,7 +98,11 @@ impl ProcessReceivers {
             .spawn(move || {
                 let system = actix::System::new();
                 let started = system.block_on(async move {
-                    let relay = Relay { out }.start();
+                    let relay = Relay {
+                        out,
+                        source: slot.source.clone(),
+                    }
+                    .start();
                     let builder = BatchBuilder::new(
                         slot.source.clone(),
                         blocks,
@@ -141,13 +145,22 @@ impl ProcessReceivers {
     }
 
     /// Seals what receiver `stream` stored (nothing for one not running here), then sends
-    /// the answer to request `req`.
+    /// its counters and the answer to request `req`.
     pub(super) fn seal(&self, req: u64, stream: StreamId) {
-        let builder = self.running.lock().get(&stream).map(|r| r.builder.clone());
+        let running = self
+            .running
+            .lock()
+            .get(&stream)
+            .map(|r| (r.builder.clone(), r.source.clone()));
         let out = self.out.clone();
         tokio::spawn(async move {
-            let sealed = match builder {
-                Some(b) => b.send(SealBlock).await.ok(),
+            let sealed = match running {
+                Some((builder, source)) => {
+                    let sealed = builder.send(SealBlock).await.ok();
+                    let counters = vec![(stream, source.metrics())];
+                    let _ = out.send(ToCoordinator::ReceiverCounters(counters));
+                    sealed
+                }
                 None => None,
             };
             let sealed = sealed.unwrap_or(SealedBlock {
@@ -187,6 +200,19 @@ impl ProcessReceivers {
         }
     }
 
+    /// Sends the running receivers' counters, if any run here.
+    pub(super) fn report_counters(&self) {
+        let counters: Vec<_> = self
+            .running
+            .lock()
+            .iter()
+            .map(|(stream, r)| (*stream, r.source.metrics()))
+            .collect();
+        if !counters.is_empty() {
+            let _ = self.out.send(ToCoordinator::ReceiverCounters(counters));
+        }
+    }
+
     fn give_up(&self, stream: StreamId, error: String) {
         error!(stream, error = %error, "Cannot run a receiver in this executor process.");
         let info = ReceiverInfo {
@@ -202,9 +228,11 @@ impl ProcessReceivers {
     }
 }
 
-/// Sends a receiver's events and its builder's reports to the coordinator.
+/// Sends a receiver's events and its builder's reports to the coordinator, each report
+/// with the receiver's counters.
 struct Relay {
     out: mpsc::UnboundedSender<ToCoordinator>,
+    source: Arc<dyn BlockSource>,
 }
 
 impl Actor for Relay {
@@ -223,9 +251,11 @@ impl Handler<BlocksStored> for Relay {
     type Result = ();
 
     fn handle(&mut self, stored: BlocksStored, _: &mut Context<Self>) {
+        let counters = vec![(stored.stream, self.source.metrics())];
         let _ = self.out.send(ToCoordinator::BlocksStored {
             stream: stored.stream,
             sealed: stored.sealed,
         });
+        let _ = self.out.send(ToCoordinator::ReceiverCounters(counters));
     }
 }

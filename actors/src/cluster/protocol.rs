@@ -5,6 +5,7 @@
 use rivulet_framework::block::{BlockId, ExecutorId, StreamId};
 use rivulet_framework::dstream::{BatchInput, InputReads};
 use rivulet_framework::rdd::{MapStatus, ShuffleId};
+use rivulet_framework::receiver::ReceiverMetrics;
 use rivulet_framework::scheduler::{TaskDescription, TaskFailure, TaskOutcome};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -104,6 +105,8 @@ pub(crate) enum ToCoordinator {
     ReceiverStopped { req: u64 },
     /// A receiver of this process started, failed, stopped or gave up.
     ReceiverEvent(ReceiverEvent),
+    /// The counters of this process's receivers (sent with each heartbeat).
+    ReceiverCounters(Vec<(StreamId, ReceiverMetrics)>),
 }
 
 /// Backpressure on a receiver in an executor process: what the coordinator's

@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use rivulet_framework::block::{BlockId, ExecutorId, StreamId};
 use rivulet_framework::config::StreamingConfig;
 use rivulet_framework::dstream::DStreamGraph;
-use rivulet_framework::receiver::{BufferControl, ReceiverSlot};
+use rivulet_framework::receiver::{BufferControl, ReceiverCounters, ReceiverMetrics, ReceiverSlot};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
@@ -35,6 +35,17 @@ pub(super) struct PlacedReceiver {
     earlier: u64,
     /// Blocks reported by the process it runs in now.
     current: u64,
+    /// Its counters, as its process last reported them.
+    metrics: ReceiverMetrics,
+    /// Its counters in the processes it ran in before (since lost).
+    earlier_metrics: ReceiverMetrics,
+}
+
+impl PlacedReceiver {
+    /// Its counters over every process it ran in.
+    fn total_metrics(&self) -> ReceiverMetrics {
+        self.earlier_metrics + self.metrics
+    }
 }
 
 /// Where a receiver in an executor process reports: the coordinator's mailbox (weak: the
@@ -119,6 +130,8 @@ impl Cluster {
                 capacity: r.capacity,
                 earlier: 0,
                 current: 0,
+                metrics: ReceiverMetrics::default(),
+                earlier_metrics: ReceiverMetrics::default(),
             };
             info!(
                 stream = r.stream,
@@ -229,8 +242,29 @@ impl Cluster {
         }
     }
 
-    /// Forwards a receiver event of a process to the coordinator.
-    pub(super) fn forward_event(&self, event: ReceiverEvent) {
+    /// Records the counters a process reported for its receivers.
+    pub(super) fn record_counters(state: &mut State, counters: Vec<(StreamId, ReceiverMetrics)>) {
+        for (stream, metrics) in counters {
+            if let Some(placed) = state.receivers.get_mut(&stream) {
+                placed.metrics = metrics;
+            }
+        }
+    }
+
+    /// Forwards a receiver event of a process to the coordinator, its counters summed over
+    /// every process the receiver ran in.
+    pub(super) fn forward_event(&self, mut event: ReceiverEvent) {
+        let info = match &mut event {
+            ReceiverEvent::Started(i)
+            | ReceiverEvent::Failed(i)
+            | ReceiverEvent::Stopped(i)
+            | ReceiverEvent::GaveUp(i)
+            | ReceiverEvent::InputLost(i) => i,
+        };
+        if let Some(placed) = self.state.lock().receivers.get_mut(&info.stream) {
+            placed.metrics = info.metrics;
+            info.metrics = placed.total_metrics();
+        }
         if let Some(to) = self.inbox.lock().as_ref().and_then(|i| i.events.upgrade()) {
             to.do_send(event);
         }
@@ -250,6 +284,8 @@ impl Cluster {
         for placed in state.receivers.values_mut().filter(|p| p.slot == slot) {
             placed.earlier += placed.current;
             placed.current = 0;
+            placed.earlier_metrics = placed.total_metrics();
+            placed.metrics = ReceiverMetrics::default();
         }
         let waiting: Vec<u64> = state
             .receiver_requests
@@ -359,34 +395,56 @@ impl Handler<StopReceiver> for RemoteReceiver {
 }
 
 /// The coordinator's side of a remote receiver's buffer: backpressure is forwarded to the
-/// process, and the settings in force are kept here.
+/// process, the settings in force are kept here, and its counters are the ones its process
+/// reports with each heartbeat (for the status page and the rate controller's logs).
 pub(crate) struct RemoteBuffer {
     stream: StreamId,
-    cluster: Weak<Cluster>,
+    /// Set once the cluster started ([`RemoteBuffer::bind`]): the status page takes the
+    /// counters before.
+    cluster: std::sync::OnceLock<Weak<Cluster>>,
     rate: Mutex<Option<f64>>,
     capacity: AtomicUsize,
 }
 
 impl RemoteBuffer {
-    /// The buffer of receiver `stream`, starting at `rate` and `capacity`.
-    pub(crate) fn new(
-        stream: StreamId,
-        cluster: Weak<Cluster>,
-        rate: Option<f64>,
-        capacity: usize,
-    ) -> RemoteBuffer {
+    /// The buffer of the receiver `start` places, at the rate and bound it starts with.
+    pub(crate) fn new(start: &ReceiverStart) -> RemoteBuffer {
         RemoteBuffer {
-            stream,
-            cluster,
-            rate: Mutex::new(rate),
-            capacity: AtomicUsize::new(capacity),
+            stream: start.stream,
+            cluster: std::sync::OnceLock::new(),
+            rate: Mutex::new(start.rate),
+            capacity: AtomicUsize::new(start.capacity),
         }
     }
 
+    /// The stream whose receiver this is.
+    pub(crate) fn stream(&self) -> StreamId {
+        self.stream
+    }
+
+    /// Forwards to `cluster` from now on.
+    pub(crate) fn bind(&self, cluster: Weak<Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
     fn send(&self, control: ReceiverControl) {
-        if let Some(c) = self.cluster.upgrade() {
+        if let Some(c) = self.cluster.get().and_then(Weak::upgrade) {
             c.control_receiver(self.stream, control);
         }
+    }
+}
+
+impl ReceiverCounters for RemoteBuffer {
+    fn metrics(&self) -> ReceiverMetrics {
+        let Some(c) = self.cluster.get().and_then(Weak::upgrade) else {
+            return ReceiverMetrics::default();
+        };
+        let state = c.state.lock();
+        state
+            .receivers
+            .get(&self.stream)
+            .map(PlacedReceiver::total_metrics)
+            .unwrap_or_default()
     }
 }
 
@@ -452,6 +510,8 @@ mod tests {
                 capacity: 100,
                 earlier: 0,
                 current: 0,
+                metrics: ReceiverMetrics::default(),
+                earlier_metrics: ReceiverMetrics::default(),
             },
         );
         let first = Cluster::count_reported(&mut state, 0, sealed(&[0, 1], 2));

@@ -89,6 +89,26 @@ pub struct ReceiverMetrics {
     pub incomplete: u64,
 }
 
+/// The counters of two runs of a receiver, summed field by field (a receiver that moved to
+/// another executor process counts again from 0 there).
+impl std::ops::Add for ReceiverMetrics {
+    type Output = ReceiverMetrics;
+
+    fn add(self, o: ReceiverMetrics) -> ReceiverMetrics {
+        ReceiverMetrics {
+            records_stored: self.records_stored + o.records_stored,
+            malformed: self.malformed + o.malformed,
+            errors: self.errors + o.errors,
+            truncated: self.truncated + o.truncated,
+            dropped: self.dropped + o.dropped,
+            dropped_bytes: self.dropped_bytes + o.dropped_bytes,
+            split: self.split + o.split,
+            words_cut: self.words_cut + o.words_cut,
+            incomplete: self.incomplete + o.incomplete,
+        }
+    }
+}
+
 impl ReceiverMetrics {
     /// Whether any input was lost: a record truncated, dropped, or cut short by the end of
     /// its source (`incomplete`).
