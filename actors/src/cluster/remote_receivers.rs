@@ -42,6 +42,20 @@ pub(super) struct PlacedReceiver {
 }
 
 impl PlacedReceiver {
+    /// Receiver `start`, placed on `slot`.
+    fn new(slot: usize, start: &ReceiverStart) -> PlacedReceiver {
+        PlacedReceiver {
+            slot,
+            next_seq: start.next_seq,
+            rate: start.rate,
+            capacity: start.capacity,
+            earlier: 0,
+            current: 0,
+            metrics: ReceiverMetrics::default(),
+            earlier_metrics: ReceiverMetrics::default(),
+        }
+    }
+
     /// Its counters over every process it ran in.
     fn total_metrics(&self) -> ReceiverMetrics {
         self.earlier_metrics + self.metrics
@@ -123,16 +137,7 @@ impl Cluster {
         let mut state = self.state.lock();
         let n = state.peers.len().max(1);
         for (i, r) in receivers.into_iter().enumerate() {
-            let placed = PlacedReceiver {
-                slot: i % n,
-                next_seq: r.next_seq,
-                rate: r.rate,
-                capacity: r.capacity,
-                earlier: 0,
-                current: 0,
-                metrics: ReceiverMetrics::default(),
-                earlier_metrics: ReceiverMetrics::default(),
-            };
+            let placed = PlacedReceiver::new(i % n, &r);
             info!(
                 stream = r.stream,
                 slot = placed.slot,
@@ -501,19 +506,13 @@ mod tests {
             peers: vec![super::super::Peer::default()],
             ..State::default()
         };
-        state.receivers.insert(
-            0,
-            PlacedReceiver {
-                slot: 0,
-                next_seq: 0,
-                rate: None,
-                capacity: 100,
-                earlier: 0,
-                current: 0,
-                metrics: ReceiverMetrics::default(),
-                earlier_metrics: ReceiverMetrics::default(),
-            },
-        );
+        let start = ReceiverStart {
+            stream: 0,
+            next_seq: 0,
+            rate: None,
+            capacity: 100,
+        };
+        state.receivers.insert(0, PlacedReceiver::new(0, &start));
         let first = Cluster::count_reported(&mut state, 0, sealed(&[0, 1], 2));
         assert_eq!(first.sealed_total, 2);
         // The process sealed block 2 and died before reporting it; a seal request waits.
