@@ -501,7 +501,7 @@ mod tests {
     /// they sealed: a receiver that moved to a new process (whose builder counts from 0
     /// again) must not make that count go back, nor leave it above what can still arrive.
     #[test]
-    fn sealed_counts_carry_over_a_lost_process_and_numbering_resumes_after_them() {
+    fn sealed_counts_and_counters_carry_over_a_lost_process_and_numbering_resumes_after_them() {
         let mut state = State {
             peers: vec![super::super::Peer::default()],
             ..State::default()
@@ -515,6 +515,11 @@ mod tests {
         state.receivers.insert(0, PlacedReceiver::new(0, &start));
         let first = Cluster::count_reported(&mut state, 0, sealed(&[0, 1], 2));
         assert_eq!(first.sealed_total, 2);
+        let stored = |n| ReceiverMetrics {
+            records_stored: n,
+            ..ReceiverMetrics::default()
+        };
+        Cluster::record_counters(&mut state, vec![(0, stored(20))]);
         // The process sealed block 2 and died before reporting it; a seal request waits.
         let (reply, mut rx) = oneshot::channel();
         state.receiver_requests.insert(
@@ -534,6 +539,9 @@ mod tests {
         let second = Cluster::count_reported(&mut state, 0, sealed(&[2], 1));
         assert_eq!(second.sealed_total, 3);
         assert_eq!(state.receivers[&0].next_seq, 3);
+        // Its counters too: the new process counts from 0, the sum goes on.
+        Cluster::record_counters(&mut state, vec![(0, stored(5))]);
+        assert_eq!(state.receivers[&0].total_metrics().records_stored, 25);
         // A stream placed nowhere passes through unchanged.
         assert_eq!(
             Cluster::count_reported(&mut state, 9, sealed(&[], 4)).sealed_total,
