@@ -214,6 +214,9 @@ async fn run() {
     .await
     .expect("polled");
     assert_eq!(receiver["isActive"], true, "{receiver}");
+    let holder_id = ssc.executor_processes()[holder].executor.to_string();
+    assert_eq!(receiver["executorId"], holder_id.as_str(), "{receiver}");
+    assert_eq!(receiver["executorHost"], "127.0.0.1", "{receiver}");
     let processes = ssc.executor_processes();
     ssc.stop(StopMode::Graceful).await.expect("stopped");
 

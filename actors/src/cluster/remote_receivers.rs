@@ -451,6 +451,18 @@ impl ReceiverCounters for RemoteBuffer {
             .map(PlacedReceiver::total_metrics)
             .unwrap_or_default()
     }
+
+    /// The process of the slot it is placed on, and the address that process connected
+    /// from (the last one, while a replacement is starting).
+    fn executor(&self) -> Option<(ExecutorId, String)> {
+        let c = self.cluster.get().and_then(Weak::upgrade)?;
+        let state = c.state.lock();
+        let slot = state.receivers.get(&self.stream)?.slot;
+        let host = state.peers[slot]
+            .addr
+            .map_or_else(|| "unknown".into(), |a| a.ip().to_string());
+        Some((c.first_id + slot, host))
+    }
 }
 
 impl BufferControl for RemoteBuffer {

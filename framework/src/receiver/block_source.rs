@@ -57,6 +57,11 @@ pub trait BufferControl: Send + Sync {
 pub trait ReceiverCounters: Send + Sync {
     /// The receiver's counters.
     fn metrics(&self) -> ReceiverMetrics;
+    /// The executor process running the receiver and its host (IP), or `None` when it runs
+    /// in this process (the default).
+    fn executor(&self) -> Option<(crate::block::ExecutorId, String)> {
+        None
+    }
 }
 
 /// A restart's role: the write-ahead log's blocks decoded back, and block numbering resumed

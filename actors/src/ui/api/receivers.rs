@@ -10,8 +10,9 @@ use super::{check_app, epoch_ms, json_error, path_param};
 use crate::ui::state::{ReceiverRecord, UiState};
 use crate::ui::Shared;
 
-/// Receivers run in this process, each on its own arbiter thread, as Spark's do on an
-/// executor: Spark's id for the process that is not an executor.
+/// A receiver that runs in this process (each on its own arbiter thread, as Spark's do on
+/// an executor): Spark's id for the process that is not an executor. One in an executor
+/// process shows that process's executor id.
 const EXECUTOR_ID: &str = "driver";
 
 /// One receiver (Spark: `ReceiverInfo` of the REST API, plus rivulet's counters).
@@ -21,9 +22,9 @@ struct ReceiverView {
     stream_id: StreamId,
     stream_name: String,
     is_active: bool,
-    /// Always `"driver"`: see [`EXECUTOR_ID`].
-    executor_id: &'static str,
-    /// The host the status server listens on: the receivers run in its process.
+    /// `"driver"` ([`EXECUTOR_ID`]), or the id of the executor process running it.
+    executor_id: String,
+    /// The host the status server listens on, or the executor process's.
     executor_host: String,
     /// Records of its stream in batches so far.
     records: u64,
@@ -49,11 +50,12 @@ struct ReceiverView {
 fn receiver_view(s: &UiState, shared: &Shared, host: &str, r: &ReceiverRecord) -> ReceiverView {
     let stream = r.info.stream;
     // Counters move while the receiver runs: read them now, not as of its last event.
-    let live = shared
-        .sources
-        .iter()
-        .find(|(id, _)| *id == stream)
-        .map_or(r.info.metrics, |(_, source)| source.metrics());
+    let source = shared.sources.iter().find(|(id, _)| *id == stream);
+    let live = source.map_or(r.info.metrics, |(_, source)| source.metrics());
+    let (executor_id, executor_host) = match source.and_then(|(_, s)| s.executor()) {
+        Some((executor, host)) => (executor.to_string(), host),
+        None => (EXECUTOR_ID.to_string(), host.to_string()),
+    };
     let interval = s.batch_interval.as_secs_f64();
     let event_rates: Vec<(i64, f64)> = s
         .batches
@@ -70,8 +72,8 @@ fn receiver_view(s: &UiState, shared: &Shared, host: &str, r: &ReceiverRecord) -
         stream_id: stream,
         stream_name: r.info.name.clone(),
         is_active: r.info.active,
-        executor_id: EXECUTOR_ID,
-        executor_host: host.to_string(),
+        executor_id,
+        executor_host,
         records: r.records_in_batches,
         records_stored: live.records_stored.max(r.info.metrics.records_stored),
         malformed: live.malformed.max(r.info.metrics.malformed),
