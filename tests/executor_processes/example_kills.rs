@@ -113,6 +113,49 @@ fn an_executor_process_sigkilled_mid_run_is_replaced_and_every_word_counted_once
     );
 }
 
+/// With the socket receiver on an executor process (`--receivers-in-processes`, on the
+/// system clock: blocks sealed by the process's own timer and reported as frames), the
+/// other process SIGKILLed mid-run: the receiver's process keeps receiving, the lost map
+/// outputs are recomputed (from the blocks' replicas where needed), and every word is
+/// counted exactly once.
+#[test]
+fn with_the_receiver_on_a_process_the_other_process_sigkilled_every_word_counted_once() {
+    let out = tempfile::tempdir().expect("a temporary directory");
+    let out_dir = out.path().join("wc");
+    let mut args = vec!["--rate", "20000", "--batch-ms", "100"];
+    args.extend(["--local-cluster", "2", "--executors", "1"]);
+    args.extend(["--receivers-in-processes", "--out", as_str(&out_dir)]);
+    let run = started(&args);
+    // The only receiver is placed on slot 0 (executor process 1).
+    let victim = executor_pid(&run.stdout(), 2);
+    sigkill(victim);
+    let done = run.finish();
+    assert_eq!(done.code, Some(0), "{}", done.describe());
+    assert!(
+        done.stdout
+            .lines()
+            .any(|l| l.starts_with("Executor process 1: ")
+                && l.contains("lost 0 times, receivers of streams [0]")),
+        "the receiver ran in process 1, which was not lost\n{}",
+        done.describe()
+    );
+    assert!(
+        done.stdout.contains("Executor process 2: ") && done.stdout.contains("lost 1 times"),
+        "{}",
+        done.describe()
+    );
+    assert!(
+        done.stdout.contains("Input from socket") && done.stdout.contains(": 40000 records stored"),
+        "the receiver's counters reached the coordinator\n{}",
+        done.describe()
+    );
+    assert_eq!(
+        summed_output(&out_dir),
+        expected_counts(),
+        "every word of the input counted exactly once"
+    );
+}
+
 #[test]
 fn executor_processes_exit_when_their_coordinator_is_sigkilled() {
     // Slow enough to be mid-run for 20 s.
