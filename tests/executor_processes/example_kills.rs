@@ -1,6 +1,7 @@
 //! Process-level faults of a local cluster, on the `wordcount` example as a user runs it
 //! (`--local-cluster 2`): an executor process SIGKILLed mid-run is replaced and every word
-//! is still counted exactly once; a coordinator SIGKILLed leaves no executor process behind.
+//! is still counted exactly once, also with the receiver on a process; a coordinator
+//! SIGKILLed leaves no executor process behind.
 
 use std::collections::BTreeMap;
 use std::path::Path;
