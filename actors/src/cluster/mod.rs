@@ -647,22 +647,15 @@ impl Cluster {
         peer.losses += 1;
         let (pid, addr) = (peer.pid, peer.addr);
         let stopping = state.stopping;
-        let tasks: Vec<u64> = state
+        let tasks: Vec<PendingTask> = state
             .tasks
-            .iter()
-            .filter(|(_, t)| t.slot == slot)
-            .map(|(r, _)| *r)
+            .extract_if(|_, t| t.slot == slot)
+            .map(|(_, t)| t)
             .collect();
-        let tasks: Vec<PendingTask> = tasks.iter().filter_map(|r| state.tasks.remove(r)).collect();
-        let fetches: Vec<u64> = state
+        let fetches: Vec<_> = state
             .fetches
-            .iter()
-            .filter(|(_, (s, _))| *s == slot)
-            .map(|(r, _)| *r)
-            .collect();
-        let fetches: Vec<_> = fetches
-            .iter()
-            .filter_map(|r| state.fetches.remove(r))
+            .extract_if(|_, (s, _)| *s == slot)
+            .map(|(_, f)| f)
             .collect();
         state.outputs.retain(|_, s| *s != slot);
         state.cached.retain(|_, s| *s != slot);

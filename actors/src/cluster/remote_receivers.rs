@@ -292,20 +292,17 @@ impl Cluster {
             placed.earlier_metrics = placed.total_metrics();
             placed.metrics = ReceiverMetrics::default();
         }
-        let waiting: Vec<u64> = state
+        let waiting: Vec<ReceiverRequest> = state
             .receiver_requests
-            .iter()
-            .filter(|(_, r)| r.slot == slot)
-            .map(|(req, _)| *req)
+            .extract_if(|_, r| r.slot == slot)
+            .map(|(_, r)| r)
             .collect();
-        for req in waiting {
-            if let Some(r) = state.receiver_requests.remove(&req) {
-                let total = state.receivers.get(&r.stream).map_or(0, |p| p.earlier);
-                let _ = r.reply.send(Some(SealedBlock {
-                    blocks: Vec::new(),
-                    sealed_total: total,
-                }));
-            }
+        for r in waiting {
+            let total = state.receivers.get(&r.stream).map_or(0, |p| p.earlier);
+            let _ = r.reply.send(Some(SealedBlock {
+                blocks: Vec::new(),
+                sealed_total: total,
+            }));
         }
     }
 
