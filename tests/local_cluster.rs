@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cluster_support::{hand_count, lines_of, words_upto, GatedLines};
+use cluster_support::{hand_count, lines_of, per_batch, taken, words_upto, GatedLines};
 use common::*;
 use rivulet::prelude::*;
 
@@ -143,20 +143,6 @@ impl KillAfterShuffle {
             }
         });
     }
-}
-
-/// Each batch's records, in batch order.
-type Batches<T> = Arc<Mutex<Vec<(Time, Vec<T>)>>>;
-
-fn per_batch<T: Data>(stream: &DStream<T>) -> Batches<T> {
-    let batches: Batches<T> = Arc::default();
-    let sink = batches.clone();
-    stream.foreach_batch(move |t, batch| sink.lock().unwrap().push((t, batch)));
-    batches
-}
-
-fn taken<T>(batches: &Batches<T>) -> Vec<(Time, Vec<T>)> {
-    std::mem::take(&mut *batches.lock().unwrap())
 }
 
 /// What one run saw: the counts summed over every batch, the running totals' last state,

@@ -18,10 +18,10 @@ mod ui_support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use cluster_support::{hand_count, lines_of, words_upto};
+use cluster_support::{hand_count, lines_of, per_batch, words_upto};
 use common::*;
 use rivulet::prelude::*;
 use tokio::io::AsyncWriteExt;
@@ -77,16 +77,6 @@ impl Feed {
         socket.write_all(bytes.as_bytes()).await.expect("written");
         socket.flush().await.expect("flushed");
     }
-}
-
-/// Each batch's records, in batch order.
-type Batches<T> = Arc<Mutex<Vec<(Time, Vec<T>)>>>;
-
-fn per_batch<T: Data>(stream: &DStream<T>) -> Batches<T> {
-    let batches: Batches<T> = Arc::default();
-    let sink = batches.clone();
-    stream.foreach_batch(move |t, batch| sink.lock().unwrap().push((t, batch)));
-    batches
 }
 
 /// The sum of `counts` over the batches from `first` to `last`.

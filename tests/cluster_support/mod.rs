@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rivulet::prelude::*;
 
@@ -73,4 +73,20 @@ pub fn lines_of(vocab: &[&str], lines: usize, seed: u64) -> Vec<String> {
                 .join(" ")
         })
         .collect()
+}
+
+/// Each batch's records, in batch order, as an output collects them.
+pub type Batches<T> = Arc<Mutex<Vec<(Time, Vec<T>)>>>;
+
+/// Registers an output of `stream` that collects each batch's records.
+pub fn per_batch<T: Data>(stream: &DStream<T>) -> Batches<T> {
+    let batches: Batches<T> = Arc::default();
+    let sink = batches.clone();
+    stream.foreach_batch(move |t, batch| sink.lock().unwrap().push((t, batch)));
+    batches
+}
+
+/// The batches collected so far, taken out.
+pub fn taken<T>(batches: &Batches<T>) -> Vec<(Time, Vec<T>)> {
+    std::mem::take(&mut *batches.lock().unwrap())
 }
