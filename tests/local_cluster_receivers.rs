@@ -259,7 +259,13 @@ async fn run() {
         .collect();
     let total_lines: u64 = lines_by_batch.values().flat_map(|b| b.values()).sum();
     assert_eq!(total_lines, lines.len() as u64);
-    for (t, n) in window_lines.lock().unwrap().iter() {
+    let window_lines = window_lines.lock().unwrap();
+    assert_eq!(
+        window_lines.len(),
+        windows.len(),
+        "the raw-line window ran each batch too"
+    );
+    for (t, n) in window_lines.iter() {
         let expected = sum(&lines_by_batch, *t - slide * 2, *t)
             .get(&())
             .copied()
