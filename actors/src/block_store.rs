@@ -98,15 +98,18 @@ impl BlockManager {
         let mut locations: Vec<ExecutorId> = (0..self.stores.len())
             .filter(|&e| self.stores[e].contains_key(id))
             .collect();
-        if let Some(process) = self.cluster.get().and_then(|c| c.received_location(id)) {
+        if let Some(process) = self.cluster.get().and_then(|c| c.location(id)) {
             locations.push(process);
         }
         locations
     }
 
-    /// Whether any store holds `id`.
+    /// Whether any store holds `id`, in this process or an executor process's cache (a
+    /// received block an executor process holds has its replica here).
     pub fn contains(&self, id: &BlockId) -> bool {
         self.stores.iter().any(|s| s.contains_key(id))
+            || matches!(id, BlockId::Rdd { .. })
+                && self.cluster.get().and_then(|c| c.location(id)).is_some()
     }
 
     /// Takes `id` out of every store (and out of the executor process whose receiver

@@ -15,7 +15,8 @@ use rivulet_framework::cluster_manager::{ENV_COORDINATOR, ENV_SLOT};
 use rivulet_framework::config::StreamingConfig;
 use rivulet_framework::dstream::{BatchInput, DStreamGraph};
 use rivulet_framework::scheduler::{
-    run_task, BlockAccess, StageRunnable, TaskContext, TaskDescription, TaskFailure, TaskOutcome,
+    run_task, BlockAccess, StageRunnable, TaskContext, TaskDescription, TaskFailure, TaskKind,
+    TaskOutcome,
 };
 use rivulet_framework::time::Time;
 use rivulet_framework::{Error, Result};
@@ -229,7 +230,7 @@ async fn serve(graph: DStreamGraph, settings: Settings, role: &ExecutorRole) -> 
                 let job = job_rx.lock().recv();
                 let Ok(job) = job else { return };
                 let batch = job.task.batch_time;
-                let outcome = run_map_task(&graph, executor, &blocks, job.task, job.input);
+                let outcome = run_process_task(&graph, executor, &blocks, job.task, job.input);
                 let reads = batch.map(|t| graph.take_input_reads(t)).unwrap_or_default();
                 let _ = out.send(ToCoordinator::TaskDone {
                     req: job.req,
@@ -321,8 +322,9 @@ async fn serve(graph: DStreamGraph, settings: Settings, role: &ExecutorRole) -> 
     }
 }
 
-/// Runs one map task: finds its shuffle in the batch this process generates, and runs it.
-fn run_map_task(
+/// Runs one map or cache task: finds its shuffle or RDD in the batch this process
+/// generates, and runs it.
+fn run_process_task(
     graph: &DStreamGraph,
     executor: ExecutorId,
     blocks: &Arc<ProcessBlocks>,
@@ -337,16 +339,31 @@ fn run_map_task(
             retryable: false,
         })
     };
-    let (Some(t), Some(shuffle)) = (task.batch_time, task.shuffle) else {
-        return failed(format!("task {task:?} is not a map task of a batch"));
+    let Some(t) = task.batch_time else {
+        return failed(format!("task {task:?} is not a task of a batch"));
     };
-    let dep = match graph.executor_shuffle(t, input, shuffle) {
-        Ok(dep) => dep,
+    let stage = match (task.kind, task.shuffle, task.rdd) {
+        (TaskKind::ShuffleMap, Some(shuffle), _) => {
+            graph
+                .executor_shuffle(t, input, shuffle)
+                .map(|dep| StageRunnable::ShuffleMap {
+                    op: dep.parent().meta().op(),
+                    dep,
+                })
+        }
+        (TaskKind::Cache, _, Some(id)) => {
+            graph
+                .executor_rdd(t, input, id)
+                .map(|rdd| StageRunnable::Cache {
+                    op: rdd.meta().op(),
+                    rdd,
+                })
+        }
+        _ => return failed(format!("task {task:?} is not a map or cache task")),
+    };
+    let stage = match stage {
+        Ok(stage) => stage,
         Err(e) => return failed(e.to_string()),
-    };
-    let stage = StageRunnable::ShuffleMap {
-        op: dep.parent().meta().op(),
-        dep,
     };
     let access: Arc<dyn BlockAccess> = blocks.clone();
     run_task(&stage, &task, &TaskContext::new(&task, executor, access))

@@ -120,6 +120,9 @@ pub struct ExecutorProcess {
     pub losses: u64,
     /// Map tasks its slot's processes completed (all incarnations).
     pub map_tasks: u64,
+    /// Cache tasks its slot's processes completed (all incarnations): partitions of a
+    /// stateful stream's RDDs computed and kept there (see `DagScheduler`'s cache stages).
+    pub cache_tasks: u64,
     /// Bytes of frames sent to its slot's processes (tasks, blocks, control), without
     /// the 4-byte length prefixes.
     pub bytes_sent: u64,
@@ -145,6 +148,7 @@ struct Peer {
     /// Losses the scheduler was told of (see [`Cluster::report_lost`]).
     reported: u64,
     map_tasks: u64,
+    cache_tasks: u64,
     bytes_sent: u64,
     bytes_received: u64,
 }
@@ -376,6 +380,7 @@ impl Cluster {
                 alive: p.out.is_some(),
                 losses: p.losses,
                 map_tasks: p.map_tasks,
+                cache_tasks: p.cache_tasks,
                 bytes_sent: p.bytes_sent,
                 bytes_received: p.bytes_received,
                 receivers: {
@@ -457,6 +462,17 @@ impl Cluster {
             return lost();
         }
         Box::pin(async move { rx.await.unwrap_or(TaskOutcome::ExecutorLost) })
+    }
+
+    /// The executor process holding block `id`: a partition one of its tasks cached, or a
+    /// block its receiver stored (while it is the incarnation that stored it).
+    pub(crate) fn location(&self, id: &BlockId) -> Option<ExecutorId> {
+        if let BlockId::Rdd { .. } = id {
+            let state = self.state.lock();
+            let slot = state.cached.get(id).copied()?;
+            return state.peers[slot].out.is_some().then_some(self.first_id + slot);
+        }
+        self.received_location(id)
     }
 
     /// Block `id` from the executor process that holds it (blocking the calling task
@@ -936,6 +952,9 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
                         let mut state = c.state.lock();
                         state.outputs.insert(output, slot);
                         state.peers[slot].map_tasks += 1;
+                    }
+                    if let RemoteOutcome::Cached = outcome {
+                        c.state.lock().peers[slot].cache_tasks += 1;
                     }
                     let _ = task.reply.send(outcome.into_outcome());
                 }

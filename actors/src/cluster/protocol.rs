@@ -217,6 +217,9 @@ pub(crate) async fn recv<M: DeserializeOwned + WithAttachment>(
 pub(crate) enum RemoteOutcome {
     /// The map output, whose buckets stay in the executor process's block store.
     MapOutput(MapStatus),
+    /// The cache task's partition is in the executor process's block store (reported by
+    /// [`ToCoordinator::Cached`] before this).
+    Cached,
     /// The task failed.
     Failed {
         operator: String,
@@ -231,6 +234,7 @@ impl RemoteOutcome {
     pub(crate) fn from_outcome(outcome: TaskOutcome) -> RemoteOutcome {
         match outcome {
             TaskOutcome::MapOutput(status) => RemoteOutcome::MapOutput(status),
+            TaskOutcome::Cached => RemoteOutcome::Cached,
             TaskOutcome::Failed(f) => RemoteOutcome::Failed {
                 operator: f.operator,
                 message: f.message,
@@ -256,6 +260,7 @@ impl RemoteOutcome {
     pub(crate) fn into_outcome(self) -> TaskOutcome {
         match self {
             RemoteOutcome::MapOutput(status) => TaskOutcome::MapOutput(status),
+            RemoteOutcome::Cached => TaskOutcome::Cached,
             RemoteOutcome::Failed {
                 operator,
                 message,

@@ -221,7 +221,9 @@ impl TaskLauncher for ExecutorPool {
             (Placement::Anywhere, Some(cluster)) => {
                 cluster.alive().into_iter().chain(local).collect()
             }
-            _ => local.collect(),
+            (Placement::Processes, Some(cluster)) => cluster.alive(),
+            (Placement::Processes, None) => Vec::new(),
+            (Placement::InProcess, _) | (Placement::Anywhere, None) => local.collect(),
         }
     }
 
@@ -292,6 +294,9 @@ mod tests {
             Arc::default(),
             None,
         );
+        // Without executor processes, a cache stage has nowhere to run (the result stage
+        // computes in this process).
+        assert!(pool.executors(Placement::Processes).is_empty());
         // The pool's policy: 10 restarts within 60 s, shared by its executors.
         for _ in 0..10 {
             lose(&pool, 0);

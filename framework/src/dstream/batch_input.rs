@@ -9,6 +9,14 @@
 //! the coordinator's report of the batch before the task's outcome is delivered, so that
 //! the batch's `PolledInputInfo` and the unreadable-input policy do not depend on where a
 //! split was read.
+//!
+//! A batch whose lineage reads cached RDDs of earlier batches (a stateful stream's previous
+//! state, a window's earlier batches) names them too ([`EarlierCached`]): the process puts
+//! a stand-in with the same id in each one's place, so that it reads their partitions from
+//! the block stores and never recomputes them from lineage it does not have.
+
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +24,7 @@ use crate::block::BlockInfo;
 use crate::dstream::{DStreamGraph, DStreamId};
 use crate::error::Result;
 use crate::listener::SkippedSplit;
+use crate::rdd::{Dependency, RddBase, RddId};
 use crate::time::Time;
 
 /// One batch's input as the coordinator cut it.
@@ -26,6 +35,25 @@ pub struct BatchInput {
     /// Each polled input's splits of the batch, encoded by the input (MessagePack of its
     /// split type), by input stream.
     pub splits: Vec<(DStreamId, Vec<u8>)>,
+    /// The cached RDDs of earlier batches that the batch's lineage reads.
+    #[serde(default)]
+    pub cached: Vec<EarlierCached>,
+}
+
+/// A cached RDD of an earlier batch that a batch reads: which stream generated it for
+/// which batch, its id and its partitioning.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarlierCached {
+    /// The stream that generated it.
+    pub stream: DStreamId,
+    /// The batch it was generated for (ms).
+    pub time_ms: i64,
+    /// Its id.
+    pub rdd: RddId,
+    /// How many partitions it has.
+    pub partitions: u32,
+    /// Into how many partitions it is partitioned by key, when it is.
+    pub partitioner: Option<u32>,
 }
 
 /// What the tasks of one process read of one polled input in one batch.
@@ -61,7 +89,54 @@ impl DStreamGraph {
         Ok(BatchInput {
             blocks: self.allocated(t),
             splits,
+            cached: self.earlier_cached(t),
         })
+    }
+
+    /// The cached RDDs of batches before `t` that the narrow lineage of batch `t`'s RDDs
+    /// reads (walking across shuffles too: map stages of the batch read them as well).
+    fn earlier_cached(&self, t: Time) -> Vec<EarlierCached> {
+        let nodes = self.nodes();
+        let mut earlier: HashSet<RddId> = HashSet::new();
+        let mut seen: HashSet<RddId> = HashSet::new();
+        let mut stack: Vec<Arc<dyn RddBase>> =
+            nodes.iter().filter_map(|n| n.generated_rdd(t)).collect();
+        while let Some(rdd) = stack.pop() {
+            let meta = rdd.meta();
+            if !seen.insert(meta.id()) {
+                continue;
+            }
+            if meta.id().batch_time().is_some_and(|b| b < t) {
+                if meta.is_cached() {
+                    earlier.insert(meta.id());
+                }
+                continue;
+            }
+            for dep in meta.dependencies() {
+                match dep {
+                    Dependency::Narrow(parent) => stack.push(parent.clone()),
+                    Dependency::Shuffle(map) => stack.push(map.parent()),
+                }
+            }
+        }
+        let mut cached = Vec::new();
+        for node in &nodes {
+            for &id in &earlier {
+                let time = Time::from_ms(id.time_ms);
+                let Some(rdd) = node.generated_rdd(time).filter(|r| r.meta().id() == id) else {
+                    continue;
+                };
+                let meta = rdd.meta();
+                cached.push(EarlierCached {
+                    stream: node.info().id,
+                    time_ms: id.time_ms,
+                    rdd: id,
+                    partitions: meta.num_partitions() as u32,
+                    partitioner: meta.partitioner().map(|p| p.num_partitions() as u32),
+                });
+            }
+        }
+        cached
     }
 
     /// For an executor process: puts batch `t`'s input as the coordinator cut it in place,
@@ -72,6 +147,12 @@ impl DStreamGraph {
     /// not decode (the coordinator runs another program).
     pub(crate) fn install_batch_input(&self, t: Time, input: BatchInput) -> Result<()> {
         self.restore_allocations([(t, input.blocks)]);
+        let nodes = self.nodes();
+        for cached in &input.cached {
+            if let Some(node) = nodes.iter().find(|n| n.info().id == cached.stream) {
+                node.install_stand_in(cached);
+            }
+        }
         let inputs = self.shared().inputs();
         for i in &inputs {
             let encoded = input.splits.iter().find(|(s, _)| *s == i.stream());

@@ -17,7 +17,7 @@ use crate::dstream::job::OutputJob;
 use crate::dstream::{CheckpointSetting, DStreamId, DStreamNode};
 use crate::error::{panic_message, CheckpointError, Error, GraphError, OpInfo, Result};
 use crate::listener::PolledInputInfo;
-use crate::rdd::{Dependency, RddBase, RddContext, ShuffleId, ShuffleMap};
+use crate::rdd::{Dependency, RddBase, RddContext, RddId, ShuffleId, ShuffleMap};
 use crate::receiver::ReceiverSlot;
 use crate::scheduler::GenerationGuard;
 use crate::time::Time;
@@ -814,6 +814,43 @@ impl DStreamGraph {
         input: crate::dstream::BatchInput,
         shuffle: ShuffleId,
     ) -> Result<Arc<dyn ShuffleMap>> {
+        self.executor_batch(t, input)?;
+        self.find_in_batch(t, |rdd| {
+            rdd.meta().dependencies().iter().find_map(|dep| match dep {
+                Dependency::Shuffle(map) if map.shuffle_id() == shuffle => Some(map.clone()),
+                _ => None,
+            })
+        })
+        .ok_or_else(|| {
+            Error::Internal(format!(
+                "this executor's program has no shuffle {shuffle} in batch {t}: is it the coordinator's program, with the same arguments?"
+            ))
+        })
+    }
+
+    /// For an executor process: RDD `id` of batch `t`, found as
+    /// [`executor_shuffle`](DStreamGraph::executor_shuffle) finds a shuffle, for a cache
+    /// task that materializes it.
+    ///
+    /// # Errors
+    /// As [`executor_shuffle`](DStreamGraph::executor_shuffle), naming the RDD.
+    pub fn executor_rdd(
+        &self,
+        t: Time,
+        input: crate::dstream::BatchInput,
+        id: RddId,
+    ) -> Result<Arc<dyn RddBase>> {
+        self.executor_batch(t, input)?;
+        self.find_in_batch(t, |rdd| (rdd.meta().id() == id).then(|| rdd.clone()))
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "this executor's program has no RDD {id} in batch {t}: is it the coordinator's program, with the same arguments?"
+                ))
+            })
+    }
+
+    /// Generates batch `t` in this executor process from `input`, unless it did already.
+    fn executor_batch(&self, t: Time, input: crate::dstream::BatchInput) -> Result<()> {
         let mut generated = self.shared.executor_batches.lock();
         if !generated.contains(&t) {
             self.install_batch_input(t, input)?;
@@ -830,28 +867,34 @@ impl DStreamGraph {
                 }
             }
         }
-        drop(generated);
-        let nodes = self.shared.state.lock().nodes.clone();
+        Ok(())
+    }
+
+    /// The first `Some` that `found` gives for an RDD of batch `t`'s lineage, walked from
+    /// every stream's RDD of `t` through narrow dependencies and across shuffles.
+    fn find_in_batch<R>(
+        &self,
+        t: Time,
+        mut found: impl FnMut(&Arc<dyn RddBase>) -> Option<R>,
+    ) -> Option<R> {
         let mut stack: Vec<Arc<dyn RddBase>> =
-            nodes.iter().filter_map(|n| n.generated_rdd(t)).collect();
+            self.nodes().iter().filter_map(|n| n.generated_rdd(t)).collect();
         let mut seen = std::collections::HashSet::new();
         while let Some(rdd) = stack.pop() {
             if !seen.insert(rdd.meta().id()) {
                 continue;
             }
+            if let Some(r) = found(&rdd) {
+                return Some(r);
+            }
             for dep in rdd.meta().dependencies() {
                 match dep {
                     Dependency::Narrow(parent) => stack.push(parent.clone()),
-                    Dependency::Shuffle(map) if map.shuffle_id() == shuffle => {
-                        return Ok(map.clone());
-                    }
                     Dependency::Shuffle(map) => stack.push(map.parent()),
                 }
             }
         }
-        Err(Error::Internal(format!(
-            "this executor's program has no shuffle {shuffle} in batch {t}: is it the coordinator's program, with the same arguments?"
-        )))
+        None
     }
 
     /// Forgets RDDs and block allocations no stream remembers after batch `t` finished
@@ -867,6 +910,11 @@ impl DStreamGraph {
         }
         let horizon = self.shared.input_horizon(t).min(t - max_remember);
         self.shared.blocks.forget_up_to(horizon)
+    }
+
+    /// The graph's streams, in id order.
+    pub(crate) fn nodes(&self) -> Vec<Arc<dyn DStreamNode>> {
+        self.shared.state.lock().nodes.clone()
     }
 
     /// Drops the graph's streams, outputs and allocations (they hold the graph, which holds

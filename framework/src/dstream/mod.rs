@@ -27,7 +27,7 @@ mod stateless;
 mod update_state;
 mod window;
 
-pub use batch_input::{BatchInput, InputReads};
+pub use batch_input::{BatchInput, EarlierCached, InputReads};
 pub use describe::{GraphDescription, OutputDescription, StreamDescription};
 pub use direct::{DirectOptions, DirectSource, DirectStream, OffsetRange, SourcePartition};
 pub use graph::{DStreamGraph, InputReports};
@@ -49,7 +49,7 @@ use parking_lot::Mutex;
 use crate::checkpoint::DataCheckpoint;
 use crate::data::Data;
 use crate::error::{panic_message, Error, GraphError, OpInfo, Result};
-use crate::rdd::{checkpoint_rdd, with_scope, IdScope, KeyCounter, Rdd};
+use crate::rdd::{checkpoint_rdd, stand_in_rdd, with_scope, IdScope, KeyCounter, Rdd};
 use crate::time::Time;
 
 use graph::GraphShared;
@@ -179,6 +179,10 @@ pub(crate) trait DStreamNode: Send + Sync {
     fn restore_checkpoint(&self, checkpoint: &DataCheckpoint) -> Result<()>;
     /// The RDD the node generated for batch `t`, if any.
     fn generated_rdd(&self, t: Time) -> Option<Arc<dyn crate::rdd::RddBase>>;
+    /// In an executor process: makes a stand-in for the coordinator's cached RDD
+    /// `cached` (no lineage, its partitions read from block stores) the node's RDD at its
+    /// batch time, unless the node generated one there itself.
+    fn install_stand_in(&self, cached: &EarlierCached);
 }
 
 /// Computes a node's RDD for a batch time; gets the node's own handle (stateful nodes read
@@ -227,6 +231,21 @@ impl<T: Data> DStreamNode for DStreamCore<T> {
     }
     fn generated_rdd(&self, t: Time) -> Option<Arc<dyn crate::rdd::RddBase>> {
         self.generated.lock().get(&t).map(|rdd| rdd.as_base())
+    }
+    fn install_stand_in(&self, cached: &EarlierCached) {
+        let ctx = self.info.graph.rdd_context();
+        self.generated
+            .lock()
+            .entry(Time::from_ms(cached.time_ms))
+            .or_insert_with(|| {
+                stand_in_rdd(
+                    ctx,
+                    self.info.op,
+                    cached.rdd,
+                    cached.partitions as usize,
+                    cached.partitioner.map(|n| n as usize),
+                )
+            });
     }
 }
 
@@ -478,6 +497,7 @@ impl<T: Data> DStream<T> {
             }
         };
         if let Some(rdd) = &rdd {
+            rdd.mark_generated();
             if self.core.info.cache.load(Ordering::Relaxed) {
                 rdd.cache();
             }

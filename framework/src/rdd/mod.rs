@@ -37,6 +37,7 @@ pub(crate) use narrow::{map_partitions, zip_partitions};
 pub(crate) use pair::Aggregator;
 mod shuffle;
 mod source;
+mod stand_in;
 mod transform;
 
 pub use id::{RddId, ShuffleId, STATIC_SCOPE};
@@ -45,6 +46,7 @@ pub use shuffle::{MapStatus, ShuffleMap};
 pub(crate) use checkpoint::{checkpoint_rdd, KeyCounter};
 pub(crate) use id::{with_scope, IdScope};
 pub(crate) use source::{block_rdd, empty_rdd};
+pub(crate) use stand_in::stand_in_rdd;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -176,9 +178,15 @@ pub struct RddMeta {
     /// Whether it reads input that any process can read, and nothing else: received blocks
     /// or a polled source's splits (see [`computable_remotely`]).
     portable_input: bool,
+    /// Set when a DStream generated it for a batch ([`Rdd::mark_generated`]): computes and
+    /// caches a partition without knowing the record type, for a stage that materializes it.
+    materializer: OnceLock<Materializer>,
     scope: Arc<IdScope>,
     ctx: Arc<RddContext>,
 }
+
+/// Computes partition `p` of an RDD into its executor's block store; returns its records.
+type Materializer = Box<dyn Fn(usize, &TaskContext) -> Result<usize> + Send + Sync>;
 
 /// Whether an executor in another process can compute `rdd`'s partitions for batch `t`
 /// from the batch's input as the coordinator decided it
@@ -194,8 +202,27 @@ pub struct RddMeta {
 /// polled sources that only the coordinator may read, data checkpoints and RDDs built
 /// outside a batch: those stages run on the coordinator's in-process executors.
 pub fn computable_remotely(rdd: &dyn RddBase, t: crate::time::Time) -> bool {
+    computable_remotely_with(rdd, t, &|_| false)
+}
+
+/// As [`computable_remotely`], where an RDD for which `cached` holds (every partition in
+/// some executor's block store, of batch `t` or an earlier one) is also a leaf: an executor
+/// process reads its partitions from the block stores (fetched through the coordinator)
+/// and never computes them; the batch's [`BatchInput`](crate::dstream::BatchInput) names
+/// the earlier ones so that the process's graph finds them under their ids.
+pub fn computable_remotely_with(
+    rdd: &dyn RddBase,
+    t: crate::time::Time,
+    cached: &dyn Fn(&RddMeta) -> bool,
+) -> bool {
     let meta = rdd.meta();
-    if meta.id.scope == id::STATIC_SCOPE || meta.id.time_ms != t.as_ms() {
+    if meta.id.scope == id::STATIC_SCOPE {
+        return false;
+    }
+    if cached(meta) {
+        return meta.id.time_ms <= t.as_ms();
+    }
+    if meta.id.time_ms != t.as_ms() {
         return false;
     }
     if meta.portable_input {
@@ -203,9 +230,27 @@ pub fn computable_remotely(rdd: &dyn RddBase, t: crate::time::Time) -> bool {
     }
     !meta.dependencies.is_empty()
         && meta.dependencies.iter().all(|d| match d {
-            Dependency::Narrow(parent) => computable_remotely(&**parent, t),
+            Dependency::Narrow(parent) => computable_remotely_with(&**parent, t, cached),
             Dependency::Shuffle(_) => true,
         })
+}
+
+/// Whether computing `rdd`'s partitions for batch `t` reads a cached RDD of an earlier batch
+/// (for which `cached` holds) through narrow dependencies: a stateful stream's previous
+/// state, a window's earlier batches.
+pub fn reads_earlier_cache(
+    rdd: &dyn RddBase,
+    t: crate::time::Time,
+    cached: &dyn Fn(&RddMeta) -> bool,
+) -> bool {
+    let meta = rdd.meta();
+    if cached(meta) {
+        return meta.id.time_ms < t.as_ms();
+    }
+    meta.dependencies.iter().any(|d| match d {
+        Dependency::Narrow(parent) => reads_earlier_cache(&**parent, t, cached),
+        Dependency::Shuffle(_) => false,
+    })
 }
 
 impl RddMeta {
@@ -247,6 +292,7 @@ impl RddMeta {
             partitioner,
             cached: AtomicBool::new(false),
             portable_input: false,
+            materializer: OnceLock::new(),
             scope,
             ctx: ctx.clone(),
         }
@@ -276,6 +322,7 @@ impl RddMeta {
             partitioner,
             cached: AtomicBool::new(true),
             portable_input: false,
+            materializer: OnceLock::new(),
             scope: ctx.static_scope.clone(),
             ctx: ctx.clone(),
         }
@@ -304,6 +351,24 @@ impl RddMeta {
     /// Whether its partitions are kept in block stores once computed.
     pub fn is_cached(&self) -> bool {
         self.cached.load(Ordering::Relaxed)
+    }
+    /// Whether a DStream generated it for a batch: any process running the program
+    /// generates the same RDD under the same id, so a stage that
+    /// [materializes](RddMeta::materialize) it may run in an executor process.
+    pub fn is_generated(&self) -> bool {
+        self.materializer.get().is_some()
+    }
+    /// Marks the RDD cached and computes partition `p` into the executor's block store
+    /// (read from the store when it is already there); returns its records. `None` when
+    /// the RDD was not [generated](RddMeta::is_generated) by a DStream.
+    ///
+    /// # Errors
+    /// As computing the partition: a missing block or shuffle output, a failed user
+    /// function.
+    pub fn materialize(&self, partition: usize, ctx: &TaskContext) -> Option<Result<usize>> {
+        let materialize = self.materializer.get()?;
+        self.cached.store(true, Ordering::Relaxed);
+        Some(materialize(partition, ctx))
     }
     /// The block id of its cached partition `p`.
     pub fn block_id(&self, partition: usize) -> BlockId {
@@ -423,6 +488,49 @@ impl<T: Data> Rdd<T> {
     /// Whether [`cache`](Rdd::cache) was called.
     pub fn is_cached(&self) -> bool {
         self.inner.meta().is_cached()
+    }
+
+    /// Marks this RDD as generated by a DStream for a batch (see
+    /// [`RddMeta::is_generated`]), so that a stage can materialize it without its type.
+    pub(crate) fn mark_generated(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let _ = self.inner.meta().materializer.set(Box::new(move |p, ctx| {
+            let inner = weak.upgrade().ok_or_else(|| {
+                Error::Internal("a materialized RDD was dropped while its task ran".into())
+            })?;
+            Rdd { inner }.materialize(p, ctx)
+        }));
+    }
+
+    /// Partition `p` in the executor's block store, computed if it is not there yet;
+    /// returns its records.
+    fn materialize(&self, partition: usize, ctx: &TaskContext) -> Result<usize> {
+        let id = self.inner.meta().block_id(partition);
+        if let Some(records) = ctx.get_records::<T>(&id) {
+            return Ok(records?.len());
+        }
+        let records: Vec<T> = self.inner.compute(partition, ctx)?.collect();
+        let n = records.len();
+        ctx.put_records(id, Arc::new(records));
+        Ok(n)
+    }
+
+    /// Where partition `p` is: the executors holding it when it is cached there, else
+    /// where its input is (Spark: `getPreferredLocs` looks at the cache first).
+    pub(crate) fn locations(&self, partition: usize) -> Vec<ExecutorId> {
+        let meta = self.inner.meta();
+        if meta.is_cached() {
+            let cached = meta
+                .ctx()
+                .runner()
+                .ok()
+                .and_then(|r| r.block_locations(&meta.block_id(partition)))
+                .unwrap_or_default();
+            if !cached.is_empty() {
+                return cached;
+            }
+        }
+        self.inner.preferred_locations(partition)
     }
 
     /// Partition `p`'s records as a shared `Vec`, without cloning them, when they are kept

@@ -31,7 +31,7 @@ impl<T: Data, U: Data> RddBase for MapPartitionsRdd<T, U> {
         &self.meta
     }
     fn preferred_locations(&self, partition: usize) -> Vec<ExecutorId> {
-        self.parent.inner.preferred_locations(partition)
+        self.parent.locations(partition)
     }
 }
 
@@ -105,7 +105,7 @@ impl<T: Data> RddBase for UnionRdd<T> {
     fn preferred_locations(&self, partition: usize) -> Vec<ExecutorId> {
         self.parts[partition]
             .first()
-            .map(|&(i, p)| self.parents[i].inner.preferred_locations(p))
+            .map(|&(i, p)| self.parents[i].locations(p))
             .unwrap_or_default()
     }
 }
@@ -163,7 +163,7 @@ impl<A: Data, B: Data, C: Data> RddBase for ZippedPartitionsRdd<A, B, C> {
         &self.meta
     }
     fn preferred_locations(&self, partition: usize) -> Vec<ExecutorId> {
-        self.a.inner.preferred_locations(partition)
+        self.a.locations(partition)
     }
 }
 

@@ -19,7 +19,10 @@ use tracing::{debug, warn};
 use crate::block::{BlockId, ExecutorId};
 use crate::error::{Error, Result};
 use crate::listener::{JobInfo, StageInfo};
-use crate::rdd::{computable_remotely, RddBase, RddMeta, ShuffleId, ShuffleMap};
+use crate::rdd::{
+    computable_remotely, computable_remotely_with, reads_earlier_cache, Dependency, RddBase,
+    RddMeta, ShuffleId, ShuffleMap,
+};
 use crate::scheduler::task_set::{FailureAction, Launch, TaskSet};
 use crate::scheduler::{
     independent_map_stages, plan_stages, JobId, JobSpec, MapOutputTracker, SchedulerCounters,
@@ -40,6 +43,9 @@ pub enum Placement {
     /// of this process) or a stage whose lineage reads what only this process has (queue
     /// data, state and windows of earlier batches, a polled input's source, a checkpoint).
     InProcess,
+    /// On executor processes only, none when there are none: a cache stage, whose point is
+    /// to keep what it computes (a stateful stream's state) out of this process.
+    Processes,
 }
 
 /// Sends tasks to executors and reports their outcomes (the actor runtime's executor pool,
@@ -245,6 +251,10 @@ impl DagScheduler {
         let is_cached = |meta: &RddMeta| is_cached(launcher, meta);
         let mut next_stage = 0;
         let mut resubmits = 0;
+        if let Some(t) = job.batch_time {
+            self.materialize_on_processes(job_id, job, t, launcher, infos, &mut next_stage)
+                .await;
+        }
         'plan: loop {
             let stages = plan_stages(&job.rdd, next_stage, &is_available, &is_cached);
             next_stage += stages.len() as u32;
@@ -290,6 +300,53 @@ impl DagScheduler {
         }
     }
 
+    /// Before a job of batch `t` runs its result stage in this process: each RDD that stage
+    /// would compute which reads a cached RDD of an earlier batch (a stateful stream's
+    /// previous state, a window's earlier batches), and which executor processes can
+    /// compute from the batch's input and the block stores
+    /// ([`computable_remotely_with`]), is computed on the processes by a cache stage and
+    /// kept there, so that a stream's state stays in the processes from batch to batch, as
+    /// Spark's executors keep a state RDD's blocks, and the result stage reads the
+    /// materialized partitions (fetched: the output's records, not the state). A cache
+    /// stage gets one attempt per task; when it fails, the result stage computes what is
+    /// missing here from lineage, so it never fails the job.
+    async fn materialize_on_processes(
+        &self,
+        job_id: JobId,
+        job: &JobSpec,
+        t: Time,
+        launcher: &dyn TaskLauncher,
+        infos: &mut Vec<StageInfo>,
+        next_stage: &mut u32,
+    ) {
+        if launcher.executors(Placement::Processes).is_empty() {
+            return;
+        }
+        let is_available = |dep: &dyn ShuffleMap| self.is_available(dep);
+        let is_cached = |meta: &RddMeta| is_cached(launcher, meta);
+        for target in materializable(&job.rdd, t, &is_cached) {
+            let mut stages = plan_stages(&target, *next_stage, &is_available, &is_cached);
+            *next_stage += stages.len() as u32;
+            if let Some(last) = stages.last_mut() {
+                last.kind = StageKind::Cache;
+            }
+            self.register(job_id, job, &stages);
+            for stage in &stages {
+                let mut info = stage_info(stage, job);
+                let started = Instant::now();
+                let outcome = self
+                    .run_stage(job_id, job, stage, launcher, &mut info)
+                    .await;
+                info.duration = started.elapsed();
+                infos.push(info);
+                if outcome.is_err() {
+                    debug!(batch = %t, rdd = %target.meta().id(), "A cache stage failed; the result stage computes what it left.");
+                    break;
+                }
+            }
+        }
+    }
+
     /// Whether all of `dep`'s map outputs are registered (its map stage can be skipped).
     fn is_available(&self, dep: &dyn ShuffleMap) -> bool {
         self.map_outputs
@@ -307,6 +364,10 @@ impl DagScheduler {
                 StageKind::Result => StageRunnable::Result {
                     func: job.func.clone(),
                     op: job.op,
+                },
+                StageKind::Cache => StageRunnable::Cache {
+                    rdd: stage.rdd.clone(),
+                    op: stage.rdd.meta().op(),
                 },
             };
             self.registry.register(job_id, stage.id, runnable);
@@ -335,19 +396,23 @@ impl DagScheduler {
                 Some(dep.shuffle_id()),
             ),
             StageKind::Result => (TaskKind::Result, (0..num_tasks).collect(), None),
+            StageKind::Cache => (TaskKind::Cache, (0..num_tasks).collect(), None),
         };
         let placement = match (&stage.kind, job.batch_time) {
             (StageKind::ShuffleMap(dep), Some(t)) if computable_remotely(&*dep.parent(), t) => {
                 Placement::Anywhere
             }
+            (StageKind::Cache, _) => Placement::Processes,
             _ => Placement::InProcess,
         };
-        let mut set = TaskSet::new(
-            partitions,
-            self.max_attempts,
-            job.batch_time,
-            self.speculation,
-        );
+        let rdd = (kind == TaskKind::Cache).then(|| stage.rdd.meta().id());
+        // A cache task that fails leaves its partition to the result stage: no retries.
+        let attempts = if kind == TaskKind::Cache {
+            1
+        } else {
+            self.max_attempts
+        };
+        let mut set = TaskSet::new(partitions, attempts, job.batch_time, self.speculation);
         info.tasks = set.num_tasks();
         let mut results: Vec<Option<TaskOutput>> = Vec::new();
         if kind == TaskKind::Result {
@@ -369,6 +434,7 @@ impl DagScheduler {
                 batch_time: job.batch_time,
                 kind,
                 shuffle,
+                rdd,
             };
             launcher.launch(t.executor, task).map(move |o| (t.id, o))
         };
@@ -411,6 +477,9 @@ impl DagScheduler {
                             *slot = Some(out);
                         }
                     }
+                }
+                TaskOutcome::Cached => {
+                    set.succeeded(id, Instant::now());
                 }
                 TaskOutcome::MapOutput(_) => {
                     if let (Some(won), Some(s)) = (set.succeeded(id, Instant::now()), shuffle) {
@@ -460,11 +529,46 @@ fn is_cached(launcher: &dyn TaskLauncher, meta: &RddMeta) -> bool {
     meta.is_cached() && (0..meta.num_partitions()).all(|p| launcher.has_block(&meta.block_id(p)))
 }
 
+/// The RDDs in the narrow lineage of `rdd` (down to fully cached ones) that a cache stage
+/// should compute on executor processes for batch `t`: generated by a DStream for `t`,
+/// reading a cached RDD of an earlier batch, and computable there; the first such on each
+/// path from `rdd` (what they read is computed in their tasks).
+fn materializable(
+    rdd: &Arc<dyn RddBase>,
+    t: Time,
+    is_cached: &dyn Fn(&RddMeta) -> bool,
+) -> Vec<Arc<dyn RddBase>> {
+    let mut found = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![rdd.clone()];
+    while let Some(r) = stack.pop() {
+        let meta = r.meta();
+        if !seen.insert(meta.id()) || is_cached(meta) {
+            continue;
+        }
+        if meta.is_generated()
+            && meta.id().batch_time() == Some(t)
+            && reads_earlier_cache(&*r, t, is_cached)
+            && computable_remotely_with(&*r, t, is_cached)
+        {
+            found.push(r);
+            continue;
+        }
+        for dep in meta.dependencies() {
+            if let Dependency::Narrow(parent) = dep {
+                stack.push(parent.clone());
+            }
+        }
+    }
+    found
+}
+
 /// A fresh description of how `stage` of `job` ran, filled in as it runs.
 fn stage_info(stage: &Stage, job: &JobSpec) -> StageInfo {
     let (kind, operator) = match stage.kind {
         StageKind::ShuffleMap(_) => ("shuffle map", stage.rdd.meta().op().to_string()),
         StageKind::Result => ("result", job.op.to_string()),
+        StageKind::Cache => ("cache", stage.rdd.meta().op().to_string()),
     };
     StageInfo {
         id: stage.id,

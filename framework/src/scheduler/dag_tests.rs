@@ -26,6 +26,8 @@ enum Act {
     ClearThenRun(ExecutorId),
     /// Never answer (a straggler).
     Hang,
+    /// Fail the task (not retryable).
+    Fail,
 }
 
 type Script = Box<dyn FnMut(ExecutorId, &TaskDescription) -> Act + Send>;
@@ -94,6 +96,12 @@ impl TaskLauncher for Fake {
                 TaskOutcome::ExecutorLost
             }
             Act::Hang => return Box::pin(future::pending()),
+            Act::Fail => TaskOutcome::Failed(TaskFailure {
+                operator: "fake".into(),
+                message: "scripted failure".into(),
+                fetch_failed: None,
+                retryable: false,
+            }),
         };
         Box::pin(future::ready(outcome))
     }
@@ -225,7 +233,7 @@ fn repeatedly_lost_shuffle_outputs_fail_the_job_after_max_attempts_resubmits() {
     // Every result task finds the map outputs gone.
     let (ctx, r) = setup(2, 3, None, |_, t| match t.kind {
         TaskKind::Result => Act::ClearThenRun(0),
-        TaskKind::ShuffleMap => Act::Run,
+        TaskKind::ShuffleMap | TaskKind::Cache => Act::Run,
     });
     // One executor holds all map outputs, so each fetch fails.
     r.fake.alive.lock()[1] = false;
@@ -417,4 +425,81 @@ fn a_failed_map_stage_run_ahead_is_left_to_its_job() {
     let ran = futures::executor::block_on(r.dag.run_map_stages_ahead(&rdd.as_base(), t, &r.fake));
     assert_eq!(ran, 0);
     assert_eq!(r.dag.counters().snapshot().stages_pipelined, 0);
+}
+
+/// A stateful stream's RDD of the batch at `ms` as a DStream generates it: `previous` (an
+/// RDD of an earlier batch) unioned with the batch's counts of `0..60` by `x % 5` (3
+/// partitions: both sides are partitioned alike, so the union keeps their partitioning).
+fn state_step(ctx: &Arc<RddContext>, ms: i64, previous: &Rdd<(u64, u64)>) -> Rdd<(u64, u64)> {
+    use crate::rdd::{with_scope, IdScope};
+    with_scope(IdScope::new(2, crate::time::Time::from_ms(ms)), || {
+        let next = previous.union(&counts(ctx)).map(|kv| kv);
+        next.mark_generated();
+        next
+    })
+}
+
+/// The first state, generated for the batch at 100 ms: the counts, cached if `cached`.
+fn first_state(ctx: &Arc<RddContext>, cached: bool) -> Rdd<(u64, u64)> {
+    use crate::rdd::{with_scope, IdScope};
+    let state = with_scope(IdScope::new(2, crate::time::Time::from_ms(100)), || counts(ctx));
+    state.mark_generated();
+    if cached {
+        state.cache();
+    }
+    assert_eq!(sorted(state.collect().unwrap()), EXPECTED);
+    state
+}
+
+/// [`EXPECTED`] twice, sorted.
+fn expected_twice() -> Vec<(u64, u64)> {
+    sorted(EXPECTED.iter().chain(EXPECTED.iter()).copied().collect())
+}
+
+fn launches_of(r: &FakeRunner, kind: TaskKind) -> usize {
+    r.fake.launches.lock().iter().filter(|l| l.1 == kind).count()
+}
+
+#[test]
+fn a_batch_reading_earlier_cached_state_is_materialized_by_a_cache_stage_first() {
+    let (ctx, r) = setup(2, 4, None, |_, _| Act::Run);
+    let previous = first_state(&ctx, true);
+    assert_eq!(launches_of(&r, TaskKind::Cache), 0, "batch 100 reads no earlier cache");
+    let next = state_step(&ctx, 200, &previous);
+    assert!(!next.is_cached());
+    assert_eq!(sorted(next.collect().unwrap()), expected_twice());
+    assert_eq!(next.num_partitions(), 3);
+    assert_eq!(
+        launches_of(&r, TaskKind::Cache),
+        3,
+        "one cache task per partition"
+    );
+    assert!(next.is_cached(), "the cache stage marked it cached");
+    assert!((0..3).all(|p| r.fake.has_block(&next.meta().block_id(p))));
+    // The result tasks read the cached partitions: collecting again runs no cache task.
+    assert_eq!(sorted(next.collect().unwrap()), expected_twice());
+    assert_eq!(launches_of(&r, TaskKind::Cache), 3);
+}
+
+#[test]
+fn a_failed_cache_stage_leaves_its_partitions_to_the_result_stage() {
+    let (ctx, r) = setup(2, 4, None, |_, t| match t.kind {
+        TaskKind::Cache => Act::Fail,
+        _ => Act::Run,
+    });
+    let previous = first_state(&ctx, true);
+    let next = state_step(&ctx, 200, &previous);
+    assert_eq!(sorted(next.collect().unwrap()), expected_twice());
+    let cache = launches_of(&r, TaskKind::Cache);
+    assert!((1..=3).contains(&cache), "one attempt per task, no retries: {cache}");
+    assert_eq!(r.dag.counters().snapshot().task_retries, 0);
+}
+
+#[test]
+fn without_a_cached_earlier_batch_no_cache_stage_runs() {
+    let (ctx, r) = setup(2, 4, None, |_, _| Act::Run);
+    let previous = first_state(&ctx, false);
+    let next = state_step(&ctx, 200, &previous);
+    assert_eq!(sorted(next.collect().unwrap()), expected_twice());
+    assert_eq!(launches_of(&r, TaskKind::Cache), 0);
 }
