@@ -8,7 +8,9 @@
 //! (`stages_resubmitted`, asserted) on the survivors. Beside the counts,
 //! the same graph runs a 3-batch window with an inverse function, `map_with_state` and a
 //! join over them; in both runs each batch's outputs are checked against values the test
-//! computes itself from that run's per-batch counts.
+//! computes itself from that run's per-batch counts. With processes, the state and the
+//! window are computed and kept in the processes (cache stages, counted), and recomputed
+//! from lineage when a process holding them dies.
 //!
 //! This file holds ONE test on purpose: an executor process is this test binary started
 //! again with the same arguments, which runs the same test up to `start` and serves the
@@ -35,7 +37,7 @@ fn lines() -> Vec<String> {
     let vocab = [
         "ash", "birch", "cedar", "elm", "fir", "oak", "yew", "pine", "larch",
     ];
-    let mut lines = lines_of(&vocab, 3_000, 7);
+    let mut lines = lines_of(&vocab, LINES, 7);
     for line in lines.iter_mut().skip(50).step_by(100) {
         line.replace_range(..line.find(' ').unwrap_or(0), POISON);
     }
@@ -219,6 +221,12 @@ fn check_operators(o: &Outcome) {
 /// Lines per chunk the receiver stores, one chunk per batch.
 const CHUNK: usize = 150;
 
+/// How many lines [`lines`] makes.
+const LINES: usize = 3_000;
+
+/// How many chunks they are fed in.
+const CHUNKS: usize = LINES / CHUNK;
+
 /// Word counts per batch and their running totals (`update_state_by_key`) over `lines`
 /// (repartitioned first, so that map tasks also read shuffle buckets other processes
 /// wrote), with `processes` executor processes beside one in-process executor. With
@@ -378,9 +386,18 @@ async fn executor_processes_give_the_in_process_counts_and_survive_a_crash_and_a
          ran again: {:?}",
         cluster.metrics
     );
-    eprintln!(
-        "DEBUG {:?} {:?} {:?}",
-        cluster.metrics, cluster.killed_after_shuffle, cluster.processes
+    let cached: u64 = cluster.processes.iter().map(|p| p.cache_tasks).sum();
+    assert!(
+        cached >= CHUNKS as u64,
+        "the state (update_state_by_key, map_with_state) and the window were computed and \
+         kept on the processes, at least once per chunk: {:?}",
+        cluster.processes
+    );
+    assert!(
+        cluster.processes.iter().map(|p| p.cached_lost).sum::<u64>() > 0,
+        "a killed process held cached partitions (the outputs above still equal the \
+         test's values: they were recomputed): {:?}",
+        cluster.processes
     );
     check_operators(&cluster);
 

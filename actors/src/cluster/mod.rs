@@ -123,6 +123,9 @@ pub struct ExecutorProcess {
     /// Cache tasks its slot's processes completed (all incarnations): partitions of a
     /// stateful stream's RDDs computed and kept there (see `DagScheduler`'s cache stages).
     pub cache_tasks: u64,
+    /// Cached partitions lost with its slot's processes (recomputed from lineage when a
+    /// batch needs them).
+    pub cached_lost: u64,
     /// Bytes of frames sent to its slot's processes (tasks, blocks, control), without
     /// the 4-byte length prefixes.
     pub bytes_sent: u64,
@@ -149,6 +152,7 @@ struct Peer {
     reported: u64,
     map_tasks: u64,
     cache_tasks: u64,
+    cached_lost: u64,
     bytes_sent: u64,
     bytes_received: u64,
 }
@@ -381,6 +385,7 @@ impl Cluster {
                 losses: p.losses,
                 map_tasks: p.map_tasks,
                 cache_tasks: p.cache_tasks,
+                cached_lost: p.cached_lost,
                 bytes_sent: p.bytes_sent,
                 bytes_received: p.bytes_received,
                 receivers: {
@@ -674,7 +679,9 @@ impl Cluster {
             .map(|(_, f)| f)
             .collect();
         state.outputs.retain(|_, s| *s != slot);
+        let before = state.cached.len();
         state.cached.retain(|_, s| *s != slot);
+        state.peers[slot].cached_lost += (before - state.cached.len()) as u64;
         Cluster::lose_receivers(&mut state, slot);
         drop(state);
         for task in tasks {

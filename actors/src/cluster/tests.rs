@@ -201,6 +201,7 @@ fn map_task(partition: usize) -> TaskDescription {
         batch_time: Some(Time::from_ms(100)),
         kind: TaskKind::ShuffleMap,
         shuffle: Some(shuffle()),
+        rdd: None,
     }
 }
 
