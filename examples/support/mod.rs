@@ -749,8 +749,9 @@ pub fn base_config() -> StreamingConfig {
     }
 }
 
-/// Prints what `--local-cluster`'s executor processes did: per process its map tasks and
-/// losses, and the scheduler's recoveries (executors lost, map stages resubmitted). Nothing
+/// Prints what `--local-cluster`'s executor processes did: per process its map tasks, its
+/// cache tasks (state and window partitions computed and kept there) and losses, and the
+/// scheduler's recoveries (executors lost, map stages resubmitted). Nothing
 /// without executor processes.
 pub fn print_cluster_summary(ssc: &StreamingContext) {
     let processes = ssc.executor_processes();
@@ -763,8 +764,8 @@ pub fn print_cluster_summary(ssc: &StreamingContext) {
             false => format!(", receivers of streams {:?}", p.receivers),
         };
         println!(
-            "Executor process {}: {} map tasks, lost {} times{receivers}",
-            p.executor, p.map_tasks, p.losses
+            "Executor process {}: {} map tasks, {} cache tasks, lost {} times{receivers}",
+            p.executor, p.map_tasks, p.cache_tasks, p.losses
         );
     }
     if let Some(m) = ssc.scheduler_metrics() {

@@ -199,9 +199,13 @@ impl StreamingConfig {
     /// `StreamingContext::start` reads), builds the same DStream graph, registers with the
     /// coordinator over TCP on 127.0.0.1 and runs [`executors`](StreamingConfig::executors)
     /// task threads; a map stage of a batch whose lineage starts at received blocks runs on
-    /// them (see [`computable_remotely`](crate::rdd::computable_remotely)), everything else
-    /// on the in-process executors. A process that dies or stops answering is lost: its
-    /// map outputs are recomputed from lineage and a new process takes its place.
+    /// them (see [`computable_remotely`](crate::rdd::computable_remotely)), and so does the
+    /// computation of a stateful stream's state and a window from the previous batch's
+    /// (a cache stage, which keeps them there; see
+    /// [`DagScheduler`](crate::scheduler::DagScheduler)); result stages and everything else
+    /// run on the in-process executors. A process that dies or stops answering is lost:
+    /// its map outputs and cached partitions are recomputed from lineage and a new process
+    /// takes its place.
     pub fn local_cluster(mut self, n: usize) -> Self {
         self.local_cluster = n;
         self

@@ -342,25 +342,24 @@ fn run_process_task(
     let Some(t) = task.batch_time else {
         return failed(format!("task {task:?} is not a task of a batch"));
     };
-    let stage = match (task.kind, task.shuffle, task.rdd) {
-        (TaskKind::ShuffleMap, Some(shuffle), _) => {
-            graph
+    let stage =
+        match (task.kind, task.shuffle, task.rdd) {
+            (TaskKind::ShuffleMap, Some(shuffle), _) => graph
                 .executor_shuffle(t, input, shuffle)
                 .map(|dep| StageRunnable::ShuffleMap {
                     op: dep.parent().meta().op(),
                     dep,
-                })
-        }
-        (TaskKind::Cache, _, Some(id)) => {
-            graph
-                .executor_rdd(t, input, id)
-                .map(|rdd| StageRunnable::Cache {
-                    op: rdd.meta().op(),
-                    rdd,
-                })
-        }
-        _ => return failed(format!("task {task:?} is not a map or cache task")),
-    };
+                }),
+            (TaskKind::Cache, _, Some(id)) => {
+                graph
+                    .executor_rdd(t, input, id)
+                    .map(|rdd| StageRunnable::Cache {
+                        op: rdd.meta().op(),
+                        rdd,
+                    })
+            }
+            _ => return failed(format!("task {task:?} is not a map or cache task")),
+        };
     let stage = match stage {
         Ok(stage) => stage,
         Err(e) => return failed(e.to_string()),

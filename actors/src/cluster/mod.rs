@@ -6,9 +6,13 @@
 //! role ([`ExecutorRole`], read from the environment) and waits for each to register over
 //! a [`Connection`] (the handshake refuses another build). An executor process builds the
 //! same DStream graph (the program's own code, up to `StreamingContext::start`), and runs
-//! the map tasks it is sent: a task names its batch and shuffle, carries the batch's block
-//! allocation, and the process generates the batch itself and finds the shuffle under the
-//! same id ([`DStreamGraph::executor_shuffle`]). Closures never travel.
+//! the map and cache tasks it is sent: a task names its batch and shuffle (or, for a cache
+//! task, the RDD it keeps), carries the batch's block allocation and the cached RDDs of
+//! earlier batches it reads, and the process generates the batch itself and finds the
+//! shuffle or RDD under the same id ([`DStreamGraph::executor_shuffle`],
+//! [`DStreamGraph::executor_rdd`]). Closures never travel. A cache task's partition (a
+//! stateful stream's state) stays in the process's block store, which reports it
+//! (`Cached`); the next batch's task for that partition is placed there.
 //!
 //! Blocks move on demand, in both directions over the same connection: an executor process
 //! fetches the received blocks its map task reads from the coordinator, and the
@@ -475,7 +479,10 @@ impl Cluster {
         if let BlockId::Rdd { .. } = id {
             let state = self.state.lock();
             let slot = state.cached.get(id).copied()?;
-            return state.peers[slot].out.is_some().then_some(self.first_id + slot);
+            return state.peers[slot]
+                .out
+                .is_some()
+                .then_some(self.first_id + slot);
         }
         self.received_location(id)
     }

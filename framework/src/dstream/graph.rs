@@ -877,8 +877,11 @@ impl DStreamGraph {
         t: Time,
         mut found: impl FnMut(&Arc<dyn RddBase>) -> Option<R>,
     ) -> Option<R> {
-        let mut stack: Vec<Arc<dyn RddBase>> =
-            self.nodes().iter().filter_map(|n| n.generated_rdd(t)).collect();
+        let mut stack: Vec<Arc<dyn RddBase>> = self
+            .nodes()
+            .iter()
+            .filter_map(|n| n.generated_rdd(t))
+            .collect();
         let mut seen = std::collections::HashSet::new();
         while let Some(rdd) = stack.pop() {
             if !seen.insert(rdd.meta().id()) {

@@ -3,6 +3,14 @@
 //! are a [`TaskSet`] (Spark: `TaskSetManager`), which decides what to launch and what an
 //! outcome means; `run_stage` is the loop that launches and waits.
 //!
+//! With executor processes, a batch's job first runs *cache stages* for the RDDs of the
+//! batch that read cached RDDs of earlier batches (state, windows) and that the processes
+//! can compute: they are computed and kept there, and the result stage reads them
+//! (`materialize_on_processes`). Spark needs no such stage, since it ships the result
+//! stage's closure to the executors; rivulet's result functions never leave the
+//! coordinator (DESIGN invariant 2), so the part of the result stage's lineage that the
+//! processes can regenerate by id is split off and run there.
+//!
 //! It is plain async code with no runtime of its own: the actor runtime drives it on the
 //! coordinator, [`LocalRunner`](super::LocalRunner) drives it inline.
 

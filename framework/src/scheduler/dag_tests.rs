@@ -442,7 +442,9 @@ fn state_step(ctx: &Arc<RddContext>, ms: i64, previous: &Rdd<(u64, u64)>) -> Rdd
 /// The first state, generated for the batch at 100 ms: the counts, cached if `cached`.
 fn first_state(ctx: &Arc<RddContext>, cached: bool) -> Rdd<(u64, u64)> {
     use crate::rdd::{with_scope, IdScope};
-    let state = with_scope(IdScope::new(2, crate::time::Time::from_ms(100)), || counts(ctx));
+    let state = with_scope(IdScope::new(2, crate::time::Time::from_ms(100)), || {
+        counts(ctx)
+    });
     state.mark_generated();
     if cached {
         state.cache();
@@ -457,14 +459,23 @@ fn expected_twice() -> Vec<(u64, u64)> {
 }
 
 fn launches_of(r: &FakeRunner, kind: TaskKind) -> usize {
-    r.fake.launches.lock().iter().filter(|l| l.1 == kind).count()
+    r.fake
+        .launches
+        .lock()
+        .iter()
+        .filter(|l| l.1 == kind)
+        .count()
 }
 
 #[test]
 fn a_batch_reading_earlier_cached_state_is_materialized_by_a_cache_stage_first() {
     let (ctx, r) = setup(2, 4, None, |_, _| Act::Run);
     let previous = first_state(&ctx, true);
-    assert_eq!(launches_of(&r, TaskKind::Cache), 0, "batch 100 reads no earlier cache");
+    assert_eq!(
+        launches_of(&r, TaskKind::Cache),
+        0,
+        "batch 100 reads no earlier cache"
+    );
     let next = state_step(&ctx, 200, &previous);
     assert!(!next.is_cached());
     assert_eq!(sorted(next.collect().unwrap()), expected_twice());
@@ -491,7 +502,10 @@ fn a_failed_cache_stage_leaves_its_partitions_to_the_result_stage() {
     let next = state_step(&ctx, 200, &previous);
     assert_eq!(sorted(next.collect().unwrap()), expected_twice());
     let cache = launches_of(&r, TaskKind::Cache);
-    assert!((1..=3).contains(&cache), "one attempt per task, no retries: {cache}");
+    assert!(
+        (1..=3).contains(&cache),
+        "one attempt per task, no retries: {cache}"
+    );
     assert_eq!(r.dag.counters().snapshot().task_retries, 0);
 }
 
