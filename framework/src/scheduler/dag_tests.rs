@@ -517,3 +517,19 @@ fn without_a_cached_earlier_batch_no_cache_stage_runs() {
     assert_eq!(sorted(next.collect().unwrap()), expected_twice());
     assert_eq!(launches_of(&r, TaskKind::Cache), 0);
 }
+
+#[test]
+fn state_read_across_a_shuffle_is_materialized_before_the_map_stage() {
+    use crate::rdd::{with_scope, IdScope};
+    let (ctx, r) = setup(2, 4, None, |_, _| Act::Run);
+    let previous = first_state(&ctx, true);
+    let next = state_step(&ctx, 200, &previous);
+    // An output that reduces the state again: the state is read by a map stage.
+    let totals = with_scope(IdScope::new(3, crate::time::Time::from_ms(200)), || {
+        next.map(|(k, c)| (k, c)).reduce_by_key(|a, b| a + b)
+    });
+    let doubled: Vec<(u64, u64)> = EXPECTED.iter().map(|&(k, c)| (k, 2 * c)).collect();
+    assert_eq!(sorted(totals.collect().unwrap()), doubled);
+    assert_eq!(launches_of(&r, TaskKind::Cache), 3);
+    assert!(next.is_cached());
+}
