@@ -205,11 +205,13 @@ pub fn computable_remotely(rdd: &dyn RddBase, t: crate::time::Time) -> bool {
     computable_remotely_with(rdd, t, &|_| false)
 }
 
-/// As [`computable_remotely`], where an RDD for which `cached` holds (every partition in
-/// some executor's block store, of batch `t` or an earlier one) is also a leaf: an executor
-/// process reads its partitions from the block stores (fetched through the coordinator)
-/// and never computes them; the batch's [`BatchInput`](crate::dstream::BatchInput) names
-/// the earlier ones so that the process's graph finds them under their ids.
+/// As [`computable_remotely`], where an RDD of an earlier batch for which `cached` holds
+/// (every partition in some executor's block store) is also a leaf: an executor process
+/// reads its partitions from the block stores (fetched through the coordinator) and never
+/// computes them (the batch's [`BatchInput`](crate::dstream::BatchInput) names them, and
+/// the process puts a stand-in without lineage in each one's place, which fails rather
+/// than compute). RDDs of batch `t` itself follow the rules above even when cached: a
+/// process that misses one computes it from its own lineage, which must be portable.
 pub fn computable_remotely_with(
     rdd: &dyn RddBase,
     t: crate::time::Time,
@@ -219,11 +221,8 @@ pub fn computable_remotely_with(
     if meta.id.scope == id::STATIC_SCOPE {
         return false;
     }
-    if cached(meta) {
-        return meta.id.time_ms <= t.as_ms();
-    }
     if meta.id.time_ms != t.as_ms() {
-        return false;
+        return meta.id.time_ms < t.as_ms() && cached(meta);
     }
     if meta.portable_input {
         return true;

@@ -533,3 +533,34 @@ fn state_read_across_a_shuffle_is_materialized_before_the_map_stage() {
     assert_eq!(launches_of(&r, TaskKind::Cache), 3);
     assert!(next.is_cached());
 }
+
+#[test]
+fn only_cached_rdds_of_earlier_batches_are_leaves_an_executor_process_reads() {
+    use crate::rdd::{computable_remotely_with, with_scope, IdScope};
+    let (ctx, r) = setup(2, 4, None, |_, _| Act::Run);
+    let t = crate::time::Time::from_ms(200);
+    let cached = |meta: &RddMeta| is_cached(&r.fake, meta);
+    // Parallelized data of batch 200, cached: a process missing a partition would compute
+    // it from data only this process has, so it is no leaf.
+    let own = with_scope(IdScope::new(4, t), || {
+        ctx.parallelize(vec![1u64, 2, 3], 3).cache()
+    });
+    assert_eq!(own.count().unwrap(), 3);
+    let over_own = with_scope(IdScope::new(4, t), || own.map(|x| x + 1));
+    assert!(!computable_remotely_with(&*over_own.as_base(), t, &cached));
+    // The same of batch 100, read by batch 200: a leaf (a stand-in in the process).
+    let earlier = with_scope(IdScope::new(4, crate::time::Time::from_ms(100)), || {
+        ctx.parallelize(vec![1u64, 2, 3], 3).cache()
+    });
+    let over_earlier = with_scope(IdScope::new(4, t), || earlier.map(|x| x + 1));
+    assert!(
+        !computable_remotely_with(&*over_earlier.as_base(), t, &cached),
+        "not cached yet"
+    );
+    assert_eq!(earlier.count().unwrap(), 3);
+    assert!(computable_remotely_with(
+        &*over_earlier.as_base(),
+        t,
+        &cached
+    ));
+}
