@@ -276,7 +276,9 @@ impl StreamingConfig {
     }
 
     /// Partitions of shuffles without an explicit count (Spark: `spark.default.parallelism`);
-    /// default: the number of executors.
+    /// default: every task thread of the run, as Spark's total cores of all executors: the
+    /// [`executors`](StreamingConfig::executors) of this process plus as many per executor
+    /// process (so that a stateful stream's state partitions spread over the processes).
     pub fn default_parallelism(mut self, n: usize) -> Self {
         self.default_parallelism = Some(n);
         self
@@ -754,10 +756,17 @@ impl StreamingConfig {
     pub fn get_heartbeat_timeout(&self) -> Duration {
         self.heartbeat_timeout
     }
-    /// The default parallelism in effect.
+    /// The default parallelism in effect (see
+    /// [`default_parallelism`](StreamingConfig::default_parallelism)).
     pub fn get_default_parallelism(&self) -> usize {
         self.default_parallelism
-            .unwrap_or_else(|| self.get_executors())
+            .unwrap_or_else(|| self.get_executors() * (1 + self.executor_processes()))
+    }
+    /// How many executor processes the run has, however they are placed.
+    fn executor_processes(&self) -> usize {
+        self.local_cluster
+            + self.static_cluster.as_ref().map_or(0, |(_, n)| *n)
+            + self.managed_cluster.as_ref().map_or(0, |m| m.n)
     }
     /// Whether the manual clock is used.
     pub fn is_manual_clock(&self) -> bool {
@@ -878,6 +887,26 @@ mod tests {
             Ok(())
         }
         fn stop_all(&self, _grace: Duration) {}
+    }
+
+    #[test]
+    fn the_default_parallelism_counts_every_task_thread_of_the_run() {
+        let two = StreamingConfig::new().executors(2);
+        assert_eq!(two.get_default_parallelism(), 2);
+        assert_eq!(two.clone().local_cluster(3).get_default_parallelism(), 8);
+        assert_eq!(
+            two.clone()
+                .static_cluster("127.0.0.1:7077", 1)
+                .get_default_parallelism(),
+            4
+        );
+        assert_eq!(
+            two.local_cluster(3)
+                .default_parallelism(5)
+                .get_default_parallelism(),
+            5,
+            "as set"
+        );
     }
 
     #[test]

@@ -19,14 +19,16 @@ mod placement;
 mod polled_inputs;
 mod recovery_kill;
 
-/// The map tasks the executor processes ran, summed over the `Executor process N: M map
-/// tasks, ...` lines an example prints at its end.
-fn map_tasks_run(out: &str) -> u64 {
+/// The tasks of `kind` (`map` or `cache`) the executor processes ran, summed over the
+/// `Executor process N: M map tasks, C cache tasks, ...` lines an example prints at its end.
+fn tasks_run(out: &str, kind: &str) -> u64 {
+    let suffix = format!(" {kind} tasks");
     out.lines()
         .filter_map(|l| l.strip_prefix("Executor process "))
         .filter_map(|l| l.split_once(": ").map(|(_, rest)| rest))
-        .filter_map(|rest| rest.split_once(" map tasks"))
-        .filter_map(|(n, _)| n.parse::<u64>().ok())
+        .flat_map(|rest| rest.split(", "))
+        .filter_map(|field| field.strip_suffix(suffix.as_str()))
+        .filter_map(|n| n.parse::<u64>().ok())
         .sum()
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::common::words_of;
 use crate::crash_support::read_counts;
 use crate::example_runs::{as_str, start};
-use crate::map_tasks_run;
+use crate::tasks_run;
 
 #[test]
 fn files_read_by_executor_processes_are_counted_once_and_their_losses_reported() {
@@ -86,7 +86,7 @@ fn files_read_by_executor_processes_are_counted_once_and_their_losses_reported()
         done.describe()
     );
     assert_eq!(done.code, Some(1), "input was lost\n{}", done.describe());
-    let mapped = map_tasks_run(out);
+    let mapped = tasks_run(out, "map");
     assert!(
         mapped > 0,
         "the processes read the files\n{}",

@@ -5,10 +5,13 @@
 //! directory a feeder moves files into (`--directory`, a polled input: the processes read
 //! the files the coordinator chose for each batch). The coordinator is SIGKILLed at random
 //! moments (10 for the tail, 6 for the directory; `RIVULET_CLUSTER_KILLS` changes both)
-//! and started again with the same command, and now and then one of its executor processes
-//! is SIGKILLed too. The final state must equal an independent count of every line fed;
-//! every run's executor processes must be gone once it is (no orphan outlives its
-//! coordinator); and the last run's processes must have run map tasks.
+//! and started again with the same command, with `--executors` 1 and 2 by turns (so the
+//! default parallelism, and a fresh state's partition count, changes between runs: a
+//! restored coordinator keeps its checkpoint's count, which its executor processes must
+//! adopt), and now and then one of its executor processes is SIGKILLed too. The final
+//! state must equal an independent count of every line fed; every run's executor processes
+//! must be gone once it is (no orphan outlives its coordinator); and the last run's
+//! processes must have run map tasks and kept the state (cache tasks).
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{example_binary, words_of};
 use crate::crash_support::{assert_exactly_once, count_from_env, read_counts, Job};
-use crate::{map_tasks_run, processes_in, running};
+use crate::{processes_in, running, tasks_run};
 
 /// The executor processes' pids a run printed.
 fn executor_pids(out: &str) -> Vec<u32> {
@@ -96,6 +99,9 @@ fn reading_a_directory_coordinator_and_executor_processes_killed_the_job_loses_a
     kill_and_restart(Feed::Directory, &["--directory", "in"], 6);
 }
 
+/// Each run's `--executors`, by turns.
+const EXECUTORS: [&str; 2] = ["1", "2"];
+
 fn kill_and_restart(feed: Feed, input: &[&str], default_kills: usize) {
     let kills = count_from_env("RIVULET_CLUSTER_KILLS", default_kills);
     let root = tempfile::tempdir().unwrap();
@@ -108,13 +114,16 @@ fn kill_and_restart(feed: Feed, input: &[&str], default_kills: usize) {
         example_binary("stateful_wordcount"),
         root.path(),
         input,
-        &["--executors", "1", "--local-cluster", "2"],
+        &["--local-cluster", "2"],
     )
     .env("RUST_LOG", "warn,rivulet_actors::runtime=info");
     let mut rng = fastrand::Rng::with_seed(0xc1_05_7e);
     let mut executors_killed = 0;
     for kill in 0..kills {
-        let run = job.start(&[]);
+        // The executor count changes between runs, and with it the default parallelism
+        // (every task thread: 3 or 6): a restored coordinator keeps its checkpoint's state
+        // partition count, which its new executor processes must adopt.
+        let run = job.start(&["--executors", EXECUTORS[kill % 2]]);
         assert!(
             job.wait_for_output(run, "Executor process 2: pid", Duration::from_secs(60)),
             "run {run} started its executor processes:\n{}",
@@ -143,7 +152,7 @@ fn kill_and_restart(feed: Feed, input: &[&str], default_kills: usize) {
         "an executor process was SIGKILLed"
     );
     // The last run counts part of the feed itself (its processes run map tasks).
-    let last = job.start(&[]);
+    let last = job.start(&["--executors", EXECUTORS[kills % 2]]);
     assert!(job.wait_for_output(last, "Counting the words", Duration::from_secs(60)));
     std::thread::sleep(Duration::from_millis(1_500));
     stop.store(true, Ordering::Relaxed);
@@ -158,8 +167,13 @@ fn kill_and_restart(feed: Feed, input: &[&str], default_kills: usize) {
     let final_state = read_counts(&root.path().join("final.tsv"));
     assert_exactly_once(&expected, &final_state);
 
-    let ran = map_tasks_run(&out);
+    let ran = tasks_run(&out, "map");
     assert!(ran > 0, "the last run's processes ran map tasks:\n{out}");
+    let cached = tasks_run(&out, "cache");
+    assert!(
+        cached > 0,
+        "the last run's processes computed and kept the state (cache tasks):\n{out}"
+    );
     // No executor process outlives its coordinator (bounded: they exit on its loss).
     let pids: Vec<u32> = (0..job.runs())
         .flat_map(|r| executor_pids(&job.output(r)))

@@ -193,7 +193,11 @@ async fn serve(graph: DStreamGraph, settings: Settings, role: &ExecutorRole) -> 
         ToExecutor::Welcome {
             executor,
             zero_time_ms,
-        } => (executor, zero_time_ms),
+            state_partitions,
+        } => {
+            graph.adopt_state_partitions(&state_partitions)?;
+            (executor, zero_time_ms)
+        }
         ToExecutor::Stop => return Ok(()),
         other => {
             return Err(Error::Internal(format!(

@@ -857,13 +857,13 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
     let kick = Arc::new(tokio::sync::Notify::new());
     let generation = {
         let Some(c) = cluster.upgrade() else { return };
-        let zero_time_ms = c
-            .graph
-            .lock()
-            .as_ref()
-            .and_then(|g| g.zero_time())
-            .unwrap_or(Time::ZERO)
-            .as_ms();
+        let (zero_time_ms, state_partitions) = match c.graph.lock().as_ref() {
+            Some(g) => (
+                g.zero_time().unwrap_or(Time::ZERO).as_ms(),
+                g.state_partitions(),
+            ),
+            None => (Time::ZERO.as_ms(), Vec::new()),
+        };
         let mut state = c.state.lock();
         if state.stopping {
             return;
@@ -879,6 +879,7 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
         let _ = out.send(ToExecutor::Welcome {
             executor: c.first_id + slot,
             zero_time_ms,
+            state_partitions,
         });
         peer.out = Some(out.clone());
         peer.kick = Some(kick.clone());

@@ -3,7 +3,7 @@
 //! shuffle and batch, and the executor finds them in the DStream graph it built itself.
 
 use rivulet_framework::block::{BlockId, ExecutorId, StreamId};
-use rivulet_framework::dstream::{BatchInput, InputReads};
+use rivulet_framework::dstream::{BatchInput, DStreamId, InputReads};
 use rivulet_framework::rdd::{MapStatus, ShuffleId};
 use rivulet_framework::receiver::ReceiverMetrics;
 use rivulet_framework::scheduler::{TaskDescription, TaskFailure, TaskOutcome};
@@ -16,11 +16,14 @@ use crate::transport::{ConnectionReceiver, ConnectionSender, TransportError};
 /// Coordinator → executor process.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToExecutor {
-    /// The answer to [`ToCoordinator::Register`]: the executor id the process runs as and
-    /// the run's zero time (ms), with which its graph cuts batches as the coordinator's.
+    /// The answer to [`ToCoordinator::Register`]: the executor id the process runs as, the
+    /// run's zero time (ms), with which its graph cuts batches as the coordinator's, and
+    /// each stateful stream's state partition count as the coordinator resolved it (a
+    /// restored checkpoint's), which the process adopts.
     Welcome {
         executor: ExecutorId,
         zero_time_ms: i64,
+        state_partitions: Vec<(DStreamId, usize)>,
     },
     /// Run map task `task`; `input` is its batch's input as the coordinator cut it (its
     /// blocks, all streams, and its polled inputs' splits).

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 
 /// The wire protocol's version: peers of different versions refuse each other.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// A build of a program on rivulet: the rivulet version and a checksum of the program's
 /// executable. Executors are the user's own binary started in another role, so both

@@ -915,6 +915,45 @@ impl DStreamGraph {
         self.shared.blocks.forget_up_to(horizon)
     }
 
+    /// On the coordinator: each stateful stream's state partition count, as resolved here
+    /// (restored from a checkpoint, given by the program, or the default parallelism), for
+    /// executor processes to adopt ([`adopt_state_partitions`](DStreamGraph::adopt_state_partitions)).
+    pub fn state_partitions(&self) -> Vec<(DStreamId, usize)> {
+        self.nodes()
+            .iter()
+            .filter_map(|n| Some((n.info().id, n.state_partitions()?)))
+            .collect()
+    }
+
+    /// In an executor process, before any batch is generated: adopts the coordinator's state
+    /// partition counts ([`state_partitions`](DStreamGraph::state_partitions)), which a
+    /// restore from a checkpoint may have set to another count than this process's
+    /// default: the process's map tasks must cut the batch data into as many buckets.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] naming the stream when this process's graph has no such stateful
+    /// stream (another program) or already partitioned it otherwise.
+    pub fn adopt_state_partitions(&self, counts: &[(DStreamId, usize)]) -> Result<()> {
+        let nodes = self.nodes();
+        for &(stream, n) in counts {
+            let node = nodes.iter().find(|node| node.info().id == stream);
+            match node
+                .map(|node| node.adopt_state_partitions(n))
+                .transpose()?
+            {
+                Some(true) => {}
+                Some(false) | None => {
+                    return Err(Error::Internal(format!(
+                        "the coordinator's stateful stream {stream} is not one of this \
+                         executor's program: is it the coordinator's program, with the same \
+                         arguments?"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The graph's streams, in id order.
     pub(crate) fn nodes(&self) -> Vec<Arc<dyn DStreamNode>> {
         self.shared.state.lock().nodes.clone()

@@ -183,6 +183,14 @@ pub(crate) trait DStreamNode: Send + Sync {
     /// `cached` (no lineage, its partitions read from block stores) the node's RDD at its
     /// batch time, unless the node generated one there itself.
     fn install_stand_in(&self, cached: &EarlierCached);
+    /// For a stateful node: its state's partition count (resolved now if nothing did).
+    fn state_partitions(&self) -> Option<usize>;
+    /// In an executor process: adopts the coordinator's state partition count; `false`
+    /// when the node is not stateful.
+    ///
+    /// # Errors
+    /// As [`StatePartitioning::adopt`].
+    fn adopt_state_partitions(&self, n: usize) -> Result<bool>;
 }
 
 /// Computes a node's RDD for a batch time; gets the node's own handle (stateful nodes read
@@ -231,6 +239,15 @@ impl<T: Data> DStreamNode for DStreamCore<T> {
     }
     fn generated_rdd(&self, t: Time) -> Option<Arc<dyn crate::rdd::RddBase>> {
         self.generated.lock().get(&t).map(|rdd| rdd.as_base())
+    }
+    fn state_partitions(&self) -> Option<usize> {
+        self.state_partitioning.get().map(|p| p.partitions())
+    }
+    fn adopt_state_partitions(&self, n: usize) -> Result<bool> {
+        match self.state_partitioning.get() {
+            Some(p) => p.adopt(n, self.info.op, self.info.id).map(|()| true),
+            None => Ok(false),
+        }
     }
     fn install_stand_in(&self, cached: &EarlierCached) {
         let ctx = self.info.graph.rdd_context();

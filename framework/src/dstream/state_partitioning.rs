@@ -10,7 +10,11 @@
 //!    checkpointed graph). A count the program gave explicitly that differs from the
 //!    checkpoint's is refused ([`CheckpointError::PartitionsChanged`]).
 //! 2. **First use.** Otherwise, when a batch first asks for it: the count the program gave,
-//!    else the default parallelism (by default the executor count).
+//!    else the default parallelism (by default every task thread of the run).
+//!
+//! An executor process reads no checkpoint: it adopts the coordinator's resolved counts when
+//! it registers ([`StatePartitioning::adopt`]), so that its map tasks cut the batch data
+//! into as many buckets as the coordinator's state has partitions.
 //!
 //! Every RDD of the stream's chain (the state, the batch data partitioned for it, an inverse
 //! window's per-batch reductions) asks the same [`StatePartitioning`], so they always agree.
@@ -51,6 +55,33 @@ impl StatePartitioning {
         *self.resolved.get_or_init(|| {
             HashPartitioner::new(self.requested.unwrap_or(self.default_parallelism))
         })
+    }
+
+    /// The resolved partition count (resolving it now if nothing did).
+    pub(crate) fn partitions(&self) -> usize {
+        self.partitioner().num_partitions()
+    }
+
+    /// In an executor process: adopts `n`, the count the coordinator resolved.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] if this process already partitioned the state otherwise (a batch
+    /// was generated before it registered), or `n` is 0.
+    pub(crate) fn adopt(&self, n: usize, stream: OpInfo, id: u32) -> Result<()> {
+        if n == 0 {
+            return Err(Error::Internal(format!(
+                "{stream} (stream {id}): the coordinator's state has no partitions"
+            )));
+        }
+        let resolved = *self.resolved.get_or_init(|| HashPartitioner::new(n));
+        if resolved.num_partitions() != n {
+            return Err(Error::Internal(format!(
+                "{stream} (stream {id}): state partitioned into {} here, into {n} by the \
+                 coordinator",
+                resolved.num_partitions()
+            )));
+        }
+        Ok(())
     }
 
     /// Adopts the partition count of `checkpoint`, the data checkpoint stream `stream`
