@@ -6,7 +6,9 @@
 //! process that takes its slot and connects to the feed again; the counts per batch, the
 //! running totals, a window with an inverse function and a window over the raw lines equal
 //! what the test computes itself. The status page shows the receiver's counters as its
-//! process reports them.
+//! process reports them. The state and the windows stay in the coordinator here
+//! (`state_in_executor_processes(false)`: no cache task runs on the processes), the other
+//! placement than `local_cluster.rs`'s.
 //!
 //! This file holds ONE test on purpose: an executor process is this test binary started
 //! again with the same arguments, which runs the same test up to `start` and serves the
@@ -125,6 +127,7 @@ async fn run() {
         config(1, 2)
             .local_cluster(2)
             .receivers_in_executor_processes(true)
+            .state_in_executor_processes(false)
             .heartbeat_timeout(Duration::from_secs(2))
             .ui_address("127.0.0.1:0"),
     )
@@ -289,6 +292,11 @@ async fn run() {
     assert!(
         processes.iter().map(|p| p.map_tasks).sum::<u64>() > 0,
         "map tasks ran in the processes: {processes:?}"
+    );
+    assert_eq!(
+        processes.iter().map(|p| p.cache_tasks).sum::<u64>(),
+        0,
+        "the state stayed in the coordinator: {processes:?}"
     );
     // The receiver's blocks crossed once, as replicas: more bytes came from its slot than
     // the input's.

@@ -206,6 +206,7 @@ impl Runtime {
             }
         }
         let pool_cluster = cluster.clone();
+        let state_in_processes = config.get_state_in_executor_processes();
         let pool_counters = counters.clone();
         let runner_blocks = blocks.clone();
         let (status, status_rx) = watch::channel(Status::Running);
@@ -288,13 +289,17 @@ impl Runtime {
                 manual,
                 pipelining,
                 dag,
-                pool: ExecutorPool::start(
-                    executors,
-                    blocks.clone(),
-                    registry,
-                    pool_counters,
-                    pool_cluster,
-                ),
+                pool: {
+                    let pool = ExecutorPool::start(
+                        executors,
+                        blocks.clone(),
+                        registry,
+                        pool_counters,
+                        pool_cluster,
+                    );
+                    pool.set_cache_on_processes(state_in_processes);
+                    pool
+                },
                 blocks,
                 receivers,
                 listeners: bus,

@@ -665,6 +665,10 @@ pub struct UiArgs {
     /// with the receiver write-ahead log (the coordinator holds it).
     #[arg(long)]
     pub receivers_in_processes: bool,
+    /// With --local-cluster or --static-cluster: keep stateful streams' state and windows
+    /// in the coordinator instead of computing and keeping them on the executor processes.
+    #[arg(long)]
+    pub state_in_coordinator: bool,
 }
 
 fn parse_static_cluster(s: &str) -> Result<(usize, String), String> {
@@ -696,6 +700,7 @@ static UI_ADDRESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 static LOCAL_CLUSTER: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 static STATIC_CLUSTER: std::sync::OnceLock<(usize, String)> = std::sync::OnceLock::new();
 static RECEIVERS_IN_PROCESSES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+static STATE_IN_COORDINATOR: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 static UI_LINGER: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
 static EVENT_LOG: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 /// The page's URL, once a context serves it (see [`print_ui_url`]).
@@ -721,6 +726,7 @@ impl UiArgs {
             let _ = STATIC_CLUSTER.set(cluster.clone());
         }
         let _ = RECEIVERS_IN_PROCESSES.set(self.receivers_in_processes);
+        let _ = STATE_IN_COORDINATOR.set(self.state_in_coordinator);
     }
 }
 
@@ -736,6 +742,9 @@ pub fn base_config() -> StreamingConfig {
     }
     if RECEIVERS_IN_PROCESSES.get() == Some(&true) {
         config = config.receivers_in_executor_processes(true);
+    }
+    if STATE_IN_COORDINATOR.get() == Some(&true) {
+        config = config.state_in_executor_processes(false);
     }
     if let Some(address) = UI_ADDRESS.get() {
         config = config.ui_address(address.clone());

@@ -96,6 +96,7 @@ pub struct StreamingConfig {
     managed_cluster: Option<ManagedCluster>,
     heartbeat_timeout: Duration,
     receivers_in_processes: bool,
+    state_in_processes: bool,
     default_parallelism: Option<usize>,
     manual_clock: bool,
     remember: Option<Duration>,
@@ -133,6 +134,7 @@ impl Default for StreamingConfig {
             managed_cluster: None,
             heartbeat_timeout: Duration::from_secs(2),
             receivers_in_processes: false,
+            state_in_processes: true,
             default_parallelism: None,
             manual_clock: false,
             remember: None,
@@ -272,6 +274,19 @@ impl StreamingConfig {
     /// [`Receiver::runs_anywhere`]: crate::receiver::Receiver::runs_anywhere
     pub fn receivers_in_executor_processes(mut self, on: bool) -> Self {
         self.receivers_in_processes = on;
+        self
+    }
+
+    /// Computes stateful streams' state and windows on the executor processes and keeps
+    /// them there from batch to batch (cache stages, see
+    /// [`DagScheduler`](crate::scheduler::DagScheduler)), as Spark's executors hold a state
+    /// RDD's blocks: the coordinator's result stage then fetches what its output reads (for
+    /// `map_with_state`, the mapped records; for an output of `update_state_by_key`'s whole
+    /// state, all of it every batch). `false` keeps them in the coordinator's in-process
+    /// executors, which read the batch's map outputs from the processes. No effect without
+    /// executor processes. Default `true`.
+    pub fn state_in_executor_processes(mut self, on: bool) -> Self {
+        self.state_in_processes = on;
         self
     }
 
@@ -752,6 +767,12 @@ impl StreamingConfig {
                 || self.static_cluster.is_some()
                 || self.managed_cluster.is_some())
     }
+    /// Whether state and windows are computed and kept on the executor processes (see
+    /// [`state_in_executor_processes`](Self::state_in_executor_processes)); `false` without
+    /// executor processes.
+    pub fn get_state_in_executor_processes(&self) -> bool {
+        self.state_in_processes && self.executor_processes() > 0
+    }
     /// How long an executor process may stay silent before it is lost.
     pub fn get_heartbeat_timeout(&self) -> Duration {
         self.heartbeat_timeout
@@ -887,6 +908,16 @@ mod tests {
             Ok(())
         }
         fn stop_all(&self, _grace: Duration) {}
+    }
+
+    #[test]
+    fn state_leaves_the_coordinator_only_with_processes_unless_kept_there() {
+        assert!(!StreamingConfig::new().get_state_in_executor_processes());
+        let cluster = StreamingConfig::new().local_cluster(2);
+        assert!(cluster.get_state_in_executor_processes(), "the default");
+        assert!(!cluster
+            .state_in_executor_processes(false)
+            .get_state_in_executor_processes());
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub(crate) struct ExecutorPool {
     /// Set when the last executor was given up on: the context must stop with it.
     failure: RefCell<Option<Error>>,
     counters: Arc<SchedulerCounters>,
+    /// Whether cache stages run on the executor processes (default), or nowhere (see
+    /// `StreamingConfig::state_in_executor_processes`).
+    cache_on_processes: std::cell::Cell<bool>,
 }
 
 impl ExecutorPool {
@@ -66,10 +69,17 @@ impl ExecutorPool {
             restarts: RefCell::new(RestartTracker::new(RestartPolicy::new(10, Duration::ZERO))),
             failure: RefCell::new(None),
             counters,
+            cache_on_processes: std::cell::Cell::new(true),
         };
         let slots = (0..n).map(|id| pool.spawn(id)).collect();
         *pool.slots.borrow_mut() = slots;
         Rc::new(pool)
+    }
+
+    /// Whether cache stages may run on the executor processes (`false`: the processes are
+    /// offered for no cache stage, so state stays in this process).
+    pub(crate) fn set_cache_on_processes(&self, on: bool) {
+        self.cache_on_processes.set(on);
     }
 
     fn spawn(&self, id: ExecutorId) -> Slot {
@@ -221,8 +231,10 @@ impl TaskLauncher for ExecutorPool {
             (Placement::Anywhere, Some(cluster)) => {
                 cluster.alive().into_iter().chain(local).collect()
             }
-            (Placement::Processes, Some(cluster)) => cluster.alive(),
-            (Placement::Processes, None) => Vec::new(),
+            (Placement::Processes, Some(cluster)) if self.cache_on_processes.get() => {
+                cluster.alive()
+            }
+            (Placement::Processes, _) => Vec::new(),
             (Placement::InProcess, _) | (Placement::Anywhere, None) => local.collect(),
         }
     }

@@ -102,6 +102,11 @@ struct Args {
     /// `--rate` the cluster sustains.
     #[arg(long, value_name = "MS")]
     kill_process_after_ms: Option<u64>,
+    /// Keep a running total per word (`map_with_state` after the batch's `reduce_by_key`,
+    /// emitting each counted word's total): the state lives on the executor processes with
+    /// `--local-cluster` (`--state-in-coordinator` keeps it in the coordinator).
+    #[arg(long)]
+    stateful: bool,
 }
 
 /// Every completed batch with the instant it completed.
@@ -317,16 +322,32 @@ async fn rivulet_count(
             }
         })
         .collect();
-    ssc.receiver_streams(receivers)?
+    let counts = ssc
+        .receiver_streams(receivers)?
         .flat_map(words)
         .map(|w| (w, 1u64))
-        .reduce_by_key(|a, b| a + b)
-        .foreach_batch(move |_, batch| {
+        .reduce_by_key(|a, b| a + b);
+    if args.stateful {
+        // Each batch emits the running totals of its words: the last one seen is the total.
+        let spec = StateSpec::function(|w: &String, n: Option<u64>, total: &mut State<u64>| {
+            let sum = total.get().copied().unwrap_or(0) + n.unwrap_or(0);
+            total.update(sum);
+            (w.clone(), sum)
+        });
+        counts.map_with_state(spec).foreach_batch(move |_, batch| {
+            let mut totals = sink.lock();
+            for (w, n) in batch {
+                totals.insert(w, n);
+            }
+        });
+    } else {
+        counts.foreach_batch(move |_, batch| {
             let mut totals = sink.lock();
             for (w, n) in batch {
                 *totals.entry(w).or_insert(0) += n;
             }
         });
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     ssc.add_listener(Watch {
         total,
