@@ -161,7 +161,12 @@ struct Outcome {
     processes: Vec<rivulet::actors::cluster::ExecutorProcess>,
     /// The processes SIGKILLed after a shuffle stage.
     killed_after_shuffle: Vec<u32>,
+    /// How many times `map_with_state`'s function ran in this (the coordinator's) process.
+    state_calls_here: u64,
 }
+
+/// Counts the `map_with_state` function's calls in the coordinator's process.
+static STATE_CALLS_HERE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Checks each batch's window, `map_with_state` output and join against values computed
 /// here from the run's per-batch counts: the window sums the counts of its last 3 batches
@@ -266,6 +271,9 @@ async fn run(lines: Vec<String>, processes: usize) -> Outcome {
         .expect("a valid window");
     let running = counts.map_with_state(StateSpec::function(
         |w: &String, n: Option<u64>, s: &mut State<u64>| {
+            if !StreamingContext::is_executor_process() {
+                STATE_CALLS_HERE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             let total = s.get().copied().unwrap_or(0) + n.unwrap_or(0);
             s.update(total);
             (w.clone(), total)
@@ -326,6 +334,7 @@ async fn run(lines: Vec<String>, processes: usize) -> Outcome {
         metrics,
         processes,
         killed_after_shuffle,
+        state_calls_here: STATE_CALLS_HERE.swap(0, std::sync::atomic::Ordering::Relaxed),
     }
 }
 
@@ -414,4 +423,13 @@ async fn executor_processes_give_the_in_process_counts_and_survive_a_crash_and_a
     assert_eq!(local.metrics.executors_lost, 0);
     assert_eq!(local.metrics.stages_resubmitted, 0);
     assert!(local.killed_after_shuffle.is_empty());
+    // The processes computed the state: the coordinator only where a cache stage could not
+    // run (the first batch, and batches whose previous state died with a process).
+    assert!(
+        cluster.state_calls_here * 2 < local.state_calls_here,
+        "map_with_state's function ran {} times in the coordinator with processes, {} \
+         without",
+        cluster.state_calls_here,
+        local.state_calls_here
+    );
 }

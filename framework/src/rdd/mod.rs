@@ -366,8 +366,13 @@ impl RddMeta {
     /// function.
     pub fn materialize(&self, partition: usize, ctx: &TaskContext) -> Option<Result<usize>> {
         let materialize = self.materializer.get()?;
-        self.cached.store(true, Ordering::Relaxed);
+        self.mark_cached();
         Some(materialize(partition, ctx))
+    }
+    /// Marks the RDD cached: a partition computed from now on is kept in its executor's
+    /// block store, and read from there.
+    pub(crate) fn mark_cached(&self) {
+        self.cached.store(true, Ordering::Relaxed);
     }
     /// The block id of its cached partition `p`.
     pub fn block_id(&self, partition: usize) -> BlockId {

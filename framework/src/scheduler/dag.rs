@@ -309,16 +309,15 @@ impl DagScheduler {
     }
 
     /// Before a job of batch `t` runs its result stage (and map stages that cannot leave
-    /// this process) here: each RDD they would compute which reads a cached RDD of an earlier
-    /// batch (a stateful stream's
-    /// previous state, a window's earlier batches), and which executor processes can
-    /// compute from the batch's input and the block stores
-    /// ([`computable_remotely_with`]), is computed on the processes by a cache stage and
-    /// kept there, so that a stream's state stays in the processes from batch to batch, as
-    /// Spark's executors keep a state RDD's blocks, and the result stage reads the
-    /// materialized partitions (fetched: the output's records, not the state). A cache
-    /// stage gets one attempt per task; when it fails, the result stage computes what is
-    /// missing here from lineage, so it never fails the job.
+    /// this process) here: each RDD they would compute which reads a cached RDD of an
+    /// earlier batch (a stateful stream's previous state, a window's earlier batches), and
+    /// which executor processes can compute from the batch's input and the block stores
+    /// ([`computable_remotely_with`]), is marked cached and computed on the processes by a
+    /// cache stage, which keeps it there: a stream's state stays in the processes from
+    /// batch to batch, as Spark's executors keep a state RDD's blocks, and the result stage
+    /// reads the materialized partitions (fetched: the output's records, not the state). A
+    /// cache stage gets one attempt per task; when it fails, the result stage computes what
+    /// is missing here from lineage, so it never fails the job.
     async fn materialize_on_processes(
         &self,
         job_id: JobId,
@@ -334,6 +333,8 @@ impl DagScheduler {
         let is_available = |dep: &dyn ShuffleMap| self.is_available(dep);
         let is_cached = |meta: &RddMeta| is_cached(launcher, meta);
         for target in materializable(&job.rdd, t, &is_available, &is_cached) {
+            // Here too: the result stage reads its partitions from the block stores.
+            target.meta().mark_cached();
             let mut stages = plan_stages(&target, *next_stage, &is_available, &is_cached);
             *next_stage += stages.len() as u32;
             if let Some(last) = stages.last_mut() {

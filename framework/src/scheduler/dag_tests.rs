@@ -28,6 +28,9 @@ enum Act {
     Hang,
     /// Fail the task (not retryable).
     Fail,
+    /// Run the cache task over this RDD instead of the registered one: an executor
+    /// process's own copy of it (the same ids, another object).
+    RunAs(Arc<dyn crate::rdd::RddBase>),
 }
 
 type Script = Box<dyn FnMut(ExecutorId, &TaskDescription) -> Act + Send>;
@@ -69,14 +72,14 @@ impl TaskLauncher for Fake {
             return Box::pin(future::ready(TaskOutcome::ExecutorLost));
         }
         let act = (self.script.lock())(e, &task);
+        let view = || {
+            Arc::new(View {
+                own: e,
+                stores: self.stores.clone(),
+            })
+        };
         let run = |task: &TaskDescription| match self.registry.get(task.job, task.stage) {
-            Some(stage) => {
-                let view = Arc::new(View {
-                    own: e,
-                    stores: self.stores.clone(),
-                });
-                run_task(&stage, task, &TaskContext::new(task, e, view))
-            }
+            Some(stage) => run_task(&stage, task, &TaskContext::new(task, e, view())),
             None => TaskOutcome::Failed(TaskFailure {
                 operator: "fake".into(),
                 message: "not registered".into(),
@@ -86,6 +89,13 @@ impl TaskLauncher for Fake {
         };
         let outcome = match act {
             Act::Run => run(&task),
+            Act::RunAs(rdd) => {
+                let stage = StageRunnable::Cache {
+                    op: rdd.meta().op(),
+                    rdd,
+                };
+                run_task(&stage, &task, &TaskContext::new(&task, e, view()))
+            }
             Act::ClearThenRun(victim) => {
                 self.stores[victim].clear();
                 run(&task)
@@ -431,9 +441,23 @@ fn a_failed_map_stage_run_ahead_is_left_to_its_job() {
 /// RDD of an earlier batch) unioned with the batch's counts of `0..60` by `x % 5` (3
 /// partitions: both sides are partitioned alike, so the union keeps their partitioning).
 fn state_step(ctx: &Arc<RddContext>, ms: i64, previous: &Rdd<(u64, u64)>) -> Rdd<(u64, u64)> {
+    state_step_counted(ctx, ms, previous, &Arc::default())
+}
+
+/// [`state_step`], counting the records its last function sees in `calls`.
+fn state_step_counted(
+    ctx: &Arc<RddContext>,
+    ms: i64,
+    previous: &Rdd<(u64, u64)>,
+    calls: &Arc<AtomicUsize>,
+) -> Rdd<(u64, u64)> {
     use crate::rdd::{with_scope, IdScope};
+    let calls = calls.clone();
     with_scope(IdScope::new(2, crate::time::Time::from_ms(ms)), || {
-        let next = previous.union(&counts(ctx)).map(|kv| kv);
+        let next = previous.union(&counts(ctx)).map(move |kv| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            kv
+        });
         next.mark_generated();
         next
     })
@@ -563,4 +587,36 @@ fn only_cached_rdds_of_earlier_batches_are_leaves_an_executor_process_reads() {
         t,
         &cached
     ));
+}
+
+#[test]
+fn the_result_stage_reads_what_a_process_materialized_and_does_not_recompute_it() {
+    let remote: Arc<Mutex<Option<Arc<dyn crate::rdd::RddBase>>>> = Arc::default();
+    let slot = remote.clone();
+    let (ctx, r) = setup(2, 4, None, move |_, t| {
+        match (t.kind, slot.lock().clone()) {
+            (TaskKind::Cache, Some(rdd)) => Act::RunAs(rdd),
+            _ => Act::Run,
+        }
+    });
+    let previous = first_state(&ctx, true);
+    // The executor process's own copy of the batch's RDD: the same ids, another object.
+    let theirs_calls = Arc::new(AtomicUsize::new(0));
+    let theirs = state_step_counted(&ctx, 200, &previous, &theirs_calls);
+    *remote.lock() = Some(theirs.as_base());
+    let ours_calls = Arc::new(AtomicUsize::new(0));
+    let ours = state_step_counted(&ctx, 200, &previous, &ours_calls);
+    assert_eq!(ours.id(), theirs.id());
+    assert_eq!(sorted(ours.collect().unwrap()), expected_twice());
+    assert_eq!(launches_of(&r, TaskKind::Cache), 3);
+    assert_eq!(
+        theirs_calls.load(Ordering::Relaxed),
+        10,
+        "the process computed it"
+    );
+    assert_eq!(
+        ours_calls.load(Ordering::Relaxed),
+        0,
+        "the result stage read the partitions from the block stores"
+    );
 }
