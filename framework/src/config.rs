@@ -290,10 +290,14 @@ impl StreamingConfig {
         self
     }
 
-    /// Partitions of shuffles without an explicit count (Spark: `spark.default.parallelism`);
-    /// default: every task thread of the run, as Spark's total cores of all executors: the
-    /// [`executors`](StreamingConfig::executors) of this process plus as many per executor
-    /// process (so that a stateful stream's state partitions spread over the processes).
+    /// Partitions of shuffles and of stateful streams' state without an explicit count
+    /// (Spark: `spark.default.parallelism`). Default: for shuffles, the number of
+    /// [`executors`](StreamingConfig::executors) of this process (which run the result
+    /// stages that read them); for state kept on executor processes
+    /// ([`state_in_executor_processes`](StreamingConfig::state_in_executor_processes)),
+    /// every task thread of the run, as Spark's total cores of all executors (this
+    /// process's executors plus as many per executor process), so that the state spreads
+    /// over the processes.
     pub fn default_parallelism(mut self, n: usize) -> Self {
         self.default_parallelism = Some(n);
         self
@@ -777,11 +781,23 @@ impl StreamingConfig {
     pub fn get_heartbeat_timeout(&self) -> Duration {
         self.heartbeat_timeout
     }
-    /// The default parallelism in effect (see
+    /// The default parallelism of shuffles in effect (see
     /// [`default_parallelism`](StreamingConfig::default_parallelism)).
     pub fn get_default_parallelism(&self) -> usize {
         self.default_parallelism
-            .unwrap_or_else(|| self.get_executors() * (1 + self.executor_processes()))
+            .unwrap_or_else(|| self.get_executors())
+    }
+    /// The default partition count of stateful streams' state in effect (see
+    /// [`default_parallelism`](StreamingConfig::default_parallelism)).
+    pub fn get_state_parallelism(&self) -> usize {
+        match (
+            self.default_parallelism,
+            self.get_state_in_executor_processes(),
+        ) {
+            (Some(n), _) => n,
+            (None, true) => self.get_executors() * (1 + self.executor_processes()),
+            (None, false) => self.get_executors(),
+        }
     }
     /// How many executor processes the run has, however they are placed.
     fn executor_processes(&self) -> usize {
@@ -921,21 +937,33 @@ mod tests {
     }
 
     #[test]
-    fn the_default_parallelism_counts_every_task_thread_of_the_run() {
+    fn state_on_processes_defaults_to_every_task_thread_of_the_run() {
         let two = StreamingConfig::new().executors(2);
-        assert_eq!(two.get_default_parallelism(), 2);
-        assert_eq!(two.clone().local_cluster(3).get_default_parallelism(), 8);
+        assert_eq!(two.get_state_parallelism(), 2);
+        let cluster = two.clone().local_cluster(3);
+        assert_eq!(cluster.get_state_parallelism(), 8);
+        assert_eq!(
+            cluster.get_default_parallelism(),
+            2,
+            "shuffles: the executors here"
+        );
+        assert_eq!(
+            cluster
+                .clone()
+                .state_in_executor_processes(false)
+                .get_state_parallelism(),
+            2
+        );
         assert_eq!(
             two.clone()
                 .static_cluster("127.0.0.1:7077", 1)
-                .get_default_parallelism(),
+                .get_state_parallelism(),
             4
         );
+        let set = cluster.default_parallelism(5);
         assert_eq!(
-            two.local_cluster(3)
-                .default_parallelism(5)
-                .get_default_parallelism(),
-            5,
+            (set.get_state_parallelism(), set.get_default_parallelism()),
+            (5, 5),
             "as set"
         );
     }

@@ -107,6 +107,10 @@ struct Args {
     /// `--local-cluster` (`--state-in-coordinator` keeps it in the coordinator).
     #[arg(long)]
     stateful: bool,
+    /// Partitions of the shuffles (rivulet's default: every task thread of the run, the
+    /// executor processes' included).
+    #[arg(long)]
+    default_parallelism: Option<usize>,
 }
 
 /// Every completed batch with the instant it completed.
@@ -302,6 +306,9 @@ async fn rivulet_count(
         .executors(args.executors);
     if let Some(n) = args.buffer_records {
         config = config.receiver_buffer_records(n);
+    }
+    if let Some(n) = args.default_parallelism {
+        config = config.default_parallelism(n);
     }
     let ssc = StreamingContext::new(config)?;
     let totals: Arc<Mutex<HashMap<String, u64>>> = Arc::default();

@@ -523,7 +523,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         let ctx = self.graph().rdd_context().clone();
         let partitioning = Arc::new(StatePartitioning::new(
             spec.partitions,
-            ctx.default_parallelism(),
+            ctx.state_parallelism(),
         ));
         let state_partitioning = partitioning.clone();
         let (parent, slide) = (self.clone(), self.slide_duration());

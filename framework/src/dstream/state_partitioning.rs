@@ -10,7 +10,8 @@
 //!    checkpointed graph). A count the program gave explicitly that differs from the
 //!    checkpoint's is refused ([`CheckpointError::PartitionsChanged`]).
 //! 2. **First use.** Otherwise, when a batch first asks for it: the count the program gave,
-//!    else the default parallelism (by default every task thread of the run).
+//!    else the context's state parallelism (by default the executor count; with the state
+//!    on executor processes, every task thread of the run).
 //!
 //! An executor process reads no checkpoint: it adopts the coordinator's resolved counts when
 //! it registers ([`StatePartitioning::adopt`]), so that its map tasks cut the batch data

@@ -156,7 +156,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         let slide = self.slide_duration();
         let partitioning = Arc::new(StatePartitioning::new(
             partitions,
-            self.graph().rdd_context().default_parallelism(),
+            self.graph().rdd_context().state_parallelism(),
         ));
         let state_partitioning = partitioning.clone();
         let node = self.child(op, move |me, t| {

@@ -547,7 +547,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         // window's restore resolves it to its checkpoint's count, for both.
         let partitioning = Arc::new(StatePartitioning::new(
             spec.partitions,
-            self.graph().rdd_context().default_parallelism(),
+            self.graph().rdd_context().state_parallelism(),
         ));
         let p = {
             let partitioning = partitioning.clone();

@@ -87,6 +87,7 @@ pub struct RddContext {
     runner: OnceLock<Arc<dyn JobRunner>>,
     checkpoints: OnceLock<Arc<dyn CheckpointStore>>,
     default_parallelism: usize,
+    state_parallelism: OnceLock<usize>,
     static_scope: Arc<IdScope>,
 }
 
@@ -98,6 +99,7 @@ impl RddContext {
             runner: OnceLock::new(),
             checkpoints: OnceLock::new(),
             default_parallelism: default_parallelism.max(1),
+            state_parallelism: OnceLock::new(),
             static_scope: IdScope::new_static(),
         })
     }
@@ -135,6 +137,21 @@ impl RddContext {
     /// Partitions of shuffles without an explicit count.
     pub fn default_parallelism(&self) -> usize {
         self.default_parallelism
+    }
+
+    /// Sets the partition count of stateful streams' state without an explicit count (at
+    /// least 1); only the first call has an effect, and only before a state is partitioned.
+    pub fn set_state_parallelism(&self, n: usize) {
+        let _ = self.state_parallelism.set(n.max(1));
+    }
+
+    /// Partitions of stateful streams' state without an explicit count: as set, else the
+    /// [default parallelism](RddContext::default_parallelism).
+    pub fn state_parallelism(&self) -> usize {
+        self.state_parallelism
+            .get()
+            .copied()
+            .unwrap_or(self.default_parallelism)
     }
 
     /// An RDD of `data` cut into `partitions` contiguous slices (Spark:
