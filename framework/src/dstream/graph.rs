@@ -916,7 +916,7 @@ impl DStreamGraph {
     }
 
     /// On the coordinator: each stateful stream's state partition count, as resolved here
-    /// (restored from a checkpoint, given by the program, or the default parallelism), for
+    /// (restored from a checkpoint, given by the program, or the context's state parallelism), for
     /// executor processes to adopt ([`adopt_state_partitions`](DStreamGraph::adopt_state_partitions)).
     pub fn state_partitions(&self) -> Vec<(DStreamId, usize)> {
         self.nodes()
