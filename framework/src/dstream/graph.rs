@@ -815,16 +815,11 @@ impl DStreamGraph {
         shuffle: ShuffleId,
     ) -> Result<Arc<dyn ShuffleMap>> {
         self.executor_batch(t, input)?;
-        self.find_in_batch(t, |rdd| {
+        self.find_in_batch(t, ("shuffle", &shuffle), |rdd| {
             rdd.meta().dependencies().iter().find_map(|dep| match dep {
                 Dependency::Shuffle(map) if map.shuffle_id() == shuffle => Some(map.clone()),
                 _ => None,
             })
-        })
-        .ok_or_else(|| {
-            Error::Internal(format!(
-                "this executor's program has no shuffle {shuffle} in batch {t}: is it the coordinator's program, with the same arguments?"
-            ))
         })
     }
 
@@ -841,12 +836,9 @@ impl DStreamGraph {
         id: RddId,
     ) -> Result<Arc<dyn RddBase>> {
         self.executor_batch(t, input)?;
-        self.find_in_batch(t, |rdd| (rdd.meta().id() == id).then(|| rdd.clone()))
-            .ok_or_else(|| {
-                Error::Internal(format!(
-                    "this executor's program has no RDD {id} in batch {t}: is it the coordinator's program, with the same arguments?"
-                ))
-            })
+        self.find_in_batch(t, ("RDD", &id), |rdd| {
+            (rdd.meta().id() == id).then(|| rdd.clone())
+        })
     }
 
     /// Generates batch `t` in this executor process from `input`, unless it did already.
@@ -872,11 +864,16 @@ impl DStreamGraph {
 
     /// The first `Some` that `found` gives for an RDD of batch `t`'s lineage, walked from
     /// every stream's RDD of `t` through narrow dependencies and across shuffles.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] naming `what` (a kind and an id) and the batch when nothing is
+    /// found.
     fn find_in_batch<R>(
         &self,
         t: Time,
+        (kind, id): (&str, &dyn std::fmt::Display),
         mut found: impl FnMut(&Arc<dyn RddBase>) -> Option<R>,
-    ) -> Option<R> {
+    ) -> Result<R> {
         let mut stack: Vec<Arc<dyn RddBase>> = self
             .nodes()
             .iter()
@@ -888,7 +885,7 @@ impl DStreamGraph {
                 continue;
             }
             if let Some(r) = found(&rdd) {
-                return Some(r);
+                return Ok(r);
             }
             for dep in rdd.meta().dependencies() {
                 match dep {
@@ -897,7 +894,9 @@ impl DStreamGraph {
                 }
             }
         }
-        None
+        Err(Error::Internal(format!(
+            "this executor's program has no {kind} {id} in batch {t}: is it the coordinator's program, with the same arguments?"
+        )))
     }
 
     /// Forgets RDDs and block allocations no stream remembers after batch `t` finished
@@ -916,8 +915,8 @@ impl DStreamGraph {
     }
 
     /// On the coordinator: each stateful stream's state partition count, as resolved here
-    /// (restored from a checkpoint, given by the program, or the context's state parallelism), for
-    /// executor processes to adopt ([`adopt_state_partitions`](DStreamGraph::adopt_state_partitions)).
+    /// (restored from a checkpoint, given by the program, or the context's state
+    /// parallelism), for executor processes to adopt ([`adopt_state_partitions`](DStreamGraph::adopt_state_partitions)).
     pub fn state_partitions(&self) -> Vec<(DStreamId, usize)> {
         self.nodes()
             .iter()

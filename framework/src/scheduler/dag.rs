@@ -270,14 +270,10 @@ impl DagScheduler {
             self.register(job_id, job, &stages);
             let mut results = None;
             for stage in &stages {
-                let mut info = stage_info(stage, job);
-                let stage_started = Instant::now();
-                let outcome = self
-                    .run_stage(job_id, job, stage, launcher, &mut info)
-                    .await;
-                info.duration = stage_started.elapsed();
-                infos.push(info);
-                match outcome {
+                match self
+                    .run_stage_described(job_id, job, stage, launcher, infos)
+                    .await
+                {
                     Ok(out) => results = out,
                     Err(StageFailure::FetchFailed(shuffle, map)) => {
                         resubmits += 1;
@@ -342,19 +338,35 @@ impl DagScheduler {
             }
             self.register(job_id, job, &stages);
             for stage in &stages {
-                let mut info = stage_info(stage, job);
-                let started = Instant::now();
                 let outcome = self
-                    .run_stage(job_id, job, stage, launcher, &mut info)
+                    .run_stage_described(job_id, job, stage, launcher, infos)
                     .await;
-                info.duration = started.elapsed();
-                infos.push(info);
                 if outcome.is_err() {
                     debug!(batch = %t, rdd = %target.meta().id(), "A cache stage failed; the result stage computes what it left.");
                     break;
                 }
             }
         }
+    }
+
+    /// Runs `stage` as [`run_stage`](Self::run_stage) does and adds how it ran, with its
+    /// duration, to `infos`.
+    async fn run_stage_described(
+        &self,
+        job_id: JobId,
+        job: &JobSpec,
+        stage: &Stage,
+        launcher: &dyn TaskLauncher,
+        infos: &mut Vec<StageInfo>,
+    ) -> Result<Option<Vec<TaskOutput>>, StageFailure> {
+        let mut info = stage_info(stage, job);
+        let started = Instant::now();
+        let outcome = self
+            .run_stage(job_id, job, stage, launcher, &mut info)
+            .await;
+        info.duration = started.elapsed();
+        infos.push(info);
+        outcome
     }
 
     /// Whether all of `dep`'s map outputs are registered (its map stage can be skipped).
