@@ -161,6 +161,8 @@ struct Outcome {
     processes: Vec<rivulet::actors::cluster::ExecutorProcess>,
     /// The processes SIGKILLed after a shuffle stage.
     killed_after_shuffle: Vec<u32>,
+    /// The slot (index in `processes`) of the process killed between batches.
+    killed_between: Option<usize>,
     /// How many times `map_with_state`'s function ran in this (the coordinator's) process.
     state_calls_here: u64,
 }
@@ -236,8 +238,8 @@ const CHUNKS: usize = LINES / CHUNK;
 /// (repartitioned first, so that map tasks also read shuffle buckets other processes
 /// wrote), with `processes` executor processes beside one in-process executor. With
 /// processes, three faults: the first process to map the poison dies in that map task
-/// (during a shuffle stage); the process in slot 0 is SIGKILLed between the third and
-/// fourth chunk's batches (before one); in the sixth chunk's batch, a process that ran
+/// (during a shuffle stage); a process that has computed state since the start is
+/// SIGKILLed between the third and fourth chunk's batches (before one); in the sixth chunk's batch, a process that ran
 /// one of its map tasks is SIGKILLed after its first output ran (after one,
 /// [`KillAfterShuffle`]).
 async fn run(lines: Vec<String>, processes: usize) -> Outcome {
@@ -303,6 +305,7 @@ async fn run(lines: Vec<String>, processes: usize) -> Outcome {
     });
     ssc.start().await.expect("started");
     let seen = || summed.lock().unwrap().values().sum::<u64>();
+    let mut killed_between = None;
     for (i, upto) in words_upto.iter().enumerate() {
         if i == 5 && processes > 0 {
             advance_until(&ssc, || ssc.executor_processes().iter().all(|p| p.alive)).await;
@@ -311,10 +314,20 @@ async fn run(lines: Vec<String>, processes: usize) -> Outcome {
         permits.add_permits(1);
         advance_until(&ssc, || seen() >= *upto).await;
         if i == 2 && processes > 0 {
-            // Killed once connected (its slot's first process may have died on the poison).
-            advance_until(&ssc, || ssc.executor_processes()[0].alive).await;
-            let first = ssc.executor_processes()[0].executor;
-            ssc.kill_executor(first).await.expect("a process to kill");
+            // A process that has run since the start and computed state, so that it holds
+            // cached partitions (not a replacement of one the poison killed).
+            let holds_state = |p: &rivulet::actors::cluster::ExecutorProcess| {
+                p.alive && p.losses == 0 && p.cache_tasks > 0
+            };
+            advance_until(&ssc, || ssc.executor_processes().iter().any(holds_state)).await;
+            let slot = ssc
+                .executor_processes()
+                .iter()
+                .position(holds_state)
+                .expect("a process holding state");
+            killed_between = Some(slot);
+            let victim = ssc.executor_processes()[slot].executor;
+            ssc.kill_executor(victim).await.expect("a process to kill");
         }
     }
     ssc.advance(1).await.expect("one more batch");
@@ -334,6 +347,7 @@ async fn run(lines: Vec<String>, processes: usize) -> Outcome {
         metrics,
         processes,
         killed_after_shuffle,
+        killed_between,
         state_calls_here: STATE_CALLS_HERE.swap(0, std::sync::atomic::Ordering::Relaxed),
     }
 }
@@ -377,7 +391,13 @@ async fn executor_processes_give_the_in_process_counts_and_survive_a_crash_and_a
         "one poisoned, one killed between batches, {after_shuffle} after a shuffle stage: {:?}",
         cluster.processes
     );
-    assert!(cluster.processes[0].losses >= 1, "the killed slot lost one");
+    let killed = cluster
+        .killed_between
+        .expect("a process was killed between batches");
+    assert!(
+        cluster.processes[killed].losses >= 1,
+        "the killed slot lost one"
+    );
     assert_eq!(
         cluster.metrics.executors_lost,
         2 + after_shuffle,

@@ -779,8 +779,12 @@ pub fn print_cluster_summary(ssc: &StreamingContext) {
     }
     if let Some(m) = ssc.scheduler_metrics() {
         println!(
-            "Recovery: {} executors lost, {} tasks rerun after a loss, {} map stages resubmitted",
-            m.executors_lost, m.tasks_rerun_after_loss, m.stages_resubmitted
+            "Recovery: {} executors lost, {} tasks rerun after a loss, {} map stages resubmitted, \
+             {} lost cached partitions recovered",
+            m.executors_lost,
+            m.tasks_rerun_after_loss,
+            m.stages_resubmitted,
+            m.partitions_recovered
         );
     }
 }

@@ -435,7 +435,12 @@ impl Cluster {
         let slot = executor - self.first_id;
         let input = task
             .batch_time
-            .and_then(|t| self.graph.lock().as_ref().map(|g| g.batch_input(t)))
+            .and_then(|t| {
+                self.graph
+                    .lock()
+                    .as_ref()
+                    .map(|g| g.batch_input(t, task.rdd))
+            })
             .unwrap_or_else(|| Ok(BatchInput::default()));
         let input = match input {
             Ok(input) => input,

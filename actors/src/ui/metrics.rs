@@ -115,6 +115,7 @@ pub(crate) struct Metrics {
     speculative_tasks: Counter,
     task_retries: Counter,
     stages_pipelined: Counter,
+    partitions_recovered: Counter,
     events_dropped: Counter,
     /// Batches submitted and not yet completed (Spark's `waitingBatches` plus the running).
     batches_waiting: Gauge,
@@ -157,6 +158,7 @@ impl Metrics {
             speculative_tasks: Counter::default(),
             task_retries: Counter::default(),
             stages_pipelined: Counter::default(),
+            partitions_recovered: Counter::default(),
             events_dropped: Counter::default(),
             batches_waiting: Gauge::default(),
             last_scheduling_delay: Gauge::default(),
@@ -247,6 +249,11 @@ impl Metrics {
             "stages_pipelined",
             "Map stages of a queued batch run ahead while an earlier batch ran",
             m.stages_pipelined.clone(),
+        );
+        r.register(
+            "partitions_recovered",
+            "Lost cached partitions of earlier batches recovered before the batch reading them",
+            m.partitions_recovered.clone(),
         );
         r.register(
             "ui_events_dropped",
@@ -356,6 +363,7 @@ impl Metrics {
             catch_up(&self.speculative_tasks, s.speculative_tasks);
             catch_up(&self.task_retries, s.task_retries);
             catch_up(&self.stages_pipelined, s.stages_pipelined);
+            catch_up(&self.partitions_recovered, s.partitions_recovered);
             catch_up(&self.events_dropped, self.dropped.load(Ordering::Relaxed));
         }
         let mut out = String::new();

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::block::BlockInfo;
-use crate::dstream::{DStreamGraph, DStreamId};
+use crate::dstream::{DStreamGraph, DStreamId, DStreamNode};
 use crate::error::Result;
 use crate::listener::SkippedSplit;
 use crate::rdd::{Dependency, RddBase, RddId};
@@ -76,67 +76,53 @@ impl DStreamGraph {
     /// Batch `t`'s input as this (the coordinator's) graph cut it: its allocated blocks and
     /// its polled inputs' splits (inputs that do not know `t` are left out).
     ///
+    /// For a cache task (`keeps`: the RDD it computes and keeps, which a stream generated
+    /// for `t`), the batch must still be remembered here in full: the RDD itself, and each
+    /// cached RDD of an earlier batch its lineage reads, which the process must read rather
+    /// than compute (a process generating a batch whose earlier state it was not told of
+    /// would start that state afresh).
+    ///
     /// # Errors
     /// [`Error::Internal`](crate::Error::Internal) when a polled input's splits cannot be
-    /// serialized: the task must not run without them.
-    pub fn batch_input(&self, t: Time) -> Result<BatchInput> {
+    /// serialized, or, for a cache task, when no stream remembers the RDD or an earlier
+    /// cached RDD it reads (naming it and the batch): the task must not run without them.
+    pub fn batch_input(&self, t: Time, keeps: Option<RddId>) -> Result<BatchInput> {
         let mut splits = Vec::new();
         for input in self.shared().inputs() {
             if let Some(encoded) = input.batch_splits(t)? {
                 splits.push((input.stream(), encoded));
             }
         }
-        Ok(BatchInput {
-            blocks: self.allocated(t),
-            splits,
-            cached: self.earlier_cached(t),
-        })
-    }
-
-    /// The cached RDDs of batches before `t` that the narrow lineage of batch `t`'s RDDs
-    /// reads (walking across shuffles too: map stages of the batch read them as well).
-    fn earlier_cached(&self, t: Time) -> Vec<EarlierCached> {
         let nodes = self.nodes();
-        let mut earlier: HashSet<RddId> = HashSet::new();
-        let mut seen: HashSet<RddId> = HashSet::new();
-        let mut stack: Vec<Arc<dyn RddBase>> =
+        let generated: Vec<Arc<dyn RddBase>> =
             nodes.iter().filter_map(|n| n.generated_rdd(t)).collect();
-        while let Some(rdd) = stack.pop() {
-            let meta = rdd.meta();
-            if !seen.insert(meta.id()) {
-                continue;
-            }
-            if meta.id().batch_time().is_some_and(|b| b < t) {
-                if meta.is_cached() {
-                    earlier.insert(meta.id());
-                }
-                continue;
-            }
-            for dep in meta.dependencies() {
-                match dep {
-                    Dependency::Narrow(parent) => stack.push(parent.clone()),
-                    Dependency::Shuffle(map) => stack.push(map.parent()),
-                }
-            }
-        }
-        let mut cached = Vec::new();
-        for node in &nodes {
-            for &id in &earlier {
-                let time = Time::from_ms(id.time_ms);
-                let Some(rdd) = node.generated_rdd(time).filter(|r| r.meta().id() == id) else {
-                    continue;
-                };
-                let meta = rdd.meta();
-                cached.push(EarlierCached {
-                    stream: node.info().id,
-                    time_ms: id.time_ms,
-                    rdd: id,
-                    partitions: meta.num_partitions() as u32,
-                    partitioner: meta.partitioner().map(|p| p.num_partitions() as u32),
+        let cached = earlier_cached(&nodes, &earlier_reads(generated.clone(), t));
+        if let Some(id) = keeps {
+            let kept = generated.into_iter().find(|r| r.meta().id() == id);
+            let unnamed = match &kept {
+                Some(rdd) => earlier_reads(vec![rdd.clone()], t)
+                    .into_iter()
+                    .map(|e| e.meta().id())
+                    .filter(|e| !cached.iter().any(|c| c.rdd == *e))
+                    .min(),
+                None => Some(id),
+            };
+            if let Some(missing) = unnamed {
+                return Err(crate::Error::Compute {
+                    batch_time: t,
+                    stream: format!("RDD {id}"),
+                    message: format!(
+                        "no stream remembers RDD {missing} any more, so an executor process \
+                         cannot compute it; it is computed on the coordinator"
+                    ),
                 });
             }
         }
-        cached
+        Ok(BatchInput {
+            blocks: self.allocated(t),
+            splits,
+            cached,
+        })
     }
 
     /// For an executor process: puts batch `t`'s input as the coordinator cut it in place,
@@ -183,4 +169,67 @@ impl DStreamGraph {
             }
         }
     }
+}
+
+/// The cached RDDs of batches before `t` that the lineage of `roots` (RDDs of batch `t`)
+/// reads: through narrow dependencies, and across shuffles too (map stages of the batch
+/// read them as well).
+fn earlier_reads(roots: Vec<Arc<dyn RddBase>>, t: Time) -> Vec<Arc<dyn RddBase>> {
+    let mut earlier = Vec::new();
+    let mut seen: HashSet<RddId> = HashSet::new();
+    let mut stack = roots;
+    while let Some(rdd) = stack.pop() {
+        let meta = rdd.meta();
+        if !seen.insert(meta.id()) {
+            continue;
+        }
+        if meta.id().batch_time().is_some_and(|b| b < t) {
+            if meta.is_cached() {
+                earlier.push(rdd.clone());
+            }
+            continue;
+        }
+        for dep in meta.dependencies() {
+            match dep {
+                Dependency::Narrow(parent) => stack.push(parent.clone()),
+                Dependency::Shuffle(map) => stack.push(map.parent()),
+            }
+        }
+    }
+    earlier
+}
+
+/// `earlier` described for an executor process, each under the stream that generated it:
+/// the one that still remembers it, else the stream whose batch computation created it
+/// (its id's scope), when a stream generated it at all. The others (cached inside a
+/// user's function) are left out.
+fn earlier_cached(
+    nodes: &[Arc<dyn DStreamNode>],
+    earlier: &[Arc<dyn RddBase>],
+) -> Vec<EarlierCached> {
+    earlier
+        .iter()
+        .filter_map(|rdd| {
+            let meta = rdd.meta();
+            let id = meta.id();
+            let time = Time::from_ms(id.time_ms);
+            let remembered = nodes
+                .iter()
+                .find(|n| n.generated_rdd(time).is_some_and(|r| r.meta().id() == id));
+            let stream = match remembered {
+                Some(node) => node.info().id,
+                None if meta.is_generated() && nodes.iter().any(|n| n.info().id == id.scope) => {
+                    id.scope
+                }
+                None => return None,
+            };
+            Some(EarlierCached {
+                stream,
+                time_ms: id.time_ms,
+                rdd: id,
+                partitions: meta.num_partitions() as u32,
+                partitioner: meta.partitioner().map(|p| p.num_partitions() as u32),
+            })
+        })
+        .collect()
 }

@@ -222,6 +222,8 @@ impl<T: Data> DStreamNode for DStreamCore<T> {
         };
         let keys = self.key_counter.get().cloned();
         let (checkpointed, checkpoint) = rdd.write_checkpoint(self.info.id, keys)?;
+        // Generated for `t` as the RDD it replaces: a lost partition is restored by id.
+        checkpointed.mark_generated();
         self.generated.lock().insert(t, checkpointed);
         Ok(Some(checkpoint))
     }
@@ -232,6 +234,7 @@ impl<T: Data> DStreamNode for DStreamCore<T> {
             partitioning.restore(checkpoint, self.info.op, self.info.id, &dir)?;
         }
         let rdd = checkpoint_rdd::<T>(ctx, self.info.op, checkpoint)?;
+        rdd.mark_generated();
         self.generated
             .lock()
             .insert(Time::from_ms(checkpoint.time_ms), rdd);

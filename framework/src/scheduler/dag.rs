@@ -39,7 +39,6 @@ use crate::scheduler::{
 };
 use crate::time::Time;
 
-/// Where tasks run.
 /// Where a stage's tasks may run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placement {
@@ -314,6 +313,10 @@ impl DagScheduler {
     /// reads the materialized partitions (fetched: the output's records, not the state). A
     /// cache stage gets one attempt per task; when it fails, the result stage computes what
     /// is missing here from lineage, so it never fails the job.
+    ///
+    /// First, what a lost executor process held of those earlier cached RDDs is recovered
+    /// ([`recover`](Self::recover)), so that the batch's state is computed on the processes
+    /// again at once.
     async fn materialize_on_processes(
         &self,
         job_id: JobId,
@@ -326,27 +329,104 @@ impl DagScheduler {
         if launcher.executors(Placement::Processes).is_empty() {
             return;
         }
-        let is_available = |dep: &dyn ShuffleMap| self.is_available(dep);
         let is_cached = |meta: &RddMeta| is_cached(launcher, meta);
+        for lost in lost_earlier(&job.rdd, t, &is_cached) {
+            self.recover(job_id, job, &lost, launcher, infos, next_stage)
+                .await;
+        }
+        let is_available = |dep: &dyn ShuffleMap| self.is_available(dep);
         for target in materializable(&job.rdd, t, &is_available, &is_cached) {
             // Here too: the result stage reads its partitions from the block stores.
             target.meta().mark_cached();
-            let mut stages = plan_stages(&target, *next_stage, &is_available, &is_cached);
-            *next_stage += stages.len() as u32;
-            if let Some(last) = stages.last_mut() {
-                last.kind = StageKind::Cache;
-            }
-            self.register(job_id, job, &stages);
-            for stage in &stages {
-                let outcome = self
-                    .run_stage_described(job_id, job, stage, launcher, infos)
-                    .await;
-                if outcome.is_err() {
-                    debug!(batch = %t, rdd = %target.meta().id(), "A cache stage failed; the result stage computes what it left.");
-                    break;
-                }
+            if !self
+                .run_cache_stages(job_id, job, &target, launcher, infos, next_stage)
+                .await
+            {
+                debug!(batch = %t, rdd = %target.meta().id(), "A cache stage failed; the result stage computes what it left.");
             }
         }
+    }
+
+    /// Recomputes the partitions of `lost`, a cached RDD of an earlier batch that no block
+    /// store holds any more (its executor process was lost), as the D-Streams paper's
+    /// parallel recovery: a cache stage of `lost`'s own batch recomputes each missing
+    /// partition on the surviving executor processes in parallel, from that batch's input
+    /// and the earlier cached partitions it reads (recovered first: [`lost_earlier`] lists
+    /// the oldest first). An RDD without lineage (a data checkpoint read back, a queue's
+    /// batch) is restored into this process's block store, from which the processes fetch
+    /// it. What cannot be recomputed there (its lineage reads what only this process has)
+    /// is left to the result stage, which recomputes it here.
+    async fn recover(
+        &self,
+        job_id: JobId,
+        job: &JobSpec,
+        lost: &Arc<dyn RddBase>,
+        launcher: &dyn TaskLauncher,
+        infos: &mut Vec<StageInfo>,
+        next_stage: &mut u32,
+    ) {
+        let meta = lost.meta();
+        let Some(t) = meta.id().batch_time() else {
+            return;
+        };
+        let is_cached = |meta: &RddMeta| is_cached(launcher, meta);
+        let restorable = meta.dependencies().is_empty();
+        let missing = missing_partitions(launcher, meta).len();
+        // Nothing of it held anywhere (forgotten after its batch, or all on the lost
+        // process): recomputing all of it for some partitions of a later batch would cost
+        // more than the result stage's recomputation of what that batch needs.
+        let partial = missing < meta.num_partitions();
+        if !meta.is_generated()
+            || !(restorable || partial && computable_remotely_with(&**lost, t, &is_cached))
+        {
+            debug!(batch = %t, rdd = %meta.id(), missing, "Lost cached partitions left to the result stage.");
+            return;
+        }
+        let earlier = JobSpec {
+            rdd: lost.clone(),
+            func: job.func.clone(),
+            op: job.op,
+            batch_time: Some(t),
+            output_op: job.output_op,
+        };
+        if self
+            .run_cache_stages(job_id, &earlier, lost, launcher, infos, next_stage)
+            .await
+        {
+            debug!(batch = %t, rdd = %meta.id(), missing, "Lost cached partitions recovered.");
+            self.counters.partitions_recovered(missing);
+        }
+    }
+
+    /// Plans and runs the stages that compute `target`'s missing partitions for `job` (map
+    /// stages of missing shuffle outputs, then a cache stage whose tasks keep the partitions
+    /// in their executors' block stores); returns whether all ran.
+    async fn run_cache_stages(
+        &self,
+        job_id: JobId,
+        job: &JobSpec,
+        target: &Arc<dyn RddBase>,
+        launcher: &dyn TaskLauncher,
+        infos: &mut Vec<StageInfo>,
+        next_stage: &mut u32,
+    ) -> bool {
+        let is_available = |dep: &dyn ShuffleMap| self.is_available(dep);
+        let is_cached = |meta: &RddMeta| is_cached(launcher, meta);
+        let mut stages = plan_stages(target, *next_stage, &is_available, &is_cached);
+        *next_stage += stages.len() as u32;
+        if let Some(last) = stages.last_mut() {
+            last.kind = StageKind::Cache;
+        }
+        self.register(job_id, job, &stages);
+        for stage in &stages {
+            let outcome = self
+                .run_stage_described(job_id, job, stage, launcher, infos)
+                .await;
+            if outcome.is_err() {
+                return false;
+            }
+        }
+        true
     }
 
     /// Runs `stage` as [`run_stage`](Self::run_stage) does and adds how it ran, with its
@@ -418,11 +498,19 @@ impl DagScheduler {
                 Some(dep.shuffle_id()),
             ),
             StageKind::Result => (TaskKind::Result, (0..num_tasks).collect(), None),
-            StageKind::Cache => (TaskKind::Cache, (0..num_tasks).collect(), None),
+            StageKind::Cache => (
+                TaskKind::Cache,
+                missing_partitions(launcher, stage.rdd.meta()),
+                None,
+            ),
         };
         let placement = match (&stage.kind, job.batch_time) {
             (StageKind::ShuffleMap(dep), Some(t)) if computable_remotely(&*dep.parent(), t) => {
                 Placement::Anywhere
+            }
+            // Its data is here: a data checkpoint read back, a queue's batch.
+            (StageKind::Cache, _) if stage.rdd.meta().dependencies().is_empty() => {
+                Placement::InProcess
             }
             (StageKind::Cache, _) => Placement::Processes,
             _ => Placement::InProcess,
@@ -549,6 +637,51 @@ impl DagScheduler {
 /// lineage need not be walked).
 fn is_cached(launcher: &dyn TaskLauncher, meta: &RddMeta) -> bool {
     meta.is_cached() && (0..meta.num_partitions()).all(|p| launcher.has_block(&meta.block_id(p)))
+}
+
+/// The partitions of the RDD `meta` describes that no executor's block store holds.
+fn missing_partitions(launcher: &dyn TaskLauncher, meta: &RddMeta) -> Vec<usize> {
+    (0..meta.num_partitions())
+        .filter(|&p| !launcher.has_block(&meta.block_id(p)))
+        .collect()
+}
+
+/// The cached RDDs of batches before `t` in the lineage of `rdd` that block stores no
+/// longer hold in full (an executor process holding some of their partitions was lost),
+/// each after the ones it reads itself (the previous state before the state reading it),
+/// down to fully cached RDDs. An executor process never recomputes them from lineage (it
+/// has a stand-in for each: see [`computable_remotely_with`]), so they are recovered
+/// before batch `t`'s cache stages run.
+fn lost_earlier(
+    rdd: &Arc<dyn RddBase>,
+    t: Time,
+    is_cached: &dyn Fn(&RddMeta) -> bool,
+) -> Vec<Arc<dyn RddBase>> {
+    fn visit(
+        r: &Arc<dyn RddBase>,
+        t: Time,
+        is_cached: &dyn Fn(&RddMeta) -> bool,
+        seen: &mut std::collections::HashSet<crate::rdd::RddId>,
+        lost: &mut Vec<Arc<dyn RddBase>>,
+    ) {
+        let meta = r.meta();
+        if !seen.insert(meta.id()) || is_cached(meta) {
+            return;
+        }
+        for dep in meta.dependencies() {
+            match dep {
+                Dependency::Narrow(parent) => visit(parent, t, is_cached, seen, lost),
+                Dependency::Shuffle(map) => visit(&map.parent(), t, is_cached, seen, lost),
+            }
+        }
+        let earlier = meta.id().batch_time().is_some_and(|b| b < t);
+        if earlier && meta.is_cached() {
+            lost.push(r.clone());
+        }
+    }
+    let mut lost = Vec::new();
+    visit(rdd, t, is_cached, &mut Default::default(), &mut lost);
+    lost
 }
 
 /// The RDDs in the lineage of `rdd` (down to fully cached ones, and across shuffles whose

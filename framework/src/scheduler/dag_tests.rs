@@ -39,7 +39,7 @@ struct Fake {
     registry: Arc<TaskRegistry>,
     stores: Vec<Arc<MemoryBlockStore>>,
     alive: Mutex<Vec<bool>>,
-    launches: Mutex<Vec<(ExecutorId, TaskKind, usize)>>,
+    launches: Mutex<Vec<(ExecutorId, TaskKind, usize, Option<crate::time::Time>)>>,
     lost_reports: Mutex<Vec<ExecutorId>>,
     script: Mutex<Script>,
 }
@@ -67,7 +67,9 @@ impl TaskLauncher for Fake {
         (0..alive.len()).filter(|&e| alive[e]).collect()
     }
     fn launch(&self, e: ExecutorId, task: TaskDescription) -> LocalBoxFuture<'static, TaskOutcome> {
-        self.launches.lock().push((e, task.kind, task.partition));
+        self.launches
+            .lock()
+            .push((e, task.kind, task.partition, task.batch_time));
         if !self.alive.lock()[e] {
             return Box::pin(future::ready(TaskOutcome::ExecutorLost));
         }
@@ -475,6 +477,120 @@ fn first_state(ctx: &Arc<RddContext>, cached: bool) -> Rdd<(u64, u64)> {
     }
     assert_eq!(sorted(state.collect().unwrap()), EXPECTED);
     state
+}
+
+/// The cache tasks launched so far, as `(batch ms, partition)`, in launch order.
+fn cache_launches(r: &FakeRunner) -> Vec<(i64, usize)> {
+    r.fake
+        .launches
+        .lock()
+        .iter()
+        .filter(|l| l.1 == TaskKind::Cache)
+        .map(|l| (l.3.map_or(-1, |t| t.as_ms()), l.2))
+        .collect()
+}
+
+/// Drops partition `p` of `rdd` from every fake executor's store (its process was lost).
+fn lose_partition(r: &FakeRunner, rdd: &Rdd<(u64, u64)>, p: usize) {
+    for store in &r.fake.stores {
+        store.remove(&rdd.meta().block_id(p));
+    }
+}
+
+/// [`EXPECTED`] three times, sorted.
+fn expected_thrice() -> Vec<(u64, u64)> {
+    let mut v = expected_twice();
+    v.extend(EXPECTED);
+    sorted(v)
+}
+
+#[test]
+fn a_lost_partition_of_the_previous_state_is_recovered_in_its_own_batch_first() {
+    let (ctx, r) = setup(2, 4, None, |_, _| Act::Run);
+    let first = first_state(&ctx, true);
+    let second = state_step(&ctx, 200, &first);
+    assert_eq!(sorted(second.collect().unwrap()), expected_twice());
+    assert_eq!(cache_launches(&r), vec![(200, 0), (200, 1), (200, 2)]);
+    lose_partition(&r, &second, 1);
+    let third = state_step(&ctx, 300, &second);
+    assert_eq!(sorted(third.collect().unwrap()), expected_thrice());
+    let launched = cache_launches(&r);
+    assert_eq!(
+        launched[3],
+        (200, 1),
+        "the lost partition recomputed by a task of batch 200 first"
+    );
+    assert_eq!(
+        launched[4..].iter().map(|l| l.0).collect::<Vec<_>>(),
+        vec![300; third.num_partitions()],
+        "then batch 300 materialized"
+    );
+    assert_eq!(r.dag.counters().snapshot().partitions_recovered, 1);
+    assert!((0..3).all(|p| r.fake.has_block(&second.meta().block_id(p))));
+}
+
+#[test]
+fn a_chain_of_lost_partitions_is_recovered_oldest_first() {
+    let (ctx, r) = setup(2, 4, None, |_, _| Act::Run);
+    let first = first_state(&ctx, true);
+    let second = state_step(&ctx, 200, &first);
+    assert_eq!(second.count().unwrap(), 10);
+    let third = state_step(&ctx, 300, &second);
+    assert_eq!(third.count().unwrap(), 15);
+    lose_partition(&r, &second, 2);
+    lose_partition(&r, &third, 2);
+    let before = cache_launches(&r).len();
+    let fourth = state_step(&ctx, 400, &third);
+    let mut expected = expected_thrice();
+    expected.extend(EXPECTED);
+    assert_eq!(sorted(fourth.collect().unwrap()), sorted(expected));
+    assert_eq!(
+        cache_launches(&r)[before..before + 2],
+        [(200, 2), (300, 2)],
+        "batch 200's partition before batch 300's, which reads it"
+    );
+    assert_eq!(r.dag.counters().snapshot().partitions_recovered, 2);
+}
+
+#[test]
+fn a_previous_state_lost_in_full_is_left_to_the_result_stage() {
+    let (ctx, r) = setup(2, 4, None, |_, _| Act::Run);
+    let first = first_state(&ctx, true);
+    let second = state_step(&ctx, 200, &first);
+    assert_eq!(second.count().unwrap(), 10);
+    for p in 0..3 {
+        lose_partition(&r, &second, p);
+    }
+    let before = cache_launches(&r).len();
+    let third = state_step(&ctx, 300, &second);
+    assert_eq!(sorted(third.collect().unwrap()), expected_thrice());
+    assert_eq!(
+        cache_launches(&r).len(),
+        before,
+        "no recovery, no cache stage"
+    );
+    assert_eq!(r.dag.counters().snapshot().partitions_recovered, 0);
+}
+
+#[test]
+fn a_lost_rdd_without_lineage_is_restored_in_full() {
+    use crate::rdd::{with_scope, IdScope};
+    let (ctx, r) = setup(2, 4, None, |_, _| Act::Run);
+    // As a data checkpoint read back: generated for batch 100, cached, no lineage.
+    let first = with_scope(IdScope::new(2, crate::time::Time::from_ms(100)), || {
+        ctx.parallelize(EXPECTED.to_vec(), 3).cache()
+    });
+    first.mark_generated();
+    assert_eq!(first.count().unwrap(), 5);
+    for p in 0..3 {
+        lose_partition(&r, &first, p);
+    }
+    let second = state_step(&ctx, 200, &first);
+    assert_eq!(sorted(second.collect().unwrap()), expected_twice());
+    let launched = cache_launches(&r);
+    assert_eq!(launched[..3], [(100, 0), (100, 1), (100, 2)]);
+    assert_eq!(launched.len(), 3 + second.num_partitions());
+    assert_eq!(r.dag.counters().snapshot().partitions_recovered, 3);
 }
 
 /// [`EXPECTED`] twice, sorted.

@@ -35,6 +35,10 @@ impl MemoryBlockStore {
     pub fn clear(&self) {
         self.blocks.lock().clear();
     }
+    /// Drops block `id` and returns it, if held.
+    pub fn remove(&self, id: &BlockId) -> Option<BlockData> {
+        self.blocks.lock().remove(id)
+    }
 }
 
 impl BlockAccess for MemoryBlockStore {

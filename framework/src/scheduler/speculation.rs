@@ -85,6 +85,12 @@ pub struct SchedulerMetrics {
     /// Map stages of a queued batch run to completion while an earlier batch was still
     /// running (timestep pipelining; see `StreamingConfig::pipelining`).
     pub stages_pipelined: u64,
+    /// Lost partitions of earlier batches' cached RDDs (a stateful stream's state kept on
+    /// an executor process that was lost) recomputed by recovery tasks before the batch
+    /// that reads them: on the surviving executor processes in parallel, or read back from
+    /// a data checkpoint (see `DagScheduler::run_job`).
+    #[serde(default)]
+    pub partitions_recovered: u64,
 }
 
 /// The live counters behind [`SchedulerMetrics`], shared by the scheduler and the runtime.
@@ -96,6 +102,7 @@ pub struct SchedulerCounters {
     speculative_tasks: AtomicU64,
     task_retries: AtomicU64,
     stages_pipelined: AtomicU64,
+    partitions_recovered: AtomicU64,
 }
 
 impl SchedulerCounters {
@@ -118,6 +125,10 @@ impl SchedulerCounters {
     pub(crate) fn stage_pipelined(&self) {
         self.stages_pipelined.fetch_add(1, Ordering::Relaxed);
     }
+    pub(crate) fn partitions_recovered(&self, n: usize) {
+        self.partitions_recovered
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
     /// Counters that start at the counts of `metrics` (e.g. a finished run's, read back
     /// from its event log).
     pub fn starting_at(metrics: &SchedulerMetrics) -> SchedulerCounters {
@@ -128,6 +139,7 @@ impl SchedulerCounters {
             speculative_tasks: AtomicU64::new(metrics.speculative_tasks),
             task_retries: AtomicU64::new(metrics.task_retries),
             stages_pipelined: AtomicU64::new(metrics.stages_pipelined),
+            partitions_recovered: AtomicU64::new(metrics.partitions_recovered),
         }
     }
 
@@ -140,6 +152,7 @@ impl SchedulerCounters {
             speculative_tasks: self.speculative_tasks.load(Ordering::Relaxed),
             task_retries: self.task_retries.load(Ordering::Relaxed),
             stages_pipelined: self.stages_pipelined.load(Ordering::Relaxed),
+            partitions_recovered: self.partitions_recovered.load(Ordering::Relaxed),
         }
     }
 }

@@ -161,6 +161,7 @@ struct Statistics {
     speculative_tasks: u64,
     task_retries: u64,
     stages_pipelined: u64,
+    partitions_recovered: u64,
     /// `null` until the first metadata checkpoint.
     checkpoint_store: Option<CheckpointStoreView>,
     /// Inputs that polled inputs (text file streams) skipped, with reasons in `/inputs`
@@ -235,6 +236,7 @@ async fn statistics(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse
         speculative_tasks: sched.speculative_tasks,
         task_retries: sched.task_retries,
         stages_pipelined: sched.stages_pipelined,
+        partitions_recovered: sched.partitions_recovered,
         checkpoint_store: s.checkpoint_store.map(CheckpointStoreView::from),
         num_skipped_inputs: s.polled_inputs.values().map(|p| p.skipped).sum(),
     };
