@@ -428,6 +428,12 @@ async fn executor_processes_give_the_in_process_counts_and_survive_a_crash_and_a
          test's values: they were recomputed): {:?}",
         cluster.processes
     );
+    assert!(
+        cluster.metrics.partitions_recovered > 0,
+        "the state partitions the killed processes held were recovered on the survivors \
+         before the batches reading them: {:?}",
+        cluster.metrics
+    );
     check_operators(&cluster);
 
     let local = tokio::time::timeout(Duration::from_secs(60), run(lines(), 0))

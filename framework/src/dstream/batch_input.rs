@@ -233,3 +233,90 @@ fn earlier_cached(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{local_context, BATCH};
+
+    /// A running count per word over three batches of words (`update_state_by_key`), in a
+    /// fresh graph; returns it with its state stream.
+    fn program() -> (DStreamGraph, crate::dstream::DStream<(String, u64)>) {
+        let graph = DStreamGraph::new(BATCH, local_context(2), 1000, None);
+        let words = |w: &str| w.split(' ').map(str::to_string).collect::<Vec<_>>();
+        let state = graph
+            .queue_stream(vec![words("a b"), words("b c"), words("c a")])
+            .map(|w: String| (w, 1u64))
+            .update_state_by_key(|new: Vec<u64>, old: Option<u64>| {
+                Some(old.unwrap_or(0) + new.iter().sum::<u64>())
+            });
+        state.foreach_batch(|_, _: Vec<(String, u64)>| {});
+        (graph, state)
+    }
+
+    fn at(batch: u32) -> Time {
+        Time::ZERO + BATCH * batch
+    }
+
+    /// The coordinator's state RDD of `batch` and the input a cache task computing it gets.
+    fn cache_task_input(
+        graph: &DStreamGraph,
+        state: &crate::dstream::DStream<(String, u64)>,
+        batch: u32,
+    ) -> (RddId, BatchInput) {
+        let rdd = state
+            .get_or_compute(at(batch))
+            .expect("generated")
+            .expect("a batch time");
+        let input = graph
+            .batch_input(at(batch), Some(rdd.id()))
+            .expect("remembered");
+        (rdd.id(), input)
+    }
+
+    #[test]
+    fn a_cache_task_names_the_previous_state_and_an_older_batch_replaces_its_stand_in() {
+        let (coordinator, state) = program();
+        coordinator.start(Time::ZERO).expect("valid graph");
+        for b in 1..=3 {
+            for job in coordinator.generate_jobs(at(b)) {
+                job.run().expect("batch runs");
+            }
+            coordinator.clear_old(at(b));
+        }
+        let (third, input) = cache_task_input(&coordinator, &state, 3);
+        let (second, older) = cache_task_input(&coordinator, &state, 2);
+        assert!(
+            input.cached.iter().any(|c| c.rdd == second),
+            "batch 3's input names batch 2's state: {:?}",
+            input.cached
+        );
+
+        let refused = coordinator
+            .batch_input(at(2), Some(third))
+            .expect_err("batch 2 generated no such RDD");
+        assert!(
+            refused.to_string().contains("no stream remembers RDD"),
+            "{refused}"
+        );
+
+        let (process, _) = program();
+        process.start_as_executor(Time::ZERO).expect("valid graph");
+        let found = process.executor_rdd(at(3), input, third).expect("found");
+        assert!(found.meta().is_generated());
+        // Batch 2's state was a stand-in there; recovering a partition of it regenerates
+        // batch 2 in the process, from its own input.
+        let found = process.executor_rdd(at(2), older, second).expect("found");
+        assert!(
+            found.meta().is_generated(),
+            "the process generated batch 2's state rather than read its stand-in"
+        );
+        assert_eq!(
+            process.shared().executor_floor(),
+            Some(at(3)),
+            "the newest batch stays the floor"
+        );
+        coordinator.shutdown();
+        process.shutdown();
+    }
+}

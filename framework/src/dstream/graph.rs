@@ -845,13 +845,22 @@ impl DStreamGraph {
     fn executor_batch(&self, t: Time, input: crate::dstream::BatchInput) -> Result<()> {
         let mut generated = self.shared.executor_batches.lock();
         if !generated.contains(&t) {
+            // A stand-in of `t` (read by a later batch) gives way to the batch itself.
+            for node in self.nodes() {
+                node.forget_stand_in(t);
+            }
             self.install_batch_input(t, input)?;
             generated.insert(t);
+            // Batches before `t` are not generated here while `t` is (what the batch reads
+            // of them, the coordinator named); the floor then stays at the newest batch (an
+            // older one is regenerated to recover a lost partition of it).
+            let newest = self.shared.executor_floor().map_or(t, |f| f.max(t));
             *self.shared.executor_floor.lock() = Some(t);
             drop(self.generate_jobs(t));
+            *self.shared.executor_floor.lock() = Some(newest);
             // Batches this far behind are done on the coordinator: forget their RDDs.
             let before = generated.iter().rev().nth(EXECUTOR_BATCHES).copied();
-            if let Some(old) = before {
+            if let Some(old) = before.filter(|_| newest == t) {
                 generated.retain(|b| *b > old);
                 self.clear_old(old);
                 for input in self.shared.inputs() {

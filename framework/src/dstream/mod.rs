@@ -135,6 +135,20 @@ impl NodeInfo {
             _ => None,
         }
     }
+    /// After batch `time`: the newest batch whose RDD this node may forget. On the
+    /// coordinator, nodes keep their RDDs as long as the graph keeps its input (back to the
+    /// oldest newest data checkpoint of a stateful stream: `input_horizon`): a lost
+    /// partition of a stateful stream is recovered on the executor processes by
+    /// regenerating its batch there, which needs that batch's RDDs named (`DagScheduler`'s
+    /// recovery); the lineage of the state reaches most of them anyway. Their cached
+    /// blocks are dropped as before (after the graph's longest remember duration).
+    pub(crate) fn forget_horizon(&self, time: Time) -> Time {
+        let horizon = time - self.remember();
+        match self.graph.executor_floor() {
+            None => horizon.min(self.graph.input_horizon(time)),
+            Some(_) => horizon,
+        }
+    }
     /// Whether batch `t` is one of this node's checkpoint times.
     pub(crate) fn checkpoint_due(&self, t: Time) -> bool {
         let (Some(interval), Some(zero)) = (self.checkpoint_interval(), self.graph.zero_time())
@@ -182,6 +196,9 @@ pub(crate) trait DStreamNode: Send + Sync {
     /// In an executor process: makes a stand-in for the coordinator's cached RDD
     /// `cached` (no lineage, its partitions read from block stores) the node's RDD at its
     /// batch time, unless the node generated one there itself.
+    /// In an executor process: forgets the stand-in at `t`, if that is what this node has
+    /// for `t`, before the process generates batch `t` itself.
+    fn forget_stand_in(&self, t: Time);
     fn install_stand_in(&self, cached: &EarlierCached);
     /// For a stateful node: its state's partition count (resolved now if nothing did).
     fn state_partitions(&self) -> Option<usize>;
@@ -213,7 +230,7 @@ impl<T: Data> DStreamNode for DStreamCore<T> {
         &self.info
     }
     fn clear_old(&self, time: Time) {
-        let horizon = time - self.info.remember();
+        let horizon = self.info.forget_horizon(time);
         self.generated.lock().retain(|t, _| *t > horizon);
     }
     fn write_checkpoint(&self, t: Time) -> Result<Option<DataCheckpoint>> {
@@ -250,6 +267,13 @@ impl<T: Data> DStreamNode for DStreamCore<T> {
         match self.state_partitioning.get() {
             Some(p) => p.adopt(n, self.info.op, self.info.id).map(|()| true),
             None => Ok(false),
+        }
+    }
+    fn forget_stand_in(&self, t: Time) {
+        let mut generated = self.generated.lock();
+        // Every RDD a stream generated is marked so; a stand-in is not.
+        if generated.get(&t).is_some_and(|r| !r.meta().is_generated()) {
+            generated.remove(&t);
         }
     }
     fn install_stand_in(&self, cached: &EarlierCached) {

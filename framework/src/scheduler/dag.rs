@@ -230,7 +230,7 @@ impl DagScheduler {
         for stage in &stages {
             let mut info = stage_info(stage, &job);
             match self
-                .run_stage(job_id, &job, stage, launcher, &mut info)
+                .run_stage(job_id, &job, stage, None, launcher, &mut info)
                 .await
             {
                 Ok(_) => {
@@ -270,7 +270,7 @@ impl DagScheduler {
             let mut results = None;
             for stage in &stages {
                 match self
-                    .run_stage_described(job_id, job, stage, launcher, infos)
+                    .run_stage_described(job_id, job, stage, None, launcher, infos)
                     .await
                 {
                     Ok(out) => results = out,
@@ -330,8 +330,11 @@ impl DagScheduler {
             return;
         }
         let is_cached = |meta: &RddMeta| is_cached(launcher, meta);
-        for lost in lost_earlier(&job.rdd, t, &is_cached) {
-            self.recover(job_id, job, &lost, launcher, infos, next_stage)
+        let has_block = |id: &BlockId| launcher.has_block(id);
+        for (lost, missing) in lost_earlier(&job.rdd, t, &is_cached, &has_block) {
+            // What reads a partition not recovered fails in its turn (the block is missing)
+            // and is left to the result stage too.
+            self.recover(job_id, job, &lost, &missing, launcher, infos, next_stage)
                 .await;
         }
         let is_available = |dep: &dyn ShuffleMap| self.is_available(dep);
@@ -339,7 +342,9 @@ impl DagScheduler {
             // Here too: the result stage reads its partitions from the block stores.
             target.meta().mark_cached();
             if !self
-                .run_cache_stages(job_id, job, &target, launcher, infos, next_stage)
+                .run_cache_stages(
+                    job_id, job, &target, None, &is_cached, launcher, infos, next_stage,
+                )
                 .await
             {
                 debug!(batch = %t, rdd = %target.meta().id(), "A cache stage failed; the result stage computes what it left.");
@@ -347,40 +352,37 @@ impl DagScheduler {
         }
     }
 
-    /// Recomputes the partitions of `lost`, a cached RDD of an earlier batch that no block
-    /// store holds any more (its executor process was lost), as the D-Streams paper's
-    /// parallel recovery: a cache stage of `lost`'s own batch recomputes each missing
-    /// partition on the surviving executor processes in parallel, from that batch's input
-    /// and the earlier cached partitions it reads (recovered first: [`lost_earlier`] lists
-    /// the oldest first). An RDD without lineage (a data checkpoint read back, a queue's
-    /// batch) is restored into this process's block store, from which the processes fetch
-    /// it. What cannot be recomputed there (its lineage reads what only this process has)
-    /// is left to the result stage, which recomputes it here.
+    /// Recomputes partitions `missing` of `lost`, a cached RDD of an earlier batch whose
+    /// executor process was lost, as the D-Streams paper's parallel recovery: a cache stage
+    /// of `lost`'s own batch recomputes them on the surviving executor processes in
+    /// parallel, from that batch's input and the partitions of earlier cached RDDs they
+    /// read (recovered first: [`lost_earlier`] lists the oldest first). An RDD without
+    /// lineage (a data checkpoint read back, a queue's batch) is restored into this
+    /// process's block store, from which the processes fetch it. Returns `false` when it
+    /// cannot be recovered there (its lineage reads what only this process has, or a task
+    /// failed): the result stage then recomputes what its batch needs here.
+    #[allow(clippy::too_many_arguments)]
     async fn recover(
         &self,
         job_id: JobId,
         job: &JobSpec,
         lost: &Arc<dyn RddBase>,
+        missing: &[usize],
         launcher: &dyn TaskLauncher,
         infos: &mut Vec<StageInfo>,
         next_stage: &mut u32,
-    ) {
+    ) -> bool {
         let meta = lost.meta();
         let Some(t) = meta.id().batch_time() else {
-            return;
+            return false;
         };
-        let is_cached = |meta: &RddMeta| is_cached(launcher, meta);
+        // As the executor process sees the batch: each cached RDD of an earlier batch is a
+        // stand-in, read from the block stores (whose partitions needed were recovered).
+        let leaves = |m: &RddMeta| m.is_cached() && m.id().batch_time().is_some_and(|b| b < t);
         let restorable = meta.dependencies().is_empty();
-        let missing = missing_partitions(launcher, meta).len();
-        // Nothing of it held anywhere (forgotten after its batch, or all on the lost
-        // process): recomputing all of it for some partitions of a later batch would cost
-        // more than the result stage's recomputation of what that batch needs.
-        let partial = missing < meta.num_partitions();
-        if !meta.is_generated()
-            || !(restorable || partial && computable_remotely_with(&**lost, t, &is_cached))
-        {
-            debug!(batch = %t, rdd = %meta.id(), missing, "Lost cached partitions left to the result stage.");
-            return;
+        if !meta.is_generated() || !(restorable || computable_remotely_with(&**lost, t, &leaves)) {
+            debug!(batch = %t, rdd = %meta.id(), ?missing, "Lost cached partitions left to the result stage.");
+            return false;
         }
         let earlier = JobSpec {
             rdd: lost.clone(),
@@ -389,30 +391,43 @@ impl DagScheduler {
             batch_time: Some(t),
             output_op: job.output_op,
         };
-        if self
-            .run_cache_stages(job_id, &earlier, lost, launcher, infos, next_stage)
-            .await
-        {
-            debug!(batch = %t, rdd = %meta.id(), missing, "Lost cached partitions recovered.");
-            self.counters.partitions_recovered(missing);
+        let recovered = self
+            .run_cache_stages(
+                job_id,
+                &earlier,
+                lost,
+                Some(missing),
+                &leaves,
+                launcher,
+                infos,
+                next_stage,
+            )
+            .await;
+        if recovered {
+            debug!(batch = %t, rdd = %meta.id(), ?missing, "Lost cached partitions recovered.");
+            self.counters.partitions_recovered(missing.len());
         }
+        recovered
     }
 
-    /// Plans and runs the stages that compute `target`'s missing partitions for `job` (map
-    /// stages of missing shuffle outputs, then a cache stage whose tasks keep the partitions
-    /// in their executors' block stores); returns whether all ran.
+    /// Plans and runs the stages that compute `target`'s missing partitions for `job` (those
+    /// of `only`, if given): map stages of missing shuffle outputs, down to RDDs for which
+    /// `leaves` holds, then a cache stage whose tasks keep the partitions in their
+    /// executors' block stores. Returns whether all ran.
+    #[allow(clippy::too_many_arguments)]
     async fn run_cache_stages(
         &self,
         job_id: JobId,
         job: &JobSpec,
         target: &Arc<dyn RddBase>,
+        only: Option<&[usize]>,
+        leaves: &dyn Fn(&RddMeta) -> bool,
         launcher: &dyn TaskLauncher,
         infos: &mut Vec<StageInfo>,
         next_stage: &mut u32,
     ) -> bool {
         let is_available = |dep: &dyn ShuffleMap| self.is_available(dep);
-        let is_cached = |meta: &RddMeta| is_cached(launcher, meta);
-        let mut stages = plan_stages(target, *next_stage, &is_available, &is_cached);
+        let mut stages = plan_stages(target, *next_stage, &is_available, leaves);
         *next_stage += stages.len() as u32;
         if let Some(last) = stages.last_mut() {
             last.kind = StageKind::Cache;
@@ -420,7 +435,7 @@ impl DagScheduler {
         self.register(job_id, job, &stages);
         for stage in &stages {
             let outcome = self
-                .run_stage_described(job_id, job, stage, launcher, infos)
+                .run_stage_described(job_id, job, stage, only, launcher, infos)
                 .await;
             if outcome.is_err() {
                 return false;
@@ -436,13 +451,14 @@ impl DagScheduler {
         job_id: JobId,
         job: &JobSpec,
         stage: &Stage,
+        only: Option<&[usize]>,
         launcher: &dyn TaskLauncher,
         infos: &mut Vec<StageInfo>,
     ) -> Result<Option<Vec<TaskOutput>>, StageFailure> {
         let mut info = stage_info(stage, job);
         let started = Instant::now();
         let outcome = self
-            .run_stage(job_id, job, stage, launcher, &mut info)
+            .run_stage(job_id, job, stage, only, launcher, &mut info)
             .await;
         info.duration = started.elapsed();
         infos.push(info);
@@ -476,7 +492,8 @@ impl DagScheduler {
         }
     }
 
-    /// Runs the missing tasks of `stage`; for the result stage, returns its outputs.
+    /// Runs the missing tasks of `stage` (of a cache stage, those of partitions `only` if
+    /// given); for the result stage, returns its outputs.
     ///
     /// The stage's [`TaskSet`] decides what runs where and what each outcome means; this
     /// loop launches what it asks for, waits for the next outcome or the speculation timer,
@@ -487,6 +504,7 @@ impl DagScheduler {
         job_id: JobId,
         job: &JobSpec,
         stage: &Stage,
+        only: Option<&[usize]>,
         launcher: &dyn TaskLauncher,
         info: &mut StageInfo,
     ) -> Result<Option<Vec<TaskOutput>>, StageFailure> {
@@ -498,11 +516,13 @@ impl DagScheduler {
                 Some(dep.shuffle_id()),
             ),
             StageKind::Result => (TaskKind::Result, (0..num_tasks).collect(), None),
-            StageKind::Cache => (
-                TaskKind::Cache,
-                missing_partitions(launcher, stage.rdd.meta()),
-                None,
-            ),
+            StageKind::Cache => {
+                let mut missing = missing_partitions(launcher, stage.rdd.meta());
+                if let Some(only) = only {
+                    missing.retain(|p| only.contains(p));
+                }
+                (TaskKind::Cache, missing, None)
+            }
         };
         let placement = match (&stage.kind, job.batch_time) {
             (StageKind::ShuffleMap(dep), Some(t)) if computable_remotely(&*dep.parent(), t) => {
@@ -646,42 +666,94 @@ fn missing_partitions(launcher: &dyn TaskLauncher, meta: &RddMeta) -> Vec<usize>
         .collect()
 }
 
-/// The cached RDDs of batches before `t` in the lineage of `rdd` that block stores no
-/// longer hold in full (an executor process holding some of their partitions was lost),
-/// each after the ones it reads itself (the previous state before the state reading it),
-/// down to fully cached RDDs. An executor process never recomputes them from lineage (it
-/// has a stand-in for each: see [`computable_remotely_with`]), so they are recovered
-/// before batch `t`'s cache stages run.
+/// The cached RDDs of batches before `t` in the lineage of `rdd` with partitions that no
+/// block store holds any more (an executor process holding them was lost) and that
+/// computing `rdd` needs, each with those partitions, after the ones it reads itself (the
+/// previous state before the state reading it). An executor process never recomputes them
+/// from lineage (it has a stand-in for each: see [`computable_remotely_with`]), so they are
+/// recovered before batch `t`'s cache stages run.
+///
+/// Which partitions are needed follows the narrow dependencies: partition `p` of an RDD
+/// partitioned by key as its parent reads the parent's partition `p` (as Spark's
+/// `OneToOneDependency` for co-partitioned RDDs), so a lost state partition needs only the
+/// same partition of the states before it, back to a data checkpoint; any other dependency
+/// needs every partition of its parent. `has_block` says whether a block store holds a
+/// block.
 fn lost_earlier(
     rdd: &Arc<dyn RddBase>,
     t: Time,
     is_cached: &dyn Fn(&RddMeta) -> bool,
-) -> Vec<Arc<dyn RddBase>> {
+    has_block: &dyn Fn(&BlockId) -> bool,
+) -> Vec<(Arc<dyn RddBase>, Vec<usize>)> {
+    use std::collections::{BTreeSet, HashMap, HashSet};
+    // The lineage down to fully cached RDDs of earlier batches, each after its parents.
     fn visit(
         r: &Arc<dyn RddBase>,
         t: Time,
         is_cached: &dyn Fn(&RddMeta) -> bool,
-        seen: &mut std::collections::HashSet<crate::rdd::RddId>,
-        lost: &mut Vec<Arc<dyn RddBase>>,
+        seen: &mut HashSet<crate::rdd::RddId>,
+        order: &mut Vec<Arc<dyn RddBase>>,
     ) {
         let meta = r.meta();
-        if !seen.insert(meta.id()) || is_cached(meta) {
+        let earlier = meta.id().batch_time().is_some_and(|b| b < t);
+        if !seen.insert(meta.id()) || earlier && is_cached(meta) {
             return;
         }
         for dep in meta.dependencies() {
-            match dep {
-                Dependency::Narrow(parent) => visit(parent, t, is_cached, seen, lost),
-                Dependency::Shuffle(map) => visit(&map.parent(), t, is_cached, seen, lost),
-            }
+            visit(&dependency_parent(dep), t, is_cached, seen, order);
         }
+        order.push(r.clone());
+    }
+    let mut order = Vec::new();
+    visit(rdd, t, is_cached, &mut HashSet::new(), &mut order);
+    let all = |m: &RddMeta| (0..m.num_partitions()).collect::<BTreeSet<usize>>();
+    let mut needed: HashMap<crate::rdd::RddId, BTreeSet<usize>> = HashMap::new();
+    needed.insert(rdd.meta().id(), all(rdd.meta()));
+    let mut lost = HashMap::new();
+    // From `rdd` towards its parents: what each RDD must compute of its parents.
+    for r in order.iter().rev() {
+        let meta = r.meta();
+        let Some(mut computes) = needed.remove(&meta.id()) else {
+            continue;
+        };
         let earlier = meta.id().batch_time().is_some_and(|b| b < t);
         if earlier && meta.is_cached() {
-            lost.push(r.clone());
+            computes.retain(|&p| !has_block(&meta.block_id(p)));
+            if !computes.is_empty() {
+                lost.insert(meta.id(), computes.iter().copied().collect::<Vec<_>>());
+            }
+        }
+        if computes.is_empty() {
+            continue;
+        }
+        for dep in meta.dependencies() {
+            let parent = dependency_parent(dep);
+            let pm = parent.meta();
+            let reads = match dep {
+                Dependency::Narrow(_)
+                    if meta.partitioner().is_some() && meta.partitioner() == pm.partitioner() =>
+                {
+                    computes.clone()
+                }
+                _ => all(pm),
+            };
+            needed.entry(pm.id()).or_default().extend(reads);
         }
     }
-    let mut lost = Vec::new();
-    visit(rdd, t, is_cached, &mut Default::default(), &mut lost);
-    lost
+    order
+        .into_iter()
+        .filter_map(|r| {
+            let missing = lost.remove(&r.meta().id())?;
+            Some((r, missing))
+        })
+        .collect()
+}
+
+fn dependency_parent(dep: &Dependency) -> Arc<dyn RddBase> {
+    match dep {
+        Dependency::Narrow(parent) => parent.clone(),
+        Dependency::Shuffle(map) => map.parent(),
+    }
 }
 
 /// The RDDs in the lineage of `rdd` (down to fully cached ones, and across shuffles whose

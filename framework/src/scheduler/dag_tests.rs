@@ -553,7 +553,7 @@ fn a_chain_of_lost_partitions_is_recovered_oldest_first() {
 }
 
 #[test]
-fn a_previous_state_lost_in_full_is_left_to_the_result_stage() {
+fn a_previous_state_lost_in_full_is_recovered_in_full() {
     let (ctx, r) = setup(2, 4, None, |_, _| Act::Run);
     let first = first_state(&ctx, true);
     let second = state_step(&ctx, 200, &first);
@@ -565,11 +565,49 @@ fn a_previous_state_lost_in_full_is_left_to_the_result_stage() {
     let third = state_step(&ctx, 300, &second);
     assert_eq!(sorted(third.collect().unwrap()), expected_thrice());
     assert_eq!(
-        cache_launches(&r).len(),
-        before,
-        "no recovery, no cache stage"
+        cache_launches(&r)[before..before + 3],
+        [(200, 0), (200, 1), (200, 2)]
     );
-    assert_eq!(r.dag.counters().snapshot().partitions_recovered, 0);
+    assert_eq!(r.dag.counters().snapshot().partitions_recovered, 3);
+}
+
+/// A stateful stream's RDD of the batch at `ms` that keeps its partitioning: `previous`
+/// unioned with the batch's counts, its values mapped (partition `p` reads partition `p`
+/// of `previous`).
+fn keyed_step(ctx: &Arc<RddContext>, ms: i64, previous: &Rdd<(u64, u64)>) -> Rdd<(u64, u64)> {
+    use crate::rdd::{with_scope, IdScope};
+    with_scope(IdScope::new(2, crate::time::Time::from_ms(ms)), || {
+        let next = previous.union(&counts(ctx)).map_values(|v| v);
+        next.mark_generated();
+        next
+    })
+}
+
+#[test]
+fn only_the_partitions_a_lost_partition_reads_are_recovered_in_earlier_batches() {
+    let (ctx, r) = setup(2, 4, None, |_, _| Act::Run);
+    let first = first_state(&ctx, true);
+    let second = keyed_step(&ctx, 200, &first);
+    assert_eq!(second.count().unwrap(), 10);
+    let third = keyed_step(&ctx, 300, &second);
+    assert_eq!(third.count().unwrap(), 15);
+    assert_eq!(third.num_partitions(), 3, "partitioned as the state");
+    // Batch 200 forgotten by the block stores, partition 1 of batch 300 lost.
+    for p in 0..3 {
+        lose_partition(&r, &second, p);
+    }
+    lose_partition(&r, &third, 1);
+    let before = cache_launches(&r).len();
+    let fourth = keyed_step(&ctx, 400, &third);
+    let mut expected = expected_thrice();
+    expected.extend(EXPECTED);
+    assert_eq!(sorted(fourth.collect().unwrap()), sorted(expected));
+    assert_eq!(
+        cache_launches(&r)[before..before + 2],
+        [(200, 1), (300, 1)],
+        "partition 1 of batch 200, which partition 1 of batch 300 reads, and nothing else of it"
+    );
+    assert_eq!(r.dag.counters().snapshot().partitions_recovered, 2);
 }
 
 #[test]
