@@ -331,7 +331,12 @@ impl DagScheduler {
         }
         let is_cached = |meta: &RddMeta| is_cached(launcher, meta);
         let has_block = |id: &BlockId| launcher.has_block(id);
-        for (lost, missing) in lost_earlier(&job.rdd, t, &is_cached, &has_block) {
+        let lost = lost_earlier(&job.rdd, t, &is_cached, &has_block);
+        if !lost.is_empty() {
+            self.run_recovery_map_stages(job_id, job, &lost, launcher, infos, next_stage)
+                .await;
+        }
+        for (lost, missing) in lost {
             // What reads a partition not recovered fails in its turn (the block is missing)
             // and is left to the result stage too.
             self.recover(job_id, job, &lost, &missing, launcher, infos, next_stage)
@@ -350,6 +355,68 @@ impl DagScheduler {
                 debug!(batch = %t, rdd = %target.meta().id(), "A cache stage failed; the result stage computes what it left.");
             }
         }
+    }
+
+    /// Runs, all at once, the map stages that recovering `lost` ([`lost_earlier`]) needs and
+    /// that read no other missing shuffle: typically each lost batch's shuffle of its new
+    /// records before its state, independent of one another, which [`recover`](Self::recover)
+    /// would otherwise run one batch after another. What fails here is left to `recover`,
+    /// which plans again and runs what is still missing.
+    async fn run_recovery_map_stages(
+        &self,
+        job_id: JobId,
+        job: &JobSpec,
+        lost: &[(Arc<dyn RddBase>, Vec<usize>)],
+        launcher: &dyn TaskLauncher,
+        infos: &mut Vec<StageInfo>,
+        next_stage: &mut u32,
+    ) {
+        let is_available = |dep: &dyn ShuffleMap| self.is_available(dep);
+        let mut shuffles = std::collections::HashSet::new();
+        let mut ready: Vec<(JobSpec, Stage)> = Vec::new();
+        for (rdd, _) in lost {
+            let Some(t) = rdd.meta().id().batch_time() else {
+                continue;
+            };
+            let leaves = |m: &RddMeta| m.is_cached() && m.id().batch_time().is_some_and(|b| b < t);
+            for mut stage in plan_stages(rdd, 0, &is_available, &leaves) {
+                let StageKind::ShuffleMap(dep) = &stage.kind else {
+                    continue;
+                };
+                if stage.parents.is_empty() && shuffles.insert(dep.shuffle_id()) {
+                    stage.id = *next_stage;
+                    *next_stage += 1;
+                    let spec = JobSpec {
+                        rdd: rdd.clone(),
+                        func: job.func.clone(),
+                        op: job.op,
+                        batch_time: Some(t),
+                        output_op: job.output_op,
+                    };
+                    self.register(job_id, &spec, std::slice::from_ref(&stage));
+                    ready.push((spec, stage));
+                }
+            }
+        }
+        let mut described: Vec<StageInfo> = ready.iter().map(|(j, s)| stage_info(s, j)).collect();
+        let runs = ready
+            .iter()
+            .zip(described.iter_mut())
+            .map(|((spec, stage), info)| async move {
+                let started = Instant::now();
+                let outcome = self
+                    .run_stage(job_id, spec, stage, None, launcher, info)
+                    .await;
+                info.duration = started.elapsed();
+                outcome.is_ok()
+            });
+        let ran = future::join_all(runs).await;
+        debug!(
+            stages = ran.len(),
+            failed = ran.iter().filter(|ok| !**ok).count(),
+            "Recovery map stages ran."
+        );
+        infos.extend(described);
     }
 
     /// Recomputes partitions `missing` of `lost`, a cached RDD of an earlier batch whose

@@ -539,14 +539,40 @@ fn a_chain_of_lost_partitions_is_recovered_oldest_first() {
     assert_eq!(third.count().unwrap(), 15);
     lose_partition(&r, &second, 2);
     lose_partition(&r, &third, 2);
-    let before = cache_launches(&r).len();
+    // Their batches' shuffles are forgotten too: recovering them reruns their map stages.
+    r.dag.map_outputs().remove_before(301);
+    let before = r.fake.launches.lock().len();
     let fourth = state_step(&ctx, 400, &third);
     let mut expected = expected_thrice();
     expected.extend(EXPECTED);
     assert_eq!(sorted(fourth.collect().unwrap()), sorted(expected));
+    let launched: Vec<(TaskKind, usize, i64)> = r.fake.launches.lock()[before..]
+        .iter()
+        .map(|l| (l.1, l.2, l.3.map_or(-1, |t| t.as_ms())))
+        .collect();
+    let first_cache = launched
+        .iter()
+        .position(|l| l.0 == TaskKind::Cache)
+        .expect("cache tasks");
+    let maps = |ms| {
+        launched[..first_cache]
+            .iter()
+            .filter(|l| l.0 == TaskKind::ShuffleMap && l.2 == ms)
+            .count()
+    };
     assert_eq!(
-        cache_launches(&r)[before..before + 2],
-        [(200, 2), (300, 2)],
+        (maps(200), maps(300)),
+        (6, 6),
+        "both batches' map stages ran before any recovery cache task: {launched:?}"
+    );
+    let cache: Vec<(usize, i64)> = launched
+        .iter()
+        .filter(|l| l.0 == TaskKind::Cache)
+        .map(|l| (l.1, l.2))
+        .collect();
+    assert_eq!(
+        cache[..2],
+        [(2, 200), (2, 300)],
         "batch 200's partition before batch 300's, which reads it"
     );
     assert_eq!(r.dag.counters().snapshot().partitions_recovered, 2);
