@@ -84,8 +84,9 @@ impl DStreamGraph {
     ///
     /// # Errors
     /// [`Error::Internal`](crate::Error::Internal) when a polled input's splits cannot be
-    /// serialized, or, for a cache task, when no stream remembers the RDD or an earlier
-    /// cached RDD it reads (naming it and the batch): the task must not run without them.
+    /// serialized; for a cache task, [`Error::Compute`](crate::Error::Compute) naming the
+    /// batch and the RDD when no stream remembers it or an earlier cached RDD it reads: the
+    /// task must not run without them (the coordinator computes the partition instead).
     pub fn batch_input(&self, t: Time, keeps: Option<RddId>) -> Result<BatchInput> {
         let mut splits = Vec::new();
         for input in self.shared().inputs() {

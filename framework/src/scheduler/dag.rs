@@ -9,7 +9,9 @@
 //! (`materialize_on_processes`). Spark needs no such stage, since it ships the result
 //! stage's closure to the executors; rivulet's result functions never leave the
 //! coordinator (DESIGN invariant 2), so the part of the result stage's lineage that the
-//! processes can regenerate by id is split off and run there.
+//! processes can regenerate by id is split off and run there. What a lost process held
+//! of earlier batches' cached RDDs (a state's partitions) is recovered first, on the
+//! surviving processes in parallel, by cache tasks of those batches (`recover`).
 //!
 //! It is plain async code with no runtime of its own: the actor runtime drives it on the
 //! coordinator, [`LocalRunner`](super::LocalRunner) drives it inline.
