@@ -135,18 +135,19 @@ impl NodeInfo {
             _ => None,
         }
     }
-    /// After batch `time`: the newest batch whose RDD this node may forget. On the
-    /// coordinator, nodes keep their RDDs as long as the graph keeps its input (back to the
-    /// oldest newest data checkpoint of a stateful stream: `input_horizon`): a lost
-    /// partition of a stateful stream is recovered on the executor processes by
-    /// regenerating its batch there, which needs that batch's RDDs named (`DagScheduler`'s
-    /// recovery); the lineage of the state reaches most of them anyway. Their cached
-    /// blocks are dropped as before (after the graph's longest remember duration).
-    pub(crate) fn forget_horizon(&self, time: Time) -> Time {
+    /// After batch `time`: the newest batch whose RDD this node may forget, and the newest
+    /// whose RDD it may forget when that RDD is cached. On the coordinator, a cached RDD (a
+    /// state, a window's parent, what a cache stage kept) is kept as long as the graph keeps
+    /// its input (back to the oldest newest data checkpoint of a stateful stream:
+    /// `input_horizon`): a partition of it that a lost executor process held is recovered
+    /// there by regenerating its batch, which must name every cached RDD the batch reads
+    /// (`DagScheduler`'s recovery; the state's lineage reaches them anyway). Their blocks
+    /// are dropped as before, after the graph's longest remember duration.
+    pub(crate) fn forget_horizons(&self, time: Time) -> (Time, Time) {
         let horizon = time - self.remember();
         match self.graph.executor_floor() {
-            None => horizon.min(self.graph.input_horizon(time)),
-            Some(_) => horizon,
+            None => (horizon, horizon.min(self.graph.input_horizon(time))),
+            Some(_) => (horizon, horizon),
         }
     }
     /// Whether batch `t` is one of this node's checkpoint times.
@@ -230,8 +231,10 @@ impl<T: Data> DStreamNode for DStreamCore<T> {
         &self.info
     }
     fn clear_old(&self, time: Time) {
-        let horizon = self.info.forget_horizon(time);
-        self.generated.lock().retain(|t, _| *t > horizon);
+        let (horizon, cached) = self.info.forget_horizons(time);
+        self.generated
+            .lock()
+            .retain(|t, rdd| *t > horizon || *t > cached && rdd.meta().is_cached());
     }
     fn write_checkpoint(&self, t: Time) -> Result<Option<DataCheckpoint>> {
         let Some(rdd) = self.generated.lock().get(&t).cloned() else {
