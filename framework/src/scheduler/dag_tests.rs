@@ -33,13 +33,17 @@ enum Act {
     RunAs(Arc<dyn crate::rdd::RddBase>),
 }
 
+/// A launch as [`Fake`] records it: `(executor, kind, partition, batch, stage)`.
+type Launched = (ExecutorId, TaskKind, usize, Option<crate::time::Time>, u32);
+
 type Script = Box<dyn FnMut(ExecutorId, &TaskDescription) -> Act + Send>;
 
 struct Fake {
     registry: Arc<TaskRegistry>,
     stores: Vec<Arc<MemoryBlockStore>>,
     alive: Mutex<Vec<bool>>,
-    launches: Mutex<Vec<(ExecutorId, TaskKind, usize, Option<crate::time::Time>)>>,
+    /// `(executor, kind, partition, batch, stage)` of each launch.
+    launches: Mutex<Vec<Launched>>,
     lost_reports: Mutex<Vec<ExecutorId>>,
     script: Mutex<Script>,
 }
@@ -69,7 +73,7 @@ impl TaskLauncher for Fake {
     fn launch(&self, e: ExecutorId, task: TaskDescription) -> LocalBoxFuture<'static, TaskOutcome> {
         self.launches
             .lock()
-            .push((e, task.kind, task.partition, task.batch_time));
+            .push((e, task.kind, task.partition, task.batch_time, task.stage));
         if !self.alive.lock()[e] {
             return Box::pin(future::ready(TaskOutcome::ExecutorLost));
         }
@@ -565,6 +569,25 @@ fn a_chain_of_lost_partitions_is_recovered_oldest_first() {
         (6, 6),
         "both batches' map stages ran before any recovery cache task: {launched:?}"
     );
+    let stage_of = |ms: i64, kind: TaskKind| -> std::collections::BTreeSet<u32> {
+        r.fake.launches.lock()[before..]
+            .iter()
+            .filter(|l| l.1 == kind && l.3.map(|t| t.as_ms()) == Some(ms))
+            .map(|l| l.4)
+            .collect()
+    };
+    let stages = [
+        stage_of(200, TaskKind::ShuffleMap),
+        stage_of(300, TaskKind::ShuffleMap),
+        stage_of(200, TaskKind::Cache),
+        stage_of(300, TaskKind::Cache),
+    ];
+    assert!(
+        stages.iter().all(|s| s.len() == 1),
+        "one stage each: {stages:?}"
+    );
+    let ids: std::collections::BTreeSet<u32> = stages.iter().flatten().copied().collect();
+    assert_eq!(ids.len(), 4, "each stage has an id of its own: {stages:?}");
     let cache: Vec<(usize, i64)> = launched
         .iter()
         .filter(|l| l.0 == TaskKind::Cache)
