@@ -100,6 +100,8 @@ impl<T: Data> Rdd<T> {
     /// Writes every partition to the context's checkpoint store as the data checkpoint of
     /// DStream `stream` at this RDD's batch time, then returns the RDD that takes this one's
     /// place (same id and partitioning, cached, no lineage) and the checkpoint's description.
+    /// This RDD is marked checkpointed too: it reads its partitions back from the checkpoint
+    /// and its lineage is cut, for the RDDs of later batches that were generated reading it.
     /// The partitions are serialized in a job, in parallel on the executors; the calling
     /// thread stores them.
     ///
@@ -139,7 +141,10 @@ impl<T: Data> Rdd<T> {
             partitioner: self.partitioner().map(|p| p.num_partitions()),
             keys: counting.then(|| parts.iter().map(|(_, n)| n).sum()),
         };
-        Ok((checkpoint_rdd(self.context(), op, &checkpoint)?, checkpoint))
+        let read_back = checkpoint_rdd(self.context(), op, &checkpoint)?;
+        // RDDs of later batches generated before now still read this one.
+        self.mark_checkpointed(&read_back);
+        Ok((read_back, checkpoint))
     }
 
     /// The length of the longest chain of dependencies below this RDD, in RDDs: 0 for an RDD
@@ -218,5 +223,41 @@ fn walk(r: &Arc<dyn RddBase>, seen: &mut HashSet<RddId>, f: &mut impl FnMut(&dyn
     f(&**r);
     for dep in r.meta().dependencies() {
         walk(&parent_of(dep), seen, f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[test]
+    fn a_checkpointed_rdd_reads_its_partitions_back_and_its_lineage_is_cut() {
+        let ctx = crate::testing::local_context(2);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let rdd = ctx.parallelize((0..10u64).collect(), 2).map(move |x| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            x * 2
+        });
+        // An RDD of a later batch, made before the checkpoint: it reads the original.
+        let later = rdd.map(|x| x + 1);
+        let (read_back, _) = rdd.write_checkpoint(7, None).expect("written");
+        assert_eq!(calls.load(Ordering::Relaxed), 10, "computed once, to write");
+        assert_eq!(read_back.id(), rdd.id());
+        assert!(
+            rdd.dependencies().is_empty(),
+            "the original's lineage is cut"
+        );
+        assert_eq!(later.lineage_depth(), 1);
+        let mut got = later.collect().expect("computed");
+        got.sort_unstable();
+        assert_eq!(got, (0..10u64).map(|x| x * 2 + 1).collect::<Vec<_>>());
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            10,
+            "read back from the checkpoint, not recomputed from lineage"
+        );
     }
 }

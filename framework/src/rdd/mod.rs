@@ -198,6 +198,12 @@ pub struct RddMeta {
     /// Set when a DStream generated it for a batch ([`Rdd::mark_generated`]): computes and
     /// caches a partition without knowing the record type, for a stage that materializes it.
     materializer: OnceLock<Materializer>,
+    /// Set once its partitions are in a data checkpoint: the RDD that reads them back (an
+    /// `Rdd<T>` of this one's record type), which computes a partition in place of this
+    /// one's lineage, and from then on [`dependencies`](RddMeta::dependencies) is empty: an
+    /// RDD of a later batch generated before the checkpoint was written still reads this
+    /// one, and its lineage must be cut as well (Spark: `RDD.markCheckpointed`).
+    checkpointed: OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
     scope: Arc<IdScope>,
     ctx: Arc<RddContext>,
 }
@@ -244,8 +250,8 @@ pub fn computable_remotely_with(
     if meta.portable_input {
         return true;
     }
-    !meta.dependencies.is_empty()
-        && meta.dependencies.iter().all(|d| match d {
+    !meta.dependencies().is_empty()
+        && meta.dependencies().iter().all(|d| match d {
             Dependency::Narrow(parent) => computable_remotely_with(&**parent, t, cached),
             Dependency::Shuffle(_) => true,
         })
@@ -263,7 +269,7 @@ pub fn reads_earlier_cache(
     if cached(meta) {
         return meta.id.time_ms < t.as_ms();
     }
-    meta.dependencies.iter().any(|d| match d {
+    meta.dependencies().iter().any(|d| match d {
         Dependency::Narrow(parent) => reads_earlier_cache(&**parent, t, cached),
         Dependency::Shuffle(_) => false,
     })
@@ -309,6 +315,7 @@ impl RddMeta {
             cached: AtomicBool::new(false),
             portable_input: false,
             materializer: OnceLock::new(),
+            checkpointed: OnceLock::new(),
             scope,
             ctx: ctx.clone(),
         }
@@ -339,6 +346,7 @@ impl RddMeta {
             cached: AtomicBool::new(true),
             portable_input: false,
             materializer: OnceLock::new(),
+            checkpointed: OnceLock::new(),
             scope: ctx.static_scope.clone(),
             ctx: ctx.clone(),
         }
@@ -356,9 +364,13 @@ impl RddMeta {
     pub fn num_partitions(&self) -> usize {
         self.num_partitions
     }
-    /// Its parents.
+    /// Its parents; none once it is checkpointed (its partitions are read back from the
+    /// data checkpoint).
     pub fn dependencies(&self) -> &[Dependency] {
-        &self.dependencies
+        match self.checkpointed.get() {
+            Some(_) => &[],
+            None => &self.dependencies,
+        }
     }
     /// How its records are placed in partitions, when known (after a shuffle by key).
     pub fn partitioner(&self) -> Option<HashPartitioner> {
@@ -530,7 +542,7 @@ impl<T: Data> Rdd<T> {
         if let Some(records) = ctx.get_records::<T>(&id) {
             return Ok(records?.len());
         }
-        let records: Vec<T> = self.inner.compute(partition, ctx)?.collect();
+        let records: Vec<T> = self.compute(partition, ctx)?.collect();
         let n = records.len();
         ctx.put_records(id, Arc::new(records));
         Ok(n)
@@ -554,6 +566,26 @@ impl<T: Data> Rdd<T> {
         self.inner.preferred_locations(partition)
     }
 
+    /// Partition `p` computed: from its lineage, or read back from its data checkpoint once
+    /// it has one (Spark: `RDD.computeOrReadCheckpoint`).
+    fn compute(&self, partition: usize, ctx: &TaskContext) -> Result<PartitionIter<T>> {
+        let checkpoint = self.inner.meta().checkpointed.get();
+        match checkpoint.and_then(|c| c.downcast_ref::<Rdd<T>>()) {
+            Some(read_back) => read_back.inner.compute(partition, ctx),
+            None => self.inner.compute(partition, ctx),
+        }
+    }
+
+    /// Marks this RDD checkpointed: `read_back` (the RDD reading its data checkpoint)
+    /// computes its partitions from now on, and its lineage is cut.
+    pub(crate) fn mark_checkpointed(&self, read_back: &Rdd<T>) {
+        let _ = self
+            .inner
+            .meta()
+            .checkpointed
+            .set(Arc::new(read_back.clone()));
+    }
+
     /// Partition `p`'s records as a shared `Vec`, without cloning them, when they are kept
     /// as one: the cached partition, an input block, a parallelized slice. `None` when they
     /// must be computed (then [`iterator`](Rdd::iterator) computes and caches them).
@@ -575,13 +607,13 @@ impl<T: Data> Rdd<T> {
     pub(crate) fn iterator(&self, partition: usize, ctx: &TaskContext) -> Result<PartitionIter<T>> {
         let meta = self.inner.meta();
         if !meta.is_cached() {
-            return self.inner.compute(partition, ctx);
+            return self.compute(partition, ctx);
         }
         if let Some(records) = self.shared_partition(partition, ctx) {
             return Ok(Box::new(SharedIter::new(records?)));
         }
         let id = meta.block_id(partition);
-        let records: Vec<T> = self.inner.compute(partition, ctx)?.collect();
+        let records: Vec<T> = self.compute(partition, ctx)?.collect();
         let records = Arc::new(records);
         ctx.put_records(id, records.clone());
         Ok(Box::new(SharedIter::new(records)))
