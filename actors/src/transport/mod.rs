@@ -99,8 +99,25 @@ pub enum TransportError {
     },
 }
 
+/// A connection's fault as the engine's error: [`Error::Io`](rivulet_framework::Error::Io)
+/// with the whole message (it names the peer), since a refused, reset or silent peer, an
+/// undecodable frame or another build is the network's or the deployment's fault, not a bug.
 impl From<TransportError> for rivulet_framework::Error {
     fn from(e: TransportError) -> rivulet_framework::Error {
-        rivulet_framework::Error::Internal(e.to_string())
+        use std::io::ErrorKind;
+        let kind = match &e {
+            TransportError::Connect { source, .. } | TransportError::Io { source, .. } => {
+                source.kind()
+            }
+            TransportError::Mismatch { .. } | TransportError::Decode { .. } => {
+                ErrorKind::InvalidData
+            }
+            TransportError::Timeout { .. } => ErrorKind::TimedOut,
+            TransportError::Closed { .. } => ErrorKind::ConnectionAborted,
+        };
+        rivulet_framework::Error::io(
+            "executor processes' connection",
+            std::io::Error::new(kind, e.to_string()),
+        )
     }
 }

@@ -284,3 +284,28 @@ fn this_build_is_named_by_version_and_a_checksum_of_the_executable() {
     );
     assert_eq!(BuildId::current(), build);
 }
+
+#[test]
+fn a_connection_fault_is_an_io_error_naming_the_peer_not_a_bug() {
+    let peer: std::net::SocketAddr = "127.0.0.1:4040".parse().expect("an address");
+    let closed: rivulet_framework::Error = TransportError::Closed { peer }.into();
+    let text = closed.to_string();
+    assert!(
+        matches!(closed, rivulet_framework::Error::Io { .. }),
+        "{closed:?}"
+    );
+    assert!(text.contains("127.0.0.1:4040"), "{text}");
+    assert!(!text.contains("bug"), "{text}");
+    let timeout: rivulet_framework::Error = TransportError::Timeout {
+        peer,
+        after: std::time::Duration::from_secs(2),
+        what: "heartbeat".into(),
+    }
+    .into();
+    match timeout {
+        rivulet_framework::Error::Io { source, .. } => {
+            assert_eq!(source.kind(), std::io::ErrorKind::TimedOut)
+        }
+        other => panic!("expected Error::Io, got {other:?}"),
+    }
+}
