@@ -97,10 +97,13 @@ impl DStreamGraph {
         let nodes = self.nodes();
         let generated: Vec<Arc<dyn RddBase>> =
             nodes.iter().filter_map(|n| n.generated_rdd(t)).collect();
-        let cached = earlier_cached(&nodes, &earlier_reads(generated.clone(), t));
+        let earlier = earlier_reads(generated.clone(), t);
+        let cached = earlier_cached(&nodes, &earlier);
         if let Some(id) = keeps {
             let kept = generated.into_iter().find(|r| r.meta().id() == id);
             let unnamed = match &kept {
+                // Everything the batch reads is named: so is what the kept RDD reads.
+                Some(_) if cached.len() == earlier.len() => None,
                 Some(rdd) => earlier_reads(vec![rdd.clone()], t)
                     .into_iter()
                     .map(|e| e.meta().id())
@@ -190,12 +193,7 @@ fn earlier_reads(roots: Vec<Arc<dyn RddBase>>, t: Time) -> Vec<Arc<dyn RddBase>>
             }
             continue;
         }
-        for dep in meta.dependencies() {
-            match dep {
-                Dependency::Narrow(parent) => stack.push(parent.clone()),
-                Dependency::Shuffle(map) => stack.push(map.parent()),
-            }
-        }
+        stack.extend(meta.dependencies().iter().map(Dependency::parent));
     }
     earlier
 }

@@ -896,12 +896,7 @@ impl DStreamGraph {
             if let Some(r) = found(&rdd) {
                 return Ok(r);
             }
-            for dep in rdd.meta().dependencies() {
-                match dep {
-                    Dependency::Narrow(parent) => stack.push(parent.clone()),
-                    Dependency::Shuffle(map) => stack.push(map.parent()),
-                }
-            }
+            stack.extend(rdd.meta().dependencies().iter().map(Dependency::parent));
         }
         Err(Error::Internal(format!(
             "this executor's program has no {kind} {id} in batch {t}: is it the coordinator's program, with the same arguments?"

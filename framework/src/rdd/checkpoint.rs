@@ -159,7 +159,7 @@ impl<T: Data> Rdd<T> {
                 .meta()
                 .dependencies()
                 .iter()
-                .map(|dep| 1 + depth(&*parent_of(dep), memo))
+                .map(|dep| 1 + depth(&*dep.parent(), memo))
                 .max()
                 .unwrap_or(0);
             memo.insert(r.meta().id(), d);
@@ -199,19 +199,12 @@ impl<T: Data> Rdd<T> {
             );
             for dep in m.dependencies() {
                 let shuffle = matches!(dep, Dependency::Shuffle(_));
-                line(out, &*parent_of(dep), indent + 2, shuffle);
+                line(out, &*dep.parent(), indent + 2, shuffle);
             }
         }
         let mut out = String::new();
         line(&mut out, &*self.as_base(), 0, false);
         out
-    }
-}
-
-fn parent_of(dep: &Dependency) -> Arc<dyn RddBase> {
-    match dep {
-        Dependency::Narrow(r) => r.clone(),
-        Dependency::Shuffle(s) => s.parent(),
     }
 }
 
@@ -222,7 +215,7 @@ fn walk(r: &Arc<dyn RddBase>, seen: &mut HashSet<RddId>, f: &mut impl FnMut(&dyn
     }
     f(&**r);
     for dep in r.meta().dependencies() {
-        walk(&parent_of(dep), seen, f);
+        walk(&dep.parent(), seen, f);
     }
 }
 

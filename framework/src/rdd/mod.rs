@@ -73,6 +73,16 @@ pub enum Dependency {
     Shuffle(Arc<dyn ShuffleMap>),
 }
 
+impl Dependency {
+    /// The parent RDD: the narrow parent, or the map side of the shuffle.
+    pub fn parent(&self) -> Arc<dyn RddBase> {
+        match self {
+            Dependency::Narrow(parent) => parent.clone(),
+            Dependency::Shuffle(map) => map.parent(),
+        }
+    }
+}
+
 impl fmt::Debug for Dependency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

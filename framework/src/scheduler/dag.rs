@@ -380,7 +380,7 @@ impl DagScheduler {
             let Some(t) = rdd.meta().id().batch_time() else {
                 continue;
             };
-            let leaves = |m: &RddMeta| m.is_cached() && m.id().batch_time().is_some_and(|b| b < t);
+            let leaves = |m: &RddMeta| read_as_stand_in(m, t);
             for mut stage in plan_stages(rdd, 0, &is_available, &leaves) {
                 let StageKind::ShuffleMap(dep) = &stage.kind else {
                     continue;
@@ -388,13 +388,7 @@ impl DagScheduler {
                 if stage.parents.is_empty() && shuffles.insert(dep.shuffle_id()) {
                     stage.id = *next_stage;
                     *next_stage += 1;
-                    let spec = JobSpec {
-                        rdd: rdd.clone(),
-                        func: job.func.clone(),
-                        op: job.op,
-                        batch_time: Some(t),
-                        output_op: job.output_op,
-                    };
+                    let spec = job_of_batch(job, rdd, t);
                     self.register(job_id, &spec, std::slice::from_ref(&stage));
                     ready.push((spec, stage));
                 }
@@ -405,12 +399,9 @@ impl DagScheduler {
             .iter()
             .zip(described.iter_mut())
             .map(|((spec, stage), info)| async move {
-                let started = Instant::now();
-                let outcome = self
-                    .run_stage(job_id, spec, stage, None, launcher, info)
-                    .await;
-                info.duration = started.elapsed();
-                outcome.is_ok()
+                self.run_stage_timed(job_id, spec, stage, None, launcher, info)
+                    .await
+                    .is_ok()
             });
         let ran = future::join_all(runs).await;
         debug!(
@@ -447,19 +438,13 @@ impl DagScheduler {
         };
         // As the executor process sees the batch: each cached RDD of an earlier batch is a
         // stand-in, read from the block stores (whose partitions needed were recovered).
-        let leaves = |m: &RddMeta| m.is_cached() && m.id().batch_time().is_some_and(|b| b < t);
+        let leaves = |m: &RddMeta| read_as_stand_in(m, t);
         let restorable = meta.dependencies().is_empty();
         if !meta.is_generated() || !(restorable || computable_remotely_with(&**lost, t, &leaves)) {
             debug!(batch = %t, rdd = %meta.id(), ?missing, "Lost cached partitions left to the result stage.");
             return false;
         }
-        let earlier = JobSpec {
-            rdd: lost.clone(),
-            func: job.func.clone(),
-            op: job.op,
-            batch_time: Some(t),
-            output_op: job.output_op,
-        };
+        let earlier = job_of_batch(job, lost, t);
         let recovered = self
             .run_cache_stages(
                 job_id,
@@ -525,12 +510,29 @@ impl DagScheduler {
         infos: &mut Vec<StageInfo>,
     ) -> Result<Option<Vec<TaskOutput>>, StageFailure> {
         let mut info = stage_info(stage, job);
+        let outcome = self
+            .run_stage_timed(job_id, job, stage, only, launcher, &mut info)
+            .await;
+        infos.push(info);
+        outcome
+    }
+
+    /// Runs `stage` as [`run_stage`](Self::run_stage) does and records its duration in
+    /// `info`.
+    async fn run_stage_timed(
+        &self,
+        job_id: JobId,
+        job: &JobSpec,
+        stage: &Stage,
+        only: Option<&[usize]>,
+        launcher: &dyn TaskLauncher,
+        info: &mut StageInfo,
+    ) -> Result<Option<Vec<TaskOutput>>, StageFailure> {
         let started = Instant::now();
         let outcome = self
-            .run_stage(job_id, job, stage, only, launcher, &mut info)
+            .run_stage(job_id, job, stage, only, launcher, info)
             .await;
         info.duration = started.elapsed();
-        infos.push(info);
         outcome
     }
 
@@ -728,6 +730,24 @@ fn is_cached(launcher: &dyn TaskLauncher, meta: &RddMeta) -> bool {
     meta.is_cached() && (0..meta.num_partitions()).all(|p| launcher.has_block(&meta.block_id(p)))
 }
 
+/// `job`'s output and action run over `rdd` of batch `t`: how a stage recovering an
+/// earlier batch's RDD is registered and placed (its tasks name that batch).
+fn job_of_batch(job: &JobSpec, rdd: &Arc<dyn RddBase>, t: Time) -> JobSpec {
+    JobSpec {
+        rdd: rdd.clone(),
+        func: job.func.clone(),
+        op: job.op,
+        batch_time: Some(t),
+        output_op: job.output_op,
+    }
+}
+
+/// Whether an executor process generating batch `t` reads the RDD `meta` describes through
+/// a stand-in (a cached RDD of an earlier batch) rather than computing it.
+fn read_as_stand_in(meta: &RddMeta, t: Time) -> bool {
+    meta.is_cached() && meta.id().batch_time().is_some_and(|b| b < t)
+}
+
 /// The partitions of the RDD `meta` describes that no executor's block store holds.
 fn missing_partitions(launcher: &dyn TaskLauncher, meta: &RddMeta) -> Vec<usize> {
     (0..meta.num_partitions())
@@ -769,7 +789,7 @@ fn lost_earlier(
             return;
         }
         for dep in meta.dependencies() {
-            visit(&dependency_parent(dep), t, is_cached, seen, order);
+            visit(&dep.parent(), t, is_cached, seen, order);
         }
         order.push(r.clone());
     }
@@ -785,8 +805,7 @@ fn lost_earlier(
         let Some(mut computes) = needed.remove(&meta.id()) else {
             continue;
         };
-        let earlier = meta.id().batch_time().is_some_and(|b| b < t);
-        if earlier && meta.is_cached() {
+        if read_as_stand_in(meta, t) {
             computes.retain(|&p| !has_block(&meta.block_id(p)));
             if !computes.is_empty() {
                 lost.insert(meta.id(), computes.iter().copied().collect::<Vec<_>>());
@@ -796,7 +815,7 @@ fn lost_earlier(
             continue;
         }
         for dep in meta.dependencies() {
-            let parent = dependency_parent(dep);
+            let parent = dep.parent();
             let pm = parent.meta();
             let reads = match dep {
                 Dependency::Narrow(_)
@@ -816,13 +835,6 @@ fn lost_earlier(
             Some((r, missing))
         })
         .collect()
-}
-
-fn dependency_parent(dep: &Dependency) -> Arc<dyn RddBase> {
-    match dep {
-        Dependency::Narrow(parent) => parent.clone(),
-        Dependency::Shuffle(map) => map.parent(),
-    }
 }
 
 /// The RDDs in the lineage of `rdd` (down to fully cached ones, and across shuffles whose
