@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix::{
     Actor, ActorFutureExt, AsyncContext, Context, Handler, MessageResult, Recipient, WrapFuture,
 };
-use rivulet_framework::block::{Block, BlockData, BlockEncoder, BlockId, BlockInfo};
+use rivulet_framework::block::{Block, BlockEncoder, BlockId, BlockInfo};
 use rivulet_framework::checkpoint::{BlockLog, LoggedBlock};
 use rivulet_framework::receiver::BlockSealer;
 use rivulet_framework::Result;
@@ -20,17 +20,25 @@ use crate::messages::{BlocksStored, SealBlock, SealedBlock, WalFailed};
 
 /// Where a [`BatchBuilder`] stores the blocks it seals (Spark: `ReceivedBlockHandler`).
 pub trait ReceivedBlockStore: Send + Sync {
-    /// Stores received block `id` (and its replica), served to other processes by
-    /// `encode`. Returns once the block and its replica are stored or on their way (a
-    /// replica sent over a connection), so that the receiver may acknowledge its source.
-    fn put_received(&self, id: BlockId, data: BlockData, encode: BlockEncoder);
+    /// Stores received `block` (and its replica), served to other processes by `encode`.
+    /// Returns once the block and its replica are stored, or (when
+    /// [`confirms_later`](ReceivedBlockStore::confirms_later)) once they are on their way.
+    fn put_received(&self, block: Block, encode: BlockEncoder);
+
+    /// Whether the blocks are stored for good only once someone else says so later, by
+    /// `mark_stored` on the receiver's buffer (an executor process's blocks: once the
+    /// coordinator holds their replicas, and logged them with the write-ahead log on), and
+    /// not when [`put_received`](ReceivedBlockStore::put_received) returns. Default `false`.
+    fn confirms_later(&self) -> bool {
+        false
+    }
 }
 
 /// In the coordinator: on an in-process executor and a replica on the next one
 /// ([`BlockManager::put_replicated`]).
 impl ReceivedBlockStore for BlockManager {
-    fn put_received(&self, id: BlockId, data: BlockData, encode: BlockEncoder) {
-        self.put_replicated(id, data, encode);
+    fn put_received(&self, block: Block, encode: BlockEncoder) {
+        self.put_replicated(block.id, block.data, encode);
     }
 }
 
@@ -114,7 +122,8 @@ impl BatchBuilder {
         });
         let next_seq = next_seq.max();
         let infos: Vec<BlockInfo> = blocks.into_iter().map(|block| self.store(block)).collect();
-        if let Some(next) = next_seq.filter(|_| !self.wal_failed) {
+        let confirmed_now = !self.wal_failed && !self.blocks.confirms_later();
+        if let Some(next) = next_seq.filter(|_| confirmed_now) {
             self.source.mark_stored(next);
         }
         infos
@@ -122,15 +131,15 @@ impl BatchBuilder {
 
     /// Stores `block` ([`ReceivedBlockStore::put_received`]).
     fn store(&self, block: Block) -> BlockInfo {
-        self.blocks
-            .put_received(block.id, block.data, self.source.block_encoder());
-        debug!(block = %block.id, records = block.num_records, "Block stored.");
-        BlockInfo {
+        let info = BlockInfo {
             id: block.id,
             stream: self.source.stream(),
             num_records: block.num_records,
-            offset: block.offset,
-        }
+            offset: block.offset.clone(),
+        };
+        debug!(block = %block.id, records = block.num_records, "Block stored.");
+        self.blocks.put_received(block, self.source.block_encoder());
+        info
     }
 }
 

@@ -141,7 +141,7 @@ impl Runtime {
         let counters = dag.counters().clone();
         // The receivers that run on the executor processes, and the coordinator's side of
         // their buffers (bound to the cluster once it started).
-        let remote = ReceiverStart::of(config, &graph, &slots);
+        let remote = ReceiverStart::of(config, &slots);
         let remote_buffers: Vec<Arc<RemoteBuffer>> = remote
             .iter()
             .map(|r| Arc::new(RemoteBuffer::new(r)))
@@ -223,6 +223,7 @@ impl Runtime {
         let input_cuts = config.get_checkpoint_dir().is_some() && graph.has_polled_inputs();
         let pipelining = config.get_pipelining();
         let coordinator_graph = graph.clone();
+        let processes_wal = wal.clone();
         let coordinator = Coordinator::create(move |ctx| {
             let me: Addr<Coordinator> = actix::AsyncContext::address(ctx);
             let receivers = slots
@@ -308,10 +309,16 @@ impl Runtime {
             })
         });
         if let (Some(cluster), false) = (&cluster, remote.is_empty()) {
-            cluster.set_coordinator(
+            let journal = cluster.set_coordinator(
                 coordinator.clone().recipient(),
+                coordinator.clone().recipient(),
+                processes_wal,
                 coordinator.clone().recipient(),
             );
+            if let Err(e) = journal {
+                cluster.stop();
+                return Err(e);
+            }
             cluster.place_receivers(remote);
         }
         graph.rdd_context().set_runner(Arc::new(ClusterRunner {

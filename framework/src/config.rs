@@ -264,12 +264,18 @@ impl StreamingConfig {
     /// and runs the map tasks that read them, so input does not cross to the coordinator
     /// and back. Each block is replicated to the coordinator (its bytes, sent once and
     /// decoded only if a task elsewhere reads it): a lost process's blocks are read from
-    /// there, and its receivers start again in the process that takes its slot. What a lost
-    /// process had stored but not yet sealed into a block is lost, as with Spark's
-    /// receivers without a write-ahead log; with
-    /// [`receiver_wal`](StreamingConfig::receiver_wal) on, the receivers stay in the
-    /// coordinator, which holds the log. No effect without executor processes. Default
-    /// `false`.
+    /// there, and its receivers start again in the process that takes its slot, after the
+    /// last block that reached the coordinator (a block whose replica arrived but whose
+    /// report did not is counted by the coordinator in the lost process's place). What a
+    /// lost process had stored but not yet sealed into a block is lost, as with Spark's
+    /// receivers without a write-ahead log, unless the receiver stored it reliably
+    /// ([`BlockSink::store_reliably`]: it acknowledges its source only once the coordinator
+    /// confirmed the block, and the source delivers it again). With
+    /// [`receiver_wal`](StreamingConfig::receiver_wal) on, the coordinator, which holds the
+    /// log, adds each block to it before it confirms or counts it, as its own receivers'
+    /// builders do. No effect without executor processes. Default `false`.
+    ///
+    /// [`BlockSink::store_reliably`]: crate::receiver::BlockSink::store_reliably
     ///
     /// [`Receiver::runs_anywhere`]: crate::receiver::Receiver::runs_anywhere
     pub fn receivers_in_executor_processes(mut self, on: bool) -> Self {
@@ -763,10 +769,9 @@ impl StreamingConfig {
     }
     /// Whether receivers that may run anywhere run on the executor processes (and not in
     /// the coordinator): [`receivers_in_executor_processes`](Self::receivers_in_executor_processes)
-    /// set, executor processes configured, and the receiver write-ahead log off.
+    /// set and executor processes configured.
     pub fn get_receivers_in_executor_processes(&self) -> bool {
         self.receivers_in_processes
-            && !self.receiver_wal
             && (self.local_cluster > 0
                 || self.static_cluster.is_some()
                 || self.managed_cluster.is_some())
@@ -969,7 +974,7 @@ mod tests {
     }
 
     #[test]
-    fn receivers_leave_the_coordinator_only_with_processes_and_without_the_log() {
+    fn receivers_leave_the_coordinator_only_with_processes() {
         let on = StreamingConfig::new().receivers_in_executor_processes(true);
         assert!(!on.get_receivers_in_executor_processes(), "no processes");
         assert!(on
@@ -981,11 +986,11 @@ mod tests {
             .static_cluster("127.0.0.1:7077", 2)
             .get_receivers_in_executor_processes());
         assert!(
-            !on.clone()
+            on.clone()
                 .local_cluster(2)
                 .receiver_wal(true)
                 .get_receivers_in_executor_processes(),
-            "the write-ahead log keeps them in the coordinator"
+            "the coordinator logs their blocks"
         );
         assert!(!StreamingConfig::new()
             .local_cluster(2)

@@ -432,6 +432,14 @@ impl Receiver for MqttReceiver {
         )
     }
 
+    /// `true`: any process reaches the broker the same way, and the session is the client
+    /// id's, not the connection's. In an executor process the messages are acknowledged
+    /// once the coordinator confirmed their block; a process lost before leaves them in the
+    /// session, which the receiver's next process resumes (the broker delivers them again).
+    fn runs_anywhere(&self) -> bool {
+        true
+    }
+
     /// Connects, resuming the client's session, and subscribes; messages the session held
     /// may arrive before the subscription is confirmed and are kept for the first block.
     async fn on_start(&mut self) -> Result<(), ReceiverError> {

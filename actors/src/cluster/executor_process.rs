@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
-use rivulet_framework::block::{BlockData, BlockEncoder, BlockId, ExecutorId};
+use rivulet_framework::block::{Block, BlockData, BlockEncoder, BlockId, BlockInfo, ExecutorId};
 use rivulet_framework::cluster_manager::{ENV_COORDINATOR, ENV_SLOT};
 use rivulet_framework::config::StreamingConfig;
 use rivulet_framework::dstream::{BatchInput, DStreamGraph};
@@ -287,9 +287,13 @@ async fn serve(graph: DStreamGraph, settings: Settings, role: &ExecutorRole) -> 
                 ToExecutor::StartReceiver {
                     stream,
                     next_seq,
+                    offset,
                     rate,
                     capacity,
-                } => receivers.start(stream, next_seq, rate, capacity),
+                } => receivers.start(stream, (next_seq, offset), rate, capacity),
+                ToExecutor::BlocksDurable { stream, next_seq } => {
+                    receivers.durable(stream, next_seq)
+                }
                 ToExecutor::SealReceiver { req, stream } => receivers.seal(req, stream),
                 ToExecutor::StopReceiver { req, stream } => receivers.stop(req, stream),
                 ToExecutor::ReceiverControl { stream, control } => {
@@ -400,19 +404,47 @@ impl ProcessBlocks {
 }
 
 /// A block a receiver of this process sealed stays here (its map tasks are placed here),
-/// and its replica goes to the coordinator, which serves it when this process is lost.
+/// and its replica goes to the coordinator, which serves it when this process is lost, logs
+/// it (with the write-ahead log on) and confirms it ([`ToExecutor::BlocksDurable`]): only
+/// then may the receiver acknowledge its source.
 impl ReceivedBlockStore for ProcessBlocks {
-    fn put_received(&self, id: BlockId, data: BlockData, encode: BlockEncoder) {
+    fn put_received(&self, block: Block, encode: BlockEncoder) {
+        let Block {
+            id,
+            data,
+            num_records,
+            offset,
+            continues,
+        } = block;
+        let stream = match id {
+            BlockId::Input { stream, .. } => stream,
+            _ => unreachable!("receivers store input blocks only, not {id}"),
+        };
         match encode(&id, &data) {
             Ok(bytes) => {
-                let bytes = Attached::new(bytes);
-                let _ = self.out.send(ToCoordinator::Received { id, bytes });
+                let info = BlockInfo {
+                    id,
+                    stream,
+                    num_records,
+                    offset,
+                };
+                let _ = self.out.send(ToCoordinator::Received {
+                    info,
+                    continues,
+                    bytes: Attached::new(bytes),
+                });
             }
+            // Never confirmed: a reliable store waits until the context stops, and its
+            // records are not acknowledged.
             Err(e) => {
                 error!(block = %id, error = %e, "Cannot encode a received block for its replica; the coordinator will not hold one.")
             }
         }
         self.store.insert(id, (data, encode));
+    }
+
+    fn confirms_later(&self) -> bool {
+        true
     }
 }
 

@@ -23,7 +23,11 @@
 //! With `StreamingConfig::receivers_in_executor_processes`, receivers
 //! that may run anywhere run in the processes (`process_receivers.rs`), driven from here
 //! (`remote_receivers.rs`): their blocks stay there, the map tasks reading them are placed
-//! there, and each block's replica is kept here.
+//! there, and each block's replica is kept here. Their blocks, reports and the processes'
+//! losses go through one journal (`received_log.rs`), which adds the blocks to the receiver
+//! write-ahead log when it is on before it confirms them to their process (whose receiver
+//! may then acknowledge its source) or counts them; a lost process's confirmed blocks that
+//! were never reported are counted from their replicas.
 //!
 //! A process is lost when its connection breaks or it sends no heartbeat within the
 //! [heartbeat timeout](rivulet_framework::config::StreamingConfig::heartbeat_timeout): its
@@ -35,6 +39,7 @@ mod executor_process;
 mod local_processes;
 mod process_receivers;
 mod protocol;
+mod received_log;
 mod remote_receivers;
 
 #[cfg(test)]
@@ -66,6 +71,7 @@ use crate::block_store::BlockManager;
 use crate::transport::{BuildId, Connection, Hello, Role, TransportOptions, PROTOCOL_VERSION};
 use local_processes::LocalProcesses;
 use protocol::{Attached, BlockReply, RemoteOutcome, ToCoordinator, ToExecutor};
+use received_log::{ReceivedLog, ReceiverEntry};
 use remote_receivers::{Inbox, PlacedReceiver, ReceiverRequest};
 
 /// Where the executor processes come from.
@@ -191,6 +197,15 @@ struct State {
     connections: usize,
 }
 
+impl State {
+    /// Whether incarnation `generation` of `slot` is the one connected now (not lost).
+    fn is_current(&self, slot: usize, generation: u64) -> bool {
+        self.peers
+            .get(slot)
+            .is_some_and(|p| p.out.is_some() && p.generation == generation)
+    }
+}
+
 /// The coordinator's executor processes.
 pub(crate) struct Cluster {
     first_id: ExecutorId,
@@ -214,6 +229,8 @@ pub(crate) struct Cluster {
     shutdown: Mutex<Option<oneshot::Sender<()>>>,
     /// Where the processes' receivers report (set once the coordinator exists).
     inbox: Mutex<Option<Inbox>>,
+    /// The journal of the processes' receivers' blocks (started with the inbox).
+    received_log: std::sync::OnceLock<ReceivedLog>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -294,6 +311,7 @@ impl Cluster {
             io: Mutex::new(None),
             shutdown: Mutex::new(None),
             inbox: Mutex::new(None),
+            received_log: std::sync::OnceLock::new(),
         });
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         *cluster.shutdown.lock() = Some(shutdown_tx);
@@ -694,7 +712,9 @@ impl Cluster {
         let before = state.cached.len();
         state.cached.retain(|_, s| *s != slot);
         state.peers[slot].cached_lost += (before - state.cached.len()) as u64;
-        Cluster::lose_receivers(&mut state, slot);
+        // After the blocks and reports the process sent before: its receivers' blocks are
+        // counted once those are logged.
+        self.journal(ReceiverEntry::Lost { slot }, None);
         drop(state);
         for task in tasks {
             let _ = task.reply.send(TaskOutcome::ExecutorLost);
@@ -894,7 +914,9 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
         peer.generation += 1;
         let generation = peer.generation;
         state.connections += 1;
-        Cluster::start_receivers_of(&state, slot);
+        // After the loss of the process before: its receivers resume after the blocks
+        // counted for it.
+        c.journal(ReceiverEntry::Start { slot }, None);
         drop(state);
         c.registered.notify_all();
         generation
@@ -992,22 +1014,18 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
                     let _ = tx.send(reply);
                 }
             }
-            ToCoordinator::Received { id, bytes } => {
-                c.state
-                    .lock()
-                    .replicas
-                    .insert(id, (slot, generation, bytes.into_vec()));
-            }
+            ToCoordinator::Received {
+                info,
+                continues,
+                bytes,
+            } => c.received(slot, generation, info, continues, bytes.into_vec()),
             ToCoordinator::BlocksStored { stream, sealed } => {
-                let sealed = Cluster::count_reported(&mut c.state.lock(), stream, sealed);
-                c.forward_stored(crate::messages::BlocksStored { stream, sealed });
+                c.reported(slot, generation, stream, sealed, None);
             }
             ToCoordinator::Sealed { req, sealed } => {
-                let mut state = c.state.lock();
-                let stream = state.receiver_requests.get(&req).map(|r| r.stream);
+                let stream = c.state.lock().receiver_requests.get(&req).map(|r| r.stream);
                 if let Some(stream) = stream {
-                    let sealed = Cluster::count_reported(&mut state, stream, sealed);
-                    Cluster::answer_receiver(&mut state, req, Some(sealed));
+                    c.reported(slot, generation, stream, sealed, Some(req));
                 }
             }
             ToCoordinator::ReceiverStopped { req } => {

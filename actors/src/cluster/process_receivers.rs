@@ -61,16 +61,18 @@ impl ProcessReceivers {
         }
     }
 
-    /// Starts the receiver of `stream` at block `next_seq`, rate `rate` and buffer bound
-    /// `capacity`; a stream this graph has no receiver for, or whose thread cannot start,
-    /// is reported as given up (the coordinator stops the context with it).
+    /// Starts the receiver of `stream` at `position` (its next block number and the source
+    /// offset it resumes at), rate `rate` and buffer bound `capacity`; a stream this graph
+    /// has no receiver for, or whose thread cannot start, is reported as given up (the
+    /// coordinator stops the context with it).
     pub(super) fn start(
         &self,
         stream: StreamId,
-        next_seq: u64,
+        position: (u64, Option<Vec<u8>>),
         rate: Option<f64>,
         capacity: usize,
     ) {
+        let (next_seq, offset) = position;
         if self.running.lock().contains_key(&stream) {
             return;
         }
@@ -81,7 +83,7 @@ impl ProcessReceivers {
             );
             return;
         };
-        slot.source.resume_at(next_seq, None);
+        slot.source.resume_at(next_seq, offset);
         slot.source.set_rate(rate);
         slot.source.set_capacity(capacity);
         let name = slot.receiver.name();
@@ -185,6 +187,14 @@ impl ProcessReceivers {
             }
             let _ = out.send(ToCoordinator::ReceiverStopped { req });
         });
+    }
+
+    /// Says that receiver `stream`'s blocks below `next_seq` are stored for good (the
+    /// coordinator holds them): its reliable stores of them return.
+    pub(super) fn durable(&self, stream: StreamId, next_seq: u64) {
+        if let Some(r) = self.running.lock().get(&stream) {
+            r.source.mark_stored(next_seq);
+        }
     }
 
     /// Applies the coordinator's backpressure to receiver `stream`.

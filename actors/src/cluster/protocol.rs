@@ -2,7 +2,7 @@
 //! [`Connection`](crate::transport::Connection). Closures never travel: a task names its
 //! shuffle and batch, and the executor finds them in the DStream graph it built itself.
 
-use rivulet_framework::block::{BlockId, ExecutorId, StreamId};
+use rivulet_framework::block::{BlockId, BlockInfo, ExecutorId, StreamId};
 use rivulet_framework::dstream::{BatchInput, DStreamId, InputReads};
 use rivulet_framework::rdd::{MapStatus, ShuffleId};
 use rivulet_framework::receiver::ReceiverMetrics;
@@ -39,14 +39,21 @@ pub(crate) enum ToExecutor {
     /// Drop the shuffle and cached blocks of batches at or before `time_ms`.
     ClearBatches { time_ms: i64 },
     /// Run the receiver of input stream `stream` (of the graph the process built), its
-    /// blocks numbered from `next_seq`, limited to `rate` records/s (`None`: no limit) and
-    /// `capacity` records stored and not yet finished.
+    /// blocks numbered from `next_seq`, its source resumed at `offset` (the newest source
+    /// offset of a block the coordinator counted, `BlockSink::resume_offset`), limited to
+    /// `rate` records/s (`None`: no limit) and `capacity` records stored and not yet
+    /// finished.
     StartReceiver {
         stream: StreamId,
         next_seq: u64,
+        offset: Option<Vec<u8>>,
         rate: Option<f64>,
         capacity: usize,
     },
+    /// The blocks of receiver `stream` numbered below `next_seq` are stored for good: the
+    /// coordinator holds their replicas (and logged them, with the receiver write-ahead log
+    /// on). The receiver may acknowledge its source for them (`store_reliably` returns).
+    BlocksDurable { stream: StreamId, next_seq: u64 },
     /// Seal what receiver `stream` stored into blocks now (the manual clock, and the
     /// stop); answered by [`ToCoordinator::Sealed`].
     SealReceiver { req: u64, stream: StreamId },
@@ -94,9 +101,16 @@ pub(crate) enum ToCoordinator {
     /// The process now holds cached partition `id` (an RDD block), which the coordinator's
     /// executors may fetch.
     Cached { id: BlockId },
-    /// A block a receiver of this process stored, and its replica for the coordinator (the
-    /// bytes its stream's encoder wrote, attached); sent before the block is reported.
-    Received { id: BlockId, bytes: Attached },
+    /// A block a receiver of this process stored (`info`; `continues`: it holds the
+    /// beginning of a reliable store that goes on in a later block), and its replica for the
+    /// coordinator (the bytes its stream's encoder wrote, attached); sent before the block
+    /// is reported. Answered by [`ToExecutor::BlocksDurable`] once the coordinator holds it
+    /// for good.
+    Received {
+        info: BlockInfo,
+        continues: bool,
+        bytes: Attached,
+    },
     /// A receiver's builder sealed blocks on its own timer.
     BlocksStored {
         stream: StreamId,

@@ -7,28 +7,38 @@
 //! the replica of each block the receivers stored (its bytes), which it serves when the
 //! process holding the block is gone.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use actix::{Actor, Context, Handler, Recipient, ResponseFuture};
 use futures::future::{BoxFuture, FutureExt};
 use parking_lot::Mutex;
-use rivulet_framework::block::{BlockId, ExecutorId, StreamId};
+use rivulet_framework::block::{BlockId, BlockInfo, ExecutorId, StreamId};
+use rivulet_framework::checkpoint::BlockLog;
 use rivulet_framework::config::StreamingConfig;
-use rivulet_framework::dstream::DStreamGraph;
 use rivulet_framework::receiver::{BufferControl, ReceiverCounters, ReceiverMetrics, ReceiverSlot};
+use rivulet_framework::{Error, Result};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use super::protocol::{ReceiverControl, ToExecutor};
+use super::received_log::{input_seq, ReceivedLog, ReceiverEntry};
 use super::{Cluster, State};
-use crate::messages::{BlocksStored, ReceiverEvent, SealBlock, SealedBlock, StopReceiver};
+use crate::messages::{
+    BlocksStored, ReceiverEvent, SealBlock, SealedBlock, StopReceiver, WalFailed,
+};
 
 /// A receiver placed on an executor process.
 pub(super) struct PlacedReceiver {
     pub(super) slot: usize,
-    /// The next block number: after every block reported so far.
+    /// The next block number: after every block counted so far.
     next_seq: u64,
+    /// The newest source offset of a block counted so far, where its source resumes.
+    offset: Option<Vec<u8>>,
+    /// The blocks its current process stored and the coordinator holds, not yet reported,
+    /// by sequence number.
+    unreported: BTreeMap<u64, Unreported>,
     rate: Option<f64>,
     capacity: usize,
     /// Blocks reported by the processes it ran in before (since lost).
@@ -47,6 +57,8 @@ impl PlacedReceiver {
         PlacedReceiver {
             slot,
             next_seq: start.next_seq,
+            offset: start.offset.clone(),
+            unreported: BTreeMap::new(),
             rate: start.rate,
             capacity: start.capacity,
             earlier: 0,
@@ -60,6 +72,48 @@ impl PlacedReceiver {
     fn total_metrics(&self) -> ReceiverMetrics {
         self.earlier_metrics + self.metrics
     }
+
+    /// Counts block `info` (reported, or taken over from a lost process): numbering and
+    /// the source offset go on after it.
+    fn count(&mut self, info: &BlockInfo) {
+        if let Some(seq) = input_seq(info) {
+            self.unreported.remove(&seq);
+            self.next_seq = self.next_seq.max(seq + 1);
+        }
+        if info.offset.is_some() {
+            self.offset.clone_from(&info.offset);
+        }
+    }
+
+    /// Its lost process's blocks that the coordinator holds and never heard reported:
+    /// those it confirmed (the receiver may have acknowledged its source for them), up to
+    /// the last that ends a store, are returned to be counted; the rest (a reliable store
+    /// whose end never came, which its source delivers again) are returned second, to be
+    /// dropped.
+    fn take_unreported(&mut self) -> (Vec<BlockInfo>, Vec<BlockInfo>) {
+        let all: Vec<Unreported> = std::mem::take(&mut self.unreported).into_values().collect();
+        let confirmed = all.iter().take_while(|u| u.confirmed).count();
+        let kept = all[..confirmed]
+            .iter()
+            .rposition(|u| !u.continues)
+            .map_or(0, |i| i + 1);
+        let mut all: Vec<BlockInfo> = all.into_iter().map(|u| u.info).collect();
+        let dropped = all.split_off(kept);
+        for info in &all {
+            self.count(info);
+        }
+        (all, dropped)
+    }
+}
+
+/// A block a process's receiver stored whose report has not arrived.
+#[derive(Debug)]
+struct Unreported {
+    info: BlockInfo,
+    /// It holds the beginning of a reliable store that goes on in a later block.
+    continues: bool,
+    /// Confirmed to the process: in the write-ahead log, when it is on.
+    confirmed: bool,
 }
 
 /// Where a receiver in an executor process reports: the coordinator's mailbox (weak: the
@@ -77,11 +131,12 @@ pub(super) struct ReceiverRequest {
     reply: oneshot::Sender<Option<SealedBlock>>,
 }
 
-/// A receiver to start: its stream, first block number, rate (records/s) and buffer bound
-/// (records).
+/// A receiver to start: its stream, first block number, the source offset it resumes at,
+/// rate (records/s) and buffer bound (records).
 pub(crate) struct ReceiverStart {
     pub(crate) stream: StreamId,
     pub(crate) next_seq: u64,
+    pub(crate) offset: Option<Vec<u8>>,
     pub(crate) rate: Option<f64>,
     pub(crate) capacity: usize,
 }
@@ -89,47 +144,150 @@ pub(crate) struct ReceiverStart {
 impl ReceiverStart {
     /// The receivers of `slots` that run on executor processes under `config` (see
     /// `StreamingConfig::receivers_in_executor_processes`), at the rate and buffer bound
-    /// their buffers start with, numbering their blocks after those the checkpoint `graph`
-    /// was restored from names.
-    pub(crate) fn of(
-        config: &StreamingConfig,
-        graph: &DStreamGraph,
-        slots: &[ReceiverSlot],
-    ) -> Vec<ReceiverStart> {
+    /// their buffers start with, resumed where their buffers in this process resume (after
+    /// the blocks a restored checkpoint or the write-ahead log names).
+    pub(crate) fn of(config: &StreamingConfig, slots: &[ReceiverSlot]) -> Vec<ReceiverStart> {
         if !config.get_receivers_in_executor_processes() {
             return Vec::new();
         }
-        let restored = graph
-            .restored_checkpoint()
-            .map(|c| c.receivers.clone())
-            .unwrap_or_default();
         slots
             .iter()
             .filter(|s| s.receiver.runs_anywhere())
-            .map(|s| ReceiverStart {
-                stream: s.stream,
-                next_seq: restored
-                    .iter()
-                    .find(|p| p.stream == s.stream)
-                    .map_or(0, |p| p.next_seq),
-                rate: s.source.rate(),
-                capacity: s.source.capacity(),
+            .map(|s| {
+                let (next_seq, offset) = s.source.resume_position();
+                ReceiverStart {
+                    stream: s.stream,
+                    next_seq,
+                    offset,
+                    rate: s.source.rate(),
+                    capacity: s.source.capacity(),
+                }
             })
             .collect()
     }
 }
 
 impl Cluster {
-    /// Sets where the processes' receivers report.
+    /// Sets where the processes' receivers report, and starts the journal of their blocks
+    /// (see `received_log.rs`), which adds them to `wal` when given and reports a log that
+    /// cannot be written to `wal_failed`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the journal's thread cannot be started.
     pub(crate) fn set_coordinator(
-        &self,
+        self: &Arc<Self>,
         stored: Recipient<BlocksStored>,
         events: Recipient<ReceiverEvent>,
-    ) {
+        wal: Option<BlockLog>,
+        wal_failed: Recipient<WalFailed>,
+    ) -> Result<()> {
         *self.inbox.lock() = Some(Inbox {
             stored: stored.downgrade(),
             events: events.downgrade(),
         });
+        let log = ReceivedLog::start(Arc::downgrade(self), wal, wal_failed).map_err(|e| {
+            Error::Config(format!(
+                "receivers in executor processes: cannot start the thread that logs their blocks: {e}"
+            ))
+        })?;
+        let _ = self.received_log.set(log);
+        Ok(())
+    }
+
+    /// Adds `entry` to the journal of the processes' receivers (with the block's replica
+    /// `bytes` for a block stored). Nothing is placed on the processes before the journal
+    /// exists, so there is nothing to record then.
+    pub(super) fn journal(&self, entry: ReceiverEntry, bytes: Option<&[u8]>) {
+        if let Some(log) = self.received_log.get() {
+            log.add(entry, bytes);
+        }
+    }
+
+    /// A receiver in incarnation `generation` of `slot` stored block `info`: keeps its
+    /// replica `bytes` and journals it (a lost incarnation's late block is ignored: its
+    /// receiver never heard it confirmed).
+    pub(super) fn received(
+        &self,
+        slot: usize,
+        generation: u64,
+        info: BlockInfo,
+        continues: bool,
+        bytes: Vec<u8>,
+    ) {
+        let mut state = self.state.lock();
+        if !state.is_current(slot, generation) {
+            return;
+        }
+        self.journal(
+            ReceiverEntry::Stored {
+                slot,
+                generation,
+                info: info.clone(),
+                continues,
+            },
+            Some(&bytes),
+        );
+        state.replicas.insert(info.id, (slot, generation, bytes));
+    }
+
+    /// Receiver `stream` in incarnation `generation` of `slot` reported `sealed` (on its own
+    /// timer, or in answer to request `req`): journaled, so that it reaches the coordinator
+    /// after its blocks were logged (a lost incarnation's late report is ignored: its
+    /// blocks were counted at the loss).
+    pub(super) fn reported(
+        &self,
+        slot: usize,
+        generation: u64,
+        stream: StreamId,
+        sealed: SealedBlock,
+        req: Option<u64>,
+    ) {
+        let state = self.state.lock();
+        if state.is_current(slot, generation) {
+            self.journal(ReceiverEntry::Reported { stream, sealed, req }, None);
+        }
+    }
+
+    /// Applies a journal entry whose block, if any, is logged (`logged`: with the log on,
+    /// its write succeeded).
+    pub(super) fn apply_receiver_entry(&self, entry: ReceiverEntry, logged: bool) {
+        match entry {
+            ReceiverEntry::Stored {
+                slot,
+                generation,
+                info,
+                continues,
+            } => {
+                let mut state = self.state.lock();
+                let (Some(seq), stream) = (input_seq(&info), info.stream) else {
+                    return;
+                };
+                Cluster::record_stored(&mut state, info, continues, logged);
+                let peer = &state.peers[slot];
+                if let (Some(out), true) = (&peer.out, logged && peer.generation == generation) {
+                    let next_seq = seq + 1;
+                    let _ = out.send(ToExecutor::BlocksDurable { stream, next_seq });
+                }
+            }
+            ReceiverEntry::Reported { stream, sealed, req } => {
+                let mut state = self.state.lock();
+                let sealed = Cluster::count_reported(&mut state, stream, sealed);
+                match req {
+                    Some(req) => Cluster::answer_receiver(&mut state, req, Some(sealed)),
+                    None => {
+                        drop(state);
+                        self.forward_stored(BlocksStored { stream, sealed });
+                    }
+                }
+            }
+            ReceiverEntry::Lost { slot } => {
+                let taken_over = Cluster::lose_receivers(&mut self.state.lock(), slot);
+                for stored in taken_over {
+                    self.forward_stored(stored);
+                }
+            }
+            ReceiverEntry::Start { slot } => Cluster::start_receivers_of(&self.state.lock(), slot),
+        }
     }
 
     /// Places `receivers` on the processes, the `i`th on slot `i % n`, and starts them.
@@ -215,6 +373,20 @@ impl Cluster {
         }
     }
 
+    /// Notes block `info` of a process's receiver as held here and not yet reported
+    /// (`confirmed`: confirmed to the process, i.e. logged when the log is on).
+    fn record_stored(state: &mut State, info: BlockInfo, continues: bool, confirmed: bool) {
+        let Some(seq) = input_seq(&info) else { return };
+        if let Some(placed) = state.receivers.get_mut(&info.stream) {
+            let block = Unreported {
+                info,
+                continues,
+                confirmed,
+            };
+            placed.unreported.insert(seq, block);
+        }
+    }
+
     /// Counts the blocks of `sealed` (a report of receiver `stream` in the process in
     /// `slot`) and gives its count of sealed blocks across every process the receiver ran
     /// in, so that the coordinator's count never goes back after a loss.
@@ -226,9 +398,7 @@ impl Cluster {
         if let Some(placed) = state.receivers.get_mut(&stream) {
             placed.current += sealed.blocks.len() as u64;
             for b in &sealed.blocks {
-                if let BlockId::Input { seq, .. } = b.id {
-                    placed.next_seq = placed.next_seq.max(seq + 1);
-                }
+                placed.count(b);
             }
             sealed.sealed_total += placed.earlier;
         }
@@ -282,15 +452,38 @@ impl Cluster {
         }
     }
 
-    /// What a loss of slot `slot` means for its receivers: their waiting requests answer
-    /// nothing sealed (the blocks are counted as the ones that reached the coordinator),
-    /// and the count of their next process starts after those.
-    pub(super) fn lose_receivers(state: &mut State, slot: usize) {
-        for placed in state.receivers.values_mut().filter(|p| p.slot == slot) {
-            placed.earlier += placed.current;
+    /// What a loss of slot `slot` means for its receivers: the blocks the coordinator
+    /// confirmed and never heard reported are counted in the process's place (returned, as
+    /// reports to forward), the others dropped; their waiting requests answer nothing
+    /// sealed (the blocks are counted as the ones that reached the coordinator), and the
+    /// count and numbering of their next process start after those.
+    pub(super) fn lose_receivers(state: &mut State, slot: usize) -> Vec<BlocksStored> {
+        let mut taken_over = Vec::new();
+        let mut dropped = Vec::new();
+        for (&stream, placed) in state.receivers.iter_mut().filter(|(_, p)| p.slot == slot) {
+            let (counted, not_counted) = placed.take_unreported();
+            dropped.extend(not_counted.into_iter().map(|b| b.id));
+            placed.earlier += placed.current + counted.len() as u64;
             placed.current = 0;
             placed.earlier_metrics = placed.total_metrics();
             placed.metrics = ReceiverMetrics::default();
+            if !counted.is_empty() {
+                info!(
+                    stream,
+                    blocks = counted.len(),
+                    "A lost executor process's blocks that never were reported are counted from their replicas."
+                );
+                taken_over.push(BlocksStored {
+                    stream,
+                    sealed: SealedBlock {
+                        blocks: counted,
+                        sealed_total: placed.earlier,
+                    },
+                });
+            }
+        }
+        for id in dropped {
+            state.replicas.remove(&id);
         }
         let waiting: Vec<ReceiverRequest> = state
             .receiver_requests
@@ -304,6 +497,7 @@ impl Cluster {
                 sealed_total: total,
             }));
         }
+        taken_over
     }
 
     /// The executor process holding received block `id`, if it is still the incarnation
@@ -340,6 +534,7 @@ fn start_receiver(state: &State, stream: StreamId, placed: &PlacedReceiver) {
         let _ = out.send(ToExecutor::StartReceiver {
             stream,
             next_seq: placed.next_seq,
+            offset: placed.offset.clone(),
             rate: placed.rate,
             capacity: placed.capacity,
         });
@@ -499,6 +694,86 @@ mod tests {
         }
     }
 
+    fn at_offset(seq: u64, offset: u8) -> BlockInfo {
+        BlockInfo {
+            offset: Some(vec![offset]),
+            ..block(seq)
+        }
+    }
+
+    /// A state with receiver 0 placed on slot 0, numbering from `next_seq`.
+    fn placed_from(next_seq: u64) -> State {
+        let mut state = State {
+            peers: vec![super::super::Peer::default()],
+            ..State::default()
+        };
+        let start = ReceiverStart {
+            stream: 0,
+            next_seq,
+            offset: Some(vec![0]),
+            rate: None,
+            capacity: 100,
+        };
+        state.receivers.insert(0, PlacedReceiver::new(0, &start));
+        state
+    }
+
+    /// Stores block `info` as the journal does: its replica held, then noted unreported.
+    fn stored(state: &mut State, info: BlockInfo, continues: bool, confirmed: bool) {
+        state.replicas.insert(info.id, (0, 1, vec![1, 2, 3]));
+        Cluster::record_stored(state, info, continues, confirmed);
+    }
+
+    /// A lost process's receiver may have acknowledged its source for every block the
+    /// coordinator confirmed, whether or not the report arrived: those are counted in its
+    /// place, up to the last that ends a store; a store whose end never came, and blocks
+    /// never confirmed, are dropped (their source delivers the records again), and the
+    /// next process numbers its blocks from the first of those and resumes its source at
+    /// the newest offset counted.
+    #[test]
+    fn a_lost_process_s_confirmed_unreported_blocks_are_counted_and_the_rest_dropped() {
+        let mut state = placed_from(4);
+        stored(&mut state, at_offset(4, 40), false, true);
+        let first = Cluster::count_reported(&mut state, 0, sealed(&[4], 1));
+        assert_eq!(first.sealed_total, 1);
+        // Confirmed, never reported: 5, and a reliable store over 6 and 7.
+        stored(&mut state, at_offset(5, 50), false, true);
+        stored(&mut state, block(6), true, true);
+        stored(&mut state, at_offset(7, 70), false, true);
+        // A store whose end (9) never came, then a block never confirmed.
+        stored(&mut state, block(8), true, true);
+        stored(&mut state, block(9), false, false);
+
+        let taken_over = Cluster::lose_receivers(&mut state, 0);
+        assert_eq!(taken_over.len(), 1);
+        let counted: Vec<BlockId> = taken_over[0].sealed.blocks.iter().map(|b| b.id).collect();
+        assert_eq!(counted, [5, 6, 7].map(|seq| block(seq).id));
+        assert_eq!(taken_over[0].stream, 0);
+        assert_eq!(taken_over[0].sealed.sealed_total, 4, "1 reported + 3 counted");
+        let placed = &state.receivers[&0];
+        assert_eq!(placed.next_seq, 8, "the next process overwrites 8 and 9");
+        assert_eq!(placed.offset, Some(vec![70]));
+        assert!(placed.unreported.is_empty());
+        assert!(state.replicas.contains_key(&block(7).id));
+        assert!(!state.replicas.contains_key(&block(8).id));
+        assert!(!state.replicas.contains_key(&block(9).id));
+        // A loss with nothing unreported forwards nothing.
+        assert!(Cluster::lose_receivers(&mut state, 0).is_empty());
+    }
+
+    /// Blocks the log could not take are never counted for a lost process, even when a
+    /// confirmed block follows (confirmations come in order, so none does in practice).
+    #[test]
+    fn only_the_confirmed_prefix_of_a_lost_process_s_blocks_is_counted() {
+        let mut state = placed_from(0);
+        stored(&mut state, block(0), false, true);
+        stored(&mut state, block(1), false, false);
+        stored(&mut state, block(2), false, true);
+        let taken_over = Cluster::lose_receivers(&mut state, 0);
+        assert_eq!(taken_over[0].sealed.blocks.len(), 1);
+        assert_eq!(state.receivers[&0].next_seq, 1);
+    }
+
     fn sealed(seqs: &[u64], sealed_total: u64) -> SealedBlock {
         SealedBlock {
             blocks: seqs.iter().map(|&s| block(s)).collect(),
@@ -518,6 +793,7 @@ mod tests {
         let start = ReceiverStart {
             stream: 0,
             next_seq: 0,
+            offset: None,
             rate: None,
             capacity: 100,
         };

@@ -88,7 +88,7 @@ pub use keys::{key_text, Key};
 pub use metadata::{
     DataCheckpoint, InputState, MetadataCheckpoint, ReceiverPosition, StreamSignature,
 };
-pub use record::{decode, encode, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
+pub use record::{decode, encode, frame, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 pub use wal::{BlockLog, LoggedBlock, Replay, ReplayedBlock};
 
 use std::collections::BTreeMap;

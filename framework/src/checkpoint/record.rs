@@ -35,12 +35,21 @@ const HEADER: usize = 12;
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     let payload = rmp_serde::to_vec_named(value)
         .map_err(|e| Error::Internal(format!("cannot serialize a checkpoint value: {e}")))?;
+    Ok(frame(&payload))
+}
+
+/// A checkpoint record around `payload`, a value rmp-serde already serialized (named fields
+/// or not: [`decode`] reads structs written either way), e.g. the bytes a stream's
+/// [`BlockEncoder`](crate::block::BlockEncoder) wrote for a block that an executor process
+/// received, which the coordinator logs as they came. Shapes: `payload.len()` bytes in,
+/// 12 more out.
+pub fn frame(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + payload.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
-    Ok(out)
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
 }
 
 /// Decodes a checkpoint record read from `dir` under `key` (both only for error messages).
@@ -107,6 +116,33 @@ mod tests {
             Err(Error::Checkpoint(e)) => e,
             other => panic!("expected a checkpoint error, got {other:?}"),
         }
+    }
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Reading {
+        sensor: String,
+        value: u64,
+    }
+
+    /// A block an executor process received is logged in the bytes its block encoder wrote
+    /// (structs as arrays, not maps): framed, they read back as `encode`'s do.
+    #[test]
+    fn a_framed_payload_without_field_names_decodes_as_an_encoded_value() {
+        let value = vec![Reading {
+            sensor: "t1".into(),
+            value: 7,
+        }];
+        let positional = rmp_serde::to_vec(&value).unwrap();
+        assert_ne!(positional, rmp_serde::to_vec_named(&value).unwrap());
+        let framed = frame(&positional);
+        assert_eq!(decode::<Vec<Reading>>(&framed, "d", "k").unwrap(), value);
+        assert_eq!(
+            decode::<Vec<Reading>>(&encode(&value).unwrap(), "d", "k").unwrap(),
+            value
+        );
+        let mut flipped = framed;
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(decode_err(&flipped).to_string().contains("checksum"));
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub trait BlockReplay: Send + Sync {
     /// write-ahead log and those allocated before; they count as stored), and hands the
     /// receiver `offset`, the newest source offset logged, as where its source resumes.
     fn resume_at(&self, next_seq: u64, offset: Option<Vec<u8>>);
+    /// Where the receiver resumes: the next block's sequence number and the offset
+    /// [`resume_at`](BlockReplay::resume_at) handed over (the coordinator passes both to an
+    /// executor process that runs the receiver).
+    fn resume_position(&self) -> (u64, Option<Vec<u8>>);
     /// A block read back from the write-ahead log (from `dir` under `key`, for errors):
     /// its data and record count.
     ///

@@ -610,6 +610,11 @@ impl<T: Data> BlockReplay for BlockBuffer<T> {
         self.mark_stored(next_seq);
     }
 
+    fn resume_position(&self) -> (u64, Option<Vec<u8>>) {
+        let next_seq = self.state.lock().next_seq;
+        (next_seq, self.resume_offset.lock().clone())
+    }
+
     fn decode_block(
         &self,
         bytes: &[u8],
@@ -906,9 +911,11 @@ mod tests {
         buf.mark_stored(2);
         assert!(matches!((&mut reliable).now_or_never(), Some(Ok(()))));
         // After a restart, numbering continues past the logged blocks.
-        buf.resume_at(40, None);
+        buf.resume_at(40, Some(vec![5]));
+        assert_eq!(buf.resume_position(), (40, Some(vec![5])));
         assert!(buf.store(9).now_or_never().is_some());
         assert_eq!(buf.seal()[0].id, BlockId::Input { stream: 3, seq: 40 });
+        assert_eq!(buf.resume_position().0, 41);
     }
 
     #[test]

@@ -141,10 +141,12 @@ pub trait Receiver: Send + 'static {
     /// broker), not through the coordinator's memory (a channel, an actor's mailbox); the
     /// executor process builds this receiver itself, as the program builds it. A receiver
     /// that acknowledges its source once a block is stored ([`BlockSink::store_reliably`])
-    /// should say `false` for now: in a process, the acknowledgement can come before the
-    /// block's report and replica reached the coordinator, and a process SIGKILLed between
-    /// the two loses a block its source no longer holds (rivulet's MQTT and Redis Streams
-    /// receivers stay in the coordinator for this reason). Default `false`.
+    /// may say `true` as well: in a process, `store_reliably` returns only once the
+    /// coordinator holds the block's replica (and logged it, with the receiver write-ahead
+    /// log on), and counts it even if the process dies before its report arrives; a
+    /// process lost before that leaves the records unacknowledged, and the source delivers
+    /// them again to the receiver's next process (rivulet's MQTT and Redis Streams
+    /// receivers say `true`). Default `false`.
     ///
     /// [`StreamingConfig::receivers_in_executor_processes`]: crate::config::StreamingConfig::receivers_in_executor_processes
     fn runs_anywhere(&self) -> bool {

@@ -280,6 +280,14 @@ impl Receiver for RedisGroupReceiver {
         )
     }
 
+    /// `true`: any process reaches the server the same way, and the pending entries are the
+    /// consumer name's. In an executor process the entries are acknowledged once the
+    /// coordinator confirmed their block; a process lost before leaves them pending for
+    /// this consumer, whose next process reads them again first.
+    fn runs_anywhere(&self) -> bool {
+        true
+    }
+
     async fn on_start(&mut self) -> Result<(), ReceiverError> {
         self.own_pending_read = false;
         let (stream, group) = (self.stream.clone(), self.group.clone());
