@@ -660,9 +660,9 @@ pub struct UiArgs {
     #[arg(long, value_name = "N@IP:PORT", value_parser = parse_static_cluster, conflicts_with = "local_cluster")]
     pub static_cluster: Option<(usize, String)>,
     /// With --local-cluster or --static-cluster: run the receivers that may run anywhere
-    /// (the socket receiver) on the executor processes, as Spark runs receivers on
-    /// executors; their blocks stay there and a replica goes to the coordinator. Ignored
-    /// with the receiver write-ahead log (the coordinator holds it).
+    /// (the socket, MQTT and Redis Streams group receivers) on the executor processes, as
+    /// Spark runs receivers on executors; their blocks stay there and a replica goes to the
+    /// coordinator, which adds it to the receiver write-ahead log when that is on.
     #[arg(long)]
     pub receivers_in_processes: bool,
     /// With --local-cluster or --static-cluster: keep stateful streams' state and windows

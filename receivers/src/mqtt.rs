@@ -497,8 +497,10 @@ impl Receiver for MqttReceiver {
         Ok(())
     }
 
-    /// Gathers the messages that arrived (waiting up to 100 ms for a first one), stores them
-    /// as one block with `store_reliably`, then acknowledges them.
+    /// Gathers the messages that arrived (waiting up to 100 ms for a first one), at most
+    /// [`max_block`](MqttReceiver::max_block) or, under backpressure, what the rate admits in
+    /// 200 ms (`BlockSink::store_size`), stores them as one block with `store_reliably`, then
+    /// acknowledges them.
     ///
     /// # Cancel safety
     /// A cancelled call acknowledged nothing it had not stored; messages it gathered and did
@@ -510,6 +512,8 @@ impl Receiver for MqttReceiver {
                 return Err(self.error("cannot acknowledge", e));
             }
         }
+        // Under backpressure, a block of what the rate admits (see `BlockSink::store_size`).
+        let limit = sink.store_size(self.max_block);
         let gathered = self.connection.as_ref().map_or(0, |c| c.gathered.len());
         if gathered == 0 {
             let deadline = tokio::time::Instant::now() + IDLE_WAIT;
@@ -524,7 +528,7 @@ impl Receiver for MqttReceiver {
             let full = self
                 .connection
                 .as_ref()
-                .is_none_or(|c| c.gathered.len() >= self.max_block);
+                .is_none_or(|c| c.gathered.len() >= limit);
             if full {
                 break;
             }
@@ -538,7 +542,11 @@ impl Receiver for MqttReceiver {
         let Some(connection) = self.connection.as_mut() else {
             return Err(self.error("not connected", "the connection was dropped"));
         };
-        let block = std::mem::take(&mut connection.gathered);
+        // What is over the limit stays gathered for the next call.
+        let rest = connection
+            .gathered
+            .split_off(limit.min(connection.gathered.len()));
+        let block = std::mem::replace(&mut connection.gathered, rest);
         if block.is_empty() {
             return Ok(Flow::Continue);
         }

@@ -1,8 +1,9 @@
 //! Executor processes (`--local-cluster`), one test binary: which stages may leave the
 //! coordinator (`placement`), the `wordcount` example with a process or the coordinator
 //! SIGKILLed (`example_kills`), a directory read by the processes with its losses reported
-//! (`polled_inputs`), and the recovery job over a tailed file and a directory with
-//! coordinator and processes SIGKILLed again and again (`recovery_kill`). The tests that run this binary itself as an
+//! (`polled_inputs`), the recovery job over a tailed file and a directory with
+//! coordinator and processes SIGKILLed again and again (`recovery_kill`), and over MQTT
+//! with its receiver in a process that is SIGKILLed (`mqtt_receiver_kills`). The tests that run this binary itself as an
 //! executor process have binaries of their own (`tests/local_cluster.rs`,
 //! `tests/cluster_hosts.rs`).
 #![cfg(unix)]
@@ -13,8 +14,11 @@ mod common;
 mod crash_support;
 #[path = "../example_runs/mod.rs"]
 mod example_runs;
+#[path = "../mqtt_support/mod.rs"]
+mod mqtt_support;
 
 mod example_kills;
+mod mqtt_receiver_kills;
 mod placement;
 mod polled_inputs;
 mod recovery_kill;

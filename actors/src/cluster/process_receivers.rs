@@ -16,7 +16,7 @@ use rivulet_framework::block::StreamId;
 use rivulet_framework::listener::ReceiverInfo;
 use rivulet_framework::receiver::{BlockSource, ReceiverSlot};
 use tokio::sync::mpsc;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use super::protocol::{ReceiverControl, ToCoordinator};
 use crate::batch_builder::{BatchBuilder, ReceivedBlockStore};
@@ -193,6 +193,7 @@ impl ProcessReceivers {
     /// coordinator holds them): its reliable stores of them return.
     pub(super) fn durable(&self, stream: StreamId, next_seq: u64) {
         if let Some(r) = self.running.lock().get(&stream) {
+            debug!(stream, next_seq, "Blocks confirmed by the coordinator.");
             r.source.mark_stored(next_seq);
         }
     }
@@ -203,6 +204,7 @@ impl ProcessReceivers {
         let Some(r) = running.get(&stream) else {
             return;
         };
+        debug!(stream, ?control, "Backpressure from the coordinator.");
         match control {
             ReceiverControl::Release(records) => r.source.release(records),
             ReceiverControl::Rate(rate) => r.source.set_rate(rate),

@@ -244,7 +244,14 @@ impl Cluster {
     ) {
         let state = self.state.lock();
         if state.is_current(slot, generation) {
-            self.journal(ReceiverEntry::Reported { stream, sealed, req }, None);
+            self.journal(
+                ReceiverEntry::Reported {
+                    stream,
+                    sealed,
+                    req,
+                },
+                None,
+            );
         }
     }
 
@@ -269,7 +276,11 @@ impl Cluster {
                     let _ = out.send(ToExecutor::BlocksDurable { stream, next_seq });
                 }
             }
-            ReceiverEntry::Reported { stream, sealed, req } => {
+            ReceiverEntry::Reported {
+                stream,
+                sealed,
+                req,
+            } => {
                 let mut state = self.state.lock();
                 let sealed = Cluster::count_reported(&mut state, stream, sealed);
                 match req {
@@ -749,7 +760,10 @@ mod tests {
         let counted: Vec<BlockId> = taken_over[0].sealed.blocks.iter().map(|b| b.id).collect();
         assert_eq!(counted, [5, 6, 7].map(|seq| block(seq).id));
         assert_eq!(taken_over[0].stream, 0);
-        assert_eq!(taken_over[0].sealed.sealed_total, 4, "1 reported + 3 counted");
+        assert_eq!(
+            taken_over[0].sealed.sealed_total, 4,
+            "1 reported + 3 counted"
+        );
         let placed = &state.receivers[&0];
         assert_eq!(placed.next_seq, 8, "the next process overwrites 8 and 9");
         assert_eq!(placed.offset, Some(vec![70]));

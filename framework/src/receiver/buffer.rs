@@ -356,7 +356,9 @@ impl<T> BlockBuffer<T> {
 
     /// Stores `items` as [`store_many`](BlockBuffer::store_many) does, ends the current block
     /// there, and returns once every block holding them is stored: on executors and, with
-    /// the receiver write-ahead log on, durably in it. A receiver that can acknowledge its
+    /// the receiver write-ahead log on, durably in it. Under a rate limit the records are
+    /// stored at once, whole, and the call returns only once the limit would have admitted
+    /// them (the backpressure comes after the store, not in the middle of it). A receiver that can acknowledge its
     /// source acknowledges after this returns (Spark: a reliable receiver's
     /// `store(ArrayBuffer)`), so records it acknowledged survive a crash of the process.
     ///
@@ -408,7 +410,11 @@ impl<T> BlockBuffer<T> {
                 s.store_starts.push(first);
             }
         }
-        let stored = self.store_many(items).await;
+        let count = items.len();
+        // Whole, not in the rate's bursts: a store held back by the rate would be sealed only
+        // once it ended, and its records would reach no batch meanwhile (3,000 MQTT
+        // messages at rate control's floor of 100 records/s: 30 s of empty batches).
+        let stored = self.store_admitted(items).await;
         let needed = {
             let mut s = self.state.lock();
             s.open_from = None;
@@ -427,6 +433,12 @@ impl<T> BlockBuffer<T> {
             }
             needed
         };
+        // The rate is paid after the store: the receiver, waiting here, takes nothing more
+        // from its source until the limit would have admitted these records.
+        let mut unpaid = count;
+        while unpaid > 0 {
+            unpaid -= self.admit_some(unpaid).await;
+        }
         loop {
             let changed = self.durable_changed.notified();
             tokio::pin!(changed);
@@ -705,6 +717,23 @@ impl<T: Data> BlockSink<T> {
         self.buffer.store_reliably_at(items, offset).await
     }
 
+    /// The most records one reliable store should hold, for a receiver that reads its source
+    /// in batches of up to `max` records (MQTT messages, Redis Streams entries): `max`, or
+    /// under a rate limit (rate control, `max_rate_per_receiver`) what the limit admits in
+    /// 200 ms (the default block interval), at least 1. A store is sealed whole and its
+    /// rate is paid after it ([`store_reliably`](BlockSink::store_reliably)): reading more
+    /// than this at once under a low rate would put one late block into the batches and
+    /// then hold the receiver back for long (10,000 messages at rate control's floor of 100
+    /// records/s: 100 s).
+    pub fn store_size(&self, max: usize) -> usize {
+        const SHARE_SECS: f64 = 0.2;
+        let admitted = self
+            .buffer
+            .rate()
+            .map_or(max, |rate| (rate * SHARE_SECS).ceil() as usize);
+        admitted.clamp(1, max.max(1))
+    }
+
     /// Where the receiver's source should resume: the offset stored with the newest block
     /// the write-ahead log holds (or a metadata checkpoint recorded) when the context was
     /// restored from a checkpoint directory with
@@ -919,35 +948,49 @@ mod tests {
     }
 
     #[test]
-    fn a_reliable_store_held_back_by_the_rate_is_sealed_only_once_it_ended() {
+    fn a_store_holds_what_the_rate_admits_in_200_ms_within_the_receiver_s_maximum() {
+        let buf = Arc::new(BlockBuffer::<u32>::new(0, 1_000));
+        let sink = BlockSink::new(buf.clone());
+        assert_eq!(sink.store_size(10_000), 10_000, "no rate limit");
+        buf.set_rate(Some(100.0));
+        assert_eq!(sink.store_size(10_000), 20);
+        assert_eq!(sink.store_size(5), 5);
+        buf.set_rate(Some(1.0));
+        assert_eq!(sink.store_size(10_000), 1, "at least one record");
+        buf.set_rate(Some(1e9));
+        assert_eq!(sink.store_size(1_000), 1_000);
+        assert_eq!(sink.store_size(0), 1);
+    }
+
+    #[test]
+    fn a_reliable_store_under_a_rate_is_stored_whole_at_once_and_pays_the_rate_after() {
         let buf = BlockBuffer::<u32>::new(0, 1_000);
-        buf.set_rate(Some(20.0)); // bursts of 2 records
+        buf.set_rate(Some(20.0)); // bursts of 2 records, one every 100 ms
         let mut reliable = Box::pin(buf.store_reliably_at((0..6).collect(), vec![7]));
         assert!(
             (&mut reliable).now_or_never().is_none(),
             "held back by the rate"
         );
-        assert_eq!(buf.unsealed(), 2);
-        assert!(
-            buf.seal().is_empty(),
-            "no block holds part of a store whose offset is not known yet"
-        );
-        buf.set_rate(None);
-        // The store wakes from the rate's wait (at most one burst interval, 100 ms).
-        for _ in 0..200 {
-            assert!((&mut reliable).now_or_never().is_none(), "not stored yet");
-            if buf.unsealed() == 6 {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        // In the next block at once, whole, with its offset: no part of a store is sealed
+        // before the store ends.
+        assert_eq!(buf.unsealed(), 6);
         let blocks = buf.seal();
         assert_eq!(blocks.len(), 1);
         assert_eq!(blocks[0].offset, Some(vec![7]));
         assert!(!blocks[0].continues);
         assert_eq!(records(blocks[0].clone()), (0..6).collect::<Vec<_>>());
         buf.mark_stored(1);
-        assert!(matches!((&mut reliable).now_or_never(), Some(Ok(()))));
+        // Stored, yet the call returns only once the rate admitted its 6 records (3 bursts,
+        // the first at once): not before 150 ms, and it does return.
+        let started = std::time::Instant::now();
+        loop {
+            if (&mut reliable).now_or_never().is_some() {
+                break;
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(5));
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(started.elapsed() >= std::time::Duration::from_millis(150));
     }
 
     #[test]

@@ -189,9 +189,14 @@ impl RedisGroupReceiver {
         Ok(read)
     }
 
-    /// `XREADGROUP ... STREAMS stream <from>`: `0` for this consumer's pending entries, `>`
-    /// for new ones.
-    async fn read_group(&mut self, from: &'static str, block: bool) -> Result<Read, ReceiverError> {
+    /// `XREADGROUP ... COUNT count ... STREAMS stream <from>`: `0` for this consumer's
+    /// pending entries, `>` for new ones.
+    async fn read_group(
+        &mut self,
+        from: &'static str,
+        block: bool,
+        count: usize,
+    ) -> Result<Read, ReceiverError> {
         let (stream, group, consumer) = (
             self.stream.clone(),
             self.group.clone(),
@@ -204,7 +209,7 @@ impl RedisGroupReceiver {
                     .arg(&group)
                     .arg(&consumer)
                     .arg("COUNT")
-                    .arg(COUNT);
+                    .arg(count);
                 if block {
                     cmd.arg("BLOCK").arg(BLOCK_MS);
                 }
@@ -222,8 +227,9 @@ impl RedisGroupReceiver {
         self.split(list)
     }
 
-    /// `XAUTOCLAIM`: entries other consumers left pending longer than the claim idle time.
-    async fn claim(&mut self) -> Result<Read, ReceiverError> {
+    /// `XAUTOCLAIM`: up to `count` entries other consumers left pending longer than the
+    /// claim idle time.
+    async fn claim(&mut self, count: usize) -> Result<Read, ReceiverError> {
         let (stream, group, consumer) = (
             self.stream.clone(),
             self.group.clone(),
@@ -239,7 +245,7 @@ impl RedisGroupReceiver {
                     .arg(idle)
                     .arg("0-0")
                     .arg("COUNT")
-                    .arg(COUNT)
+                    .arg(count)
                     .query(c)
             })
             .await?;
@@ -310,17 +316,22 @@ impl Receiver for RedisGroupReceiver {
         created.map_err(|e| self.failed("cannot create the consumer group", e))
     }
 
+    /// Reads up to 1,000 entries or, under backpressure, what the rate admits in 200 ms
+    /// (`BlockSink::store_size`): first this consumer's own pending entries, then entries
+    /// claimed from idle consumers, then new ones; stores them reliably and acknowledges
+    /// them.
     async fn receive(&mut self, sink: &mut BlockSink<RedisEntry>) -> Result<Flow, ReceiverError> {
+        let count = sink.store_size(COUNT);
         let read = if !self.own_pending_read {
-            let read = self.read_group("0", false).await?;
+            let read = self.read_group("0", false, count).await?;
             if read.ack.is_empty() {
                 self.own_pending_read = true;
             }
             read
         } else {
-            let claimed = self.claim().await?;
+            let claimed = self.claim(count).await?;
             if claimed.ack.is_empty() {
-                self.read_group(">", true).await?
+                self.read_group(">", true, count).await?
             } else {
                 claimed
             }

@@ -1,0 +1,145 @@
+//! A reliable receiver in an executor process: the `stateful_wordcount` recovery job reads
+//! an MQTT topic (`--mqtt`: QoS 1 in a persistent session, the receiver write-ahead log on)
+//! with `--local-cluster 2 --receivers-in-processes`, so the MQTT receiver runs in executor
+//! process 1 (slot 0), whose blocks the coordinator logs and confirms before the receiver
+//! acknowledges their messages to the broker. A publisher publishes 20,000 lines at QoS 1
+//! while the job is SIGKILLed and started again (6 times; `RIVULET_CLUSTER_KILLS` changes
+//! it), and every other run the process running the receiver is SIGKILLed first. In the
+//! last run the receiver's process is SIGKILLed while the last lines arrive and the
+//! coordinator lives on: its replacement runs the receiver on the same session.
+//!
+//! As for MQTT in the coordinator (`tests/recovery_mqtt_kill.rs`), the guarantee is at least
+//! once: no acknowledged message is lost (every word's final count is at least its
+//! independent count), none is invented; a message stored but not yet acknowledged when
+//! its process died is delivered again and counted twice, which the test reports.
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::common::{example_binary, words_of};
+use crate::crash_support::{count_from_env, read_counts, Job};
+use crate::mqtt_support;
+
+/// The pid that run `out` printed for executor process `id`.
+fn pid_of(out: &str, id: usize) -> Option<u32> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix(&format!("Executor process {id}: pid ")))
+        .find_map(|pid| pid.trim().parse().ok())
+}
+
+/// SIGKILLs process `pid`; whether it was running.
+fn sigkill(pid: u32) -> bool {
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Publishes `lines` in chunks of 100, one every 25 ms, on a thread of its own.
+fn publish(port: u16, lines: Vec<String>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for chunk in lines.chunks(100) {
+            let payloads = chunk.iter().map(|l| l.clone().into_bytes()).collect();
+            mqtt_support::publish_at(port, "lines", payloads);
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    })
+}
+
+#[test]
+fn an_mqtt_receiver_in_an_executor_process_killed_with_and_without_its_coordinator_loses_no_acknowledged_message(
+) {
+    let Some(broker) = mqtt_support::broker("an_mqtt_receiver_in_an_executor_process") else {
+        return;
+    };
+    let kills = count_from_env("RIVULET_CLUSTER_KILLS", 6);
+    let lines = mqtt_support::lines(20_000);
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for line in &lines {
+        for w in words_of(line) {
+            *expected.entry(w).or_default() += 1;
+        }
+    }
+    let (first, last) = lines.split_at(15_000);
+    mqtt_support::create_session(broker.port, "wordcount-job", "lines");
+    let publisher = publish(broker.port, first.to_vec());
+
+    let root = tempfile::tempdir().unwrap();
+    let root = tempfile::Builder::new()
+        .disable_cleanup(true)
+        .tempdir()
+        .unwrap();
+    eprintln!("ROOT {}", root.path().display());
+    let mqtt = format!("mqtt://127.0.0.1:{}#lines", broker.port);
+    let mut job = Job::recovery(
+        example_binary("stateful_wordcount"),
+        root.path(),
+        &["--mqtt", &mqtt, "--mqtt-client-id", "wordcount-job"],
+        &[
+            "--local-cluster",
+            "2",
+            "--receivers-in-processes",
+            "--executors",
+            "1",
+        ],
+    )
+    .env("RUST_LOG", "warn,rivulet_actors=info");
+    let mut rng = fastrand::Rng::with_seed(0x3a7_0d1e);
+    for kill in 0..kills {
+        let run = job.start(&[]);
+        assert!(
+            job.wait_for_output(run, "Executor process 2: pid", Duration::from_secs(60)),
+            "run {run} started its executor processes:\n{}",
+            job.output(run)
+        );
+        std::thread::sleep(Duration::from_millis(200 + rng.u64(..600)));
+        if kill % 2 == 0 {
+            let receiver = pid_of(&job.output(run), 1).expect("executor process 1's pid");
+            assert!(sigkill(receiver), "run {run}: the receiver's process runs");
+            std::thread::sleep(Duration::from_millis(rng.u64(..800)));
+        }
+        job.kill();
+    }
+    publisher.join().expect("the publisher");
+
+    // The last run: the receiver's process dies while the last lines arrive; the
+    // coordinator counts what it confirmed and its replacement goes on.
+    let run = job.start(&[]);
+    assert!(job.wait_for_output(run, "Executor process 2: pid", Duration::from_secs(60)));
+    let publisher = publish(broker.port, last.to_vec());
+    std::thread::sleep(Duration::from_millis(600));
+    let receiver = pid_of(&job.output(run), 1).expect("executor process 1's pid");
+    assert!(sigkill(receiver), "the last run's receiver process runs");
+    publisher.join().expect("the publisher");
+    let out = job.finish_restored();
+
+    let final_state = read_counts(&root.path().join("final.tsv"));
+    let lost: Vec<_> = expected
+        .iter()
+        .filter(|(w, n)| final_state.get(*w).is_none_or(|m| m < n))
+        .take(5)
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged messages lost: {lost:?}\n{out}"
+    );
+    let unknown: Vec<_> = final_state
+        .keys()
+        .filter(|w| !expected.contains_key(*w))
+        .take(5)
+        .collect();
+    assert!(unknown.is_empty(), "words never published: {unknown:?}");
+    // The receiver ran in executor process 1, which was lost once in the last run.
+    assert!(
+        out.lines().any(|l| l.starts_with("Executor process 1: ")
+            && l.contains("lost 1 times, receivers of streams [0]")),
+        "the receiver ran in the process that was killed:\n{out}"
+    );
+    let (want, got): (u64, u64) = (expected.values().sum(), final_state.values().sum());
+    eprintln!(
+        "{} runs, {kills} coordinator SIGKILLs and {} of its receiver's process: none lost; \
+         {} of {want} word occurrences counted more than once (redelivered: at least once)",
+        job.runs(),
+        kills.div_ceil(2) + 1,
+        got - want,
+    );
+}
