@@ -64,11 +64,6 @@ fn an_mqtt_receiver_in_an_executor_process_killed_with_and_without_its_coordinat
     let publisher = publish(broker.port, first.to_vec());
 
     let root = tempfile::tempdir().unwrap();
-    let root = tempfile::Builder::new()
-        .disable_cleanup(true)
-        .tempdir()
-        .unwrap();
-    eprintln!("ROOT {}", root.path().display());
     let mqtt = format!("mqtt://127.0.0.1:{}#lines", broker.port);
     let mut job = Job::recovery(
         example_binary("stateful_wordcount"),
