@@ -5,8 +5,10 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-/// The wire protocol's version: peers of different versions refuse each other.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// The wire protocol's version: peers of different versions refuse each other. 4: a
+/// received block's report carries its block info, the coordinator confirms it
+/// (`BlocksDurable`), and a receiver starts at a source offset.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// A build of a program on rivulet: the rivulet version and a checksum of the program's
 /// executable. Executors are the user's own binary started in another role, so both
