@@ -5,7 +5,9 @@
 //! running the receiver is SIGKILLed between batches: the receiver starts again in the
 //! process that takes its slot and connects to the feed again; the counts per batch, the
 //! running totals, a window with an inverse function and a window over the raw lines equal
-//! what the test computes itself. The status page shows the receiver's counters as its
+//! what the test computes itself. The receiver write-ahead log is on: the coordinator logs
+//! each block the process stores before it confirms it to the process and counts its report
+//! (every seal of the manual clock goes through that journal). The status page shows the receiver's counters as its
 //! process reports them. The state and the windows stay in the coordinator here
 //! (`state_in_executor_processes(false)`: no cache task runs on the processes), the other
 //! placement than `local_cluster.rs`'s.
@@ -123,9 +125,14 @@ async fn run() {
             .parse()
             .expect("a port"),
     };
+    // The receiver write-ahead log on: the coordinator logs the blocks the process stores
+    // before it confirms and counts them (the executor processes never open the directory).
+    let checkpoints = tempfile::tempdir().expect("a checkpoint directory");
     let ssc = StreamingContext::new(
         config(1, 2)
             .local_cluster(2)
+            .checkpoint_dir(checkpoints.path())
+            .receiver_wal(true)
             .receivers_in_executor_processes(true)
             .state_in_executor_processes(false)
             .heartbeat_timeout(Duration::from_secs(2))
