@@ -354,11 +354,11 @@ impl<T> BlockBuffer<T> {
         }
     }
 
-    /// Stores `items` as [`store_many`](BlockBuffer::store_many) does, ends the current block
-    /// there, and returns once every block holding them is stored: on executors and, with
-    /// the receiver write-ahead log on, durably in it. Under a rate limit the records are
-    /// stored at once, whole, and the call returns only once the limit would have admitted
-    /// them (the backpressure comes after the store, not in the middle of it). A receiver that can acknowledge its
+    /// Stores `items` in the current block's place, ends the block there, and returns once
+    /// every block holding them is stored: on executors and, with the receiver write-ahead
+    /// log on, durably in it. Under a rate limit the records are stored at once, whole, and
+    /// the call returns only once the limit would have admitted them (the backpressure
+    /// comes after the store, not in the middle of it). A receiver that can acknowledge its
     /// source acknowledges after this returns (Spark: a reliable receiver's
     /// `store(ArrayBuffer)`), so records it acknowledged survive a crash of the process.
     ///
