@@ -105,7 +105,21 @@ fn a_snapshot_a_kill_left_unfinished_does_not_stop_the_open() {
         sled::Config::new().path(&db_dir).open().is_err(),
         "sled 0.34 no longer trips on an unfinished snapshot: the workaround can go"
     );
-    let store = SledCheckpointStore::open(dir.path()).unwrap();
+    // sled's threads of the stores opened above may hold the directory's file lock a
+    // moment after they were dropped (seen once under load in CI: "could not acquire
+    // lock"): wait for it, at most 5 s.
+    let started = std::time::Instant::now();
+    let store = loop {
+        match SledCheckpointStore::open(dir.path()) {
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < std::time::Duration::from_secs(5) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            opened => break opened.unwrap(),
+        }
+    };
     assert!(!unfinished.exists());
     assert_eq!(
         store.get(Tree::State, &key).unwrap(),
