@@ -232,6 +232,33 @@ pub fn assert_exactly_once(expected: &BTreeMap<String, u64>, actual: &BTreeMap<S
     assert_eq!(actual, expected);
 }
 
+/// At least once: fails with the first few words counted less than in `expected` (`context`
+/// follows in the message), or counted and never fed; returns how many occurrences were
+/// counted more than once (redelivered).
+pub fn assert_at_least_once(
+    expected: &BTreeMap<String, u64>,
+    actual: &BTreeMap<String, u64>,
+    context: &str,
+) -> u64 {
+    assert!(!expected.is_empty(), "the test fed nothing");
+    let lost: Vec<_> = expected
+        .iter()
+        .filter(|(w, n)| actual.get(*w).is_none_or(|m| m < n))
+        .take(5)
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged messages lost: {lost:?}\n{context}"
+    );
+    let unknown: Vec<_> = actual
+        .keys()
+        .filter(|w| !expected.contains_key(*w))
+        .take(5)
+        .collect();
+    assert!(unknown.is_empty(), "words never published: {unknown:?}");
+    actual.values().sum::<u64>() - expected.values().sum::<u64>()
+}
+
 /// The bytes of every file under `path`.
 pub fn dir_size(path: &Path) -> u64 {
     let Ok(meta) = fs::symlink_metadata(path) else {
