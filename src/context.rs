@@ -167,6 +167,7 @@ impl StreamingContext {
         crate::limits::check_executors(config.get_executors())?;
         let rdd_ctx = RddContext::new(config.get_default_parallelism());
         rdd_ctx.set_state_parallelism(config.get_state_parallelism());
+        rdd_ctx.set_task_threads(config.get_task_threads());
         if let Some(dir) = config.get_checkpoint_dir() {
             rdd_ctx.set_checkpoint_store(Arc::new(SledCheckpointStore::open_with(
                 dir,

@@ -210,6 +210,15 @@ impl BlockAccess for ExecutorBlocks {
             None => Ok(None),
         }
     }
+    fn fetch_many<'a>(
+        &'a self,
+        ids: &'a [BlockId],
+    ) -> Box<dyn Iterator<Item = Result<Option<Vec<u8>>>> + 'a> {
+        match self.manager.cluster.get() {
+            Some(cluster) => Box::new(cluster.fetch_many(ids)),
+            None => Box::new(ids.iter().map(|_| Ok(None))),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -800,9 +800,16 @@ impl StreamingConfig {
             self.get_state_in_executor_processes(),
         ) {
             (Some(n), _) => n,
-            (None, true) => self.get_executors() * (1 + self.executor_processes()),
+            (None, true) => self.get_task_threads(),
             (None, false) => self.get_executors(),
         }
+    }
+    /// How many tasks the run's executors can run at once: this process's
+    /// [`executors`](StreamingConfig::executors) plus as many on each executor process
+    /// (each runs `executors` task threads; Spark: the total cores of all executors). Map
+    /// stages spread over all of them.
+    pub fn get_task_threads(&self) -> usize {
+        self.get_executors() * (1 + self.executor_processes())
     }
     /// How many executor processes the run has, however they are placed.
     fn executor_processes(&self) -> usize {
@@ -970,6 +977,26 @@ mod tests {
             (set.get_state_parallelism(), set.get_default_parallelism()),
             (5, 5),
             "as set"
+        );
+    }
+
+    #[test]
+    fn task_threads_count_every_executor_process_and_not_the_shuffles() {
+        let two = StreamingConfig::new().executors(2);
+        assert_eq!(two.get_task_threads(), 2);
+        assert_eq!(two.clone().local_cluster(3).get_task_threads(), 8);
+        assert_eq!(
+            two.clone()
+                .static_cluster("127.0.0.1:7077", 1)
+                .get_task_threads(),
+            4
+        );
+        assert_eq!(
+            two.local_cluster(1)
+                .default_parallelism(7)
+                .get_task_threads(),
+            4,
+            "the shuffles' partitions are another count"
         );
     }
 

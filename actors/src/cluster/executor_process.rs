@@ -401,6 +401,61 @@ impl ProcessBlocks {
             let _ = tx.send(reply);
         }
     }
+
+    /// Asks the coordinator for block `id` (it serves it or relays it from the process
+    /// that holds it); the answer is awaited with [`CoordinatorFetch::wait`].
+    fn request(&self, id: &BlockId) -> CoordinatorFetch {
+        let req = self.next_req.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.fetches.lock().insert(req, tx);
+        if self
+            .out
+            .send(ToCoordinator::FetchBlock { req, id: *id })
+            .is_err()
+        {
+            self.fetches.lock().remove(&req);
+            return CoordinatorFetch::Failed(Error::Internal(
+                "the coordinator connection is closed".into(),
+            ));
+        }
+        CoordinatorFetch::Sent {
+            id: *id,
+            req,
+            answer: rx,
+        }
+    }
+}
+
+/// A block asked of the coordinator.
+enum CoordinatorFetch {
+    Sent {
+        id: BlockId,
+        req: u64,
+        answer: std::sync::mpsc::Receiver<BlockReply>,
+    },
+    Failed(Error),
+}
+
+impl CoordinatorFetch {
+    /// The answer, waiting at most [`FETCH_TIMEOUT`] for it.
+    fn wait(self, blocks: &ProcessBlocks) -> Result<Option<Vec<u8>>> {
+        let (id, req, answer) = match self {
+            CoordinatorFetch::Failed(e) => return Err(e),
+            CoordinatorFetch::Sent { id, req, answer } => (id, req, answer),
+        };
+        match answer.recv_timeout(FETCH_TIMEOUT) {
+            Ok(reply) => reply.map(|b| b.map(|b| b.into_vec())).map_err(|e| {
+                Error::Internal(format!("fetching block {id} from the coordinator: {e}"))
+            }),
+            Err(_) => {
+                blocks.fetches.lock().remove(&req);
+                Err(Error::Internal(format!(
+                    "fetching block {id} from the coordinator: no answer within {} s",
+                    FETCH_TIMEOUT.as_secs()
+                )))
+            }
+        }
+    }
 }
 
 /// A block a receiver of this process sealed stays here (its map tasks are placed here),
@@ -460,30 +515,13 @@ impl BlockAccess for ProcessBlocks {
         }
     }
     fn fetch(&self, id: &BlockId) -> Result<Option<Vec<u8>>> {
-        let req = self.next_req.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.fetches.lock().insert(req, tx);
-        if self
-            .out
-            .send(ToCoordinator::FetchBlock { req, id: *id })
-            .is_err()
-        {
-            self.fetches.lock().remove(&req);
-            return Err(Error::Internal(
-                "the coordinator connection is closed".into(),
-            ));
-        }
-        match rx.recv_timeout(FETCH_TIMEOUT) {
-            Ok(reply) => reply.map(|b| b.map(|b| b.into_vec())).map_err(|e| {
-                Error::Internal(format!("fetching block {id} from the coordinator: {e}"))
-            }),
-            Err(_) => {
-                self.fetches.lock().remove(&req);
-                Err(Error::Internal(format!(
-                    "fetching block {id} from the coordinator: no answer within {} s",
-                    FETCH_TIMEOUT.as_secs()
-                )))
-            }
-        }
+        self.request(id).wait(self)
+    }
+    fn fetch_many<'a>(
+        &'a self,
+        ids: &'a [BlockId],
+    ) -> Box<dyn Iterator<Item = Result<Option<Vec<u8>>>> + 'a> {
+        let requests: Vec<CoordinatorFetch> = ids.iter().map(|id| self.request(id)).collect();
+        Box::new(requests.into_iter().map(move |r| r.wait(self)))
     }
 }

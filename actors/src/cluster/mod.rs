@@ -518,60 +518,54 @@ impl Cluster {
     /// [`Error::Internal`] naming the process and its address when the fetch failed (it was
     /// lost, or answered nothing within 30 s).
     pub(crate) fn fetch(&self, id: &BlockId) -> Result<Option<Vec<u8>>> {
-        let slots: Vec<usize> = {
-            let state = self.state.lock();
-            match id {
-                // A received block's replica is here: no round trip.
-                BlockId::Input { .. } => return Ok(Cluster::replica(&state, id)),
-                BlockId::Shuffle { shuffle, map, .. } => state
-                    .outputs
-                    .get(&(*shuffle, *map))
-                    .copied()
-                    .into_iter()
-                    .collect(),
-                BlockId::Rdd { .. } => state.cached.get(id).copied().into_iter().collect(),
-            }
-        };
-        for slot in slots {
-            if let Some(bytes) = self.fetch_from(slot, id)? {
-                return Ok(Some(bytes));
-            }
-        }
-        Ok(None)
+        self.request(id).wait(self)
     }
 
-    fn fetch_from(&self, slot: usize, id: &BlockId) -> Result<Option<Vec<u8>>> {
-        let (tx, rx) = std::sync::mpsc::channel();
+    /// Blocks `ids` as [`fetch`](Self::fetch) returns each, in order; every request is sent
+    /// before the first answer is awaited, so their round trips and the processes' encoding
+    /// overlap (Spark: `ShuffleBlockFetcherIterator`'s fetches in flight). The iterator
+    /// blocks the calling task thread until the next answer in order arrives.
+    pub(crate) fn fetch_many<'a>(
+        &'a self,
+        ids: &[BlockId],
+    ) -> impl Iterator<Item = Result<Option<Vec<u8>>>> + 'a {
+        let requests: Vec<BlockRequest> = ids.iter().map(|id| self.request(id)).collect();
+        requests.into_iter().map(move |r| r.wait(self))
+    }
+
+    /// Sends the request for block `id` to the process that holds it, if one does.
+    fn request(&self, id: &BlockId) -> BlockRequest {
         let mut state = self.state.lock();
-        let req = state.next_req;
-        state.next_req += 1;
+        let slot = match id {
+            // A received block's replica is here: no round trip.
+            BlockId::Input { .. } => return BlockRequest::Done(Ok(Cluster::replica(&state, id))),
+            BlockId::Shuffle { shuffle, map, .. } => state.outputs.get(&(*shuffle, *map)).copied(),
+            BlockId::Rdd { .. } => state.cached.get(id).copied(),
+        };
+        let Some(slot) = slot else {
+            return BlockRequest::Done(Ok(None));
+        };
         let peer = &state.peers[slot];
         let (Some(out), addr) = (peer.out.clone(), peer.addr) else {
-            return Ok(None);
+            return BlockRequest::Done(Ok(None));
         };
+        let req = state.next_req;
+        state.next_req += 1;
+        let (tx, rx) = std::sync::mpsc::channel();
         state.fetches.insert(req, (slot, tx));
         drop(state);
-        let executor = self.first_id + slot;
-        let failed = |reason: String| {
-            Error::Internal(format!(
-                "fetching block {id} from executor process {executor} at {}: {reason}",
-                addr.map_or("?".to_string(), |a| a.to_string())
-            ))
+        let sent = BlockRequest::Sent {
+            id: *id,
+            req,
+            executor: self.first_id + slot,
+            addr,
+            answer: rx,
         };
         if out.send(ToExecutor::FetchBlock { req, id: *id }).is_err() {
             self.state.lock().fetches.remove(&req);
-            return Err(failed("the process is lost".into()));
+            return BlockRequest::Done(Err(sent.failed("the process is lost".into())));
         }
-        match rx.recv_timeout(FETCH_TIMEOUT) {
-            Ok(reply) => reply.map(|b| b.map(|b| b.into_vec())).map_err(failed),
-            Err(_) => {
-                self.state.lock().fetches.remove(&req);
-                Err(failed(format!(
-                    "no answer within {} s",
-                    FETCH_TIMEOUT.as_secs()
-                )))
-            }
-        }
+        sent
     }
 
     /// Whether the loss of `executor` is news to the scheduler (its map outputs must be
@@ -778,6 +772,53 @@ impl Cluster {
             Err(e) => Err(e.to_string()),
         };
         bytes.map(|b| b.map(Attached::new))
+    }
+}
+
+/// A block asked of an executor process, or what the coordinator knew without asking.
+enum BlockRequest {
+    Done(Result<Option<Vec<u8>>>),
+    Sent {
+        id: BlockId,
+        req: u64,
+        executor: ExecutorId,
+        addr: Option<SocketAddr>,
+        answer: std::sync::mpsc::Receiver<BlockReply>,
+    },
+}
+
+impl BlockRequest {
+    /// The answer, waiting at most [`FETCH_TIMEOUT`] for it.
+    fn wait(self, cluster: &Cluster) -> Result<Option<Vec<u8>>> {
+        let answer = match &self {
+            BlockRequest::Done(_) => None,
+            BlockRequest::Sent { answer, .. } => Some(answer.recv_timeout(FETCH_TIMEOUT)),
+        };
+        match (self, answer) {
+            (BlockRequest::Done(r), _) => r,
+            (sent, Some(Ok(reply))) => reply
+                .map(|b| b.map(|b| b.into_vec()))
+                .map_err(|e| sent.failed(e)),
+            (sent, _) => {
+                if let BlockRequest::Sent { req, .. } = &sent {
+                    cluster.state.lock().fetches.remove(req);
+                }
+                Err(sent.failed(format!("no answer within {} s", FETCH_TIMEOUT.as_secs())))
+            }
+        }
+    }
+
+    /// The error of a failed fetch, naming the block, the process and its address.
+    fn failed(&self, reason: String) -> Error {
+        match self {
+            BlockRequest::Sent {
+                id, executor, addr, ..
+            } => Error::Internal(format!(
+                "fetching block {id} from executor process {executor} at {}: {reason}",
+                addr.map_or("?".to_string(), |a| a.to_string())
+            )),
+            BlockRequest::Done(_) => Error::Internal(reason),
+        }
     }
 }
 

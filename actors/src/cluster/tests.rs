@@ -30,6 +30,10 @@ enum Behaviour {
     Garbage,
     /// Sends nothing more (holds the connection open).
     Silent,
+    /// As [`Behaviour::Serve`], but holds fetches until it has three, then answers them
+    /// last first, each with `b"map M"` for the bucket of map `M`: only fetches in flight
+    /// together get an answer.
+    ServeThreeAtOnce,
 }
 
 /// A free loopback address for a static cluster to listen on.
@@ -95,6 +99,7 @@ fn fake(
             .unwrap();
         let (mut sender, mut receiver) = connection.split();
         let mut beat = tokio::time::interval(Duration::from_millis(50));
+        let mut held: Vec<(u64, BlockId)> = Vec::new();
         loop {
             if done.load(Ordering::Relaxed) {
                 return false;
@@ -105,7 +110,7 @@ fn fake(
                     Err(_) => return false,
                 },
                 _ = beat.tick() => {
-                    if behaviour == Behaviour::Serve {
+                    if matches!(behaviour, Behaviour::Serve | Behaviour::ServeThreeAtOnce) {
                         let _ = sender.send(&ToCoordinator::Heartbeat).await;
                     }
                     continue;
@@ -120,7 +125,23 @@ fn fake(
                     let id = cached_partition();
                     let _ = sender.send(&ToCoordinator::Cached { id }).await;
                 }
-                (Behaviour::Serve, ToExecutor::RunTask { req, .. }) => {
+                (Behaviour::ServeThreeAtOnce, ToExecutor::FetchBlock { req, id }) => {
+                    held.push((req, id));
+                    if held.len() == 3 {
+                        for (req, id) in held.drain(..).rev() {
+                            let BlockId::Shuffle { map, .. } = id else {
+                                continue;
+                            };
+                            let reply = Ok(Some(Attached::new(format!("map {map}").into_bytes())));
+                            let mut block = ToCoordinator::Block { req, reply };
+                            let _ = protocol::send(&mut sender, &mut block).await;
+                        }
+                    }
+                }
+                (
+                    Behaviour::Serve | Behaviour::ServeThreeAtOnce,
+                    ToExecutor::RunTask { req, .. },
+                ) => {
                     let outcome = RemoteOutcome::MapOutput(MapStatus {
                         bucket_records: vec![1],
                     });
@@ -267,6 +288,38 @@ fn tasks_and_buckets_travel_and_a_stop_reaches_every_process() {
     cluster.stop();
     let stopped: Vec<bool> = fakes.into_iter().map(|f| f.join().unwrap()).collect();
     assert_eq!(stopped, vec![true, true], "each process read its Stop");
+}
+
+#[test]
+fn fetch_many_has_every_request_in_flight_before_it_waits_and_answers_in_order() {
+    let (cluster, fakes, done) = cluster(&[Behaviour::ServeThreeAtOnce]);
+    for map in [5, 6, 7] {
+        let outcome = futures::executor::block_on(cluster.launch(1, map_task(map)));
+        assert!(matches!(outcome, TaskOutcome::MapOutput(_)), "{outcome:?}");
+    }
+    let bucket = |map| BlockId::Shuffle {
+        shuffle: shuffle(),
+        map,
+        reduce: 0,
+    };
+    let unwritten = bucket(8);
+    // The process answers only once all three of its buckets are asked for, last first;
+    // one fetch after another would wait for an answer that never comes.
+    let ids = [bucket(5), unwritten, bucket(6), bucket(7)];
+    let fetched: Vec<Option<Vec<u8>>> = cluster
+        .fetch_many(&ids)
+        .collect::<Result<_>>()
+        .expect("every fetch answered");
+    assert_eq!(
+        fetched,
+        vec![
+            Some(b"map 5".to_vec()),
+            None,
+            Some(b"map 6".to_vec()),
+            Some(b"map 7".to_vec())
+        ]
+    );
+    finish(&cluster, fakes, &done);
 }
 
 #[test]

@@ -111,6 +111,10 @@ struct Args {
     /// executor processes' included).
     #[arg(long)]
     default_parallelism: Option<usize>,
+    /// Timestep pipelining (`StreamingConfig::pipelining`): the next queued batch's map
+    /// stages run while a batch's result stage runs.
+    #[arg(long)]
+    pipelining: bool,
 }
 
 /// Every completed batch with the instant it completed.
@@ -303,7 +307,8 @@ async fn rivulet_count(
         .app_name("bench_wordcount")
         .batch_interval(Duration::from_millis(args.batch_ms))
         .block_interval(Duration::from_millis(args.block_ms))
-        .executors(args.executors);
+        .executors(args.executors)
+        .pipelining(args.pipelining);
     if let Some(n) = args.buffer_records {
         config = config.receiver_buffer_records(n);
     }

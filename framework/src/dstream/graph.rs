@@ -189,9 +189,10 @@ impl GraphShared {
 
     /// Registers the receiver `make(stream, buffer capacity, block size cap)` builds, and returns
     /// its stream with what else `make` returned (e.g. a handle to the buffer). Blocks
-    /// are capped at `capacity / (2 * default parallelism)` records, so a source that fills
-    /// its whole buffer within one block interval still gives the batch at least twice the
-    /// default parallelism in partitions.
+    /// are capped at `capacity / (2 * task threads)` records
+    /// ([`RddContext::task_threads`]: the executor processes' threads included), so a
+    /// source that fills its whole buffer within one block interval still gives the batch
+    /// at least two map tasks for every task thread of the run.
     pub(crate) fn add_receiver<X>(
         &self,
         make: impl FnOnce(StreamId, usize, usize) -> (ReceiverSlot, X),
@@ -199,7 +200,7 @@ impl GraphShared {
         let mut state = self.state.lock();
         let stream = state.next_input;
         state.next_input += 1;
-        let max_block = (self.receiver_buffer / (2 * self.rdd_ctx.default_parallelism())).max(1);
+        let max_block = (self.receiver_buffer / (2 * self.rdd_ctx.task_threads())).max(1);
         let (slot, extra) = make(stream, self.receiver_buffer, max_block);
         state.receivers.push(slot);
         (stream, extra)

@@ -98,6 +98,7 @@ pub struct RddContext {
     checkpoints: OnceLock<Arc<dyn CheckpointStore>>,
     default_parallelism: usize,
     state_parallelism: OnceLock<usize>,
+    task_threads: OnceLock<usize>,
     static_scope: Arc<IdScope>,
 }
 
@@ -110,6 +111,7 @@ impl RddContext {
             checkpoints: OnceLock::new(),
             default_parallelism: default_parallelism.max(1),
             state_parallelism: OnceLock::new(),
+            task_threads: OnceLock::new(),
             static_scope: IdScope::new_static(),
         })
     }
@@ -159,6 +161,26 @@ impl RddContext {
     /// [default parallelism](RddContext::default_parallelism).
     pub fn state_parallelism(&self) -> usize {
         self.state_parallelism
+            .get()
+            .copied()
+            .unwrap_or(self.default_parallelism)
+    }
+
+    /// Sets how many tasks the run's executors can run at once, the executor processes'
+    /// task threads included (at least 1; Spark: the total cores of all executors); only
+    /// the first call has an effect. Map stages spread over all of them, so this, not the
+    /// shuffles' partition count, sizes what a map stage is cut into (see
+    /// [`task_threads`](RddContext::task_threads)).
+    pub fn set_task_threads(&self, n: usize) {
+        let _ = self.task_threads.set(n.max(1));
+    }
+
+    /// How many tasks the run's executors can run at once: as set, else the
+    /// [default parallelism](RddContext::default_parallelism). A receiver's blocks are capped
+    /// at its buffer over twice this, so that a source that fills its buffer within one
+    /// block interval still gives a batch a map task for every task thread, twice over.
+    pub fn task_threads(&self) -> usize {
+        self.task_threads
             .get()
             .copied()
             .unwrap_or(self.default_parallelism)

@@ -103,18 +103,20 @@ impl<U: Data, R: Data> RddBase for ShuffledRdd<U, R> {
 
 impl<U: Data, R: Data> RddImpl<R> for ShuffledRdd<U, R> {
     fn compute(&self, partition: usize, ctx: &TaskContext) -> Result<PartitionIter<R>> {
-        let mut buckets = Vec::with_capacity(self.num_maps);
-        for map in 0..self.num_maps {
-            let id = BlockId::Shuffle {
+        let ids: Vec<BlockId> = (0..self.num_maps)
+            .map(|map| BlockId::Shuffle {
                 shuffle: self.shuffle,
                 map: map as u32,
                 reduce: partition as u32,
-            };
+            })
+            .collect();
+        let mut buckets = Vec::with_capacity(self.num_maps);
+        for (map, (id, found)) in ids.iter().zip(ctx.get_many_records::<U>(&ids)).enumerate() {
             let missing = Error::FetchFailed {
                 shuffle: self.shuffle,
                 map_partition: map,
             };
-            match ctx.get_records::<U>(&id) {
+            match found {
                 Some(Ok(bucket)) => buckets.push(bucket),
                 Some(Err(e @ Error::BlockType(_))) => return Err(e),
                 Some(Err(e)) => {

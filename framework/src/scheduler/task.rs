@@ -67,6 +67,18 @@ pub trait BlockAccess: Send + Sync {
     fn fetch(&self, _id: &BlockId) -> crate::Result<Option<Vec<u8>>> {
         Ok(None)
     }
+    /// Blocks `ids` from executors in other processes, each as [`fetch`](Self::fetch)
+    /// returns it, in the order of `ids`. An implementation that goes over the network
+    /// sends every request before it waits for the first answer, so that the round trips
+    /// overlap and the caller works on one block while the next arrive (Spark:
+    /// `ShuffleBlockFetcherIterator`'s fetches in flight). Default: one
+    /// [`fetch`](Self::fetch) after another, as the iterator is advanced.
+    fn fetch_many<'a>(
+        &'a self,
+        ids: &'a [BlockId],
+    ) -> Box<dyn Iterator<Item = crate::Result<Option<Vec<u8>>>> + 'a> {
+        Box::new(ids.iter().map(|id| self.fetch(id)))
+    }
 }
 
 /// What a running task knows: which task it is, and where blocks are (Spark: `TaskContext`).
@@ -112,14 +124,46 @@ impl TaskContext {
     /// The records of block `id` (a `Vec<X>`): from this process's block stores, else
     /// fetched from an executor in another process; `None` when no store holds it.
     pub(crate) fn get_records<X: Data>(&self, id: &BlockId) -> Option<Result<Arc<Vec<X>>, Error>> {
-        if let Some(data) = self.blocks.get(id) {
-            return Some(data.downcast::<Vec<X>>().map_err(|_| Error::BlockType(*id)));
+        self.get_many_records(std::slice::from_ref(id))
+            .pop()
+            .flatten()
+    }
+
+    /// The records of blocks `ids`, each as [`get_records`](Self::get_records) finds it,
+    /// in the order of `ids`: those this process holds first, then the others fetched all
+    /// at once ([`BlockAccess::fetch_many`]), each decoded while the next arrive.
+    pub(crate) fn get_many_records<X: Data>(
+        &self,
+        ids: &[BlockId],
+    ) -> Vec<Option<Result<Arc<Vec<X>>, Error>>> {
+        let mut found: Vec<Option<Result<Arc<Vec<X>>, Error>>> = ids
+            .iter()
+            .map(|id| {
+                let data = self.blocks.get(id)?;
+                Some(data.downcast::<Vec<X>>().map_err(|_| Error::BlockType(*id)))
+            })
+            .collect();
+        let missing: Vec<BlockId> = ids
+            .iter()
+            .zip(&found)
+            .filter(|(_, f)| f.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        if missing.is_empty() {
+            return found;
         }
-        match self.blocks.fetch(id) {
-            Ok(Some(bytes)) => Some(decode_block::<X>(id, &bytes).map(Arc::new)),
-            Ok(None) => None,
-            Err(e) => Some(Err(e)),
+        let mut fetched = self.blocks.fetch_many(&missing).zip(&missing);
+        for slot in found.iter_mut().filter(|f| f.is_none()) {
+            let Some((reply, id)) = fetched.next() else {
+                break;
+            };
+            *slot = match reply {
+                Ok(Some(bytes)) => Some(decode_block::<X>(id, &bytes).map(Arc::new)),
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
+            };
         }
+        found
     }
     /// Stores `records` as block `id` in this executor's store.
     pub(crate) fn put_records<X: Data>(&self, id: BlockId, records: Arc<Vec<X>>) {
@@ -223,5 +267,114 @@ pub fn run_task(stage: &StageRunnable, task: &TaskDescription, ctx: &TaskContext
             format!("panicked: {}", panic_message(&*payload)),
             true,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use parking_lot::Mutex;
+
+    use super::*;
+
+    /// Holds `local` blocks; "fetches" `remote` ones as their encoded bytes, recording each
+    /// call: `fetch` ids one by one, `fetch_many` each batch of ids.
+    #[derive(Default)]
+    struct TwoProcesses {
+        local: HashMap<BlockId, BlockData>,
+        remote: HashMap<BlockId, crate::Result<Vec<u8>>>,
+        single: Mutex<Vec<BlockId>>,
+        batched: Mutex<Vec<Vec<BlockId>>>,
+    }
+
+    impl BlockAccess for TwoProcesses {
+        fn get(&self, id: &BlockId) -> Option<BlockData> {
+            self.local.get(id).cloned()
+        }
+        fn put(&self, _: BlockId, _: BlockData, _: BlockEncoder) {}
+        fn fetch(&self, id: &BlockId) -> crate::Result<Option<Vec<u8>>> {
+            self.single.lock().push(*id);
+            self.remote.get(id).cloned().transpose()
+        }
+        fn fetch_many<'a>(
+            &'a self,
+            ids: &'a [BlockId],
+        ) -> Box<dyn Iterator<Item = crate::Result<Option<Vec<u8>>>> + 'a> {
+            self.batched.lock().push(ids.to_vec());
+            Box::new(
+                ids.iter()
+                    .map(|id| self.remote.get(id).cloned().transpose()),
+            )
+        }
+    }
+
+    fn input(seq: u64) -> BlockId {
+        BlockId::Input { stream: 0, seq }
+    }
+
+    fn encoded(records: Vec<u32>) -> Vec<u8> {
+        let data: BlockData = Arc::new(records);
+        encoder_of::<u32>()(&input(0), &data).expect("u32s encode")
+    }
+
+    #[test]
+    fn many_records_take_local_blocks_first_and_fetch_the_rest_in_one_go_in_order() {
+        let mut blocks = TwoProcesses::default();
+        blocks.local.insert(input(1), Arc::new(vec![10u32, 11]));
+        blocks
+            .remote
+            .insert(input(2), Ok(encoded(vec![20, 21, 22])));
+        blocks.remote.insert(input(4), Ok(encoded(vec![40])));
+        blocks
+            .remote
+            .insert(input(5), Err(Error::Internal("the process is lost".into())));
+        let blocks = Arc::new(blocks);
+        let task = TaskDescription {
+            job: 0,
+            stage: 0,
+            partition: 0,
+            attempt: 0,
+            batch_time: None,
+            kind: TaskKind::Result,
+            shuffle: None,
+            rdd: None,
+        };
+        let ctx = TaskContext::new(&task, 0, blocks.clone());
+        let ids = [input(2), input(1), input(3), input(4), input(5)];
+        let found: Vec<Option<Result<Vec<u32>, String>>> = ctx
+            .get_many_records::<u32>(&ids)
+            .into_iter()
+            .map(|f| f.map(|r| r.map(|v| v.to_vec()).map_err(|e| e.to_string())))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                Some(Ok(vec![20, 21, 22])),
+                Some(Ok(vec![10, 11])),
+                None,
+                Some(Ok(vec![40])),
+                Some(Err(
+                    Error::Internal("the process is lost".into()).to_string()
+                )),
+            ]
+        );
+        assert_eq!(
+            *blocks.batched.lock(),
+            vec![vec![input(2), input(3), input(4), input(5)]],
+            "the blocks not held here, asked for together"
+        );
+        assert!(blocks.single.lock().is_empty());
+        // One block goes the same way.
+        let one = ctx
+            .get_records::<u32>(&input(4))
+            .map(|r| r.map(|v| v.to_vec()));
+        assert!(matches!(one, Some(Ok(v)) if v == vec![40]));
+        assert!(ctx.get_records::<u32>(&input(1)).is_some());
+        assert_eq!(
+            blocks.batched.lock().len(),
+            2,
+            "a held block is not fetched"
+        );
     }
 }
