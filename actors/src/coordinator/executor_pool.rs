@@ -220,9 +220,11 @@ impl ExecutorPool {
 
 impl TaskLauncher for ExecutorPool {
     /// The in-process executors alive; for a stage that may run anywhere, the executor
-    /// processes first (the task set fills executors in this order on ties), so that map
-    /// work leaves this process, as a Spark driver runs no tasks, and the in-process
-    /// executors take what the processes have no slot for.
+    /// processes first (the task set fills executors in this order when their load and
+    /// locality tie), so that map work leaves this process, as a Spark driver runs no
+    /// tasks, and the in-process executors take what the processes have no slot for. An
+    /// in-process executor that holds a pending task's input (a block a receiver here
+    /// stored) still picks before them at equal load: it reads the block without a copy.
     fn executors(&self, placement: Placement) -> Vec<ExecutorId> {
         let slots = self.slots.borrow();
         let local =

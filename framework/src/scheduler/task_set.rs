@@ -8,8 +8,9 @@
 //! [`TaskId`], passing the time in. In the order `run_stage` asks:
 //!
 //! 1. [`TaskSet::offer`]: each pending task goes to the least-loaded executor with a free
-//!    slot (in executor order on ties), preferring a task whose input lives there (Spark:
-//!    `resourceOffer`, without delay scheduling).
+//!    slot (on ties, one holding some pending task's input, then executor order),
+//!    preferring a task whose input lives there (Spark: `resourceOffer`, without delay
+//!    scheduling).
 //! 2. A copy's outcome: [`TaskSet::succeeded`] (the first copy of a partition to finish
 //!    wins, later ones are duplicates), [`TaskSet::failed`] (retry, wait for another copy,
 //!    resubmit a lost map output, or abort), [`TaskSet::lost`] (its executor died: the
@@ -177,9 +178,14 @@ impl TaskSet {
     }
 
     /// Places pending tasks on `executors` at time `now`, as many as free slots allow:
-    /// each goes to the least-loaded executor (in `executors` order on ties), taking the
-    /// first pending task whose `preferred` locations include it, else the oldest pending
-    /// one: spread first, then keep input local.
+    /// each goes to the least-loaded executor, taking the first pending task whose
+    /// `preferred` locations include it, else the oldest pending one: spread first, then
+    /// keep input local. Among executors equally loaded, one that holds some pending task's
+    /// input picks first, then `executors` order: a stage over blocks this process holds
+    /// starts its first (oldest) tasks on the executors that read them without a copy, and
+    /// one over blocks an executor process holds starts them there (Spark's
+    /// `TaskSetManager` offers tasks by locality level, `PROCESS_LOCAL` first; rivulet waits
+    /// for no locality, as Spark with `spark.locality.wait` 0).
     ///
     /// # Errors
     /// [`Error::NotRunning`] when tasks are pending, `executors` is empty and no copy is in
@@ -193,18 +199,29 @@ impl TaskSet {
         if !self.pending.is_empty() && executors.is_empty() && self.running.is_empty() {
             return Err(Error::NotRunning("no executor is left to run tasks".into()));
         }
+        // Each pending task's preferred executors (in pending order), and how many pending
+        // tasks prefer each executor.
+        let mut prefs: Vec<Vec<ExecutorId>> =
+            self.pending.iter().map(|&(p, _)| preferred(p)).collect();
+        let mut local_pending: HashMap<ExecutorId, usize> = HashMap::new();
+        for e in prefs.iter().flatten() {
+            *local_pending.entry(*e).or_default() += 1;
+        }
         let mut launches = Vec::new();
         while !self.pending.is_empty() {
-            let Some(e) = self.least_loaded(executors, None) else {
+            let holds_input = |e: ExecutorId| local_pending.get(&e).is_some_and(|&n| n > 0);
+            let Some(e) = self.least_loaded(executors, None, holds_input) else {
                 break;
             };
-            let local = self
-                .pending
-                .iter()
-                .position(|&(p, _)| preferred(p).contains(&e));
-            let Some((partition, attempt)) = self.pending.remove(local.unwrap_or(0)) else {
+            let i = prefs.iter().position(|l| l.contains(&e)).unwrap_or(0);
+            let Some((partition, attempt)) = self.pending.remove(i) else {
                 break;
             };
+            for e in prefs.remove(i) {
+                if let Some(n) = local_pending.get_mut(&e) {
+                    *n -= 1;
+                }
+            }
             launches.push(self.launch(e, partition, attempt, false, now));
         }
         Ok(launches)
@@ -226,7 +243,7 @@ impl TaskSet {
         let threshold = s.threshold(&mut self.durations.clone());
         let mut copies = Vec::new();
         for (partition, runner, attempt) in self.slow_tasks(threshold, now) {
-            let Some(other) = self.least_loaded(executors, Some(runner)) else {
+            let Some(other) = self.least_loaded(executors, Some(runner), |_| false) else {
                 continue;
             };
             debug!(
@@ -359,19 +376,21 @@ impl TaskSet {
             .any(|r| r.launch.partition == partition)
     }
 
-    /// The executor of `executors` with the fewest copies in flight and a free slot, first
-    /// in `executors` order on ties, other than `except`.
+    /// The executor of `executors` with the fewest copies in flight and a free slot, other
+    /// than `except`; on ties, one for which `first` holds, then the first in `executors`
+    /// order.
     fn least_loaded(
         &self,
         executors: &[ExecutorId],
         except: Option<ExecutorId>,
+        first: impl Fn(ExecutorId) -> bool,
     ) -> Option<ExecutorId> {
         let load_of = |e: &ExecutorId| self.load.get(e).copied().unwrap_or(0);
         executors
             .iter()
             .copied()
             .filter(|&e| Some(e) != except && load_of(&e) < SLOTS_PER_EXECUTOR)
-            .min_by_key(load_of)
+            .min_by_key(|e| (load_of(e), !first(*e)))
     }
 
     /// The unfinished, not yet speculated partitions whose only copy has run longer than

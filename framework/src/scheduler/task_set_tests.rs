@@ -94,7 +94,31 @@ fn offers_prefer_a_task_whose_input_lives_on_the_executor() {
     let mut s = set(3, 3);
     let prefers = |p: usize| if p == 2 { vec![1] } else { Vec::new() };
     let launches = s.offer(&[0, 1], prefers, Instant::now()).expect("ok");
-    assert_eq!(placed(&launches), vec![(0, 0, 0), (1, 2, 0), (0, 1, 0)]);
+    // Executor 1 holds partition 2's input: it picks first, and takes that one.
+    assert_eq!(placed(&launches), vec![(1, 2, 0), (0, 0, 0), (0, 1, 0)]);
+}
+
+#[test]
+fn executors_holding_input_pick_first_among_equally_loaded_ones() {
+    // Executors 1 and 2 (processes, offered first) hold nothing; executor 0 holds every
+    // input, as the coordinator holds a receiver's blocks: it takes the oldest tasks first.
+    let mut s = set(5, 3);
+    let launches = s
+        .offer(&[1, 2, 0], |_| vec![0], Instant::now())
+        .expect("ok");
+    assert_eq!(
+        placed(&launches),
+        vec![(0, 0, 0), (1, 1, 0), (2, 2, 0), (0, 3, 0), (1, 4, 0)]
+    );
+    // Inputs spread over two executors: each starts with its own, the third takes the
+    // oldest left (partition 1, executor 2's), and executor 0 its other one next.
+    let mut s = set(4, 3);
+    let on = |p: usize| vec![if p < 2 { 2 } else { 0 }];
+    let launches = s.offer(&[1, 2, 0], on, Instant::now()).expect("ok");
+    assert_eq!(
+        placed(&launches),
+        vec![(2, 0, 0), (0, 2, 0), (1, 1, 0), (0, 3, 0)]
+    );
 }
 
 #[test]
