@@ -212,19 +212,22 @@ pub fn read_counts(path: &Path) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// The first few words of `more` that `fewer` counts less often (or not at all).
+fn first_short<'a>(
+    more: &'a BTreeMap<String, u64>,
+    fewer: &BTreeMap<String, u64>,
+) -> Vec<(&'a String, &'a u64)> {
+    more.iter()
+        .filter(|(w, n)| fewer.get(*w).is_none_or(|m| m < n))
+        .take(5)
+        .collect()
+}
+
 /// Fails with the first few words lost and counted twice when `actual` is not `expected`.
 pub fn assert_exactly_once(expected: &BTreeMap<String, u64>, actual: &BTreeMap<String, u64>) {
     assert!(!expected.is_empty(), "the test fed nothing");
-    let lost: Vec<_> = expected
-        .iter()
-        .filter(|(w, n)| actual.get(*w).is_none_or(|m| m < n))
-        .take(5)
-        .collect();
-    let doubled: Vec<_> = actual
-        .iter()
-        .filter(|(w, n)| expected.get(*w).is_none_or(|m| m < n))
-        .take(5)
-        .collect();
+    let lost = first_short(expected, actual);
+    let doubled = first_short(actual, expected);
     assert!(
         lost.is_empty() && doubled.is_empty(),
         "lost {lost:?}, counted too often {doubled:?}"
@@ -241,11 +244,7 @@ pub fn assert_at_least_once(
     context: &str,
 ) -> u64 {
     assert!(!expected.is_empty(), "the test fed nothing");
-    let lost: Vec<_> = expected
-        .iter()
-        .filter(|(w, n)| actual.get(*w).is_none_or(|m| m < n))
-        .take(5)
-        .collect();
+    let lost = first_short(expected, actual);
     assert!(
         lost.is_empty(),
         "acknowledged messages lost: {lost:?}\n{context}"
