@@ -1,7 +1,7 @@
 //! The executor role of a program (Spark's `CoarseGrainedExecutorBackend`): connect to the
 //! coordinator, run the map tasks it sends on task threads and the receivers it places
-//! here, serve the blocks they wrote, send heartbeats, and exit when the coordinator stops
-//! or goes away.
+//! here, hold the replicas of other processes' received blocks, serve the blocks they
+//! wrote, send heartbeats, and exit when the coordinator stops or goes away.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -212,6 +212,7 @@ async fn serve(graph: DStreamGraph, settings: Settings, role: &ExecutorRole) -> 
     let (out, mut out_rx) = mpsc::unbounded_channel::<ToCoordinator>();
     let blocks = Arc::new(ProcessBlocks {
         store: DashMap::new(),
+        replicas: DashMap::new(),
         out: out.clone(),
         fetches: Mutex::new(HashMap::new()),
         next_req: AtomicU64::new(0),
@@ -302,7 +303,12 @@ async fn serve(graph: DStreamGraph, settings: Settings, role: &ExecutorRole) -> 
                 ToExecutor::DropBlocks { ids } => {
                     for id in ids {
                         blocks.store.remove(&id);
+                        blocks.replicas.remove(&id);
                     }
+                }
+                ToExecutor::StoreReplica { req, id, bytes } => {
+                    blocks.replicas.insert(id, bytes.into_vec());
+                    let _ = out.send(ToCoordinator::ReplicaStored { req, id });
                 }
                 ToExecutor::Stop => return Ok::<(), crate::transport::TransportError>(()),
                 ToExecutor::Welcome { .. } | ToExecutor::Heartbeat => {}
@@ -380,20 +386,28 @@ fn run_process_task(
 /// coordinator.
 struct ProcessBlocks {
     store: DashMap<BlockId, (BlockData, BlockEncoder)>,
+    /// The replicas of other processes' received blocks it holds (their encoded bytes).
+    replicas: DashMap<BlockId, Vec<u8>>,
     out: mpsc::UnboundedSender<ToCoordinator>,
     fetches: Mutex<HashMap<u64, std::sync::mpsc::Sender<BlockReply>>>,
     next_req: AtomicU64,
 }
 
 impl ProcessBlocks {
+    /// Block `id` as its encoder writes it, or its replica held here.
     fn encoded(&self, id: &BlockId) -> BlockReply {
         let found = self.store.get(id).map(|b| b.value().clone());
         match found {
             Some((data, encode)) => encode(id, &data)
                 .map(|b| Some(Attached::new(b)))
                 .map_err(|e| e.to_string()),
-            None => Ok(None),
+            None => Ok(self.replica(id).map(Attached::new)),
         }
+    }
+
+    /// The replica of received block `id`, if held here.
+    fn replica(&self, id: &BlockId) -> Option<Vec<u8>> {
+        self.replicas.get(id).map(|b| b.value().clone())
     }
 
     fn answer(&self, req: u64, reply: BlockReply) {
@@ -403,8 +417,12 @@ impl ProcessBlocks {
     }
 
     /// Asks the coordinator for block `id` (it serves it or relays it from the process
-    /// that holds it); the answer is awaited with [`CoordinatorFetch::wait`].
+    /// that holds it), unless its replica is held here; the answer is awaited with
+    /// [`CoordinatorFetch::wait`].
     fn request(&self, id: &BlockId) -> CoordinatorFetch {
+        if let Some(bytes) = self.replica(id) {
+            return CoordinatorFetch::Held(bytes);
+        }
         let req = self.next_req.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = std::sync::mpsc::channel();
         self.fetches.lock().insert(req, tx);
@@ -426,8 +444,9 @@ impl ProcessBlocks {
     }
 }
 
-/// A block asked of the coordinator.
+/// A block asked of the coordinator, or found here as a replica.
 enum CoordinatorFetch {
+    Held(Vec<u8>),
     Sent {
         id: BlockId,
         req: u64,
@@ -441,6 +460,7 @@ impl CoordinatorFetch {
     fn wait(self, blocks: &ProcessBlocks) -> Result<Option<Vec<u8>>> {
         let (id, req, answer) = match self {
             CoordinatorFetch::Failed(e) => return Err(e),
+            CoordinatorFetch::Held(bytes) => return Ok(Some(bytes)),
             CoordinatorFetch::Sent { id, req, answer } => (id, req, answer),
         };
         match answer.recv_timeout(FETCH_TIMEOUT) {
@@ -459,9 +479,10 @@ impl CoordinatorFetch {
 }
 
 /// A block a receiver of this process sealed stays here (its map tasks are placed here),
-/// and its replica goes to the coordinator, which serves it when this process is lost, logs
-/// it (with the write-ahead log on) and confirms it ([`ToExecutor::BlocksDurable`]): only
-/// then may the receiver acknowledge its source.
+/// and its replica goes to the coordinator, which keeps it or relays it to another process
+/// (read from there when this process is lost), logs it (with the write-ahead log on) and
+/// confirms it once its replica is held ([`ToExecutor::BlocksDurable`]): only then may the
+/// receiver acknowledge its source.
 impl ReceivedBlockStore for ProcessBlocks {
     fn put_received(&self, block: Block, encode: BlockEncoder) {
         let Block {

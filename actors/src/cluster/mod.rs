@@ -23,11 +23,13 @@
 //! With `StreamingConfig::receivers_in_executor_processes`, receivers
 //! that may run anywhere run in the processes (`process_receivers.rs`), driven from here
 //! (`remote_receivers.rs`): their blocks stay there, the map tasks reading them are placed
-//! there, and each block's replica is kept here. Their blocks, reports and the processes'
-//! losses go through one journal (`received_log.rs`), which adds the blocks to the receiver
-//! write-ahead log when it is on before it confirms them to their process (whose receiver
-//! may then acknowledge its source) or counts them; a lost process's confirmed blocks that
-//! were never reported are counted from their replicas.
+//! there, and each block's replica is kept by a second process, relayed through here, or
+//! here when the receiver write-ahead log is on or no other process runs (`replicas.rs`).
+//! Their blocks, reports and the processes' losses go through one journal
+//! (`received_log.rs`), which adds the blocks to the receiver write-ahead log when it is on
+//! before it confirms them to their process (whose receiver may then acknowledge its
+//! source) or counts them; a lost process's confirmed blocks that were never reported are
+//! counted, and read, from their replicas.
 //!
 //! A process is lost when its connection breaks or it sends no heartbeat within the
 //! [heartbeat timeout](rivulet_framework::config::StreamingConfig::heartbeat_timeout): its
@@ -41,6 +43,7 @@ mod process_receivers;
 mod protocol;
 mod received_log;
 mod remote_receivers;
+mod replicas;
 
 #[cfg(test)]
 mod tests;
@@ -73,6 +76,7 @@ use local_processes::LocalProcesses;
 use protocol::{Attached, BlockReply, RemoteOutcome, ToCoordinator, ToExecutor};
 use received_log::{ReceivedLog, ReceiverEntry};
 use remote_receivers::{Inbox, PlacedReceiver, ReceiverRequest};
+use replicas::{ReceivedBlock, ReceivedSource};
 
 /// Where the executor processes come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -144,6 +148,10 @@ pub struct ExecutorProcess {
     /// The input streams whose receivers are placed on this slot (see
     /// `StreamingConfig::receivers_in_executor_processes`), in stream order.
     pub receivers: Vec<StreamId>,
+    /// Replicas of other processes' received blocks its current process holds now (with
+    /// the receiver write-ahead log off, each block a process's receiver stores is
+    /// replicated on the next process).
+    pub replicas: usize,
 }
 
 /// One slot of the cluster: the process in it now, if connected.
@@ -190,8 +198,8 @@ struct State {
     /// Seal and stop requests to the processes' receivers, waiting for an answer.
     receiver_requests: HashMap<u64, ReceiverRequest>,
     /// Each block the processes' receivers stored: the slot and incarnation holding it, and
-    /// its replica.
-    replicas: HashMap<BlockId, (usize, u64, Vec<u8>)>,
+    /// where its replica is.
+    received: HashMap<BlockId, ReceivedBlock>,
     stopping: bool,
     /// Registered connections still open (their reader has not ended).
     connections: usize,
@@ -420,6 +428,7 @@ impl Cluster {
                     streams.sort_unstable();
                     streams
                 },
+                replicas: Cluster::replicas_held(&state, slot),
             })
             .collect()
     }
@@ -535,16 +544,27 @@ impl Cluster {
 
     /// Sends the request for block `id` to the process that holds it, if one does.
     fn request(&self, id: &BlockId) -> BlockRequest {
-        let mut state = self.state.lock();
+        let state = self.state.lock();
         let slot = match id {
-            // A received block's replica is here: no round trip.
-            BlockId::Input { .. } => return BlockRequest::Done(Ok(Cluster::replica(&state, id))),
+            BlockId::Input { .. } => match Cluster::received_source(&state, id) {
+                // Its replica is here: no round trip.
+                ReceivedSource::Bytes(bytes) => return BlockRequest::Done(Ok(Some(bytes))),
+                ReceivedSource::Process(slot) => Some(slot),
+                ReceivedSource::Nowhere => None,
+            },
             BlockId::Shuffle { shuffle, map, .. } => state.outputs.get(&(*shuffle, *map)).copied(),
             BlockId::Rdd { .. } => state.cached.get(id).copied(),
         };
-        let Some(slot) = slot else {
-            return BlockRequest::Done(Ok(None));
-        };
+        drop(state);
+        match slot {
+            Some(slot) => self.request_from(slot, id),
+            None => BlockRequest::Done(Ok(None)),
+        }
+    }
+
+    /// Sends the request for block `id` to the process in `slot`.
+    fn request_from(&self, slot: usize, id: &BlockId) -> BlockRequest {
+        let mut state = self.state.lock();
         let peer = &state.peers[slot];
         let (Some(out), addr) = (peer.out.clone(), peer.addr) else {
             return BlockRequest::Done(Ok(None));
@@ -676,9 +696,15 @@ impl Cluster {
         }
     }
 
+    /// Whether the processes' received blocks go to the receiver write-ahead log.
+    fn wal_on(&self) -> bool {
+        self.received_log.get().is_some_and(ReceivedLog::logs)
+    }
+
     /// Takes slot `slot`'s incarnation `generation` as lost: fails what waits on it, forgets
-    /// its map outputs, kills its process and starts a new one.
-    fn lose(&self, slot: usize, generation: u64, reason: &str) {
+    /// its map outputs, copies again the replicas it held, kills its process and starts a
+    /// new one.
+    fn lose(self: &Arc<Self>, slot: usize, generation: u64, reason: &str) {
         let mut state = self.state.lock();
         let peer = &mut state.peers[slot];
         if peer.generation != generation || peer.out.is_none() {
@@ -706,6 +732,7 @@ impl Cluster {
         let before = state.cached.len();
         state.cached.retain(|_, s| *s != slot);
         state.peers[slot].cached_lost += (before - state.cached.len()) as u64;
+        let lost_replicas = Cluster::lose_replicas(&mut state, slot, generation);
         // After the blocks and reports the process sent before: its receivers' blocks are
         // counted once those are logged.
         self.journal(ReceiverEntry::Lost { slot }, None);
@@ -719,6 +746,7 @@ impl Cluster {
         if stopping {
             return;
         }
+        self.copy_replicas(lost_replicas);
         self.counters.executor_lost();
         warn!(
             executor = self.first_id + slot,
@@ -1060,6 +1088,9 @@ async fn serve(cluster: Weak<Cluster>, stream: tokio::net::TcpStream) {
                 continues,
                 bytes,
             } => c.received(slot, generation, info, continues, bytes.into_vec()),
+            ToCoordinator::ReplicaStored { req, id } => {
+                c.replica_stored(slot, generation, req, id);
+            }
             ToCoordinator::BlocksStored { stream, sealed } => {
                 c.reported(slot, generation, stream, sealed, None);
             }

@@ -50,9 +50,10 @@ pub(crate) enum ToExecutor {
         rate: Option<f64>,
         capacity: usize,
     },
-    /// The blocks of receiver `stream` numbered below `next_seq` are stored for good: the
-    /// coordinator holds their replicas (and logged them, with the receiver write-ahead log
-    /// on). The receiver may acknowledge its source for them (`store_reliably` returns).
+    /// The blocks of receiver `stream` numbered below `next_seq` are stored for good: their
+    /// replicas are held, by another process or the coordinator (and the coordinator logged
+    /// them, with the receiver write-ahead log on). The receiver may acknowledge its source
+    /// for them (`store_reliably` returns).
     BlocksDurable { stream: StreamId, next_seq: u64 },
     /// Seal what receiver `stream` stored into blocks now (the manual clock, and the
     /// stop); answered by [`ToCoordinator::Sealed`].
@@ -65,8 +66,16 @@ pub(crate) enum ToExecutor {
         stream: StreamId,
         control: ReceiverControl,
     },
-    /// Drop these received blocks (no batch needs them any more).
+    /// Drop these received blocks or replicas (no batch needs them any more).
     DropBlocks { ids: Vec<BlockId> },
+    /// Hold the replica of block `id`, which another process's receiver stored (its bytes,
+    /// as its stream's encoder wrote them, attached); answered by
+    /// [`ToCoordinator::ReplicaStored`] once held.
+    StoreReplica {
+        req: u64,
+        id: BlockId,
+        bytes: Attached,
+    },
     /// The answer to [`ToCoordinator::Heartbeat`]: the coordinator is there (an executor
     /// that hears nothing within the heartbeat timeout exits).
     Heartbeat,
@@ -102,15 +111,17 @@ pub(crate) enum ToCoordinator {
     /// executors may fetch.
     Cached { id: BlockId },
     /// A block a receiver of this process stored (`info`; `continues`: it holds the
-    /// beginning of a reliable store that goes on in a later block), and its replica for the
-    /// coordinator (the bytes its stream's encoder wrote, attached); sent before the block
-    /// is reported. Answered by [`ToExecutor::BlocksDurable`] once the coordinator holds it
-    /// for good.
+    /// beginning of a reliable store that goes on in a later block), and its replica's
+    /// bytes (as its stream's encoder wrote them, attached), which the coordinator keeps or
+    /// relays to another process; sent before the block is reported. Answered by
+    /// [`ToExecutor::BlocksDurable`] once its replica is held for good.
     Received {
         info: BlockInfo,
         continues: bool,
         bytes: Attached,
     },
+    /// The answer to [`ToExecutor::StoreReplica`] `req`: the replica of block `id` is held.
+    ReplicaStored { req: u64, id: BlockId },
     /// A receiver's builder sealed blocks on its own timer.
     BlocksStored {
         stream: StreamId,
@@ -182,6 +193,7 @@ impl WithAttachment for ToExecutor {
             ToExecutor::Block {
                 reply: Ok(Some(a)), ..
             } => Some(a),
+            ToExecutor::StoreReplica { bytes, .. } => Some(bytes),
             _ => None,
         }
     }

@@ -24,8 +24,8 @@ use crate::messages::{SealedBlock, WalFailed};
 #[derive(Debug)]
 pub(super) enum ReceiverEntry {
     /// A receiver in incarnation `generation` of slot `slot` stored block `info`, whose
-    /// replica the coordinator holds (`continues`: a reliable store goes on in a later
-    /// block).
+    /// replica the coordinator holds or sent to another process (`continues`: a reliable
+    /// store goes on in a later block).
     Stored {
         slot: usize,
         generation: u64,
@@ -68,6 +68,11 @@ impl ReceivedLog {
             .name("rivulet-received-log".into())
             .spawn(move || run(&cluster, wal.as_ref(), &failed, &rx))?;
         Ok(ReceivedLog { tx, logs })
+    }
+
+    /// Whether it adds blocks to the receiver write-ahead log.
+    pub(super) fn logs(&self) -> bool {
+        self.logs
     }
 
     /// Adds `entry`; for a block stored, with its replica's `bytes` (the stream's block

@@ -3,11 +3,11 @@
 //! `ReceiverHandle` per receiver wherever it runs; for one in a process, its seal and stop
 //! requests go to [`RemoteReceiver`], which asks the process over its connection, and its
 //! backpressure to [`RemoteBuffer`], which forwards it. The [`Cluster`] remembers where each
-//! receiver runs and starts it again in the process that takes a lost one's slot, and keeps
-//! the replica of each block the receivers stored (its bytes), which it serves when the
-//! process holding the block is gone.
+//! receiver runs and starts it again in the process that takes a lost one's slot, and
+//! confirms each block to its receiver once it is durable: logged (with the write-ahead log
+//! on) and its replica held (`replicas.rs`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -39,6 +39,13 @@ pub(super) struct PlacedReceiver {
     /// The blocks its current process stored and the coordinator holds, not yet reported,
     /// by sequence number.
     unreported: BTreeMap<u64, Unreported>,
+    /// The blocks of its current process whose replica is on its way to another process.
+    replicating: BTreeSet<u64>,
+    /// One past the newest block of its current process the journal applied (logged, with
+    /// the write-ahead log on).
+    logged_next: u64,
+    /// The blocks below this are confirmed to its current process (`BlocksDurable`).
+    confirmed_next: u64,
     rate: Option<f64>,
     capacity: usize,
     /// Blocks reported by the processes it ran in before (since lost).
@@ -53,12 +60,15 @@ pub(super) struct PlacedReceiver {
 
 impl PlacedReceiver {
     /// Receiver `start`, placed on `slot`.
-    fn new(slot: usize, start: &ReceiverStart) -> PlacedReceiver {
+    pub(super) fn new(slot: usize, start: &ReceiverStart) -> PlacedReceiver {
         PlacedReceiver {
             slot,
             next_seq: start.next_seq,
             offset: start.offset.clone(),
             unreported: BTreeMap::new(),
+            replicating: BTreeSet::new(),
+            logged_next: start.next_seq,
+            confirmed_next: start.next_seq,
             rate: start.rate,
             capacity: start.capacity,
             earlier: 0,
@@ -112,7 +122,8 @@ struct Unreported {
     info: BlockInfo,
     /// It holds the beginning of a reliable store that goes on in a later block.
     continues: bool,
-    /// Confirmed to the process: in the write-ahead log, when it is on.
+    /// Durable (and so confirmed to the process, while it lives): in the write-ahead log
+    /// when it is on, and its replica held (not on its way to another process).
     confirmed: bool,
 }
 
@@ -203,9 +214,9 @@ impl Cluster {
         }
     }
 
-    /// A receiver in incarnation `generation` of `slot` stored block `info`: keeps its
-    /// replica `bytes` and journals it (a lost incarnation's late block is ignored: its
-    /// receiver never heard it confirmed).
+    /// A receiver in incarnation `generation` of `slot` stored block `info`: journals it and
+    /// keeps its replica `bytes` (`Cluster::keep_replica`; a lost incarnation's late block is
+    /// ignored: its receiver never heard it confirmed).
     pub(super) fn received(
         &self,
         slot: usize,
@@ -227,7 +238,29 @@ impl Cluster {
             },
             Some(&bytes),
         );
-        state.replicas.insert(info.id, (slot, generation, bytes));
+        let wal = self.wal_on();
+        Cluster::store_received(&mut state, slot, generation, &info, bytes, wal);
+    }
+
+    /// Keeps the replica `bytes` of block `info`, stored by incarnation `generation` of
+    /// `slot` ([`Cluster::keep_replica`]), and notes its block as waiting for its replica
+    /// when that is on its way.
+    pub(super) fn store_received(
+        state: &mut State,
+        slot: usize,
+        generation: u64,
+        info: &BlockInfo,
+        bytes: Vec<u8>,
+        wal: bool,
+    ) {
+        let sending = Cluster::keep_replica(state, info.id, slot, generation, bytes, wal);
+        if let (true, Some(seq), Some(placed)) = (
+            sending,
+            input_seq(info),
+            state.receivers.get_mut(&info.stream),
+        ) {
+            placed.replicating.insert(seq);
+        }
     }
 
     /// Receiver `stream` in incarnation `generation` of `slot` reported `sealed` (on its own
@@ -266,15 +299,7 @@ impl Cluster {
                 continues,
             } => {
                 let mut state = self.state.lock();
-                let (Some(seq), stream) = (input_seq(&info), info.stream) else {
-                    return;
-                };
-                Cluster::record_stored(&mut state, info, continues, logged);
-                let peer = &state.peers[slot];
-                if let (Some(out), true) = (&peer.out, logged && peer.generation == generation) {
-                    let next_seq = seq + 1;
-                    let _ = out.send(ToExecutor::BlocksDurable { stream, next_seq });
-                }
+                Cluster::apply_stored(&mut state, slot, generation, info, continues, logged);
             }
             ReceiverEntry::Reported {
                 stream,
@@ -299,6 +324,27 @@ impl Cluster {
             }
             ReceiverEntry::Start { slot } => Cluster::start_receivers_of(&self.state.lock(), slot),
         }
+    }
+
+    /// The journal applies block `info`, stored by incarnation `generation` of `slot`
+    /// (`logged`: with the log on, its write succeeded): notes it unreported and confirms
+    /// what became durable.
+    pub(super) fn apply_stored(
+        state: &mut State,
+        slot: usize,
+        generation: u64,
+        info: BlockInfo,
+        continues: bool,
+        logged: bool,
+    ) {
+        let (Some(seq), stream) = (input_seq(&info), info.stream) else {
+            return;
+        };
+        Cluster::record_stored(state, info, continues, false);
+        if let (true, Some(placed)) = (logged, state.receivers.get_mut(&stream)) {
+            placed.logged_next = placed.logged_next.max(seq + 1);
+        }
+        Cluster::confirm_durable(state, stream, slot, generation);
     }
 
     /// Places `receivers` on the processes, the `i`th on slot `i % n`, and starts them.
@@ -385,7 +431,7 @@ impl Cluster {
     }
 
     /// Notes block `info` of a process's receiver as held here and not yet reported
-    /// (`confirmed`: confirmed to the process, i.e. logged when the log is on).
+    /// (`confirmed`: durable, see [`Unreported`]).
     fn record_stored(state: &mut State, info: BlockInfo, continues: bool, confirmed: bool) {
         let Some(seq) = input_seq(&info) else { return };
         if let Some(placed) = state.receivers.get_mut(&info.stream) {
@@ -396,6 +442,54 @@ impl Cluster {
             };
             placed.unreported.insert(seq, block);
         }
+    }
+
+    /// Confirms to receiver `stream`'s process (incarnation `generation` of `slot`, if it
+    /// is still the one connected) its blocks that are durable: every one below the first
+    /// whose replica is on its way or that the journal has not applied. Those are marked
+    /// confirmed whether or not the process hears it (a lost process's are counted).
+    pub(super) fn confirm_durable(
+        state: &mut State,
+        stream: StreamId,
+        slot: usize,
+        generation: u64,
+    ) {
+        let current = state.is_current(slot, generation);
+        let State {
+            receivers, peers, ..
+        } = state;
+        let Some(placed) = receivers.get_mut(&stream) else {
+            return;
+        };
+        let next = placed
+            .replicating
+            .first()
+            .map_or(placed.logged_next, |&s| s.min(placed.logged_next));
+        for (_, block) in placed.unreported.range_mut(..next) {
+            block.confirmed = true;
+        }
+        if !current || next <= placed.confirmed_next {
+            return;
+        }
+        placed.confirmed_next = next;
+        if let Some(out) = &peers[slot].out {
+            let _ = out.send(ToExecutor::BlocksDurable {
+                stream,
+                next_seq: next,
+            });
+        }
+    }
+
+    /// The replica of received block `id` (stored by incarnation `generation` of process
+    /// `slot`) is held: confirms what became durable.
+    pub(super) fn replicated(state: &mut State, id: BlockId, slot: usize, generation: u64) {
+        let BlockId::Input { stream, seq } = id else {
+            return;
+        };
+        if let Some(placed) = state.receivers.get_mut(&stream) {
+            placed.replicating.remove(&seq);
+        }
+        Cluster::confirm_durable(state, stream, slot, generation);
     }
 
     /// Counts the blocks of `sealed` (a report of receiver `stream` in the process in
@@ -474,6 +568,10 @@ impl Cluster {
         for (&stream, placed) in state.receivers.iter_mut().filter(|(_, p)| p.slot == slot) {
             let (counted, not_counted) = placed.take_unreported();
             dropped.extend(not_counted.into_iter().map(|b| b.id));
+            // Its next process numbers from `next_seq`; what the lost one waited for is moot.
+            placed.replicating.clear();
+            placed.logged_next = placed.next_seq;
+            placed.confirmed_next = placed.next_seq;
             placed.earlier += placed.current + counted.len() as u64;
             placed.current = 0;
             placed.earlier_metrics = placed.total_metrics();
@@ -494,7 +592,7 @@ impl Cluster {
             }
         }
         for id in dropped {
-            state.replicas.remove(&id);
+            Cluster::drop_received(state, &id);
         }
         let waiting: Vec<ReceiverRequest> = state
             .receiver_requests
@@ -509,33 +607,6 @@ impl Cluster {
             }));
         }
         taken_over
-    }
-
-    /// The executor process holding received block `id`, if it is still the incarnation
-    /// that stored it.
-    pub(crate) fn received_location(&self, id: &BlockId) -> Option<ExecutorId> {
-        let state = self.state.lock();
-        let (slot, generation) = state.replicas.get(id).map(|(s, g, _)| (*s, *g))?;
-        let peer = &state.peers[slot];
-        (peer.out.is_some() && peer.generation == generation).then_some(self.first_id + slot)
-    }
-
-    /// The replica of received block `id`, if a process's receiver stored it.
-    pub(super) fn replica(state: &State, id: &BlockId) -> Option<Vec<u8>> {
-        state.replicas.get(id).map(|(_, _, b)| b.clone())
-    }
-
-    /// Forgets received block `id` (no batch needs it): drops its replica and tells the
-    /// process holding it.
-    pub(crate) fn forget_received(&self, id: &BlockId) {
-        let mut state = self.state.lock();
-        let Some((slot, generation, _)) = state.replicas.remove(id) else {
-            return;
-        };
-        let peer = &state.peers[slot];
-        if let (Some(out), true) = (&peer.out, peer.generation == generation) {
-            let _ = out.send(ToExecutor::DropBlocks { ids: vec![*id] });
-        }
     }
 }
 
@@ -694,6 +765,7 @@ impl BufferControl for RemoteBuffer {
 mod tests {
     use rivulet_framework::block::BlockInfo;
 
+    use super::super::replicas::{ReceivedBlock, Replica};
     use super::*;
 
     fn block(seq: u64) -> BlockInfo {
@@ -731,7 +803,12 @@ mod tests {
 
     /// Stores block `info` as the journal does: its replica held, then noted unreported.
     fn stored(state: &mut State, info: BlockInfo, continues: bool, confirmed: bool) {
-        state.replicas.insert(info.id, (0, 1, vec![1, 2, 3]));
+        let block = ReceivedBlock {
+            slot: 0,
+            generation: 1,
+            replica: Replica::Here(vec![1, 2, 3]),
+        };
+        state.received.insert(info.id, block);
         Cluster::record_stored(state, info, continues, confirmed);
     }
 
@@ -768,9 +845,9 @@ mod tests {
         assert_eq!(placed.next_seq, 8, "the next process overwrites 8 and 9");
         assert_eq!(placed.offset, Some(vec![70]));
         assert!(placed.unreported.is_empty());
-        assert!(state.replicas.contains_key(&block(7).id));
-        assert!(!state.replicas.contains_key(&block(8).id));
-        assert!(!state.replicas.contains_key(&block(9).id));
+        assert!(state.received.contains_key(&block(7).id));
+        assert!(!state.received.contains_key(&block(8).id));
+        assert!(!state.received.contains_key(&block(9).id));
         // A loss with nothing unreported forwards nothing.
         assert!(Cluster::lose_receivers(&mut state, 0).is_empty());
     }
