@@ -21,15 +21,12 @@ mod common;
 mod ui_support;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use cluster_support::{hand_count, lines_of, per_batch, words_upto};
+use cluster_support::{hand_count, lines_of, per_batch, sum, words_upto, Feed};
 use common::*;
 use rivulet::prelude::*;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
 
 /// Where the coordinator tells its executor processes (which inherit its environment) the
 /// feed's port.
@@ -38,65 +35,6 @@ const PORT_ENV: &str = "RIVULET_TEST_FEED_PORT";
 const CHUNK: usize = 200;
 /// The chunk after which the process running the receiver is killed.
 const KILL_AFTER: usize = 2;
-
-/// The feed: accepts the receivers' connections (one at a time) and writes each chunk of
-/// lines to the newest.
-struct Feed {
-    accepted: Arc<AtomicUsize>,
-    connections: tokio::sync::mpsc::UnboundedReceiver<TcpStream>,
-    current: Option<TcpStream>,
-}
-
-impl Feed {
-    async fn start() -> (u16, Feed) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
-        let port = listener.local_addr().expect("bound").port();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let (tx, connections) = tokio::sync::mpsc::unbounded_channel();
-        let counter = accepted.clone();
-        actix_rt::spawn(async move {
-            while let Ok((socket, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
-                if tx.send(socket).is_err() {
-                    return;
-                }
-            }
-        });
-        let feed = Feed {
-            accepted,
-            connections,
-            current: None,
-        };
-        (port, feed)
-    }
-
-    /// Writes `lines` to the newest connection.
-    async fn send(&mut self, lines: &[String]) {
-        while let Ok(socket) = self.connections.try_recv() {
-            self.current = Some(socket);
-        }
-        let socket = self.current.as_mut().expect("a receiver connected");
-        let mut bytes = lines.join("\n");
-        bytes.push('\n');
-        socket.write_all(bytes.as_bytes()).await.expect("written");
-        socket.flush().await.expect("flushed");
-    }
-}
-
-/// The sum of `counts` over the batches from `first` to `last`.
-fn sum<K: Ord + Clone>(
-    counts: &BTreeMap<Time, BTreeMap<K, u64>>,
-    first: Time,
-    last: Time,
-) -> BTreeMap<K, u64> {
-    let mut total = BTreeMap::new();
-    for batch in counts.range(first..=last).map(|(_, b)| b) {
-        for (k, n) in batch {
-            *total.entry(k.clone()).or_default() += n;
-        }
-    }
-    total
-}
 
 #[actix_rt::test]
 async fn a_receiver_runs_in_an_executor_process_and_moves_with_its_slot() {

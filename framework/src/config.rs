@@ -262,15 +262,18 @@ impl StreamingConfig {
     /// executor processes, as Spark runs
     /// receivers on executors: receiver `i` on process slot `i % n`, which keeps its blocks
     /// and runs the map tasks that read them, so input does not cross to the coordinator
-    /// and back. Each block is replicated to the coordinator (its bytes, sent once and
-    /// decoded only if a task elsewhere reads it): a lost process's blocks are read from
-    /// there, and its receivers start again in the process that takes its slot, after the
-    /// last block that reached the coordinator (a block whose replica arrived but whose
-    /// report did not is counted by the coordinator in the lost process's place). What a
+    /// and back. Each block is replicated on the next executor process (its bytes, relayed
+    /// through the coordinator, which keeps them only until that process holds them, and
+    /// decoded only if a task reads them), or kept by the coordinator when no other process
+    /// runs or the write-ahead log is on (Spark's `MEMORY_AND_DISK_SER_2`, or the log as
+    /// the second copy): a lost process's blocks are read from their replicas, and its
+    /// receivers start again in the process that takes its slot, after the last block that
+    /// was durable (a block whose replica was held but whose report did not arrive is
+    /// counted by the coordinator in the lost process's place). What a
     /// lost process had stored but not yet sealed into a block is lost, as with Spark's
     /// receivers without a write-ahead log, unless the receiver stored it reliably
     /// ([`BlockSink::store_reliably`]: it acknowledges its source only once the coordinator
-    /// confirmed the block, and the source delivers it again). With
+    /// confirmed the block, i.e. its replica is held, and the source delivers it again). With
     /// [`receiver_wal`](StreamingConfig::receiver_wal) on, the coordinator, which holds the
     /// log, adds each block to it before it confirms or counts it, as its own receivers'
     /// builders do. No effect without executor processes. Default `false`.

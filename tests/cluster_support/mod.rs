@@ -1,12 +1,16 @@
 //! What the executor-process tests share: a receiver that stores one chunk of lines per
-//! permit the test adds (so that each chunk is one batch's input), the words of lines
-//! counted by hand, and how many words the first chunks hold.
+//! permit the test adds (so that each chunk is one batch's input), a socket feed for
+//! receivers that run in executor processes, the words of lines counted by hand, and how
+//! many words the first chunks hold.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rivulet::prelude::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
 
 /// Stores `records` in chunks of `chunk` lines, one for each permit added to `permits`,
 /// then idles.
@@ -89,4 +93,65 @@ pub fn per_batch<T: Data>(stream: &DStream<T>) -> Batches<T> {
 /// The batches collected so far, taken out.
 pub fn taken<T>(batches: &Batches<T>) -> Vec<(Time, Vec<T>)> {
     std::mem::take(&mut *batches.lock().unwrap())
+}
+
+/// A socket feed: accepts the receivers' connections (one at a time) and writes each chunk
+/// of lines to the newest.
+pub struct Feed {
+    /// Connections accepted so far.
+    pub accepted: Arc<AtomicUsize>,
+    connections: tokio::sync::mpsc::UnboundedReceiver<TcpStream>,
+    current: Option<TcpStream>,
+}
+
+impl Feed {
+    /// A feed listening on 127.0.0.1, and its port.
+    pub async fn start() -> (u16, Feed) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let port = listener.local_addr().expect("bound").port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (tx, connections) = tokio::sync::mpsc::unbounded_channel();
+        let counter = accepted.clone();
+        actix_rt::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                if tx.send(socket).is_err() {
+                    return;
+                }
+            }
+        });
+        let feed = Feed {
+            accepted,
+            connections,
+            current: None,
+        };
+        (port, feed)
+    }
+
+    /// Writes `lines` to the newest connection.
+    pub async fn send(&mut self, lines: &[String]) {
+        while let Ok(socket) = self.connections.try_recv() {
+            self.current = Some(socket);
+        }
+        let socket = self.current.as_mut().expect("a receiver connected");
+        let mut bytes = lines.join("\n");
+        bytes.push('\n');
+        socket.write_all(bytes.as_bytes()).await.expect("written");
+        socket.flush().await.expect("flushed");
+    }
+}
+
+/// The sum of `counts` over the batches from `first` to `last`.
+pub fn sum<K: Ord + Clone>(
+    counts: &BTreeMap<Time, BTreeMap<K, u64>>,
+    first: Time,
+    last: Time,
+) -> BTreeMap<K, u64> {
+    let mut total = BTreeMap::new();
+    for batch in counts.range(first..=last).map(|(_, b)| b) {
+        for (k, n) in batch {
+            *total.entry(k.clone()).or_default() += n;
+        }
+    }
+    total
 }
