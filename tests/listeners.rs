@@ -244,3 +244,50 @@ async fn a_listener_added_after_start_sees_later_events() {
     })
     .await
 }
+
+#[actix::test]
+async fn queue_streams_count_their_records_from_the_batch_s_submission() {
+    within(async {
+        let ssc = context(1, 1);
+        let numbers = ssc.queue_stream(vec![vec![1, 2, 3], vec![4, 5]]);
+        let letters = ssc.queue_stream(vec![
+            vec!["a".to_string()],
+            vec![],
+            vec!["b".into(), "c".into(), "d".into(), "e".into()],
+        ]);
+        numbers.collect_batches();
+        letters.collect_batches();
+        let events = Events::attach(&ssc);
+        ssc.start().await.unwrap();
+        ssc.advance(4).await.unwrap();
+        ssc.stop(StopMode::Graceful).await.unwrap();
+        let of_kind = |kind: &str| -> Vec<String> {
+            events
+                .all()
+                .iter()
+                .map(summary)
+                .filter(|s| s.starts_with(kind))
+                .collect()
+        };
+        // 3 + 1, 2 + 0, 0 + 4, then past both queues' ends.
+        assert_eq!(
+            of_kind("submitted"),
+            [
+                "submitted 100 4",
+                "submitted 200 2",
+                "submitted 300 4",
+                "submitted 400 0"
+            ]
+        );
+        assert_eq!(
+            of_kind("completed"),
+            [
+                "completed 100 4 failures=0",
+                "completed 200 2 failures=0",
+                "completed 300 4 failures=0",
+                "completed 400 0 failures=0"
+            ]
+        );
+    })
+    .await
+}

@@ -149,7 +149,8 @@ impl Coordinator {
                 return;
             }
         }
-        let num_records = blocks.iter().map(|b| b.num_records).sum();
+        let received: usize = blocks.iter().map(|b| b.num_records).sum();
+        let num_records = received + self.graph.queued_records(t);
         let jobs = self.graph.generate_jobs(t);
         debug!(
             blocks = blocks.len(),

@@ -24,6 +24,9 @@ use crate::time::Time;
 
 type GenerateFn = dyn Fn(Time) -> Result<Option<OutputJob>> + Send + Sync;
 
+/// How many records a queue stream holds in the batch at a time.
+pub(crate) type QueuedRecords = Arc<dyn Fn(Time) -> usize + Send + Sync>;
+
 #[derive(Clone)]
 pub(crate) struct OutputOp {
     op: OpInfo,
@@ -108,6 +111,8 @@ struct GraphState {
     started: bool,
     max_remember: Duration,
     inputs: Vec<Arc<dyn RestorableInput>>,
+    /// The queue streams' records per batch.
+    queues: Vec<QueuedRecords>,
     checkpoint_interval: Option<Duration>,
     /// The last completed batch of the run a restore came from.
     restored: Option<Time>,
@@ -228,14 +233,20 @@ impl GraphShared {
         self.state.lock().restored
     }
 
-    /// Registers an input stream that saves and restores its state through checkpoints.
     /// The polled inputs, in registration order.
     pub(crate) fn inputs(&self) -> Vec<Arc<dyn RestorableInput>> {
         self.state.lock().inputs.clone()
     }
 
+    /// Registers an input stream that saves and restores its state through checkpoints.
     pub(crate) fn add_restorable_input(&self, input: Arc<dyn RestorableInput>) {
         self.state.lock().inputs.push(input);
+    }
+
+    /// Registers a queue stream by its records per batch (see
+    /// [`DStreamGraph::queued_records`]).
+    pub(crate) fn add_queue(&self, records: QueuedRecords) {
+        self.state.lock().queues.push(records);
     }
 
     /// The oldest batch whose input may still be needed after batch `t`: by a stream's
@@ -558,6 +569,15 @@ impl DStreamGraph {
         for input in inputs {
             input.prepare(t);
         }
+    }
+
+    /// The records the queue streams ([`queue_stream`](DStreamGraph::queue_stream)) hold in
+    /// batch `t`, summed over them: known when the batch is cut, as a receiver's blocks are
+    /// (the runtime adds them to the batch's `BatchInfo::num_records`; Spark's queue streams
+    /// report none). 0 for a batch past every queue's end.
+    pub fn queued_records(&self, t: Time) -> usize {
+        let queues = self.shared.state.lock().queues.clone();
+        queues.iter().map(|records| records(t)).sum()
     }
 
     /// What the polled inputs read and skipped in batch `t`, taken once its jobs ran (each

@@ -87,6 +87,16 @@ impl DStreamGraph {
         let shared = self.shared().clone();
         let batches = Arc::new(batches);
         let (ctx, g) = (shared.rdd_context().clone(), shared.clone());
+        // Batch `k` (from 1) at `zero + k * batch_interval` holds `batches[k - 1]`.
+        let batch_at = move |t: Time| {
+            let zero = g.zero_time().unwrap_or(Time::ZERO);
+            let k = (t - zero).as_millis() / g.batch_interval().as_millis().max(1);
+            usize::try_from(k).ok().and_then(|k| k.checked_sub(1))
+        };
+        let (counted, at) = (batches.clone(), batch_at.clone());
+        shared.add_queue(Arc::new(move |t| {
+            at(t).and_then(|i| counted.get(i)).map_or(0, Vec::len)
+        }));
         DStream::new_node(
             &shared,
             op,
@@ -94,12 +104,7 @@ impl DStreamGraph {
             Vec::new(),
             Duration::ZERO,
             move |_, t| {
-                let zero = g.zero_time().unwrap_or(Time::ZERO);
-                let k = (t - zero).as_millis() / g.batch_interval().as_millis().max(1);
-                let records = usize::try_from(k)
-                    .ok()
-                    .and_then(|k| k.checked_sub(1))
-                    .and_then(|i| batches.get(i));
+                let records = batch_at(t).and_then(|i| batches.get(i));
                 Ok(Some(match records {
                     Some(records) => {
                         ctx.parallelize_op(op, records.clone(), ctx.default_parallelism())

@@ -17,12 +17,12 @@ pub use self::event::{EventForwarder, StreamingEvent};
 pub struct BatchInfo {
     /// The batch time.
     pub batch_time: Time,
-    /// Records of the batch, over all input streams. Receiver-fed streams count from the
-    /// start (their blocks are known when the batch is cut); polled inputs (such as
-    /// `text_file_stream`) are read by the batch's tasks, so their records are added when
-    /// the batch completes: in `on_batch_completed` this is every input's, in
-    /// `on_batch_submitted` and `on_batch_started` the receivers' only (see
-    /// [`PolledInputInfo`]).
+    /// Records of the batch, over all input streams. Receiver-fed and queue streams
+    /// (`queue_stream`) count from the start (their blocks and queued batches are known
+    /// when the batch is cut); polled inputs (such as `text_file_stream`) are read by the
+    /// batch's tasks, so their records are added when the batch completes: in
+    /// `on_batch_completed` this is every input's, in `on_batch_submitted` and
+    /// `on_batch_started` the receivers' and queues' only (see [`PolledInputInfo`]).
     pub num_records: usize,
     /// Records received in the batch per receiver-fed input stream, for streams that sent
     /// blocks (Spark: `BatchInfo.streamIdToInputInfo`). Polled inputs are not in it: see
