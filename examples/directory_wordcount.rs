@@ -31,6 +31,8 @@ use clap::Parser;
 use rivulet::prelude::*;
 use rivulet::receivers::TextFileSource;
 
+#[path = "support/allocator.rs"]
+mod allocator;
 #[path = "support/mod.rs"]
 mod support;
 
@@ -57,6 +59,7 @@ struct Args {
 #[actix::main]
 async fn main() -> std::process::ExitCode {
     init_tracing();
+    allocator::init();
     let args = Args::parse();
     support::finish(run(args).await).await
 }

@@ -17,6 +17,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use rivulet::actors::{EventLog, HistoryServer};
 
+#[path = "support/allocator.rs"]
+mod allocator;
 #[path = "support/mod.rs"]
 mod support;
 
@@ -41,6 +43,7 @@ struct Args {
 #[actix::main]
 async fn main() -> ExitCode {
     init_tracing_with("warn,rivulet_actors=info");
+    allocator::init();
     let args = Args::parse();
     support::exit_code(run(args).await)
 }

@@ -24,6 +24,8 @@ use std::time::Duration;
 use clap::Parser;
 use rivulet::prelude::*;
 
+#[path = "support/allocator.rs"]
+mod allocator;
 #[path = "support/mod.rs"]
 mod support;
 
@@ -55,6 +57,7 @@ struct Args {
 async fn main() -> std::process::ExitCode {
     // The receiver's connections, reconnections and failures are shown (at INFO and WARN).
     support::init_tracing_with("warn,rivulet_receivers::socket=info");
+    allocator::init();
     let args = Args::parse();
     support::finish(run(args).await).await
 }

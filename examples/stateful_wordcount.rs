@@ -49,6 +49,8 @@ use clap::Parser;
 use parking_lot::Mutex;
 use rivulet::prelude::*;
 
+#[path = "support/allocator.rs"]
+mod allocator;
 #[path = "support/mod.rs"]
 mod support;
 #[path = "stateful_wordcount/tail.rs"]
@@ -436,6 +438,7 @@ fn parse_mqtt(spec: &str, client_id: &str) -> Result<RecoveryInput, String> {
 #[actix::main]
 async fn main() -> std::process::ExitCode {
     init_tracing();
+    allocator::init();
     let args = Args::parse();
     support::finish(run(args).await).await
 }

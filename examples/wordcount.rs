@@ -18,6 +18,8 @@ use std::time::Duration;
 use clap::Parser;
 use rivulet::prelude::*;
 
+#[path = "support/allocator.rs"]
+mod allocator;
 #[path = "support/mod.rs"]
 mod support;
 
@@ -60,6 +62,7 @@ struct Args {
 #[actix::main]
 async fn main() -> ExitCode {
     init_tracing();
+    allocator::init();
     let args = Args::parse();
     support::finish(run(args).await).await
 }

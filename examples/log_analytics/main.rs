@@ -35,6 +35,8 @@ use clap::Parser;
 use parking_lot::Mutex;
 use rivulet::prelude::*;
 
+#[path = "../support/allocator.rs"]
+mod allocator;
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -186,6 +188,7 @@ fn scan(lines: &[String]) -> Expected {
 #[actix::main]
 async fn main() -> std::process::ExitCode {
     init_tracing();
+    allocator::init();
     let args = Args::parse();
     support::exit_code(run(args).await)
 }

@@ -41,6 +41,8 @@ use clap::Parser;
 use rivulet::prelude::*;
 use serde::{Deserialize, Serialize};
 
+#[path = "../support/allocator.rs"]
+mod allocator;
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -145,6 +147,7 @@ struct Args {
 #[actix::main]
 async fn main() -> std::process::ExitCode {
     support::init_tracing();
+    allocator::init();
     let args = Args::parse();
     support::exit_code(run(args).await)
 }

@@ -105,7 +105,7 @@ use rivulet_benches::support::{
 };
 use serde_json::json;
 
-#[path = "../allocator.rs"]
+#[path = "../../../examples/support/allocator.rs"]
 mod allocator;
 
 /// The marker line's prefix (the corpus has no `@`).

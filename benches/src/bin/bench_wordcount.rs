@@ -40,7 +40,7 @@ use rivulet_benches::harness::{self, median_f64, process_cpu};
 use rivulet_benches::support::{self, init_tracing, ms, words, Latencies, SignalStop};
 use rustc_hash::FxBuildHasher;
 
-#[path = "../allocator.rs"]
+#[path = "../../../examples/support/allocator.rs"]
 mod allocator;
 
 // `words`: a word is a maximal run of ASCII letters and digits, lowercased. Both the plain

@@ -43,7 +43,7 @@ use rivulet::prelude::*;
 use rivulet_benches::harness;
 use rivulet_benches::support;
 
-#[path = "../../allocator.rs"]
+#[path = "../../../../examples/support/allocator.rs"]
 mod allocator;
 mod feed;
 mod queries;

@@ -1,14 +1,20 @@
-//! The global allocator of the throughput harnesses: mimalloc.
+//! The global allocator of the examples and the throughput harnesses: mimalloc, with
+//! transparent huge pages off.
 //!
 //! Word count and Nexmark allocate a `String` per word and free most of them on another
 //! thread (a receiver allocates a record, an executor frees it); with glibc's allocator
 //! `malloc`/`free` took 35 % of `bench_wordcount`'s 3.0 G instructions, with mimalloc 17 % of
-//! 2.4 G (callgrind, 200,000 lines; BENCHMARKS.md "Where the time goes"). rivulet, a
-//! library, sets no allocator; a program chooses one, and these harnesses choose mimalloc for
-//! the plain loops they compare against too (same binary), so ratios stay fair.
+//! 2.4 G (callgrind, 200,000 lines; BENCHMARKS.md "Where the time goes"). The main job
+//! (`wordcount --rate 0` over 2 M lines) ran at 1.17x glibc's rate in 0.81x its wall time
+//! and 0.77x its CPU time with mimalloc and huge pages off (medians of 5 alternating pairs,
+//! BENCHMARKS.md "The allocator of the examples"); with mimalloc's huge pages on, its system
+//! time doubled and the wall time was 1.05x glibc's.
+//! rivulet, a library, sets no allocator; a program chooses one, and these programs choose
+//! mimalloc (the harnesses for the plain loops they compare against too: same binary, so
+//! ratios stay fair).
 //!
-//! Included by those harnesses with `#[path = "../allocator.rs"] mod allocator;` (a global
-//! allocator is the binary's choice, so it is not part of this package's library).
+//! Included with `#[path = ".../examples/support/allocator.rs"] mod allocator;` (a global
+//! allocator is the binary's choice, so it is not part of any library).
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -26,9 +32,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `bench_wordcount --local-cluster 2` put 18 % of all samples there (BENCHMARKS.md
 /// "Executor processes"). With 4 KiB pages only the pages touched are zeroed.
 ///
-/// Only `bench_wordcount` calls it (at the start of `main`, for the plain loop, in-process
-/// and `--local-cluster` runs alike, unless `--transparent-huge-pages`); the other harnesses
-/// keep the allocator's defaults their published figures were measured with.
+/// The examples call it through [`init`]; of the harnesses only `bench_wordcount` calls it
+/// (at the start of `main`, for the plain loop, in-process and `--local-cluster` runs alike,
+/// unless `--transparent-huge-pages`); the other harnesses keep the allocator's defaults
+/// their published figures were measured with.
 ///
 /// # Errors
 /// The `prctl` error (a kernel without the flag, before Linux 3.15).
@@ -43,4 +50,13 @@ pub fn disable_transparent_huge_pages() -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What an example does first (after its logging is set up): turns transparent huge pages
+/// off ([`disable_transparent_huge_pages`]), logging a warning where the kernel refuses.
+#[allow(dead_code)] // the harnesses call `disable_transparent_huge_pages` themselves
+pub fn init() {
+    if let Err(e) = disable_transparent_huge_pages() {
+        tracing::warn!(error = %e, "Cannot turn transparent huge pages off; the allocator may zero 2 MiB pages.");
+    }
 }
