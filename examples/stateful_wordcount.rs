@@ -127,6 +127,13 @@ struct Args {
     /// When stopped, write the final state here as sorted `word<TAB>count` lines.
     #[arg(long, requires = "recovery")]
     final_state: Option<PathBuf>,
+    /// With `--checkpoint-dir`, keep a receiver's blocks out of the write-ahead log: a block
+    /// is acknowledged to its source once its replica is held elsewhere (with
+    /// `--receivers-in-processes`, by the second executor process), as Spark's receivers
+    /// without the log. A lost executor process loses nothing acknowledged; a coordinator
+    /// crash loses what its batches had not finished.
+    #[arg(long, requires = "checkpoint_dir")]
+    no_receiver_wal: bool,
     #[command(flatten)]
     lines: support::LineOptions,
 }
@@ -259,9 +266,10 @@ async fn run_recovery(args: &Args, input: RecoveryInput) -> Result<(), BoxError>
         config = config.executors(n);
     }
     // The receivers' inputs go through the write-ahead log (a checkpoint directory is where
-    // it lives).
+    // it lives), unless `--no-receiver-wal`.
     if matches!(input, RecoveryInput::Tail(_) | RecoveryInput::Mqtt { .. })
         && args.checkpoint_dir.is_some()
+        && !args.no_receiver_wal
     {
         config = config.receiver_wal(true);
     }

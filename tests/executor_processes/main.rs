@@ -3,7 +3,8 @@
 //! SIGKILLed (`example_kills`), a directory read by the processes with its losses reported
 //! (`polled_inputs`), the recovery job over a tailed file and a directory with
 //! coordinator and processes SIGKILLed again and again (`recovery_kill`), and over MQTT
-//! with its receiver in a process that is SIGKILLed (`mqtt_receiver_kills`). The tests that run this binary itself as an
+//! with its receiver in a process that is SIGKILLed, with the write-ahead log and without
+//! it (the blocks' replicas on the other process; `mqtt_receiver_kills`). The tests that run this binary itself as an
 //! executor process have binaries of their own (`tests/local_cluster.rs`,
 //! `tests/cluster_hosts.rs`).
 #![cfg(unix)]
