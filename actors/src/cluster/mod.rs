@@ -661,8 +661,13 @@ impl Cluster {
         {
             let mut state = self.state.lock();
             state.stopping = true;
-            // Waiting seal and stop requests answer nothing (their senders dropped).
+            // Waiting seal and stop requests answer nothing (their senders dropped), and
+            // waiting fetches fail now rather than after their timeout (a copy of a lost
+            // replica would hold the I/O thread's runtime, which waits for it, at its end).
             state.receiver_requests.clear();
+            for (_, (_, tx)) in state.fetches.drain() {
+                let _ = tx.send(Err("the context stops".into()));
+            }
             self.inbox.lock().take();
             for peer in &mut state.peers {
                 if let Some(out) = peer.out.take() {
