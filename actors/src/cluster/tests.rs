@@ -322,6 +322,33 @@ fn fetch_many_has_every_request_in_flight_before_it_waits_and_answers_in_order()
     finish(&cluster, fakes, &done);
 }
 
+/// A fetch the process never answers fails when the cluster stops, not after its timeout
+/// (a thread copying a lost replica waits on such fetches, and the I/O thread's runtime
+/// waits for that thread at its end).
+#[test]
+fn a_fetch_still_waiting_fails_when_the_cluster_stops() {
+    let (cluster, fakes, done) = cluster(&[Behaviour::ServeThreeAtOnce]);
+    let outcome = futures::executor::block_on(cluster.launch(1, map_task(5)));
+    assert!(matches!(outcome, TaskOutcome::MapOutput(_)), "{outcome:?}");
+    let bucket = BlockId::Shuffle {
+        shuffle: shuffle(),
+        map: 5,
+        reduce: 0,
+    };
+    // Alone, the fetch is held by the process for ever.
+    let fetcher = {
+        let cluster = cluster.clone();
+        std::thread::spawn(move || cluster.fetch(&bucket))
+    };
+    wait_until("the fetch sent", || {
+        !cluster.state.lock().fetches.is_empty()
+    });
+    finish(&cluster, fakes, &done);
+    let failed = fetcher.join().expect("the fetch returned");
+    let error = failed.expect_err("no answer came").to_string();
+    assert!(error.contains("the context stops"), "{error}");
+}
+
 #[test]
 fn a_frame_that_does_not_decode_loses_the_process_and_its_tasks() {
     let (cluster, fakes, done) = cluster(&[Behaviour::Garbage]);
