@@ -983,8 +983,8 @@ impl DStreamGraph {
         self.shared.state.lock().nodes.clone()
     }
 
-    /// Drops the graph's streams, outputs and allocations (they hold the graph, which holds
-    /// them); called when the streaming context stops. The graph cannot run afterwards, and
+    /// Drops the graph's streams, outputs, queue counters and allocations (they hold the
+    /// graph, which holds them); called when the streaming context stops. The graph cannot run afterwards, and
     /// writes no more metadata checkpoints (it waits for one being written).
     pub fn shutdown(&self) {
         // First: a batch cut short by the stop must not be checkpointed as completed (nor
@@ -994,6 +994,7 @@ impl DStreamGraph {
         state.nodes.clear();
         state.outputs.clear();
         state.receivers.clear();
+        state.queues.clear();
         state.started = true;
         drop(state);
         self.shared.blocks.clear();
