@@ -24,7 +24,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use cluster_support::{hand_count, lines_of, per_batch, sum, words_upto, Feed};
+use cluster_support::{
+    by_batch, hand_count, lines_of, per_batch, sum, word_counts, words_counted, words_upto, Feed,
+};
 use common::*;
 use rivulet::prelude::*;
 
@@ -49,20 +51,7 @@ async fn run() {
     let expected = hand_count(&lines);
     let upto = words_upto(&lines, CHUNK);
     // The coordinator serves the feed; its executor processes read the port it set.
-    let feed = match StreamingContext::is_executor_process() {
-        true => None,
-        false => Some(Feed::start().await),
-    };
-    let port = match &feed {
-        Some((port, _)) => {
-            std::env::set_var(PORT_ENV, port.to_string());
-            *port
-        }
-        None => std::env::var(PORT_ENV)
-            .expect("the coordinator set the port")
-            .parse()
-            .expect("a port"),
-    };
+    let (port, feed) = Feed::for_this_process(PORT_ENV).await;
     // The receiver write-ahead log on: the coordinator logs the blocks the process stores
     // before it confirms and counts them (the executor processes never open the directory).
     let checkpoints = tempfile::tempdir().expect("a checkpoint directory");
@@ -79,10 +68,7 @@ async fn run() {
     .expect("valid config");
     let slide = Duration::from_millis(BATCH_MS as u64);
     let text = ssc.socket_text_stream("127.0.0.1", port);
-    let counts = text
-        .flat_map(|line: String| line.split(' ').map(str::to_string).collect::<Vec<String>>())
-        .map(|w: String| (w, 1u64))
-        .reduce_by_key(|a, b| a + b);
+    let counts = word_counts(&text);
     let totals = counts.update_state_by_key(|new: Vec<u64>, old: Option<u64>| {
         Some(old.unwrap_or(0) + new.iter().sum::<u64>())
     });
@@ -104,7 +90,7 @@ async fn run() {
         per_batch(&totals),
     );
     ssc.start().await.expect("started");
-    let Some((_, mut feed)) = feed else {
+    let Some(mut feed) = feed else {
         unreachable!("an executor process does not return from start")
     };
 
@@ -117,14 +103,7 @@ async fn run() {
         processes.iter().map(|p| p.receivers.len()).sum::<usize>(),
         1
     );
-    let seen = || {
-        batch_counts
-            .lock()
-            .unwrap()
-            .iter()
-            .flat_map(|(_, b)| b.iter().map(|(_, n)| *n))
-            .sum::<u64>()
-    };
+    let seen = || words_counted(&batch_counts);
     let accepted = feed.accepted.clone();
     advance_until(&ssc, || accepted.load(Ordering::SeqCst) >= 1).await;
     for (i, chunk) in lines.chunks(CHUNK).enumerate() {
@@ -159,16 +138,8 @@ async fn run() {
     ssc.stop(StopMode::Graceful).await.expect("stopped");
 
     // Each word once, by the batches and by the running totals.
-    let summed = sum(
-        &batch_counts
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(t, b)| (*t, b.iter().cloned().collect()))
-            .collect(),
-        Time::ZERO,
-        Time::from_ms(i64::MAX),
-    );
+    let by_batch = by_batch(&batch_counts);
+    let summed = sum(&by_batch, Time::ZERO, Time::from_ms(i64::MAX));
     assert_eq!(summed, expected, "each word counted once");
     let last_state: BTreeMap<String, u64> = states
         .lock()
@@ -182,12 +153,6 @@ async fn run() {
     );
 
     // Each window equals the sum of its 3 batches, computed here.
-    let by_batch: BTreeMap<Time, BTreeMap<String, u64>> = batch_counts
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(t, b)| (*t, b.iter().cloned().collect()))
-        .collect();
     let windows = windows.lock().unwrap();
     assert!(windows.len() > 6, "windows ran: {}", windows.len());
     for (t, window) in windows.iter() {

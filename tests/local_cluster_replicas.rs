@@ -18,7 +18,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use cluster_support::{hand_count, lines_of, per_batch, sum, words_upto, Feed};
+use cluster_support::{
+    by_batch, hand_count, lines_of, per_batch, sum, word_counts, words_counted, words_upto, Feed,
+};
 use common::*;
 use rivulet::prelude::*;
 
@@ -44,20 +46,7 @@ async fn run() {
     let lines = lines_of(&vocab, CHUNK * 7, 23);
     let expected = hand_count(&lines);
     let upto = words_upto(&lines, CHUNK);
-    let feed = match StreamingContext::is_executor_process() {
-        true => None,
-        false => Some(Feed::start().await),
-    };
-    let port = match &feed {
-        Some((port, _)) => {
-            std::env::set_var(PORT_ENV, port.to_string());
-            *port
-        }
-        None => std::env::var(PORT_ENV)
-            .expect("the coordinator set the port")
-            .parse()
-            .expect("a port"),
-    };
+    let (port, feed) = Feed::for_this_process(PORT_ENV).await;
     // No write-ahead log: the second process's replica is what survives the first's loss.
     let ssc = StreamingContext::new(
         config(1, 2)
@@ -68,20 +57,12 @@ async fn run() {
     .expect("valid config");
     let slide = Duration::from_millis(BATCH_MS as u64);
     let text = ssc.socket_text_stream("127.0.0.1", port);
-    let counts = text
-        .flat_map(|line: String| line.split(' ').map(str::to_string).collect::<Vec<String>>())
-        .map(|w: String| (w, 1u64))
-        .reduce_by_key(|a, b| a + b);
+    let counts = word_counts(&text);
     // The words of the last 3 batches, counted again from their raw lines every batch.
-    let windowed = text
-        .window(slide * 3, slide)
-        .expect("a valid window")
-        .flat_map(|line: String| line.split(' ').map(str::to_string).collect::<Vec<String>>())
-        .map(|w: String| (w, 1u64))
-        .reduce_by_key(|a, b| a + b);
+    let windowed = word_counts(&text.window(slide * 3, slide).expect("a valid window"));
     let (batch_counts, windows) = (per_batch(&counts), per_batch(&windowed));
     ssc.start().await.expect("started");
-    let Some((_, mut feed)) = feed else {
+    let Some(mut feed) = feed else {
         unreachable!("an executor process does not return from start")
     };
 
@@ -91,14 +72,7 @@ async fn run() {
         .position(|p| !p.receivers.is_empty())
         .expect("the receiver placed on a process");
     let other_slot = 1 - receiver_slot;
-    let seen = || {
-        batch_counts
-            .lock()
-            .unwrap()
-            .iter()
-            .flat_map(|(_, b)| b.iter().map(|(_, n)| *n))
-            .sum::<u64>()
-    };
+    let seen = || words_counted(&batch_counts);
     let accepted = feed.accepted.clone();
     advance_until(&ssc, || accepted.load(Ordering::SeqCst) >= 1).await;
     let mut held_before_kill = 0;
@@ -148,12 +122,7 @@ async fn run() {
     );
 
     // Each word once.
-    let by_batch: BTreeMap<Time, BTreeMap<String, u64>> = batch_counts
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(t, b)| (*t, b.iter().cloned().collect()))
-        .collect();
+    let by_batch = by_batch(&batch_counts);
     assert_eq!(
         sum(&by_batch, Time::ZERO, Time::from_ms(i64::MAX)),
         expected,

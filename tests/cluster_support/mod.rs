@@ -105,6 +105,22 @@ pub struct Feed {
 }
 
 impl Feed {
+    /// In the coordinator, a feed started here and its port, which it hands to its executor
+    /// processes in environment variable `env` (they inherit the coordinator's environment);
+    /// in an executor process, that port and no feed.
+    pub async fn for_this_process(env: &str) -> (u16, Option<Feed>) {
+        if StreamingContext::is_executor_process() {
+            let port = std::env::var(env)
+                .expect("the coordinator set the port")
+                .parse()
+                .expect("a port");
+            return (port, None);
+        }
+        let (port, feed) = Feed::start().await;
+        std::env::set_var(env, port.to_string());
+        (port, Some(feed))
+    }
+
     /// A feed listening on 127.0.0.1, and its port.
     pub async fn start() -> (u16, Feed) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
@@ -154,4 +170,32 @@ pub fn sum<K: Ord + Clone>(
         }
     }
     total
+}
+
+/// The words of `lines` (split at spaces) counted per batch.
+pub fn word_counts(lines: &DStream<String>) -> DStream<(String, u64)> {
+    lines
+        .flat_map(|line: String| line.split(' ').map(str::to_string).collect::<Vec<String>>())
+        .map(|w: String| (w, 1u64))
+        .reduce_by_key(|a, b| a + b)
+}
+
+/// The words counted so far, over every batch of `counts`.
+pub fn words_counted(counts: &Batches<(String, u64)>) -> u64 {
+    counts
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|(_, b)| b.iter().map(|(_, n)| *n))
+        .sum()
+}
+
+/// `counts` by batch time, each batch's as a map.
+pub fn by_batch<K: Ord + Clone>(counts: &Batches<(K, u64)>) -> BTreeMap<Time, BTreeMap<K, u64>> {
+    counts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(t, b)| (*t, b.iter().cloned().collect()))
+        .collect()
 }
