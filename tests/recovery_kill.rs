@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{example_binary, words_of};
+use common::{count_words, example_binary};
 
 fn start(bin: &Path, root: &Path, run: usize) -> Child {
     let log = fs::File::create(root.join(format!("run-{run}.log"))).expect("a log file");
@@ -76,14 +76,7 @@ fn killed_five_times_with_sigkill_the_job_loses_and_doubles_nothing() {
         .enumerate()
         .map(|(i, chunk)| (format!("part-{i:03}.txt"), chunk.join("\n") + "\n"))
         .collect();
-    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
-    for (_, content) in &files {
-        for line in content.lines() {
-            for w in words_of(line) {
-                *expected.entry(w).or_default() += 1;
-            }
-        }
-    }
+    let expected = count_words(files.iter().flat_map(|(_, content)| content.lines()));
     // The first run starts before any file is moved in (files present at a fresh start are
     // ignored): wait until it says it is counting.
     let mut job = start(&bin, root.path(), 0);

@@ -17,10 +17,9 @@ mod common;
 mod crash_support;
 mod mqtt_support;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{example_binary, words_of};
+use common::{count_words, example_binary};
 use crash_support::{assert_at_least_once, count_from_env, read_counts, Job};
 
 #[test]
@@ -31,12 +30,7 @@ fn killed_twenty_times_the_mqtt_job_loses_no_acknowledged_message() {
     let kills = count_from_env("RIVULET_MQTT_KILLS", 20);
     let root = tempfile::tempdir().unwrap();
     let lines = mqtt_support::lines(20_000);
-    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
-    for line in &lines {
-        for w in words_of(line) {
-            *expected.entry(w).or_default() += 1;
-        }
-    }
+    let expected = count_words(lines.iter().map(String::as_str));
     // The job's session exists before its first run, so the broker keeps every message
     // published from now on for it, whether the job is up or not.
     mqtt_support::create_session(broker.port, "wordcount-job", "lines");

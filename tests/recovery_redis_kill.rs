@@ -11,10 +11,9 @@ mod common;
 mod crash_support;
 mod redis_support;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{example_binary, words_of};
+use common::{count_words, example_binary};
 use crash_support::{assert_exactly_once, count_from_env, read_counts, Job};
 
 #[test]
@@ -26,12 +25,7 @@ fn killed_twenty_times_the_redis_job_loses_and_doubles_nothing() {
     let root = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string("examples/data/shakespeare.txt").unwrap();
     let lines: Vec<String> = text.lines().take(20_000).map(str::to_string).collect();
-    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
-    for line in &lines {
-        for w in words_of(line) {
-            *expected.entry(w).or_default() += 1;
-        }
-    }
+    let expected = count_words(lines.iter().map(String::as_str));
     // The stream exists before the first run; the feeder adds the rest, 200 entries every
     // 25 ms (about 2.5 s in all), while the job is killed and restarted.
     let (first, rest) = lines.split_at(200);

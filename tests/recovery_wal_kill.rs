@@ -11,12 +11,11 @@
 mod common;
 mod crash_support;
 
-use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::time::Duration;
 
-use common::{example_binary, words_of};
+use common::{count_words, example_binary};
 use crash_support::{assert_exactly_once, count_from_env, read_counts, Job};
 
 #[test]
@@ -26,12 +25,7 @@ fn killed_fifty_times_the_wal_job_loses_and_doubles_nothing() {
     let input = root.path().join("in.log");
     let text = std::fs::read_to_string("examples/data/shakespeare.txt").unwrap();
     let lines: Vec<String> = text.lines().take(20_000).map(str::to_string).collect();
-    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
-    for line in &lines {
-        for w in words_of(line) {
-            *expected.entry(w).or_default() += 1;
-        }
-    }
+    let expected = count_words(lines.iter().map(String::as_str));
 
     // The feeder appends 40 lines every 25 ms (about 12 s in all), now and then a line in
     // two writes, so that the reader sees a partial line at the end of the file.

@@ -335,6 +335,18 @@ pub fn serve_and_hold(
 // ---------------------------------------------------------------------------------------
 // Generated data
 
+/// The words of `lines` ([`words_of`] each) counted by hand: the independent count the
+/// word-count jobs are checked against.
+pub fn count_words<'a>(
+    lines: impl IntoIterator<Item = &'a str>,
+) -> std::collections::BTreeMap<String, u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for w in lines.into_iter().flat_map(words_of) {
+        *counts.entry(w).or_default() += 1;
+    }
+    counts
+}
+
 /// The words of `line`: maximal runs of ASCII letters and digits, lowercased. Written with
 /// a character loop, independently of the pipelines under test.
 pub fn words_of(line: &str) -> Vec<String> {

@@ -18,10 +18,9 @@
 //! acknowledges its messages, and the receiver's process is SIGKILLed three times while the
 //! lines arrive (the coordinator lives on): the blocks its replacements' predecessors
 //! confirmed are counted and read from their replicas, so none acknowledged is lost.
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::common::{example_binary, words_of};
+use crate::common::{count_words, example_binary};
 use crate::crash_support::{assert_at_least_once, count_from_env, read_counts, Job};
 use crate::mqtt_support;
 use crate::processes_in;
@@ -60,12 +59,7 @@ fn an_mqtt_receiver_in_an_executor_process_killed_with_and_without_its_coordinat
     };
     let kills = count_from_env("RIVULET_CLUSTER_KILLS", 6);
     let lines = mqtt_support::lines(20_000);
-    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
-    for line in &lines {
-        for w in words_of(line) {
-            *expected.entry(w).or_default() += 1;
-        }
-    }
+    let expected = count_words(lines.iter().map(String::as_str));
     let (first, last) = lines.split_at(15_000);
     mqtt_support::create_session(broker.port, "wordcount-job", "lines");
     let publisher = publish(broker.port, first.to_vec());
@@ -148,12 +142,7 @@ fn without_the_write_ahead_log_an_mqtt_receiver_s_blocks_survive_its_process_on_
         return;
     };
     let lines = mqtt_support::lines(12_000);
-    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
-    for line in &lines {
-        for w in words_of(line) {
-            *expected.entry(w).or_default() += 1;
-        }
-    }
+    let expected = count_words(lines.iter().map(String::as_str));
     mqtt_support::create_session(broker.port, "replica-job", "lines");
     let root = tempfile::tempdir().unwrap();
     let mqtt = format!("mqtt://127.0.0.1:{}#lines", broker.port);

@@ -7,10 +7,9 @@
 //! exactly once (counted here independently), report the truncated and repaired lines and
 //! the skipped entry as if it had read everything itself, and exit 1 (input was lost).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::common::words_of;
+use crate::common::count_words;
 use crate::crash_support::read_counts;
 use crate::example_runs::{as_str, start};
 use crate::tasks_run;
@@ -61,13 +60,8 @@ fn files_read_by_executor_processes_are_counted_once_and_their_losses_reported()
 
     // Independently: the good file's words, plus the damaged file's as the job delivers
     // them (the long line cut to its first 100 bytes, the bad byte replaced).
-    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     let delivered = format!("first line\n{}\nbad \u{fffd} byte\n", "x".repeat(100));
-    for line in good.lines().chain(delivered.lines()) {
-        for w in words_of(line) {
-            *expected.entry(w).or_default() += 1;
-        }
-    }
+    let expected = count_words(good.lines().chain(delivered.lines()));
     assert_eq!(
         read_counts(&final_state),
         expected,

@@ -12,7 +12,6 @@
 //! state must equal an independent count of every line fed; every run's executor processes
 //! must be gone once it is (no orphan outlives its coordinator); and the last run's
 //! processes must have run map tasks and kept the state (cache tasks).
-use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
@@ -20,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::{example_binary, words_of};
+use crate::common::{count_words, example_binary};
 use crate::crash_support::{assert_exactly_once, count_from_env, read_counts, Job};
 use crate::{processes_in, running, tasks_run};
 
@@ -157,12 +156,7 @@ fn kill_and_restart(feed: Feed, input: &[&str], default_kills: usize) {
     std::thread::sleep(Duration::from_millis(1_500));
     stop.store(true, Ordering::Relaxed);
     let written = feeder.join().unwrap();
-    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
-    for line in &lines[..written] {
-        for w in words_of(line) {
-            *expected.entry(w).or_default() += 1;
-        }
-    }
+    let expected = count_words(lines[..written].iter().map(String::as_str));
     let out = job.finish_restored();
     let final_state = read_counts(&root.path().join("final.tsv"));
     assert_exactly_once(&expected, &final_state);
