@@ -40,6 +40,27 @@ fn sigkill(pid: u32) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// The MQTT recovery job in `root`, reading `mqtt` as client `client_id`, with its
+/// receiver on executor process 1 of 2 (one task thread each), `extra` arguments first; the
+/// coordinator logs its executor processes' registrations.
+fn mqtt_job(root: &std::path::Path, mqtt: &str, client_id: &str, extra: &[&str]) -> Job {
+    let cluster = [
+        "--local-cluster",
+        "2",
+        "--receivers-in-processes",
+        "--executors",
+        "1",
+    ];
+    let extra: Vec<&str> = extra.iter().chain(&cluster).copied().collect();
+    Job::recovery(
+        example_binary("stateful_wordcount"),
+        root,
+        &["--mqtt", mqtt, "--mqtt-client-id", client_id],
+        &extra,
+    )
+    .env("RUST_LOG", "warn,rivulet_actors=info")
+}
+
 /// Publishes `lines` in chunks of 100, one every 25 ms, on a thread of its own.
 fn publish(port: u16, lines: Vec<String>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
@@ -66,19 +87,7 @@ fn an_mqtt_receiver_in_an_executor_process_killed_with_and_without_its_coordinat
 
     let root = tempfile::tempdir().unwrap();
     let mqtt = format!("mqtt://127.0.0.1:{}#lines", broker.port);
-    let mut job = Job::recovery(
-        example_binary("stateful_wordcount"),
-        root.path(),
-        &["--mqtt", &mqtt, "--mqtt-client-id", "wordcount-job"],
-        &[
-            "--local-cluster",
-            "2",
-            "--receivers-in-processes",
-            "--executors",
-            "1",
-        ],
-    )
-    .env("RUST_LOG", "warn,rivulet_actors=info");
+    let mut job = mqtt_job(root.path(), &mqtt, "wordcount-job", &[]);
     let mut rng = fastrand::Rng::with_seed(0x3a7_0d1e);
     for kill in 0..kills {
         let run = job.start(&[]);
@@ -146,20 +155,7 @@ fn without_the_write_ahead_log_an_mqtt_receiver_s_blocks_survive_its_process_on_
     mqtt_support::create_session(broker.port, "replica-job", "lines");
     let root = tempfile::tempdir().unwrap();
     let mqtt = format!("mqtt://127.0.0.1:{}#lines", broker.port);
-    let mut job = Job::recovery(
-        example_binary("stateful_wordcount"),
-        root.path(),
-        &["--mqtt", &mqtt, "--mqtt-client-id", "replica-job"],
-        &[
-            "--no-receiver-wal",
-            "--local-cluster",
-            "2",
-            "--receivers-in-processes",
-            "--executors",
-            "1",
-        ],
-    )
-    .env("RUST_LOG", "warn,rivulet_actors=info");
+    let mut job = mqtt_job(root.path(), &mqtt, "replica-job", &["--no-receiver-wal"]);
     let run = job.start(&[]);
     assert!(
         job.wait_for_output(run, "Executor process 2: pid", Duration::from_secs(60)),
