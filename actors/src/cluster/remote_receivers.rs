@@ -762,13 +762,14 @@ impl BufferControl for RemoteBuffer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use rivulet_framework::block::BlockInfo;
 
     use super::super::replicas::{ReceivedBlock, Replica};
     use super::*;
 
-    fn block(seq: u64) -> BlockInfo {
+    /// Block `seq` of stream 0: 10 records, no source offset.
+    pub(in crate::cluster) fn block(seq: u64) -> BlockInfo {
         BlockInfo {
             id: BlockId::Input { stream: 0, seq },
             stream: 0,

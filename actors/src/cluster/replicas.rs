@@ -328,22 +328,13 @@ impl Cluster {
 
 #[cfg(test)]
 mod tests {
-    use rivulet_framework::block::BlockInfo;
     use tokio::sync::mpsc;
 
+    use super::super::remote_receivers::tests::block;
     use super::super::remote_receivers::{PlacedReceiver, ReceiverStart};
     use super::super::Peer;
     use super::*;
     use crate::messages::SealedBlock;
-
-    fn block(seq: u64) -> BlockInfo {
-        BlockInfo {
-            id: BlockId::Input { stream: 0, seq },
-            stream: 0,
-            num_records: 10,
-            offset: None,
-        }
-    }
 
     /// `n` connected processes (first incarnations), receiver 0 placed on slot 0, and what
     /// each process is sent.
