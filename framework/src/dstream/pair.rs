@@ -7,7 +7,54 @@ use crate::data::{Data, Key};
 use crate::dstream::DStream;
 use crate::error::OpInfo;
 use crate::partitioner::HashPartitioner;
-use crate::rdd::Rdd;
+use crate::rdd::{KeyedCombiner, Rdd};
+
+impl<T: Data> DStream<T> {
+    /// Each batch's records turned into `(key, value)` pairs by `f` and reduced by key with
+    /// the associative, commutative `reduce`, in one pass per partition with keys by
+    /// reference: `f(record, combiner)` calls [`combiner.add(key, value)`](KeyedCombiner::add)
+    /// per pair (e.g. `add(word, 1)` with `word: &str` for `String` keys). **Records:** `T` →
+    /// one `(K, V)` per key in the batch; default-parallelism partitions (hash shuffle with
+    /// map-side combine).
+    ///
+    /// Gives what `flat_map(pairs of f).reduce_by_key(reduce)` gives (Spark:
+    /// `flatMap(...).reduceByKey(...)`), without cloning each record out of its input block
+    /// and allocating each key only when a map task first sees it; see
+    /// [`Rdd::flat_map_reduce_by_key`].
+    ///
+    /// # Panics
+    /// Inside the batch's tasks (which fail and are retried) if `f` or `reduce` panics.
+    ///
+    /// # Examples
+    /// A word count that allocates per distinct word, not per word:
+    /// ```
+    /// use rivulet_framework::testing::{pairs, run_batches, sorted};
+    ///
+    /// let input = vec![vec!["to be or".to_string(), "not to be".into()], vec![]];
+    /// let out = run_batches(input, |lines| {
+    ///     lines.flat_map_reduce_by_key(
+    ///         |line: &String, words| line.split(' ').for_each(|w| words.add(w, 1u64)),
+    ///         |a, b| a + b,
+    ///     )
+    /// });
+    /// let expected = pairs(&[("be", 2), ("not", 1), ("or", 1), ("to", 2)]);
+    /// assert_eq!(sorted(out), vec![expected, vec![]]);
+    /// ```
+    #[track_caller]
+    pub fn flat_map_reduce_by_key<K: Key, V: Data>(
+        &self,
+        f: impl Fn(&T, &mut KeyedCombiner<'_, K, V>) + Send + Sync + 'static,
+        reduce: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> DStream<(K, V)> {
+        let op = OpInfo::caller("flat_map_reduce_by_key");
+        let p = HashPartitioner::new(self.graph().rdd_context().default_parallelism());
+        let f: Arc<dyn Fn(&T, &mut KeyedCombiner<'_, K, V>) + Send + Sync> = Arc::new(f);
+        let reduce: Arc<dyn Fn(V, V) -> V + Send + Sync> = Arc::new(reduce);
+        self.derive(op, move |rdd: &Rdd<T>, _| {
+            rdd.flat_map_reduce_by_key_op(op, f.clone(), reduce.clone(), p)
+        })
+    }
+}
 
 impl<K: Key, V: Data> DStream<(K, V)> {
     fn default_partitioner(&self) -> HashPartitioner {

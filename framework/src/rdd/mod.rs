@@ -27,6 +27,7 @@
 
 mod actions;
 mod checkpoint;
+mod combine;
 mod id;
 mod join;
 mod narrow;
@@ -40,6 +41,7 @@ mod source;
 mod stand_in;
 mod transform;
 
+pub use combine::KeyedCombiner;
 pub use id::{RddId, ShuffleId, STATIC_SCOPE};
 pub use shuffle::{MapStatus, ShuffleMap};
 
@@ -634,6 +636,22 @@ impl<T: Data> Rdd<T> {
         ctx.get_records(&id)
     }
 
+    /// Partition `p`'s records, shared when they are kept as one `Vec` (see
+    /// [`shared_partition`](Rdd::shared_partition); not once the RDD is checkpointed, whose
+    /// records are then read back), else as [`iterator`](Rdd::iterator) gives them.
+    pub(crate) fn partition_records(
+        &self,
+        partition: usize,
+        ctx: &TaskContext,
+    ) -> Result<PartitionRecords<T>> {
+        if self.inner.meta().checkpointed.get().is_none() {
+            if let Some(shared) = self.shared_partition(partition, ctx) {
+                return Ok(PartitionRecords::Shared(shared?));
+            }
+        }
+        Ok(PartitionRecords::Computed(self.iterator(partition, ctx)?))
+    }
+
     /// Partition `p`'s records: from the cache when the RDD is cached and the partition is
     /// there, else computed (and cached if asked) (Spark: `RDD.iterator`).
     pub(crate) fn iterator(&self, partition: usize, ctx: &TaskContext) -> Result<PartitionIter<T>> {
@@ -649,6 +667,33 @@ impl<T: Data> Rdd<T> {
         let records = Arc::new(records);
         ctx.put_records(id, records.clone());
         Ok(Box::new(SharedIter::new(records)))
+    }
+}
+
+/// A partition's records as a task receives them: computed, or kept as one shared `Vec`
+/// (a block, a cached partition, a parallelized slice) that can be read by reference.
+pub(crate) enum PartitionRecords<T> {
+    /// Computed from lineage: each record is owned.
+    Computed(PartitionIter<T>),
+    /// Kept as one shared `Vec`: the records stay intact for recomputation.
+    Shared(Arc<Vec<T>>),
+}
+
+impl<T: Clone + 'static> PartitionRecords<T> {
+    /// Every record by value: shared records are cloned one by one.
+    pub(crate) fn into_records(self) -> PartitionIter<T> {
+        match self {
+            PartitionRecords::Computed(records) => records,
+            PartitionRecords::Shared(records) => Box::new(SharedIter::new(records)),
+        }
+    }
+
+    /// Calls `f` on every record by reference, in order: shared records are not cloned.
+    pub(crate) fn for_each_ref(self, mut f: impl FnMut(&T)) {
+        match self {
+            PartitionRecords::Computed(records) => records.for_each(|r| f(&r)),
+            PartitionRecords::Shared(records) => records.iter().for_each(f),
+        }
     }
 }
 

@@ -3,12 +3,11 @@
 
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
-
 use crate::data::{Data, Key};
 use crate::error::OpInfo;
 use crate::partitioner::HashPartitioner;
-use crate::rdd::{narrow, shuffle, PartitionIter, Rdd, SharedIter};
+use crate::rdd::combine::{combine_shuffled, drain, fold_into, Combiners};
+use crate::rdd::{narrow, shuffle, Rdd, SharedIter};
 use crate::trace;
 
 /// The three functions of a combine by key (Spark: `Aggregator`).
@@ -42,34 +41,6 @@ impl<V, C> Aggregator<V, C> {
     }
 }
 
-/// Per-key partial results. Values are `Option`s so a combiner can be moved out, merged by
-/// value and moved back with one hash lookup and no clone; a `None` is left only if a user
-/// function panicked mid-merge, and then the task fails and the map is dropped.
-type Combiners<K, C> = FxHashMap<K, Option<C>>;
-
-/// Folds `(k, x)` into `map`: `first(x)` for a new key, `merge(c, x)` for a known one.
-#[inline]
-fn fold_into<K: Key, X, C>(
-    map: &mut Combiners<K, C>,
-    k: K,
-    x: X,
-    first: &dyn Fn(X) -> C,
-    merge: &dyn Fn(C, X) -> C,
-    op: OpInfo,
-) {
-    trace::enter(op);
-    let slot = map.entry(k).or_insert(None);
-    *slot = Some(match slot.take() {
-        Some(c) => merge(c, x),
-        None => first(x),
-    });
-}
-
-/// The combined pairs of `map`.
-fn drain<K, C>(map: Combiners<K, C>) -> impl Iterator<Item = (K, C)> {
-    map.into_iter().filter_map(|(k, c)| c.map(|c| (k, c)))
-}
-
 impl<K: Key, V: Data> Rdd<(K, V)> {
     pub(crate) fn combine_by_key_op<C: Data>(
         &self,
@@ -87,48 +58,20 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
                 Box::new(drain(map))
             });
         }
-        let write_agg = agg.clone();
-        shuffle::shuffle(
+        let create = agg.create.clone();
+        let merge_value = agg.merge_value.clone();
+        combine_shuffled(
             self,
             op,
-            partitioner.num_partitions(),
-            Some(partitioner),
-            move |_, records, n| {
-                // One map for the whole partition: each record is hashed once, and only
-                // each distinct key is hashed again to find its bucket.
+            partitioner,
+            move |records| {
                 let mut map = Combiners::default();
-                for (k, v) in records {
-                    fold_into(
-                        &mut map,
-                        k,
-                        v,
-                        &*write_agg.create,
-                        &*write_agg.merge_value,
-                        op,
-                    );
+                for (k, v) in records.into_records() {
+                    fold_into(&mut map, k, v, &*create, &*merge_value, op);
                 }
-                let mut buckets: Vec<Vec<(K, C)>> = (0..n).map(|_| Vec::new()).collect();
-                for (k, c) in drain(map) {
-                    buckets[partitioner.partition(&k)].push((k, c));
-                }
-                buckets
+                map
             },
-            move |buckets: Vec<Arc<Vec<(K, C)>>>| {
-                let mut map = Combiners::default();
-                for bucket in buckets {
-                    for (k, c) in bucket.iter() {
-                        fold_into(
-                            &mut map,
-                            k.clone(),
-                            c.clone(),
-                            &|c| c,
-                            &*agg.merge_combiners,
-                            op,
-                        );
-                    }
-                }
-                Box::new(drain(map))
-            },
+            agg.merge_combiners,
         )
     }
 
@@ -257,9 +200,9 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             op,
             partitioner.num_partitions(),
             Some(partitioner),
-            move |_, records: PartitionIter<(K, V)>, n| {
+            move |_, records, n| {
                 let mut buckets: Vec<Vec<(K, V)>> = (0..n).map(|_| Vec::new()).collect();
-                for (k, v) in records {
+                for (k, v) in records.into_records() {
                     buckets[partitioner.partition(&k)].push((k, v));
                 }
                 buckets

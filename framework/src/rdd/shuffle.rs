@@ -15,7 +15,9 @@ use crate::block::BlockId;
 use crate::data::Data;
 use crate::error::{Error, OpInfo, Result};
 use crate::partitioner::HashPartitioner;
-use crate::rdd::{Dependency, PartitionIter, Rdd, RddBase, RddImpl, RddMeta, ShuffleId};
+use crate::rdd::{
+    Dependency, PartitionIter, PartitionRecords, Rdd, RddBase, RddImpl, RddMeta, ShuffleId,
+};
 use crate::scheduler::TaskContext;
 
 /// What a map task reports: the records it wrote per reduce partition (Spark: `MapStatus`).
@@ -40,7 +42,7 @@ pub trait ShuffleMap: Send + Sync + 'static {
     fn run_map_task(&self, map_partition: usize, ctx: &TaskContext) -> Result<MapStatus>;
 }
 
-type BucketWriter<T, U> = dyn Fn(usize, PartitionIter<T>, usize) -> Vec<Vec<U>> + Send + Sync;
+type BucketWriter<T, U> = dyn Fn(usize, PartitionRecords<T>, usize) -> Vec<Vec<U>> + Send + Sync;
 type BucketReader<U, R> = dyn Fn(Vec<Arc<Vec<U>>>) -> PartitionIter<R> + Send + Sync;
 
 struct ShuffleDep<T, U> {
@@ -61,7 +63,7 @@ impl<T: Data, U: Data> ShuffleMap for ShuffleDep<T, U> {
         self.reduce_partitions
     }
     fn run_map_task(&self, map_partition: usize, ctx: &TaskContext) -> Result<MapStatus> {
-        let records = self.parent.iterator(map_partition, ctx)?;
+        let records = self.parent.partition_records(map_partition, ctx)?;
         let buckets = (self.write)(map_partition, records, self.reduce_partitions);
         debug_assert_eq!(buckets.len(), self.reduce_partitions);
         let mut status = MapStatus {
@@ -133,7 +135,8 @@ impl<U: Data, R: Data> RddImpl<R> for ShuffledRdd<U, R> {
 }
 
 /// A shuffle of `parent` into `partitions` reduce partitions: map task `m` turns its records
-/// into buckets with `write(m, records, partitions)`; reduce partition `r` is
+/// into buckets with `write(m, records, partitions)` (shared records when the parent keeps
+/// them as one `Vec`, so a writer may read them by reference); reduce partition `r` is
 /// `read(bucket r of map 0, bucket r of map 1, ...)`. `partitioner` is what the result is
 /// known to be partitioned by, if anything.
 pub(crate) fn shuffle<T: Data, U: Data, R: Data>(
@@ -141,7 +144,7 @@ pub(crate) fn shuffle<T: Data, U: Data, R: Data>(
     op: OpInfo,
     partitions: usize,
     partitioner: Option<HashPartitioner>,
-    write: impl Fn(usize, PartitionIter<T>, usize) -> Vec<Vec<U>> + Send + Sync + 'static,
+    write: impl Fn(usize, PartitionRecords<T>, usize) -> Vec<Vec<U>> + Send + Sync + 'static,
     read: impl Fn(Vec<Arc<Vec<U>>>) -> PartitionIter<R> + Send + Sync + 'static,
 ) -> Rdd<R> {
     let pm = parent.meta();

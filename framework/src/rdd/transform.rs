@@ -206,7 +206,7 @@ impl<T: Data> Rdd<T> {
             |map, records, n| {
                 let mut buckets: Vec<Vec<T>> = (0..n).map(|_| Vec::new()).collect();
                 let mut position = (stable_hash(&map) % n as u64) as usize;
-                for record in records {
+                for record in records.into_records() {
                     buckets[position].push(record);
                     position = (position + 1) % n;
                 }
