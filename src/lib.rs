@@ -67,7 +67,7 @@ pub mod prelude {
         StreamingListener,
     };
     pub use rivulet_framework::partitioner::HashPartitioner;
-    pub use rivulet_framework::rdd::{PartitionIter, Rdd};
+    pub use rivulet_framework::rdd::{KeyedCombiner, PartitionIter, Rdd};
     pub use rivulet_framework::receiver::{BlockSink, Flow, Receiver, ReceiverError};
     pub use rivulet_framework::scheduler::SchedulerMetrics;
     pub use rivulet_framework::time::Time;

@@ -390,6 +390,55 @@ async fn group_by_key_keeps_map_partition_then_record_order() {
 }
 
 #[actix::test]
+async fn flat_map_reduce_by_key_counts_like_flat_map_then_reduce_by_key() {
+    within(async {
+        let ssc = context(2, 3);
+        // Batch 1's partitions: "a b a" | "b c" | "" "a"
+        let lines = ssc.queue_stream(vec![
+            strings(&["a b a", "b c", "", "a"]),
+            vec![],
+            strings(&["x x"]),
+        ]);
+        let count = |s: &DStream<String>| {
+            s.flat_map_reduce_by_key(
+                |line: &String, words| {
+                    for w in line.split(' ').filter(|w| !w.is_empty()) {
+                        words.add(w, 1u64);
+                    }
+                },
+                |a, b| a + b,
+            )
+            .collect_batches()
+        };
+        // Over the queue's shared partitions, and over computed ones.
+        let shared = count(&lines);
+        let computed = count(&lines.map(|l| l));
+        let plain = lines
+            .flat_map(|l: String| {
+                l.split(' ')
+                    .filter(|w| !w.is_empty())
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+            .map(|w| (w, 1u64))
+            .reduce_by_key(|a, b| a + b)
+            .collect_batches();
+        run(&ssc).await;
+        let expected = vec![
+            vec![kv("a", 3), kv("b", 2), kv("c", 1)],
+            vec![],
+            vec![kv("x", 2)],
+            vec![],
+            vec![],
+        ];
+        assert_eq!(sorted_batches(shared.batches()), expected);
+        assert_eq!(sorted_batches(computed.batches()), expected);
+        assert_eq!(sorted_batches(plain.batches()), expected);
+    })
+    .await
+}
+
+#[actix::test]
 async fn combine_by_key_with_its_three_functions() {
     within(async {
         let ssc = context(2, 3);

@@ -173,3 +173,70 @@ async fn graceful_stop_processes_lines_received_but_not_batched() {
     })
     .await
 }
+
+/// The words of `line` (maximal runs of ASCII letters and digits, lowercased) handed to
+/// `add` as `&str` views: lowercase words are borrowed from the line, others lowercased
+/// into one buffer per line.
+fn add_words(line: &str, mut add: impl FnMut(&str)) {
+    let mut lower = String::new();
+    for w in line.split(|c: char| !c.is_ascii_alphanumeric()) {
+        if w.is_empty() {
+            continue;
+        }
+        if w.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower.clear();
+            lower.push_str(w);
+            lower.make_ascii_lowercase();
+            add(&lower);
+        } else {
+            add(w);
+        }
+    }
+}
+
+/// A word count over received blocks (read by reference, keys borrowed from the lines)
+/// equals the plain `flat_map` → `map` → `reduce_by_key` batch by batch, and the count by
+/// hand over all batches, on the bundled Shakespeare text.
+#[actix::test]
+async fn a_word_count_by_reference_over_blocks_equals_the_plain_one() {
+    within(async {
+        let text = std::fs::read_to_string("examples/data/shakespeare.txt").unwrap();
+        let lines: Vec<String> = text.lines().take(3000).map(String::from).collect();
+        let listener = listen(0);
+        let port = listener.local_addr().unwrap().port();
+        let server = serve_and_close(listener, common::text(&lines));
+
+        let ssc = context(2, 2);
+        let input = ssc.socket_text_stream("127.0.0.1", port);
+        let fast = input
+            .flat_map_reduce_by_key(
+                |line: &String, words| add_words(line, |w| words.add(w, 1u64)),
+                |a, b| a + b,
+            )
+            .collect_batches();
+        let plain = input
+            .flat_map(|l: String| words_of(&l))
+            .map(|w| (w, 1u64))
+            .reduce_by_key(|a, b| a + b)
+            .collect_batches();
+        let received = input.count().collect_batches();
+        ssc.start().await.unwrap();
+        advance_until(&ssc, || {
+            received.records().iter().sum::<u64>() >= lines.len() as u64
+        })
+        .await;
+        server.await.unwrap();
+        ssc.stop(StopMode::Graceful).await.unwrap();
+
+        let fast = sorted_batches(fast.batches());
+        assert_eq!(fast, sorted_batches(plain.batches()));
+        let mut total = std::collections::BTreeMap::new();
+        for (w, n) in fast.into_iter().flatten() {
+            *total.entry(w).or_insert(0) += n;
+        }
+        let by_hand = count_words(lines.iter().map(String::as_str));
+        assert!(by_hand.len() > 1000, "{} distinct words", by_hand.len());
+        assert_eq!(total, by_hand);
+    })
+    .await
+}

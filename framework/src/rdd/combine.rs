@@ -27,12 +27,7 @@ pub(crate) type Combiners<K, C> = FxHashMap<K, Option<C>>;
 
 /// Puts `first(x)` in an empty slot, `merge(c, x)` in one holding `c`.
 #[inline]
-fn fold_slot<X, C>(
-    slot: &mut Option<C>,
-    x: X,
-    first: &dyn Fn(X) -> C,
-    merge: &dyn Fn(C, X) -> C,
-) {
+fn fold_slot<X, C>(slot: &mut Option<C>, x: X, first: &dyn Fn(X) -> C, merge: &dyn Fn(C, X) -> C) {
     *slot = Some(match slot.take() {
         Some(c) => merge(c, x),
         None => first(x),
@@ -225,5 +220,95 @@ impl<T: Data> Rdd<T> {
             },
             merge,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use crate::testing::local_context;
+
+    /// The words of a line: its space-separated, non-empty parts.
+    fn words(line: &str) -> impl Iterator<Item = &str> {
+        line.split(' ').filter(|w| !w.is_empty())
+    }
+
+    /// Lines of up to 6 words over a small vocabulary (so keys repeat within and across
+    /// partitions), with empty lines and doubled spaces.
+    fn lines() -> impl Strategy<Value = Vec<String>> {
+        let word = prop::sample::select(vec!["a", "bb", "a", "ccc", "", "d"]);
+        let line = prop::collection::vec(word, 0..6).prop_map(|ws| ws.join(" "));
+        prop::collection::vec(line, 0..60)
+    }
+
+    proptest! {
+        /// The fast path (records by reference, keys owned only when new) gives what the
+        /// plain path gives (`flat_map` of owned words, `map` to pairs, `reduce_by_key`)
+        /// and what a count by hand gives, over shared records (parallelized slices), computed
+        /// ones (`map(identity)`) and a cached partition, for any partition counts.
+        #[test]
+        fn by_reference_equals_the_plain_path_and_a_count_by_hand(
+            data in lines(),
+            partitions in 1usize..5,
+            parallelism in 1usize..4,
+        ) {
+            let ctx = local_context(parallelism);
+            let shared = ctx.parallelize(data.clone(), partitions);
+            let computed = shared.map(|l| l);
+            let cached = shared.map(|l| l).cache();
+            let fast = |rdd: &crate::rdd::Rdd<String>| {
+                let mut out = rdd
+                    .flat_map_reduce_by_key(
+                        |line: &String, counts| words(line).for_each(|w| counts.add(w, 1u64)),
+                        |a, b| a + b,
+                    )
+                    .collect()
+                    .unwrap();
+                out.sort();
+                out
+            };
+            let mut plain = shared
+                .flat_map(|l: String| words(&l).map(String::from).collect::<Vec<_>>())
+                .map(|w| (w, 1u64))
+                .reduce_by_key(|a, b| a + b)
+                .collect()
+                .unwrap();
+            plain.sort();
+            let mut by_hand = BTreeMap::new();
+            for w in data.iter().flat_map(|l| words(l)) {
+                *by_hand.entry(w.to_string()).or_insert(0u64) += 1;
+            }
+            let by_hand: Vec<(String, u64)> = by_hand.into_iter().collect();
+            prop_assert_eq!(&fast(&shared), &by_hand);
+            prop_assert_eq!(&fast(&computed), &by_hand);
+            prop_assert_eq!(&fast(&cached), &by_hand);
+            prop_assert_eq!(&fast(&cached), &by_hand);
+            prop_assert_eq!(&plain, &by_hand);
+        }
+    }
+
+    /// Values are reduced in record order within a map task and combiners in map partition
+    /// order, as `reduce_by_key` does: string concatenation (associative, not commutative)
+    /// shows the order.
+    #[test]
+    fn values_are_reduced_in_record_then_map_partition_order() {
+        let ctx = local_context(1);
+        let lines = ctx.parallelize(vec!["k:a k:b".to_string(), "k:c".into(), "k:d".into()], 2);
+        let out = lines
+            .flat_map_reduce_by_key(
+                |line: &String, out| {
+                    for pair in words(line) {
+                        let (k, v) = pair.split_once(':').unwrap();
+                        out.add(k, v.to_string());
+                    }
+                },
+                |a, b| a + &b,
+            )
+            .collect()
+            .unwrap();
+        assert_eq!(out, vec![("k".to_string(), "abcd".to_string())]);
     }
 }
