@@ -858,6 +858,27 @@ pub fn read_lines(path: &Path) -> Result<Vec<Vec<u8>>, BoxError> {
     Ok(lines)
 }
 
+/// Calls `f` with each word of `line` ([`words`]' words) as a `&str` view, without
+/// allocating per word: a word with no capital letter is borrowed from the line, any other is
+/// lowercased into one buffer per line. For `flat_map_reduce_by_key`, whose combiner owns a
+/// word only when it first sees it.
+pub fn for_each_word(line: &str, mut f: impl FnMut(&str)) {
+    let mut lower = String::new();
+    for w in line.split(|c: char| !c.is_ascii_alphanumeric()) {
+        if w.is_empty() {
+            continue;
+        }
+        if w.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower.clear();
+            lower.push_str(w);
+            lower.make_ascii_lowercase();
+            f(&lower);
+        } else {
+            f(w);
+        }
+    }
+}
+
 /// A word is a maximal run of ASCII letters and digits, lowercased.
 pub fn words(line: String) -> Vec<String> {
     line.split(|c: char| !c.is_ascii_alphanumeric())

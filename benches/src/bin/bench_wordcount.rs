@@ -13,7 +13,10 @@
 //!   of the batch that holds the last line (a listener counts each batch's records).
 //!
 //! Both apply the same [`words`] function (the examples' shared `support::words`) to an owned
-//! copy of each line. The harness fails (non-zero exit) if rivulet's counts, summed over all
+//! copy of each line. A third loop, the **non-allocating** one, hands out each line's words as
+//! `&str` views (`support::for_each_word`) and allocates a word only when its map first sees
+//! it; `--by-reference` writes the rivulet job that way too (`flat_map_reduce_by_key`), and
+//! each run prints rivulet's rate against both loops. The harness fails (non-zero exit) if rivulet's counts, summed over all
 //! batches, differ from the plain loop's.
 //! It prints input lines, both rates, their ratio, and the median and p99 per-batch
 //! processing time; with `--runs N` it repeats everything N times and reports medians.
@@ -37,7 +40,9 @@ use clap::Parser;
 use parking_lot::Mutex;
 use rivulet::prelude::*;
 use rivulet_benches::harness::{self, median_f64, process_cpu};
-use rivulet_benches::support::{self, init_tracing, ms, words, Latencies, SignalStop};
+use rivulet_benches::support::{
+    self, for_each_word, init_tracing, ms, words, Latencies, SignalStop,
+};
 use rustc_hash::FxBuildHasher;
 
 #[path = "../../../examples/support/allocator.rs"]
@@ -115,6 +120,12 @@ struct Args {
     /// stages run while a batch's result stage runs.
     #[arg(long)]
     pipelining: bool,
+    /// Count with `flat_map_reduce_by_key` over `&str` views of each line
+    /// (`support::for_each_word`): records read by reference out of their blocks, a word
+    /// allocated only when a map task first sees it. By default the job is written the plain
+    /// way, `flat_map(words) → map → reduce_by_key`.
+    #[arg(long)]
+    by_reference: bool,
 }
 
 /// Every completed batch with the instant it completed.
@@ -152,6 +163,21 @@ impl Completions {
             None => println!("       executor process SIGKILLed: no batch was on time after the kill"),
         }
     }
+}
+
+/// The non-allocating loop: each line's words as `&str` views (`for_each_word`), looked up
+/// by reference in an Fx map and allocated only when new.
+fn plain_count_by_reference(lines: &[String]) -> usize {
+    let mut counts: HashMap<String, u64, FxBuildHasher> = HashMap::default();
+    for line in lines {
+        for_each_word(line, |w| match counts.get_mut(w) {
+            Some(n) => *n += 1,
+            None => {
+                counts.insert(w.to_string(), 1);
+            }
+        });
+    }
+    counts.len()
 }
 
 /// The plain loop: the same closures as the rivulet job on one thread, one map.
@@ -334,11 +360,18 @@ async fn rivulet_count(
             }
         })
         .collect();
-    let counts = ssc
-        .receiver_streams(receivers)?
-        .flat_map(words)
-        .map(|w| (w, 1u64))
-        .reduce_by_key(|a, b| a + b);
+    let lines = ssc.receiver_streams(receivers)?;
+    let counts = if args.by_reference {
+        lines.flat_map_reduce_by_key(
+            |line: &String, counts| for_each_word(line, |w| counts.add(w, 1u64)),
+            |a, b| a + b,
+        )
+    } else {
+        lines
+            .flat_map(words)
+            .map(|w| (w, 1u64))
+            .reduce_by_key(|a, b| a + b)
+    };
     if args.stateful {
         // Each batch emits the running totals of its words: the last one seen is the total.
         let spec = StateSpec::function(|w: &String, n: Option<u64>, total: &mut State<u64>| {
@@ -455,6 +488,8 @@ struct Summary {
     median: Vec<f64>,
     p99: Vec<f64>,
     cpu_ratio: Vec<f64>,
+    by_ref: Vec<f64>,
+    by_ref_ratio: Vec<f64>,
 }
 
 /// Parses the options, runs the job, and returns its first error.
@@ -482,7 +517,7 @@ async fn main() -> Result<(), BoxError> {
     let total = lines.len();
     println!(
         "input: {} x{} = {total} lines; rivulet: {} executors, {} receivers, {} ms batches, \
-         {} ms blocks, chunks of {} lines, rate {}{}, {} runs",
+         {} ms blocks, chunks of {} lines, rate {}{}, {} runs, {} form",
         path.display(),
         args.repeat.max(1),
         args.executors,
@@ -496,7 +531,12 @@ async fn main() -> Result<(), BoxError> {
             format!("{} lines/s", args.rate)
         },
         if args.no_yield { ", no yield" } else { "" },
-        args.runs.max(1)
+        args.runs.max(1),
+        if args.by_reference {
+            "by-reference (flat_map_reduce_by_key)"
+        } else {
+            "plain (flat_map, map, reduce_by_key)"
+        }
     );
 
     if StreamingContext::is_executor_process() {
@@ -515,6 +555,17 @@ async fn main() -> Result<(), BoxError> {
         let fx = plain_count::<FxBuildHasher>(&lines);
         let fx_time = t.elapsed();
         std::hint::black_box(fx.len());
+        let t = Instant::now();
+        let distinct = plain_count_by_reference(&lines);
+        let by_ref_time = t.elapsed();
+        if distinct != plain.len() {
+            return Err(format!(
+                "MISMATCH: the non-allocating loop counts {distinct} distinct words, the plain \
+                 loop {}",
+                plain.len()
+            )
+            .into());
+        }
 
         let cpu = process_cpu();
         let Some(r) = rivulet_count(&args, lines.clone()).await? else {
@@ -531,13 +582,17 @@ async fn main() -> Result<(), BoxError> {
         let cpu_ratio = rivulet_cpu
             .zip(plain_cpu)
             .map(|(r, p)| r.as_secs_f64() / p.as_secs_f64().max(1e-3));
+        let nr = rate(by_ref_time);
         println!(
-            "run {run}: plain {:.0} ms = {p:.0} lines/s (Fx hasher: {:.0} ms); rivulet {:.0} ms = \
-             {rv:.0} lines/s; ratio {:.2}x; counts agree ({} distinct words)",
+            "run {run}: plain {:.0} ms = {p:.0} lines/s (Fx hasher: {:.0} ms; non-allocating: \
+             {:.0} ms); rivulet {:.0} ms = {rv:.0} lines/s; ratio {:.2}x (to the non-allocating \
+             loop {:.2}x); counts agree ({} distinct words)",
             ms(plain_time),
             ms(fx_time),
+            ms(by_ref_time),
             ms(r.wall),
             rv / p,
+            rv / nr,
             plain.len(),
         );
         println!(
@@ -563,6 +618,8 @@ async fn main() -> Result<(), BoxError> {
         }
         all.plain.push(p);
         all.fx.push(rate(fx_time));
+        all.by_ref.push(nr);
+        all.by_ref_ratio.push(rv / nr);
         all.rivulet.push(rv);
         all.ratio.push(rv / p);
         all.median.push(ms(med));
@@ -584,7 +641,15 @@ async fn main() -> Result<(), BoxError> {
         args.executors,
         median_f64(&all.rivulet)
     );
+    println!(
+        "non-allocating loop:     {:.0} lines/s",
+        median_f64(&all.by_ref)
+    );
     println!("ratio rivulet/plain:     {:.2}x", median_f64(&all.ratio));
+    println!(
+        "ratio to non-allocating: {:.2}x",
+        median_f64(&all.by_ref_ratio)
+    );
     println!(
         "batch processing time:   median {:.1} ms, p99 {:.1} ms",
         median_f64(&all.median),
