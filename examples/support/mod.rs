@@ -862,9 +862,15 @@ pub fn read_lines(path: &Path) -> Result<Vec<Vec<u8>>, BoxError> {
 /// allocating per word: a word with no capital letter is borrowed from the line, any other is
 /// lowercased into one buffer per line. For `flat_map_reduce_by_key`, whose combiner owns a
 /// word only when it first sees it.
-pub fn for_each_word(line: &str, mut f: impl FnMut(&str)) {
+pub fn for_each_word(line: &str, f: impl FnMut(&str)) {
+    for_each_token(line, |c| c.is_ascii_alphanumeric(), f)
+}
+
+/// [`for_each_word`] with words made of the characters `is_word` accepts (maximal runs,
+/// ASCII-lowercased).
+pub fn for_each_token(line: &str, is_word: impl Fn(char) -> bool, mut f: impl FnMut(&str)) {
     let mut lower = String::new();
-    for w in line.split(|c: char| !c.is_ascii_alphanumeric()) {
+    for w in line.split(|c: char| !is_word(c)) {
         if w.is_empty() {
             continue;
         }

@@ -5,6 +5,8 @@
 //! **Pipeline** (the peer's): `flat_map(tokenize) → map((w, 1)) → reduce_by_key(+)`, then one
 //! output per batch that reduces each partition to `(distinct, sum)` (`map_partitions`) and
 //! collects those (`foreach_batch`), as the peer's `foreachRDD(mapPartitions(..).collect())`.
+//! `--by-reference` writes the count as `flat_map_reduce_by_key` over `&str` views of each
+//! line instead (the same words; each key allocated once per map task).
 //! The tokenizer is Spark's `\W+` split: a word is a maximal run of `[A-Za-z0-9_]`, ASCII
 //! lowercased (the examples' `support::words` also splits at `_`; the bundled corpus has no
 //! `_`, but this harness matches Spark's rule exactly anyway). Corpus: the bundled
@@ -141,6 +143,11 @@ struct Args {
     /// Where the lines come from.
     #[arg(long, value_enum, default_value_t = Mode::Memory)]
     mode: Mode,
+    /// Count with `flat_map_reduce_by_key` over `&str` views of each line (records read by
+    /// reference out of their blocks, a word allocated only when a map task first sees it)
+    /// instead of the peer's `flat_map → map → reduce_by_key`.
+    #[arg(long)]
+    by_reference: bool,
     /// Batch interval in milliseconds.
     #[arg(long, default_value_t = 1000, value_parser = parse_batch_ms)]
     batch_ms: u64,
@@ -286,6 +293,19 @@ fn tokenize(line: String, markers: bool) -> Vec<String> {
         .filter(|w| !w.is_empty())
         .map(str::to_ascii_lowercase)
         .collect()
+}
+
+/// [`tokenize`]'s words as `&str` views (`--by-reference`): a marker's key is the only one
+/// made per line.
+fn for_each_token(line: &str, markers: bool, f: impl FnMut(&str)) {
+    if markers {
+        if let Some(us) = line.strip_prefix(MARK) {
+            let mut f = f;
+            f(&format!("\0{us}"));
+            return;
+        }
+    }
+    support::for_each_token(line, |c| c.is_ascii_alphanumeric() || c == '_', f)
 }
 
 /// Which of `queue` mode's two pre-built slices the batch at `time_ms` reads: they alternate
@@ -728,10 +748,18 @@ impl Setup {
         let markers = marker_every > 0;
         let outs: Arc<Mutex<HashMap<i64, BatchOut>>> = Arc::default();
         let sink = outs.clone();
-        lines
-            .flat_map(move |l| tokenize(l, markers))
-            .map(|w| (w, 1u64))
-            .reduce_by_key(|a, b| a + b)
+        let counts = if self.args.by_reference {
+            lines.flat_map_reduce_by_key(
+                move |l: &String, counts| for_each_token(l, markers, |w| counts.add(w, 1u64)),
+                |a, b| a + b,
+            )
+        } else {
+            lines
+                .flat_map(move |l| tokenize(l, markers))
+                .map(|w| (w, 1u64))
+                .reduce_by_key(|a, b| a + b)
+        };
+        counts
             .map_partitions(|it| {
                 let mut out = BatchOut::default();
                 for (w, n) in it {

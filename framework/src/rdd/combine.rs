@@ -2,8 +2,9 @@
 //! with `mapSideCombine`): a map task folds its records into one combiner per key, cuts the
 //! combiners into buckets by key, and each reduce partition merges its buckets' combiners.
 //!
-//! Keys are looked up by reference and owned only when a map has not seen them: the reduce
-//! side clones a bucket's key only for a key new to its partition, and
+//! Keys are looked up by reference and owned only when a map has not seen them: a map task
+//! reading shared pairs (a block, a cached partition) and the reduce side reading buckets
+//! clone a key only when it is new to their map, and
 //! [`Rdd::flat_map_reduce_by_key`] lets the user's function hand out borrowed keys (`&str`
 //! views of a line) that are allocated once per distinct key and map task.
 
@@ -66,6 +67,29 @@ fn fold_ref<K, Q, X, C>(
         Some(slot) => fold_slot(slot, x, first, merge),
         None => {
             map.insert(key.to_owned(), Some(first(x)));
+        }
+    }
+}
+
+/// Folds every `(k, x)` record into `map` ([`fold_into`]); records kept as one shared `Vec`
+/// are read by reference, so only the value is cloned and the key only when `map` lacks it.
+pub(crate) fn fold_records<K: Key, X: Clone + 'static, C>(
+    map: &mut Combiners<K, C>,
+    records: PartitionRecords<(K, X)>,
+    first: &dyn Fn(X) -> C,
+    merge: &dyn Fn(C, X) -> C,
+    op: OpInfo,
+) {
+    match records {
+        PartitionRecords::Shared(records) => {
+            for (k, x) in records.iter() {
+                fold_ref(map, k, x.clone(), first, merge, op);
+            }
+        }
+        PartitionRecords::Computed(records) => {
+            for (k, x) in records {
+                fold_into(map, k, x, first, merge, op);
+            }
         }
     }
 }
@@ -287,6 +311,48 @@ mod tests {
             prop_assert_eq!(&fast(&cached), &by_hand);
             prop_assert_eq!(&fast(&cached), &by_hand);
             prop_assert_eq!(&plain, &by_hand);
+        }
+    }
+
+    proptest! {
+        /// `reduce_by_key` and `group_by_key` over shared pairs (keys borrowed, cloned only
+        /// when new to the map task) give what they give over computed pairs and what a fold
+        /// by hand gives; group order is map partition, then record order either way.
+        #[test]
+        fn a_combine_over_shared_pairs_equals_the_combine_over_computed_ones(
+            data in prop::collection::vec((0u8..6, -5i64..5), 0..80),
+            partitions in 1usize..5,
+            parallelism in 1usize..4,
+        ) {
+            let ctx = local_context(parallelism);
+            let pairs: Vec<(String, i64)> =
+                data.iter().map(|(k, v)| (format!("k{k}"), *v)).collect();
+            let shared = ctx.parallelize(pairs.clone(), partitions);
+            let computed = shared.map(|p| p);
+            let sums = |rdd: &crate::rdd::Rdd<(String, i64)>| {
+                let mut out = rdd.reduce_by_key(|a, b| a + b).collect().unwrap();
+                out.sort();
+                out
+            };
+            let groups = |rdd: &crate::rdd::Rdd<(String, i64)>| {
+                let mut out = rdd.group_by_key().collect().unwrap();
+                out.sort();
+                out
+            };
+            let mut by_hand: BTreeMap<String, (i64, Vec<i64>)> = BTreeMap::new();
+            for (k, v) in &pairs {
+                let e = by_hand.entry(k.clone()).or_default();
+                e.0 += v;
+                e.1.push(*v);
+            }
+            let hand_sums: Vec<(String, i64)> =
+                by_hand.iter().map(|(k, (s, _))| (k.clone(), *s)).collect();
+            let hand_groups: Vec<(String, Vec<i64>)> =
+                by_hand.into_iter().map(|(k, (_, g))| (k, g)).collect();
+            prop_assert_eq!(&sums(&shared), &hand_sums);
+            prop_assert_eq!(&sums(&computed), &hand_sums);
+            prop_assert_eq!(&groups(&shared), &hand_groups);
+            prop_assert_eq!(&groups(&computed), &hand_groups);
         }
     }
 

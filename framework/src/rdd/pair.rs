@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::data::{Data, Key};
 use crate::error::OpInfo;
 use crate::partitioner::HashPartitioner;
-use crate::rdd::combine::{combine_shuffled, drain, fold_into, Combiners};
+use crate::rdd::combine::{combine_shuffled, drain, fold_into, fold_records, Combiners};
 use crate::rdd::{narrow, shuffle, Rdd, SharedIter};
 use crate::trace;
 
@@ -66,9 +66,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             partitioner,
             move |records| {
                 let mut map = Combiners::default();
-                for (k, v) in records.into_records() {
-                    fold_into(&mut map, k, v, &*create, &*merge_value, op);
-                }
+                fold_records(&mut map, records, &*create, &*merge_value, op);
                 map
             },
             agg.merge_combiners,
