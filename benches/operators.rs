@@ -10,7 +10,9 @@
 //! - `narrow`: a fused narrow pipeline, `flat_map(words) → filter → map`, then `count`.
 //! - `reduce_by_key`: a hash shuffle with map-side combine over `(word, 1)` pairs.
 //! - `wordcount`: lines → `flat_map(words) → map((w, 1)) → reduce_by_key`, the per-core work
-//!   of one batch of `benches/src/bin/bench_wordcount.rs`.
+//!   of one batch of `benches/src/bin/bench_wordcount.rs`; and the same count by reference,
+//!   `flat_map_reduce_by_key` over `for_each_word`'s `&str` views, beside the non-allocating
+//!   loop (an Fx map looked up by `&str`, a word allocated only when new).
 //! - `job_overhead`: the fixed cost of a job on 4 records (throughput here is jobs).
 //!
 //! Records are cloned out of the input RDD (its partitions are shared, immutable `Vec`s), so
@@ -32,6 +34,7 @@ use criterion::{
 };
 use rivulet::framework::rdd::{Rdd, RddContext};
 use rivulet::framework::testing::local_context;
+use rivulet_benches::support::for_each_word;
 use rustc_hash::FxHashMap;
 
 /// Partition counts measured for the RDD benches.
@@ -184,6 +187,35 @@ fn wordcount(c: &mut Criterion) {
             }
             black_box(counts.len())
         })
+    });
+    group.bench_function("non_allocating_loop", |b| {
+        b.iter(|| {
+            let mut counts: FxHashMap<String, u64> = FxHashMap::default();
+            for line in black_box(&lines) {
+                for_each_word(line, |w| match counts.get_mut(w) {
+                    Some(n) => *n += 1,
+                    None => {
+                        counts.insert(w.to_string(), 1);
+                    }
+                });
+            }
+            black_box(counts.len())
+        })
+    });
+    group.bench_function("by_reference_partitions_2", |b| {
+        b.iter_batched(
+            || input(&lines, 2),
+            |(ctx, rdd)| {
+                let n = rdd
+                    .flat_map_reduce_by_key(
+                        |line: &String, counts| for_each_word(line, |w| counts.add(w, 1u64)),
+                        |a, b| a + b,
+                    )
+                    .count();
+                (black_box(n.expect("the local job runs")), ctx, rdd)
+            },
+            BatchSize::SmallInput,
+        )
     });
     group.bench_function("partitions_2", |b| {
         b.iter_batched(

@@ -41,15 +41,20 @@ impl<T: Data> DStream<T> {
     /// assert_eq!(sorted(out), vec![expected, vec![]]);
     /// ```
     #[track_caller]
-    pub fn flat_map_reduce_by_key<K: Key, V: Data>(
+    pub fn flat_map_reduce_by_key<K, V, R>(
         &self,
-        f: impl Fn(&T, &mut KeyedCombiner<'_, K, V>) + Send + Sync + 'static,
-        reduce: impl Fn(V, V) -> V + Send + Sync + 'static,
-    ) -> DStream<(K, V)> {
+        f: impl Fn(&T, &mut KeyedCombiner<'_, K, V, R>) + Send + Sync + 'static,
+        reduce: R,
+    ) -> DStream<(K, V)>
+    where
+        K: Key,
+        V: Data,
+        R: Fn(V, V) -> V + Send + Sync + 'static,
+    {
         let op = OpInfo::caller("flat_map_reduce_by_key");
         let p = HashPartitioner::new(self.graph().rdd_context().default_parallelism());
-        let f: Arc<dyn Fn(&T, &mut KeyedCombiner<'_, K, V>) + Send + Sync> = Arc::new(f);
-        let reduce: Arc<dyn Fn(V, V) -> V + Send + Sync> = Arc::new(reduce);
+        let f: Arc<dyn Fn(&T, &mut KeyedCombiner<'_, K, V, R>) + Send + Sync> = Arc::new(f);
+        let reduce = Arc::new(reduce);
         self.derive(op, move |rdd: &Rdd<T>, _| {
             rdd.flat_map_reduce_by_key_op(op, f.clone(), reduce.clone(), p)
         })

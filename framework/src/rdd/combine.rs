@@ -26,9 +26,15 @@ use crate::trace;
 /// function panicked mid-merge, and then the task fails and the map is dropped.
 pub(crate) type Combiners<K, C> = FxHashMap<K, Option<C>>;
 
-/// Puts `first(x)` in an empty slot, `merge(c, x)` in one holding `c`.
+/// Puts `first(x)` in an empty slot, `merge(c, x)` in one holding `c`. Generic over the
+/// functions, so a combiner whose functions are known types (see [`KeyedCombiner`]) calls them
+/// inline; the operators with boxed functions pass `&dyn Fn`.
 #[inline]
-fn fold_slot<X, C>(slot: &mut Option<C>, x: X, first: &dyn Fn(X) -> C, merge: &dyn Fn(C, X) -> C) {
+fn fold_slot<X, C, F, M>(slot: &mut Option<C>, x: X, first: &F, merge: &M)
+where
+    F: Fn(X) -> C + ?Sized,
+    M: Fn(C, X) -> C + ?Sized,
+{
     *slot = Some(match slot.take() {
         Some(c) => merge(c, x),
         None => first(x),
@@ -51,16 +57,18 @@ pub(crate) fn fold_into<K: Key, X, C>(
 
 /// [`fold_into`] with the key borrowed: it is owned (`to_owned`) only if `map` lacks it.
 #[inline]
-fn fold_ref<K, Q, X, C>(
+fn fold_ref<K, Q, X, C, F, M>(
     map: &mut Combiners<K, C>,
     key: &Q,
     x: X,
-    first: &dyn Fn(X) -> C,
-    merge: &dyn Fn(C, X) -> C,
+    first: &F,
+    merge: &M,
     op: OpInfo,
 ) where
     K: Key + Borrow<Q>,
     Q: ?Sized + Hash + Eq + ToOwned<Owned = K>,
+    F: Fn(X) -> C + ?Sized,
+    M: Fn(C, X) -> C + ?Sized,
 {
     trace::enter(op);
     match map.get_mut(key) {
@@ -138,13 +146,15 @@ pub(crate) fn combine_shuffled<T: Data, K: Key, C: Data>(
 /// The map-side combiner [`Rdd::flat_map_reduce_by_key`] hands its function with each
 /// record: [`add`](KeyedCombiner::add) folds one `(key, value)` pair into the map task's
 /// combiners, looking the key up by reference.
-pub struct KeyedCombiner<'a, K, V> {
+///
+/// `R` is the type of the operator's reduce function, so the map task's fold calls it inline.
+pub struct KeyedCombiner<'a, K, V, R> {
     map: &'a mut Combiners<K, V>,
-    reduce: &'a dyn Fn(V, V) -> V,
+    reduce: &'a R,
     op: OpInfo,
 }
 
-impl<K, V> fmt::Debug for KeyedCombiner<'_, K, V> {
+impl<K, V, R> fmt::Debug for KeyedCombiner<'_, K, V, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedCombiner")
             .field("op", &self.op)
@@ -153,7 +163,7 @@ impl<K, V> fmt::Debug for KeyedCombiner<'_, K, V> {
     }
 }
 
-impl<K: Key, V> KeyedCombiner<'_, K, V> {
+impl<K: Key, V, R: Fn(V, V) -> V> KeyedCombiner<'_, K, V, R> {
     /// Adds `value` under the key `key` borrows (`&str` for `String` keys, `&K` for any
     /// key): reduced with the value the map task already holds for it, else kept as the
     /// key's first value, and only then is the key owned (`to_owned`: one allocation per
@@ -206,11 +216,16 @@ impl<T: Data> Rdd<T> {
     /// assert_eq!(counts, vec![("a".into(), 1), ("b".into(), 3), ("c".into(), 2)]);
     /// ```
     #[track_caller]
-    pub fn flat_map_reduce_by_key<K: Key, V: Data>(
+    pub fn flat_map_reduce_by_key<K, V, R>(
         &self,
-        f: impl Fn(&T, &mut KeyedCombiner<'_, K, V>) + Send + Sync + 'static,
-        reduce: impl Fn(V, V) -> V + Send + Sync + 'static,
-    ) -> Rdd<(K, V)> {
+        f: impl Fn(&T, &mut KeyedCombiner<'_, K, V, R>) + Send + Sync + 'static,
+        reduce: R,
+    ) -> Rdd<(K, V)>
+    where
+        K: Key,
+        V: Data,
+        R: Fn(V, V) -> V + Send + Sync + 'static,
+    {
         let p = HashPartitioner::new(self.context().default_parallelism());
         self.flat_map_reduce_by_key_op(
             OpInfo::caller("flat_map_reduce_by_key"),
@@ -220,13 +235,18 @@ impl<T: Data> Rdd<T> {
         )
     }
 
-    pub(crate) fn flat_map_reduce_by_key_op<K: Key, V: Data>(
+    pub(crate) fn flat_map_reduce_by_key_op<K, V, R>(
         &self,
         op: OpInfo,
-        f: Arc<dyn Fn(&T, &mut KeyedCombiner<'_, K, V>) + Send + Sync>,
-        reduce: Arc<dyn Fn(V, V) -> V + Send + Sync>,
+        f: Arc<dyn Fn(&T, &mut KeyedCombiner<'_, K, V, R>) + Send + Sync>,
+        reduce: Arc<R>,
         partitioner: HashPartitioner,
-    ) -> Rdd<(K, V)> {
+    ) -> Rdd<(K, V)>
+    where
+        K: Key,
+        V: Data,
+        R: Fn(V, V) -> V + Send + Sync + 'static,
+    {
         let merge = reduce.clone();
         combine_shuffled(
             self,
