@@ -8,7 +8,7 @@
 #   mkdir -p bench-bin && cp target/release/{bench_wordcount,nexmark} bench-bin/
 # Run on the host (BIN is where the binaries are; raw output goes to OUT):
 #   BIN=bench-bin OUT=benches/results/scaling scripts/bench_scaling.sh "1 2 4 8 14"
-# It takes about 4 minutes on 16 cores. Every run checks its counts (a wrong answer exits
+# It takes about 6 minutes on 16 cores. Every run checks its counts (a wrong answer exits
 # non-zero and is recorded as `# exit <code>` in the output).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,13 @@ for n in $EXECUTORS; do
     "$BIN/bench_wordcount" --repeat 100 --runs 3 --executors "$n" --receivers "$r"
     echo "# exit $?"; } >"$f" 2>&1
   grep -E '^(rivulet,|ratio|plain loop:|# exit)' "$f"
+  # The same count by reference (flat_map_reduce_by_key), against the non-allocating loop too.
+  f="$OUT/wordcount-by-reference-e$n.txt"
+  echo "=== wordcount by reference executors $n receivers $r $(date +%T)"
+  { echo "# $(date -u +%FT%TZ) $host load: $(cut -d' ' -f1-3 /proc/loadavg)"
+    "$BIN/bench_wordcount" --repeat 100 --runs 3 --executors "$n" --receivers "$r" --by-reference
+    echo "# exit $?"; } >"$f" 2>&1
+  grep -E '^(rivulet,|ratio|plain loop:|non-allocating|# exit)' "$f"
 done
 for n in $EXECUTORS; do
   f="$OUT/nexmark-e$n.txt"
