@@ -123,41 +123,56 @@ async fn kills_between_batches_and_from_an_output_give_the_fault_free_output() {
     .await;
 }
 
+/// Counts the words of 3 batches with `count` (a shuffle by word from a queue stream of
+/// the words), killing every executor from inside the first reduce task that sees the
+/// trigger word: the lost map outputs are recomputed and the counts equal the hand count.
+async fn kill_inside_the_reduce_stage(
+    count: impl FnOnce(DStream<String>) -> DStream<(String, u64)>,
+) {
+    let input = words(3);
+    let ssc = context(3, 3);
+    let fired = Arc::new(AtomicBool::new(false));
+    let (killer, flag) = (ssc.clone(), fired.clone());
+    let counts = count(ssc.queue_stream(input.clone()))
+        // Runs in the reduce stage, after every map output of the batch was written.
+        .map(move |kv| {
+            if is_trigger(&kv) && !flag.swap(true, Ordering::SeqCst) {
+                // Every executor dies, this task's own included: its result is lost,
+                // and so is every map output it and the other reduce tasks need.
+                for e in 0..3 {
+                    futures::executor::block_on(killer.kill_executor(e)).expect("executor exists");
+                }
+            }
+            kv
+        });
+    let out = counts.collect_batches();
+    ssc.start().await.unwrap();
+    ssc.advance(3).await.expect("every batch heals");
+    assert!(fired.load(Ordering::SeqCst));
+    let m = metrics(&ssc);
+    assert_eq!(m.executors_lost, 3, "{m:?}");
+    // The killing task's own reply may still arrive (its actor finishes the message it
+    // is handling), so it is not always rerun; the lost map outputs always are.
+    assert!(m.stages_resubmitted >= 1, "{m:?}");
+    assert_eq!(sorted_batches(out.batches()), hand_counts(&input));
+    ssc.stop(StopMode::Now).await.unwrap();
+}
+
 #[actix::test]
 async fn a_kill_from_inside_the_reduce_stage_reruns_the_lost_map_outputs() {
-    within(async {
-        let input = words(3);
-        let ssc = context(3, 3);
-        let fired = Arc::new(AtomicBool::new(false));
-        let (killer, flag) = (ssc.clone(), fired.clone());
-        let counts = ssc
-            .queue_stream(input.clone())
-            .map(|w| (w, 1u64))
-            .reduce_by_key(|a, b| a + b)
-            // Runs in the reduce stage, after every map output of the batch was written.
-            .map(move |kv| {
-                if is_trigger(&kv) && !flag.swap(true, Ordering::SeqCst) {
-                    // Every executor dies, this task's own included: its result is lost,
-                    // and so is every map output it and the other reduce tasks need.
-                    for e in 0..3 {
-                        futures::executor::block_on(killer.kill_executor(e))
-                            .expect("executor exists");
-                    }
-                }
-                kv
-            });
-        let out = counts.collect_batches();
-        ssc.start().await.unwrap();
-        ssc.advance(3).await.expect("every batch heals");
-        assert!(fired.load(Ordering::SeqCst));
-        let m = metrics(&ssc);
-        assert_eq!(m.executors_lost, 3, "{m:?}");
-        // The killing task's own reply may still arrive (its actor finishes the message it
-        // is handling), so it is not always rerun; the lost map outputs always are.
-        assert!(m.stages_resubmitted >= 1, "{m:?}");
-        assert_eq!(sorted_batches(out.batches()), hand_counts(&input));
-        ssc.stop(StopMode::Now).await.unwrap();
-    })
+    within(kill_inside_the_reduce_stage(|words| {
+        words.map(|w| (w, 1u64)).reduce_by_key(|a, b| a + b)
+    }))
+    .await;
+}
+
+/// The same loss under the count by reference: its map tasks read the queue's partitions by
+/// reference again when they rerun.
+#[actix::test]
+async fn a_count_by_reference_heals_the_same_way() {
+    within(kill_inside_the_reduce_stage(|words| {
+        words.flat_map_reduce_by_key(|w: &String, counts| counts.add(w, 1u64), |a, b| a + b)
+    }))
     .await;
 }
 
