@@ -16,8 +16,8 @@
 //! copy of each line. A third loop, the **non-allocating** one, hands out each line's words as
 //! `&str` views (`support::for_each_word`) and allocates a word only when its map first sees
 //! it; `--by-reference` writes the rivulet job that way too (`flat_map_reduce_by_key`), and
-//! each run prints rivulet's rate against both loops. The harness fails (non-zero exit) if rivulet's counts, summed over all
-//! batches, differ from the plain loop's.
+//! each run prints rivulet's rate against both loops. The harness fails (non-zero exit) if
+//! rivulet's counts, summed over all batches, differ from the plain loop's.
 //! It prints input lines, both rates, their ratio, and the median and p99 per-batch
 //! processing time; with `--runs N` it repeats everything N times and reports medians.
 //!

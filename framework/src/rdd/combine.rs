@@ -328,6 +328,8 @@ mod tests {
             let by_hand: Vec<(String, u64)> = by_hand.into_iter().collect();
             prop_assert_eq!(&fast(&shared), &by_hand);
             prop_assert_eq!(&fast(&computed), &by_hand);
+            // The first job over `cached` computes and caches it; the second reads the
+            // cached partitions by reference.
             prop_assert_eq!(&fast(&cached), &by_hand);
             prop_assert_eq!(&fast(&cached), &by_hand);
             prop_assert_eq!(&plain, &by_hand);
