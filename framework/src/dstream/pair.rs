@@ -51,8 +51,63 @@ impl<T: Data> DStream<T> {
         V: Data,
         R: Fn(V, V) -> V + Send + Sync + 'static,
     {
-        let op = OpInfo::caller("flat_map_reduce_by_key");
         let p = HashPartitioner::new(self.graph().rdd_context().default_parallelism());
+        self.flat_map_reduce_by_key_into(OpInfo::caller("flat_map_reduce_by_key"), f, reduce, p)
+    }
+
+    /// [`flat_map_reduce_by_key`](DStream::flat_map_reduce_by_key) into `partitions`
+    /// partitions (Spark: `reduceByKey(func, numPartitions)`).
+    ///
+    /// # Panics
+    /// If `partitions` is zero.
+    ///
+    /// # Examples
+    /// ```
+    /// use rivulet_framework::testing::run_batches;
+    ///
+    /// let input = vec![vec!["a b".to_string(), "b c".into()]];
+    /// let out = run_batches(input, |lines| {
+    ///     lines
+    ///         .flat_map_reduce_by_key_with_partitions(
+    ///             |line: &String, words| line.split(' ').for_each(|w| words.add(w, 1u64)),
+    ///             |a, b| a + b,
+    ///             3,
+    ///         )
+    ///         .glom()
+    /// });
+    /// assert_eq!(out[0].len(), 3); // the batch's partitions
+    /// let mut counts = out[0].concat();
+    /// counts.sort();
+    /// assert_eq!(counts, vec![("a".into(), 1), ("b".into(), 2), ("c".into(), 1)]);
+    /// ```
+    #[track_caller]
+    pub fn flat_map_reduce_by_key_with_partitions<K, V, R>(
+        &self,
+        f: impl Fn(&T, &mut KeyedCombiner<'_, K, V, R>) + Send + Sync + 'static,
+        reduce: R,
+        partitions: usize,
+    ) -> DStream<(K, V)>
+    where
+        K: Key,
+        V: Data,
+        R: Fn(V, V) -> V + Send + Sync + 'static,
+    {
+        let p = HashPartitioner::new(partitions);
+        self.flat_map_reduce_by_key_into(OpInfo::caller("flat_map_reduce_by_key"), f, reduce, p)
+    }
+
+    fn flat_map_reduce_by_key_into<K, V, R>(
+        &self,
+        op: OpInfo,
+        f: impl Fn(&T, &mut KeyedCombiner<'_, K, V, R>) + Send + Sync + 'static,
+        reduce: R,
+        p: HashPartitioner,
+    ) -> DStream<(K, V)>
+    where
+        K: Key,
+        V: Data,
+        R: Fn(V, V) -> V + Send + Sync + 'static,
+    {
         let f: Arc<dyn Fn(&T, &mut KeyedCombiner<'_, K, V, R>) + Send + Sync> = Arc::new(f);
         let reduce = Arc::new(reduce);
         self.derive(op, move |rdd: &Rdd<T>, _| {

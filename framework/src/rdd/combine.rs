@@ -235,6 +235,31 @@ impl<T: Data> Rdd<T> {
         )
     }
 
+    /// [`flat_map_reduce_by_key`](Rdd::flat_map_reduce_by_key) into `partitions` partitions
+    /// (Spark: `reduceByKey(func, numPartitions)`).
+    ///
+    /// # Panics
+    /// If `partitions` is zero.
+    #[track_caller]
+    pub fn flat_map_reduce_by_key_with_partitions<K, V, R>(
+        &self,
+        f: impl Fn(&T, &mut KeyedCombiner<'_, K, V, R>) + Send + Sync + 'static,
+        reduce: R,
+        partitions: usize,
+    ) -> Rdd<(K, V)>
+    where
+        K: Key,
+        V: Data,
+        R: Fn(V, V) -> V + Send + Sync + 'static,
+    {
+        self.flat_map_reduce_by_key_op(
+            OpInfo::caller("flat_map_reduce_by_key"),
+            Arc::new(f),
+            Arc::new(reduce),
+            HashPartitioner::new(partitions),
+        )
+    }
+
     pub(crate) fn flat_map_reduce_by_key_op<K, V, R>(
         &self,
         op: OpInfo,
@@ -376,6 +401,25 @@ mod tests {
             prop_assert_eq!(&groups(&shared), &hand_groups);
             prop_assert_eq!(&groups(&computed), &hand_groups);
         }
+    }
+
+    #[test]
+    fn with_partitions_cuts_the_result_into_that_many_partitions() {
+        let ctx = local_context(2);
+        let lines = ctx.parallelize(vec!["d c b a".to_string(), "a".into()], 2);
+        let counts = lines.flat_map_reduce_by_key_with_partitions(
+            |line: &String, out| words(line).for_each(|w| out.add(w, 1u64)),
+            |a, b| a + b,
+            3,
+        );
+        assert_eq!(counts.num_partitions(), 3);
+        let mut all = counts.collect().unwrap();
+        all.sort();
+        let expected: Vec<(String, u64)> = [("a", 2), ("b", 1), ("c", 1), ("d", 1)]
+            .iter()
+            .map(|&(w, n)| (w.to_string(), n))
+            .collect();
+        assert_eq!(all, expected);
     }
 
     /// Values are reduced in record order within a map task and combiners in map partition
