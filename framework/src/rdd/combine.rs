@@ -404,6 +404,24 @@ mod tests {
     }
 
     #[test]
+    fn a_combiner_shows_its_operator_and_how_many_keys_it_holds() {
+        let mut map = super::Combiners::<String, u64>::default();
+        let reduce = |a: u64, b: u64| a + b;
+        let mut combiner = super::KeyedCombiner {
+            map: &mut map,
+            reduce: &reduce,
+            op: crate::error::OpInfo::caller("flat_map_reduce_by_key"),
+        };
+        combiner.add("a", 1);
+        combiner.add("b", 1);
+        combiner.add("a", 1);
+        let shown = format!("{combiner:?}");
+        assert!(shown.contains("flat_map_reduce_by_key"), "{shown}");
+        assert!(shown.contains("keys: 2"), "{shown}");
+        assert_eq!(map.get("a"), Some(&Some(2)));
+    }
+
+    #[test]
     fn with_partitions_cuts_the_result_into_that_many_partitions() {
         let ctx = local_context(2);
         let lines = ctx.parallelize(vec!["d c b a".to_string(), "a".into()], 2);
