@@ -151,6 +151,19 @@ impl HashPartitioner {
         // Multiply-shift uses the hash's high bits, which the finalizer mixes.
         ((u128::from(stable_hash(key)) * self.num_partitions as u128) >> 64) as usize
     }
+
+    /// `pairs` cut into one bucket per partition by [`partition`](HashPartitioner::partition)
+    /// of each key, in order within a bucket (a shuffle map task's output).
+    pub(crate) fn buckets<K: Serialize, V>(
+        &self,
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Vec<Vec<(K, V)>> {
+        let mut buckets: Vec<Vec<(K, V)>> = (0..self.num_partitions).map(|_| Vec::new()).collect();
+        for (k, v) in pairs {
+            buckets[self.partition(&k)].push((k, v));
+        }
+        buckets
+    }
 }
 
 #[cfg(test)]

@@ -124,13 +124,7 @@ pub(crate) fn combine_shuffled<T: Data, K: Key, C: Data>(
         op,
         partitioner.num_partitions(),
         Some(partitioner),
-        move |_, records, n| {
-            let mut buckets: Vec<Vec<(K, C)>> = (0..n).map(|_| Vec::new()).collect();
-            for (k, c) in drain(combine(records)) {
-                buckets[partitioner.partition(&k)].push((k, c));
-            }
-            buckets
-        },
+        move |_, records, _| partitioner.buckets(drain(combine(records))),
         move |buckets| {
             let mut map = Combiners::default();
             for bucket in buckets {

@@ -198,13 +198,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             op,
             partitioner.num_partitions(),
             Some(partitioner),
-            move |_, records, n| {
-                let mut buckets: Vec<Vec<(K, V)>> = (0..n).map(|_| Vec::new()).collect();
-                for (k, v) in records.into_records() {
-                    buckets[partitioner.partition(&k)].push((k, v));
-                }
-                buckets
-            },
+            move |_, records, _| partitioner.buckets(records.into_records()),
             |buckets| Box::new(buckets.into_iter().flat_map(SharedIter::new)),
         )
     }
