@@ -174,27 +174,7 @@ async fn graceful_stop_processes_lines_received_but_not_batched() {
     .await
 }
 
-/// The words of `line` (maximal runs of ASCII letters and digits, lowercased) handed to
-/// `add` as `&str` views: lowercase words are borrowed from the line, others lowercased
-/// into one buffer per line.
-fn add_words(line: &str, mut add: impl FnMut(&str)) {
-    let mut lower = String::new();
-    for w in line.split(|c: char| !c.is_ascii_alphanumeric()) {
-        if w.is_empty() {
-            continue;
-        }
-        if w.bytes().any(|b| b.is_ascii_uppercase()) {
-            lower.clear();
-            lower.push_str(w);
-            lower.make_ascii_lowercase();
-            add(&lower);
-        } else {
-            add(w);
-        }
-    }
-}
-
-/// A word count over received blocks (read by reference, keys borrowed from the lines)
+/// A word count over received blocks (read by reference, keys looked up by `&str`)
 /// equals the plain `flat_map` → `map` → `reduce_by_key` batch by batch, and the count by
 /// hand over all batches, on the bundled Shakespeare text.
 #[actix::test]
@@ -210,7 +190,11 @@ async fn a_word_count_by_reference_over_blocks_equals_the_plain_one() {
         let input = ssc.socket_text_stream("127.0.0.1", port);
         let fast = input
             .flat_map_reduce_by_key(
-                |line: &String, words| add_words(line, |w| words.add(w, 1u64)),
+                |line: &String, counts| {
+                    for w in words_of(line) {
+                        counts.add(w.as_str(), 1u64);
+                    }
+                },
                 |a, b| a + b,
             )
             .collect_batches();

@@ -51,8 +51,8 @@ impl<T: Data> DStream<T> {
         V: Data,
         R: Fn(V, V) -> V + Send + Sync + 'static,
     {
-        let p = HashPartitioner::new(self.graph().rdd_context().default_parallelism());
-        self.flat_map_reduce_by_key_into(OpInfo::caller("flat_map_reduce_by_key"), f, reduce, p)
+        let partitions = self.graph().rdd_context().default_parallelism();
+        self.flat_map_reduce_by_key_with_partitions(f, reduce, partitions)
     }
 
     /// [`flat_map_reduce_by_key`](DStream::flat_map_reduce_by_key) into `partitions`
@@ -92,22 +92,10 @@ impl<T: Data> DStream<T> {
         V: Data,
         R: Fn(V, V) -> V + Send + Sync + 'static,
     {
-        let p = HashPartitioner::new(partitions);
-        self.flat_map_reduce_by_key_into(OpInfo::caller("flat_map_reduce_by_key"), f, reduce, p)
-    }
-
-    fn flat_map_reduce_by_key_into<K, V, R>(
-        &self,
-        op: OpInfo,
-        f: impl Fn(&T, &mut KeyedCombiner<'_, K, V, R>) + Send + Sync + 'static,
-        reduce: R,
-        p: HashPartitioner,
-    ) -> DStream<(K, V)>
-    where
-        K: Key,
-        V: Data,
-        R: Fn(V, V) -> V + Send + Sync + 'static,
-    {
+        let (op, p) = (
+            OpInfo::caller("flat_map_reduce_by_key"),
+            HashPartitioner::new(partitions),
+        );
         let f: Arc<dyn Fn(&T, &mut KeyedCombiner<'_, K, V, R>) + Send + Sync> = Arc::new(f);
         let reduce = Arc::new(reduce);
         self.derive(op, move |rdd: &Rdd<T>, _| {

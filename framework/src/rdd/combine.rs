@@ -220,13 +220,8 @@ impl<T: Data> Rdd<T> {
         V: Data,
         R: Fn(V, V) -> V + Send + Sync + 'static,
     {
-        let p = HashPartitioner::new(self.context().default_parallelism());
-        self.flat_map_reduce_by_key_op(
-            OpInfo::caller("flat_map_reduce_by_key"),
-            Arc::new(f),
-            Arc::new(reduce),
-            p,
-        )
+        let partitions = self.context().default_parallelism();
+        self.flat_map_reduce_by_key_with_partitions(f, reduce, partitions)
     }
 
     /// [`flat_map_reduce_by_key`](Rdd::flat_map_reduce_by_key) into `partitions` partitions
